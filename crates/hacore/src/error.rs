@@ -1,0 +1,62 @@
+//! The one error type of `hacore`.
+
+use crate::source::Diagnostic;
+
+/// Everything that can go wrong loading or evaluating in the core.
+///
+/// Every variant a user can cause names the file, field, node or value
+/// involved, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A document is not valid YAML/JSON or does not match the schema.
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        /// The file (or a name given to an in-memory document).
+        file: String,
+        /// 1-based line; 0 when unknown.
+        line: usize,
+        /// 1-based column; 0 when unknown.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A document parsed but failed validation; every error is listed.
+    #[error("{file}: {} error(s):\n{}", errors.len(), render(errors))]
+    Invalid {
+        /// The file.
+        file: String,
+        /// The errors, each located where possible.
+        errors: Vec<Diagnostic>,
+    },
+    /// The named target is neither a node nor a hypervisor host of the topology.
+    #[error("unknown target `{target}`: not a node or hypervisor host in the topology (known: {known})")]
+    UnknownTarget {
+        /// What the user asked for.
+        target: String,
+        /// The names that exist, comma-separated.
+        known: String,
+    },
+    /// An action name was not recognised.
+    #[error("unknown action `{0}`: expected one of reboot, drain, upgrade, shutdown, remove-member, join")]
+    UnknownAction(String),
+    /// A built-in policy name was not recognised.
+    #[error("unknown policy `{0}`: expected a file path or one of the built-ins: {1}")]
+    UnknownPolicy(String, String),
+}
+
+fn render(errors: &[Diagnostic]) -> String {
+    errors
+        .iter()
+        .map(|d| format!("  {d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,345 @@
+//! Gate policies: which rules run, with which thresholds, and the evaluation
+//! that turns topology + state + request + time into a [`Verdict`].
+
+use std::path::Path;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::action::Action;
+use crate::error::Error;
+use crate::rules::{self, Context, NoParams};
+use crate::source;
+use crate::state::ClusterState;
+use crate::topology::{Hypervisor, Node, Topology};
+use crate::verdict::{Decision, Finding, Verdict};
+
+/// A named set of rules with their parameters.
+///
+/// In a file, `extends` starts from a built-in policy; `rules` then adds or
+/// overrides rules (a rule written with no parameters, `etcd-quorum:` or
+/// `etcd-quorum: {}`, is enabled with its defaults) and `disable` drops rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Policy {
+    /// Policy name, shown in verdicts.
+    pub name: String,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A built-in policy to start from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    /// The rules.
+    #[serde(default)]
+    pub rules: RuleSet,
+    /// Rule ids to drop from the extended policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disable: Vec<String>,
+}
+
+/// Deserialize an optional rule section so that a bare key (YAML null)
+/// enables the rule with default parameters instead of disabling it.
+fn enabled<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
+}
+
+macro_rules! rule_set {
+    ($( $field:ident : $params:ty => $module:ident ),* $(,)?) => {
+        /// Every rule, each enabled with its parameters or absent. Rules run
+        /// in this order.
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+        pub struct RuleSet {
+            $(
+                #[doc = concat!("Rule `", stringify!($module), "`.")]
+                #[serde(default, deserialize_with = "enabled", skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$params>,
+            )*
+        }
+
+        impl RuleSet {
+            /// Run every enabled rule.
+            pub fn run(&self, ctx: &Context<'_>, out: &mut Vec<Finding>) {
+                $( if let Some(p) = &self.$field { rules::$module::check(ctx, p, out); } )*
+            }
+
+            /// Ids of the enabled rules, in order.
+            pub fn ids(&self) -> Vec<&'static str> {
+                let mut v = Vec::new();
+                $( if self.$field.is_some() { v.push(rules::$module::ID); } )*
+                v
+            }
+
+            /// Every rule id there is.
+            pub const ALL_IDS: &'static [&'static str] = &[$( rules::$module::ID ),*];
+
+            /// Take every rule `other` enables, with its parameters.
+            pub fn overlay(&mut self, other: &RuleSet) {
+                $( if other.$field.is_some() { self.$field = other.$field.clone(); } )*
+            }
+
+            /// Disable a rule by id; false if there is no such rule.
+            pub fn disable(&mut self, id: &str) -> bool {
+                $( if rules::$module::ID == id { self.$field = None; return true; } )*
+                false
+            }
+        }
+    };
+}
+
+rule_set! {
+    state_fresh: rules::state_fresh::Params => state_fresh,
+    kill_switch: NoParams => kill_switch,
+    lock: NoParams => lock,
+    reboot_window: rules::reboot_window::Params => reboot_window,
+    alerts: rules::alerts::Params => alerts,
+    soak: rules::soak::Params => soak,
+    nodes_ready: rules::nodes_ready::Params => nodes_ready,
+    daemonsets: rules::daemonsets::Params => daemonsets,
+    etcd_quorum: NoParams => etcd_quorum,
+    etcd_two_voters: NoParams => etcd_two_voters,
+    etcd_odd_size: NoParams => etcd_odd_size,
+    etcd_leader: NoParams => etcd_leader,
+    etcd_learner: rules::etcd_learner::Params => etcd_learner,
+    etcd_alarms: NoParams => etcd_alarms,
+    control_plane_ready: rules::control_plane_ready::Params => control_plane_ready,
+    apiserver_ready: rules::apiserver_ready::Params => apiserver_ready,
+    load_balancer: rules::load_balancer::Params => load_balancer,
+    hypervisor_host: NoParams => hypervisor_host,
+    pdb: NoParams => pdb,
+}
+
+/// Names of the built-in policies.
+pub const BUILTINS: [&str; 6] = ["reboot", "upgrade", "drain", "shutdown", "remove-member", "join"];
+
+impl Policy {
+    /// A built-in policy by name.
+    ///
+    /// - `reboot`: what the home-lab's kured sentinel gate checks (all nodes
+    ///   Ready, calico-node running, 24h soak) plus quorum: etcd, masters
+    ///   Ready (>= 2), apiservers, load balancer, leader, joins, PDBs, lock.
+    /// - `upgrade`: the upgrade chain's preflight (kill-switch, critical
+    ///   alerts, 600s quiet baseline) plus the same quorum rules.
+    /// - `drain`: PDBs, nodes Ready, kill-switch, lock.
+    /// - `shutdown`: like reboot with a 600s soak.
+    /// - `remove-member`: quorum after removal, no join in progress, leader moved.
+    /// - `join`: quorum after the join, one join at a time, odd size advice.
+    pub fn builtin(name: &str) -> Option<Policy> {
+        let mut r = RuleSet {
+            state_fresh: Some(Default::default()),
+            lock: Some(NoParams {}),
+            ..Default::default()
+        };
+        let quorum = |r: &mut RuleSet| {
+            r.etcd_quorum = Some(NoParams {});
+            r.etcd_two_voters = Some(NoParams {});
+            r.etcd_leader = Some(NoParams {});
+            r.etcd_learner = Some(Default::default());
+            r.etcd_alarms = Some(NoParams {});
+            r.control_plane_ready = Some(Default::default());
+            r.apiserver_ready = Some(Default::default());
+            r.load_balancer = Some(Default::default());
+            r.hypervisor_host = Some(NoParams {});
+        };
+        let calico = || rules::daemonsets::Params { names: vec!["calico-node".into()] };
+        let description = match name {
+            "reboot" => {
+                quorum(&mut r);
+                r.nodes_ready = Some(Default::default());
+                r.daemonsets = Some(calico());
+                r.soak = Some(rules::soak::Params { window: crate::units::Dur::hours(24) });
+                r.pdb = Some(NoParams {});
+                "kured sentinel gate (all nodes Ready, calico-node running, 24h soak) plus control-plane quorum"
+            }
+            "upgrade" => {
+                quorum(&mut r);
+                r.kill_switch = Some(NoParams {});
+                r.alerts = Some(Default::default());
+                r.soak = Some(Default::default());
+                r.nodes_ready = Some(Default::default());
+                r.pdb = Some(NoParams {});
+                "upgrade-chain preflight (kill-switch, critical alerts, 600s quiet baseline) plus control-plane quorum"
+            }
+            "drain" => {
+                r.kill_switch = Some(NoParams {});
+                r.nodes_ready = Some(Default::default());
+                r.pdb = Some(NoParams {});
+                "evictions only: PodDisruptionBudgets, nodes Ready, kill-switch"
+            }
+            "shutdown" => {
+                quorum(&mut r);
+                r.kill_switch = Some(NoParams {});
+                r.nodes_ready = Some(Default::default());
+                r.daemonsets = Some(calico());
+                r.soak = Some(Default::default());
+                r.pdb = Some(NoParams {});
+                "power-off for an unknown time: quorum, nodes Ready, 600s soak"
+            }
+            "remove-member" => {
+                quorum(&mut r);
+                r.etcd_two_voters = None;
+                r.etcd_odd_size = Some(NoParams {});
+                r.kill_switch = Some(NoParams {});
+                r.pdb = Some(NoParams {});
+                "permanent removal: quorum after removal, no join in progress, leader moved first"
+            }
+            "join" => {
+                r.etcd_quorum = Some(NoParams {});
+                r.etcd_learner = Some(Default::default());
+                r.etcd_alarms = Some(NoParams {});
+                r.etcd_odd_size = Some(NoParams {});
+                r.kill_switch = Some(NoParams {});
+                r.nodes_ready = Some(Default::default());
+                "add a control-plane member: quorum during the join, one join at a time"
+            }
+            _ => return None,
+        };
+        Some(Policy {
+            name: name.to_string(),
+            description: Some(description.to_string()),
+            extends: None,
+            rules: r,
+            disable: Vec::new(),
+        })
+    }
+
+    /// The built-in policy for an action.
+    pub fn for_action(action: Action) -> Policy {
+        Policy::builtin(action.name()).expect("every action has a built-in policy")
+    }
+
+    /// Parse a policy document, resolving `extends` and `disable`.
+    pub fn from_yaml(name: &str, text: &str) -> Result<Policy, Error> {
+        let policy: Policy = source::parse(name, text)?;
+        policy.resolve(name, text)
+    }
+
+    /// Load a policy file.
+    pub fn load(path: &Path) -> Result<Policy, Error> {
+        let (policy, text): (Policy, String) = source::read(path)?;
+        policy.resolve(&path.display().to_string(), &text)
+    }
+
+    /// A built-in name, or else a file path.
+    pub fn named_or_file(spec: &str) -> Result<Policy, Error> {
+        if let Some(p) = Policy::builtin(spec) {
+            return Ok(p);
+        }
+        let path = Path::new(spec);
+        if path.exists() {
+            return Policy::load(path);
+        }
+        Err(Error::UnknownPolicy(spec.to_string(), BUILTINS.join(", ")))
+    }
+
+    fn resolve(self, file: &str, text: &str) -> Result<Policy, Error> {
+        let mut errors = Vec::new();
+        let mut rules = match &self.extends {
+            None => RuleSet::default(),
+            Some(base) => match Policy::builtin(base) {
+                Some(p) => p.rules,
+                None => {
+                    errors.push(source::Diagnostic::error(
+                        "extends",
+                        format!("unknown built-in policy `{base}` (known: {})", BUILTINS.join(", ")),
+                    ));
+                    RuleSet::default()
+                }
+            },
+        };
+        rules.overlay(&self.rules);
+        for (i, id) in self.disable.iter().enumerate() {
+            if !rules.disable(id) {
+                errors.push(source::Diagnostic::error(
+                    format!("disable[{i}]"),
+                    format!("unknown rule `{id}` (known: {})", RuleSet::ALL_IDS.join(", ")),
+                ));
+            }
+        }
+        if rules.ids().is_empty() {
+            errors.push(source::Diagnostic::error("rules", "the policy enables no rule"));
+        }
+        if !errors.is_empty() {
+            for e in &mut errors {
+                e.locate_in(file, text);
+            }
+            return Err(Error::Invalid { file: file.to_string(), errors });
+        }
+        Ok(Policy { rules, disable: Vec::new(), ..self })
+    }
+}
+
+/// What is asked: an action on a target, by someone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The action.
+    pub action: Action,
+    /// A node name or a hypervisor host name.
+    pub target: &'a str,
+    /// Identity of the caller, for the disruption lock.
+    pub requester: Option<&'a str>,
+}
+
+/// The nodes a target stands for: the node itself, or every node on a host.
+pub fn resolve_target<'a>(
+    topology: &'a Topology,
+    target: &str,
+) -> Result<(Vec<&'a Node>, Option<&'a Hypervisor>), Error> {
+    if let Some(n) = topology.node(target) {
+        return Ok((vec![n], None));
+    }
+    if let Some(h) = topology.hypervisor(target) {
+        let nodes = topology
+            .nodes
+            .iter()
+            .filter(|n| n.hypervisor.as_deref() == Some(h.name.as_str()))
+            .collect();
+        return Ok((nodes, Some(h)));
+    }
+    let known: Vec<&str> = topology
+        .nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .chain(topology.hypervisors.iter().map(|h| h.name.as_str()))
+        .collect();
+    Err(Error::UnknownTarget { target: target.to_string(), known: known.join(", ") })
+}
+
+/// Evaluate a request under a policy at time `now`. Pure: no I/O, no clock.
+pub fn evaluate(
+    topology: &Topology,
+    state: &ClusterState,
+    policy: &Policy,
+    request: &Request<'_>,
+    now: Timestamp,
+) -> Result<Verdict, Error> {
+    let (targets, host) = resolve_target(topology, request.target)?;
+    let affected = targets.iter().map(|n| n.name.clone()).collect();
+    let ctx = Context::new(
+        topology,
+        state,
+        request.action,
+        request.target,
+        targets,
+        host,
+        now,
+        request.requester,
+    );
+    let mut findings = Vec::with_capacity(24);
+    policy.rules.run(&ctx, &mut findings);
+    Ok(Verdict {
+        decision: Decision::from_findings(&findings),
+        action: request.action,
+        target: request.target.to_string(),
+        affected,
+        policy: policy.name.clone(),
+        at: now,
+        observed_at: state.observed_at,
+        findings,
+    })
+}

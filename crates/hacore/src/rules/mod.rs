@@ -1,0 +1,164 @@
+//! Safety rules: one small pure rule per module.
+//!
+//! Each rule reads a [`Context`] (topology, observed state, the requested
+//! action and its targets, the time) and its own parameters, and pushes
+//! findings. A rule that needs data that was not observed, or whose probe
+//! failed, pushes an `unknown` finding: it never passes on missing data.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+
+use crate::action::Action;
+use crate::state::{ClusterState, EtcdMember, NodeState};
+use crate::topology::{Hypervisor, Node, Topology};
+use crate::verdict::{Finding, Severity};
+
+pub mod alerts;
+pub mod apiserver_ready;
+pub mod control_plane_ready;
+pub mod daemonsets;
+pub mod etcd_alarms;
+pub mod etcd_leader;
+pub mod etcd_learner;
+pub mod etcd_odd_size;
+pub mod etcd_quorum;
+pub mod etcd_two_voters;
+pub mod hypervisor_host;
+pub mod kill_switch;
+pub mod load_balancer;
+pub mod lock;
+pub mod nodes_ready;
+pub mod pdb;
+pub mod reboot_window;
+pub mod soak;
+pub mod state_fresh;
+
+/// Everything a rule may look at.
+pub struct Context<'a> {
+    /// The declared cluster.
+    pub topology: &'a Topology,
+    /// What was observed.
+    pub state: &'a ClusterState,
+    /// The action asked about.
+    pub action: Action,
+    /// The target as given.
+    pub target: &'a str,
+    /// The nodes the action affects: the target node, or every node on the
+    /// target hypervisor host.
+    pub targets: Vec<&'a Node>,
+    /// The hypervisor host, when the target is one.
+    pub host: Option<&'a Hypervisor>,
+    /// The time to evaluate for.
+    pub now: Timestamp,
+    /// Who asks (lock holder identity), if known.
+    pub requester: Option<&'a str>,
+    node_states: HashMap<&'a str, &'a NodeState>,
+    nodes_by_addr: HashMap<IpAddr, &'a Node>,
+}
+
+impl<'a> Context<'a> {
+    /// Build a context. `targets` and `host` come from [`resolve_target`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        topology: &'a Topology,
+        state: &'a ClusterState,
+        action: Action,
+        target: &'a str,
+        targets: Vec<&'a Node>,
+        host: Option<&'a Hypervisor>,
+        now: Timestamp,
+        requester: Option<&'a str>,
+    ) -> Self {
+        let node_states = state
+            .nodes
+            .iter()
+            .flatten()
+            .map(|n| (n.name.as_str(), n))
+            .collect();
+        let nodes_by_addr = topology.nodes.iter().map(|n| (n.address, n)).collect();
+        Context {
+            topology,
+            state,
+            action,
+            target,
+            targets,
+            host,
+            now,
+            requester,
+            node_states,
+            nodes_by_addr,
+        }
+    }
+
+    /// Whether `name` is one of the affected nodes.
+    pub fn is_target(&self, name: &str) -> bool {
+        self.targets.iter().any(|n| n.name == name)
+    }
+
+    /// Whether any affected node is a master.
+    pub fn targets_control_plane(&self) -> bool {
+        self.targets.iter().any(|n| n.is_control_plane())
+    }
+
+    /// Observed state of a node, if the node list was observed and has it.
+    pub fn node_state(&self, name: &str) -> Option<&'a NodeState> {
+        self.node_states.get(name).copied()
+    }
+
+    /// The topology node an etcd member runs on: by name, else by the peer
+    /// URL's host. A member with no matching node counts as unhealthy.
+    pub fn member_node(&self, m: &EtcdMember) -> Option<&'a Node> {
+        if !m.name.is_empty()
+            && let Some(n) = self.topology.node(&m.name)
+        {
+            return Some(n);
+        }
+        let host: IpAddr = m.peer_host()?.parse().ok()?;
+        self.nodes_by_addr.get(&host).copied()
+    }
+
+    /// Whether the member runs on an affected node.
+    pub fn member_is_target(&self, m: &EtcdMember) -> bool {
+        self.member_node(m).is_some_and(|n| self.is_target(&n.name))
+    }
+
+    /// Names of the affected nodes, comma-separated.
+    pub fn target_names(&self) -> String {
+        self.targets
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Health of an etcd member for quorum purposes: `Some(true)` healthy,
+/// `Some(false)` down, `None` unknown. A member with no matching node, or
+/// that never started, is down (Cluster API's rule).
+pub fn member_health(ctx: &Context<'_>, m: &EtcdMember) -> Option<bool> {
+    if ctx.member_node(m).is_none() || !m.started() {
+        return Some(false);
+    }
+    m.healthy
+}
+
+/// Shorthand used by the rules.
+pub(crate) fn pass(rule: &str, msg: impl Into<String>) -> Finding {
+    Finding::new(rule, Severity::Pass, msg)
+}
+pub(crate) fn warn(rule: &str, msg: impl Into<String>) -> Finding {
+    Finding::new(rule, Severity::Warn, msg)
+}
+pub(crate) fn deny(rule: &str, msg: impl Into<String>) -> Finding {
+    Finding::new(rule, Severity::Deny, msg)
+}
+pub(crate) fn unknown(rule: &str, msg: impl Into<String>) -> Finding {
+    Finding::new(rule, Severity::Unknown, msg)
+}
+
+/// Parameters for rules that take none; `{}` in policy files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}

@@ -1,0 +1,721 @@
+//! The declared cluster: control-plane endpoint, nodes, stacked etcd, the
+//! apiserver load balancer and the hypervisor hosts the VMs run on.
+//!
+//! A topology is what the operator says the cluster is (or should become). It
+//! is loaded from YAML, validated, and never changed by observation: what the
+//! cluster actually looks like right now lives in [`crate::state`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::source::{self, Diagnostic, Level};
+use crate::units::Dur;
+
+/// The declared cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Topology {
+    /// Cluster name (free text, shown in reports).
+    pub cluster: String,
+    /// Where clients reach the apiserver: the VIP, or a single master's address.
+    pub control_plane_endpoint: Endpoint,
+    /// The node network, used to check addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+    /// How etcd runs.
+    #[serde(default)]
+    pub etcd: EtcdConfig,
+    /// The apiserver load balancer in front of the masters.
+    #[serde(default)]
+    pub load_balancer: LoadBalancer,
+    /// Hypervisor hosts: each one is a failure domain.
+    #[serde(default)]
+    pub hypervisors: Vec<Hypervisor>,
+    /// Every node of the cluster.
+    pub nodes: Vec<Node>,
+    /// Kubeconfigs outside the cluster that name the control-plane endpoint
+    /// (CI, users, automation); a cut-over to a VIP must update each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_kubeconfigs: Vec<ExternalKubeconfig>,
+}
+
+/// The control-plane endpoint (`controlPlaneEndpoint` in kubeadm terms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Endpoint {
+    /// IP address clients connect to.
+    pub address: IpAddr,
+    /// Port, 6443 by default.
+    #[serde(default = "default_api_port")]
+    pub port: u16,
+    /// DNS name for the endpoint, also put in the apiserver certificate SANs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_name: Option<String>,
+}
+
+fn default_api_port() -> u16 {
+    6443
+}
+
+impl Endpoint {
+    /// `address:port`.
+    pub fn socket(&self) -> SocketAddr {
+        SocketAddr::new(self.address, self.port)
+    }
+}
+
+/// The node network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Network {
+    /// The subnet every node address and the VIP must be in, e.g. `10.0.20.0/24`.
+    pub cidr: IpNet,
+    /// Default gateway for provisioned VMs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+}
+
+/// etcd settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// Only `stacked` (kubeadm-managed, one member per master) is supported.
+    #[serde(default)]
+    pub mode: EtcdMode,
+    /// Whether new members join as non-voting learners first (kubeadm's
+    /// `EtcdLearnerMode`: default from 1.29, always on from 1.32).
+    #[serde(default = "yes")]
+    pub learner_joins: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        EtcdConfig {
+            mode: EtcdMode::Stacked,
+            learner_joins: true,
+        }
+    }
+}
+
+/// How etcd is deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EtcdMode {
+    /// One etcd member per control-plane node, managed by kubeadm.
+    #[default]
+    Stacked,
+}
+
+/// The apiserver load balancer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoadBalancer {
+    /// What kind of load balancer it is.
+    #[serde(default)]
+    pub kind: LbKind,
+    /// The frontend (VIP:port); must equal the control-plane endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontend: Option<SocketAddr>,
+    /// Name of the backend pool holding one server per master.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// How the load balancer checks each apiserver.
+    #[serde(default)]
+    pub health_check: HealthCheck,
+}
+
+impl Default for LoadBalancer {
+    fn default() -> Self {
+        LoadBalancer {
+            kind: LbKind::None,
+            frontend: None,
+            pool: None,
+            health_check: HealthCheck::default(),
+        }
+    }
+}
+
+/// Load balancer kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LbKind {
+    /// HAProxy package on pfSense.
+    PfsenseHaproxy,
+    /// Plain HAProxy.
+    Haproxy,
+    /// No load balancer: clients talk to one master directly.
+    #[default]
+    None,
+}
+
+/// Backend health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheck {
+    /// Check type.
+    #[serde(rename = "type", default)]
+    pub kind: CheckKind,
+    /// HTTP path for `http`/`https` checks; `/readyz` is the right one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Time between checks (HAProxy `inter`), 2s by default.
+    #[serde(default = "default_inter")]
+    pub interval: Dur,
+    /// Failed checks before a server is marked down (HAProxy `fall`).
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+    /// Passed checks before a server is marked up (HAProxy `rise`).
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+}
+
+fn default_inter() -> Dur {
+    Dur::secs(2)
+}
+fn default_fall() -> u32 {
+    3
+}
+fn default_rise() -> u32 {
+    2
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            kind: CheckKind::Https,
+            path: Some("/readyz".into()),
+            interval: default_inter(),
+            fall: default_fall(),
+            rise: default_rise(),
+        }
+    }
+}
+
+/// Health check types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// HTTPS request (the apiserver only speaks TLS).
+    #[default]
+    Https,
+    /// Plain HTTP request.
+    Http,
+    /// TCP connect only.
+    Tcp,
+    /// No check.
+    None,
+}
+
+/// A hypervisor host: a failure domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Hypervisor {
+    /// Host name (the Proxmox node name).
+    pub name: String,
+    /// Physical memory, GiB.
+    #[serde(rename = "memoryGiB")]
+    pub memory_gib: u32,
+    /// Physical CPU threads.
+    pub cpus: u32,
+    /// Memory committed to VMs that are not part of this topology, GiB.
+    #[serde(rename = "otherCommittedMemoryGiB", default)]
+    pub other_committed_memory_gib: u32,
+    /// vCPUs given to VMs that are not part of this topology.
+    #[serde(default)]
+    pub other_committed_cpus: u32,
+}
+
+/// A cluster node (a VM on a hypervisor host, or bare metal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Node {
+    /// Kubernetes node name.
+    pub name: String,
+    /// Control plane or worker.
+    pub role: Role,
+    /// Node IP address.
+    pub address: IpAddr,
+    /// Hypervisor host the VM runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hypervisor: Option<String>,
+    /// Proxmox VM id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmid: Option<u32>,
+    /// vCPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
+    /// Memory, GiB.
+    #[serde(rename = "memoryGiB", default, skip_serializing_if = "Option::is_none")]
+    pub memory_gib: Option<u32>,
+    /// Disk, GiB.
+    #[serde(rename = "diskGiB", default, skip_serializing_if = "Option::is_none")]
+    pub disk_gib: Option<u32>,
+}
+
+impl Node {
+    /// Whether this node is a master.
+    pub fn is_control_plane(&self) -> bool {
+        self.role == Role::ControlPlane
+    }
+}
+
+/// Node role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Runs apiserver, controller-manager, scheduler and a stacked etcd member.
+    ControlPlane,
+    /// Runs workloads only.
+    Worker,
+}
+
+/// A kubeconfig outside the cluster that must follow the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalKubeconfig {
+    /// Who uses it (e.g. `woodpecker`, `dev-vm`).
+    pub name: String,
+    /// Where it lives (a path, a secret, a Terraform resource).
+    pub location: String,
+}
+
+/// The result of validating a topology: errors reject it, warnings do not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Problems that make the topology unusable.
+    pub errors: Vec<Diagnostic>,
+    /// Problems worth knowing about.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Report {
+    fn push(&mut self, d: Diagnostic) {
+        match d.level {
+            Level::Error => self.errors.push(d),
+            Level::Warning => self.warnings.push(d),
+        }
+    }
+
+    /// Attach file and line/column to every diagnostic.
+    pub fn locate_in(&mut self, file: &str, text: &str) {
+        for d in self.errors.iter_mut().chain(self.warnings.iter_mut()) {
+            d.locate_in(file, text);
+        }
+    }
+}
+
+/// Whether `s` is a valid Kubernetes node name (an RFC 1123 DNS subdomain).
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// Whether `s` is safe as an HAProxy backend/server name or a host name.
+fn is_simple_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+impl Topology {
+    /// Load and validate a topology file. Errors name file, line and column;
+    /// warnings are returned beside the topology.
+    pub fn load(path: &Path) -> Result<(Topology, Report), Error> {
+        let (topology, text): (Topology, String) = source::read(path)?;
+        topology.finish(&path.display().to_string(), &text)
+    }
+
+    /// Parse and validate a topology from a YAML or JSON string; `name` stands
+    /// for the file in messages.
+    pub fn from_yaml(name: &str, text: &str) -> Result<(Topology, Report), Error> {
+        let topology: Topology = source::parse(name, text)?;
+        topology.finish(name, text)
+    }
+
+    fn finish(self, file: &str, text: &str) -> Result<(Topology, Report), Error> {
+        let mut report = self.validate();
+        report.locate_in(file, text);
+        if report.errors.is_empty() {
+            Ok((self, report))
+        } else {
+            Err(Error::Invalid {
+                file: file.to_string(),
+                errors: report.errors,
+            })
+        }
+    }
+
+    /// Check the topology for errors and risky choices.
+    pub fn validate(&self) -> Report {
+        let mut r = Report::default();
+        let vip = self.control_plane_endpoint.address;
+
+        if self.cluster.trim().is_empty() {
+            r.push(Diagnostic::error("cluster", "cluster name is empty"));
+        }
+
+        // Hypervisor hosts.
+        let mut host_names = BTreeMap::new();
+        for (i, h) in self.hypervisors.iter().enumerate() {
+            let p = format!("hypervisors[{i}]");
+            if !is_simple_name(&h.name) {
+                r.push(Diagnostic::error(
+                    format!("{p}.name"),
+                    format!("`{}` is not a valid host name (letters, digits, `-`, `_`, `.`)", h.name),
+                ));
+            }
+            if let Some(first) = host_names.insert(h.name.as_str(), i) {
+                r.push(Diagnostic::error(
+                    format!("{p}.name"),
+                    format!("duplicate hypervisor `{}` (first at hypervisors[{first}])", h.name),
+                ));
+            }
+            if h.memory_gib == 0 || h.cpus == 0 {
+                r.push(Diagnostic::error(p, "memoryGiB and cpus must be greater than 0"));
+            }
+        }
+
+        // Nodes.
+        let mut names = BTreeMap::new();
+        let mut addrs: BTreeMap<IpAddr, usize> = BTreeMap::new();
+        let mut vmids = BTreeMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let p = format!("nodes[{i}]");
+            if !is_dns_subdomain(&n.name) {
+                r.push(Diagnostic::error(
+                    format!("{p}.name"),
+                    format!(
+                        "`{}` is not a valid Kubernetes node name (lower-case letters, digits, `-`, `.`)",
+                        n.name
+                    ),
+                ));
+            }
+            if let Some(first) = names.insert(n.name.as_str(), i) {
+                r.push(Diagnostic::error(
+                    format!("{p}.name"),
+                    format!("duplicate node name `{}` (first at nodes[{first}])", n.name),
+                ));
+            }
+            if let Some(first) = addrs.insert(n.address, i) {
+                r.push(Diagnostic::error(
+                    format!("{p}.address"),
+                    format!(
+                        "address {} is already used by node `{}` (nodes[{first}])",
+                        n.address, self.nodes[first].name
+                    ),
+                ));
+            }
+            if n.address.is_unspecified() || n.address.is_multicast() {
+                r.push(Diagnostic::error(
+                    format!("{p}.address"),
+                    format!("{} is not a usable node address", n.address),
+                ));
+            }
+            if let Some(vmid) = n.vmid {
+                if vmid < 100 {
+                    r.push(Diagnostic::error(
+                        format!("{p}.vmid"),
+                        format!("Proxmox VM ids start at 100, got {vmid}"),
+                    ));
+                }
+                if let Some(first) = vmids.insert(vmid, i) {
+                    r.push(Diagnostic::error(
+                        format!("{p}.vmid"),
+                        format!(
+                            "VM id {vmid} is already used by node `{}` (nodes[{first}])",
+                            self.nodes[first].name
+                        ),
+                    ));
+                }
+            }
+            if let Some(h) = &n.hypervisor
+                && !host_names.contains_key(h.as_str())
+            {
+                r.push(Diagnostic::error(
+                    format!("{p}.hypervisor"),
+                    format!(
+                        "unknown hypervisor `{h}`; declare it under `hypervisors` (known: {})",
+                        join(host_names.keys())
+                    ),
+                ));
+            }
+            if let Some(net) = &self.network
+                && !net.cidr.contains(&n.address)
+            {
+                r.push(Diagnostic::error(
+                    format!("{p}.address"),
+                    format!("{} is outside the node network {}", n.address, net.cidr),
+                ));
+            }
+        }
+
+        let masters: Vec<&Node> = self.control_plane_nodes().collect();
+        if masters.is_empty() {
+            r.push(Diagnostic::error(
+                "nodes",
+                "no node has role `control-plane`",
+            ));
+        } else if masters.len() % 2 == 0 {
+            r.push(Diagnostic::warning(
+                "nodes",
+                format!(
+                    "{} control-plane nodes: an even etcd size tolerates no more failures than {} and adds a member that must stay up; use an odd number",
+                    masters.len(),
+                    masters.len() - 1
+                ),
+            ));
+        }
+        if masters.len() > 1 {
+            let hosts: BTreeSet<Option<&str>> =
+                masters.iter().map(|m| m.hypervisor.as_deref()).collect();
+            if hosts.len() == 1
+                && let Some(Some(h)) = hosts.first()
+            {
+                r.push(Diagnostic::warning(
+                    "nodes",
+                    format!(
+                        "all {} control-plane nodes run on hypervisor `{h}`: losing that host loses etcd quorum; spread them over hosts",
+                        masters.len()
+                    ),
+                ));
+            }
+        }
+
+        // Endpoint and load balancer.
+        let ep = &self.control_plane_endpoint;
+        if ep.port == 0 {
+            r.push(Diagnostic::error("controlPlaneEndpoint.port", "port must not be 0"));
+        }
+        if let Some(dns) = &ep.dns_name
+            && !is_dns_subdomain(dns)
+        {
+            r.push(Diagnostic::error(
+                "controlPlaneEndpoint.dnsName",
+                format!("`{dns}` is not a valid DNS name"),
+            ));
+        }
+        let lb = &self.load_balancer;
+        match lb.kind {
+            LbKind::None => {
+                match self.nodes.iter().find(|n| n.address == vip) {
+                    Some(n) if n.is_control_plane() => {}
+                    Some(n) => r.push(Diagnostic::error(
+                        "controlPlaneEndpoint.address",
+                        format!("{vip} is worker node `{}`; without a load balancer the endpoint must be a control-plane node", n.name),
+                    )),
+                    None => r.push(Diagnostic::error(
+                        "controlPlaneEndpoint.address",
+                        format!("{vip} is no node of the cluster and no load balancer is declared; declare `loadBalancer` for a VIP"),
+                    )),
+                }
+                if masters.len() > 1 {
+                    r.push(Diagnostic::warning(
+                        "loadBalancer",
+                        format!(
+                            "{} control-plane nodes but no load balancer: clients still depend on one master",
+                            masters.len()
+                        ),
+                    ));
+                }
+            }
+            LbKind::PfsenseHaproxy | LbKind::Haproxy => {
+                if let Some(n) = self.nodes.iter().find(|n| n.address == vip) {
+                    r.push(Diagnostic::error(
+                        "controlPlaneEndpoint.address",
+                        format!(
+                            "the VIP {vip} is node `{}`'s address; the VIP must be an address of its own",
+                            n.name
+                        ),
+                    ));
+                }
+                match lb.frontend {
+                    None => r.push(Diagnostic::error(
+                        "loadBalancer.frontend",
+                        "a load balancer needs `frontend: VIP:PORT`",
+                    )),
+                    Some(f) if f != ep.socket() => r.push(Diagnostic::error(
+                        "loadBalancer.frontend",
+                        format!(
+                            "frontend {f} differs from controlPlaneEndpoint {}; clients would bypass the load balancer",
+                            ep.socket()
+                        ),
+                    )),
+                    Some(_) => {}
+                }
+                match &lb.pool {
+                    None => r.push(Diagnostic::error(
+                        "loadBalancer.pool",
+                        "a load balancer needs the name of its backend `pool`",
+                    )),
+                    Some(p) if !is_simple_name(p) => r.push(Diagnostic::error(
+                        "loadBalancer.pool",
+                        format!("`{p}` is not a valid pool name (letters, digits, `-`, `_`, `.`)"),
+                    )),
+                    Some(_) => {}
+                }
+                if let Some(net) = &self.network
+                    && !net.cidr.contains(&vip)
+                {
+                    r.push(Diagnostic::error(
+                        "controlPlaneEndpoint.address",
+                        format!("the VIP {vip} is outside the node network {}", net.cidr),
+                    ));
+                }
+                self.validate_health_check(&mut r);
+            }
+        }
+        if let Some(net) = &self.network
+            && let Some(gw) = net.gateway
+        {
+            if !net.cidr.contains(&gw) {
+                r.push(Diagnostic::error(
+                    "network.gateway",
+                    format!("gateway {gw} is outside {}", net.cidr),
+                ));
+            }
+            if gw == vip {
+                r.push(Diagnostic::error(
+                    "controlPlaneEndpoint.address",
+                    format!("the endpoint {vip} is the network gateway"),
+                ));
+            }
+        }
+
+        // Capacity: warn when the declared VMs over-commit a host.
+        for (i, h) in self.hypervisors.iter().enumerate() {
+            let (mem, cpu) = self.committed_on(&h.name);
+            let mem = mem + h.other_committed_memory_gib;
+            if mem > h.memory_gib {
+                r.push(Diagnostic::warning(
+                    format!("hypervisors[{i}]"),
+                    format!(
+                        "`{}` has {} GiB of memory but {mem} GiB is committed to VMs",
+                        h.name, h.memory_gib
+                    ),
+                ));
+            }
+            let cpu = cpu + h.other_committed_cpus;
+            if cpu > h.cpus * 4 {
+                r.push(Diagnostic::warning(
+                    format!("hypervisors[{i}]"),
+                    format!(
+                        "`{}` has {} CPU threads but {cpu} vCPUs are committed (over 4:1)",
+                        h.name, h.cpus
+                    ),
+                ));
+            }
+        }
+
+        for (i, k) in self.external_kubeconfigs.iter().enumerate() {
+            if k.name.trim().is_empty() || k.location.trim().is_empty() {
+                r.push(Diagnostic::error(
+                    format!("externalKubeconfigs[{i}]"),
+                    "name and location must not be empty",
+                ));
+            }
+        }
+        r
+    }
+
+    fn validate_health_check(&self, r: &mut Report) {
+        let hc = &self.load_balancer.health_check;
+        let p = "loadBalancer.healthCheck";
+        match hc.kind {
+            CheckKind::None => r.push(Diagnostic::warning(
+                format!("{p}.type"),
+                "no health check: a dead apiserver keeps receiving connections; use HTTPS GET /readyz",
+            )),
+            CheckKind::Tcp => r.push(Diagnostic::warning(
+                format!("{p}.type"),
+                "a TCP check passes while the apiserver is shutting down or not ready; use HTTPS GET /readyz",
+            )),
+            CheckKind::Http => r.push(Diagnostic::warning(
+                format!("{p}.type"),
+                "the apiserver serves only TLS on 6443: a plain HTTP check always fails; use HTTPS",
+            )),
+            CheckKind::Https => {}
+        }
+        if matches!(hc.kind, CheckKind::Http | CheckKind::Https) {
+            match hc.path.as_deref() {
+                None => r.push(Diagnostic::error(
+                    format!("{p}.path"),
+                    "an HTTP(S) check needs a `path`, normally /readyz",
+                )),
+                Some(path) if !path.starts_with('/') => r.push(Diagnostic::error(
+                    format!("{p}.path"),
+                    format!("path `{path}` must start with `/`"),
+                )),
+                Some("/healthz") | Some("/livez") => r.push(Diagnostic::warning(
+                    format!("{p}.path"),
+                    "/healthz and /livez stay OK during graceful shutdown; /readyz turns false at SIGTERM so the LB stops sending first",
+                )),
+                Some(_) => {}
+            }
+        }
+        if hc.interval.0.is_zero() {
+            r.push(Diagnostic::error(format!("{p}.interval"), "interval must be greater than 0"));
+        }
+        if hc.fall == 0 || hc.rise == 0 {
+            r.push(Diagnostic::error(p, "fall and rise must be at least 1"));
+        }
+    }
+
+    /// The control-plane nodes, in declaration order.
+    pub fn control_plane_nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.is_control_plane())
+    }
+
+    /// A node by name.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// A hypervisor host by name.
+    pub fn hypervisor(&self, name: &str) -> Option<&Hypervisor> {
+        self.hypervisors.iter().find(|h| h.name == name)
+    }
+
+    /// Memory (GiB) and vCPUs committed to this topology's VMs on a host.
+    pub fn committed_on(&self, host: &str) -> (u32, u32) {
+        self.nodes
+            .iter()
+            .filter(|n| n.hypervisor.as_deref() == Some(host))
+            .fold((0, 0), |(m, c), n| {
+                (m + n.memory_gib.unwrap_or(0), c + n.cpus.unwrap_or(0))
+            })
+    }
+
+    /// Whether clients reach the apiserver through a load balancer.
+    pub fn has_load_balancer(&self) -> bool {
+        self.load_balancer.kind != LbKind::None
+    }
+}
+
+fn join<'a>(it: impl Iterator<Item = &'a &'a str>) -> String {
+    let v: Vec<&str> = it.copied().collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
