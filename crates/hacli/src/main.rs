@@ -1,1 +1,105 @@
-fn main(){}
+//! `hacli`: is it safe to touch this master?
+//!
+//! Exit codes: 0 allowed / done, 1 refused as unsafe, 2 usage or
+//! configuration error, 3 unknown (could not observe or decide).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod cmd;
+mod render;
+
+/// Quorum-safe gates for kubeadm HA control planes.
+#[derive(Debug, Parser)]
+#[command(name = "hacli", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Is ACTION on TARGET safe now? Evaluates a policy over a topology and an
+    /// observed state file. Exit 0 allow, 1 deny, 3 unknown, 2 bad input.
+    Check(cmd::check::Args),
+    /// Summarise a cluster: etcd quorum, nodes, load balancer, what may go down.
+    Status(cmd::status::Args),
+    /// Topology files.
+    #[command(subcommand)]
+    Topology(cmd::topology::Command),
+    /// Gate policies.
+    #[command(subcommand)]
+    Policy(cmd::policy::Command),
+}
+
+/// Output format shared by every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// For people.
+    #[default]
+    Text,
+    /// Stable JSON for scripts.
+    Json,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Allowed, or done.
+    Ok = 0,
+    /// Refused as unsafe.
+    Deny = 1,
+    /// Usage or configuration error.
+    Usage = 2,
+    /// Could not observe or decide.
+    Unknown = 3,
+}
+
+impl From<hacore::Decision> for Exit {
+    fn from(d: hacore::Decision) -> Self {
+        match d {
+            hacore::Decision::Allow => Exit::Ok,
+            hacore::Decision::Deny => Exit::Deny,
+            hacore::Decision::Unknown => Exit::Unknown,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(a) => cmd::check::run(a),
+        Command::Status(a) => cmd::status::run(a),
+        Command::Topology(c) => cmd::topology::run(c),
+        Command::Policy(c) => cmd::policy::run(c),
+    };
+    match result {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(e) => {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "error: {e}");
+            for cause in e.chain().skip(1) {
+                let _ = writeln!(err, "  caused by: {cause}");
+            }
+            ExitCode::from(Exit::Usage as u8)
+        }
+    }
+}
+
+/// Print diagnostics (warnings) on stderr.
+pub fn print_warnings(diags: &[hacore::source::Diagnostic]) {
+    let mut err = std::io::stderr().lock();
+    for d in diags {
+        let _ = writeln!(err, "{d}");
+    }
+}
+
+/// Write JSON to stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}

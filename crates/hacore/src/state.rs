@@ -298,6 +298,18 @@ pub enum BackendStatus {
     Nolb,
 }
 
+impl fmt::Display for BackendStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendStatus::Up => "UP",
+            BackendStatus::Down => "DOWN",
+            BackendStatus::Maint => "MAINT",
+            BackendStatus::Drain => "DRAIN",
+            BackendStatus::Nolb => "NOLB",
+        })
+    }
+}
+
 /// apiserver readiness.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -1,0 +1,47 @@
+//! `hacli check ACTION TARGET`: a verdict from files.
+
+use hacore::gate::{Request, evaluate};
+use hacore::{Action, Policy};
+
+use crate::{Exit, Output, render};
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// reboot, drain, upgrade, shutdown, remove-member or join.
+    pub action: String,
+    /// A node name, or a hypervisor host name (all its VMs).
+    pub target: String,
+    #[command(flatten)]
+    pub files: super::Files,
+    /// A built-in policy name or a policy file; the action's built-in by default.
+    #[arg(long, short = 'p')]
+    pub policy: Option<String>,
+    /// Evaluate as of this time (RFC 3339, or `now`); the state's observation time by default.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Who asks: a lock held by this identity does not block.
+    #[arg(long)]
+    pub requester: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// Run.
+pub fn run(a: Args) -> anyhow::Result<Exit> {
+    let action: Action = a.action.parse()?;
+    let (topology, state) = super::load(&a.files.topology, &a.files.state)?;
+    let policy = match &a.policy {
+        Some(p) => Policy::named_or_file(p)?,
+        None => Policy::for_action(action),
+    };
+    let now = super::parse_at(a.at.as_deref())?.unwrap_or(state.observed_at);
+    let request = Request { action, target: &a.target, requester: a.requester.as_deref() };
+    let verdict = evaluate(&topology, &state, &policy, &request, now)?;
+    match a.output {
+        Output::Json => crate::print_json(&verdict)?,
+        Output::Text => print!("{}", render::verdict(&verdict)),
+    }
+    Ok(verdict.decision.into())
+}

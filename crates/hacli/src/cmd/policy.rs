@@ -1,0 +1,52 @@
+//! `hacli policy list|show`.
+
+use hacore::Policy;
+use hacore::gate::BUILTINS;
+
+use crate::{Exit, Output};
+
+/// Policy subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// List the built-in policies.
+    List,
+    /// Print a policy (built-in name or file) with every parameter, resolved.
+    Show {
+        /// Built-in name or file.
+        policy: String,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+/// Run.
+pub fn run(c: Command) -> anyhow::Result<Exit> {
+    match c {
+        Command::List => {
+            for name in BUILTINS {
+                let p = Policy::builtin(name).expect("built-in");
+                println!("{name:<14} {}", p.description.unwrap_or_default());
+                println!("{:<14} rules: {}", "", p.rules.ids().join(", "));
+            }
+        }
+        Command::Show { policy, output } => {
+            let p = Policy::named_or_file(&policy)?;
+            match output {
+                Output::Json => crate::print_json(&p)?,
+                Output::Text => {
+                    println!("name: {}", p.name);
+                    if let Some(d) = &p.description {
+                        println!("description: {d}");
+                    }
+                    println!("rules:");
+                    let rules = serde_json::to_value(&p.rules)?;
+                    for (id, params) in rules.as_object().into_iter().flatten() {
+                        println!("  {id}: {params}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}

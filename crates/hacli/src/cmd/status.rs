@@ -1,0 +1,28 @@
+//! `hacli status`: the cluster at a glance.
+
+use crate::{Exit, Output, render};
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub files: super::Files,
+    /// Evaluate "what may go down" as of this time; the observation time by default.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// Run.
+pub fn run(a: Args) -> anyhow::Result<Exit> {
+    let (topology, state) = super::load(&a.files.topology, &a.files.state)?;
+    let now = super::parse_at(a.at.as_deref())?.unwrap_or(state.observed_at);
+    let status = hacore::status::status(&topology, &state, now);
+    match a.output {
+        Output::Json => crate::print_json(&status)?,
+        Output::Text => print!("{}", render::status(&status)),
+    }
+    Ok(Exit::Ok)
+}

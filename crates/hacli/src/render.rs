@@ -1,0 +1,149 @@
+//! Text output for people: the decision first, then every reason.
+
+use std::fmt::Write;
+
+use hacore::status::{Section, Status};
+use hacore::{Decision, Severity, Verdict};
+
+fn mark(s: Severity) -> &'static str {
+    match s {
+        Severity::Pass => "ok  ",
+        Severity::Warn => "warn",
+        Severity::Unknown => "??  ",
+        Severity::Deny => "DENY",
+    }
+}
+
+fn yes_no(v: Option<bool>, yes: &str, no: &str) -> String {
+    match v {
+        Some(true) => yes.into(),
+        Some(false) => no.into(),
+        None => "unknown".into(),
+    }
+}
+
+/// A verdict.
+pub fn verdict(v: &Verdict) -> String {
+    let mut s = String::new();
+    let head = match v.decision {
+        Decision::Allow => "ALLOW",
+        Decision::Deny => "DENY",
+        Decision::Unknown => "UNKNOWN",
+    };
+    let affected = if v.affected.len() == 1 && v.affected[0] == v.target {
+        String::new()
+    } else {
+        format!(" ({})", v.affected.join(", "))
+    };
+    let _ = writeln!(
+        s,
+        "{head}: {} {}{affected} — policy {}, state observed {}, evaluated at {}",
+        v.action, v.target, v.policy, v.observed_at, v.at
+    );
+    let width = v.findings.iter().map(|f| f.rule.len()).max().unwrap_or(0);
+    for f in &v.findings {
+        let _ = writeln!(s, "  {} {:<width$}  {}", mark(f.severity), f.rule, f.message);
+        if let Some(r) = &f.remediation {
+            let _ = writeln!(s, "       {:<width$}  -> {r}", "");
+        }
+    }
+    s
+}
+
+/// A status summary.
+pub fn status(st: &Status) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "cluster {}  endpoint {}  observed {}", st.cluster, st.endpoint, st.observed_at);
+    let _ = writeln!(s);
+    match &st.etcd {
+        Section::Unknown(e) => {
+            let _ = writeln!(s, "etcd: unknown ({e})");
+        }
+        Section::Ok(e) => {
+            let _ = writeln!(
+                s,
+                "etcd: {} voter(s), {} learner(s), {} healthy, quorum {}, can lose {} more (tolerates {} when all healthy), leader {}",
+                e.voters,
+                e.learners,
+                e.healthy,
+                e.quorum,
+                e.tolerance_now,
+                e.tolerance,
+                e.leader.as_deref().unwrap_or("none")
+            );
+            let _ = writeln!(s, "  {:<18} {:<18} {:<8} {:<8} {:<7} lag", "id", "name", "role", "health", "leader");
+            for m in &e.members {
+                let _ = writeln!(
+                    s,
+                    "  {:<18} {:<18} {:<8} {:<8} {:<7} {}",
+                    m.id,
+                    if m.name.is_empty() { "(unstarted)" } else { &m.name },
+                    if m.learner { "learner" } else { "voter" },
+                    yes_no(m.healthy, "healthy", "DOWN"),
+                    if m.leader { "*" } else { "" },
+                    m.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
+                );
+            }
+        }
+    }
+    let _ = writeln!(s);
+    match &st.nodes_error {
+        Some(e) => {
+            let _ = writeln!(s, "nodes: unknown ({e})");
+        }
+        None => {
+            let _ = writeln!(s, "nodes:");
+            let _ = writeln!(s, "  {:<22} {:<14} {:<10} {:<10} since", "name", "role", "host", "ready");
+            for n in &st.nodes {
+                let _ = writeln!(
+                    s,
+                    "  {:<22} {:<14} {:<10} {:<10} {}",
+                    n.name,
+                    match n.role {
+                        hacore::topology::Role::ControlPlane => "control-plane",
+                        hacore::topology::Role::Worker => "worker",
+                    },
+                    n.hypervisor.as_deref().unwrap_or("-"),
+                    format!("{}{}", yes_no(n.ready, "Ready", "NotReady"), if n.cordoned { ",cordon" } else { "" }),
+                    n.ready_since.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                );
+            }
+        }
+    }
+    let _ = writeln!(s);
+    match &st.load_balancer {
+        Section::Unknown(e) => {
+            let _ = writeln!(s, "load balancer: unknown ({e})");
+        }
+        Section::Ok(b) => {
+            let list: Vec<String> = b
+                .iter()
+                .map(|b| format!("{} {}{}", b.server, b.status, b.sessions.map(|n| format!(" ({n} sessions)")).unwrap_or_default()))
+                .collect();
+            let _ = writeln!(s, "load balancer: {}", if list.is_empty() { "no backends".into() } else { list.join(", ") });
+        }
+    }
+    match &st.apiservers {
+        Section::Unknown(e) => {
+            let _ = writeln!(s, "apiservers: unknown ({e})");
+        }
+        Section::Ok(a) => {
+            let per: Vec<String> = a.per_node.iter().map(|(n, r)| format!("{n} {}", if *r { "ready" } else { "NOT READY" })).collect();
+            let _ = writeln!(
+                s,
+                "apiservers: {}; via endpoint: {}",
+                per.join(", "),
+                yes_no(a.via_endpoint, "ready", "NOT READY")
+            );
+        }
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "may be rebooted now (policy reboot):");
+    for d in &st.disruptions {
+        let _ = writeln!(s, "  {:<22} {}", d.node, d.decision);
+        for r in &d.reasons {
+            let _ = writeln!(s, "  {:<22}   - {r}", "");
+        }
+    }
+    s
+}
