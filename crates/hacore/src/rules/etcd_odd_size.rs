@@ -30,7 +30,7 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
         out.push(warn(
             ID,
             format!(
-                "etcd will have {after} voters: an even size tolerates {} failure(s), no more than {}",
+                "etcd will have {after} voters: an even size tolerates {} failure(s), the same as {} voter(s)",
                 tolerance(after),
                 after - 1
             ),
