@@ -15,12 +15,8 @@ pub const ID: &str = "etcd-quorum";
 
 /// Check.
 pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
-    if !ctx.action.stops_control_plane() && ctx.action != Action::Join {
-        out.push(pass(ID, format!("{} leaves the etcd static pod running", ctx.action)));
-        return;
-    }
-    if ctx.action != Action::Join && !ctx.targets_control_plane() {
-        out.push(pass(ID, format!("{} runs no etcd member", ctx.target_names())));
+    if ctx.action == Action::Drain {
+        out.push(pass(ID, "drain leaves the etcd static pod running"));
         return;
     }
     let etcd = match ctx.state.section(Probe::Etcd, ctx.state.etcd.as_ref()) {
@@ -65,6 +61,32 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
             }
         }
     }
+    let now = format!(
+        "{} voter(s), {} healthy{}{}",
+        m.voters,
+        m.healthy,
+        if down_names.is_empty() { String::new() } else { format!(", down: {}", down_names.join(", ")) },
+        if unknown_names.is_empty() { String::new() } else { format!(", unknown: {}", unknown_names.join(", ")) },
+    );
+    // A cluster that has lost quorum (or cannot be shown to have it) takes no
+    // further disruption, whatever the target.
+    match m.take_down(0, 0).safety() {
+        Safety::Safe => {}
+        Safety::Unknown => {
+            out.push(
+                unknown(ID, format!("etcd may have lost quorum already: {now}"))
+                    .fix("check `etcdctl endpoint health --cluster` and observe again"),
+            );
+            return;
+        }
+        Safety::Unsafe => {
+            out.push(
+                deny(ID, format!("etcd has no quorum now: {now}, quorum {}", m.quorum()))
+                    .fix("restore etcd quorum before anything else; disrupt nothing"),
+            );
+            return;
+        }
+    }
     if ctx.action == Action::Join {
         if etcd.members.iter().any(|mb| ctx.member_is_target(mb)) {
             out.push(
@@ -73,6 +95,12 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
             );
             return;
         }
+    } else if !ctx.targets_control_plane() {
+        out.push(pass(
+            ID,
+            format!("{} runs no etcd member; quorum holds ({now})", ctx.target_names()),
+        ));
+        return;
     } else if healthy_t + unknown_t + down_t == 0 {
         out.push(pass(
             ID,
@@ -92,13 +120,6 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
         Action::Join => format!("while {} joins as a voter that has not started yet", ctx.target),
         a => format!("during {a} of {}", ctx.target_names()),
     };
-    let now = format!(
-        "{} voter(s), {} healthy{}{}",
-        m.voters,
-        m.healthy,
-        if down_names.is_empty() { String::new() } else { format!(", down: {}", down_names.join(", ")) },
-        if unknown_names.is_empty() { String::new() } else { format!(", unknown: {}", unknown_names.join(", ")) },
-    );
     match proj.safety() {
         Safety::Safe => out.push(pass(
             ID,
