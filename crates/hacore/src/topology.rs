@@ -74,10 +74,20 @@ impl Endpoint {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Network {
     /// The subnet every node address and the VIP must be in, e.g. `10.0.20.0/24`.
+    #[serde(deserialize_with = "cidr")]
     pub cidr: IpNet,
     /// Default gateway for provisioned VMs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<IpAddr>,
+}
+
+fn cidr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{s}` is not a CIDR (address/prefix, such as 10.0.20.0/24)"
+        ))
+    })
 }
 
 /// etcd settings.
@@ -309,6 +319,9 @@ impl Report {
     pub fn locate_in(&mut self, file: &str, text: &str) {
         for d in self.errors.iter_mut().chain(self.warnings.iter_mut()) {
             d.locate_in(file, text);
+        }
+        for list in [&mut self.errors, &mut self.warnings] {
+            list.sort_by_key(|d| d.position.map(|p| (p.line, p.column)));
         }
     }
 }

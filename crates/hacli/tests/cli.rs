@@ -1,0 +1,200 @@
+//! The `hacli` binary end to end: exit codes, output formats, bad input.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn hacli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hacli"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("HACLI_TOPOLOGY")
+        .env_remove("HACLI_STATE")
+        .output()
+        .expect("run hacli")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const HA: &str = "examples/topology/ha.yaml";
+
+fn check(action: &str, target: &str, state: &str, extra: &[&str]) -> Output {
+    let state = format!("examples/state/{state}.yaml");
+    let mut args = vec!["check", action, target, "--topology", HA, "--state", &state];
+    args.extend_from_slice(extra);
+    hacli(&args)
+}
+
+#[test]
+fn exit_codes_follow_the_decision() {
+    let cases = [
+        ("reboot", "k8s-master-2", "ha-healthy", 0),
+        ("reboot", "k8s-master", "ha-healthy", 1),
+        ("reboot", "k8s-master", "ha-master-notready", 1),
+        ("reboot", "k8s-master-2", "ha-mid-join", 1),
+        ("upgrade", "k8s-master-2", "ha-kill-switch", 1),
+        ("upgrade", "k8s-node1", "ha-alert-firing", 1),
+        ("reboot", "k8s-node1", "ha-soak-open", 1),
+        ("reboot", "k8s-master-2", "ha-etcd-unreachable", 3),
+    ];
+    for (action, target, state, code) in cases {
+        let out = check(action, target, state, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{action} {target} on {state}:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn json_verdict_is_stable_and_complete() {
+    let out = check("reboot", "k8s-master", "ha-healthy", &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["action"], "reboot");
+    assert_eq!(v["target"], "k8s-master");
+    assert_eq!(v["policy"], "reboot");
+    assert_eq!(v["observed_at"], "2026-05-21T12:00:00Z");
+    let findings = v["findings"].as_array().unwrap();
+    let leader = findings.iter().find(|f| f["rule"] == "etcd-leader").unwrap();
+    assert_eq!(leader["severity"], "deny");
+    assert!(leader["remediation"].as_str().unwrap().contains("move-leader"));
+    // Every finding carries rule, severity and message.
+    for f in findings {
+        assert!(f["rule"].is_string() && f["severity"].is_string() && f["message"].is_string(), "{f}");
+    }
+}
+
+#[test]
+fn text_verdict_leads_with_the_decision() {
+    let out = check("reboot", "k8s-master", "ha-healthy", &[]);
+    let s = text(&out.stdout);
+    assert!(s.starts_with("DENY: reboot k8s-master"), "{s}");
+    assert!(s.contains("DENY etcd-leader"), "{s}");
+    assert!(s.contains("-> etcdctl move-leader 91bc3c398fb3c146 (to k8s-master-2)"), "{s}");
+}
+
+#[test]
+fn at_moves_the_clock() {
+    // Soak window open at observation time, closed a day later (the state is
+    // then stale, so the verdict is unknown, not allow).
+    let out = check("reboot", "k8s-node1", "ha-soak-open", &["--at", "2026-05-22T12:00:00Z"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("?? "), "{}", text(&out.stdout));
+    let out = check("reboot", "k8s-node1", "ha-soak-open", &["--at", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--at `yesterday`"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn policy_files_and_builtins() {
+    let out = check("reboot", "k8s-master-2", "ha-healthy", &["--policy", "examples/policy/kured-gate.yaml"]);
+    // 12:00 UTC is outside the 01:00-05:00 London window.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("reboot-window"), "{}", text(&out.stdout));
+    let out = check("reboot", "k8s-master-2", "ha-healthy", &["--policy", "drain"]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = check("reboot", "k8s-master-2", "ha-healthy", &["--policy", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown policy `nope`"), "{}", text(&out.stderr));
+    let out = hacli(&["policy", "show", "reboot", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["rules"]["soak"]["window"], "24h");
+    assert_eq!(p["rules"]["daemonsets"]["names"][0], "calico-node");
+}
+
+#[test]
+fn unknown_target_and_action_are_usage_errors() {
+    let out = check("reboot", "k8s-master-9", "ha-healthy", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("unknown target `k8s-master-9`") && err.contains("k8s-master-2"), "{err}");
+    let out = check("explode", "k8s-master", "ha-healthy", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown action `explode`"));
+}
+
+/// Each bad file: exit 2, the message names file:line:column, no panic.
+#[test]
+fn bad_topologies_name_file_line_and_column() {
+    let cases = [
+        ("malformed", "malformed.yaml:5:5", "unclosed bracket"),
+        ("unknown-field", "unknown-field.yaml:7:5", "unknown field `adress`"),
+        ("wrong-type", "wrong-type.yaml:2:51", "u16"),
+        ("bad-address", "bad-address.yaml:4:47", "invalid IP address"),
+        ("duplicates", "duplicates.yaml:8:7", "duplicate node name `m1` (first at nodes[0])"),
+        ("duplicates", "duplicates.yaml:9:31", "address 10.0.0.12 is already used by node `m2`"),
+        ("vip-is-node", "vip-is-node.yaml:2:25", "the VIP 10.0.0.11 is node `m1`'s address"),
+        ("vip-is-node", "vip-is-node.yaml:8:38", "outside the node network"),
+        ("bad-cidr", "bad-cidr.yaml:3:18", "is not a CIDR"),
+    ];
+    for (file, at, says) in cases {
+        let path = format!("crates/hacli/tests/data/bad/{file}.yaml");
+        let out = hacli(&["topology", "validate", &path]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {err}");
+        assert!(!err.contains("panicked"), "{file}: {err}");
+        assert!(err.contains(at), "{file}: expected {at} in:\n{err}");
+        assert!(err.contains(says), "{file}: expected {says:?} in:\n{err}");
+        // The same file given to `check` is a configuration error too.
+        let out = hacli(&["check", "reboot", "m1", "-t", &path, "-s", "examples/state/ha-healthy.yaml"]);
+        assert_eq!(out.status.code(), Some(2), "{file}");
+    }
+}
+
+#[test]
+fn bad_state_names_its_line() {
+    let out = hacli(&["check", "reboot", "k8s-master", "-t", HA, "-s", "crates/hacli/tests/data/bad-state.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad-state.yaml:4:"), "{err}");
+    let out = hacli(&["check", "reboot", "k8s-master", "-t", HA, "-s", "does/not/exist.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("does/not/exist.yaml: cannot read"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn warnings_do_not_fail_validation_unless_strict() {
+    let path = "crates/hacli/tests/data/warnings.yaml";
+    let out = hacli(&["topology", "validate", path, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let msgs: Vec<String> = v["warnings"].as_array().unwrap().iter().map(|w| w["message"].as_str().unwrap().to_string()).collect();
+    assert!(msgs.iter().any(|m| m.contains("even etcd size")), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.contains("run on hypervisor `pve`")), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.contains("/readyz turns false")), "{msgs:?}");
+    let hc = v["warnings"].as_array().unwrap().iter().find(|w| w["path"] == "loadBalancer.healthCheck.path").unwrap();
+    assert_eq!((hc["position"]["line"].as_u64(), hc["position"]["column"].as_u64()), (Some(7), Some(31)));
+    let out = hacli(&["topology", "validate", path, "--strict"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn status_reports_quorum_and_disruptions() {
+    let out = hacli(&["status", "-t", HA, "-s", "examples/state/ha-master-notready.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let etcd = &v["etcd"]["ok"];
+    assert_eq!(etcd["voters"], 3);
+    assert_eq!(etcd["healthy"], 2);
+    assert_eq!(etcd["quorum"], 2);
+    assert_eq!(etcd["toleranceNow"], 0);
+    assert_eq!(etcd["leader"], "k8s-master");
+    let d = v["disruptions"].as_array().unwrap();
+    let m2 = d.iter().find(|d| d["node"] == "k8s-master-2").unwrap();
+    assert_eq!(m2["decision"], "deny");
+    let text_out = hacli(&["status", "-t", HA, "-s", "examples/state/ha-healthy.yaml"]);
+    let s = text(&text_out.stdout);
+    assert!(s.contains("etcd: 3 voter(s), 0 learner(s), 3 healthy, quorum 2, can lose 1 more"), "{s}");
+    assert!(s.contains("k8s-master-2           allow"), "{s}");
+}
