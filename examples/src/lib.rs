@@ -1,1 +1,1 @@
-
+//! Runnable examples for hacore; see `examples/README.md`.

@@ -42,7 +42,13 @@ pub fn verdict(v: &Verdict) -> String {
     );
     let width = v.findings.iter().map(|f| f.rule.len()).max().unwrap_or(0);
     for f in &v.findings {
-        let _ = writeln!(s, "  {} {:<width$}  {}", mark(f.severity), f.rule, f.message);
+        let _ = writeln!(
+            s,
+            "  {} {:<width$}  {}",
+            mark(f.severity),
+            f.rule,
+            f.message
+        );
         if let Some(r) = &f.remediation {
             let _ = writeln!(s, "       {:<width$}  -> {r}", "");
         }
@@ -53,7 +59,11 @@ pub fn verdict(v: &Verdict) -> String {
 /// A status summary.
 pub fn status(st: &Status) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "cluster {}  endpoint {}  observed {}", st.cluster, st.endpoint, st.observed_at);
+    let _ = writeln!(
+        s,
+        "cluster {}  endpoint {}  observed {}",
+        st.cluster, st.endpoint, st.observed_at
+    );
     let _ = writeln!(s);
     match &st.etcd {
         Section::Unknown(e) => {
@@ -71,13 +81,21 @@ pub fn status(st: &Status) -> String {
                 e.tolerance,
                 e.leader.as_deref().unwrap_or("none")
             );
-            let _ = writeln!(s, "  {:<18} {:<18} {:<8} {:<8} {:<7} lag", "id", "name", "role", "health", "leader");
+            let _ = writeln!(
+                s,
+                "  {:<18} {:<18} {:<8} {:<8} {:<7} lag",
+                "id", "name", "role", "health", "leader"
+            );
             for m in &e.members {
                 let _ = writeln!(
                     s,
                     "  {:<18} {:<18} {:<8} {:<8} {:<7} {}",
                     m.id,
-                    if m.name.is_empty() { "(unstarted)" } else { &m.name },
+                    if m.name.is_empty() {
+                        "(unstarted)"
+                    } else {
+                        &m.name
+                    },
                     if m.learner { "learner" } else { "voter" },
                     yes_no(m.healthy, "healthy", "DOWN"),
                     if m.leader { "*" } else { "" },
@@ -93,7 +111,11 @@ pub fn status(st: &Status) -> String {
         }
         None => {
             let _ = writeln!(s, "nodes:");
-            let _ = writeln!(s, "  {:<22} {:<14} {:<10} {:<10} since", "name", "role", "host", "ready");
+            let _ = writeln!(
+                s,
+                "  {:<22} {:<14} {:<10} {:<10} since",
+                "name", "role", "host", "ready"
+            );
             for n in &st.nodes {
                 let _ = writeln!(
                     s,
@@ -104,8 +126,14 @@ pub fn status(st: &Status) -> String {
                         hacore::topology::Role::Worker => "worker",
                     },
                     n.hypervisor.as_deref().unwrap_or("-"),
-                    format!("{}{}", yes_no(n.ready, "Ready", "NotReady"), if n.cordoned { ",cordon" } else { "" }),
-                    n.ready_since.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                    format!(
+                        "{}{}",
+                        yes_no(n.ready, "Ready", "NotReady"),
+                        if n.cordoned { ",cordon" } else { "" }
+                    ),
+                    n.ready_since
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "-".into()),
                 );
             }
         }
@@ -118,9 +146,26 @@ pub fn status(st: &Status) -> String {
         Section::Ok(b) => {
             let list: Vec<String> = b
                 .iter()
-                .map(|b| format!("{} {}{}", b.server, b.status, b.sessions.map(|n| format!(" ({n} sessions)")).unwrap_or_default()))
+                .map(|b| {
+                    format!(
+                        "{} {}{}",
+                        b.server,
+                        b.status,
+                        b.sessions
+                            .map(|n| format!(" ({n} sessions)"))
+                            .unwrap_or_default()
+                    )
+                })
                 .collect();
-            let _ = writeln!(s, "load balancer: {}", if list.is_empty() { "no backends".into() } else { list.join(", ") });
+            let _ = writeln!(
+                s,
+                "load balancer: {}",
+                if list.is_empty() {
+                    "no backends".into()
+                } else {
+                    list.join(", ")
+                }
+            );
         }
     }
     match &st.apiservers {
@@ -128,7 +173,11 @@ pub fn status(st: &Status) -> String {
             let _ = writeln!(s, "apiservers: unknown ({e})");
         }
         Section::Ok(a) => {
-            let per: Vec<String> = a.per_node.iter().map(|(n, r)| format!("{n} {}", if *r { "ready" } else { "NOT READY" })).collect();
+            let per: Vec<String> = a
+                .per_node
+                .iter()
+                .map(|(n, r)| format!("{n} {}", if *r { "ready" } else { "NOT READY" }))
+                .collect();
             let _ = writeln!(
                 s,
                 "apiservers: {}; via endpoint: {}",

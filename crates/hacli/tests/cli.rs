@@ -65,12 +65,23 @@ fn json_verdict_is_stable_and_complete() {
     assert_eq!(v["policy"], "reboot");
     assert_eq!(v["observed_at"], "2026-05-21T12:00:00Z");
     let findings = v["findings"].as_array().unwrap();
-    let leader = findings.iter().find(|f| f["rule"] == "etcd-leader").unwrap();
+    let leader = findings
+        .iter()
+        .find(|f| f["rule"] == "etcd-leader")
+        .unwrap();
     assert_eq!(leader["severity"], "deny");
-    assert!(leader["remediation"].as_str().unwrap().contains("move-leader"));
+    assert!(
+        leader["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("move-leader")
+    );
     // Every finding carries rule, severity and message.
     for f in findings {
-        assert!(f["rule"].is_string() && f["severity"].is_string() && f["message"].is_string(), "{f}");
+        assert!(
+            f["rule"].is_string() && f["severity"].is_string() && f["message"].is_string(),
+            "{f}"
+        );
     }
 }
 
@@ -80,32 +91,72 @@ fn text_verdict_leads_with_the_decision() {
     let s = text(&out.stdout);
     assert!(s.starts_with("DENY: reboot k8s-master"), "{s}");
     assert!(s.contains("DENY etcd-leader"), "{s}");
-    assert!(s.contains("-> etcdctl move-leader 91bc3c398fb3c146 (to k8s-master-2)"), "{s}");
+    assert!(
+        s.contains("-> etcdctl move-leader 91bc3c398fb3c146 (to k8s-master-2)"),
+        "{s}"
+    );
 }
 
 #[test]
 fn at_moves_the_clock() {
     // Soak window open at observation time, closed a day later (the state is
     // then stale, so the verdict is unknown, not allow).
-    let out = check("reboot", "k8s-node1", "ha-soak-open", &["--at", "2026-05-22T12:00:00Z"]);
+    let out = check(
+        "reboot",
+        "k8s-node1",
+        "ha-soak-open",
+        &["--at", "2026-05-22T12:00:00Z"],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("?? "), "{}", text(&out.stdout));
-    let out = check("reboot", "k8s-node1", "ha-soak-open", &["--at", "yesterday"]);
+    let out = check(
+        "reboot",
+        "k8s-node1",
+        "ha-soak-open",
+        &["--at", "yesterday"],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--at `yesterday`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--at `yesterday`"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn policy_files_and_builtins() {
-    let out = check("reboot", "k8s-master-2", "ha-healthy", &["--policy", "examples/policy/kured-gate.yaml"]);
+    let out = check(
+        "reboot",
+        "k8s-master-2",
+        "ha-healthy",
+        &["--policy", "examples/policy/kured-gate.yaml"],
+    );
     // 12:00 UTC is outside the 01:00-05:00 London window.
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("reboot-window"), "{}", text(&out.stdout));
-    let out = check("reboot", "k8s-master-2", "ha-healthy", &["--policy", "drain"]);
+    assert!(
+        text(&out.stdout).contains("reboot-window"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = check(
+        "reboot",
+        "k8s-master-2",
+        "ha-healthy",
+        &["--policy", "drain"],
+    );
     assert_eq!(out.status.code(), Some(0));
-    let out = check("reboot", "k8s-master-2", "ha-healthy", &["--policy", "nope"]);
+    let out = check(
+        "reboot",
+        "k8s-master-2",
+        "ha-healthy",
+        &["--policy", "nope"],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("unknown policy `nope`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("unknown policy `nope`"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = hacli(&["policy", "show", "reboot", "-o", "json"]);
     assert_eq!(out.status.code(), Some(0));
     let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -118,7 +169,10 @@ fn unknown_target_and_action_are_usage_errors() {
     let out = check("reboot", "k8s-master-9", "ha-healthy", &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("unknown target `k8s-master-9`") && err.contains("k8s-master-2"), "{err}");
+    assert!(
+        err.contains("unknown target `k8s-master-9`") && err.contains("k8s-master-2"),
+        "{err}"
+    );
     let out = check("explode", "k8s-master", "ha-healthy", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unknown action `explode`"));
@@ -129,13 +183,33 @@ fn unknown_target_and_action_are_usage_errors() {
 fn bad_topologies_name_file_line_and_column() {
     let cases = [
         ("malformed", "malformed.yaml:5:5", "unclosed bracket"),
-        ("unknown-field", "unknown-field.yaml:7:5", "unknown field `adress`"),
+        (
+            "unknown-field",
+            "unknown-field.yaml:7:5",
+            "unknown field `adress`",
+        ),
         ("wrong-type", "wrong-type.yaml:2:51", "u16"),
         ("bad-address", "bad-address.yaml:4:47", "invalid IP address"),
-        ("duplicates", "duplicates.yaml:8:7", "duplicate node name `m1` (first at nodes[0])"),
-        ("duplicates", "duplicates.yaml:9:31", "address 10.0.0.12 is already used by node `m2`"),
-        ("vip-is-node", "vip-is-node.yaml:2:25", "the VIP 10.0.0.11 is node `m1`'s address"),
-        ("vip-is-node", "vip-is-node.yaml:8:38", "outside the node network"),
+        (
+            "duplicates",
+            "duplicates.yaml:8:7",
+            "duplicate node name `m1` (first at nodes[0])",
+        ),
+        (
+            "duplicates",
+            "duplicates.yaml:9:31",
+            "address 10.0.0.12 is already used by node `m2`",
+        ),
+        (
+            "vip-is-node",
+            "vip-is-node.yaml:2:25",
+            "the VIP 10.0.0.11 is node `m1`'s address",
+        ),
+        (
+            "vip-is-node",
+            "vip-is-node.yaml:8:38",
+            "outside the node network",
+        ),
         ("bad-cidr", "bad-cidr.yaml:3:18", "is not a CIDR"),
     ];
     for (file, at, says) in cases {
@@ -147,20 +221,48 @@ fn bad_topologies_name_file_line_and_column() {
         assert!(err.contains(at), "{file}: expected {at} in:\n{err}");
         assert!(err.contains(says), "{file}: expected {says:?} in:\n{err}");
         // The same file given to `check` is a configuration error too.
-        let out = hacli(&["check", "reboot", "m1", "-t", &path, "-s", "examples/state/ha-healthy.yaml"]);
+        let out = hacli(&[
+            "check",
+            "reboot",
+            "m1",
+            "-t",
+            &path,
+            "-s",
+            "examples/state/ha-healthy.yaml",
+        ]);
         assert_eq!(out.status.code(), Some(2), "{file}");
     }
 }
 
 #[test]
 fn bad_state_names_its_line() {
-    let out = hacli(&["check", "reboot", "k8s-master", "-t", HA, "-s", "crates/hacli/tests/data/bad-state.yaml"]);
+    let out = hacli(&[
+        "check",
+        "reboot",
+        "k8s-master",
+        "-t",
+        HA,
+        "-s",
+        "crates/hacli/tests/data/bad-state.yaml",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("bad-state.yaml:4:"), "{err}");
-    let out = hacli(&["check", "reboot", "k8s-master", "-t", HA, "-s", "does/not/exist.yaml"]);
+    let out = hacli(&[
+        "check",
+        "reboot",
+        "k8s-master",
+        "-t",
+        HA,
+        "-s",
+        "does/not/exist.yaml",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("does/not/exist.yaml: cannot read"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("does/not/exist.yaml: cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -169,19 +271,52 @@ fn warnings_do_not_fail_validation_unless_strict() {
     let out = hacli(&["topology", "validate", path, "-o", "json"]);
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let msgs: Vec<String> = v["warnings"].as_array().unwrap().iter().map(|w| w["message"].as_str().unwrap().to_string()).collect();
-    assert!(msgs.iter().any(|m| m.contains("even etcd size")), "{msgs:?}");
-    assert!(msgs.iter().any(|m| m.contains("run on hypervisor `pve`")), "{msgs:?}");
-    assert!(msgs.iter().any(|m| m.contains("/readyz turns false")), "{msgs:?}");
-    let hc = v["warnings"].as_array().unwrap().iter().find(|w| w["path"] == "loadBalancer.healthCheck.path").unwrap();
-    assert_eq!((hc["position"]["line"].as_u64(), hc["position"]["column"].as_u64()), (Some(7), Some(31)));
+    let msgs: Vec<String> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("even etcd size")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("run on hypervisor `pve`")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("/readyz turns false")),
+        "{msgs:?}"
+    );
+    let hc = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["path"] == "loadBalancer.healthCheck.path")
+        .unwrap();
+    assert_eq!(
+        (
+            hc["position"]["line"].as_u64(),
+            hc["position"]["column"].as_u64()
+        ),
+        (Some(7), Some(31))
+    );
     let out = hacli(&["topology", "validate", path, "--strict"]);
     assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
 fn status_reports_quorum_and_disruptions() {
-    let out = hacli(&["status", "-t", HA, "-s", "examples/state/ha-master-notready.yaml", "-o", "json"]);
+    let out = hacli(&[
+        "status",
+        "-t",
+        HA,
+        "-s",
+        "examples/state/ha-master-notready.yaml",
+        "-o",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let etcd = &v["etcd"]["ok"];
@@ -195,6 +330,9 @@ fn status_reports_quorum_and_disruptions() {
     assert_eq!(m2["decision"], "deny");
     let text_out = hacli(&["status", "-t", HA, "-s", "examples/state/ha-healthy.yaml"]);
     let s = text(&text_out.stdout);
-    assert!(s.contains("etcd: 3 voter(s), 0 learner(s), 3 healthy, quorum 2, can lose 1 more"), "{s}");
+    assert!(
+        s.contains("etcd: 3 voter(s), 0 learner(s), 3 healthy, quorum 2, can lose 1 more"),
+        "{s}"
+    );
     assert!(s.contains("k8s-master-2           allow"), "{s}");
 }

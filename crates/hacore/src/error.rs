@@ -38,7 +38,9 @@ pub enum Error {
         errors: Vec<Diagnostic>,
     },
     /// The named target is neither a node nor a hypervisor host of the topology.
-    #[error("unknown target `{target}`: not a node or hypervisor host in the topology (known: {known})")]
+    #[error(
+        "unknown target `{target}`: not a node or hypervisor host in the topology (known: {known})"
+    )]
     UnknownTarget {
         /// What the user asked for.
         target: String,
@@ -46,7 +48,9 @@ pub enum Error {
         known: String,
     },
     /// An action name was not recognised.
-    #[error("unknown action `{0}`: expected one of reboot, drain, upgrade, shutdown, remove-member, join")]
+    #[error(
+        "unknown action `{0}`: expected one of reboot, drain, upgrade, shutdown, remove-member, join"
+    )]
     UnknownAction(String),
     /// A built-in policy name was not recognised.
     #[error("unknown policy `{0}`: expected a file path or one of the built-ins: {1}")]

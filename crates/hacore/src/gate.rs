@@ -115,7 +115,14 @@ rule_set! {
 }
 
 /// Names of the built-in policies.
-pub const BUILTINS: [&str; 6] = ["reboot", "upgrade", "drain", "shutdown", "remove-member", "join"];
+pub const BUILTINS: [&str; 6] = [
+    "reboot",
+    "upgrade",
+    "drain",
+    "shutdown",
+    "remove-member",
+    "join",
+];
 
 impl Policy {
     /// A built-in policy by name.
@@ -146,13 +153,17 @@ impl Policy {
             r.load_balancer = Some(Default::default());
             r.hypervisor_host = Some(NoParams {});
         };
-        let calico = || rules::daemonsets::Params { names: vec!["calico-node".into()] };
+        let calico = || rules::daemonsets::Params {
+            names: vec!["calico-node".into()],
+        };
         let description = match name {
             "reboot" => {
                 quorum(&mut r);
                 r.nodes_ready = Some(Default::default());
                 r.daemonsets = Some(calico());
-                r.soak = Some(rules::soak::Params { window: crate::units::Dur::hours(24) });
+                r.soak = Some(rules::soak::Params {
+                    window: crate::units::Dur::hours(24),
+                });
                 r.pdb = Some(NoParams {});
                 "kured sentinel gate (all nodes Ready, calico-node running, 24h soak) plus control-plane quorum"
             }
@@ -246,7 +257,10 @@ impl Policy {
                 None => {
                     errors.push(source::Diagnostic::error(
                         "extends",
-                        format!("unknown built-in policy `{base}` (known: {})", BUILTINS.join(", ")),
+                        format!(
+                            "unknown built-in policy `{base}` (known: {})",
+                            BUILTINS.join(", ")
+                        ),
                     ));
                     RuleSet::default()
                 }
@@ -257,20 +271,33 @@ impl Policy {
             if !rules.disable(id) {
                 errors.push(source::Diagnostic::error(
                     format!("disable[{i}]"),
-                    format!("unknown rule `{id}` (known: {})", RuleSet::ALL_IDS.join(", ")),
+                    format!(
+                        "unknown rule `{id}` (known: {})",
+                        RuleSet::ALL_IDS.join(", ")
+                    ),
                 ));
             }
         }
         if rules.ids().is_empty() {
-            errors.push(source::Diagnostic::error("rules", "the policy enables no rule"));
+            errors.push(source::Diagnostic::error(
+                "rules",
+                "the policy enables no rule",
+            ));
         }
         if !errors.is_empty() {
             for e in &mut errors {
                 e.locate_in(file, text);
             }
-            return Err(Error::Invalid { file: file.to_string(), errors });
+            return Err(Error::Invalid {
+                file: file.to_string(),
+                errors,
+            });
         }
-        Ok(Policy { rules, disable: Vec::new(), ..self })
+        Ok(Policy {
+            rules,
+            disable: Vec::new(),
+            ..self
+        })
     }
 }
 
@@ -307,7 +334,10 @@ pub fn resolve_target<'a>(
         .map(|n| n.name.as_str())
         .chain(topology.hypervisors.iter().map(|h| h.name.as_str()))
         .collect();
-    Err(Error::UnknownTarget { target: target.to_string(), known: known.join(", ") })
+    Err(Error::UnknownTarget {
+        target: target.to_string(),
+        known: known.join(", "),
+    })
 }
 
 /// Evaluate a request under a policy at time `now`. Pure: no I/O, no clock.

@@ -105,7 +105,12 @@ impl Membership {
     }
 
     /// Remove voters from the membership for good (`member remove`).
-    pub fn remove(&self, healthy_removed: usize, unknown_removed: usize, down_removed: usize) -> Projection {
+    pub fn remove(
+        &self,
+        healthy_removed: usize,
+        unknown_removed: usize,
+        down_removed: usize,
+    ) -> Projection {
         let voters = self
             .voters
             .saturating_sub(healthy_removed + unknown_removed + down_removed);
@@ -113,7 +118,8 @@ impl Membership {
             voters,
             quorum: quorum(voters),
             healthy_min: self.healthy.saturating_sub(healthy_removed),
-            healthy_max: (self.healthy + self.unknown).saturating_sub(healthy_removed + unknown_removed),
+            healthy_max: (self.healthy + self.unknown)
+                .saturating_sub(healthy_removed + unknown_removed),
         }
     }
 
@@ -156,39 +162,74 @@ mod tests {
 
     #[test]
     fn two_voters_are_worse_than_one() {
-        let two = Membership { voters: 2, healthy: 2, unknown: 0, learners: 0 };
+        let two = Membership {
+            voters: 2,
+            healthy: 2,
+            unknown: 0,
+            learners: 0,
+        };
         assert_eq!(two.take_down(1, 0).safety(), Safety::Unsafe);
-        let three = Membership { voters: 3, healthy: 3, unknown: 0, learners: 0 };
+        let three = Membership {
+            voters: 3,
+            healthy: 3,
+            unknown: 0,
+            learners: 0,
+        };
         assert_eq!(three.take_down(1, 0).safety(), Safety::Safe);
         assert_eq!(three.take_down(2, 0).safety(), Safety::Unsafe);
     }
 
     #[test]
     fn unknown_health_is_undecided_not_safe() {
-        let m = Membership { voters: 3, healthy: 1, unknown: 2, learners: 0 };
+        let m = Membership {
+            voters: 3,
+            healthy: 1,
+            unknown: 2,
+            learners: 0,
+        };
         // Take a healthy one down: 0..2 healthy remain, quorum 2.
         assert_eq!(m.take_down(1, 0).safety(), Safety::Unknown);
         // Take an unknown one down: 1..2 healthy remain.
         assert_eq!(m.take_down(0, 1).safety(), Safety::Unknown);
-        let m = Membership { voters: 3, healthy: 2, unknown: 1, learners: 0 };
+        let m = Membership {
+            voters: 3,
+            healthy: 2,
+            unknown: 1,
+            learners: 0,
+        };
         assert_eq!(m.take_down(0, 1).safety(), Safety::Safe);
     }
 
     #[test]
     fn growing_one_to_two_without_learner_is_the_risk_window() {
-        let one = Membership { voters: 1, healthy: 1, unknown: 0, learners: 0 };
+        let one = Membership {
+            voters: 1,
+            healthy: 1,
+            unknown: 0,
+            learners: 0,
+        };
         assert_eq!(one.add_unstarted_voter().safety(), Safety::Unsafe);
         assert_eq!(one.add_healthy_voter().safety(), Safety::Safe);
     }
 
     #[test]
     fn removing_a_dead_member_restores_tolerance() {
-        let m = Membership { voters: 3, healthy: 2, unknown: 0, learners: 0 };
+        let m = Membership {
+            voters: 3,
+            healthy: 2,
+            unknown: 0,
+            learners: 0,
+        };
         let p = m.remove(0, 0, 1);
         assert_eq!((p.voters, p.quorum, p.healthy_min), (2, 2, 2));
         assert_eq!(p.safety(), Safety::Safe);
         // Removing the last member is never safe.
-        let one = Membership { voters: 1, healthy: 1, unknown: 0, learners: 0 };
+        let one = Membership {
+            voters: 1,
+            healthy: 1,
+            unknown: 0,
+            learners: 0,
+        };
         assert_eq!(one.remove(1, 0, 0).safety(), Safety::Unsafe);
     }
 }

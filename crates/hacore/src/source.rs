@@ -175,8 +175,13 @@ pub fn locate(text: &str, path: &str) -> Option<Position> {
     // Stack of frames: for a mapping, whether the next scalar is a key and the
     // key just read; for a sequence, the index of the next item.
     enum Frame {
-        Map { expect_key: bool, key: Option<String> },
-        Seq { next: usize },
+        Map {
+            expect_key: bool,
+            key: Option<String>,
+        },
+        Seq {
+            next: usize,
+        },
     }
     let mut stack: Vec<Frame> = Vec::new();
     // The current path as owned segments.
@@ -203,7 +208,10 @@ pub fn locate(text: &str, path: &str) -> Option<Position> {
         // A node starts: scalar, mapping or sequence. Work out its path.
         let is_node = matches!(
             event,
-            Event::Scalar(..) | Event::MappingStart(..) | Event::SequenceStart(..) | Event::Alias(..)
+            Event::Scalar(..)
+                | Event::MappingStart(..)
+                | Event::SequenceStart(..)
+                | Event::Alias(..)
         );
         if is_node {
             // Is this node a mapping key?
@@ -271,9 +279,18 @@ mod tests {
             locate(DOC, "nodes[1].address"),
             Some(Position { line: 6, column: 5 })
         );
-        assert_eq!(locate(DOC, "nodes[0]"), Some(Position { line: 3, column: 5 }));
-        assert_eq!(locate(DOC, "lb.pool"), Some(Position { line: 8, column: 3 }));
-        assert_eq!(locate(DOC, "cluster"), Some(Position { line: 1, column: 1 }));
+        assert_eq!(
+            locate(DOC, "nodes[0]"),
+            Some(Position { line: 3, column: 5 })
+        );
+        assert_eq!(
+            locate(DOC, "lb.pool"),
+            Some(Position { line: 8, column: 3 })
+        );
+        assert_eq!(
+            locate(DOC, "cluster"),
+            Some(Position { line: 1, column: 1 })
+        );
         assert_eq!(locate(DOC, "nodes[7].name"), None);
         assert_eq!(locate(DOC, "nope"), None);
     }
@@ -288,7 +305,10 @@ mod tests {
         }
         let err = parse::<T>("t.yaml", "a: 1\nb: 2\n").unwrap_err();
         let Error::Parse {
-            line, column, message, ..
+            line,
+            column,
+            message,
+            ..
         } = err
         else {
             panic!("wrong error {err:?}")

@@ -255,7 +255,12 @@ pub fn url_host(url: &str) -> Option<&str> {
     if let Some(v6) = authority.strip_prefix('[') {
         return v6.split(']').next();
     }
-    Some(authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority))
+    Some(
+        authority
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(authority),
+    )
 }
 
 /// The load balancer as observed.
@@ -376,7 +381,10 @@ impl ClusterState {
     }
 
     /// Load a state file (YAML or JSON) and check it against the topology.
-    pub fn load(path: &Path, topology: &Topology) -> Result<(ClusterState, Vec<Diagnostic>), Error> {
+    pub fn load(
+        path: &Path,
+        topology: &Topology,
+    ) -> Result<(ClusterState, Vec<Diagnostic>), Error> {
         let (state, text): (ClusterState, String) = source::read(path)?;
         state.finish(&path.display().to_string(), &text, topology)
     }

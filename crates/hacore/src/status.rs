@@ -120,11 +120,24 @@ pub struct Disruption {
 
 /// Summarise. `now` is the time the disruption verdicts are evaluated for.
 pub fn status(topology: &Topology, state: &ClusterState, now: Timestamp) -> Status {
-    let ctx = Context::new(topology, state, Action::Reboot, "", Vec::new(), None, now, None);
+    let ctx = Context::new(
+        topology,
+        state,
+        Action::Reboot,
+        "",
+        Vec::new(),
+        None,
+        now,
+        None,
+    );
     let etcd = match state.section(Probe::Etcd, state.etcd.as_ref()) {
         Err(e) => Section::Unknown(e),
         Ok(etcd) => {
-            let leader_index = etcd.members.iter().find(|m| m.leader).and_then(|m| m.raft_index);
+            let leader_index = etcd
+                .members
+                .iter()
+                .find(|m| m.leader)
+                .and_then(|m| m.raft_index);
             let mut m = Membership::default();
             let members = etcd
                 .members
@@ -144,7 +157,9 @@ pub fn status(topology: &Topology, state: &ClusterState, now: Timestamp) -> Stat
                         learner: mb.is_learner,
                         healthy,
                         leader: mb.leader,
-                        lag: leader_index.zip(mb.raft_index).map(|(l, i)| l.saturating_sub(i)),
+                        lag: leader_index
+                            .zip(mb.raft_index)
+                            .map(|(l, i)| l.saturating_sub(i)),
                     }
                 })
                 .collect();
@@ -155,7 +170,11 @@ pub fn status(topology: &Topology, state: &ClusterState, now: Timestamp) -> Stat
                 quorum: quorum(m.voters),
                 tolerance_now: m.healthy.saturating_sub(quorum(m.voters)),
                 tolerance: tolerance(m.voters),
-                leader: etcd.members.iter().find(|m| m.leader).map(|m| m.name.clone()),
+                leader: etcd
+                    .members
+                    .iter()
+                    .find(|m| m.leader)
+                    .map(|m| m.name.clone()),
                 members,
             })
         }
@@ -165,7 +184,11 @@ pub fn status(topology: &Topology, state: &ClusterState, now: Timestamp) -> Stat
         .nodes
         .iter()
         .map(|n| {
-            let s = if nodes_error.is_none() { ctx.node_state(&n.name) } else { None };
+            let s = if nodes_error.is_none() {
+                ctx.node_state(&n.name)
+            } else {
+                None
+            };
             NodeRow {
                 name: n.name.clone(),
                 role: n.role,
@@ -191,7 +214,11 @@ pub fn status(topology: &Topology, state: &ClusterState, now: Timestamp) -> Stat
         .filter(|n| n.is_control_plane())
         .chain(topology.nodes.iter().filter(|n| !n.is_control_plane()))
         .map(|n| {
-            let req = Request { action: Action::Reboot, target: &n.name, requester: None };
+            let req = Request {
+                action: Action::Reboot,
+                target: &n.name,
+                requester: None,
+            };
             match evaluate(topology, state, &policy, &req, now) {
                 Ok(v) => Disruption {
                     node: n.name.clone(),
@@ -203,7 +230,11 @@ pub fn status(topology: &Topology, state: &ClusterState, now: Timestamp) -> Stat
                         .map(|f| format!("{}: {}", f.rule, f.message))
                         .collect(),
                 },
-                Err(e) => Disruption { node: n.name.clone(), decision: Decision::Unknown, reasons: vec![e.to_string()] },
+                Err(e) => Disruption {
+                    node: n.name.clone(),
+                    decision: Decision::Unknown,
+                    reasons: vec![e.to_string()],
+                },
             }
         })
         .collect();

@@ -345,8 +345,7 @@ pub fn is_dns_subdomain(s: &str) -> bool {
 fn is_simple_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
@@ -394,17 +393,26 @@ impl Topology {
             if !is_simple_name(&h.name) {
                 r.push(Diagnostic::error(
                     format!("{p}.name"),
-                    format!("`{}` is not a valid host name (letters, digits, `-`, `_`, `.`)", h.name),
+                    format!(
+                        "`{}` is not a valid host name (letters, digits, `-`, `_`, `.`)",
+                        h.name
+                    ),
                 ));
             }
             if let Some(first) = host_names.insert(h.name.as_str(), i) {
                 r.push(Diagnostic::error(
                     format!("{p}.name"),
-                    format!("duplicate hypervisor `{}` (first at hypervisors[{first}])", h.name),
+                    format!(
+                        "duplicate hypervisor `{}` (first at hypervisors[{first}])",
+                        h.name
+                    ),
                 ));
             }
             if h.memory_gib == 0 || h.cpus == 0 {
-                r.push(Diagnostic::error(p, "memoryGiB and cpus must be greater than 0"));
+                r.push(Diagnostic::error(
+                    p,
+                    "memoryGiB and cpus must be greater than 0",
+                ));
             }
         }
 
@@ -517,7 +525,10 @@ impl Topology {
         // Endpoint and load balancer.
         let ep = &self.control_plane_endpoint;
         if ep.port == 0 {
-            r.push(Diagnostic::error("controlPlaneEndpoint.port", "port must not be 0"));
+            r.push(Diagnostic::error(
+                "controlPlaneEndpoint.port",
+                "port must not be 0",
+            ));
         }
         if let Some(dns) = &ep.dns_name
             && !is_dns_subdomain(dns)
@@ -686,7 +697,10 @@ impl Topology {
             }
         }
         if hc.interval.0.is_zero() {
-            r.push(Diagnostic::error(format!("{p}.interval"), "interval must be greater than 0"));
+            r.push(Diagnostic::error(
+                format!("{p}.interval"),
+                "interval must be greater than 0",
+            ));
         }
         if hc.fall == 0 || hc.rise == 0 {
             r.push(Diagnostic::error(p, "fall and rise must be at least 1"));

@@ -37,10 +37,9 @@ impl fmt::Debug for Dur {
 impl std::str::FromStr for Dur {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let d: SignedDuration = s
-            .trim()
-            .parse()
-            .map_err(|e| format!("invalid duration `{s}` (write it like 600s, 24h or 1h30m): {e}"))?;
+        let d: SignedDuration = s.trim().parse().map_err(|e| {
+            format!("invalid duration `{s}` (write it like 600s, 24h or 1h30m): {e}")
+        })?;
         if d.is_negative() {
             return Err(format!("duration `{s}` is negative"));
         }

@@ -8,10 +8,8 @@ use hacore::state::{
     ApiserverState, BackendStatus, EtcdMember, EtcdState, LbBackend, LbState, LockState, MemberId,
     NodeState, Probe,
 };
-use hacore::topology::{
-    EtcdConfig, HealthCheck, Hypervisor, LbKind, LoadBalancer, Node, Role,
-};
 use hacore::topology::Endpoint;
+use hacore::topology::{EtcdConfig, HealthCheck, Hypervisor, LbKind, LoadBalancer, Node, Role};
 use hacore::{Action, ClusterState, Decision, Policy, Severity, Topology};
 use jiff::Timestamp;
 use proptest::prelude::*;
@@ -54,22 +52,30 @@ fn master() -> impl Strategy<Value = MasterSpec> {
 fn spec() -> impl Strategy<Value = Spec> {
     (
         prop::collection::vec(master(), 1..=7),
-        prop::collection::vec((0u8..3, prop_oneof![8 => Just(Some(true)), 1 => Just(Some(false))]), 0..4),
+        prop::collection::vec(
+            (
+                0u8..3,
+                prop_oneof![8 => Just(Some(true)), 1 => Just(Some(false))],
+            ),
+            0..4,
+        ),
         0usize..7,
         any::<bool>(),
         prop::bool::weighted(0.1),
         prop::bool::weighted(0.1),
         prop::bool::weighted(0.1),
     )
-        .prop_map(|(masters, workers, leader, with_lb, kill_switch, recent_ready, lock_other)| Spec {
-            masters,
-            workers,
-            leader,
-            with_lb,
-            kill_switch,
-            recent_ready,
-            lock_other,
-        })
+        .prop_map(
+            |(masters, workers, leader, with_lb, kill_switch, recent_ready, lock_other)| Spec {
+                masters,
+                workers,
+                leader,
+                with_lb,
+                kill_switch,
+                recent_ready,
+                lock_other,
+            },
+        )
 }
 
 const NOW: &str = "2026-03-04T02:00:00Z";
@@ -104,7 +110,11 @@ fn build(spec: &Spec) -> (Topology, ClusterState) {
     let endpoint = if spec.with_lb { addr(10) } else { addr(11) };
     let topology = Topology {
         cluster: "prop".into(),
-        control_plane_endpoint: Endpoint { address: endpoint, port: 6443, dns_name: None },
+        control_plane_endpoint: Endpoint {
+            address: endpoint,
+            port: 6443,
+            dns_name: None,
+        },
         network: None,
         etcd: EtcdConfig::default(),
         load_balancer: if spec.with_lb {
@@ -143,13 +153,21 @@ fn build(spec: &Spec) -> (Topology, ClusterState) {
         .filter(|(_, m)| matches!(m.member, Some((false, 1))))
         .map(|(i, _)| i)
         .collect();
-    let leader = if voter_idx.is_empty() { None } else { Some(voter_idx[spec.leader % voter_idx.len()]) };
+    let leader = if voter_idx.is_empty() {
+        None
+    } else {
+        Some(voter_idx[spec.leader % voter_idx.len()])
+    };
     for (i, m) in spec.masters.iter().enumerate() {
         let name = format!("m{i}");
         node_states.push(NodeState {
             name: name.clone(),
             ready: m.ready,
-            ready_since: Some(if spec.recent_ready && i == 0 { now - jiff::SignedDuration::from_secs(60) } else { old }),
+            ready_since: Some(if spec.recent_ready && i == 0 {
+                now - jiff::SignedDuration::from_secs(60)
+            } else {
+                old
+            }),
             cordoned: false,
             taints: Vec::new(),
             reboot_required: None,
@@ -202,7 +220,10 @@ fn build(spec: &Spec) -> (Topology, ClusterState) {
     state.nodes = Some(node_states);
     state.etcd = Some(EtcdState { members });
     state.load_balancer = Some(LbState { backends });
-    state.apiservers = Some(ApiserverState { per_node, via_endpoint: Some(true) });
+    state.apiservers = Some(ApiserverState {
+        per_node,
+        via_endpoint: Some(true),
+    });
     state.alerts = Some(Vec::new());
     state.kill_switch = Some(spec.kill_switch);
     state.lock = Some(LockState {
@@ -223,7 +244,11 @@ fn all_rules() -> Policy {
 }
 
 fn targets(t: &Topology) -> Vec<String> {
-    t.nodes.iter().map(|n| n.name.clone()).chain(t.hypervisors.iter().map(|h| h.name.clone())).collect()
+    t.nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .chain(t.hypervisors.iter().map(|h| h.name.clone()))
+        .collect()
 }
 
 proptest! {

@@ -77,7 +77,8 @@ fn load_value(base: &Path, v: &Value) -> Result<Value, String> {
     match v {
         Value::String(rel) => {
             let path = base.join(rel);
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
         }
         other => Ok(other.clone()),
@@ -85,8 +86,12 @@ fn load_value(base: &Path, v: &Value) -> Result<Value, String> {
 }
 
 fn set(doc: &mut Value, pointer: &str, value: Value) -> Result<(), String> {
-    let (parent, key) = pointer.rsplit_once('/').ok_or(format!("bad pointer {pointer}"))?;
-    let target = doc.pointer_mut(parent).ok_or(format!("no {parent} for {pointer}"))?;
+    let (parent, key) = pointer
+        .rsplit_once('/')
+        .ok_or(format!("bad pointer {pointer}"))?;
+    let target = doc
+        .pointer_mut(parent)
+        .ok_or(format!("no {parent} for {pointer}"))?;
     match target {
         Value::Object(m) => {
             m.insert(key.to_string(), value);
@@ -101,7 +106,11 @@ fn set(doc: &mut Value, pointer: &str, value: Value) -> Result<(), String> {
     Ok(())
 }
 
-fn apply(doc: &mut Value, sets: &serde_json::Map<String, Value>, removes: &[String]) -> Result<(), String> {
+fn apply(
+    doc: &mut Value,
+    sets: &serde_json::Map<String, Value>,
+    removes: &[String],
+) -> Result<(), String> {
     for (p, v) in sets {
         set(doc, p, v.clone())?;
     }
@@ -125,12 +134,17 @@ fn apply(doc: &mut Value, sets: &serde_json::Map<String, Value>, removes: &[Stri
 }
 
 fn ids(v: &hacore::Verdict, s: Severity) -> BTreeSet<String> {
-    v.findings.iter().filter(|f| f.severity == s).map(|f| f.rule.clone()).collect()
+    v.findings
+        .iter()
+        .filter(|f| f.severity == s)
+        .map(|f| f.rule.clone())
+        .collect()
 }
 
 fn check(path: &Path) -> datatest_stable::Result<()> {
     let text = std::fs::read_to_string(path)?;
-    let sc: Scenario = serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let sc: Scenario =
+        serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let base = path.parent().unwrap();
     let topo0 = load_value(base, &sc.topology)?;
     let state0 = load_value(base, &sc.state)?;
@@ -143,12 +157,14 @@ fn check(path: &Path) -> datatest_stable::Result<()> {
                 apply(&mut topo, &e.topology, &[])?;
                 apply(&mut state, &e.set, &e.remove)?;
             }
-            let topology: Topology = serde_json::from_value(topo).map_err(|e| format!("topology: {e}"))?;
+            let topology: Topology =
+                serde_json::from_value(topo).map_err(|e| format!("topology: {e}"))?;
             let report = topology.validate();
             if !report.errors.is_empty() {
                 return Err(format!("topology invalid: {:?}", report.errors));
             }
-            let state: ClusterState = serde_json::from_value(state).map_err(|e| format!("state: {e}"))?;
+            let state: ClusterState =
+                serde_json::from_value(state).map_err(|e| format!("state: {e}"))?;
             let errs: Vec<_> = state
                 .validate(&topology)
                 .into_iter()
@@ -173,29 +189,48 @@ fn check(path: &Path) -> datatest_stable::Result<()> {
                 Some(t) => t.parse().map_err(|e| format!("at: {e}"))?,
                 None => state.observed_at,
             };
-            let req = Request { action, target: &case.target, requester: case.requester.as_deref() };
+            let req = Request {
+                action,
+                target: &case.target,
+                requester: case.requester.as_deref(),
+            };
             let v = evaluate(&topology, &state, &policy, &req, now).map_err(|e| e.to_string())?;
             let mut problems = Vec::new();
             if v.decision != case.expect.decision {
-                problems.push(format!("decision {} (expected {})", v.decision, case.expect.decision));
+                problems.push(format!(
+                    "decision {} (expected {})",
+                    v.decision, case.expect.decision
+                ));
             }
             let want_deny: BTreeSet<String> = case.expect.deny.iter().cloned().collect();
             let want_unknown: BTreeSet<String> = case.expect.unknown.iter().cloned().collect();
             if ids(&v, Severity::Deny) != want_deny {
-                problems.push(format!("deny {:?} (expected {want_deny:?})", ids(&v, Severity::Deny)));
+                problems.push(format!(
+                    "deny {:?} (expected {want_deny:?})",
+                    ids(&v, Severity::Deny)
+                ));
             }
             if ids(&v, Severity::Unknown) != want_unknown {
-                problems.push(format!("unknown {:?} (expected {want_unknown:?})", ids(&v, Severity::Unknown)));
+                problems.push(format!(
+                    "unknown {:?} (expected {want_unknown:?})",
+                    ids(&v, Severity::Unknown)
+                ));
             }
             if let Some(w) = &case.expect.warn {
                 let want: BTreeSet<String> = w.iter().cloned().collect();
                 if ids(&v, Severity::Warn) != want {
-                    problems.push(format!("warn {:?} (expected {want:?})", ids(&v, Severity::Warn)));
+                    problems.push(format!(
+                        "warn {:?} (expected {want:?})",
+                        ids(&v, Severity::Warn)
+                    ));
                 }
             }
             for s in &case.expect.says {
                 let found = v.findings.iter().any(|f| {
-                    f.message.contains(s.as_str()) || f.remediation.as_deref().is_some_and(|r| r.contains(s.as_str()))
+                    f.message.contains(s.as_str())
+                        || f.remediation
+                            .as_deref()
+                            .is_some_and(|r| r.contains(s.as_str()))
                 });
                 if !found {
                     problems.push(format!("no finding says {s:?}"));
@@ -204,8 +239,11 @@ fn check(path: &Path) -> datatest_stable::Result<()> {
             if problems.is_empty() {
                 Ok(())
             } else {
-                let detail: Vec<String> =
-                    v.findings.iter().map(|f| format!("    {} {}: {}", f.severity, f.rule, f.message)).collect();
+                let detail: Vec<String> = v
+                    .findings
+                    .iter()
+                    .map(|f| format!("    {} {}: {}", f.severity, f.rule, f.message))
+                    .collect();
                 Err(format!("{}\n{}", problems.join("; "), detail.join("\n")))
             }
         };
@@ -218,7 +256,12 @@ fn check(path: &Path) -> datatest_stable::Result<()> {
     } else {
         // The harness prints errors with Debug; print them readably first.
         eprintln!("{}:\n{}", path.display(), failures.join("\n"));
-        Err(format!("{} of {} case(s) failed (see above)", failures.len(), sc.cases.len()).into())
+        Err(format!(
+            "{} of {} case(s) failed (see above)",
+            failures.len(),
+            sc.cases.len()
+        )
+        .into())
     }
 }
 

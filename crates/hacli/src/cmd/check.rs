@@ -37,7 +37,11 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         None => Policy::for_action(action),
     };
     let now = super::parse_at(a.at.as_deref())?.unwrap_or(state.observed_at);
-    let request = Request { action, target: &a.target, requester: a.requester.as_deref() };
+    let request = Request {
+        action,
+        target: &a.target,
+        requester: a.requester.as_deref(),
+    };
     let verdict = evaluate(&topology, &state, &policy, &request, now)?;
     match a.output {
         Output::Json => crate::print_json(&verdict)?,

@@ -24,10 +24,9 @@ pub fn parse_at(at: Option<&str>) -> anyhow::Result<Option<jiff::Timestamp>> {
     match at {
         None => Ok(None),
         Some("now") => Ok(Some(jiff::Timestamp::now())),
-        Some(s) => s
-            .parse()
-            .map(Some)
-            .with_context(|| format!("--at `{s}`: expected an RFC 3339 time such as 2026-05-21T12:00:00Z, or `now`")),
+        Some(s) => s.parse().map(Some).with_context(|| {
+            format!("--at `{s}`: expected an RFC 3339 time such as 2026-05-21T12:00:00Z, or `now`")
+        }),
     }
 }
 

@@ -26,10 +26,17 @@ pub enum Command {
 
 /// Run.
 pub fn run(c: Command) -> anyhow::Result<Exit> {
-    let Command::Validate { file, output, strict } = c;
+    let Command::Validate {
+        file,
+        output,
+        strict,
+    } = c;
     let report = match Topology::load(&file) {
         Ok((_, report)) => report,
-        Err(hacore::Error::Invalid { errors, .. }) => Report { errors, warnings: Vec::new() },
+        Err(hacore::Error::Invalid { errors, .. }) => Report {
+            errors,
+            warnings: Vec::new(),
+        },
         Err(e) => return Err(e.into()),
     };
     let failed = !report.errors.is_empty() || (strict && !report.warnings.is_empty());
@@ -45,7 +52,11 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
                 eprintln!("{d}");
             }
             if !failed {
-                println!("{}: valid ({} warning(s))", file.display(), report.warnings.len());
+                println!(
+                    "{}: valid ({} warning(s))",
+                    file.display(),
+                    report.warnings.len()
+                );
             }
         }
     }

@@ -31,7 +31,10 @@ fn critical() -> String {
 
 impl Default for Params {
     fn default() -> Self {
-        Params { ignore: default_ignore(), min_severity: critical() }
+        Params {
+            ignore: default_ignore(),
+            min_severity: critical(),
+        }
     }
 }
 
@@ -46,7 +49,10 @@ impl Pattern {
     /// Compile `source`, anchored.
     pub fn new(source: &str) -> Result<Self, regex::Error> {
         let re = regex::Regex::new(&format!("^(?:{source})$"))?;
-        Ok(Pattern { source: source.to_string(), re })
+        Ok(Pattern {
+            source: source.to_string(),
+            re,
+        })
     }
 
     /// Whether `s` matches as a whole.
@@ -96,14 +102,32 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
     let firing: Vec<String> = alerts
         .iter()
         .filter(|a| !p.ignore.is_match(&a.name) && rank(&a.severity) >= min)
-        .map(|a| format!("{} ({})", a.name, if a.severity.is_empty() { "no severity" } else { &a.severity }))
+        .map(|a| {
+            format!(
+                "{} ({})",
+                a.name,
+                if a.severity.is_empty() {
+                    "no severity"
+                } else {
+                    &a.severity
+                }
+            )
+        })
         .collect();
     if firing.is_empty() {
-        out.push(pass(ID, format!("no alert at {} or above is firing ({} ignored or below)", p.min_severity, alerts.len())));
+        out.push(pass(
+            ID,
+            format!(
+                "no alert at {} or above is firing ({} ignored or below)",
+                p.min_severity,
+                alerts.len()
+            ),
+        ));
     } else {
         out.push(
-            deny(ID, format!("alert(s) firing: {}", firing.join(", ")))
-                .fix("resolve them, or add them to the policy's ignore pattern if they are expected"),
+            deny(ID, format!("alert(s) firing: {}", firing.join(", "))).fix(
+                "resolve them, or add them to the policy's ignore pattern if they are expected",
+            ),
         );
     }
 }

@@ -32,10 +32,20 @@ impl Default for Params {
 /// Check.
 pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
     if !ctx.action.stops_control_plane() || !ctx.targets_control_plane() {
-        out.push(pass(ID, format!("{} of {} stops no apiserver", ctx.action, ctx.target_names())));
+        out.push(pass(
+            ID,
+            format!(
+                "{} of {} stops no apiserver",
+                ctx.action,
+                ctx.target_names()
+            ),
+        ));
         return;
     }
-    let api = match ctx.state.section(Probe::Apiservers, ctx.state.apiservers.as_ref()) {
+    let api = match ctx
+        .state
+        .section(Probe::Apiservers, ctx.state.apiservers.as_ref())
+    {
         Ok(a) => a,
         Err(e) => return out.push(unknown(ID, e)),
     };
@@ -44,8 +54,14 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
             Some(true) => {}
             Some(false) => {
                 return out.push(
-                    deny(ID, format!("the API does not answer /readyz through the endpoint {} now", ctx.topology.control_plane_endpoint.socket()))
-                        .fix("fix the load balancer before disrupting a master"),
+                    deny(
+                        ID,
+                        format!(
+                            "the API does not answer /readyz through the endpoint {} now",
+                            ctx.topology.control_plane_endpoint.socket()
+                        ),
+                    )
+                    .fix("fix the load balancer before disrupting a master"),
                 );
             }
             None => return out.push(unknown(ID, "/readyz through the endpoint was not observed")),
@@ -53,7 +69,11 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
     }
     let mut ready = Vec::new();
     let mut unsure = Vec::new();
-    for n in ctx.topology.control_plane_nodes().filter(|n| !ctx.is_target(&n.name)) {
+    for n in ctx
+        .topology
+        .control_plane_nodes()
+        .filter(|n| !ctx.is_target(&n.name))
+    {
         match api.per_node.get(&n.name) {
             Some(true) => ready.push(n.name.as_str()),
             Some(false) => {}
@@ -63,7 +83,10 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
     if ready.len() >= p.min_ready {
         out.push(pass(ID, format!("apiserver ready on {}", ready.join(", "))));
     } else if ready.len() + unsure.len() >= p.min_ready {
-        out.push(unknown(ID, format!("/readyz of {} was not observed", unsure.join(", "))));
+        out.push(unknown(
+            ID,
+            format!("/readyz of {} was not observed", unsure.join(", ")),
+        ));
     } else {
         out.push(
             deny(

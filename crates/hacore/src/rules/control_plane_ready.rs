@@ -32,7 +32,14 @@ impl Default for Params {
 /// Check.
 pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
     if !ctx.action.takes_node_down() || !ctx.targets_control_plane() {
-        out.push(pass(ID, format!("{} of {} takes no control-plane node down", ctx.action, ctx.target_names())));
+        out.push(pass(
+            ID,
+            format!(
+                "{} of {} takes no control-plane node down",
+                ctx.action,
+                ctx.target_names()
+            ),
+        ));
         return;
     }
     if let Err(e) = ctx.state.section(Probe::Nodes, ctx.state.nodes.as_ref()) {
@@ -40,7 +47,11 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
     }
     let mut ready = Vec::new();
     let mut unsure = Vec::new();
-    for n in ctx.topology.control_plane_nodes().filter(|n| !ctx.is_target(&n.name)) {
+    for n in ctx
+        .topology
+        .control_plane_nodes()
+        .filter(|n| !ctx.is_target(&n.name))
+    {
         match ctx.node_state(&n.name).map(|s| s.ready) {
             Some(Some(true)) => ready.push(n.name.as_str()),
             Some(Some(false)) => {}
@@ -48,9 +59,19 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
         }
     }
     let (min, max) = (ready.len(), ready.len() + unsure.len());
-    let list = if ready.is_empty() { "none".to_string() } else { ready.join(", ") };
+    let list = if ready.is_empty() {
+        "none".to_string()
+    } else {
+        ready.join(", ")
+    };
     if min >= p.min_ready {
-        out.push(pass(ID, format!("{min} control-plane node(s) stay Ready ({list}); policy needs {}", p.min_ready)));
+        out.push(pass(
+            ID,
+            format!(
+                "{min} control-plane node(s) stay Ready ({list}); policy needs {}",
+                p.min_ready
+            ),
+        ));
     } else if max >= p.min_ready {
         out.push(unknown(
             ID,

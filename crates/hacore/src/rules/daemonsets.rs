@@ -45,13 +45,23 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
     if !bad.is_empty() {
         let refs: Vec<&str> = bad.iter().map(String::as_str).collect();
         out.push(
-            deny(ID, format!("DaemonSet pod(s) not running: {}", short(&refs)))
-                .fix("wait until those pods run (a node without its CNI pod drops traffic)"),
+            deny(
+                ID,
+                format!("DaemonSet pod(s) not running: {}", short(&refs)),
+            )
+            .fix("wait until those pods run (a node without its CNI pod drops traffic)"),
         );
     } else if !unsure.is_empty() {
-        out.push(unknown(ID, format!("DaemonSet pods were not observed on {}", short(&unsure))));
+        out.push(unknown(
+            ID,
+            format!("DaemonSet pods were not observed on {}", short(&unsure)),
+        ));
     } else {
-        let what = if p.names.is_empty() { "all DaemonSet".to_string() } else { p.names.join(", ") };
+        let what = if p.names.is_empty() {
+            "all DaemonSet".to_string()
+        } else {
+            p.names.join(", ")
+        };
         out.push(pass(ID, format!("{what} pods run on every node")));
     }
 }

@@ -21,14 +21,26 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
     let alarms: Vec<String> = etcd
         .members
         .iter()
-        .flat_map(|m| m.alarms.iter().map(move |a| format!("{a} on {}", if m.name.is_empty() { m.id.to_string() } else { m.name.clone() })))
+        .flat_map(|m| {
+            m.alarms.iter().map(move |a| {
+                format!(
+                    "{a} on {}",
+                    if m.name.is_empty() {
+                        m.id.to_string()
+                    } else {
+                        m.name.clone()
+                    }
+                )
+            })
+        })
         .collect();
     if alarms.is_empty() {
         out.push(pass(ID, "no etcd alarm is active"));
     } else {
         out.push(
-            deny(ID, format!("etcd alarm(s) active: {}", alarms.join(", ")))
-                .fix("resolve the alarm (defragment / compact for NOSPACE), then `etcdctl alarm disarm`"),
+            deny(ID, format!("etcd alarm(s) active: {}", alarms.join(", "))).fix(
+                "resolve the alarm (defragment / compact for NOSPACE), then `etcdctl alarm disarm`",
+            ),
         );
     }
 }

@@ -27,7 +27,9 @@ fn default_lag() -> u64 {
 
 impl Default for Params {
     fn default() -> Self {
-        Params { max_lag: default_lag() }
+        Params {
+            max_lag: default_lag(),
+        }
     }
 }
 
@@ -41,7 +43,11 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
         Ok(e) => e,
         Err(e) => return out.push(unknown(ID, e)),
     };
-    let leader_index = etcd.members.iter().find(|m| m.leader).and_then(|m| m.raft_index);
+    let leader_index = etcd
+        .members
+        .iter()
+        .find(|m| m.leader)
+        .and_then(|m| m.raft_index);
     let mut found = false;
     for m in &etcd.members {
         // Removing the joining member itself is the rollback: always fine.

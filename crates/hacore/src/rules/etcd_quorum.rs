@@ -22,10 +22,9 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
     let etcd = match ctx.state.section(Probe::Etcd, ctx.state.etcd.as_ref()) {
         Ok(e) => e,
         Err(e) => {
-            out.push(
-                unknown(ID, format!("cannot project etcd quorum: {e}"))
-                    .fix("make every etcd member reachable (client certificates, :2379) and observe again"),
-            );
+            out.push(unknown(ID, format!("cannot project etcd quorum: {e}")).fix(
+                "make every etcd member reachable (client certificates, :2379) and observe again",
+            ));
             return;
         }
     };
@@ -65,8 +64,16 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
         "{} voter(s), {} healthy{}{}",
         m.voters,
         m.healthy,
-        if down_names.is_empty() { String::new() } else { format!(", down: {}", down_names.join(", ")) },
-        if unknown_names.is_empty() { String::new() } else { format!(", unknown: {}", unknown_names.join(", ")) },
+        if down_names.is_empty() {
+            String::new()
+        } else {
+            format!(", down: {}", down_names.join(", "))
+        },
+        if unknown_names.is_empty() {
+            String::new()
+        } else {
+            format!(", unknown: {}", unknown_names.join(", "))
+        },
     );
     // A cluster that has lost quorum (or cannot be shown to have it) takes no
     // further disruption, whatever the target.
@@ -81,8 +88,11 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
         }
         Safety::Unsafe => {
             out.push(
-                deny(ID, format!("etcd has no quorum now: {now}, quorum {}", m.quorum()))
-                    .fix("restore etcd quorum before anything else; disrupt nothing"),
+                deny(
+                    ID,
+                    format!("etcd has no quorum now: {now}, quorum {}", m.quorum()),
+                )
+                .fix("restore etcd quorum before anything else; disrupt nothing"),
             );
             return;
         }
@@ -98,13 +108,19 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
     } else if !ctx.targets_control_plane() {
         out.push(pass(
             ID,
-            format!("{} runs no etcd member; quorum holds ({now})", ctx.target_names()),
+            format!(
+                "{} runs no etcd member; quorum holds ({now})",
+                ctx.target_names()
+            ),
         ));
         return;
     } else if healthy_t + unknown_t + down_t == 0 {
         out.push(pass(
             ID,
-            format!("no etcd voter runs on {}; quorum is unaffected", ctx.target_names()),
+            format!(
+                "no etcd voter runs on {}; quorum is unaffected",
+                ctx.target_names()
+            ),
         ));
         return;
     }
@@ -116,8 +132,13 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
         _ => m.take_down(healthy_t, unknown_t),
     };
     let what = match ctx.action {
-        Action::Join if learner_joins => format!("after {} joins as a learner and is promoted", ctx.target),
-        Action::Join => format!("while {} joins as a voter that has not started yet", ctx.target),
+        Action::Join if learner_joins => {
+            format!("after {} joins as a learner and is promoted", ctx.target)
+        }
+        Action::Join => format!(
+            "while {} joins as a voter that has not started yet",
+            ctx.target
+        ),
         a => format!("during {a} of {}", ctx.target_names()),
     };
     match proj.safety() {

@@ -12,10 +12,19 @@ pub const ID: &str = "etcd-two-voters";
 
 /// Check.
 pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
-    if !matches!(ctx.action, Action::Reboot | Action::Upgrade | Action::Shutdown)
-        || !ctx.targets_control_plane()
+    if !matches!(
+        ctx.action,
+        Action::Reboot | Action::Upgrade | Action::Shutdown
+    ) || !ctx.targets_control_plane()
     {
-        out.push(pass(ID, format!("{} of {} takes no etcd voter down", ctx.action, ctx.target_names())));
+        out.push(pass(
+            ID,
+            format!(
+                "{} of {} takes no etcd voter down",
+                ctx.action,
+                ctx.target_names()
+            ),
+        ));
         return;
     }
     let etcd = match ctx.state.section(Probe::Etcd, ctx.state.etcd.as_ref()) {
@@ -23,10 +32,18 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
         Err(e) => return out.push(unknown(ID, e)),
     };
     let voters = etcd.members.iter().filter(|m| !m.is_learner).count();
-    if voters == 2 && etcd.members.iter().any(|m| !m.is_learner && ctx.member_is_target(m)) {
+    if voters == 2
+        && etcd
+            .members
+            .iter()
+            .any(|m| !m.is_learner && ctx.member_is_target(m))
+    {
         out.push(
-            deny(ID, "etcd has exactly 2 voters: with one down, the other alone cannot commit")
-                .fix("finish growing to 3 members (or shrink to 1) before disrupting a member"),
+            deny(
+                ID,
+                "etcd has exactly 2 voters: with one down, the other alone cannot commit",
+            )
+            .fix("finish growing to 3 members (or shrink to 1) before disrupting a member"),
         );
     } else {
         out.push(pass(ID, format!("etcd has {voters} voter(s)")));

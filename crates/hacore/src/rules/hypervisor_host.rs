@@ -17,13 +17,20 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
                 "hypervisor {} runs {} node(s), {masters} of them control plane: {}",
                 h.name,
                 ctx.targets.len(),
-                if ctx.targets.is_empty() { "none".into() } else { ctx.target_names() }
+                if ctx.targets.is_empty() {
+                    "none".into()
+                } else {
+                    ctx.target_names()
+                }
             ),
         ));
         return;
     }
     if !ctx.action.takes_node_down() {
-        out.push(pass(ID, format!("{} leaves the hypervisor alone", ctx.action)));
+        out.push(pass(
+            ID,
+            format!("{} leaves the hypervisor alone", ctx.action),
+        ));
         return;
     }
     for t in &ctx.targets {
@@ -47,5 +54,8 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
             return;
         }
     }
-    out.push(pass(ID, "no other control-plane node shares the target's hypervisor"));
+    out.push(pass(
+        ID,
+        "no other control-plane node shares the target's hypervisor",
+    ));
 }

@@ -9,11 +9,17 @@ pub const ID: &str = "kill-switch";
 
 /// Check.
 pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
-    match ctx.state.section(Probe::KillSwitch, ctx.state.kill_switch.as_ref()) {
+    match ctx
+        .state
+        .section(Probe::KillSwitch, ctx.state.kill_switch.as_ref())
+    {
         Err(e) => out.push(unknown(ID, e)),
         Ok(true) => out.push(
-            deny(ID, "the kill-switch ConfigMap is present: all disruptions are halted")
-                .fix("delete the kill-switch ConfigMap once whoever set it says so"),
+            deny(
+                ID,
+                "the kill-switch ConfigMap is present: all disruptions are halted",
+            )
+            .fix("delete the kill-switch ConfigMap once whoever set it says so"),
         ),
         Ok(false) => out.push(pass(ID, "no kill-switch is set")),
     }

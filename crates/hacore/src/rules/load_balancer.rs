@@ -27,7 +27,9 @@ fn one() -> usize {
 
 impl Default for Params {
     fn default() -> Self {
-        Params { min_other_backends: 1 }
+        Params {
+            min_other_backends: 1,
+        }
     }
 }
 
@@ -41,7 +43,14 @@ fn backend_node<'a>(ctx: &Context<'a>, b: &LbBackend) -> Option<&'a Node> {
 /// Check.
 pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
     if !ctx.action.stops_control_plane() || !ctx.targets_control_plane() {
-        out.push(pass(ID, format!("{} of {} takes no apiserver backend away", ctx.action, ctx.target_names())));
+        out.push(pass(
+            ID,
+            format!(
+                "{} of {} takes no apiserver backend away",
+                ctx.action,
+                ctx.target_names()
+            ),
+        ));
         return;
     }
     let endpoint = ctx.topology.control_plane_endpoint.address;
@@ -55,18 +64,26 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
                 .fix("put the masters behind a load balancer VIP first (hacli plan)"),
             );
         } else {
-            out.push(pass(ID, format!("no load balancer; the endpoint {endpoint} is not a target")));
+            out.push(pass(
+                ID,
+                format!("no load balancer; the endpoint {endpoint} is not a target"),
+            ));
         }
         return;
     }
-    let lb = match ctx.state.section(Probe::LoadBalancer, ctx.state.load_balancer.as_ref()) {
+    let lb = match ctx
+        .state
+        .section(Probe::LoadBalancer, ctx.state.load_balancer.as_ref())
+    {
         Ok(l) => l,
         Err(e) => return out.push(unknown(ID, e)),
     };
     let mut up_others = Vec::new();
     let mut target_up = Vec::new();
     for b in &lb.backends {
-        let Some(n) = backend_node(ctx, b) else { continue };
+        let Some(n) = backend_node(ctx, b) else {
+            continue;
+        };
         if ctx.is_target(&n.name) {
             if matches!(b.status, BackendStatus::Up | BackendStatus::Nolb) {
                 target_up.push(b.server.as_str());
@@ -82,7 +99,11 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
                 format!(
                     "{} other backend(s) UP in the load balancer ({}); {} needed while {} is down",
                     up_others.len(),
-                    if up_others.is_empty() { "none".into() } else { up_others.join(", ") },
+                    if up_others.is_empty() {
+                        "none".into()
+                    } else {
+                        up_others.join(", ")
+                    },
                     p.min_other_backends,
                     ctx.target_names()
                 ),
@@ -97,5 +118,12 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
                 .fix("set the server to drain in the load balancer and wait for sessions to reach 0 before stopping the apiserver"),
         );
     }
-    out.push(pass(ID, format!("{} other backend(s) UP: {}", up_others.len(), up_others.join(", "))));
+    out.push(pass(
+        ID,
+        format!(
+            "{} other backend(s) UP: {}",
+            up_others.len(),
+            up_others.join(", ")
+        ),
+    ));
 }

@@ -15,7 +15,10 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
     };
     match lock.live_holder(ctx.now) {
         None => out.push(pass(ID, "the disruption lock is free")),
-        Some(h) if Some(h) == ctx.requester => out.push(pass(ID, format!("the disruption lock is held by {h} (the requester)"))),
+        Some(h) if Some(h) == ctx.requester => out.push(pass(
+            ID,
+            format!("the disruption lock is held by {h} (the requester)"),
+        )),
         Some(h) => {
             let until = match (lock.renewed_at, lock.ttl) {
                 (Some(at), Some(ttl)) => format!(" until {} unless renewed", at + ttl.0),

@@ -25,7 +25,12 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
     }
     let mut not_ready = Vec::new();
     let mut unsure = Vec::new();
-    for n in ctx.topology.nodes.iter().filter(|n| !ctx.is_target(&n.name)) {
+    for n in ctx
+        .topology
+        .nodes
+        .iter()
+        .filter(|n| !ctx.is_target(&n.name))
+    {
         match ctx.node_state(&n.name) {
             Some(s) => match s.ready {
                 Some(true) => {}
@@ -41,9 +46,21 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
                 .fix("wait until every node is Ready before disrupting another"),
         );
     } else if not_ready.len() + unsure.len() > p.max_not_ready {
-        out.push(unknown(ID, format!("readiness unknown (condition Unknown, or not reported): {}", short(&unsure))));
+        out.push(unknown(
+            ID,
+            format!(
+                "readiness unknown (condition Unknown, or not reported): {}",
+                short(&unsure)
+            ),
+        ));
     } else {
-        out.push(pass(ID, format!("{} other node(s) Ready", ctx.topology.nodes.len() - ctx.targets.len() - not_ready.len())));
+        out.push(pass(
+            ID,
+            format!(
+                "{} other node(s) Ready",
+                ctx.topology.nodes.len() - ctx.targets.len() - not_ready.len()
+            ),
+        ));
     }
 }
 

@@ -23,13 +23,27 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
     }
     let mut blocked = Vec::new();
     for t in &ctx.targets {
-        match ctx.node_state(&t.name).and_then(|s| s.pdb_blocked_pods.as_ref()) {
-            None => return out.push(unknown(ID, format!("PodDisruptionBudgets were not observed for {}", t.name))),
+        match ctx
+            .node_state(&t.name)
+            .and_then(|s| s.pdb_blocked_pods.as_ref())
+        {
+            None => {
+                return out.push(unknown(
+                    ID,
+                    format!("PodDisruptionBudgets were not observed for {}", t.name),
+                ));
+            }
             Some(pods) => blocked.extend(pods.iter().map(|p| format!("{p} on {}", t.name))),
         }
     }
     if blocked.is_empty() {
-        out.push(pass(ID, format!("no pod on {} is blocked by a PodDisruptionBudget", ctx.target_names())));
+        out.push(pass(
+            ID,
+            format!(
+                "no pod on {} is blocked by a PodDisruptionBudget",
+                ctx.target_names()
+            ),
+        ));
     } else {
         let refs: Vec<&str> = blocked.iter().map(String::as_str).collect();
         out.push(

@@ -49,9 +49,15 @@ impl<'de> Deserialize<'de> for Day {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?.to_ascii_lowercase();
         DAYS.iter()
-            .find(|(short, _)| s.len() >= 3 && short.starts_with(&s[..3]) && day_full(short).starts_with(&s))
+            .find(|(short, _)| {
+                s.len() >= 3 && short.starts_with(&s[..3]) && day_full(short).starts_with(&s)
+            })
             .map(|(_, w)| Day(*w))
-            .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a weekday (mon, tue, wed, thu, fri, sat, sun)")))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a weekday (mon, tue, wed, thu, fri, sat, sun)"
+                ))
+            })
     }
 }
 
@@ -69,7 +75,11 @@ fn day_full(short: &str) -> &'static str {
 
 impl Serialize for Day {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let name = DAYS.iter().find(|(_, w)| *w == self.0).map(|(n, _)| *n).unwrap_or("mon");
+        let name = DAYS
+            .iter()
+            .find(|(_, w)| *w == self.0)
+            .map(|(n, _)| *n)
+            .unwrap_or("mon");
         s.serialize_str(name)
     }
 }
@@ -108,7 +118,10 @@ pub struct Zone {
 
 impl Default for Zone {
     fn default() -> Self {
-        Zone { name: "UTC".into(), tz: TimeZone::UTC }
+        Zone {
+            name: "UTC".into(),
+            tz: TimeZone::UTC,
+        }
     }
 }
 
@@ -166,7 +179,10 @@ impl Params {
     pub fn next_open(&self, local: &Zoned) -> Option<Zoned> {
         (0..8).find_map(|d| {
             let date = local.date().checked_add(d.days()).ok()?;
-            let open = date.to_datetime(self.start.0).to_zoned_datetime(self.tz().clone()).ok()?;
+            let open = date
+                .to_datetime(self.start.0)
+                .to_zoned_datetime(self.tz().clone())
+                .ok()?;
             (open > *local && self.day_ok(open.weekday())).then_some(open)
         })
     }
@@ -184,7 +200,11 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
         if p.days.is_empty() {
             String::new()
         } else {
-            let names: Vec<String> = p.days.iter().map(|d| format!("{:?}", d.0)[..3].to_string()).collect();
+            let names: Vec<String> = p
+                .days
+                .iter()
+                .map(|d| format!("{:?}", d.0)[..3].to_string())
+                .collect();
             format!("{} ", names.join(","))
         },
         p.start,
@@ -192,9 +212,21 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
         p.time_zone.name
     );
     if p.contains(&local) {
-        out.push(pass(ID, format!("{} is inside the maintenance window {desc}", local.strftime("%a %H:%M"))));
+        out.push(pass(
+            ID,
+            format!(
+                "{} is inside the maintenance window {desc}",
+                local.strftime("%a %H:%M")
+            ),
+        ));
     } else {
-        let f = deny(ID, format!("{} is outside the maintenance window {desc}", local.strftime("%a %H:%M %Z")));
+        let f = deny(
+            ID,
+            format!(
+                "{} is outside the maintenance window {desc}",
+                local.strftime("%a %H:%M %Z")
+            ),
+        );
         out.push(match p.next_open(&local) {
             Some(n) => f.fix(format!("wait until {}", n.strftime("%a %Y-%m-%d %H:%M %Z"))),
             None => f,

@@ -26,7 +26,9 @@ fn ten_minutes() -> Dur {
 
 impl Default for Params {
     fn default() -> Self {
-        Params { window: ten_minutes() }
+        Params {
+            window: ten_minutes(),
+        }
     }
 }
 
@@ -47,8 +49,12 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
         }
     }
     if let Some(&(name, latest)) = recent.iter().max_by_key(|(_, t)| *t) {
-        let ago = Dur((ctx.now - latest).round(jiff::Unit::Second).unwrap_or_default());
-        let left = Dur((latest + p.window.0 - ctx.now).round(jiff::Unit::Second).unwrap_or_default());
+        let ago = Dur((ctx.now - latest)
+            .round(jiff::Unit::Second)
+            .unwrap_or_default());
+        let left = Dur((latest + p.window.0 - ctx.now)
+            .round(jiff::Unit::Second)
+            .unwrap_or_default());
         out.push(
             deny(
                 ID,
@@ -61,8 +67,17 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
             .fix(format!("wait {left} (until {})", latest + p.window.0)),
         );
     } else if !unsure.is_empty() {
-        out.push(unknown(ID, format!("Ready transition time not observed for {}", unsure.join(", "))));
+        out.push(unknown(
+            ID,
+            format!(
+                "Ready transition time not observed for {}",
+                unsure.join(", ")
+            ),
+        ));
     } else {
-        out.push(pass(ID, format!("no node changed readiness in the last {}", p.window)));
+        out.push(pass(
+            ID,
+            format!("no node changed readiness in the last {}", p.window),
+        ));
     }
 }

@@ -24,7 +24,9 @@ fn five_minutes() -> Dur {
 
 impl Default for Params {
     fn default() -> Self {
-        Params { max_age: five_minutes() }
+        Params {
+            max_age: five_minutes(),
+        }
     }
 }
 
@@ -33,12 +35,30 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
     let age = ctx.now.duration_since(ctx.state.observed_at);
     if age > p.max_age.0 {
         out.push(
-            unknown(ID, format!("the state was observed at {}, more than {} before {}", ctx.state.observed_at, p.max_age, ctx.now))
-                .fix("observe again"),
+            unknown(
+                ID,
+                format!(
+                    "the state was observed at {}, more than {} before {}",
+                    ctx.state.observed_at, p.max_age, ctx.now
+                ),
+            )
+            .fix("observe again"),
         );
     } else if -age > p.max_age.0 {
-        out.push(unknown(ID, format!("the state claims to be from {}, after {}: check the clocks", ctx.state.observed_at, ctx.now)));
+        out.push(unknown(
+            ID,
+            format!(
+                "the state claims to be from {}, after {}: check the clocks",
+                ctx.state.observed_at, ctx.now
+            ),
+        ));
     } else {
-        out.push(pass(ID, format!("state observed {} before the verdict", Dur(age.abs().round(jiff::Unit::Second).unwrap_or_default()))));
+        out.push(pass(
+            ID,
+            format!(
+                "state observed {} before the verdict",
+                Dur(age.abs().round(jiff::Unit::Second).unwrap_or_default())
+            ),
+        ));
     }
 }
