@@ -29,7 +29,11 @@ fn main() -> ExitCode {
     };
     let policy = Policy::for_action(Action::Upgrade);
     for node in topology.control_plane_nodes() {
-        let request = Request { action: Action::Upgrade, target: &node.name, requester: Some("preflight") };
+        let request = Request {
+            action: Action::Upgrade,
+            target: &node.name,
+            requester: Some("preflight"),
+        };
         let verdict = match evaluate(&topology, &state, &policy, &request, state.observed_at) {
             Ok(v) => v,
             Err(e) => {

@@ -53,6 +53,9 @@ struct Case {
     at: Option<String>,
     #[serde(default)]
     requester: Option<String>,
+    /// Another state for this case (path or inline).
+    #[serde(default)]
+    state: Option<Value>,
     #[serde(default)]
     edit: Edit,
     expect: Expect,
@@ -152,7 +155,10 @@ fn check(path: &Path) -> datatest_stable::Result<()> {
     for case in &sc.cases {
         let run = || -> Result<(), String> {
             let mut topo = topo0.clone();
-            let mut state = state0.clone();
+            let mut state = match &case.state {
+                Some(v) => load_value(base, v)?,
+                None => state0.clone(),
+            };
             for e in [&sc.edit, &case.edit] {
                 apply(&mut topo, &e.topology, &[])?;
                 apply(&mut state, &e.set, &e.remove)?;
