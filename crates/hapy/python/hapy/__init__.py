@@ -1,0 +1,57 @@
+"""hapy: is it safe to touch this master? hacli's verdicts from Python.
+
+A thin binding over the Rust core (``hacore``): load a topology and an
+observed state, ask whether an action on a node is safe now, and get a
+verdict with every reason::
+
+    import hapy
+    topo = hapy.Topology.from_file("examples/topology/ha.yaml")
+    state = hapy.State.from_file("examples/state/ha-healthy.yaml", topo)
+    verdict = hapy.evaluate("reboot", "k8s-master-2", topo, state)
+    print(verdict.decision, [f.rule for f in verdict.blocking])
+
+``evaluate`` fails closed: anything that could not be observed makes the
+verdict ``"unknown"``, which is never allowed. Bad input raises
+``hapy.ConfigError`` (a ``hapy.Error``) with the core's message, which names
+file:line:column and the field.
+"""
+
+from hapy._hapy import (
+    ConfigError,
+    Error,
+    Finding,
+    Membership,
+    ObserveError,
+    Policy,
+    Projection,
+    State,
+    Topology,
+    Verdict,
+    __version__,
+    actions,
+    evaluate,
+    policies,
+    quorum,
+    status,
+    tolerance,
+)
+
+__all__ = [
+    "ConfigError",
+    "Error",
+    "Finding",
+    "Membership",
+    "ObserveError",
+    "Policy",
+    "Projection",
+    "State",
+    "Topology",
+    "Verdict",
+    "__version__",
+    "actions",
+    "evaluate",
+    "policies",
+    "quorum",
+    "status",
+    "tolerance",
+]

@@ -1,0 +1,68 @@
+"""Shared fixtures: the repository's examples and the `hacli` binary built
+from the same sources, so verdicts can be compared with the CLI's JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hapy
+
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLES = REPO / "examples"
+HA = EXAMPLES / "topology" / "ha.yaml"
+SINGLE = EXAMPLES / "topology" / "single-master.yaml"
+KURED = EXAMPLES / "policy" / "kured-gate.yaml"
+
+
+def state_path(name: str) -> Path:
+    return EXAMPLES / "state" / f"{name}.yaml"
+
+
+class Cli:
+    """Runs `hacli`; `json()` returns (parsed stdout, raw stdout, exit code)."""
+
+    def __init__(self, exe: str) -> None:
+        self.exe = exe
+
+    def run(self, *args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.exe, *map(str, args)], capture_output=True, text=True, timeout=60
+        )
+
+    def json(self, *args: str | os.PathLike[str]) -> tuple[Any, str, int]:
+        p = self.run(*args, "-o", "json")
+        assert p.returncode != 2, p.stderr
+        return json.loads(p.stdout), p.stdout, p.returncode
+
+
+@pytest.fixture(scope="session")
+def cli() -> Cli:
+    """`hacli` from this workspace: $HACLI if set, else built with cargo."""
+    exe = os.environ.get("HACLI")
+    if exe:
+        return Cli(exe)
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        pytest.skip("no cargo on PATH and HACLI not set: cannot build hacli to compare with")
+    subprocess.run([cargo, "build", "-q", "-p", "hacli"], cwd=REPO, check=True, timeout=1800)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    if not target.is_absolute():
+        target = REPO / target
+    return Cli(str(target / "debug" / "hacli"))
+
+
+@pytest.fixture(scope="session")
+def ha() -> hapy.Topology:
+    return hapy.Topology.from_file(HA)
+
+
+@pytest.fixture(scope="session")
+def healthy(ha: hapy.Topology) -> hapy.State:
+    return hapy.State.from_file(state_path("ha-healthy"), ha)
