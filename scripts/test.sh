@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the suite needs, as "package:command-it-provides".
-# (Empty today: the core and CLI need only the Rust toolchain.)
-DEBS=()
+# etcd and kubectl run in the live lab (crates/testlab); protoc builds etcd-client.
+DEBS=(etcd-server:etcd etcd-client:etcdctl kubernetes-client:kubectl protobuf-compiler:protoc)
 missing=()
 for entry in "${DEBS[@]}"; do
   pkg=${entry%%:*} cmd=${entry#*:}
