@@ -136,6 +136,8 @@ impl Policy {
     /// - `shutdown`: like reboot with a 600s soak.
     /// - `remove-member`: quorum after removal, no join in progress, leader moved.
     /// - `join`: quorum after the join, one join at a time, odd size advice.
+    /// - `preflight`: before a migration step: nodes Ready, etcd quorum now,
+    ///   no join in progress, no alarm, no kill-switch.
     pub fn builtin(name: &str) -> Option<Policy> {
         let mut r = RuleSet {
             state_fresh: Some(Default::default()),
@@ -207,6 +209,15 @@ impl Policy {
                 r.kill_switch = Some(NoParams {});
                 r.nodes_ready = Some(Default::default());
                 "add a control-plane member: quorum during the join, one join at a time"
+            }
+            "preflight" => {
+                r.lock = None;
+                r.kill_switch = Some(NoParams {});
+                r.nodes_ready = Some(Default::default());
+                r.etcd_quorum = Some(NoParams {});
+                r.etcd_learner = Some(Default::default());
+                r.etcd_alarms = Some(NoParams {});
+                "before a migration step: the cluster is healthy (nodes Ready, etcd quorum, no join in progress, no alarm, no kill-switch)"
             }
             _ => return None,
         };

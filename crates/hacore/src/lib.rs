@@ -31,10 +31,15 @@
 #![warn(missing_docs)]
 
 pub mod action;
+pub mod backend;
 pub mod error;
+pub mod exec;
 pub mod gate;
+pub mod plan;
 pub mod quorum;
 pub mod rules;
+pub mod simulate;
+pub mod simulated;
 pub mod source;
 pub mod state;
 pub mod status;

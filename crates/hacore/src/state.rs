@@ -49,6 +49,35 @@ pub struct ClusterState {
     /// The disruption lock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<LockState>,
+    /// Hypervisor hosts as the hypervisor reports them (capacity and VMs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hypervisors: Option<Vec<HostState>>,
+    /// Addresses on the node network that answer (ARP/ping), for checking
+    /// that a VIP or a new node's address is free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses_in_use: Option<Vec<std::net::IpAddr>>,
+}
+
+/// A hypervisor host as observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostState {
+    /// Host name.
+    pub name: String,
+    /// Physical memory, GiB.
+    #[serde(rename = "memoryGiB")]
+    pub memory_gib: u32,
+    /// Memory committed to all VMs on the host, GiB.
+    #[serde(rename = "committedMemoryGiB")]
+    pub committed_memory_gib: u32,
+    /// Physical CPU threads.
+    pub cpus: u32,
+    /// vCPUs committed to all VMs on the host.
+    #[serde(default)]
+    pub committed_cpus: u32,
+    /// VM ids present on the host.
+    #[serde(default)]
+    pub vmids: Vec<u32>,
 }
 
 /// The probes an observer runs; each fills one part of [`ClusterState`].
@@ -377,6 +406,8 @@ impl ClusterState {
             alerts: None,
             kill_switch: None,
             lock: None,
+            hypervisors: None,
+            addresses_in_use: None,
         }
     }
 

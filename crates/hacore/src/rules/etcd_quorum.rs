@@ -15,10 +15,6 @@ pub const ID: &str = "etcd-quorum";
 
 /// Check.
 pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
-    if ctx.action == Action::Drain {
-        out.push(pass(ID, "drain leaves the etcd static pod running"));
-        return;
-    }
     let etcd = match ctx.state.section(Probe::Etcd, ctx.state.etcd.as_ref()) {
         Ok(e) => e,
         Err(e) => {
@@ -96,6 +92,13 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
             );
             return;
         }
+    }
+    if ctx.action == Action::Drain {
+        out.push(pass(
+            ID,
+            format!("drain leaves the etcd static pod running; quorum holds ({now})"),
+        ));
+        return;
     }
     if ctx.action == Action::Join {
         if etcd.members.iter().any(|mb| ctx.member_is_target(mb)) {

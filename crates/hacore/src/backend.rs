@@ -1,0 +1,418 @@
+//! What a plan asks the outside world to do, and the traits backends
+//! implement to do it.
+//!
+//! Operations are plain data ([`HvOp`], [`LbOp`], [`CpOp`]) so that a plan can
+//! be printed, reviewed, stored and simulated. A backend implements, for each
+//! operation of its system, `is_done` (is the effect already in place? used
+//! before acting, so a resumed plan never doubles a half-done step, and after
+//! acting, as the verification) and `apply`. Rollbacks are operations too.
+//!
+//! The traits are synchronous: the core has no async runtime. Live backends
+//! wrap their async clients and give every call a deadline.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::state::ClusterState;
+use crate::topology::{CheckKind, Topology};
+use crate::units::Dur;
+
+/// A hypervisor operation (Proxmox).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "op")]
+pub enum HvOp {
+    /// Snapshot a VM (before touching it).
+    SnapshotVm {
+        /// Host.
+        host: String,
+        /// VM id.
+        vmid: u32,
+        /// Snapshot name.
+        name: String,
+    },
+    /// Create a VM by cloning a template, sized and addressed (cloud-init).
+    CloneVm {
+        /// Host.
+        host: String,
+        /// Template VM id.
+        template: u32,
+        /// New VM id.
+        vmid: u32,
+        /// VM and node name.
+        name: String,
+        /// vCPUs.
+        cpus: u32,
+        /// Memory, GiB.
+        memory_gib: u32,
+        /// Disk, GiB.
+        disk_gib: u32,
+        /// Address with prefix, e.g. `10.0.20.105/24`.
+        address: String,
+        /// Gateway.
+        gateway: Option<IpAddr>,
+    },
+    /// Start a VM and wait until it runs.
+    StartVm {
+        /// Host.
+        host: String,
+        /// VM id.
+        vmid: u32,
+    },
+    /// Stop and delete a VM (rollback of a clone).
+    DeleteVm {
+        /// Host.
+        host: String,
+        /// VM id.
+        vmid: u32,
+    },
+}
+
+/// A load balancer operation (HAProxy / pfSense HAProxy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "op")]
+pub enum LbOp {
+    /// Create the backend pool with its health check and first servers.
+    CreatePool {
+        /// Pool name.
+        pool: String,
+        /// Check type.
+        check: CheckKind,
+        /// Check path.
+        path: Option<String>,
+        /// Check interval.
+        interval: Dur,
+        /// Fall.
+        fall: u32,
+        /// Rise.
+        rise: u32,
+        /// Initial servers (name, address).
+        servers: Vec<(String, SocketAddr)>,
+    },
+    /// Create the TCP frontend on the VIP pointing at the pool.
+    CreateFrontend {
+        /// VIP:port.
+        frontend: SocketAddr,
+        /// Pool name.
+        pool: String,
+    },
+    /// Add one server to the pool, leaving the others alone.
+    AddServer {
+        /// Pool name.
+        pool: String,
+        /// Server name.
+        server: String,
+        /// Server address.
+        address: SocketAddr,
+    },
+    /// Remove one server from the pool.
+    RemoveServer {
+        /// Pool name.
+        pool: String,
+        /// Server name.
+        server: String,
+    },
+    /// Delete the frontend.
+    DeleteFrontend {
+        /// VIP:port.
+        frontend: SocketAddr,
+    },
+    /// Delete the pool.
+    DeletePool {
+        /// Pool name.
+        pool: String,
+    },
+    /// Check: every listed server is UP.
+    VerifyServersUp {
+        /// Pool name.
+        pool: String,
+        /// Servers.
+        servers: Vec<String>,
+    },
+}
+
+/// A control-plane operation (kubeadm over SSH, the Kubernetes API, etcd).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "op")]
+pub enum CpOp {
+    /// Check: no host answers on these addresses.
+    AddressesFree {
+        /// Addresses.
+        addresses: Vec<IpAddr>,
+    },
+    /// Take an etcd snapshot on a master (`etcdctl snapshot save`).
+    EtcdSnapshot {
+        /// Master.
+        node: String,
+    },
+    /// Set `controlPlaneEndpoint` and `apiServer.certSANs` in the
+    /// `kube-system/kubeadm-config` ClusterConfiguration and store it back with
+    /// `kubeadm init phase upload-config kubeadm --config F`.
+    SetControlPlaneEndpoint {
+        /// `host:port`.
+        endpoint: String,
+        /// Extra SANs.
+        sans: Vec<String>,
+    },
+    /// Put back the previous `controlPlaneEndpoint` (rollback).
+    RestoreClusterConfiguration,
+    /// Move `apiserver.{crt,key}` aside, `kubeadm init phase certs apiserver`,
+    /// check the SANs with openssl, restart the apiserver static pod.
+    RenewApiserverCert {
+        /// Master.
+        node: String,
+        /// SANs the new certificate must carry.
+        sans: Vec<String>,
+    },
+    /// Put the previous apiserver certificate pair back (rollback).
+    RestoreApiserverCert {
+        /// Master.
+        node: String,
+    },
+    /// `kubeadm init phase upload-certs --upload-certs`: a fresh certificate
+    /// key; the `kubeadm-certs` Secret expires after 2 hours.
+    UploadCerts,
+    /// `kubeadm join ENDPOINT --control-plane --certificate-key K` on the node:
+    /// a learner first (with learner mode), promoted by kubeadm once caught up.
+    JoinControlPlane {
+        /// New master.
+        node: String,
+        /// Its address.
+        address: IpAddr,
+    },
+    /// Check: the node's etcd member is a voter, caught up.
+    MemberPromoted {
+        /// Master.
+        node: String,
+    },
+    /// Ensure `node-role.kubernetes.io/control-plane:NoSchedule` is on the node.
+    EnsureControlPlaneTaint {
+        /// Master.
+        node: String,
+    },
+    /// Undo a join: drain, `kubeadm reset -f`, `etcdctl member remove` by
+    /// id, `kubectl delete node`.
+    ResetNode {
+        /// Master.
+        node: String,
+    },
+    /// Point `/etc/kubernetes/kubelet.conf` at `server` and restart kubelet.
+    SetKubeletServer {
+        /// Node.
+        node: String,
+        /// `https://host:port`.
+        server: String,
+    },
+    /// Point a master's `admin.conf` and `super-admin.conf` at `server`.
+    SetAdminConf {
+        /// Master.
+        node: String,
+        /// `https://host:port`.
+        server: String,
+    },
+    /// Point ConfigMap `kube-system/kube-proxy` key `kubeconfig.conf` at
+    /// `server` and restart the kube-proxy pods.
+    SetKubeProxyServer {
+        /// `https://host:port`.
+        server: String,
+    },
+    /// Point ConfigMap `kube-public/cluster-info` key `kubeconfig` at `server`.
+    SetClusterInfoServer {
+        /// `https://host:port`.
+        server: String,
+    },
+    /// An external kubeconfig the tool cannot reach: a person updates it and
+    /// confirms.
+    ExternalKubeconfig {
+        /// Who uses it.
+        name: String,
+        /// Where it is.
+        location: String,
+        /// `https://host:port`.
+        server: String,
+    },
+    /// Check: every listed master is Ready and labelled control-plane.
+    VerifyNodes {
+        /// Masters.
+        nodes: Vec<String>,
+    },
+    /// Check: `etcdctl endpoint health` through every listed member.
+    VerifyEtcd {
+        /// Members (node names).
+        members: Vec<String>,
+    },
+    /// Check: each master's apiserver certificate carries the SANs.
+    VerifySans {
+        /// Masters.
+        nodes: Vec<String>,
+        /// SANs.
+        sans: Vec<String>,
+    },
+    /// Check: kubelet.conf, admin.conf, kube-proxy and cluster-info all name `server`.
+    VerifyKubeconfigs {
+        /// Nodes.
+        nodes: Vec<String>,
+        /// `https://host:port`.
+        server: String,
+    },
+}
+
+/// Any operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "system", content = "do")]
+pub enum Op {
+    /// Hypervisor.
+    Hypervisor(HvOp),
+    /// Load balancer.
+    LoadBalancer(LbOp),
+    /// Control plane.
+    ControlPlane(CpOp),
+}
+
+impl Op {
+    /// Whether the operation only checks (no side effect).
+    pub fn is_check(&self) -> bool {
+        matches!(
+            self,
+            Op::LoadBalancer(LbOp::VerifyServersUp { .. })
+                | Op::ControlPlane(
+                    CpOp::AddressesFree { .. }
+                        | CpOp::MemberPromoted { .. }
+                        | CpOp::VerifyNodes { .. }
+                        | CpOp::VerifyEtcd { .. }
+                        | CpOp::VerifySans { .. }
+                        | CpOp::VerifyKubeconfigs { .. }
+                )
+        )
+    }
+
+    /// Whether a person must do it and confirm.
+    pub fn is_manual(&self) -> bool {
+        matches!(self, Op::ControlPlane(CpOp::ExternalKubeconfig { .. }))
+    }
+
+    /// Whether it needs a certificate key from `UploadCerts` that has not expired.
+    pub fn needs_certificate_key(&self) -> bool {
+        matches!(self, Op::ControlPlane(CpOp::JoinControlPlane { .. }))
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let json = serde_json::to_value(self).map_err(|_| fmt::Error)?;
+        let sys = json["system"].as_str().unwrap_or("?");
+        let body = &json["do"];
+        let op = body["op"].as_str().unwrap_or("?");
+        let args: Vec<String> = body
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| *k != "op")
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect();
+        write!(f, "{sys}:{op}")?;
+        if !args.is_empty() {
+            write!(f, " {}", args.join(" "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a backend call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The call did not finish within its deadline.
+    #[error("{what}: no answer within {deadline}")]
+    Timeout {
+        /// What was called.
+        what: String,
+        /// The deadline.
+        deadline: Dur,
+    },
+    /// The system refused or failed the operation.
+    #[error("{what}: {message}")]
+    Failed {
+        /// What was called.
+        what: String,
+        /// What it said.
+        message: String,
+    },
+    /// This backend does not support the operation.
+    #[error("{0}: not supported by this backend")]
+    Unsupported(String),
+}
+
+/// The hypervisor (Proxmox VE).
+pub trait Hypervisor {
+    /// Whether the effect of `op` is in place.
+    fn is_done(&mut self, op: &HvOp) -> Result<bool, BackendError>;
+    /// Carry `op` out, waiting for it to finish.
+    fn apply(&mut self, op: &HvOp) -> Result<(), BackendError>;
+}
+
+/// The apiserver load balancer.
+pub trait LoadBalancer {
+    /// Whether the effect of `op` is in place.
+    fn is_done(&mut self, op: &LbOp) -> Result<bool, BackendError>;
+    /// Carry `op` out.
+    fn apply(&mut self, op: &LbOp) -> Result<(), BackendError>;
+}
+
+/// The kubeadm control plane.
+pub trait ControlPlane {
+    /// Whether the effect of `op` is in place.
+    fn is_done(&mut self, op: &CpOp) -> Result<bool, BackendError>;
+    /// Carry `op` out. `UploadCerts` returns when the key was issued.
+    fn apply(&mut self, op: &CpOp) -> Result<(), BackendError>;
+}
+
+/// Observes the cluster for step preconditions.
+pub trait Observer {
+    /// A fresh observation. Probe failures go into `probeErrors`.
+    fn observe(&mut self, topology: &Topology) -> ClusterState;
+}
+
+/// The time, from outside (the core never reads the clock itself).
+pub trait Clock {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// The set of backends an executor drives.
+pub struct Backends<'a> {
+    /// Hypervisor.
+    pub hypervisor: &'a mut dyn Hypervisor,
+    /// Load balancer.
+    pub load_balancer: &'a mut dyn LoadBalancer,
+    /// Control plane.
+    pub control_plane: &'a mut dyn ControlPlane,
+    /// Observer.
+    pub observer: &'a mut dyn Observer,
+    /// Clock.
+    pub clock: &'a dyn Clock,
+}
+
+impl Backends<'_> {
+    /// Route `is_done`.
+    pub fn is_done(&mut self, op: &Op) -> Result<bool, BackendError> {
+        match op {
+            Op::Hypervisor(o) => self.hypervisor.is_done(o),
+            Op::LoadBalancer(o) => self.load_balancer.is_done(o),
+            Op::ControlPlane(o) => self.control_plane.is_done(o),
+        }
+    }
+
+    /// Route `apply`.
+    pub fn apply(&mut self, op: &Op) -> Result<(), BackendError> {
+        match op {
+            Op::Hypervisor(o) => self.hypervisor.apply(o),
+            Op::LoadBalancer(o) => self.load_balancer.apply(o),
+            Op::ControlPlane(o) => self.control_plane.apply(o),
+        }
+    }
+}

@@ -1,0 +1,723 @@
+//! `SimulatedCluster`: an in-memory TEST DOUBLE of a kubeadm cluster, its
+//! Proxmox host and its HAProxy, for executor tests and `hacli apply
+//! --backend simulated` rehearsals. It is not a cluster: it models just the
+//! effects a migration plan has (VMs, etcd members, certificates, the LB pool,
+//! kubeconfig servers) and answers observations from that model.
+//!
+//! It can inject a crash (a panic, before or after the effect of the N-th
+//! `apply`) and a failure (an error from a named operation), and advances its
+//! own clock by a nominal duration per operation so that long plans outlive
+//! a certificate key.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::backend::{
+    BackendError, Clock, ControlPlane, CpOp, HvOp, Hypervisor, LbOp, LoadBalancer, Observer,
+};
+use crate::state::{
+    ApiserverState, BackendStatus, ClusterState, EtcdMember, EtcdState, LbBackend, LbState,
+    LockState, MemberId, NodeState,
+};
+use crate::topology::Topology;
+
+/// A simulated VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimVm {
+    /// Host.
+    pub host: String,
+    /// Name.
+    pub name: String,
+    /// Running.
+    pub running: bool,
+    /// Snapshot names.
+    pub snapshots: Vec<String>,
+}
+
+/// Where to crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crash {
+    /// The N-th `apply` call (1-based).
+    pub at_apply: usize,
+    /// Crash after the effect took place (inside the step) rather than before.
+    pub after_effect: bool,
+}
+
+/// The simulated cluster's state. Fields are public so tests can compare
+/// and inspect them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulatedCluster {
+    /// Simulated time.
+    pub now: Timestamp,
+    /// The target topology (node addresses, workers).
+    pub topology: Topology,
+    /// VMs by id.
+    pub vms: BTreeMap<u32, SimVm>,
+    /// etcd members by node name: `true` when a learner.
+    pub etcd: BTreeMap<String, bool>,
+    /// etcd snapshots taken.
+    pub etcd_snapshots: usize,
+    /// `controlPlaneEndpoint` in kubeadm-config.
+    pub cluster_endpoint: String,
+    /// `apiServer.certSANs` in kubeadm-config.
+    pub cluster_sans: Vec<String>,
+    /// The endpoint before any change (for the rollback).
+    pub original_endpoint: String,
+    /// SANs of each master's apiserver certificate.
+    pub apiserver_sans: BTreeMap<String, Vec<String>>,
+    /// The previous certificate's SANs, kept aside.
+    pub old_apiserver_sans: BTreeMap<String, Vec<String>>,
+    /// LB pool: server -> address.
+    pub pool: Option<BTreeMap<String, SocketAddr>>,
+    /// LB frontend.
+    pub frontend: Option<SocketAddr>,
+    /// Nodes registered with the API.
+    pub joined: BTreeSet<String>,
+    /// Masters carrying the control-plane taint.
+    pub tainted: BTreeSet<String>,
+    /// kubelet.conf server per node.
+    pub kubelet_server: BTreeMap<String, String>,
+    /// admin.conf server per master.
+    pub admin_conf: BTreeMap<String, String>,
+    /// kube-proxy ConfigMap server.
+    pub kube_proxy: String,
+    /// cluster-info ConfigMap server.
+    pub cluster_info: String,
+    /// When the current certificate key was issued.
+    pub key_issued: Option<Timestamp>,
+    /// Addresses that answer on the network.
+    pub addresses_in_use: BTreeSet<IpAddr>,
+    /// Every effect applied, in order (for comparing runs).
+    pub effects: Vec<String>,
+    /// Whether joins go through learners.
+    pub learner_joins: bool,
+    /// Simulated duration of a join.
+    pub join_duration: SignedDuration,
+    /// Crash injection.
+    pub crash: Option<Crash>,
+    /// Failure injection: operation tag (e.g. `join-control-plane`) -> error.
+    pub fail: BTreeMap<String, String>,
+    /// `apply` calls so far.
+    pub applies: usize,
+    /// Whether the kill-switch ConfigMap exists.
+    pub kill_switch: bool,
+}
+
+fn url(endpoint: &str) -> String {
+    format!("https://{endpoint}")
+}
+
+fn tag<T: serde::Serialize>(op: &T) -> String {
+    serde_json::to_value(op)
+        .ok()
+        .and_then(|v| v["op"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl SimulatedCluster {
+    /// The cluster as `from` describes it, with `to` as the plan's target.
+    pub fn new(from: &Topology, to: &Topology, now: Timestamp) -> Self {
+        let ep = from.control_plane_endpoint.socket().to_string();
+        let mut vms = BTreeMap::new();
+        for n in &from.nodes {
+            if let (Some(vmid), Some(host)) = (n.vmid, &n.hypervisor) {
+                vms.insert(
+                    vmid,
+                    SimVm {
+                        host: host.clone(),
+                        name: n.name.clone(),
+                        running: true,
+                        snapshots: Vec::new(),
+                    },
+                );
+            }
+        }
+        let masters: Vec<&str> = from
+            .control_plane_nodes()
+            .map(|n| n.name.as_str())
+            .collect();
+        SimulatedCluster {
+            now,
+            topology: to.clone(),
+            vms,
+            etcd: masters.iter().map(|m| (m.to_string(), false)).collect(),
+            etcd_snapshots: 0,
+            cluster_endpoint: ep.clone(),
+            cluster_sans: Vec::new(),
+            original_endpoint: ep.clone(),
+            apiserver_sans: from
+                .control_plane_nodes()
+                .map(|n| (n.name.clone(), vec![n.address.to_string()]))
+                .collect(),
+            old_apiserver_sans: BTreeMap::new(),
+            pool: from.has_load_balancer().then(|| {
+                from.control_plane_nodes()
+                    .map(|n| {
+                        (
+                            n.name.clone(),
+                            SocketAddr::new(n.address, from.control_plane_endpoint.port),
+                        )
+                    })
+                    .collect()
+            }),
+            frontend: from
+                .has_load_balancer()
+                .then(|| from.control_plane_endpoint.socket()),
+            joined: from.nodes.iter().map(|n| n.name.clone()).collect(),
+            tainted: masters.iter().map(|m| m.to_string()).collect(),
+            kubelet_server: from
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), url(&ep)))
+                .collect(),
+            admin_conf: masters.iter().map(|m| (m.to_string(), url(&ep))).collect(),
+            kube_proxy: url(&ep),
+            cluster_info: url(&ep),
+            key_issued: None,
+            addresses_in_use: from.nodes.iter().map(|n| n.address).collect(),
+            effects: Vec::new(),
+            learner_joins: to.etcd.learner_joins,
+            join_duration: SignedDuration::from_secs(300),
+            crash: None,
+            fail: BTreeMap::new(),
+            applies: 0,
+            kill_switch: false,
+        }
+    }
+
+    /// Share it between the backend handles an executor needs.
+    pub fn shared(self) -> Rc<RefCell<SimulatedCluster>> {
+        Rc::new(RefCell::new(self))
+    }
+
+    /// What a test compares between runs: the model without time, counters
+    /// and injection settings.
+    pub fn model(&self) -> SimulatedCluster {
+        let mut m = self.clone();
+        m.now = Timestamp::UNIX_EPOCH;
+        m.key_issued = None;
+        m.effects.clear();
+        m.crash = None;
+        m.fail.clear();
+        m.applies = 0;
+        m.etcd_snapshots = m.etcd_snapshots.min(1);
+        m
+    }
+
+    fn serving(&self, node: &str) -> bool {
+        self.joined.contains(node) && self.etcd.get(node) == Some(&false)
+    }
+
+    fn before_apply(&mut self, tag: &str) -> Result<(), BackendError> {
+        self.applies += 1;
+        if let Some(c) = self.crash
+            && c.at_apply == self.applies
+            && !c.after_effect
+        {
+            panic!(
+                "injected crash before the effect of apply #{}",
+                self.applies
+            );
+        }
+        if let Some(msg) = self.fail.get(tag) {
+            return Err(BackendError::Failed {
+                what: tag.to_string(),
+                message: msg.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn after_apply(&mut self, effect: String, secs: i64) {
+        self.effects.push(effect);
+        self.now += SignedDuration::from_secs(secs);
+        if let Some(c) = self.crash
+            && c.at_apply == self.applies
+            && c.after_effect
+        {
+            panic!("injected crash after the effect of apply #{}", self.applies);
+        }
+    }
+
+    fn node_address(&self, name: &str) -> Option<IpAddr> {
+        self.topology.node(name).map(|n| n.address)
+    }
+}
+
+impl Hypervisor for SimulatedCluster {
+    fn is_done(&mut self, op: &HvOp) -> Result<bool, BackendError> {
+        Ok(match op {
+            HvOp::SnapshotVm { vmid, name, .. } => self
+                .vms
+                .get(vmid)
+                .is_some_and(|v| v.snapshots.contains(name)),
+            HvOp::CloneVm { vmid, .. } => self.vms.contains_key(vmid),
+            HvOp::StartVm { vmid, .. } => self.vms.get(vmid).is_some_and(|v| v.running),
+            HvOp::DeleteVm { vmid, .. } => !self.vms.contains_key(vmid),
+        })
+    }
+
+    fn apply(&mut self, op: &HvOp) -> Result<(), BackendError> {
+        self.before_apply(&tag(op))?;
+        let (effect, secs) = match op {
+            HvOp::SnapshotVm { vmid, name, .. } => {
+                let vm = self.vms.get_mut(vmid).ok_or_else(|| BackendError::Failed {
+                    what: "snapshot".into(),
+                    message: format!("no VM {vmid}"),
+                })?;
+                vm.snapshots.push(name.clone());
+                (format!("snapshot {vmid}"), 60)
+            }
+            HvOp::CloneVm {
+                host,
+                vmid,
+                name,
+                address,
+                ..
+            } => {
+                if self.vms.contains_key(vmid) {
+                    return Err(BackendError::Failed {
+                        what: "clone".into(),
+                        message: format!("VM {vmid} already exists"),
+                    });
+                }
+                self.vms.insert(
+                    *vmid,
+                    SimVm {
+                        host: host.clone(),
+                        name: name.clone(),
+                        running: false,
+                        snapshots: Vec::new(),
+                    },
+                );
+                if let Ok(a) = address.split('/').next().unwrap_or_default().parse() {
+                    self.addresses_in_use.insert(a);
+                }
+                (format!("clone {vmid}"), 180)
+            }
+            HvOp::StartVm { vmid, .. } => {
+                let vm = self.vms.get_mut(vmid).ok_or_else(|| BackendError::Failed {
+                    what: "start".into(),
+                    message: format!("no VM {vmid}"),
+                })?;
+                vm.running = true;
+                (format!("start {vmid}"), 120)
+            }
+            HvOp::DeleteVm { vmid, .. } => {
+                if let Some(vm) = self.vms.remove(vmid)
+                    && let Some(a) = self.node_address(&vm.name)
+                {
+                    self.addresses_in_use.remove(&a);
+                }
+                (format!("delete {vmid}"), 30)
+            }
+        };
+        self.after_apply(effect, secs);
+        Ok(())
+    }
+}
+
+impl LoadBalancer for SimulatedCluster {
+    fn is_done(&mut self, op: &LbOp) -> Result<bool, BackendError> {
+        Ok(match op {
+            LbOp::CreatePool { .. } => self.pool.is_some(),
+            LbOp::CreateFrontend { frontend, .. } => self.frontend == Some(*frontend),
+            LbOp::AddServer { server, .. } => {
+                self.pool.as_ref().is_some_and(|p| p.contains_key(server))
+            }
+            LbOp::RemoveServer { server, .. } => {
+                !self.pool.as_ref().is_some_and(|p| p.contains_key(server))
+            }
+            LbOp::DeleteFrontend { .. } => self.frontend.is_none(),
+            LbOp::DeletePool { .. } => self.pool.is_none(),
+            LbOp::VerifyServersUp { servers, .. } => {
+                self.frontend.is_some()
+                    && servers.iter().all(|s| {
+                        self.pool.as_ref().is_some_and(|p| p.contains_key(s)) && self.serving(s)
+                    })
+            }
+        })
+    }
+
+    fn apply(&mut self, op: &LbOp) -> Result<(), BackendError> {
+        self.before_apply(&tag(op))?;
+        let effect = match op {
+            LbOp::CreatePool { pool, servers, .. } => {
+                self.pool = Some(servers.iter().cloned().collect());
+                format!("create pool {pool}")
+            }
+            LbOp::CreateFrontend { frontend, .. } => {
+                self.frontend = Some(*frontend);
+                self.addresses_in_use.insert(frontend.ip());
+                format!("create frontend {frontend}")
+            }
+            LbOp::AddServer {
+                server, address, ..
+            } => {
+                self.pool
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(server.clone(), *address);
+                format!("add server {server}")
+            }
+            LbOp::RemoveServer { server, .. } => {
+                if let Some(p) = self.pool.as_mut() {
+                    p.remove(server);
+                }
+                format!("remove server {server}")
+            }
+            LbOp::DeleteFrontend { frontend } => {
+                self.frontend = None;
+                self.addresses_in_use.remove(&frontend.ip());
+                "delete frontend".to_string()
+            }
+            LbOp::DeletePool { .. } => {
+                self.pool = None;
+                "delete pool".to_string()
+            }
+            LbOp::VerifyServersUp { .. } => String::new(),
+        };
+        self.after_apply(effect, 10);
+        Ok(())
+    }
+}
+
+impl ControlPlane for SimulatedCluster {
+    fn is_done(&mut self, op: &CpOp) -> Result<bool, BackendError> {
+        Ok(match op {
+            CpOp::AddressesFree { addresses } => {
+                addresses.iter().all(|a| !self.addresses_in_use.contains(a))
+            }
+            CpOp::EtcdSnapshot { .. } => self.etcd_snapshots > 0,
+            CpOp::SetControlPlaneEndpoint { endpoint, sans } => {
+                self.cluster_endpoint == *endpoint
+                    && sans.iter().all(|s| self.cluster_sans.contains(s))
+            }
+            CpOp::RestoreClusterConfiguration => self.cluster_endpoint == self.original_endpoint,
+            CpOp::RenewApiserverCert { node, sans } => self
+                .apiserver_sans
+                .get(node)
+                .is_some_and(|have| sans.iter().all(|s| have.contains(s))),
+            CpOp::RestoreApiserverCert { node } => !self.old_apiserver_sans.contains_key(node),
+            CpOp::UploadCerts => self
+                .key_issued
+                .is_some_and(|at| self.now.duration_since(at) < SignedDuration::from_hours(2)),
+            CpOp::JoinControlPlane { node, .. } => {
+                self.joined.contains(node) && self.etcd.contains_key(node)
+            }
+            CpOp::MemberPromoted { node } => {
+                // kubeadm promotes a caught-up learner by itself; the check
+                // sees the promotion.
+                if let Some(learner) = self.etcd.get_mut(node) {
+                    *learner = false;
+                }
+                self.etcd.get(node) == Some(&false)
+            }
+            CpOp::EnsureControlPlaneTaint { node } => self.tainted.contains(node),
+            CpOp::ResetNode { node } => {
+                !self.joined.contains(node) && !self.etcd.contains_key(node)
+            }
+            CpOp::SetKubeletServer { node, server } => {
+                self.kubelet_server.get(node) == Some(server)
+            }
+            CpOp::SetAdminConf { node, server } => self.admin_conf.get(node) == Some(server),
+            CpOp::SetKubeProxyServer { server } => self.kube_proxy == *server,
+            CpOp::SetClusterInfoServer { server } => self.cluster_info == *server,
+            CpOp::ExternalKubeconfig { .. } => false,
+            CpOp::VerifyNodes { nodes } => nodes
+                .iter()
+                .all(|n| self.joined.contains(n) && self.tainted.contains(n)),
+            CpOp::VerifyEtcd { members } => {
+                members.iter().all(|m| self.etcd.get(m) == Some(&false))
+            }
+            CpOp::VerifySans { nodes, sans } => nodes.iter().all(|n| {
+                self.apiserver_sans
+                    .get(n)
+                    .is_some_and(|have| sans.iter().all(|s| have.contains(s)))
+            }),
+            CpOp::VerifyKubeconfigs { nodes, server } => {
+                nodes
+                    .iter()
+                    .all(|n| self.kubelet_server.get(n) == Some(server))
+                    && self.admin_conf.values().all(|s| s == server)
+                    && self.kube_proxy == *server
+                    && self.cluster_info == *server
+            }
+        })
+    }
+
+    fn apply(&mut self, op: &CpOp) -> Result<(), BackendError> {
+        let t = tag(op);
+        self.before_apply(&t)?;
+        let fail = |m: String| BackendError::Failed {
+            what: t.clone(),
+            message: m,
+        };
+        let (effect, secs) = match op {
+            CpOp::EtcdSnapshot { node } => {
+                self.etcd_snapshots += 1;
+                (format!("etcd snapshot on {node}"), 60)
+            }
+            CpOp::SetControlPlaneEndpoint { endpoint, sans } => {
+                self.cluster_endpoint = endpoint.clone();
+                self.cluster_sans = sans.clone();
+                (format!("controlPlaneEndpoint {endpoint}"), 30)
+            }
+            CpOp::RestoreClusterConfiguration => {
+                self.cluster_endpoint = self.original_endpoint.clone();
+                self.cluster_sans.clear();
+                ("restore kubeadm-config".into(), 30)
+            }
+            CpOp::RenewApiserverCert { node, sans } => {
+                let old = self
+                    .apiserver_sans
+                    .get(node)
+                    .cloned()
+                    .ok_or_else(|| fail(format!("{node} has no apiserver")))?;
+                let mut new = old.clone();
+                new.extend(sans.iter().filter(|s| !old.contains(s)).cloned());
+                self.old_apiserver_sans.insert(node.clone(), old);
+                self.apiserver_sans.insert(node.clone(), new);
+                (format!("renew apiserver cert on {node}"), 120)
+            }
+            CpOp::RestoreApiserverCert { node } => {
+                if let Some(old) = self.old_apiserver_sans.remove(node) {
+                    self.apiserver_sans.insert(node.clone(), old);
+                }
+                (format!("restore apiserver cert on {node}"), 60)
+            }
+            CpOp::UploadCerts => {
+                self.key_issued = Some(self.now);
+                ("upload-certs".into(), 30)
+            }
+            CpOp::JoinControlPlane { node, .. } => {
+                let key_ok = self
+                    .key_issued
+                    .is_some_and(|at| self.now.duration_since(at) < SignedDuration::from_hours(2));
+                if !key_ok {
+                    return Err(fail("certificate key missing or expired (kubeadm-certs Secret deleted after 2h)".into()));
+                }
+                if self.frontend.is_none() && self.cluster_endpoint != self.original_endpoint {
+                    return Err(fail(format!(
+                        "cannot reach controlPlaneEndpoint {}",
+                        self.cluster_endpoint
+                    )));
+                }
+                let running = self.vms.values().any(|v| v.name == *node && v.running);
+                if !running {
+                    return Err(fail(format!("{node} is not running")));
+                }
+                self.etcd.insert(node.clone(), self.learner_joins);
+                self.joined.insert(node.clone());
+                let server = url(&self.cluster_endpoint);
+                self.kubelet_server.insert(node.clone(), server.clone());
+                self.admin_conf.insert(node.clone(), server);
+                self.apiserver_sans.insert(node.clone(), {
+                    let mut s = vec![
+                        self.node_address(node)
+                            .map(|a| a.to_string())
+                            .unwrap_or_default(),
+                    ];
+                    s.extend(self.cluster_sans.iter().cloned());
+                    s
+                });
+                (format!("join {node}"), self.join_duration.as_secs())
+            }
+            CpOp::EnsureControlPlaneTaint { node } => {
+                self.tainted.insert(node.clone());
+                (format!("taint {node}"), 5)
+            }
+            CpOp::ResetNode { node } => {
+                self.etcd.remove(node);
+                self.joined.remove(node);
+                self.tainted.remove(node);
+                self.kubelet_server.remove(node);
+                self.admin_conf.remove(node);
+                self.apiserver_sans.remove(node);
+                (format!("reset {node}"), 60)
+            }
+            CpOp::SetKubeletServer { node, server } => {
+                self.kubelet_server.insert(node.clone(), server.clone());
+                (format!("kubelet {node} -> {server}"), 30)
+            }
+            CpOp::SetAdminConf { node, server } => {
+                self.admin_conf.insert(node.clone(), server.clone());
+                (format!("admin.conf {node} -> {server}"), 5)
+            }
+            CpOp::SetKubeProxyServer { server } => {
+                self.kube_proxy = server.clone();
+                (format!("kube-proxy -> {server}"), 30)
+            }
+            CpOp::SetClusterInfoServer { server } => {
+                self.cluster_info = server.clone();
+                (format!("cluster-info -> {server}"), 5)
+            }
+            CpOp::AddressesFree { .. }
+            | CpOp::MemberPromoted { .. }
+            | CpOp::ExternalKubeconfig { .. }
+            | CpOp::VerifyNodes { .. }
+            | CpOp::VerifyEtcd { .. }
+            | CpOp::VerifySans { .. }
+            | CpOp::VerifyKubeconfigs { .. } => (String::new(), 1),
+        };
+        self.after_apply(effect, secs);
+        Ok(())
+    }
+}
+
+impl Observer for SimulatedCluster {
+    fn observe(&mut self, topology: &Topology) -> ClusterState {
+        let mut s = ClusterState::empty(self.now);
+        let long_ago = self.now - SignedDuration::from_hours(48);
+        s.nodes = Some(
+            topology
+                .nodes
+                .iter()
+                .filter(|n| self.joined.contains(&n.name))
+                .map(|n| NodeState {
+                    name: n.name.clone(),
+                    ready: Some(true),
+                    ready_since: Some(long_ago),
+                    cordoned: false,
+                    taints: Vec::new(),
+                    reboot_required: Some(false),
+                    daemon_set_pods_not_running: Some(Vec::new()),
+                    pdb_blocked_pods: Some(Vec::new()),
+                })
+                .collect(),
+        );
+        let leader = self.etcd.iter().find(|(_, l)| !**l).map(|(n, _)| n.clone());
+        s.etcd = Some(EtcdState {
+            members: self
+                .etcd
+                .iter()
+                .enumerate()
+                .map(|(i, (name, learner))| {
+                    let addr = self
+                        .node_address(name)
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    EtcdMember {
+                        id: MemberId(0x1000 + i as u64),
+                        name: name.clone(),
+                        peer_urls: vec![format!("https://{addr}:2380")],
+                        client_urls: vec![format!("https://{addr}:2379")],
+                        is_learner: *learner,
+                        healthy: Some(true),
+                        leader: leader.as_deref() == Some(name),
+                        raft_index: Some(100),
+                        alarms: Vec::new(),
+                    }
+                })
+                .collect(),
+        });
+        s.load_balancer = Some(LbState {
+            backends: self
+                .pool
+                .iter()
+                .flatten()
+                .map(|(name, addr)| LbBackend {
+                    server: name.clone(),
+                    address: Some(*addr),
+                    status: if self.serving(name) {
+                        BackendStatus::Up
+                    } else {
+                        BackendStatus::Down
+                    },
+                    sessions: Some(0),
+                })
+                .collect(),
+        });
+        s.apiservers = Some(ApiserverState {
+            per_node: self
+                .apiserver_sans
+                .keys()
+                .map(|n| (n.clone(), self.serving(n)))
+                .collect(),
+            via_endpoint: Some(self.frontend.is_some()),
+        });
+        s.alerts = Some(Vec::new());
+        s.kill_switch = Some(self.kill_switch);
+        s.lock = Some(LockState {
+            holder: None,
+            renewed_at: None,
+            ttl: None,
+        });
+        s
+    }
+}
+
+impl Clock for SimulatedCluster {
+    fn now(&self) -> Timestamp {
+        self.now
+    }
+}
+
+/// A handle to a shared [`SimulatedCluster`], so one simulated cluster can
+/// serve as every backend of an executor at once.
+#[derive(Debug, Clone)]
+pub struct SimHandle(pub Rc<RefCell<SimulatedCluster>>);
+
+impl Hypervisor for SimHandle {
+    fn is_done(&mut self, op: &HvOp) -> Result<bool, BackendError> {
+        Hypervisor::is_done(&mut *self.0.borrow_mut(), op)
+    }
+    fn apply(&mut self, op: &HvOp) -> Result<(), BackendError> {
+        Hypervisor::apply(&mut *self.0.borrow_mut(), op)
+    }
+}
+
+impl LoadBalancer for SimHandle {
+    fn is_done(&mut self, op: &LbOp) -> Result<bool, BackendError> {
+        LoadBalancer::is_done(&mut *self.0.borrow_mut(), op)
+    }
+    fn apply(&mut self, op: &LbOp) -> Result<(), BackendError> {
+        LoadBalancer::apply(&mut *self.0.borrow_mut(), op)
+    }
+}
+
+impl ControlPlane for SimHandle {
+    fn is_done(&mut self, op: &CpOp) -> Result<bool, BackendError> {
+        ControlPlane::is_done(&mut *self.0.borrow_mut(), op)
+    }
+    fn apply(&mut self, op: &CpOp) -> Result<(), BackendError> {
+        ControlPlane::apply(&mut *self.0.borrow_mut(), op)
+    }
+}
+
+impl Observer for SimHandle {
+    fn observe(&mut self, topology: &Topology) -> ClusterState {
+        self.0.borrow_mut().observe(topology)
+    }
+}
+
+impl Clock for SimHandle {
+    fn now(&self) -> Timestamp {
+        self.0.borrow().now
+    }
+}
+
+/// Run `f` with backends that all point at `sim`.
+pub fn with_backends<R>(
+    sim: &Rc<RefCell<SimulatedCluster>>,
+    f: impl FnOnce(&mut crate::backend::Backends<'_>) -> R,
+) -> R {
+    let (mut hv, mut lb, mut cp, mut ob) = (
+        SimHandle(sim.clone()),
+        SimHandle(sim.clone()),
+        SimHandle(sim.clone()),
+        SimHandle(sim.clone()),
+    );
+    let clock = SimHandle(sim.clone());
+    let mut b = crate::backend::Backends {
+        hypervisor: &mut hv,
+        load_balancer: &mut lb,
+        control_plane: &mut cp,
+        observer: &mut ob,
+        clock: &clock,
+    };
+    f(&mut b)
+}

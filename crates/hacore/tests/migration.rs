@@ -1,0 +1,676 @@
+//! The migration: plan, simulation, and execution with crash-resume, on the
+//! bundled home-lab example, through the in-memory `SimulatedCluster` double.
+
+use std::collections::BTreeSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use hacore::exec::{self, Event, FileJournal, MemJournal, Options, Outcome, Record};
+use hacore::plan::{self, Plan};
+use hacore::simulate::simulate;
+use hacore::simulated::{Crash, SimulatedCluster, with_backends};
+use hacore::{ClusterState, Topology};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+fn topologies() -> (Topology, Topology) {
+    let (from, _) = Topology::load(&examples().join("topology/single-master.yaml")).unwrap();
+    let (to, _) = Topology::load(&examples().join("topology/ha.yaml")).unwrap();
+    (from, to)
+}
+
+fn opts() -> plan::Options {
+    plan::Options {
+        template: Some(9000),
+    }
+}
+
+fn example_plan() -> Plan {
+    let (from, to) = topologies();
+    plan::plan(&from, &to, None, &opts()).expect("the example plan is safe")
+}
+
+fn now() -> jiff::Timestamp {
+    "2026-05-21T22:00:00Z".parse().unwrap()
+}
+
+fn confirm_all(plan: &Plan) -> Options {
+    Options {
+        dry_run: false,
+        confirm: plan
+            .steps()
+            .filter(|(_, s)| s.op.is_manual())
+            .map(|(_, s)| s.id.clone())
+            .collect(),
+    }
+}
+
+#[test]
+fn example_plan_snapshot() {
+    let plan = example_plan();
+    expect_test::expect_file!["snapshots/example-plan.txt"].assert_eq(&plan.to_text());
+    expect_test::expect_file!["snapshots/example-plan.md"].assert_eq(&plan.to_markdown());
+}
+
+#[test]
+fn example_plan_follows_the_kubeadm_order() {
+    let plan = example_plan();
+    let ids: Vec<&str> = plan.steps().map(|(_, s)| s.id.as_str()).collect();
+    let pos = |id: &str| {
+        ids.iter()
+            .position(|s| *s == id)
+            .unwrap_or_else(|| panic!("no step {id} in {ids:?}"))
+    };
+    let order = [
+        "preflight/addresses-free",
+        "preflight/etcd-snapshot",
+        "preflight/vm-snapshot/k8s-master",
+        "endpoint/cluster-configuration",
+        "endpoint/apiserver-cert/k8s-master",
+        "load-balancer/pool",
+        "load-balancer/frontend",
+        "load-balancer/verify",
+        "provision/k8s-master-2/clone",
+        "provision/k8s-master-3/clone",
+        "join-material/upload-certs",
+        "join/k8s-master-2/join",
+        "join/k8s-master-2/promoted",
+        "join/k8s-master-2/taint",
+        "join/k8s-master-2/load-balancer",
+        "join/k8s-master-3/join",
+        "join/k8s-master-3/load-balancer",
+        "cutover/kubelet/k8s-master",
+        "cutover/kubelet/k8s-node4",
+        "cutover/kube-proxy",
+        "cutover/cluster-info",
+        "cutover/external/woodpecker",
+        "verify/nodes",
+        "verify/etcd",
+        "verify/kubeconfigs",
+    ];
+    for w in order.windows(2) {
+        assert!(pos(w[0]) < pos(w[1]), "{} must come before {}", w[0], w[1]);
+    }
+    // The single master's apiserver restart is the one stated outage.
+    let outages: Vec<&str> = plan
+        .steps()
+        .filter(|(_, s)| s.outage.as_ref().is_some_and(|o| !o.up_to.0.is_zero()))
+        .map(|(_, s)| s.id.as_str())
+        .collect();
+    assert_eq!(outages, ["endpoint/apiserver-cert/k8s-master"]);
+    // Every step that changes something can be undone, or is a snapshot/check/key upload.
+    for (_, s) in plan.steps() {
+        let irreversible = s.op.is_check()
+            || s.op.is_manual()
+            || s.id.starts_with("preflight/")
+            || s.id.ends_with("upload-certs")
+            || s.id.ends_with("/start")
+            || s.id.ends_with("/taint");
+        assert!(
+            irreversible || s.rollback.is_some(),
+            "{} has no rollback",
+            s.id
+        );
+    }
+    // Joins are gated by the join policy on the node itself.
+    let (_, join) = plan
+        .steps()
+        .find(|(_, s)| s.id == "join/k8s-master-3/join")
+        .unwrap();
+    assert_eq!(join.preconditions[0].policy, "join");
+    assert!(
+        join.preconditions[0]
+            .nodes
+            .contains(&"k8s-master-2".to_string())
+    );
+    // The plan round-trips through JSON (what `hacli plan -o json` writes and `hacli apply` reads).
+    let json = serde_json::to_string(&plan).unwrap();
+    let back: Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, plan);
+    assert_eq!(back.digest(), plan.digest());
+}
+
+fn refusal(to_edit: impl FnOnce(&mut Topology), state: Option<ClusterState>) -> Vec<String> {
+    let (from, mut to) = topologies();
+    to_edit(&mut to);
+    match plan::plan(&from, &to, state.as_ref(), &opts()) {
+        Ok(_) => panic!("expected a refusal"),
+        Err(r) => r.reasons,
+    }
+}
+
+#[test]
+fn refuses_the_real_home_lab_over_commitment() {
+    // The real case: one Proxmox host at 98% RAM commitment, two more 32 GB masters.
+    let mut state = ClusterState::empty(now());
+    state.hypervisors = Some(vec![hacore::state::HostState {
+        name: "pve".into(),
+        memory_gib: 128,
+        committed_memory_gib: 125,
+        cpus: 32,
+        committed_cpus: 60,
+        vmids: vec![200, 201, 202, 203, 204],
+    }]);
+    let reasons = refusal(|_| {}, Some(state.clone()));
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].contains("hypervisor `pve`: 125 of 128 GiB already committed (97%)"),
+        "{}",
+        reasons[0]
+    );
+    assert!(reasons[0].contains("need 64 GiB more"), "{}", reasons[0]);
+    assert!(reasons[0].contains("no useful size fits"), "{}", reasons[0]);
+    // With room for small masters, it says which size fits (the master's working set is ~4.6 GB).
+    state.hypervisors.as_mut().unwrap()[0].committed_memory_gib = 112;
+    let reasons = refusal(|_| {}, Some(state.clone()));
+    assert!(
+        reasons[0].contains("2 new master(s) of at most 8 GiB each would fit"),
+        "{}",
+        reasons[0]
+    );
+    // And with 8 GiB masters the same host is accepted.
+    let (from, mut to) = topologies();
+    for n in to
+        .nodes
+        .iter_mut()
+        .filter(|n| n.name.starts_with("k8s-master-"))
+    {
+        n.memory_gib = Some(8);
+    }
+    assert!(plan::plan(&from, &to, Some(&state), &opts()).is_ok());
+}
+
+#[test]
+fn refuses_taken_vmids_and_addresses_and_even_sizes() {
+    let mut state = ClusterState::empty(now());
+    state.hypervisors = Some(vec![hacore::state::HostState {
+        name: "pve".into(),
+        memory_gib: 256,
+        committed_memory_gib: 100,
+        cpus: 64,
+        committed_cpus: 40,
+        vmids: vec![200, 201, 202, 203, 204, 205],
+    }]);
+    state.addresses_in_use = Some(vec!["10.0.20.99".parse().unwrap()]);
+    let reasons = refusal(|_| {}, Some(state));
+    assert!(
+        reasons.iter().any(
+            |r| r.contains("VM id 205 for `k8s-master-2` is already taken on hypervisor `pve`")
+        ),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("the VIP address 10.0.20.99 already answers")),
+        "{reasons:?}"
+    );
+
+    let reasons = refusal(
+        |t| {
+            t.nodes
+                .iter_mut()
+                .find(|n| n.name == "k8s-master-3")
+                .unwrap()
+                .vmid = Some(201)
+        },
+        None,
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("VM id 201 for `k8s-master-3` is already VM `k8s-node1`")),
+        "{reasons:?}"
+    );
+
+    let reasons = refusal(
+        |t| t.control_plane_endpoint.address = "10.0.20.104".parse().unwrap(),
+        None,
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("the VIP 10.0.20.104 is node `k8s-node4`'s address")),
+        "{reasons:?}"
+    );
+
+    let reasons = refusal(|t| t.nodes.retain(|n| n.name != "k8s-master-3"), None);
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("the target has 2 control-plane nodes")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn simulation_finds_the_two_voter_window() {
+    let plan = example_plan();
+    let report = simulate(&plan, 1);
+    assert!(report.critical.is_empty(), "{:?}", report.critical);
+    assert_eq!(
+        report.planned_outages,
+        ["endpoint/apiserver-cert/k8s-master"]
+    );
+    let w = report
+        .windows
+        .iter()
+        .find(|w| w.example.cause.contains("exactly 2 voters"))
+        .unwrap_or_else(|| panic!("no 2-voter window in {}", report.to_text()));
+    // Opens once k8s-master-2 is a voter, closes when k8s-master-3 is promoted.
+    assert_eq!(w.from_step, "join/k8s-master-2/taint");
+    assert_eq!(w.to_step, "join/k8s-master-3/promoted");
+    assert_eq!(w.closed_by.as_deref(), Some("join/k8s-master-3/taint"));
+    // Before the plan, losing the one master is already fatal; after it, one node is survivable.
+    assert_eq!(report.before.min_breaking, Some(1));
+    let single_node = |r: &hacore::simulate::StepRisk| {
+        r.examples
+            .iter()
+            .any(|e| e.failures == ["node k8s-master-2"])
+    };
+    assert!(!single_node(&report.after), "{:?}", report.after);
+    // The only single failures the finished cluster cannot survive are the shared host.
+    assert!(
+        report
+            .after
+            .examples
+            .iter()
+            .all(|e| e.failures == ["hypervisor pve"]),
+        "{:?}",
+        report.after.examples
+    );
+    // The single master's apiserver restart breaks the API with no failure at all: the plan says so.
+    let renew = report
+        .steps
+        .iter()
+        .find(|s| s.step == "endpoint/apiserver-cert/k8s-master")
+        .unwrap();
+    assert_eq!(
+        renew.min_breaking,
+        Some(0),
+        "the single master's apiserver restart is an outage"
+    );
+}
+
+#[test]
+fn a_plan_without_learner_mode_is_flagged() {
+    let (from, mut to) = topologies();
+    to.etcd.learner_joins = false;
+    let plan = plan::plan(&from, &to, None, &opts()).unwrap();
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("without etcd learner mode"))
+    );
+    let report = simulate(&plan, 1);
+    assert!(
+        report
+            .critical
+            .contains(&"join/k8s-master-2/join".to_string()),
+        "{}",
+        report.to_text()
+    );
+    let (_, join) = plan
+        .steps()
+        .find(|(_, s)| s.id == "join/k8s-master-2/join")
+        .unwrap();
+    let risk = report.steps.iter().find(|s| s.step == join.id).unwrap();
+    assert!(
+        risk.examples[0].cause.contains("not started yet"),
+        "{:?}",
+        risk.examples
+    );
+}
+
+fn run_to_end(
+    plan: &Plan,
+    sim: &std::rc::Rc<std::cell::RefCell<SimulatedCluster>>,
+    journal: &mut dyn exec::Journal,
+) -> Outcome {
+    with_backends(sim, |b| {
+        exec::run(plan, b, journal, &confirm_all(plan), &mut |_| {})
+    })
+    .unwrap()
+}
+
+fn fresh_sim(plan: &Plan) -> std::rc::Rc<std::cell::RefCell<SimulatedCluster>> {
+    SimulatedCluster::new(&plan.from, &plan.to, now()).shared()
+}
+
+#[test]
+fn uninterrupted_run_reaches_the_target() {
+    let plan = example_plan();
+    let sim = fresh_sim(&plan);
+    let mut journal = MemJournal::default();
+    let mut events = Vec::new();
+    let out = with_backends(&sim, |b| {
+        exec::run(&plan, b, &mut journal, &confirm_all(&plan), &mut |e| {
+            events.push(e)
+        })
+    })
+    .unwrap();
+    assert_eq!(out, Outcome::Completed);
+    let s = sim.borrow();
+    assert_eq!(s.etcd.len(), 3);
+    assert!(s.etcd.values().all(|learner| !learner));
+    assert_eq!(s.pool.as_ref().unwrap().len(), 3);
+    assert_eq!(s.kube_proxy, "https://10.0.20.99:6443");
+    assert!(
+        s.kubelet_server
+            .values()
+            .all(|v| v == "https://10.0.20.99:6443")
+    );
+    assert!(s.vms.contains_key(&205) && s.vms.contains_key(&206));
+    assert!(matches!(
+        journal.records.last(),
+        Some(Record::Finished { .. })
+    ));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Done { id } if id == "verify/kubeconfigs"))
+    );
+    // Without confirmations the run stops at the first manual step.
+    let sim2 = fresh_sim(&plan);
+    let mut j2 = MemJournal::default();
+    let out = with_backends(&sim2, |b| {
+        exec::run(&plan, b, &mut j2, &Options::default(), &mut |_| {})
+    })
+    .unwrap();
+    assert!(
+        matches!(out, Outcome::AwaitingConfirmation { ref step, .. } if step == "cutover/external/woodpecker"),
+        "{out:?}"
+    );
+}
+
+/// Keep the injected crashes' panic messages out of the output; every other
+/// panic (a failing assertion in a parallel test) is still printed.
+fn quiet_injected_crashes() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .unwrap_or("");
+            if !msg.starts_with("injected crash") {
+                default(info);
+            }
+        }));
+    });
+}
+
+fn temp_journal(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!(
+        "hacore-journal-{}-{name}.jsonl",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+#[test]
+fn crash_at_every_point_then_resume_equals_an_uninterrupted_run() {
+    let plan = example_plan();
+    let reference = fresh_sim(&plan);
+    let mut j = MemJournal::default();
+    assert_eq!(run_to_end(&plan, &reference, &mut j), Outcome::Completed);
+    let reference = reference.borrow().clone();
+    let total_applies = reference.applies;
+    assert!(total_applies > 20, "{total_applies}");
+    let once =
+        |effects: &[String], prefix: &str| effects.iter().filter(|e| e.starts_with(prefix)).count();
+
+    quiet_injected_crashes();
+    let mut failures = Vec::new();
+    for at in 1..=total_applies {
+        for after_effect in [false, true] {
+            let path = temp_journal(&format!("{at}-{after_effect}"));
+            let sim = fresh_sim(&plan);
+            sim.borrow_mut().crash = Some(Crash {
+                at_apply: at,
+                after_effect,
+            });
+            let crashed = catch_unwind(AssertUnwindSafe(|| {
+                let mut journal = FileJournal::open(&path).unwrap();
+                run_to_end(&plan, &sim, &mut journal)
+            }));
+            if crashed.is_ok() {
+                failures.push(format!("apply #{at}: no crash happened"));
+                continue;
+            }
+            sim.borrow_mut().crash = None;
+            let mut journal = FileJournal::open(&path).unwrap();
+            let out = run_to_end(&plan, &sim, &mut journal);
+            let s = sim.borrow();
+            if out != Outcome::Completed {
+                failures.push(format!(
+                    "apply #{at} (after effect: {after_effect}): resume ended {out:?}"
+                ));
+            } else if s.model() != reference.model() {
+                failures.push(format!(
+                    "apply #{at} (after effect: {after_effect}): final state differs"
+                ));
+            } else {
+                let effects: BTreeSet<&String> = s.effects.iter().collect();
+                let want: BTreeSet<&String> = reference.effects.iter().collect();
+                if effects != want {
+                    failures.push(format!(
+                        "apply #{at}: side effects differ: {:?}",
+                        effects.symmetric_difference(&want).collect::<Vec<_>>()
+                    ));
+                }
+                for prefix in [
+                    "clone 205",
+                    "clone 206",
+                    "join k8s-master-2",
+                    "join k8s-master-3",
+                    "add server k8s-master-2",
+                    "create pool",
+                ] {
+                    if once(&s.effects, prefix) != 1 {
+                        failures.push(format!("apply #{at} (after effect: {after_effect}): `{prefix}` happened {} times", once(&s.effects, prefix)));
+                    }
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_failed_step_rolls_back_its_phase_and_resume_finishes() {
+    let plan = example_plan();
+    let sim = fresh_sim(&plan);
+    sim.borrow_mut()
+        .fail
+        .insert("add-server".into(), "pfSense: config locked".into());
+    let mut journal = MemJournal::default();
+    let out = run_to_end(&plan, &sim, &mut journal);
+    match &out {
+        Outcome::RolledBack { phase, step, error } => {
+            assert_eq!(phase, "join/k8s-master-2");
+            assert_eq!(step, "join/k8s-master-2/load-balancer");
+            assert!(error.contains("config locked"), "{error}");
+        }
+        other => panic!("expected a rollback, got {other:?}"),
+    }
+    {
+        let s = sim.borrow();
+        assert!(!s.etcd.contains_key("k8s-master-2"), "the join was undone");
+        assert!(!s.joined.contains("k8s-master-2"));
+        assert!(s.effects.contains(&"reset k8s-master-2".to_string()));
+        // Earlier phases stay: the VM is still there, the LB still serves k8s-master.
+        assert!(s.vms.contains_key(&205));
+        assert!(s.frontend.is_some());
+    }
+    let rolled: Vec<&str> = journal
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::RolledBack { step, .. } => Some(step.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rolled,
+        [
+            "join/k8s-master-2/load-balancer",
+            "join/k8s-master-2/taint",
+            "join/k8s-master-2/promoted",
+            "join/k8s-master-2/join"
+        ]
+    );
+    // Fix the cause and resume: the phase is redone and the plan completes.
+    sim.borrow_mut().fail.clear();
+    assert_eq!(run_to_end(&plan, &sim, &mut journal), Outcome::Completed);
+    assert_eq!(sim.borrow().etcd.len(), 3);
+}
+
+#[test]
+fn a_slow_plan_re_uploads_the_certificate_key() {
+    let plan = example_plan();
+    let sim = fresh_sim(&plan);
+    sim.borrow_mut().join_duration = jiff::SignedDuration::from_mins(100);
+    let mut journal = MemJournal::default();
+    assert_eq!(run_to_end(&plan, &sim, &mut journal), Outcome::Completed);
+    let uploads = sim
+        .borrow()
+        .effects
+        .iter()
+        .filter(|e| *e == "upload-certs")
+        .count();
+    assert_eq!(uploads, 2, "the second join needs a fresh key");
+    assert_eq!(
+        journal
+            .records
+            .iter()
+            .filter(|r| matches!(r, Record::CertificateKey { .. }))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn the_planner_re_uploads_for_long_join_sequences() {
+    let (from, mut to) = topologies();
+    to.hypervisors[0].memory_gib = 4096;
+    to.hypervisors[0].cpus = 1024;
+    let template = to
+        .nodes
+        .iter()
+        .find(|n| n.name == "k8s-master-2")
+        .unwrap()
+        .clone();
+    for i in 4..=15u32 {
+        let mut n = template.clone();
+        n.name = format!("k8s-master-{i}");
+        n.address = format!("10.0.20.{}", 110 + i).parse().unwrap();
+        n.vmid = Some(300 + i);
+        to.nodes.push(n);
+    }
+    let plan = plan::plan(&from, &to, None, &opts()).unwrap();
+    let uploads: Vec<String> = plan
+        .steps()
+        .filter(|(_, s)| s.id.ends_with("upload-certs"))
+        .map(|(_, s)| s.id.clone())
+        .collect();
+    assert_eq!(
+        uploads,
+        [
+            "join-material/upload-certs",
+            "join/k8s-master-15/upload-certs"
+        ]
+    );
+}
+
+#[test]
+fn dry_run_changes_nothing_and_gates_block() {
+    let plan = example_plan();
+    let sim = fresh_sim(&plan);
+    let mut journal = MemJournal::default();
+    let mut opts = confirm_all(&plan);
+    opts.dry_run = true;
+    let out = with_backends(&sim, |b| {
+        exec::run(&plan, b, &mut journal, &opts, &mut |_| {})
+    })
+    .unwrap();
+    let Outcome::DryRun { would_apply } = out else {
+        panic!("{out:?}")
+    };
+    assert!(would_apply.contains(&"provision/k8s-master-2/clone".to_string()));
+    assert!(sim.borrow().effects.is_empty());
+    assert!(journal.records.is_empty());
+
+    sim.borrow_mut().kill_switch = true;
+    let out = run_to_end(&plan, &sim, &mut journal);
+    match out {
+        Outcome::Blocked { step, reasons } => {
+            assert_eq!(step, "preflight/etcd-snapshot");
+            assert!(
+                reasons.iter().any(|r| r.starts_with("kill-switch")),
+                "{reasons:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        sim.borrow().effects.is_empty(),
+        "nothing after the blocked gate: {:?}",
+        sim.borrow().effects
+    );
+}
+
+#[test]
+fn a_journal_is_only_resumed_with_its_own_plan() {
+    let plan = example_plan();
+    let (from, mut to) = topologies();
+    to.nodes
+        .iter_mut()
+        .find(|n| n.name == "k8s-master-3")
+        .unwrap()
+        .memory_gib = Some(16);
+    let other = plan::plan(&from, &to, None, &opts()).unwrap();
+    let sim = fresh_sim(&plan);
+    let mut journal = MemJournal::default();
+    sim.borrow_mut().crash = Some(Crash {
+        at_apply: 3,
+        after_effect: false,
+    });
+    quiet_injected_crashes();
+    let _ = catch_unwind(AssertUnwindSafe(|| run_to_end(&plan, &sim, &mut journal)));
+    let err = with_backends(&sim, |b| {
+        exec::run(&other, b, &mut journal, &Options::default(), &mut |_| {})
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("belongs to plan"), "{err}");
+}
+
+#[test]
+fn a_torn_journal_line_is_ignored() {
+    let path = temp_journal("torn");
+    {
+        let mut j = FileJournal::open(&path).unwrap();
+        exec::Journal::append(
+            &mut j,
+            Record::Begin {
+                plan: "x".into(),
+                at: now(),
+            },
+        )
+        .unwrap();
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"event\":\"sta"))
+        .unwrap();
+    let j = FileJournal::open(&path).unwrap();
+    assert_eq!(exec::Journal::records(&j).len(), 1);
+    let _ = std::fs::remove_file(&path);
+}
