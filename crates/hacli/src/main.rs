@@ -32,6 +32,13 @@ enum Command {
     /// Gate policies.
     #[command(subcommand)]
     Policy(cmd::policy::Command),
+    /// Plan the migration from one topology to another (single master ->
+    /// three masters behind a VIP). Exit 1 when it cannot be made safe.
+    Plan(cmd::plan::Args),
+    /// Simulate a plan under every set of up to k failures: risk windows.
+    Simulate(cmd::simulate::Args),
+    /// Execute a plan step by step with a journal; resumable.
+    Apply(cmd::apply::Args),
 }
 
 /// Output format shared by every command.
@@ -74,6 +81,9 @@ fn main() -> ExitCode {
         Command::Status(a) => cmd::status::run(a),
         Command::Topology(c) => cmd::topology::run(c),
         Command::Policy(c) => cmd::policy::run(c),
+        Command::Plan(a) => cmd::plan::run(a),
+        Command::Simulate(a) => cmd::simulate::run(a),
+        Command::Apply(a) => cmd::apply::run(a),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

@@ -336,3 +336,171 @@ fn status_reports_quorum_and_disruptions() {
     );
     assert!(s.contains("k8s-master-2           allow"), "{s}");
 }
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hacli-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn plan_simulate_apply_end_to_end() {
+    let dir = tmp("migration");
+    let plan = dir.join("plan.json");
+    let out = hacli(&[
+        "plan",
+        "--from",
+        "examples/topology/single-master.yaml",
+        "--to",
+        HA,
+        "--template",
+        "9000",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    std::fs::write(&plan, &out.stdout).unwrap();
+    let md = hacli(&[
+        "plan",
+        "--from",
+        "examples/topology/single-master.yaml",
+        "--to",
+        HA,
+        "--template",
+        "9000",
+        "-o",
+        "markdown",
+    ]);
+    assert!(
+        text(&md.stdout).contains("- [ ] **join/k8s-master-2/join**"),
+        "{}",
+        text(&md.stdout)
+    );
+
+    let p = plan.to_str().unwrap();
+    let sim = hacli(&["simulate", p, "--failures", "2"]);
+    assert_eq!(sim.status.code(), Some(0), "{}", text(&sim.stderr));
+    let s = text(&sim.stdout);
+    assert!(
+        s.contains("RISK WINDOW join/k8s-master-2/taint .. join/k8s-master-3/promoted"),
+        "{s}"
+    );
+    assert!(
+        s.contains("planned outage endpoint/apiserver-cert/k8s-master"),
+        "{s}"
+    );
+
+    let journal = dir.join("journal.jsonl");
+    let j = journal.to_str().unwrap();
+    let dry = hacli(&[
+        "apply",
+        p,
+        "--journal",
+        j,
+        "--backend",
+        "simulated",
+        "--dry-run",
+    ]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry.stderr));
+    assert!(
+        text(&dry.stdout).starts_with("dry run: "),
+        "{}",
+        text(&dry.stdout)
+    );
+    let first = hacli(&["apply", p, "--journal", j, "--backend", "simulated"]);
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "stops for the manual step: {}",
+        text(&first.stdout)
+    );
+    assert!(
+        text(&first.stdout).contains("--confirm cutover/external/woodpecker"),
+        "{}",
+        text(&first.stdout)
+    );
+    let again = hacli(&["apply", p, "--journal", j, "--backend", "simulated"]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "a used journal needs --resume"
+    );
+    assert!(
+        text(&again.stderr).contains("pass --resume"),
+        "{}",
+        text(&again.stderr)
+    );
+    let done = hacli(&[
+        "apply",
+        p,
+        "--journal",
+        j,
+        "--backend",
+        "simulated",
+        "--resume",
+        "--confirm",
+        "cutover/external/woodpecker",
+        "--confirm",
+        "cutover/external/dev-vm",
+    ]);
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}{}",
+        text(&done.stdout),
+        text(&done.stderr)
+    );
+    assert!(
+        text(&done.stdout).contains("completed"),
+        "{}",
+        text(&done.stdout)
+    );
+    let lines = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        lines.lines().last().unwrap().contains("\"finished\""),
+        "{lines}"
+    );
+    // The journal shows earlier steps were not redone on resume.
+    assert_eq!(
+        lines
+            .matches("\"step\":\"provision/k8s-master-2/clone\"")
+            .count(),
+        2,
+        "started + done once: {lines}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn plan_refusals_exit_1_with_reasons() {
+    let out = hacli(&[
+        "plan",
+        "--from",
+        "examples/topology/single-master.yaml",
+        "--to",
+        HA,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("give its id (--template)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = hacli(&[
+        "plan",
+        "--from",
+        "examples/topology/single-master.yaml",
+        "--to",
+        "crates/hacli/tests/data/warnings.yaml",
+        "--template",
+        "9000",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = text(&out.stdout);
+    assert!(s.contains("the target has 2 control-plane nodes"), "{s}");
+    assert!(
+        s.contains("master `k8s-master` is missing from the target"),
+        "{s}"
+    );
+}

@@ -481,15 +481,18 @@ fn run_step(
 ) -> Result<StepEnd, StepFailure> {
     // Manual steps: a person does them and says so.
     if step.op.is_manual() {
+        if opts.dry_run && !confirmed.contains(&step.id) {
+            on_event(Event::WouldApply {
+                id: step.id.clone(),
+            });
+            return Ok(StepEnd::WouldApply);
+        }
         if !confirmed.contains(&step.id) {
             if !opts.confirm.contains(&step.id) {
                 return Ok(StepEnd::Stop(Outcome::AwaitingConfirmation {
                     step: step.id.clone(),
                     instruction: step.title.clone(),
                 }));
-            }
-            if opts.dry_run {
-                return Ok(StepEnd::WouldApply);
             }
             journal.append(Record::Confirmed {
                 step: step.id.clone(),

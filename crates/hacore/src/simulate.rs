@@ -339,6 +339,7 @@ pub fn simulate(plan: &Plan, k: usize) -> Report {
     }
     let after_model = model;
     let final_broken: Vec<bool> = sets.iter().map(|(_, f)| after_model.broken(f)).collect();
+    let before_broken: Vec<bool> = sets.iter().map(|(_, f)| before.broken(f)).collect();
 
     let describe = |m: &Model, set: &[Element], f: &Failed| -> Breakage {
         let o = m.eval(f);
@@ -400,14 +401,20 @@ pub fn simulate(plan: &Plan, k: usize) -> Report {
         let mut min = None;
         let mut examples = Vec::new();
         let mut new_risks = 0;
-        let mut first_new = None;
+        // The example of a new risk: preferably a failure the starting
+        // cluster survived too (a risk the plan itself introduces).
+        let mut first_new: Option<usize> = None;
         for (j, (set, f)) in sets.iter().enumerate() {
             if !m.broken(f) {
                 continue;
             }
             if compare && !final_broken[j] {
                 new_risks += 1;
-                first_new.get_or_insert(j);
+                match first_new {
+                    None => first_new = Some(j),
+                    Some(p) if before_broken[p] && !before_broken[j] => first_new = Some(j),
+                    _ => {}
+                }
             }
             match min {
                 None => {
@@ -484,8 +491,7 @@ pub fn simulate(plan: &Plan, k: usize) -> Report {
         {
             i += 1;
         }
-        let (set, f) = &sets[j];
-        let inherited = before.broken(f) && describe(&before, set, f).cause == example.cause;
+        let inherited = before_broken[j];
         windows.push(Window {
             from_step: steps[start].step.clone(),
             to_step: steps[i - 1].step.clone(),
@@ -555,7 +561,9 @@ impl Report {
             let _ = writeln!(
                 s,
                 "{} {} .. {} ({} step(s)): {} breaks it ({}); closed by {}",
-                if w.inherited {
+                if w.example.failures.is_empty() && self.planned_outages.contains(&w.from_step) {
+                    "planned outage"
+                } else if w.inherited {
                     "inherited weakness"
                 } else {
                     "RISK WINDOW"

@@ -26,7 +26,7 @@ use crate::state::{
 use crate::topology::Topology;
 
 /// A simulated VM.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SimVm {
     /// Host.
     pub host: String,
@@ -39,7 +39,7 @@ pub struct SimVm {
 }
 
 /// Where to crash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Crash {
     /// The N-th `apply` call (1-based).
     pub at_apply: usize,
@@ -49,7 +49,7 @@ pub struct Crash {
 
 /// The simulated cluster's state. Fields are public so tests can compare
 /// and inspect them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SimulatedCluster {
     /// Simulated time.
     pub now: Timestamp,

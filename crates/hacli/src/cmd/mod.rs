@@ -1,7 +1,10 @@
 //! One module per subcommand: its arguments and its `run`.
 
+pub mod apply;
 pub mod check;
+pub mod plan;
 pub mod policy;
+pub mod simulate;
 pub mod status;
 pub mod topology;
 
