@@ -32,13 +32,15 @@ enum Command {
     /// Gate policies.
     #[command(subcommand)]
     Policy(cmd::policy::Command),
-    /// Plan the migration from one topology to another (single master ->
-    /// three masters behind a VIP). Exit 1 when it cannot be made safe.
-    Plan(cmd::plan::Args),
-    /// Simulate a plan under every set of up to k failures: risk windows.
-    Simulate(cmd::simulate::Args),
-    /// Execute a plan step by step with a journal; resumable.
-    Apply(cmd::apply::Args),
+    /// Observe the live cluster and decide: is ACTION on NODE safe now?
+    /// `--lock` takes the disruption lock when allowed. Exit 0 allow, 1 deny,
+    /// 2 bad input, 3 unknown (could not observe, e.g. API unreachable).
+    Gate(cmd::gate::Args),
+    /// Observe the live cluster once and write a state file for `check`/`status`.
+    Observe(cmd::observe::Args),
+    /// The kured sentinel gate: loop, gate reboots of this node, keep the
+    /// gated sentinel file and the disruption lock.
+    Sentinel(cmd::sentinel::Args),
 }
 
 /// Output format shared by every command.
@@ -81,9 +83,9 @@ fn main() -> ExitCode {
         Command::Status(a) => cmd::status::run(a),
         Command::Topology(c) => cmd::topology::run(c),
         Command::Policy(c) => cmd::policy::run(c),
-        Command::Plan(a) => cmd::plan::run(a),
-        Command::Simulate(a) => cmd::simulate::run(a),
-        Command::Apply(a) => cmd::apply::run(a),
+        Command::Gate(a) => cmd::gate::run(a),
+        Command::Observe(a) => cmd::observe::run(a),
+        Command::Sentinel(a) => cmd::sentinel::run(a),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

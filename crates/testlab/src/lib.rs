@@ -208,8 +208,8 @@ impl Lab {
 
         let topology = dir.path().join("topology.yaml");
         let mut t = format!(
-            "# Written by testlab: masters with stacked etcd on loopback; the\n# endpoint stands in for the VIP.\ncluster: lab\ncontrolPlaneEndpoint: {{ address: {endpoint}, port: {} }}\netcd: {{ mode: stacked, learnerJoins: true }}\nnodes:\n",
-            api.port
+            "# Written by testlab: masters with stacked etcd on loopback; the\n# endpoint stands in for the HAProxy VIP (no HAProxy runs in this lab).\ncluster: lab\ncontrolPlaneEndpoint: {{ address: {endpoint}, port: {port} }}\netcd: {{ mode: stacked, learnerJoins: true }}\nloadBalancer: {{ kind: haproxy, frontend: \"{endpoint}:{port}\", pool: k8s-apiserver }}\nnodes:\n",
+            port = api.port
         );
         for (name, ip) in &masters {
             t.push_str(&format!(

@@ -1,10 +1,11 @@
 //! One module per subcommand: its arguments and its `run`.
 
-pub mod apply;
 pub mod check;
-pub mod plan;
+pub mod gate;
+pub mod live;
+pub mod observe;
 pub mod policy;
-pub mod simulate;
+pub mod sentinel;
 pub mod status;
 pub mod topology;
 

@@ -1,0 +1,109 @@
+//! `hacli gate ACTION NODE`: observe the live cluster, decide with the real
+//! clock, and optionally take the disruption lock when allowed.
+
+use std::time::Duration;
+
+use hacore::gate::{Request, evaluate};
+use hacore::verdict::{Decision, Finding, Severity};
+use hacore::{Action, Policy};
+use kubeadm::{Acquire, DisruptionLock, Observer};
+
+use super::live::{LiveArgs, parse_duration, runtime};
+use crate::{Exit, Output, render};
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// reboot, drain, upgrade, shutdown, remove-member or join.
+    pub action: String,
+    /// A node name, or a hypervisor host name (all its VMs).
+    pub target: String,
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// A built-in policy name or a policy file; the action's built-in by default.
+    #[arg(long, short = 'p')]
+    pub policy: Option<String>,
+    /// When allowed, take the disruption lock (a Lease) for this caller.
+    #[arg(long)]
+    pub lock: bool,
+    /// How long the lock lasts without renewal.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub lock_ttl: Duration,
+    /// Lock holder identity; unique per process by default
+    /// (`ACTION/TARGET@HOST#PID`). Give a stable one to re-run idempotently.
+    #[arg(long, env = "HACLI_IDENTITY")]
+    pub identity: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// Run.
+pub fn run(a: Args) -> anyhow::Result<Exit> {
+    let action: Action = a.action.parse()?;
+    let topology = a.live.topology()?;
+    let policy = match &a.policy {
+        Some(p) => Policy::named_or_file(p)?,
+        None => Policy::for_action(action),
+    };
+    let config = a.live.config(Some(&policy))?;
+    let identity = a.identity.clone().unwrap_or_else(|| {
+        format!(
+            "{action}/{}@{}#{}",
+            a.target,
+            super::live::hostname(),
+            std::process::id()
+        )
+    });
+    let lock_ref = config.lock.clone();
+    let rt = runtime()?;
+    let verdict = rt.block_on(async {
+        let observer = Observer::new(topology.clone(), config).await?;
+        let state = observer.observe().await;
+        let now = jiff::Timestamp::now();
+        let request = Request {
+            action,
+            target: &a.target,
+            requester: Some(&identity),
+        };
+        let mut verdict = evaluate(&topology, &state, &policy, &request, now)?;
+        if a.lock && verdict.allowed() {
+            let lock = DisruptionLock::new(observer.client().clone(), lock_ref);
+            let finding = match lock.acquire(&identity, a.lock_ttl, now).await {
+                Ok(Acquire::Acquired) => Finding::new(
+                    "lock",
+                    Severity::Pass,
+                    format!(
+                        "took the disruption lock {} as {identity} for {}s",
+                        lock.lease(),
+                        a.lock_ttl.as_secs()
+                    ),
+                ),
+                Ok(Acquire::HeldBy { holder, until }) => Finding::new(
+                    "lock",
+                    Severity::Deny,
+                    format!(
+                        "the disruption lock is held by {holder}{}",
+                        until
+                            .map(|u| format!(" until {u} unless renewed"))
+                            .unwrap_or_default()
+                    ),
+                )
+                .fix("wait for the holder to finish; one disruption at a time"),
+                Err(e) => Finding::new(
+                    "lock",
+                    Severity::Unknown,
+                    format!("could not take the lock: {e}"),
+                ),
+            };
+            verdict.findings.push(finding);
+            verdict.decision = Decision::from_findings(&verdict.findings);
+        }
+        anyhow::Ok(verdict)
+    })?;
+    match a.output {
+        Output::Json => crate::print_json(&verdict)?,
+        Output::Text => print!("{}", render::verdict(&verdict)),
+    }
+    Ok(verdict.decision.into())
+}

@@ -1,0 +1,138 @@
+//! Shared by the live commands (`gate`, `observe`, `sentinel`): how to
+//! reach the cluster, with kubeadm's defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hacore::units::Dur;
+use kubeadm::{EtcdTls, ObjectRef, ObserverConfig};
+
+/// Parse a duration such as `2s`, `500ms`, `30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("`{s}`: expected a duration such as 500ms, 2s, 30m"));
+    }
+    let d: Dur = s.parse()?;
+    d.0.try_into()
+        .map_err(|_| format!("`{s}`: a duration cannot be negative"))
+}
+
+/// How to reach the cluster.
+#[derive(Debug, clap::Args)]
+pub struct LiveArgs {
+    /// Topology file (YAML or JSON).
+    #[arg(long, short = 't', env = "HACLI_TOPOLOGY")]
+    pub topology: PathBuf,
+    /// kubeconfig; by default KUBECONFIG, ~/.kube/config or the in-cluster service account.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// etcd client URLs, comma-separated; by default every control-plane node's address on :2379.
+    #[arg(long, env = "HACLI_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// Directory with the etcd CA and client pair (kubeadm layout: ca.crt, healthcheck-client.{crt,key}).
+    #[arg(long, env = "HACLI_ETCD_PKI", default_value = kubeadm::config::KUBEADM_ETCD_PKI)]
+    pub etcd_pki: PathBuf,
+    /// etcd CA file (overrides --etcd-pki).
+    #[arg(long, env = "ETCDCTL_CACERT")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// etcd client certificate (overrides --etcd-pki).
+    #[arg(long, env = "ETCDCTL_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+    /// etcd client key (overrides --etcd-pki).
+    #[arg(long, env = "ETCDCTL_KEY")]
+    pub etcd_key: Option<PathBuf>,
+    /// Overall deadline for one observation; what has not answered by then is unknown.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub deadline: Duration,
+    /// How long one etcd member may take (an unresponsive member is unhealthy).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub member_timeout: Duration,
+    /// Kill-switch ConfigMap, namespace/name.
+    #[arg(
+        long,
+        env = "HACLI_KILL_SWITCH",
+        default_value = "kube-system/hacli-kill-switch"
+    )]
+    pub kill_switch: String,
+    /// Disruption lock Lease, namespace/name.
+    #[arg(
+        long,
+        env = "HACLI_LOCK",
+        default_value = "kube-system/hacli-disruption-lock"
+    )]
+    pub lock_lease: String,
+    /// DaemonSets whose pod must run on every node, comma-separated (the policy's `daemonsets` rule names them too).
+    #[arg(long, value_delimiter = ',')]
+    pub daemonsets: Vec<String>,
+    /// Prometheus base URL for firing alerts; without it alerts are not observed.
+    #[arg(long, env = "HACLI_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// apiserver port on each master; the control-plane endpoint's by default.
+    #[arg(long)]
+    pub apiserver_port: Option<u16>,
+}
+
+impl LiveArgs {
+    /// The observer configuration these flags describe.
+    pub fn config(&self, policy: Option<&hacore::Policy>) -> anyhow::Result<ObserverConfig> {
+        let base = EtcdTls::kubeadm(&self.etcd_pki);
+        let mut daemonsets = self.daemonsets.clone();
+        if let Some(ds) = policy.and_then(|p| p.rules.daemonsets.as_ref()) {
+            for n in &ds.names {
+                if !daemonsets.contains(n) {
+                    daemonsets.push(n.clone());
+                }
+            }
+        }
+        Ok(ObserverConfig {
+            kubeconfig: self.kubeconfig.clone(),
+            etcd_endpoints: self.etcd_endpoints.clone(),
+            etcd_tls: EtcdTls {
+                ca: self.etcd_cacert.clone().unwrap_or(base.ca),
+                cert: self.etcd_cert.clone().unwrap_or(base.cert),
+                key: self.etcd_key.clone().unwrap_or(base.key),
+            },
+            deadline: self.deadline,
+            member_timeout: self.member_timeout.min(self.deadline),
+            kill_switch: ObjectRef::parse("--kill-switch", &self.kill_switch)?,
+            lock: ObjectRef::parse("--lock-lease", &self.lock_lease)?,
+            daemonsets,
+            prometheus_url: self.prometheus_url.clone(),
+            apiserver_port: self.apiserver_port,
+            reboot_required: None,
+        })
+    }
+
+    /// Load the topology, printing its warnings.
+    pub fn topology(&self) -> anyhow::Result<hacore::Topology> {
+        let (topo, warnings) = hacore::Topology::load(&self.topology)?;
+        crate::print_warnings(&warnings.warnings);
+        Ok(topo)
+    }
+}
+
+/// A single-threaded runtime for one command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// This host's name, for lock identities.
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}

@@ -1,0 +1,47 @@
+//! `hacli observe`: observe the live cluster once and write a state file
+//! that `hacli check` and `hacli status` read.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use kubeadm::Observer;
+
+use super::live::{LiveArgs, runtime};
+use crate::Exit;
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// Write the state here (JSON); stdout by default.
+    #[arg(long = "out", short = 'O')]
+    pub out: Option<PathBuf>,
+}
+
+/// Run. Exit 0 when every probe answered, 3 when some did not (the file is
+/// written either way, with the failures in `probeErrors`).
+pub fn run(a: Args) -> anyhow::Result<Exit> {
+    let topology = a.live.topology()?;
+    let config = a.live.config(None)?;
+    let state = runtime()?.block_on(async {
+        let observer = Observer::new(topology, config).await?;
+        anyhow::Ok(observer.observe().await)
+    })?;
+    let text = serde_json::to_string_pretty(&state)?;
+    match &a.out {
+        Some(p) => {
+            std::fs::write(p, text + "\n").with_context(|| format!("writing {}", p.display()))?
+        }
+        None => writeln!(std::io::stdout().lock(), "{text}")?,
+    }
+    for (probe, e) in &state.probe_errors {
+        eprintln!("probe {probe} failed: {e}");
+    }
+    Ok(if state.probe_errors.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Unknown
+    })
+}

@@ -1,0 +1,169 @@
+//! `hacli sentinel`: the drop-in for the kured "sentinel gate" DaemonSet.
+//!
+//! Each cycle: if the host's reboot-required file exists and the `reboot`
+//! policy allows rebooting this node, take the disruption lock and create
+//! the gated sentinel file kured watches; otherwise remove it. Once the node
+//! has rebooted (no reboot-required file) and is Ready, release the lock.
+//! One log line per cycle; one process; no child processes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hacore::gate::{Request, evaluate};
+use hacore::{Action, Policy};
+use kubeadm::{Acquire, DisruptionLock, Observer};
+
+use super::live::{LiveArgs, parse_duration, runtime};
+use crate::Exit;
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// This node's name (the DaemonSet passes spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    pub node: String,
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// The host's reboot-required file.
+    #[arg(long, default_value = "/var/run/reboot-required")]
+    pub reboot_required: PathBuf,
+    /// The gated sentinel file kured watches (its --reboot-sentinel).
+    #[arg(long, default_value = "/var/run/reboot-required.gated")]
+    pub sentinel: PathBuf,
+    /// A built-in policy name or a policy file.
+    #[arg(long, short = 'p', default_value = "reboot")]
+    pub policy: String,
+    /// Time between cycles.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub period: Duration,
+    /// How long the lock lasts without renewal (covers the reboot itself).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub lock_ttl: Duration,
+    /// Stop after this many cycles (0: run forever).
+    #[arg(long, default_value_t = 0)]
+    pub cycles: u64,
+}
+
+fn set_sentinel(path: &Path, on: bool) -> anyhow::Result<bool> {
+    if on {
+        if !path.exists() {
+            std::fs::write(path, "gated by hacli sentinel\n")
+                .with_context(|| format!("creating the sentinel {}", path.display()))?;
+        }
+        Ok(true)
+    } else {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("removing the sentinel {}", path.display())),
+        }
+    }
+}
+
+/// Run.
+pub fn run(a: Args) -> anyhow::Result<Exit> {
+    let topology = a.live.topology()?;
+    if topology.node(&a.node).is_none() {
+        anyhow::bail!(
+            "--node `{}` is not in the topology {}",
+            a.node,
+            a.live.topology.display()
+        );
+    }
+    let policy = Policy::named_or_file(&a.policy)?;
+    let mut config = a.live.config(Some(&policy))?;
+    config.reboot_required = Some((a.node.clone(), a.reboot_required.clone()));
+    let identity = format!("hacli-sentinel@{}", a.node);
+    let lock_ref = config.lock.clone();
+    let rt = runtime()?;
+    rt.block_on(async {
+        let observer = Observer::new(topology.clone(), config).await?;
+        let lock = DisruptionLock::new(observer.client().clone(), lock_ref);
+        let mut cycle = 0u64;
+        loop {
+            cycle += 1;
+            let line = one_cycle(&a, &topology, &policy, &observer, &lock, &identity).await;
+            let now = jiff::Timestamp::now();
+            match line {
+                Ok(msg) => println!("{now} cycle {cycle} node {}: {msg}", a.node),
+                Err(e) => println!("{now} cycle {cycle} node {}: error: {e:#}", a.node),
+            }
+            if a.cycles != 0 && cycle >= a.cycles {
+                return anyhow::Ok(Exit::Ok);
+            }
+            tokio::time::sleep(a.period).await;
+        }
+    })
+}
+
+async fn one_cycle(
+    a: &Args,
+    topology: &hacore::Topology,
+    policy: &Policy,
+    observer: &Observer,
+    lock: &DisruptionLock,
+    identity: &str,
+) -> anyhow::Result<String> {
+    let state = observer.observe().await;
+    let now = jiff::Timestamp::now();
+    let needs = a.reboot_required.exists();
+    let holds = state
+        .lock
+        .as_ref()
+        .and_then(|l| l.live_holder(now))
+        .is_some_and(|h| h == identity);
+    if !needs {
+        let removed = set_sentinel(&a.sentinel, false)?;
+        let ready = state.node(&a.node).and_then(|n| n.ready) == Some(true);
+        let mut msg = String::from("no reboot required");
+        if removed {
+            msg.push_str("; sentinel removed");
+        }
+        if holds && ready {
+            lock.release(identity).await?;
+            msg.push_str("; node is Ready after reboot: lock released");
+        } else if holds {
+            msg.push_str("; holding the lock until the node is Ready");
+        }
+        return Ok(msg);
+    }
+    let request = Request {
+        action: Action::Reboot,
+        target: &a.node,
+        requester: Some(identity),
+    };
+    let verdict = evaluate(topology, &state, policy, &request, now)?;
+    if !verdict.allowed() {
+        let removed = set_sentinel(&a.sentinel, false)?;
+        let why: Vec<String> = verdict
+            .blocking()
+            .map(|f| format!("{}: {}", f.rule, f.message))
+            .take(3)
+            .collect();
+        return Ok(format!(
+            "reboot required but {} by policy {}{}: {}",
+            verdict.decision,
+            policy.name,
+            if removed { " (sentinel removed)" } else { "" },
+            why.join("; ")
+        ));
+    }
+    match lock.acquire(identity, a.lock_ttl, now).await? {
+        Acquire::Acquired => {
+            set_sentinel(&a.sentinel, true)?;
+            Ok(format!(
+                "reboot required and allowed by policy {}: lock {} held, sentinel {} present",
+                policy.name,
+                lock.lease(),
+                a.sentinel.display()
+            ))
+        }
+        Acquire::HeldBy { holder, .. } => {
+            set_sentinel(&a.sentinel, false)?;
+            Ok(format!(
+                "reboot required and allowed, but the lock is held by {holder}: waiting"
+            ))
+        }
+    }
+}

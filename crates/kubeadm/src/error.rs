@@ -1,0 +1,73 @@
+//! The one error type of the live backend.
+
+use std::path::PathBuf;
+
+/// What went wrong talking to a live cluster. Messages name the file,
+/// endpoint or object involved; secrets (tokens, keys) never appear.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No usable kubeconfig / in-cluster configuration.
+    #[error("no Kubernetes client configuration{}: {source} (set KUBECONFIG or --kubeconfig)", .path.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default())]
+    KubeConfig {
+        /// The kubeconfig file given, if any.
+        path: Option<PathBuf>,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A certificate or key file for etcd could not be read.
+    #[error("etcd TLS file {path}: {source}")]
+    EtcdTlsFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bad endpoint URL.
+    #[error("{what} `{url}` is not a valid URL: {reason}")]
+    BadUrl {
+        /// Which setting.
+        what: &'static str,
+        /// The value.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The Kubernetes API refused or failed a request.
+    #[error("Kubernetes API: {what}: {source}")]
+    Kube {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// A request did not finish in time.
+    #[error("{what}: no answer within {ms} ms")]
+    Timeout {
+        /// What was being done.
+        what: String,
+        /// The deadline.
+        ms: u128,
+    },
+    /// The lock lease is malformed.
+    #[error("lock Lease {namespace}/{name}: {reason}")]
+    BadLease {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn kube(what: impl Into<String>, source: kube::Error) -> Self {
+        Error::Kube {
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+}

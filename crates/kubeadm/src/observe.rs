@@ -1,0 +1,594 @@
+//! The observer: every probe concurrently, under one overall deadline.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use etcd_client::{
+    AlarmAction, AlarmType, Certificate, Client as Etcd, ConnectOptions, Identity, TlsOptions,
+};
+use hacore::state::{
+    Alert, ApiserverState, EtcdMember, EtcdState, LockState, MemberId, NodeState, Probe,
+};
+use hacore::{ClusterState, Topology};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::Api;
+use kube::api::ListParams;
+use tokio::time::{Instant, timeout_at};
+
+use crate::{Error, ObserverConfig, to_jiff};
+
+/// Observes one cluster. Build once, observe many times (the sentinel).
+pub struct Observer {
+    topology: Topology,
+    config: ObserverConfig,
+    kube: kube::Client,
+    kube_config: kube::Config,
+    etcd_tls: TlsOptions,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("cluster", &self.topology.cluster)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+type ProbeResult<T> = Result<T, String>;
+
+async fn within<T, E: std::fmt::Display>(
+    until: Instant,
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> ProbeResult<T> {
+    match timeout_at(until, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer before the deadline")),
+    }
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::EtcdTlsFile {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// One row of `member list`: id, name, peer URLs, client URLs, learner.
+type MemberRow = (u64, String, Vec<String>, Vec<String>, bool);
+
+/// One etcd endpoint's answers.
+#[derive(Debug, Default)]
+struct EndpointView {
+    url: String,
+    member_id: Option<u64>,
+    leader: Option<u64>,
+    raft_index: Option<u64>,
+    healthy: bool,
+    error: Option<String>,
+    members: Option<Vec<MemberRow>>,
+    alarms: Option<Vec<(u64, String)>>,
+}
+
+impl Observer {
+    /// Build an observer: reads the kubeconfig (or infers one) and the etcd
+    /// client certificates. Fails on configuration errors only; nothing is
+    /// contacted yet.
+    pub async fn new(topology: Topology, config: ObserverConfig) -> Result<Observer, Error> {
+        let kube_config = crate::kube_config(config.kubeconfig.as_deref()).await?;
+        let kube = kube::Client::try_from(kube_config.clone()).map_err(|e| Error::KubeConfig {
+            path: config.kubeconfig.clone(),
+            source: Box::new(e),
+        })?;
+        let tls = &config.etcd_tls;
+        let ca = read_file(&tls.ca)?;
+        let cert = read_file(&tls.cert)?;
+        let key = read_file(&tls.key)?;
+        let etcd_tls = TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .identity(Identity::from_pem(cert, key));
+        let http = reqwest::Client::builder()
+            .timeout(config.deadline)
+            .build()
+            .map_err(|e| Error::BadUrl {
+                what: "prometheus",
+                url: config.prometheus_url.clone().unwrap_or_default(),
+                reason: e.to_string(),
+            })?;
+        Ok(Observer {
+            topology,
+            config,
+            kube,
+            kube_config,
+            etcd_tls,
+            http,
+        })
+    }
+
+    /// The Kubernetes client this observer uses.
+    pub fn client(&self) -> &kube::Client {
+        &self.kube
+    }
+
+    /// The topology observed.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ObserverConfig {
+        &self.config
+    }
+
+    /// Observe now. Never fails: what could not be observed before the
+    /// deadline is recorded in `probeErrors`.
+    pub async fn observe(&self) -> ClusterState {
+        let started = jiff::Timestamp::now();
+        let until = Instant::now() + self.config.deadline;
+        let mut state = ClusterState::empty(started);
+
+        let lp = ListParams::default();
+        let (node_api, pod_api, pdb_api) = (
+            Api::<Node>::all(self.kube.clone()),
+            Api::<Pod>::all(self.kube.clone()),
+            Api::<PodDisruptionBudget>::all(self.kube.clone()),
+        );
+        let cm_api =
+            Api::<ConfigMap>::namespaced(self.kube.clone(), &self.config.kill_switch.namespace);
+        let lease_api = Api::<Lease>::namespaced(self.kube.clone(), &self.config.lock.namespace);
+        let (kill_what, lock_what) = (
+            format!("get configmap {}", self.config.kill_switch),
+            format!("get lease {}", self.config.lock),
+        );
+        let (nodes, pods, pdbs, etcd, apis, kill, lock, alerts) = tokio::join!(
+            within(until, "list nodes", node_api.list(&lp)),
+            within(until, "list pods", pod_api.list(&lp)),
+            within(until, "list poddisruptionbudgets", pdb_api.list(&lp)),
+            self.etcd(until),
+            self.apiservers(until),
+            within(
+                until,
+                &kill_what,
+                cm_api.get_opt(&self.config.kill_switch.name)
+            ),
+            within(until, &lock_what, lease_api.get_opt(&self.config.lock.name)),
+            self.alerts(until),
+        );
+
+        let mut nodes: Option<Vec<NodeState>> = match nodes {
+            Ok(list) => Some(list.items.iter().map(node_state).collect()),
+            Err(e) => {
+                state.probe_errors.insert(Probe::Nodes, e);
+                None
+            }
+        };
+        match (&mut nodes, pods) {
+            (Some(ns), Ok(pods)) => {
+                for n in ns.iter_mut() {
+                    n.daemon_set_pods_not_running = Some(
+                        self.config
+                            .daemonsets
+                            .iter()
+                            .filter(|ds| !daemon_pod_running(&pods.items, ds, &n.name))
+                            .cloned()
+                            .collect(),
+                    );
+                }
+                match pdbs {
+                    Ok(pdbs) => {
+                        let blocked = pdb_blocked(&pdbs.items, &pods.items);
+                        for n in ns.iter_mut() {
+                            n.pdb_blocked_pods =
+                                Some(blocked.get(&n.name).cloned().unwrap_or_default());
+                        }
+                    }
+                    Err(e) => {
+                        state.probe_errors.insert(Probe::Pdbs, e);
+                    }
+                }
+            }
+            (_, Err(e)) => {
+                state.probe_errors.insert(Probe::DaemonSets, e.clone());
+                state.probe_errors.insert(Probe::Pdbs, e);
+            }
+            (None, Ok(_)) => {}
+        }
+        if let Some((node, path)) = &self.config.reboot_required {
+            match nodes
+                .as_mut()
+                .and_then(|ns| ns.iter_mut().find(|n| &n.name == node))
+            {
+                Some(n) => n.reboot_required = Some(path.exists()),
+                None => {
+                    state.probe_errors.insert(
+                        Probe::RebootRequired,
+                        format!(
+                            "node `{node}` was not observed, so {} is not attributed",
+                            path.display()
+                        ),
+                    );
+                }
+            }
+        }
+        state.nodes = nodes;
+        match etcd {
+            Ok(e) => state.etcd = Some(e),
+            Err(e) => {
+                state.probe_errors.insert(Probe::Etcd, e);
+            }
+        }
+        state.apiservers = Some(apis);
+        match kill {
+            Ok(cm) => state.kill_switch = Some(cm.is_some()),
+            Err(e) => {
+                state.probe_errors.insert(Probe::KillSwitch, e);
+            }
+        }
+        match lock.and_then(|l| lock_state(l.as_ref())) {
+            Ok(l) => state.lock = Some(l),
+            Err(e) => {
+                state.probe_errors.insert(Probe::Lock, e);
+            }
+        }
+        match alerts {
+            Some(Ok(a)) => state.alerts = Some(a),
+            Some(Err(e)) => {
+                state.probe_errors.insert(Probe::Alerts, e);
+            }
+            None => {}
+        }
+        state
+    }
+
+    async fn apiservers(&self, until: Instant) -> ApiserverState {
+        let port = self
+            .config
+            .apiserver_port
+            .unwrap_or(self.topology.control_plane_endpoint.port);
+        let masters: Vec<_> = self
+            .topology
+            .nodes
+            .iter()
+            .filter(|n| n.is_control_plane())
+            .collect();
+        let per = masters.iter().map(|n| {
+            let url = format!("https://{}", SocketAddr::new(n.address, port));
+            async move { (n.name.clone(), self.readyz(&url, until).await) }
+        });
+        let endpoint = format!("https://{}", self.topology.control_plane_endpoint.socket());
+        let (per, via) = tokio::join!(
+            futures::future::join_all(per),
+            self.readyz(&endpoint, until)
+        );
+        ApiserverState {
+            per_node: per.into_iter().collect(),
+            via_endpoint: Some(via),
+        }
+    }
+
+    /// `GET /readyz` on one apiserver with the kubeconfig's CA and
+    /// credentials; anything but 200 before the deadline is "not ready".
+    async fn readyz(&self, url: &str, until: Instant) -> bool {
+        let Ok(uri) = url.parse::<http::Uri>() else {
+            return false;
+        };
+        let mut cfg = self.kube_config.clone();
+        cfg.cluster_url = uri;
+        let Ok(client) = kube::Client::try_from(cfg) else {
+            return false;
+        };
+        let Ok(req) = http::Request::get("/readyz").body(Vec::new()) else {
+            return false;
+        };
+        matches!(timeout_at(until, client.request_text(req)).await, Ok(Ok(_)))
+    }
+
+    async fn alerts(&self, until: Instant) -> Option<ProbeResult<Vec<Alert>>> {
+        let base = self.config.prometheus_url.as_ref()?;
+        let url = format!("{}/api/v1/alerts", base.trim_end_matches('/'));
+        let fetch = async {
+            let resp = self.http.get(&url).send().await?.error_for_status()?;
+            resp.json::<serde_json::Value>().await
+        };
+        Some(
+            within(until, &format!("GET {url}"), fetch)
+                .await
+                .and_then(|v| {
+                    let list = v["data"]["alerts"]
+                        .as_array()
+                        .ok_or_else(|| format!("GET {url}: no data.alerts array in the answer"))?;
+                    Ok(list
+                        .iter()
+                        .filter(|a| a["state"] == "firing")
+                        .map(|a| Alert {
+                            name: a["labels"]["alertname"].as_str().unwrap_or("").to_string(),
+                            severity: a["labels"]["severity"].as_str().unwrap_or("").to_string(),
+                        })
+                        .collect())
+                }),
+        )
+    }
+
+    async fn etcd_endpoint(&self, url: String, until: Instant) -> EndpointView {
+        let member_until = until.min(Instant::now() + self.config.member_timeout);
+        let mut view = EndpointView {
+            url: url.clone(),
+            ..Default::default()
+        };
+        let opts = ConnectOptions::new()
+            .with_tls(self.etcd_tls.clone())
+            .with_connect_timeout(self.config.member_timeout)
+            .with_timeout(self.config.member_timeout);
+        let mut client = match within(
+            member_until,
+            &format!("connect {url}"),
+            Etcd::connect([url.as_str()], Some(opts)),
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                view.error = Some(e);
+                return view;
+            }
+        };
+        match within(member_until, &format!("status {url}"), client.status()).await {
+            Ok(s) => {
+                view.member_id = s.header().map(|h| h.member_id());
+                view.leader = Some(s.leader());
+                view.raft_index = Some(s.raft_index());
+            }
+            Err(e) => {
+                view.error = Some(e);
+                return view;
+            }
+        }
+        // A linearizable read needs the leader and a quorum: the health check
+        // `etcdctl endpoint health` does.
+        match within(
+            member_until,
+            &format!("quorum read {url}"),
+            client.get("health", None),
+        )
+        .await
+        {
+            Ok(_) => view.healthy = true,
+            Err(e) => view.error = Some(e),
+        }
+        if let Ok(ml) = within(
+            member_until,
+            &format!("member list {url}"),
+            client.member_list(),
+        )
+        .await
+        {
+            view.members = Some(
+                ml.members()
+                    .iter()
+                    .map(|m| {
+                        (
+                            m.id(),
+                            m.name().to_string(),
+                            m.peer_urls().to_vec(),
+                            m.client_urls().to_vec(),
+                            m.is_learner(),
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        if let Ok(al) = within(
+            member_until,
+            &format!("alarms {url}"),
+            client.alarm(AlarmAction::Get, AlarmType::None, None),
+        )
+        .await
+        {
+            view.alarms = Some(
+                al.alarms()
+                    .iter()
+                    .map(|a| (a.member_id(), a.alarm().as_str_name().to_string()))
+                    .collect(),
+            );
+        }
+        view
+    }
+
+    async fn etcd(&self, until: Instant) -> ProbeResult<EtcdState> {
+        let endpoints = self.config.etcd_endpoints(&self.topology);
+        if endpoints.is_empty() {
+            return Err(
+                "no etcd endpoints: the topology has no control-plane node and none were given"
+                    .into(),
+            );
+        }
+        let views =
+            futures::future::join_all(endpoints.into_iter().map(|u| self.etcd_endpoint(u, until)))
+                .await;
+        let Some(list) = views.iter().find_map(|v| v.members.as_ref()) else {
+            let why: Vec<String> = views
+                .iter()
+                .map(|v| {
+                    v.error
+                        .clone()
+                        .unwrap_or_else(|| format!("{}: no member list", v.url))
+                })
+                .collect();
+            return Err(format!("no etcd endpoint answered: {}", why.join("; ")));
+        };
+        // The leader as seen by a member that passed the quorum read.
+        let leader = views.iter().filter(|v| v.healthy).find_map(|v| v.leader);
+        let alarms = views
+            .iter()
+            .find_map(|v| v.alarms.clone())
+            .unwrap_or_default();
+        let members = list
+            .iter()
+            .map(|(id, name, peers, clients, learner)| {
+                let view = views.iter().find(|v| v.member_id == Some(*id)).or_else(|| {
+                    views
+                        .iter()
+                        .find(|v| clients.iter().any(|c| same_url(c, &v.url)))
+                });
+                EtcdMember {
+                    id: MemberId(*id),
+                    name: name.clone(),
+                    peer_urls: peers.clone(),
+                    client_urls: clients.clone(),
+                    is_learner: *learner,
+                    // A member we did not probe is not known; one that did
+                    // not answer in time is unhealthy.
+                    healthy: view.map(|v| v.healthy),
+                    leader: leader == Some(*id),
+                    raft_index: view.and_then(|v| v.raft_index),
+                    alarms: alarms
+                        .iter()
+                        .filter(|(m, _)| m == id || *m == 0)
+                        .map(|(_, a)| a.clone())
+                        .collect(),
+                }
+            })
+            .collect();
+        Ok(EtcdState { members })
+    }
+}
+
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+fn node_state(n: &Node) -> NodeState {
+    let ready = n
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    let spec = n.spec.as_ref();
+    NodeState {
+        name: n.metadata.name.clone().unwrap_or_default(),
+        ready: ready.and_then(|c| match c.status.as_str() {
+            "True" => Some(true),
+            "False" => Some(false),
+            _ => None,
+        }),
+        ready_since: ready
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| to_jiff(&t.0)),
+        cordoned: spec.and_then(|s| s.unschedulable).unwrap_or(false),
+        taints: spec
+            .and_then(|s| s.taints.as_ref())
+            .map(|ts| {
+                ts.iter()
+                    .map(|t| match &t.value {
+                        Some(v) if !v.is_empty() => format!("{}={}:{}", t.key, v, t.effect),
+                        _ => format!("{}:{}", t.key, t.effect),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        reboot_required: None,
+        daemon_set_pods_not_running: None,
+        pdb_blocked_pods: None,
+    }
+}
+
+fn daemon_pod_running(pods: &[Pod], ds: &str, node: &str) -> bool {
+    pods.iter().any(|p| {
+        let owned = p
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|os| os.iter().any(|o| o.kind == "DaemonSet" && o.name == ds));
+        owned
+            && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+            && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+    })
+}
+
+/// Whether a label selector matches labels (matchLabels and matchExpressions).
+fn selects(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let ml = sel
+        .match_labels
+        .as_ref()
+        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let me = sel.match_expressions.as_ref().is_none_or(|es| {
+        es.iter().all(|e| {
+            let vals = e.values.clone().unwrap_or_default();
+            let got = labels.get(&e.key);
+            match e.operator.as_str() {
+                "In" => got.is_some_and(|g| vals.contains(g)),
+                "NotIn" => got.is_none_or(|g| !vals.contains(g)),
+                "Exists" => got.is_some(),
+                "DoesNotExist" => got.is_none(),
+                _ => false,
+            }
+        })
+    });
+    ml && me
+}
+
+/// Pods (per node, `namespace/name`) selected by a PDB that allows no
+/// disruption now.
+fn pdb_blocked(pdbs: &[PodDisruptionBudget], pods: &[Pod]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for pdb in pdbs {
+        let allowed = pdb
+            .status
+            .as_ref()
+            .map(|s| s.disruptions_allowed)
+            .unwrap_or(0);
+        if allowed > 0 {
+            continue;
+        }
+        // An empty selector selects every pod in the namespace (policy/v1).
+        let sel = pdb
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.clone())
+            .unwrap_or_default();
+        let ns = pdb.metadata.namespace.as_deref().unwrap_or("");
+        for p in pods {
+            if p.metadata.namespace.as_deref() != Some(ns) {
+                continue;
+            }
+            let labels = p.metadata.labels.clone().unwrap_or_default();
+            let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            if running && selects(&sel, &labels) {
+                if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                    out.entry(node)
+                        .or_default()
+                        .push(format!("{ns}/{}", p.metadata.name.as_deref().unwrap_or("")));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn lock_state(lease: Option<&Lease>) -> ProbeResult<LockState> {
+    let Some(spec) = lease.and_then(|l| l.spec.as_ref()) else {
+        return Ok(LockState {
+            holder: None,
+            renewed_at: None,
+            ttl: None,
+        });
+    };
+    let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
+    Ok(LockState {
+        renewed_at: spec
+            .renew_time
+            .as_ref()
+            .or(spec.acquire_time.as_ref())
+            .map(|t| to_jiff(&t.0)),
+        ttl: spec
+            .lease_duration_seconds
+            .map(|s| hacore::units::Dur::secs(i64::from(s))),
+        holder,
+    })
+}
