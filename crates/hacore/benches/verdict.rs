@@ -90,16 +90,7 @@ pub fn generated(masters: usize, total: usize) -> (Topology, ClusterState) {
         topology
             .nodes
             .iter()
-            .map(|n| NodeState {
-                name: n.name.clone(),
-                ready: Some(true),
-                ready_since: Some(old),
-                cordoned: false,
-                taints: Vec::new(),
-                reboot_required: Some(false),
-                daemon_set_pods_not_running: Some(Vec::new()),
-                pdb_blocked_pods: Some(Vec::new()),
-            })
+            .map(|n| NodeState::ready(n.name.clone(), old))
             .collect(),
     );
     state.etcd = Some(EtcdState {

@@ -500,15 +500,7 @@ fn run_step(
             })?;
             confirmed.insert(step.id.clone());
         }
-        journal.append(Record::Done {
-            step: step.id.clone(),
-            at: b.clock.now(),
-            skipped: false,
-        })?;
-        on_event(Event::Done {
-            id: step.id.clone(),
-        });
-        return Ok(StepEnd::Done);
+        return record_done(step, b, journal, on_event);
     }
     // Already in place? Then there is nothing to do, whatever the journal says.
     let done = b
@@ -614,6 +606,16 @@ fn run_step(
             step.op
         )));
     }
+    record_done(step, b, journal, on_event)
+}
+
+/// Record a step as done and say so.
+fn record_done(
+    step: &Step,
+    b: &mut Backends<'_>,
+    journal: &mut dyn Journal,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<StepEnd, StepFailure> {
     journal.append(Record::Done {
         step: step.id.clone(),
         at: b.clock.now(),

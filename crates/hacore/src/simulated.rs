@@ -577,16 +577,7 @@ impl Observer for SimulatedCluster {
                 .nodes
                 .iter()
                 .filter(|n| self.joined.contains(&n.name))
-                .map(|n| NodeState {
-                    name: n.name.clone(),
-                    ready: Some(true),
-                    ready_since: Some(long_ago),
-                    cordoned: false,
-                    taints: Vec::new(),
-                    reboot_required: Some(false),
-                    daemon_set_pods_not_running: Some(Vec::new()),
-                    pdb_blocked_pods: Some(Vec::new()),
-                })
+                .map(|n| NodeState::ready(n.name.clone(), long_ago))
                 .collect(),
         );
         let leader = self.etcd.iter().find(|(_, l)| !**l).map(|(n, _)| n.clone());

@@ -174,6 +174,23 @@ pub struct NodeState {
     pub pdb_blocked_pods: Option<Vec<String>>,
 }
 
+impl NodeState {
+    /// A node that is Ready since `since`, with nothing blocking it: every
+    /// DaemonSet pod running, no PDB-blocked pod, no reboot required.
+    pub fn ready(name: impl Into<String>, since: Timestamp) -> Self {
+        NodeState {
+            name: name.into(),
+            ready: Some(true),
+            ready_since: Some(since),
+            cordoned: false,
+            taints: Vec::new(),
+            reboot_required: Some(false),
+            daemon_set_pods_not_running: Some(Vec::new()),
+            pdb_blocked_pods: Some(Vec::new()),
+        }
+    }
+}
+
 /// The etcd cluster as observed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
