@@ -41,6 +41,13 @@ enum Command {
     /// The kured sentinel gate: loop, gate reboots of this node, keep the
     /// gated sentinel file and the disruption lock.
     Sentinel(cmd::sentinel::Args),
+    /// Plan the migration from one topology to another (single master ->
+    /// three masters behind a VIP). Exit 1 when it cannot be made safe.
+    Plan(cmd::plan::Args),
+    /// Simulate a plan under every set of up to k failures: risk windows.
+    Simulate(cmd::simulate::Args),
+    /// Execute a plan step by step with a journal; resumable.
+    Apply(cmd::apply::Args),
 }
 
 /// Output format shared by every command.
@@ -86,6 +93,9 @@ fn main() -> ExitCode {
         Command::Gate(a) => cmd::gate::run(a),
         Command::Observe(a) => cmd::observe::run(a),
         Command::Sentinel(a) => cmd::sentinel::run(a),
+        Command::Plan(a) => cmd::plan::run(a),
+        Command::Simulate(a) => cmd::simulate::run(a),
+        Command::Apply(a) => cmd::apply::run(a),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

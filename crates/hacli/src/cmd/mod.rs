@@ -1,11 +1,14 @@
 //! One module per subcommand: its arguments and its `run`.
 
+pub mod apply;
 pub mod check;
 pub mod gate;
 pub mod live;
 pub mod observe;
+pub mod plan;
 pub mod policy;
 pub mod sentinel;
+pub mod simulate;
 pub mod status;
 pub mod topology;
 
