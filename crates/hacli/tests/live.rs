@@ -388,3 +388,27 @@ fn sentinel_gates_the_reboot_and_releases_the_lock_once_ready() {
     assert!(!sentinel.exists());
     assert_eq!(holder(), None);
 }
+
+/// The shipped DaemonSet's arguments are ones `hacli sentinel` accepts: run
+/// with them, it gets as far as reading the (absent) topology file.
+#[test]
+fn the_daemonset_manifest_passes_arguments_hacli_accepts() {
+    let text = include_str!("../../../examples/deploy/sentinel-daemonset.yaml");
+    let ds = text.split("\n---\n").last().unwrap();
+    let ds: serde_json::Value = hacore::source::parse("sentinel-daemonset.yaml", ds).unwrap();
+    let args: Vec<String> = ds["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_hacli"))
+        .args(&args)
+        .env("NODE_NAME", "m1")
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("/etc/hacli/topology/topology.yaml"), "{err}");
+}
