@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use hacore::gate::{BUILTINS, Request};
 use hacore::quorum::{Membership, Projection, Safety};
@@ -365,6 +366,16 @@ impl PyState {
     }
 }
 
+/// The built-in policies, built once: building one compiles its regexes (the
+/// `alerts` rule's ignore list), which costs more than a whole verdict.
+fn builtin_policy(name: &str) -> Option<&'static Policy> {
+    static CACHE: OnceLock<Vec<Policy>> = OnceLock::new();
+    CACHE
+        .get_or_init(|| BUILTINS.iter().filter_map(|n| Policy::builtin(n)).collect())
+        .iter()
+        .find(|p| p.name == name)
+}
+
 /// A gate policy: which rules run, with which parameters.
 #[pyclass(frozen, module = "hapy", name = "Policy")]
 struct PyPolicy {
@@ -375,13 +386,19 @@ impl PyPolicy {
     /// None (the action's built-in), a `Policy`, a built-in name or a path, or a dict.
     fn coerce<'a>(obj: Option<&'a Bound<'_, PyAny>>, action: Action) -> PyResult<Cow<'a, Policy>> {
         let Some(obj) = obj else {
-            return Ok(Cow::Owned(Policy::for_action(action)));
+            return Ok(Cow::Borrowed(builtin_policy(action.name()).ok_or_else(
+                || Error::new_err(format!("no built-in policy for action {action}")),
+            )?));
         };
         if let Ok(p) = obj.cast::<PyPolicy>() {
             return Ok(Cow::Borrowed(&p.get().inner));
         }
         if let Ok(s) = obj.cast::<PyString>() {
-            return Policy::named_or_file(s.to_str()?)
+            let spec = s.to_str()?;
+            if let Some(p) = builtin_policy(spec) {
+                return Ok(Cow::Borrowed(p));
+            }
+            return Policy::named_or_file(spec)
                 .map(Cow::Owned)
                 .map_err(config_error);
         }
@@ -404,8 +421,8 @@ impl PyPolicy {
     /// A built-in policy by name (see `hapy.policies()`).
     #[staticmethod]
     fn builtin(name: &str) -> PyResult<Self> {
-        Policy::builtin(name)
-            .map(|inner| PyPolicy { inner })
+        builtin_policy(name)
+            .map(|p| PyPolicy { inner: p.clone() })
             .ok_or_else(|| {
                 config_error(hacore::Error::UnknownPolicy(
                     name.to_string(),

@@ -44,12 +44,12 @@ def _id(case: tuple[Any, str, str, str, dict[str, str]]) -> str:
 def test_verdict_identical_to_cli_json(cli: Cli, case: tuple[Any, str, str, str, dict[str, str]]) -> None:
     topo, state, action, target, extra = case
     args: list[str] = []
-    for k, v in extra.items():
-        args += [f"--{k}", v]
+    for key, value in extra.items():
+        args += [f"--{key}", value]
     expected, stdout, code = cli.json(
         "check", action, target, "-t", topo, "-s", state_path(state), *args
     )
-    v = hapy.evaluate(action, target, str(topo), str(state_path(state)), **extra)  # type: ignore[arg-type]
+    v = hapy.evaluate(action, target, str(topo), str(state_path(state)), **extra)
     assert v.to_dict() == expected
     assert v.to_json() + "\n" == stdout
     assert v.exit_code == code
@@ -69,8 +69,8 @@ def test_verdict_identical_to_cli_json(cli: Cli, case: tuple[Any, str, str, str,
     ]
 
 
-def test_the_cases_cover_every_decision(cli: Cli) -> None:
-    seen = {hapy.evaluate(c[2], c[3], str(c[0]), str(state_path(c[1])), **c[4]).decision for c in CASES}  # type: ignore[arg-type]
+def test_the_cases_cover_every_decision() -> None:
+    seen = {hapy.evaluate(c[2], c[3], str(c[0]), str(state_path(c[1])), **c[4]).decision for c in CASES}
     assert seen == {"allow", "deny", "unknown"}
 
 
