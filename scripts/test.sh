@@ -28,3 +28,39 @@ echo "==> cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test" >&2
 cargo test --workspace --locked
+
+# Python bindings (crates/hapy): a venv under target/ (rebuilt from PyPI if
+# missing), the wheel built by maturin and installed, then pytest, stubtest
+# (the .pyi stubs match the native module) and mypy --strict on the Python
+# tests and examples.
+echo "==> python: hapy wheel" >&2
+PY=${PYTHON:-python3}
+command -v "$PY" >/dev/null || { echo "$PY not found: install Python 3 with pip and venv" >&2; exit 2; }
+VENV=target/hapy-venv
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
+  rm -rf "$VENV"
+  if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+    # Debian's python3 keeps venv (ensurepip) in a separate package.
+    echo "==> installing python3-venv" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
+    rm -rf "$VENV"
+    "$PY" -m venv "$VENV"
+  fi
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check 'maturin>=1.9.4,<2' 'pytest>=8' 'mypy>=1.10'
+rm -rf target/hapy-wheels
+"$VENV/bin/maturin" build --release --locked -m crates/hapy/Cargo.toml \
+  --interpreter "$VENV/bin/python" --out target/hapy-wheels
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps target/hapy-wheels/hapy-*.whl
+export MYPY_CACHE_DIR="$PWD/target/mypy-cache"
+echo "==> python: mypy.stubtest hapy" >&2
+# From an empty directory, so mypy finds the package only once (installed).
+stubdir=$(mktemp -d)
+(cd "$stubdir" && "$OLDPWD/$VENV/bin/python" -m mypy.stubtest hapy)  # checks hapy and hapy._hapy
+rm -rf "$stubdir"
+echo "==> python: mypy --strict (tests, examples, benchmark)" >&2
+"$VENV/bin/python" -m mypy --strict crates/hapy/tests examples/python crates/hapy/benches
+echo "==> python: pytest" >&2
+"$VENV/bin/python" -m pytest -p no:cacheprovider crates/hapy/tests
