@@ -146,18 +146,26 @@ impl Observer {
             format!("get configmap {}", self.config.kill_switch),
             format!("get lease {}", self.config.lock),
         );
-        let (nodes, pods, pdbs, etcd, apis, kill, lock, alerts) = tokio::join!(
-            within(until, "list nodes", node_api.list(&lp)),
-            within(until, "list pods", pod_api.list(&lp)),
-            within(until, "list poddisruptionbudgets", pdb_api.list(&lp)),
-            self.etcd(until),
-            self.apiservers(until),
-            within(
+        // The Kubernetes reads go one after another over one kept-alive
+        // connection: one TLS handshake instead of five, while etcd, the
+        // apiservers and Prometheus are probed alongside.
+        let kube_reads = async {
+            let nodes = within(until, "list nodes", node_api.list(&lp)).await;
+            let pods = within(until, "list pods", pod_api.list(&lp)).await;
+            let pdbs = within(until, "list poddisruptionbudgets", pdb_api.list(&lp)).await;
+            let kill = within(
                 until,
                 &kill_what,
-                cm_api.get_opt(&self.config.kill_switch.name)
-            ),
-            within(until, &lock_what, lease_api.get_opt(&self.config.lock.name)),
+                cm_api.get_opt(&self.config.kill_switch.name),
+            )
+            .await;
+            let lock = within(until, &lock_what, lease_api.get_opt(&self.config.lock.name)).await;
+            (nodes, pods, pdbs, kill, lock)
+        };
+        let ((nodes, pods, pdbs, kill, lock), etcd, apis, alerts) = tokio::join!(
+            kube_reads,
+            self.etcd(until),
+            self.apiservers(until),
             self.alerts(until),
         );
 
@@ -278,10 +286,15 @@ impl Observer {
         let Ok(uri) = url.parse::<http::Uri>() else {
             return false;
         };
-        let mut cfg = self.kube_config.clone();
-        cfg.cluster_url = uri;
-        let Ok(client) = kube::Client::try_from(cfg) else {
-            return false;
+        let client = if same_url(&self.kube_config.cluster_url.to_string(), url) {
+            self.kube.clone()
+        } else {
+            let mut cfg = self.kube_config.clone();
+            cfg.cluster_url = uri;
+            match kube::Client::try_from(cfg) {
+                Ok(c) => c,
+                Err(_) => return false,
+            }
         };
         let Ok(req) = http::Request::get("/readyz").body(Vec::new()) else {
             return false;
