@@ -1,0 +1,251 @@
+//! The observer and the lock against the lab (real etcd with TLS, the API
+//! stand-in), through the library API.
+
+use std::time::Duration;
+
+use hacore::state::Probe;
+use kubeadm::{Acquire, DisruptionLock, EtcdTls, Observer, ObserverConfig};
+use serde_json::json;
+use testlab::Lab;
+
+async fn observer(lab: &Lab, tweak: impl FnOnce(&mut ObserverConfig)) -> Observer {
+    let (topology, _) = hacore::Topology::load(&lab.topology).unwrap();
+    let mut cfg = ObserverConfig {
+        kubeconfig: Some(lab.kubeconfig.clone()),
+        etcd_endpoints: lab.etcd_endpoints(),
+        etcd_tls: EtcdTls::kubeadm(&lab.etcd_pki),
+        daemonsets: vec!["calico-node".into()],
+        ..Default::default()
+    };
+    tweak(&mut cfg);
+    Observer::new(topology, cfg).await.unwrap()
+}
+
+#[tokio::test]
+async fn observes_nodes_pods_pdbs_apiservers_and_etcd() {
+    let Some(mut lab) = Lab::start_or_skip("observes_nodes_pods_pdbs_apiservers_and_etcd") else {
+        return;
+    };
+    let store = lab.store().clone();
+    // calico-node not running on m1; a PDB allowing nothing over a pod on w1.
+    lab.set_daemon_pod("calico-node", "m1", false).unwrap();
+    store
+        .create(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "pg-1", "namespace": "db", "labels": {"app": "pg"}},
+            "spec": {"nodeName": "w1", "containers": [{"name": "pg", "image": "postgres"}]},
+            "status": {"phase": "Running"}}))
+        .unwrap();
+    store
+        .create(json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "pg", "namespace": "db"},
+            "spec": {"minAvailable": 1, "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["pg"]}]}},
+            "status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}}))
+        .unwrap();
+    let m2_ip = lab.masters[1].1;
+    store.set_ready(m2_ip, false);
+
+    let obs = observer(&lab, |_| {}).await;
+    let s = obs.observe().await;
+    assert!(s.probe_errors.is_empty(), "{:?}", s.probe_errors);
+    let m1 = s.node("m1").unwrap();
+    assert_eq!(m1.ready, Some(true));
+    assert!(m1.ready_since.is_some());
+    assert_eq!(
+        m1.taints,
+        ["node-role.kubernetes.io/control-plane:NoSchedule"]
+    );
+    assert_eq!(
+        m1.daemon_set_pods_not_running.as_deref(),
+        Some(&["calico-node".to_string()][..])
+    );
+    assert_eq!(
+        s.node("w1").unwrap().pdb_blocked_pods.as_deref(),
+        Some(&["db/pg-1".to_string()][..])
+    );
+    assert_eq!(
+        s.node("m3").unwrap().pdb_blocked_pods.as_deref(),
+        Some(&[][..])
+    );
+    let api = s.apiservers.as_ref().unwrap();
+    assert_eq!(api.per_node.get("m1"), Some(&true));
+    assert_eq!(api.per_node.get("m2"), Some(&false));
+    assert_eq!(api.via_endpoint, Some(true));
+    assert_eq!(s.kill_switch, Some(false));
+    assert_eq!(s.lock.as_ref().unwrap().holder, None);
+    let etcd = s.etcd.as_ref().unwrap();
+    assert_eq!(etcd.members.len(), 3);
+    assert!(
+        etcd.members
+            .iter()
+            .all(|m| m.healthy == Some(true) && m.raft_index.is_some())
+    );
+    let leader = lab.etcd_leader().unwrap();
+    let leaders: Vec<_> = etcd
+        .members
+        .iter()
+        .filter(|m| m.leader)
+        .map(|m| m.name.clone())
+        .collect();
+    assert_eq!(leaders, std::slice::from_ref(&leader));
+
+    // One member stopped: still listed, unhealthy; the probe itself works.
+    let other = lab
+        .masters
+        .iter()
+        .map(|m| m.0.clone())
+        .find(|m| *m != leader)
+        .unwrap();
+    lab.stop_member(&other);
+    let s = obs.observe().await;
+    assert!(
+        !s.probe_errors.contains_key(&Probe::Etcd),
+        "{:?}",
+        s.probe_errors
+    );
+    let m = s
+        .etcd
+        .as_ref()
+        .unwrap()
+        .members
+        .iter()
+        .find(|m| m.name == other)
+        .unwrap()
+        .clone();
+    assert_eq!(m.healthy, Some(false));
+}
+
+#[tokio::test]
+async fn every_probe_fails_closed_when_nothing_answers() {
+    let Some(mut lab) = Lab::start_or_skip("every_probe_fails_closed_when_nothing_answers") else {
+        return;
+    };
+    for (name, _) in lab.masters.clone() {
+        lab.stop_member(&name);
+    }
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let text = std::fs::read_to_string(&lab.kubeconfig)
+        .unwrap()
+        .replace(&lab.api_url(), &format!("https://127.0.0.1:{port}"));
+    let kc = lab.dir().join("dead.conf");
+    std::fs::write(&kc, text).unwrap();
+    let obs = observer(&lab, |c| {
+        c.kubeconfig = Some(kc.clone());
+        c.deadline = Duration::from_millis(800);
+        c.prometheus_url = Some(format!("http://127.0.0.1:{port}"));
+    })
+    .await;
+    let s = obs.observe().await;
+    for p in [
+        Probe::Nodes,
+        Probe::Etcd,
+        Probe::KillSwitch,
+        Probe::Lock,
+        Probe::DaemonSets,
+        Probe::Pdbs,
+        Probe::Alerts,
+    ] {
+        assert!(
+            s.probe_errors.contains_key(&p),
+            "{p} should have failed: {:?}",
+            s.probe_errors
+        );
+    }
+    assert!(s.nodes.is_none() && s.etcd.is_none() && s.lock.is_none());
+}
+
+#[tokio::test]
+async fn prometheus_firing_alerts_are_observed() {
+    let Some(lab) = Lab::start_or_skip("prometheus_firing_alerts_are_observed") else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/api/v1/alerts",
+        axum::routing::get(|| async {
+            axum::Json(json!({"status": "success", "data": {"alerts": [
+                {"labels": {"alertname": "KubeAPIDown", "severity": "critical"}, "state": "firing"},
+                {"labels": {"alertname": "Watchdog", "severity": "none"}, "state": "firing"},
+                {"labels": {"alertname": "DiskFilling", "severity": "warning"}, "state": "pending"}
+            ]}}))
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let obs = observer(&lab, |c| c.prometheus_url = Some(url.clone())).await;
+    let s = obs.observe().await;
+    let names: Vec<_> = s
+        .alerts
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.name, a.severity))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("KubeAPIDown".to_string(), "critical".to_string()),
+            ("Watchdog".into(), "none".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_lease_lock_is_exclusive_renewable_releasable_and_expires() {
+    let Some(lab) =
+        Lab::start_or_skip("the_lease_lock_is_exclusive_renewable_releasable_and_expires")
+    else {
+        return;
+    };
+    let client = kubeadm::kube_client(Some(&lab.kubeconfig)).await.unwrap();
+    let lease = ObserverConfig::default().lock;
+    let lock = DisruptionLock::new(client, lease);
+    let now = jiff::Timestamp::now();
+    let ttl = Duration::from_secs(60);
+
+    // Ten racing takers on a fresh lock: exactly one wins.
+    let results = futures::future::join_all((0..10).map(|i| {
+        let lock = lock.clone();
+        async move { lock.acquire(&format!("gate-{i}"), ttl, now).await.unwrap() }
+    }))
+    .await;
+    let winners = results.iter().filter(|r| **r == Acquire::Acquired).count();
+    assert_eq!(winners, 1, "{results:?}");
+    let holder = lock.holder(now).await.unwrap().unwrap();
+
+    // The holder renews; others are told who holds it.
+    assert_eq!(
+        lock.acquire(&holder, ttl, now).await.unwrap(),
+        Acquire::Acquired
+    );
+    match lock.acquire("other", ttl, now).await.unwrap() {
+        Acquire::HeldBy { holder: h, until } => {
+            assert_eq!(h, holder);
+            assert!(until.is_some());
+        }
+        a => panic!("{a:?}"),
+    }
+    // Only the holder can release.
+    assert!(!lock.release("other").await.unwrap());
+    assert!(lock.release(&holder).await.unwrap());
+    assert_eq!(lock.holder(now).await.unwrap(), None);
+
+    // A holder that stops renewing loses it after its TTL.
+    assert_eq!(
+        lock.acquire("crashed", Duration::from_secs(30), now)
+            .await
+            .unwrap(),
+        Acquire::Acquired
+    );
+    let later = now + jiff::SignedDuration::from_secs(29);
+    assert!(matches!(
+        lock.acquire("next", ttl, later).await.unwrap(),
+        Acquire::HeldBy { .. }
+    ));
+    let expired = now + jiff::SignedDuration::from_secs(31);
+    assert_eq!(
+        lock.acquire("next", ttl, expired).await.unwrap(),
+        Acquire::Acquired
+    );
+    assert_eq!(lock.holder(expired).await.unwrap().as_deref(), Some("next"));
+}
