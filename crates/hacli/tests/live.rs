@@ -311,6 +311,12 @@ fn observe_writes_a_state_that_check_reads() {
         .arg(&file)
         .output()
         .unwrap();
+    let table = hacli(&lab, &lab.kubeconfig, &["observe", "--status"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(table.status.code(), Some(0), "{text}");
+    assert!(text.contains(&leader), "{text}");
+    assert!(text.contains("m3") && text.contains("w1"), "{text}");
+
     assert_eq!(
         check.status.code(),
         Some(0),

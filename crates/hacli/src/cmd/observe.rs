@@ -1,5 +1,7 @@
 //! `hacli observe`: observe the live cluster once and write a state file
-//! that `hacli check` and `hacli status` read.
+//! that `hacli check` and `hacli status` read; or, with `--status`, print
+//! the live status table (etcd members, leader, raft index, health; nodes;
+//! apiserver readiness per master and via the endpoint; what may go down).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -8,7 +10,7 @@ use anyhow::Context as _;
 use kubeadm::Observer;
 
 use super::live::{LiveArgs, runtime};
-use crate::Exit;
+use crate::{Exit, Output, render};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -18,6 +20,12 @@ pub struct Args {
     /// Write the state here (JSON); stdout by default.
     #[arg(long = "out", short = 'O')]
     pub out: Option<PathBuf>,
+    /// Print the status summary of the observation instead of the state.
+    #[arg(long)]
+    pub status: bool,
+    /// Output format of `--status`.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Output,
 }
 
 /// Run. Exit 0 when every probe answered, 3 when some did not (the file is
@@ -26,9 +34,24 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let topology = a.live.topology()?;
     let config = a.live.config(None)?;
     let state = runtime()?.block_on(async {
-        let observer = Observer::new(topology, config).await?;
+        let observer = Observer::new(topology.clone(), config).await?;
         anyhow::Ok(observer.observe().await)
     })?;
+    if a.status {
+        let status = hacore::status::status(&topology, &state, jiff::Timestamp::now());
+        match a.output {
+            Output::Json => crate::print_json(&status)?,
+            Output::Text => print!("{}", render::status(&status)),
+        }
+        for (probe, e) in &state.probe_errors {
+            eprintln!("probe {probe} failed: {e}");
+        }
+        return Ok(if state.probe_errors.is_empty() {
+            Exit::Ok
+        } else {
+            Exit::Unknown
+        });
+    }
     let text = serde_json::to_string_pretty(&state)?;
     match &a.out {
         Some(p) => {
