@@ -3,7 +3,9 @@
 //! time in kubeadm's layout) whose members can be stopped, paused (SIGSTOP),
 //! resumed and restarted, and a Kubernetes API stand-in that `kubectl` and
 //! `kube` clients accept. Each lab gets its own `127.X.Y.0/24` so labs in
-//! parallel tests never collide; everything is torn down on drop.
+//! parallel tests never collide; everything is torn down on drop, and the
+//! etcd members also die with the thread that started the lab (so use a lab
+//! on the thread that created it).
 //!
 //! ```no_run
 //! let Some(mut lab) = testlab::Lab::start_or_skip("my_test") else { return };
