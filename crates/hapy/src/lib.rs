@@ -23,6 +23,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDateTime, PyDict, PyString, PyTzInfo};
 use serde::Serialize;
 
+mod live;
+
 create_exception!(
     hapy,
     Error,
@@ -296,6 +298,18 @@ impl PyState {
                 .map(|(s, _)| Cow::Owned(s))
                 .map_err(config_error),
             None => Err(type_error("state", "a hapy.State, a path or a dict", obj)),
+        }
+    }
+}
+
+impl PyState {
+    /// A state straight from the live observer (already consistent with its
+    /// topology).
+    #[cfg(feature = "live")]
+    fn observed(inner: ClusterState) -> Self {
+        PyState {
+            inner,
+            warnings: Vec::new(),
         }
     }
 }
@@ -1004,6 +1018,8 @@ fn _hapy(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(actions, m)?)?;
     m.add_function(wrap_pyfunction!(quorum, m)?)?;
     m.add_function(wrap_pyfunction!(tolerance, m)?)?;
+    m.add_function(wrap_pyfunction!(live::observe, m)?)?;
+    m.add_function(wrap_pyfunction!(live::gate, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -10,6 +10,11 @@ verdict with every reason::
     verdict = hapy.evaluate("reboot", "k8s-master-2", topo, state)
     print(verdict.decision, [f.rule for f in verdict.blocking])
 
+Against a live cluster (the kubeadm backend), ``hapy.observe(topology,
+kubeconfig=..., etcd=[...], timeout=2.0)`` returns a ``State`` and
+``hapy.gate(action, node, topology, policy, lock=False, ...)`` a ``Verdict``
+evaluated with the real clock, optionally taking the disruption lock.
+
 ``evaluate`` fails closed: anything that could not be observed makes the
 verdict ``"unknown"``, which is never allowed. Bad input raises
 ``hapy.ConfigError`` (a ``hapy.Error``) with the core's message, which names
@@ -30,6 +35,8 @@ from hapy._hapy import (
     __version__,
     actions,
     evaluate,
+    gate,
+    observe,
     policies,
     quorum,
     status,
@@ -50,6 +57,8 @@ __all__ = [
     "__version__",
     "actions",
     "evaluate",
+    "gate",
+    "observe",
     "policies",
     "quorum",
     "status",

@@ -27,6 +27,8 @@ __all__ = [
     "actions",
     "quorum",
     "tolerance",
+    "observe",
+    "gate",
     "__version__",
 ]
 
@@ -217,3 +219,37 @@ def policies() -> list[str]: ...
 def actions() -> list[str]: ...
 def quorum(voters: int) -> int: ...
 def tolerance(voters: int) -> int: ...
+def observe(
+    topology: _TopologyLike,
+    *,
+    kubeconfig: _Path | None = None,
+    etcd: list[str] | None = None,
+    etcd_pki: _Path | None = None,
+    timeout: float = 2.0,
+    member_timeout: float = 1.0,
+    kill_switch: str = "kube-system/hacli-kill-switch",
+    lock_lease: str = "kube-system/hacli-disruption-lock",
+    daemonsets: list[str] | None = None,
+    prometheus_url: str | None = None,
+    apiserver_port: int | None = None,
+) -> State: ...
+def gate(
+    action: str,
+    node: str,
+    topology: _TopologyLike,
+    policy: _PolicyLike | None = None,
+    *,
+    lock: bool = False,
+    lock_ttl: float = 1800.0,
+    identity: str | None = None,
+    kubeconfig: _Path | None = None,
+    etcd: list[str] | None = None,
+    etcd_pki: _Path | None = None,
+    timeout: float = 2.0,
+    member_timeout: float = 1.0,
+    kill_switch: str = "kube-system/hacli-kill-switch",
+    lock_lease: str = "kube-system/hacli-disruption-lock",
+    daemonsets: list[str] | None = None,
+    prometheus_url: str | None = None,
+    apiserver_port: int | None = None,
+) -> Verdict: ...

@@ -1,0 +1,50 @@
+//! Starts the local lab (crates/testlab: a real 3-member TLS etcd and the
+//! Kubernetes API stand-in, on loopback) for hapy's live pytest tests, prints
+//! how to reach it as one JSON line on stdout, and stops it when stdin
+//! closes. Without etcd installed it prints `{"skip": "<why>"}`.
+//!
+//! cargo run -p hapy --example hapy_lab
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::json;
+use testlab::{Lab, LabError};
+
+fn main() -> ExitCode {
+    let lab = match Lab::start() {
+        Ok(lab) => lab,
+        Err(e @ LabError::EtcdMissing) => {
+            println!("{}", json!({ "skip": e.to_string() }));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("lab: the lab did not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let leader = lab.wait_leader(Duration::from_secs(15));
+    let names =
+        |v: &[(String, std::net::IpAddr)]| v.iter().map(|m| m.0.clone()).collect::<Vec<_>>();
+    let info = json!({
+        "kubeconfig": lab.kubeconfig,
+        "topology": lab.topology,
+        "etcd_pki": lab.etcd_pki,
+        "etcd": lab.etcd_endpoints(),
+        "masters": names(&lab.masters),
+        "workers": names(&lab.workers),
+        "leader": leader,
+        "dir": lab.dir(),
+    });
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{info}").and_then(|()| out.flush()).is_err() {
+        return ExitCode::FAILURE;
+    }
+    drop(out);
+    // Run until the test session closes our stdin; dropping the lab stops
+    // etcd and the API stand-in and removes its directory.
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    drop(lab);
+    ExitCode::SUCCESS
+}
