@@ -351,7 +351,27 @@ impl Observer {
                 return view;
             }
         };
-        match within(member_until, &format!("status {url}"), client.status()).await {
+        // The four calls share the member's one HTTP/2 connection and run
+        // together. A linearizable read needs the leader and a quorum: it is
+        // the health check (`etcdctl endpoint health` does the same).
+        let (mut c1, mut c2, mut c3) = (client.clone(), client.clone(), client.clone());
+        let what = [
+            format!("status {url}"),
+            format!("quorum read {url}"),
+            format!("member list {url}"),
+            format!("alarms {url}"),
+        ];
+        let (status, read, list, alarms) = tokio::join!(
+            within(member_until, &what[0], client.status()),
+            within(member_until, &what[1], c1.get("health", None)),
+            within(member_until, &what[2], c2.member_list()),
+            within(
+                member_until,
+                &what[3],
+                c3.alarm(AlarmAction::Get, AlarmType::None, None)
+            ),
+        );
+        match status {
             Ok(s) => {
                 view.member_id = s.header().map(|h| h.member_id());
                 view.leader = Some(s.leader());
@@ -362,25 +382,11 @@ impl Observer {
                 return view;
             }
         }
-        // A linearizable read needs the leader and a quorum: the health check
-        // `etcdctl endpoint health` does.
-        match within(
-            member_until,
-            &format!("quorum read {url}"),
-            client.get("health", None),
-        )
-        .await
-        {
+        match read {
             Ok(_) => view.healthy = true,
             Err(e) => view.error = Some(e),
         }
-        if let Ok(ml) = within(
-            member_until,
-            &format!("member list {url}"),
-            client.member_list(),
-        )
-        .await
-        {
+        if let Ok(ml) = list {
             view.members = Some(
                 ml.members()
                     .iter()
@@ -396,13 +402,7 @@ impl Observer {
                     .collect(),
             );
         }
-        if let Ok(al) = within(
-            member_until,
-            &format!("alarms {url}"),
-            client.alarm(AlarmAction::Get, AlarmType::None, None),
-        )
-        .await
-        {
+        if let Ok(al) = alarms {
             view.alarms = Some(
                 al.alarms()
                     .iter()
