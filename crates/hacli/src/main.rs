@@ -41,6 +41,9 @@ enum Command {
     /// The kured sentinel gate: loop, gate reboots of this node, keep the
     /// gated sentinel file and the disruption lock.
     Sentinel(cmd::sentinel::Args),
+    /// The disruption lock: who holds it; release it when done.
+    #[command(subcommand)]
+    Lock(cmd::lock::Command),
     /// Plan the migration from one topology to another (single master ->
     /// three masters behind a VIP). Exit 1 when it cannot be made safe.
     Plan(cmd::plan::Args),
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Gate(a) => cmd::gate::run(a),
         Command::Observe(a) => cmd::observe::run(a),
         Command::Sentinel(a) => cmd::sentinel::run(a),
+        Command::Lock(c) => cmd::lock::run(c),
         Command::Plan(a) => cmd::plan::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Apply(a) => cmd::apply::run(a),

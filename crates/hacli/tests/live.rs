@@ -267,6 +267,32 @@ fn a_dead_holders_lock_expires_after_its_ttl() {
         &["reboot", &others[1], "--lock", "--identity", "second"],
     );
     assert_eq!(code, 0, "the dead holder's lease expired: {out}");
+
+    // Done: the pipeline releases it by hand.
+    let lock = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hacli"))
+            .arg("lock")
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&lab.kubeconfig)
+            .env_remove("HACLI_IDENTITY")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = lock(&["show"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("held by second"), "{out}");
+    let (code, out) = lock(&["release", "--identity", "someone-else"]);
+    assert_eq!(code, Some(1), "{out}");
+    let (code, out) = lock(&["release", "--identity", "second"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = lock(&["show"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("free"), "{out}");
 }
 
 #[test]

@@ -4,6 +4,7 @@ pub mod apply;
 pub mod check;
 pub mod gate;
 pub mod live;
+pub mod lock;
 pub mod observe;
 pub mod plan;
 pub mod policy;

@@ -1,0 +1,93 @@
+//! `hacli lock show|release`: the disruption lock (a Lease) by hand, for a
+//! pipeline that took it with `hacli gate --lock` and is done.
+
+use std::path::PathBuf;
+
+use kubeadm::{DisruptionLock, ObjectRef};
+
+use super::live::runtime;
+use crate::{Exit, Output};
+
+/// Where the lock is.
+#[derive(Debug, clap::Args)]
+pub struct Where {
+    /// kubeconfig; by default KUBECONFIG, ~/.kube/config or the in-cluster service account.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Disruption lock Lease, namespace/name.
+    #[arg(
+        long,
+        env = "HACLI_LOCK",
+        default_value = "kube-system/hacli-disruption-lock"
+    )]
+    pub lock_lease: String,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Who holds the lock now. Exit 0 (free or held), 3 if it cannot be read.
+    Show {
+        #[command(flatten)]
+        at: Where,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Release the lock held by IDENTITY. Exit 0 released, 1 not held by it.
+    Release {
+        /// The identity that took it (`hacli gate --identity`).
+        #[arg(long, env = "HACLI_IDENTITY")]
+        identity: String,
+        #[command(flatten)]
+        at: Where,
+    },
+}
+
+/// Run.
+pub fn run(c: Command) -> anyhow::Result<Exit> {
+    let rt = runtime()?;
+    match c {
+        Command::Show { at, output } => {
+            let lease = ObjectRef::parse("--lock-lease", &at.lock_lease)?;
+            let client = rt.block_on(kubeadm::kube_client(at.kubeconfig.as_deref()))?;
+            let lock = DisruptionLock::new(client, lease.clone());
+            let holder = match rt.block_on(lock.holder(jiff::Timestamp::now())) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(Exit::Unknown);
+                }
+            };
+            match output {
+                Output::Json => crate::print_json(
+                    &serde_json::json!({"lease": lease.to_string(), "holder": holder}),
+                )?,
+                Output::Text => match &holder {
+                    Some(h) => println!("{lease}: held by {h}"),
+                    None => println!("{lease}: free"),
+                },
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Release { identity, at } => {
+            let lease = ObjectRef::parse("--lock-lease", &at.lock_lease)?;
+            let client = rt.block_on(kubeadm::kube_client(at.kubeconfig.as_deref()))?;
+            let lock = DisruptionLock::new(client, lease.clone());
+            match rt.block_on(lock.release(&identity)) {
+                Ok(true) => {
+                    println!("{lease}: released by {identity}");
+                    Ok(Exit::Ok)
+                }
+                Ok(false) => {
+                    println!("{lease}: not held by {identity}; nothing released");
+                    Ok(Exit::Deny)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(Exit::Unknown)
+                }
+            }
+        }
+    }
+}
