@@ -605,3 +605,153 @@ fn lock_state(lease: Option<&Lease>) -> ProbeResult<LockState> {
         holder,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(ns: &str, name: &str, node: &str, phase: &str, labels: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": ns, "name": name, "labels": labels},
+            "spec": {"nodeName": node, "containers": []},
+            "status": {"phase": phase}
+        }))
+        .unwrap()
+    }
+
+    fn pdb(ns: &str, allowed: i32, selector: serde_json::Value) -> PodDisruptionBudget {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": ns, "name": "b"},
+            "spec": {"selector": selector},
+            "status": {"disruptionsAllowed": allowed, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn selectors_follow_match_labels_and_expressions() {
+        let sel: LabelSelector = serde_json::from_value(serde_json::json!({
+            "matchLabels": {"app": "pg"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["db", "cache"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+                {"key": "zone", "operator": "NotIn", "values": ["b"]}
+            ]
+        }))
+        .unwrap();
+        let l = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert!(selects(&sel, &l(&[("app", "pg"), ("tier", "db")])));
+        assert!(!selects(&sel, &l(&[("app", "pg"), ("tier", "web")])));
+        assert!(!selects(
+            &sel,
+            &l(&[("app", "pg"), ("tier", "db"), ("canary", "1")])
+        ));
+        assert!(!selects(
+            &sel,
+            &l(&[("app", "pg"), ("tier", "db"), ("zone", "b")])
+        ));
+        assert!(!selects(&sel, &l(&[("tier", "db")])));
+        // An unknown operator never matches (fail closed: the PDB blocks).
+        let odd: LabelSelector = serde_json::from_value(serde_json::json!({
+            "matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]
+        }))
+        .unwrap();
+        assert!(!selects(&odd, &l(&[("a", "2")])));
+    }
+
+    #[test]
+    fn only_running_pods_under_a_pdb_allowing_nothing_block() {
+        let pods = vec![
+            pod(
+                "db",
+                "pg-0",
+                "w1",
+                "Running",
+                serde_json::json!({"app": "pg"}),
+            ),
+            pod(
+                "db",
+                "pg-1",
+                "w2",
+                "Pending",
+                serde_json::json!({"app": "pg"}),
+            ),
+            pod(
+                "web",
+                "pg-x",
+                "w1",
+                "Running",
+                serde_json::json!({"app": "pg"}),
+            ),
+        ];
+        let blocked = pdb_blocked(
+            &[pdb(
+                "db",
+                0,
+                serde_json::json!({"matchLabels": {"app": "pg"}}),
+            )],
+            &pods,
+        );
+        assert_eq!(blocked.get("w1").unwrap(), &["db/pg-0".to_string()]);
+        assert!(!blocked.contains_key("w2"));
+        let none = pdb_blocked(
+            &[pdb(
+                "db",
+                1,
+                serde_json::json!({"matchLabels": {"app": "pg"}}),
+            )],
+            &pods,
+        );
+        assert!(none.is_empty());
+        // policy/v1: an empty selector selects every pod in the namespace.
+        let all = pdb_blocked(&[pdb("web", 0, serde_json::json!({}))], &pods);
+        assert_eq!(all.get("w1").unwrap(), &["web/pg-x".to_string()]);
+    }
+
+    #[test]
+    fn node_conditions_taints_and_cordon() {
+        let n: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "m1"},
+            "spec": {"unschedulable": true, "taints": [
+                {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+                {"key": "dedicated", "value": "etcd", "effect": "NoExecute"}
+            ]},
+            "status": {"conditions": [{"type": "Ready", "status": "Unknown",
+                "lastTransitionTime": "2026-05-21T12:00:00Z"}]}
+        }))
+        .unwrap();
+        let s = node_state(&n);
+        assert_eq!(s.ready, None, "Unknown is not Ready and not NotReady");
+        assert_eq!(s.ready_since.unwrap().to_string(), "2026-05-21T12:00:00Z");
+        assert!(s.cordoned);
+        assert_eq!(
+            s.taints,
+            [
+                "node-role.kubernetes.io/control-plane:NoSchedule",
+                "dedicated=etcd:NoExecute"
+            ]
+        );
+    }
+
+    #[test]
+    fn lease_to_lock_state() {
+        assert_eq!(lock_state(None).unwrap().holder, None);
+        let l: Lease = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "l"},
+            "spec": {"holderIdentity": "gate-1", "leaseDurationSeconds": 30,
+                     "renewTime": "2026-05-21T12:00:00.000000Z"}
+        }))
+        .unwrap();
+        let s = lock_state(Some(&l)).unwrap();
+        assert_eq!(s.holder.as_deref(), Some("gate-1"));
+        let at: jiff::Timestamp = "2026-05-21T12:00:29Z".parse().unwrap();
+        assert_eq!(s.live_holder(at), Some("gate-1"));
+        let later: jiff::Timestamp = "2026-05-21T12:00:30Z".parse().unwrap();
+        assert_eq!(s.live_holder(later), None);
+    }
+}
