@@ -160,6 +160,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| evaluate(black_box(&t), black_box(&s), &upgrade, &ureq, s.observed_at).unwrap())
     });
 
+    c.bench_function("policy/builtin upgrade", |b| {
+        b.iter(|| Policy::for_action(black_box(Action::Upgrade)))
+    });
+
     let (bt, bs) = generated(5, 5000);
     let breq = Request {
         action: Action::Reboot,

@@ -22,7 +22,11 @@ pub struct Params {
 }
 
 fn default_ignore() -> Pattern {
-    Pattern::new("Watchdog|InfoInhibitor").expect("valid")
+    // Compiled once: built-in policies are built per verdict by callers that
+    // do not cache them, and a regex compile costs more than a verdict.
+    static DEFAULT: std::sync::LazyLock<Pattern> =
+        std::sync::LazyLock::new(|| Pattern::new("Watchdog|InfoInhibitor").expect("valid"));
+    DEFAULT.clone()
 }
 
 fn critical() -> String {
