@@ -33,6 +33,9 @@ pub struct Args {
     /// (`ACTION/TARGET@HOST#PID`). Give a stable one to re-run idempotently.
     #[arg(long, env = "HACLI_IDENTITY")]
     pub identity: Option<String>,
+    /// Print how long each phase took on stderr (setup, observe, decide, lock).
+    #[arg(long)]
+    pub timings: bool,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
@@ -56,10 +59,16 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         )
     });
     let lock_ref = config.lock.clone();
+    let started = std::time::Instant::now();
+    let mut phases: Vec<(&str, Duration)> = Vec::new();
+    let mark =
+        |name, phases: &mut Vec<(&str, Duration)>| phases.push((name, started.elapsed()));
     let rt = runtime()?;
     let verdict = rt.block_on(async {
         let observer = Observer::new(topology.clone(), config).await?;
+        mark("setup", &mut phases);
         let state = observer.observe().await;
+        mark("observe", &mut phases);
         let now = jiff::Timestamp::now();
         let request = Request {
             action,
@@ -67,6 +76,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             requester: Some(&identity),
         };
         let mut verdict = evaluate(&topology, &state, &policy, &request, now)?;
+        mark("decide", &mut phases);
         if a.lock && verdict.allowed() {
             let lock = DisruptionLock::new(observer.client().clone(), lock_ref);
             let finding = match lock.acquire(&identity, a.lock_ttl, now).await {
@@ -98,9 +108,22 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             };
             verdict.findings.push(finding);
             verdict.decision = Decision::from_findings(&verdict.findings);
+            mark("lock", &mut phases);
         }
         anyhow::Ok(verdict)
     })?;
+    if a.timings {
+        let mut last = Duration::ZERO;
+        let line: Vec<String> = phases
+            .iter()
+            .map(|(n, at)| {
+                let d = at.saturating_sub(last);
+                last = *at;
+                format!("{n} {:.1} ms", d.as_secs_f64() * 1000.0)
+            })
+            .collect();
+        eprintln!("timings: {}", line.join(", "));
+    }
     match a.output {
         Output::Json => crate::print_json(&verdict)?,
         Output::Text => print!("{}", render::verdict(&verdict)),
