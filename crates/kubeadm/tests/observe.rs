@@ -15,6 +15,10 @@ async fn observer(lab: &Lab, tweak: impl FnOnce(&mut ObserverConfig)) -> Observe
         etcd_endpoints: lab.etcd_endpoints(),
         etcd_tls: EtcdTls::kubeadm(&lab.etcd_pki),
         daemonsets: vec!["calico-node".into()],
+        // Generous: a loaded machine must not make a healthy member look
+        // unhealthy. Deadline behaviour is tested where it is the point.
+        deadline: Duration::from_secs(6),
+        member_timeout: Duration::from_secs(4),
         ..Default::default()
     };
     tweak(&mut cfg);
