@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No usable kubeconfig / in-cluster configuration.
-    #[error("no Kubernetes client configuration{}: {source} (set KUBECONFIG or --kubeconfig)", .path.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default())]
+    #[error("no usable Kubernetes client configuration{} (set KUBECONFIG or --kubeconfig)", .path.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default())]
     KubeConfig {
         /// The kubeconfig file given, if any.
         path: Option<PathBuf>,
@@ -16,7 +16,9 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A certificate or key file for etcd could not be read.
-    #[error("etcd TLS file {path}: {source}")]
+    #[error(
+        "cannot read etcd TLS file {path} (set --etcd-pki, or --etcd-cacert/--etcd-cert/--etcd-key)"
+    )]
     EtcdTlsFile {
         /// The file.
         path: PathBuf,
@@ -35,7 +37,7 @@ pub enum Error {
         reason: String,
     },
     /// The Kubernetes API refused or failed a request.
-    #[error("Kubernetes API: {what}: {source}")]
+    #[error("Kubernetes API: {what}")]
     Kube {
         /// What was being done.
         what: String,
@@ -64,6 +66,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// The message with its causes, `a: b: c`, for one-line reports.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut cur = std::error::Error::source(self);
+        while let Some(e) = cur {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
+            cur = e.source();
+        }
+        out
+    }
+
     pub(crate) fn kube(what: impl Into<String>, source: kube::Error) -> Self {
         Error::Kube {
             what: what.into(),

@@ -61,8 +61,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let lock_ref = config.lock.clone();
     let started = std::time::Instant::now();
     let mut phases: Vec<(&str, Duration)> = Vec::new();
-    let mark =
-        |name, phases: &mut Vec<(&str, Duration)>| phases.push((name, started.elapsed()));
+    let mark = |name, phases: &mut Vec<(&str, Duration)>| phases.push((name, started.elapsed()));
     let rt = runtime()?;
     let verdict = rt.block_on(async {
         let observer = Observer::new(topology.clone(), config).await?;
@@ -103,7 +102,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                 Err(e) => Finding::new(
                     "lock",
                     Severity::Unknown,
-                    format!("could not take the lock: {e}"),
+                    format!("could not take the lock: {}", e.chain()),
                 ),
             };
             verdict.findings.push(finding);

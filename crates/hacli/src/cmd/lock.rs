@@ -55,7 +55,7 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
             let holder = match rt.block_on(lock.holder(jiff::Timestamp::now())) {
                 Ok(h) => h,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {}", e.chain());
                     return Ok(Exit::Unknown);
                 }
             };
@@ -84,7 +84,7 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
                     Ok(Exit::Deny)
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {}", e.chain());
                     Ok(Exit::Unknown)
                 }
             }
