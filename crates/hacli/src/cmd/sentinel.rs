@@ -141,11 +141,19 @@ async fn one_cycle(
             .map(|f| format!("{}: {}", f.rule, f.message))
             .take(3)
             .collect();
+        // A lock we hold is not released here, nor renewed: kured may already
+        // be draining this node. It lapses after its TTL, or is released once
+        // the node has rebooted and is Ready.
         return Ok(format!(
-            "reboot required but {} by policy {}{}: {}",
+            "reboot required but {} by policy {}{}{}: {}",
             verdict.decision,
             policy.name,
             if removed { " (sentinel removed)" } else { "" },
+            if holds {
+                " (our lock is left to lapse unless the node reboots)"
+            } else {
+                ""
+            },
             why.join("; ")
         ));
     }
