@@ -8,6 +8,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `print!` to stdout that ends the process quietly when the reader has
+/// gone away (`hacli policy list | head`), instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => { $crate::emit(format_args!($($t)*)) };
+}
+
+/// `println!`, the same way.
+macro_rules! outln {
+    () => { $crate::emit(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::emit(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 mod cmd;
 mod render;
 
@@ -122,10 +134,30 @@ pub fn print_warnings(diags: &[hacore::source::Diagnostic]) {
     }
 }
 
+/// Write to stdout; exit 0 at once if stdout is a closed pipe.
+pub fn emit(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        quit_on_closed_pipe(&e);
+        let _ = writeln!(std::io::stderr(), "error: writing to stdout: {e}");
+        std::process::exit(Exit::Usage as i32);
+    }
+}
+
+fn quit_on_closed_pipe(e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+}
+
 /// Write JSON to stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out));
+    if let Err(e) = &written {
+        quit_on_closed_pipe(e);
+    }
+    Ok(written?)
 }

@@ -504,3 +504,34 @@ fn plan_refusals_exit_1_with_reasons() {
         "{s}"
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    for args in [
+        &["policy", "list"][..],
+        &[
+            "plan",
+            "--from",
+            "examples/topology/single-master.yaml",
+            "--to",
+            HA,
+            "--template",
+            "9000",
+            "-o",
+            "json",
+        ][..],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hacli"))
+            .args(args)
+            .current_dir(root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}

@@ -161,9 +161,8 @@ mod imp {
     use std::time::Duration;
 
     use hacore::gate::Request;
-    use hacore::verdict::{Decision, Finding, Severity};
     use hacore::{Action, Policy, Topology};
-    use kubeadm::{Acquire, DisruptionLock, EtcdTls, ObjectRef, Observer, ObserverConfig};
+    use kubeadm::{DisruptionLock, EtcdTls, ObjectRef, Observer, ObserverConfig};
     use pyo3::exceptions::PyValueError;
 
     use super::*;
@@ -279,47 +278,10 @@ mod imp {
                 };
                 let mut verdict = hacore::evaluate(topology, &state, policy, &request, now)
                     .map_err(config_error)?;
-                if lock && verdict.allowed() {
-                    let lock = DisruptionLock::new(observer.client().clone(), lease);
-                    let taken =
-                        tokio::time::timeout(deadline, lock.acquire(&identity, ttl, now)).await;
-                    let finding = match taken {
-                        Ok(Ok(Acquire::Acquired)) => Finding::new(
-                            "lock",
-                            Severity::Pass,
-                            format!(
-                                "took the disruption lock {} as {identity} for {}s",
-                                lock.lease(),
-                                ttl.as_secs()
-                            ),
-                        ),
-                        Ok(Ok(Acquire::HeldBy { holder, until })) => Finding::new(
-                            "lock",
-                            Severity::Deny,
-                            format!(
-                                "the disruption lock is held by {holder}{}",
-                                until
-                                    .map(|u| format!(" until {u} unless renewed"))
-                                    .unwrap_or_default()
-                            ),
-                        )
-                        .fix("wait for the holder to finish; one disruption at a time"),
-                        Ok(Err(e)) => Finding::new(
-                            "lock",
-                            Severity::Unknown,
-                            format!("could not take the lock: {e}"),
-                        ),
-                        Err(_) => Finding::new(
-                            "lock",
-                            Severity::Unknown,
-                            format!(
-                                "could not take the lock: no answer within {} ms",
-                                deadline.as_millis()
-                            ),
-                        ),
-                    };
-                    verdict.findings.push(finding);
-                    verdict.decision = Decision::from_findings(&verdict.findings);
+                if lock {
+                    DisruptionLock::new(observer.client().clone(), lease)
+                        .take_for(&mut verdict, &identity, ttl, now, deadline)
+                        .await;
                 }
                 Ok::<_, PyErr>(verdict)
             })

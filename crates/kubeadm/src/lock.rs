@@ -13,6 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Api;
 use kube::api::PostParams;
 
+use hacore::verdict::{Decision, Finding, Severity, Verdict};
+
 use crate::{Error, ObjectRef, to_chrono, to_jiff};
 
 /// The outcome of [`DisruptionLock::acquire`].
@@ -225,5 +227,61 @@ impl DisruptionLock {
             .as_ref()
             .and_then(|l| live_holder(l, now))
             .map(|(h, _)| h))
+    }
+}
+
+impl DisruptionLock {
+    /// For a gate: take the lock for an allowed `verdict` within `deadline`,
+    /// and record the outcome as its `lock` finding: pass when taken, deny
+    /// when someone else holds it, unknown when the API did not answer. The
+    /// decision is recomputed; a verdict that is not allowed is left alone.
+    pub async fn take_for(
+        &self,
+        verdict: &mut Verdict,
+        identity: &str,
+        ttl: Duration,
+        now: jiff::Timestamp,
+        deadline: Duration,
+    ) {
+        if !verdict.allowed() {
+            return;
+        }
+        let finding = match tokio::time::timeout(deadline, self.acquire(identity, ttl, now)).await {
+            Ok(Ok(Acquire::Acquired)) => Finding::new(
+                "lock",
+                Severity::Pass,
+                format!(
+                    "took the disruption lock {} as {identity} for {}s",
+                    self.lease(),
+                    ttl.as_secs()
+                ),
+            ),
+            Ok(Ok(Acquire::HeldBy { holder, until })) => Finding::new(
+                "lock",
+                Severity::Deny,
+                format!(
+                    "the disruption lock is held by {holder}{}",
+                    until
+                        .map(|u| format!(" until {u} unless renewed"))
+                        .unwrap_or_default()
+                ),
+            )
+            .fix("wait for the holder to finish; one disruption at a time"),
+            Ok(Err(e)) => Finding::new(
+                "lock",
+                Severity::Unknown,
+                format!("could not take the lock: {}", e.chain()),
+            ),
+            Err(_) => Finding::new(
+                "lock",
+                Severity::Unknown,
+                format!(
+                    "could not take the lock: no answer within {} ms",
+                    deadline.as_millis()
+                ),
+            ),
+        };
+        verdict.findings.push(finding);
+        verdict.decision = Decision::from_findings(&verdict.findings);
     }
 }

@@ -113,21 +113,21 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     match a.output {
         Output::Json => crate::print_json(&outcome)?,
         Output::Text => match &outcome {
-            Outcome::Completed => println!("completed: every step is done"),
-            Outcome::DryRun { would_apply } => println!(
+            Outcome::Completed => outln!("completed: every step is done"),
+            Outcome::DryRun { would_apply } => outln!(
                 "dry run: {} step(s) would be applied: {}",
                 would_apply.len(),
                 would_apply.join(", ")
             ),
             Outcome::Blocked { step, reasons } => {
-                println!("BLOCKED before {step}:\n  {}", reasons.join("\n  "))
+                outln!("BLOCKED before {step}:\n  {}", reasons.join("\n  "))
             }
             Outcome::AwaitingConfirmation { step, instruction } => {
-                println!(
+                outln!(
                     "WAITING for a person: {instruction}\nthen: hacli apply ... --resume --confirm {step}"
                 )
             }
-            Outcome::RolledBack { phase, step, error } => println!(
+            Outcome::RolledBack { phase, step, error } => outln!(
                 "FAILED at {step}: {error}\nphase {phase} was rolled back; fix the cause and resume"
             ),
         },

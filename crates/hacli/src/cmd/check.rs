@@ -45,7 +45,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let verdict = evaluate(&topology, &state, &policy, &request, now)?;
     match a.output {
         Output::Json => crate::print_json(&verdict)?,
-        Output::Text => print!("{}", render::verdict(&verdict)),
+        Output::Text => out!("{}", render::verdict(&verdict)),
     }
     Ok(verdict.decision.into())
 }

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use hacore::gate::{Request, evaluate};
-use hacore::verdict::{Decision, Finding, Severity};
 use hacore::{Action, Policy};
-use kubeadm::{Acquire, DisruptionLock, Observer};
+use kubeadm::{DisruptionLock, Observer};
 
 use super::live::{LiveArgs, parse_duration, runtime};
 use crate::{Exit, Output, render};
@@ -59,6 +58,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         )
     });
     let lock_ref = config.lock.clone();
+    let deadline = config.deadline;
     let started = std::time::Instant::now();
     let mut phases: Vec<(&str, Duration)> = Vec::new();
     let mark = |name, phases: &mut Vec<(&str, Duration)>| phases.push((name, started.elapsed()));
@@ -77,36 +77,9 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         let mut verdict = evaluate(&topology, &state, &policy, &request, now)?;
         mark("decide", &mut phases);
         if a.lock && verdict.allowed() {
-            let lock = DisruptionLock::new(observer.client().clone(), lock_ref);
-            let finding = match lock.acquire(&identity, a.lock_ttl, now).await {
-                Ok(Acquire::Acquired) => Finding::new(
-                    "lock",
-                    Severity::Pass,
-                    format!(
-                        "took the disruption lock {} as {identity} for {}s",
-                        lock.lease(),
-                        a.lock_ttl.as_secs()
-                    ),
-                ),
-                Ok(Acquire::HeldBy { holder, until }) => Finding::new(
-                    "lock",
-                    Severity::Deny,
-                    format!(
-                        "the disruption lock is held by {holder}{}",
-                        until
-                            .map(|u| format!(" until {u} unless renewed"))
-                            .unwrap_or_default()
-                    ),
-                )
-                .fix("wait for the holder to finish; one disruption at a time"),
-                Err(e) => Finding::new(
-                    "lock",
-                    Severity::Unknown,
-                    format!("could not take the lock: {}", e.chain()),
-                ),
-            };
-            verdict.findings.push(finding);
-            verdict.decision = Decision::from_findings(&verdict.findings);
+            DisruptionLock::new(observer.client().clone(), lock_ref)
+                .take_for(&mut verdict, &identity, a.lock_ttl, now, deadline)
+                .await;
             mark("lock", &mut phases);
         }
         anyhow::Ok(verdict)
@@ -125,7 +98,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     }
     match a.output {
         Output::Json => crate::print_json(&verdict)?,
-        Output::Text => print!("{}", render::verdict(&verdict)),
+        Output::Text => out!("{}", render::verdict(&verdict)),
     }
     Ok(verdict.decision.into())
 }

@@ -64,8 +64,8 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
                     &serde_json::json!({"lease": lease.to_string(), "holder": holder}),
                 )?,
                 Output::Text => match &holder {
-                    Some(h) => println!("{lease}: held by {h}"),
-                    None => println!("{lease}: free"),
+                    Some(h) => outln!("{lease}: held by {h}"),
+                    None => outln!("{lease}: free"),
                 },
             }
             Ok(Exit::Ok)
@@ -76,11 +76,11 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
             let lock = DisruptionLock::new(client, lease.clone());
             match rt.block_on(lock.release(&identity)) {
                 Ok(true) => {
-                    println!("{lease}: released by {identity}");
+                    outln!("{lease}: released by {identity}");
                     Ok(Exit::Ok)
                 }
                 Ok(false) => {
-                    println!("{lease}: not held by {identity}; nothing released");
+                    outln!("{lease}: not held by {identity}; nothing released");
                     Ok(Exit::Deny)
                 }
                 Err(e) => {

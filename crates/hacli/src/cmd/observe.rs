@@ -41,7 +41,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         let status = hacore::status::status(&topology, &state, jiff::Timestamp::now());
         match a.output {
             Output::Json => crate::print_json(&status)?,
-            Output::Text => print!("{}", render::status(&status)),
+            Output::Text => out!("{}", render::status(&status)),
         }
         for (probe, e) in &state.probe_errors {
             eprintln!("probe {probe} failed: {e}");

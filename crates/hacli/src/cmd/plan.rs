@@ -59,8 +59,8 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     ) {
         Ok(p) => {
             match a.output {
-                Format::Text => print!("{}", p.to_text()),
-                Format::Markdown => print!("{}", p.to_markdown()),
+                Format::Text => out!("{}", p.to_text()),
+                Format::Markdown => out!("{}", p.to_markdown()),
                 Format::Json => crate::print_json(&p)?,
             }
             Ok(Exit::Ok)
@@ -68,7 +68,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         Err(refusal) => {
             match a.output {
                 Format::Json => crate::print_json(&refusal)?,
-                _ => println!("REFUSED: {refusal}"),
+                _ => outln!("REFUSED: {refusal}"),
             }
             Ok(Exit::Deny)
         }

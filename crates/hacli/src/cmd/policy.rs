@@ -26,8 +26,8 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
         Command::List => {
             for name in BUILTINS {
                 let p = Policy::builtin(name).expect("built-in");
-                println!("{name:<14} {}", p.description.unwrap_or_default());
-                println!("{:<14} rules: {}", "", p.rules.ids().join(", "));
+                outln!("{name:<14} {}", p.description.unwrap_or_default());
+                outln!("{:<14} rules: {}", "", p.rules.ids().join(", "));
             }
         }
         Command::Show { policy, output } => {
@@ -35,14 +35,14 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
             match output {
                 Output::Json => crate::print_json(&p)?,
                 Output::Text => {
-                    println!("name: {}", p.name);
+                    outln!("name: {}", p.name);
                     if let Some(d) = &p.description {
-                        println!("description: {d}");
+                        outln!("description: {d}");
                     }
-                    println!("rules:");
+                    outln!("rules:");
                     let rules = serde_json::to_value(&p.rules)?;
                     for (id, params) in rules.as_object().into_iter().flatten() {
-                        println!("  {id}: {params}");
+                        outln!("  {id}: {params}");
                     }
                 }
             }

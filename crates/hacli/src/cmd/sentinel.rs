@@ -86,8 +86,8 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             let line = one_cycle(&a, &topology, &policy, &observer, &lock, &identity).await;
             let now = jiff::Timestamp::now();
             match line {
-                Ok(msg) => println!("{now} cycle {cycle} node {}: {msg}", a.node),
-                Err(e) => println!("{now} cycle {cycle} node {}: error: {e:#}", a.node),
+                Ok(msg) => outln!("{now} cycle {cycle} node {}: {msg}", a.node),
+                Err(e) => outln!("{now} cycle {cycle} node {}: error: {e:#}", a.node),
             }
             if a.cycles != 0 && cycle >= a.cycles {
                 return anyhow::Ok(Exit::Ok);

@@ -47,7 +47,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let report = hacore::simulate::simulate(&plan, a.failures);
     match a.output {
         Output::Json => crate::print_json(&report)?,
-        Output::Text => print!("{}", report.to_text()),
+        Output::Text => out!("{}", report.to_text()),
     }
     Ok(if report.critical.is_empty() {
         Exit::Ok

@@ -22,7 +22,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let status = hacore::status::status(&topology, &state, now);
     match a.output {
         Output::Json => crate::print_json(&status)?,
-        Output::Text => print!("{}", render::status(&status)),
+        Output::Text => out!("{}", render::status(&status)),
     }
     Ok(Exit::Ok)
 }

@@ -52,7 +52,7 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
                 eprintln!("{d}");
             }
             if !failed {
-                println!(
+                outln!(
                     "{}: valid ({} warning(s))",
                     file.display(),
                     report.warnings.len()
