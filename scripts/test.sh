@@ -7,24 +7,8 @@ cd "$(dirname "$0")/.."
 # Debian packages the suite needs, as "package:command-it-provides".
 # etcd and kubectl run in the live lab (crates/testlab); protoc builds etcd-client.
 DEBS=(etcd-server:etcd etcd-client:etcdctl kubernetes-client:kubectl protobuf-compiler:protoc)
-missing=()
-for entry in "${DEBS[@]}"; do
-  pkg=${entry%%:*} cmd=${entry#*:}
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$entry")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  # One package at a time, so that one that cannot install (say, a file
-  # conflict with a tool installed some other way) does not stop the others;
-  # then every command must be there.
-  for entry in "${missing[@]}"; do
-    pkg=${entry%%:*} cmd=${entry#*:}
-    echo "==> installing $pkg (for $cmd)" >&2
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$pkg" || echo "warning: installing $pkg failed" >&2
-    command -v "$cmd" >/dev/null 2>&1 || { echo "error: $cmd is still missing after installing $pkg" >&2; exit 2; }
-  done
-fi
+. scripts/ensure-debs.sh
+ensure_debs "${DEBS[@]}"
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 2; }
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null 2>&1 || true
