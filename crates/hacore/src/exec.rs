@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{BackendError, Backends, CpOp, Op};
 use crate::gate::{Policy, Request, evaluate};
 use crate::plan::{CERTIFICATE_KEY_MARGIN, CERTIFICATE_KEY_TTL, Phase, Plan, Step};
-use crate::verdict::{Decision, Severity};
+use crate::verdict::Decision;
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -536,9 +536,7 @@ fn run_step(
             .map_err(|e| StepFailure::Step(e.to_string()))?;
         if verdict.decision != Decision::Allow {
             let reasons: Vec<String> = verdict
-                .findings
-                .iter()
-                .filter(|f| matches!(f.severity, Severity::Deny | Severity::Unknown))
+                .blocking()
                 .map(|f| format!("{} ({}): {}", f.rule, f.severity, f.message))
                 .collect();
             if !opts.dry_run {

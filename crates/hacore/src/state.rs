@@ -527,35 +527,6 @@ impl ClusterState {
         data.ok_or_else(|| format!("`{probe}` was not observed"))
     }
 
-    /// Whether a probe failed or its section is missing.
-    pub fn probe_ok(&self, probe: Probe) -> bool {
-        if self.probe_errors.contains_key(&probe) {
-            return false;
-        }
-        match probe {
-            Probe::Nodes => self.nodes.is_some(),
-            Probe::Etcd => self.etcd.is_some(),
-            Probe::LoadBalancer => self.load_balancer.is_some(),
-            Probe::Apiservers => self.apiservers.is_some(),
-            Probe::Alerts => self.alerts.is_some(),
-            Probe::KillSwitch => self.kill_switch.is_some(),
-            Probe::Lock => self.lock.is_some(),
-            // Per-node fields: observed when every node carries them.
-            Probe::DaemonSets => self
-                .nodes
-                .as_ref()
-                .is_some_and(|ns| ns.iter().all(|n| n.daemon_set_pods_not_running.is_some())),
-            Probe::Pdbs => self
-                .nodes
-                .as_ref()
-                .is_some_and(|ns| ns.iter().all(|n| n.pdb_blocked_pods.is_some())),
-            Probe::RebootRequired => self
-                .nodes
-                .as_ref()
-                .is_some_and(|ns| ns.iter().any(|n| n.reboot_required.is_some())),
-        }
-    }
-
     /// A node's observed state by name.
     pub fn node(&self, name: &str) -> Option<&NodeState> {
         self.nodes.as_ref()?.iter().find(|n| n.name == name)

@@ -11,7 +11,7 @@ use crate::quorum::{Membership, quorum, tolerance};
 use crate::rules::{Context, member_health};
 use crate::state::{ApiserverState, ClusterState, LbBackend, Probe};
 use crate::topology::{Role, Topology};
-use crate::verdict::{Decision, Severity};
+use crate::verdict::Decision;
 
 /// The summary.
 #[derive(Debug, Clone, Serialize)]
@@ -224,9 +224,7 @@ pub fn status(topology: &Topology, state: &ClusterState, now: Timestamp) -> Stat
                     node: n.name.clone(),
                     decision: v.decision,
                     reasons: v
-                        .findings
-                        .iter()
-                        .filter(|f| matches!(f.severity, Severity::Deny | Severity::Unknown))
+                        .blocking()
                         .map(|f| format!("{}: {}", f.rule, f.message))
                         .collect(),
                 },
