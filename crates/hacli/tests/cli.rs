@@ -211,6 +211,16 @@ fn bad_topologies_name_file_line_and_column() {
             "outside the node network",
         ),
         ("bad-cidr", "bad-cidr.yaml:3:18", "is not a CIDR"),
+        (
+            "etcd-endpoint",
+            "etcd-endpoint.yaml:4:",
+            "`10.0.0.12:2379`: expected https://HOST:PORT",
+        ),
+        (
+            "runtime-api",
+            "runtime-api.yaml:7:",
+            "expected tcp:ADDRESS:PORT",
+        ),
     ];
     for (file, at, says) in cases {
         let path = format!("crates/hacli/tests/data/bad/{file}.yaml");

@@ -72,6 +72,7 @@ pub fn generated(masters: usize, total: usize) -> (Topology, ClusterState) {
             frontend: Some(std::net::SocketAddr::new(vip, 6443)),
             pool: Some("api".into()),
             health_check: HealthCheck::default(),
+            runtime_api: None,
         },
         hypervisors: (0..10)
             .map(|h| Hypervisor {

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -101,6 +101,26 @@ pub struct EtcdConfig {
     /// `EtcdLearnerMode`: default from 1.29, always on from 1.32).
     #[serde(default = "yes")]
     pub learner_joins: bool,
+    /// etcd client URLs to probe, such as `https://10.0.20.11:2379`; empty:
+    /// each control-plane node's address on :2379 (kubeadm's layout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    /// Directory holding the etcd CA and a client pair in kubeadm's layout
+    /// (`ca.crt`, `healthcheck-client.crt`, `healthcheck-client.key`);
+    /// `/etc/kubernetes/pki/etcd` when not given. A relative path is taken
+    /// from the topology file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pki: Option<PathBuf>,
+    /// The etcd CA bundle, instead of `pki`'s `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The etcd client certificate, instead of `pki`'s `healthcheck-client.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// The etcd client key, instead of `pki`'s `healthcheck-client.key`.
+    /// Only its path is here; the key itself is never read into a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -112,6 +132,30 @@ impl Default for EtcdConfig {
         EtcdConfig {
             mode: EtcdMode::Stacked,
             learner_joins: true,
+            endpoints: Vec::new(),
+            pki: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        }
+    }
+}
+
+impl EtcdConfig {
+    /// Take relative certificate paths from `dir` (the topology file's).
+    fn resolve_paths(&mut self, dir: &Path) {
+        for p in [
+            &mut self.pki,
+            &mut self.ca_file,
+            &mut self.cert_file,
+            &mut self.key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
         }
     }
 }
@@ -141,6 +185,68 @@ pub struct LoadBalancer {
     /// How the load balancer checks each apiserver.
     #[serde(default)]
     pub health_check: HealthCheck,
+    /// Where HAProxy's runtime API (its stats socket) answers, so the pool
+    /// can be observed live: `unix:/run/haproxy/admin.sock` or
+    /// `tcp:10.0.20.1:9999`. Without it the load balancer is not observed
+    /// and rules that need it answer unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_api: Option<RuntimeApi>,
+}
+
+/// Where an HAProxy runtime API listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum RuntimeApi {
+    /// A Unix socket (`stats socket /path level admin`).
+    Unix(PathBuf),
+    /// A TCP listener (`stats socket ipv4@ADDR:PORT level admin`).
+    Tcp(SocketAddr),
+}
+
+impl std::str::FromStr for RuntimeApi {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.starts_with('/') {
+                return Ok(RuntimeApi::Unix(PathBuf::from(path)));
+            }
+            return Err(format!(
+                "`{s}`: a Unix socket path must be absolute, such as unix:/run/haproxy/admin.sock"
+            ));
+        }
+        if let Some(addr) = s.strip_prefix("tcp:") {
+            return addr.parse().map(RuntimeApi::Tcp).map_err(|_| {
+                format!("`{s}`: expected tcp:ADDRESS:PORT, such as tcp:10.0.20.1:9999")
+            });
+        }
+        Err(format!(
+            "`{s}`: expected unix:/path/to/socket or tcp:ADDRESS:PORT"
+        ))
+    }
+}
+
+impl TryFrom<String> for RuntimeApi {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<RuntimeApi> for String {
+    fn from(r: RuntimeApi) -> String {
+        r.to_string()
+    }
+}
+
+impl std::fmt::Display for RuntimeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuntimeApi::Unix(p) => write!(f, "unix:{}", p.display()),
+            RuntimeApi::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
 }
 
 impl Default for LoadBalancer {
@@ -150,6 +256,7 @@ impl Default for LoadBalancer {
             frontend: None,
             pool: None,
             health_check: HealthCheck::default(),
+            runtime_api: None,
         }
     }
 }
@@ -341,6 +448,29 @@ pub fn is_dns_subdomain(s: &str) -> bool {
         })
 }
 
+/// Whether `url` is `http(s)://HOST:PORT`: Ok(true) for https, Ok(false)
+/// for http.
+fn check_etcd_url(url: &str) -> Result<bool, String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err("expected https://HOST:PORT, such as https://10.0.20.11:2379".into());
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains('/') {
+        return Err("an etcd client URL has no path".into());
+    }
+    let Some((host, port)) = authority.rsplit_once(':') else {
+        return Err("the port is missing (etcd clients use 2379)".into());
+    };
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err("expected https://HOST:PORT, such as https://10.0.20.11:2379".into());
+    }
+    Ok(tls)
+}
+
 /// Whether `s` is safe as an HAProxy backend/server name or a host name.
 fn is_simple_name(s: &str) -> bool {
     !s.is_empty()
@@ -353,7 +483,10 @@ impl Topology {
     /// Load and validate a topology file. Errors name file, line and column;
     /// warnings are returned beside the topology.
     pub fn load(path: &Path) -> Result<(Topology, Report), Error> {
-        let (topology, text): (Topology, String) = source::read(path)?;
+        let (mut topology, text): (Topology, String) = source::read(path)?;
+        if let Some(dir) = path.parent() {
+            topology.etcd.resolve_paths(dir);
+        }
         topology.finish(&path.display().to_string(), &text)
     }
 
@@ -519,6 +652,18 @@ impl Topology {
                         masters.len()
                     ),
                 ));
+            }
+        }
+
+        for (i, url) in self.etcd.endpoints.iter().enumerate() {
+            let p = format!("etcd.endpoints[{i}]");
+            match check_etcd_url(url) {
+                Err(why) => r.push(Diagnostic::error(p, format!("`{url}`: {why}"))),
+                Ok(false) => r.push(Diagnostic::warning(
+                    p,
+                    format!("`{url}` is plain HTTP; kubeadm's etcd serves clients only over TLS"),
+                )),
+                Ok(true) => {}
             }
         }
 

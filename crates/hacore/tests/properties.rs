@@ -123,6 +123,7 @@ fn build(spec: &Spec) -> (Topology, ClusterState) {
                 frontend: Some(std::net::SocketAddr::new(endpoint, 6443)),
                 pool: Some("api".into()),
                 health_check: HealthCheck::default(),
+                runtime_api: None,
             }
         } else {
             LoadBalancer::default()

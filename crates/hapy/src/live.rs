@@ -157,12 +157,11 @@ mod imp {
 
 #[cfg(feature = "live")]
 mod imp {
-    use std::path::Path;
     use std::time::Duration;
 
     use hacore::gate::Request;
     use hacore::{Action, Policy, Topology};
-    use kubeadm::{DisruptionLock, EtcdTls, ObjectRef, Observer, ObserverConfig};
+    use kubeadm::{DisruptionLock, EtcdTlsOverrides, ObjectRef, Observer, ObserverConfig};
     use pyo3::exceptions::PyValueError;
 
     use super::*;
@@ -190,9 +189,6 @@ mod imp {
         fn config(self, policy: Option<&Policy>) -> PyResult<ObserverConfig> {
             let deadline = seconds("timeout", self.timeout)?;
             let member_timeout = seconds("member_timeout", self.member_timeout)?;
-            let pki = self
-                .etcd_pki
-                .unwrap_or_else(|| kubeadm::config::KUBEADM_ETCD_PKI.into());
             let mut daemonsets = self.daemonsets.unwrap_or_default();
             if let Some(ds) = policy.and_then(|p| p.rules.daemonsets.as_ref()) {
                 for n in &ds.names {
@@ -204,7 +200,10 @@ mod imp {
             Ok(ObserverConfig {
                 kubeconfig: self.kubeconfig,
                 etcd_endpoints: self.etcd.unwrap_or_default(),
-                etcd_tls: EtcdTls::kubeadm(Path::new(&pki)),
+                etcd_tls: EtcdTlsOverrides {
+                    pki: self.etcd_pki,
+                    ..Default::default()
+                },
                 deadline,
                 member_timeout: member_timeout.min(deadline),
                 kill_switch: object_ref("kill_switch", &self.kill_switch)?,

@@ -64,6 +64,45 @@ impl EtcdTls {
     }
 }
 
+/// The etcd client certificates as given by flags, the environment or an
+/// API caller. Each file is taken from the first place that names it: its
+/// own override, the override directory, the topology's file, the
+/// topology's `etcd.pki`, then kubeadm's `/etc/kubernetes/pki/etcd`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdTlsOverrides {
+    /// Directory in kubeadm's layout.
+    pub pki: Option<PathBuf>,
+    /// CA bundle.
+    pub ca: Option<PathBuf>,
+    /// Client certificate.
+    pub cert: Option<PathBuf>,
+    /// Client key (its path only).
+    pub key: Option<PathBuf>,
+}
+
+impl EtcdTlsOverrides {
+    /// The files to use with this topology.
+    pub fn resolve(&self, topology: &Topology) -> EtcdTls {
+        let etcd = &topology.etcd;
+        let over = self.pki.as_deref().map(EtcdTls::kubeadm);
+        let declared = etcd.pki.as_deref().map(EtcdTls::kubeadm);
+        let default = EtcdTls::kubeadm(Path::new(KUBEADM_ETCD_PKI));
+        let pick =
+            |own: &Option<PathBuf>, dir: fn(&EtcdTls) -> &PathBuf, topo: &Option<PathBuf>| {
+                own.clone()
+                    .or_else(|| over.as_ref().map(|t| dir(t).clone()))
+                    .or_else(|| topo.clone())
+                    .or_else(|| declared.as_ref().map(|t| dir(t).clone()))
+                    .unwrap_or_else(|| dir(&default).clone())
+            };
+        EtcdTls {
+            ca: pick(&self.ca, |t| &t.ca, &etcd.ca_file),
+            cert: pick(&self.cert, |t| &t.cert, &etcd.cert_file),
+            key: pick(&self.key, |t| &t.key, &etcd.key_file),
+        }
+    }
+}
+
 /// kubeadm's etcd certificate directory.
 pub const KUBEADM_ETCD_PKI: &str = "/etc/kubernetes/pki/etcd";
 
@@ -72,10 +111,11 @@ pub const KUBEADM_ETCD_PKI: &str = "/etc/kubernetes/pki/etcd";
 pub struct ObserverConfig {
     /// kubeconfig file; None: kube's standard inference.
     pub kubeconfig: Option<PathBuf>,
-    /// etcd client URLs; empty: every control-plane node's address on :2379.
+    /// etcd client URLs; empty: the topology's `etcd.endpoints`, else every
+    /// control-plane node's address on :2379.
     pub etcd_endpoints: Vec<String>,
-    /// etcd client TLS files.
-    pub etcd_tls: EtcdTls,
+    /// etcd client TLS files, over the topology's.
+    pub etcd_tls: EtcdTlsOverrides,
     /// The overall deadline for one observation.
     pub deadline: Duration,
     /// How long one etcd member may take to answer (bounded by the deadline).
@@ -99,7 +139,7 @@ impl Default for ObserverConfig {
         ObserverConfig {
             kubeconfig: None,
             etcd_endpoints: Vec::new(),
-            etcd_tls: EtcdTls::kubeadm(Path::new(KUBEADM_ETCD_PKI)),
+            etcd_tls: EtcdTlsOverrides::default(),
             deadline: Duration::from_secs(2),
             member_timeout: Duration::from_millis(1000),
             kill_switch: ObjectRef {
@@ -119,11 +159,14 @@ impl Default for ObserverConfig {
 }
 
 impl ObserverConfig {
-    /// The etcd endpoints to probe: the configured ones, or kubeadm's
-    /// default (each control-plane node's address on :2379).
+    /// The etcd endpoints to probe: the configured ones, the topology's, or
+    /// kubeadm's default (each control-plane node's address on :2379).
     pub fn etcd_endpoints(&self, topology: &Topology) -> Vec<String> {
         if !self.etcd_endpoints.is_empty() {
             return self.etcd_endpoints.clone();
+        }
+        if !topology.etcd.endpoints.is_empty() {
+            return topology.etcd.endpoints.clone();
         }
         topology
             .nodes
@@ -131,5 +174,54 @@ impl ObserverConfig {
             .filter(|n| n.is_control_plane())
             .map(|n| format!("https://{}", std::net::SocketAddr::new(n.address, 2379)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(etcd: &str) -> Topology {
+        let yaml = format!(
+            "cluster: t\ncontrolPlaneEndpoint: {{ address: 10.0.0.1 }}\netcd: {etcd}\nnodes:\n  - {{ name: m1, role: control-plane, address: 10.0.0.1 }}\n"
+        );
+        Topology::from_yaml("t.yaml", &yaml).unwrap().0
+    }
+
+    #[test]
+    fn endpoints_come_from_the_flag_then_the_topology_then_kubeadm() {
+        let t = topology("{ endpoints: [\"https://10.0.0.9:12379\"] }");
+        let mut c = ObserverConfig::default();
+        assert_eq!(c.etcd_endpoints(&t), ["https://10.0.0.9:12379"]);
+        c.etcd_endpoints = vec!["https://10.0.0.8:2379".into()];
+        assert_eq!(c.etcd_endpoints(&t), ["https://10.0.0.8:2379"]);
+        let bare = topology("{}");
+        assert_eq!(
+            ObserverConfig::default().etcd_endpoints(&bare),
+            ["https://10.0.0.1:2379"]
+        );
+    }
+
+    #[test]
+    fn certificate_files_resolve_file_by_file() {
+        let t = topology("{ pki: /srv/etcd, keyFile: /srv/other/client.key }");
+        let none = EtcdTlsOverrides::default();
+        let got = none.resolve(&t);
+        assert_eq!(got.ca, Path::new("/srv/etcd/ca.crt"));
+        assert_eq!(got.cert, Path::new("/srv/etcd/healthcheck-client.crt"));
+        assert_eq!(got.key, Path::new("/srv/other/client.key"));
+
+        let flags = EtcdTlsOverrides {
+            pki: Some("/flag".into()),
+            ca: Some("/flag-ca.pem".into()),
+            ..Default::default()
+        };
+        let got = flags.resolve(&t);
+        assert_eq!(got.ca, Path::new("/flag-ca.pem"));
+        assert_eq!(got.cert, Path::new("/flag/healthcheck-client.crt"));
+        assert_eq!(got.key, Path::new("/flag/healthcheck-client.key"));
+
+        let got = none.resolve(&topology("{}"));
+        assert_eq!(got, EtcdTls::kubeadm(Path::new(KUBEADM_ETCD_PKI)));
     }
 }

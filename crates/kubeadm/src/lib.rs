@@ -21,7 +21,7 @@ pub mod error;
 pub mod lock;
 pub mod observe;
 
-pub use config::{EtcdTls, ObjectRef, ObserverConfig};
+pub use config::{EtcdTls, EtcdTlsOverrides, ObjectRef, ObserverConfig};
 pub use error::Error;
 pub use lock::{Acquire, DisruptionLock};
 pub use observe::Observer;

@@ -86,7 +86,7 @@ impl Observer {
             path: config.kubeconfig.clone(),
             source: Box::new(e),
         })?;
-        let tls = &config.etcd_tls;
+        let tls = &config.etcd_tls.resolve(&topology);
         let ca = read_file(&tls.ca)?;
         let cert = read_file(&tls.cert)?;
         let key = read_file(&tls.key)?;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hacore::state::Probe;
-use kubeadm::{Acquire, DisruptionLock, EtcdTls, Observer, ObserverConfig};
+use kubeadm::{Acquire, DisruptionLock, Observer, ObserverConfig};
 use serde_json::json;
 use testlab::Lab;
 
@@ -12,8 +12,8 @@ async fn observer(lab: &Lab, tweak: impl FnOnce(&mut ObserverConfig)) -> Observe
     let (topology, _) = hacore::Topology::load(&lab.topology).unwrap();
     let mut cfg = ObserverConfig {
         kubeconfig: Some(lab.kubeconfig.clone()),
-        etcd_endpoints: lab.etcd_endpoints(),
-        etcd_tls: EtcdTls::kubeadm(&lab.etcd_pki),
+        // etcd endpoints and certificates come from the lab's topology file
+        // (`etcd.endpoints`, `etcd.pki`).
         daemonsets: vec!["calico-node".into()],
         // Generous: a loaded machine must not make a healthy member look
         // unhealthy. Deadline behaviour is tested where it is the point.

@@ -210,8 +210,10 @@ impl Lab {
 
         let topology = dir.path().join("topology.yaml");
         let mut t = format!(
-            "# Written by testlab: masters with stacked etcd on loopback; the\n# endpoint stands in for the HAProxy VIP (no HAProxy runs in this lab).\ncluster: lab\ncontrolPlaneEndpoint: {{ address: {endpoint}, port: {port} }}\netcd: {{ mode: stacked, learnerJoins: true }}\nloadBalancer: {{ kind: haproxy, frontend: \"{endpoint}:{port}\", pool: k8s-apiserver }}\nnodes:\n",
-            port = api.port
+            "# Written by testlab: masters with stacked etcd on loopback; the\n# endpoint stands in for the HAProxy VIP (no HAProxy runs in this lab).\ncluster: lab\ncontrolPlaneEndpoint: {{ address: {endpoint}, port: {port} }}\netcd:\n  mode: stacked\n  learnerJoins: true\n  endpoints: [{endpoints}]\n  pki: {pki}\nloadBalancer: {{ kind: haproxy, frontend: \"{endpoint}:{port}\", pool: k8s-apiserver }}\nnodes:\n",
+            port = api.port,
+            endpoints = etcd.client_urls().join(", "),
+            pki = pki.etcd_dir.display(),
         );
         for (name, ip) in &masters {
             t.push_str(&format!(

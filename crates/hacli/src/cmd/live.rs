@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hacore::units::Dur;
-use kubeadm::{EtcdTls, ObjectRef, ObserverConfig};
+use kubeadm::{EtcdTlsOverrides, ObjectRef, ObserverConfig};
 
 /// Parse a duration such as `2s`, `500ms`, `30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -30,12 +30,12 @@ pub struct LiveArgs {
     /// kubeconfig; by default KUBECONFIG, ~/.kube/config or the in-cluster service account.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    /// etcd client URLs, comma-separated; by default every control-plane node's address on :2379.
+    /// etcd client URLs, comma-separated; by default the topology's `etcd.endpoints`, else every control-plane node's address on :2379.
     #[arg(long, env = "HACLI_ETCD_ENDPOINTS", value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
-    /// Directory with the etcd CA and client pair (kubeadm layout: ca.crt, healthcheck-client.{crt,key}).
-    #[arg(long, env = "HACLI_ETCD_PKI", default_value = kubeadm::config::KUBEADM_ETCD_PKI)]
-    pub etcd_pki: PathBuf,
+    /// Directory with the etcd CA and client pair (kubeadm layout: ca.crt, healthcheck-client.{crt,key}); by default the topology's `etcd.pki`, else /etc/kubernetes/pki/etcd.
+    #[arg(long, env = "HACLI_ETCD_PKI")]
+    pub etcd_pki: Option<PathBuf>,
     /// etcd CA file (overrides --etcd-pki).
     #[arg(long, env = "ETCDCTL_CACERT")]
     pub etcd_cacert: Option<PathBuf>,
@@ -79,7 +79,6 @@ pub struct LiveArgs {
 impl LiveArgs {
     /// The observer configuration these flags describe.
     pub fn config(&self, policy: Option<&hacore::Policy>) -> anyhow::Result<ObserverConfig> {
-        let base = EtcdTls::kubeadm(&self.etcd_pki);
         let mut daemonsets = self.daemonsets.clone();
         if let Some(ds) = policy.and_then(|p| p.rules.daemonsets.as_ref()) {
             for n in &ds.names {
@@ -91,10 +90,11 @@ impl LiveArgs {
         Ok(ObserverConfig {
             kubeconfig: self.kubeconfig.clone(),
             etcd_endpoints: self.etcd_endpoints.clone(),
-            etcd_tls: EtcdTls {
-                ca: self.etcd_cacert.clone().unwrap_or(base.ca),
-                cert: self.etcd_cert.clone().unwrap_or(base.cert),
-                key: self.etcd_key.clone().unwrap_or(base.key),
+            etcd_tls: EtcdTlsOverrides {
+                pki: self.etcd_pki.clone(),
+                ca: self.etcd_cacert.clone(),
+                cert: self.etcd_cert.clone(),
+                key: self.etcd_key.clone(),
             },
             deadline: self.deadline,
             member_timeout: self.member_timeout.min(self.deadline),
