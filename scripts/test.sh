@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the suite needs, as "package:command-it-provides".
-# etcd and kubectl run in the live lab (crates/testlab); protoc builds etcd-client.
-DEBS=(etcd-server:etcd etcd-client:etcdctl kubernetes-client:kubectl protobuf-compiler:protoc)
+# etcd, haproxy and kubectl run in the live lab (crates/testlab); protoc builds etcd-client.
+DEBS=(etcd-server:etcd etcd-client:etcdctl haproxy:haproxy kubernetes-client:kubectl protobuf-compiler:protoc)
 . scripts/ensure-debs.sh
 ensure_debs "${DEBS[@]}"
 

@@ -45,8 +45,9 @@ async fn observes_nodes_pods_pdbs_apiservers_and_etcd() {
             "spec": {"minAvailable": 1, "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["pg"]}]}},
             "status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}}))
         .unwrap();
-    let m2_ip = lab.masters[1].1;
-    store.set_ready(m2_ip, false);
+    // m2's /readyz fails; HAProxy's checks take it out of the pool, so the
+    // endpoint (the VIP) still answers.
+    lab.set_apiserver_ready("m2", false).unwrap();
 
     let obs = observer(&lab, |_| {}).await;
     let s = obs.observe().await;

@@ -1,5 +1,6 @@
 //! Start the lab by hand and keep it up: prints the kubeconfig, topology,
-//! etcd endpoints and certificate directory, then waits for `seconds`
+//! etcd endpoints and certificate directory, and HAProxy's runtime API
+//! (the topology names the Unix socket), then waits for `seconds`
 //! (default 600) or Ctrl-C.
 //!
 //! `cargo run -p testlab --example lab -- 600`
@@ -20,6 +21,11 @@ fn main() {
     println!("HACLI_TOPOLOGY={}", lab.topology.display());
     println!("HACLI_ETCD_ENDPOINTS={}", lab.etcd_endpoints().join(","));
     println!("HACLI_ETCD_PKI={}", lab.etcd_pki.display());
+    println!(
+        "# HAProxy runtime API: {} or tcp:{}",
+        lab.lb_runtime_api(),
+        lab.lb_tcp()
+    );
     println!("# leader: {:?}", lab.etcd_leader());
     std::thread::sleep(std::time::Duration::from_secs(secs));
 }

@@ -1,8 +1,10 @@
 //! The local lab for hacli's integration tests and benchmarks, on loopback
 //! only: a real 3-member etcd cluster with TLS (certificates generated at run
 //! time in kubeadm's layout) whose members can be stopped, paused (SIGSTOP),
-//! resumed and restarted, and a Kubernetes API stand-in that `kubectl` and
-//! `kube` clients accept. Each lab gets its own `127.X.Y.0/24` so labs in
+//! resumed and restarted, a Kubernetes API stand-in that `kubectl` and
+//! `kube` clients accept on every master's address, and a real HAProxy on
+//! the endpoint (the VIP) balancing over them with HTTPS `/readyz` checks,
+//! its runtime API on a Unix socket and on TCP. Each lab gets its own `127.X.Y.0/24` so labs in
 //! parallel tests never collide; everything is torn down on drop, and the
 //! etcd members also die with the thread that started the lab (so use a lab
 //! on the thread that created it).
@@ -16,6 +18,7 @@
 
 pub mod apiserver;
 pub mod etcd;
+pub mod haproxy;
 pub mod pki;
 
 use std::io::Read as _;
@@ -28,6 +31,7 @@ use serde_json::{Value, json};
 
 pub use apiserver::{ApiError, ApiServer, Store};
 pub use etcd::{EtcdCluster, MemberRun, MemberSpec};
+pub use haproxy::{Haproxy, HaproxySpec};
 
 /// Why the lab could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +39,12 @@ pub enum LabError {
     /// The etcd binary is not installed.
     #[error("`etcd` is not on PATH: install the Debian package etcd-server (scripts/test.sh does)")]
     EtcdMissing,
+    /// The haproxy binary is not installed.
+    #[error("`haproxy` is not on PATH: install the Debian package haproxy (scripts/test.sh does)")]
+    HaproxyMissing,
+    /// HAProxy did not start, or its servers did not come UP.
+    #[error("haproxy: {0}")]
+    Haproxy(String),
     /// A file or process operation failed.
     #[error("{path}: {source}")]
     Io {
@@ -75,6 +85,7 @@ impl LabError {
 /// The running lab.
 pub struct Lab {
     // Field order matters for drop: processes and servers before the dir.
+    haproxy: Haproxy,
     etcd: EtcdCluster,
     api: ApiServer,
     rt: Option<tokio::runtime::Runtime>,
@@ -84,7 +95,8 @@ pub struct Lab {
     pub masters: Vec<(String, IpAddr)>,
     /// The workers: (node name, address).
     pub workers: Vec<(String, IpAddr)>,
-    /// kubeconfig for `kubectl` and `kube` (server = the endpoint).
+    /// kubeconfig for `kubectl` and `kube` (server = the endpoint, that is
+    /// through HAProxy).
     pub kubeconfig: PathBuf,
     /// A topology file for this lab (hacore format).
     pub topology: PathBuf,
@@ -135,12 +147,12 @@ fn two_days_ago() -> String {
 
 impl Lab {
     /// Start the lab, or print `SKIPPED: <test>: <reason>` and return None
-    /// when etcd is not installed. Any other failure panics: a lab that
+    /// when etcd or haproxy is not installed. Any other failure panics: a lab that
     /// should run but cannot is a failure, not a skip.
     pub fn start_or_skip(test: &str) -> Option<Lab> {
         match Lab::start() {
             Ok(lab) => Some(lab),
-            Err(e @ LabError::EtcdMissing) => {
+            Err(e @ (LabError::EtcdMissing | LabError::HaproxyMissing)) => {
                 eprintln!("SKIPPED: {test}: {e}");
                 println!("SKIPPED: {test}: {e}");
                 None
@@ -153,6 +165,9 @@ impl Lab {
     pub fn start() -> Result<Lab, LabError> {
         if etcd::etcd_binary().is_none() {
             return Err(LabError::EtcdMissing);
+        }
+        if haproxy::haproxy_binary().is_none() {
+            return Err(LabError::HaproxyMissing);
         }
         let n = LABS.fetch_add(1, Ordering::SeqCst);
         let x = 20 + (std::process::id() % 200) as u8;
@@ -197,7 +212,27 @@ impl Lab {
         )?;
 
         let token = random_hex(24);
-        let api = ApiServer::start(&rt, &api_ips, &pki.apiserver, &token, Store::default())?;
+        // The stand-in serves on the masters; HAProxy owns the endpoint on
+        // the same port (the certificate names the endpoint too, as
+        // kubeadm's does with the controlPlaneEndpoint).
+        let api = ApiServer::start(&rt, &master_ips, &pki.apiserver, &token, Store::default())?;
+        let frontend = SocketAddr::new(endpoint, api.port);
+        if !haproxy::bindable(frontend) {
+            return Err(LabError::Bind(
+                frontend.to_string(),
+                std::io::Error::from(std::io::ErrorKind::AddrInUse),
+            ));
+        }
+        let lb = HaproxySpec {
+            frontend,
+            servers: masters
+                .iter()
+                .map(|(n, ip)| (n.clone(), SocketAddr::new(*ip, api.port)))
+                .collect(),
+            ca_file: pki.dir.join("ca.crt"),
+            runtime_tcp: SocketAddr::new(endpoint, free_port(endpoint)?),
+        };
+        let haproxy = Haproxy::start(&lb, dir.path(), Duration::from_secs(30))?;
 
         let kubeconfig = dir.path().join("admin.conf");
         let ca_path = pki.dir.join("ca.crt");
@@ -210,8 +245,10 @@ impl Lab {
 
         let topology = dir.path().join("topology.yaml");
         let mut t = format!(
-            "# Written by testlab: masters with stacked etcd on loopback; the\n# endpoint stands in for the HAProxy VIP (no HAProxy runs in this lab).\ncluster: lab\ncontrolPlaneEndpoint: {{ address: {endpoint}, port: {port} }}\netcd:\n  mode: stacked\n  learnerJoins: true\n  endpoints: [{endpoints}]\n  pki: {pki}\nloadBalancer: {{ kind: haproxy, frontend: \"{endpoint}:{port}\", pool: k8s-apiserver }}\nnodes:\n",
+            "# Written by testlab: masters with stacked etcd on loopback behind a\n# real HAProxy on the endpoint (the VIP), observed through its runtime API.\ncluster: lab\ncontrolPlaneEndpoint: {{ address: {endpoint}, port: {port} }}\netcd:\n  mode: stacked\n  learnerJoins: true\n  endpoints: [{endpoints}]\n  pki: {pki}\nloadBalancer:\n  kind: haproxy\n  frontend: \"{endpoint}:{port}\"\n  pool: {pool}\n  healthCheck: {{ type: https, path: /readyz, interval: 200ms, fall: 2, rise: 1 }}\n  runtimeApi: unix:{socket}\nnodes:\n",
             port = api.port,
+            pool = haproxy::POOL,
+            socket = haproxy.socket().display(),
             endpoints = etcd.client_urls().join(", "),
             pki = pki.etcd_dir.display(),
         );
@@ -228,6 +265,7 @@ impl Lab {
         std::fs::write(&topology, t).map_err(|e| LabError::io(&topology, e))?;
 
         let lab = Lab {
+            haproxy,
             etcd,
             api,
             rt: Some(rt),
@@ -423,6 +461,79 @@ impl Lab {
     /// The lab's directory (logs, pki, kubeconfig).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The HAProxy backend pool holding one server per master (named after
+    /// the node).
+    pub fn lb_pool(&self) -> &'static str {
+        haproxy::POOL
+    }
+
+    /// HAProxy's runtime API on its Unix socket (`level admin`), as the
+    /// lab's topology names it.
+    pub fn lb_socket(&self) -> &Path {
+        self.haproxy.socket()
+    }
+
+    /// HAProxy's runtime API on TCP, on the endpoint (`level admin`).
+    pub fn lb_tcp(&self) -> SocketAddr {
+        self.haproxy.tcp()
+    }
+
+    /// The runtime API as the topology's `loadBalancer.runtimeApi` writes
+    /// it: `unix:/path/haproxy.sock`.
+    pub fn lb_runtime_api(&self) -> String {
+        format!("unix:{}", self.haproxy.socket().display())
+    }
+
+    /// Send one runtime-API command (e.g. `set server k8s-apiserver/m1
+    /// state maint`); HAProxy's answer.
+    pub fn lb_command(&self, command: &str) -> Result<String, LabError> {
+        self.haproxy.command(command)
+    }
+
+    /// (server, status) of the pool's servers, as `show stat` prints them.
+    pub fn lb_statuses(&self) -> Result<Vec<(String, String)>, LabError> {
+        self.haproxy.statuses()
+    }
+
+    /// Wait until each of `servers` has `show stat` status `status` (`UP`,
+    /// `DOWN`, `MAINT`, `DRAIN`), up to `timeout`.
+    pub fn wait_lb(
+        &mut self,
+        servers: &[&str],
+        status: &str,
+        timeout: Duration,
+    ) -> Result<(), LabError> {
+        self.haproxy.wait_status(servers, status, timeout)
+    }
+
+    /// SIGSTOP HAProxy: the VIP and its runtime API accept connections and
+    /// never answer.
+    pub fn pause_lb(&mut self) {
+        self.haproxy.pause();
+    }
+
+    /// SIGCONT HAProxy.
+    pub fn resume_lb(&mut self) {
+        self.haproxy.resume();
+    }
+
+    /// Make master `name`'s `/readyz` fail (or pass again) and wait, up to
+    /// 10 s, until HAProxy's checks mark its server DOWN (or UP), so that
+    /// what follows sees the load balancer agree. A server in MAINT or
+    /// DRAIN does not reach UP: use [`Lab::lb_command`] for those.
+    pub fn set_apiserver_ready(&mut self, name: &str, ready: bool) -> Result<(), LabError> {
+        let ip = self
+            .masters
+            .iter()
+            .find(|m| m.0 == name)
+            .unwrap_or_else(|| panic!("the lab has no master `{name}`"))
+            .1;
+        self.api.store.set_ready(ip, ready);
+        let want = if ready { "UP" } else { "DOWN" };
+        self.haproxy
+            .wait_status(&[name], want, Duration::from_secs(10))
     }
 }
 

@@ -304,3 +304,64 @@ async fn kube_client_lists_gets_creates_and_updates() {
             .is_empty()
     );
 }
+
+/// A real HAProxy owns the endpoint: the kubeconfig's server reaches the
+/// masters through it, its /readyz checks follow each apiserver, and its
+/// runtime API answers on the Unix socket the topology names and on TCP.
+#[test]
+fn haproxy_fronts_the_masters_and_follows_their_readyz() {
+    let Some(mut lab) = Lab::start_or_skip("haproxy_fronts_the_masters_and_follows_their_readyz")
+    else {
+        return;
+    };
+    let topology = std::fs::read_to_string(&lab.topology).unwrap();
+    assert!(
+        topology.contains(&format!("runtimeApi: {}", lab.lb_runtime_api())),
+        "{topology}"
+    );
+    let statuses = lab.lb_statuses().unwrap();
+    let names: Vec<&str> = statuses.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(names, ["m1", "m2", "m3"]);
+    assert!(statuses.iter().all(|s| s.1 == "UP"), "{statuses:?}");
+
+    // The VIP is HAProxy's: the stand-in listens only on the masters.
+    let before = lab.store().requests();
+    if have_kubectl() {
+        let (ok, out, err) = kubectl(&lab, &["get", "nodes", "-o", "name"]);
+        assert!(ok, "{err}");
+        assert!(out.contains("node/m1"), "{out}");
+        assert!(lab.store().requests() > before);
+    }
+
+    lab.set_apiserver_ready("m2", false).unwrap();
+    let statuses = lab.lb_statuses().unwrap();
+    assert!(
+        statuses.contains(&("m2".into(), "DOWN".into())),
+        "{statuses:?}"
+    );
+    lab.set_apiserver_ready("m2", true).unwrap();
+
+    // The TCP runtime API, by hand.
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(lab.lb_tcp()).unwrap();
+    s.write_all(b"show stat\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("# pxname,svname,"), "{text}");
+
+    // Paused, HAProxy accepts connections on the VIP and answers nothing.
+    lab.pause_lb();
+    let mut vip =
+        std::net::TcpStream::connect(lab.api_url().trim_start_matches("https://")).unwrap();
+    vip.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    vip.write_all(b"\x16\x03\x01\x00\x00").unwrap();
+    let mut buf = [0u8; 1];
+    assert!(
+        vip.read(&mut buf).is_err(),
+        "a paused HAProxy said something"
+    );
+    lab.resume_lb();
+    lab.wait_lb(&["m1", "m2", "m3"], "UP", Duration::from_secs(10))
+        .unwrap();
+}
