@@ -24,11 +24,14 @@ struct Reach {
     daemonsets: Option<Vec<String>>,
     prometheus_url: Option<String>,
     apiserver_port: Option<u16>,
+    lb_runtime_api: Option<String>,
 }
 
 /// Observe the live cluster once, within `timeout` seconds: nodes, etcd
 /// (TLS, kubeadm's certificates), apiservers' /readyz, the kill-switch, the
-/// lock and, with `prometheus_url`, alerts. A probe that fails or times out
+/// lock, the load balancer's pool (HAProxy's runtime API: `lb_runtime_api`
+/// as `unix:/path` or `tcp:ADDR:PORT`, else the topology's
+/// `loadBalancer.runtimeApi`) and, with `prometheus_url`, alerts. A probe that fails or times out
 /// is recorded in the state's `probeErrors`, so the rules that need it
 /// answer "unknown". Raises `ObserveError` if the cluster cannot be reached
 /// at all (no kubeconfig, unreadable etcd certificates).
@@ -37,7 +40,7 @@ struct Reach {
     topology, *, kubeconfig = None, etcd = None, etcd_pki = None, timeout = 2.0,
     member_timeout = 1.0, kill_switch = "kube-system/hacli-kill-switch",
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
-    prometheus_url = None, apiserver_port = None
+    prometheus_url = None, apiserver_port = None, lb_runtime_api = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn observe(
@@ -53,6 +56,7 @@ pub fn observe(
     daemonsets: Option<Vec<String>>,
     prometheus_url: Option<String>,
     apiserver_port: Option<u16>,
+    lb_runtime_api: Option<String>,
 ) -> PyResult<PyState> {
     let reach = Reach {
         kubeconfig,
@@ -65,6 +69,7 @@ pub fn observe(
         daemonsets,
         prometheus_url,
         apiserver_port,
+        lb_runtime_api,
     };
     imp::observe(py, topology, reach)
 }
@@ -82,7 +87,7 @@ pub fn observe(
     timeout = 2.0, member_timeout = 1.0,
     kill_switch = "kube-system/hacli-kill-switch",
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
-    prometheus_url = None, apiserver_port = None
+    prometheus_url = None, apiserver_port = None, lb_runtime_api = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn gate(
@@ -104,6 +109,7 @@ pub fn gate(
     daemonsets: Option<Vec<String>>,
     prometheus_url: Option<String>,
     apiserver_port: Option<u16>,
+    lb_runtime_api: Option<String>,
 ) -> PyResult<PyVerdict> {
     let reach = Reach {
         kubeconfig,
@@ -116,6 +122,7 @@ pub fn gate(
         daemonsets,
         prometheus_url,
         apiserver_port,
+        lb_runtime_api,
     };
     let action: hacore::Action = action.parse().map_err(crate::config_error)?;
     let topology = PyTopology::coerce(topology)?;
@@ -212,6 +219,14 @@ mod imp {
                 prometheus_url: self.prometheus_url,
                 apiserver_port: self.apiserver_port,
                 reboot_required: None,
+                lb_runtime_api: self
+                    .lb_runtime_api
+                    .as_deref()
+                    .map(|s| s.parse())
+                    .transpose()
+                    .map_err(|e: String| {
+                        crate::ConfigError::new_err(format!("lb_runtime_api={e}"))
+                    })?,
             })
         }
     }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hacore::Topology;
+use hacore::topology::RuntimeApi;
 
 use crate::Error;
 
@@ -132,6 +133,11 @@ pub struct ObserverConfig {
     pub apiserver_port: Option<u16>,
     /// When running on a node: (node name, reboot-required file).
     pub reboot_required: Option<(String, PathBuf)>,
+    /// HAProxy's runtime API for the load balancer, over the topology's
+    /// `loadBalancer.runtimeApi`; with neither, a declared load balancer is
+    /// not observed (its probe fails, and the rules that need it answer
+    /// unknown).
+    pub lb_runtime_api: Option<RuntimeApi>,
 }
 
 impl Default for ObserverConfig {
@@ -154,6 +160,7 @@ impl Default for ObserverConfig {
             prometheus_url: None,
             apiserver_port: None,
             reboot_required: None,
+            lb_runtime_api: None,
         }
     }
 }

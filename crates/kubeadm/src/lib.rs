@@ -3,8 +3,10 @@
 //! - [`Observer`] fills a [`hacore::ClusterState`] from the Kubernetes API
 //!   (`kube` + `k8s-openapi`), etcd (`etcd-client` with TLS client
 //!   certificates), each apiserver's `/readyz` and Prometheus alerts, every
-//!   probe concurrently under one overall deadline. A probe that fails or
-//!   times out is recorded in `probeErrors`, so the rules answer "unknown".
+//!   probe concurrently under one overall deadline, and the load balancer's
+//!   pool through HAProxy's runtime API ([`observe_load_balancer`], with
+//!   crates/pfsense). A probe that fails or times out is recorded in
+//!   `probeErrors`, so the rules answer "unknown".
 //! - [`DisruptionLock`] is a `coordination.k8s.io/v1` Lease taken with
 //!   optimistic concurrency: two racing gates can never both hold it, and a
 //!   dead holder's lease expires after its TTL.
@@ -18,11 +20,13 @@
 
 pub mod config;
 pub mod error;
+pub mod lb;
 pub mod lock;
 pub mod observe;
 
 pub use config::{EtcdTls, EtcdTlsOverrides, ObjectRef, ObserverConfig};
 pub use error::Error;
+pub use lb::observe_load_balancer;
 pub use lock::{Acquire, DisruptionLock};
 pub use observe::Observer;
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use hacore::topology::RuntimeApi;
 use hacore::units::Dur;
 use kubeadm::{EtcdTlsOverrides, ObjectRef, ObserverConfig};
 
@@ -74,6 +75,13 @@ pub struct LiveArgs {
     /// apiserver port on each master; the control-plane endpoint's by default.
     #[arg(long)]
     pub apiserver_port: Option<u16>,
+    /// HAProxy runtime API of the load balancer, unix:/path or tcp:ADDR:PORT; the topology's `loadBalancer.runtimeApi` by default.
+    #[arg(long, env = "HACLI_LB_RUNTIME_API", value_parser = parse_runtime_api)]
+    pub lb_runtime_api: Option<RuntimeApi>,
+}
+
+fn parse_runtime_api(s: &str) -> Result<RuntimeApi, String> {
+    s.parse()
 }
 
 impl LiveArgs {
@@ -104,6 +112,7 @@ impl LiveArgs {
             prometheus_url: self.prometheus_url.clone(),
             apiserver_port: self.apiserver_port,
             reboot_required: None,
+            lb_runtime_api: self.lb_runtime_api.clone(),
         })
     }
 

@@ -232,6 +232,7 @@ def observe(
     daemonsets: list[str] | None = None,
     prometheus_url: str | None = None,
     apiserver_port: int | None = None,
+    lb_runtime_api: str | None = None,
 ) -> State: ...
 def gate(
     action: str,
@@ -252,4 +253,5 @@ def gate(
     daemonsets: list[str] | None = None,
     prometheus_url: str | None = None,
     apiserver_port: int | None = None,
+    lb_runtime_api: str | None = None,
 ) -> Verdict: ...
