@@ -1,6 +1,8 @@
 //! `hacli gate`, `observe` and `sentinel` against the lab: real etcd with
-//! TLS and the Kubernetes API stand-in (crates/testlab). Without etcd
-//! installed every test prints SKIPPED and why.
+//! TLS, the Kubernetes API stand-in on the masters and a real HAProxy on
+//! the endpoint, observed through its runtime API (crates/testlab). The
+//! `reboot` policy is the built-in one, load-balancer rule included.
+//! Without etcd or haproxy installed every test prints SKIPPED and why.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -15,6 +17,10 @@ use testlab::Lab;
 const GENEROUS: [&str; 4] = ["--deadline", "6s", "--member-timeout", "4s"];
 
 fn hacli(lab: &Lab, kubeconfig: &Path, args: &[&str]) -> Output {
+    hacli_env(lab, kubeconfig, args, &[])
+}
+
+fn hacli_env(lab: &Lab, kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut args = args.to_vec();
     if !args.contains(&"--deadline") {
         args.extend(GENEROUS);
@@ -31,30 +37,15 @@ fn hacli(lab: &Lab, kubeconfig: &Path, args: &[&str]) -> Output {
         .arg(&lab.etcd_pki)
         .env_remove("KUBECONFIG")
         .env_remove("HACLI_IDENTITY")
+        .env_remove("HACLI_LB_RUNTIME_API")
+        .envs(env.iter().copied())
         .output()
         .expect("hacli runs")
 }
 
-/// The `reboot` policy minus the load-balancer rule: the lab runs no
-/// HAProxy, and the kubeadm observer does not read one (an unobserved load
-/// balancer makes the rule, rightly, answer unknown).
-fn reboot_policy(lab: &Lab) -> String {
-    let p = lab.dir().join("reboot-no-lb.yaml");
-    std::fs::write(
-        &p,
-        "name: reboot-no-lb\nextends: reboot\ndisable: [load-balancer]\n",
-    )
-    .unwrap();
-    p.display().to_string()
-}
-
 fn gate(lab: &Lab, args: &[&str]) -> (i32, String) {
-    let policy = reboot_policy(lab);
     let mut all = vec!["gate"];
     all.extend(args);
-    if args[0] == "reboot" {
-        all.extend(["--policy", policy.as_str()]);
-    }
     let out = hacli(lab, &lab.kubeconfig, &all);
     let text = format!(
         "{}{}",
@@ -62,6 +53,23 @@ fn gate(lab: &Lab, args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// (severity, message) of every finding of `rule` in a JSON verdict.
+fn findings(json: &str, rule: &str) -> Vec<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == rule)
+        .map(|f| {
+            (
+                f["severity"].as_str().unwrap().to_string(),
+                f["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
 
 /// (leader, the two other masters).
@@ -88,6 +96,26 @@ fn healthy_cluster_allows_a_follower_and_denies_the_leader() {
     let (code, out) = gate(&lab, &["reboot", &others[0]]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("ALLOW"), "{out}");
+
+    // The built-in reboot policy, load balancer observed: the other two
+    // backends are UP, and the target's own still takes traffic (drain it).
+    let (code, out) = gate(&lab, &["reboot", &others[0], "-o", "json"]);
+    assert_eq!(code, 0, "{out}");
+    let lb = findings(&out, "load-balancer");
+    assert!(
+        lb.iter()
+            .any(|(sev, msg)| sev == "pass" && msg.contains("2 other backend(s) UP")),
+        "{lb:?}"
+    );
+    assert!(
+        lb.iter()
+            .any(|(sev, msg)| sev == "warn" && msg.contains(&others[0])),
+        "{lb:?}"
+    );
+    assert!(
+        lb.iter().all(|(sev, _)| sev == "pass" || sev == "warn"),
+        "{lb:?}"
+    );
 
     let (code, out) = gate(&lab, &["reboot", &leader, "-o", "json"]);
     assert_eq!(code, 1, "{out}");
@@ -166,12 +194,7 @@ fn api_unreachable_is_unknown_exit_3() {
     );
     let kc = lab.dir().join("unreachable.conf");
     std::fs::write(&kc, text).unwrap();
-    let policy = reboot_policy(&lab);
-    let out = hacli(
-        &lab,
-        &kc,
-        &["gate", "reboot", &others[0], "--policy", &policy],
-    );
+    let out = hacli(&lab, &kc, &["gate", "reboot", &others[0]]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(text.contains("UNKNOWN"), "{text}");
@@ -183,19 +206,10 @@ fn twenty_concurrent_locking_gates_allow_exactly_one() {
         return;
     };
     let (_, others) = roles(&lab);
-    let policy = reboot_policy(&lab);
     let children: Vec<_> = (0..20)
         .map(|i| {
             Command::new(env!("CARGO_BIN_EXE_hacli"))
-                .args([
-                    "gate",
-                    "reboot",
-                    &others[i % 2],
-                    "--policy",
-                    &policy,
-                    "--lock",
-                    "--identity",
-                ])
+                .args(["gate", "reboot", &others[i % 2], "--lock", "--identity"])
                 .arg(format!("gate-{i}"))
                 .arg("--topology")
                 .arg(&lab.topology)
@@ -330,16 +344,16 @@ fn observe_writes_a_state_that_check_reads() {
     assert_eq!(leaders.len(), 1);
     assert_eq!(leaders[0]["name"], leader.as_str());
     assert_eq!(state["nodes"].as_array().unwrap().len(), 4);
+    let backends = state["loadBalancer"]["backends"].as_array().unwrap();
+    let names: Vec<_> = backends
+        .iter()
+        .map(|b| b["server"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["m1", "m2", "m3"], "{state:#}");
+    assert!(backends.iter().all(|b| b["status"] == "UP"), "{state:#}");
 
     let check = Command::new(env!("CARGO_BIN_EXE_hacli"))
-        .args([
-            "check",
-            "reboot",
-            &others[0],
-            "--policy",
-            &reboot_policy(&lab),
-            "--topology",
-        ])
+        .args(["check", "reboot", &others[0], "--topology"])
         .arg(&lab.topology)
         .arg("--state")
         .arg(&file)
@@ -350,6 +364,14 @@ fn observe_writes_a_state_that_check_reads() {
     assert_eq!(table.status.code(), Some(0), "{text}");
     assert!(text.contains(&leader), "{text}");
     assert!(text.contains("m3") && text.contains("w1"), "{text}");
+    let lb_line = text
+        .lines()
+        .find(|l| l.starts_with("load balancer: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    // Sessions vary: the observation's own API reads go through the VIP.
+    for m in ["m1 UP (", "m2 UP (", "m3 UP ("] {
+        assert!(lb_line.contains(m), "{lb_line}");
+    }
 
     assert_eq!(
         check.status.code(),
@@ -368,7 +390,6 @@ fn sentinel_gates_the_reboot_and_releases_the_lock_once_ready() {
     };
     let (_, others) = roles(&lab);
     let node = others[0].as_str();
-    let policy = reboot_policy(&lab);
     let required = lab.dir().join("reboot-required");
     let sentinel = lab.dir().join("reboot-required.gated");
     let run = || {
@@ -381,8 +402,6 @@ fn sentinel_gates_the_reboot_and_releases_the_lock_once_ready() {
                 node,
                 "--cycles",
                 "1",
-                "--policy",
-                &policy,
                 "--reboot-required",
                 required.to_str().unwrap(),
                 "--sentinel",
@@ -451,4 +470,180 @@ fn the_daemonset_manifest_passes_arguments_hacli_accepts() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("/etc/hacli/topology/topology.yaml"), "{err}");
+}
+
+#[test]
+fn the_other_backends_in_maint_deny_by_load_balancer() {
+    let Some(mut lab) = Lab::start_or_skip("the_other_backends_in_maint_deny_by_load_balancer")
+    else {
+        return;
+    };
+    let (_, others) = roles(&lab);
+    let target = others[0].as_str();
+    let rest: Vec<&str> = ["m1", "m2", "m3"]
+        .into_iter()
+        .filter(|m| *m != target)
+        .collect();
+    for m in &rest {
+        let answer = lab
+            .lb_command(&format!("set server {}/{m} state maint", lab.lb_pool()))
+            .unwrap();
+        assert_eq!(answer.trim(), "", "{answer}");
+    }
+    lab.wait_lb(&rest, "MAINT", Duration::from_secs(5)).unwrap();
+    let (code, out) = gate(&lab, &["reboot", target, "-o", "json"]);
+    assert_eq!(code, 1, "{out}");
+    let lb = findings(&out, "load-balancer");
+    assert!(
+        lb.iter()
+            .any(|(sev, msg)| sev == "deny" && msg.contains("0 other backend(s) UP")),
+        "{lb:?}"
+    );
+
+    // Back in service: allowed again.
+    for m in &rest {
+        lab.lb_command(&format!("set server {}/{m} state ready", lab.lb_pool()))
+            .unwrap();
+    }
+    lab.wait_lb(&rest, "UP", Duration::from_secs(5)).unwrap();
+    let (code, out) = gate(&lab, &["reboot", target]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_paused_haproxy_never_allows_and_answers_within_the_deadline() {
+    let Some(mut lab) =
+        Lab::start_or_skip("a_paused_haproxy_never_allows_and_answers_within_the_deadline")
+    else {
+        return;
+    };
+    let (_, others) = roles(&lab);
+    lab.pause_lb();
+    let started = Instant::now();
+    let (code, out) = gate(
+        &lab,
+        &["reboot", &others[0], "--deadline", "2s", "-o", "json"],
+    );
+    let took = started.elapsed();
+    lab.resume_lb();
+    // The VIP is HAProxy too: the API reads through it are unknown, and an
+    // endpoint that does not answer /readyz denies (apiserver-ready). The
+    // load balancer itself is unknown, naming the socket.
+    assert_eq!(code, 1, "{out}");
+    let lb = findings(&out, "load-balancer");
+    assert!(
+        lb.iter().any(|(sev, msg)| sev == "unknown"
+            && msg.contains(&lab.lb_runtime_api())
+            && msg.contains("no answer before the deadline")),
+        "{lb:?}"
+    );
+    assert!(
+        findings(&out, "apiserver-ready")
+            .iter()
+            .any(|(sev, _)| sev == "deny"),
+        "{out}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+/// A runtime API that accepts connections and never answers, as a hung
+/// HAProxy's does: the listener is never accepted from.
+fn silent_socket(lab: &Lab) -> (std::os::unix::net::UnixListener, String) {
+    let path = lab.dir().join("silent.sock");
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    (l, format!("unix:{}", path.display()))
+}
+
+#[test]
+fn the_lb_runtime_api_flag_overrides_the_topology() {
+    let Some(lab) = Lab::start_or_skip("the_lb_runtime_api_flag_overrides_the_topology") else {
+        return;
+    };
+    let (_, others) = roles(&lab);
+    let target = others[0].as_str();
+
+    // Only the load balancer is silent: unknown (exit 3) by the deadline.
+    let (_silent, silent) = silent_socket(&lab);
+    let started = Instant::now();
+    let (code, out) = gate(
+        &lab,
+        &[
+            "reboot",
+            target,
+            "--lb-runtime-api",
+            &silent,
+            "--deadline",
+            "1s",
+            "--member-timeout",
+            "1s",
+            "-o",
+            "json",
+        ],
+    );
+    let took = started.elapsed();
+    assert_eq!(code, 3, "{out}");
+    let lb = findings(&out, "load-balancer");
+    assert!(
+        lb.iter().any(|(sev, msg)| sev == "unknown"
+            && msg.contains(&silent)
+            && msg.contains("no answer before the deadline")),
+        "{lb:?}"
+    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+
+    // The environment variable, to the TCP listener, on a topology that
+    // names no runtime API at all.
+    let text = std::fs::read_to_string(&lab.topology).unwrap();
+    let bare: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("runtimeApi:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(bare, text);
+    let bare_path = lab.dir().join("topology-no-runtime-api.yaml");
+    std::fs::write(&bare_path, bare).unwrap();
+    let run = |env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hacli"))
+            .args(["gate", "reboot", target, "-o", "json"])
+            .arg("--topology")
+            .arg(&bare_path)
+            .arg("--kubeconfig")
+            .arg(&lab.kubeconfig)
+            .args(GENEROUS)
+            .env_remove("KUBECONFIG")
+            .env_remove("HACLI_LB_RUNTIME_API")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&[]);
+    assert_eq!(code, 3, "{out}");
+    let lb = findings(&out, "load-balancer");
+    assert!(
+        lb.iter().any(|(sev, msg)| sev == "unknown"
+            && msg.contains("no runtime API configured")
+            && msg.contains("--lb-runtime-api")),
+        "{lb:?}"
+    );
+    let tcp = format!("tcp:{}", lab.lb_tcp());
+    let (code, out) = run(&[("HACLI_LB_RUNTIME_API", tcp.as_str())]);
+    assert_eq!(code, 0, "{out}");
+
+    // A bad value is a usage error naming it.
+    let out = hacli_env(
+        &lab,
+        &lab.kubeconfig,
+        &["gate", "reboot", target],
+        &[("HACLI_LB_RUNTIME_API", "haproxy.sock")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("haproxy.sock") && err.contains("unix:"),
+        "{err}"
+    );
 }

@@ -1,7 +1,7 @@
-//! Starts the local lab (crates/testlab: a real 3-member TLS etcd and the
-//! Kubernetes API stand-in, on loopback) for hapy's live pytest tests, prints
+//! Starts the local lab (crates/testlab: a real 3-member TLS etcd, the
+//! Kubernetes API stand-in and HAProxy in front of it, on loopback) for hapy's live pytest tests, prints
 //! how to reach it as one JSON line on stdout, and stops it when stdin
-//! closes. Without etcd installed it prints `{"skip": "<why>"}`.
+//! closes. Without etcd or haproxy installed it prints `{"skip": "<why>"}`.
 //!
 //! cargo run -p hapy --example hapy_lab
 
@@ -15,7 +15,7 @@ use testlab::{Lab, LabError};
 fn main() -> ExitCode {
     let lab = match Lab::start() {
         Ok(lab) => lab,
-        Err(e @ LabError::EtcdMissing) => {
+        Err(e @ (LabError::EtcdMissing | LabError::HaproxyMissing)) => {
             println!("{}", json!({ "skip": e.to_string() }));
             return ExitCode::SUCCESS;
         }
@@ -36,6 +36,8 @@ fn main() -> ExitCode {
         "workers": names(&lab.workers),
         "leader": leader,
         "dir": lab.dir(),
+        "lb_runtime_api": lab.lb_runtime_api(),
+        "lb_tcp": format!("tcp:{}", lab.lb_tcp()),
     });
     let mut out = std::io::stdout().lock();
     if writeln!(out, "{info}").and_then(|()| out.flush()).is_err() {

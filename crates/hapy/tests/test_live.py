@@ -1,7 +1,9 @@
 """hapy.observe and hapy.gate against the local lab: real etcd (3 members,
-TLS) and the Kubernetes API stand-in, started by `cargo run -p hapy
---example hapy_lab` (crates/testlab). Without etcd installed these tests skip and
-say why (scripts/test.sh installs it)."""
+TLS), the Kubernetes API stand-in on the masters and a real HAProxy on the
+endpoint, started by `cargo run -p hapy --example hapy_lab` (crates/testlab).
+The policy is the built-in `reboot`, load-balancer rule included: the load
+balancer is observed through HAProxy's runtime API. Without etcd or haproxy
+installed these tests skip and say why (scripts/test.sh installs them)."""
 
 from __future__ import annotations
 
@@ -21,11 +23,6 @@ import pytest
 
 import hapy
 from conftest import REPO, Cli
-
-POLICY = "name: reboot-no-lb\nextends: reboot\ndisable: [load-balancer]\n"
-"""The lab runs no HAProxy and the kubeadm observer reads none: an
-unobserved load balancer rightly makes that rule unknown, so it is dropped."""
-
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[dict[str, Any]]:
@@ -68,7 +65,7 @@ def reach(lab: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def policy() -> hapy.Policy:
-    return hapy.Policy.from_yaml(POLICY)
+    return hapy.Policy.builtin("reboot")
 
 
 def followers(lab: dict[str, Any]) -> list[str]:
@@ -83,12 +80,16 @@ def test_observe_sees_the_lab(lab: dict[str, Any]) -> None:
     assert sorted(m["name"] for m in d["etcd"]["members"]) == sorted(lab["masters"])
     assert [m["name"] for m in d["etcd"]["members"] if m.get("leader")] == [lab["leader"]]
     assert sorted(n["name"] for n in d["nodes"]) == sorted(lab["masters"] + lab["workers"])
+    backends = d["loadBalancer"]["backends"]
+    assert [b["server"] for b in backends] == lab["masters"]
+    assert all(b["status"] == "UP" for b in backends), backends
     # The observed state feeds the offline API.
-    v = hapy.evaluate("reboot", followers(lab)[0], topo, state, policy=hapy.Policy.from_yaml(POLICY), at="now")
+    v = hapy.evaluate("reboot", followers(lab)[0], topo, state, policy="reboot", at="now")
     assert v.allowed, [(f.rule, f.message) for f in v.blocking]
+    assert {f.severity for f in v.findings if f.rule == "load-balancer"} <= {"pass", "warn"}
 
 
-def test_gate_allows_a_follower_and_denies_the_leader(lab: dict[str, Any], policy: hapy.Policy, cli: Cli, tmp_path: Path) -> None:
+def test_gate_allows_a_follower_and_denies_the_leader(lab: dict[str, Any], policy: hapy.Policy, cli: Cli) -> None:
     ok = hapy.gate("reboot", followers(lab)[0], lab["topology"], policy, **reach(lab))
     assert ok.allowed, [(f.rule, f.message) for f in ok.blocking]
     assert ok.decision == "allow" and ok.exit_code == 0
@@ -96,12 +97,10 @@ def test_gate_allows_a_follower_and_denies_the_leader(lab: dict[str, Any], polic
     assert leader.decision == "deny"
     assert [f.rule for f in leader.blocking] == ["etcd-leader"]
     # Same rules, same outcomes as `hacli gate` on the same lab.
-    pfile = tmp_path / "policy.yaml"
-    pfile.write_text(POLICY)
     for v in (ok, leader):
         expected, _, code = cli.json(
             "gate", "reboot", v.target, "--topology", lab["topology"], "--kubeconfig", lab["kubeconfig"],
-            "--etcd-endpoints", ",".join(lab["etcd"]), "--etcd-pki", lab["etcd_pki"], "--policy", pfile,
+            "--etcd-endpoints", ",".join(lab["etcd"]), "--etcd-pki", lab["etcd_pki"],
         )
         assert code == v.exit_code
         assert [(f["rule"], f["severity"]) for f in expected["findings"]] == [(f.rule, f.severity) for f in v.findings]
@@ -181,3 +180,17 @@ def test_observe_errors(lab: dict[str, Any], tmp_path: Path) -> None:
         hapy.gate("reboot", "nowhere", topo, **reach(lab))
     with pytest.raises(hapy.ConfigError, match="unknown action"):
         hapy.gate("reboop", lab["leader"], topo, **reach(lab))
+
+
+def test_lb_runtime_api_overrides_the_topology(lab: dict[str, Any], policy: hapy.Policy, tmp_path: Path) -> None:
+    missing = f"unix:{tmp_path / 'no-haproxy.sock'}"
+    state = hapy.observe(lab["topology"], lb_runtime_api=missing, **reach(lab))
+    errors = state.to_dict()["probeErrors"]
+    assert list(errors) == ["loadBalancer"], errors
+    assert missing in errors["loadBalancer"]
+    v = hapy.gate("reboot", followers(lab)[0], lab["topology"], policy, lb_runtime_api=missing, **reach(lab))
+    assert v.decision == "unknown" and [f.rule for f in v.blocking] == ["load-balancer"], v.to_dict()
+    over_tcp = hapy.gate("reboot", followers(lab)[0], lab["topology"], policy, lb_runtime_api=lab["lb_tcp"], **reach(lab))
+    assert over_tcp.allowed, [(f.rule, f.message) for f in over_tcp.blocking]
+    with pytest.raises(hapy.ConfigError, match="lb_runtime_api"):
+        hapy.observe(lab["topology"], lb_runtime_api="haproxy.sock", **reach(lab))
