@@ -139,3 +139,14 @@ fn an_unknown_status_is_an_error_naming_it() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn an_error_answer_is_not_csv() {
+    let path = format!(
+        "{}/tests/data/answer-no-such-server.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let e = Stats::parse(&text).unwrap_err();
+    assert!(e.contains("`No such server.`"), "{e}");
+}
