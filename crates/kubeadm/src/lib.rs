@@ -28,16 +28,60 @@ pub use config::{EtcdTls, EtcdTlsOverrides, ObjectRef, ObserverConfig};
 pub use error::Error;
 pub use lb::observe_load_balancer;
 pub use lock::{Acquire, DisruptionLock};
-pub use observe::Observer;
+pub use observe::{Observer, Timings};
 
 /// Build a Kubernetes client: from `kubeconfig` if given, else by kube's
 /// standard inference.
 pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, Error> {
     let config = kube_config(kubeconfig).await?;
-    kube::Client::try_from(config).map_err(|e| Error::KubeConfig {
+    client_for(config).map_err(|e| Error::KubeConfig {
         path: kubeconfig.map(Into::into),
         source: Box::new(e),
     })
+}
+
+/// A client for `config` that speaks HTTP/2 when the server offers it (as
+/// `kubectl` does), so concurrent reads share one TLS connection instead of
+/// queueing on one HTTP/1.1 connection or opening more. The stack is kube's
+/// own (base URI, credentials including exec plugins, extra headers) over a
+/// connector with both HTTP versions; with a proxy configured, kube's default
+/// client (HTTP/1.1) is used instead.
+pub fn client_for(config: kube::Config) -> Result<kube::Client, kube::Error> {
+    use kube::client::ConfigExt as _;
+    use tower::ServiceBuilder;
+
+    if config.proxy_url.is_some() {
+        return kube::Client::try_from(config);
+    }
+    let tls = config.rustls_client_config()?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    let builder = match &config.tls_server_name {
+        Some(name) => {
+            let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| {
+                kube::Error::Service(
+                    format!("tls-server-name `{name}` is not a valid server name: {e}").into(),
+                )
+            })?;
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    let connector = builder.enable_http1().enable_http2().wrap_connector(http);
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .build(connector);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(hyper);
+    Ok(kube::Client::new(service, config.default_namespace))
 }
 
 /// The client configuration (see [`kube_client`]).

@@ -41,15 +41,41 @@ impl std::fmt::Debug for Observer {
 
 type ProbeResult<T> = Result<T, String>;
 
-async fn within<T, E: std::fmt::Display>(
+async fn within<T, E: std::error::Error + 'static>(
     until: Instant,
     what: &str,
     f: impl std::future::Future<Output = Result<T, E>>,
 ) -> ProbeResult<T> {
     match timeout_at(until, f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Ok(Err(e)) => Err(format!("{what}: {}", describe(&e))),
         Err(_) => Err(format!("{what}: no answer before the deadline")),
+    }
+}
+
+/// One line for an error: its own message (a gRPC status's message, not
+/// its debug dump) and, when that does not already say it, the root cause
+/// (such as "Connection refused (os error 111)").
+pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let (top, mut next) = match e.downcast_ref::<etcd_client::Error>() {
+        Some(etcd_client::Error::GRpcStatus(s)) => {
+            let top = if s.message().is_empty() {
+                format!("{:?}", s.code())
+            } else {
+                s.message().to_string()
+            };
+            (top, std::error::Error::source(s))
+        }
+        _ => (e.to_string(), e.source()),
+    };
+    let mut root = None;
+    while let Some(cause) = next {
+        root = Some(cause);
+        next = cause.source();
+    }
+    match root.map(|r| r.to_string()) {
+        Some(r) if !r.is_empty() && !top.contains(&r) => format!("{top}: {r}"),
+        _ => top,
     }
 }
 
@@ -82,7 +108,7 @@ impl Observer {
     /// contacted yet.
     pub async fn new(topology: Topology, config: ObserverConfig) -> Result<Observer, Error> {
         let kube_config = crate::kube_config(config.kubeconfig.as_deref()).await?;
-        let kube = kube::Client::try_from(kube_config.clone()).map_err(|e| Error::KubeConfig {
+        let kube = crate::client_for(kube_config.clone()).map_err(|e| Error::KubeConfig {
             path: config.kubeconfig.clone(),
             source: Box::new(e),
         })?;
@@ -129,6 +155,18 @@ impl Observer {
     /// Observe now. Never fails: what could not be observed before the
     /// deadline is recorded in `probeErrors`.
     pub async fn observe(&self) -> ClusterState {
+        self.observe_timed().await.0
+    }
+
+    /// Observe now, and say how long each probe took (for `--timings`).
+    pub async fn observe_timed(&self) -> (ClusterState, Timings) {
+        let t0 = Instant::now();
+        let timings = std::sync::Mutex::new(Vec::new());
+        let mark = |what: String| {
+            if let Ok(mut t) = timings.lock() {
+                t.push((what, t0.elapsed()));
+            }
+        };
         let started = jiff::Timestamp::now();
         let until = Instant::now() + self.config.deadline;
         let mut state = ClusterState::empty(started);
@@ -146,27 +184,73 @@ impl Observer {
             format!("get configmap {}", self.config.kill_switch),
             format!("get lease {}", self.config.lock),
         );
-        // The Kubernetes reads go one after another over one kept-alive
-        // connection: one TLS handshake instead of five, while etcd, the
+        // The Kubernetes reads share one TLS connection. The first request
+        // (`/readyz`, the endpoint's readiness when the kubeconfig points at
+        // the endpoint) opens it and learns the HTTP version: over HTTP/2 the
+        // five reads then go together, over HTTP/1.1 one after another on the
+        // kept-alive connection (one handshake either way). etcd, the other
         // apiservers and Prometheus are probed alongside.
+        let endpoint = format!("https://{}", self.topology.control_plane_endpoint.socket());
+        let kube_is_endpoint = same_url(&self.kube_config.cluster_url.to_string(), &endpoint);
         let kube_reads = async {
-            let nodes = within(until, "list nodes", node_api.list(&lp)).await;
-            let pods = within(until, "list pods", pod_api.list(&lp)).await;
-            let pdbs = within(until, "list poddisruptionbudgets", pdb_api.list(&lp)).await;
-            let kill = within(
-                until,
-                &kill_what,
-                cm_api.get_opt(&self.config.kill_switch.name),
-            )
-            .await;
-            let lock = within(until, &lock_what, lease_api.get_opt(&self.config.lock.name)).await;
-            (nodes, pods, pdbs, kill, lock)
+            let (ready, h2) = readyz(&self.kube, until).await;
+            mark("readyz kubeconfig server".into());
+            let nodes = async {
+                let r = within(until, "list nodes", node_api.list(&lp)).await;
+                mark("list nodes".into());
+                r
+            };
+            let pods = async {
+                let r = within(until, "list pods", pod_api.list(&lp)).await;
+                mark("list pods".into());
+                r
+            };
+            let pdbs = async {
+                let r = within(until, "list poddisruptionbudgets", pdb_api.list(&lp)).await;
+                mark("list pdbs".into());
+                r
+            };
+            let kill = async {
+                let r = within(
+                    until,
+                    &kill_what,
+                    cm_api.get_opt(&self.config.kill_switch.name),
+                )
+                .await;
+                mark("get kill-switch".into());
+                r
+            };
+            let lock = async {
+                let r = within(until, &lock_what, lease_api.get_opt(&self.config.lock.name)).await;
+                mark("get lock".into());
+                r
+            };
+            let reads = if h2 {
+                tokio::join!(nodes, pods, pdbs, kill, lock)
+            } else {
+                (nodes.await, pods.await, pdbs.await, kill.await, lock.await)
+            };
+            (ready, reads)
         };
-        let ((nodes, pods, pdbs, kill, lock), etcd, apis, alerts) = tokio::join!(
+        let ((kube_ready, (nodes, pods, pdbs, kill, lock)), etcd, apis, alerts) = tokio::join!(
             kube_reads,
-            self.etcd(until),
-            self.apiservers(until),
-            self.alerts(until),
+            async {
+                let r = self.etcd(until, &mark).await;
+                mark("etcd".into());
+                r
+            },
+            async {
+                let r = self.apiservers(until, &mark, kube_is_endpoint).await;
+                mark("readyz".into());
+                r
+            },
+            async {
+                let r = self.alerts(until).await;
+                if r.is_some() {
+                    mark("alerts".into());
+                }
+                r
+            },
         );
 
         let mut nodes: Option<Vec<NodeState>> = match nodes {
@@ -231,6 +315,10 @@ impl Observer {
                 state.probe_errors.insert(Probe::Etcd, e);
             }
         }
+        let mut apis = apis;
+        if kube_is_endpoint {
+            apis.via_endpoint = Some(kube_ready);
+        }
         state.apiservers = Some(apis);
         match kill {
             Ok(cm) => state.kill_switch = Some(cm.is_some()),
@@ -251,10 +339,20 @@ impl Observer {
             }
             None => {}
         }
-        state
+        let mut t = timings.into_inner().unwrap_or_default();
+        t.sort_by_key(|(_, d)| *d);
+        (state, Timings(t))
     }
 
-    async fn apiservers(&self, until: Instant) -> ApiserverState {
+    /// `/readyz` on each master, and through the endpoint unless the
+    /// kubeconfig's server is the endpoint (then the Kubernetes reads'
+    /// first request answers it).
+    async fn apiservers(
+        &self,
+        until: Instant,
+        mark: &impl Fn(String),
+        endpoint_done: bool,
+    ) -> ApiserverState {
         let port = self
             .config
             .apiserver_port
@@ -267,39 +365,39 @@ impl Observer {
             .collect();
         let per = masters.iter().map(|n| {
             let url = format!("https://{}", SocketAddr::new(n.address, port));
-            async move { (n.name.clone(), self.readyz(&url, until).await) }
+            async move {
+                let ready = self.readyz_at(&url, until).await;
+                mark(format!("readyz {}", n.name));
+                (n.name.clone(), ready)
+            }
         });
         let endpoint = format!("https://{}", self.topology.control_plane_endpoint.socket());
-        let (per, via) = tokio::join!(
-            futures::future::join_all(per),
-            self.readyz(&endpoint, until)
-        );
+        let (per, via) = tokio::join!(futures::future::join_all(per), async {
+            if endpoint_done {
+                return None;
+            }
+            let ready = self.readyz_at(&endpoint, until).await;
+            mark("readyz endpoint".into());
+            Some(ready)
+        });
         ApiserverState {
             per_node: per.into_iter().collect(),
-            via_endpoint: Some(via),
+            via_endpoint: via,
         }
     }
 
-    /// `GET /readyz` on one apiserver with the kubeconfig's CA and
+    /// `GET /readyz` on the apiserver at `url` with the kubeconfig's CA and
     /// credentials; anything but 200 before the deadline is "not ready".
-    async fn readyz(&self, url: &str, until: Instant) -> bool {
+    async fn readyz_at(&self, url: &str, until: Instant) -> bool {
         let Ok(uri) = url.parse::<http::Uri>() else {
             return false;
         };
-        let client = if same_url(&self.kube_config.cluster_url.to_string(), url) {
-            self.kube.clone()
-        } else {
-            let mut cfg = self.kube_config.clone();
-            cfg.cluster_url = uri;
-            match kube::Client::try_from(cfg) {
-                Ok(c) => c,
-                Err(_) => return false,
-            }
-        };
-        let Ok(req) = http::Request::get("/readyz").body(Vec::new()) else {
-            return false;
-        };
-        matches!(timeout_at(until, client.request_text(req)).await, Ok(Ok(_)))
+        let mut cfg = self.kube_config.clone();
+        cfg.cluster_url = uri;
+        match crate::client_for(cfg) {
+            Ok(c) => readyz(&c, until).await.0,
+            Err(_) => false,
+        }
     }
 
     async fn alerts(&self, until: Instant) -> Option<ProbeResult<Vec<Alert>>> {
@@ -413,7 +511,7 @@ impl Observer {
         view
     }
 
-    async fn etcd(&self, until: Instant) -> ProbeResult<EtcdState> {
+    async fn etcd(&self, until: Instant, mark: &impl Fn(String)) -> ProbeResult<EtcdState> {
         let endpoints = self.config.etcd_endpoints(&self.topology);
         if endpoints.is_empty() {
             return Err(
@@ -421,9 +519,12 @@ impl Observer {
                     .into(),
             );
         }
-        let views =
-            futures::future::join_all(endpoints.into_iter().map(|u| self.etcd_endpoint(u, until)))
-                .await;
+        let views = futures::future::join_all(endpoints.into_iter().map(|u| async move {
+            let v = self.etcd_endpoint(u, until).await;
+            mark(format!("etcd {}", v.url));
+            v
+        }))
+        .await;
         let Some(list) = views.iter().find_map(|v| v.members.as_ref()) else {
             let why: Vec<String> = views
                 .iter()
@@ -469,6 +570,43 @@ impl Observer {
             })
             .collect();
         Ok(EtcdState { members })
+    }
+}
+
+/// When each probe finished, from the start of one observation, earliest
+/// first.
+#[derive(Debug, Clone, Default)]
+pub struct Timings(pub Vec<(String, std::time::Duration)>);
+
+impl std::fmt::Display for Timings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (what, at)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{what} {:.1} ms", at.as_secs_f64() * 1000.0)?;
+        }
+        Ok(())
+    }
+}
+
+/// `GET /readyz` through `client`: whether it answered 200 before the
+/// deadline, and whether the connection speaks HTTP/2.
+async fn readyz(client: &kube::Client, until: Instant) -> (bool, bool) {
+    let Ok(req) = http::Request::get("/readyz").body(kube::client::Body::empty()) else {
+        return (false, false);
+    };
+    let answer = async {
+        let resp = client.send(req).await?;
+        let h2 = resp.version() == http::Version::HTTP_2;
+        let ok = resp.status() == http::StatusCode::OK;
+        // Read the body so the connection is free for the next request.
+        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+        Ok::<_, kube::Error>((ok, h2))
+    };
+    match timeout_at(until, answer).await {
+        Ok(Ok(r)) => r,
+        _ => (false, false),
     }
 }
 
@@ -753,5 +891,29 @@ mod tests {
         assert_eq!(s.live_holder(at), Some("gate-1"));
         let later: jiff::Timestamp = "2026-05-21T12:00:30Z".parse().unwrap();
         assert_eq!(s.live_holder(later), None);
+    }
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::describe;
+
+    #[tokio::test]
+    async fn a_refused_etcd_connection_reads_as_its_cause_not_a_debug_dump() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // The listener is gone: connecting is refused.
+        let url = format!("http://127.0.0.1:{port}");
+        let e = match etcd_client::Client::connect([url.as_str()], None).await {
+            Err(e) => e,
+            Ok(mut c) => c.status().await.unwrap_err(),
+        };
+        let got = describe(&e);
+        assert!(got.contains("Connection refused"), "{got}");
+        assert!(!got.contains("Os {"), "{got}");
+        assert!(!got.contains("tonic::"), "{got}");
     }
 }

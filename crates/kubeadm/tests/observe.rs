@@ -158,6 +158,41 @@ async fn every_probe_fails_closed_when_nothing_answers() {
         );
     }
     assert!(s.nodes.is_none() && s.etcd.is_none() && s.lock.is_none());
+    // Errors name the cause in one line, not a debug dump.
+    let etcd = &s.probe_errors[&Probe::Etcd];
+    assert!(etcd.contains("Connection refused"), "{etcd}");
+    assert!(
+        !etcd.contains("Os {") && !etcd.contains("tonic::"),
+        "{etcd}"
+    );
+    let nodes = &s.probe_errors[&Probe::Nodes];
+    assert!(nodes.contains("Connection refused"), "{nodes}");
+}
+
+/// The client speaks HTTP/2 when the server offers it (the stand-in does, as
+/// the real apiserver and HAProxy in TCP mode pass ALPN through), so the
+/// observer's reads share one connection.
+#[tokio::test]
+async fn the_kubernetes_client_negotiates_http2_through_the_endpoint() {
+    let Some(lab) =
+        Lab::start_or_skip("the_kubernetes_client_negotiates_http2_through_the_endpoint")
+    else {
+        return;
+    };
+    let config = kubeadm::kube_config(Some(&lab.kubeconfig)).await.unwrap();
+    let client = kubeadm::client_for(config).unwrap();
+    let req = http::Request::get("/readyz")
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let resp = client.send(req).await.unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    // And the typed API works over it.
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+    assert_eq!(
+        nodes.list(&Default::default()).await.unwrap().items.len(),
+        4
+    );
 }
 
 #[tokio::test]

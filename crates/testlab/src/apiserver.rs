@@ -991,6 +991,10 @@ impl ApiServer {
                     let Ok((tcp, _)) = listener.accept().await else {
                         continue;
                     };
+                    // As Go's net/http (the real apiserver) does: without it,
+                    // Nagle holds an HTTP/2 DATA frame behind the HEADERS
+                    // frame until the client's delayed ACK, 40 ms later.
+                    let _ = tcp.set_nodelay(true);
                     let acceptor = acceptor.clone();
                     let app = app.clone();
                     tokio::spawn(async move {

@@ -63,10 +63,10 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let mut phases: Vec<(&str, Duration)> = Vec::new();
     let mark = |name, phases: &mut Vec<(&str, Duration)>| phases.push((name, started.elapsed()));
     let rt = runtime()?;
-    let verdict = rt.block_on(async {
+    let (verdict, probes) = rt.block_on(async {
         let observer = Observer::new(topology.clone(), config).await?;
         mark("setup", &mut phases);
-        let state = observer.observe().await;
+        let (state, probes) = observer.observe_timed().await;
         mark("observe", &mut phases);
         let now = jiff::Timestamp::now();
         let request = Request {
@@ -82,7 +82,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                 .await;
             mark("lock", &mut phases);
         }
-        anyhow::Ok(verdict)
+        anyhow::Ok((verdict, probes))
     })?;
     if a.timings {
         let mut last = Duration::ZERO;
@@ -95,6 +95,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             })
             .collect();
         eprintln!("timings: {}", line.join(", "));
+        eprintln!("probes done at: {probes}");
     }
     match a.output {
         Output::Json => crate::print_json(&verdict)?,
