@@ -232,7 +232,7 @@ impl Observer {
             };
             (ready, reads)
         };
-        let ((kube_ready, (nodes, pods, pdbs, kill, lock)), etcd, apis, alerts) = tokio::join!(
+        let ((kube_ready, (nodes, pods, pdbs, kill, lock)), etcd, apis, alerts, lb) = tokio::join!(
             kube_reads,
             async {
                 let r = self.etcd(until, &mark).await;
@@ -248,6 +248,18 @@ impl Observer {
                 let r = self.alerts(until).await;
                 if r.is_some() {
                     mark("alerts".into());
+                }
+                r
+            },
+            async {
+                let r = crate::observe_load_balancer(
+                    &self.topology,
+                    self.config.lb_runtime_api.as_ref(),
+                    until,
+                )
+                .await;
+                if r.is_some() {
+                    mark("load balancer".into());
                 }
                 r
             },
@@ -336,6 +348,13 @@ impl Observer {
             Some(Ok(a)) => state.alerts = Some(a),
             Some(Err(e)) => {
                 state.probe_errors.insert(Probe::Alerts, e);
+            }
+            None => {}
+        }
+        match lb {
+            Some(Ok(l)) => state.load_balancer = Some(l),
+            Some(Err(e)) => {
+                state.probe_errors.insert(Probe::LoadBalancer, e);
             }
             None => {}
         }
