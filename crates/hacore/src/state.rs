@@ -88,6 +88,10 @@ pub enum Probe {
     Nodes,
     /// etcd member list, status and health.
     Etcd,
+    /// etcd's active alarms (`alarm list`). Kept apart from [`Probe::Etcd`]:
+    /// the list goes through raft, so it is asked of one member only, and
+    /// when it cannot be read the members' `alarms` say nothing.
+    EtcdAlarms,
     /// Load balancer backend states.
     LoadBalancer,
     /// apiserver `/readyz` per master and through the VIP.
@@ -112,6 +116,7 @@ impl Probe {
         match self {
             Probe::Nodes => "nodes",
             Probe::Etcd => "etcd",
+            Probe::EtcdAlarms => "etcdAlarms",
             Probe::LoadBalancer => "loadBalancer",
             Probe::Apiservers => "apiservers",
             Probe::Alerts => "alerts",
@@ -124,9 +129,10 @@ impl Probe {
     }
 
     /// Every probe.
-    pub const ALL: [Probe; 10] = [
+    pub const ALL: [Probe; 11] = [
         Probe::Nodes,
         Probe::Etcd,
+        Probe::EtcdAlarms,
         Probe::LoadBalancer,
         Probe::Apiservers,
         Probe::Alerts,

@@ -310,6 +310,7 @@ proptest! {
             Probe::DaemonSets => vec!["daemonsets"],
             Probe::Pdbs if action.evicts_pods() => vec!["pdb"],
             Probe::Etcd if action != Action::Drain => vec!["etcd-quorum", "etcd-learner", "etcd-alarms", "etcd-odd-size"],
+            Probe::EtcdAlarms if action != Action::Drain => vec!["etcd-alarms"],
             Probe::Apiservers if action.stops_control_plane() && touches_cp => vec!["apiserver-ready"],
             Probe::LoadBalancer if topology.has_load_balancer() && action.stops_control_plane() && touches_cp => vec!["load-balancer"],
             _ => vec![],

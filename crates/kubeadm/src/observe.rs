@@ -89,8 +89,8 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Error> {
 /// One row of `member list`: id, name, peer URLs, client URLs, learner.
 type MemberRow = (u64, String, Vec<String>, Vec<String>, bool);
 
-/// One etcd endpoint's answers.
-#[derive(Debug, Default)]
+/// One etcd endpoint's answers, and its client for a later call.
+#[derive(Default)]
 struct EndpointView {
     url: String,
     member_id: Option<u64>,
@@ -99,7 +99,8 @@ struct EndpointView {
     healthy: bool,
     error: Option<String>,
     members: Option<Vec<MemberRow>>,
-    alarms: Option<Vec<(u64, String)>>,
+    alarms: Option<ProbeResult<Vec<(u64, String)>>>,
+    client: Option<Etcd>,
 }
 
 impl Observer {
@@ -321,8 +322,14 @@ impl Observer {
             }
         }
         state.nodes = nodes;
+        let (etcd, alarm_error) = etcd;
         match etcd {
-            Ok(e) => state.etcd = Some(e),
+            Ok(e) => {
+                state.etcd = Some(e);
+                if let Some(e) = alarm_error {
+                    state.probe_errors.insert(Probe::EtcdAlarms, e);
+                }
+            }
             Err(e) => {
                 state.probe_errors.insert(Probe::Etcd, e);
             }
@@ -445,7 +452,9 @@ impl Observer {
         )
     }
 
-    async fn etcd_endpoint(&self, url: String, until: Instant) -> EndpointView {
+    /// Probe one member: status, a quorum read (its health) and the member
+    /// list; and the alarm list when `ask_alarms`.
+    async fn etcd_endpoint(&self, url: String, until: Instant, ask_alarms: bool) -> EndpointView {
         let member_until = until.min(Instant::now() + self.config.member_timeout);
         let mut view = EndpointView {
             url: url.clone(),
@@ -468,26 +477,29 @@ impl Observer {
                 return view;
             }
         };
-        // The four calls share the member's one HTTP/2 connection and run
+        // The calls share the member's one HTTP/2 connection and run
         // together. A linearizable read needs the leader and a quorum: it is
         // the health check (`etcdctl endpoint health` does the same).
-        let (mut c1, mut c2, mut c3) = (client.clone(), client.clone(), client.clone());
+        let (mut c1, mut c2, c3) = (client.clone(), client.clone(), client.clone());
         let what = [
             format!("status {url}"),
             format!("quorum read {url}"),
             format!("member list {url}"),
-            format!("alarms {url}"),
         ];
         let (status, read, list, alarms) = tokio::join!(
             within(member_until, &what[0], client.status()),
             within(member_until, &what[1], c1.get("health", None)),
             within(member_until, &what[2], c2.member_list()),
-            within(
-                member_until,
-                &what[3],
-                c3.alarm(AlarmAction::Get, AlarmType::None, None)
-            ),
+            async {
+                if ask_alarms {
+                    Some(alarm_list(c3, &url, member_until).await)
+                } else {
+                    None
+                }
+            },
         );
+        view.alarms = alarms;
+        view.client = Some(client);
         match status {
             Ok(s) => {
                 view.member_id = s.header().map(|h| h.member_id());
@@ -519,31 +531,66 @@ impl Observer {
                     .collect(),
             );
         }
-        if let Ok(al) = alarms {
-            view.alarms = Some(
-                al.alarms()
-                    .iter()
-                    .map(|a| (a.member_id(), a.alarm().as_str_name().to_string()))
-                    .collect(),
-            );
-        }
         view
     }
 
-    async fn etcd(&self, until: Instant, mark: &impl Fn(String)) -> ProbeResult<EtcdState> {
+    /// The etcd section, and what became of the alarm list (None: read;
+    /// Some: why not).
+    async fn etcd(
+        &self,
+        until: Instant,
+        mark: &impl Fn(String),
+    ) -> (ProbeResult<EtcdState>, Option<String>) {
         let endpoints = self.config.etcd_endpoints(&self.topology);
         if endpoints.is_empty() {
-            return Err(
-                "no etcd endpoints: the topology has no control-plane node and none were given"
-                    .into(),
+            return (
+                Err(
+                    "no etcd endpoints: the topology has no control-plane node and none were given"
+                        .into(),
+                ),
+                None,
             );
         }
-        let views = futures::future::join_all(endpoints.into_iter().map(|u| async move {
-            let v = self.etcd_endpoint(u, until).await;
-            mark(format!("etcd {}", v.url));
-            v
-        }))
-        .await;
+        // The alarm list is a raft proposal even to read (etcd runs every
+        // Alarm request through consensus): one member is asked, alongside
+        // its other calls; if it could not answer, one healthy member after.
+        let views =
+            futures::future::join_all(endpoints.into_iter().enumerate().map(|(i, u)| async move {
+                let v = self.etcd_endpoint(u, until, i == 0).await;
+                mark(format!("etcd {}", v.url));
+                v
+            }))
+            .await;
+        let mut alarms = views.iter().find_map(|v| v.alarms.clone());
+        if !matches!(alarms, Some(Ok(_))) {
+            let first_error = alarms.and_then(|a| a.err());
+            alarms = match views.iter().find(|v| v.healthy) {
+                Some(v) => match v.client.clone() {
+                    Some(c) => Some(alarm_list(c, &v.url, until).await),
+                    None => None,
+                },
+                None => None,
+            };
+            if alarms.is_none() {
+                alarms = Some(Err(first_error.unwrap_or_else(|| {
+                    "alarm list: no healthy etcd member to ask".into()
+                })));
+            }
+            mark("etcd alarms (again)".into());
+        }
+        let (alarms, alarm_error) = match alarms {
+            Some(Ok(a)) => (a, None),
+            Some(Err(e)) => (Vec::new(), Some(e)),
+            None => (Vec::new(), Some("alarm list: not asked".into())),
+        };
+        (self.etcd_state(&views, &alarms), alarm_error)
+    }
+
+    fn etcd_state(
+        &self,
+        views: &[EndpointView],
+        alarms: &[(u64, String)],
+    ) -> ProbeResult<EtcdState> {
         let Some(list) = views.iter().find_map(|v| v.members.as_ref()) else {
             let why: Vec<String> = views
                 .iter()
@@ -557,10 +604,6 @@ impl Observer {
         };
         // The leader as seen by a member that passed the quorum read.
         let leader = views.iter().filter(|v| v.healthy).find_map(|v| v.leader);
-        let alarms = views
-            .iter()
-            .find_map(|v| v.alarms.clone())
-            .unwrap_or_default();
         let members = list
             .iter()
             .map(|(id, name, peers, clients, learner)| {
@@ -590,6 +633,26 @@ impl Observer {
             .collect();
         Ok(EtcdState { members })
     }
+}
+
+/// `alarm list` through one member's client.
+async fn alarm_list(
+    mut client: Etcd,
+    url: &str,
+    until: Instant,
+) -> ProbeResult<Vec<(u64, String)>> {
+    within(
+        until,
+        &format!("alarm list {url}"),
+        client.alarm(AlarmAction::Get, AlarmType::None, None),
+    )
+    .await
+    .map(|al| {
+        al.alarms()
+            .iter()
+            .map(|a| (a.member_id(), a.alarm().as_str_name().to_string()))
+            .collect()
+    })
 }
 
 /// When each probe finished, from the start of one observation, earliest

@@ -18,6 +18,12 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
         Ok(e) => e,
         Err(e) => return out.push(unknown(ID, e)),
     };
+    if let Some(e) = ctx.state.probe_errors.get(&Probe::EtcdAlarms) {
+        return out.push(unknown(
+            ID,
+            format!("probe `{}` failed: {e}", Probe::EtcdAlarms),
+        ));
+    }
     let alarms: Vec<String> = etcd
         .members
         .iter()
