@@ -1,4 +1,5 @@
-//! Live benchmarks against the lab (real TLS etcd + the API stand-in).
+//! Live benchmarks against the lab (real TLS etcd, a real HAProxy on the VIP,
+//! the API stand-in behind it).
 //!
 //! 1. Gate latency: `hacli gate reboot FOLLOWER` (a fresh process each time,
 //!    as a pipeline runs it) against the way pipelines do it today, a shell
@@ -25,6 +26,9 @@ fn runs() -> usize {
         .unwrap_or(30)
 }
 
+/// Runs per block of one tool before switching to the other.
+const BLOCK: usize = 5;
+
 fn cycles() -> usize {
     std::env::var("HACLI_BENCH_CYCLES")
         .ok()
@@ -32,15 +36,9 @@ fn cycles() -> usize {
         .unwrap_or(1000)
 }
 
-fn policy(lab: &Lab) -> String {
-    let p = lab.dir().join("reboot-no-lb.yaml");
-    std::fs::write(
-        &p,
-        "name: reboot-no-lb\nextends: reboot\ndisable: [load-balancer]\n",
-    )
-    .unwrap();
-    p.display().to_string()
-}
+/// The built-in `reboot` policy: every rule, the load balancer's included
+/// (the lab's HAProxy is observed through its runtime API).
+const POLICY: &str = "reboot";
 
 fn hacli_args(lab: &Lab, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hacli"));
@@ -49,10 +47,8 @@ fn hacli_args(lab: &Lab, args: &[&str]) -> Command {
         .arg(&lab.topology)
         .arg("--kubeconfig")
         .arg(&lab.kubeconfig)
-        .arg("--etcd-endpoints")
-        .arg(lab.etcd_endpoints().join(","))
-        .arg("--etcd-pki")
-        .arg(&lab.etcd_pki)
+        // etcd endpoints and certificates come from the lab's topology
+        // (etcd.endpoints, etcd.pki), as a user would declare them.
         .env_remove("KUBECONFIG");
     c
 }
@@ -113,18 +109,28 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn latency(lab: &Lab, label: &str, target: &str) {
-    let policy = policy(lab);
+    let policy = POLICY;
     let script = script(lab);
     let n = runs();
-    gate_once(lab, &policy, target); // warm the page cache
+    gate_once(lab, policy, target); // warm the page cache
     let mut gate = Vec::new();
     let mut codes = std::collections::BTreeMap::new();
     let mut shell = Vec::new();
-    for _ in 0..n {
-        let (d, code) = gate_once(lab, &policy, target);
-        gate.push(d);
-        *codes.entry(code).or_insert(0) += 1;
-        shell.push(script_once(&script));
+    // Alternating blocks of BLOCK runs of each (as a pipeline or the
+    // sentinel runs one tool again and again), so drift hits both alike and
+    // neither runs right after the other's burst of server-side work.
+    let mut done = 0;
+    while done < n {
+        let k = BLOCK.min(n - done);
+        for _ in 0..k {
+            let (d, code) = gate_once(lab, policy, target);
+            gate.push(d);
+            *codes.entry(code).or_insert(0) += 1;
+        }
+        for _ in 0..k {
+            shell.push(script_once(&script));
+        }
+        done += k;
     }
     let (g50, g95, s50, s95) = (
         pct(&mut gate, 0.5),
@@ -155,13 +161,13 @@ fn rss_kib(pid: u32, field: &str) -> Option<u64> {
 
 fn sentinel_rss(lab: &Lab, node: &str) {
     let n = cycles();
-    let policy = policy(lab);
+    let policy = POLICY;
     let required = lab.dir().join("reboot-required");
     std::fs::write(&required, "").unwrap();
     let mut child = hacli_args(
         lab,
         &[
-            "sentinel", "--node", node, "--policy", &policy, "--period", "0s",
+            "sentinel", "--node", node, "--policy", policy, "--period", "0s",
         ],
     )
     .arg("--cycles")
@@ -234,6 +240,22 @@ fn main() {
         .filter(|m| *m != leader)
         .collect();
     latency(&lab, "healthy", &followers[0]);
+    // Where one healthy gate's time goes, probe by probe.
+    let t = hacli_args(
+        &lab,
+        &[
+            "gate",
+            "reboot",
+            &followers[0],
+            "--policy",
+            POLICY,
+            "--timings",
+        ],
+    )
+    .stdout(Stdio::null())
+    .output()
+    .unwrap();
+    print!("one healthy gate, {}", String::from_utf8_lossy(&t.stderr));
     sentinel_rss(&lab, &followers[0]);
     lab.pause_member(&followers[1]);
     latency(&lab, &format!("{} paused", followers[1]), &followers[0]);

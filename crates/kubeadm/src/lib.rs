@@ -47,11 +47,23 @@ pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::C
 /// connector with both HTTP versions; with a proxy configured, kube's default
 /// client (HTTP/1.1) is used instead.
 pub fn client_for(config: kube::Config) -> Result<kube::Client, kube::Error> {
+    client_and_version(config).map(|(c, _)| c)
+}
+
+/// [`client_for`], and a flag that says whether the last response came over
+/// HTTP/2 (so further requests can go together on the one connection).
+pub(crate) fn client_and_version(
+    config: kube::Config,
+) -> Result<(kube::Client, std::sync::Arc<std::sync::atomic::AtomicBool>), kube::Error> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use kube::client::ConfigExt as _;
     use tower::ServiceBuilder;
 
+    let h2 = Arc::new(AtomicBool::new(false));
     if config.proxy_url.is_some() {
-        return kube::Client::try_from(config);
+        return Ok((kube::Client::try_from(config)?, h2));
     }
     let tls = config.rustls_client_config()?;
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -79,9 +91,16 @@ pub fn client_for(config: kube::Config) -> Result<kube::Client, kube::Error> {
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
+        .map_response({
+            let h2 = h2.clone();
+            move |r: http::Response<hyper::body::Incoming>| {
+                h2.store(r.version() == http::Version::HTTP_2, Ordering::Relaxed);
+                r
+            }
+        })
         .map_err(tower::BoxError::from)
         .service(hyper);
-    Ok(kube::Client::new(service, config.default_namespace))
+    Ok((kube::Client::new(service, config.default_namespace), h2))
 }
 
 /// The client configuration (see [`kube_client`]).

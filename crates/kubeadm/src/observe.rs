@@ -25,6 +25,8 @@ pub struct Observer {
     topology: Topology,
     config: ObserverConfig,
     kube: kube::Client,
+    /// Whether the Kubernetes client's last answer came over HTTP/2.
+    kube_h2: std::sync::Arc<std::sync::atomic::AtomicBool>,
     kube_config: kube::Config,
     etcd_tls: TlsOptions,
     http: reqwest::Client,
@@ -109,10 +111,11 @@ impl Observer {
     /// contacted yet.
     pub async fn new(topology: Topology, config: ObserverConfig) -> Result<Observer, Error> {
         let kube_config = crate::kube_config(config.kubeconfig.as_deref()).await?;
-        let kube = crate::client_for(kube_config.clone()).map_err(|e| Error::KubeConfig {
-            path: config.kubeconfig.clone(),
-            source: Box::new(e),
-        })?;
+        let (kube, kube_h2) =
+            crate::client_and_version(kube_config.clone()).map_err(|e| Error::KubeConfig {
+                path: config.kubeconfig.clone(),
+                source: Box::new(e),
+            })?;
         let tls = &config.etcd_tls.resolve(&topology);
         let ca = read_file(&tls.ca)?;
         let cert = read_file(&tls.cert)?;
@@ -132,6 +135,7 @@ impl Observer {
             topology,
             config,
             kube,
+            kube_h2,
             kube_config,
             etcd_tls,
             http,
@@ -185,20 +189,24 @@ impl Observer {
             format!("get configmap {}", self.config.kill_switch),
             format!("get lease {}", self.config.lock),
         );
-        // The Kubernetes reads share one TLS connection. The first request
-        // (`/readyz`, the endpoint's readiness when the kubeconfig points at
-        // the endpoint) opens it and learns the HTTP version: over HTTP/2 the
-        // five reads then go together, over HTTP/1.1 one after another on the
-        // kept-alive connection (one handshake either way). etcd, the other
-        // apiservers and Prometheus are probed alongside.
+        // The Kubernetes reads share one TLS connection. The first (the node
+        // list) opens it and learns the HTTP version: over HTTP/2 the other
+        // reads then go together (with `/readyz` for the endpoint when the
+        // kubeconfig points at it), over HTTP/1.1 one after another on the
+        // kept-alive connection: one handshake either way. etcd, the other
+        // apiservers, the load balancer and Prometheus are probed alongside.
         let endpoint = format!("https://{}", self.topology.control_plane_endpoint.socket());
         let kube_is_endpoint = same_url(&self.kube_config.cluster_url.to_string(), &endpoint);
         let kube_reads = async {
-            let (ready, h2) = readyz(&self.kube, until).await;
-            mark("readyz kubeconfig server".into());
-            let nodes = async {
-                let r = within(until, "list nodes", node_api.list(&lp)).await;
-                mark("list nodes".into());
+            let nodes = within(until, "list nodes", node_api.list(&lp)).await;
+            mark("list nodes".into());
+            let h2 = self.kube_h2.load(std::sync::atomic::Ordering::Relaxed);
+            let ready = async {
+                if !kube_is_endpoint {
+                    return false;
+                }
+                let r = readyz(&self.kube, until).await;
+                mark("readyz endpoint (kubeconfig server)".into());
                 r
             };
             let pods = async {
@@ -226,12 +234,12 @@ impl Observer {
                 mark("get lock".into());
                 r
             };
-            let reads = if h2 {
-                tokio::join!(nodes, pods, pdbs, kill, lock)
+            let (ready, pods, pdbs, kill, lock) = if h2 {
+                tokio::join!(ready, pods, pdbs, kill, lock)
             } else {
-                (nodes.await, pods.await, pdbs.await, kill.await, lock.await)
+                (ready.await, pods.await, pdbs.await, kill.await, lock.await)
             };
-            (ready, reads)
+            (ready, (nodes, pods, pdbs, kill, lock))
         };
         let ((kube_ready, (nodes, pods, pdbs, kill, lock)), etcd, apis, alerts, lb) = tokio::join!(
             kube_reads,
@@ -421,7 +429,7 @@ impl Observer {
         let mut cfg = self.kube_config.clone();
         cfg.cluster_url = uri;
         match crate::client_for(cfg) {
-            Ok(c) => readyz(&c, until).await.0,
+            Ok(c) => readyz(&c, until).await,
             Err(_) => false,
         }
     }
@@ -673,23 +681,19 @@ impl std::fmt::Display for Timings {
 }
 
 /// `GET /readyz` through `client`: whether it answered 200 before the
-/// deadline, and whether the connection speaks HTTP/2.
-async fn readyz(client: &kube::Client, until: Instant) -> (bool, bool) {
+/// deadline.
+async fn readyz(client: &kube::Client, until: Instant) -> bool {
     let Ok(req) = http::Request::get("/readyz").body(kube::client::Body::empty()) else {
-        return (false, false);
+        return false;
     };
     let answer = async {
         let resp = client.send(req).await?;
-        let h2 = resp.version() == http::Version::HTTP_2;
         let ok = resp.status() == http::StatusCode::OK;
         // Read the body so the connection is free for the next request.
         let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
-        Ok::<_, kube::Error>((ok, h2))
+        Ok::<_, kube::Error>(ok)
     };
-    match timeout_at(until, answer).await {
-        Ok(Ok(r)) => r,
-        _ => (false, false),
-    }
+    matches!(timeout_at(until, answer).await, Ok(Ok(true)))
 }
 
 fn same_url(a: &str, b: &str) -> bool {
