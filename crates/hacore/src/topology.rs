@@ -663,7 +663,17 @@ impl Topology {
                     p,
                     format!("`{url}` is plain HTTP; kubeadm's etcd serves clients only over TLS"),
                 )),
-                Ok(true) => {}
+                Ok(true) => {
+                    let host = crate::state::url_host(url).and_then(|h| h.parse::<IpAddr>().ok());
+                    if let Some(ip) = host
+                        && !masters.iter().any(|m| m.address == ip)
+                    {
+                        r.push(Diagnostic::warning(
+                            p,
+                            format!("{ip} is no control-plane node's address; stacked etcd members run on the masters"),
+                        ));
+                    }
+                }
             }
         }
 
@@ -889,5 +899,86 @@ fn join<'a>(it: impl Iterator<Item = &'a &'a str>) -> String {
         "none".into()
     } else {
         v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "cluster: t\ncontrolPlaneEndpoint: { address: 10.0.0.1 }\nnodes:\n  - { name: m1, role: control-plane, address: 10.0.0.1 }\n";
+
+    fn with_etcd(etcd: &str) -> Result<(Topology, Report), Error> {
+        Topology::from_yaml("t.yaml", &format!("{BASE}etcd: {etcd}\n"))
+    }
+
+    #[test]
+    fn etcd_endpoints_are_checked_and_located() {
+        let (_, report) = with_etcd("{ endpoints: [https://10.0.0.1:2379] }").unwrap();
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+
+        let (_, report) = with_etcd("{ endpoints: [https://10.0.0.7:2379] }").unwrap();
+        let w = format!("{:?}", report.warnings);
+        assert!(
+            w.contains("10.0.0.7 is no control-plane node's address"),
+            "{w}"
+        );
+
+        let (_, report) = with_etcd("{ endpoints: [http://10.0.0.1:2379] }").unwrap();
+        assert!(format!("{:?}", report.warnings).contains("plain HTTP"));
+
+        for bad in [
+            "10.0.0.1:2379",
+            "https://10.0.0.1",
+            "https://10.0.0.1:0",
+            "https://10.0.0.1:2379/v3",
+        ] {
+            let err = with_etcd(&format!("{{ endpoints: [\"{bad}\"] }}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("t.yaml:5:") && err.contains("etcd.endpoints[0]"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn runtime_api_round_trips_and_rejects_what_it_cannot_reach() {
+        for ok in [
+            "unix:/run/haproxy/admin.sock",
+            "tcp:10.0.0.1:9999",
+            "tcp:[::1]:9999",
+        ] {
+            let r: RuntimeApi = ok.parse().unwrap();
+            assert_eq!(r.to_string(), ok);
+        }
+        for bad in [
+            "unix:relative.sock",
+            "tcp:10.0.0.1",
+            "10.0.0.1:9999",
+            "http://x",
+        ] {
+            assert!(bad.parse::<RuntimeApi>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn relative_certificate_paths_are_taken_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("hacore-topology-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.yaml");
+        std::fs::write(
+            &file,
+            format!("{BASE}etcd: {{ pki: pki/etcd, keyFile: /abs/client.key }}\n"),
+        )
+        .unwrap();
+        let (t, _) = Topology::load(&file).unwrap();
+        assert_eq!(t.etcd.pki.as_deref(), Some(dir.join("pki/etcd").as_path()));
+        assert_eq!(
+            t.etcd.key_file.as_deref(),
+            Some(Path::new("/abs/client.key"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
