@@ -39,7 +39,7 @@ def test_unknown_field_is_an_error() -> None:
 
 
 def test_validation_error_names_the_field(tmp_path: Path) -> None:
-    bad = HA.read_text().replace("10.0.20.105", "10.0.20.100", 1)
+    bad = HA.read_text().replace("address: 10.0.20.105", "address: 10.0.20.100", 1)
     assert bad != HA.read_text()
     f = tmp_path / "dup.yaml"
     f.write_text(bad)
