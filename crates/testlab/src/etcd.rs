@@ -4,7 +4,7 @@
 use std::fs::{self, File};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -157,18 +157,7 @@ impl EtcdCluster {
             .map_err(|e| LabError::io(&log_path, e))?;
         let log2 = log.try_clone().map_err(|e| LabError::io(&log_path, e))?;
         let pki = |f: &str| self.pki.join(f).display().to_string();
-        // `setpriv --pdeathsig KILL` (util-linux, always on Debian) execs etcd
-        // so that it dies with the thread that started it, even when the lab's
-        // process is killed before its Drop runs. The pid stays etcd's.
-        let setpriv = Path::new("/usr/bin/setpriv");
-        let mut cmd = if setpriv.is_file() {
-            let mut c = Command::new(setpriv);
-            c.args(["--pdeathsig", "KILL"]).arg(&bin);
-            c
-        } else {
-            Command::new(&bin)
-        };
-        let child = cmd
+        let child = crate::dies_with_parent(&bin)
             .arg(format!("--name={}", m.spec.name))
             .arg(format!("--data-dir={}", data.display()))
             .arg(format!("--listen-client-urls={}", m.spec.client_url()))

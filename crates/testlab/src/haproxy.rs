@@ -9,7 +9,7 @@ use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -101,19 +101,9 @@ impl Haproxy {
         let log = dir.join("haproxy.log");
         let out = File::create(&log).map_err(|e| LabError::io(&log, e))?;
         let err = out.try_clone().map_err(|e| LabError::io(&log, e))?;
-        // As for etcd: `setpriv --pdeathsig KILL` makes HAProxy die with the
-        // thread that started it, even if the lab's process is killed.
-        let setpriv = Path::new("/usr/bin/setpriv");
-        let mut cmd = if setpriv.is_file() {
-            let mut c = Command::new(setpriv);
-            c.args(["--pdeathsig", "KILL"]).arg(&bin);
-            c
-        } else {
-            Command::new(&bin)
-        };
         // -db: stay in the foreground, not in master-worker mode, so the
         // child's pid is the one process serving (pause and resume hit it).
-        let child = cmd
+        let child = crate::dies_with_parent(&bin)
             .arg("-db")
             .arg("-f")
             .arg(&cfg_path)

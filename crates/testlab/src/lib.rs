@@ -119,6 +119,21 @@ impl std::fmt::Debug for Lab {
 
 static LABS: AtomicU32 = AtomicU32::new(0);
 
+/// A command that runs `bin` and dies with the thread that started it, even
+/// when the lab's process is killed before its Drop runs: `setpriv
+/// --pdeathsig KILL` (util-linux, always on Debian) execs `bin`, so the
+/// child's pid stays the server's (pause and resume hit it).
+fn dies_with_parent(bin: &Path) -> std::process::Command {
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if setpriv.is_file() {
+        let mut c = std::process::Command::new(setpriv);
+        c.args(["--pdeathsig", "KILL"]).arg(bin);
+        c
+    } else {
+        std::process::Command::new(bin)
+    }
+}
+
 fn free_port(ip: IpAddr) -> Result<u16, LabError> {
     let l = std::net::TcpListener::bind(SocketAddr::new(ip, 0))
         .map_err(|e| LabError::Bind(ip.to_string(), e))?;
