@@ -162,6 +162,35 @@ fn a_paused_member_does_not_hang_the_gate() {
 }
 
 #[test]
+fn an_etcd_alarm_denies_until_disarmed() {
+    let Some(lab) = Lab::start_or_skip("an_etcd_alarm_denies_until_disarmed") else {
+        return;
+    };
+    let (_, others) = roles(&lab);
+    // NOSPACE on the other follower: etcd then refuses writes cluster-wide,
+    // and no master may be taken down until it is resolved.
+    lab.raise_nospace_alarm(&others[1]).unwrap();
+    let (code, out) = gate(&lab, &["reboot", &others[0], "-o", "json"]);
+    assert_eq!(code, 1, "{out}");
+    let alarms = findings(&out, "etcd-alarms");
+    assert_eq!(
+        alarms,
+        [(
+            "deny".to_string(),
+            format!("etcd alarm(s) active: NOSPACE on {}", others[1])
+        )],
+        "{out}"
+    );
+    lab.disarm_alarms().unwrap();
+    let (code, out) = gate(&lab, &["reboot", &others[0], "-o", "json"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        findings(&out, "etcd-alarms"),
+        [("pass".to_string(), "no etcd alarm is active".to_string())]
+    );
+}
+
+#[test]
 fn kill_switch_denies() {
     let Some(lab) = Lab::start_or_skip("kill_switch_denies") else {
         return;

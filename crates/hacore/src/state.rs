@@ -88,9 +88,9 @@ pub enum Probe {
     Nodes,
     /// etcd member list, status and health.
     Etcd,
-    /// etcd's active alarms (`alarm list`). Kept apart from [`Probe::Etcd`]:
-    /// the list goes through raft, so it is asked of one member only, and
-    /// when it cannot be read the members' `alarms` say nothing.
+    /// etcd's active alarms (as the members' status reports them). Kept
+    /// apart from [`Probe::Etcd`]: when they cannot be read the members'
+    /// `alarms` say nothing.
     EtcdAlarms,
     /// Load balancer backend states.
     LoadBalancer,

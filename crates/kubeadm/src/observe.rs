@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use etcd_client::{
-    AlarmAction, AlarmType, Certificate, Client as Etcd, ConnectOptions, Identity, TlsOptions,
-};
+use etcd_client::{Certificate, Client as Etcd, ConnectOptions, Identity, TlsOptions};
 use hacore::state::{
     Alert, ApiserverState, EtcdMember, EtcdState, LockState, MemberId, NodeState, Probe,
 };
@@ -91,7 +89,7 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Error> {
 /// One row of `member list`: id, name, peer URLs, client URLs, learner.
 type MemberRow = (u64, String, Vec<String>, Vec<String>, bool);
 
-/// One etcd endpoint's answers, and its client for a later call.
+/// One etcd endpoint's answers.
 #[derive(Default)]
 struct EndpointView {
     url: String,
@@ -101,8 +99,8 @@ struct EndpointView {
     healthy: bool,
     error: Option<String>,
     members: Option<Vec<MemberRow>>,
-    alarms: Option<ProbeResult<Vec<(u64, String)>>>,
-    client: Option<Etcd>,
+    /// The alarms this member's status reported (None: no status).
+    alarms: Option<Vec<(u64, String)>>,
 }
 
 impl Observer {
@@ -460,9 +458,9 @@ impl Observer {
         )
     }
 
-    /// Probe one member: status, a quorum read (its health) and the member
-    /// list; and the alarm list when `ask_alarms`.
-    async fn etcd_endpoint(&self, url: String, until: Instant, ask_alarms: bool) -> EndpointView {
+    /// Probe one member: status (with the alarms it knows of), a quorum
+    /// read (its health) and the member list.
+    async fn etcd_endpoint(&self, url: String, until: Instant) -> EndpointView {
         let member_until = until.min(Instant::now() + self.config.member_timeout);
         let mut view = EndpointView {
             url: url.clone(),
@@ -472,7 +470,7 @@ impl Observer {
             .with_tls(self.etcd_tls.clone())
             .with_connect_timeout(self.config.member_timeout)
             .with_timeout(self.config.member_timeout);
-        let mut client = match within(
+        let client = match within(
             member_until,
             &format!("connect {url}"),
             Etcd::connect([url.as_str()], Some(opts)),
@@ -488,31 +486,23 @@ impl Observer {
         // The calls share the member's one HTTP/2 connection and run
         // together. A linearizable read needs the leader and a quorum: it is
         // the health check (`etcdctl endpoint health` does the same).
-        let (mut c1, mut c2, c3) = (client.clone(), client.clone(), client.clone());
+        let (mut c0, mut c1, mut c2) = (client.clone(), client.clone(), client);
         let what = [
             format!("status {url}"),
             format!("quorum read {url}"),
             format!("member list {url}"),
         ];
-        let (status, read, list, alarms) = tokio::join!(
-            within(member_until, &what[0], client.status()),
+        let (status, read, list) = tokio::join!(
+            within(member_until, &what[0], c0.status()),
             within(member_until, &what[1], c1.get("health", None)),
             within(member_until, &what[2], c2.member_list()),
-            async {
-                if ask_alarms {
-                    Some(alarm_list(c3, &url, member_until).await)
-                } else {
-                    None
-                }
-            },
         );
-        view.alarms = alarms;
-        view.client = Some(client);
         match status {
             Ok(s) => {
                 view.member_id = s.header().map(|h| h.member_id());
                 view.leader = Some(s.leader());
                 view.raft_index = Some(s.raft_index());
+                view.alarms = Some(s.errors().iter().filter_map(|e| status_alarm(e)).collect());
             }
             Err(e) => {
                 view.error = Some(e);
@@ -542,7 +532,7 @@ impl Observer {
         view
     }
 
-    /// The etcd section, and what became of the alarm list (None: read;
+    /// The etcd section, and what became of the alarms (None: read;
     /// Some: why not).
     async fn etcd(
         &self,
@@ -559,38 +549,30 @@ impl Observer {
                 None,
             );
         }
-        // The alarm list is a raft proposal even to read (etcd runs every
-        // Alarm request through consensus): one member is asked, alongside
-        // its other calls; if it could not answer, one healthy member after.
-        let views =
-            futures::future::join_all(endpoints.into_iter().enumerate().map(|(i, u)| async move {
-                let v = self.etcd_endpoint(u, until, i == 0).await;
-                mark(format!("etcd {}", v.url));
-                v
-            }))
-            .await;
-        let mut alarms = views.iter().find_map(|v| v.alarms.clone());
-        if !matches!(alarms, Some(Ok(_))) {
-            let first_error = alarms.and_then(|a| a.err());
-            alarms = match views.iter().find(|v| v.healthy) {
-                Some(v) => match v.client.clone() {
-                    Some(c) => Some(alarm_list(c, &v.url, until).await),
-                    None => None,
-                },
-                None => None,
-            };
-            if alarms.is_none() {
-                alarms = Some(Err(first_error.unwrap_or_else(|| {
-                    "alarm list: no healthy etcd member to ask".into()
-                })));
+        // Alarms come from each member's status (its `errors`, as in
+        // `etcdctl endpoint status`): the alarm store as that member applied
+        // it, with no extra call. An `Alarm` request would be a raft
+        // proposal even to read, one per gate on a polling sentinel. Every
+        // member that answered is counted; if none did, alarms are unknown.
+        let views = futures::future::join_all(endpoints.into_iter().map(|u| async move {
+            let v = self.etcd_endpoint(u, until).await;
+            mark(format!("etcd {}", v.url));
+            v
+        }))
+        .await;
+        let mut alarms: Vec<(u64, String)> = Vec::new();
+        let mut answered = false;
+        for a in views.iter().filter_map(|v| v.alarms.as_ref()) {
+            answered = true;
+            for x in a {
+                if !alarms.contains(x) {
+                    alarms.push(x.clone());
+                }
             }
-            mark("etcd alarms (again)".into());
         }
-        let (alarms, alarm_error) = match alarms {
-            Some(Ok(a)) => (a, None),
-            Some(Err(e)) => (Vec::new(), Some(e)),
-            None => (Vec::new(), Some("alarm list: not asked".into())),
-        };
+        let alarm_error = (!answered).then(|| {
+            "etcd alarms: no member answered its status, so its alarms are not known".to_string()
+        });
         (self.etcd_state(&views, &alarms), alarm_error)
     }
 
@@ -643,24 +625,34 @@ impl Observer {
     }
 }
 
-/// `alarm list` through one member's client.
-async fn alarm_list(
-    mut client: Etcd,
-    url: &str,
-    until: Instant,
-) -> ProbeResult<Vec<(u64, String)>> {
-    within(
-        until,
-        &format!("alarm list {url}"),
-        client.alarm(AlarmAction::Get, AlarmType::None, None),
-    )
-    .await
-    .map(|al| {
-        al.alarms()
-            .iter()
-            .map(|a| (a.member_id(), a.alarm().as_str_name().to_string()))
-            .collect()
-    })
+/// One alarm from a member's status `errors`: etcd writes each as its
+/// `AlarmMember` in protobuf text form, `memberID:8211 alarm:NOSPACE `.
+/// Other errors (`etcdserver: no leader`) are not alarms. An alarm whose
+/// member cannot be read is kept with member 0, which counts for every
+/// member: never dropped.
+fn status_alarm(e: &str) -> Option<(u64, String)> {
+    // `key:` at the start or after a space; its value runs to the next
+    // space (Go's text encoders may put spaces after the colon).
+    let field = |key: &str| {
+        e.match_indices(key)
+            .find(|(i, _)| e[..*i].chars().last().is_none_or(char::is_whitespace))
+            .map(|(i, _)| {
+                let rest = e[i + key.len()..].trim_start();
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                rest[..end].trim_matches('"').to_string()
+            })
+    };
+    let alarm = field("alarm:")?;
+    if alarm == "NONE" {
+        return None;
+    }
+    let alarm = if alarm.is_empty() {
+        e.trim().to_string()
+    } else {
+        alarm
+    };
+    let member = field("memberID:").and_then(|m| m.parse().ok()).unwrap_or(0);
+    Some((member, alarm))
 }
 
 /// When each probe finished, from the start of one observation, earliest
@@ -1001,5 +993,38 @@ mod describe_tests {
         assert!(got.contains("Connection refused"), "{got}");
         assert!(!got.contains("Os {"), "{got}");
         assert!(!got.contains("tonic::"), "{got}");
+    }
+}
+
+#[cfg(test)]
+mod status_alarm_tests {
+    use super::status_alarm;
+
+    #[test]
+    fn alarms_are_read_from_status_errors_and_never_dropped() {
+        // As etcd 3.4 writes them (gogo text form, trailing space).
+        assert_eq!(
+            status_alarm("memberID:10276657743932975437 alarm:NOSPACE "),
+            Some((10276657743932975437, "NOSPACE".into()))
+        );
+        // Spaces after the colons, other order: still read.
+        assert_eq!(
+            status_alarm("alarm: CORRUPT  memberID: 7"),
+            Some((7, "CORRUPT".into()))
+        );
+        // Not alarms.
+        assert_eq!(status_alarm("etcdserver: no leader"), None);
+        assert_eq!(status_alarm("memberID:7 alarm:NONE"), None);
+        assert_eq!(status_alarm("nomemberID:7 falarm:NOSPACE"), None);
+        // An alarm whose member cannot be read counts for every member; one
+        // whose name is missing keeps the whole text.
+        assert_eq!(
+            status_alarm("memberID:? alarm:NOSPACE"),
+            Some((0, "NOSPACE".into()))
+        );
+        assert_eq!(
+            status_alarm("memberID:7 alarm:"),
+            Some((7, "memberID:7 alarm:".into()))
+        );
     }
 }

@@ -120,6 +120,52 @@ async fn observes_nodes_pods_pdbs_apiservers_and_etcd() {
 }
 
 #[tokio::test]
+async fn etcd_alarms_are_read_from_every_members_status() {
+    let Some(lab) = Lab::start_or_skip("etcd_alarms_are_read_from_every_members_status") else {
+        return;
+    };
+    let obs = observer(&lab, |_| {}).await;
+    let alarms = |s: &hacore::ClusterState| -> Vec<(String, Vec<String>)> {
+        s.etcd
+            .as_ref()
+            .unwrap()
+            .members
+            .iter()
+            .map(|m| (m.name.clone(), m.alarms.clone()))
+            .collect()
+    };
+    let s = obs.observe().await;
+    assert!(s.probe_errors.is_empty(), "{:?}", s.probe_errors);
+    assert!(
+        alarms(&s).iter().all(|(_, a)| a.is_empty()),
+        "{:?}",
+        alarms(&s)
+    );
+
+    lab.raise_nospace_alarm("m2").unwrap();
+    let s = obs.observe().await;
+    assert!(s.probe_errors.is_empty(), "{:?}", s.probe_errors);
+    let mut got = alarms(&s);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("m1".to_string(), vec![]),
+            ("m2".to_string(), vec!["NOSPACE".to_string()]),
+            ("m3".to_string(), vec![]),
+        ]
+    );
+
+    lab.disarm_alarms().unwrap();
+    let s = obs.observe().await;
+    assert!(
+        alarms(&s).iter().all(|(_, a)| a.is_empty()),
+        "{:?}",
+        alarms(&s)
+    );
+}
+
+#[tokio::test]
 async fn every_probe_fails_closed_when_nothing_answers() {
     let Some(mut lab) = Lab::start_or_skip("every_probe_fails_closed_when_nothing_answers") else {
         return;

@@ -275,6 +275,110 @@ impl EtcdCluster {
         })
     }
 
+    /// An etcd-client for member `i` alone, as the healthcheck client.
+    async fn grpc(&self, i: usize) -> Result<etcd_client::Client, LabError> {
+        let read = |f: &str| {
+            let p = self.pki.join(f);
+            fs::read(&p).map_err(|e| LabError::io(&p, e))
+        };
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read("ca.crt")?))
+            .identity(etcd_client::Identity::from_pem(
+                read("healthcheck-client.crt")?,
+                read("healthcheck-client.key")?,
+            ));
+        let opts = etcd_client::ConnectOptions::new()
+            .with_tls(tls)
+            .with_timeout(Duration::from_secs(5));
+        let url = self.members[i].spec.client_url();
+        etcd_client::Client::connect([url.as_str()], Some(opts))
+            .await
+            .map_err(|e| LabError::Etcd(format!("connect {url}: {e}")))
+    }
+
+    /// Raise `NOSPACE` for member `i` (see [`crate::Lab::raise_nospace_alarm`]).
+    pub fn raise_nospace_alarm(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        i: usize,
+    ) -> Result<(), LabError> {
+        block(rt, async {
+            let mut c = self.grpc(i).await?;
+            let id = c
+                .status()
+                .await
+                .map_err(|e| LabError::Etcd(format!("status: {e}")))?
+                .header()
+                .map(|h| h.member_id())
+                .ok_or_else(|| LabError::Etcd("status: no header".into()))?;
+            let mut opts = etcd_client::AlarmOptions::new();
+            opts.with_member(id);
+            c.alarm(
+                etcd_client::AlarmAction::Activate,
+                etcd_client::AlarmType::Nospace,
+                Some(opts),
+            )
+            .await
+            .map_err(|e| LabError::Etcd(format!("alarm activate: {e}")))?;
+            self.until_every_status(|errors| errors.iter().any(|e| e.contains("NOSPACE")))
+                .await
+        })
+    }
+
+    /// Wait (up to 10 s) until every running member's status `errors`
+    /// satisfy `ok`: members apply an alarm change each in its own time.
+    async fn until_every_status(&self, ok: impl Fn(&[String]) -> bool) -> Result<(), LabError> {
+        let until = Instant::now() + Duration::from_secs(10);
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_none() || self.members[i].paused {
+                continue;
+            }
+            let mut c = self.grpc(i).await?;
+            loop {
+                let s = c
+                    .status()
+                    .await
+                    .map_err(|e| LabError::Etcd(format!("status: {e}")))?;
+                if ok(s.errors()) {
+                    break;
+                }
+                if Instant::now() > until {
+                    return Err(LabError::Etcd(format!(
+                        "member {} still reports {:?}",
+                        self.members[i].spec.name,
+                        s.errors()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Disarm every alarm, through member 0.
+    pub fn disarm_alarms(&self, rt: &tokio::runtime::Runtime) -> Result<(), LabError> {
+        block(rt, async {
+            let mut c = self.grpc(0).await?;
+            let active = c
+                .alarm(
+                    etcd_client::AlarmAction::Get,
+                    etcd_client::AlarmType::None,
+                    None,
+                )
+                .await
+                .map_err(|e| LabError::Etcd(format!("alarm list: {e}")))?;
+            for a in active.alarms() {
+                let mut opts = etcd_client::AlarmOptions::new();
+                opts.with_member(a.member_id());
+                c.alarm(etcd_client::AlarmAction::Deactivate, a.alarm(), Some(opts))
+                    .await
+                    .map_err(|e| LabError::Etcd(format!("alarm deactivate: {e}")))?;
+            }
+            self.until_every_status(|errors| !errors.iter().any(|e| e.contains("alarm:")))
+                .await
+        })
+    }
+
     /// Wait until every running member is healthy.
     pub fn wait_healthy(
         &mut self,

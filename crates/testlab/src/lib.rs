@@ -68,6 +68,9 @@ pub enum LabError {
         /// Tail of their logs.
         log_tail: String,
     },
+    /// An etcd API call the lab made failed.
+    #[error("etcd: {0}")]
+    Etcd(String),
     /// The API stand-in refused a seed object.
     #[error("seeding the API stand-in: {0}")]
     Seed(ApiError),
@@ -457,6 +460,19 @@ impl Lab {
     pub fn member_state(&mut self, name: &str) -> MemberRun {
         let i = self.member(name);
         self.etcd.run_state(i)
+    }
+
+    /// Raise etcd's `NOSPACE` alarm for member `name` through the Alarm
+    /// API: the raft proposal a member makes itself when its database
+    /// reaches its quota. The cluster then refuses writes until disarmed.
+    pub fn raise_nospace_alarm(&self, name: &str) -> Result<(), LabError> {
+        let i = self.member(name);
+        self.etcd.raise_nospace_alarm(self.rt(), i)
+    }
+
+    /// Disarm every etcd alarm (`etcdctl alarm disarm`).
+    pub fn disarm_alarms(&self) -> Result<(), LabError> {
+        self.etcd.disarm_alarms(self.rt())
     }
 
     /// Wait until some member is leader (after a stop or restart).
