@@ -101,6 +101,8 @@ struct EndpointView {
     members: Option<Vec<MemberRow>>,
     /// The alarms this member's status reported (None: no status).
     alarms: Option<Vec<(u64, String)>>,
+    /// Its client, for a member list asked after the fact.
+    client: Option<Etcd>,
 }
 
 impl Observer {
@@ -459,8 +461,8 @@ impl Observer {
     }
 
     /// Probe one member: status (with the alarms it knows of), a quorum
-    /// read (its health) and the member list.
-    async fn etcd_endpoint(&self, url: String, until: Instant) -> EndpointView {
+    /// read (its health), and the member list when `ask_members`.
+    async fn etcd_endpoint(&self, url: String, until: Instant, ask_members: bool) -> EndpointView {
         let member_until = until.min(Instant::now() + self.config.member_timeout);
         let mut view = EndpointView {
             url: url.clone(),
@@ -486,7 +488,7 @@ impl Observer {
         // The calls share the member's one HTTP/2 connection and run
         // together. A linearizable read needs the leader and a quorum: it is
         // the health check (`etcdctl endpoint health` does the same).
-        let (mut c0, mut c1, mut c2) = (client.clone(), client.clone(), client);
+        let (mut c0, mut c1, c2) = (client.clone(), client.clone(), client.clone());
         let what = [
             format!("status {url}"),
             format!("quorum read {url}"),
@@ -495,8 +497,15 @@ impl Observer {
         let (status, read, list) = tokio::join!(
             within(member_until, &what[0], c0.status()),
             within(member_until, &what[1], c1.get("health", None)),
-            within(member_until, &what[2], c2.member_list()),
+            async {
+                if ask_members {
+                    Some(member_list(c2, &what[2], member_until).await)
+                } else {
+                    None
+                }
+            },
         );
+        view.client = Some(client);
         match status {
             Ok(s) => {
                 view.member_id = s.header().map(|h| h.member_id());
@@ -513,22 +522,7 @@ impl Observer {
             Ok(_) => view.healthy = true,
             Err(e) => view.error = Some(e),
         }
-        if let Ok(ml) = list {
-            view.members = Some(
-                ml.members()
-                    .iter()
-                    .map(|m| {
-                        (
-                            m.id(),
-                            m.name().to_string(),
-                            m.peer_urls().to_vec(),
-                            m.client_urls().to_vec(),
-                            m.is_learner(),
-                        )
-                    })
-                    .collect(),
-            );
-        }
+        view.members = list.and_then(Result::ok);
         view
     }
 
@@ -554,12 +548,29 @@ impl Observer {
         // it, with no extra call. An `Alarm` request would be a raft
         // proposal even to read, one per gate on a polling sentinel. Every
         // member that answered is counted; if none did, alarms are unknown.
-        let views = futures::future::join_all(endpoints.into_iter().map(|u| async move {
-            let v = self.etcd_endpoint(u, until).await;
-            mark(format!("etcd {}", v.url));
-            v
-        }))
-        .await;
+        // The member list is asked of the first member only (the others'
+        // would say the same, at two more calls per gate); if it did not
+        // answer, of the first member that did, afterwards.
+        let mut views =
+            futures::future::join_all(endpoints.into_iter().enumerate().map(|(i, u)| async move {
+                let v = self.etcd_endpoint(u, until, i == 0).await;
+                mark(format!("etcd {}", v.url));
+                v
+            }))
+            .await;
+        if views.iter().all(|v| v.members.is_none())
+            && let Some(v) = views.iter_mut().skip(1).find(|v| v.member_id.is_some())
+            && let Some(c) = v.client.clone()
+        {
+            let what = format!("member list {}", v.url);
+            match member_list(c, &what, until).await {
+                Ok(m) => v.members = Some(m),
+                Err(e) => {
+                    v.error.get_or_insert(e);
+                }
+            }
+            mark("etcd member list (again)".into());
+        }
         let mut alarms: Vec<(u64, String)> = Vec::new();
         let mut answered = false;
         for a in views.iter().filter_map(|v| v.alarms.as_ref()) {
@@ -623,6 +634,24 @@ impl Observer {
             .collect();
         Ok(EtcdState { members })
     }
+}
+
+/// The member list through one member's client.
+async fn member_list(mut client: Etcd, what: &str, until: Instant) -> ProbeResult<Vec<MemberRow>> {
+    within(until, what, client.member_list()).await.map(|ml| {
+        ml.members()
+            .iter()
+            .map(|m| {
+                (
+                    m.id(),
+                    m.name().to_string(),
+                    m.peer_urls().to_vec(),
+                    m.client_urls().to_vec(),
+                    m.is_learner(),
+                )
+            })
+            .collect()
+    })
 }
 
 /// One alarm from a member's status `errors`: etcd writes each as its

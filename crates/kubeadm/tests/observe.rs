@@ -166,6 +166,50 @@ async fn etcd_alarms_are_read_from_every_members_status() {
 }
 
 #[tokio::test]
+async fn with_the_first_member_down_the_member_list_comes_from_another() {
+    let Some(mut lab) =
+        Lab::start_or_skip("with_the_first_member_down_the_member_list_comes_from_another")
+    else {
+        return;
+    };
+    // m1 is the first endpoint, the one asked for the member list.
+    lab.stop_member("m1");
+    lab.wait_leader(Duration::from_secs(10))
+        .expect("m2 and m3 elect a leader");
+    let obs = observer(&lab, |c| c.member_timeout = Duration::from_secs(1)).await;
+    let (s, timings) = obs.observe_timed().await;
+    assert!(
+        !s.probe_errors.contains_key(&Probe::Etcd),
+        "{:?}",
+        s.probe_errors
+    );
+    let mut members: Vec<(String, Option<bool>)> = s
+        .etcd
+        .as_ref()
+        .unwrap()
+        .members
+        .iter()
+        .map(|m| (m.name.clone(), m.healthy))
+        .collect();
+    members.sort();
+    assert_eq!(
+        members,
+        [
+            ("m1".to_string(), Some(false)),
+            ("m2".to_string(), Some(true)),
+            ("m3".to_string(), Some(true)),
+        ]
+    );
+    assert!(
+        timings
+            .0
+            .iter()
+            .any(|(what, _)| what == "etcd member list (again)"),
+        "{timings}"
+    );
+}
+
+#[tokio::test]
 async fn every_probe_fails_closed_when_nothing_answers() {
     let Some(mut lab) = Lab::start_or_skip("every_probe_fails_closed_when_nothing_answers") else {
         return;
