@@ -47,13 +47,16 @@ pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::C
 /// connector with both HTTP versions; with a proxy configured, kube's default
 /// client (HTTP/1.1) is used instead.
 pub fn client_for(config: kube::Config) -> Result<kube::Client, kube::Error> {
-    client_and_version(config).map(|(c, _)| c)
+    client_and_version(config, None).map(|(c, _)| c)
 }
 
-/// [`client_for`], and a flag that says whether the last response came over
-/// HTTP/2 (so further requests can go together on the one connection).
+/// [`client_for`], over `tls` when given (the TLS settings built from the
+/// same config, shared between clients), and a flag that says whether the
+/// last response came over HTTP/2 (so further requests can go together on
+/// the one connection).
 pub(crate) fn client_and_version(
     config: kube::Config,
+    tls: Option<rustls::ClientConfig>,
 ) -> Result<(kube::Client, std::sync::Arc<std::sync::atomic::AtomicBool>), kube::Error> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,7 +68,10 @@ pub(crate) fn client_and_version(
     if config.proxy_url.is_some() {
         return Ok((kube::Client::try_from(config)?, h2));
     }
-    let tls = config.rustls_client_config()?;
+    let tls = match tls {
+        Some(tls) => tls,
+        None => config.rustls_client_config()?,
+    };
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

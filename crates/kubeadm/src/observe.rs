@@ -26,8 +26,13 @@ pub struct Observer {
     /// Whether the Kubernetes client's last answer came over HTTP/2.
     kube_h2: std::sync::Arc<std::sync::atomic::AtomicBool>,
     kube_config: kube::Config,
+    /// The kubeconfig's TLS settings, built once for every apiserver
+    /// connection (and sharing one session cache, so a long-lived observer
+    /// resumes its sessions).
+    kube_tls: Option<rustls::ClientConfig>,
     etcd_tls: TlsOptions,
-    http: reqwest::Client,
+    /// For Prometheus, when configured.
+    http: Option<reqwest::Client>,
 }
 
 impl std::fmt::Debug for Observer {
@@ -111,11 +116,18 @@ impl Observer {
     /// contacted yet.
     pub async fn new(topology: Topology, config: ObserverConfig) -> Result<Observer, Error> {
         let kube_config = crate::kube_config(config.kubeconfig.as_deref()).await?;
+        let kube_error = |e| Error::KubeConfig {
+            path: config.kubeconfig.clone(),
+            source: Box::new(e),
+        };
+        let kube_tls = if kube_config.proxy_url.is_none() {
+            use kube::client::ConfigExt as _;
+            Some(kube_config.rustls_client_config().map_err(kube_error)?)
+        } else {
+            None
+        };
         let (kube, kube_h2) =
-            crate::client_and_version(kube_config.clone()).map_err(|e| Error::KubeConfig {
-                path: config.kubeconfig.clone(),
-                source: Box::new(e),
-            })?;
+            crate::client_and_version(kube_config.clone(), kube_tls.clone()).map_err(kube_error)?;
         let tls = &config.etcd_tls.resolve(&topology);
         let ca = read_file(&tls.ca)?;
         let cert = read_file(&tls.cert)?;
@@ -123,20 +135,26 @@ impl Observer {
         let etcd_tls = TlsOptions::new()
             .ca_certificate(Certificate::from_pem(ca))
             .identity(Identity::from_pem(cert, key));
-        let http = reqwest::Client::builder()
-            .timeout(config.deadline)
-            .build()
-            .map_err(|e| Error::BadUrl {
-                what: "prometheus",
-                url: config.prometheus_url.clone().unwrap_or_default(),
-                reason: e.to_string(),
-            })?;
+        let http = match &config.prometheus_url {
+            Some(url) => Some(
+                reqwest::Client::builder()
+                    .timeout(config.deadline)
+                    .build()
+                    .map_err(|e| Error::BadUrl {
+                        what: "prometheus",
+                        url: url.clone(),
+                        reason: e.to_string(),
+                    })?,
+            ),
+            None => None,
+        };
         Ok(Observer {
             topology,
             config,
             kube,
             kube_h2,
             kube_config,
+            kube_tls,
             etcd_tls,
             http,
         })
@@ -428,17 +446,18 @@ impl Observer {
         };
         let mut cfg = self.kube_config.clone();
         cfg.cluster_url = uri;
-        match crate::client_for(cfg) {
-            Ok(c) => readyz(&c, until).await,
+        match crate::client_and_version(cfg, self.kube_tls.clone()) {
+            Ok((c, _)) => readyz(&c, until).await,
             Err(_) => false,
         }
     }
 
     async fn alerts(&self, until: Instant) -> Option<ProbeResult<Vec<Alert>>> {
         let base = self.config.prometheus_url.as_ref()?;
+        let http = self.http.as_ref()?;
         let url = format!("{}/api/v1/alerts", base.trim_end_matches('/'));
         let fetch = async {
-            let resp = self.http.get(&url).send().await?.error_for_status()?;
+            let resp = http.get(&url).send().await?.error_for_status()?;
             resp.json::<serde_json::Value>().await
         };
         Some(
