@@ -183,7 +183,7 @@ fn sentinel_rss(lab: &Lab, node: &str) {
     let pid = child.id();
     let out = std::io::BufReader::new(child.stdout.take().unwrap());
     let started = Instant::now();
-    let (mut at_100, mut last, mut lines) = (0, 0, 0usize);
+    let (mut at_100, mut last, mut lines, mut peak) = (0, 0, 0usize, 0);
     let mut first_line = String::new();
     for line in out.lines() {
         let line = line.unwrap();
@@ -192,6 +192,9 @@ fn sentinel_rss(lab: &Lab, node: &str) {
             first_line = line.clone();
         }
         let rss = rss_kib(pid, "VmRSS:").unwrap_or(last);
+        // Sampled every cycle: after its last line the process may be gone
+        // before it could be read once more.
+        peak = peak.max(rss_kib(pid, "VmHWM:").unwrap_or(0));
         if lines == 100 {
             at_100 = rss;
         }
@@ -200,7 +203,7 @@ fn sentinel_rss(lab: &Lab, node: &str) {
             break;
         }
     }
-    let peak = rss_kib(pid, "VmHWM:").unwrap_or(0);
+    let peak = peak.max(rss_kib(pid, "VmHWM:").unwrap_or(0));
     let status = child.wait().unwrap();
     let took = started.elapsed();
     assert!(status.success(), "sentinel exited {status}");

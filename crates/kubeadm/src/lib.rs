@@ -50,23 +50,80 @@ pub fn client_for(config: kube::Config) -> Result<kube::Client, kube::Error> {
     client_and_version(config, None).map(|(c, _)| c)
 }
 
+/// What a Kubernetes client's connector saw of its connections.
+#[derive(Debug, Clone)]
+pub(crate) struct KubeConn {
+    /// Whether the last connection negotiated HTTP/2 (ALPN), so requests can
+    /// go together on it.
+    pub h2: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Counts connections established (TLS done, HTTP version known).
+    pub established: tokio::sync::watch::Receiver<u64>,
+}
+
+/// A connector that records, for each connection it makes, whether it
+/// negotiated HTTP/2, and announces it. Over HTTP/2 hyper's pool shares a
+/// connection as soon as it is established, so the observer can send the
+/// rest of its reads then, instead of after the first answer.
+#[derive(Clone)]
+struct Announce<C> {
+    inner: C,
+    h2: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    established: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl<C> tower::Service<http::Uri> for Announce<C>
+where
+    C: tower::Service<http::Uri>,
+    C::Response: hyper_util::client::legacy::connect::Connection,
+    C::Future: Send + 'static,
+{
+    type Response = C::Response;
+    type Error = C::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<C::Response, C::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let (h2, established) = (self.h2.clone(), self.established.clone());
+        Box::pin(async move {
+            let io = connecting.await?;
+            use hyper_util::client::legacy::connect::Connection as _;
+            let negotiated = io.connected().is_negotiated_h2();
+            h2.store(negotiated, std::sync::atomic::Ordering::Relaxed);
+            established.send_modify(|n| *n += 1);
+            Ok(io)
+        })
+    }
+}
+
 /// [`client_for`], over `tls` when given (the TLS settings built from the
-/// same config, shared between clients), and a flag that says whether the
-/// last response came over HTTP/2 (so further requests can go together on
-/// the one connection).
+/// same config, shared between clients), and what its connector sees of its
+/// connections (with a proxy, nothing: requests then go one at a time).
 pub(crate) fn client_and_version(
     config: kube::Config,
     tls: Option<rustls::ClientConfig>,
-) -> Result<(kube::Client, std::sync::Arc<std::sync::atomic::AtomicBool>), kube::Error> {
+) -> Result<(kube::Client, KubeConn), kube::Error> {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
 
     use kube::client::ConfigExt as _;
     use tower::ServiceBuilder;
 
     let h2 = Arc::new(AtomicBool::new(false));
+    let (established, established_rx) = tokio::sync::watch::channel(0);
+    let conn = KubeConn {
+        h2: h2.clone(),
+        established: established_rx,
+    };
     if config.proxy_url.is_some() {
-        return Ok((kube::Client::try_from(config)?, h2));
+        return Ok((kube::Client::try_from(config)?, conn));
     }
     let tls = match tls {
         Some(tls) => tls,
@@ -89,7 +146,11 @@ pub(crate) fn client_and_version(
         }
         None => builder,
     };
-    let connector = builder.enable_http1().enable_http2().wrap_connector(http);
+    let connector = Announce {
+        inner: builder.enable_http1().enable_http2().wrap_connector(http),
+        h2,
+        established: Arc::new(established),
+    };
     let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .timer(hyper_util::rt::TokioTimer::new())
         .build(connector);
@@ -97,16 +158,9 @@ pub(crate) fn client_and_version(
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
-        .map_response({
-            let h2 = h2.clone();
-            move |r: http::Response<hyper::body::Incoming>| {
-                h2.store(r.version() == http::Version::HTTP_2, Ordering::Relaxed);
-                r
-            }
-        })
         .map_err(tower::BoxError::from)
         .service(hyper);
-    Ok((kube::Client::new(service, config.default_namespace), h2))
+    Ok((kube::Client::new(service, config.default_namespace), conn))
 }
 
 /// The client configuration (see [`kube_client`]).

@@ -23,8 +23,8 @@ pub struct Observer {
     topology: Topology,
     config: ObserverConfig,
     kube: kube::Client,
-    /// Whether the Kubernetes client's last answer came over HTTP/2.
-    kube_h2: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// What the Kubernetes client's connector saw of its connections.
+    kube_conn: crate::KubeConn,
     kube_config: kube::Config,
     /// The kubeconfig's TLS settings, built once for every apiserver
     /// connection (and sharing one session cache, so a long-lived observer
@@ -126,7 +126,7 @@ impl Observer {
         } else {
             None
         };
-        let (kube, kube_h2) =
+        let (kube, kube_conn) =
             crate::client_and_version(kube_config.clone(), kube_tls.clone()).map_err(kube_error)?;
         let tls = &config.etcd_tls.resolve(&topology);
         let ca = read_file(&tls.ca)?;
@@ -152,7 +152,7 @@ impl Observer {
             topology,
             config,
             kube,
-            kube_h2,
+            kube_conn,
             kube_config,
             kube_tls,
             etcd_tls,
@@ -208,17 +208,22 @@ impl Observer {
             format!("get lease {}", self.config.lock),
         );
         // The Kubernetes reads share one TLS connection. The first (the node
-        // list) opens it and learns the HTTP version: over HTTP/2 the other
-        // reads then go together (with `/readyz` for the endpoint when the
-        // kubeconfig points at it), over HTTP/1.1 one after another on the
-        // kept-alive connection: one handshake either way. etcd, the other
+        // list) opens it, and the connector says which HTTP version it
+        // speaks: over HTTP/2 the other reads go together (with `/readyz`
+        // for the endpoint when the kubeconfig points at it) as soon as the
+        // connection is up, over HTTP/1.1 one after another on the
+        // kept-alive connection: one handshake either way. A connection kept
+        // from an earlier observation (the sentinel) answers the node list
+        // first, and the HTTP version it last saw decides. etcd, the other
         // apiservers, the load balancer and Prometheus are probed alongside.
         let endpoint = format!("https://{}", self.topology.control_plane_endpoint.socket());
         let kube_is_endpoint = same_url(&self.kube_config.cluster_url.to_string(), &endpoint);
         let kube_reads = async {
-            let nodes = within(until, "list nodes", node_api.list(&lp)).await;
-            mark("list nodes".into());
-            let h2 = self.kube_h2.load(std::sync::atomic::Ordering::Relaxed);
+            let nodes = async {
+                let r = within(until, "list nodes", node_api.list(&lp)).await;
+                mark("list nodes".into());
+                r
+            };
             let ready = async {
                 if !kube_is_endpoint {
                     return false;
@@ -252,10 +257,31 @@ impl Observer {
                 mark("get lock".into());
                 r
             };
-            let (ready, pods, pdbs, kill, lock) = if h2 {
-                tokio::join!(ready, pods, pdbs, kill, lock)
-            } else {
-                (ready.await, pods.await, pdbs.await, kill.await, lock.await)
+            let mut established = self.kube_conn.established.clone();
+            established.borrow_and_update();
+            let mut nodes = std::pin::pin!(nodes);
+            let answered_first = tokio::select! {
+                biased;
+                r = &mut nodes => Some(r),
+                _ = established.changed() => None,
+            };
+            let h2 = self.kube_conn.h2.load(std::sync::atomic::Ordering::Relaxed);
+            let rest = async {
+                if h2 {
+                    tokio::join!(ready, pods, pdbs, kill, lock)
+                } else {
+                    (ready.await, pods.await, pdbs.await, kill.await, lock.await)
+                }
+            };
+            let (nodes, (ready, pods, pdbs, kill, lock)) = match answered_first {
+                Some(nodes) => (nodes, rest.await),
+                // The node list goes first in the join: its poll puts the
+                // new connection in the pool before the others look there.
+                None if h2 => tokio::join!(nodes, rest),
+                None => {
+                    let nodes = nodes.await;
+                    (nodes, rest.await)
+                }
             };
             (ready, (nodes, pods, pdbs, kill, lock))
         };

@@ -285,6 +285,47 @@ async fn the_kubernetes_client_negotiates_http2_through_the_endpoint() {
     );
 }
 
+/// Sessions HAProxy's frontend (the VIP) has taken so far.
+fn vip_sessions(lab: &Lab) -> u64 {
+    let csv = lab.lb_command("show stat").unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (sv, stot) = (col("svname"), col("stot"));
+    lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| f.get(sv) == Some(&"FRONTEND"))
+        .map(|f| f[stot].parse().unwrap())
+        .expect("a FRONTEND row")
+}
+
+#[tokio::test]
+async fn the_kubernetes_reads_share_one_connection_opened_once() {
+    let Some(lab) = Lab::start_or_skip("the_kubernetes_reads_share_one_connection_opened_once")
+    else {
+        return;
+    };
+    let obs = observer(&lab, |_| {}).await;
+    let before = vip_sessions(&lab);
+    let (s, timings) = obs.observe_timed().await;
+    assert!(s.probe_errors.is_empty(), "{:?}", s.probe_errors);
+    // Six requests (five reads and /readyz) through the VIP, which is the
+    // kubeconfig's server: over HTTP/2 they share one connection. The other
+    // five are sent as soon as it is up, while the node list is in flight;
+    // none may race to open a connection of its own.
+    assert_eq!(vip_sessions(&lab) - before, 1, "{timings}");
+    assert_eq!(s.apiservers.as_ref().unwrap().via_endpoint, Some(true));
+    // A later observation (the sentinel's next cycle) reuses it.
+    let s = obs.observe().await;
+    assert!(s.probe_errors.is_empty(), "{:?}", s.probe_errors);
+    assert_eq!(vip_sessions(&lab) - before, 1);
+}
+
 #[tokio::test]
 async fn prometheus_firing_alerts_are_observed() {
     let Some(lab) = Lab::start_or_skip("prometheus_firing_alerts_are_observed") else {
