@@ -1076,29 +1076,26 @@ mod status_alarm_tests {
 
     #[test]
     fn alarms_are_read_from_status_errors_and_never_dropped() {
-        // As etcd 3.4 writes them (gogo text form, trailing space).
-        assert_eq!(
-            status_alarm("memberID:10276657743932975437 alarm:NOSPACE "),
-            Some((10276657743932975437, "NOSPACE".into()))
-        );
-        // Spaces after the colons, other order: still read.
-        assert_eq!(
-            status_alarm("alarm: CORRUPT  memberID: 7"),
-            Some((7, "CORRUPT".into()))
-        );
-        // Not alarms.
-        assert_eq!(status_alarm("etcdserver: no leader"), None);
-        assert_eq!(status_alarm("memberID:7 alarm:NONE"), None);
-        assert_eq!(status_alarm("nomemberID:7 falarm:NOSPACE"), None);
-        // An alarm whose member cannot be read counts for every member; one
-        // whose name is missing keeps the whole text.
-        assert_eq!(
-            status_alarm("memberID:? alarm:NOSPACE"),
-            Some((0, "NOSPACE".into()))
-        );
-        assert_eq!(
-            status_alarm("memberID:7 alarm:"),
-            Some((7, "memberID:7 alarm:".into()))
-        );
+        let cases: [(&str, Option<(u64, &str)>); 7] = [
+            // As etcd 3.4 writes them (gogo text form, trailing space).
+            (
+                "memberID:10276657743932975437 alarm:NOSPACE ",
+                Some((10276657743932975437, "NOSPACE")),
+            ),
+            // Spaces after the colons, other order: still read.
+            ("alarm: CORRUPT  memberID: 7", Some((7, "CORRUPT"))),
+            // Not alarms.
+            ("etcdserver: no leader", None),
+            ("memberID:7 alarm:NONE", None),
+            ("nomemberID:7 falarm:NOSPACE", None),
+            // An alarm whose member cannot be read counts for every member.
+            ("memberID:? alarm:NOSPACE", Some((0, "NOSPACE"))),
+            // One whose name is missing keeps the whole text.
+            ("memberID:7 alarm:", Some((7, "memberID:7 alarm:"))),
+        ];
+        for (text, want) in cases {
+            let want = want.map(|(m, a)| (m, a.to_string()));
+            assert_eq!(status_alarm(text), want, "{text:?}");
+        }
     }
 }
