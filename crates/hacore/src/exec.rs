@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -139,34 +139,37 @@ impl FileJournal {
             .append(true)
             .open(path)
             .map_err(io)?;
-        let mut records = Vec::new();
-        let lines: Vec<String> = BufReader::new(&file)
-            .lines()
-            .collect::<Result<_, _>>()
-            .map_err(io)?;
-        let n = lines.len();
-        for (i, line) in lines.iter().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str(line) {
-                Ok(r) => records.push(r),
-                Err(_) if i + 1 == n => break,
-                Err(e) => {
-                    return Err(ExecError::Journal(format!(
-                        "{}:{}: {e}",
-                        path.display(),
-                        i + 1
-                    )));
-                }
-            }
-        }
+        let mut text = String::new();
+        (&file).read_to_string(&mut text).map_err(io)?;
+        let records = parse_journal(&path.display().to_string(), &text)?;
         Ok(FileJournal {
             path: path.to_path_buf(),
             file,
             records,
         })
     }
+}
+
+/// Parse a journal's text, one JSON record a line; `file` names it in
+/// errors. A torn last line (a crash mid-write) is ignored; any other
+/// unreadable line is an error naming its line.
+pub fn parse_journal(file: &str, text: &str) -> Result<Vec<Record>, ExecError> {
+    let mut records = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let n = lines.len();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(r) => records.push(r),
+            Err(_) if i + 1 == n => break,
+            Err(e) => {
+                return Err(ExecError::Journal(format!("{file}:{}: {e}", i + 1)));
+            }
+        }
+    }
+    Ok(records)
 }
 
 impl Journal for FileJournal {

@@ -34,6 +34,8 @@ pub mod action;
 pub mod backend;
 pub mod error;
 pub mod exec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod plan;
 pub mod quorum;

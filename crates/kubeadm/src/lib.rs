@@ -20,6 +20,8 @@
 
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod etcd_alarm;
 pub mod lb;
 pub mod lock;
 pub mod observe;

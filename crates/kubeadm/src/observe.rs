@@ -16,6 +16,7 @@ use kube::Api;
 use kube::api::ListParams;
 use tokio::time::{Instant, timeout_at};
 
+use crate::etcd_alarm::status_alarm;
 use crate::{Error, ObserverConfig, to_jiff};
 
 /// Observes one cluster. Build once, observe many times (the sentinel).
@@ -697,36 +698,6 @@ async fn member_list(mut client: Etcd, what: &str, until: Instant) -> ProbeResul
             })
             .collect()
     })
-}
-
-/// One alarm from a member's status `errors`: etcd writes each as its
-/// `AlarmMember` in protobuf text form, `memberID:8211 alarm:NOSPACE `.
-/// Other errors (`etcdserver: no leader`) are not alarms. An alarm whose
-/// member cannot be read is kept with member 0, which counts for every
-/// member: never dropped.
-fn status_alarm(e: &str) -> Option<(u64, String)> {
-    // `key:` at the start or after a space; its value runs to the next
-    // space (Go's text encoders may put spaces after the colon).
-    let field = |key: &str| {
-        e.match_indices(key)
-            .find(|(i, _)| e[..*i].chars().last().is_none_or(char::is_whitespace))
-            .map(|(i, _)| {
-                let rest = e[i + key.len()..].trim_start();
-                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-                rest[..end].trim_matches('"').to_string()
-            })
-    };
-    let alarm = field("alarm:")?;
-    if alarm == "NONE" {
-        return None;
-    }
-    let alarm = if alarm.is_empty() {
-        e.trim().to_string()
-    } else {
-        alarm
-    };
-    let member = field("memberID:").and_then(|m| m.parse().ok()).unwrap_or(0);
-    Some((member, alarm))
 }
 
 /// When each probe finished, from the start of one observation, earliest

@@ -8,6 +8,8 @@
 //! `config.xml` pools and frontends) will live beside it.
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod haproxy;
 
 pub use haproxy::{AdminState, Error, RuntimeClient, ServerStat, ServerStatus, Stats, Want};
