@@ -14,11 +14,13 @@ pub fn show_stat(data: &[u8]) -> bool {
     let Ok(stats) = Stats::parse(&text) else {
         return false;
     };
-    let pools = stats
+    let pools: std::collections::BTreeSet<&String> = stats
         .backends
         .iter()
-        .chain(stats.servers.iter().map(|s| &s.backend));
-    for pool in pools {
+        .chain(stats.servers.iter().map(|s| &s.backend))
+        .collect();
+    // A few pools are enough: each lookup scans every row.
+    for pool in pools.into_iter().take(8) {
         let _ = stats.lb_state(pool);
         // pfSense's names: `pool_ipvANY` is also found as `pool`.
         if let Some((bare, _)) = pool.rsplit_once("_ipv") {
