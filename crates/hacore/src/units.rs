@@ -11,6 +11,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Dur(pub SignedDuration);
 
 impl Dur {
+    /// The longest duration a file may give, in seconds (about 31 years):
+    /// sums of durations and times plus a duration stay in range.
+    pub const MAX_SECS: i64 = 1_000_000_000;
+
     /// From whole seconds.
     pub const fn secs(s: i64) -> Self {
         Dur(SignedDuration::from_secs(s))
@@ -43,6 +47,12 @@ impl std::str::FromStr for Dur {
         if d.is_negative() {
             return Err(format!("duration `{s}` is negative"));
         }
+        if d > SignedDuration::from_secs(Dur::MAX_SECS) {
+            return Err(format!(
+                "duration `{s}` is too long (at most {}s, about 31 years)",
+                Dur::MAX_SECS
+            ));
+        }
         Ok(Dur(d))
     }
 }
@@ -64,7 +74,7 @@ impl<'de> Deserialize<'de> for Dur {
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Dur, E> {
                 i64::try_from(v)
                     .ok()
-                    .filter(|s| *s <= 1_000_000_000)
+                    .filter(|s| *s <= Dur::MAX_SECS)
                     .map(Dur::secs)
                     .ok_or_else(|| E::custom(format!("duration of {v} seconds is too long")))
             }
@@ -93,6 +103,15 @@ mod tests {
         assert_eq!(Dur::hours(24).to_string(), "24h");
         assert!("-5s".parse::<Dur>().is_err());
         assert!("soon".parse::<Dur>().is_err());
+        // Found by fuzzing the plan: two steps this long overflowed the plan's total.
+        assert_eq!(
+            "2562047788015215h".parse::<Dur>().unwrap_err(),
+            "duration `2562047788015215h` is too long (at most 1000000000s, about 31 years)"
+        );
+        assert_eq!(
+            "1000000000s".parse::<Dur>().unwrap(),
+            Dur::secs(1_000_000_000)
+        );
         let d: Dur = serde_json::from_str("90").unwrap();
         assert_eq!(d, Dur::secs(90));
     }
