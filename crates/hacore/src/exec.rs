@@ -675,3 +675,21 @@ fn rollback(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod parse_journal_tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_read_torn_last_line_skipped_other_errors_named() {
+        let begin = r#"{"event":"begin","plan":"p","at":"2026-05-21T22:00:00Z"}"#;
+        let done = r#"{"event":"finished","at":"2026-05-21T22:00:01Z"}"#;
+        let crlf = format!("{begin}\r\n\r\n{done}\r\n");
+        assert_eq!(parse_journal("j", &crlf).unwrap().len(), 2);
+        let torn = format!("{begin}\n{{\"event\":\"sta");
+        assert_eq!(parse_journal("j", &torn).unwrap().len(), 1);
+        let bad = format!("{begin}\nnot json\n{done}\n");
+        let err = parse_journal("run.jsonl", &bad).unwrap_err().to_string();
+        assert!(err.contains("run.jsonl:2: "), "{err}");
+    }
+}
