@@ -298,6 +298,24 @@ impl Spawner {
     }
 }
 
+impl Spawner {
+    /// Run `f` on the spawner thread: what it forks dies with the lab, not
+    /// with the caller's thread (e.g. a fixture that forks its own child).
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, HostError> {
+        let (rtx, rrx) = mpsc::sync_channel(1);
+        let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let _ = rtx.send(f());
+        });
+        let gone = || HostError::Invalid("the lab's spawner thread is gone".into());
+        self.tx
+            .as_ref()
+            .expect("spawner lives until drop")
+            .send(job)
+            .map_err(|_| gone())?;
+        rrx.recv().map_err(|_| gone())
+    }
+}
+
 impl Drop for Spawner {
     fn drop(&mut self) {
         self.tx.take();
@@ -772,7 +790,7 @@ impl HostLab {
             init: None,
             services: Vec::new(),
             running: Vec::new(),
-            sshd_port: None,
+            ssh_host_public: None,
             boots: 0,
         };
         host.power_on()?;
@@ -876,7 +894,9 @@ pub struct Host {
     init: Option<u32>,
     services: Vec<(String, ServiceFn)>,
     running: Vec<(String, ServiceGuard)>,
-    sshd_port: Option<u16>,
+    /// The host's sshd public key (`ssh-ed25519 AAAA...`), once
+    /// [`Host::start_sshd`] made it.
+    ssh_host_public: Option<String>,
     boots: u32,
 }
 
@@ -986,6 +1006,12 @@ impl Host {
     /// The private paths.
     pub fn private_paths(&self) -> &[PathBuf] {
         &self.private
+    }
+
+    /// The host's PID 1 as the machine numbers it, while on (isolated
+    /// hosts only): `/proc/<pid>/ns/*` are the host's namespaces.
+    pub fn pid(&self) -> Option<u32> {
+        self.init
     }
 
     /// Whether the host is powered on.
@@ -1454,6 +1480,74 @@ impl Host {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
+    }
+}
+
+/// The port the host's sshd listens on.
+pub const SSH_PORT: u16 = 22;
+
+impl Host {
+    /// Run a real OpenSSH sshd ([`crate::sshd::Sshd`]) inside the host on
+    /// `<addr>:22`, accepting `authorized_keys` (OpenSSH public key lines)
+    /// for every user, root included: registered as the service `sshd`,
+    /// so it comes back at every power on. Its ed25519 host key is made
+    /// once, in `<host dir>/keys`, and kept across reboots. The keys are
+    /// also written to the host's `/root/.ssh/authorized_keys`, as on a
+    /// real machine. Waits until sshd answers (10 s).
+    pub fn start_sshd(&mut self, authorized_keys: Vec<String>) -> Result<(), HostError> {
+        if self.ssh_host_public.is_some() {
+            return Err(HostError::Invalid(format!(
+                "host {}: sshd is already registered",
+                self.name
+            )));
+        }
+        let keys_dir = self.dir.join("keys");
+        let sshd_err = |name: &str, e: crate::LabError| HostError::Sshd {
+            host: name.to_string(),
+            reason: e.to_string(),
+        };
+        let (key, public) = crate::sshd::client_key(&keys_dir, "ed25519", None)
+            .map_err(|e| sshd_err(&self.name, e))?;
+        let host_key = keys_dir.join("ssh_host_ed25519_key");
+        fs::rename(&key, &host_key).map_err(io_err(format!("renaming {}", key.display())))?;
+        let host_pub = host_key.with_extension("pub");
+        fs::rename(key.with_extension("pub"), &host_pub)
+            .map_err(io_err(format!("renaming {}.pub", key.display())))?;
+        let public: String = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        self.ssh_host_public = Some(public);
+        let mut ak = authorized_keys.join("\n");
+        ak.push('\n');
+        let ak_path = self.path("/root/.ssh/authorized_keys");
+        fs::write(&ak_path, ak).map_err(io_err(format!("writing {}", ak_path.display())))?;
+        let dir = self.dir.join("sshd");
+        let listen = SocketAddr::new(self.ip(), SSH_PORT);
+        self.add_service("sshd", move |h| {
+            let mut spec = crate::sshd::SshdSpec::new(listen, dir.clone(), authorized_keys.clone());
+            spec.wrapper = h.wrapper();
+            spec.host_key = Some(host_key.clone());
+            let name = h.name.clone();
+            // Forked on the lab's thread: it lives as long as the host.
+            let sshd = h
+                .net
+                .spawner
+                .run(move || crate::sshd::Sshd::start(&spec, Duration::from_secs(10)))?
+                .map_err(|e| sshd_err(&name, e))?;
+            Ok(Box::new(sshd) as ServiceGuard)
+        })
+    }
+
+    /// The `known_hosts` line of the host's sshd (`198.18.N.k ssh-ed25519
+    /// AAAA...`), once [`Host::start_sshd`] ran.
+    pub fn known_hosts_line(&self) -> Option<String> {
+        self.ssh_host_public
+            .as_ref()
+            .map(|k| format!("{} {k}", self.addr))
+    }
+
+    /// The host's sshd public key (`ssh-ed25519 AAAA...`), once
+    /// [`Host::start_sshd`] ran.
+    pub fn ssh_host_public_key(&self) -> Option<&str> {
+        self.ssh_host_public.as_deref()
     }
 }
 
