@@ -301,7 +301,10 @@ impl Spawner {
 impl Spawner {
     /// Run `f` on the spawner thread: what it forks dies with the lab, not
     /// with the caller's thread (e.g. a fixture that forks its own child).
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, HostError> {
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HostError> {
         let (rtx, rrx) = mpsc::sync_channel(1);
         let job: Box<dyn FnOnce() + Send> = Box::new(move || {
             let _ = rtx.send(f());
@@ -920,7 +923,14 @@ H=$1; NAME=$2; shift 2
 R=$H/root
 exec >>"$H/boot.log" 2>&1
 echo "boot: $(date -u +%FT%TZ)"
-mount -t overlay "hacli-host-$NAME" -o "lowerdir=/,upperdir=$H/upper,workdir=$H/work" "$R"
+if ! mount -t overlay "hacli-host-$NAME" -o "lowerdir=/,upperdir=$H/upper,workdir=$H/work" "$R"; then
+  # The lab's directory cannot hold an upper layer (e.g. it is itself on
+  # an overlay): keep the root's writes in memory, lost at power off.
+  echo "boot: WARNING: overlay upper on tmpfs, writes outside the private paths are lost at power off"
+  mount -t tmpfs -o mode=0755 volatile "$H/volatile"
+  mkdir -p "$H/volatile/upper" "$H/volatile/work"
+  mount -t overlay "hacli-host-$NAME" -o "lowerdir=/,upperdir=$H/volatile/upper,workdir=$H/volatile/work" "$R"
+fi
 mode=bind
 for a in "$@"; do
   case "$a" in --private) mode=private; continue;; esac
@@ -1031,26 +1041,34 @@ impl Host {
 
     /// Where the test reads and writes the host's file `inside` (an
     /// absolute path under one of the private paths, or under the host's
-    /// own directory): `<host dir>/fs/<inside>`.
+    /// own directory): `<host dir>/fs/<inside>`. A Unix socket a process
+    /// of the host binds there (HAProxy's `/tmp/haproxy.socket`) can be
+    /// connected to from the test at this path.
     ///
     /// # Panics
-    /// When `inside` is under no private path: name it in
-    /// [`HostSpec::private_paths`].
+    /// When `inside` is under no private path (see [`Host::try_path`]):
+    /// name it in [`HostSpec::private_paths`].
     pub fn path(&self, inside: impl AsRef<Path>) -> PathBuf {
+        self.try_path(inside).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Host::path`], as a `Result`.
+    pub fn try_path(&self, inside: impl AsRef<Path>) -> Result<PathBuf, HostError> {
         let inside = inside.as_ref();
         if inside.starts_with(&self.dir) {
-            return inside.to_path_buf();
+            return Ok(inside.to_path_buf());
         }
         let under = self.private.iter().any(|p| inside.starts_with(p))
             && inside.components().all(|c| c != Component::ParentDir);
-        assert!(
-            under,
-            "host {}: {} is not under one of its private paths {:?}: add it to HostSpec::private_paths",
-            self.name,
-            inside.display(),
-            self.private
-        );
-        fs_path(&self.dir, inside)
+        if !under {
+            return Err(HostError::Invalid(format!(
+                "host {}: {} is not under one of its private paths {:?}: add it to HostSpec::private_paths",
+                self.name,
+                inside.display(),
+                self.private
+            )));
+        }
+        Ok(fs_path(&self.dir, inside))
     }
 
     /// The command prefix that runs a program inside the host:
@@ -1289,7 +1307,7 @@ impl Host {
     }
 
     fn boot(&mut self) -> Result<(), HostError> {
-        for d in ["upper", "work", "root"] {
+        for d in ["upper", "work", "root", "volatile"] {
             let p = self.dir.join(d);
             fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
         }
@@ -1513,7 +1531,11 @@ impl Host {
         let host_pub = host_key.with_extension("pub");
         fs::rename(key.with_extension("pub"), &host_pub)
             .map_err(io_err(format!("renaming {}.pub", key.display())))?;
-        let public: String = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let public: String = public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
         self.ssh_host_public = Some(public);
         let mut ak = authorized_keys.join("\n");
         ak.push('\n');
