@@ -78,7 +78,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -488,7 +487,8 @@ enum Mode {
 struct Net {
     mode: Mode,
     n: u16,
-    next_host: AtomicU8,
+    /// Live hosts: last octet -> name.
+    live: Mutex<std::collections::BTreeMap<u8, String>>,
     marker: String,
     spawner: Spawner,
     dir: tempfile::TempDir,
@@ -632,7 +632,7 @@ impl HostLab {
         let net = Net {
             mode,
             n,
-            next_host: AtomicU8::new(11),
+            live: Mutex::new(std::collections::BTreeMap::new()),
             marker,
             spawner,
             dir,
@@ -733,26 +733,16 @@ impl HostLab {
                 "host name {name:?}: use 1-63 letters, digits, '-', '.', '_'"
             )));
         }
-        let k = match spec.addr {
-            Some(a) => {
-                let want = self.net.addr(a.octets()[3]);
-                if a != want || matches!(a.octets()[3], 0 | 1 | 255) {
-                    return Err(HostError::Invalid(format!(
-                        "host {name}: address {a} is not a host address of the lab's network {} (gateway {})",
-                        self.subnet(),
-                        self.gateway()
-                    )));
-                }
-                a.octets()[3]
+        if let Some(a) = spec.addr {
+            let want = self.net.addr(a.octets()[3]);
+            if a != want || matches!(a.octets()[3], 0 | 1 | 255) {
+                return Err(HostError::Invalid(format!(
+                    "host {name}: address {a} is not a host address of the lab's network {} (gateway {})",
+                    self.subnet(),
+                    self.gateway()
+                )));
             }
-            None => {
-                let k = self.net.next_host.fetch_add(1, Ordering::SeqCst);
-                if k >= 255 || k < 11 {
-                    return Err(HostError::Invalid("the lab's network is full".into()));
-                }
-                k
-            }
-        };
+        }
         let mut private: Vec<PathBuf> = DEFAULT_PRIVATE_PATHS.iter().map(PathBuf::from).collect();
         for p in spec.private_paths {
             let ok = p.is_absolute()
@@ -769,15 +759,46 @@ impl HostLab {
                 private.push(p);
             }
         }
+        // Reserve the name and the address among the live hosts.
+        let k = {
+            let mut live = self.net.live.lock().expect("live hosts");
+            if live.values().any(|n| *n == name) {
+                return Err(HostError::Invalid(format!(
+                    "host {name} exists in this lab"
+                )));
+            }
+            let k = match spec.addr {
+                Some(a) => a.octets()[3],
+                None => (11..255).find(|k| !live.contains_key(k)).ok_or_else(|| {
+                    HostError::Invalid(format!("the lab's network {} is full", self.subnet()))
+                })?,
+            };
+            if let Some(other) = live.get(&k) {
+                return Err(HostError::Invalid(format!(
+                    "host {name}: address {} is host {other}'s",
+                    self.net.addr(k)
+                )));
+            }
+            live.insert(k, name.clone());
+            k
+        };
+        let release = || {
+            self.net.live.lock().expect("live hosts").remove(&k);
+        };
         let dir = self.net.dir.path().join("hosts").join(&name);
         if dir.exists() {
-            return Err(HostError::Invalid(format!(
-                "host {name} exists in this lab"
-            )));
+            // A host of that name was dropped: this one is a new machine.
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                release();
+                return Err(io_err(format!("removing {}", dir.display()))(e));
+            }
         }
         for p in &private {
             let d = fs_path(&dir, p);
-            fs::create_dir_all(&d).map_err(io_err(format!("creating {}", d.display())))?;
+            if let Err(e) = fs::create_dir_all(&d) {
+                release();
+                return Err(io_err(format!("creating {}", d.display()))(e));
+            }
         }
         let tmp = fs_path(&dir, Path::new("/tmp"));
         let _ = fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777));
@@ -1576,6 +1597,8 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         let _ = self.power_off();
+        let k = self.addr.octets()[3];
+        self.net.live.lock().expect("live hosts").remove(&k);
     }
 }
 

@@ -235,7 +235,7 @@ fn power_off_silences_the_host_and_power_on_brings_it_back_with_its_files() {
     h.exec_ok(&["sh", "-c", "echo kept > /etc/lab-overlay-kept"])
         .unwrap();
     // A stray process (not a service) must die with the host too.
-    let _stray = h.spawn(&["sleep", "1000"], &[]).unwrap();
+    let mut stray = h.spawn(&["sleep", "1000"], &[]).unwrap();
     let ns = net_ns(h.pid().unwrap() as i32).unwrap();
     assert_eq!(greet(h.addr(), 8080).as_deref(), Some("p1"));
 
@@ -257,6 +257,8 @@ fn power_off_silences_the_host_and_power_on_brings_it_back_with_its_files() {
         let left = processes_in(&ns);
         (!left.is_empty()).then(|| format!("{left:?}"))
     });
+    let st = stray.wait().unwrap();
+    assert!(!st.success(), "the stray process ended {st}");
     // Its peer is untouched.
     assert!(peer.exec_ok(&["true"]).is_ok());
 
@@ -407,7 +409,7 @@ fn nothing_is_left_after_the_lab_is_dropped() {
     let mut h1 = lab.add_host("d1").unwrap();
     let h2 = lab.add_host("d2").unwrap();
     start_listener(&mut h1, 8080);
-    let stray = h2.spawn(&["sleep", "1000"], &[]).unwrap();
+    let mut stray = h2.spawn(&["sleep", "1000"], &[]).unwrap();
     let namespaces = [
         net_ns(h1.pid().unwrap() as i32).unwrap(),
         net_ns(h2.pid().unwrap() as i32).unwrap(),
@@ -419,7 +421,8 @@ fn nothing_is_left_after_the_lab_is_dropped() {
     drop(h1);
     drop(h2);
     drop(lab);
-    drop(stray);
+    let st = stray.wait().unwrap();
+    assert!(!st.success(), "the stray process ended {st}");
     wait_until(
         "no process, interface or namespace of the dropped lab",
         Duration::from_secs(5),
@@ -454,7 +457,7 @@ fn sigkill_helper() {
     let mut h1 = lab.add_host("k1").unwrap();
     let h2 = lab.add_host("k2").unwrap();
     start_listener(&mut h1, 8080);
-    let _stray = h2.spawn(&["sleep", "1000"], &[]).unwrap();
+    let _stray = testlab::host::KillOnDrop(h2.spawn(&["sleep", "1000"], &[]).unwrap());
     let ns = std::fs::read_link(format!("/proc/{}/ns/net", h2.pid().unwrap())).unwrap();
     println!(
         "READY {} {} {} {} {}",
@@ -653,10 +656,34 @@ fn bad_input_is_refused_with_a_reason() {
     }
     let e = lab.add_host("b3").unwrap_err().to_string();
     assert!(e.contains("exists"), "{e}");
+    let e = lab
+        .add_host_with(testlab::host::HostSpec {
+            name: "b4".into(),
+            addr: Some(h.addr()),
+            private_paths: vec![],
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is host b3's"), "{e}");
     let e = h.try_path("/etc/passwd").unwrap_err().to_string();
     assert!(e.contains("not under one of its private paths"), "{e}");
     let e = h.try_path("/tmp/../etc/passwd").unwrap_err().to_string();
     assert!(e.contains("not under one of its private paths"), "{e}");
+    // A dropped host frees its name and address: a new machine takes them,
+    // with fresh files.
+    let addr = h.addr();
+    drop(h);
+    let h = lab
+        .add_host_with(testlab::host::HostSpec {
+            name: "b3".into(),
+            addr: Some(addr),
+            private_paths: vec!["/opt/lab".into()],
+        })
+        .unwrap();
+    assert!(
+        !h.path("/opt/lab/f").exists(),
+        "a new machine kept the old one's files"
+    );
 }
 
 #[test]
