@@ -407,10 +407,11 @@ pub fn interface_name(n: u16) -> String {
     format!("{IFACE_PREFIX}{n}")
 }
 
-/// Kill leftovers of dead labs: marked processes and `hlab*` interfaces
-/// whose network lock is free (and those of our own network, whose lock we
-/// now hold). Returns what was swept, for the log.
-fn sweep(mine: u16) -> Vec<String> {
+/// Kill leftovers of dead labs: marked processes, `hlab*` interfaces and
+/// `hacli-hosts-N-*` temp dirs whose network lock is free (and those of our
+/// own network, whose lock we now hold). Returns what was swept, for the
+/// log.
+fn sweep(mine: u16, my_dir: &Path) -> Vec<String> {
     let me = std::process::id().to_string();
     let mut swept = Vec::new();
     for (pid, value) in marked_processes(MARKER) {
@@ -438,6 +439,22 @@ fn sweep(mine: u16) -> Vec<String> {
                 Duration::from_secs(10),
             );
             swept.push(format!("interface {name}"));
+        }
+    }
+    // Directories of dead labs (the temp dir outlives a SIGKILL).
+    if let Ok(dir) = fs::read_dir(std::env::temp_dir()) {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(n) = name
+                .strip_prefix("hacli-hosts-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|n| n.parse::<u16>().ok())
+            else {
+                continue;
+            };
+            if e.path() != my_dir && net_is_stale(n, mine) && fs::remove_dir_all(e.path()).is_ok() {
+                swept.push(format!("directory {}", e.path().display()));
+            }
         }
     }
     swept
@@ -609,7 +626,7 @@ impl HostLab {
         let spawner = Spawner::new();
         let mode = match can_isolate() {
             Ok(()) => {
-                let swept = sweep(n);
+                let swept = sweep(n, dir.path());
                 if !swept.is_empty() {
                     eprintln!(
                         "testlab hosts: swept leftovers of dead labs: {}",

@@ -108,7 +108,9 @@ fn two_hosts_have_their_own_address_files_and_processes() {
     if !lab.isolated_or_skip("two_hosts_have_their_own_address_files_and_processes") {
         return;
     }
+    let t = Instant::now();
     let mut h1 = lab.add_host("h1").unwrap();
+    println!("a host booted in {} ms", t.elapsed().as_millis());
     let h2 = lab.add_host("h2").unwrap();
     assert_ne!(h1.addr(), h2.addr());
     assert!(lab.subnet().starts_with("198.1"), "{}", lab.subnet());
@@ -212,6 +214,15 @@ fn two_hosts_have_their_own_address_files_and_processes() {
     let vip = std::net::Ipv4Addr::from(u32::from(h1.addr()) + 100);
     h1.add_address(&format!("{vip}/32")).unwrap();
     assert_eq!(greet(vip, 8080).as_deref(), Some("h1"));
+}
+
+#[test]
+fn hosts_and_labs_can_move_between_threads() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<Host>();
+    send::<HostLab>();
+    sync::<HostLab>();
 }
 
 fn other<'a>(h: &Host, a: &'a Host, b: &'a Host) -> &'a Host {
@@ -334,7 +345,12 @@ fn each_host_runs_sshd_with_its_own_host_key_across_reboots() {
         testlab::sshd::client_key(&lab.dir().join("client"), "ed25519", None).unwrap();
     let mut h1 = lab.add_host("s1").unwrap();
     let mut h2 = lab.add_host("s2").unwrap();
+    let t = Instant::now();
     h1.start_sshd(vec![public.clone()]).unwrap();
+    println!(
+        "sshd answered {} ms after start_sshd",
+        t.elapsed().as_millis()
+    );
     h2.start_sshd(vec![public.clone()]).unwrap();
     let k1 = h1.ssh_host_public_key().unwrap().to_string();
     let k2 = h2.ssh_host_public_key().unwrap().to_string();
@@ -384,7 +400,12 @@ fn each_host_runs_sshd_with_its_own_host_key_across_reboots() {
     h1.power_off().unwrap();
     assert!(!h1.answers(22, Duration::from_secs(1)));
     assert!(!ssh(&key, &kh, h1.addr(), "true").status.success());
+    let t = Instant::now();
     h1.power_on().unwrap();
+    println!(
+        "power on until sshd answered: {} ms",
+        t.elapsed().as_millis()
+    );
     assert_eq!(h1.ssh_host_public_key(), Some(k1.as_str()));
     let o = ssh(&key, &kh, h1.addr(), "hostname");
     assert!(o.status.success(), "after power on: {}", show(&o));
@@ -539,10 +560,13 @@ fn a_sigkilled_lab_leaves_nothing_and_its_leftovers_would_be_swept() {
         "after SIGKILL, the lab's processes, namespaces and {iface} were gone in {} ms",
         t.elapsed().as_millis()
     );
-    // Only files are left behind (the temp dir): no kernel state. A new lab
-    // still starts (and would sweep marked leftovers).
-    assert!(HostLab::start().is_ok());
-    let _ = std::fs::remove_dir_all(dir);
+    // Only files are left behind (the temp dir): no kernel state. The next
+    // lab to start sweeps them.
+    let _next = HostLab::start().unwrap();
+    assert!(
+        !Path::new(dir).exists(),
+        "the dead lab's directory {dir} was not swept"
+    );
 }
 
 /// Run by `the_loopback_fallback_says_so_and_still_separates_hosts` with
