@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 DEBS=(etcd-server:etcd etcd-client:etcdctl haproxy:haproxy kubernetes-client:kubectl protobuf-compiler:protoc)
 # openssh-server: the real sshd of the SSH runner's tests (in /usr/sbin, so named by path).
 DEBS+=(openssh-server:/usr/sbin/sshd openssh-client:ssh-agent)
+# iproute2: `ip` builds the lab hosts' networks (crates/testlab/src/host.rs).
+DEBS+=(iproute2:/usr/sbin/ip)
 . scripts/ensure-debs.sh
 ensure_debs "${DEBS[@]}"
 

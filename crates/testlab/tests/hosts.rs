@@ -195,6 +195,27 @@ fn two_hosts_have_their_own_address_files_and_processes() {
     );
     assert!(p2.lines().count() < 10, "h2 sees foreign processes: {p2}");
 
+    // Killing what spawn() returned kills the process inside the host.
+    let mut sleeper = h2.spawn(&["sleep", "777"], &[]).unwrap();
+    let count = |h: &Host| {
+        h.exec_ok(&["sh", "-c", "grep -l '^sleep' /proc/[0-9]*/comm | wc -l"])
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    wait_until(
+        "the spawned sleep runs in h2",
+        Duration::from_secs(5),
+        || (count(&h2) != "1").then(|| count(&h2)),
+    );
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    wait_until(
+        "the spawned sleep gone from h2",
+        Duration::from_secs(5),
+        || (count(&h2) != "0").then(|| count(&h2)),
+    );
+
     // Network: the test reaches h1's listener at h1's address, not h2's;
     // h2 reaches h1 across the lab's switch.
     assert_eq!(greet(h1.addr(), 8080).as_deref(), Some("h1"));
