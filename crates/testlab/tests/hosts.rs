@@ -195,6 +195,32 @@ fn two_hosts_have_their_own_address_files_and_processes() {
     );
     assert!(p2.lines().count() < 10, "h2 sees foreign processes: {p2}");
 
+    // A Unix socket bound inside the host (as HAProxy's runtime socket at
+    // /tmp/haproxy.socket) is reached from the test through path().
+    let _unix = testlab::host::KillOnDrop(
+        h1.spawn(
+            &[
+                "perl",
+                "-MIO::Socket::UNIX",
+                "-e",
+                "my $s = IO::Socket::UNIX->new(Local => '/tmp/lab.sock', Listen => 4) or die $!; while (my $c = $s->accept) { print $c \"unix-h1\\n\"; close $c }",
+            ],
+            &[],
+        )
+        .unwrap(),
+    );
+    let sock = h1.path("/tmp/lab.sock");
+    wait_until("the host's Unix socket", Duration::from_secs(5), || {
+        (!sock.exists()).then(|| sock.display().to_string())
+    });
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::os::unix::net::UnixStream::connect(&sock).unwrap(),
+        &mut text,
+    )
+    .unwrap();
+    assert_eq!(text, "unix-h1\n");
+
     // Killing what spawn() returned kills the process inside the host.
     let mut sleeper = h2.spawn(&["sleep", "777"], &[]).unwrap();
     let count = |h: &Host| {
