@@ -346,15 +346,29 @@ fn lock_dir() -> PathBuf {
 
 fn try_lock(n: u16) -> Result<Option<Flock<File>>, HostError> {
     let dir = lock_dir();
-    fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    if !dir.is_dir() {
+        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        // Shared by every user's labs, as /tmp is.
+        let _ = fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777));
+    }
     let path = dir.join(format!("net-{n}.lock"));
-    let f = File::options()
+    let f = match File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .mode(0o644)
+        .mode(0o666)
         .open(&path)
-        .map_err(io_err(format!("opening {}", path.display())))?;
+    {
+        Ok(f) => {
+            let _ = f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+            f
+        }
+        // Another user's lock file: a read-only descriptor locks as well.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            File::open(&path).map_err(io_err(format!("opening {}", path.display())))?
+        }
+        Err(e) => return Err(io_err(format!("opening {}", path.display()))(e)),
+    };
     Ok(Flock::lock(f, FlockArg::LockExclusiveNonblock).ok())
 }
 
@@ -832,6 +846,7 @@ impl HostLab {
             services: Vec::new(),
             running: Vec::new(),
             ssh_host_public: None,
+            ssh_port: None,
             boots: 0,
         };
         host.power_on()?;
@@ -938,6 +953,8 @@ pub struct Host {
     /// The host's sshd public key (`ssh-ed25519 AAAA...`), once
     /// [`Host::start_sshd`] made it.
     ssh_host_public: Option<String>,
+    /// The port of the host's sshd, once [`Host::start_sshd`] ran.
+    ssh_port: Option<u16>,
     boots: u32,
 }
 
@@ -1544,7 +1561,7 @@ pub const SSH_PORT: u16 = 22;
 
 impl Host {
     /// Run a real OpenSSH sshd ([`crate::sshd::Sshd`]) inside the host on
-    /// `<addr>:22`, accepting `authorized_keys` (OpenSSH public key lines)
+    /// `<addr>:22` (see [`Host::ssh_port`]), accepting `authorized_keys` (OpenSSH public key lines)
     /// for every user, root included: registered as the service `sshd`,
     /// so it comes back at every power on. Its ed25519 host key is made
     /// once, in `<host dir>/keys`, and kept across reboots. The keys are
@@ -1580,7 +1597,14 @@ impl Host {
         let ak_path = self.path("/root/.ssh/authorized_keys");
         fs::write(&ak_path, ak).map_err(io_err(format!("writing {}", ak_path.display())))?;
         let dir = self.dir.join("sshd");
-        let listen = SocketAddr::new(self.ip(), SSH_PORT);
+        // Port 22, but a non-root user's fallback host gets a free one.
+        let port = if self.isolated() || nix::unistd::geteuid().is_root() {
+            SSH_PORT
+        } else {
+            crate::free_port(self.ip()).map_err(|e| sshd_err(&self.name, e))?
+        };
+        self.ssh_port = Some(port);
+        let listen = SocketAddr::new(self.ip(), port);
         self.add_service("sshd", move |h| {
             let mut spec = crate::sshd::SshdSpec::new(listen, dir.clone(), authorized_keys.clone());
             spec.wrapper = h.wrapper();
@@ -1597,11 +1621,19 @@ impl Host {
     }
 
     /// The `known_hosts` line of the host's sshd (`198.18.N.k ssh-ed25519
-    /// AAAA...`), once [`Host::start_sshd`] ran.
+    /// AAAA...`, `[ip]:port ...` off port 22), once [`Host::start_sshd`] ran.
     pub fn known_hosts_line(&self) -> Option<String> {
-        self.ssh_host_public
-            .as_ref()
-            .map(|k| format!("{} {k}", self.addr))
+        let key = self.ssh_host_public.as_ref()?;
+        Some(match self.ssh_port? {
+            SSH_PORT => format!("{} {key}", self.addr),
+            port => format!("[{}]:{port} {key}", self.addr),
+        })
+    }
+
+    /// The port of the host's sshd (22; a free port for a non-root
+    /// user's fallback host), once [`Host::start_sshd`] ran.
+    pub fn ssh_port(&self) -> Option<u16> {
+        self.ssh_port
     }
 
     /// The host's sshd public key (`ssh-ed25519 AAAA...`), once

@@ -658,6 +658,18 @@ fn fallback_helper() {
     );
     h1.power_on().unwrap();
     h1.wait_port(8080, Duration::from_secs(10)).unwrap();
+    // sshd on the fallback host's own loopback address.
+    if ssh_client() {
+        let (_, public) =
+            testlab::sshd::client_key(&lab.dir().join("client"), "ed25519", None).unwrap();
+        let mut h2 = h2;
+        h2.start_sshd(vec![public]).unwrap();
+        let port = h2.ssh_port().unwrap();
+        assert!(h2.answers(port, Duration::from_secs(1)));
+        assert!(!h1.answers(port, Duration::from_millis(300)));
+        h2.power_off().unwrap();
+        assert!(!h2.answers(port, Duration::from_millis(300)));
+    }
     println!("FALLBACK-OK");
 }
 
