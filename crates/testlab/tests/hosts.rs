@@ -350,6 +350,16 @@ fn ssh_client() -> bool {
 }
 
 fn ssh(key: &Path, known_hosts: &Path, addr: std::net::Ipv4Addr, cmd: &str) -> Output {
+    ssh_within(key, known_hosts, addr, cmd, 5)
+}
+
+fn ssh_within(
+    key: &Path,
+    known_hosts: &Path,
+    addr: std::net::Ipv4Addr,
+    cmd: &str,
+    connect_timeout_s: u32,
+) -> Output {
     Command::new("ssh")
         .args(["-F", "/dev/null", "-i"])
         .arg(key)
@@ -361,10 +371,10 @@ fn ssh(key: &Path, known_hosts: &Path, addr: std::net::Ipv4Addr, cmd: &str) -> O
             "-o",
             "IdentitiesOnly=yes",
             "-o",
-            "ConnectTimeout=5",
-            "-o",
             "GlobalKnownHostsFile=/dev/null",
         ])
+        .arg("-o")
+        .arg(format!("ConnectTimeout={connect_timeout_s}"))
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
         .arg(format!("root@{addr}"))
@@ -446,7 +456,12 @@ fn each_host_runs_sshd_with_its_own_host_key_across_reboots() {
     // Power off: sshd stops answering; power on: it is back, same key.
     h1.power_off().unwrap();
     assert!(!h1.answers(22, Duration::from_secs(1)));
-    assert!(!ssh(&key, &kh, h1.addr(), "true").status.success());
+    let o = ssh_within(&key, &kh, h1.addr(), "true", 2);
+    assert!(
+        !o.status.success(),
+        "ssh to a powered-off host: {}",
+        show(&o)
+    );
     let t = Instant::now();
     h1.power_on().unwrap();
     println!(
