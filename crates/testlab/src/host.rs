@@ -675,17 +675,12 @@ impl HostLab {
         Ok(HostLab { net: Arc::new(net) })
     }
 
-    /// Start a lab, or print `SKIPPED: <test>: <reason>` and return None
-    /// when it cannot start at all.
-    pub fn start_or_skip(test: &str) -> Option<HostLab> {
-        match HostLab::start() {
-            Ok(lab) => Some(lab),
-            Err(e) => {
-                eprintln!("SKIPPED: {test}: the host lab did not start: {e}");
-                println!("SKIPPED: {test}: the host lab did not start: {e}");
-                None
-            }
-        }
+    /// Start a lab for `test`, panicking with the reason when it cannot:
+    /// a lab that should run but cannot is a failure, not a skip. Without
+    /// namespaces the lab falls back, loudly, instead of failing; tests
+    /// that need real hosts then skip with [`HostLab::isolated_or_skip`].
+    pub fn start_for(test: &str) -> HostLab {
+        HostLab::start().unwrap_or_else(|e| panic!("{test}: the host lab did not start: {e}"))
     }
 
     /// Whether hosts are real namespaces (false: the loopback fallback).

@@ -102,9 +102,7 @@ fn leftovers(marker: &str, iface: &str) -> Option<String> {
 
 #[test]
 fn two_hosts_have_their_own_address_files_and_processes() {
-    let Some(lab) = HostLab::start_or_skip("two_hosts") else {
-        return;
-    };
+    let lab = HostLab::start_for("two_hosts");
     if !lab.isolated_or_skip("two_hosts_have_their_own_address_files_and_processes") {
         return;
     }
@@ -278,9 +276,7 @@ fn other<'a>(h: &Host, a: &'a Host, b: &'a Host) -> &'a Host {
 
 #[test]
 fn power_off_silences_the_host_and_power_on_brings_it_back_with_its_files() {
-    let Some(lab) = HostLab::start_or_skip("power") else {
-        return;
-    };
+    let lab = HostLab::start_for("power");
     if !lab
         .isolated_or_skip("power_off_silences_the_host_and_power_on_brings_it_back_with_its_files")
     {
@@ -392,9 +388,7 @@ fn each_host_runs_sshd_with_its_own_host_key_across_reboots() {
         );
         return;
     }
-    let Some(lab) = HostLab::start_or_skip("sshd") else {
-        return;
-    };
+    let lab = HostLab::start_for("sshd");
     if !lab.isolated_or_skip("each_host_runs_sshd_with_its_own_host_key_across_reboots") {
         return;
     }
@@ -480,9 +474,7 @@ fn each_host_runs_sshd_with_its_own_host_key_across_reboots() {
 
 #[test]
 fn nothing_is_left_after_the_lab_is_dropped() {
-    let Some(lab) = HostLab::start_or_skip("drop") else {
-        return;
-    };
+    let lab = HostLab::start_for("drop");
     if !lab.isolated_or_skip("nothing_is_left_after_the_lab_is_dropped") {
         return;
     }
@@ -555,9 +547,7 @@ fn sigkill_helper() {
 
 #[test]
 fn a_sigkilled_lab_leaves_nothing_and_its_leftovers_would_be_swept() {
-    let Some(probe) = HostLab::start_or_skip("sigkill") else {
-        return;
-    };
+    let probe = HostLab::start_for("sigkill");
     if !probe.isolated_or_skip("a_sigkilled_lab_leaves_nothing_and_its_leftovers_would_be_swept") {
         return;
     }
@@ -714,9 +704,7 @@ fn the_loopback_fallback_says_so_and_still_separates_hosts() {
 
 #[test]
 fn bad_input_is_refused_with_a_reason() {
-    let Some(lab) = HostLab::start_or_skip("bad_input") else {
-        return;
-    };
+    let lab = HostLab::start_for("bad_input");
     let e = lab.add_host("../x").unwrap_err().to_string();
     assert!(e.contains("host name"), "{e}");
     let e = lab
@@ -786,9 +774,7 @@ fn bad_input_is_refused_with_a_reason() {
 
 #[test]
 fn leftovers_of_a_dead_lab_are_swept_at_start() {
-    let Some(lab) = HostLab::start_or_skip("sweep") else {
-        return;
-    };
+    let lab = HostLab::start_for("sweep");
     if !lab.isolated_or_skip("leftovers_of_a_dead_lab_are_swept_at_start") {
         return;
     }
