@@ -1223,7 +1223,8 @@ impl Host {
     }
 
     /// Run a command inside the host with `env` added and `stdin` fed, killed
-    /// at `timeout`: its output, whatever its exit status.
+    /// at `timeout`: its output, whatever its exit status. Errors quote the
+    /// command line: pass secrets in `env` or on `stdin`, never in `argv`.
     pub fn exec_with(
         &self,
         argv: &[&str],
