@@ -492,10 +492,12 @@ pub fn plan(
         let mut steps = Vec::new();
         // The VIP and the API name come first: HAProxy cannot bind an
         // address the box does not have, while `haproxy -c` still passes.
-        let prefix = to.network.as_ref().map_or(
-            if vip.is_ipv4() { 32 } else { 128 },
-            |n| n.cidr.prefix_len(),
-        );
+        let prefix = to
+            .network
+            .as_ref()
+            .map_or(if vip.is_ipv4() { 32 } else { 128 }, |n| {
+                n.cidr.prefix_len()
+            });
         let interface = to
             .load_balancer
             .manage
@@ -527,7 +529,9 @@ pub fn plan(
                 }),
                 Dur::secs(30),
             );
-            s.rollback = Some(Op::LoadBalancer(LbOp::DeleteDnsRecord { name: name.clone() }));
+            s.rollback = Some(Op::LoadBalancer(LbOp::DeleteDnsRecord {
+                name: name.clone(),
+            }));
             steps.push(s);
         }
         let mut s = step(

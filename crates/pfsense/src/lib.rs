@@ -9,5 +9,6 @@
 #![warn(missing_docs)]
 
 pub mod haproxy;
+pub mod lb;
 
 pub use haproxy::{AdminState, Error, RuntimeClient, ServerStat, ServerStatus, Stats, Want};
