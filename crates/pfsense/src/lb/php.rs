@@ -49,6 +49,14 @@ pub fn program(request: &Value) -> String {
     )
 }
 
+/// The request that carries `edit` out (its description becomes
+/// `write_config`'s, prefixed with `hacli:`).
+pub fn request(edit: &Edit) -> Value {
+    let mut req = serde_json::to_value(edit).unwrap_or_default();
+    req["description"] = json!(edit.describe());
+    req
+}
+
 /// The JSON answer in a run's output: the last line after the marker.
 pub fn answer(stdout: &str) -> Option<Value> {
     stdout
@@ -138,12 +146,7 @@ impl PhpSsh {
     /// Carry one edit out: validated by `haproxy -c` before `write_config`.
     /// Ok(false) when there was nothing to change.
     pub async fn edit(&self, edit: &Edit, until: Instant) -> Result<bool, LbError> {
-        let mut req = serde_json::to_value(edit).map_err(|e| LbError::Protocol {
-            what: "edit".into(),
-            detail: e.to_string(),
-        })?;
-        req["description"] = json!(edit.describe());
-        let v = self.call(req, until).await?;
+        let v = self.call(request(edit), until).await?;
         Ok(v["changed"] != json!(false))
     }
 
