@@ -21,6 +21,7 @@ pub mod etcd;
 pub mod haproxy;
 pub mod load;
 pub mod pki;
+pub mod sshd;
 
 use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
