@@ -19,6 +19,7 @@
 pub mod apiserver;
 pub mod etcd;
 pub mod haproxy;
+pub mod pfsense;
 pub mod pki;
 
 use std::io::Read as _;
