@@ -56,7 +56,10 @@ const FILES: &[(&str, &str)] = &[
         "etc/inc/globals.inc",
         include_str!("../pfsense/etc/inc/globals.inc"),
     ),
-    ("etc/inc/util.inc", include_str!("../pfsense/etc/inc/util.inc")),
+    (
+        "etc/inc/util.inc",
+        include_str!("../pfsense/etc/inc/util.inc"),
+    ),
     (
         "etc/inc/xmlparse.inc",
         include_str!("../pfsense/etc/inc/xmlparse.inc"),
@@ -422,16 +425,15 @@ impl Pfsense {
     /// is there already), render and start HAProxy with
     /// `haproxy_check_and_run()` (so the seed's frontends listen on
     /// `addr`), render the DNS host overrides, and serve pfrest on `addr`.
-    pub fn start(
-        root: &Path,
-        addr: IpAddr,
-        opts: PfsenseOptions,
-    ) -> Result<Pfsense, PfsenseError> {
+    pub fn start(root: &Path, addr: IpAddr, opts: PfsenseOptions) -> Result<Pfsense, PfsenseError> {
         if opts.exec_prefix.is_empty() && on_path("php").is_none() {
             return Err(PfsenseError::PhpMissing);
         }
         let haproxy = on_path("haproxy").ok_or(PfsenseError::HaproxyMissing)?;
-        let inside = opts.inside_root.clone().unwrap_or_else(|| root.to_path_buf());
+        let inside = opts
+            .inside_root
+            .clone()
+            .unwrap_or_else(|| root.to_path_buf());
 
         for (rel, text) in FILES {
             let path = root.join(rel);
@@ -538,7 +540,10 @@ impl Pfsense {
             php_timeout: opts.php_timeout,
         };
 
-        let probe = me.php("check the xml extension", "<?php exit(function_exists('xml_parser_create') ? 0 : 3);")?;
+        let probe = me.php(
+            "check the xml extension",
+            "<?php exit(function_exists('xml_parser_create') ? 0 : 3);",
+        )?;
         if probe.code == Some(3) {
             return Err(PfsenseError::PhpXmlMissing);
         }
@@ -677,7 +682,11 @@ impl Pfsense {
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let t = name.strip_prefix("config-")?.strip_suffix(".xml")?.parse().ok()?;
+                let t = name
+                    .strip_prefix("config-")?
+                    .strip_suffix(".xml")?
+                    .parse()
+                    .ok()?;
                 Some((t, e.path()))
             })
             .collect();
@@ -865,12 +874,21 @@ fn envelope(code: u16, response_id: &str, message: &str) -> Response {
         "message": message,
         "data": [],
     });
-    (status, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Equal without an early exit on the first differing byte.
 fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn authenticate(ctx: &RestInner, headers: &HeaderMap) -> Option<String> {
@@ -886,8 +904,7 @@ fn authenticate(ctx: &RestInner, headers: &HeaderMap) -> Option<String> {
         .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (user, pass) = decoded.split_once(':')?;
-    (same_secret(user, &ctx.username) && same_secret(pass, &ctx.password))
-        .then(|| user.to_string())
+    (same_secret(user, &ctx.username) && same_secret(pass, &ctx.password)).then(|| user.to_string())
 }
 
 async fn rest_handler(

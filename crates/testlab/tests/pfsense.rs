@@ -52,7 +52,8 @@ fn echo_server(ip: IpAddr) -> SocketAddr {
 }
 
 fn echo_roundtrip(s: &mut TcpStream, payload: &str) {
-    s.write_all(payload.as_bytes()).expect("write through HAProxy");
+    s.write_all(payload.as_bytes())
+        .expect("write through HAProxy");
     let mut got = Vec::new();
     let until = Instant::now() + Duration::from_secs(5);
     let mut buf = [0u8; 1024];
@@ -100,8 +101,10 @@ fn without_revision(xml: &str) -> String {
 
 #[test]
 fn seed_round_trips_and_its_haproxy_runs() {
-    let Some((p, _dir)) = start("seed_round_trips_and_its_haproxy_runs", PfsenseOptions::default())
-    else {
+    let Some((p, _dir)) = start(
+        "seed_round_trips_and_its_haproxy_runs",
+        PfsenseOptions::default(),
+    ) else {
         return;
     };
     let before = p.config_xml();
@@ -133,7 +136,10 @@ fn seed_round_trips_and_its_haproxy_runs() {
             "<?php require_once('config.inc');\n$imap = config_get_path('installedpackages/haproxy/ha_pools/item/1/ha_servers/item');\necho json_encode(array('imap' => array_keys($imap), 'name' => $imap[0]['name'], 'hosts' => count(config_get_path('unbound/hosts')), 'alias' => config_get_path('unbound/hosts/1/aliases/item/0/host')));\n",
         )
         .expect("php");
-    assert_eq!(out, json!({"imap": [0], "name": "imap1", "hosts": 3, "alias": "smtp"}));
+    assert_eq!(
+        out,
+        json!({"imap": [0], "name": "imap1", "hosts": 3, "alias": "smtp"})
+    );
 
     // The rendered configuration passes the real `haproxy -c`.
     let cfg = p.path("/var/etc/haproxy/haproxy.cfg");
@@ -148,7 +154,10 @@ fn seed_round_trips_and_its_haproxy_runs() {
         String::from_utf8_lossy(&check.stderr)
     );
     let text = p.haproxy_cfg();
-    assert!(text.contains(&format!("stats socket {} level admin  expose-fd listeners", p.runtime_socket().display())));
+    assert!(text.contains(&format!(
+        "stats socket {} level admin  expose-fd listeners",
+        p.runtime_socket().display()
+    )));
     for section in [
         "frontend mail-smtp\n",
         "frontend web-sni\n",
@@ -164,13 +173,19 @@ fn seed_round_trips_and_its_haproxy_runs() {
     assert!(!text.contains("git2"), "{text}");
     assert!(text.contains("\tacl\t\t\tsni_wiki\treq.ssl_sni -i wiki.lab.example\n"));
     assert!(text.contains("\tuse_backend git_ipvANY  if  sni_git \n"));
-    assert!(text.contains(" backup weight 10 fall 3 rise 2 send-proxy-v2\n"), "{text}");
+    assert!(
+        text.contains(" backup weight 10 fall 3 rise 2 send-proxy-v2\n"),
+        "{text}"
+    );
     assert!(text.contains("\toption\t\t\tsmtpchk EHLO lab.example\n"));
 
     // HAProxy runs with its runtime socket and the seed's frontends listen.
     assert!(!p.haproxy_pids().is_empty());
     let stat = p.haproxy_stat().expect("show stat");
-    assert!(stat.iter().any(|r| r["pxname"] == "web-sni" && r["svname"] == "FRONTEND"));
+    assert!(
+        stat.iter()
+            .any(|r| r["pxname"] == "web-sni" && r["svname"] == "FRONTEND")
+    );
     let fe = p.seed_frontends();
     for a in [fe.smtp, fe.imaps, fe.sni] {
         TcpStream::connect_timeout(&a, Duration::from_secs(2))
@@ -179,7 +194,10 @@ fn seed_round_trips_and_its_haproxy_runs() {
     // The seed's DNS host overrides answer.
     assert_eq!(
         p.resolve("nas.lab.example"),
-        vec!["198.18.0.20".parse::<IpAddr>().unwrap(), "198.18.0.21".parse().unwrap()]
+        vec![
+            "198.18.0.20".parse::<IpAddr>().unwrap(),
+            "198.18.0.21".parse().unwrap()
+        ]
     );
     assert_eq!(p.resolve("smtp.lab.example"), vec![p.addr()]);
 }
@@ -252,7 +270,10 @@ fn php_adds_a_pool_live_with_a_seamless_reload() {
 
     let cfg = p.haproxy_cfg();
     assert!(cfg.contains("backend k8s-apiserver_ipvANY\n"), "{cfg}");
-    assert!(cfg.contains("\toption\t\t\thttpchk GET /readyz HTTP/1.0\n"), "{cfg}");
+    assert!(
+        cfg.contains("\toption\t\t\thttpchk GET /readyz HTTP/1.0\n"),
+        "{cfg}"
+    );
     assert!(
         cfg.contains(&format!(
             "\tserver\t\t\tm1 {ip}:{} id 201 check-ssl check inter 300  verify none fall 3 rise 2\n",
@@ -266,7 +287,11 @@ fn php_adds_a_pool_live_with_a_seamless_reload() {
         let e = c[s..].find("\n\n").map(|e| s + e).unwrap_or(c.len());
         c[s..e].to_string()
     };
-    for name in ["frontend mail-imaps\n", "backend mail-smtp_ipvANY\n", "frontend web-sni\n"] {
+    for name in [
+        "frontend mail-imaps\n",
+        "backend mail-smtp_ipvANY\n",
+        "frontend web-sni\n",
+    ] {
         assert_eq!(section(&seed_cfg, name), section(&cfg, name));
     }
 
@@ -274,7 +299,10 @@ fn php_adds_a_pool_live_with_a_seamless_reload() {
     // the old one (-sf), and the held connection still works.
     wait_status(&p, "k8s-apiserver_ipvANY", "m1", "UP");
     let new_pids = p.haproxy_pids();
-    assert!(!new_pids.is_empty() && new_pids.iter().all(|n| !old_pids.contains(n)), "{old_pids:?} -> {new_pids:?}");
+    assert!(
+        !new_pids.is_empty() && new_pids.iter().all(|n| !old_pids.contains(n)),
+        "{old_pids:?} -> {new_pids:?}"
+    );
     let reload = p
         .actions()
         .into_iter()
@@ -324,17 +352,23 @@ fn an_invalid_config_is_refused_and_nothing_is_written() {
         .expect("php");
     assert_eq!(out["ok"], json!(false), "{out}");
     let messages = out["messages"].as_str().unwrap_or_default();
-    assert!(messages.contains("no-such-keyword"), "HAProxy's own words: {messages}");
+    assert!(
+        messages.contains("no-such-keyword"),
+        "HAProxy's own words: {messages}"
+    );
     assert_eq!(p.haproxy_cfg(), cfg, "haproxy.cfg is untouched");
     assert_eq!(p.config_xml(), xml, "config.xml is untouched");
     assert_eq!(p.haproxy_pids(), pids, "the old process stays");
-    p.haproxy_command("show info").expect("the old HAProxy still answers");
+    p.haproxy_command("show info")
+        .expect("the old HAProxy still answers");
 }
 
 #[test]
 fn write_config_waits_for_the_config_lock() {
-    let Some((p, _dir)) = start("write_config_waits_for_the_config_lock", PfsenseOptions::default())
-    else {
+    let Some((p, _dir)) = start(
+        "write_config_waits_for_the_config_lock",
+        PfsenseOptions::default(),
+    ) else {
         return;
     };
     let lock = p.hold_config_lock().expect("lock");
@@ -347,7 +381,10 @@ fn write_config_waits_for_the_config_lock() {
         )
     });
     std::thread::sleep(Duration::from_millis(700));
-    assert!(!writer.is_finished(), "write_config must wait while the lock is held");
+    assert!(
+        !writer.is_finished(),
+        "write_config must wait while the lock is held"
+    );
     assert!(p.config_xml().contains("<hostname>fw1</hostname>"));
     drop(lock);
     let out = writer.join().unwrap().expect("php");
@@ -412,8 +449,10 @@ impl Rest {
 
 #[test]
 fn pfrest_envelope_auth_filters_ids_and_errors() {
-    let Some((p, _dir)) = start("pfrest_envelope_auth_filters_ids_and_errors", PfsenseOptions::default())
-    else {
+    let Some((p, _dir)) = start(
+        "pfrest_envelope_auth_filters_ids_and_errors",
+        PfsenseOptions::default(),
+    ) else {
         return;
     };
     let rest = Rest::new(&p);
@@ -435,7 +474,10 @@ fn pfrest_envelope_auth_filters_ids_and_errors() {
         .get(format!("{}services/haproxy/backends", rest.url))
         .basic_auth(&user, Some("wrong"));
     let (code, v) = rest.send(wrong);
-    assert_eq!((code, v["response_id"].as_str()), (401, Some("AUTH_AUTHENTICATION_FAILED")));
+    assert_eq!(
+        (code, v["response_id"].as_str()),
+        (401, Some("AUTH_AUTHENTICATION_FAILED"))
+    );
     let badkey = rest
         .client
         .get(format!("{}services/haproxy/backends", rest.url))
@@ -445,12 +487,23 @@ fn pfrest_envelope_auth_filters_ids_and_errors() {
     // Filters: ?name= and ?parent_id=.
     let (_, v) = rest.get("services/haproxy/backends?name=wiki");
     let wiki = &v["data"].as_array().unwrap()[0];
-    assert_eq!((wiki["id"].clone(), wiki["name"].clone()), (json!(2), json!("wiki")));
+    assert_eq!(
+        (wiki["id"].clone(), wiki["name"].clone()),
+        (json!(2), json!("wiki"))
+    );
     let (_, v) = rest.get("services/haproxy/backend/servers?parent_id=0");
-    let names: Vec<&str> = v["data"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["mx1", "mx2"]);
     assert_eq!(v["data"][0]["advanced"], "send-proxy-v2");
-    assert!(v["data"][0].get("checkssl").is_none(), "pfrest's server model has no checkssl");
+    assert!(
+        v["data"][0].get("checkssl").is_none(),
+        "pfrest's server model has no checkssl"
+    );
 
     // Create two pools, delete the first: the second one's id shifts down.
     let (code, a) = rest.post("services/haproxy/backend", json!({"name": "pool-a", "check_type": "HTTP", "httpcheck_method": "GET", "monitor_uri": "/readyz"}));
@@ -463,34 +516,68 @@ fn pfrest_envelope_auth_filters_ids_and_errors() {
     let (code, _) = rest.delete("services/haproxy/backend?id=5");
     assert_eq!(code, 200);
     let (_, v) = rest.get("services/haproxy/backends?name=pool-b");
-    assert_eq!(v["data"][0]["id"], 5, "ids are array indices: they shift after a delete");
+    assert_eq!(
+        v["data"][0]["id"], 5,
+        "ids are array indices: they shift after a delete"
+    );
     let (code, v) = rest.get("services/haproxy/backend?id=6");
-    assert_eq!((code, v["response_id"].as_str()), (404, Some("MODEL_OBJECT_NOT_FOUND")));
+    assert_eq!(
+        (code, v["response_id"].as_str()),
+        (404, Some("MODEL_OBJECT_NOT_FOUND"))
+    );
 
     // A server under pool-b (now id 5) via parent_id.
-    let (code, s) = rest.post("services/haproxy/backend/server", json!({"parent_id": 5, "name": "s2", "address": "127.0.0.2", "port": 6443}));
+    let (code, s) = rest.post(
+        "services/haproxy/backend/server",
+        json!({"parent_id": 5, "name": "s2", "address": "127.0.0.2", "port": 6443}),
+    );
     assert_eq!(code, 200, "{s}");
-    assert_eq!((s["data"]["parent_id"].clone(), s["data"]["id"].clone()), (json!(5), json!(1)));
-    let (code, v) = rest.post("services/haproxy/backend/server", json!({"parent_id": 42, "name": "s3", "address": "127.0.0.2", "port": 1}));
-    assert_eq!((code, v["response_id"].as_str()), (404, Some("MODEL_PARENT_NOT_FOUND")));
+    assert_eq!(
+        (s["data"]["parent_id"].clone(), s["data"]["id"].clone()),
+        (json!(5), json!(1))
+    );
+    let (code, v) = rest.post(
+        "services/haproxy/backend/server",
+        json!({"parent_id": 42, "name": "s3", "address": "127.0.0.2", "port": 1}),
+    );
+    assert_eq!(
+        (code, v["response_id"].as_str()),
+        (404, Some("MODEL_PARENT_NOT_FOUND"))
+    );
 
     // 400 FIELD_*, 409 while referenced.
     let (code, v) = rest.post("services/haproxy/backend", json!({"name": "bad name!"}));
     assert_eq!(code, 400);
-    assert!(v["response_id"].as_str().unwrap().contains("VALIDATOR") || v["response_id"].as_str().unwrap().starts_with("FIELD_"), "{v}");
+    assert!(
+        v["response_id"].as_str().unwrap().contains("VALIDATOR")
+            || v["response_id"].as_str().unwrap().starts_with("FIELD_"),
+        "{v}"
+    );
     let (code, v) = rest.post("services/haproxy/backend", json!({"balance": "roundrobin"}));
-    assert_eq!((code, v["response_id"].as_str()), (400, Some("FIELD_IS_REQUIRED")));
+    assert_eq!(
+        (code, v["response_id"].as_str()),
+        (400, Some("FIELD_IS_REQUIRED"))
+    );
     let (code, v) = rest.post("services/haproxy/backend", json!({"name": "wiki"}));
-    assert_eq!((code, v["response_id"].as_str()), (400, Some("FIELD_MUST_BE_UNIQUE")));
+    assert_eq!(
+        (code, v["response_id"].as_str()),
+        (400, Some("FIELD_MUST_BE_UNIQUE"))
+    );
     let (code, v) = rest.delete("services/haproxy/backend?id=0");
-    assert_eq!((code, v["response_id"].as_str()), (409, Some("MODEL_CANNOT_BE_DELETED_WHILE_REFERENCED")));
+    assert_eq!(
+        (code, v["response_id"].as_str()),
+        (409, Some("MODEL_CANNOT_BE_DELETED_WHILE_REFERENCED"))
+    );
     let (code, _) = rest.get("services/haproxy/nonsense");
     assert_eq!(code, 404);
 
     // 503 while the config lock is held; fine again once it is released.
     let lock = p.hold_config_lock().expect("lock");
     let (code, v) = rest.post("services/haproxy/backend", json!({"name": "pool-c"}));
-    assert_eq!((code, v["response_id"].as_str()), (503, Some("MODEL_WRITE_CONFIG_LOCKED")));
+    assert_eq!(
+        (code, v["response_id"].as_str()),
+        (503, Some("MODEL_WRITE_CONFIG_LOCKED"))
+    );
     let (code, _) = rest.get("services/haproxy/backends");
     assert_eq!(code, 200, "reads do not need the lock");
     drop(lock);
@@ -498,18 +585,27 @@ fn pfrest_envelope_auth_filters_ids_and_errors() {
     assert_eq!(code, 200);
 
     // The revision names the API user.
-    assert!(p.config_xml().contains("(API): Added HAProxyBackend via API"));
+    assert!(
+        p.config_xml()
+            .contains("(API): Added HAProxyBackend via API")
+    );
 }
 
 #[test]
 fn pfrest_apply_semantics_and_php_share_the_config() {
-    let Some((p, _dir)) = start("pfrest_apply_semantics_and_php_share_the_config", PfsenseOptions::default())
-    else {
+    let Some((p, _dir)) = start(
+        "pfrest_apply_semantics_and_php_share_the_config",
+        PfsenseOptions::default(),
+    ) else {
         return;
     };
     let rest = Rest::new(&p);
     let ip = p.addr();
-    let port = TcpListener::bind(SocketAddr::new(ip, 0)).unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind(SocketAddr::new(ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
 
     // Written but not applied: config.xml has it, HAProxy does not.
     let cfg_before = p.haproxy_cfg();
@@ -521,21 +617,36 @@ fn pfrest_apply_semantics_and_php_share_the_config() {
     assert_eq!(code, 200, "{v}");
     assert!(p.config_xml().contains("<name>k8s-api</name>"));
     assert_eq!(p.haproxy_cfg(), cfg_before, "not applied yet");
-    assert!(p.path("/var/run/haproxy.conf.dirty").exists(), "pending changes are marked");
+    assert!(
+        p.path("/var/run/haproxy.conf.dirty").exists(),
+        "pending changes are marked"
+    );
     let (_, v) = rest.get("services/haproxy/apply");
     assert_eq!(v["data"]["applied"], false);
 
     // A frontend naming a pool that does not exist is refused.
-    let (code, _) = rest.post("services/haproxy/frontend", json!({"name": "xx", "type": "tcp", "backend_serverpool": "nope"}));
+    let (code, _) = rest.post(
+        "services/haproxy/frontend",
+        json!({"name": "xx", "type": "tcp", "backend_serverpool": "nope"}),
+    );
     assert_eq!(code, 404);
 
     // Apply: HAProxy serves it, the marker is gone.
     let (code, v) = rest.post("services/haproxy/apply", json!({}));
     assert_eq!(code, 200, "{v}");
     let cfg = p.haproxy_cfg();
-    assert!(cfg.contains("frontend k8s-api\n") && cfg.contains("backend k8s-apiserver_ipvANY\n"), "{cfg}");
-    assert!(cfg.contains("\toption\t\t\thttpchk GET /readyz HTTP/1.0\n"), "{cfg}");
-    assert!(cfg.contains(" check inter 2000  weight 1 check-ssl verify none fall 3 rise 2\n"), "{cfg}");
+    assert!(
+        cfg.contains("frontend k8s-api\n") && cfg.contains("backend k8s-apiserver_ipvANY\n"),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains("\toption\t\t\thttpchk GET /readyz HTTP/1.0\n"),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains(" check inter 2000  weight 1 check-ssl verify none fall 3 rise 2\n"),
+        "{cfg}"
+    );
     assert!(!p.path("/var/run/haproxy.conf.dirty").exists());
     assert!(stat_status(&p, "k8s-apiserver_ipvANY", "m1").is_some());
 
@@ -547,39 +658,85 @@ fn pfrest_apply_semantics_and_php_share_the_config() {
         )
         .expect("php");
     assert_eq!(out["pool"], "k8s-apiserver");
-    let (_, v) = rest.get(&format!("services/haproxy/backend/servers?parent_id={}", out["i"]));
-    let names: Vec<&str> = v["data"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let (_, v) = rest.get(&format!(
+        "services/haproxy/backend/servers?parent_id={}",
+        out["i"]
+    ));
+    let names: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["m1", "m2"]);
 
     // "apply": true applies in the same call.
-    let (code, v) = rest.call(reqwest::Method::PATCH, "services/haproxy/backend", Some(json!({"id": out["i"], "checkinter": 1500, "apply": true})));
+    let (code, v) = rest.call(
+        reqwest::Method::PATCH,
+        "services/haproxy/backend",
+        Some(json!({"id": out["i"], "checkinter": 1500, "apply": true})),
+    );
     assert_eq!(code, 200, "{v}");
-    assert!(p.haproxy_cfg().contains(" check inter 1500 "), "{}", p.haproxy_cfg());
+    assert!(
+        p.haproxy_cfg().contains(" check inter 1500 "),
+        "{}",
+        p.haproxy_cfg()
+    );
 
     // The VIP as an IP alias: pending until applied, then `ip addr add`.
     let vip = "127.0.0.77";
     let (code, v) = rest.post("firewall/virtual_ip", json!({"mode": "ipalias", "interface": "lan", "subnet": vip, "subnet_bits": 32, "descr": "hacli: apiserver VIP"}));
     assert_eq!(code, 200, "{v}");
     assert!(v["data"]["uniqid"].as_str().is_some_and(|u| !u.is_empty()));
-    let added = |p: &Pfsense| p.actions().iter().any(|a| a["action"] == "interface_ipalias_configure" && a["detail"]["subnet"] == vip);
+    let added = |p: &Pfsense| {
+        p.actions()
+            .iter()
+            .any(|a| a["action"] == "interface_ipalias_configure" && a["detail"]["subnet"] == vip)
+    };
     assert!(!added(&p), "not applied yet");
     let (code, _) = rest.post("firewall/virtual_ip/apply", json!({}));
     assert_eq!(code, 200);
-    let rec = p.actions().into_iter().find(|a| a["action"] == "interface_ipalias_configure").expect("recorded");
-    assert_eq!(rec["detail"]["command"], format!("ip addr add '{vip}/32' dev 'lo'"));
-    assert!(p.actions().iter().any(|a| a["action"] == "filter_configure"));
-    let (code, v) = rest.post("firewall/virtual_ip", json!({"mode": "ipalias", "interface": "nope", "subnet": "127.0.0.78", "subnet_bits": 32}));
+    let rec = p
+        .actions()
+        .into_iter()
+        .find(|a| a["action"] == "interface_ipalias_configure")
+        .expect("recorded");
+    assert_eq!(
+        rec["detail"]["command"],
+        format!("ip addr add '{vip}/32' dev 'lo'")
+    );
+    assert!(
+        p.actions()
+            .iter()
+            .any(|a| a["action"] == "filter_configure")
+    );
+    let (code, v) = rest.post(
+        "firewall/virtual_ip",
+        json!({"mode": "ipalias", "interface": "nope", "subnet": "127.0.0.78", "subnet_bits": 32}),
+    );
     assert_eq!(code, 400, "{v}");
 
     // The DNS record: host overrides are sorted by host, answer after apply.
-    let (code, v) = rest.post("services/dns_resolver/host_override", json!({"host": "api", "domain": "lab.example", "ip": [vip], "descr": "hacli"}));
+    let (code, v) = rest.post(
+        "services/dns_resolver/host_override",
+        json!({"host": "api", "domain": "lab.example", "ip": [vip], "descr": "hacli"}),
+    );
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["data"]["id"], 0, "sorted by host: api < git");
-    assert!(p.resolve("api.lab.example").is_empty(), "pending until applied");
+    assert!(
+        p.resolve("api.lab.example").is_empty(),
+        "pending until applied"
+    );
     let (code, _) = rest.post("services/dns_resolver/apply", json!({}));
     assert_eq!(code, 200);
-    assert_eq!(p.resolve("api.lab.example"), vec![vip.parse::<IpAddr>().unwrap()]);
-    let (code, v) = rest.post("services/dns_resolver/host_override", json!({"host": "api", "domain": "lab.example", "ip": ["127.0.0.1"]}));
+    assert_eq!(
+        p.resolve("api.lab.example"),
+        vec![vip.parse::<IpAddr>().unwrap()]
+    );
+    let (code, v) = rest.post(
+        "services/dns_resolver/host_override",
+        json!({"host": "api", "domain": "lab.example", "ip": ["127.0.0.1"]}),
+    );
     assert_eq!(code, 400, "host+domain are unique together: {v}");
     let out = p
         .php_json("read hosts", "<?php require_once('config.inc'); echo json_encode(config_get_path('unbound/hosts/0'));")
