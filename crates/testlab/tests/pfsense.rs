@@ -744,3 +744,54 @@ fn pfrest_apply_semantics_and_php_share_the_config() {
     assert_eq!(out["host"], "api");
     assert_eq!(out["ip"], vip);
 }
+
+#[test]
+fn a_frontend_on_an_address_the_box_lacks_fails_to_start_and_the_old_process_stays() {
+    let Some((p, _dir)) = start("a_frontend_on_a_missing_address", PfsenseOptions::default()) else {
+        return;
+    };
+    let pids = p.haproxy_pids();
+    // `haproxy -c` passes (it binds nothing); starting the new process cannot
+    // bind: as on pfSense, the VIP has to exist first. No packet is sent.
+    let out = p
+        .php_json(
+            "frontend on a missing address",
+            "<?php require_once('config.inc'); require_once('haproxy/haproxy.inc');\n$fes = config_get_path('installedpackages/haproxy/ha_backends/item');\n$fes[] = array('name' => 'k8s-api', 'status' => 'active', 'type' => 'tcp', 'backend_serverpool' => 'git',\n  'a_extaddr' => array('item' => array(array('extaddr' => 'custom', 'extaddr_custom' => '198.19.254.77', 'extaddr_port' => '6443'))));\nconfig_set_path('installedpackages/haproxy/ha_backends/item', $fes);\n$ok = haproxy_check_and_run($messages, true);\necho json_encode(array('ok' => $ok, 'messages' => $messages));\n",
+        )
+        .expect("php");
+    assert_eq!(out["ok"], json!(false), "{out}");
+    let messages = out["messages"].as_str().unwrap_or_default();
+    assert!(messages.contains("198.19.254.77:6443"), "{messages}");
+    // The package wrote the live file before starting; the old process
+    // still serves the old configuration.
+    assert!(p.haproxy_cfg().contains("frontend k8s-api\n"));
+    assert_eq!(p.haproxy_pids(), pids);
+    let stat = p.haproxy_stat().expect("the old HAProxy answers");
+    assert!(!stat.iter().any(|r| r["pxname"] == "k8s-api"));
+}
+
+#[test]
+fn write_config_keeps_backupcount_revisions_with_their_descriptions() {
+    let Some((p, _dir)) = start("write_config_keeps_backupcount_revisions", PfsenseOptions::default())
+    else {
+        return;
+    };
+    // pfSense keeps system/backupcount revisions (30 unless set); 2 here,
+    // and one second apart, as revision times are in seconds.
+    let out = p
+        .php_json(
+            "writes",
+            "<?php require_once('config.inc');\nconfig_set_path('system/backupcount', '2');\nfor ($i = 1; $i <= 4; $i++) { write_config(\"hacli: step $i\"); if ($i < 4) sleep(1); }\n$b = get_backups();\n$d = array();\nforeach ($b as $k => $v) { if ($k !== 'versions') $d[] = $v['description']; }\necho json_encode($d);\n",
+        )
+        .expect("php");
+    assert_eq!(
+        out,
+        json!(["(system): hacli: step 3", "(system): hacli: step 2"]),
+        "newest first, each with the description of the config it holds"
+    );
+    let backups = p.backups();
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    let newest = std::fs::read_to_string(&backups[1]).unwrap();
+    assert!(newest.contains("hacli: step 3"));
+    assert!(p.config_xml().contains("(system): hacli: step 4"));
+}
