@@ -683,6 +683,50 @@ fn pfrest_apply_semantics_and_php_share_the_config() {
         p.haproxy_cfg()
     );
 
+    // An apply HAProxy refuses: 500 with HAProxy's words, nothing reloaded.
+    let good = p.haproxy_cfg();
+    let pids = p.haproxy_pids();
+    let i = out["i"].as_u64().unwrap();
+    let (code, v) = rest.call(
+        reqwest::Method::PATCH,
+        "services/haproxy/backend/server",
+        Some(json!({"parent_id": i, "id": 1, "advanced": "no-such-keyword", "apply": true})),
+    );
+    assert_eq!(
+        (code, v["response_id"].as_str()),
+        (500, Some("HAPROXY_APPLY_FAILED")),
+        "{v}"
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("no-such-keyword"),
+        "{v}"
+    );
+    assert_eq!(p.haproxy_cfg(), good);
+    assert_eq!(p.haproxy_pids(), pids);
+    let (_, v) = rest.get("services/haproxy/apply");
+    assert_eq!(v["data"]["applied"], false, "still pending");
+    // Deleting the server shifts the ids after it; apply is clean again.
+    let (code, v) = rest.delete(&format!(
+        "services/haproxy/backend/server?parent_id={i}&id=0"
+    ));
+    assert_eq!((code, v["data"]["name"].as_str()), (200, Some("m1")));
+    let (_, v) = rest.get(&format!("services/haproxy/backend/servers?parent_id={i}"));
+    assert_eq!(
+        (v["data"][0]["id"].clone(), v["data"][0]["name"].clone()),
+        (json!(0), json!("m2"))
+    );
+    let (code, v) = rest.call(
+        reqwest::Method::PATCH,
+        "services/haproxy/backend/server",
+        Some(json!({"parent_id": i, "id": 0, "advanced": "fall 3 rise 2", "apply": true})),
+    );
+    assert_eq!(code, 200, "{v}");
+    let cfg = p.haproxy_cfg();
+    assert!(
+        !cfg.contains(" m1 ") && cfg.contains("\tserver\t\t\tm2 127.0.0.2:6443"),
+        "{cfg}"
+    );
+
     // The VIP as an IP alias: pending until applied, then `ip addr add`.
     let vip = "127.0.0.77";
     let (code, v) = rest.post("firewall/virtual_ip", json!({"mode": "ipalias", "interface": "lan", "subnet": vip, "subnet_bits": 32, "descr": "hacli: apiserver VIP"}));
@@ -715,6 +759,11 @@ fn pfrest_apply_semantics_and_php_share_the_config() {
         json!({"mode": "ipalias", "interface": "nope", "subnet": "127.0.0.78", "subnet_bits": 32}),
     );
     assert_eq!(code, 400, "{v}");
+    // A frontend can bind the IP alias as `<ip>_ipv4`, as in the package's GUI.
+    let out_vip = p
+        .php_json("bindable", &format!("<?php require_once('config.inc'); require_once('haproxy/haproxy.inc'); echo json_encode(haproxy_interface_ip('{vip}_ipv4'));"))
+        .expect("php");
+    assert_eq!(out_vip, json!(vip));
 
     // The DNS record: host overrides are sorted by host, answer after apply.
     let (code, v) = rest.post(
@@ -747,7 +796,8 @@ fn pfrest_apply_semantics_and_php_share_the_config() {
 
 #[test]
 fn a_frontend_on_an_address_the_box_lacks_fails_to_start_and_the_old_process_stays() {
-    let Some((p, _dir)) = start("a_frontend_on_a_missing_address", PfsenseOptions::default()) else {
+    let Some((p, _dir)) = start("a_frontend_on_a_missing_address", PfsenseOptions::default())
+    else {
         return;
     };
     let pids = p.haproxy_pids();
@@ -772,8 +822,10 @@ fn a_frontend_on_an_address_the_box_lacks_fails_to_start_and_the_old_process_sta
 
 #[test]
 fn write_config_keeps_backupcount_revisions_with_their_descriptions() {
-    let Some((p, _dir)) = start("write_config_keeps_backupcount_revisions", PfsenseOptions::default())
-    else {
+    let Some((p, _dir)) = start(
+        "write_config_keeps_backupcount_revisions",
+        PfsenseOptions::default(),
+    ) else {
         return;
     };
     // pfSense keeps system/backupcount revisions (30 unless set); 2 here,
