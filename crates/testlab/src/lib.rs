@@ -20,6 +20,7 @@ pub mod apiserver;
 pub mod etcd;
 pub mod haproxy;
 pub mod load;
+pub mod pfsense;
 pub mod pki;
 pub mod sshd;
 
