@@ -51,7 +51,11 @@ fn apply(pf: &Pfsense, op: &LbOp) -> bool {
         Some(e) => {
             let v = run(pf, &php::request(&e));
             assert_eq!(v["ok"], json!(true), "{}: {v}", e.describe());
-            assert_eq!(model::is_done(op, &read(pf)), Some(true), "{op:?} not in place");
+            assert_eq!(
+                model::is_done(op, &read(pf)),
+                Some(true),
+                "{op:?} not in place"
+            );
             true
         }
     }
@@ -79,10 +83,18 @@ fn each_operation_changes_its_item_only_and_twice_equals_once() {
     };
     let original = pf.config_xml();
     let seed = read(&pf);
-    assert!(!seed.pools.is_empty(), "the seed holds pools that are not ours");
+    assert!(
+        !seed.pools.is_empty(),
+        "the seed holds pools that are not ours"
+    );
 
     let IpAddr::V4(v4) = ip else { unreachable!() };
-    let vip = IpAddr::V4(Ipv4Addr::new(v4.octets()[0], v4.octets()[1], v4.octets()[2], 99));
+    let vip = IpAddr::V4(Ipv4Addr::new(
+        v4.octets()[0],
+        v4.octets()[1],
+        v4.octets()[2],
+        99,
+    ));
     let api = |n: u8| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, n)), 6443);
     let ops = [
         LbOp::CreateVip {
@@ -115,19 +127,40 @@ fn each_operation_changes_its_item_only_and_twice_equals_once() {
         },
     ];
     for op in &ops {
-        assert!(apply(&pf, op), "{op:?} should change something the first time");
-        assert!(!apply(&pf, op), "{op:?} the second time must change nothing");
+        assert!(
+            apply(&pf, op),
+            "{op:?} should change something the first time"
+        );
+        assert!(
+            !apply(&pf, op),
+            "{op:?} the second time must change nothing"
+        );
     }
     let cfg = pf.haproxy_cfg();
+    let words: Vec<String> = cfg
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
     assert!(cfg.contains("k8s-apiserver_ipvANY"), "{cfg}");
-    assert!(cfg.contains("server m2 127.0.0.11:6443"), "{cfg}");
+    let m2 = words
+        .iter()
+        .find(|l| l.starts_with("server m2 127.0.0.11:6443"))
+        .unwrap_or_else(|| panic!("no server line for m2:\n{cfg}"));
+    assert!(
+        m2.contains("check-ssl") && m2.contains("fall 3 rise 2"),
+        "{m2}"
+    );
     // The seed's items are untouched, in config.xml and as read.
     let now = read(&pf);
     for p in &seed.pools {
         assert_eq!(now.pool(&p.name), Some(p), "seed pool {} changed", p.name);
     }
     for f in &seed.frontends {
-        assert!(now.frontends.contains(f), "seed frontend {} changed", f.name);
+        assert!(
+            now.frontends.contains(f),
+            "seed frontend {} changed",
+            f.name
+        );
     }
 
     // Undo in reverse: config.xml is byte for byte what it was.
@@ -180,9 +213,16 @@ fn a_config_haproxy_rejects_is_never_written() {
     let v = run(&pf, &php::request(&bad));
     assert_eq!(v["ok"], json!(false), "{v}");
     assert_eq!(v["code"], "HAPROXY_CONFIG_INVALID", "{v}");
-    assert!(v["error"].as_str().unwrap().contains("no-such-keyword"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("no-such-keyword"),
+        "{v}"
+    );
     assert_eq!(pf.config_xml(), before, "config.xml must be unchanged");
-    assert_eq!(pf.haproxy_cfg(), cfg_before, "haproxy.cfg must be unchanged");
+    assert_eq!(
+        pf.haproxy_cfg(),
+        cfg_before,
+        "haproxy.cfg must be unchanged"
+    );
 
     let unknown = Edit::AddServer {
         pool: "no-such-pool".into(),
