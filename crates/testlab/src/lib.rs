@@ -21,6 +21,7 @@ pub mod etcd;
 pub mod haproxy;
 pub mod load;
 pub mod pfsense;
+pub mod host;
 pub mod pki;
 pub mod sshd;
 
