@@ -434,6 +434,7 @@ impl Pfsense {
             .inside_root
             .clone()
             .unwrap_or_else(|| root.to_path_buf());
+        sweep_orphans();
 
         for (rel, text) in FILES {
             let path = root.join(rel);
@@ -466,6 +467,7 @@ impl Pfsense {
             "haproxy": haproxy,
             "vip_mode": match opts.vip_mode { VipMode::Record => "record", VipMode::Ip => "ip" },
             "pfrest_lock_wait": opts.lock_wait.as_secs_f64(),
+            "owner_pid": std::process::id(),
         });
         std::fs::write(&settings, settings_text.to_string()).map_err(|e| io_err(&settings, e))?;
 
@@ -835,6 +837,43 @@ impl Pfsense {
             }
         }
         for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// The daemonised HAProxy processes of stand-ins whose test process died
+/// before its Drop ran (SIGKILL): each names `<root>/var/etc/haproxy/haproxy.cfg`,
+/// and `<root>/etc/inc/standin.json` names the owner's pid. Kill those whose
+/// owner is gone, one by one by pid.
+fn sweep_orphans() {
+    const CFG: &str = "/var/etc/haproxy/haproxy.cfg";
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let mut args = cmdline.split('\0');
+        if !args.next().is_some_and(|a| a.ends_with("haproxy")) {
+            continue;
+        }
+        let Some(root) = args.find_map(|a| a.strip_suffix(CFG)) else {
+            continue;
+        };
+        if root.is_empty() {
+            continue; // a lab host's own "/": its namespaces clean it up
+        }
+        let settings = std::fs::read_to_string(Path::new(root).join("etc/inc/standin.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        let Some(owner) = settings.as_ref().and_then(|s| s["owner_pid"].as_u64()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{owner}")).exists() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
