@@ -21,8 +21,17 @@
 //! directory by default; `/` inside a lab host whose private paths are
 //! mounted at `/cf/conf`, `/var/etc`, `/tmp`, ...). PHP finds `config.inc`
 //! through the `include_path` of an ini snippet in
-//! `<inside_root>/etc/php-standin`, which `PHP_INI_SCAN_DIR` names: see
+//! `<inside_root>/etc/inc/php-standin`, which `PHP_INI_SCAN_DIR` names: see
 //! [`Pfsense::php_env`] (what an sshd `SetEnv` passes to sessions).
+//!
+//! In a lab host (`crates/testlab/src/host.rs`): `root` = `host.path("/")`,
+//! `inside_root` = `/`, `exec_prefix` = `host.wrapper()`, `vip_mode` =
+//! [`VipMode::Ip`], `lan_if` = the host's interface, and `rest_listener` =
+//! [`bind_in_netns`]`(host pid, host address:443)`. The host's private paths
+//! must include, besides the defaults (`/cf/conf`, `/var/etc`, `/tmp`,
+//! `/etc/inc`, `/usr/local/pkg`), pfSense's `/var/run` (HAProxy's pid file,
+//! the dirty marker) and `/var/unbound` (host overrides), so that both
+//! sides see the same files.
 //!
 //! DNS: host overrides are rendered into `/var/unbound/host_entries.conf`
 //! in unbound's `local-data` syntax, and [`Pfsense::resolve`] answers from
@@ -448,14 +457,13 @@ impl Pfsense {
             "tmp",
             "var/run",
             "var/etc",
-            "var/log",
             "var/unbound",
-            "etc/php-standin",
+            "etc/inc/php-standin",
         ] {
             let d = root.join(dir);
             std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
         }
-        let ini = root.join("etc/php-standin/99-pfsense-standin.ini");
+        let ini = root.join("etc/inc/php-standin/99-pfsense-standin.ini");
         let ini_text = format!(
             "; Written by testlab's pfSense stand-in: PHP finds config.inc as on pfSense.\ninclude_path = \".:/usr/share/php:{}:{}\"\n",
             inside.join("etc/inc").display(),
@@ -614,7 +622,7 @@ impl Pfsense {
         vec![
             (
                 "PHP_INI_SCAN_DIR".into(),
-                format!(":{}", self.inside.join("etc/php-standin").display()),
+                format!(":{}", self.inside.join("etc/inc/php-standin").display()),
             ),
             (
                 "PFSENSE_STANDIN_ROOT".into(),
@@ -746,11 +754,11 @@ impl Pfsense {
             .collect())
     }
 
-    /// The actions the stand-in recorded (`/var/log/standin-actions.log`):
+    /// The actions the stand-in recorded (`/tmp/standin-actions.log`):
     /// write_config, interface_ipalias_configure (with the `ip addr`
     /// command), filter_configure, services_unbound_configure, haproxy_*.
     pub fn actions(&self) -> Vec<Value> {
-        self.read("/var/log/standin-actions.log")
+        self.read("/tmp/standin-actions.log")
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
@@ -843,6 +851,22 @@ impl Pfsense {
             );
         }
     }
+}
+
+/// A TCP listener bound to `addr` inside the network namespace of process
+/// `pid` (a lab host's PID 1), for [`PfsenseOptions::rest_listener`]: a
+/// short-lived thread enters the namespace, binds, and ends; the socket
+/// stays in that namespace.
+pub fn bind_in_netns(pid: u32, addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let ns = format!("/proc/{pid}/ns/net");
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns)?;
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| std::io::Error::other(format!("setns {ns}: {e}")))?;
+        std::net::TcpListener::bind(addr)
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the setns thread panicked"))?
 }
 
 /// The daemonised HAProxy processes of stand-ins whose test process died

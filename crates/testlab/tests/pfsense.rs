@@ -928,3 +928,14 @@ fn a_killed_test_leaves_no_haproxy_behind() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn bind_in_netns_of_our_own_process_binds_here() {
+    // Our own namespace: the listener is bound and accepts on this side.
+    let ip = test_ip();
+    let l = testlab::pfsense::bind_in_netns(std::process::id(), SocketAddr::new(ip, 0))
+        .expect("bind in our own network namespace");
+    let a = l.local_addr().unwrap();
+    assert_eq!(a.ip(), ip);
+    TcpStream::connect_timeout(&a, Duration::from_secs(2)).expect("connect");
+}
