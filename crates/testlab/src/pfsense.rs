@@ -21,8 +21,17 @@
 //! directory by default; `/` inside a lab host whose private paths are
 //! mounted at `/cf/conf`, `/var/etc`, `/tmp`, ...). PHP finds `config.inc`
 //! through the `include_path` of an ini snippet in
-//! `<inside_root>/etc/php-standin`, which `PHP_INI_SCAN_DIR` names: see
+//! `<inside_root>/etc/inc/php-standin`, which `PHP_INI_SCAN_DIR` names: see
 //! [`Pfsense::php_env`] (what an sshd `SetEnv` passes to sessions).
+//!
+//! In a lab host (`crates/testlab/src/host.rs`): `root` = `host.path("/")`,
+//! `inside_root` = `/`, `exec_prefix` = `host.wrapper()`, `vip_mode` =
+//! [`VipMode::Ip`], `lan_if` = the host's interface, and `rest_listener` =
+//! [`bind_in_netns`]`(host pid, host address:443)`. The host's private paths
+//! must include, besides the defaults (`/cf/conf`, `/var/etc`, `/tmp`,
+//! `/etc/inc`, `/usr/local/pkg`), pfSense's `/var/run` (HAProxy's pid file,
+//! the dirty marker) and `/var/unbound` (host overrides), so that both
+//! sides see the same files.
 //!
 //! DNS: host overrides are rendered into `/var/unbound/host_entries.conf`
 //! in unbound's `local-data` syntax, and [`Pfsense::resolve`] answers from
@@ -434,6 +443,7 @@ impl Pfsense {
             .inside_root
             .clone()
             .unwrap_or_else(|| root.to_path_buf());
+        sweep_orphans();
 
         for (rel, text) in FILES {
             let path = root.join(rel);
@@ -447,14 +457,13 @@ impl Pfsense {
             "tmp",
             "var/run",
             "var/etc",
-            "var/log",
             "var/unbound",
-            "etc/php-standin",
+            "etc/inc/php-standin",
         ] {
             let d = root.join(dir);
             std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
         }
-        let ini = root.join("etc/php-standin/99-pfsense-standin.ini");
+        let ini = root.join("etc/inc/php-standin/99-pfsense-standin.ini");
         let ini_text = format!(
             "; Written by testlab's pfSense stand-in: PHP finds config.inc as on pfSense.\ninclude_path = \".:/usr/share/php:{}:{}\"\n",
             inside.join("etc/inc").display(),
@@ -466,6 +475,7 @@ impl Pfsense {
             "haproxy": haproxy,
             "vip_mode": match opts.vip_mode { VipMode::Record => "record", VipMode::Ip => "ip" },
             "pfrest_lock_wait": opts.lock_wait.as_secs_f64(),
+            "owner_pid": std::process::id(),
         });
         std::fs::write(&settings, settings_text.to_string()).map_err(|e| io_err(&settings, e))?;
 
@@ -612,7 +622,7 @@ impl Pfsense {
         vec![
             (
                 "PHP_INI_SCAN_DIR".into(),
-                format!(":{}", self.inside.join("etc/php-standin").display()),
+                format!(":{}", self.inside.join("etc/inc/php-standin").display()),
             ),
             (
                 "PFSENSE_STANDIN_ROOT".into(),
@@ -744,11 +754,11 @@ impl Pfsense {
             .collect())
     }
 
-    /// The actions the stand-in recorded (`/var/log/standin-actions.log`):
+    /// The actions the stand-in recorded (`/tmp/standin-actions.log`):
     /// write_config, interface_ipalias_configure (with the `ip addr`
     /// command), filter_configure, services_unbound_configure, haproxy_*.
     pub fn actions(&self) -> Vec<Value> {
-        self.read("/var/log/standin-actions.log")
+        self.read("/tmp/standin-actions.log")
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
@@ -835,6 +845,59 @@ impl Pfsense {
             }
         }
         for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// A TCP listener bound to `addr` inside the network namespace of process
+/// `pid` (a lab host's PID 1), for [`PfsenseOptions::rest_listener`]: a
+/// short-lived thread enters the namespace, binds, and ends; the socket
+/// stays in that namespace.
+pub fn bind_in_netns(pid: u32, addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let ns = format!("/proc/{pid}/ns/net");
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns)?;
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| std::io::Error::other(format!("setns {ns}: {e}")))?;
+        std::net::TcpListener::bind(addr)
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the setns thread panicked"))?
+}
+
+/// The daemonised HAProxy processes of stand-ins whose test process died
+/// before its Drop ran (SIGKILL): each names `<root>/var/etc/haproxy/haproxy.cfg`,
+/// and `<root>/etc/inc/standin.json` names the owner's pid. Kill those whose
+/// owner is gone, one by one by pid.
+fn sweep_orphans() {
+    const CFG: &str = "/var/etc/haproxy/haproxy.cfg";
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let mut args = cmdline.split('\0');
+        if !args.next().is_some_and(|a| a.ends_with("haproxy")) {
+            continue;
+        }
+        let Some(root) = args.find_map(|a| a.strip_suffix(CFG)) else {
+            continue;
+        };
+        if root.is_empty() {
+            continue; // a lab host's own "/": its namespaces clean it up
+        }
+        let settings = std::fs::read_to_string(Path::new(root).join("etc/inc/standin.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        let Some(owner) = settings.as_ref().and_then(|s| s["owner_pid"].as_u64()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{owner}")).exists() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,

@@ -847,3 +847,95 @@ fn write_config_keeps_backupcount_revisions_with_their_descriptions() {
     assert!(newest.contains("hacli: step 3"));
     assert!(p.config_xml().contains("(system): hacli: step 4"));
 }
+
+/// Run by `a_killed_test_leaves_no_haproxy_behind` as a child process.
+#[test]
+#[ignore = "a child of a_killed_test_leaves_no_haproxy_behind"]
+fn child_starts_a_standin_and_waits() {
+    let Ok(root) = std::env::var("PFSENSE_STANDIN_CHILD_ROOT") else {
+        return;
+    };
+    let root = std::path::PathBuf::from(root);
+    let p = Pfsense::start(&root, test_ip(), PfsenseOptions::default()).expect("child start");
+    std::fs::write(root.join("ready"), "ready").unwrap();
+    std::thread::sleep(Duration::from_secs(120));
+    drop(p);
+}
+
+fn alive(pid: u32) -> bool {
+    // Gone, or a zombie waiting for its new parent to reap it, is dead.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit_once(") ").map(|(_, r)| r.chars().next());
+            state != Some(Some('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_killed_test_leaves_no_haproxy_behind() {
+    if std::process::Command::new("php")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: a_killed_test_leaves_no_haproxy_behind: php is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_starts_a_standin_and_waits",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("PFSENSE_STANDIN_CHILD_ROOT", dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("child test");
+    let until = Instant::now() + Duration::from_secs(60);
+    while !dir.path().join("ready").exists() {
+        assert!(Instant::now() < until, "the child's stand-in did not start");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child exited early (SKIPPED?)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pidfile = std::fs::read_to_string(dir.path().join("var/run/haproxy.pid")).unwrap();
+    let orphan: u32 = pidfile.trim().parse().unwrap();
+    child.kill().unwrap(); // SIGKILL: no Drop runs
+    child.wait().unwrap();
+    assert!(
+        alive(orphan),
+        "the daemonised HAProxy outlives a killed test"
+    );
+
+    // The next stand-in to start sweeps it.
+    let Some((_p, _d)) = start(
+        "a_killed_test_leaves_no_haproxy_behind",
+        PfsenseOptions::default(),
+    ) else {
+        return;
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    while alive(orphan) {
+        assert!(
+            Instant::now() < until,
+            "the orphaned HAProxy {orphan} is still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn bind_in_netns_of_our_own_process_binds_here() {
+    // Our own namespace: the listener is bound and accepts on this side.
+    let ip = test_ip();
+    let l = testlab::pfsense::bind_in_netns(std::process::id(), SocketAddr::new(ip, 0))
+        .expect("bind in our own network namespace");
+    let a = l.local_addr().unwrap();
+    assert_eq!(a.ip(), ip);
+    TcpStream::connect_timeout(&a, Duration::from_secs(2)).expect("connect");
+}
