@@ -399,8 +399,18 @@ fn random_hex(n: usize) -> String {
 }
 
 fn free_port(ip: IpAddr) -> Result<u16, PfsenseError> {
-    let l = std::net::TcpListener::bind(SocketAddr::new(ip, 0))
-        .map_err(|e| PfsenseError::Bind(ip.to_string(), e))?;
+    let l = match std::net::TcpListener::bind(SocketAddr::new(ip, 0)) {
+        Ok(l) => l,
+        // The address is a lab host's, in its own network namespace where
+        // nothing else listens yet: any port is free there.
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+            static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+            let r = u16::from_str_radix(&random_hex(2), 16).unwrap_or(0) % 20000;
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 1000;
+            return Ok(30000 + (r + n * 7) % 30000);
+        }
+        Err(e) => return Err(PfsenseError::Bind(ip.to_string(), e)),
+    };
     l.local_addr()
         .map(|a| a.port())
         .map_err(|e| PfsenseError::Bind(ip.to_string(), e))

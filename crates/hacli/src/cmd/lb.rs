@@ -84,6 +84,7 @@ fn open(c: &Common) -> anyhow::Result<(Topology, LbBackend)> {
         runtime_api: c.lb_runtime_api.clone(),
         known_hosts: c.known_hosts.clone(),
         identity_file: c.identity.clone(),
+        rest_credentials: None,
     };
     let lb = LbBackend::from_topology(&topology, &opts)
         .with_context(|| format!("{}: loadBalancer", c.topology.display()))?;

@@ -174,6 +174,8 @@ pub struct LbOptions {
     pub known_hosts: Option<PathBuf>,
     /// Override of `loadBalancer.manage.identityFile`.
     pub identity_file: Option<PathBuf>,
+    /// Credentials for the REST API, instead of the environment's.
+    pub rest_credentials: Option<rest::Credentials>,
 }
 
 impl Default for LbOptions {
@@ -184,6 +186,7 @@ impl Default for LbOptions {
             runtime_api: None,
             known_hosts: None,
             identity_file: None,
+            rest_credentials: None,
         }
     }
 }
@@ -218,7 +221,9 @@ impl Transport {
         }
     }
 
-    async fn edit(&self, e: &Edit, until: Instant) -> Result<bool, LbError> {
+    /// Carry one edit out (no check that it is needed: see
+    /// [`model::edit_for`]). Ok(false) when nothing changed.
+    pub async fn edit(&self, e: &Edit, until: Instant) -> Result<bool, LbError> {
         match self {
             Transport::PfsenseSsh(t) => t.edit(e, until).await,
             Transport::PfsenseRest(t) => t.edit(e, until).await,
@@ -330,7 +335,7 @@ impl LbBackend {
                     .clone()
                     .or_else(|| std::env::var("PFSENSE_URL").ok())
                     .ok_or_else(|| LbError::Config("loadBalancer.manage.url (or PFSENSE_URL): the pfSense REST API's base URL".into()))?;
-                let creds = rest::Credentials::from_env().ok_or_else(|| {
+                let creds = opts.rest_credentials.clone().or_else(rest::Credentials::from_env).ok_or_else(|| {
                     LbError::Config(format!(
                         "{url}: set PFSENSE_API_KEY, or PFSENSE_USERNAME and PFSENSE_PASSWORD, for the pfSense REST API"
                     ))
@@ -375,6 +380,16 @@ impl LbBackend {
     /// Where it talks to.
     pub fn describe(&self) -> String {
         self.transport.describe()
+    }
+
+    /// The transport, for one-off edits.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Run a future on the backend's runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
     }
 
     fn until(&self) -> Instant {
@@ -469,7 +484,8 @@ impl LbBackend {
             loop {
                 let down = self.servers_up(pool, servers, until).await;
                 match down {
-                    Ok(d) if d.is_empty() => return Ok(true),
+                    // A check: nothing changes.
+                    Ok(d) if d.is_empty() => return Ok(false),
                     Ok(_) | Err(LbError::Runtime(_))
                         if Instant::now() + Duration::from_millis(250) < until =>
                     {

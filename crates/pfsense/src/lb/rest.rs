@@ -95,6 +95,31 @@ fn list(v: &Value) -> Vec<Value> {
     }
 }
 
+/// An item in pfrest's typed fields: empty strings left out (pfrest
+/// takes an absent field as its default), integer fields as integers.
+fn typed(item: &Value) -> Value {
+    const INTEGERS: &[&str] = &["checkinter", "retries", "weight", "subnet_bits"];
+    let Value::Object(o) = item else {
+        return item.clone();
+    };
+    let mut out = serde_json::Map::new();
+    for (k, v) in o {
+        match v {
+            Value::String(s) if s.is_empty() => {}
+            Value::String(s) if INTEGERS.contains(&k.as_str()) => {
+                out.insert(k.clone(), s.parse::<i64>().map_or(v.clone(), |n| json!(n)));
+            }
+            Value::Array(a) => {
+                out.insert(k.clone(), Value::Array(a.iter().map(typed).collect()));
+            }
+            _ => {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Value::Object(out)
+}
+
 /// pfrest's server model has no `checkssl`: the check's TLS goes into
 /// `advanced` (DOMAIN.md section 5).
 fn rest_server(item: &Value) -> Value {
@@ -343,7 +368,7 @@ impl Rest {
                     Method::POST,
                     "services/haproxy/backend",
                     &[],
-                    Some(body),
+                    Some(typed(&body)),
                     until,
                 )
                 .await?;
@@ -395,7 +420,7 @@ impl Rest {
                     Method::POST,
                     "services/haproxy/backend/server",
                     &[],
-                    Some(body),
+                    Some(typed(&body)),
                     until,
                 )
                 .await?;
@@ -418,7 +443,7 @@ impl Rest {
                     Method::POST,
                     "services/haproxy/frontend",
                     &[],
-                    Some(body),
+                    Some(typed(&body)),
                     until,
                 )
                 .await?;
@@ -466,8 +491,14 @@ impl Rest {
                         .as_str()
                         .and_then(|b| b.parse::<u8>().ok())
                 );
-                self.call(Method::POST, "firewall/virtual_ip", &[], Some(body), until)
-                    .await?;
+                self.call(
+                    Method::POST,
+                    "firewall/virtual_ip",
+                    &[],
+                    Some(typed(&body)),
+                    until,
+                )
+                .await?;
                 self.apply("firewall/virtual_ip/apply", until).await?;
             }
             Edit::DeleteVip { address } => {
@@ -500,7 +531,7 @@ impl Rest {
                     Method::POST,
                     "services/dns_resolver/host_override",
                     &[],
-                    Some(body),
+                    Some(typed(&body)),
                     until,
                 )
                 .await?;
