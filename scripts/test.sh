@@ -11,8 +11,16 @@ DEBS=(etcd-server:etcd etcd-client:etcdctl haproxy:haproxy kubernetes-client:kub
 DEBS+=(openssh-server:/usr/sbin/sshd openssh-client:ssh-agent)
 # iproute2: `ip` builds the lab hosts' networks (crates/testlab/src/host.rs).
 DEBS+=(iproute2:/usr/sbin/ip)
+# The pfSense stand-in (crates/testlab/src/pfsense.rs) runs PHP with the xml extension.
+DEBS+=(php-cli:php)
 . scripts/ensure-debs.sh
 ensure_debs "${DEBS[@]}"
+# php-xml has no command of its own: check for the extension pfSense's config parser uses.
+if ! php -r 'exit(function_exists("xml_parser_create") ? 0 : 1);' 2>/dev/null; then
+  echo "==> installing php-xml (PHP's xml extension)" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq php-xml
+fi
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 2; }
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null 2>&1 || true

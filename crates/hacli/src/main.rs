@@ -63,6 +63,11 @@ enum Command {
     Simulate(cmd::simulate::Args),
     /// Execute a plan step by step with a journal; resumable.
     Apply(cmd::apply::Args),
+    /// The apiserver load balancer: show the pool; add, remove, drain,
+    /// ready or maint one server. Exit 0 done (or already so), 1 refused,
+    /// 2 bad input, 3 no answer.
+    #[command(subcommand)]
+    Lb(cmd::lb::Command),
 }
 
 /// Output format shared by every command.
@@ -112,6 +117,7 @@ fn main() -> ExitCode {
         Command::Plan(a) => cmd::plan::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Apply(a) => cmd::apply::run(a),
+        Command::Lb(c) => cmd::lb::run(c),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

@@ -73,6 +73,7 @@ pub fn generated(masters: usize, total: usize) -> (Topology, ClusterState) {
             pool: Some("api".into()),
             health_check: HealthCheck::default(),
             runtime_api: None,
+            manage: None,
         },
         hypervisors: (0..10)
             .map(|h| Hypervisor {

@@ -74,6 +74,37 @@ pub enum HvOp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "op")]
 pub enum LbOp {
+    /// Put the VIP on the load balancer's host before a frontend binds it
+    /// (pfSense: an IP alias virtual IP on `interface`; HAProxy cannot bind
+    /// an address the box does not have, while `haproxy -c` still passes).
+    CreateVip {
+        /// The VIP.
+        address: IpAddr,
+        /// Prefix length of the network it is on.
+        prefix: u8,
+        /// The interface it goes on (pfSense: `lan`, `opt1`, ...).
+        interface: String,
+        /// Description recorded with it.
+        description: String,
+    },
+    /// Remove the VIP (rollback of `CreateVip`).
+    DeleteVip {
+        /// The VIP.
+        address: IpAddr,
+    },
+    /// A DNS record for the API name (pfSense: an unbound host override),
+    /// so clients and certificates can use the name.
+    CreateDnsRecord {
+        /// Fully qualified name, e.g. `k8s-api.example.lan`.
+        name: String,
+        /// The address it answers.
+        address: IpAddr,
+    },
+    /// Remove the DNS record (rollback of `CreateDnsRecord`).
+    DeleteDnsRecord {
+        /// Fully qualified name.
+        name: String,
+    },
     /// Create the backend pool with its health check and first servers.
     CreatePool {
         /// Pool name.

@@ -490,6 +490,50 @@ pub fn plan(
             .map(|m| (m.name.clone(), api_socket(m, port)))
             .collect();
         let mut steps = Vec::new();
+        // The VIP and the API name come first: HAProxy cannot bind an
+        // address the box does not have, while `haproxy -c` still passes.
+        let prefix = to
+            .network
+            .as_ref()
+            .map_or(if vip.is_ipv4() { 32 } else { 128 }, |n| {
+                n.cidr.prefix_len()
+            });
+        let interface = to
+            .load_balancer
+            .manage
+            .as_ref()
+            .map_or("lan", |m| m.vip_interface())
+            .to_string();
+        let mut s = step(
+            "load-balancer/vip",
+            format!("add the VIP {vip}/{prefix} to the load balancer's {interface} interface"),
+            Op::LoadBalancer(LbOp::CreateVip {
+                address: vip,
+                prefix,
+                interface,
+                description: format!("{} Kubernetes API VIP (hacli)", to.cluster),
+            }),
+            Dur::secs(30),
+        );
+        s.rollback = Some(Op::LoadBalancer(LbOp::DeleteVip { address: vip }));
+        steps.push(s);
+        if let (Some(name), LbKind::PfsenseHaproxy) =
+            (&to.control_plane_endpoint.dns_name, to.load_balancer.kind)
+        {
+            let mut s = step(
+                "load-balancer/dns",
+                format!("DNS record {name} -> {vip} in the load balancer's resolver"),
+                Op::LoadBalancer(LbOp::CreateDnsRecord {
+                    name: name.clone(),
+                    address: vip,
+                }),
+                Dur::secs(30),
+            );
+            s.rollback = Some(Op::LoadBalancer(LbOp::DeleteDnsRecord {
+                name: name.clone(),
+            }));
+            steps.push(s);
+        }
         let mut s = step(
             "load-balancer/pool",
             format!(

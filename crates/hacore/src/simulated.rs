@@ -75,6 +75,12 @@ pub struct SimulatedCluster {
     pub pool: Option<BTreeMap<String, SocketAddr>>,
     /// LB frontend.
     pub frontend: Option<SocketAddr>,
+    /// The VIP as an address of the load balancer's host.
+    #[serde(default)]
+    pub vip: Option<IpAddr>,
+    /// DNS records the load balancer's resolver answers: name -> address.
+    #[serde(default)]
+    pub dns: BTreeMap<String, IpAddr>,
     /// Nodes registered with the API.
     pub joined: BTreeSet<String>,
     /// Masters carrying the control-plane taint.
@@ -167,6 +173,10 @@ impl SimulatedCluster {
             frontend: from
                 .has_load_balancer()
                 .then(|| from.control_plane_endpoint.socket()),
+            vip: from
+                .has_load_balancer()
+                .then_some(from.control_plane_endpoint.address),
+            dns: BTreeMap::new(),
             joined: from.nodes.iter().map(|n| n.name.clone()).collect(),
             tainted: masters.iter().map(|m| m.to_string()).collect(),
             kubelet_server: from
@@ -334,6 +344,10 @@ impl LoadBalancer for SimulatedCluster {
             }
             LbOp::DeleteFrontend { .. } => self.frontend.is_none(),
             LbOp::DeletePool { .. } => self.pool.is_none(),
+            LbOp::CreateVip { address, .. } => self.vip == Some(*address),
+            LbOp::DeleteVip { address } => self.vip != Some(*address),
+            LbOp::CreateDnsRecord { name, address } => self.dns.get(name) == Some(address),
+            LbOp::DeleteDnsRecord { name } => !self.dns.contains_key(name),
             LbOp::VerifyServersUp { servers, .. } => {
                 self.frontend.is_some()
                     && servers.iter().all(|s| {
@@ -379,6 +393,26 @@ impl LoadBalancer for SimulatedCluster {
                 "delete pool".to_string()
             }
             LbOp::VerifyServersUp { .. } => String::new(),
+            LbOp::CreateVip { address, .. } => {
+                self.vip = Some(*address);
+                self.addresses_in_use.insert(*address);
+                format!("create VIP {address}")
+            }
+            LbOp::DeleteVip { address } => {
+                self.vip = None;
+                if self.frontend.is_none_or(|f| f.ip() != *address) {
+                    self.addresses_in_use.remove(address);
+                }
+                format!("delete VIP {address}")
+            }
+            LbOp::CreateDnsRecord { name, address } => {
+                self.dns.insert(name.clone(), *address);
+                format!("create DNS record {name}")
+            }
+            LbOp::DeleteDnsRecord { name } => {
+                self.dns.remove(name);
+                format!("delete DNS record {name}")
+            }
         };
         self.after_apply(effect, 10);
         Ok(())

@@ -191,6 +191,93 @@ pub struct LoadBalancer {
     /// and rules that need it answer unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_api: Option<RuntimeApi>,
+    /// How `hacli` changes the load balancer's configuration (its pools,
+    /// frontends, the VIP and the API name's DNS record). Without it the
+    /// load balancer is only observed, and plan steps that change it can
+    /// only be rehearsed with `--backend simulated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manage: Option<LbManage>,
+}
+
+/// How the load-balancer backend reaches the load balancer's configuration.
+///
+/// Credentials are never part of a topology: an SSH key is named by its
+/// path, and the pfSense REST API's key or user and password come from the
+/// environment (`PFSENSE_API_KEY`, or `PFSENSE_USERNAME` and
+/// `PFSENSE_PASSWORD`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LbManage {
+    /// `ssh`: PHP over SSH on pfSense (`kind: pfsense-haproxy`), or the
+    /// `haproxy.cfg` of a Linux host (`kind: haproxy`); `rest`: pfSense's
+    /// REST API v2 (the pfrest package).
+    pub transport: LbTransport,
+    /// SSH: the host to log in to (address or name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// SSH: the port, 22 by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// SSH: the user, `root` by default (pfSense's `admin` is root too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// SSH: the private key file; ssh-agent and `~/.ssh/id_*` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
+    /// SSH: the known_hosts file, `~/.ssh/known_hosts` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<PathBuf>,
+    /// REST: the base URL of the pfSense web interface, such as
+    /// `https://10.0.20.1` (`PFSENSE_URL` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// REST: the CA bundle that signed the web interface's certificate
+    /// (the system roots otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// pfSense: the interface the VIP is an IP alias on, `lan` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip_interface: Option<String>,
+    /// `kind: haproxy`: the configuration file holding hacli's marked
+    /// section, `/etc/haproxy/haproxy.cfg` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_path: Option<PathBuf>,
+    /// `kind: haproxy`: the command that reloads HAProxy after a validated
+    /// change, `systemctl reload haproxy` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_command: Option<String>,
+}
+
+/// How the load-balancer backend talks to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LbTransport {
+    /// SSH (PHP on pfSense; the configuration file on a Linux host).
+    Ssh,
+    /// pfSense's REST API v2.
+    Rest,
+}
+
+impl LbManage {
+    /// The pfSense interface the VIP goes on.
+    pub fn vip_interface(&self) -> &str {
+        self.vip_interface.as_deref().unwrap_or("lan")
+    }
+
+    fn resolve_paths(&mut self, dir: &Path) {
+        for p in [
+            &mut self.identity_file,
+            &mut self.known_hosts,
+            &mut self.ca_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() && !p.starts_with("~") {
+                *p = dir.join(&*p);
+            }
+        }
+    }
 }
 
 /// Where an HAProxy runtime API listens.
@@ -257,6 +344,7 @@ impl Default for LoadBalancer {
             pool: None,
             health_check: HealthCheck::default(),
             runtime_api: None,
+            manage: None,
         }
     }
 }
@@ -471,6 +559,12 @@ fn check_etcd_url(url: &str) -> Result<bool, String> {
     Ok(tls)
 }
 
+/// Whether `s` is an IP address or a DNS name (any case), safe on a
+/// command line.
+fn is_host(s: &str) -> bool {
+    s.parse::<IpAddr>().is_ok() || is_dns_subdomain(&s.to_ascii_lowercase())
+}
+
 /// Whether `s` is safe as an HAProxy backend/server name or a host name.
 fn is_simple_name(s: &str) -> bool {
     !s.is_empty()
@@ -486,6 +580,9 @@ impl Topology {
         let (mut topology, text): (Topology, String) = source::read(path)?;
         if let Some(dir) = path.parent() {
             topology.etcd.resolve_paths(dir);
+            if let Some(m) = topology.load_balancer.manage.as_mut() {
+                m.resolve_paths(dir);
+            }
         }
         topology.finish(&path.display().to_string(), &text)
     }
@@ -763,6 +860,9 @@ impl Topology {
                 self.validate_health_check(&mut r);
             }
         }
+        if let Some(m) = &lb.manage {
+            self.validate_manage(m, &mut r);
+        }
         if let Some(net) = &self.network
             && let Some(gw) = net.gateway
         {
@@ -814,6 +914,62 @@ impl Topology {
             }
         }
         r
+    }
+
+    fn validate_manage(&self, m: &LbManage, r: &mut Report) {
+        let kind = self.load_balancer.kind;
+        if kind == LbKind::None {
+            r.push(Diagnostic::error(
+                "loadBalancer.manage",
+                "`manage` needs a load balancer: set `kind: pfsense-haproxy` or `kind: haproxy`",
+            ));
+            return;
+        }
+        match m.transport {
+            LbTransport::Ssh => match m.host.as_deref() {
+                None => r.push(Diagnostic::error(
+                    "loadBalancer.manage.host",
+                    "`transport: ssh` needs the `host` to log in to",
+                )),
+                Some(h) if !is_host(h) => r.push(Diagnostic::error(
+                    "loadBalancer.manage.host",
+                    format!("`{h}` is neither an IP address nor a DNS name"),
+                )),
+                Some(_) => {}
+            },
+            LbTransport::Rest => {
+                if kind == LbKind::Haproxy {
+                    r.push(Diagnostic::error(
+                        "loadBalancer.manage.transport",
+                        "`transport: rest` is pfSense's REST API: plain HAProxy (`kind: haproxy`) is managed over `ssh`",
+                    ));
+                }
+                if let Some(u) = &m.url
+                    && !(u.starts_with("https://") || u.starts_with("http://"))
+                {
+                    r.push(Diagnostic::error(
+                        "loadBalancer.manage.url",
+                        format!("`{u}` is not an http(s):// URL, such as https://10.0.20.1"),
+                    ));
+                }
+            }
+        }
+        if let Some(u) = &m.user
+            && !is_simple_name(u)
+        {
+            r.push(Diagnostic::error(
+                "loadBalancer.manage.user",
+                format!("`{u}` is not a valid user name"),
+            ));
+        }
+        if let Some(i) = &m.vip_interface
+            && !is_simple_name(i)
+        {
+            r.push(Diagnostic::error(
+                "loadBalancer.manage.vipInterface",
+                format!("`{i}` is not a pfSense interface name such as lan or opt1"),
+            ));
+        }
     }
 
     fn validate_health_check(&self, r: &mut Report) {

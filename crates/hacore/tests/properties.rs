@@ -124,6 +124,7 @@ fn build(spec: &Spec) -> (Topology, ClusterState) {
                 pool: Some("api".into()),
                 health_check: HealthCheck::default(),
                 runtime_api: None,
+                manage: None,
             }
         } else {
             LoadBalancer::default()

@@ -11,5 +11,6 @@
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod haproxy;
+pub mod lb;
 
 pub use haproxy::{AdminState, Error, RuntimeClient, ServerStat, ServerStatus, Stats, Want};

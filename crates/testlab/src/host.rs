@@ -1564,6 +1564,17 @@ impl Host {
     /// also written to the host's `/root/.ssh/authorized_keys`, as on a
     /// real machine. Waits until sshd answers (10 s).
     pub fn start_sshd(&mut self, authorized_keys: Vec<String>) -> Result<(), HostError> {
+        self.start_sshd_with_env(authorized_keys, Vec::new())
+    }
+
+    /// [`Host::start_sshd`], with variables sshd sets for every session
+    /// (`SetEnv`), as a system's own environment would (e.g. what PHP needs
+    /// to find pfSense's includes in the pfSense stand-in).
+    pub fn start_sshd_with_env(
+        &mut self,
+        authorized_keys: Vec<String>,
+        set_env: Vec<(String, String)>,
+    ) -> Result<(), HostError> {
         if self.ssh_host_public.is_some() {
             return Err(HostError::Invalid(format!(
                 "host {}: sshd is already registered",
@@ -1605,6 +1616,7 @@ impl Host {
             let mut spec = crate::sshd::SshdSpec::new(listen, dir.clone(), authorized_keys.clone());
             spec.wrapper = h.wrapper();
             spec.host_key = Some(host_key.clone());
+            spec.set_env = set_env.clone();
             let name = h.name.clone();
             // Forked on the lab's thread: it lives as long as the host.
             let sshd = h

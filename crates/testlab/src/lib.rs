@@ -21,6 +21,9 @@ pub mod apiserver;
 pub mod etcd;
 pub mod haproxy;
 pub mod host;
+pub mod lblab;
+pub mod load;
+pub mod pfsense;
 pub mod pki;
 pub mod sshd;
 

@@ -164,3 +164,38 @@ impl Pki {
         })
     }
 }
+
+/// A certificate authority kept in memory, to issue serving certificates
+/// for the lab's stand-ins (the pfSense stand-in's pfrest API, ...).
+pub struct Authority {
+    ca: Ca,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority").finish_non_exhaustive()
+    }
+}
+
+impl Authority {
+    /// A new CA named `cn`.
+    pub fn new(cn: &str) -> Result<Authority, LabError> {
+        Ok(Authority { ca: ca(cn)? })
+    }
+
+    /// The CA certificate (PEM), for clients to trust.
+    pub fn cert_pem(&self) -> &str {
+        &self.ca.pem.cert
+    }
+
+    /// A server certificate for `dns` names and `ips`, signed by this CA.
+    pub fn issue_server(&self, cn: &str, dns: &[&str], ips: &[IpAddr]) -> Result<Pair, LabError> {
+        leaf(
+            &self.ca,
+            cn,
+            dns,
+            ips,
+            &[ExtendedKeyUsagePurpose::ServerAuth],
+        )
+    }
+}

@@ -4,8 +4,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use hacore::backend::{BackendError, LbOp, LoadBalancer};
 use hacore::exec::{self, Event, FileJournal, Journal, Outcome};
-use hacore::simulated::{SimulatedCluster, with_backends};
+use hacore::simulated::{SimHandle, SimulatedCluster, with_backends};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{Exit, Output};
@@ -39,9 +40,46 @@ pub struct Args {
     /// kubeadm backends land.
     #[arg(long, value_enum)]
     pub backend: Backend,
+    /// Carry the load-balancer steps out on the real load balancer (the
+    /// plan's target topology, `loadBalancer.manage`), while the other
+    /// systems stay simulated; the simulation mirrors each real change so
+    /// its gates see it.
+    #[arg(long, value_enum, default_value = "simulated")]
+    pub lb: LbBackendKind,
+    /// Record the SSH host key of a load balancer seen for the first time.
+    #[arg(long)]
+    pub accept_new_host_key: bool,
     /// Output format of the outcome.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
+}
+
+/// Where the load-balancer steps go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LbBackendKind {
+    /// The simulation.
+    Simulated,
+    /// The real load balancer (`loadBalancer.manage` in the plan's target).
+    Live,
+}
+
+/// The real load balancer, with the simulation following each change.
+struct Mirrored<'a> {
+    live: &'a mut pfsense::lb::LbBackend,
+    sim: hacore::simulated::SimHandle,
+}
+
+impl LoadBalancer for Mirrored<'_> {
+    fn is_done(&mut self, op: &LbOp) -> Result<bool, BackendError> {
+        self.live.is_done(op)
+    }
+    fn apply(&mut self, op: &LbOp) -> Result<(), BackendError> {
+        self.live.apply(op)?;
+        if !self.sim.is_done(op)? {
+            self.sim.apply(op)?;
+        }
+        Ok(())
+    }
 }
 
 fn sim_path(journal: &Path) -> PathBuf {
@@ -101,9 +139,38 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         Event::Failed { id, error } => bar.println(format!("FAILED {id}: {error}")),
         Event::RollingBack { id } => bar.println(format!("rolling back {id}")),
     };
-    let result = with_backends(&sim, |b| {
-        exec::run(&plan, b, &mut journal, &opts, &mut on_event)
-    });
+    let result = match a.lb {
+        LbBackendKind::Simulated => with_backends(&sim, |b| {
+            exec::run(&plan, b, &mut journal, &opts, &mut on_event)
+        }),
+        LbBackendKind::Live => {
+            let lb_opts = pfsense::lb::LbOptions {
+                accept_new_host_key: a.accept_new_host_key,
+                ..Default::default()
+            };
+            let mut live = pfsense::lb::LbBackend::from_topology(&plan.to, &lb_opts)
+                .context("the plan's target topology: loadBalancer")?;
+            bar.println(format!("load balancer: {}", live.describe()));
+            let mut lb = Mirrored {
+                live: &mut live,
+                sim: SimHandle(sim.clone()),
+            };
+            let (mut hv, mut cp, mut ob, clock) = (
+                SimHandle(sim.clone()),
+                SimHandle(sim.clone()),
+                SimHandle(sim.clone()),
+                SimHandle(sim.clone()),
+            );
+            let mut b = hacore::backend::Backends {
+                hypervisor: &mut hv,
+                load_balancer: &mut lb,
+                control_plane: &mut cp,
+                observer: &mut ob,
+                clock: &clock,
+            };
+            exec::run(&plan, &mut b, &mut journal, &opts, &mut on_event)
+        }
+    };
     bar.finish_and_clear();
     if !a.dry_run {
         std::fs::write(&sim_file, serde_json::to_string_pretty(&*sim.borrow())?)
