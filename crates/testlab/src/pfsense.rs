@@ -394,6 +394,14 @@ fn run_with_deadline(
     })
 }
 
+/// A live process (gone or zombie is dead).
+fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+        .is_some_and(|state| state != 'Z')
+}
+
 fn random_hex(n: usize) -> String {
     crate::random_hex(n)
 }
@@ -567,8 +575,20 @@ impl Pfsense {
         }
         let started = me.php_json(
             "start HAProxy with the seed",
-            "<?php require_once('config.inc'); require_once('haproxy/haproxy.inc'); require_once('services.inc');\n$ok = haproxy_check_and_run($messages, true);\nservices_unbound_configure();\necho json_encode(array('ok' => $ok, 'messages' => $messages));\n",
+            "<?php require_once('config.inc'); require_once('haproxy/haproxy.inc'); require_once('services.inc');\n$ok = haproxy_check_and_run($messages, true);\nservices_unbound_configure();\n$ports = array();\nforeach (config_get_path('installedpackages/haproxy/ha_backends/item', array()) as $fe) { $ports[$fe['name']] = $fe['a_extaddr']['item'][0]['extaddr_port'] ?? null; }\necho json_encode(array('ok' => $ok, 'messages' => $messages, 'ports' => $ports));\n",
         )?;
+        // The seed's frontends as config.xml has them (it may predate this start).
+        let port = |name: &str, default: SocketAddr| -> SocketAddr {
+            started["ports"][name]
+                .as_str()
+                .and_then(|p| p.parse().ok())
+                .map_or(default, |p| SocketAddr::new(addr, p))
+        };
+        me.frontends = SeedFrontends {
+            smtp: port("mail-smtp", me.frontends.smtp),
+            imaps: port("mail-imaps", me.frontends.imaps),
+            sni: port("web-sni", me.frontends.sni),
+        };
         if started["ok"] != json!(true) {
             return Err(PfsenseError::Haproxy(format!(
                 "the seed's configuration did not start: {}",
@@ -714,7 +734,7 @@ impl Pfsense {
         self.read("/var/run/haproxy.pid")
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
-            .filter(|p: &u32| Path::new(&format!("/proc/{p}")).exists())
+            .filter(|p: &u32| pid_alive(*p))
             .collect()
     }
 

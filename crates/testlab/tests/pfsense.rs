@@ -14,9 +14,10 @@ use testlab::pfsense::{Pfsense, PfsenseOptions};
 
 static N: AtomicU8 = AtomicU8::new(0);
 
-/// `127.(230..249).(1..).1`: the loopback lab takes 127.20-219.
+/// `127.(250..254).(1..).1`: the loopback lab takes 127.20-219, lab hosts
+/// without namespaces 127.240-241.
 fn test_ip() -> IpAddr {
-    let x = 230 + (std::process::id() % 20) as u8;
+    let x = 250 + (std::process::id() % 5) as u8;
     let y = 1 + N.fetch_add(1, Ordering::SeqCst);
     IpAddr::V4(Ipv4Addr::new(127, x, y, 1))
 }
@@ -938,4 +939,55 @@ fn bind_in_netns_of_our_own_process_binds_here() {
     let a = l.local_addr().unwrap();
     assert_eq!(a.ip(), ip);
     TcpStream::connect_timeout(&a, Duration::from_secs(2)).expect("connect");
+}
+
+#[test]
+fn a_restart_keeps_config_xml_and_serves_it_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ip = test_ip();
+    let Some(p) = Pfsense::start_or_skip(
+        "a_restart_keeps_config_xml",
+        dir.path(),
+        ip,
+        PfsenseOptions::default(),
+    ) else {
+        return;
+    };
+    let out = p
+        .php_json(
+            "rename a frontend's description",
+            "<?php require_once('config.inc'); config_set_path('installedpackages/haproxy/ha_backends/item/0/descr', 'SMTP & submission'); write_config('hacli: describe'); echo json_encode(true);",
+        )
+        .expect("php");
+    assert_eq!(out, json!(true));
+    let xml = p.config_xml();
+    assert!(
+        xml.contains("<descr><![CDATA[SMTP &amp; submission]]></descr>"),
+        "pfSense's encoding inside CDATA"
+    );
+    let smtp = p.seed_frontends().smtp;
+    let old = p.haproxy_pids();
+    drop(p);
+    let mut gone = false;
+    for _ in 0..100 {
+        gone = old.iter().all(|pid| !alive(*pid));
+        if gone {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(gone, "Drop stops HAProxy");
+
+    let p = Pfsense::start(dir.path(), ip, PfsenseOptions::default()).expect("restart");
+    assert_eq!(p.config_xml(), xml, "config.xml is kept");
+    assert_eq!(
+        p.seed_frontends().smtp,
+        smtp,
+        "the frontends are read from config.xml"
+    );
+    TcpStream::connect_timeout(&smtp, Duration::from_secs(2)).expect("the frontend listens again");
+    let out = p
+        .php_json("read", "<?php require_once('config.inc'); echo json_encode(config_get_path('installedpackages/haproxy/ha_backends/item/0/descr'));")
+        .expect("php");
+    assert_eq!(out, json!("SMTP & submission"));
 }
