@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 # Debian packages the suite needs, as "package:command-it-provides".
 # etcd, haproxy and kubectl run in the live lab (crates/testlab); protoc builds etcd-client.
 DEBS=(etcd-server:etcd etcd-client:etcdctl haproxy:haproxy kubernetes-client:kubectl protobuf-compiler:protoc)
-# The pfSense stand-in (crates/testlab/src/pfsense.rs) runs PHP with the xml extension.
-DEBS+=(php-cli:php)
+# The pfSense stand-in (crates/testlab/src/pfsense.rs) runs PHP with the xml extension, and unbound.
+DEBS+=(php-cli:php unbound:unbound)
 . scripts/ensure-debs.sh
 ensure_debs "${DEBS[@]}"
 # php-xml has no command of its own: check for the extension pfSense's config parser uses.

@@ -33,9 +33,13 @@
 //! the dirty marker) and `/var/unbound` (host overrides), so that both
 //! sides see the same files.
 //!
-//! DNS: host overrides are rendered into `/var/unbound/host_entries.conf`
-//! in unbound's `local-data` syntax, and [`Pfsense::resolve`] answers from
-//! that file (no unbound daemon runs).
+//! DNS: `services_unbound_configure()` renders the host overrides into
+//! `/var/unbound/host_entries.conf` in unbound's `local-data` syntax. When
+//! Debian's `unbound` is installed, a real unbound serves them on the
+//! stand-in's address ([`Pfsense::dns_addr`], UDP and TCP; started, then
+//! reloaded with SIGHUP; it answers only local data, NXDOMAIN otherwise: no
+//! recursion, so nothing leaves the lab); [`Pfsense::resolve`] answers from
+//! the file either way.
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
@@ -232,6 +236,9 @@ pub struct PfsenseOptions {
     pub lock_wait: Duration,
     /// Deadline of every PHP run.
     pub php_timeout: Duration,
+    /// The DNS resolver's port on the stand-in's address when Debian's
+    /// `unbound` is installed (0: a free one; 53 in a lab host).
+    pub dns_port: u16,
 }
 
 impl Default for PfsenseOptions {
@@ -252,6 +259,7 @@ impl Default for PfsenseOptions {
             api_key: None,
             lock_wait: Duration::from_secs(1),
             php_timeout: Duration::from_secs(60),
+            dns_port: 0,
         }
     }
 }
@@ -316,6 +324,7 @@ pub struct Pfsense {
     ca_pem: String,
     frontends: SeedFrontends,
     php_timeout: Duration,
+    dns: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Pfsense {
@@ -406,6 +415,25 @@ fn random_hex(n: usize) -> String {
     crate::random_hex(n)
 }
 
+/// A port free for both UDP and TCP on `ip` (unbound serves both).
+fn free_udp_port(ip: IpAddr) -> Result<u16, PfsenseError> {
+    for _ in 0..20 {
+        let u = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
+            .map_err(|e| PfsenseError::Bind(ip.to_string(), e))?;
+        let port = u
+            .local_addr()
+            .map_err(|e| PfsenseError::Bind(ip.to_string(), e))?
+            .port();
+        if std::net::TcpListener::bind(SocketAddr::new(ip, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(PfsenseError::Bind(
+        ip.to_string(),
+        std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    ))
+}
+
 fn free_port(ip: IpAddr) -> Result<u16, PfsenseError> {
     let l = std::net::TcpListener::bind(SocketAddr::new(ip, 0))
         .map_err(|e| PfsenseError::Bind(ip.to_string(), e))?;
@@ -478,12 +506,21 @@ impl Pfsense {
             inside.join("usr/local/pkg").display()
         );
         std::fs::write(&ini, ini_text).map_err(|e| io_err(&ini, e))?;
+        let unbound = on_path("unbound");
+        let dns_port = match (&unbound, opts.dns_port) {
+            (None, _) => 0,
+            (Some(_), 0) => free_udp_port(addr)?,
+            (Some(_), p) => p,
+        };
         let settings = root.join("etc/inc/standin.json");
         let settings_text = json!({
             "haproxy": haproxy,
             "vip_mode": match opts.vip_mode { VipMode::Record => "record", VipMode::Ip => "ip" },
             "pfrest_lock_wait": opts.lock_wait.as_secs_f64(),
             "owner_pid": std::process::id(),
+            "unbound": unbound,
+            "dns_addr": addr,
+            "dns_port": dns_port,
         });
         std::fs::write(&settings, settings_text.to_string()).map_err(|e| io_err(&settings, e))?;
 
@@ -556,6 +593,7 @@ impl Pfsense {
             ca_pem,
             frontends,
             php_timeout: opts.php_timeout,
+            dns: (dns_port != 0).then(|| SocketAddr::new(addr, dns_port)),
         };
 
         let probe = me.php(
@@ -801,6 +839,13 @@ impl Pfsense {
             .collect()
     }
 
+    /// Where the real unbound answers the host overrides (UDP and TCP),
+    /// when Debian's `unbound` is installed; [`Pfsense::resolve`] works
+    /// either way.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns
+    }
+
     /// Take pfSense's config lock (exclusive) until the guard is dropped:
     /// a `write_config()` waits, pfrest writes answer 503.
     pub fn hold_config_lock(&self) -> Result<ConfigLock, PfsenseError> {
@@ -846,24 +891,37 @@ impl Pfsense {
         (self.username.clone(), self.password.clone())
     }
 
-    fn kill_haproxy(&self) {
+    fn kill_daemons(&self) {
         let mut pids: Vec<i32> = self.haproxy_pids().into_iter().map(|p| p as i32).collect();
         if self.inside == self.root {
-            // Also the old processes a -sf reload left serving connections:
-            // every haproxy whose command line names our configuration.
+            // Also the old processes a -sf reload left serving connections,
+            // and our unbound: every process whose command line names our
+            // configuration (the pid files may be gone with the root).
             let cfg = self.path("/var/etc/haproxy/haproxy.cfg");
             let cfg = cfg.to_string_lossy().into_owned();
+            let dns = self.path("/var/unbound/unbound.conf");
+            let dns = dns.to_string_lossy().into_owned();
             for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
                 let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
                     continue;
                 };
                 let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
                 let cmdline = String::from_utf8_lossy(&cmdline);
-                if cmdline.split('\0').any(|a| a == cfg) && !pids.contains(&pid) {
+                if cmdline.split('\0').any(|a| a == cfg || a == dns) && !pids.contains(&pid) {
                     pids.push(pid);
                 }
             }
         }
+        let unbound_pid = self
+            .read("/var/run/unbound.pid")
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("unbound"))
+            });
+        pids.extend(unbound_pid);
         for pid in pids {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -902,10 +960,14 @@ fn sweep_orphans() {
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
         let mut args = cmdline.split('\0');
-        if !args.next().is_some_and(|a| a.ends_with("haproxy")) {
-            continue;
-        }
-        let Some(root) = args.find_map(|a| a.strip_suffix(CFG)) else {
+        let root = match args.next() {
+            Some(a) if a.ends_with("haproxy") => args.find_map(|a| a.strip_suffix(CFG)),
+            Some(a) if a.ends_with("unbound") => {
+                args.find_map(|a| a.strip_suffix("/var/unbound/unbound.conf"))
+            }
+            _ => None,
+        };
+        let Some(root) = root else {
             continue;
         };
         if root.is_empty() {
@@ -931,7 +993,7 @@ impl Drop for Pfsense {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
-        self.kill_haproxy();
+        self.kill_daemons();
     }
 }
 

@@ -93,6 +93,49 @@ fn wait_status(p: &Pfsense, proxy: &str, server: &str, want: &str) {
     }
 }
 
+/// A DNS query for `name`'s A records (a test client, UDP): (rcode, addresses).
+fn dns_a(server: SocketAddr, name: &str) -> (u8, Vec<Ipv4Addr>) {
+    let mut q = vec![0x4a, 0x7e, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.') {
+        q.push(label.len() as u8);
+        q.extend(label.as_bytes());
+    }
+    q.extend([0, 0, 1, 0, 1]);
+    let s = std::net::UdpSocket::bind(SocketAddr::new(server.ip(), 0)).expect("udp");
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.send_to(&q, server).expect("send the query");
+    let mut buf = [0u8; 1500];
+    let n = s.recv(&mut buf).expect("a DNS answer");
+    let r = &buf[..n];
+    assert_eq!(&r[..2], &q[..2], "the answer's id");
+    let rcode = r[3] & 0x0f;
+    let answers = u16::from_be_bytes([r[6], r[7]]);
+    let mut i = 12;
+    while r[i] != 0 {
+        i += 1 + r[i] as usize;
+    }
+    i += 5;
+    let mut out = Vec::new();
+    for _ in 0..answers {
+        if r[i] & 0xc0 == 0xc0 {
+            i += 2;
+        } else {
+            while r[i] != 0 {
+                i += 1 + r[i] as usize;
+            }
+            i += 1;
+        }
+        let kind = u16::from_be_bytes([r[i], r[i + 1]]);
+        let len = u16::from_be_bytes([r[i + 8], r[i + 9]]) as usize;
+        i += 10;
+        if kind == 1 && len == 4 {
+            out.push(Ipv4Addr::new(r[i], r[i + 1], r[i + 2], r[i + 3]));
+        }
+        i += len;
+    }
+    (rcode, out)
+}
+
 /// The config without its <revision> block.
 fn without_revision(xml: &str) -> String {
     let start = xml.find("\t<revision>").expect("a revision");
@@ -201,6 +244,26 @@ fn seed_round_trips_and_its_haproxy_runs() {
         ]
     );
     assert_eq!(p.resolve("smtp.lab.example"), vec![p.addr()]);
+    // And a real unbound answers them on the stand-in's address.
+    match p.dns_addr() {
+        Some(dns) => {
+            let (rcode, mut ips) = dns_a(dns, "nas.lab.example");
+            ips.sort();
+            assert_eq!(
+                (rcode, ips),
+                (
+                    0,
+                    vec![Ipv4Addr::new(198, 18, 0, 20), Ipv4Addr::new(198, 18, 0, 21)]
+                )
+            );
+            assert_eq!(
+                dns_a(dns, "no-such-host.example.org").0,
+                3,
+                "NXDOMAIN: no recursion"
+            );
+        }
+        None => println!("SKIPPED (part): unbound is not installed: resolve() only"),
+    }
 }
 
 const ADD_APISERVER: &str = r#"<?php
@@ -783,6 +846,13 @@ fn pfrest_apply_semantics_and_php_share_the_config() {
         p.resolve("api.lab.example"),
         vec![vip.parse::<IpAddr>().unwrap()]
     );
+    if let Some(dns) = p.dns_addr() {
+        assert_eq!(
+            dns_a(dns, "api.lab.example"),
+            (0, vec![vip.parse().unwrap()]),
+            "unbound reloaded"
+        );
+    }
     let (code, v) = rest.post(
         "services/dns_resolver/host_override",
         json!({"host": "api", "domain": "lab.example", "ip": ["127.0.0.1"]}),
