@@ -213,7 +213,10 @@ pub struct PfsenseOptions {
     /// The root prefix PHP sees (`/` in a lab host); `None`: the root.
     pub inside_root: Option<PathBuf>,
     /// A command prefix that runs a program inside the host (e.g. an
-    /// `nsenter` line); empty: run directly.
+    /// `nsenter` line); empty: run directly. With a prefix, the seed uses
+    /// fixed ports on the host's address (frontends smtp 25, imaps 993,
+    /// sni 4443; DNS 53 unless `dns_port` says otherwise), since its
+    /// address cannot be probed from here.
     pub exec_prefix: Vec<String>,
     /// The seed's `mail-imaps` pool server (`imap1`); default: a closed
     /// port on the stand-in's address.
@@ -506,9 +509,16 @@ impl Pfsense {
             inside.join("usr/local/pkg").display()
         );
         std::fs::write(&ini, ini_text).map_err(|e| io_err(&ini, e))?;
+        // Inside a lab host the address is in the host's network namespace:
+        // well-known ports then, free ones on a loopback address here.
+        let in_host = !opts.exec_prefix.is_empty();
+        let port = |fixed: u16| -> Result<u16, PfsenseError> {
+            if in_host { Ok(fixed) } else { free_port(addr) }
+        };
         let unbound = on_path("unbound");
         let dns_port = match (&unbound, opts.dns_port) {
             (None, _) => 0,
+            (Some(_), 0) if in_host => 53,
             (Some(_), 0) => free_udp_port(addr)?,
             (Some(_), p) => p,
         };
@@ -525,15 +535,15 @@ impl Pfsense {
         std::fs::write(&settings, settings_text.to_string()).map_err(|e| io_err(&settings, e))?;
 
         let frontends = SeedFrontends {
-            smtp: SocketAddr::new(addr, free_port(addr)?),
-            imaps: SocketAddr::new(addr, free_port(addr)?),
-            sni: SocketAddr::new(addr, free_port(addr)?),
+            smtp: SocketAddr::new(addr, port(25)?),
+            imaps: SocketAddr::new(addr, port(993)?),
+            sni: SocketAddr::new(addr, port(4443)?),
         };
         let config = root.join("cf/conf/config.xml");
         if !config.exists() {
             let imap = match opts.imap_server {
                 Some(a) => a,
-                None => SocketAddr::new(addr, free_port(addr)?),
+                None => SocketAddr::new(addr, port(1993)?),
             };
             let now = jiff::Timestamp::now().as_second().to_string();
             let mut seed = SEED.to_string();
@@ -546,15 +556,15 @@ impl Pfsense {
                 ("{{IMAPS_PORT}}", frontends.imaps.port().to_string()),
                 ("{{SNI_PORT}}", frontends.sni.port().to_string()),
                 ("{{MX1_IP}}", addr.to_string()),
-                ("{{MX1_PORT}}", free_port(addr)?.to_string()),
+                ("{{MX1_PORT}}", port(2525)?.to_string()),
                 ("{{MX2_IP}}", addr.to_string()),
-                ("{{MX2_PORT}}", free_port(addr)?.to_string()),
+                ("{{MX2_PORT}}", port(2526)?.to_string()),
                 ("{{IMAP1_IP}}", imap.ip().to_string()),
                 ("{{IMAP1_PORT}}", imap.port().to_string()),
                 ("{{WIKI1_IP}}", addr.to_string()),
-                ("{{WIKI1_PORT}}", free_port(addr)?.to_string()),
+                ("{{WIKI1_PORT}}", port(9443)?.to_string()),
                 ("{{GIT1_IP}}", addr.to_string()),
-                ("{{GIT1_PORT}}", free_port(addr)?.to_string()),
+                ("{{GIT1_PORT}}", port(9444)?.to_string()),
                 ("{{REVTIME}}", now),
             ] {
                 seed = seed.replace(k, &v);

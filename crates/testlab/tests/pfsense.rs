@@ -1061,3 +1061,48 @@ fn a_restart_keeps_config_xml_and_serves_it_again() {
         .expect("php");
     assert_eq!(out, json!("SMTP & submission"));
 }
+
+#[test]
+fn through_a_command_prefix_with_well_known_ports() {
+    // A lab host passes its `nsenter` wrapper; `env` stands in for it here.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        == Some("0");
+    if !root {
+        println!("SKIPPED: through_a_command_prefix_with_well_known_ports: ports 25/53 need root");
+        return;
+    }
+    let opts = PfsenseOptions {
+        exec_prefix: vec!["env".into()],
+        ..PfsenseOptions::default()
+    };
+    let Some((p, _dir)) = start("through_a_command_prefix_with_well_known_ports", opts) else {
+        return;
+    };
+    let fe = p.seed_frontends();
+    assert_eq!(
+        (fe.smtp.port(), fe.imaps.port(), fe.sni.port()),
+        (25, 993, 4443)
+    );
+    TcpStream::connect_timeout(&fe.smtp, Duration::from_secs(2)).expect("smtp frontend on :25");
+    if let Some(dns) = p.dns_addr() {
+        assert_eq!(dns.port(), 53);
+        assert_eq!(
+            dns_a(dns, "git.lab.example"),
+            (
+                0,
+                vec![match p.addr() {
+                    IpAddr::V4(a) => a,
+                    IpAddr::V6(_) => unreachable!(),
+                }]
+            )
+        );
+    }
+    let out = p
+        .php_json("through the prefix", "<?php require_once('config.inc'); echo json_encode(config_get_path('system/hostname'));")
+        .expect("php");
+    assert_eq!(out, json!("fw1"));
+}
