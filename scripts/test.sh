@@ -11,8 +11,8 @@ DEBS=(etcd-server:etcd etcd-client:etcdctl haproxy:haproxy kubernetes-client:kub
 DEBS+=(openssh-server:/usr/sbin/sshd openssh-client:ssh-agent)
 # iproute2: `ip` builds the lab hosts' networks (crates/testlab/src/host.rs).
 DEBS+=(iproute2:/usr/sbin/ip)
-# The pfSense stand-in (crates/testlab/src/pfsense.rs) runs PHP with the xml extension.
-DEBS+=(php-cli:php)
+# The pfSense stand-in (crates/testlab/src/pfsense.rs) runs PHP with the xml extension, and unbound.
+DEBS+=(php-cli:php unbound:unbound)
 . scripts/ensure-debs.sh
 ensure_debs "${DEBS[@]}"
 # php-xml has no command of its own: check for the extension pfSense's config parser uses.

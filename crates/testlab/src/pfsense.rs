@@ -33,9 +33,13 @@
 //! the dirty marker) and `/var/unbound` (host overrides), so that both
 //! sides see the same files.
 //!
-//! DNS: host overrides are rendered into `/var/unbound/host_entries.conf`
-//! in unbound's `local-data` syntax, and [`Pfsense::resolve`] answers from
-//! that file (no unbound daemon runs).
+//! DNS: `services_unbound_configure()` renders the host overrides into
+//! `/var/unbound/host_entries.conf` in unbound's `local-data` syntax. When
+//! Debian's `unbound` is installed, a real unbound serves them on the
+//! stand-in's address ([`Pfsense::dns_addr`], UDP and TCP; started, then
+//! reloaded with SIGHUP; it answers only local data, NXDOMAIN otherwise: no
+//! recursion, so nothing leaves the lab); [`Pfsense::resolve`] answers from
+//! the file either way.
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
@@ -209,7 +213,10 @@ pub struct PfsenseOptions {
     /// The root prefix PHP sees (`/` in a lab host); `None`: the root.
     pub inside_root: Option<PathBuf>,
     /// A command prefix that runs a program inside the host (e.g. an
-    /// `nsenter` line); empty: run directly.
+    /// `nsenter` line); empty: run directly. With a prefix, the seed uses
+    /// fixed ports on the host's address (frontends smtp 25, imaps 993,
+    /// sni 4443; DNS 53 unless `dns_port` says otherwise), since its
+    /// address cannot be probed from here.
     pub exec_prefix: Vec<String>,
     /// The seed's `mail-imaps` pool server (`imap1`); default: a closed
     /// port on the stand-in's address.
@@ -232,6 +239,9 @@ pub struct PfsenseOptions {
     pub lock_wait: Duration,
     /// Deadline of every PHP run.
     pub php_timeout: Duration,
+    /// The DNS resolver's port on the stand-in's address when Debian's
+    /// `unbound` is installed (0: a free one; 53 in a lab host).
+    pub dns_port: u16,
 }
 
 impl Default for PfsenseOptions {
@@ -252,6 +262,7 @@ impl Default for PfsenseOptions {
             api_key: None,
             lock_wait: Duration::from_secs(1),
             php_timeout: Duration::from_secs(60),
+            dns_port: 0,
         }
     }
 }
@@ -316,6 +327,7 @@ pub struct Pfsense {
     ca_pem: String,
     frontends: SeedFrontends,
     php_timeout: Duration,
+    dns: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Pfsense {
@@ -394,8 +406,35 @@ fn run_with_deadline(
     })
 }
 
+/// A live process (gone or zombie is dead).
+fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+        .is_some_and(|state| state != 'Z')
+}
+
 fn random_hex(n: usize) -> String {
     crate::random_hex(n)
+}
+
+/// A port free for both UDP and TCP on `ip` (unbound serves both).
+fn free_udp_port(ip: IpAddr) -> Result<u16, PfsenseError> {
+    for _ in 0..20 {
+        let u = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
+            .map_err(|e| PfsenseError::Bind(ip.to_string(), e))?;
+        let port = u
+            .local_addr()
+            .map_err(|e| PfsenseError::Bind(ip.to_string(), e))?
+            .port();
+        if std::net::TcpListener::bind(SocketAddr::new(ip, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(PfsenseError::Bind(
+        ip.to_string(),
+        std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    ))
 }
 
 fn free_port(ip: IpAddr) -> Result<u16, PfsenseError> {
@@ -480,25 +519,41 @@ impl Pfsense {
             inside.join("usr/local/pkg").display()
         );
         std::fs::write(&ini, ini_text).map_err(|e| io_err(&ini, e))?;
+        // Inside a lab host the address is in the host's network namespace:
+        // well-known ports then, free ones on a loopback address here.
+        let in_host = !opts.exec_prefix.is_empty();
+        let port = |fixed: u16| -> Result<u16, PfsenseError> {
+            if in_host { Ok(fixed) } else { free_port(addr) }
+        };
+        let unbound = on_path("unbound");
+        let dns_port = match (&unbound, opts.dns_port) {
+            (None, _) => 0,
+            (Some(_), 0) if in_host => 53,
+            (Some(_), 0) => free_udp_port(addr)?,
+            (Some(_), p) => p,
+        };
         let settings = root.join("etc/inc/standin.json");
         let settings_text = json!({
             "haproxy": haproxy,
             "vip_mode": match opts.vip_mode { VipMode::Record => "record", VipMode::Ip => "ip" },
             "pfrest_lock_wait": opts.lock_wait.as_secs_f64(),
             "owner_pid": std::process::id(),
+            "unbound": unbound,
+            "dns_addr": addr,
+            "dns_port": dns_port,
         });
         std::fs::write(&settings, settings_text.to_string()).map_err(|e| io_err(&settings, e))?;
 
         let frontends = SeedFrontends {
-            smtp: SocketAddr::new(addr, free_port(addr)?),
-            imaps: SocketAddr::new(addr, free_port(addr)?),
-            sni: SocketAddr::new(addr, free_port(addr)?),
+            smtp: SocketAddr::new(addr, port(25)?),
+            imaps: SocketAddr::new(addr, port(993)?),
+            sni: SocketAddr::new(addr, port(4443)?),
         };
         let config = root.join("cf/conf/config.xml");
         if !config.exists() {
             let imap = match opts.imap_server {
                 Some(a) => a,
-                None => SocketAddr::new(addr, free_port(addr)?),
+                None => SocketAddr::new(addr, port(1993)?),
             };
             let now = jiff::Timestamp::now().as_second().to_string();
             let mut seed = SEED.to_string();
@@ -511,15 +566,15 @@ impl Pfsense {
                 ("{{IMAPS_PORT}}", frontends.imaps.port().to_string()),
                 ("{{SNI_PORT}}", frontends.sni.port().to_string()),
                 ("{{MX1_IP}}", addr.to_string()),
-                ("{{MX1_PORT}}", free_port(addr)?.to_string()),
+                ("{{MX1_PORT}}", port(2525)?.to_string()),
                 ("{{MX2_IP}}", addr.to_string()),
-                ("{{MX2_PORT}}", free_port(addr)?.to_string()),
+                ("{{MX2_PORT}}", port(2526)?.to_string()),
                 ("{{IMAP1_IP}}", imap.ip().to_string()),
                 ("{{IMAP1_PORT}}", imap.port().to_string()),
                 ("{{WIKI1_IP}}", addr.to_string()),
-                ("{{WIKI1_PORT}}", free_port(addr)?.to_string()),
+                ("{{WIKI1_PORT}}", port(9443)?.to_string()),
                 ("{{GIT1_IP}}", addr.to_string()),
-                ("{{GIT1_PORT}}", free_port(addr)?.to_string()),
+                ("{{GIT1_PORT}}", port(9444)?.to_string()),
                 ("{{REVTIME}}", now),
             ] {
                 seed = seed.replace(k, &v);
@@ -558,6 +613,7 @@ impl Pfsense {
             ca_pem,
             frontends,
             php_timeout: opts.php_timeout,
+            dns: (dns_port != 0).then(|| SocketAddr::new(addr, dns_port)),
         };
 
         let probe = me.php(
@@ -577,8 +633,20 @@ impl Pfsense {
         }
         let started = me.php_json(
             "start HAProxy with the seed",
-            "<?php require_once('config.inc'); require_once('haproxy/haproxy.inc'); require_once('services.inc');\n$ok = haproxy_check_and_run($messages, true);\nservices_unbound_configure();\necho json_encode(array('ok' => $ok, 'messages' => $messages));\n",
+            "<?php require_once('config.inc'); require_once('haproxy/haproxy.inc'); require_once('services.inc');\n$ok = haproxy_check_and_run($messages, true);\nservices_unbound_configure();\n$ports = array();\nforeach (config_get_path('installedpackages/haproxy/ha_backends/item', array()) as $fe) { $ports[$fe['name']] = $fe['a_extaddr']['item'][0]['extaddr_port'] ?? null; }\necho json_encode(array('ok' => $ok, 'messages' => $messages, 'ports' => $ports));\n",
         )?;
+        // The seed's frontends as config.xml has them (it may predate this start).
+        let port = |name: &str, default: SocketAddr| -> SocketAddr {
+            started["ports"][name]
+                .as_str()
+                .and_then(|p| p.parse().ok())
+                .map_or(default, |p| SocketAddr::new(addr, p))
+        };
+        me.frontends = SeedFrontends {
+            smtp: port("mail-smtp", me.frontends.smtp),
+            imaps: port("mail-imaps", me.frontends.imaps),
+            sni: port("web-sni", me.frontends.sni),
+        };
         if started["ok"] != json!(true) {
             return Err(PfsenseError::Haproxy(format!(
                 "the seed's configuration did not start: {}",
@@ -724,7 +792,7 @@ impl Pfsense {
         self.read("/var/run/haproxy.pid")
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
-            .filter(|p: &u32| Path::new(&format!("/proc/{p}")).exists())
+            .filter(|p: &u32| pid_alive(*p))
             .collect()
     }
 
@@ -791,6 +859,13 @@ impl Pfsense {
             .collect()
     }
 
+    /// Where the real unbound answers the host overrides (UDP and TCP),
+    /// when Debian's `unbound` is installed; [`Pfsense::resolve`] works
+    /// either way.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns
+    }
+
     /// Take pfSense's config lock (exclusive) until the guard is dropped:
     /// a `write_config()` waits, pfrest writes answer 503.
     pub fn hold_config_lock(&self) -> Result<ConfigLock, PfsenseError> {
@@ -836,24 +911,37 @@ impl Pfsense {
         (self.username.clone(), self.password.clone())
     }
 
-    fn kill_haproxy(&self) {
+    fn kill_daemons(&self) {
         let mut pids: Vec<i32> = self.haproxy_pids().into_iter().map(|p| p as i32).collect();
         if self.inside == self.root {
-            // Also the old processes a -sf reload left serving connections:
-            // every haproxy whose command line names our configuration.
+            // Also the old processes a -sf reload left serving connections,
+            // and our unbound: every process whose command line names our
+            // configuration (the pid files may be gone with the root).
             let cfg = self.path("/var/etc/haproxy/haproxy.cfg");
             let cfg = cfg.to_string_lossy().into_owned();
+            let dns = self.path("/var/unbound/unbound.conf");
+            let dns = dns.to_string_lossy().into_owned();
             for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
                 let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
                     continue;
                 };
                 let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
                 let cmdline = String::from_utf8_lossy(&cmdline);
-                if cmdline.split('\0').any(|a| a == cfg) && !pids.contains(&pid) {
+                if cmdline.split('\0').any(|a| a == cfg || a == dns) && !pids.contains(&pid) {
                     pids.push(pid);
                 }
             }
         }
+        let unbound_pid = self
+            .read("/var/run/unbound.pid")
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("unbound"))
+            });
+        pids.extend(unbound_pid);
         for pid in pids {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -892,10 +980,14 @@ fn sweep_orphans() {
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
         let mut args = cmdline.split('\0');
-        if !args.next().is_some_and(|a| a.ends_with("haproxy")) {
-            continue;
-        }
-        let Some(root) = args.find_map(|a| a.strip_suffix(CFG)) else {
+        let root = match args.next() {
+            Some(a) if a.ends_with("haproxy") => args.find_map(|a| a.strip_suffix(CFG)),
+            Some(a) if a.ends_with("unbound") => {
+                args.find_map(|a| a.strip_suffix("/var/unbound/unbound.conf"))
+            }
+            _ => None,
+        };
+        let Some(root) = root else {
             continue;
         };
         if root.is_empty() {
@@ -921,7 +1013,7 @@ impl Drop for Pfsense {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
-        self.kill_haproxy();
+        self.kill_daemons();
     }
 }
 

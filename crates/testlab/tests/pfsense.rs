@@ -14,9 +14,10 @@ use testlab::pfsense::{Pfsense, PfsenseOptions};
 
 static N: AtomicU8 = AtomicU8::new(0);
 
-/// `127.(230..249).(1..).1`: the loopback lab takes 127.20-219.
+/// `127.(250..254).(1..).1`: the loopback lab takes 127.20-219, lab hosts
+/// without namespaces 127.240-241.
 fn test_ip() -> IpAddr {
-    let x = 230 + (std::process::id() % 20) as u8;
+    let x = 250 + (std::process::id() % 5) as u8;
     let y = 1 + N.fetch_add(1, Ordering::SeqCst);
     IpAddr::V4(Ipv4Addr::new(127, x, y, 1))
 }
@@ -90,6 +91,49 @@ fn wait_status(p: &Pfsense, proxy: &str, server: &str, want: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A DNS query for `name`'s A records (a test client, UDP): (rcode, addresses).
+fn dns_a(server: SocketAddr, name: &str) -> (u8, Vec<Ipv4Addr>) {
+    let mut q = vec![0x4a, 0x7e, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.') {
+        q.push(label.len() as u8);
+        q.extend(label.as_bytes());
+    }
+    q.extend([0, 0, 1, 0, 1]);
+    let s = std::net::UdpSocket::bind(SocketAddr::new(server.ip(), 0)).expect("udp");
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.send_to(&q, server).expect("send the query");
+    let mut buf = [0u8; 1500];
+    let n = s.recv(&mut buf).expect("a DNS answer");
+    let r = &buf[..n];
+    assert_eq!(&r[..2], &q[..2], "the answer's id");
+    let rcode = r[3] & 0x0f;
+    let answers = u16::from_be_bytes([r[6], r[7]]);
+    let mut i = 12;
+    while r[i] != 0 {
+        i += 1 + r[i] as usize;
+    }
+    i += 5;
+    let mut out = Vec::new();
+    for _ in 0..answers {
+        if r[i] & 0xc0 == 0xc0 {
+            i += 2;
+        } else {
+            while r[i] != 0 {
+                i += 1 + r[i] as usize;
+            }
+            i += 1;
+        }
+        let kind = u16::from_be_bytes([r[i], r[i + 1]]);
+        let len = u16::from_be_bytes([r[i + 8], r[i + 9]]) as usize;
+        i += 10;
+        if kind == 1 && len == 4 {
+            out.push(Ipv4Addr::new(r[i], r[i + 1], r[i + 2], r[i + 3]));
+        }
+        i += len;
+    }
+    (rcode, out)
 }
 
 /// The config without its <revision> block.
@@ -200,6 +244,26 @@ fn seed_round_trips_and_its_haproxy_runs() {
         ]
     );
     assert_eq!(p.resolve("smtp.lab.example"), vec![p.addr()]);
+    // And a real unbound answers them on the stand-in's address.
+    match p.dns_addr() {
+        Some(dns) => {
+            let (rcode, mut ips) = dns_a(dns, "nas.lab.example");
+            ips.sort();
+            assert_eq!(
+                (rcode, ips),
+                (
+                    0,
+                    vec![Ipv4Addr::new(198, 18, 0, 20), Ipv4Addr::new(198, 18, 0, 21)]
+                )
+            );
+            assert_eq!(
+                dns_a(dns, "no-such-host.example.org").0,
+                3,
+                "NXDOMAIN: no recursion"
+            );
+        }
+        None => println!("SKIPPED (part): unbound is not installed: resolve() only"),
+    }
 }
 
 const ADD_APISERVER: &str = r#"<?php
@@ -782,6 +846,13 @@ fn pfrest_apply_semantics_and_php_share_the_config() {
         p.resolve("api.lab.example"),
         vec![vip.parse::<IpAddr>().unwrap()]
     );
+    if let Some(dns) = p.dns_addr() {
+        assert_eq!(
+            dns_a(dns, "api.lab.example"),
+            (0, vec![vip.parse().unwrap()]),
+            "unbound reloaded"
+        );
+    }
     let (code, v) = rest.post(
         "services/dns_resolver/host_override",
         json!({"host": "api", "domain": "lab.example", "ip": ["127.0.0.1"]}),
@@ -938,4 +1009,100 @@ fn bind_in_netns_of_our_own_process_binds_here() {
     let a = l.local_addr().unwrap();
     assert_eq!(a.ip(), ip);
     TcpStream::connect_timeout(&a, Duration::from_secs(2)).expect("connect");
+}
+
+#[test]
+fn a_restart_keeps_config_xml_and_serves_it_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ip = test_ip();
+    let Some(p) = Pfsense::start_or_skip(
+        "a_restart_keeps_config_xml",
+        dir.path(),
+        ip,
+        PfsenseOptions::default(),
+    ) else {
+        return;
+    };
+    let out = p
+        .php_json(
+            "rename a frontend's description",
+            "<?php require_once('config.inc'); config_set_path('installedpackages/haproxy/ha_backends/item/0/descr', 'SMTP & submission'); write_config('hacli: describe'); echo json_encode(true);",
+        )
+        .expect("php");
+    assert_eq!(out, json!(true));
+    let xml = p.config_xml();
+    assert!(
+        xml.contains("<descr><![CDATA[SMTP &amp; submission]]></descr>"),
+        "pfSense's encoding inside CDATA"
+    );
+    let smtp = p.seed_frontends().smtp;
+    let old = p.haproxy_pids();
+    drop(p);
+    let mut gone = false;
+    for _ in 0..100 {
+        gone = old.iter().all(|pid| !alive(*pid));
+        if gone {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(gone, "Drop stops HAProxy");
+
+    let p = Pfsense::start(dir.path(), ip, PfsenseOptions::default()).expect("restart");
+    assert_eq!(p.config_xml(), xml, "config.xml is kept");
+    assert_eq!(
+        p.seed_frontends().smtp,
+        smtp,
+        "the frontends are read from config.xml"
+    );
+    TcpStream::connect_timeout(&smtp, Duration::from_secs(2)).expect("the frontend listens again");
+    let out = p
+        .php_json("read", "<?php require_once('config.inc'); echo json_encode(config_get_path('installedpackages/haproxy/ha_backends/item/0/descr'));")
+        .expect("php");
+    assert_eq!(out, json!("SMTP & submission"));
+}
+
+#[test]
+fn through_a_command_prefix_with_well_known_ports() {
+    // A lab host passes its `nsenter` wrapper; `env` stands in for it here.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        == Some("0");
+    if !root {
+        println!("SKIPPED: through_a_command_prefix_with_well_known_ports: ports 25/53 need root");
+        return;
+    }
+    let opts = PfsenseOptions {
+        exec_prefix: vec!["env".into()],
+        ..PfsenseOptions::default()
+    };
+    let Some((p, _dir)) = start("through_a_command_prefix_with_well_known_ports", opts) else {
+        return;
+    };
+    let fe = p.seed_frontends();
+    assert_eq!(
+        (fe.smtp.port(), fe.imaps.port(), fe.sni.port()),
+        (25, 993, 4443)
+    );
+    TcpStream::connect_timeout(&fe.smtp, Duration::from_secs(2)).expect("smtp frontend on :25");
+    if let Some(dns) = p.dns_addr() {
+        assert_eq!(dns.port(), 53);
+        assert_eq!(
+            dns_a(dns, "git.lab.example"),
+            (
+                0,
+                vec![match p.addr() {
+                    IpAddr::V4(a) => a,
+                    IpAddr::V6(_) => unreachable!(),
+                }]
+            )
+        );
+    }
+    let out = p
+        .php_json("through the prefix", "<?php require_once('config.inc'); echo json_encode(config_get_path('system/hostname'));")
+        .expect("php");
+    assert_eq!(out, json!("fw1"));
 }
