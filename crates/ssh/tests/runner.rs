@@ -353,7 +353,20 @@ async fn whoami_with(kind: &str) {
     let Some(f) = Fix::start(kind, kind) else {
         return;
     };
+    let t0 = Instant::now();
     let s = f.connect().await;
+    let connect = t0.elapsed();
+    let mut runs: Vec<Duration> = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        s.run_checked(&Cmd::new("true"), T).await.unwrap();
+        runs.push(t.elapsed());
+    }
+    runs.sort();
+    println!(
+        "{kind}: connect (TCP, key exchange, host key check, auth) {connect:?}; `true` median of 5 {:?} (includes the remote login shell's start-up)",
+        runs[2]
+    );
     let out = s.run_checked(&Cmd::new("id").arg("-un"), T).await.unwrap();
     assert_eq!(out.stdout_str(), "root\n");
     let fp = openssh_fingerprint(&std::fs::read_to_string(f.key.with_extension("pub")).unwrap());
@@ -854,6 +867,46 @@ async fn twenty_concurrent_commands_share_one_connection() {
     );
     let log = f.sshd.log_tail(500);
     assert_eq!(log.matches("Accepted publickey").count(), 1, "{log}");
+}
+
+/// The host going away mid-command is an error naming the host and the
+/// command, at once, not a hang until the deadline.
+#[tokio::test]
+async fn the_host_going_away_mid_command_is_an_error_not_a_hang() {
+    let Some(mut f) = Fix::start("host goes away", "ed25519") else {
+        return;
+    };
+    let s = f.connect().await;
+    let run = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            (
+                s.run(&Cmd::new("sleep").arg("30"), Duration::from_secs(25))
+                    .await,
+                t0.elapsed(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    f.sshd.stop();
+    let (res, took) = run.await.unwrap();
+    let err = res.unwrap_err();
+    println!("host gone: {err} (after {took:?})");
+    assert!(matches!(err, SshError::Io { .. }), "{err}");
+    assert!(
+        err.to_string().contains("lab1") && err.to_string().contains("sleep 30"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let err = s
+        .run(&Cmd::new("true"), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SshError::Io { .. } | SshError::Timeout { .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
