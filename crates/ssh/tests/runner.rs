@@ -124,10 +124,10 @@ fn pids_with_env(marker: &str) -> Vec<u32> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        if let Ok(env) = std::fs::read(e.path().join("environ")) {
-            if env.split(|b| *b == 0).any(|v| v == needle) {
-                out.push(pid);
-            }
+        if let Ok(env) = std::fs::read(e.path().join("environ"))
+            && env.split(|b| *b == 0).any(|v| v == needle)
+        {
+            out.push(pid);
         }
     }
     out
