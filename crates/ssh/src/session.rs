@@ -496,12 +496,12 @@ impl Session {
                 )));
             }
         };
-        let ch = match timeout_at(deadline, self.inner.handle.channel_open_session()).await {
+        let ch = match timeout_at(deadline, self.open_channel()).await {
             Ok(Ok(ch)) => ch,
             Ok(Err(e)) => return Err(io("opening a channel for", &e)),
             Err(_) => {
                 return Err(timed_out(
-                    "it never started: the server did not open a channel in time".into(),
+                    "it never started: the server did not open a channel in time (its MaxSessions may be lower than Config::max_channels)".into(),
                 ));
             }
         };
@@ -549,6 +549,27 @@ impl Session {
             Err(_) => {
                 let how = self.kill(&mut rd, &wr, &mut c, sudo).await;
                 Err(timed_out(how))
+            }
+        }
+    }
+
+    /// Open a session channel; a server refusing for now (OpenSSH past
+    /// its `MaxSessions` answers "connect failed"; others say
+    /// "administratively prohibited" or "resource shortage") is asked again with a capped backoff (the caller's
+    /// deadline bounds it).
+    async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, russh::Error> {
+        let mut wait = Duration::from_millis(20);
+        loop {
+            match self.inner.handle.channel_open_session().await {
+                Err(russh::Error::ChannelOpenFailure(
+                    russh::ChannelOpenFailure::AdministrativelyProhibited
+                    | russh::ChannelOpenFailure::ResourceShortage
+                    | russh::ChannelOpenFailure::ConnectFailed,
+                )) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(500));
+                }
+                r => return r,
             }
         }
     }
