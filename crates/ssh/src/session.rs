@@ -71,12 +71,11 @@ impl fmt::Debug for Output {
 fn tail(bytes: &[u8], max: usize) -> String {
     let start = bytes.len().saturating_sub(max);
     let mut t = &bytes[start..];
-    if start > 0 {
-        if let Some(nl) = t.iter().position(|b| *b == b'\n') {
-            if nl < t.len() - 1 {
-                t = &t[nl + 1..];
-            }
-        }
+    if start > 0
+        && let Some(nl) = t.iter().position(|b| *b == b'\n')
+        && nl < t.len() - 1
+    {
+        t = &t[nl + 1..];
     }
     let s = String::from_utf8_lossy(t).trim().to_string();
     if s.is_empty() {
