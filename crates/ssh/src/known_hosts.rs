@@ -193,10 +193,11 @@ pub fn recorded_types(path: &Path, host: &str, port: u16) -> Vec<String> {
     let name = host_pattern(host, port);
     let mut out: Vec<String> = Vec::new();
     for raw in String::from_utf8_lossy(&bytes).lines() {
-        if let Some((None, hosts, kind, _)) = parse_line(raw) {
-            if hosts_match(hosts, &name) && !out.iter().any(|k| k == kind) {
-                out.push(kind.to_string());
-            }
+        if let Some((None, hosts, kind, _)) = parse_line(raw)
+            && hosts_match(hosts, &name)
+            && !out.iter().any(|k| k == kind)
+        {
+            out.push(kind.to_string());
         }
     }
     out
@@ -205,13 +206,14 @@ pub fn recorded_types(path: &Path, host: &str, port: u16) -> Vec<String> {
 /// Append `host:port key` to the file at `path` (created 0600, its
 /// directory 0700, if missing); the line number written.
 pub fn record(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<usize> {
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() && !dir.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)?;
-        }
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     let mut f = OpenOptions::new()
         .read(true)

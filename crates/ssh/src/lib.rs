@@ -28,6 +28,10 @@
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
+// Errors are rare and carry what a person needs to act on (both
+// fingerprints, the file and line, the fix); matching on them matters more
+// than their size.
+#![allow(clippy::result_large_err)]
 
 mod cmd;
 mod config;

@@ -71,12 +71,11 @@ impl fmt::Debug for Output {
 fn tail(bytes: &[u8], max: usize) -> String {
     let start = bytes.len().saturating_sub(max);
     let mut t = &bytes[start..];
-    if start > 0 {
-        if let Some(nl) = t.iter().position(|b| *b == b'\n') {
-            if nl < t.len() - 1 {
-                t = &t[nl + 1..];
-            }
-        }
+    if start > 0
+        && let Some(nl) = t.iter().position(|b| *b == b'\n')
+        && nl < t.len() - 1
+    {
+        t = &t[nl + 1..];
     }
     let s = String::from_utf8_lossy(t).trim().to_string();
     if s.is_empty() {
@@ -459,12 +458,15 @@ impl Session {
 
     /// Run `cmd` and wait for it, up to `timeout` (waiting for a free
     /// channel included). At the deadline the command is killed with its
-    /// whole process group (an SSH `signal` request, which OpenSSH's sshd
-    /// delivers to the session's process group, and `kill -KILL -PGID`
-    /// over a second channel, with `sudo -n` if the command used it) and
-    /// [`SshError::Timeout`] returned, at most [`KILL_GRACE`] after the
-    /// deadline. A non-zero exit is not an error here: see
-    /// [`Output::check`] or [`Session::run_checked`].
+    /// whole process group and [`SshError::Timeout`] returned, at most
+    /// [`KILL_GRACE`] after the deadline: the remote login shell (a
+    /// session leader, made so by sshd) first reports its pid on stderr
+    /// (that line is removed from the output), then `exec`s the command;
+    /// the kill goes over a second channel as `kill -KILL -- -PGID` (with
+    /// `sudo -n` if the command used it), after an SSH `signal` request.
+    /// The remote login shell must be POSIX (sh, bash, dash, ash).
+    /// A non-zero exit is not an error here: see [`Output::check`] or
+    /// [`Session::run_checked`].
     pub async fn run(&self, cmd: &Cmd, timeout: Duration) -> Result<Output, SshError> {
         let deadline = Instant::now() + timeout;
         let sudo = self.uses_sudo(cmd);
@@ -493,12 +495,12 @@ impl Session {
                 )));
             }
         };
-        let ch = match timeout_at(deadline, self.inner.handle.channel_open_session()).await {
+        let ch = match timeout_at(deadline, self.open_channel()).await {
             Ok(Ok(ch)) => ch,
             Ok(Err(e)) => return Err(io("opening a channel for", &e)),
             Err(_) => {
                 return Err(timed_out(
-                    "it never started: the server did not open a channel in time".into(),
+                    "it never started: the server did not open a channel in time (its MaxSessions may be lower than Config::max_channels)".into(),
                 ));
             }
         };
@@ -536,7 +538,7 @@ impl Session {
             },
             Ok(Outcome::Refused) => Err(io("the server refused to run", &"exec request denied")),
             Ok(Outcome::TooLarge) => {
-                self.kill(&mut rd, &wr, c.pgid, sudo).await;
+                self.kill(&mut rd, &wr, &mut c, sudo).await;
                 Err(SshError::OutputTooLarge {
                     host: host.clone(),
                     cmd: shown.clone(),
@@ -544,8 +546,29 @@ impl Session {
                 })
             }
             Err(_) => {
-                let how = self.kill(&mut rd, &wr, c.pgid, sudo).await;
+                let how = self.kill(&mut rd, &wr, &mut c, sudo).await;
                 Err(timed_out(how))
+            }
+        }
+    }
+
+    /// Open a session channel; a server refusing for now (OpenSSH past
+    /// its `MaxSessions` answers "connect failed"; others say
+    /// "administratively prohibited" or "resource shortage") is asked again with a capped backoff (the caller's
+    /// deadline bounds it).
+    async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, russh::Error> {
+        let mut wait = Duration::from_millis(20);
+        loop {
+            match self.inner.handle.channel_open_session().await {
+                Err(russh::Error::ChannelOpenFailure(
+                    russh::ChannelOpenFailure::AdministrativelyProhibited
+                    | russh::ChannelOpenFailure::ResourceShortage
+                    | russh::ChannelOpenFailure::ConnectFailed,
+                )) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(500));
+                }
+                r => return r,
             }
         }
     }
@@ -560,31 +583,57 @@ impl Session {
     /// Kill a command that outlived its deadline or its output cap, with
     /// its process group, within [`KILL_GRACE`]; what happened, for the
     /// error.
+    ///
+    /// The SSH `signal` request goes first, but OpenSSH's sshd refuses it
+    /// for root logins ("session signalling requires privilege
+    /// separation": a root session runs in the monitor) and it cannot
+    /// reach processes under sudo, so the command's process group (its
+    /// login shell's pid, which the wrapper reported) is killed over a
+    /// second channel too. A deadline that came before the login shell
+    /// reported it (a slow `.bashrc`) waits for the report.
     async fn kill(
         &self,
         rd: &mut ChannelReadHalf,
         wr: &ChannelWriteHalf<client::Msg>,
-        pgid: Option<u32>,
+        c: &mut Collected,
         sudo: bool,
     ) -> String {
         let until = Instant::now() + KILL_GRACE;
-        // OpenSSH's sshd (7.9+) sends a `signal` request to the session's
-        // process group.
         let _ = timeout_at(until, wr.signal(Sig::KILL)).await;
-        // The same over a second channel (outside the command slots), for
-        // servers that ignore the request and for commands under sudo
-        // (whose processes the user may not signal).
+        let mut closed = false;
+        if c.pgid.is_none() {
+            let _ = timeout_at(until, async {
+                while c.pgid.is_none() {
+                    match rd.wait().await {
+                        Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                            c.stderr.extend_from_slice(&data);
+                            c.take_pgid();
+                        }
+                        Some(ChannelMsg::Close) | None => {
+                            closed = true;
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+            })
+            .await;
+        }
+        let pgid = c.pgid.filter(|p| *p > 1);
         let mut killed_by_pgid = false;
-        if let Some(pgid) = pgid.filter(|p| *p > 1) {
+        if let (Some(pgid), false) = (pgid, closed) {
+            // Under sudo: TERM first, which sudo relays to a command it runs
+            // on a pty of its own (Debian's `use_pty`), then KILL.
             let kill = if sudo {
-                format!("sudo -n kill -s KILL -- -{pgid}")
+                format!(
+                    "sudo -n -- sh -c 'kill -s TERM -- -{pgid}; sleep 0.3; kill -s KILL -- -{pgid}' 2>/dev/null"
+                )
             } else {
                 format!("kill -s KILL -- -{pgid}")
             };
             let second = async {
-                let ch = self.inner.handle.channel_open_session().await.ok()?;
+                let mut ch = self.inner.handle.channel_open_session().await.ok()?;
                 ch.exec(true, kill.into_bytes()).await.ok()?;
-                let mut ch = ch;
                 while let Some(m) = ch.wait().await {
                     if matches!(m, ChannelMsg::Close) {
                         break;
@@ -594,22 +643,24 @@ impl Session {
             };
             killed_by_pgid = timeout_at(until, second).await.ok().flatten().is_some();
         }
-        // The command's channel closes once its process is gone.
-        let closed = timeout_at(until, async {
-            while let Some(m) = rd.wait().await {
-                if matches!(m, ChannelMsg::Close) {
-                    break;
+        // The command's channel closes once its processes are gone.
+        if !closed {
+            closed = timeout_at(until, async {
+                while let Some(m) = rd.wait().await {
+                    if matches!(m, ChannelMsg::Close) {
+                        break;
+                    }
                 }
-            }
-        })
-        .await
-        .is_ok();
+            })
+            .await
+            .is_ok();
+        }
         let _ = timeout_at(until + Duration::from_millis(200), wr.close()).await;
         match (pgid, killed_by_pgid, closed) {
             (Some(p), _, true) => format!("killed with its process group {p}"),
-            (None, _, true) => "killed (SSH signal request)".into(),
+            (None, _, true) => "killed (it ended on the SSH signal request)".into(),
             (Some(p), true, false) => format!(
-                "sent KILL to its process group {p}, but its channel did not close within {KILL_GRACE:?}"
+                "sent KILL to its process group {p}, but its channel did not close within {KILL_GRACE:?}: check the host for what is left"
             ),
             _ => format!(
                 "it could NOT be confirmed killed within {KILL_GRACE:?}: a remote process may remain; check the host"

@@ -64,7 +64,9 @@ pub struct SshdSpec {
     /// The address and port sshd listens on.
     pub listen: SocketAddr,
     /// Where its configuration, host key, pid file and log go (created if
-    /// missing).
+    /// missing, mode 0755). For a non-root user to log in, its parents must
+    /// be searchable by that user too (sshd reads `authorized_keys` as the
+    /// user): a `tempfile::tempdir()` is 0700.
     pub dir: PathBuf,
     /// OpenSSH public key lines accepted for every user.
     pub authorized_keys: Vec<String>,
