@@ -98,7 +98,10 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
                     ctx.target_phrase()
                 ),
             )
-            .fix("bring another master's apiserver to ready first"),
+            .fix(
+                ctx.host_fix()
+                    .unwrap_or_else(|| "bring another master's apiserver to ready first".into()),
+            ),
         );
     }
 }

@@ -89,7 +89,9 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
                     p.min_ready
                 ),
             )
-            .fix("bring the other control-plane nodes back to Ready, or add masters (hacli plan)"),
+            .fix(ctx.host_fix().unwrap_or_else(|| {
+                "bring the other control-plane nodes back to Ready, or add masters (hacli plan)".into()
+            })),
         );
     }
 }

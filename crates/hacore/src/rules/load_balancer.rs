@@ -108,7 +108,10 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
                     ctx.target_phrase()
                 ),
             )
-            .fix("bring the other masters' backends UP (check their /readyz health checks) first"),
+            .fix(ctx.host_fix().unwrap_or_else(|| {
+                "bring the other masters' backends UP (check their /readyz health checks) first"
+                    .into()
+            })),
         );
         return;
     }

@@ -150,6 +150,21 @@ impl<'a> Context<'a> {
             .collect()
     }
 
+    /// When the target is a hypervisor host that takes more than one master
+    /// down with it, what to do about that (instead of a fix that assumes
+    /// the other masters are elsewhere).
+    pub fn host_fix(&self) -> Option<String> {
+        let h = self.host?;
+        let masters = self.target_masters();
+        (masters.len() > 1).then(|| {
+            format!(
+                "hypervisor {} takes {} down with it: spread the masters over hypervisor hosts, one per host, before taking a host down",
+                h.name,
+                and_list(&masters)
+            )
+        })
+    }
+
     /// Whether the member matches no node of the topology (by name or peer
     /// address); such a member counts as down.
     pub fn member_unmatched(&self, m: &EtcdMember) -> bool {
