@@ -125,7 +125,7 @@ fn no_secret_reaches_output_state_files_or_debug() {
     // The URL is still named, without its password, so the user knows which.
     let gate_json = &places[0].1;
     assert!(
-        gate_json.contains("127.0.0.1") && gate_json.contains("probe `alerts` failed"),
+        gate_json.contains("probe `alerts` failed: GET http://***@127.0.0.1:"),
         "{gate_json}"
     );
 
