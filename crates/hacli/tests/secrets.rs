@@ -93,7 +93,10 @@ fn no_secret_reaches_output_state_files_or_debug() {
     secrets.add("kubeconfig bearer token", kubeconfig_token(&lab.kubeconfig));
     // The etcd client key: every line of its PEM body (and so the whole).
     let key = std::fs::read_to_string(lab.etcd_pki.join("healthcheck-client.key")).unwrap();
-    for line in key.lines().filter(|l| !l.starts_with("-----") && l.len() >= 16) {
+    for line in key
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+    {
         secrets.add("etcd client key", line);
     }
     // Prometheus with credentials in its URL, on a port nothing answers:
@@ -104,7 +107,12 @@ fn no_secret_reaches_output_state_files_or_debug() {
 
     let follower = lab
         .wait_leader(std::time::Duration::from_secs(10))
-        .and_then(|leader| lab.masters.iter().map(|m| m.0.clone()).find(|m| *m != leader))
+        .and_then(|leader| {
+            lab.masters
+                .iter()
+                .map(|m| m.0.clone())
+                .find(|m| *m != leader)
+        })
         .expect("etcd has a leader and followers");
     let mut places: Vec<(String, String)> = Vec::new();
 
@@ -138,7 +146,10 @@ fn no_secret_reaches_output_state_files_or_debug() {
     );
     places.extend(outputs("observe", &out));
     let written = std::fs::read_to_string(&state).expect("observe wrote the state file");
-    assert!(written.contains("alerts:"), "no alerts probe error: {written}");
+    assert!(
+        written.contains("alerts:"),
+        "no alerts probe error: {written}"
+    );
     places.push(("the state file observe wrote".into(), written.clone()));
     let out = hacli(&lab, &["observe", "--status"], &prometheus);
     places.extend(outputs("observe --status", &out));
@@ -189,14 +200,20 @@ fn no_secret_reaches_output_state_files_or_debug() {
         places.push(("Observer's Debug".into(), format!("{observer:?}")));
         let observed = observer.observe().await;
         assert!(
-            observed.probe_errors.contains_key(&hacore::state::Probe::Alerts),
+            observed
+                .probe_errors
+                .contains_key(&hacore::state::Probe::Alerts),
             "{observed:?}"
         );
         places.push(("ClusterState's Debug".into(), format!("{observed:?}")));
     });
-    let (parsed, _) = hacore::ClusterState::load(&state, &hacore::Topology::load(&lab.topology).unwrap().0)
-        .expect("the written state file loads");
-    places.push(("the loaded state file's Debug".into(), format!("{parsed:?}")));
+    let (parsed, _) =
+        hacore::ClusterState::load(&state, &hacore::Topology::load(&lab.topology).unwrap().0)
+            .expect("the written state file loads");
+    places.push((
+        "the loaded state file's Debug".into(),
+        format!("{parsed:?}"),
+    ));
 
     for (place, text) in &places {
         secrets.assert_absent(place, text);

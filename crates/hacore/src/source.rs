@@ -162,7 +162,11 @@ fn tidy_path(path: &str) -> String {
     while let Some(rest) = p.strip_suffix(".?").or_else(|| p.strip_suffix('?')) {
         p = rest;
     }
-    if p == "." { String::new() } else { p.to_string() }
+    if p == "." {
+        String::new()
+    } else {
+        p.to_string()
+    }
 }
 
 /// `msg at line 3, column 7` -> `msg`.
@@ -171,14 +175,12 @@ fn strip_location_suffix(s: &str) -> &str {
         return s;
     };
     let tail = &s[idx + " at line ".len()..];
-    let is_location = tail
-        .split_once(", column ")
-        .is_some_and(|(l, c)| {
-            !l.is_empty()
-                && !c.is_empty()
-                && l.bytes().all(|b| b.is_ascii_digit())
-                && c.bytes().all(|b| b.is_ascii_digit())
-        });
+    let is_location = tail.split_once(", column ").is_some_and(|(l, c)| {
+        !l.is_empty()
+            && !c.is_empty()
+            && l.bytes().all(|b| b.is_ascii_digit())
+            && c.bytes().all(|b| b.is_ascii_digit())
+    });
     if is_location { &s[..idx] } else { s }
 }
 

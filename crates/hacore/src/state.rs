@@ -309,9 +309,9 @@ impl<'de> Deserialize<'de> for MemberId {
                 Ok(MemberId(v))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<MemberId, E> {
-                u64::try_from(v).map(MemberId).map_err(|_| {
-                    E::custom(format!("{v} is not a member id: {MEMBER_ID_FORMS}"))
-                })
+                u64::try_from(v)
+                    .map(MemberId)
+                    .map_err(|_| E::custom(format!("{v} is not a member id: {MEMBER_ID_FORMS}")))
             }
             fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<MemberId, E> {
                 u64::try_from(v).map(MemberId).map_err(|_| {
@@ -695,7 +695,8 @@ mod strict {
     pub(super) fn bool_map<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<BTreeMap<String, bool>, D::Error> {
-        BTreeMap::<String, B>::deserialize(d).map(|m| m.into_iter().map(|(k, b)| (k, b.0)).collect())
+        BTreeMap::<String, B>::deserialize(d)
+            .map(|m| m.into_iter().map(|(k, b)| (k, b.0)).collect())
     }
 
     pub(super) fn num<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D::Error> {
@@ -733,10 +734,20 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(serde_json::to_string(&a).unwrap(), "\"8e9e05c52164694d\"");
         // What we write reads back.
-        let c: MemberId = serde_json::from_str(&serde_json::to_string(&MemberId(0x3e9)).unwrap()).unwrap();
+        let c: MemberId =
+            serde_json::from_str(&serde_json::to_string(&MemberId(0x3e9)).unwrap()).unwrap();
         assert_eq!(c, MemberId(0x3e9));
-        for bad in ["\"xyz\"", "\"0x8e9e05c52164694d\"", "\"\"", "-1", "1.5", "true"] {
-            let e = serde_json::from_str::<MemberId>(bad).unwrap_err().to_string();
+        for bad in [
+            "\"xyz\"",
+            "\"0x8e9e05c52164694d\"",
+            "\"\"",
+            "-1",
+            "1.5",
+            "true",
+        ] {
+            let e = serde_json::from_str::<MemberId>(bad)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("member id"), "{bad}: {e}");
         }
     }
@@ -772,15 +783,38 @@ mod tests {
     fn booleans_are_true_or_false_unquoted() {
         let s = load("nodes:\n  - { name: m1, ready: true, cordoned: false }\n  - { name: m2, ready: null }\nkillSwitch: false\n").unwrap();
         let nodes = s.nodes.unwrap();
-        assert_eq!((nodes[0].ready, nodes[0].cordoned, nodes[1].ready), (Some(true), false, None));
+        assert_eq!(
+            (nodes[0].ready, nodes[0].cordoned, nodes[1].ready),
+            (Some(true), false, None)
+        );
         assert_eq!(s.kill_switch, Some(false));
         let expected = "expected `true` or `false`";
-        rejected("nodes:\n  - { name: m1, ready: yes }\n", 3, "nodes[0].ready", expected);
-        rejected("nodes:\n  - { name: m1, ready: \"true\" }\n", 3, "nodes[0].ready", expected);
-        rejected("nodes:\n  - { name: m1, cordoned: no }\n", 3, "nodes[0].cordoned", expected);
+        rejected(
+            "nodes:\n  - { name: m1, ready: yes }\n",
+            3,
+            "nodes[0].ready",
+            expected,
+        );
+        rejected(
+            "nodes:\n  - { name: m1, ready: \"true\" }\n",
+            3,
+            "nodes[0].ready",
+            expected,
+        );
+        rejected(
+            "nodes:\n  - { name: m1, cordoned: no }\n",
+            3,
+            "nodes[0].cordoned",
+            expected,
+        );
         rejected("killSwitch: \"false\"\n", 2, "killSwitch", expected);
         rejected("killSwitch: off\n", 2, "killSwitch", expected);
-        rejected("apiservers: { perNode: { m1: \"yes\" } }\n", 2, "apiservers.perNode.m1", expected);
+        rejected(
+            "apiservers: { perNode: { m1: \"yes\" } }\n",
+            2,
+            "apiservers.perNode.m1",
+            expected,
+        );
         rejected(
             "etcd:\n  members:\n    - { id: 1, leader: \"true\" }\n",
             4,
@@ -796,7 +830,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.starts_with("s.json:1:") && e.contains(": killSwitch: invalid type: string \"no\""), "{e}");
+        assert!(
+            e.starts_with("s.json:1:") && e.contains(": killSwitch: invalid type: string \"no\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -839,10 +876,19 @@ mod tests {
     #[test]
     fn member_ids_are_decimal_numbers_or_hex_strings() {
         let ids = |doc: &str| -> Vec<u64> {
-            load(doc).unwrap().etcd.unwrap().members.iter().map(|m| m.id.0).collect()
+            load(doc)
+                .unwrap()
+                .etcd
+                .unwrap()
+                .members
+                .iter()
+                .map(|m| m.id.0)
+                .collect()
         };
         assert_eq!(
-            ids("etcd:\n  members:\n    - { id: 10276657743932975437 }\n    - { id: \"91bc3c398fb3c146\" }\n    - { id: \"3e9\" }\n    - { id: 1002 }\n"),
+            ids(
+                "etcd:\n  members:\n    - { id: 10276657743932975437 }\n    - { id: \"91bc3c398fb3c146\" }\n    - { id: \"3e9\" }\n    - { id: 1002 }\n"
+            ),
             [10276657743932975437, 0x91bc3c398fb3c146, 0x3e9, 1002]
         );
         for bad in ["\"0x3e9\"", "\"xyz\"", "-1", "1.5", "\"\"", "1e3"] {
@@ -882,12 +928,21 @@ mod tests {
     #[test]
     fn syntax_errors_name_the_position_once() {
         let (t, _) = Topology::from_yaml("t.yaml", LAB3).unwrap();
-        let e = ClusterState::from_yaml("s.yaml", "", &t).unwrap_err().to_string();
-        assert_eq!(e, "s.yaml:1:1: unexpected end of input");
-        let e = ClusterState::from_yaml("s.yaml", "observedAt: 2026-03-04T02:00:00Z\nprobeErrors: { bogus: x }\n", &t)
+        let e = ClusterState::from_yaml("s.yaml", "", &t)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("s.yaml:2:16: probeErrors: unknown variant `bogus`"), "{e}");
+        assert_eq!(e, "s.yaml:1:1: unexpected end of input");
+        let e = ClusterState::from_yaml(
+            "s.yaml",
+            "observedAt: 2026-03-04T02:00:00Z\nprobeErrors: { bogus: x }\n",
+            &t,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("s.yaml:2:16: probeErrors: unknown variant `bogus`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -895,7 +950,10 @@ mod tests {
         let (t, _) = Topology::from_yaml("t.yaml", LAB3).unwrap();
         let e = ClusterState::load(Path::new("/nonexistent/s.yaml"), &t).unwrap_err();
         let shown = e.to_string();
-        assert!(shown.starts_with("/nonexistent/s.yaml: cannot read: "), "{shown}");
+        assert!(
+            shown.starts_with("/nonexistent/s.yaml: cannot read: "),
+            "{shown}"
+        );
         // The cause is in the message, so it is not a source() too: a chain
         // of causes prints it once.
         assert!(std::error::Error::source(&e).is_none());
@@ -913,4 +971,3 @@ mod tests {
         assert_eq!(lock.live_holder(at + Dur::secs(60).0), None);
     }
 }
-

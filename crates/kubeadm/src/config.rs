@@ -224,7 +224,10 @@ mod tests {
             ..Default::default()
         };
         let shown = format!("{c:?}");
-        assert!(!shown.contains("s3cret-pw") && !shown.contains("etcd-pw"), "{shown}");
+        assert!(
+            !shown.contains("s3cret-pw") && !shown.contains("etcd-pw"),
+            "{shown}"
+        );
         assert!(shown.contains("http://***@127.0.0.1:9090/"), "{shown}");
     }
 

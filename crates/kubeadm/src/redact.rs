@@ -77,8 +77,14 @@ mod tests {
             "https://***@[fd00::1]:9090/x"
         );
         assert_eq!(redact_url("user:pw@host:9090"), "***@host:9090");
-        assert_eq!(redact_url("http://127.0.0.1:9090/"), "http://127.0.0.1:9090/");
-        assert!(matches!(redact_url("https://10.0.0.1:2379"), Cow::Borrowed(_)));
+        assert_eq!(
+            redact_url("http://127.0.0.1:9090/"),
+            "http://127.0.0.1:9090/"
+        );
+        assert!(matches!(
+            redact_url("https://10.0.0.1:2379"),
+            Cow::Borrowed(_)
+        ));
         // An @ after the path is not user information.
         assert_eq!(
             redact_url("http://host/path@x?q=a@b"),
@@ -88,7 +94,8 @@ mod tests {
 
     #[test]
     fn every_url_in_a_message_is_redacted() {
-        let msg = "GET http://a:pw1@h1/x: error sending request for url (http://b:pw2@h2:1/y): refused";
+        let msg =
+            "GET http://a:pw1@h1/x: error sending request for url (http://b:pw2@h2:1/y): refused";
         let got = redact_urls_in(msg);
         assert_eq!(
             got,

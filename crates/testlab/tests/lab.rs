@@ -396,14 +396,26 @@ fn kubectl_get_prints_the_servers_table_columns() {
     let (ok, out, err) = kubectl(&lab, &["get", "nodes"]);
     assert!(ok, "kubectl get nodes: {err}");
     let rows = table_rows(&out);
-    assert_eq!(rows[0], ["NAME", "STATUS", "ROLES", "AGE", "VERSION"], "{out}");
+    assert_eq!(
+        rows[0],
+        ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
+        "{out}"
+    );
     assert_eq!(rows.len(), 5, "{out}");
     for r in &rows[1..] {
         let want = if r[0] == m2 { "NotReady" } else { "Ready" };
         assert_eq!(r[1], want, "{out}");
-        let role = if r[0].starts_with('m') { "control-plane" } else { "<none>" };
+        let role = if r[0].starts_with('m') {
+            "control-plane"
+        } else {
+            "<none>"
+        };
         assert_eq!(r[2], role, "{out}");
-        assert!(r[3].ends_with('s') || r[3].ends_with('m'), "AGE {}: {out}", r[3]);
+        assert!(
+            r[3].ends_with('s') || r[3].ends_with('m'),
+            "AGE {}: {out}",
+            r[3]
+        );
         assert_eq!(r[4], "v1.32.0", "{out}");
     }
     // What a script greps for: ` Ready` only on the Ready nodes.
@@ -421,8 +433,16 @@ fn kubectl_get_prints_the_servers_table_columns() {
     assert_eq!(
         rows[0],
         [
-            "NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE",
-            "KERNEL-VERSION", "CONTAINER-RUNTIME"
+            "NAME",
+            "STATUS",
+            "ROLES",
+            "AGE",
+            "VERSION",
+            "INTERNAL-IP",
+            "EXTERNAL-IP",
+            "OS-IMAGE",
+            "KERNEL-VERSION",
+            "CONTAINER-RUNTIME"
         ],
         "{out}"
     );
@@ -443,15 +463,33 @@ fn kubectl_get_prints_the_servers_table_columns() {
     assert_eq!(rows.len(), 5, "{out}");
     for r in &rows[1..] {
         assert_eq!(r[0], "kube-system", "{out}");
-        let want = if r[1] == "calico-node-w1" { "Pending" } else { "Running" };
-        assert_eq!((r[2].as_str(), r[3].as_str(), r[4].as_str()), ("0/1", want, "0"), "{out}");
+        let want = if r[1] == "calico-node-w1" {
+            "Pending"
+        } else {
+            "Running"
+        };
+        assert_eq!(
+            (r[2].as_str(), r[3].as_str(), r[4].as_str()),
+            ("0/1", want, "0"),
+            "{out}"
+        );
     }
     let (ok, out, err) = kubectl(&lab, &["get", "pods", "-n", "kube-system", "-o", "wide"]);
     assert!(ok, "{err}");
     let rows = table_rows(&out);
     assert_eq!(
         rows[0][..9],
-        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE"],
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED",
+            "NODE"
+        ],
         "{out}"
     );
     assert_eq!(row(&rows, 0, "calico-node-m1")[6], "m1", "{out}");
@@ -467,7 +505,11 @@ fn kubectl_get_prints_the_servers_table_columns() {
     assert!(ok, "{err}");
     let rows = table_rows(&out);
     assert_eq!(rows[0], ["NAME", "HOLDER", "AGE"], "{out}");
-    assert_eq!(row(&rows, 0, "hacli-disruption-lock")[1], "gate@m2", "{out}");
+    assert_eq!(
+        row(&rows, 0, "hacli-disruption-lock")[1],
+        "gate@m2",
+        "{out}"
+    );
 
     // Other resources: the generic table.
     let (ok, out, err) = kubectl(&lab, &["get", "namespaces"]);

@@ -129,9 +129,15 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
         ));
     } else {
         out.push(
-            deny(ID, format!("{} firing: {}", if firing.len() == 1 { "alert" } else { "alerts" }, and_list(&firing))).fix(
-                "resolve them, or add them to the policy's ignore pattern if they are expected",
-            ),
+            deny(
+                ID,
+                format!(
+                    "{} firing: {}",
+                    if firing.len() == 1 { "alert" } else { "alerts" },
+                    and_list(&firing)
+                ),
+            )
+            .fix("resolve them, or add them to the policy's ignore pattern if they are expected"),
         );
     }
 }

@@ -67,16 +67,17 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
     if min >= p.min_ready {
         out.push(pass(
             ID,
-            format!(
-                "{} Ready ({list}); policy needs {}",
-                stay(min),
-                p.min_ready
-            ),
+            format!("{} Ready ({list}); policy needs {}", stay(min), p.min_ready),
         ));
     } else if max >= p.min_ready {
         out.push(unknown(
             ID,
-            format!("readiness of {} is unknown; {} known Ready, policy needs {}", and_list(&unsure), count(min, "control-plane node"), p.min_ready),
+            format!(
+                "readiness of {} is unknown; {} known Ready, policy needs {}",
+                and_list(&unsure),
+                count(min, "control-plane node"),
+                p.min_ready
+            ),
         ));
     } else {
         out.push(
@@ -90,7 +91,8 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
                 ),
             )
             .fix(ctx.host_fix().unwrap_or_else(|| {
-                "bring the other control-plane nodes back to Ready, or add masters (hacli plan)".into()
+                "bring the other control-plane nodes back to Ready, or add masters (hacli plan)"
+                    .into()
             })),
         );
     }
@@ -98,5 +100,9 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
 
 /// "1 control-plane node stays", "2 control-plane nodes stay".
 fn stay(n: usize) -> String {
-    format!("{} {}", count(n, "control-plane node"), if n == 1 { "stays" } else { "stay" })
+    format!(
+        "{} {}",
+        count(n, "control-plane node"),
+        if n == 1 { "stays" } else { "stay" }
+    )
 }

@@ -46,7 +46,15 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
         out.push(
             deny(
                 ID,
-                format!("{} not running: {}", if refs.len() == 1 { "DaemonSet pod" } else { "DaemonSet pods" }, and_list(&refs)),
+                format!(
+                    "{} not running: {}",
+                    if refs.len() == 1 {
+                        "DaemonSet pod"
+                    } else {
+                        "DaemonSet pods"
+                    },
+                    and_list(&refs)
+                ),
             )
             .fix("wait until those pods run (a node without its CNI pod drops traffic)"),
         );

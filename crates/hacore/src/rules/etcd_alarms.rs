@@ -44,7 +44,19 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
         out.push(pass(ID, "no etcd alarm is active"));
     } else {
         out.push(
-            deny(ID, format!("{} active: {}", if alarms.len() == 1 { "etcd alarm" } else { "etcd alarms" }, and_list(&alarms))).fix(
+            deny(
+                ID,
+                format!(
+                    "{} active: {}",
+                    if alarms.len() == 1 {
+                        "etcd alarm"
+                    } else {
+                        "etcd alarms"
+                    },
+                    and_list(&alarms)
+                ),
+            )
+            .fix(
                 "resolve the alarm (defragment / compact for NOSPACE), then `etcdctl alarm disarm`",
             ),
         );

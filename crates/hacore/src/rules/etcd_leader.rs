@@ -65,8 +65,17 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
 
 /// Why no voter can take over, and what to do.
 fn no_transferee(ctx: &Context<'_>, leader: &EtcdMember) -> String {
-    let etcd_members = ctx.state.etcd.as_ref().map(|e| e.members.as_slice()).unwrap_or_default();
-    let voters = || etcd_members.iter().filter(|m| !m.is_learner && m.id != leader.id);
+    let etcd_members = ctx
+        .state
+        .etcd
+        .as_ref()
+        .map(|e| e.members.as_slice())
+        .unwrap_or_default();
+    let voters = || {
+        etcd_members
+            .iter()
+            .filter(|m| !m.is_learner && m.id != leader.id)
+    };
     // Healthy voters that go down with the target (on the same host).
     let along: Vec<String> = voters()
         .filter(|m| ctx.member_is_target(m) && member_health(ctx, m) == Some(true))

@@ -36,6 +36,9 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
             ),
         ));
     } else {
-        out.push(pass(ID, format!("etcd will have {}", count(after, "voter"))));
+        out.push(pass(
+            ID,
+            format!("etcd will have {}", count(after, "voter")),
+        ));
     }
 }

@@ -52,7 +52,10 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
         if !a.takes_node_down() {
             out.push(pass(
                 ID,
-                format!("{a} of hypervisor {host} ({}) takes no node down", ctx.target_names()),
+                format!(
+                    "{a} of hypervisor {host} ({}) takes no node down",
+                    ctx.target_names()
+                ),
             ));
             return;
         }

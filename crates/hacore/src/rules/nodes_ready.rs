@@ -54,7 +54,11 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
                 ID,
                 format!(
                     "{} NotReady: {}",
-                    if not_ready.len() == 1 { "node" } else { "nodes" },
+                    if not_ready.len() == 1 {
+                        "node"
+                    } else {
+                        "nodes"
+                    },
                     and_list(&not_ready)
                 ),
             )
@@ -69,9 +73,6 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
             ),
         ));
     } else {
-        out.push(pass(
-            ID,
-            format!("{} Ready", count(ready, "other node")),
-        ));
+        out.push(pass(ID, format!("{} Ready", count(ready, "other node"))));
     }
 }

@@ -1,7 +1,7 @@
 //! Pods on the target whose PodDisruptionBudget allows no disruption would
 //! make a drain hang.
 
-use super::{Context, NoParams, and_list, or_list, deny, pass, unknown};
+use super::{Context, NoParams, and_list, deny, or_list, pass, unknown};
 use crate::state::Probe;
 use crate::verdict::Finding;
 
@@ -40,7 +40,12 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
             ID,
             format!(
                 "no pod on {} is blocked by a PodDisruptionBudget",
-                or_list(&ctx.targets.iter().map(|n| n.name.as_str()).collect::<Vec<_>>())
+                or_list(
+                    &ctx.targets
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                )
             ),
         ));
     } else {

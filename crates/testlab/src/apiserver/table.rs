@@ -307,7 +307,8 @@ fn cells(r: &Resource, obj: &Value, now: Timestamp) -> Vec<Value> {
                 .iter()
                 .filter_map(|c| c.get("restartCount").and_then(Value::as_u64))
                 .sum();
-            let none = |v: Option<&str>| v.filter(|v| !v.is_empty()).unwrap_or("<none>").to_string();
+            let none =
+                |v: Option<&str>| v.filter(|v| !v.is_empty()).unwrap_or("<none>").to_string();
             vec![
                 json!(name),
                 json!(format!("{ready}/{total}")),
@@ -503,12 +504,23 @@ mod tests {
             requested(&m)
         };
         assert_eq!(
-            h("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"),
+            h(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            ),
             Some("v1")
         );
-        assert_eq!(h("application/json;as=Table;v=v1beta1;g=meta.k8s.io"), Some("v1beta1"));
+        assert_eq!(
+            h("application/json;as=Table;v=v1beta1;g=meta.k8s.io"),
+            Some("v1beta1")
+        );
         assert_eq!(h("application/json"), None);
-        assert_eq!(h("application/json, application/json;as=Table;v=v1;g=meta.k8s.io"), None);
-        assert_eq!(h("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"), None);
+        assert_eq!(
+            h("application/json, application/json;as=Table;v=v1;g=meta.k8s.io"),
+            None
+        );
+        assert_eq!(
+            h("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"),
+            None
+        );
     }
 }
