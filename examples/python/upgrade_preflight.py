@@ -27,7 +27,7 @@ import hapy
 GATES = {
     "kill-switch": ["kill-switch"],
     "alerts": ["alerts"],
-    "quiet baseline": ["soak", "nodes-ready"],
+    "quiet baseline": ["soak", "nodes-ready", "node-drift"],
     "quorum": [
         "etcd-quorum",
         "etcd-two-voters",

@@ -123,9 +123,11 @@ fn main() -> ExitCode {
         Ok(exit) => ExitCode::from(exit as u8),
         Err(e) => {
             let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "error: {e}");
+            // A URL in an error is shown without its credentials.
+            let _ = writeln!(err, "error: {}", kubeadm::redact_urls_in(&e.to_string()));
             for cause in e.chain().skip(1) {
-                let _ = writeln!(err, "  caused by: {cause}");
+                let cause = cause.to_string();
+                let _ = writeln!(err, "  caused by: {}", kubeadm::redact_urls_in(&cause));
             }
             ExitCode::from(Exit::Usage as u8)
         }

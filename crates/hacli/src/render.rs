@@ -72,9 +72,9 @@ pub fn status(st: &Status) -> String {
         Section::Ok(e) => {
             let _ = writeln!(
                 s,
-                "etcd: {} voter(s), {} learner(s), {} healthy, quorum {}, can lose {} more (tolerates {} when all healthy), leader {}",
-                e.voters,
-                e.learners,
+                "etcd: {}, {}, {} healthy, quorum {}, can lose {} more (tolerates {} when all healthy), leader {}",
+                hacore::rules::count(e.voters, "voter"),
+                hacore::rules::count(e.learners, "learner"),
                 e.healthy,
                 e.quorum,
                 e.tolerance_now,

@@ -341,7 +341,7 @@ fn status_reports_quorum_and_disruptions() {
     let text_out = hacli(&["status", "-t", HA, "-s", "examples/state/ha-healthy.yaml"]);
     let s = text(&text_out.stdout);
     assert!(
-        s.contains("etcd: 3 voter(s), 0 learner(s), 3 healthy, quorum 2, can lose 1 more"),
+        s.contains("etcd: 3 voters, 0 learners, 3 healthy, quorum 2, can lose 1 more"),
         "{s}"
     );
     assert!(s.contains("k8s-master-2           allow"), "{s}");

@@ -104,7 +104,7 @@ fn healthy_cluster_allows_a_follower_and_denies_the_leader() {
     let lb = findings(&out, "load-balancer");
     assert!(
         lb.iter()
-            .any(|(sev, msg)| sev == "pass" && msg.contains("2 other backend(s) UP")),
+            .any(|(sev, msg)| sev == "pass" && msg.contains("2 other backends UP")),
         "{lb:?}"
     );
     assert!(
@@ -177,7 +177,7 @@ fn an_etcd_alarm_denies_until_disarmed() {
         alarms,
         [(
             "deny".to_string(),
-            format!("etcd alarm(s) active: NOSPACE on {}", others[1])
+            format!("etcd alarm active: NOSPACE on {}", others[1])
         )],
         "{out}"
     );
@@ -525,7 +525,7 @@ fn the_other_backends_in_maint_deny_by_load_balancer() {
     let lb = findings(&out, "load-balancer");
     assert!(
         lb.iter()
-            .any(|(sev, msg)| sev == "deny" && msg.contains("0 other backend(s) UP")),
+            .any(|(sev, msg)| sev == "deny" && msg.contains("0 other backends UP")),
         "{lb:?}"
     );
 

@@ -8,17 +8,17 @@ use crate::source::Diagnostic;
 /// involved, and what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file could not be read.
-    #[error("{file}: cannot read: {source}")]
+    /// A file could not be read. The I/O error is part of the message (and
+    /// not also a `source()`, so that a chain of causes prints it once).
+    #[error("{file}: cannot read: {cause}")]
     Io {
         /// The file.
         file: String,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A document is not valid YAML/JSON or does not match the schema.
-    #[error("{file}:{line}:{column}: {message}")]
+    #[error("{file}:{line}:{column}: {}{message}", field_prefix(field))]
     Parse {
         /// The file (or a name given to an in-memory document).
         file: String,
@@ -26,11 +26,14 @@ pub enum Error {
         line: usize,
         /// 1-based column; 0 when unknown.
         column: usize,
+        /// The field's path (`etcd.members[0].id`); empty when the error is
+        /// not in a field (a syntax error, the document as a whole).
+        field: String,
         /// What is wrong.
         message: String,
     },
     /// A document parsed but failed validation; every error is listed.
-    #[error("{file}: {} error(s):\n{}", errors.len(), render(errors))]
+    #[error("{file}: {}:\n{}", if errors.len() == 1 { "1 error".to_string() } else { format!("{} errors", errors.len()) }, render(errors))]
     Invalid {
         /// The file.
         file: String,
@@ -55,6 +58,14 @@ pub enum Error {
     /// A built-in policy name was not recognised.
     #[error("unknown policy `{0}`: expected a file path or one of the built-ins: {1}")]
     UnknownPolicy(String, String),
+}
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
 }
 
 fn render(errors: &[Diagnostic]) -> String {

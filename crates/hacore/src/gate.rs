@@ -100,6 +100,7 @@ rule_set! {
     alerts: rules::alerts::Params => alerts,
     soak: rules::soak::Params => soak,
     nodes_ready: rules::nodes_ready::Params => nodes_ready,
+    node_drift: rules::node_drift::Params => node_drift,
     daemonsets: rules::daemonsets::Params => daemonsets,
     etcd_quorum: NoParams => etcd_quorum,
     etcd_two_voters: NoParams => etcd_two_voters,
@@ -221,6 +222,10 @@ impl Policy {
             }
             _ => return None,
         };
+        // Wherever nodes count, a node the topology does not list is named.
+        if r.nodes_ready.is_some() {
+            r.node_drift = Some(Default::default());
+        }
         Some(Policy {
             name: name.to_string(),
             description: Some(description.to_string()),

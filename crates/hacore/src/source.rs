@@ -100,8 +100,20 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Parse `text` (YAML or JSON, which is YAML) into `T`; `file` names it in errors.
+///
+/// YAML 1.2 booleans only (`true`/`false`; `yes`/`no`/`on`/`off` are not
+/// booleans). The error names the file, line, column and the field's path,
+/// each once.
 pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Error> {
-    serde_saphyr::from_str(text).map_err(|e| {
+    let options = serde_saphyr::options! { strict_booleans: true };
+    let mut field = String::new();
+    serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            field = e.path().to_string();
+            e.into_inner()
+        })
+    })
+    .map_err(|e| {
         let (line, column) = e
             .location()
             .map(|l| (l.line() as usize, l.column() as usize))
@@ -110,6 +122,7 @@ pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Error> {
             file: file.to_string(),
             line,
             column,
+            field: tidy_path(&field),
             message: first_line(&e.to_string()),
         }
     })
@@ -118,9 +131,9 @@ pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Error> {
 /// Read and parse a file.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<(T, String), Error> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let text = std::fs::read_to_string(path).map_err(|cause| Error::Io {
         file: file.clone(),
-        source,
+        cause,
     })?;
     let value = parse(&file, &text)?;
     Ok((value, text))
@@ -128,17 +141,47 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Result<(T, String), Error> {
 
 /// serde-saphyr renders a source snippet after the first line; keep only the
 /// message itself (the position is carried separately), minus the
-/// "error: line L column C: " prefix it repeats.
+/// "error: line L column C: " prefix and the " at line L, column C" suffix
+/// it may add.
 fn first_line(s: &str) -> String {
     let line = s.lines().next().unwrap_or(s).trim();
-    let line = line.strip_prefix("error: ").unwrap_or(line);
+    let mut line = line.strip_prefix("error: ").unwrap_or(line);
     if let Some(rest) = line.strip_prefix("line ")
         && let Some(idx) = rest.find(": ")
         && rest[..idx].contains("column")
     {
-        return rest[idx + 2..].to_string();
+        line = &rest[idx + 2..];
     }
-    line.to_string()
+    strip_location_suffix(line).to_string()
+}
+
+/// A serde path as a field path: `.` (the document) is empty, and a map
+/// key (`probeErrors.?`) is named by its map.
+fn tidy_path(path: &str) -> String {
+    let mut p = path;
+    while let Some(rest) = p.strip_suffix(".?").or_else(|| p.strip_suffix('?')) {
+        p = rest;
+    }
+    if p == "." {
+        String::new()
+    } else {
+        p.to_string()
+    }
+}
+
+/// `msg at line 3, column 7` -> `msg`.
+fn strip_location_suffix(s: &str) -> &str {
+    let Some(idx) = s.rfind(" at line ") else {
+        return s;
+    };
+    let tail = &s[idx + " at line ".len()..];
+    let is_location = tail.split_once(", column ").is_some_and(|(l, c)| {
+        !l.is_empty()
+            && !c.is_empty()
+            && l.bytes().all(|b| b.is_ascii_digit())
+            && c.bytes().all(|b| b.is_ascii_digit())
+    });
+    if is_location { &s[..idx] } else { s }
 }
 
 #[derive(Debug, PartialEq)]

@@ -44,7 +44,11 @@ pub struct ClusterState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<Vec<Alert>>,
     /// Whether the kill-switch ConfigMap exists.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict::opt_bool"
+    )]
     pub kill_switch: Option<bool>,
     /// The disruption lock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,18 +69,19 @@ pub struct HostState {
     /// Host name.
     pub name: String,
     /// Physical memory, GiB.
-    #[serde(rename = "memoryGiB")]
+    #[serde(rename = "memoryGiB", deserialize_with = "strict::num")]
     pub memory_gib: u32,
     /// Memory committed to all VMs on the host, GiB.
-    #[serde(rename = "committedMemoryGiB")]
+    #[serde(rename = "committedMemoryGiB", deserialize_with = "strict::num")]
     pub committed_memory_gib: u32,
     /// Physical CPU threads.
+    #[serde(deserialize_with = "strict::num")]
     pub cpus: u32,
     /// vCPUs committed to all VMs on the host.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::num")]
     pub committed_cpus: u32,
     /// VM ids present on the host.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::nums")]
     pub vmids: Vec<u32>,
 }
 
@@ -157,19 +162,23 @@ pub struct NodeState {
     /// Node name.
     pub name: String,
     /// The Ready condition: true, false, or null/absent for Unknown.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::opt_bool")]
     pub ready: Option<bool>,
     /// `lastTransitionTime` of the Ready condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_since: Option<Timestamp>,
     /// `spec.unschedulable`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::bool")]
     pub cordoned: bool,
     /// Taints as `key[=value]:Effect`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<String>,
     /// Whether the host asks for a reboot (the kured sentinel file).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict::opt_bool"
+    )]
     pub reboot_required: Option<bool>,
     /// DaemonSets whose pod on this node is missing or not running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -222,17 +231,21 @@ pub struct EtcdMember {
     #[serde(default, rename = "clientURLs", alias = "clientUrls")]
     pub client_urls: Vec<String>,
     /// Non-voting learner.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::bool")]
     pub is_learner: bool,
     /// Health (a quorum read or committed proposal through this member
     /// answered); null/absent when not known.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::opt_bool")]
     pub healthy: Option<bool>,
     /// Whether this member is the raft leader.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::bool")]
     pub leader: bool,
     /// Raft applied index from `endpoint status`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict::opt_num"
+    )]
     pub raft_index: Option<u64>,
     /// Active alarms on this member (`NOSPACE`, `CORRUPT`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -261,13 +274,36 @@ impl Serialize for MemberId {
     }
 }
 
+/// What a member id may look like, said whenever one does not.
+pub const MEMBER_ID_FORMS: &str = "a member id is a decimal number, as `etcdctl member list -w json` prints it, or a string of up to 16 hexadecimal digits, as `etcdctl member list -w json --hex` prints it (\"8e9e05c52164694d\")";
+
+impl MemberId {
+    /// Parse the hexadecimal form `etcdctl --hex` prints: 1 to 16 hex
+    /// digits, no `0x`.
+    pub fn from_hex(s: &str) -> Result<MemberId, String> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("`{s}` is not a member id: {MEMBER_ID_FORMS}"));
+        }
+        let digits = s.trim_start_matches('0');
+        if digits.len() > 16 {
+            return Err(format!(
+                "member id `{s}` is out of range: it has {} significant hexadecimal digits, and a member id has at most 16 (64 bits)",
+                digits.len()
+            ));
+        }
+        u64::from_str_radix(s, 16)
+            .map(MemberId)
+            .map_err(|e| format!("`{s}` is not a member id ({e}): {MEMBER_ID_FORMS}"))
+    }
+}
+
 impl<'de> Deserialize<'de> for MemberId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl serde::de::Visitor<'_> for V {
             type Value = MemberId;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an etcd member id: a decimal number, or a hex string")
+                f.write_str("an etcd member id (a decimal number, or a string of up to 16 hexadecimal digits as `etcdctl --hex` prints it)")
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<MemberId, E> {
                 Ok(MemberId(v))
@@ -275,13 +311,40 @@ impl<'de> Deserialize<'de> for MemberId {
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<MemberId, E> {
                 u64::try_from(v)
                     .map(MemberId)
-                    .map_err(|_| E::custom(format!("member id {v} is negative")))
+                    .map_err(|_| E::custom(format!("{v} is not a member id: {MEMBER_ID_FORMS}")))
+            }
+            fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<MemberId, E> {
+                u64::try_from(v).map(MemberId).map_err(|_| {
+                    E::custom(format!(
+                        "member id {v} is out of range: a member id is at most {} (64 bits)",
+                        u64::MAX
+                    ))
+                })
+            }
+            fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<MemberId, E> {
+                match u128::try_from(v) {
+                    Ok(u) => self.visit_u128(u),
+                    Err(_) => Err(E::custom(format!(
+                        "{v} is not a member id: {MEMBER_ID_FORMS}"
+                    ))),
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<MemberId, E> {
+                // A YAML or JSON integer too large for 64 bits arrives as a
+                // float: say what is wrong with it, not how it was converted.
+                if v.is_finite() && v.fract() == 0.0 && v >= 18_446_744_073_709_551_616.0 {
+                    Err(E::custom(format!(
+                        "member id is out of range: a member id is at most {} (64 bits)",
+                        u64::MAX
+                    )))
+                } else {
+                    Err(E::custom(format!(
+                        "{v} is not a member id: {MEMBER_ID_FORMS}"
+                    )))
+                }
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MemberId, E> {
-                let hex = v.strip_prefix("0x").unwrap_or(v);
-                u64::from_str_radix(hex, 16)
-                    .map(MemberId)
-                    .map_err(|_| E::custom(format!("member id `{v}` is not a hex number")))
+                MemberId::from_hex(v).map_err(E::custom)
             }
         }
         d.deserialize_any(V)
@@ -335,7 +398,11 @@ pub struct LbBackend {
     /// HAProxy's status for the server.
     pub status: BackendStatus,
     /// Current sessions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict::opt_num"
+    )]
     pub sessions: Option<u64>,
 }
 
@@ -372,10 +439,14 @@ impl fmt::Display for BackendStatus {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiserverState {
     /// `/readyz` per master, by node name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::bool_map")]
     pub per_node: BTreeMap<String, bool>,
     /// `/readyz` through the control-plane endpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict::opt_bool"
+    )]
     pub via_endpoint: Option<bool>,
 }
 
@@ -499,12 +570,26 @@ impl ClusterState {
         if let Some(etcd) = &self.etcd {
             let mut ids = BTreeSet::new();
             let mut leaders = 0;
+            let mut names: BTreeMap<&str, (usize, MemberId)> = BTreeMap::new();
             for (i, m) in etcd.members.iter().enumerate() {
                 if !ids.insert(m.id) {
                     out.push(Diagnostic::error(
                         format!("etcd.members[{i}].id"),
                         format!("member id {} is listed twice", m.id),
                     ));
+                }
+                if !m.name.is_empty() {
+                    if let Some(&(first, id)) = names.get(m.name.as_str()) {
+                        out.push(Diagnostic::error(
+                            format!("etcd.members[{i}].name"),
+                            format!(
+                                "member name `{}` is used by two members, ids {id} (etcd.members[{first}]) and {}: etcd names each member after its node, so one of them is stale (`etcdctl member remove ID`) or misnamed",
+                                m.name, m.id
+                            ),
+                        ));
+                    } else {
+                        names.insert(&m.name, (i, m.id));
+                    }
                 }
                 leaders += usize::from(m.leader);
                 if m.leader && m.is_learner {
@@ -539,6 +624,98 @@ impl ClusterState {
     }
 }
 
+/// Strict scalars for observed-state files: a boolean is `true` or
+/// `false`, never a quoted string or `yes`/`no`, and a number is written as
+/// a number, never as a quoted string. Each reads through
+/// `deserialize_any`, where the YAML reader keeps quoted scalars strings.
+mod strict {
+    use std::collections::BTreeMap;
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{self, Deserialize, Deserializer, Visitor};
+
+    /// A boolean written as one.
+    struct B(bool);
+
+    impl<'de> Deserialize<'de> for B {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = B;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("`true` or `false` (unquoted; not yes/no)")
+                }
+                fn visit_bool<E: de::Error>(self, v: bool) -> Result<B, E> {
+                    Ok(B(v))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// An unsigned integer written as a number.
+    struct N<T>(T);
+
+    impl<'de, T: TryFrom<u64>> Deserialize<'de> for N<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<T>(PhantomData<T>);
+            impl<T: TryFrom<u64>> Visitor<'_> for V<T> {
+                type Value = N<T>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a whole number written as a number (unquoted)")
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<N<T>, E> {
+                    T::try_from(v).map(N).map_err(|_| {
+                        E::custom(format!(
+                            "{v} is out of range (at most {} bits)",
+                            std::mem::size_of::<T>() * 8
+                        ))
+                    })
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<N<T>, E> {
+                    match u64::try_from(v) {
+                        Ok(u) => self.visit_u64(u),
+                        Err(_) => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                    }
+                }
+            }
+            d.deserialize_any(V(PhantomData))
+        }
+    }
+
+    pub(super) fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        B::deserialize(d).map(|b| b.0)
+    }
+
+    pub(super) fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        Option::<B>::deserialize(d).map(|o| o.map(|b| b.0))
+    }
+
+    pub(super) fn bool_map<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, bool>, D::Error> {
+        BTreeMap::<String, B>::deserialize(d)
+            .map(|m| m.into_iter().map(|(k, b)| (k, b.0)).collect())
+    }
+
+    pub(super) fn num<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D::Error> {
+        N::<T>::deserialize(d).map(|n| n.0)
+    }
+
+    pub(super) fn opt_num<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        Option::<N<T>>::deserialize(d).map(|o| o.map(|n| n.0))
+    }
+
+    pub(super) fn nums<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        Vec::<N<T>>::deserialize(d).map(|v| v.into_iter().map(|n| n.0).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,11 +731,232 @@ mod tests {
     fn member_ids_decimal_and_hex() {
         let a: MemberId = serde_json::from_str("10276657743932975437").unwrap();
         let b: MemberId = serde_json::from_str("\"8e9e05c52164694d\"").unwrap();
-        let c: MemberId = serde_json::from_str("\"0x8e9e05c52164694d\"").unwrap();
         assert_eq!(a, b);
-        assert_eq!(b, c);
         assert_eq!(serde_json::to_string(&a).unwrap(), "\"8e9e05c52164694d\"");
-        assert!(serde_json::from_str::<MemberId>("\"xyz\"").is_err());
+        // What we write reads back.
+        let c: MemberId =
+            serde_json::from_str(&serde_json::to_string(&MemberId(0x3e9)).unwrap()).unwrap();
+        assert_eq!(c, MemberId(0x3e9));
+        for bad in [
+            "\"xyz\"",
+            "\"0x8e9e05c52164694d\"",
+            "\"\"",
+            "-1",
+            "1.5",
+            "true",
+        ] {
+            let e = serde_json::from_str::<MemberId>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("member id"), "{bad}: {e}");
+        }
+    }
+
+    const LAB3: &str = "cluster: lab3\ncontrolPlaneEndpoint: { address: 10.1.0.10 }\nnodes:\n  - { name: m1, role: control-plane, address: 10.1.0.10 }\n  - { name: m2, role: control-plane, address: 10.1.0.12 }\n";
+
+    fn load(doc: &str) -> Result<ClusterState, String> {
+        let (t, _) = Topology::from_yaml("t.yaml", LAB3).unwrap();
+        let text = format!("observedAt: 2026-03-04T02:00:00Z\n{doc}");
+        ClusterState::from_yaml("s.yaml", &text, &t)
+            .map(|(s, _)| s)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The error names `s.yaml:LINE:COLUMN: FIELD: ` once each, with no
+    /// second location and no repeated cause.
+    fn rejected(doc: &str, line: usize, field: &str, says: &str) {
+        let e = load(doc).expect_err(doc);
+        let (pos, rest) = e
+            .strip_prefix(&format!("s.yaml:{line}:"))
+            .and_then(|r| r.split_once(": "))
+            .unwrap_or_else(|| panic!("{doc}: no s.yaml:{line}:COLUMN: in {e}"));
+        assert!(pos.parse::<usize>().is_ok_and(|c| c > 0), "{e}");
+        assert!(rest.starts_with(&format!("{field}: ")), "{doc}: {e}");
+        assert_eq!(e.matches("s.yaml").count(), 1, "{e}");
+        assert_eq!(e.matches(field).count(), 1, "{e}");
+        assert!(!e.contains(" at line "), "{e}");
+        assert!(!e.to_lowercase().contains("floating"), "{e}");
+        assert!(e.contains(says), "{doc}: expected {says:?} in {e}");
+    }
+
+    #[test]
+    fn booleans_are_true_or_false_unquoted() {
+        let s = load("nodes:\n  - { name: m1, ready: true, cordoned: false }\n  - { name: m2, ready: null }\nkillSwitch: false\n").unwrap();
+        let nodes = s.nodes.unwrap();
+        assert_eq!(
+            (nodes[0].ready, nodes[0].cordoned, nodes[1].ready),
+            (Some(true), false, None)
+        );
+        assert_eq!(s.kill_switch, Some(false));
+        let expected = "expected `true` or `false`";
+        rejected(
+            "nodes:\n  - { name: m1, ready: yes }\n",
+            3,
+            "nodes[0].ready",
+            expected,
+        );
+        rejected(
+            "nodes:\n  - { name: m1, ready: \"true\" }\n",
+            3,
+            "nodes[0].ready",
+            expected,
+        );
+        rejected(
+            "nodes:\n  - { name: m1, cordoned: no }\n",
+            3,
+            "nodes[0].cordoned",
+            expected,
+        );
+        rejected("killSwitch: \"false\"\n", 2, "killSwitch", expected);
+        rejected("killSwitch: off\n", 2, "killSwitch", expected);
+        rejected(
+            "apiservers: { perNode: { m1: \"yes\" } }\n",
+            2,
+            "apiservers.perNode.m1",
+            expected,
+        );
+        rejected(
+            "etcd:\n  members:\n    - { id: 1, leader: \"true\" }\n",
+            4,
+            "etcd.members[0].leader",
+            expected,
+        );
+        // JSON is read the same way.
+        let (t, _) = Topology::from_yaml("t.yaml", LAB3).unwrap();
+        let e = ClusterState::from_yaml(
+            "s.json",
+            "{\"observedAt\": \"2026-03-04T02:00:00Z\", \"killSwitch\": \"no\"}",
+            &t,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("s.json:1:") && e.contains(": killSwitch: invalid type: string \"no\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn numbers_are_not_quoted() {
+        let s = load("etcd:\n  members:\n    - { id: 1, raftIndex: 5000 }\n").unwrap();
+        assert_eq!(s.etcd.unwrap().members[0].raft_index, Some(5000));
+        let expected = "expected a whole number written as a number";
+        rejected(
+            "etcd:\n  members:\n    - { id: 1, raftIndex: \"5000\" }\n",
+            4,
+            "etcd.members[0].raftIndex",
+            expected,
+        );
+        rejected(
+            "loadBalancer:\n  backends:\n    - { server: m1, status: UP, sessions: \"3\" }\n",
+            4,
+            "loadBalancer.backends[0].sessions",
+            expected,
+        );
+        rejected(
+            "hypervisors:\n  - { name: h1, memoryGiB: \"64\", committedMemoryGiB: 1, cpus: 1 }\n",
+            3,
+            "hypervisors[0].memoryGiB",
+            expected,
+        );
+        rejected(
+            "hypervisors:\n  - { name: h1, memoryGiB: 64, committedMemoryGiB: 1, cpus: 1, vmids: [\"100\"] }\n",
+            3,
+            "hypervisors[0].vmids[0]",
+            expected,
+        );
+        rejected(
+            "hypervisors:\n  - { name: h1, memoryGiB: 4294967296, committedMemoryGiB: 1, cpus: 1 }\n",
+            3,
+            "hypervisors[0].memoryGiB",
+            "4294967296 is out of range (at most 32 bits)",
+        );
+    }
+
+    #[test]
+    fn member_ids_are_decimal_numbers_or_hex_strings() {
+        let ids = |doc: &str| -> Vec<u64> {
+            load(doc)
+                .unwrap()
+                .etcd
+                .unwrap()
+                .members
+                .iter()
+                .map(|m| m.id.0)
+                .collect()
+        };
+        assert_eq!(
+            ids(
+                "etcd:\n  members:\n    - { id: 10276657743932975437 }\n    - { id: \"91bc3c398fb3c146\" }\n    - { id: \"3e9\" }\n    - { id: 1002 }\n"
+            ),
+            [10276657743932975437, 0x91bc3c398fb3c146, 0x3e9, 1002]
+        );
+        for bad in ["\"0x3e9\"", "\"xyz\"", "-1", "1.5", "\"\"", "1e3"] {
+            rejected(
+                &format!("etcd:\n  members:\n    - {{ id: {bad} }}\n"),
+                4,
+                "etcd.members[0].id",
+                MEMBER_ID_FORMS,
+            );
+        }
+        rejected(
+            "etcd:\n  members:\n    - { id: 18446744073709551616 }\n",
+            4,
+            "etcd.members[0].id",
+            "member id is out of range: a member id is at most 18446744073709551615 (64 bits)",
+        );
+        rejected(
+            "etcd:\n  members:\n    - { id: \"1ffffffffffffffff\" }\n",
+            4,
+            "etcd.members[0].id",
+            "member id `1ffffffffffffffff` is out of range",
+        );
+    }
+
+    #[test]
+    fn two_members_with_one_name_are_an_error_naming_both_ids() {
+        let e = load("etcd:\n  members:\n    - { id: 1001, name: m1 }\n    - { id: \"3ea\", name: m1 }\n    - { id: 1003 }\n    - { id: 1004 }\n")
+            .unwrap_err();
+        assert!(
+            e.contains("s.yaml:5:20: error: etcd.members[1].name: member name `m1` is used by two members, ids 3e9 (etcd.members[0]) and 3ea"),
+            "{e}"
+        );
+        // Members that never started have no name: not a duplicate.
+        assert!(load("etcd:\n  members:\n    - { id: 1003 }\n    - { id: 1004 }\n").is_ok());
+    }
+
+    #[test]
+    fn syntax_errors_name_the_position_once() {
+        let (t, _) = Topology::from_yaml("t.yaml", LAB3).unwrap();
+        let e = ClusterState::from_yaml("s.yaml", "", &t)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "s.yaml:1:1: unexpected end of input");
+        let e = ClusterState::from_yaml(
+            "s.yaml",
+            "observedAt: 2026-03-04T02:00:00Z\nprobeErrors: { bogus: x }\n",
+            &t,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("s.yaml:2:16: probeErrors: unknown variant `bogus`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_file_names_its_cause_once() {
+        let (t, _) = Topology::from_yaml("t.yaml", LAB3).unwrap();
+        let e = ClusterState::load(Path::new("/nonexistent/s.yaml"), &t).unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("/nonexistent/s.yaml: cannot read: "),
+            "{shown}"
+        );
+        // The cause is in the message, so it is not a source() too: a chain
+        // of causes prints it once.
+        assert!(std::error::Error::source(&e).is_none());
     }
 
     #[test]

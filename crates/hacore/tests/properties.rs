@@ -304,7 +304,7 @@ proptest! {
         let v = evaluate(&topology, &state, &policy, &req, state.observed_at).unwrap();
         let touches_cp = v.affected.iter().any(|n| topology.node(n).is_some_and(|n| n.is_control_plane()));
         let needing: Vec<&str> = match probe {
-            Probe::Nodes => vec!["nodes-ready", "soak", "daemonsets"],
+            Probe::Nodes => vec!["nodes-ready", "node-drift", "soak", "daemonsets"],
             Probe::KillSwitch => vec!["kill-switch"],
             Probe::Alerts => vec!["alerts"],
             Probe::Lock => vec!["lock"],

@@ -107,8 +107,9 @@ impl EtcdTlsOverrides {
 /// kubeadm's etcd certificate directory.
 pub const KUBEADM_ETCD_PKI: &str = "/etc/kubernetes/pki/etcd";
 
-/// What to observe and how long to wait.
-#[derive(Debug, Clone)]
+/// What to observe and how long to wait. Its `Debug` shows URLs without
+/// their credentials.
+#[derive(Clone)]
 pub struct ObserverConfig {
     /// kubeconfig file; None: kube's standard inference.
     pub kubeconfig: Option<PathBuf>,
@@ -138,6 +139,33 @@ pub struct ObserverConfig {
     /// not observed (its probe fails, and the rules that need it answer
     /// unknown).
     pub lb_runtime_api: Option<RuntimeApi>,
+}
+
+impl std::fmt::Debug for ObserverConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |urls: &[String]| -> Vec<String> {
+            urls.iter()
+                .map(|u| crate::redact_url(u).into_owned())
+                .collect()
+        };
+        f.debug_struct("ObserverConfig")
+            .field("kubeconfig", &self.kubeconfig)
+            .field("etcd_endpoints", &redacted(&self.etcd_endpoints))
+            .field("etcd_tls", &self.etcd_tls)
+            .field("deadline", &self.deadline)
+            .field("member_timeout", &self.member_timeout)
+            .field("kill_switch", &self.kill_switch)
+            .field("lock", &self.lock)
+            .field("daemonsets", &self.daemonsets)
+            .field(
+                "prometheus_url",
+                &self.prometheus_url.as_deref().map(crate::redact_url),
+            )
+            .field("apiserver_port", &self.apiserver_port)
+            .field("reboot_required", &self.reboot_required)
+            .field("lb_runtime_api", &self.lb_runtime_api)
+            .finish()
+    }
 }
 
 impl Default for ObserverConfig {
@@ -187,6 +215,21 @@ impl ObserverConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_urls_without_credentials() {
+        let c = ObserverConfig {
+            prometheus_url: Some("http://scraper:s3cret-pw@127.0.0.1:9090/".into()),
+            etcd_endpoints: vec!["https://u:etcd-pw@10.0.0.1:2379".into()],
+            ..Default::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cret-pw") && !shown.contains("etcd-pw"),
+            "{shown}"
+        );
+        assert!(shown.contains("http://***@127.0.0.1:9090/"), "{shown}");
+    }
 
     fn topology(etcd: &str) -> Topology {
         let yaml = format!(

@@ -66,7 +66,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// The message with its causes, `a: b: c`, for one-line reports.
+    /// The message with its causes, `a: b: c`, for one-line reports; a URL
+    /// in a cause is shown without its credentials.
     pub fn chain(&self) -> String {
         let mut out = self.to_string();
         let mut cur = std::error::Error::source(self);
@@ -75,7 +76,7 @@ impl Error {
             out.push_str(&e.to_string());
             cur = e.source();
         }
-        out
+        crate::redact_urls_in(&out).into_owned()
     }
 
     pub(crate) fn kube(what: impl Into<String>, source: kube::Error) -> Self {

@@ -25,12 +25,14 @@ pub mod etcd_alarm;
 pub mod lb;
 pub mod lock;
 pub mod observe;
+pub mod redact;
 
 pub use config::{EtcdTls, EtcdTlsOverrides, ObjectRef, ObserverConfig};
 pub use error::Error;
 pub use lb::observe_load_balancer;
 pub use lock::{Acquire, DisruptionLock};
 pub use observe::{Observer, Timings};
+pub use redact::{redact_url, redact_urls_in};
 
 /// Build a Kubernetes client: from `kubeconfig` if given, else by kube's
 /// standard inference.

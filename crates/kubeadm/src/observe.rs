@@ -54,7 +54,9 @@ async fn within<T, E: std::error::Error + 'static>(
 ) -> ProbeResult<T> {
     match timeout_at(until, f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("{what}: {}", describe(&e))),
+        // `what` names URLs already redacted; a library's message may repeat
+        // the URL it was given.
+        Ok(Err(e)) => Err(format!("{what}: {}", crate::redact_urls_in(&describe(&e)))),
         Err(_) => Err(format!("{what}: no answer before the deadline")),
     }
 }
@@ -143,8 +145,8 @@ impl Observer {
                     .build()
                     .map_err(|e| Error::BadUrl {
                         what: "prometheus",
-                        url: url.clone(),
-                        reason: e.to_string(),
+                        url: crate::redact_url(url).into_owned(),
+                        reason: crate::redact_urls_in(&e.to_string()).into_owned(),
                     })?,
             ),
             None => None,
@@ -483,17 +485,19 @@ impl Observer {
         let base = self.config.prometheus_url.as_ref()?;
         let http = self.http.as_ref()?;
         let url = format!("{}/api/v1/alerts", base.trim_end_matches('/'));
+        // Named in errors without its credentials.
+        let shown = crate::redact_url(&url).into_owned();
         let fetch = async {
             let resp = http.get(&url).send().await?.error_for_status()?;
             resp.json::<serde_json::Value>().await
         };
         Some(
-            within(until, &format!("GET {url}"), fetch)
+            within(until, &format!("GET {shown}"), fetch)
                 .await
                 .and_then(|v| {
-                    let list = v["data"]["alerts"]
-                        .as_array()
-                        .ok_or_else(|| format!("GET {url}: no data.alerts array in the answer"))?;
+                    let list = v["data"]["alerts"].as_array().ok_or_else(|| {
+                        format!("GET {shown}: no data.alerts array in the answer")
+                    })?;
                     Ok(list
                         .iter()
                         .filter(|a| a["state"] == "firing")
@@ -518,9 +522,10 @@ impl Observer {
             .with_tls(self.etcd_tls.clone())
             .with_connect_timeout(self.config.member_timeout)
             .with_timeout(self.config.member_timeout);
+        let shown = crate::redact_url(&url).into_owned();
         let client = match within(
             member_until,
-            &format!("connect {url}"),
+            &format!("connect {shown}"),
             Etcd::connect([url.as_str()], Some(opts)),
         )
         .await
@@ -536,9 +541,9 @@ impl Observer {
         // the health check (`etcdctl endpoint health` does the same).
         let (mut c0, mut c1, c2) = (client.clone(), client.clone(), client.clone());
         let what = [
-            format!("status {url}"),
-            format!("quorum read {url}"),
-            format!("member list {url}"),
+            format!("status {shown}"),
+            format!("quorum read {shown}"),
+            format!("member list {shown}"),
         ];
         let (status, read, list) = tokio::join!(
             within(member_until, &what[0], c0.status()),
@@ -600,7 +605,7 @@ impl Observer {
         let mut views =
             futures::future::join_all(endpoints.into_iter().enumerate().map(|(i, u)| async move {
                 let v = self.etcd_endpoint(u, until, i == 0).await;
-                mark(format!("etcd {}", v.url));
+                mark(format!("etcd {}", crate::redact_url(&v.url)));
                 v
             }))
             .await;
@@ -608,7 +613,7 @@ impl Observer {
             && let Some(v) = views.iter_mut().skip(1).find(|v| v.member_id.is_some())
             && let Some(c) = v.client.clone()
         {
-            let what = format!("member list {}", v.url);
+            let what = format!("member list {}", crate::redact_url(&v.url));
             match member_list(c, &what, until).await {
                 Ok(m) => v.members = Some(m),
                 Err(e) => {
@@ -644,7 +649,7 @@ impl Observer {
                 .map(|v| {
                     v.error
                         .clone()
-                        .unwrap_or_else(|| format!("{}: no member list", v.url))
+                        .unwrap_or_else(|| format!("{}: no member list", crate::redact_url(&v.url)))
                 })
                 .collect();
             return Err(format!("no etcd endpoint answered: {}", why.join("; ")));

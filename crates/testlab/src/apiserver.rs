@@ -2,7 +2,8 @@
 //! real Kubernetes JSON (every object is checked against its `k8s-openapi`
 //! type on the way in), `resourceVersion`, optimistic concurrency on update
 //! (409 Conflict), create (409 AlreadyExists), JSON merge patch, label and
-//! field selectors, discovery (`/api`, `/apis`, `/version`) and `/readyz`.
+//! field selectors, discovery (`/api`, `/apis`, `/version`), `/readyz`, and
+//! server-side Tables for `kubectl get` (see [`table`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +20,8 @@ use serde_json::{Map, Value, json};
 
 use crate::LabError;
 use crate::pki::Pair;
+
+mod table;
 
 type Check = fn(Value) -> Result<Value, String>;
 
@@ -842,6 +845,16 @@ async fn handle(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::new(400, "BadRequest", format!("request body is not JSON: {e}")))
     };
+    // `kubectl get` asks for server-side Tables.
+    let table_version = if method == Method::GET {
+        table::requested(&headers)
+    } else {
+        None
+    };
+    let include = match table::Include::parse(q.get("includeObject").map(String::as_str)) {
+        Ok(i) => i,
+        Err(e) => return err_response(ApiError::new(400, "BadRequest", e)),
+    };
     let result = match (method.clone(), name) {
         (Method::GET, None) => {
             if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
@@ -902,9 +915,31 @@ async fn handle(
             format!("{method} is not supported here"),
         )),
     };
-    match result {
-        Ok((code, v)) => json_response(code, &v),
-        Err(e) => err_response(e),
+    match (result, table_version) {
+        (Ok((code, v)), Some(version)) => {
+            let (items, rv) = if name.is_some() {
+                let rv = meta(&v, "resourceVersion").unwrap_or_default();
+                (vec![v], rv)
+            } else {
+                let rv = v
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let items = v
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                (items, rv)
+            };
+            json_response(
+                code,
+                &table::table(r, version, &items, &rv, include, jiff::Timestamp::now()),
+            )
+        }
+        (Ok((code, v)), None) => json_response(code, &v),
+        (Err(e), _) => err_response(e),
     }
 }
 

@@ -365,3 +365,161 @@ fn haproxy_fronts_the_masters_and_follows_their_readyz() {
     lab.wait_lb(&["m1", "m2", "m3"], "UP", Duration::from_secs(10))
         .unwrap();
 }
+
+/// `kubectl get`'s rows as columns, header first.
+fn table_rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+fn row<'a>(rows: &'a [Vec<String>], col: usize, name: &str) -> &'a [String] {
+    rows.iter()
+        .find(|r| r.get(col).is_some_and(|c| c == name))
+        .unwrap_or_else(|| panic!("no row {name}: {rows:?}"))
+}
+
+#[test]
+fn kubectl_get_prints_the_servers_table_columns() {
+    if !have_kubectl() {
+        println!("SKIPPED: kubectl_get_prints_the_servers_table_columns: kubectl is not installed");
+        return;
+    }
+    let Some(lab) = Lab::start_or_skip("kubectl_get_prints_the_servers_table_columns") else {
+        return;
+    };
+    let (m2, m2_ip) = lab.masters[1].clone();
+    lab.set_node(&m2, m2_ip, true, false).unwrap();
+    lab.set_daemon_pod("calico-node", "w1", false).unwrap();
+
+    // Nodes: STATUS from the Ready condition, ROLES from the role labels.
+    let (ok, out, err) = kubectl(&lab, &["get", "nodes"]);
+    assert!(ok, "kubectl get nodes: {err}");
+    let rows = table_rows(&out);
+    assert_eq!(
+        rows[0],
+        ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
+        "{out}"
+    );
+    assert_eq!(rows.len(), 5, "{out}");
+    for r in &rows[1..] {
+        let want = if r[0] == m2 { "NotReady" } else { "Ready" };
+        assert_eq!(r[1], want, "{out}");
+        let role = if r[0].starts_with('m') {
+            "control-plane"
+        } else {
+            "<none>"
+        };
+        assert_eq!(r[2], role, "{out}");
+        assert!(
+            r[3].ends_with('s') || r[3].ends_with('m'),
+            "AGE {}: {out}",
+            r[3]
+        );
+        assert_eq!(r[4], "v1.32.0", "{out}");
+    }
+    // What a script greps for: ` Ready` only on the Ready nodes.
+    let ready: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(" Ready "))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(ready, ["m1", "m3", "w1"], "{out}");
+
+    // One node, and the wide columns.
+    let (ok, out, err) = kubectl(&lab, &["get", "node", &m2, "-o", "wide"]);
+    assert!(ok, "{err}");
+    let rows = table_rows(&out);
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "STATUS",
+            "ROLES",
+            "AGE",
+            "VERSION",
+            "INTERNAL-IP",
+            "EXTERNAL-IP",
+            "OS-IMAGE",
+            "KERNEL-VERSION",
+            "CONTAINER-RUNTIME"
+        ],
+        "{out}"
+    );
+    assert_eq!(rows.len(), 2, "{out}");
+    assert_eq!(rows[1][..2], [m2.clone(), "NotReady".to_string()], "{out}");
+    assert_eq!(rows[1][5], m2_ip.to_string(), "{out}");
+    assert_eq!(rows[1][6], "<none>", "{out}");
+
+    // Pods in every namespace: kubectl adds NAMESPACE from each row's object.
+    let (ok, out, err) = kubectl(&lab, &["get", "pods", "-A"]);
+    assert!(ok, "kubectl get pods -A: {err}");
+    let rows = table_rows(&out);
+    assert_eq!(
+        rows[0],
+        ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{out}"
+    );
+    assert_eq!(rows.len(), 5, "{out}");
+    for r in &rows[1..] {
+        assert_eq!(r[0], "kube-system", "{out}");
+        let want = if r[1] == "calico-node-w1" {
+            "Pending"
+        } else {
+            "Running"
+        };
+        assert_eq!(
+            (r[2].as_str(), r[3].as_str(), r[4].as_str()),
+            ("0/1", want, "0"),
+            "{out}"
+        );
+    }
+    let (ok, out, err) = kubectl(&lab, &["get", "pods", "-n", "kube-system", "-o", "wide"]);
+    assert!(ok, "{err}");
+    let rows = table_rows(&out);
+    assert_eq!(
+        rows[0][..9],
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED",
+            "NODE"
+        ],
+        "{out}"
+    );
+    assert_eq!(row(&rows, 0, "calico-node-m1")[6], "m1", "{out}");
+
+    // Leases: HOLDER.
+    let lease = serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "hacli-disruption-lock", "namespace": "kube-system"},
+        "spec": {"holderIdentity": "gate@m2", "leaseDurationSeconds": 300}
+    });
+    lab.store().create(lease).unwrap();
+    let (ok, out, err) = kubectl(&lab, &["get", "leases", "-n", "kube-system"]);
+    assert!(ok, "{err}");
+    let rows = table_rows(&out);
+    assert_eq!(rows[0], ["NAME", "HOLDER", "AGE"], "{out}");
+    assert_eq!(
+        row(&rows, 0, "hacli-disruption-lock")[1],
+        "gate@m2",
+        "{out}"
+    );
+
+    // Other resources: the generic table.
+    let (ok, out, err) = kubectl(&lab, &["get", "namespaces"]);
+    assert!(ok, "{err}");
+    let rows = table_rows(&out);
+    assert_eq!(rows[0], ["NAME", "CREATED", "AT"], "{out}");
+    assert!(rows.iter().any(|r| r[0] == "kube-system"), "{out}");
+
+    // Scripts that ask for objects still get objects.
+    let (ok, out, err) = kubectl(&lab, &["get", "nodes", "-o", "name"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 4, "{out}");
+}

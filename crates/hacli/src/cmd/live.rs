@@ -22,8 +22,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("`{s}`: a duration cannot be negative"))
 }
 
-/// How to reach the cluster.
-#[derive(Debug, clap::Args)]
+/// How to reach the cluster. Its `Debug` is the observer configuration's,
+/// which shows URLs without their credentials.
+#[derive(clap::Args)]
 pub struct LiveArgs {
     /// Topology file (YAML or JSON).
     #[arg(long, short = 't', env = "HACLI_TOPOLOGY")]
@@ -78,6 +79,18 @@ pub struct LiveArgs {
     /// HAProxy runtime API of the load balancer, unix:/path or tcp:ADDR:PORT; the topology's `loadBalancer.runtimeApi` by default.
     #[arg(long, env = "HACLI_LB_RUNTIME_API", value_parser = parse_runtime_api)]
     pub lb_runtime_api: Option<RuntimeApi>,
+}
+
+impl std::fmt::Debug for LiveArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("LiveArgs");
+        d.field("topology", &self.topology);
+        match self.config(None) {
+            Ok(c) => d.field("config", &c),
+            Err(e) => d.field("config", &format_args!("invalid: {e}")),
+        };
+        d.finish()
+    }
 }
 
 fn parse_runtime_api(s: &str) -> Result<RuntimeApi, String> {

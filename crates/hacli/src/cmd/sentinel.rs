@@ -87,7 +87,11 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             let now = jiff::Timestamp::now();
             match line {
                 Ok(msg) => outln!("{now} cycle {cycle} node {}: {msg}", a.node),
-                Err(e) => outln!("{now} cycle {cycle} node {}: error: {e:#}", a.node),
+                Err(e) => outln!(
+                    "{now} cycle {cycle} node {}: error: {}",
+                    a.node,
+                    kubeadm::redact_urls_in(&format!("{e:#}"))
+                ),
             }
             if a.cycles != 0 && cycle >= a.cycles {
                 return anyhow::Ok(Exit::Ok);

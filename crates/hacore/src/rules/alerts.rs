@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Context, deny, pass, unknown};
+use super::{Context, and_list, deny, pass, unknown};
 use crate::state::Probe;
 use crate::verdict::Finding;
 
@@ -129,9 +129,15 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
         ));
     } else {
         out.push(
-            deny(ID, format!("alert(s) firing: {}", firing.join(", "))).fix(
-                "resolve them, or add them to the policy's ignore pattern if they are expected",
-            ),
+            deny(
+                ID,
+                format!(
+                    "{} firing: {}",
+                    if firing.len() == 1 { "alert" } else { "alerts" },
+                    and_list(&firing)
+                ),
+            )
+            .fix("resolve them, or add them to the policy's ignore pattern if they are expected"),
         );
     }
 }

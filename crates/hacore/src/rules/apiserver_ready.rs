@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Context, deny, pass, unknown};
+use super::{Context, and_list, count, deny, pass, unknown};
 use crate::state::Probe;
 use crate::verdict::Finding;
 
@@ -81,24 +81,27 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
         }
     }
     if ready.len() >= p.min_ready {
-        out.push(pass(ID, format!("apiserver ready on {}", ready.join(", "))));
+        out.push(pass(ID, format!("apiserver ready on {}", and_list(&ready))));
     } else if ready.len() + unsure.len() >= p.min_ready {
         out.push(unknown(
             ID,
-            format!("/readyz of {} was not observed", unsure.join(", ")),
+            format!("/readyz of {} was not observed", and_list(&unsure)),
         ));
     } else {
         out.push(
             deny(
                 ID,
                 format!(
-                    "{} other apiserver(s) ready; {} needed while {} is down: the API would be unavailable",
-                    ready.len(),
+                    "{} ready; {} needed while {} is down: the API would be unavailable",
+                    count(ready.len(), "other apiserver"),
                     p.min_ready,
-                    ctx.target_names()
+                    ctx.target_phrase()
                 ),
             )
-            .fix("bring another master's apiserver to ready first"),
+            .fix(
+                ctx.host_fix()
+                    .unwrap_or_else(|| "bring another master's apiserver to ready first".into()),
+            ),
         );
     }
 }

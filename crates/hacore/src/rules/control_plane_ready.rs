@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Context, deny, pass, unknown};
+use super::{Context, and_list, count, deny, pass, unknown};
 use crate::state::Probe;
 use crate::verdict::Finding;
 
@@ -62,32 +62,47 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
     let list = if ready.is_empty() {
         "none".to_string()
     } else {
-        ready.join(", ")
+        and_list(&ready)
     };
     if min >= p.min_ready {
         out.push(pass(
             ID,
-            format!(
-                "{min} control-plane node(s) stay Ready ({list}); policy needs {}",
-                p.min_ready
-            ),
+            format!("{} Ready ({list}); policy needs {}", stay(min), p.min_ready),
         ));
     } else if max >= p.min_ready {
         out.push(unknown(
             ID,
-            format!("readiness of {} is unknown; {min} control-plane node(s) known Ready, policy needs {}", unsure.join(", "), p.min_ready),
+            format!(
+                "readiness of {} is unknown; {} known Ready, policy needs {}",
+                and_list(&unsure),
+                count(min, "control-plane node"),
+                p.min_ready
+            ),
         ));
     } else {
         out.push(
             deny(
                 ID,
                 format!(
-                    "only {max} control-plane node(s) would stay Ready ({list}) while {} is down; policy needs {}",
-                    ctx.target_names(),
+                    "only {} would stay Ready ({list}) while {} is down; policy needs {}",
+                    count(max, "control-plane node"),
+                    ctx.target_phrase(),
                     p.min_ready
                 ),
             )
-            .fix("bring the other control-plane nodes back to Ready, or add masters (hacli plan)"),
+            .fix(ctx.host_fix().unwrap_or_else(|| {
+                "bring the other control-plane nodes back to Ready, or add masters (hacli plan)"
+                    .into()
+            })),
         );
     }
+}
+
+/// "1 control-plane node stays", "2 control-plane nodes stay".
+fn stay(n: usize) -> String {
+    format!(
+        "{} {}",
+        count(n, "control-plane node"),
+        if n == 1 { "stays" } else { "stay" }
+    )
 }

@@ -2,8 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::nodes_ready::short;
-use super::{Context, deny, pass, unknown};
+use super::{Context, and_list, deny, pass, unknown};
 use crate::state::Probe;
 use crate::verdict::Finding;
 
@@ -47,20 +46,28 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
         out.push(
             deny(
                 ID,
-                format!("DaemonSet pod(s) not running: {}", short(&refs)),
+                format!(
+                    "{} not running: {}",
+                    if refs.len() == 1 {
+                        "DaemonSet pod"
+                    } else {
+                        "DaemonSet pods"
+                    },
+                    and_list(&refs)
+                ),
             )
             .fix("wait until those pods run (a node without its CNI pod drops traffic)"),
         );
     } else if !unsure.is_empty() {
         out.push(unknown(
             ID,
-            format!("DaemonSet pods were not observed on {}", short(&unsure)),
+            format!("DaemonSet pods were not observed on {}", and_list(&unsure)),
         ));
     } else {
         let what = if p.names.is_empty() {
             "all DaemonSet".to_string()
         } else {
-            p.names.join(", ")
+            and_list(&p.names)
         };
         out.push(pass(ID, format!("{what} pods run on every node")));
     }

@@ -1,6 +1,6 @@
 //! No etcd alarm (NOSPACE, CORRUPT) may be active.
 
-use super::{Context, NoParams, deny, pass, unknown};
+use super::{Context, NoParams, and_list, deny, pass, unknown};
 use crate::action::Action;
 use crate::state::Probe;
 use crate::verdict::Finding;
@@ -44,7 +44,19 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
         out.push(pass(ID, "no etcd alarm is active"));
     } else {
         out.push(
-            deny(ID, format!("etcd alarm(s) active: {}", alarms.join(", "))).fix(
+            deny(
+                ID,
+                format!(
+                    "{} active: {}",
+                    if alarms.len() == 1 {
+                        "etcd alarm"
+                    } else {
+                        "etcd alarms"
+                    },
+                    and_list(&alarms)
+                ),
+            )
+            .fix(
                 "resolve the alarm (defragment / compact for NOSPACE), then `etcdctl alarm disarm`",
             ),
         );

@@ -1,8 +1,8 @@
 //! Before disrupting the etcd leader, leadership must move to a healthy,
 //! caught-up voter (Cluster API and Talos both do this).
 
-use super::{Context, NoParams, deny, member_health, pass, unknown};
-use crate::state::Probe;
+use super::{Context, NoParams, and_list, deny, member_health, member_label, pass, unknown};
+use crate::state::{EtcdMember, Probe};
 use crate::verdict::Finding;
 
 /// Rule id.
@@ -59,16 +59,64 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
             c.id,
             display(c)
         )),
-        None => {
-            f.fix("there is no other healthy voter to take over: add control-plane nodes first")
-        }
+        None => f.fix(no_transferee(ctx, leader)),
     });
 }
 
-fn display(m: &crate::state::EtcdMember) -> String {
-    if m.name.is_empty() {
-        m.id.to_string()
-    } else {
-        m.name.clone()
+/// Why no voter can take over, and what to do.
+fn no_transferee(ctx: &Context<'_>, leader: &EtcdMember) -> String {
+    let etcd_members = ctx
+        .state
+        .etcd
+        .as_ref()
+        .map(|e| e.members.as_slice())
+        .unwrap_or_default();
+    let voters = || {
+        etcd_members
+            .iter()
+            .filter(|m| !m.is_learner && m.id != leader.id)
+    };
+    // Healthy voters that go down with the target (on the same host).
+    let along: Vec<String> = voters()
+        .filter(|m| ctx.member_is_target(m) && member_health(ctx, m) == Some(true))
+        .map(display)
+        .collect();
+    if let Some(h) = ctx.host
+        && !along.is_empty()
+    {
+        let (voter, run) = if along.len() == 1 {
+            ("voter", "runs")
+        } else {
+            ("voters", "run")
+        };
+        return format!(
+            "the other healthy {voter} ({}) {run} on hypervisor {} too and {} down with it, so leadership cannot move off the host: spread the masters over more hypervisor hosts first",
+            and_list(&along),
+            h.name,
+            if along.len() == 1 { "goes" } else { "go" },
+        );
     }
+    // Voters that report healthy but match no node: not trusted.
+    let unmatched: Vec<String> = voters()
+        .filter(|m| ctx.member_unmatched(m) && m.healthy == Some(true))
+        .map(|m| format!("{} (id {})", display(m), m.id))
+        .collect();
+    if !unmatched.is_empty() {
+        let one = unmatched.len() == 1;
+        return format!(
+            "etcd {} {} {} healthy but {} no node of the topology by name or peer address, so {} not counted on to take over: make the topology match {} or remove {} (`etcdctl member remove ID`)",
+            if one { "member" } else { "members" },
+            and_list(&unmatched),
+            if one { "reports" } else { "report" },
+            if one { "matches" } else { "match" },
+            if one { "it is" } else { "they are" },
+            if one { "it" } else { "them" },
+            if one { "it" } else { "them" },
+        );
+    }
+    "there is no other healthy voter to take over: add control-plane nodes first".to_string()
+}
+
+fn display(m: &EtcdMember) -> String {
+    member_label(m)
 }

@@ -1,6 +1,6 @@
 //! Advice: etcd should have an odd number of voters after the action.
 
-use super::{Context, NoParams, pass, unknown, warn};
+use super::{Context, NoParams, count, pass, unknown, warn};
 use crate::action::Action;
 use crate::quorum::tolerance;
 use crate::state::Probe;
@@ -30,12 +30,15 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
         out.push(warn(
             ID,
             format!(
-                "etcd will have {after} voters: an even size tolerates {} failure(s), the same as {} voter(s)",
-                tolerance(after),
-                after - 1
+                "etcd will have {after} voters: an even size tolerates {}, the same as {}",
+                count(tolerance(after), "failure"),
+                count(after - 1, "voter")
             ),
         ));
     } else {
-        out.push(pass(ID, format!("etcd will have {after} voter(s)")));
+        out.push(pass(
+            ID,
+            format!("etcd will have {}", count(after, "voter")),
+        ));
     }
 }

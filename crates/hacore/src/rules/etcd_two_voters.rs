@@ -2,7 +2,7 @@
 //! rule): two voters tolerate no failure, so the other must stay up for the
 //! whole action and nothing may go wrong.
 
-use super::{Context, NoParams, deny, pass, unknown};
+use super::{Context, NoParams, count, deny, pass, unknown};
 use crate::action::Action;
 use crate::state::Probe;
 use crate::verdict::Finding;
@@ -46,6 +46,6 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
             .fix("finish growing to 3 members (or shrink to 1) before disrupting a member"),
         );
     } else {
-        out.push(pass(ID, format!("etcd has {voters} voter(s)")));
+        out.push(pass(ID, format!("etcd has {}", count(voters, "voter"))));
     }
 }

@@ -1,7 +1,7 @@
 //! Hypervisor hosts are failure domains: taking a host down takes all its VMs;
 //! disrupting a node that shares a host with other masters puts them at risk.
 
-use super::{Context, NoParams, pass, warn};
+use super::{Context, NoParams, and_list, count, is_are, pass, warn};
 use crate::verdict::Finding;
 
 /// Rule id.
@@ -10,20 +10,76 @@ pub const ID: &str = "hypervisor-host";
 /// Check.
 pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
     if let Some(h) = ctx.host {
-        let masters = ctx.targets.iter().filter(|n| n.is_control_plane()).count();
-        out.push(pass(
-            ID,
+        let masters = ctx.target_masters();
+        let others: Vec<&str> = ctx
+            .topology
+            .control_plane_nodes()
+            .filter(|n| !ctx.is_target(&n.name))
+            .map(|n| n.name.as_str())
+            .collect();
+        let left = if others.is_empty() {
+            "no control-plane node is left".to_string()
+        } else {
             format!(
-                "hypervisor {} runs {} node(s), {masters} of them control plane: {}",
-                h.name,
-                ctx.targets.len(),
-                if ctx.targets.is_empty() {
-                    "none".into()
-                } else {
+                "{} {} left on other hosts",
+                and_list(&others),
+                is_are(others.len())
+            )
+        };
+        if ctx.targets.is_empty() {
+            out.push(pass(
+                ID,
+                format!("hypervisor {} runs no node of the topology", h.name),
+            ));
+            return;
+        }
+        let workers: Vec<&str> = ctx
+            .targets
+            .iter()
+            .filter(|n| !n.is_control_plane())
+            .map(|n| n.name.as_str())
+            .collect();
+        let with = if workers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", with {} ({})",
+                count(workers.len(), "worker"),
+                and_list(&workers)
+            )
+        };
+        let (a, host) = (ctx.action, &h.name);
+        if !a.takes_node_down() {
+            out.push(pass(
+                ID,
+                format!(
+                    "{a} of hypervisor {host} ({}) takes no node down",
                     ctx.target_names()
-                }
+                ),
+            ));
+            return;
+        }
+        match masters.as_slice() {
+            [] => out.push(pass(
+                ID,
+                format!("{a} of hypervisor {host} takes down no master{with}; {left}"),
+            )),
+            [m] => out.push(pass(
+                ID,
+                format!("{a} of hypervisor {host} takes master {m} down{with}; {left}"),
+            )),
+            _ => out.push(
+                warn(
+                    ID,
+                    format!(
+                        "{a} of hypervisor {host} takes its {} ({}) down together{with}; {left}",
+                        count(masters.len(), "master"),
+                        and_list(&masters)
+                    ),
+                )
+                .fix("spread the masters over hypervisor hosts, one per host, so that a host takes at most one down"),
             ),
-        ));
+        }
         return;
     }
     if !ctx.action.takes_node_down() {
@@ -45,10 +101,12 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
             out.push(warn(
                 ID,
                 format!(
-                    "{} shares hypervisor {host} with control-plane node(s) {}: a host failure during the {} takes them too",
+                    "{} shares hypervisor {host} with {} {}: a host failure during the {} takes {} too",
                     t.name,
-                    neighbours.join(", "),
-                    ctx.action
+                    if neighbours.len() == 1 { "master" } else { "masters" },
+                    and_list(&neighbours),
+                    ctx.action,
+                    if neighbours.len() == 1 { "it" } else { "them" },
                 ),
             ));
             return;

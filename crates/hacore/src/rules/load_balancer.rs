@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Context, deny, pass, unknown, warn};
+use super::{Context, and_list, count, deny, pass, unknown, warn};
 use crate::state::{BackendStatus, LbBackend, Probe};
 use crate::topology::Node;
 use crate::verdict::Finding;
@@ -97,33 +97,36 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
             deny(
                 ID,
                 format!(
-                    "{} other backend(s) UP in the load balancer ({}); {} needed while {} is down",
-                    up_others.len(),
+                    "{} UP in the load balancer ({}); {} needed while {} is down",
+                    count(up_others.len(), "other backend"),
                     if up_others.is_empty() {
                         "none".into()
                     } else {
-                        up_others.join(", ")
+                        and_list(&up_others)
                     },
                     p.min_other_backends,
-                    ctx.target_names()
+                    ctx.target_phrase()
                 ),
             )
-            .fix("bring the other masters' backends UP (check their /readyz health checks) first"),
+            .fix(ctx.host_fix().unwrap_or_else(|| {
+                "bring the other masters' backends UP (check their /readyz health checks) first"
+                    .into()
+            })),
         );
         return;
     }
     if !target_up.is_empty() {
         out.push(
-            warn(ID, format!("backend(s) {} still take traffic", target_up.join(", ")))
+            warn(ID, if target_up.len() == 1 { format!("backend {} still takes traffic", target_up[0]) } else { format!("backends {} still take traffic", and_list(&target_up)) })
                 .fix("set the server to drain in the load balancer and wait for sessions to reach 0 before stopping the apiserver"),
         );
     }
     out.push(pass(
         ID,
         format!(
-            "{} other backend(s) UP: {}",
-            up_others.len(),
-            up_others.join(", ")
+            "{} UP: {}",
+            count(up_others.len(), "other backend"),
+            and_list(&up_others)
         ),
     ));
 }

@@ -29,6 +29,7 @@ pub mod hypervisor_host;
 pub mod kill_switch;
 pub mod load_balancer;
 pub mod lock;
+pub mod node_drift;
 pub mod nodes_ready;
 pub mod pdb;
 pub mod reboot_window;
@@ -124,13 +125,97 @@ impl<'a> Context<'a> {
         self.member_node(m).is_some_and(|n| self.is_target(&n.name))
     }
 
-    /// Names of the affected nodes, comma-separated.
+    /// Names of the affected nodes as a list in a sentence ("m1, w1 and w2").
     pub fn target_names(&self) -> String {
+        let names: Vec<&str> = self.targets.iter().map(|n| n.name.as_str()).collect();
+        and_list(&names)
+    }
+
+    /// The target as the subject of a sentence: the node, or the hypervisor
+    /// host with the nodes it takes along ("hypervisor h1 (m1 and w1)").
+    pub fn target_phrase(&self) -> String {
+        match self.host {
+            Some(h) if self.targets.is_empty() => format!("hypervisor {} (no node)", h.name),
+            Some(h) => format!("hypervisor {} ({})", h.name, self.target_names()),
+            None => self.target_names(),
+        }
+    }
+
+    /// The affected masters, in topology order.
+    pub fn target_masters(&self) -> Vec<&'a str> {
         self.targets
             .iter()
+            .filter(|n| n.is_control_plane())
             .map(|n| n.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+            .collect()
+    }
+
+    /// When the target is a hypervisor host that takes more than one master
+    /// down with it, what to do about that (instead of a fix that assumes
+    /// the other masters are elsewhere).
+    pub fn host_fix(&self) -> Option<String> {
+        let h = self.host?;
+        let masters = self.target_masters();
+        (masters.len() > 1).then(|| {
+            format!(
+                "hypervisor {} takes {} down with it: spread the masters over hypervisor hosts, one per host, before taking a host down",
+                h.name,
+                and_list(&masters)
+            )
+        })
+    }
+
+    /// Whether the member matches no node of the topology (by name or peer
+    /// address); such a member counts as down.
+    pub fn member_unmatched(&self, m: &EtcdMember) -> bool {
+        m.started() && self.member_node(m).is_none()
+    }
+}
+
+/// Items as a list in a sentence: "a", "a and b", "a, b and c"; more than
+/// five end with "and N more".
+pub fn and_list<S: AsRef<str>>(items: &[S]) -> String {
+    let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+    match items.as_slice() {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        _ if items.len() > 5 => format!("{} and {} more", items[..5].join(", "), items.len() - 5),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// Items as alternatives in a sentence: "a", "a or b", "a, b or c".
+pub fn or_list<S: AsRef<str>>(items: &[S]) -> String {
+    let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+    match items.as_slice() {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        _ if items.len() > 5 => format!("{} or {} more", items[..5].join(", "), items.len() - 5),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// A count with its noun: "1 node", "2 nodes", "0 nodes" (the plural adds
+/// an `s`).
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// "is" for one, "are" for several.
+pub fn is_are(n: usize) -> &'static str {
+    if n == 1 { "is" } else { "are" }
+}
+
+/// How an etcd member is named in messages: its name, else its hex id.
+pub fn member_label(m: &EtcdMember) -> String {
+    if m.name.is_empty() {
+        m.id.to_string()
+    } else {
+        m.name.clone()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Context, deny, pass, unknown};
+use super::{Context, and_list, count, deny, pass, unknown};
 use crate::state::Probe;
 use crate::verdict::Finding;
 
@@ -18,57 +18,61 @@ pub struct Params {
     pub max_not_ready: usize,
 }
 
-/// Check.
+/// Check. Every node counts: the topology's nodes (one the API does not
+/// report is of unknown readiness) and every node the API reports that the
+/// topology does not list (`node-drift` names those).
 pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
-    if let Err(e) = ctx.state.section(Probe::Nodes, ctx.state.nodes.as_ref()) {
-        return out.push(unknown(ID, e));
-    }
+    let observed = match ctx.state.section(Probe::Nodes, ctx.state.nodes.as_ref()) {
+        Ok(n) => n,
+        Err(e) => return out.push(unknown(ID, e)),
+    };
+    let mut ready = 0usize;
     let mut not_ready = Vec::new();
     let mut unsure = Vec::new();
-    for n in ctx
+    let declared = ctx
         .topology
         .nodes
         .iter()
-        .filter(|n| !ctx.is_target(&n.name))
-    {
-        match ctx.node_state(&n.name) {
-            Some(s) => match s.ready {
-                Some(true) => {}
-                Some(false) => not_ready.push(n.name.as_str()),
-                None => unsure.push(n.name.as_str()),
-            },
-            None => unsure.push(n.name.as_str()),
+        .map(|n| (n.name.as_str(), ctx.node_state(&n.name)));
+    let undeclared = observed
+        .iter()
+        .filter(|s| ctx.topology.node(&s.name).is_none())
+        .map(|s| (s.name.as_str(), Some(s)));
+    for (name, state) in declared.chain(undeclared) {
+        if ctx.is_target(name) {
+            continue;
+        }
+        match state.and_then(|s| s.ready) {
+            Some(true) => ready += 1,
+            Some(false) => not_ready.push(name),
+            None => unsure.push(name),
         }
     }
     if not_ready.len() > p.max_not_ready {
         out.push(
-            deny(ID, format!("node(s) NotReady: {}", short(&not_ready)))
-                .fix("wait until every node is Ready before disrupting another"),
+            deny(
+                ID,
+                format!(
+                    "{} NotReady: {}",
+                    if not_ready.len() == 1 {
+                        "node"
+                    } else {
+                        "nodes"
+                    },
+                    and_list(&not_ready)
+                ),
+            )
+            .fix("wait until every node is Ready before disrupting another"),
         );
     } else if not_ready.len() + unsure.len() > p.max_not_ready {
         out.push(unknown(
             ID,
             format!(
                 "readiness unknown (condition Unknown, or not reported): {}",
-                short(&unsure)
+                and_list(&unsure)
             ),
         ));
     } else {
-        out.push(pass(
-            ID,
-            format!(
-                "{} other node(s) Ready",
-                ctx.topology.nodes.len() - ctx.targets.len() - not_ready.len()
-            ),
-        ));
-    }
-}
-
-/// At most five names, then a count.
-pub(crate) fn short(names: &[&str]) -> String {
-    if names.len() <= 5 {
-        names.join(", ")
-    } else {
-        format!("{} and {} more", names[..5].join(", "), names.len() - 5)
+        out.push(pass(ID, format!("{} Ready", count(ready, "other node"))));
     }
 }

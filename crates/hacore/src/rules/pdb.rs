@@ -1,8 +1,7 @@
 //! Pods on the target whose PodDisruptionBudget allows no disruption would
 //! make a drain hang.
 
-use super::nodes_ready::short;
-use super::{Context, NoParams, deny, pass, unknown};
+use super::{Context, NoParams, and_list, deny, or_list, pass, unknown};
 use crate::state::Probe;
 use crate::verdict::Finding;
 
@@ -41,13 +40,18 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
             ID,
             format!(
                 "no pod on {} is blocked by a PodDisruptionBudget",
-                ctx.target_names()
+                or_list(
+                    &ctx.targets
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                )
             ),
         ));
     } else {
         let refs: Vec<&str> = blocked.iter().map(String::as_str).collect();
         out.push(
-            deny(ID, format!("PodDisruptionBudget allows no disruption for: {}", short(&refs)))
+            deny(ID, format!("PodDisruptionBudget allows no disruption for: {}", and_list(&refs)))
                 .fix("scale the workload up or wait until its budget allows a disruption; a drain would hang"),
         );
     }

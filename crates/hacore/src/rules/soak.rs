@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Context, deny, pass, unknown};
+use super::{Context, and_list, count, deny, pass, unknown};
 use crate::state::Probe;
 use crate::units::Dur;
 use crate::verdict::Finding;
@@ -59,8 +59,8 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
             deny(
                 ID,
                 format!(
-                    "{} node(s) changed readiness within the {} soak window; latest {name} {ago} ago",
-                    recent.len(),
+                    "{} changed readiness within the {} soak window; latest {name} {ago} ago",
+                    count(recent.len(), "node"),
                     p.window
                 ),
             )
@@ -71,7 +71,7 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
             ID,
             format!(
                 "Ready transition time not observed for {}",
-                unsure.join(", ")
+                and_list(&unsure)
             ),
         ));
     } else {
