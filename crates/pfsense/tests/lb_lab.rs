@@ -307,6 +307,18 @@ fn pfsense_over_rest() {
     exercise(&lab, &mut lb, true);
     assert_eq!(lab.pfsense.resolve("k8s-api.lab.lan"), vec![lab.vip]);
 
+    // A busy config lock (pfrest's 503) is retried with backoff until it is free.
+    let lock = lab.pfsense.hold_config_lock().unwrap();
+    let held = std::time::Instant::now();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        drop(lock);
+    });
+    let (m3, a3) = lab.masters[2].clone();
+    once_then_noop(&mut lb, &LbOp::AddServer { pool: "k8s-apiserver".into(), server: m3, address: a3 });
+    assert!(held.elapsed() >= Duration::from_secs(3), "the add waited for the lock");
+    release.join().unwrap();
+
     let wrong = backend(
         &lab,
         Via::PfsenseRest,
