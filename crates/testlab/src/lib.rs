@@ -20,6 +20,7 @@ pub mod apiserver;
 pub mod etcd;
 pub mod haproxy;
 pub mod pki;
+pub mod proxmox;
 
 use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
