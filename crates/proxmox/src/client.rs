@@ -88,6 +88,22 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// Whether a transport error is TLS refusing the server (a certificate that
+/// does not verify): not worth another try.
+fn tls_refusal(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(r) = e.downcast_ref::<rustls::Error>() {
+        return Some(r.to_string());
+    }
+    // io::Error::source() skips the error it wraps: look inside.
+    if let Some(io) = e.downcast_ref::<std::io::Error>()
+        && let Some(inner) = io.get_ref()
+        && let Some(found) = tls_refusal(inner)
+    {
+        return Some(found);
+    }
+    e.source().and_then(tls_refusal)
+}
+
 fn num(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
@@ -296,14 +312,23 @@ impl Client {
         } else {
             rb.form(params)
         };
-        let transport = |e: reqwest::Error| Error::Transport {
-            method: method.to_string(),
-            endpoint: path.to_string(),
-            detail: if e.is_timeout() {
-                format!("no answer within {}s", i.request_timeout.as_secs_f64())
-            } else {
-                chain(&e)
-            },
+        let transport = |e: reqwest::Error| {
+            if let Some(detail) = tls_refusal(&e) {
+                return Error::Tls {
+                    method: method.to_string(),
+                    endpoint: path.to_string(),
+                    detail,
+                };
+            }
+            Error::Transport {
+                method: method.to_string(),
+                endpoint: path.to_string(),
+                detail: if e.is_timeout() {
+                    format!("no answer within {}s", i.request_timeout.as_secs_f64())
+                } else {
+                    chain(&e)
+                },
+            }
         };
         let resp = rb.send().await.map_err(transport)?;
         let status = resp.status();

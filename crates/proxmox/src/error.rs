@@ -47,6 +47,16 @@ pub enum Error {
         /// What happened (the whole cause chain).
         detail: String,
     },
+    /// The server's certificate was refused (not retried).
+    #[error("{method} {endpoint}: TLS: {detail}")]
+    Tls {
+        /// HTTP method.
+        method: String,
+        /// Endpoint.
+        endpoint: String,
+        /// Why (the whole cause chain).
+        detail: String,
+    },
     /// The answer did not have the expected shape.
     #[error("{method} {endpoint}: unexpected answer: {detail}")]
     Decode {
