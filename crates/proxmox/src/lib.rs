@@ -28,4 +28,5 @@ pub use client::{
 };
 pub use config::{Config, ConfigError, Settings, TlsMode, Token};
 pub use error::Error;
+pub use reqwest::Method;
 pub use task::{TaskOutcome, Upid};

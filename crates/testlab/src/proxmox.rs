@@ -218,6 +218,12 @@ impl Vm {
     }
 }
 
+/// `scsi0`, `virtio1`, `sata2`, `ide3`... (not `scsihw`).
+fn is_disk_key(k: &str) -> bool {
+    let base = k.trim_end_matches(|c: char| c.is_ascii_digit());
+    base.len() < k.len() && matches!(base, "scsi" | "virtio" | "sata" | "ide")
+}
+
 fn disk_bytes(entry: &str) -> Option<u64> {
     let size = entry.split(',').find_map(|kv| kv.strip_prefix("size="))?;
     parse_size(size)
@@ -840,7 +846,6 @@ fn vm_entry(vmid: u32, vm: &Vm) -> Value {
         "mem": if vm.running { vm.memory_mib() * MIB / 3 } else { 0 },
         "cpus": vm.cpus(),
         "maxdisk": vm.maxdisk(),
-        "disk": 0,
         "cpu": if vm.running { 0.02 } else { 0.0 },
         "uptime": vm.started.map(|s| s.elapsed().as_secs()).unwrap_or(0),
         "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0,
@@ -897,6 +902,7 @@ fn dispatch(s: &mut State, method: &str, template: &str, p: &BTreeMap<String, St
                     m.remove("pid");
                     m.remove("qmpstatus");
                     m.insert("maxcpu".into(), json!(vm.cpus()));
+                    m.insert("disk".into(), json!(0));
                     m.insert("id".into(), json!(format!("qemu/{id}")));
                     m.insert("type".into(), json!("qemu"));
                     m.insert("node".into(), json!(vm.node));
@@ -927,8 +933,7 @@ fn dispatch(s: &mut State, method: &str, template: &str, p: &BTreeMap<String, St
                 .min(n.memory);
             Ok(json!({
                 "memory": {"total": n.memory, "used": used, "free": n.memory - used, "available": n.memory - used},
-                "cpuinfo": {"cpus": n.cpus, "cores": n.cpus / 2, "sockets": 1, "model": "AMD EPYC 7302P 16-Core Processor",
-                    "mhz": "3000.000", "hvm": "1", "flags": "fpu vme de pse", "user_hz": 100},
+                "cpuinfo": {"cpus": n.cpus, "cores": n.cpus / 2, "sockets": 1, "model": "AMD EPYC 7302P 16-Core Processor"},
                 "cpu": 0.05, "wait": 0.0, "idle": 0,
                 "loadavg": ["0.52", "0.61", "0.70"],
                 "uptime": 864000,
@@ -1035,7 +1040,7 @@ fn dispatch(s: &mut State, method: &str, template: &str, p: &BTreeMap<String, St
             config.insert("name".into(), name);
             let storage = p.get("storage").cloned();
             for (k, v) in config.iter_mut() {
-                if ["scsi", "virtio", "sata", "ide"].iter().any(|d| k.starts_with(d)) && !v.contains("media=cdrom") {
+                if is_disk_key(k) && !v.contains("media=cdrom") {
                     let rest = v.split_once(',').map(|(_, r)| r.to_string()).unwrap_or_default();
                     let store = storage.clone().unwrap_or_else(|| v.split(':').next().unwrap_or("local-lvm").to_string());
                     *v = format!("{store}:vm-{newid}-disk-0,{rest}");
@@ -1090,7 +1095,7 @@ fn dispatch(s: &mut State, method: &str, template: &str, p: &BTreeMap<String, St
             {
                 return Err(fail(500, "detected modified configuration - file changed by other user? Try again."));
             }
-            if vm.template() && p.keys().any(|k| k.starts_with("scsi") || k.starts_with("virtio")) {
+            if vm.template() && p.keys().any(|k| is_disk_key(k)) {
                 return Err(fail(500, "unable to modify disks of a template"));
             }
             let vm = s.vms.get_mut(&vmid).expect("vm");
@@ -1151,14 +1156,14 @@ fn dispatch(s: &mut State, method: &str, template: &str, p: &BTreeMap<String, St
             let mut out: Vec<Value> = Vec::new();
             let mut parent: Option<String> = None;
             for (n, t) in &vm.snapshots {
-                let mut e = json!({"name": n, "snaptime": t, "description": "", "vmstate": 0});
+                let mut e = json!({"name": n, "snaptime": t, "vmstate": 0});
                 if let Some(pn) = &parent {
                     e["parent"] = json!(pn);
                 }
                 out.push(e);
                 parent = Some(n.clone());
             }
-            let mut cur = json!({"name": "current", "description": "You are here!", "running": if vm.running { 1 } else { 0 }});
+            let mut cur = json!({"name": "current"});
             if let Some(pn) = parent {
                 cur["parent"] = json!(pn);
             }
