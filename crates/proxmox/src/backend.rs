@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
-use crate::client::{CloneParams, Client, Params, VmStatus, encode_sshkeys};
+use crate::client::{Client, CloneParams, Params, VmStatus, encode_sshkeys};
 use crate::error::Error;
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -59,10 +59,11 @@ fn failed(what: &str, e: Error) -> BackendError {
 
 /// A disk's `size=` in a VM config entry (`local-lvm:vm-100-disk-0,size=32G`), bytes.
 pub fn disk_size(entry: &str) -> Option<u64> {
-    let size = entry
-        .split(',')
-        .find_map(|kv| kv.strip_prefix("size="))?;
-    let (num, unit) = size.split_at(size.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(size.len()));
+    let size = entry.split(',').find_map(|kv| kv.strip_prefix("size="))?;
+    let (num, unit) = size.split_at(
+        size.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(size.len()),
+    );
     let n: f64 = num.parse().ok()?;
     let mult = match unit {
         "" => 1u64,
@@ -162,7 +163,17 @@ impl ProxmoxHypervisor {
             * cfg.get("sockets").and_then(Value::as_u64).unwrap_or(1);
         let mem_mib = cfg
             .get("memory")
-            .and_then(|m| m.as_u64().or_else(|| m.as_str().and_then(|s| s.split(',').next()?.trim_start_matches("current=").parse().ok())))
+            .and_then(|m| {
+                m.as_u64().or_else(|| {
+                    m.as_str().and_then(|s| {
+                        s.split(',')
+                            .next()?
+                            .trim_start_matches("current=")
+                            .parse()
+                            .ok()
+                    })
+                })
+            })
             .unwrap_or(0);
         let ip_ok = cfg
             .get("ipconfig0")
@@ -172,7 +183,12 @@ impl ProxmoxHypervisor {
         Ok(cores == *cpus as u64 && mem_mib == *memory_gib as u64 * 1024 && ip_ok && disk_ok)
     }
 
-    async fn do_clone(client: &Client, disk: Option<&str>, op: &HvOp, deadline: Instant) -> Result<(), Error> {
+    async fn do_clone(
+        client: &Client,
+        disk: Option<&str>,
+        op: &HvOp,
+        deadline: Instant,
+    ) -> Result<(), Error> {
         let HvOp::CloneVm {
             host,
             template,
@@ -241,7 +257,9 @@ impl ProxmoxHypervisor {
             params.push(("nameserver".into(), ns.join(" ")));
         }
         client
-            .unlocked(host, *vmid, deadline, || client.put_config(host, *vmid, &params))
+            .unlocked(host, *vmid, deadline, || {
+                client.put_config(host, *vmid, &params)
+            })
             .await?;
 
         let cfg = client.vm_config(host, *vmid).await?;
@@ -259,14 +277,18 @@ impl ProxmoxHypervisor {
         if bytes < *disk_gib as u64 * GIB {
             let size = format!("{disk_gib}G");
             let task = client
-                .unlocked(host, *vmid, deadline, || client.resize(host, *vmid, &d, &size))
+                .unlocked(host, *vmid, deadline, || {
+                    client.resize(host, *vmid, &d, &size)
+                })
                 .await?;
             if let Some(t) = task {
                 client.wait_task(&t, deadline).await?;
             }
         }
         client
-            .unlocked(host, *vmid, deadline, || client.cloudinit_regenerate(host, *vmid))
+            .unlocked(host, *vmid, deadline, || {
+                client.cloudinit_regenerate(host, *vmid)
+            })
             .await
     }
 
@@ -296,7 +318,12 @@ impl ProxmoxHypervisor {
         Ok(st)
     }
 
-    async fn do_delete(client: &Client, host: &str, vmid: u32, deadline: Instant) -> Result<(), Error> {
+    async fn do_delete(
+        client: &Client,
+        host: &str,
+        vmid: u32,
+        deadline: Instant,
+    ) -> Result<(), Error> {
         let Some(_) = Self::find(client, host, vmid).await? else {
             return Ok(());
         };
@@ -323,9 +350,11 @@ impl Hypervisor for ProxmoxHypervisor {
         let deadline = self.deadline;
         let fut = async move {
             match op {
-                HvOp::SnapshotVm { host, vmid, name } => {
-                    Ok(client.snapshots(host, *vmid).await?.iter().any(|s| s == name))
-                }
+                HvOp::SnapshotVm { host, vmid, name } => Ok(client
+                    .snapshots(host, *vmid)
+                    .await?
+                    .iter()
+                    .any(|s| s == name)),
                 HvOp::CloneVm { .. } => Self::clone_done(&client, disk.as_deref(), op).await,
                 HvOp::StartVm { host, vmid } => Ok(Self::find(&client, host, *vmid)
                     .await?
@@ -357,11 +386,15 @@ impl Hypervisor for ProxmoxHypervisor {
                         .await?;
                     client.wait_task(&upid, deadline).await.map(|_| ())
                 }
-                HvOp::CloneVm { .. } => Self::do_clone(&client, disk.as_deref(), op, deadline).await,
-                HvOp::StartVm { host, vmid } => {
-                    Self::do_start(&client, host, *vmid, deadline).await.map(|_| ())
+                HvOp::CloneVm { .. } => {
+                    Self::do_clone(&client, disk.as_deref(), op, deadline).await
                 }
-                HvOp::DeleteVm { host, vmid } => Self::do_delete(&client, host, *vmid, deadline).await,
+                HvOp::StartVm { host, vmid } => Self::do_start(&client, host, *vmid, deadline)
+                    .await
+                    .map(|_| ()),
+                HvOp::DeleteVm { host, vmid } => {
+                    Self::do_delete(&client, host, *vmid, deadline).await
+                }
             }
         });
         result.map_err(|e| failed(&what, e))?;
@@ -395,8 +428,14 @@ mod tests {
 
     #[test]
     fn disk_sizes_and_boot_disk() {
-        assert_eq!(disk_size("local-lvm:vm-100-disk-0,size=32G"), Some(32 * GIB));
-        assert_eq!(disk_size("local:100/vm-100-disk-0.qcow2,size=512M,ssd=1"), Some(512 << 20));
+        assert_eq!(
+            disk_size("local-lvm:vm-100-disk-0,size=32G"),
+            Some(32 * GIB)
+        );
+        assert_eq!(
+            disk_size("local:100/vm-100-disk-0.qcow2,size=512M,ssd=1"),
+            Some(512 << 20)
+        );
         assert_eq!(disk_size("local-lvm:vm-100-disk-0"), None);
         let cfg: Map<String, Value> = serde_json::from_value(serde_json::json!({
             "ide2": "local-lvm:vm-100-cloudinit,media=cdrom",

@@ -285,7 +285,12 @@ impl Client {
 
     /// One request; `data` of the answer. Only GETs are retried on connection
     /// errors (three tries); nothing is retried after Proxmox answered.
-    pub async fn request(&self, method: Method, path: &str, params: &Params) -> Result<Value, Error> {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        params: &Params,
+    ) -> Result<Value, Error> {
         let idempotent = method == Method::GET;
         let mut attempt = 0u32;
         loop {
@@ -299,7 +304,12 @@ impl Client {
         }
     }
 
-    async fn request_once(&self, method: Method, path: &str, params: &Params) -> Result<Value, Error> {
+    async fn request_once(
+        &self,
+        method: Method,
+        path: &str,
+        params: &Params,
+    ) -> Result<Value, Error> {
         let i = &self.inner;
         i.calls.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}{path}", i.base);
@@ -308,7 +318,11 @@ impl Client {
             .request(method.clone(), &url)
             .header(AUTHORIZATION, i.auth.clone());
         rb = if method == Method::GET || method == Method::DELETE {
-            if params.is_empty() { rb } else { rb.query(params) }
+            if params.is_empty() {
+                rb
+            } else {
+                rb.query(params)
+            }
         } else {
             rb.form(params)
         };
@@ -547,7 +561,10 @@ impl Client {
         let path = format!("{}/config", Self::vm_path(node, vmid));
         match self.get(&path, vec![]).await? {
             Value::Object(m) => Ok(m),
-            other => Err(Self::decode_err(&path, format!("expected an object, got {other}"))),
+            other => Err(Self::decode_err(
+                &path,
+                format!("expected an object, got {other}"),
+            )),
         }
     }
 
@@ -558,7 +575,12 @@ impl Client {
     }
 
     /// `POST .../config` (asynchronous) -> its task, if Proxmox started one.
-    pub async fn post_config(&self, node: &str, vmid: u32, params: &Params) -> Result<Option<Upid>, Error> {
+    pub async fn post_config(
+        &self,
+        node: &str,
+        vmid: u32,
+        params: &Params,
+    ) -> Result<Option<Upid>, Error> {
         let path = format!("{}/config", Self::vm_path(node, vmid));
         match self.request(Method::POST, &path, params).await? {
             Value::Null => Ok(None),
@@ -567,7 +589,13 @@ impl Client {
     }
 
     /// `PUT .../resize` (`size`: `+NG` or absolute like `32G`) -> its task, if any.
-    pub async fn resize(&self, node: &str, vmid: u32, disk: &str, size: &str) -> Result<Option<Upid>, Error> {
+    pub async fn resize(
+        &self,
+        node: &str,
+        vmid: u32,
+        disk: &str,
+        size: &str,
+    ) -> Result<Option<Upid>, Error> {
         let path = format!("{}/resize", Self::vm_path(node, vmid));
         let params = vec![p("disk", disk), p("size", size)];
         match self.request(Method::PUT, &path, &params).await? {
@@ -576,7 +604,13 @@ impl Client {
         }
     }
 
-    async fn power(&self, node: &str, vmid: u32, what: &str, params: Params) -> Result<Upid, Error> {
+    async fn power(
+        &self,
+        node: &str,
+        vmid: u32,
+        what: &str,
+        params: Params,
+    ) -> Result<Upid, Error> {
         let path = format!("{}/status/{what}", Self::vm_path(node, vmid));
         let v = self.request(Method::POST, &path, &params).await?;
         Self::upid("POST", &path, v)
@@ -697,7 +731,12 @@ impl Client {
     }
 
     /// Wait until the VM has no `lock` in `status/current`, by `deadline`.
-    pub async fn wait_unlocked(&self, node: &str, vmid: u32, deadline: Instant) -> Result<VmStatus, Error> {
+    pub async fn wait_unlocked(
+        &self,
+        node: &str,
+        vmid: u32,
+        deadline: Instant,
+    ) -> Result<VmStatus, Error> {
         let mut interval = self.inner.poll_first;
         loop {
             let st = self.vm_status(node, vmid).await?;
@@ -718,7 +757,13 @@ impl Client {
 
     /// Run `call`; while Proxmox refuses it with `VM is locked`, wait until
     /// the VM is unlocked and run it again (a refused call had no effect).
-    pub async fn unlocked<T, F, Fut>(&self, node: &str, vmid: u32, deadline: Instant, mut call: F) -> Result<T, Error>
+    pub async fn unlocked<T, F, Fut>(
+        &self,
+        node: &str,
+        vmid: u32,
+        deadline: Instant,
+        mut call: F,
+    ) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,

@@ -14,7 +14,9 @@ pub enum ConfigError {
     )]
     NoEndpoint,
     /// The endpoint is not an `https://` URL.
-    #[error("Proxmox endpoint `{0}`: expected https://HOST[:PORT][/api2/json] (the API speaks HTTPS only)")]
+    #[error(
+        "Proxmox endpoint `{0}`: expected https://HOST[:PORT][/api2/json] (the API speaks HTTPS only)"
+    )]
     BadEndpoint(String),
     /// No token was given.
     #[error(
@@ -62,9 +64,7 @@ impl Token {
     /// A token from its id (`user@realm!tokenid`) and secret.
     pub fn new(id: &str, secret: &str) -> Result<Token, ConfigError> {
         let (user, tokenid) = id.split_once('!').ok_or_else(|| {
-            ConfigError::BadToken(format!(
-                "API token id `{id}`: expected USER@REALM!TOKENID"
-            ))
+            ConfigError::BadToken(format!("API token id `{id}`: expected USER@REALM!TOKENID"))
         })?;
         if !user.contains('@') || tokenid.is_empty() {
             return Err(ConfigError::BadToken(format!(
@@ -197,7 +197,8 @@ impl Settings {
         };
         if let Some(t) = get("PROXMOX_VE_API_TOKEN") {
             s.token = Some(Token::parse(&t, "PROXMOX_VE_API_TOKEN")?);
-        } else if let (Some(id), Some(secret)) = (get("PM_API_TOKEN_ID"), get("PM_API_TOKEN_SECRET"))
+        } else if let (Some(id), Some(secret)) =
+            (get("PM_API_TOKEN_ID"), get("PM_API_TOKEN_SECRET"))
         {
             s.token = Some(Token::new(id.trim(), secret.trim()).map_err(|e| match e {
                 ConfigError::BadToken(m) => {
@@ -384,7 +385,9 @@ mod tests {
             .to_string();
         assert!(e.contains("PROXMOX_VE_API_TOKEN"), "{e}");
         assert!(!e.contains("topsecret"), "{e}");
-        let e = Token::parse("no-equals-sign-secret", "X").unwrap_err().to_string();
+        let e = Token::parse("no-equals-sign-secret", "X")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("no-equals-sign-secret"), "{e}");
     }
 
@@ -412,7 +415,13 @@ mod tests {
         assert!(normalize_endpoint("https://pve:8006/other").is_err());
         assert!(TlsMode::fingerprint("AB:CD").is_err());
         let fp = format_fingerprint(&[0x0a; 32]);
-        assert_eq!(TlsMode::fingerprint(&fp).unwrap(), TlsMode::Fingerprint([0x0a; 32]));
-        assert_eq!(Settings::default().build().unwrap_err(), ConfigError::NoEndpoint);
+        assert_eq!(
+            TlsMode::fingerprint(&fp).unwrap(),
+            TlsMode::Fingerprint([0x0a; 32])
+        );
+        assert_eq!(
+            Settings::default().build().unwrap_err(),
+            ConfigError::NoEndpoint
+        );
     }
 }

@@ -23,7 +23,7 @@ mod tls;
 
 pub use backend::ProxmoxHypervisor;
 pub use client::{
-    CloneParams, ClusterVm, Client, NodeEntry, NodeStatus, QemuEntry, TaskStatus, VmStatus,
+    Client, CloneParams, ClusterVm, NodeEntry, NodeStatus, QemuEntry, TaskStatus, VmStatus,
     encode_sshkeys,
 };
 pub use config::{Config, ConfigError, Settings, TlsMode, Token};

@@ -125,7 +125,10 @@ mod tests {
     fn exit_statuses() {
         let u: Upid = "UPID:n:1:2:3:qmstart:100:u@pam:".parse().unwrap();
         assert_eq!(outcome(&u, "OK").unwrap(), TaskOutcome::Ok);
-        assert_eq!(outcome(&u, "WARNINGS: 2").unwrap(), TaskOutcome::Warnings(2));
+        assert_eq!(
+            outcome(&u, "WARNINGS: 2").unwrap(),
+            TaskOutcome::Warnings(2)
+        );
         let e = outcome(&u, "start failed: QEMU exited with code 1").unwrap_err();
         assert!(e.to_string().contains("QEMU exited with code 1"), "{e}");
     }

@@ -76,7 +76,14 @@ pub struct PveVm {
 
 impl PveVm {
     /// A VM with a 32 GiB scsi0 disk, a cloud-init drive and one NIC.
-    pub fn new(vmid: u32, name: &str, node: &str, running: bool, memory_gib: u64, cores: u32) -> PveVm {
+    pub fn new(
+        vmid: u32,
+        name: &str,
+        node: &str,
+        running: bool,
+        memory_gib: u64,
+        cores: u32,
+    ) -> PveVm {
         PveVm {
             vmid,
             name: name.to_string(),
@@ -199,12 +206,26 @@ impl Vm {
     fn memory_mib(&self) -> u64 {
         self.config
             .get("memory")
-            .and_then(|m| m.trim_start_matches("current=").split(',').next()?.parse().ok())
+            .and_then(|m| {
+                m.trim_start_matches("current=")
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(512)
     }
     fn cpus(&self) -> u64 {
-        let c: u64 = self.config.get("cores").and_then(|c| c.parse().ok()).unwrap_or(1);
-        let s: u64 = self.config.get("sockets").and_then(|c| c.parse().ok()).unwrap_or(1);
+        let c: u64 = self
+            .config
+            .get("cores")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        let s: u64 = self
+            .config
+            .get("sockets")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
         c * s
     }
     fn maxdisk(&self) -> u64 {
@@ -230,7 +251,9 @@ fn disk_bytes(entry: &str) -> Option<u64> {
 }
 
 fn parse_size(size: &str) -> Option<u64> {
-    let at = size.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(size.len());
+    let at = size
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(size.len());
     let n: f64 = size[..at].parse().ok()?;
     let m = match &size[at..] {
         "" => 1,
@@ -350,12 +373,21 @@ impl State {
         }
     }
 
-    fn task(&mut self, node: &str, kind: &str, id: &str, user: &str, ok: Effect, fail: Effect) -> Value {
+    fn task(
+        &mut self,
+        node: &str,
+        kind: &str,
+        id: &str,
+        user: &str,
+        ok: Effect,
+        fail: Effect,
+    ) -> Value {
         self.next_pid += 1;
         let pid = 0x1000 + self.next_pid;
         let pstart = 0x2000_0000 + self.next_pid as u64 * 7;
         let starttime = now_unix();
-        let upid = format!("UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{kind}:{id}:{user}:");
+        let upid =
+            format!("UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{kind}:{id}:{user}:");
         let exit = self.next_exit.remove(kind).unwrap_or_else(|| "OK".into());
         let dur = self.task_times.get(kind).copied().unwrap_or(self.task_time);
         let created = Instant::now();
@@ -401,7 +433,11 @@ impl State {
         }
     }
 
-    fn unlocked(&self, node: &str, vmid: u32) -> Result<&Vm, (u16, String, BTreeMap<String, String>)> {
+    fn unlocked(
+        &self,
+        node: &str,
+        vmid: u32,
+    ) -> Result<&Vm, (u16, String, BTreeMap<String, String>)> {
         let vm = self.vm(node, vmid)?;
         if let Some(l) = &vm.lock {
             return Err(fail(500, format!("VM is locked ({l})")));
@@ -410,7 +446,11 @@ impl State {
     }
 
     fn digest(vm: &Vm) -> String {
-        let text: String = vm.config.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+        let text: String = vm
+            .config
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\n"))
+            .collect();
         let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes());
         d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -502,7 +542,10 @@ impl ProxmoxLab {
             let base = if v.template { "base" } else { "vm" };
             config.insert(
                 "scsi0".into(),
-                format!("local-lvm:{base}-{}-disk-0,iothread=1,size={}G", v.vmid, v.disk_gib),
+                format!(
+                    "local-lvm:{base}-{}-disk-0,iothread=1,size={}G",
+                    v.vmid, v.disk_gib
+                ),
             );
             config.insert(
                 "ide2".into(),
@@ -510,7 +553,11 @@ impl ProxmoxLab {
             );
             config.insert(
                 "net0".into(),
-                format!("virtio=BC:24:11:{:02X}:{:02X}:01,bridge=vmbr0", v.vmid / 256 % 256, v.vmid % 256),
+                format!(
+                    "virtio=BC:24:11:{:02X}:{:02X}:01,bridge=vmbr0",
+                    v.vmid / 256 % 256,
+                    v.vmid % 256
+                ),
             );
             if v.template {
                 config.insert("template".into(), "1".into());
@@ -714,7 +761,12 @@ fn reply(code: u16, msg: &str, errors: &BTreeMap<String, String>) -> Response {
     if !errors.is_empty() {
         body["errors"] = json!(errors);
     }
-    let mut resp = (status, [("content-type", "application/json;charset=UTF-8")], body.to_string()).into_response();
+    let mut resp = (
+        status,
+        [("content-type", "application/json;charset=UTF-8")],
+        body.to_string(),
+    )
+        .into_response();
     let reason: String = msg
         .trim_end()
         .chars()
@@ -726,7 +778,12 @@ fn reply(code: u16, msg: &str, errors: &BTreeMap<String, String>) -> Response {
     resp
 }
 
-fn parse_params(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<BTreeMap<String, String>, String> {
+fn parse_params(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
     if let Some(q) = uri.query() {
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
@@ -739,11 +796,18 @@ fn parse_params(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if ct.starts_with("application/json") {
-            let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+            let v: Value =
+                serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
             for (k, v) in v.as_object().into_iter().flatten() {
                 let text = match v {
                     Value::String(s) => s.clone(),
-                    Value::Bool(b) => if *b { "1".into() } else { "0".into() },
+                    Value::Bool(b) => {
+                        if *b {
+                            "1".into()
+                        } else {
+                            "0".into()
+                        }
+                    }
                     other => other.to_string(),
                 };
                 out.insert(k.clone(), text);
@@ -759,7 +823,13 @@ fn parse_params(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -
     Ok(out)
 }
 
-async fn handle(AxState(shared): AxState<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    AxState(shared): AxState<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(path) = uri.path().strip_prefix("/api2/json") else {
         return reply(501, "Unknown format", &BTreeMap::new());
     };
@@ -777,7 +847,11 @@ async fn handle(AxState(shared): AxState<Arc<Shared>>, method: Method, uri: Uri,
     };
     if id != shared.token_id {
         let (user, tok) = id.split_once('!').unwrap_or((id, ""));
-        return reply(401, &format!("no such token '{tok}' for user '{user}'"), &BTreeMap::new());
+        return reply(
+            401,
+            &format!("no such token '{tok}' for user '{user}'"),
+            &BTreeMap::new(),
+        );
     }
     if secret != shared.token_secret {
         return reply(401, "invalid token value!", &BTreeMap::new());
@@ -786,7 +860,11 @@ async fn handle(AxState(shared): AxState<Arc<Shared>>, method: Method, uri: Uri,
     let (template, def, path_params) = match schema().route(&m, path) {
         Ok((r, d, p)) => (r.template.clone(), d, p),
         Err(RouteError::NotFound | RouteError::Method) => {
-            return reply(501, &format!("Method '{m} {path}' not implemented"), &BTreeMap::new());
+            return reply(
+                501,
+                &format!("Method '{m} {path}' not implemented"),
+                &BTreeMap::new(),
+            );
         }
     };
     let mut params = match parse_params(&method, &uri, &headers, &body) {
@@ -866,7 +944,13 @@ fn vm_entry(vmid: u32, vm: &Vm) -> Value {
     e
 }
 
-fn dispatch(s: &mut State, method: &str, template: &str, p: &BTreeMap<String, String>, user: &str) -> ApiResult {
+fn dispatch(
+    s: &mut State,
+    method: &str,
+    template: &str,
+    p: &BTreeMap<String, String>,
+    user: &str,
+) -> ApiResult {
     let node = p.get("node").cloned().unwrap_or_default();
     let vmid = vmid_of(p, "vmid");
     match (method, template) {
@@ -1123,7 +1207,7 @@ fn dispatch(s: &mut State, method: &str, template: &str, p: &BTreeMap<String, St
                 return Err(fail(500, format!("disk '{disk}' does not exist")));
             };
             if entry.contains("media=cdrom") {
-                return Err(fail(500, format!("you can't resize a cdrom")));
+                return Err(fail(500, "you can't resize a cdrom"));
             }
             if let Some(d) = p.get("digest")
                 && *d != State::digest(vm)
@@ -1137,7 +1221,7 @@ fn dispatch(s: &mut State, method: &str, template: &str, p: &BTreeMap<String, St
                 None => parse_size(&size).unwrap_or(0),
             };
             if new < cur {
-                return Err(fail(500, format!("shrinking disks is not supported")));
+                return Err(fail(500, "shrinking disks is not supported"));
             }
             let updated = if entry.contains("size=") {
                 entry

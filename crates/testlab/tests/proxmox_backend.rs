@@ -94,7 +94,11 @@ fn a_master_vm_is_provisioned_end_to_end_and_rolled_back() {
     assert_eq!(vm["ipconfig0"], "ip=10.0.20.106/24,gw=10.0.20.1");
     assert_eq!(vm["ciuser"], "debian");
     assert_eq!(vm["nameserver"], "10.0.20.1");
-    assert!(vm["scsi0"].starts_with("local-zfs:vm-206-disk-0,"), "{}", vm["scsi0"]);
+    assert!(
+        vm["scsi0"].starts_with("local-zfs:vm-206-disk-0,"),
+        "{}",
+        vm["scsi0"]
+    );
     assert!(vm["scsi0"].contains("size=32G"), "{}", vm["scsi0"]);
     assert!(!vm.contains_key("template"));
     // Proxmox keeps sshkeys percent-encoded; it accepted ours, so it was
@@ -179,12 +183,18 @@ fn a_run_killed_after_the_clone_resumes_without_a_second_clone() {
     assert!(!hv.is_done(&op).unwrap(), "a locked clone is not done");
     let t = Instant::now();
     hv.apply(&op).unwrap();
-    assert!(t.elapsed() >= Duration::from_millis(500), "waited for the lock");
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "waited for the lock"
+    );
     assert_eq!(lab.count("POST", "/clone"), 2, "one clone per VM");
     assert!(hv.is_done(&op).unwrap());
 
     // A vmid taken by another VM is refused, not reused.
-    let err = hv.apply(&clone_op(205, "k8s-master-2")).unwrap_err().to_string();
+    let err = hv
+        .apply(&clone_op(205, "k8s-master-2"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("old-gitlab"), "{err}");
     assert!(!hv.is_done(&clone_op(205, "k8s-master-2")).unwrap());
 }
@@ -207,10 +217,17 @@ fn a_locked_vm_is_waited_on() {
         });
         let t = Instant::now();
         hv.apply(&snap).unwrap();
-        assert!(t.elapsed() >= Duration::from_millis(600), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(600),
+            "{:?}",
+            t.elapsed()
+        );
     });
     assert!(hv.is_done(&snap).unwrap());
-    assert!(lab.count("POST", "/snapshot") >= 2, "refused while locked, then taken");
+    assert!(
+        lab.count("POST", "/snapshot") >= 2,
+        "refused while locked, then taken"
+    );
 
     // A lock that outlives the deadline is a timeout naming the lock.
     lab.set_lock(211, Some("backup"));
@@ -235,7 +252,10 @@ fn a_failed_task_surfaces_proxmox_text_and_warnings_are_success() {
         vmid: 205,
     };
     let err = hv.apply(&start).unwrap_err().to_string();
-    assert!(err.contains("start failed: QEMU exited with code 1"), "{err}");
+    assert!(
+        err.contains("start failed: QEMU exited with code 1"),
+        "{err}"
+    );
     assert!(err.contains("qmstart"), "{err}");
     assert!(!hv.is_done(&start).unwrap());
 
@@ -254,7 +274,10 @@ fn a_failed_task_surfaces_proxmox_text_and_warnings_are_success() {
     let err = rt.block_on(c.delete_vm("pve", 200, true)).unwrap_err();
     assert_eq!(err.status(), Some(500));
     let text = err.to_string();
-    assert!(text.contains("VM 200 is running - destroy failed"), "{text}");
+    assert!(
+        text.contains("VM 200 is running - destroy failed"),
+        "{text}"
+    );
     assert!(text.contains("DELETE /nodes/pve/qemu/200"), "{text}");
     // A parameter error: the errors map.
     let err = rt.block_on(c.nextid(Some(205))).unwrap_err();
@@ -338,10 +361,11 @@ fn a_task_not_yet_visible_is_asked_again() {
     };
     hv.apply(&start).unwrap();
     assert!(hv.is_done(&start).unwrap());
-    assert!(lab
-        .calls()
-        .iter()
-        .any(|c| c.template.ends_with("/tasks/{upid}/status") && c.status == 400));
+    assert!(
+        lab.calls()
+            .iter()
+            .any(|c| c.template.ends_with("/tasks/{upid}/status") && c.status == 400)
+    );
 }
 
 /// How long after a task ends the client notices it (the target:
@@ -361,7 +385,9 @@ fn a_finished_task_is_noticed_within_250_ms() {
     let rt = rt();
     let mut lags = Vec::new();
     for i in 0..8 {
-        let upid = rt.block_on(c.snapshot("pve", 200, &format!("s{i}"))).unwrap();
+        let upid = rt
+            .block_on(c.snapshot("pve", 200, &format!("s{i}")))
+            .unwrap();
         rt.block_on(c.wait_task(&upid, tokio::time::Instant::now() + Duration::from_secs(10)))
             .unwrap();
         let noticed = Instant::now();

@@ -171,7 +171,10 @@ fn proxmoxer_drives_the_stand_in() {
     assert_eq!(v["bad_clone"]["reason"], "Parameter verification failed.");
     let errors = &v["bad_clone"]["errors"];
     assert_eq!(errors["newid"], "value must have a minimum value of 100");
-    assert!(errors["name"].as_str().unwrap().contains("DNS name"), "{errors}");
+    assert!(
+        errors["name"].as_str().unwrap().contains("DNS name"),
+        "{errors}"
+    );
     assert!(
         errors["cores"]
             .as_str()

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use proxmox::{Client, Settings, Token};
 use proxmox::Method;
+use proxmox::{Client, Settings, Token};
 use serde_json::{Value, json};
 use testlab::proxmox::schema::{check_value, schema};
 use testlab::proxmox::{Inventory, ProxmoxLab, PveOptions, PveVm};
@@ -72,7 +72,11 @@ fn every_endpoint_answers_in_the_schema_shape() {
     }
     call(Method::GET, "/nodes", vec![]);
     call(Method::GET, "/nodes/pve/status", vec![]);
-    call(Method::POST, "/nodes/pve/status", p(&[("command", "reboot")]));
+    call(
+        Method::POST,
+        "/nodes/pve/status",
+        p(&[("command", "reboot")]),
+    );
     call(Method::GET, "/nodes/pve/qemu", p(&[("full", "1")]));
     let u = call(
         Method::POST,
@@ -109,7 +113,10 @@ fn every_endpoint_answers_in_the_schema_shape() {
             ("memory", "2048"),
             ("ipconfig0", "ip=10.0.20.141/24,gw=10.0.20.1"),
             ("ciuser", "debian"),
-            ("sshkeys", &proxmox::encode_sshkeys(&["ssh-ed25519 AAAA me@x".into()])),
+            (
+                "sshkeys",
+                &proxmox::encode_sshkeys(&["ssh-ed25519 AAAA me@x".into()]),
+            ),
             ("nameserver", "10.0.20.1"),
         ]),
     );
@@ -120,7 +127,11 @@ fn every_endpoint_answers_in_the_schema_shape() {
     );
     wait(&u);
     call(Method::GET, "/nodes/pve/qemu/401/config", vec![]);
-    call(Method::GET, "/nodes/pve/qemu/401/config", p(&[("current", "1")]));
+    call(
+        Method::GET,
+        "/nodes/pve/qemu/401/config",
+        p(&[("current", "1")]),
+    );
     let u = call(
         Method::PUT,
         "/nodes/pve/qemu/401/resize",
@@ -181,7 +192,11 @@ fn every_endpoint_answers_in_the_schema_shape() {
         );
         answered.insert((call.method.clone(), call.template.clone()));
     }
-    assert!(problems.is_empty(), "answers off the schema:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "answers off the schema:\n{}",
+        problems.join("\n")
+    );
     let all: BTreeSet<(String, String)> = schema().endpoints().into_iter().collect();
     let missing: Vec<_> = all.difference(&answered).collect();
     assert!(missing.is_empty(), "endpoints never answered: {missing:?}");

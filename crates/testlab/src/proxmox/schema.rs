@@ -137,9 +137,8 @@ fn compile(pattern: &str) -> Regex {
         .replace("(?^:", "(?:")
         .replace("(?>", "(?:")
         .replace("{,", "{0,");
-    let r = Regex::new(&format!("^(?:{translated})$")).unwrap_or_else(|e| {
-        panic!("schema pattern {pattern:?} does not translate: {e}")
-    });
+    let r = Regex::new(&format!("^(?:{translated})$"))
+        .unwrap_or_else(|e| panic!("schema pattern {pattern:?} does not translate: {e}"));
     c.insert(pattern.to_string(), r.clone());
     r
 }
@@ -228,12 +227,18 @@ pub fn check_text(s: &Value, value: &str) -> Result<(), String> {
         if let Some(min) = s.get("minimum").and_then(bound)
             && n < min
         {
-            return Err(format!("value must have a minimum value of {}", fmt_bound(min)));
+            return Err(format!(
+                "value must have a minimum value of {}",
+                fmt_bound(min)
+            ));
         }
         if let Some(max) = s.get("maximum").and_then(bound)
             && n > max
         {
-            return Err(format!("value must have a maximum value of {}", fmt_bound(max)));
+            return Err(format!(
+                "value must have a maximum value of {}",
+                fmt_bound(max)
+            ));
         }
     }
     if let Some(e) = s.get("enum").and_then(Value::as_array) {
@@ -248,7 +253,10 @@ pub fn check_text(s: &Value, value: &str) -> Result<(), String> {
     if let Some(max) = s.get("maxLength").and_then(bound)
         && value.chars().count() as f64 > max
     {
-        return Err(format!("value may only be {} characters long", fmt_bound(max)));
+        return Err(format!(
+            "value may only be {} characters long",
+            fmt_bound(max)
+        ));
     }
     if let Some(p) = s.get("pattern").and_then(Value::as_str)
         && !compile(p).is_match(value)
@@ -256,7 +264,9 @@ pub fn check_text(s: &Value, value: &str) -> Result<(), String> {
         return Err("value does not match the regex pattern".to_string());
     }
     match s.get("format") {
-        Some(Value::String(f)) => check_format(f, value).map_err(|e| format!("invalid format - {e}")),
+        Some(Value::String(f)) => {
+            check_format(f, value).map_err(|e| format!("invalid format - {e}"))
+        }
         Some(Value::Object(f)) => {
             check_property_string(f, value).map_err(|e| format!("invalid format - {e}"))
         }
@@ -345,7 +355,7 @@ pub fn check_format(format: &str, v: &str) -> Result<(), String> {
                     return Err(format!("{k}: value does not look like a valid {k} setting"));
                 }
             }
-            if seen.contains_key("gw") && !seen.get("ip").is_some_and(|ip| *ip != "dhcp") {
+            if seen.contains_key("gw") && seen.get("ip").is_none_or(|ip| *ip == "dhcp") {
                 return Err("gateway specified without specifying an IP address".into());
             }
             Ok(())
@@ -393,7 +403,9 @@ pub fn check_property_string(f: &Map<String, Value>, v: &str) -> Result<(), Stri
         if let Some(alias) = s.get("alias").and_then(Value::as_str) {
             if let Some(key_alias) = s.get("keyAlias").and_then(Value::as_str) {
                 if seen.insert(key_alias.to_string(), k.clone()).is_some() {
-                    return Err(format!("duplicate key in comma-separated list property: {key_alias}"));
+                    return Err(format!(
+                        "duplicate key in comma-separated list property: {key_alias}"
+                    ));
                 }
             }
             k = alias.to_string();
@@ -402,7 +414,9 @@ pub fn check_property_string(f: &Map<String, Value>, v: &str) -> Result<(), Stri
                 .ok_or_else(|| format!("invalid key in comma-separated list property: {k}"))?;
         }
         if seen.insert(k.clone(), val.clone()).is_some() {
-            return Err(format!("duplicate key in comma-separated list property: {k}"));
+            return Err(format!(
+                "duplicate key in comma-separated list property: {k}"
+            ));
         }
         check_text(s, &val).map_err(|e| format!("{k}: {e}"))?;
     }
@@ -417,10 +431,16 @@ pub fn check_property_string(f: &Map<String, Value>, v: &str) -> Result<(), Stri
 
 /// Check request parameters (text) against a method's `parameters`; the
 /// `errors` map Proxmox would answer with.
-pub fn check_params(def: &Value, params: &BTreeMap<String, String>) -> Result<(), BTreeMap<String, String>> {
+pub fn check_params(
+    def: &Value,
+    params: &BTreeMap<String, String>,
+) -> Result<(), BTreeMap<String, String>> {
     let empty = Map::new();
     let ps = &def["parameters"];
-    let props = ps.get("properties").and_then(Value::as_object).unwrap_or(&empty);
+    let props = ps
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let additional = ps.get("additionalProperties").and_then(bound) != Some(0.0);
     let mut errors = BTreeMap::new();
     for (k, v) in params {
@@ -445,10 +465,17 @@ pub fn check_params(def: &Value, params: &BTreeMap<String, String>) -> Result<()
         }
         let optional = s.get("optional").and_then(bound) == Some(1.0);
         if !optional && !params.contains_key(k) {
-            errors.insert(k.clone(), "property is missing and it is not optional".into());
+            errors.insert(
+                k.clone(),
+                "property is missing and it is not optional".into(),
+            );
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// Check a JSON value against a `returns` schema; every problem with its
@@ -536,7 +563,10 @@ mod tests {
     }
 
     fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -559,7 +589,13 @@ mod tests {
     #[test]
     fn clone_parameters() {
         let def = clone_def();
-        let ok = params(&[("node", "pve1"), ("vmid", "9000"), ("newid", "105"), ("full", "1"), ("name", "master-2")]);
+        let ok = params(&[
+            ("node", "pve1"),
+            ("vmid", "9000"),
+            ("newid", "105"),
+            ("full", "1"),
+            ("name", "master-2"),
+        ]);
         assert_eq!(check_params(def, &ok), Ok(()));
         let bad = params(&[
             ("node", "pve1"),
@@ -619,10 +655,19 @@ mod tests {
     fn routes() {
         let s = schema();
         assert_eq!(s.endpoints().len(), 28);
-        assert!(matches!(s.route("GET", "/nodes/pve1/nothing"), Err(RouteError::NotFound)));
-        assert!(matches!(s.route("PATCH", "/nodes"), Err(RouteError::Method)));
+        assert!(matches!(
+            s.route("GET", "/nodes/pve1/nothing"),
+            Err(RouteError::NotFound)
+        ));
+        assert!(matches!(
+            s.route("PATCH", "/nodes"),
+            Err(RouteError::Method)
+        ));
         let (_, _, p) = s
-            .route("GET", "/nodes/pve1/tasks/UPID%3Apve1%3A1%3A2%3A3%3Aqmstart%3A100%3Aroot%40pam%3A/status")
+            .route(
+                "GET",
+                "/nodes/pve1/tasks/UPID%3Apve1%3A1%3A2%3A3%3Aqmstart%3A100%3Aroot%40pam%3A/status",
+            )
             .unwrap();
         assert_eq!(p["upid"], "UPID:pve1:1:2:3:qmstart:100:root@pam:");
     }
