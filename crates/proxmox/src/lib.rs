@@ -18,6 +18,7 @@ pub mod backend;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod inventory;
 pub mod task;
 mod tls;
 
@@ -28,5 +29,6 @@ pub use client::{
 };
 pub use config::{Config, ConfigError, Settings, TlsMode, Token};
 pub use error::Error;
+pub use inventory::{HostView, InventoryView, VmView};
 pub use reqwest::Method;
 pub use task::{TaskOutcome, Upid};
