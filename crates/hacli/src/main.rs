@@ -63,6 +63,9 @@ enum Command {
     Simulate(cmd::simulate::Args),
     /// Execute a plan step by step with a journal; resumable.
     Apply(cmd::apply::Args),
+    /// The hypervisor (Proxmox) as it really is.
+    #[command(subcommand)]
+    Hypervisor(cmd::hypervisor::Command),
 }
 
 /// Output format shared by every command.
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         Command::Plan(a) => cmd::plan::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Apply(a) => cmd::apply::run(a),
+        Command::Hypervisor(c) => cmd::hypervisor::run(c),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

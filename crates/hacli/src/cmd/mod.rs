@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod check;
 pub mod gate;
+pub mod hypervisor;
 pub mod live;
 pub mod lock;
 pub mod observe;
