@@ -279,7 +279,7 @@ impl InventoryView {
         let mut s = String::new();
         for h in &self.hosts {
             let c = h.committed();
-            let pct = |b: u64| if h.memory == 0 { 0 } else { b * 100 / h.memory };
+            let pct = |b: u64| (b * 100).checked_div(h.memory).unwrap_or(0);
             let _ = writeln!(
                 s,
                 "{} ({}): memory {:.0} GiB, committed {:.0} GiB running + {:.0} GiB stopped = {}%; CPUs {}, vCPUs {} running + {} stopped",
