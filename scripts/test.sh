@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 # Debian packages the suite needs, as "package:command-it-provides".
 # etcd, haproxy and kubectl run in the live lab (crates/testlab); protoc builds etcd-client.
 DEBS=(etcd-server:etcd etcd-client:etcdctl haproxy:haproxy kubernetes-client:kubectl protobuf-compiler:protoc)
+# openssh-server: the real sshd of the SSH runner's tests (in /usr/sbin, so named by path).
+DEBS+=(openssh-server:/usr/sbin/sshd openssh-client:ssh-agent)
+# iproute2: `ip` builds the lab hosts' networks (crates/testlab/src/host.rs).
+DEBS+=(iproute2:/usr/sbin/ip)
 . scripts/ensure-debs.sh
 ensure_debs "${DEBS[@]}"
 

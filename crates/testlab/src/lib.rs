@@ -7,7 +7,8 @@
 //! its runtime API on a Unix socket and on TCP. Each lab gets its own `127.X.Y.0/24` so labs in
 //! parallel tests never collide; everything is torn down on drop, and the
 //! etcd members also die with the thread that started the lab (so use a lab
-//! on the thread that created it).
+//! on the thread that created it). [`host`] adds lab hosts: separate
+//! machines in network, mount and PID namespaces on `198.18.0.0/15`.
 //!
 //! ```no_run
 //! let Some(mut lab) = testlab::Lab::start_or_skip("my_test") else { return };
@@ -19,8 +20,10 @@
 pub mod apiserver;
 pub mod etcd;
 pub mod haproxy;
+pub mod host;
 pub mod pki;
 pub mod proxmox;
+pub mod sshd;
 
 use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
