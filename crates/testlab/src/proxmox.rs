@@ -313,6 +313,7 @@ struct State {
     task_invisible: Duration,
     next_pid: u32,
     calls: Vec<Call>,
+    hosts: Option<Hosts>,
 }
 
 type ApiResult = Result<Value, (u16, String, BTreeMap<String, String>)>;
@@ -336,10 +337,18 @@ impl State {
             if !t.done && t.ends <= now {
                 t.done = true;
                 let good = t.exit == "OK" || t.exit.starts_with("WARNINGS:");
-                effects.push(if good { t.ok.clone() } else { t.fail.clone() });
+                let e = if good { t.ok.clone() } else { t.fail.clone() };
+                effects.push((t.upid.clone(), e));
             }
         }
-        for e in effects {
+        for (upid, e) in effects {
+            if let Err(why) = self.host_effect(&e) {
+                // The VM did not come up as a lab host: its task fails with why.
+                if let Some(t) = self.tasks.get_mut(&upid) {
+                    t.exit = why;
+                }
+                continue;
+            }
             match e {
                 Effect::None => {}
                 Effect::Unlock(id) => {
@@ -370,6 +379,94 @@ impl State {
                     }
                 }
             }
+        }
+    }
+
+    /// With lab hosts attached: a started VM is a lab host named after the
+    /// VM at its `ipconfig0` address, its sshd accepting the cloud-init
+    /// `sshkeys`; a stopped VM's host is powered off; a deleted VM's host
+    /// is removed.
+    fn host_effect(&mut self, e: &Effect) -> Result<(), String> {
+        let Some(hosts) = self.hosts.as_mut() else {
+            return Ok(());
+        };
+        let blocking = |f: &mut dyn FnMut() -> Result<(), String>| {
+            let multi = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            if multi {
+                tokio::task::block_in_place(f)
+            } else {
+                f()
+            }
+        };
+        match e {
+            Effect::Running(id, true) => {
+                if let Some(h) = hosts.by_vmid.get_mut(id) {
+                    return blocking(&mut || {
+                        h.power_on()
+                            .map_err(|e| format!("start failed: lab host: {e}"))
+                    });
+                }
+                let vm = self.vms.get(id).ok_or("start failed: no such VM")?;
+                let name = vm.name().unwrap_or("vm").to_string();
+                let ip = vm
+                    .config
+                    .get("ipconfig0")
+                    .and_then(|c| c.split(',').find_map(|kv| kv.strip_prefix("ip=")))
+                    .and_then(|cidr| cidr.split('/').next()?.parse::<Ipv4Addr>().ok())
+                    .ok_or_else(|| {
+                        format!(
+                            "start failed: VM {id} has no static ipconfig0 address for its lab host"
+                        )
+                    })?;
+                let keys: Vec<String> = vm
+                    .config
+                    .get("sshkeys")
+                    .map(|k| {
+                        percent_encoding::percent_decode_str(k)
+                            .decode_utf8_lossy()
+                            .to_string()
+                    })
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                let mut made = None;
+                blocking(&mut || {
+                    let mut host = hosts
+                        .lab
+                        .add_host_with(crate::host::HostSpec {
+                            name: name.clone(),
+                            addr: Some(ip),
+                            ..Default::default()
+                        })
+                        .map_err(|e| format!("start failed: lab host {name} at {ip}: {e}"))?;
+                    if !keys.is_empty() {
+                        host.start_sshd(keys.clone())
+                            .map_err(|e| format!("start failed: sshd on lab host {name}: {e}"))?;
+                    }
+                    made = Some(host);
+                    Ok(())
+                })?;
+                if let Some(h) = made {
+                    hosts.by_vmid.insert(*id, h);
+                }
+                Ok(())
+            }
+            Effect::Running(id, false) => match hosts.by_vmid.get_mut(id) {
+                Some(h) => blocking(&mut || {
+                    h.power_off()
+                        .map_err(|e| format!("stop failed: lab host: {e}"))
+                }),
+                None => Ok(()),
+            },
+            Effect::Remove(id) => {
+                hosts.by_vmid.remove(id);
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -454,6 +551,13 @@ impl State {
         let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes());
         d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// VMs that run as lab hosts.
+#[derive(Debug)]
+struct Hosts {
+    lab: crate::host::HostLab,
+    by_vmid: HashMap<u32, crate::host::Host>,
 }
 
 struct Shared {
@@ -586,6 +690,7 @@ impl ProxmoxLab {
                 task_invisible: opts.task_invisible,
                 next_pid: 0,
                 calls: Vec::new(),
+                hosts: None,
             }),
             token_id: opts.token_id,
             token_secret: opts.token_secret,
@@ -731,6 +836,32 @@ impl ProxmoxLab {
             }
             c
         })
+    }
+
+    /// From now on, a VM that starts becomes a host of `lab`: named after
+    /// the VM, at its `ipconfig0` address (inside the lab's subnet), its sshd
+    /// accepting the cloud-init `sshkeys`. Stopping the VM powers the host
+    /// off; deleting it removes the host.
+    pub fn attach_hosts(&self, lab: crate::host::HostLab) {
+        self.state().hosts = Some(Hosts {
+            lab,
+            by_vmid: HashMap::new(),
+        });
+    }
+
+    /// The `known_hosts` line of a started VM's lab host.
+    pub fn known_hosts_line(&self, vmid: u32) -> Option<String> {
+        self.state()
+            .hosts
+            .as_ref()?
+            .by_vmid
+            .get(&vmid)?
+            .known_hosts_line()
+    }
+
+    /// Whether the VM's lab host is powered on (`None`: no lab host).
+    pub fn host_is_on(&self, vmid: u32) -> Option<bool> {
+        Some(self.state().hosts.as_ref()?.by_vmid.get(&vmid)?.is_on())
     }
 
     /// Every call answered so far.
