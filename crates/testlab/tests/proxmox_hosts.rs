@@ -4,7 +4,7 @@
 //! hostname; deleting the VM removes the host.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ fn have(cmd: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn ssh(key: &PathBuf, kh: &PathBuf, addr: Ipv4Addr, cmd: &str) -> std::process::Output {
+fn ssh(key: &Path, kh: &Path, addr: Ipv4Addr, cmd: &str) -> std::process::Output {
     Command::new("ssh")
         .arg("-i")
         .arg(key)
