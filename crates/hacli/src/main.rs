@@ -68,6 +68,9 @@ enum Command {
     /// 2 bad input, 3 no answer.
     #[command(subcommand)]
     Lb(cmd::lb::Command),
+    /// The hypervisor (Proxmox) as it really is.
+    #[command(subcommand)]
+    Hypervisor(cmd::hypervisor::Command),
 }
 
 /// Output format shared by every command.
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Apply(a) => cmd::apply::run(a),
         Command::Lb(c) => cmd::lb::run(c),
+        Command::Hypervisor(c) => cmd::hypervisor::run(c),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

@@ -53,6 +53,18 @@ pub enum HvOp {
         address: String,
         /// Gateway.
         gateway: Option<IpAddr>,
+        /// Cloud-init user (`ciuser`); none: the template's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ciuser: Option<String>,
+        /// Cloud-init SSH public keys (`sshkeys`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sshkeys: Vec<String>,
+        /// DNS servers (`nameserver`); none: the template's.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nameservers: Vec<IpAddr>,
+        /// Storage of the full clone; none: the template's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        storage: Option<String>,
     },
     /// Start a VM and wait until it runs.
     StartVm {

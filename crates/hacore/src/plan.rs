@@ -625,6 +625,10 @@ pub fn plan(
                 disk_gib: n.disk_gib.unwrap_or(0),
                 address: format!("{}/{prefix}", n.address),
                 gateway: to.network.as_ref().and_then(|net| net.gateway),
+                ciuser: None,
+                sshkeys: Vec::new(),
+                nameservers: Vec::new(),
+                storage: None,
             }),
             Dur::secs(180),
         );

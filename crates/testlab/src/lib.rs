@@ -25,6 +25,7 @@ pub mod lblab;
 pub mod load;
 pub mod pfsense;
 pub mod pki;
+pub mod proxmox;
 pub mod sshd;
 
 use std::io::Read as _;

@@ -29,16 +29,16 @@ impl std::fmt::Debug for Pair {
     }
 }
 
-struct Ca {
+pub(crate) struct Ca {
     issuer: Issuer<'static, KeyPair>,
-    pem: Pair,
+    pub(crate) pem: Pair,
 }
 
 fn err(what: &str, e: rcgen::Error) -> LabError {
     LabError::Pki(format!("{what}: {e}"))
 }
 
-fn ca(cn: &str) -> Result<Ca, LabError> {
+pub(crate) fn ca(cn: &str) -> Result<Ca, LabError> {
     let key = KeyPair::generate().map_err(|e| err(cn, e))?;
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err(cn, e))?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -59,7 +59,7 @@ fn ca(cn: &str) -> Result<Ca, LabError> {
     })
 }
 
-fn leaf(
+pub(crate) fn leaf(
     ca: &Ca,
     cn: &str,
     dns: &[&str],

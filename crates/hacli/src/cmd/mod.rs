@@ -4,6 +4,7 @@ pub mod apply;
 pub mod check;
 pub mod gate;
 pub mod lb;
+pub mod hypervisor;
 pub mod live;
 pub mod lock;
 pub mod observe;

@@ -37,6 +37,9 @@ pub struct Args {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Format,
+    /// Plan from the Proxmox cluster's own inventory.
+    #[command(flatten)]
+    pub proxmox: super::hypervisor::ProxmoxArgs,
 }
 
 /// Run. Exit 0 with a plan, 1 when the migration cannot be made safe.
@@ -45,18 +48,69 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let (to, w2) = Topology::load(&a.to)?;
     crate::print_warnings(&w1.warnings);
     crate::print_warnings(&w2.warnings);
-    let state = match &a.state {
+    let mut state = match &a.state {
         Some(p) => Some(ClusterState::load(p, &from)?.0),
         None => None,
     };
-    match plan::plan(
+    // From the hypervisor's own inventory when a Proxmox endpoint is given:
+    // its hosts replace the observed ones, and its checks replace the
+    // planner's VM id and capacity reasons with fuller ones.
+    let mut inventory = None;
+    if a.proxmox.wanted() {
+        let inv = match a.proxmox.inventory() {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("hacli plan: reading the Proxmox inventory: {e:#}");
+                return Ok(Exit::Unknown);
+            }
+        };
+        state
+            .get_or_insert_with(|| ClusterState::empty(jiff::Timestamp::now()))
+            .hypervisors = Some(inv.host_states());
+        inventory = Some(inv.check(&from, &to, a.template));
+    }
+    let planned = plan::plan(
         &from,
         &to,
         state.as_ref(),
         &Options {
             template: a.template,
         },
-    ) {
+    );
+    let planned = match inventory {
+        None => planned,
+        Some((extra, placement)) => {
+            for (host, masters) in &placement {
+                eprintln!("placement: {host}: {}", masters.join(", "));
+            }
+            let mut reasons: Vec<String> = match planned {
+                Ok(_) => Vec::new(),
+                Err(r) => r
+                    .reasons
+                    .into_iter()
+                    .filter(|r| {
+                        !(r.starts_with("VM id ")
+                            || r.starts_with("hypervisor `")
+                            || r.starts_with("new masters are cloned from a template"))
+                    })
+                    .collect(),
+            };
+            reasons.extend(extra);
+            if reasons.is_empty() {
+                plan::plan(
+                    &from,
+                    &to,
+                    state.as_ref(),
+                    &Options {
+                        template: a.template,
+                    },
+                )
+            } else {
+                Err(plan::Refusal { reasons })
+            }
+        }
+    };
+    match planned {
         Ok(p) => {
             match a.output {
                 Format::Text => out!("{}", p.to_text()),

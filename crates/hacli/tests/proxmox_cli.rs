@@ -1,0 +1,107 @@
+//! `hacli hypervisor show` and `hacli plan --proxmox` against the lab's
+//! Proxmox API stand-in holding the realistic home-lab inventory.
+
+use std::path::Path;
+use std::process::Command;
+
+use testlab::proxmox::{Inventory, ProxmoxLab};
+
+fn hacli(lab: &ProxmoxLab, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hacli"))
+        .args(args)
+        .args([
+            "--proxmox",
+            &lab.endpoint(),
+            "--proxmox-fingerprint",
+            &lab.fingerprint_hex(),
+        ])
+        .env("PROXMOX_VE_API_TOKEN", lab.api_token())
+        .env_remove("PM_API_URL")
+        .env_remove("PROXMOX_VE_ENDPOINT")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/topology")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn hypervisor_show_prints_each_host_and_its_vms() {
+    let lab = ProxmoxLab::start(Inventory::realistic()).unwrap();
+    let (code, out, err) = hacli(&lab, &["hypervisor", "show"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pve (online): memory 256 GiB, committed 200 GiB running + 24 GiB stopped = 87%; CPUs 64, vCPUs 58 running + 4 stopped"), "{out}");
+    assert!(out.contains("old-gitlab"), "{out}");
+    assert!(out.contains("debian-12-cloudinit"), "{out}");
+    assert!(
+        !err.contains(lab.token_secret()),
+        "the secret leaked: {err}"
+    );
+}
+
+#[test]
+fn plan_from_the_inventory_refuses_with_reasons_and_sizes() {
+    let lab = ProxmoxLab::start(Inventory::realistic()).unwrap();
+    let from = example("single-master.yaml");
+    let to = example("ha.yaml");
+    let (code, out, err) = hacli(
+        &lab,
+        &["plan", "--from", &from, "--to", &to, "--template", "9000"],
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("REFUSED"), "{out}");
+    assert!(
+        out.contains(
+            "already taken by VM `old-gitlab` (stopped, on pve), a VM the topology does not list"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("2 master(s) of at most 16 GiB each fit"),
+        "{out}"
+    );
+    assert!(
+        err.contains("placement: pve: k8s-master, k8s-master-2, k8s-master-3"),
+        "{err}"
+    );
+    let (code, out, _) = hacli(
+        &lab,
+        &["plan", "--from", &from, "--to", &to, "--template", "212"],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("VM 212 `plex` on pve is not a template"),
+        "{out}"
+    );
+
+    // A wrong token: exit 3, the 401 named, the secret not shown.
+    let out = Command::new(env!("CARGO_BIN_EXE_hacli"))
+        .args([
+            "hypervisor",
+            "show",
+            "--proxmox",
+            &lab.endpoint(),
+            "--proxmox-ca",
+        ])
+        .arg(lab.ca_path())
+        .env(
+            "PROXMOX_VE_API_TOKEN",
+            format!("{}=not-the-secret", lab.token_id()),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("HTTP 401 invalid token value!"), "{err}");
+    assert!(!err.contains("not-the-secret"), "{err}");
+}

@@ -1,0 +1,407 @@
+//! The Proxmox backend (crates/proxmox) against the lab's Proxmox API
+//! stand-in: a VM provisioned end to end, a resumed run that never clones
+//! twice, locks waited on, Proxmox's text from a failed task, a named 401, a
+//! refused certificate pin, and how soon a finished task is noticed.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use hacore::backend::{HvOp, Hypervisor};
+use proxmox::{Client, ProxmoxHypervisor, Settings, Token};
+use testlab::proxmox::{Inventory, ProxmoxLab, PveOptions};
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq+b/9Xr7= hacli@lab";
+
+fn settings(lab: &ProxmoxLab) -> Settings {
+    Settings {
+        endpoint: Some(lab.endpoint()),
+        token: Some(Token::parse(&lab.api_token(), "test token").unwrap()),
+        fingerprint: Some(lab.fingerprint_hex()),
+        ..Settings::default()
+    }
+}
+
+fn client(lab: &ProxmoxLab) -> Client {
+    Client::new(&settings(lab).build().unwrap()).unwrap()
+}
+
+fn backend(lab: &ProxmoxLab) -> ProxmoxHypervisor {
+    let mut hv = ProxmoxHypervisor::new(client(lab)).unwrap();
+    hv.deadline = Duration::from_secs(20);
+    hv
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn clone_op(vmid: u32, name: &str) -> HvOp {
+    HvOp::CloneVm {
+        host: "pve".into(),
+        template: 9000,
+        vmid,
+        name: name.into(),
+        cpus: 4,
+        memory_gib: 8,
+        disk_gib: 32,
+        address: "10.0.20.106/24".into(),
+        gateway: Some("10.0.20.1".parse().unwrap()),
+        ciuser: Some("debian".into()),
+        sshkeys: vec![KEY.into()],
+        nameservers: vec!["10.0.20.1".parse::<IpAddr>().unwrap()],
+        storage: Some("local-zfs".into()),
+    }
+}
+
+fn lab() -> ProxmoxLab {
+    ProxmoxLab::start_with(
+        Inventory::realistic(),
+        PveOptions {
+            task_time: Duration::from_millis(150),
+            ..PveOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_master_vm_is_provisioned_end_to_end_and_rolled_back() {
+    let lab = lab();
+    let mut hv = backend(&lab);
+    let clone = clone_op(206, "k8s-master-3");
+    let start = HvOp::StartVm {
+        host: "pve".into(),
+        vmid: 206,
+    };
+    let t0 = Instant::now();
+    assert!(!hv.is_done(&clone).unwrap());
+    hv.apply(&clone).unwrap();
+    assert!(hv.is_done(&clone).unwrap(), "verified after the clone");
+    assert!(!hv.is_done(&start).unwrap());
+    hv.apply(&start).unwrap();
+    assert!(hv.is_done(&start).unwrap());
+    let wall = t0.elapsed();
+    let calls = hv.client().calls();
+
+    let vm = lab.vm(206).unwrap();
+    assert_eq!(vm["name"], "k8s-master-3");
+    assert_eq!(vm["status"], "running");
+    assert_eq!(vm["cores"], "4");
+    assert_eq!(vm["memory"], "8192");
+    assert_eq!(vm["ipconfig0"], "ip=10.0.20.106/24,gw=10.0.20.1");
+    assert_eq!(vm["ciuser"], "debian");
+    assert_eq!(vm["nameserver"], "10.0.20.1");
+    assert!(
+        vm["scsi0"].starts_with("local-zfs:vm-206-disk-0,"),
+        "{}",
+        vm["scsi0"]
+    );
+    assert!(vm["scsi0"].contains("size=32G"), "{}", vm["scsi0"]);
+    assert!(!vm.contains_key("template"));
+    // Proxmox keeps sshkeys percent-encoded; it accepted ours, so it was
+    // encoded before the form encoding (a raw key is refused: see the
+    // proxmoxer test), and it decodes back to the key.
+    assert_eq!(
+        vm["sshkeys"],
+        "ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAIHq%2Bb%2F9Xr7%3D%20hacli%40lab"
+    );
+    assert_eq!(lab.count("POST", "/clone"), 1);
+    println!(
+        "provisioned VM 206 (clone + configure + resize + cloud-init + start) in {:.0} ms with {calls} API calls (tasks take 150 ms each in the stand-in)",
+        wall.as_secs_f64() * 1000.0
+    );
+    println!(
+        "skipped: SSH on the cloud-init address is not checked: the stand-in's VMs are not lab hosts yet"
+    );
+
+    // Rollback of the clone: stop and delete.
+    let delete = HvOp::DeleteVm {
+        host: "pve".into(),
+        vmid: 206,
+    };
+    assert!(!hv.is_done(&delete).unwrap());
+    hv.apply(&delete).unwrap();
+    assert!(hv.is_done(&delete).unwrap());
+    assert!(lab.vm(206).is_none());
+    assert_eq!(lab.count("POST", "/status/stop"), 1);
+    // Applying again is harmless.
+    hv.apply(&delete).unwrap();
+}
+
+#[test]
+fn a_run_killed_after_the_clone_resumes_without_a_second_clone() {
+    let lab = lab();
+    let c = client(&lab);
+    let rt = rt();
+    // The killed run got as far as the clone task, not the configuration.
+    let upid = rt
+        .block_on(c.clone_vm(
+            "pve",
+            9000,
+            &proxmox::CloneParams {
+                newid: 206,
+                name: Some("k8s-master-3".into()),
+                full: true,
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    rt.block_on(c.wait_task(&upid, tokio::time::Instant::now() + Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(lab.count("POST", "/clone"), 1);
+
+    let mut hv = backend(&lab);
+    let op = clone_op(206, "k8s-master-3");
+    assert!(
+        !hv.is_done(&op).unwrap(),
+        "a clone with the template's size is not done"
+    );
+    hv.apply(&op).unwrap();
+    assert!(hv.is_done(&op).unwrap());
+    assert_eq!(lab.count("POST", "/clone"), 1, "no second clone");
+    assert_eq!(lab.vm(206).unwrap()["memory"], "8192");
+
+    // Killed while the clone task still ran: the VM is there, locked.
+    lab.set_task_time(Some("qmclone"), Duration::from_millis(800));
+    let _upid = rt
+        .block_on(c.clone_vm(
+            "pve",
+            9000,
+            &proxmox::CloneParams {
+                newid: 207,
+                name: Some("k8s-master-4".into()),
+                full: true,
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    assert_eq!(lab.vm(207).unwrap()["lock"], "clone");
+    let op = clone_op(207, "k8s-master-4");
+    assert!(!hv.is_done(&op).unwrap(), "a locked clone is not done");
+    let t = Instant::now();
+    hv.apply(&op).unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "waited for the lock"
+    );
+    assert_eq!(lab.count("POST", "/clone"), 2, "one clone per VM");
+    assert!(hv.is_done(&op).unwrap());
+
+    // A vmid taken by another VM is refused, not reused.
+    let err = hv
+        .apply(&clone_op(205, "k8s-master-2"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("old-gitlab"), "{err}");
+    assert!(!hv.is_done(&clone_op(205, "k8s-master-2")).unwrap());
+}
+
+#[test]
+fn a_locked_vm_is_waited_on() {
+    let lab = lab();
+    lab.set_lock(200, Some("backup"));
+    let mut hv = backend(&lab);
+    let snap = HvOp::SnapshotVm {
+        host: "pve".into(),
+        vmid: 200,
+        name: "before-ha".into(),
+    };
+    assert!(!hv.is_done(&snap).unwrap());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(700));
+            lab.set_lock(200, None);
+        });
+        let t = Instant::now();
+        hv.apply(&snap).unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_millis(600),
+            "{:?}",
+            t.elapsed()
+        );
+    });
+    assert!(hv.is_done(&snap).unwrap());
+    assert!(
+        lab.count("POST", "/snapshot") >= 2,
+        "refused while locked, then taken"
+    );
+
+    // A lock that outlives the deadline is a timeout naming the lock.
+    lab.set_lock(211, Some("backup"));
+    hv.deadline = Duration::from_millis(600);
+    let err = hv
+        .apply(&HvOp::StartVm {
+            host: "pve".into(),
+            vmid: 211,
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("locked (backup)"), "{err}");
+}
+
+#[test]
+fn a_failed_task_surfaces_proxmox_text_and_warnings_are_success() {
+    let lab = lab();
+    let mut hv = backend(&lab);
+    lab.set_next_exit("qmstart", "start failed: QEMU exited with code 1");
+    let start = HvOp::StartVm {
+        host: "pve".into(),
+        vmid: 205,
+    };
+    let err = hv.apply(&start).unwrap_err().to_string();
+    assert!(
+        err.contains("start failed: QEMU exited with code 1"),
+        "{err}"
+    );
+    assert!(err.contains("qmstart"), "{err}");
+    assert!(!hv.is_done(&start).unwrap());
+
+    lab.set_next_exit("qmsnapshot", "WARNINGS: 1");
+    let snap = HvOp::SnapshotVm {
+        host: "pve".into(),
+        vmid: 205,
+        name: "pre".into(),
+    };
+    hv.apply(&snap).unwrap();
+    assert!(hv.is_done(&snap).unwrap());
+
+    // Refused while running: Proxmox's text, naming the endpoint.
+    let rt = rt();
+    let c = client(&lab);
+    let err = rt.block_on(c.delete_vm("pve", 200, true)).unwrap_err();
+    assert_eq!(err.status(), Some(500));
+    let text = err.to_string();
+    assert!(
+        text.contains("VM 200 is running - destroy failed"),
+        "{text}"
+    );
+    assert!(text.contains("DELETE /nodes/pve/qemu/200"), "{text}");
+    // A parameter error: the errors map.
+    let err = rt.block_on(c.nextid(Some(205))).unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    let text = err.to_string();
+    assert!(text.contains("vmid: VM 205 already exists"), "{text}");
+    assert_eq!(rt.block_on(c.nextid(Some(206))).unwrap(), 206);
+}
+
+#[test]
+fn a_wrong_token_gives_a_named_401() {
+    let lab = lab();
+    let mut s = settings(&lab);
+    s.token = Some(Token::new(lab.token_id(), "00000000-wrong-secret").unwrap());
+    let mut hv = ProxmoxHypervisor::new(Client::new(&s.build().unwrap()).unwrap()).unwrap();
+    let err = hv
+        .is_done(&HvOp::StartVm {
+            host: "pve".into(),
+            vmid: 200,
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("HTTP 401 invalid token value!"), "{err}");
+    assert!(err.contains("root@pam!hacli"), "{err}");
+    assert!(!err.contains("wrong-secret"), "the secret leaked: {err}");
+    assert!(!format!("{hv:?}").contains("wrong-secret"));
+}
+
+#[test]
+fn a_certificate_not_matching_the_pin_is_refused() {
+    let lab = lab();
+    let rt = rt();
+    let mut s = settings(&lab);
+    s.fingerprint = Some("AB:".repeat(31) + "AB");
+    let c = Client::new(&s.build().unwrap()).unwrap();
+    let err = rt.block_on(c.version()).unwrap_err().to_string();
+    assert!(err.contains("not the pinned AB:AB"), "{err}");
+    assert!(err.contains(&lab.fingerprint_hex()), "{err}");
+    assert!(err.contains("TLS"), "{err}");
+    assert_eq!(c.calls(), 1, "a refused certificate is not tried again");
+
+    // The CA file works, and so does the right pin; the system roots refuse.
+    let mut s = settings(&lab);
+    s.fingerprint = None;
+    s.ca_file = Some(lab.ca_path().to_path_buf());
+    let c = Client::new(&s.build().unwrap()).unwrap();
+    assert_eq!(rt.block_on(c.version()).unwrap(), "9.0.11");
+    let mut s = settings(&lab);
+    s.fingerprint = None;
+    let c = Client::new(&s.build().unwrap()).unwrap();
+    let err = rt.block_on(c.version()).unwrap_err().to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // Insecure, only when asked (PROXMOX_VE_INSECURE), with a warning.
+    let env = Settings::from_vars(|k| match k {
+        "PROXMOX_VE_ENDPOINT" => Some(lab.endpoint()),
+        "PROXMOX_VE_API_TOKEN" => Some(lab.api_token()),
+        "PROXMOX_VE_INSECURE" => Some("true".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(env.warnings.len(), 1);
+    let c = Client::new(&env.build().unwrap()).unwrap();
+    assert_eq!(rt.block_on(c.version()).unwrap(), "9.0.11");
+}
+
+#[test]
+fn a_task_not_yet_visible_is_asked_again() {
+    let lab = ProxmoxLab::start_with(
+        Inventory::realistic(),
+        PveOptions {
+            task_time: Duration::from_millis(100),
+            task_invisible: Duration::from_millis(300),
+            ..PveOptions::default()
+        },
+    )
+    .unwrap();
+    let mut hv = backend(&lab);
+    let start = HvOp::StartVm {
+        host: "pve".into(),
+        vmid: 205,
+    };
+    hv.apply(&start).unwrap();
+    assert!(hv.is_done(&start).unwrap());
+    assert!(
+        lab.calls()
+            .iter()
+            .any(|c| c.template.ends_with("/tasks/{upid}/status") && c.status == 400)
+    );
+}
+
+/// How long after a task ends the client notices it (the target:
+/// median <= 250 ms with the backoff capped). Tasks take 1.5 s here, so the
+/// poll interval has reached its cap.
+#[test]
+fn a_finished_task_is_noticed_within_250_ms() {
+    let lab = ProxmoxLab::start_with(
+        Inventory::realistic(),
+        PveOptions {
+            task_time: Duration::from_millis(1500),
+            ..PveOptions::default()
+        },
+    )
+    .unwrap();
+    let c = client(&lab);
+    let rt = rt();
+    let mut lags = Vec::new();
+    for i in 0..8 {
+        let upid = rt
+            .block_on(c.snapshot("pve", 200, &format!("s{i}")))
+            .unwrap();
+        rt.block_on(c.wait_task(&upid, tokio::time::Instant::now() + Duration::from_secs(10)))
+            .unwrap();
+        let noticed = Instant::now();
+        let ended = lab.last_task_end().expect("the task ended");
+        lags.push(noticed.duration_since(ended));
+    }
+    lags.sort();
+    let median = lags[lags.len() / 2];
+    let max = lags[lags.len() - 1];
+    println!(
+        "task-notice lag over {} tasks of 1.5 s: median {:.0} ms, max {:.0} ms (poll cap 200 ms)",
+        lags.len(),
+        median.as_secs_f64() * 1000.0,
+        max.as_secs_f64() * 1000.0
+    );
+    assert!(median <= Duration::from_millis(250), "median {median:?}");
+}
