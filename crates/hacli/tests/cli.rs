@@ -545,3 +545,65 @@ fn a_closed_stdout_ends_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
 }
+
+/// Stricter state files: each error names the file, line, column and field
+/// once, with no second location and no cause printed twice.
+#[test]
+fn state_file_errors_name_file_line_column_and_field_once() {
+    let cases = [
+        (
+            "yes-no",
+            "yes-no.yaml:4:",
+            "nodes[0].ready",
+            "invalid type: string \"yes\", expected `true` or `false`",
+        ),
+        (
+            "hex-prefix",
+            "hex-prefix.yaml:5:",
+            "etcd.members[0].id",
+            "a member id is a decimal number, as `etcdctl member list -w json` prints it, or a string of up to 16 hexadecimal digits",
+        ),
+        (
+            "big-id",
+            "big-id.yaml:5:",
+            "etcd.members[0].id",
+            "member id is out of range: a member id is at most 18446744073709551615 (64 bits)",
+        ),
+        (
+            "dup-name",
+            "dup-name.yaml:6:",
+            "etcd.members[1].name",
+            "member name `k8s-master` is used by two members, ids 8e9e05c52164694d (etcd.members[0]) and 91bc3c398fb3c146",
+        ),
+    ];
+    for (file, at, field, says) in cases {
+        let path = format!("crates/hacli/tests/data/strict/{file}.yaml");
+        let out = hacli(&["check", "reboot", "k8s-master", "-t", HA, "-s", &path]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {err}");
+        assert!(err.contains(at), "{file}: expected {at} in:\n{err}");
+        assert_eq!(
+            err.matches(field).count(),
+            1,
+            "{file}: {field} once in:\n{err}"
+        );
+        assert!(err.contains(says), "{file}: expected {says:?} in:\n{err}");
+        assert!(
+            !err.contains(" at line "),
+            "{file}: a second location in:\n{err}"
+        );
+        assert!(!err.contains("floating"), "{file}: {err}");
+    }
+    // An unreadable file: its cause once.
+    let out = hacli(&[
+        "check",
+        "reboot",
+        "k8s-master",
+        "-t",
+        HA,
+        "-s",
+        "does/not/exist.yaml",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

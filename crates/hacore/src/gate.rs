@@ -139,6 +139,9 @@ impl Policy {
     /// - `join`: quorum after the join, one join at a time, odd size advice.
     /// - `preflight`: before a migration step: nodes Ready, etcd quorum now,
     ///   no join in progress, no alarm, no kill-switch.
+    ///
+    /// Every policy with `nodes-ready` also runs `node-drift` (a warning
+    /// naming a node the cluster reports that the topology does not list).
     pub fn builtin(name: &str) -> Option<Policy> {
         let mut r = RuleSet {
             state_fresh: Some(Default::default()),

@@ -259,25 +259,30 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
             let fix = if ctx.action == Action::Join {
                 "enable learner joins (EtcdLearnerMode, default since kubeadm 1.29) or restore the unhealthy members first".to_string()
             } else if let Some(h) = ctx.host.filter(|_| host_voters > tolerated) {
-                format!(
-                    "hypervisor {} runs {host_voters} of the {} etcd voters, and {} {}: spread the masters over more hypervisor hosts (at most {tolerated} per host) before taking it down",
-                    h.name,
-                    m.voters,
-                    count(m.voters, "voter"),
-                    match tolerated {
-                        0 => "tolerate no failure".to_string(),
-                        1 => "tolerate 1 failure".to_string(),
-                        t => format!("tolerate {t} failures"),
-                    }
-                )
+                let tolerate = if m.voters == 1 { "tolerates" } else { "tolerate" };
+                let voters = count(m.voters, "voter");
+                if tolerated == 0 {
+                    format!(
+                        "hypervisor {} runs {host_voters} of the {} etcd voters, and {voters} {tolerate} no failure: add masters on other hypervisor hosts first",
+                        h.name, m.voters
+                    )
+                } else {
+                    format!(
+                        "hypervisor {} runs {host_voters} of the {} etcd voters, and {voters} {tolerate} {}: spread the masters over more hypervisor hosts (at most {tolerated} per host) before taking it down",
+                        h.name,
+                        m.voters,
+                        count(tolerated, "failure")
+                    )
+                }
             } else if let Some(fix) = unmatched_fix(&unmatched) {
                 fix
             } else if !down_names.is_empty() {
                 format!("bring {} back first", and_list(&down_names))
             } else {
                 format!(
-                    "add control-plane nodes first: {} tolerate no failure",
-                    count(m.voters, "voter")
+                    "add control-plane nodes first: {} {} no failure",
+                    count(m.voters, "voter"),
+                    if m.voters == 1 { "tolerates" } else { "tolerate" }
                 )
             };
             out.push(
