@@ -41,14 +41,26 @@ fn lb_commands_over_ssh() {
     let addr = a2.to_string();
 
     // No pool yet: refused (exit 1), naming it.
-    let o = hacli(&topo, &["lb", "add-server", &m2, "--address", &addr, "--dry-run"]);
+    let o = hacli(
+        &topo,
+        &["lb", "add-server", &m2, "--address", &addr, "--dry-run"],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("no pool named k8s-apiserver"), "{}", text(&o));
+    assert!(
+        text(&o).contains("no pool named k8s-apiserver"),
+        "{}",
+        text(&o)
+    );
 
     let (t, _) = Topology::load(&topo).unwrap();
     let lb = LbBackend::from_topology(&t, &LbOptions::default()).unwrap();
     for op in [
-        LbOp::CreateVip { address: lab.vip, prefix: 24, interface: "lan".into(), description: "test".into() },
+        LbOp::CreateVip {
+            address: lab.vip,
+            prefix: 24,
+            interface: "lan".into(),
+            description: "test".into(),
+        },
         LbOp::CreatePool {
             pool: "k8s-apiserver".into(),
             check: CheckKind::Https,
@@ -58,20 +70,42 @@ fn lb_commands_over_ssh() {
             rise: 1,
             servers: vec![lab.masters[0].clone()],
         },
-        LbOp::CreateFrontend { frontend: SocketAddr::new(lab.vip, 6443), pool: "k8s-apiserver".into() },
+        LbOp::CreateFrontend {
+            frontend: SocketAddr::new(lab.vip, 6443),
+            pool: "k8s-apiserver".into(),
+        },
     ] {
         lb.apply_op(&op).unwrap();
     }
 
     let before = lab.pfsense.config_xml();
-    let o = hacli(&topo, &["lb", "add-server", &m2, "--address", &addr, "--dry-run"]);
+    let o = hacli(
+        &topo,
+        &["lb", "add-server", &m2, "--address", &addr, "--dry-run"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains(&format!("would add server {m2} ({}:{})", a2.ip(), a2.port())), "{}", text(&o));
-    assert_eq!(lab.pfsense.config_xml(), before, "--dry-run changed config.xml");
+    assert!(
+        text(&o).contains(&format!(
+            "would add server {m2} ({}:{})",
+            a2.ip(),
+            a2.port()
+        )),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        lab.pfsense.config_xml(),
+        before,
+        "--dry-run changed config.xml"
+    );
 
     let o = hacli(&topo, &["lb", "add-server", &m2, "--address", &addr]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("done: load-balancer:add-server"), "{}", text(&o));
+    assert!(
+        text(&o).contains("done: load-balancer:add-server"),
+        "{}",
+        text(&o)
+    );
     let o = hacli(&topo, &["lb", "add-server", &m2, "--address", &addr]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("already in place"), "{}", text(&o));
@@ -80,7 +114,8 @@ fn lb_commands_over_ssh() {
     let mut up = false;
     for _ in 0..50 {
         let o = hacli(&topo, &["lb", "show", "-o", "json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+        let v: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
         let servers = v["servers"].as_array().cloned().unwrap_or_default();
         assert_eq!(servers.len(), 2, "{v}");
         if o.status.code() == Some(0) && servers.iter().all(|s| s["status"] == "UP") {
@@ -94,5 +129,9 @@ fn lb_commands_over_ssh() {
     let o = hacli(&topo, &["lb", "remove-server", &m2]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = hacli(&topo, &["lb", "show"]);
-    assert!(!String::from_utf8_lossy(&o.stdout).contains(&format!(" {m2} ")), "{}", text(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains(&format!(" {m2} ")),
+        "{}",
+        text(&o)
+    );
 }

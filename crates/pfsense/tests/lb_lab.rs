@@ -315,8 +315,18 @@ fn pfsense_over_rest() {
         drop(lock);
     });
     let (m3, a3) = lab.masters[2].clone();
-    once_then_noop(&mut lb, &LbOp::AddServer { pool: "k8s-apiserver".into(), server: m3, address: a3 });
-    assert!(held.elapsed() >= Duration::from_secs(3), "the add waited for the lock");
+    once_then_noop(
+        &mut lb,
+        &LbOp::AddServer {
+            pool: "k8s-apiserver".into(),
+            server: m3,
+            address: a3,
+        },
+    );
+    assert!(
+        held.elapsed() >= Duration::from_secs(3),
+        "the add waited for the lock"
+    );
     release.join().unwrap();
 
     let wrong = backend(

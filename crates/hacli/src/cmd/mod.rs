@@ -3,8 +3,8 @@
 pub mod apply;
 pub mod check;
 pub mod gate;
-pub mod lb;
 pub mod hypervisor;
+pub mod lb;
 pub mod live;
 pub mod lock;
 pub mod observe;

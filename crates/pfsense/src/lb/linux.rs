@@ -104,12 +104,11 @@ impl CfgFile {
         let mut blocks: Vec<Block> = Vec::new();
         for (i, l) in lines.iter().enumerate() {
             let boundary = l.trim() == BEGIN || l.trim() == END;
-            if boundary || is_header(l).is_some() {
-                if let Some(b) = blocks.last_mut()
-                    && b.end == usize::MAX
-                {
-                    b.end = i;
-                }
+            if (boundary || is_header(l).is_some())
+                && let Some(b) = blocks.last_mut()
+                && b.end == usize::MAX
+            {
+                b.end = i;
             }
             if let Some((kw, name)) = is_header(l) {
                 blocks.push(Block {
@@ -487,7 +486,7 @@ impl LinuxHaproxy {
     }
 
     /// The host, for messages.
-    pub fn host(&self) -> &str {
+    pub fn target_name(&self) -> &str {
         &self.config.target.name
     }
 
@@ -496,15 +495,15 @@ impl LinuxHaproxy {
             .session
             .get_or_try_init(|| ssh::Session::connect(&self.config))
             .await
-            .map_err(LbError::Ssh)?;
+            .map_err(LbError::ssh)?;
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(LbError::Timeout {
-                what: format!("{}: {cmd}", self.host()),
+                what: format!("{}: {cmd}", self.target_name()),
                 deadline: Duration::ZERO,
             });
         }
-        session.run(&cmd, left).await.map_err(LbError::Ssh)
+        session.run(&cmd, left).await.map_err(LbError::ssh)
     }
 
     async fn file(&self, until: Instant) -> Result<(String, CfgFile), LbError> {
@@ -513,13 +512,13 @@ impl LinuxHaproxy {
             .run(cmd.clone(), until)
             .await?
             .check(&cmd, &self.config.target)
-            .map_err(LbError::Ssh)?;
+            .map_err(LbError::ssh)?;
         let text = String::from_utf8(out.stdout).map_err(|_| LbError::Protocol {
-            what: format!("{}:{}", self.host(), self.path),
+            what: format!("{}:{}", self.target_name(), self.path),
             detail: "not UTF-8".into(),
         })?;
         let file = CfgFile::parse(&text)
-            .map_err(|e| LbError::Refused(format!("{}:{}: {e}", self.host(), self.path)))?;
+            .map_err(|e| LbError::Refused(format!("{}:{}: {e}", self.target_name(), self.path)))?;
         Ok((text, file))
     }
 
@@ -532,7 +531,7 @@ impl LinuxHaproxy {
             .run(cmd.clone(), until)
             .await?
             .check(&cmd, &self.config.target)
-            .map_err(LbError::Ssh)?;
+            .map_err(LbError::ssh)?;
         cfg.vips = addresses(&String::from_utf8_lossy(&out.stdout));
         Ok(cfg)
     }
@@ -552,10 +551,10 @@ impl LinuxHaproxy {
                         .run(route.clone(), until)
                         .await?
                         .check(&route, &self.config.target)
-                        .map_err(LbError::Ssh)?;
+                        .map_err(LbError::ssh)?;
                     let text = String::from_utf8_lossy(&out.stdout).to_string();
                     let w: Vec<&str> = text.split_whitespace().collect();
-                    iface = w.iter().position(|x| *x == "dev").and_then(|i| w.get(i + 1)).map(|x| x.to_string()).ok_or_else(|| LbError::Refused(format!("{}: no interface routes to {addr}: set loadBalancer.manage.vipInterface", self.host())))?;
+                    iface = w.iter().position(|x| *x == "dev").and_then(|i| w.get(i + 1)).map(|x| x.to_string()).ok_or_else(|| LbError::Refused(format!("{}: no interface routes to {addr}: set loadBalancer.manage.vipInterface", self.target_name())))?;
                 }
                 let cmd = ssh::Cmd::new("ip").args([
                     "addr",
@@ -567,7 +566,7 @@ impl LinuxHaproxy {
                 self.run(cmd.clone(), until)
                     .await?
                     .check(&cmd, &self.config.target)
-                    .map_err(LbError::Ssh)?;
+                    .map_err(LbError::ssh)?;
                 Ok(true)
             }
             Edit::DeleteVip { address } => {
@@ -585,7 +584,7 @@ impl LinuxHaproxy {
                 self.run(cmd.clone(), until)
                     .await?
                     .check(&cmd, &self.config.target)
-                    .map_err(LbError::Ssh)?;
+                    .map_err(LbError::ssh)?;
                 Ok(true)
             }
             Edit::AddHost { .. } | Edit::DeleteHost { .. } => Err(LbError::Refused(
@@ -606,20 +605,20 @@ impl LinuxHaproxy {
                 match out.status {
                     ssh::ExitStatus::Code(0) => Ok(true),
                     ssh::ExitStatus::Code(INVALID) => Err(LbError::Invalid {
-                        what: format!("{}:{}", self.host(), self.path),
+                        what: format!("{}:{}", self.target_name(), self.path),
                         messages: format!(
                             "haproxy -c refused the new file, nothing was written: {}",
                             String::from_utf8_lossy(&out.stderr).trim()
                         ),
                     }),
                     ssh::ExitStatus::Code(CHANGED) => Err(LbError::Busy {
-                        what: format!("{}:{}", self.host(), self.path),
+                        what: format!("{}:{}", self.target_name(), self.path),
                         message: "the file changed while hacli edited it".into(),
                     }),
                     _ => out
                         .check(&cmd, &self.config.target)
                         .map(|_| true)
-                        .map_err(LbError::Ssh),
+                        .map_err(LbError::ssh),
                 }
             }
         }

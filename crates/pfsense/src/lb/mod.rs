@@ -50,7 +50,7 @@ pub enum LbError {
     Config(String),
     /// SSH failed (connect, host key, authentication, the command).
     #[error(transparent)]
-    Ssh(ssh::SshError),
+    Ssh(Box<ssh::SshError>),
     /// The REST API refused the credentials.
     #[error("{what}: HTTP {status}: {message}")]
     Auth {
@@ -114,6 +114,10 @@ pub enum LbError {
 }
 
 impl LbError {
+    fn ssh(e: ssh::SshError) -> LbError {
+        LbError::Ssh(Box::new(e))
+    }
+
     fn from_code(what: String, code: &str, message: &str) -> LbError {
         match code {
             "HAPROXY_CONFIG_INVALID" => LbError::Invalid {
@@ -206,9 +210,9 @@ impl Transport {
     /// Where it talks to, for messages.
     pub fn describe(&self) -> String {
         match self {
-            Transport::PfsenseSsh(t) => format!("pfSense {} over SSH", t.host()),
+            Transport::PfsenseSsh(t) => format!("pfSense {} over SSH", t.target_name()),
             Transport::PfsenseRest(t) => format!("pfSense REST API {}", t.base()),
-            Transport::Haproxy(t) => format!("HAProxy on {} over SSH", t.host()),
+            Transport::Haproxy(t) => format!("HAProxy on {} over SSH", t.target_name()),
         }
     }
 
@@ -415,7 +419,7 @@ impl LbBackend {
         match &self.transport {
             Transport::PfsenseSsh(t) => {
                 let text = t.stat(until).await?;
-                Stats::parse(&text).map_err(|e| LbError::Protocol { what: format!("{}: show stat", t.host()), detail: e })
+                Stats::parse(&text).map_err(|e| LbError::Protocol { what: format!("{}: show stat", t.target_name()), detail: e })
             }
             _ => Err(LbError::Config(
                 "set loadBalancer.runtimeApi (or --lb-runtime-api) so hacli can read HAProxy's servers".into(),

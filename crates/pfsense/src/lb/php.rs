@@ -76,7 +76,7 @@ impl PhpSsh {
     }
 
     /// The host, for messages.
-    pub fn host(&self) -> &str {
+    pub fn target_name(&self) -> &str {
         &self.config.target.name
     }
 
@@ -84,7 +84,7 @@ impl PhpSsh {
         self.session
             .get_or_try_init(|| ssh::Session::connect(&self.config))
             .await
-            .map_err(LbError::Ssh)
+            .map_err(LbError::ssh)
     }
 
     async fn call(&self, request: Value, until: Instant) -> Result<Value, LbError> {
@@ -96,16 +96,16 @@ impl PhpSsh {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(LbError::Timeout {
-                what: format!("{}: php {op}", self.host()),
+                what: format!("{}: php {op}", self.target_name()),
                 deadline: Duration::ZERO,
             });
         }
-        let out = session.run(&cmd, left).await.map_err(LbError::Ssh)?;
+        let out = session.run(&cmd, left).await.map_err(LbError::ssh)?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         match answer(&stdout) {
             Some(v) if v["ok"] == json!(true) => Ok(v),
             Some(v) => Err(LbError::from_code(
-                format!("{} (pfSense over SSH, {op})", self.host()),
+                format!("{} (pfSense over SSH, {op})", self.target_name()),
                 v["code"].as_str().unwrap_or(""),
                 v["error"].as_str().unwrap_or("failed"),
             )),
@@ -122,7 +122,7 @@ impl PhpSsh {
                     .collect::<Vec<_>>()
                     .join("\n");
                 Err(LbError::Protocol {
-                    what: format!("{} (pfSense over SSH, {op})", self.host()),
+                    what: format!("{} (pfSense over SSH, {op})", self.target_name()),
                     detail: format!(
                         "php exited with {:?} without an answer; is this pfSense with the HAProxy package? Output:\n{tail}",
                         out.status
@@ -138,7 +138,7 @@ impl PhpSsh {
             .call(json!({"op": "read", "description": ""}), until)
             .await?;
         serde_json::from_value(v["config"].clone()).map_err(|e| LbError::Protocol {
-            what: format!("{} (pfSense over SSH, read)", self.host()),
+            what: format!("{} (pfSense over SSH, read)", self.target_name()),
             detail: e.to_string(),
         })
     }
