@@ -105,3 +105,64 @@ fn plan_from_the_inventory_refuses_with_reasons_and_sizes() {
     assert!(err.contains("HTTP 401 invalid token value!"), "{err}");
     assert!(!err.contains("not-the-secret"), "{err}");
 }
+
+#[test]
+fn the_topology_can_name_the_proxmox_api() {
+    let lab = ProxmoxLab::start(Inventory::realistic()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The HA example with a `proxmox:` section pointing at the stand-in (its
+    // CA file relative to the topology), and no --proxmox flag.
+    std::fs::copy(lab.ca_path(), dir.path().join("pve-ca.pem")).unwrap();
+    let ha = std::fs::read_to_string(example("ha.yaml")).unwrap();
+    let to = dir.path().join("ha.yaml");
+    std::fs::write(
+        &to,
+        format!(
+            "{ha}\nproxmox:\n  endpoint: {}\n  caFile: pve-ca.pem\n",
+            lab.endpoint()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hacli"))
+            .args(args)
+            .env("PROXMOX_VE_API_TOKEN", lab.api_token())
+            .env_remove("PM_API_URL")
+            .env_remove("PROXMOX_VE_ENDPOINT")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "plan",
+        "--from",
+        &example("single-master.yaml"),
+        "--to",
+        to.to_str().unwrap(),
+        "--template",
+        "9000",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("already taken by VM `old-gitlab`"), "{text}");
+    let out = run(&["hypervisor", "show", "-t", to.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("old-gitlab"));
+    // A bad endpoint in the topology is an error naming the field.
+    std::fs::write(
+        &to,
+        format!("{ha}\nproxmox:\n  endpoint: http://pve:8006\n"),
+    )
+    .unwrap();
+    let out = run(&["hypervisor", "show", "-t", to.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("proxmox.endpoint"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -86,6 +86,7 @@ pub fn generated(masters: usize, total: usize) -> (Topology, ClusterState) {
             .collect(),
         nodes,
         external_kubeconfigs: Vec::new(),
+        proxmox: None,
     };
     let mut state = ClusterState::empty(now);
     state.nodes = Some(

@@ -36,6 +36,10 @@ pub struct Topology {
     /// Hypervisor hosts: each one is a failure domain.
     #[serde(default)]
     pub hypervisors: Vec<Hypervisor>,
+    /// The Proxmox VE API the hypervisors answer on: plans read the real
+    /// inventory from it (`--proxmox` and `PROXMOX_VE_ENDPOINT` override).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox: Option<ProxmoxApi>,
     /// Every node of the cluster.
     pub nodes: Vec<Node>,
     /// Kubeconfigs outside the cluster that name the control-plane endpoint
@@ -420,6 +424,24 @@ pub enum CheckKind {
     None,
 }
 
+/// Where the Proxmox VE API answers, and how to trust it. The API token
+/// is never part of a topology: it comes from `PROXMOX_VE_API_TOKEN` (or
+/// Telmate's `PM_API_TOKEN_ID` and `PM_API_TOKEN_SECRET`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProxmoxApi {
+    /// `https://HOST:8006`.
+    pub endpoint: String,
+    /// The API certificate's SHA-256 fingerprint (`pvenode cert info`), for
+    /// a self-signed certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// A CA bundle (PEM) that signed the API certificate; relative to the
+    /// topology file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
 /// A hypervisor host: a failure domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -582,6 +604,11 @@ impl Topology {
             topology.etcd.resolve_paths(dir);
             if let Some(m) = topology.load_balancer.manage.as_mut() {
                 m.resolve_paths(dir);
+            }
+            if let Some(ca) = topology.proxmox.as_mut().and_then(|p| p.ca_file.as_mut())
+                && ca.is_relative()
+            {
+                *ca = dir.join(&*ca);
             }
         }
         topology.finish(&path.display().to_string(), &text)
@@ -862,6 +889,14 @@ impl Topology {
         }
         if let Some(m) = &lb.manage {
             self.validate_manage(m, &mut r);
+        }
+        if let Some(p) = &self.proxmox
+            && !p.endpoint.starts_with("https://")
+        {
+            r.push(Diagnostic::error(
+                "proxmox.endpoint",
+                format!("`{}` is not an https:// URL, such as https://10.0.20.2:8006 (the Proxmox API speaks HTTPS only)", p.endpoint),
+            ));
         }
         if let Some(net) = &self.network
             && let Some(gw) = net.gateway

@@ -140,6 +140,7 @@ fn build(spec: &Spec) -> (Topology, ClusterState) {
             .collect(),
         nodes,
         external_kubeconfigs: Vec::new(),
+        proxmox: None,
     };
     let now: Timestamp = NOW.parse().unwrap();
     let old: Timestamp = "2026-03-01T00:00:00Z".parse().unwrap();

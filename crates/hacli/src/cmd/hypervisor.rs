@@ -41,8 +41,15 @@ impl ProxmoxArgs {
             || std::env::var_os("PM_API_URL").is_some()
     }
 
-    /// A client from the flags over the environment.
-    pub fn client(&self) -> anyhow::Result<Client> {
+    /// Whether a Proxmox endpoint is given (flag, environment or the
+    /// topology's `proxmox`).
+    pub fn wanted_for(&self, topology: Option<&hacore::Topology>) -> bool {
+        self.wanted() || topology.is_some_and(|t| t.proxmox.is_some())
+    }
+
+    /// A client from the flags over the environment over the topology's
+    /// `proxmox` section.
+    pub fn client_for(&self, topology: Option<&hacore::Topology>) -> anyhow::Result<Client> {
         let mut flags = Settings {
             endpoint: self.endpoint.clone(),
             ca_file: self.ca_file.clone(),
@@ -61,13 +68,26 @@ impl ProxmoxArgs {
                 .with_context(|| format!("--proxmox-token-env {var}: the variable is not set"))?;
             flags.token = Some(Token::parse(&text, var)?);
         }
-        let cfg = flags.or(Settings::from_env()?).build()?;
+        let mut settings = flags.or(Settings::from_env()?);
+        if let Some(p) = topology.and_then(|t| t.proxmox.as_ref()) {
+            settings = settings.or(Settings {
+                endpoint: Some(p.endpoint.clone()),
+                ca_file: p.ca_file.clone(),
+                fingerprint: p.fingerprint.clone(),
+                ..Settings::default()
+            });
+        }
+        let cfg = settings.build()?;
         Ok(Client::new(&cfg)?)
     }
 
-    /// Read the cluster's inventory, under a 30 s deadline.
-    pub fn inventory(&self) -> anyhow::Result<InventoryView> {
-        let client = self.client()?;
+    /// Read the cluster's inventory, under a 30 s deadline, with the
+    /// topology's `proxmox` section as the lowest layer.
+    pub fn inventory_for(
+        &self,
+        topology: Option<&hacore::Topology>,
+    ) -> anyhow::Result<InventoryView> {
+        let client = self.client_for(topology)?;
         let rt = runtime()?;
         rt.block_on(async {
             tokio::time::timeout(Duration::from_secs(30), InventoryView::read(&client)).await
@@ -85,6 +105,10 @@ pub enum Command {
     Show {
         #[command(flatten)]
         proxmox: ProxmoxArgs,
+        /// A topology whose `proxmox` section names the API (flags and the
+        /// environment override it).
+        #[arg(long, short = 't')]
+        topology: Option<PathBuf>,
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -94,8 +118,20 @@ pub enum Command {
 /// Run.
 pub fn run(c: Command) -> anyhow::Result<Exit> {
     match c {
-        Command::Show { proxmox, json } => {
-            let inv = match proxmox.inventory() {
+        Command::Show {
+            proxmox,
+            topology,
+            json,
+        } => {
+            let topology = match topology {
+                Some(p) => {
+                    let (t, report) = hacore::Topology::load(&p)?;
+                    crate::print_warnings(&report.warnings);
+                    Some(t)
+                }
+                None => None,
+            };
+            let inv = match proxmox.inventory_for(topology.as_ref()) {
                 Ok(i) => i,
                 Err(e) => {
                     eprintln!("hacli hypervisor show: {e:#}");

@@ -56,8 +56,8 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     // its hosts replace the observed ones, and its checks replace the
     // planner's VM id and capacity reasons with fuller ones.
     let mut inventory = None;
-    if a.proxmox.wanted() {
-        let inv = match a.proxmox.inventory() {
+    if a.proxmox.wanted_for(Some(&to)) {
+        let inv = match a.proxmox.inventory_for(Some(&to)) {
             Ok(i) => i,
             Err(e) => {
                 eprintln!("hacli plan: reading the Proxmox inventory: {e:#}");
