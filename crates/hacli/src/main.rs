@@ -63,6 +63,13 @@ enum Command {
     Simulate(cmd::simulate::Args),
     /// Execute a plan step by step with a journal; resumable.
     Apply(cmd::apply::Args),
+    /// Run as a Woodpecker CI plugin: settings from PLUGIN_* variables
+    /// (the container image's default command; see plugin/docs.md).
+    Plugin(cmd::plugin::Args),
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions(cmd::completions::Args),
+    /// Print the manual page (roff), e.g. `hacli man | man -l -`.
+    Man(cmd::completions::ManArgs),
 }
 
 /// Output format shared by every command.
@@ -99,7 +106,14 @@ impl From<hacore::Decision> for Exit {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A Woodpecker plugin step runs the image's entrypoint with no
+    // arguments: with any PLUGIN_* variable set, that is plugin mode.
+    let plugin_env = std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("PLUGIN_"));
+    let cli = if std::env::args_os().len() == 1 && plugin_env {
+        Cli::parse_from(["hacli", "plugin"])
+    } else {
+        Cli::parse()
+    };
     let result = match cli.command {
         Command::Check(a) => cmd::check::run(a),
         Command::Status(a) => cmd::status::run(a),
@@ -112,6 +126,9 @@ fn main() -> ExitCode {
         Command::Plan(a) => cmd::plan::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Apply(a) => cmd::apply::run(a),
+        Command::Plugin(a) => cmd::plugin::run(a),
+        Command::Completions(a) => cmd::completions::run(a),
+        Command::Man(a) => cmd::completions::man(a),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

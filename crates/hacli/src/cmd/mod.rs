@@ -2,11 +2,13 @@
 
 pub mod apply;
 pub mod check;
+pub mod completions;
 pub mod gate;
 pub mod live;
 pub mod lock;
 pub mod observe;
 pub mod plan;
+pub mod plugin;
 pub mod policy;
 pub mod sentinel;
 pub mod simulate;

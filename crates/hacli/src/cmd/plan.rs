@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use hacore::plan::{self, Options};
+use hacore::plan::{self, Options, Plan, Refusal};
 use hacore::{ClusterState, Topology};
 
 use crate::Exit;
@@ -41,22 +41,7 @@ pub struct Args {
 
 /// Run. Exit 0 with a plan, 1 when the migration cannot be made safe.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
-    let (from, w1) = Topology::load(&a.from)?;
-    let (to, w2) = Topology::load(&a.to)?;
-    crate::print_warnings(&w1.warnings);
-    crate::print_warnings(&w2.warnings);
-    let state = match &a.state {
-        Some(p) => Some(ClusterState::load(p, &from)?.0),
-        None => None,
-    };
-    match plan::plan(
-        &from,
-        &to,
-        state.as_ref(),
-        &Options {
-            template: a.template,
-        },
-    ) {
+    match compute(&a)? {
         Ok(p) => {
             match a.output {
                 Format::Text => out!("{}", p.to_text()),
@@ -73,4 +58,24 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             Ok(Exit::Deny)
         }
     }
+}
+
+/// The plan, or why there is none (shared with `hacli plugin`).
+pub fn compute(a: &Args) -> anyhow::Result<Result<Plan, Refusal>> {
+    let (from, w1) = Topology::load(&a.from)?;
+    let (to, w2) = Topology::load(&a.to)?;
+    crate::print_warnings(&w1.warnings);
+    crate::print_warnings(&w2.warnings);
+    let state = match &a.state {
+        Some(p) => Some(ClusterState::load(p, &from)?.0),
+        None => None,
+    };
+    Ok(plan::plan(
+        &from,
+        &to,
+        state.as_ref(),
+        &Options {
+            template: a.template,
+        },
+    ))
 }
