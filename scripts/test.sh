@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 # Debian packages the suite needs, as "package:command-it-provides".
 # etcd, haproxy and kubectl run in the live lab (crates/testlab); protoc builds etcd-client.
 DEBS=(etcd-server:etcd etcd-client:etcdctl haproxy:haproxy kubernetes-client:kubectl protobuf-compiler:protoc)
+# man-db renders the generated man page, zsh and fish check the completions (crates/hacli/tests/completions.rs).
+DEBS+=(man-db:man zsh:zsh fish:fish)
 . scripts/ensure-debs.sh
 ensure_debs "${DEBS[@]}"
 

@@ -665,3 +665,33 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     drop(tmp);
     Ok(exit)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn secrets_are_written_private() {
+        let tmp = tempfile::Builder::new()
+            .prefix("hacli-plugin-")
+            .tempdir()
+            .unwrap();
+        let dir_mode = std::fs::metadata(tmp.path()).unwrap().permissions().mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+        let p = super::write_private(tmp.path(), "etcd_key", "-----BEGIN X-----\n").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "-----BEGIN X-----\n");
+        // Never over an existing file.
+        assert!(super::write_private(tmp.path(), "etcd_key", "x").is_err());
+    }
+
+    #[test]
+    fn every_setting_names_known_commands() {
+        for s in super::SETTINGS {
+            assert!(!s.commands.is_empty(), "{}", s.key);
+            assert!(s.commands.iter().all(|c| super::COMMANDS.contains(c)));
+            assert_eq!(s.key, s.key.to_lowercase());
+        }
+    }
+}
