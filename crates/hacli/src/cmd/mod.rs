@@ -11,6 +11,7 @@ pub mod plan;
 pub mod plugin;
 pub mod policy;
 pub mod sentinel;
+pub mod sentinel_metrics;
 pub mod simulate;
 pub mod status;
 pub mod topology;

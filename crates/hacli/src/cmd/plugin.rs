@@ -404,6 +404,15 @@ impl Settings {
     }
 }
 
+/// A temporary directory only its owner may enter (0700), removed on drop.
+fn private_tempdir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt as _;
+    tempfile::Builder::new()
+        .prefix("hacli-plugin-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+}
+
 /// Write `contents` to `dir/file` with mode 0600.
 fn write_private(dir: &Path, file: &str, contents: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(file);
@@ -617,10 +626,8 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     let st = Settings::from_env()?;
-    let tmp = tempfile::Builder::new()
-        .prefix("hacli-plugin-")
-        .tempdir()
-        .context("creating a private temporary directory for the secrets")?;
+    let tmp =
+        private_tempdir().context("creating a private temporary directory for the secrets")?;
     let m = map(&st, tmp.path())?;
     let pipeline = match (
         std::env::var("CI_REPO"),
@@ -672,10 +679,7 @@ mod tests {
 
     #[test]
     fn secrets_are_written_private() {
-        let tmp = tempfile::Builder::new()
-            .prefix("hacli-plugin-")
-            .tempdir()
-            .unwrap();
+        let tmp = super::private_tempdir().unwrap();
         let dir_mode = std::fs::metadata(tmp.path()).unwrap().permissions().mode();
         assert_eq!(dir_mode & 0o777, 0o700);
         let p = super::write_private(tmp.path(), "etcd_key", "-----BEGIN X-----\n").unwrap();
