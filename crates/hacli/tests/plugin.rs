@@ -286,7 +286,9 @@ fn missing_and_bad_settings_are_named() {
         v.extend_from_slice(extra);
         v
     };
-    let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+    /// (settings, the setting named, why).
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             with(&[("COMMAND", "deploy")]),
             "PLUGIN_COMMAND (settings.command)",
