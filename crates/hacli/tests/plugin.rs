@@ -657,15 +657,6 @@ fn live_gate_locks_for_the_pipeline_and_release_frees_it() {
     else {
         return;
     };
-    let leader = lab
-        .wait_leader(std::time::Duration::from_secs(10))
-        .expect("etcd has a leader");
-    let follower = lab
-        .masters
-        .iter()
-        .map(|m| m.0.clone())
-        .find(|m| *m != leader)
-        .unwrap();
     let base = lab_settings(&lab);
     let key = std::fs::read_to_string(lab.etcd_pki.join("healthcheck-client.key")).unwrap();
     let key_body = key.lines().nth(1).unwrap().to_string();
@@ -679,17 +670,34 @@ fn live_gate_locks_for_the_pipeline_and_release_frees_it() {
             .ok()
             .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
     };
-
-    let r = lab_plugin(
-        &lab,
-        &base,
-        &[
-            ("COMMAND", "gate"),
-            ("ACTION", "reboot"),
-            ("NODE", &follower),
-            ("LOCK", "true"),
-        ],
-    );
+    // A follower (asked again should leadership move under load meanwhile).
+    let mut attempt = 0;
+    let (leader, follower, r) = loop {
+        attempt += 1;
+        let leader = lab
+            .wait_leader(std::time::Duration::from_secs(10))
+            .expect("etcd has a leader");
+        let follower = lab
+            .masters
+            .iter()
+            .map(|m| m.0.clone())
+            .find(|m| *m != leader)
+            .unwrap();
+        let r = lab_plugin(
+            &lab,
+            &base,
+            &[
+                ("COMMAND", "gate"),
+                ("ACTION", "reboot"),
+                ("NODE", &follower),
+                ("LOCK", "true"),
+            ],
+        );
+        if r.code == 0 || attempt == 3 || lab.etcd_leader().as_deref() == Some(leader.as_str()) {
+            break (leader, follower, r);
+        }
+        eprintln!("leadership moved during the gate; again: {}", r.stdout);
+    };
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(r.json()["decision"], "allow");
     assert!(r.stdout.contains("ALLOW: reboot"), "{}", r.stdout);
