@@ -13,6 +13,8 @@ DEBS+=(openssh-server:/usr/sbin/sshd openssh-client:ssh-agent)
 DEBS+=(iproute2:/usr/sbin/ip)
 # The pfSense stand-in (crates/testlab/src/pfsense.rs) runs PHP with the xml extension, and unbound.
 DEBS+=(php-cli:php unbound:unbound)
+# man-db renders the generated man page, zsh and fish check the completions (crates/hacli/tests/completions.rs).
+DEBS+=(man-db:man zsh:zsh fish:fish)
 . scripts/ensure-debs.sh
 ensure_debs "${DEBS[@]}"
 # php-xml has no command of its own: check for the extension pfSense's config parser uses.
@@ -31,6 +33,8 @@ echo "==> cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test" >&2
 cargo test --workspace --locked
+echo "==> cargo doc (no warnings)" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --locked
 
 # Python bindings (crates/hapy): a venv under target/ (rebuilt from PyPI if
 # missing), the wheel built by maturin and installed, then pytest, stubtest
@@ -56,6 +60,8 @@ fi
 rm -rf target/hapy-wheels
 "$VENV/bin/maturin" build --release --locked -m crates/hapy/Cargo.toml \
   --interpreter "$VENV/bin/python" --out target/hapy-wheels
+# One abi3 wheel (pyo3 abi3-py39) serves CPython 3.9 and later.
+ls target/hapy-wheels/hapy-*-cp39-abi3-*.whl >/dev/null || { echo "expected one cp39-abi3 wheel: $(ls target/hapy-wheels)" >&2; exit 1; }
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps target/hapy-wheels/hapy-*.whl
 export MYPY_CACHE_DIR="$PWD/target/mypy-cache"
 echo "==> python: mypy.stubtest hapy" >&2

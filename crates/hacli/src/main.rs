@@ -71,6 +71,13 @@ enum Command {
     /// The hypervisor (Proxmox) as it really is.
     #[command(subcommand)]
     Hypervisor(cmd::hypervisor::Command),
+    /// Run as a Woodpecker CI plugin: settings from PLUGIN_* variables
+    /// (the container image's default command; see plugin/docs.md).
+    Plugin(cmd::plugin::Args),
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions(cmd::completions::Args),
+    /// Print the manual page (roff), e.g. `hacli man | man -l -`.
+    Man(cmd::completions::ManArgs),
 }
 
 /// Output format shared by every command.
@@ -107,7 +114,14 @@ impl From<hacore::Decision> for Exit {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A Woodpecker plugin step runs the image's entrypoint with no
+    // arguments: with any PLUGIN_* variable set, that is plugin mode.
+    let plugin_env = std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("PLUGIN_"));
+    let cli = if std::env::args_os().len() == 1 && plugin_env {
+        Cli::parse_from(["hacli", "plugin"])
+    } else {
+        Cli::parse()
+    };
     let result = match cli.command {
         Command::Check(a) => cmd::check::run(a),
         Command::Status(a) => cmd::status::run(a),
@@ -122,6 +136,9 @@ fn main() -> ExitCode {
         Command::Apply(a) => cmd::apply::run(a),
         Command::Lb(c) => cmd::lb::run(c),
         Command::Hypervisor(c) => cmd::hypervisor::run(c),
+        Command::Plugin(a) => cmd::plugin::run(a),
+        Command::Completions(a) => cmd::completions::run(a),
+        Command::Man(a) => cmd::completions::man(a),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

@@ -56,6 +56,35 @@ pub fn verdict(v: &Verdict) -> String {
     s
 }
 
+/// A verdict in a few lines, for a CI log: the decision, then only what
+/// did not pass (deny, unknown, warn) with its remedy.
+pub fn verdict_short(v: &Verdict) -> String {
+    let mut s = String::new();
+    let head = match v.decision {
+        Decision::Allow => "ALLOW",
+        Decision::Deny => "DENY",
+        Decision::Unknown => "UNKNOWN",
+    };
+    let _ = writeln!(
+        s,
+        "{head}: {} {} (policy {}, observed {})",
+        v.action, v.target, v.policy, v.observed_at
+    );
+    let mut passed = 0;
+    for f in &v.findings {
+        if f.severity == Severity::Pass {
+            passed += 1;
+            continue;
+        }
+        let _ = writeln!(s, "  {} {}: {}", mark(f.severity), f.rule, f.message);
+        if let Some(r) = &f.remediation {
+            let _ = writeln!(s, "       -> {r}");
+        }
+    }
+    let _ = writeln!(s, "  ({passed} check(s) passed)");
+    s
+}
+
 /// A status summary.
 pub fn status(st: &Status) -> String {
     let mut s = String::new();

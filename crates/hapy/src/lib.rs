@@ -73,7 +73,10 @@ fn dict_text(data: &Bound<'_, PyDict>) -> PyResult<String> {
 /// A time argument: an aware `datetime`, an RFC 3339 string, or `"now"`.
 fn timestamp(obj: &Bound<'_, PyAny>) -> PyResult<Timestamp> {
     if let Ok(s) = obj.cast::<PyString>() {
-        let s = s.to_str()?;
+        // to_cow, not to_str: the stable ABI of Python 3.9 (abi3-py39) has
+        // no borrowed UTF-8 view of a str.
+        let s = s.to_cow()?;
+        let s = s.as_ref();
         if s == "now" {
             return Ok(Timestamp::now());
         }
@@ -408,7 +411,8 @@ impl PyPolicy {
             return Ok(Cow::Borrowed(&p.get().inner));
         }
         if let Ok(s) = obj.cast::<PyString>() {
-            let spec = s.to_str()?;
+            let spec = s.to_cow()?;
+            let spec = spec.as_ref();
             if let Some(p) = builtin_policy(spec) {
                 return Ok(Cow::Borrowed(p));
             }

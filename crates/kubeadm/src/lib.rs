@@ -16,6 +16,62 @@
 //! `/etc/kubernetes/pki/etcd/{ca.crt,healthcheck-client.crt,healthcheck-client.key}`;
 //! the kubeconfig comes from kube's standard inference (`KUBECONFIG`,
 //! `~/.kube/config`, in-cluster service account).
+//!
+//! Where an observer looks, decided from the topology and the overrides
+//! alone (this runs as a doctest: nothing is contacted):
+//!
+//! ```
+//! use std::path::PathBuf;
+//! use kubeadm::{EtcdTlsOverrides, ObjectRef, ObserverConfig};
+//!
+//! let (topology, _) = hacore::Topology::from_yaml("t.yaml", r#"
+//! cluster: lab
+//! controlPlaneEndpoint: { address: 10.0.0.11 }
+//! nodes:
+//!   - { name: m1, role: control-plane, address: 10.0.0.11 }
+//!   - { name: m2, role: control-plane, address: 10.0.0.12 }
+//!   - { name: m3, role: control-plane, address: 10.0.0.13 }
+//! "#).unwrap();
+//! let mut config = ObserverConfig::default();
+//! // kubeadm's defaults: every master on :2379, the health-check client pair.
+//! assert_eq!(config.etcd_endpoints(&topology)[0], "https://10.0.0.11:2379");
+//! let tls = config.etcd_tls.resolve(&topology);
+//! assert_eq!(tls.key, PathBuf::from("/etc/kubernetes/pki/etcd/healthcheck-client.key"));
+//! // Overrides win, one file at a time.
+//! config.etcd_tls = EtcdTlsOverrides { pki: Some("/run/secrets/etcd".into()), ..Default::default() };
+//! assert_eq!(config.etcd_tls.resolve(&topology).ca, PathBuf::from("/run/secrets/etcd/ca.crt"));
+//! config.lock = ObjectRef::parse("--lock-lease", "ops/upgrade-lock").unwrap();
+//! assert_eq!(config.lock.to_string(), "ops/upgrade-lock");
+//! assert!(ObjectRef::parse("--lock-lease", "no-namespace").is_err());
+//! ```
+//!
+//! Observe, decide and take the lock, as `hacli gate --lock` does (needs a
+//! cluster, so it is only compiled here):
+//!
+//! ```no_run
+//! # async fn gate() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use hacore::{Action, Policy, Request, evaluate};
+//! use kubeadm::{DisruptionLock, Observer, ObserverConfig};
+//!
+//! let (topology, _) = hacore::Topology::load("topology.yaml".as_ref())?;
+//! let config = ObserverConfig { deadline: Duration::from_secs(2), ..Default::default() };
+//! let lease = config.lock.clone();
+//! let observer = Observer::new(topology.clone(), config).await?;
+//! let state = observer.observe().await; // a failed probe makes rules "unknown"
+//! let now = jiff::Timestamp::now();
+//! let policy = Policy::for_action(Action::Reboot);
+//! let request = Request { action: Action::Reboot, target: "m2", requester: Some("me") };
+//! let mut verdict = evaluate(&topology, &state, &policy, &request, now)?;
+//! if verdict.allowed() {
+//!     DisruptionLock::new(observer.client().clone(), lease)
+//!         .take_for(&mut verdict, "me", Duration::from_secs(1800), now, Duration::from_secs(2))
+//!         .await;
+//! }
+//! println!("{}", verdict.decision);
+//! # Ok(())
+//! # }
+//! ```
 #![warn(missing_docs)]
 
 pub mod config;

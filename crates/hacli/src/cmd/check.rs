@@ -1,7 +1,7 @@
 //! `hacli check ACTION TARGET`: a verdict from files.
 
 use hacore::gate::{Request, evaluate};
-use hacore::{Action, Policy};
+use hacore::{Action, Policy, Verdict};
 
 use crate::{Exit, Output, render};
 
@@ -30,6 +30,16 @@ pub struct Args {
 
 /// Run.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
+    let verdict = decide(&a)?;
+    match a.output {
+        Output::Json => crate::print_json(&verdict)?,
+        Output::Text => out!("{}", render::verdict(&verdict)),
+    }
+    Ok(verdict.decision.into())
+}
+
+/// The verdict these arguments ask for (shared with `hacli plugin`).
+pub fn decide(a: &Args) -> anyhow::Result<Verdict> {
     let action: Action = a.action.parse()?;
     let (topology, state) = super::load(&a.files.topology, &a.files.state)?;
     let policy = match &a.policy {
@@ -42,10 +52,5 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         target: &a.target,
         requester: a.requester.as_deref(),
     };
-    let verdict = evaluate(&topology, &state, &policy, &request, now)?;
-    match a.output {
-        Output::Json => crate::print_json(&verdict)?,
-        Output::Text => out!("{}", render::verdict(&verdict)),
-    }
-    Ok(verdict.decision.into())
+    Ok(evaluate(&topology, &state, &policy, &request, now)?)
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hacore::gate::{Request, evaluate};
-use hacore::{Action, Policy};
+use hacore::{Action, Policy, Verdict};
 use kubeadm::{DisruptionLock, Observer};
 
 use super::live::{LiveArgs, parse_duration, runtime};
@@ -42,6 +42,17 @@ pub struct Args {
 
 /// Run.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
+    let verdict = decide(&a)?;
+    match a.output {
+        Output::Json => crate::print_json(&verdict)?,
+        Output::Text => out!("{}", render::verdict(&verdict)),
+    }
+    Ok(verdict.decision.into())
+}
+
+/// Observe, decide and (with `--lock`) lock: the verdict these arguments
+/// ask for (shared with `hacli plugin`).
+pub fn decide(a: &Args) -> anyhow::Result<Verdict> {
     let action: Action = a.action.parse()?;
     let topology = a.live.topology()?;
     let policy = match &a.policy {
@@ -97,9 +108,5 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         eprintln!("timings: {}", line.join(", "));
         eprintln!("probes done at: {probes}");
     }
-    match a.output {
-        Output::Json => crate::print_json(&verdict)?,
-        Output::Text => out!("{}", render::verdict(&verdict)),
-    }
-    Ok(verdict.decision.into())
+    Ok(verdict)
 }

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod completions;
 pub mod gate;
 pub mod hypervisor;
 pub mod lb;
@@ -9,8 +10,10 @@ pub mod live;
 pub mod lock;
 pub mod observe;
 pub mod plan;
+pub mod plugin;
 pub mod policy;
 pub mod sentinel;
+pub mod sentinel_metrics;
 pub mod simulate;
 pub mod status;
 pub mod topology;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use hacore::plan::{self, Options};
+use hacore::plan::{self, Options, Plan, Refusal};
 use hacore::{ClusterState, Topology};
 
 use crate::Exit;
@@ -44,6 +44,46 @@ pub struct Args {
 
 /// Run. Exit 0 with a plan, 1 when the migration cannot be made safe.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
+    let computed = match compute(&a) {
+        Err(e) if e.downcast_ref::<InventoryUnavailable>().is_some() => {
+            eprintln!("hacli plan: {e:#}");
+            return Ok(Exit::Unknown);
+        }
+        other => other?,
+    };
+    match computed {
+        Ok(p) => {
+            match a.output {
+                Format::Text => out!("{}", p.to_text()),
+                Format::Markdown => out!("{}", p.to_markdown()),
+                Format::Json => crate::print_json(&p)?,
+            }
+            Ok(Exit::Ok)
+        }
+        Err(refusal) => {
+            match a.output {
+                Format::Json => crate::print_json(&refusal)?,
+                _ => outln!("REFUSED: {refusal}"),
+            }
+            Ok(Exit::Deny)
+        }
+    }
+}
+
+/// The Proxmox inventory could not be read (exit 3).
+#[derive(Debug)]
+pub struct InventoryUnavailable(String);
+
+impl std::fmt::Display for InventoryUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InventoryUnavailable {}
+
+/// The plan, or why there is none (shared with `hacli plugin`).
+pub fn compute(a: &Args) -> anyhow::Result<Result<Plan, Refusal>> {
     let (from, w1) = Topology::load(&a.from)?;
     let (to, w2) = Topology::load(&a.to)?;
     crate::print_warnings(&w1.warnings);
@@ -60,8 +100,9 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         let inv = match a.proxmox.inventory_for(Some(&to)) {
             Ok(i) => i,
             Err(e) => {
-                eprintln!("hacli plan: reading the Proxmox inventory: {e:#}");
-                return Ok(Exit::Unknown);
+                return Err(anyhow::Error::new(InventoryUnavailable(format!(
+                    "reading the Proxmox inventory: {e:#}"
+                ))));
             }
         };
         state
@@ -110,21 +151,5 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             }
         }
     };
-    match planned {
-        Ok(p) => {
-            match a.output {
-                Format::Text => out!("{}", p.to_text()),
-                Format::Markdown => out!("{}", p.to_markdown()),
-                Format::Json => crate::print_json(&p)?,
-            }
-            Ok(Exit::Ok)
-        }
-        Err(refusal) => {
-            match a.output {
-                Format::Json => crate::print_json(&refusal)?,
-                _ => outln!("REFUSED: {refusal}"),
-            }
-            Ok(Exit::Deny)
-        }
-    }
+    Ok(planned)
 }

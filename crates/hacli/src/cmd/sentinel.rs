@@ -6,16 +6,29 @@
 //! has rebooted (no reboot-required file) and is Ready, release the lock.
 //! One log line per cycle; one process; no child processes.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hacore::gate::{Request, evaluate};
-use hacore::{Action, Policy};
+use hacore::state::Probe;
+use hacore::{Action, Policy, Verdict};
 use kubeadm::{Acquire, DisruptionLock, Observer};
 
 use super::live::{LiveArgs, parse_duration, runtime};
+use super::sentinel_metrics::{CycleMetrics, Metrics};
 use crate::Exit;
+
+/// How each cycle is logged (one line per cycle, on stdout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum LogFormat {
+    /// `TIME cycle N node NODE: what happened`.
+    #[default]
+    Text,
+    /// One JSON object per line (time, cycle, node, decision, lock, ...).
+    Json,
+}
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -43,6 +56,21 @@ pub struct Args {
     /// Stop after this many cycles (0: run forever).
     #[arg(long, default_value_t = 0)]
     pub cycles: u64,
+    /// Serve Prometheus metrics on /metrics and a health check on /healthz
+    /// at this address, e.g. 0.0.0.0:9102 (port 0: any free port, printed).
+    #[arg(long, env = "HACLI_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Log format of the per-cycle line.
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+/// What one cycle did.
+struct Outcome {
+    message: String,
+    verdict: Verdict,
+    probe_errors: Vec<Probe>,
+    lock_held: bool,
 }
 
 fn set_sentinel(path: &Path, on: bool) -> anyhow::Result<bool> {
@@ -77,20 +105,88 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let identity = format!("hacli-sentinel@{}", a.node);
     let lock_ref = config.lock.clone();
     let rt = runtime()?;
+    let metrics = Metrics::new();
     rt.block_on(async {
+        if let Some(addr) = a.metrics_addr {
+            let stale = a.period * 3 + Duration::from_secs(30);
+            let bound = metrics.serve(addr, stale).await?;
+            eprintln!("metrics on http://{bound}/metrics, health on http://{bound}/healthz");
+        }
         let observer = Observer::new(topology.clone(), config).await?;
         let lock = DisruptionLock::new(observer.client().clone(), lock_ref);
         let mut cycle = 0u64;
+        let mut lock_held = false;
         loop {
             cycle += 1;
-            let line = one_cycle(&a, &topology, &policy, &observer, &lock, &identity).await;
+            let started = Instant::now();
+            let outcome = one_cycle(&a, &topology, &policy, &observer, &lock, &identity).await;
+            let duration = started.elapsed();
             let now = jiff::Timestamp::now();
-            match line {
-                Ok(msg) => outln!("{now} cycle {cycle} node {}: {msg}", a.node),
-                Err(e) => outln!(
-                    "{now} cycle {cycle} node {}: error: {}",
-                    a.node,
-                    kubeadm::redact_urls_in(&format!("{e:#}"))
+            let needs = a.reboot_required.exists();
+            let gated = a.sentinel.exists();
+            match &outcome {
+                Ok(o) => {
+                    lock_held = o.lock_held;
+                    metrics.record(&CycleMetrics {
+                        verdict: Some(&o.verdict),
+                        probe_errors: o.probe_errors.clone(),
+                        reboot_required: needs,
+                        lock_held,
+                        gated_file: gated,
+                        duration,
+                        failed: false,
+                    });
+                }
+                Err(_) => metrics.record(&CycleMetrics {
+                    verdict: None,
+                    probe_errors: Vec::new(),
+                    reboot_required: needs,
+                    lock_held,
+                    gated_file: gated,
+                    duration,
+                    failed: true,
+                }),
+            }
+            match (a.log_format, &outcome) {
+                (LogFormat::Text, Ok(o)) => {
+                    outln!("{now} cycle {cycle} node {}: {}", a.node, o.message)
+                }
+                (LogFormat::Text, Err(e)) => {
+                    outln!(
+                        "{now} cycle {cycle} node {}: error: {}",
+                        a.node,
+                        kubeadm::redact_urls_in(&format!("{e:#}"))
+                    )
+                }
+                (LogFormat::Json, Ok(o)) => outln!(
+                    "{}",
+                    serde_json::json!({
+                        "time": now.to_string(),
+                        "level": "info",
+                        "cycle": cycle,
+                        "node": a.node,
+                        "message": o.message,
+                        "decision": o.verdict.decision,
+                        "blocking": o.verdict.blocking().map(|f| &f.rule).collect::<Vec<_>>(),
+                        "rebootRequired": needs,
+                        "lockHeld": lock_held,
+                        "gatedFile": gated,
+                        "probeErrors": o.probe_errors.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                        "durationSeconds": duration.as_secs_f64(),
+                    })
+                ),
+                (LogFormat::Json, Err(e)) => outln!(
+                    "{}",
+                    serde_json::json!({
+                        "time": now.to_string(),
+                        "level": "error",
+                        "cycle": cycle,
+                        "node": a.node,
+                        "error": kubeadm::redact_urls_in(&format!("{e:#}")),
+                        "rebootRequired": needs,
+                        "gatedFile": gated,
+                        "durationSeconds": duration.as_secs_f64(),
+                    })
                 ),
             }
             if a.cycles != 0 && cycle >= a.cycles {
@@ -108,7 +204,7 @@ async fn one_cycle(
     observer: &Observer,
     lock: &DisruptionLock,
     identity: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Outcome> {
     let state = observer.observe().await;
     let now = jiff::Timestamp::now();
     let needs = a.reboot_required.exists();
@@ -117,6 +213,21 @@ async fn one_cycle(
         .as_ref()
         .and_then(|l| l.live_holder(now))
         .is_some_and(|h| h == identity);
+    // Evaluated every cycle, so the metrics say whether a reboot of this
+    // node would be allowed now even before one is needed.
+    let request = Request {
+        action: Action::Reboot,
+        target: &a.node,
+        requester: Some(identity),
+    };
+    let verdict = evaluate(topology, &state, policy, &request, now)?;
+    let probe_errors: Vec<Probe> = state.probe_errors.keys().copied().collect();
+    let outcome = |message: String, lock_held: bool| Outcome {
+        message,
+        verdict: verdict.clone(),
+        probe_errors: probe_errors.clone(),
+        lock_held,
+    };
     if !needs {
         let removed = set_sentinel(&a.sentinel, false)?;
         let ready = state.node(&a.node).and_then(|n| n.ready) == Some(true);
@@ -124,20 +235,16 @@ async fn one_cycle(
         if removed {
             msg.push_str("; sentinel removed");
         }
+        let mut held = holds;
         if holds && ready {
             lock.release(identity).await?;
+            held = false;
             msg.push_str("; node is Ready after reboot: lock released");
         } else if holds {
             msg.push_str("; holding the lock until the node is Ready");
         }
-        return Ok(msg);
+        return Ok(outcome(msg, held));
     }
-    let request = Request {
-        action: Action::Reboot,
-        target: &a.node,
-        requester: Some(identity),
-    };
-    let verdict = evaluate(topology, &state, policy, &request, now)?;
     if !verdict.allowed() {
         let removed = set_sentinel(&a.sentinel, false)?;
         let why: Vec<String> = verdict
@@ -148,33 +255,40 @@ async fn one_cycle(
         // A lock we hold is not released here, nor renewed: kured may already
         // be draining this node. It lapses after its TTL, or is released once
         // the node has rebooted and is Ready.
-        return Ok(format!(
-            "reboot required but {} by policy {}{}{}: {}",
-            verdict.decision,
-            policy.name,
-            if removed { " (sentinel removed)" } else { "" },
-            if holds {
-                " (our lock is left to lapse unless the node reboots)"
-            } else {
-                ""
-            },
-            why.join("; ")
+        return Ok(outcome(
+            format!(
+                "reboot required but {} by policy {}{}{}: {}",
+                verdict.decision,
+                policy.name,
+                if removed { " (sentinel removed)" } else { "" },
+                if holds {
+                    " (our lock is left to lapse unless the node reboots)"
+                } else {
+                    ""
+                },
+                why.join("; ")
+            ),
+            holds,
         ));
     }
     match lock.acquire(identity, a.lock_ttl, now).await? {
         Acquire::Acquired => {
             set_sentinel(&a.sentinel, true)?;
-            Ok(format!(
-                "reboot required and allowed by policy {}: lock {} held, sentinel {} present",
-                policy.name,
-                lock.lease(),
-                a.sentinel.display()
+            Ok(outcome(
+                format!(
+                    "reboot required and allowed by policy {}: lock {} held, sentinel {} present",
+                    policy.name,
+                    lock.lease(),
+                    a.sentinel.display()
+                ),
+                true,
             ))
         }
         Acquire::HeldBy { holder, .. } => {
             set_sentinel(&a.sentinel, false)?;
-            Ok(format!(
-                "reboot required and allowed, but the lock is held by {holder}: waiting"
+            Ok(outcome(
+                format!("reboot required and allowed, but the lock is held by {holder}: waiting"),
+                false,
             ))
         }
     }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use hacore::plan::Plan;
+use hacore::simulate::Report;
 
 use crate::{Exit, Output};
 
@@ -37,6 +38,25 @@ pub fn read_plan(path: &PathBuf) -> anyhow::Result<Plan> {
 /// Run. Exit 1 when a step breaks the control plane with no failure at all
 /// and the plan does not declare it as an outage.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
+    let report = compute(&a)?;
+    match a.output {
+        Output::Json => crate::print_json(&report)?,
+        Output::Text => out!("{}", report.to_text()),
+    }
+    Ok(exit(&report))
+}
+
+/// Exit 0 when no step is critical without a failure, else 1.
+pub fn exit(report: &Report) -> Exit {
+    if report.critical.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Deny
+    }
+}
+
+/// The simulation report (shared with `hacli plugin`).
+pub fn compute(a: &Args) -> anyhow::Result<Report> {
     if a.failures > 3 {
         anyhow::bail!(
             "--failures {}: at most 3 simultaneous failures are simulated",
@@ -44,14 +64,5 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         );
     }
     let plan = read_plan(&a.plan)?;
-    let report = hacore::simulate::simulate(&plan, a.failures);
-    match a.output {
-        Output::Json => crate::print_json(&report)?,
-        Output::Text => out!("{}", report.to_text()),
-    }
-    Ok(if report.critical.is_empty() {
-        Exit::Ok
-    } else {
-        Exit::Deny
-    })
+    Ok(hacore::simulate::simulate(&plan, a.failures))
 }

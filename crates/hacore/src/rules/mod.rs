@@ -60,7 +60,7 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    /// Build a context. `targets` and `host` come from [`resolve_target`].
+    /// Build a context. `targets` and `host` come from [`crate::gate::resolve_target`].
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         topology: &'a Topology,

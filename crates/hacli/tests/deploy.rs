@@ -1,0 +1,154 @@
+//! examples/deploy is a kustomize base: `kubectl kustomize` renders it with
+//! its inputs (the image, the topology ConfigMap), and an overlay replaces
+//! both. SKIPPED without kubectl (Debian kubernetes-client).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn base() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/deploy")
+}
+
+/// `kubectl kustomize DIR`, as one JSON value per document.
+fn kustomize(dir: &Path) -> Option<Vec<Value>> {
+    let out = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
+        Ok(o) => o,
+        Err(e) => {
+            println!(
+                "SKIPPED: kubectl kustomize: kubectl cannot run ({e}); install kubernetes-client"
+            );
+            return None;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    Some(
+        text.split("\n---\n")
+            .map(|doc| hacore::source::parse("kustomize output", doc).unwrap())
+            .collect(),
+    )
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "one {kind}: {docs:#?}");
+    found[0]
+}
+
+/// The DaemonSet's container, its topology ConfigMap's name and that
+/// ConfigMap's topology.yaml.
+fn rendered(docs: &[Value]) -> (Value, String, String) {
+    let ds = find(docs, "DaemonSet");
+    let pod = &ds["spec"]["template"]["spec"];
+    let container = pod["containers"][0].clone();
+    let cm_name = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "topology")
+        .and_then(|v| v["configMap"]["name"].as_str())
+        .unwrap()
+        .to_string();
+    let cm = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == cm_name.as_str())
+        .unwrap_or_else(|| {
+            panic!("the DaemonSet names ConfigMap {cm_name}, which is not rendered")
+        });
+    let topology = cm["data"]["topology.yaml"].as_str().unwrap().to_string();
+    (container, cm_name, topology)
+}
+
+#[test]
+fn the_base_renders_with_its_image_topology_and_scrape_annotations() {
+    let Some(docs) = kustomize(&base()) else {
+        return;
+    };
+    for d in &docs {
+        if d["kind"] != "ClusterRole" && d["kind"] != "ClusterRoleBinding" {
+            assert_eq!(d["metadata"]["namespace"], "kube-system", "{d}");
+        }
+    }
+    let (container, cm_name, topology) = rendered(&docs);
+    assert_eq!(container["image"], "registry.example.invalid/hacli:0.1.0");
+    // The generated name carries a content hash: a new topology rolls the pods.
+    assert!(cm_name.starts_with("hacli-topology-"), "{cm_name}");
+    hacore::Topology::from_yaml("topology.yaml", &topology).expect("the bundled topology is valid");
+
+    // Scraped: the annotations name the port the sentinel listens on.
+    let ds = find(&docs, "DaemonSet");
+    let ann = &ds["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(ann["prometheus.io/scrape"], "true");
+    assert_eq!(ann["prometheus.io/path"], "/metrics");
+    let port = ann["prometheus.io/port"].as_str().unwrap();
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.contains(&format!("--metrics-addr=0.0.0.0:{port}").as_str()),
+        "{args:?}"
+    );
+    assert_eq!(container["ports"][0]["containerPort"].to_string(), port);
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+
+    // Its arguments are ones hacli accepts: it gets as far as reading the
+    // (absent here) topology file.
+    let out = Command::new(env!("CARGO_BIN_EXE_hacli"))
+        .args(&args)
+        .env("NODE_NAME", "m1")
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("/etc/hacli/topology/topology.yaml"), "{err}");
+}
+
+#[test]
+fn an_overlay_sets_the_image_and_the_topology() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = std::fs::read_to_string(base().join("../topology/single-master.yaml")).unwrap();
+    std::fs::write(dir.path().join("topology.yaml"), &topology).unwrap();
+    let base = base().canonicalize().unwrap();
+    // kustomize takes a relative path to a base: up to / and down again.
+    let overlay = dir.path().canonicalize().unwrap();
+    let up = "../".repeat(overlay.components().count() - 1);
+    let relative = format!("{up}{}", base.strip_prefix("/").unwrap().display());
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\n\
+             kind: Kustomization\n\
+             resources:\n  - {}\n\
+             images:\n  - name: registry.example.invalid/hacli\n    newName: registry.home.lan/infra/hacli\n    newTag: 0.2.0\n\
+             configMapGenerator:\n  - name: hacli-topology\n    behavior: replace\n    files:\n      - topology.yaml\n",
+            relative
+        ),
+    )
+    .unwrap();
+    let Some(docs) = kustomize(dir.path()) else {
+        return;
+    };
+    let Some(base_docs) = kustomize(&base) else {
+        return;
+    };
+    let (container, cm_name, rendered_topology) = rendered(&docs);
+    assert_eq!(container["image"], "registry.home.lan/infra/hacli:0.2.0");
+    assert_eq!(rendered_topology, topology);
+    let (_, base_cm, _) = rendered(&base_docs);
+    assert_ne!(cm_name, base_cm, "a new topology gets a new ConfigMap name");
+    assert_eq!(
+        docs.iter().filter(|d| d["kind"] == "ConfigMap").count(),
+        1,
+        "the overlay's topology replaces the base's"
+    );
+}

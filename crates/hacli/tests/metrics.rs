@@ -1,0 +1,294 @@
+//! `hacli sentinel --metrics-addr`: the lab's sentinel scraped after a
+//! denying cycle and after an allowing one, the text parsed as Prometheus
+//! exposition format; `/healthz`; `--log-format json`. SKIPPED without etcd
+//! or haproxy (crates/testlab).
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use prometheus_parse::{Scrape, Value};
+use serde_json::json;
+use testlab::Lab;
+
+/// A running sentinel: its metrics address and its log lines.
+struct Sentinel {
+    child: Child,
+    addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sentinel {
+    fn start(lab: &Lab, node: &str, extra: &[&str]) -> Sentinel {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hacli"))
+            .args(["sentinel", "--node", node, "--period", "1s"])
+            .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--reboot-required")
+            .arg(lab.dir().join("reboot-required"))
+            .arg("--sentinel")
+            .arg(lab.dir().join("reboot-required.gated"))
+            .arg("--topology")
+            .arg(&lab.topology)
+            .arg("--kubeconfig")
+            .arg(&lab.kubeconfig)
+            .arg("--etcd-endpoints")
+            .arg(lab.etcd_endpoints().join(","))
+            .arg("--etcd-pki")
+            .arg(&lab.etcd_pki)
+            .args(["--deadline", "6s", "--member-timeout", "4s"])
+            .args(extra)
+            .env_remove("KUBECONFIG")
+            .env_remove("HACLI_LB_RUNTIME_API")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("hacli runs");
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        let addr = line
+            .strip_prefix("metrics on http://")
+            .and_then(|l| l.split_once("/metrics"))
+            .map(|(a, _)| a.parse().unwrap())
+            .unwrap_or_else(|| panic!("no metrics address in: {line}"));
+        std::thread::spawn(move || for _ in err.lines() {});
+        let (tx, lines) = mpsc::channel();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Sentinel { child, addr, lines }
+    }
+
+    /// The next cycle's JSON log line whose decision is `decision`.
+    fn wait_for(&self, decision: &str) -> serde_json::Value {
+        let until = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                break;
+            };
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: not JSON: {line}"));
+            if v["decision"] == decision {
+                return v;
+            }
+            seen.push(line);
+        }
+        panic!("no cycle decided {decision} within 30s: {seen:#?}");
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        get(self.addr, path)
+    }
+
+    fn scrape(&self) -> Metrics {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        let scrape = Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+            .unwrap_or_else(|e| panic!("{e}: {body}"));
+        Metrics { scrape, body }
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = s.split_once("\r\n").unwrap();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+}
+
+struct Metrics {
+    scrape: Scrape,
+    body: String,
+}
+
+impl Metrics {
+    /// The value of `name` with these labels (every sample must match one
+    /// at most once).
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let found: Vec<f64> = self
+            .scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                Value::Gauge(v) | Value::Counter(v) | Value::Untyped(v) => v,
+                _ => panic!("{name}: not a scalar"),
+            })
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "{name} {labels:?}: {found:?} in\n{}",
+            self.body
+        );
+        found[0]
+    }
+
+    fn verdict(&self) -> (f64, f64, f64) {
+        let d = |d| self.value("hacli_sentinel_verdict", &[("decision", d)]);
+        (d("allow"), d("deny"), d("unknown"))
+    }
+
+    fn rule(&self, rule: &str, result: &str) -> f64 {
+        self.value(
+            "hacli_sentinel_rule_result",
+            &[("rule", rule), ("result", result)],
+        )
+    }
+}
+
+#[test]
+fn metrics_follow_a_denying_then_an_allowing_cycle() {
+    let Some(lab) = Lab::start_or_skip("metrics_follow_a_denying_then_an_allowing_cycle") else {
+        return;
+    };
+    let leader = lab
+        .wait_leader(Duration::from_secs(10))
+        .expect("etcd has a leader");
+    let followers: Vec<String> = lab
+        .masters
+        .iter()
+        .map(|m| m.0.clone())
+        .filter(|m| *m != leader)
+        .collect();
+    let node = followers[0].clone();
+    std::fs::write(lab.dir().join("reboot-required"), "").unwrap();
+    // Another pipeline holds the disruption lock (to reboot the other
+    // follower), taken through hacli itself.
+    let hacli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hacli"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&lab.kubeconfig)
+            .env_remove("HACLI_IDENTITY")
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    };
+    hacli(&[
+        "gate",
+        "reboot",
+        &followers[1],
+        "--lock",
+        "--identity",
+        "other-pipeline",
+        "--topology",
+        lab.topology.to_str().unwrap(),
+        "--etcd-endpoints",
+        &lab.etcd_endpoints().join(","),
+        "--etcd-pki",
+        lab.etcd_pki.to_str().unwrap(),
+        "--deadline",
+        "6s",
+        "--member-timeout",
+        "4s",
+    ]);
+    let sentinel = Sentinel::start(&lab, &node, &[]);
+
+    // Denied: the lock is held by the other pipeline.
+    let log = sentinel.wait_for("deny");
+    assert_eq!(log["node"], node.as_str());
+    assert_eq!(log["rebootRequired"], true);
+    assert_eq!(log["blocking"], json!(["lock"]), "{log}");
+    let m = sentinel.scrape();
+    assert_eq!(m.verdict(), (0.0, 1.0, 0.0));
+    assert_eq!(m.rule("lock", "deny"), 1.0);
+    assert_eq!(m.rule("lock", "pass"), 0.0);
+    assert_eq!(m.rule("etcd-quorum", "pass"), 1.0);
+    assert_eq!(m.value("hacli_sentinel_reboot_required", &[]), 1.0);
+    assert_eq!(m.value("hacli_sentinel_lock_held", &[]), 0.0);
+    assert_eq!(m.value("hacli_sentinel_gated_file_exists", &[]), 0.0);
+    let cycles = m.value("hacli_sentinel_cycles_total", &[]);
+    assert!(cycles >= 1.0, "{}", m.body);
+    let took = m.value("hacli_sentinel_cycle_duration_seconds", &[]);
+    assert!(took > 0.0 && took < 10.0, "{took}");
+    assert!(
+        !m.body.contains("hacli_sentinel_probe_errors_total{"),
+        "{}",
+        m.body
+    );
+    let (status, body) = sentinel.get("/healthz");
+    assert_eq!(status, 200, "{body}");
+
+    // The other pipeline is done: allowed, lock taken, gated file created.
+    hacli(&["lock", "release", "--identity", "other-pipeline"]);
+    let log = sentinel.wait_for("allow");
+    assert_eq!(log["lockHeld"], true, "{log}");
+    assert_eq!(log["gatedFile"], true, "{log}");
+    let m = sentinel.scrape();
+    assert_eq!(m.verdict(), (1.0, 0.0, 0.0));
+    assert_eq!(m.rule("lock", "pass"), 1.0);
+    assert_eq!(m.rule("lock", "deny"), 0.0);
+    assert_eq!(m.value("hacli_sentinel_lock_held", &[]), 1.0);
+    assert_eq!(m.value("hacli_sentinel_gated_file_exists", &[]), 1.0);
+    assert!(lab.dir().join("reboot-required.gated").exists());
+    assert!(m.value("hacli_sentinel_cycles_total", &[]) > cycles);
+    assert_eq!(m.value("hacli_sentinel_cycle_errors_total", &[]), 0.0);
+    drop(sentinel);
+
+    // A probe that fails (Prometheus on a closed loopback port) is
+    // counted by probe. The built-in reboot policy has no alerts rule, so
+    // the verdict stands; the probe error is still reported.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/", closed.local_addr().unwrap().port());
+    drop(closed);
+    let sentinel = Sentinel::start(&lab, &node, &["--prometheus-url", &url]);
+    let log = sentinel.wait_for("allow");
+    assert_eq!(log["probeErrors"], json!(["alerts"]), "{log}");
+    let _ = sentinel.wait_for("allow");
+    let m = sentinel.scrape();
+    assert!(
+        m.value("hacli_sentinel_probe_errors_total", &[("probe", "alerts")]) >= 2.0,
+        "{}",
+        m.body
+    );
+    assert_eq!(m.value("hacli_sentinel_lock_held", &[]), 1.0);
+    let (status, _) = sentinel.get("/healthz");
+    assert_eq!(status, 200);
+}
