@@ -710,7 +710,7 @@ fn bad_input_is_refused_with_a_reason() {
     let e = lab
         .add_host_with(testlab::host::HostSpec {
             name: "b1".into(),
-            addr: Some("10.0.20.5".parse().unwrap()),
+            addr: Some("192.0.2.5".parse().unwrap()),
             private_paths: vec![],
         })
         .unwrap_err()

@@ -47,11 +47,11 @@ fn clone_op(vmid: u32, name: &str) -> HvOp {
         cpus: 4,
         memory_gib: 8,
         disk_gib: 32,
-        address: "10.0.20.106/24".into(),
-        gateway: Some("10.0.20.1".parse().unwrap()),
+        address: "198.18.20.106/24".into(),
+        gateway: Some("198.18.20.1".parse().unwrap()),
         ciuser: Some("debian".into()),
         sshkeys: vec![KEY.into()],
-        nameservers: vec!["10.0.20.1".parse::<IpAddr>().unwrap()],
+        nameservers: vec!["198.18.20.1".parse::<IpAddr>().unwrap()],
         storage: Some("local-zfs".into()),
     }
 }
@@ -91,9 +91,9 @@ fn a_master_vm_is_provisioned_end_to_end_and_rolled_back() {
     assert_eq!(vm["status"], "running");
     assert_eq!(vm["cores"], "4");
     assert_eq!(vm["memory"], "8192");
-    assert_eq!(vm["ipconfig0"], "ip=10.0.20.106/24,gw=10.0.20.1");
+    assert_eq!(vm["ipconfig0"], "ip=198.18.20.106/24,gw=198.18.20.1");
     assert_eq!(vm["ciuser"], "debian");
-    assert_eq!(vm["nameserver"], "10.0.20.1");
+    assert_eq!(vm["nameserver"], "198.18.20.1");
     assert!(
         vm["scsi0"].starts_with("local-zfs:vm-206-disk-0,"),
         "{}",

@@ -39,7 +39,7 @@ res = Tasks.blocking_status(px, upid, timeout=10, polling_interval=0.05)
 out["clone_exit"] = res["exitstatus"]
 out["lock_after"] = px.nodes("pve").qemu(230).status.current.get().get("lock")
 px.nodes("pve").qemu(230).config.put(cores=2, memory=4096,
-    ipconfig0="ip=10.0.20.130/24,gw=10.0.20.1",
+    ipconfig0="ip=198.18.20.130/24,gw=198.18.20.1",
     sshkeys=urllib.parse.quote("ssh-ed25519 AAAAC3+x/y= me@host", safe=""))
 cfg = px.nodes("pve").qemu(230).config.get()
 out["cores"] = cfg["cores"]
@@ -156,7 +156,7 @@ fn proxmoxer_drives_the_stand_in() {
     assert!(v["lock_after"].is_null());
     assert_eq!(v["cores"], 2);
     assert_eq!(v["memory"], "4096");
-    assert_eq!(v["ipconfig0"], "ip=10.0.20.130/24,gw=10.0.20.1");
+    assert_eq!(v["ipconfig0"], "ip=198.18.20.130/24,gw=198.18.20.1");
     assert_eq!(v["sshkeys"], "ssh-ed25519 AAAAC3+x/y= me@host");
     assert_eq!(v["start_exit"], "OK");
     assert_eq!(v["status"], "running");

@@ -25,7 +25,7 @@ fn every_endpoint_answers_in_the_schema_shape() {
     agent.config.insert("agent".into(), "1".into());
     agent
         .config
-        .insert("ipconfig0".into(), "ip=10.0.20.120/24,gw=10.0.20.1".into());
+        .insert("ipconfig0".into(), "ip=198.18.20.120/24,gw=198.18.20.1".into());
     inv.vms.push(agent);
     let lab = ProxmoxLab::start_with(
         inv,
@@ -111,13 +111,13 @@ fn every_endpoint_answers_in_the_schema_shape() {
         p(&[
             ("cores", "2"),
             ("memory", "2048"),
-            ("ipconfig0", "ip=10.0.20.141/24,gw=10.0.20.1"),
+            ("ipconfig0", "ip=198.18.20.141/24,gw=198.18.20.1"),
             ("ciuser", "debian"),
             (
                 "sshkeys",
                 &proxmox::encode_sshkeys(&["ssh-ed25519 AAAA me@x".into()]),
             ),
-            ("nameserver", "10.0.20.1"),
+            ("nameserver", "198.18.20.1"),
         ]),
     );
     let u = call(

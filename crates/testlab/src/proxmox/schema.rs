@@ -626,18 +626,18 @@ mod tests {
         let ok = params(&[
             ("node", "pve1"),
             ("vmid", "105"),
-            ("ipconfig0", "ip=10.0.20.105/24,gw=10.0.20.1"),
+            ("ipconfig0", "ip=198.18.20.105/24,gw=198.18.20.1"),
             ("memory", "8192"),
             ("cores", "4"),
             ("sshkeys", "ssh-ed25519%20AAAA%2B%2F%20me%40host"),
-            ("nameserver", "10.0.20.1 1.1.1.1"),
+            ("nameserver", "198.18.20.1 198.18.20.2"),
             ("net0", "virtio=BC:24:11:00:00:01,bridge=vmbr0"),
         ]);
         assert_eq!(check_params(def, &ok), Ok(()));
         let bad = params(&[
             ("node", "pve1"),
             ("vmid", "105"),
-            ("ipconfig0", "ip=10.0.20.105,gw=10.0.20.1"),
+            ("ipconfig0", "ip=198.18.20.105,gw=198.18.20.1"),
             ("ipconfig32", "ip=dhcp"),
             ("memory", "8"),
             ("sshkeys", "ssh-ed25519 AAAA me@host"),
