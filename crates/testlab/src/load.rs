@@ -73,14 +73,18 @@ impl Report {
         gap
     }
 
-    /// Attempts that started in `[from, to)`.
+    /// Attempts that started in `[from, to)`, their times counted from
+    /// `from` (so the window's gaps start at its own start).
     pub fn between(&self, from: Duration, to: Duration) -> Report {
         Report {
             attempts: self
                 .attempts
                 .iter()
                 .filter(|a| a.at >= from && a.at < to)
-                .cloned()
+                .map(|a| Attempt {
+                    at: a.at - from,
+                    ..a.clone()
+                })
                 .collect(),
         }
     }
