@@ -66,7 +66,14 @@ fn run(via: Via, rate: u32, seconds: u64) {
         interface: "lan".into(),
         description: "bench".into(),
     };
-    for op in [vip, pool_op(&lab, 2), LbOp::CreateFrontend { frontend, pool: pool.clone() }] {
+    for op in [
+        vip,
+        pool_op(&lab, 2),
+        LbOp::CreateFrontend {
+            frontend,
+            pool: pool.clone(),
+        },
+    ] {
         lb.apply_op(&op).expect("setup");
     }
     let up = |n: usize| LbOp::VerifyServersUp {
@@ -76,8 +83,16 @@ fn run(via: Via, rate: u32, seconds: u64) {
     lb.apply_op(&up(2)).expect("two servers UP");
 
     let rt = lab.handle();
-    let load = Load::start(&rt, frontend, "kubernetes", &lab.ca_pem, "/readyz", rate, Duration::from_secs(3))
-        .expect("load");
+    let load = Load::start(
+        &rt,
+        frontend,
+        "kubernetes",
+        &lab.ca_pem,
+        "/readyz",
+        rate,
+        Duration::from_secs(3),
+    )
+    .expect("load");
     let mut windows: Vec<(&str, Duration, Duration)> = Vec::new();
     let step = Duration::from_secs(seconds) / 4;
     let mut change = |name: &'static str, ops: Vec<LbOp>| {
@@ -89,15 +104,31 @@ fn run(via: Via, rate: u32, seconds: u64) {
         windows.push((name, from, load.elapsed()));
     };
     let (m3, a3) = lab.masters[2].clone();
-    change("add a server", vec![LbOp::AddServer { pool: pool.clone(), server: m3.clone(), address: a3 }]);
-    change("remove a server", vec![LbOp::RemoveServer { pool: pool.clone(), server: m3 }]);
+    change(
+        "add a server",
+        vec![LbOp::AddServer {
+            pool: pool.clone(),
+            server: m3.clone(),
+            address: a3,
+        }],
+    );
+    change(
+        "remove a server",
+        vec![LbOp::RemoveServer {
+            pool: pool.clone(),
+            server: m3,
+        }],
+    );
     change(
         "reset to declared (delete, recreate +1)",
         vec![
             LbOp::DeleteFrontend { frontend },
             LbOp::DeletePool { pool: pool.clone() },
             pool_op(&lab, 3),
-            LbOp::CreateFrontend { frontend, pool: pool.clone() },
+            LbOp::CreateFrontend {
+                frontend,
+                pool: pool.clone(),
+            },
             up(3),
         ],
     );

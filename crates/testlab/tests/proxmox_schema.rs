@@ -23,9 +23,10 @@ fn every_endpoint_answers_in_the_schema_shape() {
     let mut inv = Inventory::realistic();
     let mut agent = PveVm::new(220, "with-agent", "pve", true, 4, 2);
     agent.config.insert("agent".into(), "1".into());
-    agent
-        .config
-        .insert("ipconfig0".into(), "ip=198.18.20.120/24,gw=198.18.20.1".into());
+    agent.config.insert(
+        "ipconfig0".into(),
+        "ip=198.18.20.120/24,gw=198.18.20.1".into(),
+    );
     inv.vms.push(agent);
     let lab = ProxmoxLab::start_with(
         inv,

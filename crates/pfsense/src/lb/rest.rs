@@ -352,9 +352,44 @@ impl Rest {
             .map(|_| ())
     }
 
+    /// POST one new item of `model` (such as `services/haproxy/frontend`).
+    async fn post(&self, model: &str, body: &Value, until: Instant) -> Result<(), LbError> {
+        self.call(Method::POST, model, &[], Some(typed(body)), until)
+            .await
+            .map(|_| ())
+    }
+
+    /// DELETE the item of `model` whose `key` is `value`, found by its id
+    /// right before (ids shift). Ok(false) when there is none.
+    async fn delete_where(
+        &self,
+        model: &str,
+        key: &str,
+        value: &str,
+        until: Instant,
+    ) -> Result<bool, LbError> {
+        let plural = format!("{model}s");
+        let Some(id) = self.id_of(&plural, key, value, &[], until).await? else {
+            return Ok(false);
+        };
+        self.call(
+            Method::DELETE,
+            model,
+            &[("id", id.to_string())],
+            None,
+            until,
+        )
+        .await?;
+        Ok(true)
+    }
+
     /// Carry one edit out and apply it. Ok(false) when nothing changed.
     pub async fn edit(&self, edit: &Edit, until: Instant) -> Result<bool, LbError> {
-        const BACKENDS: &str = "services/haproxy/backends";
+        const BACKEND: &str = "services/haproxy/backend";
+        const FRONTEND: &str = "services/haproxy/frontend";
+        const HAPROXY_APPLY: &str = "services/haproxy/apply";
+        const VIP: &str = "firewall/virtual_ip";
+        const HOST: &str = "services/dns_resolver/host_override";
         match edit {
             Edit::AddPool { pool } => {
                 let mut body = pool.clone();
@@ -364,69 +399,35 @@ impl Rest {
                     .collect();
                 body.as_object_mut().map(|o| o.remove("ha_servers"));
                 body["servers"] = json!(servers);
-                self.call(
-                    Method::POST,
-                    "services/haproxy/backend",
-                    &[],
-                    Some(typed(&body)),
-                    until,
-                )
-                .await?;
+                self.post(BACKEND, &body, until).await?;
+                let name = pool["name"].as_str().unwrap_or("");
                 self.apply_haproxy_or_undo(until, || async {
-                    if let Some(id) = self
-                        .id_of(
-                            BACKENDS,
-                            "name",
-                            pool["name"].as_str().unwrap_or(""),
-                            &[],
-                            until,
-                        )
-                        .await?
-                    {
-                        self.call(
-                            Method::DELETE,
-                            "services/haproxy/backend",
-                            &[("id", id.to_string())],
-                            None,
-                            until,
-                        )
-                        .await?;
-                    }
-                    Ok(())
+                    self.delete_where(BACKEND, "name", name, until)
+                        .await
+                        .map(|_| ())
                 })
                 .await?;
             }
             Edit::DeletePool { pool } => {
-                let Some(id) = self.id_of(BACKENDS, "name", pool, &[], until).await? else {
+                if !self.delete_where(BACKEND, "name", pool, until).await? {
                     return Ok(false);
-                };
-                self.call(
-                    Method::DELETE,
-                    "services/haproxy/backend",
-                    &[("id", id.to_string())],
-                    None,
-                    until,
-                )
-                .await?;
-                self.apply("services/haproxy/apply", until).await?;
+                }
+                self.apply(HAPROXY_APPLY, until).await?;
             }
             Edit::AddServer { pool, server } => {
-                let Some(parent) = self.id_of(BACKENDS, "name", pool, &[], until).await? else {
+                let Some(parent) = self
+                    .id_of("services/haproxy/backends", "name", pool, &[], until)
+                    .await?
+                else {
                     return Err(LbError::Refused(format!("no pool named {pool}")));
                 };
                 let mut body = rest_server(server);
                 body["parent_id"] = json!(parent);
-                self.call(
-                    Method::POST,
-                    "services/haproxy/backend/server",
-                    &[],
-                    Some(typed(&body)),
-                    until,
-                )
-                .await?;
-                let name = server["name"].as_str().unwrap_or("").to_string();
+                self.post("services/haproxy/backend/server", &body, until)
+                    .await?;
+                let name = server["name"].as_str().unwrap_or("");
                 self.apply_haproxy_or_undo(until, || async {
-                    self.remove_server(pool, &name, until).await.map(|_| ())
+                    self.remove_server(pool, name, until).await.map(|_| ())
                 })
                 .await?;
             }
@@ -434,88 +435,36 @@ impl Rest {
                 if !self.remove_server(pool, server, until).await? {
                     return Ok(false);
                 }
-                self.apply("services/haproxy/apply", until).await?;
+                self.apply(HAPROXY_APPLY, until).await?;
             }
             Edit::AddFrontend { frontend } => {
                 let mut body = frontend.clone();
                 body["a_extaddr"] = json!(list(&frontend["a_extaddr"]["item"]));
-                self.call(
-                    Method::POST,
-                    "services/haproxy/frontend",
-                    &[],
-                    Some(typed(&body)),
-                    until,
-                )
-                .await?;
-                let name = frontend["name"].as_str().unwrap_or("").to_string();
+                self.post(FRONTEND, &body, until).await?;
+                let name = frontend["name"].as_str().unwrap_or("");
                 self.apply_haproxy_or_undo(until, || async {
-                    if let Some(id) = self
-                        .id_of("services/haproxy/frontends", "name", &name, &[], until)
-                        .await?
-                    {
-                        self.call(
-                            Method::DELETE,
-                            "services/haproxy/frontend",
-                            &[("id", id.to_string())],
-                            None,
-                            until,
-                        )
-                        .await?;
-                    }
-                    Ok(())
+                    self.delete_where(FRONTEND, "name", name, until)
+                        .await
+                        .map(|_| ())
                 })
                 .await?;
             }
             Edit::DeleteFrontend { frontend } => {
-                let Some(id) = self
-                    .id_of("services/haproxy/frontends", "name", frontend, &[], until)
-                    .await?
-                else {
+                if !self.delete_where(FRONTEND, "name", frontend, until).await? {
                     return Ok(false);
-                };
-                self.call(
-                    Method::DELETE,
-                    "services/haproxy/frontend",
-                    &[("id", id.to_string())],
-                    None,
-                    until,
-                )
-                .await?;
-                self.apply("services/haproxy/apply", until).await?;
+                }
+                self.apply(HAPROXY_APPLY, until).await?;
             }
             Edit::AddVip { vip } => {
                 let mut body = vip.clone();
                 body["type"] = json!("network");
-                body["subnet_bits"] = json!(
-                    vip["subnet_bits"]
-                        .as_str()
-                        .and_then(|b| b.parse::<u8>().ok())
-                );
-                self.call(
-                    Method::POST,
-                    "firewall/virtual_ip",
-                    &[],
-                    Some(typed(&body)),
-                    until,
-                )
-                .await?;
+                self.post(VIP, &body, until).await?;
                 self.apply("firewall/virtual_ip/apply", until).await?;
             }
             Edit::DeleteVip { address } => {
-                let Some(id) = self
-                    .id_of("firewall/virtual_ips", "subnet", address, &[], until)
-                    .await?
-                else {
+                if !self.delete_where(VIP, "subnet", address, until).await? {
                     return Ok(false);
-                };
-                self.call(
-                    Method::DELETE,
-                    "firewall/virtual_ip",
-                    &[("id", id.to_string())],
-                    None,
-                    until,
-                )
-                .await?;
+                }
                 self.apply("firewall/virtual_ip/apply", until).await?;
             }
             Edit::AddHost { host } => {
@@ -527,23 +476,12 @@ impl Rest {
                         .collect::<Vec<_>>()
                 );
                 body["aliases"] = json!([]);
-                self.call(
-                    Method::POST,
-                    "services/dns_resolver/host_override",
-                    &[],
-                    Some(typed(&body)),
-                    until,
-                )
-                .await?;
+                self.post(HOST, &body, until).await?;
                 self.apply("services/dns_resolver/apply", until).await?;
             }
             Edit::DeleteHost { host, domain } => {
                 let items = self
-                    .get(
-                        "services/dns_resolver/host_overrides",
-                        &[("host", host.clone())],
-                        until,
-                    )
+                    .get(&format!("{HOST}s"), &[("host", host.clone())], until)
                     .await?;
                 let Some(id) = items
                     .iter()
@@ -552,14 +490,8 @@ impl Rest {
                 else {
                     return Ok(false);
                 };
-                self.call(
-                    Method::DELETE,
-                    "services/dns_resolver/host_override",
-                    &[("id", id.to_string())],
-                    None,
-                    until,
-                )
-                .await?;
+                self.call(Method::DELETE, HOST, &[("id", id.to_string())], None, until)
+                    .await?;
                 self.apply("services/dns_resolver/apply", until).await?;
             }
         }
