@@ -165,6 +165,33 @@ fn policy_files_and_builtins() {
 }
 
 #[test]
+fn policy_show_text_reads_back_as_a_policy_file() {
+    let list = hacli(&["policy", "list"]);
+    let names: Vec<String> = text(&list.stdout)
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert!(names.len() >= 5, "{names:?}");
+    let dir = tempfile::tempdir().unwrap();
+    for name in names {
+        let out = hacli(&["policy", "show", &name]);
+        assert_eq!(out.status.code(), Some(0), "{name}");
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, &out.stdout).unwrap();
+        let again = hacli(&["policy", "show", file.to_str().unwrap(), "-o", "json"]);
+        assert_eq!(
+            again.status.code(),
+            Some(0),
+            "{name}: {}",
+            text(&again.stderr)
+        );
+        let orig = hacli(&["policy", "show", &name, "-o", "json"]);
+        assert_eq!(again.stdout, orig.stdout, "{name} read back differs");
+    }
+}
+
+#[test]
 fn unknown_target_and_action_are_usage_errors() {
     let out = check("reboot", "k8s-master-9", "ha-healthy", &[]);
     assert_eq!(out.status.code(), Some(2));

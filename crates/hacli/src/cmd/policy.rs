@@ -35,9 +35,11 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
             match output {
                 Output::Json => crate::print_json(&p)?,
                 Output::Text => {
-                    outln!("name: {}", p.name);
+                    // Strings as JSON, which YAML reads back: the text is
+                    // itself a policy file (`hacli policy show X > p.yaml`).
+                    outln!("name: {}", serde_json::to_string(&p.name)?);
                     if let Some(d) = &p.description {
-                        outln!("description: {d}");
+                        outln!("description: {}", serde_json::to_string(d)?);
                     }
                     outln!("rules:");
                     let rules = serde_json::to_value(&p.rules)?;
