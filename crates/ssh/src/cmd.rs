@@ -9,7 +9,7 @@ use crate::SshError;
 /// The default cap on a command's output (stdout and stderr together).
 pub const DEFAULT_MAX_OUTPUT: usize = 16 * 1024 * 1024;
 
-/// What [`Cmd::display`] and errors show instead of a secret.
+/// What `Cmd`'s `Display` and errors show instead of a secret.
 pub const MASK: &str = "***";
 
 /// A command: `Cmd::new("php").arg("-q").stdin(script)`.

@@ -3,7 +3,7 @@
 //! type on the way in), `resourceVersion`, optimistic concurrency on update
 //! (409 Conflict), create (409 AlreadyExists), JSON merge patch, label and
 //! field selectors, discovery (`/api`, `/apis`, `/version`), `/readyz`, and
-//! server-side Tables for `kubectl get` (see [`table`]).
+//! server-side Tables for `kubectl get` (the `table` submodule).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
