@@ -14,8 +14,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Map, Value, json};
 
 use crate::LabError;
@@ -991,21 +989,7 @@ impl ApiServer {
         token: &str,
         store: Store,
     ) -> Result<ApiServer, LabError> {
-        let certs = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| LabError::Pki(format!("apiserver.crt: {e}")))?;
-        let key = PrivateKeyDer::from_pem_slice(pair.key.as_bytes())
-            .map_err(|e| LabError::Pki(format!("apiserver.key: {e}")))?;
-        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| LabError::Pki(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| LabError::Pki(format!("apiserver pair: {e}")))?;
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let acceptor = crate::pki::acceptor(pair, &[b"h2", b"http/1.1"], "apiserver")?;
         let (port, listeners) = bind_all(ips)?;
         let token = Arc::new(token.to_string());
         for (ip, l) in ips.iter().zip(listeners) {

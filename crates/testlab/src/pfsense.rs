@@ -56,8 +56,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 
 use crate::LabError;
@@ -1180,21 +1178,7 @@ fn serve_rest(
     pair: &Pair,
     ctx: RestCtx,
 ) -> Result<(), PfsenseError> {
-    let certs = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| LabError::Pki(format!("pfrest certificate: {e}")))?;
-    let key = PrivateKeyDer::from_pem_slice(pair.key.as_bytes())
-        .map_err(|e| LabError::Pki(format!("pfrest key: {e}")))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| LabError::Pki(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| LabError::Pki(format!("pfrest pair: {e}")))?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = crate::pki::acceptor(pair, &[b"h2", b"http/1.1"], "pfrest")?;
     let local = listener
         .local_addr()
         .map_err(|e| PfsenseError::Bind("pfrest".into(), e))?;

@@ -199,3 +199,29 @@ impl Authority {
         )
     }
 }
+
+/// A TLS acceptor serving `pair` (PEM) with rustls and ring, offering
+/// `alpn` (e.g. `h2`, `http/1.1`); `what` names the pair in errors.
+pub fn acceptor(
+    pair: &Pair,
+    alpn: &[&[u8]],
+    what: &str,
+) -> Result<tokio_rustls::TlsAcceptor, LabError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LabError::Pki(format!("{what} certificate: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(pair.key.as_bytes())
+        .map_err(|e| LabError::Pki(format!("{what} key: {e}")))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| LabError::Pki(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| LabError::Pki(format!("{what} pair: {e}")))?;
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg)))
+}

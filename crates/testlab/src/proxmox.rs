@@ -30,8 +30,8 @@ use axum::body::Bytes;
 use axum::extract::State as AxState;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 
 use crate::LabError;
@@ -619,19 +619,8 @@ impl ProxmoxLab {
         let fp = ring::digest::digest(&ring::digest::SHA256, certs[0].as_ref());
         let mut fingerprint = [0u8; 32];
         fingerprint.copy_from_slice(fp.as_ref());
-        let key = PrivateKeyDer::from_pem_slice(pair.key.as_bytes())
-            .map_err(|e| LabError::Pki(format!("pve-ssl.key: {e}")))?;
-        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| LabError::Pki(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| LabError::Pki(format!("pve-ssl pair: {e}")))?;
         // pveproxy speaks HTTP/1.1 only.
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let acceptor = crate::pki::acceptor(&pair, &[b"http/1.1"], "pve-ssl")?;
 
         let mut vms = BTreeMap::new();
         for v in inventory.vms {

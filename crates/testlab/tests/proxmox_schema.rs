@@ -237,7 +237,7 @@ fn the_return_checker_catches_wrong_shapes() {
     let mut problems = Vec::new();
     check_value(
         &route.methods["GET"]["returns"],
-        &json!({"digest": "ab", "ipconfig0": "ip=10.0.0.5", "scsi0": "local-lvm:vm-1-disk-0,size=banana"}),
+        &json!({"digest": "ab", "ipconfig0": "ip=198.18.0.5", "scsi0": "local-lvm:vm-1-disk-0,size=banana"}),
         "c",
         &mut problems,
     );
