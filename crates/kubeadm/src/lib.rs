@@ -82,6 +82,7 @@ pub mod lb;
 pub mod lock;
 pub mod observe;
 pub mod redact;
+pub mod sync;
 
 pub use config::{EtcdTls, EtcdTlsOverrides, ObjectRef, ObserverConfig};
 pub use error::Error;
@@ -89,6 +90,7 @@ pub use lb::observe_load_balancer;
 pub use lock::{Acquire, DisruptionLock};
 pub use observe::{Observer, Timings};
 pub use redact::{redact_url, redact_urls_in};
+pub use sync::{LiveObserver, SystemClock};
 
 /// Build a Kubernetes client: from `kubeconfig` if given, else by kube's
 /// standard inference.
