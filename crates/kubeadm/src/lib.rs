@@ -75,6 +75,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod control_plane;
 pub mod error;
 #[doc(hidden)]
 pub mod etcd_alarm;
