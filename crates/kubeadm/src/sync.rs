@@ -8,7 +8,7 @@
 //! certificates) is recorded as a probe error on every probe, so every rule
 //! answers "unknown" and no gate allows.
 
-use hacore::backend::{Clock, Observer as _};
+use hacore::backend::Clock;
 use hacore::state::{ClusterState, Probe};
 use hacore::topology::Topology;
 use jiff::Timestamp;
@@ -71,6 +71,7 @@ impl Clock for SystemClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hacore::backend::Observer as _;
 
     #[test]
     fn a_configuration_error_makes_every_probe_unknown() {
