@@ -17,6 +17,85 @@ pub enum Backend {
     /// The in-memory SimulatedCluster test double, persisted next to the
     /// journal (`JOURNAL.sim.json`): a rehearsal, nothing real is touched.
     Simulated,
+    /// The real systems: Proxmox (the target topology's `proxmox:` section,
+    /// the `--proxmox*` flags and the environment), the load balancer
+    /// (`loadBalancer.manage`), kubeadm over SSH, the Kubernetes API and
+    /// etcd (`ssh:`, the kubeconfig, the etcd client certificates); gates
+    /// observe the live cluster.
+    Live,
+}
+
+/// How the live backends reach the cluster (`--backend live`).
+#[derive(Debug, Default, clap::Args)]
+pub struct ClusterArgs {
+    /// kubeconfig; by default KUBECONFIG, ~/.kube/config or the in-cluster service account.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// etcd client URLs, comma-separated; by default the topology's `etcd.endpoints`, else every control-plane node's address on :2379.
+    #[arg(long, env = "HACLI_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// Directory with the etcd CA and client pair (kubeadm layout); by default the topology's `etcd.pki`, else /etc/kubernetes/pki/etcd.
+    #[arg(long, env = "HACLI_ETCD_PKI")]
+    pub etcd_pki: Option<PathBuf>,
+    /// etcd CA file (overrides --etcd-pki).
+    #[arg(long, env = "ETCDCTL_CACERT")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// etcd client certificate (overrides --etcd-pki).
+    #[arg(long, env = "ETCDCTL_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+    /// etcd client key (overrides --etcd-pki).
+    #[arg(long, env = "ETCDCTL_KEY")]
+    pub etcd_key: Option<PathBuf>,
+    /// SSH known_hosts file for the nodes (over the topology's `ssh.knownHosts`).
+    #[arg(long)]
+    pub ssh_known_hosts: Option<PathBuf>,
+    /// SSH private key for the nodes (over the topology's `ssh.identityFile`).
+    #[arg(long)]
+    pub ssh_identity: Option<PathBuf>,
+    /// Where etcd snapshots taken by the plan are written (mode 0600).
+    #[arg(long, default_value = "etcd-snapshots")]
+    pub snapshot_dir: PathBuf,
+    /// Deadline of one gate observation.
+    #[arg(long, default_value = "5s", value_parser = super::live::parse_duration)]
+    pub observe_deadline: std::time::Duration,
+}
+
+impl ClusterArgs {
+    fn etcd_tls(&self) -> kubeadm::EtcdTlsOverrides {
+        kubeadm::EtcdTlsOverrides {
+            pki: self.etcd_pki.clone(),
+            ca: self.etcd_cacert.clone(),
+            cert: self.etcd_cert.clone(),
+            key: self.etcd_key.clone(),
+        }
+    }
+
+    fn observer(&self) -> kubeadm::ObserverConfig {
+        kubeadm::ObserverConfig {
+            kubeconfig: self.kubeconfig.clone(),
+            etcd_endpoints: self.etcd_endpoints.clone(),
+            etcd_tls: self.etcd_tls(),
+            deadline: self.observe_deadline,
+            member_timeout: self.observe_deadline.min(std::time::Duration::from_secs(2)),
+            ..Default::default()
+        }
+    }
+
+    fn control_plane(
+        &self,
+        accept_new_host_key: bool,
+    ) -> kubeadm::control_plane::ControlPlaneOptions {
+        kubeadm::control_plane::ControlPlaneOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            etcd_endpoints: self.etcd_endpoints.clone(),
+            etcd_tls: self.etcd_tls(),
+            snapshot_dir: self.snapshot_dir.clone(),
+            accept_new_host_key,
+            known_hosts: self.ssh_known_hosts.clone(),
+            identity_file: self.ssh_identity.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Arguments.
@@ -36,17 +115,25 @@ pub struct Args {
     /// Confirm a manual step as done (repeatable).
     #[arg(long, value_name = "STEP")]
     pub confirm: Vec<String>,
-    /// Backends. Only `simulated` exists until the Proxmox, pfSense and
-    /// kubeadm backends land.
+    /// Backends: `simulated` (a rehearsal) or `live` (the real systems).
     #[arg(long, value_enum)]
     pub backend: Backend,
+    /// How the live backends reach the cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// How the live backend reaches Proxmox.
+    #[command(flatten)]
+    pub proxmox: super::hypervisor::ProxmoxArgs,
     /// Carry the load-balancer steps out on the real load balancer (the
     /// plan's target topology, `loadBalancer.manage`), while the other
     /// systems stay simulated; the simulation mirrors each real change so
     /// its gates see it.
-    #[arg(long, value_enum, default_value = "simulated")]
-    pub lb: LbBackendKind,
-    /// Record the SSH host key of a load balancer seen for the first time.
+    /// (Only with `--backend simulated`; `--backend live` always uses the
+    /// real load balancer.)
+    #[arg(long, value_enum)]
+    pub lb: Option<LbBackendKind>,
+    /// Record the SSH host key of a load balancer or node seen for the
+    /// first time (said loudly), instead of refusing it.
     #[arg(long)]
     pub accept_new_host_key: bool,
     /// Output format of the outcome.
@@ -82,6 +169,53 @@ impl LoadBalancer for Mirrored<'_> {
     }
 }
 
+fn live_lb(
+    plan: &hacore::plan::Plan,
+    accept_new_host_key: bool,
+) -> anyhow::Result<pfsense::lb::LbBackend> {
+    let lb_opts = pfsense::lb::LbOptions {
+        accept_new_host_key,
+        ..Default::default()
+    };
+    pfsense::lb::LbBackend::from_topology(&plan.to, &lb_opts)
+        .context("the plan's target topology: loadBalancer")
+}
+
+/// The hypervisor backend, or one that refuses every operation when the
+/// plan has none to do (no Proxmox configured and no VM to create).
+fn live_hypervisor(
+    plan: &hacore::plan::Plan,
+    args: &super::hypervisor::ProxmoxArgs,
+) -> anyhow::Result<Box<dyn hacore::backend::Hypervisor>> {
+    let needs = plan
+        .steps()
+        .any(|(_, s)| matches!(s.op, hacore::backend::Op::Hypervisor(_)));
+    if !args.wanted_for(Some(&plan.to)) {
+        if needs {
+            anyhow::bail!(
+                "the plan creates or snapshots VMs, but no Proxmox API is configured: add `proxmox: {{endpoint: ...}}` to the target topology, or pass --proxmox URL (token: PROXMOX_VE_API_TOKEN or --proxmox-token-env)"
+            );
+        }
+        return Ok(Box::new(NoHypervisor));
+    }
+    let client = args.client_for(Some(&plan.to))?;
+    Ok(Box::new(proxmox::ProxmoxHypervisor::new(client)?))
+}
+
+/// No hypervisor is configured: a plan without VM steps never calls it.
+struct NoHypervisor;
+
+impl hacore::backend::Hypervisor for NoHypervisor {
+    fn is_done(&mut self, op: &hacore::backend::HvOp) -> Result<bool, BackendError> {
+        Err(BackendError::Unsupported(format!(
+            "{op:?}: no Proxmox API is configured"
+        )))
+    }
+    fn apply(&mut self, op: &hacore::backend::HvOp) -> Result<(), BackendError> {
+        self.is_done(op).map(|_| ())
+    }
+}
+
 fn sim_path(journal: &Path) -> PathBuf {
     let mut p = journal.as_os_str().to_owned();
     p.push(".sim.json");
@@ -105,17 +239,6 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             anyhow::bail!("--confirm {c}: no such step in the plan");
         }
     }
-    let Backend::Simulated = a.backend;
-    let sim_file = sim_path(&a.journal);
-    let sim = match std::fs::read_to_string(&sim_file) {
-        Ok(text) => serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a simulated cluster", sim_file.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            SimulatedCluster::new(&plan.from, &plan.to, jiff::Timestamp::now())
-        }
-        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", sim_file.display())),
-    };
-    let sim = sim.shared();
     let opts = exec::Options {
         dry_run: a.dry_run,
         confirm: a.confirm.iter().cloned().collect(),
@@ -139,30 +262,72 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         Event::Failed { id, error } => bar.println(format!("FAILED {id}: {error}")),
         Event::RollingBack { id } => bar.println(format!("rolling back {id}")),
     };
-    let result = match a.lb {
-        LbBackendKind::Simulated => with_backends(&sim, |b| {
-            exec::run(&plan, b, &mut journal, &opts, &mut on_event)
-        }),
-        LbBackendKind::Live => {
-            let lb_opts = pfsense::lb::LbOptions {
-                accept_new_host_key: a.accept_new_host_key,
-                ..Default::default()
+    let result = match a.backend {
+        Backend::Simulated => {
+            let sim_file = sim_path(&a.journal);
+            let sim = match std::fs::read_to_string(&sim_file) {
+                Ok(text) => serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not a simulated cluster", sim_file.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    SimulatedCluster::new(&plan.from, &plan.to, jiff::Timestamp::now())
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("{}: cannot read", sim_file.display()));
+                }
             };
-            let mut live = pfsense::lb::LbBackend::from_topology(&plan.to, &lb_opts)
-                .context("the plan's target topology: loadBalancer")?;
-            bar.println(format!("load balancer: {}", live.describe()));
-            let mut lb = Mirrored {
-                live: &mut live,
-                sim: SimHandle(sim.clone()),
+            let sim = sim.shared();
+            let result = match a.lb.unwrap_or(LbBackendKind::Simulated) {
+                LbBackendKind::Simulated => with_backends(&sim, |b| {
+                    exec::run(&plan, b, &mut journal, &opts, &mut on_event)
+                }),
+                LbBackendKind::Live => {
+                    let mut live = live_lb(&plan, a.accept_new_host_key)?;
+                    bar.println(format!("load balancer: {}", live.describe()));
+                    let mut lb = Mirrored {
+                        live: &mut live,
+                        sim: SimHandle(sim.clone()),
+                    };
+                    let (mut hv, mut cp, mut ob, clock) = (
+                        SimHandle(sim.clone()),
+                        SimHandle(sim.clone()),
+                        SimHandle(sim.clone()),
+                        SimHandle(sim.clone()),
+                    );
+                    let mut b = hacore::backend::Backends {
+                        hypervisor: &mut hv,
+                        load_balancer: &mut lb,
+                        control_plane: &mut cp,
+                        observer: &mut ob,
+                        clock: &clock,
+                    };
+                    exec::run(&plan, &mut b, &mut journal, &opts, &mut on_event)
+                }
             };
-            let (mut hv, mut cp, mut ob, clock) = (
-                SimHandle(sim.clone()),
-                SimHandle(sim.clone()),
-                SimHandle(sim.clone()),
-                SimHandle(sim.clone()),
-            );
+            if !a.dry_run {
+                std::fs::write(&sim_file, serde_json::to_string_pretty(&*sim.borrow())?)
+                    .with_context(|| format!("{}: cannot write", sim_file.display()))?;
+            }
+            result
+        }
+        Backend::Live => {
+            if a.lb == Some(LbBackendKind::Simulated) {
+                anyhow::bail!(
+                    "--lb simulated: with --backend live every system is real; use --backend simulated for a rehearsal"
+                );
+            }
+            let mut hv = live_hypervisor(&plan, &a.proxmox)?;
+            let mut lb = live_lb(&plan, a.accept_new_host_key)?;
+            bar.println(format!("load balancer: {}", lb.describe()));
+            let mut cp = kubeadm::control_plane::KubeadmControlPlane::from_topology(
+                &plan.to,
+                &a.cluster.control_plane(a.accept_new_host_key),
+            )
+            .context("the control plane (kubeconfig, etcd certificates, ssh:)")?;
+            let mut ob = kubeadm::LiveObserver::new(a.cluster.observer())
+                .context("starting the observer's runtime")?;
+            let clock = kubeadm::SystemClock;
             let mut b = hacore::backend::Backends {
-                hypervisor: &mut hv,
+                hypervisor: &mut *hv,
                 load_balancer: &mut lb,
                 control_plane: &mut cp,
                 observer: &mut ob,
@@ -172,10 +337,6 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         }
     };
     bar.finish_and_clear();
-    if !a.dry_run {
-        std::fs::write(&sim_file, serde_json::to_string_pretty(&*sim.borrow())?)
-            .with_context(|| format!("{}: cannot write", sim_file.display()))?;
-    }
     let outcome = result?;
     match a.output {
         Output::Json => crate::print_json(&outcome)?,
