@@ -469,6 +469,178 @@ fn control_plane_join_adds_a_learner_then_a_voter_and_reset_removes_it() {
     assert_eq!(lab.etcd_members().unwrap().len(), 1);
 }
 
+/// The subjectAltName the server at `addr:6443` presents in a handshake.
+fn presented_sans(addr: &str) -> String {
+    let hs = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("{addr}:6443")])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let mut c = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        c.stdin.take().unwrap().write_all(&hs.stdout).unwrap();
+    }
+    String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).into_owned()
+}
+
+fn apiserver_pid(lab: &ClusterLab, host: &str) -> u64 {
+    let out = lab
+        .host(host)
+        .exec(&["cat", "/run/testlab/pods/kube-apiserver.json"])
+        .unwrap();
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["pid"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn certs_apiserver_keeps_a_pair_issues_sans_and_the_apiserver_reloads_it() {
+    let test = "certs_apiserver_keeps_a_pair_issues_sans_and_the_apiserver_reloads_it";
+    let Some(lab) = ClusterLab::start_or_skip(test) else {
+        return;
+    };
+    let m1 = lab.addr("m1").to_string();
+    let vip = lab.lab_addr(testlab::cluster::VIP).to_string();
+    retrofit_endpoint(&lab, &vip);
+    let crt = lab.host("m1").path("/etc/kubernetes/pki/apiserver.crt");
+    let before = std::fs::read(&crt).unwrap();
+    let sans_before = presented_sans(&m1);
+    assert!(
+        sans_before.contains(&format!("IP Address:{m1}")),
+        "{sans_before}"
+    );
+    assert!(
+        !sans_before.contains(&format!("IP Address:{vip}")),
+        "{sans_before}"
+    );
+    let phase = [
+        "kubeadm",
+        "init",
+        "phase",
+        "certs",
+        "apiserver",
+        "--config",
+        "/root/cp.yaml",
+    ];
+    // An existing pair is left alone, even with the wrong SANs.
+    let out = exec(&lab, "m1", &phase);
+    assert!(
+        out.contains("[certs] Using existing apiserver certificate and key on disk"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&crt).unwrap(), before);
+    // Moved aside, a new pair carries the SANs.
+    let pid = apiserver_pid(&lab, "m1");
+    assert!(pid > 0);
+    exec(
+        &lab,
+        "m1",
+        &[
+            "sh",
+            "-c",
+            "mv /etc/kubernetes/pki/apiserver.crt /root/apiserver.crt.old && mv /etc/kubernetes/pki/apiserver.key /root/apiserver.key.old",
+        ],
+    );
+    let out = exec(&lab, "m1", &phase);
+    assert!(
+        out.contains(r#"[certs] Generating "apiserver" certificate and key"#),
+        "{out}"
+    );
+    let sans = exec(
+        &lab,
+        "m1",
+        &[
+            "openssl",
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-in",
+            "/etc/kubernetes/pki/apiserver.crt",
+        ],
+    );
+    for want in [
+        format!("IP Address:{vip}"),
+        format!("IP Address:{m1}"),
+        "DNS:k8s-api.testlab.lan".to_string(),
+        "DNS:kubernetes.default.svc.cluster.local".to_string(),
+        "IP Address:10.96.0.1".to_string(),
+        "DNS:m1".to_string(),
+    ] {
+        assert!(sans.contains(&want), "{want} not in {sans}");
+    }
+    // The running apiserver serves the new pair without a restart.
+    let t0 = Instant::now();
+    wait(10, "the new certificate in a handshake", || {
+        presented_sans(&m1).contains(&format!("IP Address:{vip}"))
+    });
+    println!("new certificate served after {:?}", t0.elapsed());
+    assert_eq!(
+        apiserver_pid(&lab, "m1"),
+        pid,
+        "the apiserver was restarted"
+    );
+
+    // With the reload off, a new pair is not served until a restart.
+    lab.set_cert_reload("m1", false).unwrap();
+    exec(
+        &lab,
+        "m1",
+        &[
+            "sh",
+            "-c",
+            "sed -i 's/k8s-api.testlab.lan/k8s-api-2.testlab.lan/' /root/cp.yaml && rm /etc/kubernetes/pki/apiserver.crt /etc/kubernetes/pki/apiserver.key",
+        ],
+    );
+    let out = exec(&lab, "m1", &phase);
+    assert!(out.contains("Generating"), "{out}");
+    std::thread::sleep(Duration::from_secs(2));
+    for _ in 0..3 {
+        let now = presented_sans(&m1);
+        assert!(
+            now.contains("DNS:k8s-api.testlab.lan"),
+            "reloaded although disabled: {now}"
+        );
+    }
+    // The fallback: restart the static pod (the manifest out and back in).
+    exec(
+        &lab,
+        "m1",
+        &[
+            "mv",
+            "/etc/kubernetes/manifests/kube-apiserver.yaml",
+            "/etc/kubernetes/kube-apiserver.yaml",
+        ],
+    );
+    wait(15, "the apiserver stopped", || {
+        !lab.host("m1").answers(6443, Duration::from_millis(200))
+    });
+    exec(
+        &lab,
+        "m1",
+        &[
+            "mv",
+            "/etc/kubernetes/kube-apiserver.yaml",
+            "/etc/kubernetes/manifests/kube-apiserver.yaml",
+        ],
+    );
+    wait(
+        20,
+        "the restarted apiserver serving the newest pair",
+        || presented_sans(&m1).contains("DNS:k8s-api-2.testlab.lan"),
+    );
+    assert_ne!(apiserver_pid(&lab, "m1"), pid);
+}
+
 #[allow(dead_code)]
 fn unused(lab: &ClusterLab) {
     let _ = exec(lab, "m1", &["true"]);
