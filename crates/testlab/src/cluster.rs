@@ -784,8 +784,9 @@ networking:
     }
 
     /// Set the versions host `name` reports (for the version-mismatch
-    /// test). The kubelet's Node reports the new kubelet version at its
-    /// next heartbeat.
+    /// test), as if other binaries were installed: the programs print them
+    /// at once; the Node reports the new kubelet version once the kubelet
+    /// is restarted (`systemctl restart kubelet`), as after an upgrade.
     pub fn set_versions(&self, name: &str, v: &Versions) -> Result<()> {
         put(
             self.host(name),

@@ -220,6 +220,45 @@ fn seed_starts_with_one_voter_and_ready_nodes() {
         "{text}"
     );
     assert!(text.ends_with("active\n"), "{text}");
+
+    // Restarting the kubelet: NotReady for a moment, then Ready again.
+    let out = ssh(&lab, "w1", "systemctl restart kubelet\n");
+    assert!(out.status.success(), "{out:?}");
+    wait(10, "w1 NotReady after the kubelet restart", || {
+        !lab.node_ready("w1")
+    });
+    wait(20, "w1 Ready again", || lab.node_ready("w1"));
+    // Per-host versions, as the version checks see them.
+    lab.set_versions(
+        "w2",
+        &testlab::cluster::Versions {
+            kubeadm: "v1.31.4".into(),
+            kubelet: "v1.31.4".into(),
+            containerd: "1.6.20".into(),
+        },
+    )
+    .unwrap();
+    let out = ssh(
+        &lab,
+        "w2",
+        "kubeadm version -o short; kubelet --version; containerd --version; systemctl restart kubelet",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(
+            "v1.31.4\nKubernetes v1.31.4\ncontainerd github.com/containerd/containerd v1.6.20 "
+        ),
+        "{text}"
+    );
+    // The running kubelet reports its version once restarted (as after an
+    // upgrade of the binary).
+    wait(10, "w2's Node reporting kubelet v1.31.4", || {
+        lab.node("w2").is_some_and(|n| {
+            n.pointer("/status/nodeInfo/kubeletVersion")
+                .and_then(|v| v.as_str())
+                == Some("v1.31.4")
+        })
+    });
 }
 
 /// Wait for `cond` up to `secs`, polling every 50 ms.
