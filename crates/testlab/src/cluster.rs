@@ -136,8 +136,12 @@ pub const M3: u8 = 13;
 pub const W1: u8 = 21;
 /// `w2`.
 pub const W2: u8 = 22;
-/// The VIP's last octet in [`ClusterLab::topology_yaml`].
+/// The VIP's last octet (on the load-balancer host).
 pub const VIP: u8 = 99;
+/// The load-balancer host `lb` ([`ClusterLab::add_load_balancer`]).
+pub const LB: u8 = 5;
+/// The pool (HAProxy backend) [`ClusterLab::add_load_balancer`] may fill.
+pub const POOL: &str = "k8s-apiserver";
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -323,6 +327,7 @@ fn versions_json(v: &Versions) -> String {
 /// store and the network.
 pub struct ClusterLab {
     hosts: BTreeMap<String, Host>,
+    lb: Option<String>,
     api: ApiServer,
     template: Template,
     /// The lab network.
@@ -427,6 +432,7 @@ impl ClusterLab {
         let known_hosts = dir.path().join("known_hosts");
         let mut lab = ClusterLab {
             hosts: BTreeMap::new(),
+            lb: None,
             api,
             template,
             net,
@@ -826,22 +832,111 @@ networking:
         Ok(())
     }
 
+    /// Add the load-balancer host `lb` (`198.18.N.5`): the VIP
+    /// (`198.18.N.99/32`, re-added at every boot) on its `eth0`, a real
+    /// HAProxy in master-worker mode (a host service, so it comes back
+    /// with the host) with [`crate::lblab::LINUX_HAPROXY_CFG`] in
+    /// `/etc/haproxy/haproxy.cfg` (its runtime API on `:9999`, reload with
+    /// `kill -USR2 $(cat /etc/haproxy/haproxy.pid)`), and sshd. With
+    /// `pool` non-empty, the configuration also has frontend `k8s-api` on
+    /// `VIP:6443` and backend [`POOL`] with those masters' `:6443`,
+    /// checked with HTTPS `GET /readyz` every 200 ms (fall 2, rise 1); with
+    /// it empty, the load-balancer backend under test adds them.
+    pub fn add_load_balancer(&mut self, pool: &[&str]) -> Result<&mut Host> {
+        let g = self.net.gateway().octets();
+        let vip = self.lab_addr(VIP);
+        let mut cfg = crate::lblab::LINUX_HAPROXY_CFG.to_string();
+        if !pool.is_empty() {
+            cfg.push_str(&format!(
+                "\nfrontend k8s-api\n    bind {vip}:6443\n    default_backend {POOL}\n\nbackend {POOL}\n    option httpchk GET /readyz\n    http-check expect status 200\n"
+            ));
+            for m in pool {
+                cfg.push_str(&format!(
+                    "    server {m} {}:6443 check check-ssl verify none inter 200ms fall 2 rise 1\n",
+                    self.addr(m)
+                ));
+            }
+        }
+        let mut h = self
+            .net
+            .add_host_with(HostSpec {
+                name: "lb".into(),
+                addr: Some(Ipv4Addr::new(g[0], g[1], g[2], LB)),
+                private_paths: vec!["/etc/haproxy".into()],
+            })
+            .map_err(e)?;
+        std::fs::write(h.path("/etc/haproxy/haproxy.cfg"), cfg).map_err(e)?;
+        let cidr = format!("{vip}/32");
+        h.add_service("vip", move |h| {
+            h.add_address(&cidr)?;
+            Ok(Box::new(()) as ServiceGuard)
+        })
+        .map_err(e)?;
+        h.add_process_service(
+            "haproxy",
+            &[
+                "haproxy",
+                "-W",
+                "-db",
+                "-f",
+                "/etc/haproxy/haproxy.cfg",
+                "-p",
+                "/etc/haproxy/haproxy.pid",
+            ],
+            &[],
+        )
+        .map_err(e)?;
+        h.wait_port(9999, Duration::from_secs(10)).map_err(e)?;
+        h.start_sshd(vec![self.client_public.clone()]).map_err(e)?;
+        self.hosts.insert("lb".into(), h);
+        self.lb = Some("lb".into());
+        self.write_known_hosts()?;
+        Ok(self.hosts.get_mut("lb").expect("just inserted"))
+    }
+
+    /// The VIP (`198.18.N.99`).
+    pub fn vip(&self) -> Ipv4Addr {
+        self.lab_addr(VIP)
+    }
+
     /// A topology (hacore's YAML) for migrating this lab's seed to three
-    /// masters: `m1` (seed), `m2`, `m3` (to be cloned: vmids 112, 113 on
-    /// hypervisor `pve`), workers `w1`, `w2`, the VIP `198.18.N.99`;
-    /// `load_balancer` is the YAML of the `loadBalancer:` section (indented
-    /// by two spaces), e.g. what [`crate::lblab::LbLab`] manages.
-    pub fn topology_yaml(&self, load_balancer: &str) -> String {
+    /// masters: `m1` (the seed), `m2`, `m3` (to be cloned: vmids 112, 113
+    /// on hypervisor `pve`, at `198.18.N.12`, `.13`), workers `w1`, `w2`,
+    /// the endpoint `VIP:6443` (`k8s-api.testlab.lan`), etcd's endpoints
+    /// and `m1`'s etcd PKI directory as root-namespace paths. With the
+    /// load-balancer host ([`ClusterLab::add_load_balancer`]), its
+    /// `loadBalancer` (kind `haproxy`, managed over SSH with the lab's
+    /// client key and `known_hosts`, runtime API `tcp:lb:9999`). `extra` is
+    /// appended as is (top-level keys, e.g. a `proxmox:` section).
+    pub fn topology_yaml(&self, extra: &str) -> String {
         let a = |k: u8| self.lab_addr(k);
         let etcd_eps: Vec<String> = [M1, M2, M3]
             .iter()
             .map(|k| format!("https://{}:2379", a(*k)))
             .collect();
+        let lb = match &self.lb {
+            Some(name) => format!(
+                "loadBalancer:
+  kind: haproxy
+  frontend: {vip}:6443
+  pool: {POOL}
+  healthCheck: {{ type: https, path: /readyz, interval: 200ms, fall: 2, rise: 1 }}
+  runtimeApi: tcp:{lb}:9999
+  manage: {{ transport: ssh, host: {lb}, user: root, identityFile: {key}, knownHosts: {kh}, configPath: /etc/haproxy/haproxy.cfg, reloadCommand: \"kill -USR2 $(cat /etc/haproxy/haproxy.pid)\" }}
+",
+                vip = a(VIP),
+                lb = self.addr(name),
+                key = self.client_key.display(),
+                kh = self.known_hosts.display(),
+            ),
+            None => String::new(),
+        };
         format!(
             "cluster: testlab
 controlPlaneEndpoint:
   address: {vip}
   port: 6443
+  dnsName: k8s-api.testlab.lan
 network:
   cidr: {subnet}
   gateway: {gw}
@@ -850,9 +945,7 @@ etcd:
   learnerJoins: true
   endpoints: [{eps}]
   pki: {pki}
-loadBalancer:
-{load_balancer}
-hypervisors:
+{lb}hypervisors:
   - {{ name: pve, memoryGiB: 256, cpus: 64 }}
 nodes:
   - {{ name: m1, role: control-plane, address: {m1}, hypervisor: pve, vmid: 111, cpus: 2, memoryGiB: 4, diskGiB: 32 }}
@@ -860,15 +953,12 @@ nodes:
   - {{ name: m3, role: control-plane, address: {m3}, hypervisor: pve, vmid: 113, cpus: 2, memoryGiB: 4, diskGiB: 32 }}
   - {{ name: w1, role: worker, address: {w1}, hypervisor: pve, vmid: 121, cpus: 2, memoryGiB: 4, diskGiB: 32 }}
   - {{ name: w2, role: worker, address: {w2}, hypervisor: pve, vmid: 122, cpus: 2, memoryGiB: 4, diskGiB: 32 }}
-",
+{extra}",
             vip = a(VIP),
             subnet = self.net.subnet(),
             gw = self.net.gateway(),
             eps = etcd_eps.join(", "),
-            pki = self
-                .host("m1")
-                .path("/etc/kubernetes/pki/etcd")
-                .display(),
+            pki = self.host("m1").path("/etc/kubernetes/pki/etcd").display(),
             m1 = a(M1),
             m2 = a(M2),
             m3 = a(M3),

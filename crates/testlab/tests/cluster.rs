@@ -680,6 +680,131 @@ fn certs_apiserver_keeps_a_pair_issues_sans_and_the_apiserver_reloads_it() {
     assert_ne!(apiserver_pid(&lab, "m1"), pid);
 }
 
+#[test]
+fn load_balancer_serves_the_vip_and_the_topology_is_valid() {
+    let test = "load_balancer_serves_the_vip_and_the_topology_is_valid";
+    let Some(mut lab) = ClusterLab::start_or_skip(test) else {
+        return;
+    };
+    lab.add_load_balancer(&["m1"]).unwrap();
+    let (m1, vip) = (lab.addr("m1"), lab.vip());
+    // Through the real HAProxy on the VIP, to m1's apiserver (verified
+    // with the cluster CA under m1's name: its certificate has no VIP yet).
+    wait(15, "the VIP forwarding to m1's /readyz", || {
+        Command::new("curl")
+            .args(["-sf", "--max-time", "2", "--cacert"])
+            .arg(lab.ca_crt())
+            .arg("--connect-to")
+            .arg(format!("{m1}:6443:{vip}:6443"))
+            .arg(format!("https://{m1}:6443/readyz"))
+            .output()
+            .is_ok_and(|o| o.stdout == b"ok")
+    });
+    let out = ssh(&lab, "lb", "ip -4 -o addr show eth0\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("{vip}/32")), "{text}");
+    let yaml = lab.topology_yaml("");
+    let (t, report) = hacore::topology::Topology::from_yaml("lab.yaml", &yaml)
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    assert!(report.errors.is_empty());
+    assert_eq!(t.control_plane_nodes().count(), 3);
+    assert_eq!(t.control_plane_endpoint.address, std::net::IpAddr::V4(vip));
+    assert!(t.has_load_balancer());
+}
+
+#[test]
+fn a_template_that_joins_as_a_worker_by_itself_registers_a_worker_node() {
+    use hacore::backend::{HvOp, Hypervisor};
+    use proxmox::{Client, ProxmoxHypervisor, Settings, Token};
+    use std::sync::Arc;
+    use testlab::proxmox::{Inventory, ProxmoxLab, PveOptions};
+    let test = "a_template_that_joins_as_a_worker_by_itself_registers_a_worker_node";
+    let Some(lab) = ClusterLab::start_or_skip(test) else {
+        return;
+    };
+    let pve = Arc::new(
+        ProxmoxLab::start_with(
+            Inventory::realistic(),
+            PveOptions {
+                task_time: Duration::from_millis(100),
+                ..PveOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let join = lab.worker_join_command().unwrap();
+    let template = lab
+        .template()
+        .with_versions(testlab::cluster::Versions {
+            kubeadm: "v1.31.4".into(),
+            ..Default::default()
+        })
+        .auto_join_worker(&join);
+    pve.attach_hosts_with(lab.net.clone(), template.provisioner());
+    let cfg = Settings {
+        endpoint: Some(pve.endpoint()),
+        token: Some(Token::parse(&pve.api_token(), "test").unwrap()),
+        fingerprint: Some(pve.fingerprint_hex()),
+        ..Settings::default()
+    }
+    .build()
+    .unwrap();
+    let mut hv = ProxmoxHypervisor::new(Client::new(&cfg).unwrap()).unwrap();
+    hv.deadline = Duration::from_secs(60);
+    let addr = lab.lab_addr(testlab::cluster::M3);
+    let gw = lab.net.gateway();
+    hv.apply(&HvOp::CloneVm {
+        host: "pve".into(),
+        template: 9000,
+        vmid: 113,
+        name: "m3".into(),
+        cpus: 2,
+        memory_gib: 4,
+        disk_gib: 32,
+        address: format!("{addr}/24"),
+        gateway: Some(gw.into()),
+        ciuser: Some("root".into()),
+        sshkeys: vec![
+            std::fs::read_to_string(lab.client_key().with_extension("pub"))
+                .unwrap()
+                .trim()
+                .to_string(),
+        ],
+        nameservers: vec![gw.into()],
+        storage: None,
+    })
+    .unwrap();
+    hv.apply(&HvOp::StartVm {
+        host: "pve".into(),
+        vmid: 113,
+    })
+    .unwrap();
+    // cloud-init's runcmd joins it as a worker: a Node with no
+    // control-plane label or taint.
+    wait(
+        60,
+        "Node m3 registered by the template's cloud-init",
+        || lab.node_ready("m3"),
+    );
+    let node = lab.node("m3").unwrap();
+    assert!(node.pointer("/spec/taints").is_none(), "{node}");
+    assert!(
+        node.pointer("/metadata/labels/node-role.kubernetes.io~1control-plane")
+            .is_none()
+    );
+    // The clone carries the stand-ins and the template's versions.
+    let kh = lab.dir().join("known_hosts-pve");
+    std::fs::write(&kh, pve.known_hosts_line(113).unwrap() + "\n").unwrap();
+    let out = ssh_to(
+        lab.client_key(),
+        &kh,
+        &addr.to_string(),
+        "kubeadm version -o short; systemctl is-active kubelet; test -f /etc/kubernetes/kubelet.conf && echo joined",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text, "v1.31.4\nactive\njoined\n", "{out:?}");
+}
+
 #[allow(dead_code)]
 fn unused(lab: &ClusterLab) {
     let _ = exec(lab, "m1", &["true"]);
