@@ -110,6 +110,16 @@ pub const RESOURCES: &[Resource] = &[
         check: typed::<k::core::v1::ConfigMap>,
     },
     Resource {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        namespaced: true,
+        short: &[],
+        check: typed::<k::core::v1::Secret>,
+    },
+    Resource {
         group: "apps",
         version: "v1",
         plural: "daemonsets",
