@@ -140,16 +140,6 @@ pub const RESOURCES: &[Resource] = &[
         check: typed::<k::policy::v1::PodDisruptionBudget>,
     },
     Resource {
-        group: "",
-        version: "v1",
-        plural: "secrets",
-        singular: "secret",
-        kind: "Secret",
-        namespaced: true,
-        short: &[],
-        check: typed::<k::core::v1::Secret>,
-    },
-    Resource {
         group: "batch",
         version: "v1",
         plural: "jobs",
