@@ -563,7 +563,8 @@ impl KubeadmControlPlane {
             .run(
                 &primary,
                 &Cmd::new("kubeadm")
-                    .args(["token", "create", "--print-join-command", "--certificate-key"])
+                    .args(["token", "create", "--ttl", "1h", "--print-join-command"])
+                    .arg("--certificate-key")
                     .arg(k.clone())
                     .secret(k.clone()),
                 self.opts.timeout,
@@ -598,7 +599,7 @@ impl KubeadmControlPlane {
             .arg(jc.token_id());
         if let Err(e) = self.run(&primary, &del, self.opts.timeout).await {
             self.notice(&format!(
-                "{primary}: could not delete the join's bootstrap token (id {}): {e}; it expires by itself",
+                "{primary}: could not delete the join's bootstrap token (id {}): {e}; it expires within an hour",
                 jc.token_id()
             ));
         }
