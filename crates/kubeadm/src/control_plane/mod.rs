@@ -36,6 +36,7 @@
 
 pub mod api_ops;
 pub mod etcd_ops;
+pub mod join_checks;
 pub mod secret;
 pub mod ssh_ops;
 
@@ -455,6 +456,19 @@ impl KubeadmControlPlane {
                 self.wait_check(|| self.kubeconfigs_name(nodes, server))
                     .await
             }
+            CpOp::CheckVersions { node, like } => self.check_versions(node, like).await,
+            CpOp::SyncApiserverExtras { from, node } => self.extras_synced(from, node).await,
+            CpOp::ProbeApiserver {
+                node,
+                address,
+                port,
+            } => self.probe_apiserver(node, *address, *port).await,
+            CpOp::VerifyStaticPods { node } => {
+                self.wait_check(|| async { Ok(self.static_pods_missing(node).await?.is_empty()) })
+                    .await
+            }
+            CpOp::VerifyNotJoined { node } => self.verify_not_joined(node).await,
+            CpOp::PinnedWorkloads { node } => Ok(self.pinned_workloads(node).await?.is_empty()),
         }
     }
 
@@ -482,9 +496,25 @@ impl KubeadmControlPlane {
             } => Err(CpError::Refused(format!(
                 "kubeconfig `{name}` at {location} is outside hacli's reach: a person points it at {server} and confirms the step"
             ))),
+            CpOp::SyncApiserverExtras { from, node } => self.sync_extras(from, node).await,
+            CpOp::PinnedWorkloads { node } => {
+                let pinned = self.pinned_workloads(node).await?;
+                if pinned.is_empty() {
+                    Ok(())
+                } else {
+                    Err(CpError::Refused(format!(
+                        "pinned to {node} by hostname: {}: re-pin them to another master, then confirm the step",
+                        pinned.join(", ")
+                    )))
+                }
+            }
             // Checks: the executor verifies them with `is_done`; applying
             // one waits for it.
-            CpOp::AddressesFree { .. }
+            CpOp::CheckVersions { .. }
+            | CpOp::ProbeApiserver { .. }
+            | CpOp::VerifyStaticPods { .. }
+            | CpOp::VerifyNotJoined { .. }
+            | CpOp::AddressesFree { .. }
             | CpOp::MemberPromoted { .. }
             | CpOp::VerifyNodes { .. }
             | CpOp::VerifyEtcd { .. }
