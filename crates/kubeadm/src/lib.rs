@@ -75,6 +75,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod drill;
 pub mod error;
 #[doc(hidden)]
 pub mod etcd_alarm;
@@ -82,6 +83,7 @@ pub mod lb;
 pub mod lock;
 pub mod observe;
 pub mod redact;
+pub mod traffic;
 
 pub use config::{EtcdTls, EtcdTlsOverrides, ObjectRef, ObserverConfig};
 pub use error::Error;
