@@ -63,6 +63,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Before a drill's disruption, the API or the node's load-balancer
+    /// server was not healthy: nothing was disrupted.
+    #[error("not disrupting {node}: {reason}")]
+    NotHealthy {
+        /// The node.
+        node: String,
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -76,6 +76,7 @@
 
 pub mod config;
 pub mod control_plane;
+pub mod drill;
 pub mod error;
 #[doc(hidden)]
 pub mod etcd_alarm;
@@ -84,6 +85,7 @@ pub mod lock;
 pub mod observe;
 pub mod redact;
 pub mod sync;
+pub mod traffic;
 
 pub use config::{EtcdTls, EtcdTlsOverrides, ObjectRef, ObserverConfig};
 pub use error::Error;

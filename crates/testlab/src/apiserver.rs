@@ -980,6 +980,8 @@ pub struct ApiServer {
     pub port: u16,
     /// Addresses it listens on.
     pub addrs: Vec<IpAddr>,
+    /// Per address: whether its "process" runs (see [`ApiServer::kill`]).
+    alive: Vec<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Bind `port` (0: a free one) on every address; retried with a new port
@@ -1022,6 +1024,7 @@ impl ApiServer {
         let acceptor = crate::pki::acceptor(pair, &[b"h2", b"http/1.1"], "apiserver")?;
         let (port, listeners) = bind_all(ips)?;
         let token = Arc::new(token.to_string());
+        let mut alive = Vec::new();
         for (ip, l) in ips.iter().zip(listeners) {
             l.set_nonblocking(true)
                 .map_err(|e| LabError::Bind(ip.to_string(), e))?;
@@ -1035,11 +1038,39 @@ impl ApiServer {
             let _guard = rt.enter();
             let listener = tokio::net::TcpListener::from_std(l)
                 .map_err(|e| LabError::Bind(ip.to_string(), e))?;
+            let (up, mut up_rx) = tokio::sync::watch::channel(true);
+            alive.push(up);
+            let addr = SocketAddr::new(*ip, port);
             rt.spawn(async move {
+                let mut listener = Some(listener);
                 loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
+                    // Killed: the port is closed (connections are refused)
+                    // until revived, when it is bound again.
+                    if !*up_rx.borrow_and_update() {
+                        listener = None;
+                        if up_rx.wait_for(|up| *up).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    let l = match &listener {
+                        Some(l) => l,
+                        None => match tokio::net::TcpListener::bind(addr).await {
+                            Ok(l) => listener.insert(l),
+                            Err(_) => {
+                                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                                continue;
+                            }
+                        },
+                    };
+                    let accepted = tokio::select! {
+                        a = l.accept() => a,
+                        _ = up_rx.changed() => continue,
+                    };
+                    let Ok((tcp, _)) = accepted else {
                         continue;
                     };
+                    let mut conn_up = up_rx.clone();
                     // As Go's net/http (the real apiserver) does: without it,
                     // Nagle holds an HTTP/2 DATA frame behind the HEADERS
                     // frame until the client's delayed ACK, 40 ms later.
@@ -1047,15 +1078,22 @@ impl ApiServer {
                     let acceptor = acceptor.clone();
                     let app = app.clone();
                     tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else {
-                            return;
+                        let serve = async {
+                            let Ok(tls) = acceptor.accept(tcp).await else {
+                                return;
+                            };
+                            let svc = hyper_util::service::TowerToHyperService::new(app);
+                            let _ = hyper_util::server::conn::auto::Builder::new(
+                                hyper_util::rt::TokioExecutor::new(),
+                            )
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                            .await;
                         };
-                        let svc = hyper_util::service::TowerToHyperService::new(app);
-                        let _ = hyper_util::server::conn::auto::Builder::new(
-                            hyper_util::rt::TokioExecutor::new(),
-                        )
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                        .await;
+                        // A killed process's connections die with it.
+                        tokio::select! {
+                            () = serve => {}
+                            _ = conn_up.wait_for(|up| !*up) => {}
+                        }
                     });
                 }
             });
@@ -1064,7 +1102,31 @@ impl ApiServer {
             store,
             port,
             addrs: ips.to_vec(),
+            alive,
         })
+    }
+
+    /// Kill the apiserver on `ip` as a crash or a powered-off VM would:
+    /// its port is closed (new connections are refused) and its open
+    /// connections are dropped. [`ApiServer::revive`] starts it again.
+    /// False when it does not listen on `ip`.
+    pub fn kill(&self, ip: IpAddr) -> bool {
+        self.set_alive(ip, false)
+    }
+
+    /// Start the apiserver on `ip` again after [`ApiServer::kill`].
+    pub fn revive(&self, ip: IpAddr) -> bool {
+        self.set_alive(ip, true)
+    }
+
+    fn set_alive(&self, ip: IpAddr, up: bool) -> bool {
+        match self.addrs.iter().position(|a| *a == ip) {
+            Some(i) => {
+                self.alive[i].send_replace(up);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The resource definition for a plural name, e.g. `leases`.

@@ -272,6 +272,23 @@ impl LbLab {
         self.api.port
     }
 
+    /// The apiserver stand-ins' object store (shared by the three).
+    pub fn store(&self) -> &Store {
+        &self.api.store
+    }
+
+    /// Kill master `i`'s apiserver (its port refuses connections, its open
+    /// connections drop), or start it again with `up`.
+    pub fn set_apiserver_up(&self, i: usize, up: bool) {
+        let ip = self.masters[i].1.ip();
+        let _guard = self.rt.enter();
+        if up {
+            self.api.revive(ip);
+        } else {
+            self.api.kill(ip);
+        }
+    }
+
     /// The runtime API of the load balancer `via` reaches, as a topology
     /// writes it (pfSense over SSH reads its local socket itself).
     pub fn runtime_api(&self, via: Via) -> Option<String> {

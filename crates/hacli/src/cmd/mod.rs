@@ -3,6 +3,8 @@
 pub mod apply;
 pub mod check;
 pub mod completions;
+pub mod drill;
+pub mod drill_html;
 pub mod gate;
 pub mod hypervisor;
 pub mod lb;
