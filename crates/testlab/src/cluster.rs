@@ -894,6 +894,11 @@ networking:
         Ok(self.hosts.get_mut("lb").expect("just inserted"))
     }
 
+    /// The client key's public half (an `authorized_keys` line).
+    pub fn client_public(&self) -> &str {
+        &self.client_public
+    }
+
     /// The VIP (`198.18.N.99`).
     pub fn vip(&self) -> Ipv4Addr {
         self.lab_addr(VIP)

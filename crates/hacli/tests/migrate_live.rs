@@ -1,0 +1,348 @@
+//! `hacli apply --backend live` migrates the lab's seed cluster (one
+//! master with a one-member etcd, two workers, all lab hosts; the kubeadm
+//! stand-in) to three masters behind the VIP of a real HAProxy, cloning the
+//! new masters through the Proxmox stand-in: the plan comes from `hacli
+//! plan`, the run goes through the executor and its journal, and the end
+//! state is read from the real systems (etcd's member list, HAProxy's
+//! `show stat`, the files and certificates on each host).
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use testlab::cluster::{ClusterLab, M1, W1, W2};
+use testlab::proxmox::{Inventory, ProxmoxLab, PveNode, PveOptions, PveVm};
+
+const TEMPLATE: u32 = 9000;
+
+fn hacli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hacli"))
+}
+
+/// The Proxmox cluster the lab's VMs live on: host `pve`, the seed's VMs
+/// and a cloud-init template whose key is the lab's client key.
+fn inventory(client_public: &str) -> Inventory {
+    let mut vms = vec![
+        PveVm::new(111, "m1", "pve", true, 4, 2),
+        PveVm::new(121, "w1", "pve", true, 4, 2),
+        PveVm::new(122, "w2", "pve", true, 4, 2),
+    ];
+    let mut template = PveVm::new(TEMPLATE, "debian-12-k8s", "pve", false, 2, 2);
+    template.template = true;
+    template.disk_gib = 8;
+    template.config.insert(
+        "sshkeys".into(),
+        percent_encode(client_public.trim()),
+    );
+    template.config.insert("ciuser".into(), "root".into());
+    vms.push(template);
+    Inventory {
+        nodes: vec![PveNode {
+            name: "pve".into(),
+            memory: 256 * (1 << 30),
+            cpus: 64,
+        }],
+        vms,
+    }
+}
+
+/// Proxmox stores `sshkeys` URL-encoded.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn runtime_api(addr: IpAddr, command: &str) -> String {
+    let mut s = TcpStream::connect((addr, 9999)).expect("HAProxy's runtime API answers");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    for line in BufReader::new(s).lines() {
+        match line {
+            Ok(l) => {
+                out.push_str(&l);
+                out.push('\n');
+            }
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// The pool's servers and their status, from `show stat`.
+fn pool_status(lb: IpAddr) -> Vec<(String, String)> {
+    let stat = runtime_api(lb, "show stat");
+    let mut lines = stat.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let (px, sv, st) = (col("pxname"), col("svname"), col("status"));
+    lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f.len() > st && f[px].starts_with("k8s-apiserver"))
+        .filter(|f| f[sv] != "BACKEND" && f[sv] != "FRONTEND")
+        .map(|f| (f[sv].to_string(), f[st].to_string()))
+        .collect()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+#[test]
+fn apply_backend_live_migrates_the_seed_to_three_masters_behind_the_vip() {
+    let test = "apply_backend_live_migrates_the_seed_to_three_masters_behind_the_vip";
+    let Some(mut lab) = ClusterLab::start_or_skip(test) else {
+        return;
+    };
+    let dir = lab.dir().to_path_buf();
+    lab.add_load_balancer(&[]).expect("the load-balancer host starts");
+    let lb_addr: IpAddr = lab.addr("lb").into();
+    let vip: IpAddr = lab.vip().into();
+
+    // Proxmox: its clones of the template become lab hosts provisioned
+    // like the lab's nodes (stand-ins, lab configuration).
+    let client_public = lab.client_public().to_string();
+    let pve = Arc::new(
+        ProxmoxLab::start_with(
+            inventory(&client_public),
+            PveOptions {
+                task_time: Duration::from_millis(100),
+                ..PveOptions::default()
+            },
+        )
+        .expect("the Proxmox stand-in starts"),
+    );
+    pve.attach_hosts_with(lab.net.clone(), lab.template().provisioner());
+
+    // known_hosts: the lab's hosts; the clones' keys are new and recorded
+    // with --accept-new-host-key (said loudly).
+    let known_hosts = dir.join("known_hosts.migrate");
+    std::fs::copy(lab.known_hosts(), &known_hosts).unwrap();
+    let a = |k: u8| lab.lab_addr(k);
+    let from = dir.join("from.yaml");
+    write(
+        &from,
+        &format!(
+            "cluster: testlab
+controlPlaneEndpoint: {{ address: {m1}, port: 6443 }}
+network: {{ cidr: {subnet} }}
+etcd: {{ mode: stacked }}
+hypervisors:
+  - {{ name: pve, memoryGiB: 256, cpus: 64 }}
+nodes:
+  - {{ name: m1, role: control-plane, address: {m1}, hypervisor: pve, vmid: 111, cpus: 2, memoryGiB: 4, diskGiB: 32 }}
+  - {{ name: w1, role: worker, address: {w1}, hypervisor: pve, vmid: 121, cpus: 2, memoryGiB: 4, diskGiB: 32 }}
+  - {{ name: w2, role: worker, address: {w2}, hypervisor: pve, vmid: 122, cpus: 2, memoryGiB: 4, diskGiB: 32 }}
+",
+            m1 = a(M1),
+            w1 = a(W1),
+            w2 = a(W2),
+            subnet = lab.net.subnet(),
+        ),
+    );
+    let to = dir.join("to.yaml");
+    let extra = format!(
+        "proxmox: {{ endpoint: \"{}\", fingerprint: \"{}\" }}\nssh: {{ user: root, identityFile: {}, knownHosts: {} }}\n",
+        pve.endpoint(),
+        pve.fingerprint_hex(),
+        lab.client_key().display(),
+        known_hosts.display()
+    );
+    write(&to, &lab.topology_yaml(&extra));
+
+    let plan = dir.join("plan.json");
+    let out = hacli()
+        .args(["plan", "--from"])
+        .arg(&from)
+        .arg("--to")
+        .arg(&to)
+        .args(["--template", &TEMPLATE.to_string(), "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hacli plan: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    write(&plan, &String::from_utf8_lossy(&out.stdout));
+
+    // Watch etcd's real member list while the run goes: every new member
+    // must be seen as a learner before it is a voter.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen_learner: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let watcher = {
+        let (stop, seen) = (stop.clone(), seen_learner.clone());
+        let tls = lab.etcd_tls();
+        let endpoint = format!("https://{}:2379", a(M1));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let out = Command::new("etcdctl")
+                    .args(["--endpoints", &endpoint, "--cacert"])
+                    .arg(&tls.ca)
+                    .arg("--cert")
+                    .arg(&tls.cert)
+                    .arg("--key")
+                    .arg(&tls.key)
+                    .args(["--command-timeout=2s", "member", "list", "-w", "json"])
+                    .output();
+                if let Ok(o) = out
+                    && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                {
+                    for m in v["members"].as_array().into_iter().flatten() {
+                        if m["isLearner"].as_bool() == Some(true) {
+                            // A learner that has not started has no name yet:
+                            // its peer URL says who it is.
+                            let who = m["peerURLs"][0].as_str().unwrap_or("?").to_string();
+                            seen.lock().unwrap().insert(who);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    // Run; manual steps (pinned workloads, external kubeconfigs) are
+    // confirmed as a person would, then the run resumes.
+    let journal = dir.join("journal.jsonl");
+    let tls = lab.etcd_tls();
+    let mut confirm: Vec<String> = Vec::new();
+    let mut log = String::new();
+    let outcome = loop {
+        let mut cmd = hacli();
+        cmd.args(["apply"])
+            .arg(&plan)
+            .arg("--journal")
+            .arg(&journal)
+            .args(["--backend", "live", "--accept-new-host-key", "-o", "json"])
+            .arg("--kubeconfig")
+            .arg(lab.admin_conf())
+            .arg("--etcd-cacert")
+            .arg(&tls.ca)
+            .arg("--etcd-cert")
+            .arg(&tls.cert)
+            .arg("--etcd-key")
+            .arg(&tls.key)
+            .arg("--snapshot-dir")
+            .arg(dir.join("snapshots"))
+            .env("PROXMOX_VE_API_TOKEN", pve.api_token())
+            .env_remove("KUBECONFIG")
+            .env_remove("PROXMOX_VE_ENDPOINT");
+        if journal.exists() {
+            cmd.arg("--resume");
+        }
+        for c in &confirm {
+            cmd.args(["--confirm", c]);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        log.push_str(&stderr);
+        let v: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("apply's JSON: {e}\n{stdout}\n{stderr}"));
+        match v["outcome"].as_str().or(v.as_str()) {
+            Some("awaiting-confirmation") => {
+                let step = v["step"].as_str().unwrap().to_string();
+                assert!(!confirm.contains(&step), "{step} asked twice:\n{stderr}");
+                println!("confirming the manual step {step}");
+                confirm.push(step);
+            }
+            _ => break (v, stdout, stderr, out.status),
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    let (v, stdout, stderr, status) = outcome;
+    println!("{log}");
+    assert!(
+        status.success(),
+        "apply did not complete: {stdout}\n{stderr}\n{}",
+        lab.log("m2", "kubeadm.log", 40)
+    );
+    assert_eq!(v["outcome"], "completed", "{stdout}");
+
+    // Three voters, the two new ones seen as learners first.
+    let members = lab.etcd_members().unwrap();
+    let names: BTreeSet<String> = members.iter().map(|m| m.name.clone()).collect();
+    assert_eq!(
+        names,
+        ["m1", "m2", "m3"].map(String::from).into(),
+        "{members:?}"
+    );
+    assert!(members.iter().all(|m| !m.is_learner), "{members:?}");
+    let learners = seen_learner.lock().unwrap().clone();
+    for k in [12u8, 13] {
+        let peer = format!("https://{}:2380", a(k));
+        assert!(
+            learners.contains(&peer),
+            "{peer} was never seen as a learner: {learners:?}"
+        );
+    }
+
+    // HAProxy: three servers UP.
+    let pool = pool_status(lb_addr);
+    let up: BTreeSet<String> = pool
+        .iter()
+        .filter(|(_, s)| s.starts_with("UP"))
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert_eq!(up.len(), 3, "{pool:?}");
+
+    // Every kubelet.conf names the VIP; every apiserver certificate carries
+    // the SANs, as openssl on each host reads it.
+    let server = format!("https://{vip}:6443");
+    for n in ["m1", "m2", "m3", "w1", "w2"] {
+        let text = lab
+            .host(n)
+            .exec_ok(&["cat", "/etc/kubernetes/kubelet.conf"])
+            .unwrap();
+        assert!(
+            text.contains(&format!("server: {server}")),
+            "{n}'s kubelet.conf: {text}"
+        );
+    }
+    for n in ["m1", "m2", "m3"] {
+        let sans = lab
+            .host(n)
+            .exec_ok(&[
+                "openssl",
+                "x509",
+                "-in",
+                "/etc/kubernetes/pki/apiserver.crt",
+                "-noout",
+                "-ext",
+                "subjectAltName",
+            ])
+            .unwrap();
+        assert!(sans.contains(&format!("IP Address:{vip}")), "{n}: {sans}");
+        assert!(sans.contains("DNS:k8s-api.testlab.lan"), "{n}: {sans}");
+    }
+
+    // The VMs the Proxmox stand-in holds: the two clones, running.
+    for vmid in [112u32, 113] {
+        assert_eq!(pve.host_is_on(vmid), Some(true), "VM {vmid}");
+    }
+    // No secret in the journal or the output.
+    let journal_text = std::fs::read_to_string(&journal).unwrap();
+    for text in [&journal_text, &log] {
+        assert!(!text.contains("--token "), "a join line leaked");
+        assert!(!text.contains("--certificate-key "), "a key leaked");
+    }
+}
