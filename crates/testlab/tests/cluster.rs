@@ -377,7 +377,6 @@ fn control_plane_join_adds_a_learner_then_a_voter_and_reset_removes_it() {
     assert!(re.is_match(&join), "the join line has kubeadm's shape");
     let token = join.split_whitespace().nth(4).unwrap().to_string();
 
-    lab.set_promote_delay(1500).unwrap();
     lab.add_blank_host("m2", testlab::cluster::M2).unwrap();
     let m2 = lab.addr("m2");
     let peer = format!("https://{m2}:2380");

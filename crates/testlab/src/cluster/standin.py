@@ -534,11 +534,12 @@ def etcd_manifest(name, advertise, initial_cluster, state):
 
 # ---------------------------------------------------------------- etcd
 
-def etcdctl(endpoints, *args, timeout=15):
+def etcdctl(endpoints, *args, timeout=15, check=True):
     env = dict(os.environ, ETCDCTL_API="3")
     return run(["etcdctl", f"--endpoints={','.join(endpoints)}", f"--cacert={PKI}/etcd/ca.crt",
                 f"--cert={PKI}/apiserver-etcd-client.crt", f"--key={PKI}/apiserver-etcd-client.key",
-                "--dial-timeout=5s", f"--command-timeout={timeout}s", *args], env=env, timeout=timeout + 10)
+                "--dial-timeout=5s", f"--command-timeout={timeout}s", *args], env=env, timeout=timeout + 10,
+               check=check)
 
 
 def member_list(endpoints):
@@ -954,8 +955,11 @@ def kubeadm_join(pos, fl):
     mid = "%x" % mine["ID"]
     until = time.time() + 120
     while True:
-        p = etcdctl(endpoints, "member", "promote", mid, timeout=5) if mine.get("isLearner", True) else None
-        if p is None or p.returncode == 0 or "is not a learner" in (p.stderr or ""):
+        try:
+            p = etcdctl(endpoints, "member", "promote", mid, timeout=5, check=False)
+        except subprocess.TimeoutExpired:
+            p = subprocess.CompletedProcess([], 1, "", "etcdctl member promote timed out")
+        if p.returncode == 0 or "is not a learner" in (p.stderr or ""):
             break
         if time.time() > until:
             raise Fail(f"error creating local etcd static pod manifest file: etcd learner {name} ({mid}) was not promoted within 2m0s: {p.stderr.strip()}")
@@ -1304,13 +1308,18 @@ def kubelet_main():
     print(f"kubelet (hacli testlab stand-in) {v['kubelet']} starting on {name}", file=sys.stderr, flush=True)
     last_beat = 0
     mirrors = set()
+    api = None
     while True:
         docs = sync_pods()
         if time.time() - last_beat >= 1.0 and os.path.exists(K + "/kubelet.conf"):
             last_beat = time.time()
             try:
-                kc = Kubeconfig(K + "/kubelet.conf")
-                api = kc.api()
+                # Read once, as the real kubelet: a changed server needs a
+                # kubelet restart.
+                if api is None:
+                    kc = Kubeconfig(K + "/kubelet.conf")
+                    print(f"kubelet: using {kc.server} from {K}/kubelet.conf", file=sys.stderr, flush=True)
+                    api = kc.api()
                 # NotReady for a moment after a (re)start, as a real kubelet
                 # whose runtime and network checks have not passed yet.
                 ready = time.time() - started > 2.0
