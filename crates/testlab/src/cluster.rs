@@ -682,13 +682,30 @@ networking:
         }
     }
 
-    /// Client URLs of every host running an etcd static pod.
+    /// Client URLs of etcd: every lab host running an etcd static pod,
+    /// and the target masters' addresses (`.12`, `.13`, e.g. Proxmox
+    /// clones, which are not the lab's hosts) when their `:2379` answers.
     pub fn etcd_endpoints(&self) -> Vec<String> {
-        self.hosts
+        let mut eps: Vec<String> = self
+            .hosts
             .values()
             .filter(|h| h.is_on() && h.path("/etc/kubernetes/manifests/etcd.yaml").exists())
             .map(|h| format!("https://{}:2379", h.addr()))
-            .collect()
+            .collect();
+        for k in [M2, M3] {
+            let a = self.lab_addr(k);
+            let url = format!("https://{a}:2379");
+            if !eps.contains(&url)
+                && std::net::TcpStream::connect_timeout(
+                    &SocketAddr::new(IpAddr::V4(a), 2379),
+                    Duration::from_millis(100),
+                )
+                .is_ok()
+            {
+                eps.push(url);
+            }
+        }
+        eps
     }
 
     /// The real etcd member list (`etcdctl member list -w json` from the

@@ -709,6 +709,24 @@ fn load_balancer_serves_the_vip_and_the_topology_is_valid() {
     assert_eq!(t.control_plane_nodes().count(), 3);
     assert_eq!(t.control_plane_endpoint.address, std::net::IpAddr::V4(vip));
     assert!(t.has_load_balancer());
+
+    // m1 powered off and on again (the drill's failure): its kubelet
+    // starts etcd and the apiserver from the manifests again.
+    lab.host_mut("m1").reboot().unwrap();
+    let t0 = Instant::now();
+    wait(60, "the VIP serving m1's /readyz after the reboot", || {
+        Command::new("curl")
+            .args(["-sf", "--max-time", "2", "--cacert"])
+            .arg(lab.ca_crt())
+            .arg("--connect-to")
+            .arg(format!("{m1}:6443:{vip}:6443"))
+            .arg(format!("https://{m1}:6443/readyz"))
+            .output()
+            .is_ok_and(|o| o.stdout == b"ok")
+    });
+    println!("m1 ready behind the VIP {:?} after power on", t0.elapsed());
+    assert_eq!(lab.etcd_members().unwrap().len(), 1);
+    lab.wait_node_ready("m1", Duration::from_secs(20)).unwrap();
 }
 
 #[test]
