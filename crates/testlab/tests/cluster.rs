@@ -470,7 +470,7 @@ fn control_plane_join_adds_a_learner_then_a_voter_and_reset_removes_it() {
         "{text}"
     );
     let ms = lab.etcd_members().unwrap();
-    assert_eq!(ms.len(), 1, "{ms:?}");
+    assert_eq!(ms.len(), 1, "{ms:?}\nreset said:\n{text}");
     assert_eq!(ms[0].name, "m1");
     let m2h = lab.host("m2");
     assert_eq!(
@@ -712,8 +712,8 @@ fn load_balancer_serves_the_vip_and_the_topology_is_valid() {
 
     // m1 powered off and on again (the drill's failure): its kubelet
     // starts etcd and the apiserver from the manifests again.
-    lab.host_mut("m1").reboot().unwrap();
     let t0 = Instant::now();
+    lab.host_mut("m1").reboot().unwrap();
     wait(60, "the VIP serving m1's /readyz after the reboot", || {
         Command::new("curl")
             .args(["-sf", "--max-time", "2", "--cacert"])

@@ -937,7 +937,14 @@ def kubeadm_join(pos, fl):
     peer = f"https://{advertise}:2380"
     mine = next((m for m in members if peer in (m.get("peerURLs") or [])), None)
     if mine is None:
-        p = etcdctl(endpoints, "member", "add", name, "--learner", f"--peer-urls={peer}")
+        until = time.time() + 60
+        while True:
+            p = etcdctl(endpoints, "member", "add", name, "--learner", f"--peer-urls={peer}", check=False)
+            if p.returncode == 0:
+                break
+            if time.time() > until or "unhealthy cluster" not in p.stderr:
+                raise Fail(f"etcdctl member add: {p.stderr.strip()}")
+            time.sleep(1)
         initial = next((l.split("=", 1)[1].strip('"') for l in p.stdout.splitlines()
                         if l.startswith("ETCD_INITIAL_CLUSTER=")), None)
         if not initial:
@@ -996,7 +1003,17 @@ def kubeadm_reset(fl):
             elif len(members) == 1:
                 out("[reset] This is the only etcd member: it is not removed")
             else:
-                etcdctl([e for e in eps if advertise not in e] or eps, "member", "remove", "%x" % mine["ID"])
+                # As kubeadm: retried while etcd refuses ("unhealthy
+                # cluster": a member not connected long enough yet).
+                others = [e for e in eps if advertise not in e] or eps
+                until = time.time() + 60
+                while True:
+                    p = etcdctl(others, "member", "remove", "%x" % mine["ID"], check=False)
+                    if p.returncode == 0 or "not found" in p.stderr:
+                        break
+                    if time.time() > until:
+                        raise Fail(f"etcdctl member remove: {p.stderr.strip()}")
+                    time.sleep(1)
                 out(f"[reset] Removed the etcd member {mine.get('name')} ({'%x' % mine['ID']}) of this node")
         except (Fail, subprocess.TimeoutExpired) as e:
             out(f"[reset] WARNING: failed to remove etcd member: {e}; please manually remove this etcd member using etcdctl")
@@ -1277,6 +1294,8 @@ def start_pod(name, argv, h, restarts):
     except OSError as e:
         print(f"kubelet: static pod {name}: {e}", file=sys.stderr, flush=True)
         return
+    print(f"{rfc3339(now())} kubelet: started static pod {name} (pid {pid}, restarts {restarts})",
+          file=sys.stderr, flush=True)
     write_file(f"{PODS}/{name}.json", json.dumps({"pid": pid, "hash": h, "restarts": restarts,
                                                    "started": rfc3339(now())}))
 
@@ -1468,14 +1487,21 @@ class ApiserverState:
             if cert:
                 ctx.load_cert_chain(cert, key)
             h, p = split_hostport(self.etcd)
+            # As the real apiserver's etcd check: a read of the key
+            # "health" (linearizable: a learner refuses it), here through
+            # etcd's JSON gateway.
             c = http.client.HTTPSConnection(h, p, context=ctx, timeout=2)
-            c.request("GET", "/health")
+            c.request("POST", "/v3/kv/range", body=json.dumps({"key": b64("health")}),
+                      headers={"Content-Type": "application/json"})
             r = c.getresponse()
             body = r.read()
-            ok = r.status == 200 and json.loads(body).get("health") == "true"
+            ok = r.status == 200 and "header" in json.loads(body)
         except (OSError, ValueError, http.client.HTTPException, ssl.SSLError):
             ok = False
         with self.lock:
+            if ok != self.health[1]:
+                print(f"{rfc3339(now())} kube-apiserver: etcd at {self.etcd} {'healthy' if ok else 'unhealthy'}",
+                      file=sys.stderr, flush=True)
             self.health = (time.time(), ok)
         return ok
 
@@ -1555,6 +1581,13 @@ def apiserver_main(argv):
         daemon_threads = True
         allow_reuse_address = True
 
+        def server_bind(self):
+            # Not HTTPServer's: its socket.getfqdn() is a reverse DNS
+            # lookup, which waits for the resolver's timeout on a lab host.
+            import socketserver
+            socketserver.TCPServer.server_bind(self)
+            self.server_name, self.server_port = self.server_address[:2]
+
         def get_request(self):
             sock, addr = self.socket.accept()
             ctx = state.load()
@@ -1565,7 +1598,7 @@ def apiserver_main(argv):
 
     srv = Server((bind, port), Handler)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    print(f"kube-apiserver (hacli testlab stand-in) serving on {bind}:{port}, store {state.store}", file=sys.stderr, flush=True)
+    print(f"{rfc3339(now())} kube-apiserver (hacli testlab stand-in) serving on {bind}:{port}, store {state.store}", file=sys.stderr, flush=True)
     srv.serve_forever()
 
 
