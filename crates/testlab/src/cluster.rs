@@ -21,7 +21,7 @@
 //! stdlib + PyYAML, Debian `python3-yaml`) installed as
 //! `/usr/local/lib/testlab/standin.py` and linked as
 //! `/usr/local/bin/{kubeadm, kubelet, kube-apiserver,
-//! kube-controller-manager, kube-scheduler, systemctl, containerd,
+//! kube-controller-manager, kube-scheduler, systemctl, crictl, containerd,
 //! testlab-boot}`. They are **stand-ins, not the real programs**:
 //! - `kubeadm`: `init [--config F]`; `init phase upload-config kubeadm
 //!   --config F`; `init phase certs apiserver --config F` (SANs: the node
@@ -71,6 +71,14 @@
 //!   `TESTLAB_APISERVER_CERT_RELOAD=0` turns that off.
 //! - `kube-controller-manager`, `kube-scheduler`, `containerd`: processes
 //!   that run and do nothing.
+//!   A file one of its flags names (`--audit-policy-file`,
+//!   `--encryption-provider-config`, `--oidc-ca-file`, the certificates...)
+//!   must exist, and `--audit-log-path`'s directory, or it exits at once (a
+//!   crash loop under the kubelet, its mirror Pod not Running), as the real
+//!   one does.
+//! - `crictl ps [-a] [-q] [--name RE] [--state running]`, `crictl stop|rm
+//!   ID`: the static pods' processes as containers (stopping one makes the
+//!   kubelet start it again: a static pod restart).
 //! - `systemctl`: `start|stop|restart|status|is-active|is-enabled|enable
 //!   [--now]|disable|daemon-reload` for the units `kubelet` and `containerd`
 //!   (pid files in `/run/testlab/units`, logs in `/var/log/testlab`).
@@ -117,6 +125,7 @@ pub const STANDIN_NAMES: &[&str] = &[
     "kube-controller-manager",
     "kube-scheduler",
     "systemctl",
+    "crictl",
     "containerd",
     "testlab-boot",
 ];

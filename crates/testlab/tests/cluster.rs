@@ -677,6 +677,57 @@ fn certs_apiserver_keeps_a_pair_issues_sans_and_the_apiserver_reloads_it() {
         || presented_sans(&m1).contains("DNS:k8s-api-2.testlab.lan"),
     );
     assert_ne!(apiserver_pid(&lab, "m1"), pid);
+
+    // crictl stops the apiserver's container; the kubelet starts it again.
+    let id = exec(
+        &lab,
+        "m1",
+        &["crictl", "ps", "--name", "kube-apiserver", "-q"],
+    );
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    let pid = apiserver_pid(&lab, "m1");
+    exec(&lab, "m1", &["crictl", "stop", id]);
+    wait(15, "the apiserver started again after crictl stop", || {
+        let p = apiserver_pid(&lab, "m1");
+        p != 0 && p != pid && lab.host("m1").answers(6443, Duration::from_millis(200))
+    });
+    // A hand-added flag naming a missing file: a crash loop until it is
+    // there.
+    exec(
+        &lab,
+        "m1",
+        &[
+            "sed",
+            "-i",
+            "s|- --tls-private-key-file=/etc/kubernetes/pki/apiserver.key|- --tls-private-key-file=/etc/kubernetes/pki/apiserver.key\\n    - --audit-policy-file=/etc/kubernetes/audit-policy.yaml|",
+            "/etc/kubernetes/manifests/kube-apiserver.yaml",
+        ],
+    );
+    let manifest = std::fs::read_to_string(
+        lab.host("m1")
+            .path("/etc/kubernetes/manifests/kube-apiserver.yaml"),
+    )
+    .unwrap();
+    assert!(manifest.contains("--audit-policy-file"), "{manifest}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!lab.host("m1").answers(6443, Duration::from_millis(300)));
+    assert!(
+        lab.log("m1", "pod-kube-apiserver.log", 5)
+            .contains("audit-policy.yaml: no such file")
+    );
+    testlab::cluster::put(
+        lab.host("m1"),
+        "/etc/kubernetes/audit-policy.yaml",
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n",
+        "0600",
+    )
+    .unwrap();
+    wait(
+        15,
+        "the apiserver up once the audit policy is there",
+        || lab.host("m1").answers(6443, Duration::from_millis(200)),
+    );
 }
 
 #[test]

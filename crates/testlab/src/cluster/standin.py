@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # hacli testlab: STAND-INS for kubeadm, kubelet, kube-apiserver,
-# kube-controller-manager, kube-scheduler, systemctl and containerd on a lab
+# kube-controller-manager, kube-scheduler, systemctl, crictl and containerd on a lab
 # host (crates/testlab/src/cluster.rs installs this file as
 # /usr/local/lib/testlab/standin.py and links each name in /usr/local/bin to
 # it). They take the real programs' flags, print the real programs' lines and
@@ -1296,7 +1296,7 @@ def start_pod(name, argv, h, restarts):
         return
     print(f"{rfc3339(now())} kubelet: started static pod {name} (pid {pid}, restarts {restarts})",
           file=sys.stderr, flush=True)
-    write_file(f"{PODS}/{name}.json", json.dumps({"pid": pid, "hash": h, "restarts": restarts,
+    write_file(f"{PODS}/{name}.json", json.dumps({"pid": pid, "hash": h, "restarts": restarts, "t": time.time(),
                                                    "started": rfc3339(now())}))
 
 
@@ -1313,7 +1313,8 @@ def sync_pods():
             st = None
         if not st:
             start_pod(name, argv, h, 0)
-        elif not pid_alive(st["pid"]):
+        elif not pid_alive(st["pid"]) and time.time() - st.get("t", 0) >= 1.0:
+            # A crash: started again, at most once a second.
             start_pod(name, argv, h, st.get("restarts", 0) + 1)
     return docs
 
@@ -1514,8 +1515,29 @@ class ApiserverState:
         return c
 
 
+FILE_FLAGS = ("tls-cert-file", "tls-private-key-file", "client-ca-file", "etcd-cafile", "etcd-certfile",
+              "etcd-keyfile", "audit-policy-file", "encryption-provider-config", "oidc-ca-file",
+              "service-account-key-file", "service-account-signing-key-file", "requestheader-client-ca-file",
+              "proxy-client-cert-file", "proxy-client-key-file", "kubelet-client-certificate", "kubelet-client-key",
+              "authentication-token-webhook-config-file", "authorization-webhook-config-file",
+              "admission-control-config-file", "egress-selector-config-file", "tracing-config-file")
+
+
 def apiserver_main(argv):
     _, fl = flags(argv, ())
+    # As the real apiserver: a file a flag names must be there (it exits,
+    # the kubelet restarts it: a crash loop).
+    for f in FILE_FLAGS:
+        if fl.get(f) and not os.path.exists(fl[f]):
+            print(f"{rfc3339(now())} E kube-apiserver: --{f}: open {fl[f]}: no such file or directory",
+                  file=sys.stderr, flush=True)
+            return 1
+    if fl.get("audit-log-path") and fl["audit-log-path"] != "-":
+        d = os.path.dirname(fl["audit-log-path"])
+        if d and not os.path.isdir(d):
+            print(f"{rfc3339(now())} E kube-apiserver: --audit-log-path: mkdir {d}: the directory does not exist",
+                  file=sys.stderr, flush=True)
+            return 1
     state = ApiserverState(fl)
     port = int(fl.get("secure-port", "6443"))
     bind = fl.get("bind-address", "0.0.0.0")
@@ -1609,6 +1631,55 @@ def sleeper_main(name):
         time.sleep(3600)
 
 
+# ---------------------------------------------------------------- crictl
+
+def crictl(argv):
+    """`crictl ps [-a] [-q] [--name RE] [--state S]`, `crictl stop|rm ID...`
+    over the kubelet stand-in's static pods (the container id is derived
+    from the process id)."""
+    pos, fl = flags(argv, ("a", "all", "q", "quiet", "v", "verbose"))
+    if not pos:
+        raise Fail("crictl (stand-in): ps, stop, rm")
+    cmd = pos[0]
+    rows = []
+    for f in sorted(os.listdir(PODS)) if os.path.isdir(PODS) else []:
+        if not f.endswith(".json"):
+            continue
+        name = f[:-5]
+        st = pod_state(name)
+        if not st:
+            continue
+        cid = hashlib.sha256(f"{name}:{st['pid']}:{st['started']}".encode()).hexdigest()
+        rows.append((cid, name, st, pid_alive(st["pid"])))
+    if cmd == "ps":
+        import re
+        want = fl.get("name")
+        state = (fl.get("state") or "").lower()
+        sel = [r for r in rows if (not want or re.search(want, r[1]))
+               and ("a" in fl or "all" in fl or r[3] or state == "exited")
+               and (not state or (state == "running") == r[3])]
+        if "q" in fl or "quiet" in fl:
+            for r in sel:
+                out(r[0])
+            return 0
+        out(f"{'CONTAINER':<20}{'IMAGE':<20}{'CREATED':<20}{'STATE':<12}{'NAME':<26}{'ATTEMPT':<10}POD ID")
+        for cid, name, st, alive in sel:
+            out(f"{cid[:13]:<20}{name:<20}{st['started']:<20}{'Running' if alive else 'Exited':<12}{name:<26}"
+                f"{st.get('restarts', 0):<10}{cid[13:26]}")
+        return 0
+    if cmd in ("stop", "rm"):
+        for want in pos[1:]:
+            hit = [r for r in rows if r[0].startswith(want)]
+            if not hit:
+                raise Fail(f'container "{want}" not found')
+            for cid, name, st, alive in hit:
+                if alive:
+                    kill_wait(st["pid"])
+                out(cid)
+        return 0
+    raise Fail(f"crictl (stand-in): unsupported command {cmd}")
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -1635,6 +1706,8 @@ def main():
             return sleeper_main(prog)
         if prog == "systemctl":
             return systemctl(args)
+        if prog == "crictl":
+            return crictl(args)
         if prog == "testlab-boot":
             return boot()
         print(f"standin: unknown program {prog}", file=sys.stderr)
