@@ -156,29 +156,41 @@ fn seed_starts_with_one_voter_and_ready_nodes() {
             .is_some()
     );
     // The four static pods run, as mirror Pods say.
-    let pods = lab
-        .store()
-        .list(
-            testlab::ApiServer::resource("pods"),
-            Some("kube-system"),
-            None,
-            Some("spec.nodeName=m1"),
-        )
-        .unwrap();
-    let running: Vec<&str> = pods["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p.pointer("/status/phase").and_then(|v| v.as_str()) == Some("Running"))
-        .filter_map(|p| p.pointer("/metadata/name").and_then(|v| v.as_str()))
-        .collect();
+    let running = || -> Vec<String> {
+        let pods = lab
+            .store()
+            .list(
+                testlab::ApiServer::resource("pods"),
+                Some("kube-system"),
+                None,
+                Some("spec.nodeName=m1"),
+            )
+            .unwrap();
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p.pointer("/status/phase").and_then(|v| v.as_str()) == Some("Running"))
+            .filter_map(|p| p.pointer("/metadata/name").and_then(|v| v.as_str()))
+            .map(str::to_string)
+            .collect()
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    while running().len() < 4 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let running = running();
     for c in [
         "etcd",
         "kube-apiserver",
         "kube-controller-manager",
         "kube-scheduler",
     ] {
-        assert!(running.contains(&format!("{c}-m1").as_str()), "{running:?}");
+        assert!(
+            running.contains(&format!("{c}-m1")),
+            "{running:?}; m1's kubelet log:\n{}",
+            lab.log("m1", "kubelet.log", 40)
+        );
     }
     // The apiserver on m1 answers /readyz with the cluster CA.
     let out = Command::new("curl")

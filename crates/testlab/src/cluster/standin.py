@@ -1405,7 +1405,9 @@ def sync_mirrors(api, name, docs, known):
             "hostIP": node_ip(), "podIP": node_ip(), "startTime": (st or {}).get("started", t)}}
         cur = api.get(f"/api/v1/namespaces/kube-system/pods/{mname}")
         if cur is None:
-            api.call("POST", "/api/v1/namespaces/kube-system/pods", body)
+            st_, v_ = api.call("POST", "/api/v1/namespaces/kube-system/pods", body)
+            if st_ not in (200, 201):
+                print(f"{rfc3339(now())} kubelet: mirror pod {mname}: {st_}: {v_}", file=sys.stderr, flush=True)
         else:
             same = (cur.get("status", {}).get("phase") == body["status"]["phase"]
                     and (cur["metadata"].get("annotations") or {}).get("kubernetes.io/config.mirror") == h[:32]
@@ -1413,7 +1415,9 @@ def sync_mirrors(api, name, docs, known):
                     == body["status"]["containerStatuses"][0]["restartCount"])
             if not same:
                 body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
-                api.call("PUT", f"/api/v1/namespaces/kube-system/pods/{mname}", body)
+                st_, v_ = api.call("PUT", f"/api/v1/namespaces/kube-system/pods/{mname}", body)
+                if st_ != 200:
+                    print(f"{rfc3339(now())} kubelet: mirror pod {mname}: {st_}: {v_}", file=sys.stderr, flush=True)
     for gone in known - now_names:
         api.call("DELETE", f"/api/v1/namespaces/kube-system/pods/{gone}")
     return now_names
