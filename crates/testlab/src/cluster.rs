@@ -845,6 +845,32 @@ networking:
         }
     }
 
+    /// Make the apiserver stand-in on host `name` fail `/readyz` and
+    /// `/healthz` (`[-]etcd failed`) while `ready` is false, whatever its
+    /// etcd says (the file `/etc/testlab/apiserver-not-ready`; on a host
+    /// that is not the lab's, e.g. a Proxmox clone, create it over SSH).
+    pub fn set_apiserver_ready(&self, name: &str, ready: bool) -> Result<()> {
+        let h = self.host(name);
+        let out = h
+            .exec(&[
+                "sh",
+                "-c",
+                if ready {
+                    "rm -f /etc/testlab/apiserver-not-ready"
+                } else {
+                    ": > /etc/testlab/apiserver-not-ready"
+                },
+            ])
+            .map_err(e)?;
+        if !out.status.success() {
+            return Err(format!(
+                "host {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
     /// Wait `ms` milliseconds after adding an etcd learner before the
     /// stand-in kubeadm starts promoting it (every host, from now on), so
     /// tests see the learner for longer.

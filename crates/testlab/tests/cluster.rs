@@ -64,9 +64,11 @@ fn exec(lab: &ClusterLab, host: &str, argv: &[&str]) -> String {
 
 #[test]
 fn seed_starts_with_one_voter_and_ready_nodes() {
+    let t0 = Instant::now();
     let Some(lab) = ClusterLab::start_or_skip("seed_starts_with_one_voter_and_ready_nodes") else {
         return;
     };
+    println!("the seed's cluster started in {:?}", t0.elapsed());
     let members = lab.etcd_members().unwrap();
     assert_eq!(members.len(), 1, "{members:?}");
     assert_eq!(members[0].name, "m1");
@@ -398,6 +400,7 @@ fn control_plane_join_adds_a_learner_then_a_voter_and_reset_removes_it() {
         lab.known_hosts().to_path_buf(),
     );
     let m2s = m2.to_string();
+    let t0 = Instant::now();
     let joined = std::thread::scope(|s| {
         let h = s.spawn(|| ssh_to(&key_path, &kh, &m2s, &line));
         let (mut learner, mut voter) = (false, false);
@@ -416,6 +419,7 @@ fn control_plane_join_adds_a_learner_then_a_voter_and_reset_removes_it() {
         (h.join().unwrap(), learner, voter)
     });
     let (out, saw_learner, saw_voter_during) = joined;
+    println!("control-plane join over SSH took {:?}", t0.elapsed());
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "join failed: {stderr}\n{stdout}");
@@ -472,6 +476,21 @@ fn control_plane_join_adds_a_learner_then_a_voter_and_reset_removes_it() {
             .output()
             .is_ok_and(|o| o.stdout == b"ok")
     });
+
+    // The lab's switch: m2's apiserver fails /readyz, then answers again.
+    let readyz = || {
+        Command::new("curl")
+            .args(["-s", "--max-time", "2", "--cacert"])
+            .arg(lab.ca_crt())
+            .arg(format!("https://{m2}:6443/readyz"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    lab.set_apiserver_ready("m2", false).unwrap();
+    assert!(readyz().contains("[-]etcd failed"), "{}", readyz());
+    lab.set_apiserver_ready("m2", true).unwrap();
+    wait(5, "m2's /readyz ok again", || readyz() == "ok");
 
     // reset -f removes the member and the files.
     let out = ssh(&lab, "m2", "kubeadm reset -f\n");

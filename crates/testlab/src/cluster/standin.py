@@ -1564,6 +1564,9 @@ def apiserver_main(argv):
 
         def health(self, check_etcd):
             ok = state.etcd_ok() if check_etcd else True
+            # The lab's switch for "a new apiserver that is not ready".
+            if check_etcd and os.path.exists(LAB + "/apiserver-not-ready"):
+                ok = False
             verbose = "verbose" in self.path
             if ok:
                 self.reply(200, "[+]ping ok\n[+]etcd ok\nreadyz check passed\n" if verbose else "ok")
