@@ -345,7 +345,7 @@ pub struct ClusterLab {
     client_key: PathBuf,
     client_public: String,
     known_hosts: PathBuf,
-    dir: tempfile::TempDir,
+    dir: PathBuf,
 }
 
 impl std::fmt::Debug for ClusterLab {
@@ -407,10 +407,10 @@ impl ClusterLab {
         if !net.isolated() {
             return Err("the cluster lab needs isolated lab hosts".into());
         }
-        let dir = tempfile::Builder::new()
-            .prefix("hacli-clusterlab-")
-            .tempdir()
-            .map_err(e)?;
+        // Inside the lab network's directory: removed with it, and swept
+        // with it when a test process dies.
+        let dir = net.dir().join("cluster");
+        std::fs::create_dir_all(&dir).map_err(|x| format!("{}: {x}", dir.display()))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -436,9 +436,8 @@ impl ClusterLab {
             versions: Versions::default(),
             runcmd: None,
         };
-        let (client_key, public) =
-            crate::sshd::client_key(dir.path(), "ed25519", None).map_err(e)?;
-        let known_hosts = dir.path().join("known_hosts");
+        let (client_key, public) = crate::sshd::client_key(&dir, "ed25519", None).map_err(e)?;
+        let known_hosts = dir.join("known_hosts");
         let mut lab = ClusterLab {
             hosts: BTreeMap::new(),
             lb: None,
@@ -673,7 +672,7 @@ networking:
 
     /// The lab's scratch directory (removed with the lab).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
     /// A template that provisions other hosts as nodes of this lab.

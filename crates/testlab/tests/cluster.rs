@@ -393,6 +393,19 @@ fn control_plane_join_adds_a_learner_then_a_voter_and_reset_removes_it() {
 
     lab.add_blank_host("m2", testlab::cluster::M2).unwrap();
     let m2 = lab.addr("m2");
+    // A wrong certificate key: refused, nothing joined.
+    let wrong = format!(
+        "{} --apiserver-advertise-address {m2}\n",
+        join.replace(&key, &"0".repeat(64))
+    );
+    let out = ssh(&lab, "m2", &wrong);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("error decoding secret data with provided key"),
+        "{stderr}"
+    );
+    assert_eq!(lab.etcd_members().unwrap().len(), 1);
     let peer = format!("https://{m2}:2380");
     let line = format!("{join} --apiserver-advertise-address {m2}\n");
     let (key_path, kh) = (
