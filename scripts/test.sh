@@ -23,6 +23,12 @@ if ! php -r 'exit(function_exists("xml_parser_create") ? 0 : 1);' 2>/dev/null; t
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq php-xml
 fi
+# The cluster lab's stand-ins (crates/testlab/src/cluster/standin.py) run on Python 3 with PyYAML.
+if ! /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
+  echo "==> installing python3-yaml (the cluster lab's stand-ins)" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-yaml
+fi
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 2; }
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null 2>&1 || true

@@ -21,7 +21,7 @@
 //! stdlib + PyYAML, Debian `python3-yaml`) installed as
 //! `/usr/local/lib/testlab/standin.py` and linked as
 //! `/usr/local/bin/{kubeadm, kubelet, kube-apiserver,
-//! kube-controller-manager, kube-scheduler, systemctl, containerd,
+//! kube-controller-manager, kube-scheduler, systemctl, crictl, containerd,
 //! testlab-boot}`. They are **stand-ins, not the real programs**:
 //! - `kubeadm`: `init [--config F]`; `init phase upload-config kubeadm
 //!   --config F`; `init phase certs apiserver --config F` (SANs: the node
@@ -71,6 +71,14 @@
 //!   `TESTLAB_APISERVER_CERT_RELOAD=0` turns that off.
 //! - `kube-controller-manager`, `kube-scheduler`, `containerd`: processes
 //!   that run and do nothing.
+//!   A file one of its flags names (`--audit-policy-file`,
+//!   `--encryption-provider-config`, `--oidc-ca-file`, the certificates...)
+//!   must exist, and `--audit-log-path`'s directory, or it exits at once (a
+//!   crash loop under the kubelet, its mirror Pod not Running), as the real
+//!   one does.
+//! - `crictl ps [-a] [-q] [--name RE] [--state running]`, `crictl stop|rm
+//!   ID`: the static pods' processes as containers (stopping one makes the
+//!   kubelet start it again: a static pod restart).
 //! - `systemctl`: `start|stop|restart|status|is-active|is-enabled|enable
 //!   [--now]|disable|daemon-reload` for the units `kubelet` and `containerd`
 //!   (pid files in `/run/testlab/units`, logs in `/var/log/testlab`).
@@ -117,6 +125,7 @@ pub const STANDIN_NAMES: &[&str] = &[
     "kube-controller-manager",
     "kube-scheduler",
     "systemctl",
+    "crictl",
     "containerd",
     "testlab-boot",
 ];
@@ -336,7 +345,7 @@ pub struct ClusterLab {
     client_key: PathBuf,
     client_public: String,
     known_hosts: PathBuf,
-    dir: tempfile::TempDir,
+    dir: PathBuf,
 }
 
 impl std::fmt::Debug for ClusterLab {
@@ -398,10 +407,10 @@ impl ClusterLab {
         if !net.isolated() {
             return Err("the cluster lab needs isolated lab hosts".into());
         }
-        let dir = tempfile::Builder::new()
-            .prefix("hacli-clusterlab-")
-            .tempdir()
-            .map_err(e)?;
+        // Inside the lab network's directory: removed with it, and swept
+        // with it when a test process dies.
+        let dir = net.dir().join("cluster");
+        std::fs::create_dir_all(&dir).map_err(|x| format!("{}: {x}", dir.display()))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -427,9 +436,8 @@ impl ClusterLab {
             versions: Versions::default(),
             runcmd: None,
         };
-        let (client_key, public) =
-            crate::sshd::client_key(dir.path(), "ed25519", None).map_err(e)?;
-        let known_hosts = dir.path().join("known_hosts");
+        let (client_key, public) = crate::sshd::client_key(&dir, "ed25519", None).map_err(e)?;
+        let known_hosts = dir.join("known_hosts");
         let mut lab = ClusterLab {
             hosts: BTreeMap::new(),
             lb: None,
@@ -664,7 +672,7 @@ networking:
 
     /// The lab's scratch directory (removed with the lab).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
     /// A template that provisions other hosts as nodes of this lab.
@@ -682,13 +690,30 @@ networking:
         }
     }
 
-    /// Client URLs of every host running an etcd static pod.
+    /// Client URLs of etcd: every lab host running an etcd static pod,
+    /// and the target masters' addresses (`.12`, `.13`, e.g. Proxmox
+    /// clones, which are not the lab's hosts) when their `:2379` answers.
     pub fn etcd_endpoints(&self) -> Vec<String> {
-        self.hosts
+        let mut eps: Vec<String> = self
+            .hosts
             .values()
             .filter(|h| h.is_on() && h.path("/etc/kubernetes/manifests/etcd.yaml").exists())
             .map(|h| format!("https://{}:2379", h.addr()))
-            .collect()
+            .collect();
+        for k in [M2, M3] {
+            let a = self.lab_addr(k);
+            let url = format!("https://{a}:2379");
+            if !eps.contains(&url)
+                && std::net::TcpStream::connect_timeout(
+                    &SocketAddr::new(IpAddr::V4(a), 2379),
+                    Duration::from_millis(100),
+                )
+                .is_ok()
+            {
+                eps.push(url);
+            }
+        }
+        eps
     }
 
     /// The real etcd member list (`etcdctl member list -w json` from the
@@ -817,6 +842,32 @@ networking:
         } else {
             std::fs::write(&p, "").map_err(|x| format!("{}: {x}", p.display()))
         }
+    }
+
+    /// Make the apiserver stand-in on host `name` fail `/readyz` and
+    /// `/healthz` (`[-]etcd failed`) while `ready` is false, whatever its
+    /// etcd says (the file `/etc/testlab/apiserver-not-ready`; on a host
+    /// that is not the lab's, e.g. a Proxmox clone, create it over SSH).
+    pub fn set_apiserver_ready(&self, name: &str, ready: bool) -> Result<()> {
+        let h = self.host(name);
+        let out = h
+            .exec(&[
+                "sh",
+                "-c",
+                if ready {
+                    "rm -f /etc/testlab/apiserver-not-ready"
+                } else {
+                    ": > /etc/testlab/apiserver-not-ready"
+                },
+            ])
+            .map_err(e)?;
+        if !out.status.success() {
+            return Err(format!(
+                "host {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
     }
 
     /// Wait `ms` milliseconds after adding an etcd learner before the

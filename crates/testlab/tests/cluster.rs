@@ -64,9 +64,11 @@ fn exec(lab: &ClusterLab, host: &str, argv: &[&str]) -> String {
 
 #[test]
 fn seed_starts_with_one_voter_and_ready_nodes() {
+    let t0 = Instant::now();
     let Some(lab) = ClusterLab::start_or_skip("seed_starts_with_one_voter_and_ready_nodes") else {
         return;
     };
+    println!("the seed's cluster started in {:?}", t0.elapsed());
     let members = lab.etcd_members().unwrap();
     assert_eq!(members.len(), 1, "{members:?}");
     assert_eq!(members[0].name, "m1");
@@ -156,29 +158,41 @@ fn seed_starts_with_one_voter_and_ready_nodes() {
             .is_some()
     );
     // The four static pods run, as mirror Pods say.
-    let pods = lab
-        .store()
-        .list(
-            testlab::ApiServer::resource("pods"),
-            Some("kube-system"),
-            None,
-            Some("spec.nodeName=m1"),
-        )
-        .unwrap();
-    let running: Vec<&str> = pods["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p.pointer("/status/phase").and_then(|v| v.as_str()) == Some("Running"))
-        .filter_map(|p| p.pointer("/metadata/name").and_then(|v| v.as_str()))
-        .collect();
+    let running = || -> Vec<String> {
+        let pods = lab
+            .store()
+            .list(
+                testlab::ApiServer::resource("pods"),
+                Some("kube-system"),
+                None,
+                Some("spec.nodeName=m1"),
+            )
+            .unwrap();
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p.pointer("/status/phase").and_then(|v| v.as_str()) == Some("Running"))
+            .filter_map(|p| p.pointer("/metadata/name").and_then(|v| v.as_str()))
+            .map(str::to_string)
+            .collect()
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    while running().len() < 4 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let running = running();
     for c in [
         "etcd",
         "kube-apiserver",
         "kube-controller-manager",
         "kube-scheduler",
     ] {
-        assert!(running.contains(&format!("{c}-m1").as_str()), "{running:?}");
+        assert!(
+            running.contains(&format!("{c}-m1")),
+            "{running:?}; m1's kubelet log:\n{}",
+            lab.log("m1", "kubelet.log", 40)
+        );
     }
     // The apiserver on m1 answers /readyz with the cluster CA.
     let out = Command::new("curl")
@@ -377,9 +391,21 @@ fn control_plane_join_adds_a_learner_then_a_voter_and_reset_removes_it() {
     assert!(re.is_match(&join), "the join line has kubeadm's shape");
     let token = join.split_whitespace().nth(4).unwrap().to_string();
 
-    lab.set_promote_delay(1500).unwrap();
     lab.add_blank_host("m2", testlab::cluster::M2).unwrap();
     let m2 = lab.addr("m2");
+    // A wrong certificate key: refused, nothing joined.
+    let wrong = format!(
+        "{} --apiserver-advertise-address {m2}\n",
+        join.replace(&key, &"0".repeat(64))
+    );
+    let out = ssh(&lab, "m2", &wrong);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("error decoding secret data with provided key"),
+        "{stderr}"
+    );
+    assert_eq!(lab.etcd_members().unwrap().len(), 1);
     let peer = format!("https://{m2}:2380");
     let line = format!("{join} --apiserver-advertise-address {m2}\n");
     let (key_path, kh) = (
@@ -387,6 +413,7 @@ fn control_plane_join_adds_a_learner_then_a_voter_and_reset_removes_it() {
         lab.known_hosts().to_path_buf(),
     );
     let m2s = m2.to_string();
+    let t0 = Instant::now();
     let joined = std::thread::scope(|s| {
         let h = s.spawn(|| ssh_to(&key_path, &kh, &m2s, &line));
         let (mut learner, mut voter) = (false, false);
@@ -405,6 +432,7 @@ fn control_plane_join_adds_a_learner_then_a_voter_and_reset_removes_it() {
         (h.join().unwrap(), learner, voter)
     });
     let (out, saw_learner, saw_voter_during) = joined;
+    println!("control-plane join over SSH took {:?}", t0.elapsed());
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "join failed: {stderr}\n{stdout}");
@@ -462,6 +490,21 @@ fn control_plane_join_adds_a_learner_then_a_voter_and_reset_removes_it() {
             .is_ok_and(|o| o.stdout == b"ok")
     });
 
+    // The lab's switch: m2's apiserver fails /readyz, then answers again.
+    let readyz = || {
+        Command::new("curl")
+            .args(["-s", "--max-time", "2", "--cacert"])
+            .arg(lab.ca_crt())
+            .arg(format!("https://{m2}:6443/readyz"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    lab.set_apiserver_ready("m2", false).unwrap();
+    assert!(readyz().contains("[-]etcd failed"), "{}", readyz());
+    lab.set_apiserver_ready("m2", true).unwrap();
+    wait(5, "m2's /readyz ok again", || readyz() == "ok");
+
     // reset -f removes the member and the files.
     let out = ssh(&lab, "m2", "kubeadm reset -f\n");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -471,7 +514,7 @@ fn control_plane_join_adds_a_learner_then_a_voter_and_reset_removes_it() {
         "{text}"
     );
     let ms = lab.etcd_members().unwrap();
-    assert_eq!(ms.len(), 1, "{ms:?}");
+    assert_eq!(ms.len(), 1, "{ms:?}\nreset said:\n{text}");
     assert_eq!(ms[0].name, "m1");
     let m2h = lab.host("m2");
     assert_eq!(
@@ -678,6 +721,57 @@ fn certs_apiserver_keeps_a_pair_issues_sans_and_the_apiserver_reloads_it() {
         || presented_sans(&m1).contains("DNS:k8s-api-2.testlab.lan"),
     );
     assert_ne!(apiserver_pid(&lab, "m1"), pid);
+
+    // crictl stops the apiserver's container; the kubelet starts it again.
+    let id = exec(
+        &lab,
+        "m1",
+        &["crictl", "ps", "--name", "kube-apiserver", "-q"],
+    );
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    let pid = apiserver_pid(&lab, "m1");
+    exec(&lab, "m1", &["crictl", "stop", id]);
+    wait(15, "the apiserver started again after crictl stop", || {
+        let p = apiserver_pid(&lab, "m1");
+        p != 0 && p != pid && lab.host("m1").answers(6443, Duration::from_millis(200))
+    });
+    // A hand-added flag naming a missing file: a crash loop until it is
+    // there.
+    exec(
+        &lab,
+        "m1",
+        &[
+            "sed",
+            "-i",
+            "s|- --tls-private-key-file=/etc/kubernetes/pki/apiserver.key|- --tls-private-key-file=/etc/kubernetes/pki/apiserver.key\\n    - --audit-policy-file=/etc/kubernetes/audit-policy.yaml|",
+            "/etc/kubernetes/manifests/kube-apiserver.yaml",
+        ],
+    );
+    let manifest = std::fs::read_to_string(
+        lab.host("m1")
+            .path("/etc/kubernetes/manifests/kube-apiserver.yaml"),
+    )
+    .unwrap();
+    assert!(manifest.contains("--audit-policy-file"), "{manifest}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!lab.host("m1").answers(6443, Duration::from_millis(300)));
+    assert!(
+        lab.log("m1", "pod-kube-apiserver.log", 5)
+            .contains("audit-policy.yaml: no such file")
+    );
+    testlab::cluster::put(
+        lab.host("m1"),
+        "/etc/kubernetes/audit-policy.yaml",
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n",
+        "0600",
+    )
+    .unwrap();
+    wait(
+        15,
+        "the apiserver up once the audit policy is there",
+        || lab.host("m1").answers(6443, Duration::from_millis(200)),
+    );
 }
 
 #[test]
@@ -710,6 +804,24 @@ fn load_balancer_serves_the_vip_and_the_topology_is_valid() {
     assert_eq!(t.control_plane_nodes().count(), 3);
     assert_eq!(t.control_plane_endpoint.address, std::net::IpAddr::V4(vip));
     assert!(t.has_load_balancer());
+
+    // m1 powered off and on again (the drill's failure): its kubelet
+    // starts etcd and the apiserver from the manifests again.
+    let t0 = Instant::now();
+    lab.host_mut("m1").reboot().unwrap();
+    wait(60, "the VIP serving m1's /readyz after the reboot", || {
+        Command::new("curl")
+            .args(["-sf", "--max-time", "2", "--cacert"])
+            .arg(lab.ca_crt())
+            .arg("--connect-to")
+            .arg(format!("{m1}:6443:{vip}:6443"))
+            .arg(format!("https://{m1}:6443/readyz"))
+            .output()
+            .is_ok_and(|o| o.stdout == b"ok")
+    });
+    println!("m1 ready behind the VIP {:?} after power on", t0.elapsed());
+    assert_eq!(lab.etcd_members().unwrap().len(), 1);
+    lab.wait_node_ready("m1", Duration::from_secs(20)).unwrap();
 }
 
 #[test]

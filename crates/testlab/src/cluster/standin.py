@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # hacli testlab: STAND-INS for kubeadm, kubelet, kube-apiserver,
-# kube-controller-manager, kube-scheduler, systemctl and containerd on a lab
+# kube-controller-manager, kube-scheduler, systemctl, crictl and containerd on a lab
 # host (crates/testlab/src/cluster.rs installs this file as
 # /usr/local/lib/testlab/standin.py and links each name in /usr/local/bin to
 # it). They take the real programs' flags, print the real programs' lines and
@@ -534,11 +534,12 @@ def etcd_manifest(name, advertise, initial_cluster, state):
 
 # ---------------------------------------------------------------- etcd
 
-def etcdctl(endpoints, *args, timeout=15):
+def etcdctl(endpoints, *args, timeout=15, check=True):
     env = dict(os.environ, ETCDCTL_API="3")
     return run(["etcdctl", f"--endpoints={','.join(endpoints)}", f"--cacert={PKI}/etcd/ca.crt",
                 f"--cert={PKI}/apiserver-etcd-client.crt", f"--key={PKI}/apiserver-etcd-client.key",
-                "--dial-timeout=5s", f"--command-timeout={timeout}s", *args], env=env, timeout=timeout + 10)
+                "--dial-timeout=5s", f"--command-timeout={timeout}s", *args], env=env, timeout=timeout + 10,
+               check=check)
 
 
 def member_list(endpoints):
@@ -708,8 +709,9 @@ def flags(argv, boolean=()):
     return pos, fl
 
 
-BOOL_FLAGS = ("control-plane", "upload-certs", "print-join-command", "f", "force", "v", "skip-token-print",
-              "skip-certificate-key-print", "y", "yes", "dry-run")
+BOOL_FLAGS = ("control-plane", "upload-certs", "print-join-command", "f", "force", "skip-token-print",
+              "skip-certificate-key-print", "y", "yes", "dry-run", "discovery-token-unsafe-skip-ca-verification",
+              "cleanup-tmp-dir", "h", "help")
 
 
 def admin_api(fl):
@@ -876,8 +878,11 @@ def kubeadm_join(pos, fl):
         errs.append(f"[ERROR DirAvailable--var-lib-etcd]: {ETCD_DIR} is not empty")
     if cp and os.path.isdir(MANIFESTS) and os.listdir(MANIFESTS):
         errs.append(f"[ERROR DirAvailable--etc-kubernetes-manifests]: {MANIFESTS} is not empty")
+    ignore = [x.strip().lower() for x in fl.get("ignore-preflight-errors", "").split(",") if x.strip()]
+    errs = [x for x in errs if "all" not in ignore and not any(f"[error {i}]" in x.lower() for i in ignore)]
     if errs:
-        raise Fail("[preflight] Some fatal errors occurred:\n\t" + "\n\t".join(errs))
+        raise Fail("[preflight] Some fatal errors occurred:\n\t" + "\n\t".join(errs)
+                   + "\n[preflight] If you know what you are doing, you can make a check non-fatal with `--ignore-preflight-errors=...`")
     # Discovery: cluster-info, pinned by the CA's public key hash.
     host, port = split_hostport(ep)
     anon = Api(f"{host}:{port}", b"", insecure=True)
@@ -887,6 +892,8 @@ def kubeadm_join(pos, fl):
     kc = yaml.safe_load(ci["data"]["kubeconfig"])
     ca_pem = base64.b64decode(kc["clusters"][0]["cluster"]["certificate-authority-data"])
     got = ca_hash(ca_pem)
+    if not want_hash and "discovery-token-unsafe-skip-ca-verification" not in fl:
+        raise Fail("discovery: Invalid value: \"\": using token-based discovery without caCertHashes can be unsafe. Set unsafeSkipCAVerification as true in your kubeadm config file or pass --discovery-token-unsafe-skip-ca-verification flag to continue")
     if want_hash and want_hash != got:
         raise Fail(f'cluster CA found in cluster-info ConfigMap is invalid: none of the public keys "{got}" are pinned')
     api = Api(f"{host}:{port}", ca_pem, token=token)
@@ -936,7 +943,14 @@ def kubeadm_join(pos, fl):
     peer = f"https://{advertise}:2380"
     mine = next((m for m in members if peer in (m.get("peerURLs") or [])), None)
     if mine is None:
-        p = etcdctl(endpoints, "member", "add", name, "--learner", f"--peer-urls={peer}")
+        until = time.time() + 60
+        while True:
+            p = etcdctl(endpoints, "member", "add", name, "--learner", f"--peer-urls={peer}", check=False)
+            if p.returncode == 0:
+                break
+            if time.time() > until or "unhealthy cluster" not in p.stderr:
+                raise Fail(f"etcdctl member add: {p.stderr.strip()}")
+            time.sleep(1)
         initial = next((l.split("=", 1)[1].strip('"') for l in p.stdout.splitlines()
                         if l.startswith("ETCD_INITIAL_CLUSTER=")), None)
         if not initial:
@@ -954,8 +968,11 @@ def kubeadm_join(pos, fl):
     mid = "%x" % mine["ID"]
     until = time.time() + 120
     while True:
-        p = etcdctl(endpoints, "member", "promote", mid, timeout=5) if mine.get("isLearner", True) else None
-        if p is None or p.returncode == 0 or "is not a learner" in (p.stderr or ""):
+        try:
+            p = etcdctl(endpoints, "member", "promote", mid, timeout=5, check=False)
+        except subprocess.TimeoutExpired:
+            p = subprocess.CompletedProcess([], 1, "", "etcdctl member promote timed out")
+        if p.returncode == 0 or "is not a learner" in (p.stderr or ""):
             break
         if time.time() > until:
             raise Fail(f"error creating local etcd static pod manifest file: etcd learner {name} ({mid}) was not promoted within 2m0s: {p.stderr.strip()}")
@@ -992,7 +1009,17 @@ def kubeadm_reset(fl):
             elif len(members) == 1:
                 out("[reset] This is the only etcd member: it is not removed")
             else:
-                etcdctl([e for e in eps if advertise not in e] or eps, "member", "remove", "%x" % mine["ID"])
+                # As kubeadm: retried while etcd refuses ("unhealthy
+                # cluster": a member not connected long enough yet).
+                others = [e for e in eps if advertise not in e] or eps
+                until = time.time() + 60
+                while True:
+                    p = etcdctl(others, "member", "remove", "%x" % mine["ID"], check=False)
+                    if p.returncode == 0 or "not found" in p.stderr:
+                        break
+                    if time.time() > until:
+                        raise Fail(f"etcdctl member remove: {p.stderr.strip()}")
+                    time.sleep(1)
                 out(f"[reset] Removed the etcd member {mine.get('name')} ({'%x' % mine['ID']}) of this node")
         except (Fail, subprocess.TimeoutExpired) as e:
             out(f"[reset] WARNING: failed to remove etcd member: {e}; please manually remove this etcd member using etcdctl")
@@ -1273,7 +1300,9 @@ def start_pod(name, argv, h, restarts):
     except OSError as e:
         print(f"kubelet: static pod {name}: {e}", file=sys.stderr, flush=True)
         return
-    write_file(f"{PODS}/{name}.json", json.dumps({"pid": pid, "hash": h, "restarts": restarts,
+    print(f"{rfc3339(now())} kubelet: started static pod {name} (pid {pid}, restarts {restarts})",
+          file=sys.stderr, flush=True)
+    write_file(f"{PODS}/{name}.json", json.dumps({"pid": pid, "hash": h, "restarts": restarts, "t": time.time(),
                                                    "started": rfc3339(now())}))
 
 
@@ -1290,7 +1319,8 @@ def sync_pods():
             st = None
         if not st:
             start_pod(name, argv, h, 0)
-        elif not pid_alive(st["pid"]):
+        elif not pid_alive(st["pid"]) and time.time() - st.get("t", 0) >= 1.0:
+            # A crash: started again, at most once a second.
             start_pod(name, argv, h, st.get("restarts", 0) + 1)
     return docs
 
@@ -1304,13 +1334,18 @@ def kubelet_main():
     print(f"kubelet (hacli testlab stand-in) {v['kubelet']} starting on {name}", file=sys.stderr, flush=True)
     last_beat = 0
     mirrors = set()
+    api = None
     while True:
         docs = sync_pods()
         if time.time() - last_beat >= 1.0 and os.path.exists(K + "/kubelet.conf"):
             last_beat = time.time()
             try:
-                kc = Kubeconfig(K + "/kubelet.conf")
-                api = kc.api()
+                # Read once, as the real kubelet: a changed server needs a
+                # kubelet restart.
+                if api is None:
+                    kc = Kubeconfig(K + "/kubelet.conf")
+                    print(f"kubelet: using {kc.server} from {K}/kubelet.conf", file=sys.stderr, flush=True)
+                    api = kc.api()
                 # NotReady for a moment after a (re)start, as a real kubelet
                 # whose runtime and network checks have not passed yet.
                 ready = time.time() - started > 2.0
@@ -1376,7 +1411,9 @@ def sync_mirrors(api, name, docs, known):
             "hostIP": node_ip(), "podIP": node_ip(), "startTime": (st or {}).get("started", t)}}
         cur = api.get(f"/api/v1/namespaces/kube-system/pods/{mname}")
         if cur is None:
-            api.call("POST", "/api/v1/namespaces/kube-system/pods", body)
+            st_, v_ = api.call("POST", "/api/v1/namespaces/kube-system/pods", body)
+            if st_ not in (200, 201):
+                print(f"{rfc3339(now())} kubelet: mirror pod {mname}: {st_}: {v_}", file=sys.stderr, flush=True)
         else:
             same = (cur.get("status", {}).get("phase") == body["status"]["phase"]
                     and (cur["metadata"].get("annotations") or {}).get("kubernetes.io/config.mirror") == h[:32]
@@ -1384,7 +1421,9 @@ def sync_mirrors(api, name, docs, known):
                     == body["status"]["containerStatuses"][0]["restartCount"])
             if not same:
                 body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
-                api.call("PUT", f"/api/v1/namespaces/kube-system/pods/{mname}", body)
+                st_, v_ = api.call("PUT", f"/api/v1/namespaces/kube-system/pods/{mname}", body)
+                if st_ != 200:
+                    print(f"{rfc3339(now())} kubelet: mirror pod {mname}: {st_}: {v_}", file=sys.stderr, flush=True)
     for gone in known - now_names:
         api.call("DELETE", f"/api/v1/namespaces/kube-system/pods/{gone}")
     return now_names
@@ -1459,14 +1498,21 @@ class ApiserverState:
             if cert:
                 ctx.load_cert_chain(cert, key)
             h, p = split_hostport(self.etcd)
+            # As the real apiserver's etcd check: a read of the key
+            # "health" (linearizable: a learner refuses it), here through
+            # etcd's JSON gateway.
             c = http.client.HTTPSConnection(h, p, context=ctx, timeout=2)
-            c.request("GET", "/health")
+            c.request("POST", "/v3/kv/range", body=json.dumps({"key": b64("health")}),
+                      headers={"Content-Type": "application/json"})
             r = c.getresponse()
             body = r.read()
-            ok = r.status == 200 and json.loads(body).get("health") == "true"
+            ok = r.status == 200 and "header" in json.loads(body)
         except (OSError, ValueError, http.client.HTTPException, ssl.SSLError):
             ok = False
         with self.lock:
+            if ok != self.health[1]:
+                print(f"{rfc3339(now())} kube-apiserver: etcd at {self.etcd} {'healthy' if ok else 'unhealthy'}",
+                      file=sys.stderr, flush=True)
             self.health = (time.time(), ok)
         return ok
 
@@ -1479,8 +1525,29 @@ class ApiserverState:
         return c
 
 
+FILE_FLAGS = ("tls-cert-file", "tls-private-key-file", "client-ca-file", "etcd-cafile", "etcd-certfile",
+              "etcd-keyfile", "audit-policy-file", "encryption-provider-config", "oidc-ca-file",
+              "service-account-key-file", "service-account-signing-key-file", "requestheader-client-ca-file",
+              "proxy-client-cert-file", "proxy-client-key-file", "kubelet-client-certificate", "kubelet-client-key",
+              "authentication-token-webhook-config-file", "authorization-webhook-config-file",
+              "admission-control-config-file", "egress-selector-config-file", "tracing-config-file")
+
+
 def apiserver_main(argv):
     _, fl = flags(argv, ())
+    # As the real apiserver: a file a flag names must be there (it exits,
+    # the kubelet restarts it: a crash loop).
+    for f in FILE_FLAGS:
+        if fl.get(f) and not os.path.exists(fl[f]):
+            print(f"{rfc3339(now())} E kube-apiserver: --{f}: open {fl[f]}: no such file or directory",
+                  file=sys.stderr, flush=True)
+            return 1
+    if fl.get("audit-log-path") and fl["audit-log-path"] != "-":
+        d = os.path.dirname(fl["audit-log-path"])
+        if d and not os.path.isdir(d):
+            print(f"{rfc3339(now())} E kube-apiserver: --audit-log-path: mkdir {d}: the directory does not exist",
+                  file=sys.stderr, flush=True)
+            return 1
     state = ApiserverState(fl)
     port = int(fl.get("secure-port", "6443"))
     bind = fl.get("bind-address", "0.0.0.0")
@@ -1503,6 +1570,9 @@ def apiserver_main(argv):
 
         def health(self, check_etcd):
             ok = state.etcd_ok() if check_etcd else True
+            # The lab's switch for "a new apiserver that is not ready".
+            if check_etcd and os.path.exists(LAB + "/apiserver-not-ready"):
+                ok = False
             verbose = "verbose" in self.path
             if ok:
                 self.reply(200, "[+]ping ok\n[+]etcd ok\nreadyz check passed\n" if verbose else "ok")
@@ -1546,6 +1616,13 @@ def apiserver_main(argv):
         daemon_threads = True
         allow_reuse_address = True
 
+        def server_bind(self):
+            # Not HTTPServer's: its socket.getfqdn() is a reverse DNS
+            # lookup, which waits for the resolver's timeout on a lab host.
+            import socketserver
+            socketserver.TCPServer.server_bind(self)
+            self.server_name, self.server_port = self.server_address[:2]
+
         def get_request(self):
             sock, addr = self.socket.accept()
             ctx = state.load()
@@ -1556,7 +1633,7 @@ def apiserver_main(argv):
 
     srv = Server((bind, port), Handler)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    print(f"kube-apiserver (hacli testlab stand-in) serving on {bind}:{port}, store {state.store}", file=sys.stderr, flush=True)
+    print(f"{rfc3339(now())} kube-apiserver (hacli testlab stand-in) serving on {bind}:{port}, store {state.store}", file=sys.stderr, flush=True)
     srv.serve_forever()
 
 
@@ -1565,6 +1642,55 @@ def sleeper_main(name):
     print(f"{name} (hacli testlab stand-in): running", file=sys.stderr, flush=True)
     while True:
         time.sleep(3600)
+
+
+# ---------------------------------------------------------------- crictl
+
+def crictl(argv):
+    """`crictl ps [-a] [-q] [--name RE] [--state S]`, `crictl stop|rm ID...`
+    over the kubelet stand-in's static pods (the container id is derived
+    from the process id)."""
+    pos, fl = flags(argv, ("a", "all", "q", "quiet", "v", "verbose"))
+    if not pos:
+        raise Fail("crictl (stand-in): ps, stop, rm")
+    cmd = pos[0]
+    rows = []
+    for f in sorted(os.listdir(PODS)) if os.path.isdir(PODS) else []:
+        if not f.endswith(".json"):
+            continue
+        name = f[:-5]
+        st = pod_state(name)
+        if not st:
+            continue
+        cid = hashlib.sha256(f"{name}:{st['pid']}:{st['started']}".encode()).hexdigest()
+        rows.append((cid, name, st, pid_alive(st["pid"])))
+    if cmd == "ps":
+        import re
+        want = fl.get("name")
+        state = (fl.get("state") or "").lower()
+        sel = [r for r in rows if (not want or re.search(want, r[1]))
+               and ("a" in fl or "all" in fl or r[3] or state == "exited")
+               and (not state or (state == "running") == r[3])]
+        if "q" in fl or "quiet" in fl:
+            for r in sel:
+                out(r[0])
+            return 0
+        out(f"{'CONTAINER':<20}{'IMAGE':<20}{'CREATED':<20}{'STATE':<12}{'NAME':<26}{'ATTEMPT':<10}POD ID")
+        for cid, name, st, alive in sel:
+            out(f"{cid[:13]:<20}{name:<20}{st['started']:<20}{'Running' if alive else 'Exited':<12}{name:<26}"
+                f"{st.get('restarts', 0):<10}{cid[13:26]}")
+        return 0
+    if cmd in ("stop", "rm"):
+        for want in pos[1:]:
+            hit = [r for r in rows if r[0].startswith(want)]
+            if not hit:
+                raise Fail(f'container "{want}" not found')
+            for cid, name, st, alive in hit:
+                if alive:
+                    kill_wait(st["pid"])
+                out(cid)
+        return 0
+    raise Fail(f"crictl (stand-in): unsupported command {cmd}")
 
 
 # ---------------------------------------------------------------- main
@@ -1593,6 +1719,8 @@ def main():
             return sleeper_main(prog)
         if prog == "systemctl":
             return systemctl(args)
+        if prog == "crictl":
+            return crictl(args)
         if prog == "testlab-boot":
             return boot()
         print(f"standin: unknown program {prog}", file=sys.stderr)
