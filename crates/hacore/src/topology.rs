@@ -1254,6 +1254,9 @@ mod tests {
             panic!("a bad ssh section must be refused");
         };
         let fields: Vec<&str> = errors.iter().map(|d| d.path.as_str()).collect();
-        assert!(fields.contains(&"ssh.user") && fields.contains(&"ssh.port"), "{fields:?}");
+        assert!(
+            fields.contains(&"ssh.user") && fields.contains(&"ssh.port"),
+            "{fields:?}"
+        );
     }
 }

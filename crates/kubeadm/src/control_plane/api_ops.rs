@@ -210,12 +210,7 @@ impl KubeadmControlPlane {
                 effect: "NoSchedule".into(),
                 ..Default::default()
             });
-            match timeout_at(
-                self.until(),
-                api.replace(node, &PostParams::default(), &n),
-            )
-            .await
-            {
+            match timeout_at(self.until(), api.replace(node, &PostParams::default(), &n)).await {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(kube::Error::Api(e))) if e.code == 409 => continue,
                 Ok(Err(e)) => return Err(CpError::kube(format!("taint Node {node}"), e)),
@@ -293,10 +288,11 @@ impl KubeadmControlPlane {
                         .into(),
                 )
             })?;
-        let text = Self::cm_value(&cm, "ClusterConfiguration").ok_or_else(|| CpError::Protocol {
-            what: "ConfigMap kube-system/kubeadm-config".into(),
-            detail: "no key ClusterConfiguration".into(),
-        })?;
+        let text =
+            Self::cm_value(&cm, "ClusterConfiguration").ok_or_else(|| CpError::Protocol {
+                what: "ConfigMap kube-system/kubeadm-config".into(),
+                detail: "no key ClusterConfiguration".into(),
+            })?;
         let v = parse_cluster_configuration(&text).map_err(|detail| CpError::Protocol {
             what: "ConfigMap kube-system/kubeadm-config key ClusterConfiguration".into(),
             detail,
@@ -357,10 +353,18 @@ impl KubeadmControlPlane {
         Ok(())
     }
 
-    pub(crate) async fn set_endpoint(&self, endpoint: &str, sans: &[String]) -> Result<(), CpError> {
+    pub(crate) async fn set_endpoint(
+        &self,
+        endpoint: &str,
+        sans: &[String],
+    ) -> Result<(), CpError> {
         let (text, v) = self.cluster_configuration().await?;
         // Keep the original once, for RestoreClusterConfiguration.
-        if self.config_map("kube-system", CONFIG_BACKUP).await?.is_none() {
+        if self
+            .config_map("kube-system", CONFIG_BACKUP)
+            .await?
+            .is_none()
+        {
             let api: Api<ConfigMap> = Api::namespaced(self.kube.clone(), "kube-system");
             let cm: ConfigMap = serde_json::from_value(json!({
                 "metadata": {"name": CONFIG_BACKUP, "namespace": "kube-system",
@@ -503,7 +507,9 @@ impl KubeadmControlPlane {
             match timeout_at(self.until(), api.replace(name, &PostParams::default(), &cm)).await {
                 Ok(Ok(_)) => return Ok(true),
                 Ok(Err(kube::Error::Api(e))) if e.code == 409 => continue,
-                Ok(Err(e)) => return Err(CpError::kube(format!("update ConfigMap {ns}/{name}"), e)),
+                Ok(Err(e)) => {
+                    return Err(CpError::kube(format!("update ConfigMap {ns}/{name}"), e));
+                }
                 Err(_) => {
                     return Err(CpError::Timeout {
                         what: format!("Kubernetes API: update ConfigMap {ns}/{name}"),
@@ -540,10 +546,7 @@ impl KubeadmControlPlane {
                 self.notice("DaemonSet kube-system/kube-proxy does not exist: no kube-proxy pods to restart (a CNI replacing kube-proxy?)");
                 Ok(())
             }
-            Ok(Err(e)) => Err(CpError::kube(
-                "restart DaemonSet kube-system/kube-proxy",
-                e,
-            )),
+            Ok(Err(e)) => Err(CpError::kube("restart DaemonSet kube-system/kube-proxy", e)),
             Err(_) => Err(CpError::Timeout {
                 what: "Kubernetes API: restart DaemonSet kube-system/kube-proxy".into(),
                 deadline: self.opts.timeout,
@@ -561,7 +564,6 @@ impl KubeadmControlPlane {
             .await
             .map(|_| ())
     }
-
 }
 #[cfg(test)]
 mod tests {

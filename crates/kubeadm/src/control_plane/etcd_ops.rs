@@ -84,7 +84,9 @@ impl KubeadmControlPlane {
                         })
                         .collect());
                 }
-                Ok(Err(e)) => errors.push(CpError::etcd(format!("member list {shown}"), e).to_string()),
+                Ok(Err(e)) => {
+                    errors.push(CpError::etcd(format!("member list {shown}"), e).to_string())
+                }
                 Err(_) => errors.push(format!("etcd: member list {shown}: no answer")),
             }
         }
@@ -119,9 +121,10 @@ impl KubeadmControlPlane {
         if !m.is_learner {
             return Ok(());
         }
-        self.member_call(&format!("promote {node} ({:x})", m.id), |mut c| async move {
-            c.member_promote(m.id).await.map(|_| ())
-        })
+        self.member_call(
+            &format!("promote {node} ({:x})", m.id),
+            |mut c| async move { c.member_promote(m.id).await.map(|_| ()) },
+        )
         .await
     }
 
@@ -171,14 +174,21 @@ impl KubeadmControlPlane {
             )));
         }
         let id = m.id;
-        self.member_call(&format!("member remove {node} ({id:x})"), |mut c| async move {
-            match c.member_remove(id).await {
-                Ok(_) => Ok(()),
-                // Removed meanwhile: idempotent.
-                Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("member not found") => Ok(()),
-                Err(e) => Err(e),
-            }
-        })
+        self.member_call(
+            &format!("member remove {node} ({id:x})"),
+            |mut c| async move {
+                match c.member_remove(id).await {
+                    Ok(_) => Ok(()),
+                    // Removed meanwhile: idempotent.
+                    Err(etcd_client::Error::GRpcStatus(s))
+                        if s.message().contains("member not found") =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            },
+        )
         .await
     }
 
@@ -233,13 +243,18 @@ impl KubeadmControlPlane {
             .await?
             .ok_or_else(|| CpError::Refused(format!("{node} has no etcd member to snapshot")))?;
         let url = m.client_urls.first().cloned().ok_or_else(|| {
-            CpError::Refused(format!("{node}'s etcd member has not started (no client URL)"))
+            CpError::Refused(format!(
+                "{node}'s etcd member has not started (no client URL)"
+            ))
         })?;
         let shown = crate::redact_url(&url).into_owned();
         let path = self.snapshot_path(node);
         let dir = path.parent().map(PathBuf::from).unwrap_or_default();
         std::fs::create_dir_all(&dir).map_err(|e| {
-            CpError::Config(format!("cannot create snapshot directory {}: {e}", dir.display()))
+            CpError::Config(format!(
+                "cannot create snapshot directory {}: {e}",
+                dir.display()
+            ))
         })?;
         let part = path.with_extension("db.part");
         let mut file = {
@@ -287,7 +302,11 @@ impl KubeadmControlPlane {
         .await;
         match result {
             Ok(Ok(())) => std::fs::rename(&part, &path).map_err(|e| {
-                CpError::Config(format!("cannot rename {} to {}: {e}", part.display(), path.display()))
+                CpError::Config(format!(
+                    "cannot rename {} to {}: {e}",
+                    part.display(),
+                    path.display()
+                ))
             }),
             Ok(Err(e)) => {
                 let _ = std::fs::remove_file(&part);
@@ -310,8 +329,14 @@ mod tests {
 
     #[test]
     fn hosts_of_peer_urls() {
-        assert_eq!(url_host("https://10.0.0.1:2380").as_deref(), Some("10.0.0.1"));
-        assert_eq!(url_host("https://[fd00::1]:2380").as_deref(), Some("fd00::1"));
+        assert_eq!(
+            url_host("https://10.0.0.1:2380").as_deref(),
+            Some("10.0.0.1")
+        );
+        assert_eq!(
+            url_host("https://[fd00::1]:2380").as_deref(),
+            Some("fd00::1")
+        );
         assert_eq!(url_host("https://m1.lab:2380/").as_deref(), Some("m1.lab"));
     }
 }

@@ -327,7 +327,10 @@ impl KubeadmControlPlane {
                 .map_err(|e| CpError::Config(e.chain()))?;
             let ca = config.root_cert.clone().unwrap_or_default();
             let client = crate::client_for(config).map_err(|e| {
-                CpError::Config(format!("Kubernetes client: {}", crate::observe::describe(&e)))
+                CpError::Config(format!(
+                    "Kubernetes client: {}",
+                    crate::observe::describe(&e)
+                ))
             })?;
             Ok::<_, CpError>((client, ca))
         })?;
@@ -433,9 +436,7 @@ impl KubeadmControlPlane {
             CpOp::RestoreApiserverCert { node } => self.cert_is_restored(node).await,
             CpOp::UploadCerts => self.key_is_fresh().await,
             CpOp::JoinControlPlane { node, address } => self.is_joined(node, *address).await,
-            CpOp::MemberPromoted { node } => {
-                self.wait_check(|| self.member_is_voter(node)).await
-            }
+            CpOp::MemberPromoted { node } => self.wait_check(|| self.member_is_voter(node)).await,
             CpOp::EnsureControlPlaneTaint { node } => self.has_control_plane_taint(node).await,
             CpOp::ResetNode { node } => self.is_reset(node).await,
             CpOp::SetKubeletServer { node, server } => {
@@ -447,9 +448,7 @@ impl KubeadmControlPlane {
             CpOp::SetClusterInfoServer { server } => self.cluster_info_server_is(server).await,
             CpOp::ExternalKubeconfig { .. } => Ok(false),
             CpOp::VerifyNodes { nodes } => self.wait_check(|| self.nodes_ready(nodes)).await,
-            CpOp::VerifyEtcd { members } => {
-                self.wait_check(|| self.members_healthy(members)).await
-            }
+            CpOp::VerifyEtcd { members } => self.wait_check(|| self.members_healthy(members)).await,
             CpOp::VerifySans { nodes, sans } => {
                 self.wait_check(|| self.sans_on_all(nodes, sans)).await
             }
