@@ -601,7 +601,7 @@ impl ControlPlane for SimulatedCluster {
                     && self.cluster_info == *server
             }
             CpOp::CheckVersions { node, like } => {
-                self.versions.get(node).is_some()
+                self.versions.contains_key(node)
                     && self.versions.get(node) == self.versions.get(like)
             }
             CpOp::SyncApiserverExtras { from, node } => self.has_extras_of(from, node),
