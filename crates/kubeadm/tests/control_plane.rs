@@ -350,7 +350,7 @@ fn api_and_etcd_operations_against_the_lab() {
 mod masters {
     use super::*;
     use hacore::backend::{Backends, Clock, Op};
-    use hacore::exec::{self, FileJournal, Options, Outcome};
+    use hacore::exec::{self, FileJournal, Journal, Options, Outcome, Record};
     use hacore::plan::{Phase, Plan, Step};
     use hacore::units::Dur;
     use testlab::cluster::{ClusterLab, M2, M3, VIP, Versions};
@@ -374,25 +374,32 @@ mod masters {
         );
     }
 
-    fn spied_secrets(lab: &ClusterLab) -> (String, String) {
+    /// Every certificate key and token secret kubeadm printed on m1.
+    fn spied_secrets(lab: &ClusterLab) -> Vec<String> {
         let out = lab.host("m1").exec(&["cat", "/root/spy.log"]).unwrap();
         let log = String::from_utf8_lossy(&out.stdout).into_owned();
-        let key = log
-            .lines()
-            .skip_while(|l| !l.contains("[upload-certs] Using certificate key:"))
-            .nth(1)
-            .expect("upload-certs printed a key")
-            .trim()
-            .to_string();
-        let line = log
-            .lines()
-            .find(|l| l.starts_with("kubeadm join "))
-            .expect("token create printed a join line");
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let token = words[words.iter().position(|w| *w == "--token").unwrap() + 1].to_string();
-        assert_eq!(key.len(), 64);
-        assert_eq!(token.len(), 23);
-        (token, key)
+        let lines: Vec<&str> = log.lines().collect();
+        let mut secrets = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            if l.contains("[upload-certs] Using certificate key:") {
+                let key = lines[i + 1].trim();
+                assert_eq!(key.len(), 64, "{key:?}");
+                secrets.push(key.to_string());
+            }
+            if l.starts_with("kubeadm join ") {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                let token = words[words.iter().position(|w| *w == "--token").unwrap() + 1];
+                assert_eq!(token.len(), 23);
+                // The part after the dot is the secret; the id is public.
+                secrets.push(token.split('.').nth(1).unwrap().to_string());
+            }
+        }
+        assert!(
+            secrets.len() >= 4,
+            "three keys and a token: {}",
+            secrets.len()
+        );
+        secrets
     }
 
     fn step(id: &str, op: CpOp, rollback: Option<CpOp>) -> Step {
@@ -524,7 +531,21 @@ mod masters {
             cp.block_on(cp.served_fingerprint("m1")).unwrap(),
             old_served
         );
+        // Again, with an apiserver that does not reload its pair: after
+        // the bound, its static pod is restarted (said so) and serves it.
+        lab.set_cert_reload("m1", false).unwrap();
         cp.apply(&renew).unwrap();
+        lab.set_cert_reload("m1", true).unwrap();
+        assert!(
+            notices
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|n| n.contains("restarting its static pod")),
+            "{:?}",
+            notices.lock().unwrap()
+        );
+        assert!(cp.is_done(&renew).unwrap());
         // The endpoint's rollback, then again.
         once(&mut cp, &CpOp::RestoreClusterConfiguration);
         let (_, cc) = cp.block_on(cp.cluster_configuration()).unwrap();
@@ -541,7 +562,7 @@ mod masters {
         let seen = Arc::new(Mutex::new(Vec::<bool>::new()));
         let watcher = {
             let (stop, seen) = (stop.clone(), seen.clone());
-            let eps = vec![format!("https://{}:2379", lab.addr("m1"))];
+            let eps = [format!("https://{}:2379", lab.addr("m1"))];
             let tls = lab.etcd_tls();
             std::thread::spawn(move || {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -644,8 +665,33 @@ mod masters {
             }],
             warnings: Vec::new(),
         };
+        // The certificates uploaded, then a crash: the journal says a key
+        // was issued and the step is done, the new process has no key. The
+        // resumed join uploads again instead of using an old key.
+        once(&mut cp, &CpOp::UploadCerts);
+        assert!(cp.key_issued().is_some());
+        cp.forget_key();
         let journal_path = lab.dir().join("journal.jsonl");
         let mut journal = FileJournal::open(&journal_path).unwrap();
+        let now = jiff::Timestamp::now();
+        for r in [
+            Record::Begin {
+                plan: plan.digest(),
+                at: now,
+            },
+            Record::Started {
+                step: "upload-certs".into(),
+                at: now,
+            },
+            Record::CertificateKey { at: now },
+            Record::Done {
+                step: "upload-certs".into(),
+                at: now,
+                skipped: false,
+            },
+        ] {
+            journal.append(r).unwrap();
+        }
         let sim = hacore::simulated::SimulatedCluster::new(&t, &t, jiff::Timestamp::now()).shared();
         let (mut hv, mut lbk, mut ob) = (
             hacore::simulated::SimHandle(sim.clone()),
@@ -673,6 +719,15 @@ mod masters {
         }
         said.extend(events.iter().cloned());
         assert_eq!(outcome, Outcome::Completed, "{events:#?}");
+        assert!(
+            notices
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|n| n.contains("uploading the certificates again")),
+            "{:?}",
+            notices.lock().unwrap()
+        );
         let seen = seen.lock().unwrap().clone();
         assert_eq!(
             seen,
@@ -688,7 +743,7 @@ mod masters {
 
         // Secrets: the key and token kubeadm printed are nowhere in what
         // the backend said, the journal, the notices or its Debug.
-        let (token, key) = spied_secrets(&lab);
+        let secrets = spied_secrets(&lab);
         let journal_text = std::fs::read_to_string(&journal_path).unwrap();
         assert!(
             journal_text.contains("certificate-key"),
@@ -697,10 +752,10 @@ mod masters {
         said.push(journal_text);
         said.extend(notices.lock().unwrap().iter().cloned());
         said.push(format!("{cp:?}"));
-        let token_secret = token.split('.').nth(1).unwrap();
         for s in &said {
-            assert!(!s.contains(&key), "the certificate key leaked: {s}");
-            assert!(!s.contains(token_secret), "the token leaked: {s}");
+            for secret in &secrets {
+                assert!(!s.contains(secret.as_str()), "a secret leaked: {s}");
+            }
         }
 
         // A fresh backend (a crash): no key in memory, so not done.
