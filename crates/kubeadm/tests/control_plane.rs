@@ -76,6 +76,7 @@ fn backend(
         timeout: Duration::from_secs(10),
         join_timeout: Duration::from_secs(30),
         check_wait: Duration::from_secs(2),
+        drain_timeout: Duration::from_secs(3),
         cert_reload_bound: Duration::from_secs(5),
         snapshot_dir: lab.dir().join("snapshots"),
         notice: ssh::Warn::new(move |m| {
@@ -299,8 +300,50 @@ fn api_and_etcd_operations_against_the_lab() {
 
     // Undo the "join": member removed by id, Node deleted; w1 has no sshd
     // here, so `kubeadm reset` is skipped (said so).
+    // First the drain, through the Eviction API: a PodDisruptionBudget
+    // allowing nothing blocks it, and the blocked pod is named.
+    lab.store()
+        .create(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "pg-1", "namespace": "default", "labels": {"app": "pg"}},
+            "spec": {"nodeName": w1.0, "containers": [{"name": "pg", "image": "postgres"}]},
+            "status": {"phase": "Running"}}))
+        .unwrap();
+    let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "pg", "namespace": "default"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "pg"}}},
+        "status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}});
+    lab.store().put(pdb.clone()).unwrap();
     let reset = CpOp::ResetNode { node: w1.0.clone() };
+    let e = cp.apply(&reset).unwrap_err().to_string();
+    assert!(
+        e.contains("default/pg-1") && e.contains("PodDisruptionBudget"),
+        "{e}"
+    );
+    assert!(!cp.is_done(&reset).unwrap());
+    let pods = ApiServer::resource("pods");
+    assert!(
+        lab.store().get(pods, "default", "pg-1").is_ok(),
+        "a blocked pod stays"
+    );
+    let mut pdb = pdb;
+    pdb["status"]["disruptionsAllowed"] = json!(1);
+    lab.store().put(pdb).unwrap();
     once(&mut cp, &reset);
+    assert!(lab.store().get(pods, "default", "pg-1").is_err(), "evicted");
+    let pdb = lab
+        .store()
+        .get(ApiServer::resource("poddisruptionbudgets"), "default", "pg")
+        .unwrap();
+    assert_eq!(
+        pdb["status"]["disruptionsAllowed"], 0,
+        "the eviction used the budget"
+    );
+    assert!(
+        lab.store()
+            .get(pods, "kube-system", &format!("calico-node-{}", w1.0))
+            .is_ok(),
+        "DaemonSet pods are left alone"
+    );
     assert!(cp.block_on(cp.member_of(&w1.0)).unwrap().is_none());
     assert!(lab.store().get(nodes, "", &w1.0).is_err());
     assert_eq!(cp.block_on(cp.members()).unwrap().len(), 3);

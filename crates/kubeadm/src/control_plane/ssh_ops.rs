@@ -613,6 +613,9 @@ impl KubeadmControlPlane {
     }
 
     pub(crate) async fn reset(&self, node: &str) -> Result<(), CpError> {
+        if self.node_exists(node).await? {
+            self.drain(node).await?;
+        }
         match self.session(node).await {
             Ok(_) => {
                 let has_files = self.exists_remote(node, KUBELET_CONF).await?
