@@ -63,7 +63,11 @@ fn lab_nodes(lab: &Lab) -> Vec<(String, &'static str, IpAddr)> {
 
 type Notices = Arc<Mutex<Vec<String>>>;
 
-fn backend(lab: &Lab, topo: &Path, tweak: impl FnOnce(&mut ControlPlaneOptions)) -> (KubeadmControlPlane, Notices) {
+fn backend(
+    lab: &Lab,
+    topo: &Path,
+    tweak: impl FnOnce(&mut ControlPlaneOptions),
+) -> (KubeadmControlPlane, Notices) {
     let (t, _) = hacore::Topology::load(topo).expect("the test topology is valid");
     let notices: Notices = Arc::default();
     let n = notices.clone();
@@ -72,6 +76,7 @@ fn backend(lab: &Lab, topo: &Path, tweak: impl FnOnce(&mut ControlPlaneOptions))
         timeout: Duration::from_secs(10),
         join_timeout: Duration::from_secs(30),
         check_wait: Duration::from_secs(2),
+        drain_timeout: Duration::from_secs(3),
         cert_reload_bound: Duration::from_secs(5),
         snapshot_dir: lab.dir().join("snapshots"),
         notice: ssh::Warn::new(move |m| {
@@ -89,11 +94,17 @@ fn backend(lab: &Lab, topo: &Path, tweak: impl FnOnce(&mut ControlPlaneOptions))
 
 /// is_done false, apply, is_done true, apply again (Ok), is_done true.
 fn once(cp: &mut KubeadmControlPlane, op: &CpOp) {
-    assert!(!cp.is_done(op).unwrap(), "{op:?} done before it was applied");
+    assert!(
+        !cp.is_done(op).unwrap(),
+        "{op:?} done before it was applied"
+    );
     cp.apply(op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
     assert!(cp.is_done(op).unwrap(), "{op:?} not done after apply");
     cp.apply(op).unwrap_or_else(|e| panic!("{op:?} again: {e}"));
-    assert!(cp.is_done(op).unwrap(), "{op:?} not done after a second apply");
+    assert!(
+        cp.is_done(op).unwrap(),
+        "{op:?} not done after a second apply"
+    );
 }
 
 fn kubeconfig_text(server: &str) -> String {
@@ -157,8 +168,12 @@ fn api_and_etcd_operations_against_the_lab() {
     seed_kube_proxy_and_cluster_info(&lab, &direct);
     let proxy_before = cm_text(&lab, "kube-system", "kube-proxy", "kubeconfig.conf");
     let info_before = cm_text(&lab, "kube-public", "cluster-info", "kubeconfig");
-    let proxy = CpOp::SetKubeProxyServer { server: vip.clone() };
-    let info = CpOp::SetClusterInfoServer { server: vip.clone() };
+    let proxy = CpOp::SetKubeProxyServer {
+        server: vip.clone(),
+    };
+    let info = CpOp::SetClusterInfoServer {
+        server: vip.clone(),
+    };
     once(&mut cp, &proxy);
     once(&mut cp, &info);
     assert_eq!(
@@ -167,45 +182,84 @@ fn api_and_etcd_operations_against_the_lab() {
     );
     let ds = lab
         .store()
-        .get(ApiServer::resource("daemonsets"), "kube-system", "kube-proxy")
+        .get(
+            ApiServer::resource("daemonsets"),
+            "kube-system",
+            "kube-proxy",
+        )
         .unwrap();
     assert!(
-        ds["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(),
+        ds["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string(),
         "kube-proxy pods restarted: {ds}"
     );
-    cp.apply(&CpOp::SetKubeProxyServer { server: direct.clone() }).unwrap();
-    cp.apply(&CpOp::SetClusterInfoServer { server: direct.clone() }).unwrap();
-    assert_eq!(cm_text(&lab, "kube-system", "kube-proxy", "kubeconfig.conf"), proxy_before);
-    assert_eq!(cm_text(&lab, "kube-public", "cluster-info", "kubeconfig"), info_before);
+    cp.apply(&CpOp::SetKubeProxyServer {
+        server: direct.clone(),
+    })
+    .unwrap();
+    cp.apply(&CpOp::SetClusterInfoServer {
+        server: direct.clone(),
+    })
+    .unwrap();
+    assert_eq!(
+        cm_text(&lab, "kube-system", "kube-proxy", "kubeconfig.conf"),
+        proxy_before
+    );
+    assert_eq!(
+        cm_text(&lab, "kube-public", "cluster-info", "kubeconfig"),
+        info_before
+    );
 
     // Checks.
     let masters: Vec<String> = lab.masters.iter().map(|m| m.0.clone()).collect();
-    assert!(cp.is_done(&CpOp::VerifyNodes { nodes: masters.clone() }).unwrap());
     assert!(
-        !cp.is_done(&CpOp::VerifyNodes { nodes: vec!["w1".into()] }).unwrap(),
+        cp.is_done(&CpOp::VerifyNodes {
+            nodes: masters.clone()
+        })
+        .unwrap()
+    );
+    assert!(
+        !cp.is_done(&CpOp::VerifyNodes {
+            nodes: vec!["w1".into()]
+        })
+        .unwrap(),
         "a worker is not a master"
     );
-    assert!(cp.is_done(&CpOp::VerifyEtcd { members: masters.clone() }).unwrap());
-    assert!(cp.is_done(&CpOp::MemberPromoted { node: m1.0.clone() }).unwrap());
+    assert!(
+        cp.is_done(&CpOp::VerifyEtcd {
+            members: masters.clone()
+        })
+        .unwrap()
+    );
+    assert!(
+        cp.is_done(&CpOp::MemberPromoted { node: m1.0.clone() })
+            .unwrap()
+    );
     assert!(!cp.is_done(&CpOp::UploadCerts).unwrap(), "no key in memory");
     assert!(
-        cp.is_done(&CpOp::AddressesFree { addresses: vec![] }).unwrap()
+        cp.is_done(&CpOp::AddressesFree { addresses: vec![] })
+            .unwrap()
     );
 
     // A learner on w1's address (as a join starts): listed, not promoted.
     let w1 = lab.workers[0].clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let tls = kubeadm::EtcdTlsOverrides::default().resolve(&hacore::Topology::load(&topo).unwrap().0);
+    let tls =
+        kubeadm::EtcdTlsOverrides::default().resolve(&hacore::Topology::load(&topo).unwrap().0);
     let learner_id = rt.block_on(async {
         let opts = etcd_client::ConnectOptions::new().with_tls(
             etcd_client::TlsOptions::new()
-                .ca_certificate(etcd_client::Certificate::from_pem(std::fs::read(&tls.ca).unwrap()))
+                .ca_certificate(etcd_client::Certificate::from_pem(
+                    std::fs::read(&tls.ca).unwrap(),
+                ))
                 .identity(etcd_client::Identity::from_pem(
                     std::fs::read(&tls.cert).unwrap(),
                     std::fs::read(&tls.key).unwrap(),
                 )),
         );
-        let mut c = etcd_client::Client::connect(lab.etcd_endpoints(), Some(opts)).await.unwrap();
+        let mut c = etcd_client::Client::connect(lab.etcd_endpoints(), Some(opts))
+            .await
+            .unwrap();
         // etcd refuses reconfiguration until its members have been
         // connected for a while ("unhealthy cluster"): retry.
         let t0 = std::time::Instant::now();
@@ -226,24 +280,79 @@ fn api_and_etcd_operations_against_the_lab() {
             }
         }
     });
-    let m = cp.block_on(cp.member_of(&w1.0)).unwrap().expect("the learner is w1's");
+    let m = cp
+        .block_on(cp.member_of(&w1.0))
+        .unwrap()
+        .expect("the learner is w1's");
     assert_eq!(m.id, learner_id);
     assert!(m.is_learner && m.name.is_empty());
-    assert!(!cp.is_done(&CpOp::MemberPromoted { node: w1.0.clone() }).unwrap());
     assert!(
-        cp.is_done(&CpOp::VerifyEtcd { members: masters.clone() }).unwrap(),
+        !cp.is_done(&CpOp::MemberPromoted { node: w1.0.clone() })
+            .unwrap()
+    );
+    assert!(
+        cp.is_done(&CpOp::VerifyEtcd {
+            members: masters.clone()
+        })
+        .unwrap(),
         "a learner does not make the voters unhealthy"
     );
 
     // Undo the "join": member removed by id, Node deleted; w1 has no sshd
     // here, so `kubeadm reset` is skipped (said so).
+    // First the drain, through the Eviction API: a PodDisruptionBudget
+    // allowing nothing blocks it, and the blocked pod is named.
+    lab.store()
+        .create(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "pg-1", "namespace": "default", "labels": {"app": "pg"}},
+            "spec": {"nodeName": w1.0, "containers": [{"name": "pg", "image": "postgres"}]},
+            "status": {"phase": "Running"}}))
+        .unwrap();
+    let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "pg", "namespace": "default"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "pg"}}},
+        "status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}});
+    lab.store().put(pdb.clone()).unwrap();
     let reset = CpOp::ResetNode { node: w1.0.clone() };
+    let e = cp.apply(&reset).unwrap_err().to_string();
+    assert!(
+        e.contains("default/pg-1") && e.contains("PodDisruptionBudget"),
+        "{e}"
+    );
+    assert!(!cp.is_done(&reset).unwrap());
+    let pods = ApiServer::resource("pods");
+    assert!(
+        lab.store().get(pods, "default", "pg-1").is_ok(),
+        "a blocked pod stays"
+    );
+    let mut pdb = pdb;
+    pdb["status"]["disruptionsAllowed"] = json!(1);
+    lab.store().put(pdb).unwrap();
     once(&mut cp, &reset);
+    assert!(lab.store().get(pods, "default", "pg-1").is_err(), "evicted");
+    let pdb = lab
+        .store()
+        .get(ApiServer::resource("poddisruptionbudgets"), "default", "pg")
+        .unwrap();
+    assert_eq!(
+        pdb["status"]["disruptionsAllowed"], 0,
+        "the eviction used the budget"
+    );
+    assert!(
+        lab.store()
+            .get(pods, "kube-system", &format!("calico-node-{}", w1.0))
+            .is_ok(),
+        "DaemonSet pods are left alone"
+    );
     assert!(cp.block_on(cp.member_of(&w1.0)).unwrap().is_none());
     assert!(lab.store().get(nodes, "", &w1.0).is_err());
     assert_eq!(cp.block_on(cp.members()).unwrap().len(), 3);
     assert!(
-        notices.lock().unwrap().iter().any(|n| n.contains("skipping `kubeadm reset -f`")),
+        notices
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.contains("skipping `kubeadm reset -f`")),
         "{:?}",
         notices.lock().unwrap()
     );
@@ -251,7 +360,10 @@ fn api_and_etcd_operations_against_the_lab() {
     // A snapshot from m1's member, 0600.
     let snap = CpOp::EtcdSnapshot { node: m1.0.clone() };
     once(&mut cp, &snap);
-    let file = lab.dir().join("snapshots").join(format!("cplab-{}-etcd.db", m1.0));
+    let file = lab
+        .dir()
+        .join("snapshots")
+        .join(format!("cplab-{}-etcd.db", m1.0));
     let meta = std::fs::metadata(&file).unwrap();
     assert!(meta.len() > 4096, "{} bytes", meta.len());
     use std::os::unix::fs::PermissionsExt as _;
@@ -268,7 +380,10 @@ fn api_and_etcd_operations_against_the_lab() {
         sans: vec![lab.endpoint.to_string()],
     };
     assert!(!cp.is_done(&ep).unwrap());
-    assert!(cp.is_done(&CpOp::RestoreClusterConfiguration).unwrap(), "nothing kept, nothing to restore");
+    assert!(
+        cp.is_done(&CpOp::RestoreClusterConfiguration).unwrap(),
+        "nothing kept, nothing to restore"
+    );
 }
 
 // ---------------------------------------------------------------------
@@ -278,7 +393,7 @@ fn api_and_etcd_operations_against_the_lab() {
 mod masters {
     use super::*;
     use hacore::backend::{Backends, Clock, Op};
-    use hacore::exec::{self, FileJournal, Options, Outcome};
+    use hacore::exec::{self, FileJournal, Journal, Options, Outcome, Record};
     use hacore::plan::{Phase, Plan, Step};
     use hacore::units::Dur;
     use testlab::cluster::{ClusterLab, M2, M3, VIP, Versions};
@@ -295,28 +410,39 @@ mod masters {
     fn spy_on_kubeadm(lab: &ClusterLab) {
         let script = "set -e; mkdir -p /usr/local/lib/testlab/spy; ln -sf /usr/local/lib/testlab/standin.py /usr/local/lib/testlab/spy/kubeadm; rm -f /usr/local/bin/kubeadm; printf '%s\\n' '#!/bin/sh' 'out=$(/usr/local/lib/testlab/spy/kubeadm \"$@\"); rc=$?' 'printf \"%s\\n\" \"$out\" >> /root/spy.log' 'printf \"%s\\n\" \"$out\"' 'exit $rc' > /usr/local/bin/kubeadm; chmod 755 /usr/local/bin/kubeadm";
         let out = lab.host("m1").exec(&["sh", "-c", script]).unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
-    fn spied_secrets(lab: &ClusterLab) -> (String, String) {
+    /// Every certificate key and token secret kubeadm printed on m1.
+    fn spied_secrets(lab: &ClusterLab) -> Vec<String> {
         let out = lab.host("m1").exec(&["cat", "/root/spy.log"]).unwrap();
         let log = String::from_utf8_lossy(&out.stdout).into_owned();
-        let key = log
-            .lines()
-            .skip_while(|l| !l.contains("[upload-certs] Using certificate key:"))
-            .nth(1)
-            .expect("upload-certs printed a key")
-            .trim()
-            .to_string();
-        let line = log
-            .lines()
-            .find(|l| l.starts_with("kubeadm join "))
-            .expect("token create printed a join line");
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let token = words[words.iter().position(|w| *w == "--token").unwrap() + 1].to_string();
-        assert_eq!(key.len(), 64);
-        assert_eq!(token.len(), 23);
-        (token, key)
+        let lines: Vec<&str> = log.lines().collect();
+        let mut secrets = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            if l.contains("[upload-certs] Using certificate key:") {
+                let key = lines[i + 1].trim();
+                assert_eq!(key.len(), 64, "{key:?}");
+                secrets.push(key.to_string());
+            }
+            if l.starts_with("kubeadm join ") {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                let token = words[words.iter().position(|w| *w == "--token").unwrap() + 1];
+                assert_eq!(token.len(), 23);
+                // The part after the dot is the secret; the id is public.
+                secrets.push(token.split('.').nth(1).unwrap().to_string());
+            }
+        }
+        assert!(
+            secrets.len() >= 4,
+            "three keys and a token: {}",
+            secrets.len()
+        );
+        secrets
     }
 
     fn step(id: &str, op: CpOp, rollback: Option<CpOp>) -> Step {
@@ -381,11 +507,23 @@ mod masters {
         spy_on_kubeadm(&lab);
 
         // Point 2: a fresh VM that has not joined, with the same versions.
-        assert!(cp.is_done(&CpOp::VerifyNotJoined { node: "m2".into() }).unwrap());
-        let versions = CpOp::CheckVersions { node: "m2".into(), like: "m1".into() };
+        assert!(
+            cp.is_done(&CpOp::VerifyNotJoined { node: "m2".into() })
+                .unwrap()
+        );
+        let versions = CpOp::CheckVersions {
+            node: "m2".into(),
+            like: "m1".into(),
+        };
         assert!(cp.is_done(&versions).unwrap());
-        lab.set_versions("m2", &Versions { kubelet: "v1.31.4".into(), ..Versions::default() })
-            .unwrap();
+        lab.set_versions(
+            "m2",
+            &Versions {
+                kubelet: "v1.31.4".into(),
+                ..Versions::default()
+            },
+        )
+        .unwrap();
         let e = cp.is_done(&versions).unwrap_err().to_string();
         said.push(e.clone());
         assert!(e.contains("kubelet 1.31.4 on m2, 1.32.0 on m1"), "{e}");
@@ -393,31 +531,72 @@ mod masters {
 
         // Phase 0: the endpoint, then m1's certificate with the VIP.
         let sans = vec![vip.to_string()];
-        let ep = CpOp::SetControlPlaneEndpoint { endpoint: format!("{vip}:6443"), sans: sans.clone() };
+        let ep = CpOp::SetControlPlaneEndpoint {
+            endpoint: format!("{vip}:6443"),
+            sans: sans.clone(),
+        };
         once(&mut cp, &ep);
         let crt = lab.host("m1").path("/etc/kubernetes/pki/apiserver.crt");
         let key = lab.host("m1").path("/etc/kubernetes/pki/apiserver.key");
         let (old_crt, old_key) = (std::fs::read(&crt).unwrap(), std::fs::read(&key).unwrap());
         let old_served = cp.block_on(cp.served_fingerprint("m1")).unwrap();
-        let renew = CpOp::RenewApiserverCert { node: "m1".into(), sans: sans.clone() };
+        let renew = CpOp::RenewApiserverCert {
+            node: "m1".into(),
+            sans: sans.clone(),
+        };
         once(&mut cp, &renew);
         assert_ne!(std::fs::read(&crt).unwrap(), old_crt);
-        assert_ne!(cp.block_on(cp.served_fingerprint("m1")).unwrap(), old_served, "the new pair is served without a restart");
+        assert_ne!(
+            cp.block_on(cp.served_fingerprint("m1")).unwrap(),
+            old_served,
+            "the new pair is served without a restart"
+        );
         assert!(
-            !notices.lock().unwrap().iter().any(|n| n.contains("restarting its static pod")),
+            !notices
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|n| n.contains("restarting its static pod")),
             "the stand-in reloads: no fallback restart"
         );
-        assert!(cp.is_done(&CpOp::VerifySans { nodes: vec!["m1".into()], sans: sans.clone() }).unwrap());
+        assert!(
+            cp.is_done(&CpOp::VerifySans {
+                nodes: vec!["m1".into()],
+                sans: sans.clone()
+            })
+            .unwrap()
+        );
         // Rollback: the old pair back, served again.
         once(&mut cp, &CpOp::RestoreApiserverCert { node: "m1".into() });
         assert_eq!(std::fs::read(&crt).unwrap(), old_crt);
         assert_eq!(std::fs::read(&key).unwrap(), old_key);
-        assert_eq!(cp.block_on(cp.served_fingerprint("m1")).unwrap(), old_served);
+        assert_eq!(
+            cp.block_on(cp.served_fingerprint("m1")).unwrap(),
+            old_served
+        );
+        // Again, with an apiserver that does not reload its pair: after
+        // the bound, its static pod is restarted (said so) and serves it.
+        lab.set_cert_reload("m1", false).unwrap();
         cp.apply(&renew).unwrap();
+        lab.set_cert_reload("m1", true).unwrap();
+        assert!(
+            notices
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|n| n.contains("restarting its static pod")),
+            "{:?}",
+            notices.lock().unwrap()
+        );
+        assert!(cp.is_done(&renew).unwrap());
         // The endpoint's rollback, then again.
         once(&mut cp, &CpOp::RestoreClusterConfiguration);
         let (_, cc) = cp.block_on(cp.cluster_configuration()).unwrap();
-        assert!(cc.get("controlPlaneEndpoint").is_none_or(|e| e != &json!(format!("{vip}:6443"))), "{cc}");
+        assert!(
+            cc.get("controlPlaneEndpoint")
+                .is_none_or(|e| e != &json!(format!("{vip}:6443"))),
+            "{cc}"
+        );
         cp.apply(&ep).unwrap();
 
         // The join, through the executor and a journal, watched in the real
@@ -426,7 +605,7 @@ mod masters {
         let seen = Arc::new(Mutex::new(Vec::<bool>::new()));
         let watcher = {
             let (stop, seen) = (stop.clone(), seen.clone());
-            let eps = vec![format!("https://{}:2379", lab.addr("m1"))];
+            let eps = [format!("https://{}:2379", lab.addr("m1"))];
             let tls = lab.etcd_tls();
             std::thread::spawn(move || {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -439,7 +618,8 @@ mod masters {
                         .args(["member", "list", "-w", "json"])
                         .output();
                     if let Ok(o) = out {
-                        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&o.stdout).unwrap_or_default();
                         for m in v["members"].as_array().into_iter().flatten() {
                             let peer = m["peerURLs"].to_string();
                             if peer.contains(&format!("{m2_addr}:")) {
@@ -468,23 +648,93 @@ mod masters {
                     step("upload-certs", CpOp::UploadCerts, None),
                     step(
                         "join",
-                        CpOp::JoinControlPlane { node: "m2".into(), address: m2_addr },
+                        CpOp::JoinControlPlane {
+                            node: "m2".into(),
+                            address: m2_addr,
+                        },
                         Some(CpOp::ResetNode { node: "m2".into() }),
                     ),
                     step("promoted", CpOp::MemberPromoted { node: "m2".into() }, None),
-                    step("taint", CpOp::EnsureControlPlaneTaint { node: "m2".into() }, None),
-                    step("extras", CpOp::SyncApiserverExtras { from: "m1".into(), node: "m2".into() }, None),
-                    step("static-pods", CpOp::VerifyStaticPods { node: "m2".into() }, None),
-                    step("probe", CpOp::ProbeApiserver { node: "m2".into(), address: m2_addr, port: 6443 }, None),
-                    step("nodes", CpOp::VerifyNodes { nodes: vec!["m1".into(), "m2".into()] }, None),
-                    step("etcd", CpOp::VerifyEtcd { members: vec!["m1".into(), "m2".into()] }, None),
-                    step("sans", CpOp::VerifySans { nodes: vec!["m1".into(), "m2".into()], sans: sans.clone() }, None),
+                    step(
+                        "taint",
+                        CpOp::EnsureControlPlaneTaint { node: "m2".into() },
+                        None,
+                    ),
+                    step(
+                        "extras",
+                        CpOp::SyncApiserverExtras {
+                            from: "m1".into(),
+                            node: "m2".into(),
+                        },
+                        None,
+                    ),
+                    step(
+                        "static-pods",
+                        CpOp::VerifyStaticPods { node: "m2".into() },
+                        None,
+                    ),
+                    step(
+                        "probe",
+                        CpOp::ProbeApiserver {
+                            node: "m2".into(),
+                            address: m2_addr,
+                            port: 6443,
+                        },
+                        None,
+                    ),
+                    step(
+                        "nodes",
+                        CpOp::VerifyNodes {
+                            nodes: vec!["m1".into(), "m2".into()],
+                        },
+                        None,
+                    ),
+                    step(
+                        "etcd",
+                        CpOp::VerifyEtcd {
+                            members: vec!["m1".into(), "m2".into()],
+                        },
+                        None,
+                    ),
+                    step(
+                        "sans",
+                        CpOp::VerifySans {
+                            nodes: vec!["m1".into(), "m2".into()],
+                            sans: sans.clone(),
+                        },
+                        None,
+                    ),
                 ],
             }],
             warnings: Vec::new(),
         };
+        // The certificates uploaded, then a crash: the journal says a key
+        // was issued and the step is done, the new process has no key. The
+        // resumed join uploads again instead of using an old key.
+        once(&mut cp, &CpOp::UploadCerts);
+        assert!(cp.key_issued().is_some());
+        cp.forget_key();
         let journal_path = lab.dir().join("journal.jsonl");
         let mut journal = FileJournal::open(&journal_path).unwrap();
+        let now = jiff::Timestamp::now();
+        for r in [
+            Record::Begin {
+                plan: plan.digest(),
+                at: now,
+            },
+            Record::Started {
+                step: "upload-certs".into(),
+                at: now,
+            },
+            Record::CertificateKey { at: now },
+            Record::Done {
+                step: "upload-certs".into(),
+                at: now,
+                skipped: false,
+            },
+        ] {
+            journal.append(r).unwrap();
+        }
         let sim = hacore::simulated::SimulatedCluster::new(&t, &t, jiff::Timestamp::now()).shared();
         let (mut hv, mut lbk, mut ob) = (
             hacore::simulated::SimHandle(sim.clone()),
@@ -512,23 +762,43 @@ mod masters {
         }
         said.extend(events.iter().cloned());
         assert_eq!(outcome, Outcome::Completed, "{events:#?}");
+        assert!(
+            notices
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|n| n.contains("uploading the certificates again")),
+            "{:?}",
+            notices.lock().unwrap()
+        );
         let seen = seen.lock().unwrap().clone();
-        assert_eq!(seen, [true, false], "m2 as seen in the real member list: learner, then voter");
+        assert_eq!(
+            seen,
+            [true, false],
+            "m2 as seen in the real member list: learner, then voter"
+        );
         let members = lab.etcd_members().unwrap();
-        assert_eq!(members.iter().filter(|m| !m.is_learner).count(), 2, "{members:?}");
+        assert_eq!(
+            members.iter().filter(|m| !m.is_learner).count(),
+            2,
+            "{members:?}"
+        );
 
         // Secrets: the key and token kubeadm printed are nowhere in what
         // the backend said, the journal, the notices or its Debug.
-        let (token, key) = spied_secrets(&lab);
+        let secrets = spied_secrets(&lab);
         let journal_text = std::fs::read_to_string(&journal_path).unwrap();
-        assert!(journal_text.contains("certificate-key"), "the journal records that a key was issued: {journal_text}");
+        assert!(
+            journal_text.contains("certificate-key"),
+            "the journal records that a key was issued: {journal_text}"
+        );
         said.push(journal_text);
         said.extend(notices.lock().unwrap().iter().cloned());
         said.push(format!("{cp:?}"));
-        let token_secret = token.split('.').nth(1).unwrap();
         for s in &said {
-            assert!(!s.contains(&key), "the certificate key leaked: {s}");
-            assert!(!s.contains(token_secret), "the token leaked: {s}");
+            for secret in &secrets {
+                assert!(!s.contains(secret.as_str()), "a secret leaked: {s}");
+            }
         }
 
         // A fresh backend (a crash): no key in memory, so not done.
@@ -541,21 +811,52 @@ mod masters {
         let before = std::fs::read(&kubelet).unwrap();
         let m1_url = format!("https://{}:6443", lab.addr("m1"));
         let vip_url = format!("https://{vip}:6443");
-        once(&mut cp, &CpOp::SetKubeletServer { node: "w1".into(), server: vip_url.clone() });
+        once(
+            &mut cp,
+            &CpOp::SetKubeletServer {
+                node: "w1".into(),
+                server: vip_url.clone(),
+            },
+        );
         assert!(String::from_utf8_lossy(&std::fs::read(&kubelet).unwrap()).contains(&vip_url));
-        cp.apply(&CpOp::SetKubeletServer { node: "w1".into(), server: m1_url.clone() }).unwrap();
+        cp.apply(&CpOp::SetKubeletServer {
+            node: "w1".into(),
+            server: m1_url.clone(),
+        })
+        .unwrap();
         assert_eq!(std::fs::read(&kubelet).unwrap(), before);
         // m2 joined through the endpoint: its admin.conf names the VIP.
-        assert!(cp.is_done(&CpOp::SetAdminConf { node: "m2".into(), server: vip_url.clone() }).unwrap());
-        once(&mut cp, &CpOp::SetAdminConf { node: "m2".into(), server: m1_url.clone() });
-        cp.apply(&CpOp::SetAdminConf { node: "m2".into(), server: vip_url.clone() }).unwrap();
+        assert!(
+            cp.is_done(&CpOp::SetAdminConf {
+                node: "m2".into(),
+                server: vip_url.clone()
+            })
+            .unwrap()
+        );
+        once(
+            &mut cp,
+            &CpOp::SetAdminConf {
+                node: "m2".into(),
+                server: m1_url.clone(),
+            },
+        );
+        cp.apply(&CpOp::SetAdminConf {
+            node: "m2".into(),
+            server: vip_url.clone(),
+        })
+        .unwrap();
 
         // A missing audit policy is copied with its flag; the apiserver on
         // m2 is restarted by its kubelet and answers again.
         let policy = "/etc/kubernetes/audit/policy.yaml";
         let m1 = lab.host("m1");
-        m1.exec_ok(&["mkdir", "-p", "/etc/kubernetes/audit"]).unwrap();
-        std::fs::write(m1.path(policy), "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n").unwrap();
+        m1.exec_ok(&["mkdir", "-p", "/etc/kubernetes/audit"])
+            .unwrap();
+        std::fs::write(
+            m1.path(policy),
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n",
+        )
+        .unwrap();
         let manifest = m1.path("/etc/kubernetes/manifests/kube-apiserver.yaml");
         let text = std::fs::read_to_string(&manifest).unwrap();
         let text = text.replacen(
@@ -565,27 +866,52 @@ mod masters {
         );
         assert!(text.contains("--audit-policy-file"), "{text}");
         std::fs::write(&manifest, text).unwrap();
-        let extras = CpOp::SyncApiserverExtras { from: "m1".into(), node: "m2".into() };
+        let extras = CpOp::SyncApiserverExtras {
+            from: "m1".into(),
+            node: "m2".into(),
+        };
         once(&mut cp, &extras);
         assert_eq!(
             std::fs::read(lab.host("m2").path(policy)).unwrap(),
             std::fs::read(m1.path(policy)).unwrap()
         );
-        assert!(std::fs::read_to_string(lab.host("m2").path("/etc/kubernetes/manifests/kube-apiserver.yaml")).unwrap().contains("--audit-policy-file"));
-        assert!(cp.is_done(&CpOp::ProbeApiserver { node: "m2".into(), address: m2_addr, port: 6443 }).unwrap());
+        assert!(
+            std::fs::read_to_string(
+                lab.host("m2")
+                    .path("/etc/kubernetes/manifests/kube-apiserver.yaml")
+            )
+            .unwrap()
+            .contains("--audit-policy-file")
+        );
+        assert!(
+            cp.is_done(&CpOp::ProbeApiserver {
+                node: "m2".into(),
+                address: m2_addr,
+                port: 6443
+            })
+            .unwrap()
+        );
 
         // A new apiserver that does not answer /readyz directly blocks; a
         // template that joined as a worker by itself is refused.
         lab.add_blank_host("m3", M3).unwrap();
         let m3_addr: IpAddr = lab.addr("m3").into();
         let e = cp
-            .is_done(&CpOp::ProbeApiserver { node: "m3".into(), address: m3_addr, port: 6443 })
+            .is_done(&CpOp::ProbeApiserver {
+                node: "m3".into(),
+                address: m3_addr,
+                port: 6443,
+            })
             .unwrap_err()
             .to_string();
         assert!(e.contains("does not answer /readyz"), "{e}");
         let join = lab.worker_join_command().unwrap();
-        lab.run_secret("m3", &join, Duration::from_secs(120)).unwrap();
-        let e = cp.is_done(&CpOp::VerifyNotJoined { node: "m3".into() }).unwrap_err().to_string();
+        lab.run_secret("m3", &join, Duration::from_secs(120))
+            .unwrap();
+        let e = cp
+            .is_done(&CpOp::VerifyNotJoined { node: "m3".into() })
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("joined the cluster by itself"), "{e}");
 
         // The rollback of the join: member removed by id, Node gone.

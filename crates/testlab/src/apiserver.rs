@@ -242,6 +242,43 @@ impl Store {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The Eviction API (`POST .../pods/NAME/eviction`): delete the pod
+    /// unless a PodDisruptionBudget of its namespace that selects it allows
+    /// no disruption (then 429, the Kubernetes message); an allowed
+    /// eviction uses one of the budget's `status.disruptionsAllowed`, as
+    /// the disruption controller would account for it.
+    pub fn evict(&self, ns: &str, name: &str) -> Result<Value, ApiError> {
+        let pods = resource("", "v1", "pods").expect("pods are served");
+        let pdbs = resource("policy", "v1", "poddisruptionbudgets").expect("pdbs are served");
+        let pod = self.get(pods, ns, name)?;
+        let labels = labels_of(&pod);
+        let list = self.list(pdbs, Some(ns), None, None)?;
+        let mut budgets = Vec::new();
+        for pdb in list["items"].as_array().into_iter().flatten() {
+            if selector_matches(&pdb["spec"]["selector"], &labels) {
+                if pdb["status"]["disruptionsAllowed"].as_i64().unwrap_or(0) < 1 {
+                    return Err(ApiError::new(
+                        429,
+                        "TooManyRequests",
+                        "Cannot evict pod as it would violate the pod's disruption budget.",
+                    ));
+                }
+                budgets.push(pdb.clone());
+            }
+        }
+        for mut pdb in budgets {
+            let n = pdb["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
+            pdb["status"]["disruptionsAllowed"] = json!(n - 1);
+            let pname = meta(&pdb, "name").unwrap_or_default();
+            self.update(pdbs, ns, &pname, pdb)?;
+        }
+        self.remove(pods, ns, name)
+            .ok_or_else(|| not_found(pods, name))?;
+        Ok(
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        )
+    }
+
     /// Create an object (`apiVersion` and `kind` pick the resource).
     pub fn create(&self, obj: Value) -> Result<Value, ApiError> {
         let r = resource_of(&obj)?;
@@ -498,6 +535,35 @@ fn not_found(r: &Resource, name: &str) -> ApiError {
 
 fn bad_request(r: &Resource, e: &str) -> ApiError {
     ApiError::new(400, "BadRequest", format!("invalid {} object: {e}", r.kind))
+}
+
+/// Whether a `LabelSelector` object (`matchLabels`, `matchExpressions`)
+/// selects `labels`; an empty or missing selector selects everything.
+fn selector_matches(sel: &Value, labels: &Map<String, Value>) -> bool {
+    let ml = sel["matchLabels"].as_object().cloned().unwrap_or_default();
+    let labels_ok = ml.iter().all(|(k, v)| labels.get(k) == Some(v));
+    let exprs_ok = sel["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            let key = e["key"].as_str().unwrap_or("");
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let have = labels.get(key).and_then(Value::as_str);
+            match e["operator"].as_str().unwrap_or("") {
+                "In" => have.is_some_and(|h| values.contains(&h)),
+                "NotIn" => have.is_none_or(|h| !values.contains(&h)),
+                "Exists" => have.is_some(),
+                "DoesNotExist" => have.is_none(),
+                _ => false,
+            }
+        });
+    labels_ok && exprs_ok
 }
 
 /// `metadata.labels` of an object.
@@ -825,6 +891,22 @@ async fn handle(
             ));
         }
     };
+    // The Eviction API: the pods/eviction subresource.
+    if group.is_empty()
+        && let ["namespaces", ns, "pods", name, "eviction"] = rest
+    {
+        if method != Method::POST {
+            return err_response(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                format!("{method} is not supported on pods/eviction"),
+            ));
+        }
+        return match ctx.store.evict(ns, name) {
+            Ok(v) => json_response(201, &v),
+            Err(e) => err_response(e),
+        };
+    }
     // rest: [plural] [plural,name] [namespaces,ns,plural] [namespaces,ns,plural,name]
     let (ns, plural, name): (Option<&str>, &str, Option<&str>) = match rest {
         [p] => (None, p, None),

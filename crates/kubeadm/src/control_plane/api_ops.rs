@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret as KubeSecret, Taint};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret as KubeSecret, Taint};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use ssh::Cmd;
 use tokio::time::timeout_at;
@@ -225,6 +225,89 @@ impl KubeadmControlPlane {
         Err(CpError::Refused(format!(
             "Node {node} kept changing while hacli tainted it (5 conflicts): try again"
         )))
+    }
+
+    /// Cordon `node`, then evict its pods through the Eviction API, which
+    /// honours PodDisruptionBudgets (DaemonSet and mirror pods stay, as
+    /// `kubectl drain --ignore-daemonsets` leaves them). A refused
+    /// eviction (429) is retried until
+    /// [`super::ControlPlaneOptions::drain_timeout`]; then the drain gives
+    /// up, naming the pods still blocked.
+    pub async fn drain(&self, node: &str) -> Result<(), CpError> {
+        let nodes: Api<Node> = Api::all(self.kube.clone());
+        let cordon = json!({"spec": {"unschedulable": true}});
+        self.kube_call(
+            format!("cordon Node {node}"),
+            nodes.patch(node, &PatchParams::default(), &Patch::Merge(&cordon)),
+        )
+        .await?;
+        let pods: Api<Pod> = Api::all(self.kube.clone());
+        let until = tokio::time::Instant::now() + self.opts.drain_timeout;
+        loop {
+            let list = self
+                .kube_call(
+                    format!("list Pods on {node}"),
+                    pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))),
+                )
+                .await?;
+            let evictable: Vec<(String, String)> = list
+                .items
+                .iter()
+                .filter(|p| {
+                    let m = &p.metadata;
+                    let daemon = m
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.kind == "DaemonSet");
+                    let mirror = m
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+                    let finished = p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.phase.as_deref())
+                        .is_some_and(|ph| ph == "Succeeded" || ph == "Failed");
+                    !daemon && !mirror && !finished
+                })
+                .map(|p| {
+                    (
+                        p.metadata.namespace.clone().unwrap_or_default(),
+                        p.metadata.name.clone().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            if evictable.is_empty() {
+                return Ok(());
+            }
+            let mut blocked = Vec::new();
+            for (ns, name) in &evictable {
+                let api: Api<Pod> = Api::namespaced(self.kube.clone(), ns);
+                match timeout_at(self.until(), api.evict(name, &EvictParams::default())).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(kube::Error::Api(e))) if e.code == 404 => {}
+                    Ok(Err(kube::Error::Api(e))) if e.code == 429 => {
+                        blocked.push(format!("{ns}/{name}"));
+                    }
+                    Ok(Err(e)) => return Err(CpError::kube(format!("evict Pod {ns}/{name}"), e)),
+                    Err(_) => {
+                        return Err(CpError::Timeout {
+                            what: format!("Kubernetes API: evict Pod {ns}/{name}"),
+                            deadline: self.opts.timeout,
+                        });
+                    }
+                }
+            }
+            if !blocked.is_empty() && tokio::time::Instant::now() >= until {
+                return Err(CpError::Refused(format!(
+                    "drain {node}: PodDisruptionBudgets still forbid evicting {} after {:?}: scale those workloads or relax their budgets, then run again",
+                    blocked.join(", "),
+                    self.opts.drain_timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     pub(crate) async fn delete_node(&self, node: &str) -> Result<(), CpError> {

@@ -98,7 +98,11 @@ pub fn extras_diff(from: &Value, node: &Value) -> ExtrasDiff {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|v| v["name"].as_str().is_some_and(|n| !have_vols.iter().any(|h| h == n)))
+        .filter(|v| {
+            v["name"]
+                .as_str()
+                .is_some_and(|n| !have_vols.iter().any(|h| h == n))
+        })
         .cloned()
         .collect();
     let have_mounts = names(&node["spec"]["containers"][0]["volumeMounts"]);
@@ -106,7 +110,11 @@ pub fn extras_diff(from: &Value, node: &Value) -> ExtrasDiff {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|v| v["name"].as_str().is_some_and(|n| !have_mounts.iter().any(|h| h == n)))
+        .filter(|v| {
+            v["name"]
+                .as_str()
+                .is_some_and(|n| !have_mounts.iter().any(|h| h == n))
+        })
         .cloned()
         .collect();
     ExtrasDiff {
@@ -164,8 +172,7 @@ fn pinned_to(spec: Option<&PodSpec>, node: &str) -> bool {
     if s.node_name.as_deref() == Some(node) {
         return true;
     }
-    if s
-        .node_selector
+    if s.node_selector
         .as_ref()
         .and_then(|m| m.get("kubernetes.io/hostname"))
         .is_some_and(|h| h == node)
@@ -175,7 +182,10 @@ fn pinned_to(spec: Option<&PodSpec>, node: &str) -> bool {
     s.affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .is_some_and(|r| {
             r.node_selector_terms.iter().any(|t| {
                 t.match_expressions.iter().flatten().any(|e| {
@@ -188,9 +198,18 @@ fn pinned_to(spec: Option<&PodSpec>, node: &str) -> bool {
 }
 
 impl KubeadmControlPlane {
-    async fn version_of(&self, node: &str, program: &str, args: &[&str]) -> Result<String, CpError> {
+    async fn version_of(
+        &self,
+        node: &str,
+        program: &str,
+        args: &[&str],
+    ) -> Result<String, CpError> {
         let out = self
-            .run(node, &Cmd::new(program).args(args.iter().copied()), self.opts.timeout)
+            .run(
+                node,
+                &Cmd::new(program).args(args.iter().copied()),
+                self.opts.timeout,
+            )
             .await?;
         version_word(&out.stdout_str()).ok_or_else(|| CpError::Protocol {
             what: format!("{node}: {program} {}", args.join(" ")),
@@ -252,21 +271,34 @@ impl KubeadmControlPlane {
     }
 
     async fn sha256(&self, node: &str, path: &str) -> Result<Option<String>, CpError> {
-        let cmd = Cmd::shell(r#"if [ -e "$1" ]; then sha256sum -- "$1"; else exit 3; fi"#).arg(path);
+        let cmd =
+            Cmd::shell(r#"if [ -e "$1" ]; then sha256sum -- "$1"; else exit 3; fi"#).arg(path);
         let out = self.run_raw(node, &cmd, self.opts.timeout).await?;
         Ok(out
             .success()
-            .then(|| out.stdout_str().split_whitespace().next().map(str::to_string))
+            .then(|| {
+                out.stdout_str()
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_string)
+            })
             .flatten())
     }
 
     /// The files `from`'s flags name that `node` lacks or has different.
-    async fn files_to_copy(&self, from: &Value, node: &str, src: &str) -> Result<Vec<String>, CpError> {
+    async fn files_to_copy(
+        &self,
+        from: &Value,
+        node: &str,
+        src: &str,
+    ) -> Result<Vec<String>, CpError> {
         let mut out = Vec::new();
         for (k, v) in apiserver_flags(from) {
             if FILE_FLAGS.contains(&k.as_str()) && !v.is_empty() {
                 let want = self.sha256(src, &v).await?.ok_or_else(|| {
-                    CpError::Refused(format!("{src}: --{k} names {v}, which does not exist there"))
+                    CpError::Refused(format!(
+                        "{src}: --{k} names {v}, which does not exist there"
+                    ))
                 })?;
                 if self.sha256(node, &v).await? != Some(want) {
                     out.push(v);
@@ -299,8 +331,12 @@ impl KubeadmControlPlane {
                     .parent()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "/".into());
-                self.run(node, &Cmd::new("mkdir").args(["-p", "-m", "700", "--"]).arg(dir), self.opts.timeout)
-                    .await?;
+                self.run(
+                    node,
+                    &Cmd::new("mkdir").args(["-p", "-m", "700", "--"]).arg(dir),
+                    self.opts.timeout,
+                )
+                .await?;
             }
         }
         let (_, n) = self.manifest(node).await?;
@@ -378,19 +414,22 @@ impl KubeadmControlPlane {
                 api.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))),
             )
             .await?;
-        Ok(
-            ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
-                .iter()
-                .filter(|p| {
-                    let name = format!("{p}-{node}");
-                    !pods.items.iter().any(|pod| {
-                        pod.metadata.name.as_deref() == Some(&name)
-                            && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                    })
-                })
-                .map(|p| p.to_string())
-                .collect(),
-        )
+        Ok([
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ]
+        .iter()
+        .filter(|p| {
+            let name = format!("{p}-{node}");
+            !pods.items.iter().any(|pod| {
+                pod.metadata.name.as_deref() == Some(&name)
+                    && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            })
+        })
+        .map(|p| p.to_string())
+        .collect())
     }
 
     pub(crate) async fn verify_not_joined(&self, node: &str) -> Result<bool, CpError> {
@@ -474,15 +513,25 @@ mod tests {
             &["k8s-certs", "audit"],
         );
         let node = manifest(
-            &["kube-apiserver", "--advertise-address=10.0.0.12", "--oidc-issuer-url=https://old"],
+            &[
+                "kube-apiserver",
+                "--advertise-address=10.0.0.12",
+                "--oidc-issuer-url=https://old",
+            ],
             &["k8s-certs"],
         );
         let d = extras_diff(&from, &node);
         assert_eq!(
             d.flags,
             [
-                ("audit-policy-file".into(), "/etc/kubernetes/audit/policy.yaml".into()),
-                ("audit-log-path".into(), "/var/log/kubernetes/audit.log".into()),
+                (
+                    "audit-policy-file".into(),
+                    "/etc/kubernetes/audit/policy.yaml".into()
+                ),
+                (
+                    "audit-log-path".into(),
+                    "/var/log/kubernetes/audit.log".into()
+                ),
                 ("oidc-issuer-url".into(), "https://idp".into()),
             ]
         );
@@ -498,7 +547,10 @@ mod tests {
     #[test]
     fn versions_are_read_from_each_tool() {
         assert_eq!(version_word("v1.32.0\n").as_deref(), Some("1.32.0"));
-        assert_eq!(version_word("Kubernetes v1.32.0\n").as_deref(), Some("1.32.0"));
+        assert_eq!(
+            version_word("Kubernetes v1.32.0\n").as_deref(),
+            Some("1.32.0")
+        );
         assert_eq!(
             version_word("containerd github.com/containerd/containerd v1.7.22 7f7fdf5fed64eb6a7caf99b3e12efcf9d60e311c\n").as_deref(),
             Some("1.7.22")

@@ -152,6 +152,9 @@ pub struct ControlPlaneOptions {
     pub join_timeout: Duration,
     /// How long a check waits for its condition before it answers false.
     pub check_wait: Duration,
+    /// How long a drain retries evictions a PodDisruptionBudget refuses
+    /// before it gives up, naming the pods.
+    pub drain_timeout: Duration,
     /// How long a renewed apiserver certificate may take to be served
     /// (the apiserver reloads it from disk) before the static pod is
     /// restarted as a fallback.
@@ -207,6 +210,7 @@ impl Default for ControlPlaneOptions {
             timeout: Duration::from_secs(30),
             join_timeout: Duration::from_secs(600),
             check_wait: Duration::from_secs(120),
+            drain_timeout: Duration::from_secs(300),
             cert_reload_bound: Duration::from_secs(90),
             apiserver_port: None,
             primary: None,

@@ -240,7 +240,9 @@ impl KubeadmControlPlane {
     }
 
     pub(crate) async fn set_kubelet_server(&self, node: &str, server: &str) -> Result<(), CpError> {
-        let changed = self.set_kubeconfig_server(node, KUBELET_CONF, server).await?;
+        let changed = self
+            .set_kubeconfig_server(node, KUBELET_CONF, server)
+            .await?;
         if changed || !self.node_ready(node).await.unwrap_or(false) {
             self.run(
                 node,
@@ -257,7 +259,9 @@ impl KubeadmControlPlane {
             }
             if Instant::now() >= until {
                 return Err(CpError::Timeout {
-                    what: format!("{node}: Node Ready after kubelet restarted with server {server}"),
+                    what: format!(
+                        "{node}: Node Ready after kubelet restarted with server {server}"
+                    ),
                     deadline: self.opts.timeout.max(Duration::from_secs(60)),
                 });
             }
@@ -342,7 +346,11 @@ impl KubeadmControlPlane {
         Ok(file.is_some() && file == served)
     }
 
-    pub(crate) async fn cert_is_renewed(&self, node: &str, sans: &[String]) -> Result<bool, CpError> {
+    pub(crate) async fn cert_is_renewed(
+        &self,
+        node: &str,
+        sans: &[String],
+    ) -> Result<bool, CpError> {
         let Some(have) = self.file_sans(node, APISERVER_CRT).await? else {
             return Ok(false);
         };
@@ -424,13 +432,13 @@ impl KubeadmControlPlane {
                 self.opts.timeout.max(Duration::from_secs(60)),
             )
             .await?;
-            let got = self
-                .file_sans(node, APISERVER_CRT)
-                .await?
-                .ok_or_else(|| CpError::Protocol {
-                    what: format!("{node}: kubeadm init phase certs apiserver"),
-                    detail: format!("{APISERVER_CRT} was not written"),
-                })?;
+            let got =
+                self.file_sans(node, APISERVER_CRT)
+                    .await?
+                    .ok_or_else(|| CpError::Protocol {
+                        what: format!("{node}: kubeadm init phase certs apiserver"),
+                        detail: format!("{APISERVER_CRT} was not written"),
+                    })?;
             let missing = missing_sans(&got, sans);
             if !missing.is_empty() {
                 return Err(CpError::Protocol {
@@ -495,10 +503,7 @@ impl KubeadmControlPlane {
             if !self.kubeconfig_server_is(n, KUBELET_CONF, server).await? {
                 return Ok(false);
             }
-            let master = self
-                .topology
-                .node(n)
-                .is_some_and(|x| x.is_control_plane());
+            let master = self.topology.node(n).is_some_and(|x| x.is_control_plane());
             if master && !self.admin_conf_is(n, server).await? {
                 return Ok(false);
             }
@@ -608,6 +613,9 @@ impl KubeadmControlPlane {
     }
 
     pub(crate) async fn reset(&self, node: &str) -> Result<(), CpError> {
+        if self.node_exists(node).await? {
+            self.drain(node).await?;
+        }
         match self.session(node).await {
             Ok(_) => {
                 let has_files = self.exists_remote(node, KUBELET_CONF).await?
@@ -624,7 +632,10 @@ impl KubeadmControlPlane {
                 }
             }
             Err(CpError::Ssh(e))
-                if matches!(*e, ssh::SshError::Connect { .. } | ssh::SshError::Timeout { .. }) =>
+                if matches!(
+                    *e,
+                    ssh::SshError::Connect { .. } | ssh::SshError::Timeout { .. }
+                ) =>
             {
                 self.notice(&format!(
                     "{node}: not reachable over SSH ({e}): skipping `kubeadm reset -f`; removing its etcd member and Node"
@@ -690,12 +701,18 @@ mod tests {
     fn openssl_sans_are_parsed_and_compared() {
         let out = "X509v3 Subject Alternative Name: \n    DNS:k8s-api.lab.lan, DNS:Kubernetes, IP Address:10.96.0.1, IP Address:FD00:0:0:0:0:0:0:1\n";
         let sans = parse_openssl_sans(out);
-        assert_eq!(sans, ["k8s-api.lab.lan", "kubernetes", "10.96.0.1", "fd00::1"]);
+        assert_eq!(
+            sans,
+            ["k8s-api.lab.lan", "kubernetes", "10.96.0.1", "fd00::1"]
+        );
         let want: Vec<String> = ["K8S-API.lab.lan", "fd00::1", "10.0.0.10"]
             .map(String::from)
             .to_vec();
         assert_eq!(missing_sans(&sans, &want), ["10.0.0.10"]);
-        assert_eq!(backup_path(APISERVER_CRT), "/etc/kubernetes/hacli-backup/etc_kubernetes_pki_apiserver.crt");
+        assert_eq!(
+            backup_path(APISERVER_CRT),
+            "/etc/kubernetes/hacli-backup/etc_kubernetes_pki_apiserver.crt"
+        );
         assert_eq!(
             fingerprint_of("sha256 Fingerprint=ab:CD:01\n").as_deref(),
             Some("AB:CD:01")
