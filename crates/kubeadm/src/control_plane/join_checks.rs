@@ -363,6 +363,11 @@ impl KubeadmControlPlane {
     /// One `/readyz` on `address:port`, verified with the cluster CA: Ok
     /// when it answers 200 `ok`, else what it answered.
     pub async fn readyz(&self, address: IpAddr, port: u16) -> Result<(), String> {
+        if self.cluster_ca.is_empty() {
+            return Err(
+                "the kubeconfig names no cluster CA (certificate-authority or certificate-authority-data): hacli cannot verify an apiserver directly".into(),
+            );
+        }
         let mut b = reqwest::Client::builder()
             .tls_built_in_root_certs(false)
             .timeout(self.opts.timeout.min(std::time::Duration::from_secs(5)));
