@@ -35,10 +35,9 @@ fn inventory(client_public: &str) -> Inventory {
     let mut template = PveVm::new(TEMPLATE, "debian-12-k8s", "pve", false, 2, 2);
     template.template = true;
     template.disk_gib = 8;
-    template.config.insert(
-        "sshkeys".into(),
-        percent_encode(client_public.trim()),
-    );
+    template
+        .config
+        .insert("sshkeys".into(), percent_encode(client_public.trim()));
     template.config.insert("ciuser".into(), "root".into());
     vms.push(template);
     Inventory {
@@ -111,9 +110,18 @@ fn apply_backend_live_migrates_the_seed_to_three_masters_behind_the_vip() {
         return;
     };
     let dir = lab.dir().to_path_buf();
-    lab.add_load_balancer(&[]).expect("the load-balancer host starts");
+    lab.add_load_balancer(&[])
+        .expect("the load-balancer host starts");
     let lb_addr: IpAddr = lab.addr("lb").into();
     let vip: IpAddr = lab.vip().into();
+    // The VIP does not exist before the migration: the plan creates it.
+    lab.host("lb")
+        .exec_ok(&[
+            "sh",
+            "-c",
+            &format!("ip -o addr show | awk '/ {vip}\\//{{print $2}}' | while read d; do ip addr del {vip}/32 dev $d; done; ! ip -o addr show | grep -q ' {vip}/'"),
+        ])
+        .expect("the VIP is taken off the load-balancer host");
 
     // Proxmox: its clones of the template become lab hosts provisioned
     // like the lab's nodes (stand-ins, lab configuration).
@@ -164,7 +172,15 @@ nodes:
         lab.client_key().display(),
         known_hosts.display()
     );
-    write(&to, &lab.topology_yaml(&extra));
+    // Health checks every second: the apiserver stand-ins (Python, a read
+    // from etcd per /readyz) answer slower than the lab's 200 ms default on
+    // a loaded 2-core machine, and a check that times out flaps the server.
+    let to_text = lab.topology_yaml(&extra).replace(
+        "interval: 200ms, fall: 2, rise: 1",
+        "interval: 1s, fall: 3, rise: 2",
+    );
+    assert!(to_text.contains("interval: 1s"), "{to_text}");
+    write(&to, &to_text);
 
     let plan = dir.join("plan.json");
     let out = hacli()
@@ -173,6 +189,8 @@ nodes:
         .arg("--to")
         .arg(&to)
         .args(["--template", &TEMPLATE.to_string(), "-o", "json"])
+        .env("PROXMOX_VE_API_TOKEN", pve.api_token())
+        .env_remove("PROXMOX_VE_ENDPOINT")
         .output()
         .unwrap();
     assert!(
@@ -273,8 +291,11 @@ nodes:
     println!("{log}");
     assert!(
         status.success(),
-        "apply did not complete: {stdout}\n{stderr}\n{}",
-        lab.log("m2", "kubeadm.log", 40)
+        "apply did not complete: {stdout}\n{stderr}\nhaproxy.cfg:\n{}\nshow stat:\n{}",
+        lab.host("lb")
+            .exec_ok(&["cat", "/etc/haproxy/haproxy.cfg"])
+            .unwrap_or_default(),
+        runtime_api(lb_addr, "show stat"),
     );
     assert_eq!(v["outcome"], "completed", "{stdout}");
 

@@ -150,9 +150,11 @@ impl Traffic {
             None
         };
         let shared = match t.connections {
-            Connections::KeepAlive => {
-                Some(crate::client_and_version(config.clone(), tls.clone()).map_err(kube_error)?.0)
-            }
+            Connections::KeepAlive => Some(
+                crate::client_and_version(config.clone(), tls.clone())
+                    .map_err(kube_error)?
+                    .0,
+            ),
             Connections::Fresh => None,
         };
         let stop = Arc::new(AtomicBool::new(false));

@@ -148,6 +148,29 @@ impl KubeadmControlPlane {
         Ok(self.get_node(node).await?.as_ref().is_some_and(is_ready))
     }
 
+    /// The node is Ready by a heartbeat newer than `since` (a kubelet
+    /// restarted at `since` has reported again; an older Ready is the
+    /// status from before the restart).
+    pub(crate) async fn node_ready_since(
+        &self,
+        node: &str,
+        since: jiff::Timestamp,
+    ) -> Result<bool, CpError> {
+        let Some(n) = self.get_node(node).await? else {
+            return Ok(false);
+        };
+        let fresh = n
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == "Ready")
+            .and_then(|c| c.last_heartbeat_time.as_ref())
+            .is_some_and(|t| t.0.timestamp() > since.as_second());
+        Ok(fresh && is_ready(&n))
+    }
+
     /// Every listed master is registered, Ready and labelled control-plane.
     pub(crate) async fn nodes_ready(&self, nodes: &[String]) -> Result<bool, CpError> {
         for n in nodes {

@@ -243,7 +243,9 @@ impl KubeadmControlPlane {
         let changed = self
             .set_kubeconfig_server(node, KUBELET_CONF, server)
             .await?;
+        let mut restarted = None;
         if changed || !self.node_ready(node).await.unwrap_or(false) {
+            restarted = Some(jiff::Timestamp::now());
             self.run(
                 node,
                 &Cmd::new("systemctl").arg("restart").arg("kubelet"),
@@ -251,10 +253,16 @@ impl KubeadmControlPlane {
             )
             .await?;
         }
-        // kubelet reports through the new server: the node is Ready again.
+        // kubelet reports through the new server: the node is Ready again,
+        // by a heartbeat sent after the restart (the Ready from before it
+        // says nothing about the new server).
         let until = Instant::now() + self.opts.timeout.max(Duration::from_secs(60));
         loop {
-            if self.node_ready(node).await.unwrap_or(false) {
+            let ready = match restarted {
+                Some(t) => self.node_ready_since(node, t).await,
+                None => self.node_ready(node).await,
+            };
+            if ready.unwrap_or(false) {
                 return Ok(());
             }
             if Instant::now() >= until {

@@ -199,7 +199,7 @@ impl CfgFile {
                                         ""
                                     }
                                     .into(),
-                                    advanced: rest.join(" "),
+                                    advanced: advanced_of(rest),
                                 });
                             }
                             _ => {}
@@ -360,6 +360,23 @@ impl CfgFile {
         *self = CfgFile::parse(&self.text()).map_err(LbError::Refused)?;
         Ok(true)
     }
+}
+
+/// A server line's options less those [`render_server`] writes itself
+/// (`check`, `check-ssl`, `verify none`, `disabled`): what a reader of the
+/// pool copies to a new server as its `advanced` options.
+fn advanced_of(rest: &[&str]) -> String {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i] {
+            "check" | "check-ssl" | "disabled" => {}
+            "verify" if rest.get(i + 1) == Some(&"none") => i += 1,
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    out.join(" ")
 }
 
 fn s(v: &Value) -> String {
@@ -628,6 +645,28 @@ impl LinuxHaproxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_server_does_not_repeat_its_siblings_check_options() {
+        assert_eq!(
+            advanced_of(&[
+                "check",
+                "check-ssl",
+                "verify",
+                "none",
+                "fall",
+                "3",
+                "rise",
+                "2"
+            ]),
+            "fall 3 rise 2"
+        );
+        assert_eq!(advanced_of(&["send-proxy-v2", "disabled"]), "send-proxy-v2");
+        assert_eq!(
+            advanced_of(&["verify", "required", "ca-file", "/x"]),
+            "verify required ca-file /x"
+        );
+    }
     use crate::lb::model::OURS;
     use serde_json::json;
 
