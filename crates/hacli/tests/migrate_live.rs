@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use testlab::cluster::{ClusterLab, M1, W1, W2};
+use testlab::cluster::{ClusterLab, M1, M2, M3, W1, W2};
 use testlab::proxmox::{Inventory, ProxmoxLab, PveNode, PveOptions, PveVm};
 
 const TEMPLATE: u32 = 9000;
@@ -97,6 +97,28 @@ fn pool_status(lb: IpAddr) -> Vec<(String, String)> {
         .filter(|f| f[sv] != "BACKEND" && f[sv] != "FRONTEND")
         .map(|f| (f[sv].to_string(), f[st].to_string()))
         .collect()
+}
+
+/// Run `cmd` on the host at `addr` over SSH (the Proxmox clones are not the
+/// cluster lab's own hosts), host keys checked.
+fn ssh(key: &Path, known_hosts: &Path, addr: IpAddr, cmd: &str) -> String {
+    let out = Command::new("ssh")
+        .arg("-i")
+        .arg(key)
+        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args(["-o", "ConnectTimeout=5"])
+        .arg(format!("root@{addr}"))
+        .arg(cmd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ssh {addr} {cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn write(path: &Path, text: &str) {
@@ -309,7 +331,7 @@ nodes:
     );
     assert!(members.iter().all(|m| !m.is_learner), "{members:?}");
     let learners = seen_learner.lock().unwrap().clone();
-    for k in [12u8, 13] {
+    for k in [M2, M3] {
         let peer = format!("https://{}:2380", a(k));
         assert!(
             learners.contains(&peer),
@@ -329,29 +351,28 @@ nodes:
     // Every kubelet.conf names the VIP; every apiserver certificate carries
     // the SANs, as openssl on each host reads it.
     let server = format!("https://{vip}:6443");
+    let on = |n: &str, cmd: &str| {
+        let k = match n {
+            "m1" => M1,
+            "m2" => M2,
+            "m3" => M3,
+            "w1" => W1,
+            _ => W2,
+        };
+        ssh(lab.client_key(), &known_hosts, a(k).into(), cmd)
+    };
     for n in ["m1", "m2", "m3", "w1", "w2"] {
-        let text = lab
-            .host(n)
-            .exec_ok(&["cat", "/etc/kubernetes/kubelet.conf"])
-            .unwrap();
+        let text = on(n, "cat /etc/kubernetes/kubelet.conf");
         assert!(
             text.contains(&format!("server: {server}")),
             "{n}'s kubelet.conf: {text}"
         );
     }
     for n in ["m1", "m2", "m3"] {
-        let sans = lab
-            .host(n)
-            .exec_ok(&[
-                "openssl",
-                "x509",
-                "-in",
-                "/etc/kubernetes/pki/apiserver.crt",
-                "-noout",
-                "-ext",
-                "subjectAltName",
-            ])
-            .unwrap();
+        let sans = on(
+            n,
+            "openssl x509 -in /etc/kubernetes/pki/apiserver.crt -noout -ext subjectAltName",
+        );
         assert!(sans.contains(&format!("IP Address:{vip}")), "{n}: {sans}");
         assert!(sans.contains("DNS:k8s-api.testlab.lan"), "{n}: {sans}");
     }

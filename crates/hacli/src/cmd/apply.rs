@@ -250,17 +250,26 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             .expect("valid template")
             .progress_chars("=> "),
     );
+    // The bar draws only on a terminal; in a pipeline's log every event is
+    // a line on stderr.
+    let say = |line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
     let mut on_event = |e: Event| match e {
         Event::Step { index, id, .. } => {
             bar.set_position(index as u64);
             bar.set_message(id);
         }
-        Event::Skipped { id, why } => bar.println(format!("skip {id}: {why}")),
-        Event::WouldApply { id } => bar.println(format!("would apply {id}")),
-        Event::Done { id } => bar.println(format!("done {id}")),
-        Event::CertificateKey => bar.println("uploaded a fresh certificate key"),
-        Event::Failed { id, error } => bar.println(format!("FAILED {id}: {error}")),
-        Event::RollingBack { id } => bar.println(format!("rolling back {id}")),
+        Event::Skipped { id, why } => say(format!("skip {id}: {why}")),
+        Event::WouldApply { id } => say(format!("would apply {id}")),
+        Event::Done { id } => say(format!("done {id}")),
+        Event::CertificateKey => say("uploaded a fresh certificate key".into()),
+        Event::Failed { id, error } => say(format!("FAILED {id}: {error}")),
+        Event::RollingBack { id } => say(format!("rolling back {id}")),
     };
     let result = match a.backend {
         Backend::Simulated => {
@@ -282,7 +291,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                 }),
                 LbBackendKind::Live => {
                     let mut live = live_lb(&plan, a.accept_new_host_key)?;
-                    bar.println(format!("load balancer: {}", live.describe()));
+                    say(format!("load balancer: {}", live.describe()));
                     let mut lb = Mirrored {
                         live: &mut live,
                         sim: SimHandle(sim.clone()),
@@ -317,7 +326,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             }
             let mut hv = live_hypervisor(&plan, &a.proxmox)?;
             let mut lb = live_lb(&plan, a.accept_new_host_key)?;
-            bar.println(format!("load balancer: {}", lb.describe()));
+            say(format!("load balancer: {}", lb.describe()));
             let mut cp = kubeadm::control_plane::KubeadmControlPlane::from_topology(
                 &plan.to,
                 &a.cluster.control_plane(a.accept_new_host_key),
