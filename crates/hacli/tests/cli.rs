@@ -480,6 +480,8 @@ fn plan_simulate_apply_end_to_end() {
         "cutover/external/woodpecker",
         "--confirm",
         "cutover/external/dev-vm",
+        "--confirm",
+        "verify/pinned-workloads/k8s-master",
     ]);
     assert_eq!(
         done.status.code(),

@@ -438,10 +438,13 @@ impl Hypervisor for SimulatedCluster {
                 (format!("start {vmid}"), 120)
             }
             HvOp::DeleteVm { vmid, .. } => {
-                if let Some(vm) = self.vms.remove(vmid)
-                    && let Some(a) = self.node_address(&vm.name)
-                {
-                    self.addresses_in_use.remove(&a);
+                if let Some(vm) = self.vms.remove(vmid) {
+                    // Its files go with its disk; a Node object it
+                    // registered stays in the API.
+                    self.kubelet_server.remove(&vm.name);
+                    if let Some(a) = self.node_address(&vm.name) {
+                        self.addresses_in_use.remove(&a);
+                    }
                 }
                 (format!("delete {vmid}"), 30)
             }

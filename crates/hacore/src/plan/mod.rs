@@ -19,11 +19,11 @@
 //! | `preflight` | the free addresses, etcd and VM snapshots |
 //! | `endpoint` | the `controlPlaneEndpoint` and apiserver SAN retrofit |
 //! | `load_balancer` | the VIP, DNS name, pool and frontend |
-//! | `provision` | a VM per new master |
+//! | `provision` | a VM per new master, checked: not joined by itself, the master's versions |
 //! | `join_material` | the certificate key (and its renewal before a join) |
-//! | `joins` | each new master's join, one at a time |
+//! | `joins` | each new master's join, one at a time, checked before the pool gets it |
 //! | `cutover` | every client moved to the VIP |
-//! | `verify` | the end state checked |
+//! | `verify` | the end state checked; the jobs pinned to the old master reviewed |
 //!
 //! `render` writes a plan for people (markdown and text).
 
