@@ -101,13 +101,19 @@ fn example_plan_follows_the_kubeadm_order() {
     for w in order.windows(2) {
         assert!(pos(w[0]) < pos(w[1]), "{} must come before {}", w[0], w[1]);
     }
-    // The single master's apiserver restart is the one stated outage.
-    let outages: Vec<&str> = plan
-        .steps()
-        .filter(|(_, s)| s.outage.as_ref().is_some_and(|o| !o.up_to.0.is_zero()))
-        .map(|(_, s)| s.id.as_str())
-        .collect();
-    assert_eq!(outages, ["endpoint/apiserver-cert/k8s-master"]);
+    // No step declares an outage: the single master's apiserver reloads its
+    // new certificate; its restart is only the retrofit's fallback.
+    let outages = |f: fn(&hacore::plan::Outage) -> bool| -> Vec<&str> {
+        plan.steps()
+            .filter(|(_, s)| s.outage.as_ref().is_some_and(f))
+            .map(|(_, s)| s.id.as_str())
+            .collect()
+    };
+    assert!(outages(hacore::plan::Outage::is_declared).is_empty());
+    assert_eq!(
+        outages(hacore::plan::Outage::is_conditional),
+        ["endpoint/apiserver-cert/k8s-master"]
+    );
     // Every step that changes something can be undone, or is a snapshot/check/key upload.
     for (_, s) in plan.steps() {
         let irreversible = s.op.is_check()
@@ -260,8 +266,13 @@ fn simulation_finds_the_two_voter_window() {
     let plan = example_plan();
     let report = simulate(&plan, 1);
     assert!(report.critical.is_empty(), "{:?}", report.critical);
+    assert!(
+        report.planned_outages.is_empty(),
+        "{:?}",
+        report.planned_outages
+    );
     assert_eq!(
-        report.planned_outages,
+        report.conditional_outages,
         ["endpoint/apiserver-cert/k8s-master"]
     );
     let w = report
@@ -291,16 +302,28 @@ fn simulation_finds_the_two_voter_window() {
         "{:?}",
         report.after.examples
     );
-    // The single master's apiserver restart breaks the API with no failure at all: the plan says so.
+    // The single master's certificate is reloaded, not restarted: the API
+    // stays up (only losing that master breaks it, as before the plan).
     let renew = report
         .steps
         .iter()
         .find(|s| s.step == "endpoint/apiserver-cert/k8s-master")
         .unwrap();
+    assert_eq!(renew.min_breaking, Some(1), "{renew:?}");
+    // A plan written before the reload (its outage unconditional) is still
+    // simulated with the restart, as it says.
+    let mut old = plan.clone();
+    for p in &mut old.phases {
+        for s in &mut p.steps {
+            if let Some(o) = s.outage.as_mut() {
+                o.only_if = None;
+            }
+        }
+    }
+    let report = simulate(&old, 1);
     assert_eq!(
-        renew.min_breaking,
-        Some(0),
-        "the single master's apiserver restart is an outage"
+        report.planned_outages,
+        ["endpoint/apiserver-cert/k8s-master"]
     );
 }
 
@@ -900,4 +923,79 @@ fn a_missing_static_pod_stops_the_join() {
     let (_, step, _) = rolled_back_at(&out);
     assert_eq!(step, "join/k8s-master-2/static-pods");
     assert!(!sim.borrow().etcd.contains_key("k8s-master-2"));
+}
+
+#[test]
+fn the_retrofit_reloads_the_certificate_and_restarts_only_as_a_fallback() {
+    let plan = example_plan();
+    // The apiserver reloads the pair from disk: no restart.
+    let sim = fresh_sim(&plan);
+    let mut journal = MemJournal::default();
+    assert_eq!(run_to_end(&plan, &sim, &mut journal), Outcome::Completed);
+    {
+        let s = sim.borrow();
+        assert!(
+            s.apiserver_restarts.is_empty(),
+            "{:?}",
+            s.apiserver_restarts
+        );
+        assert!(
+            s.effects
+                .contains(&"renew apiserver cert on k8s-master, reloaded".to_string()),
+            "{:?}",
+            s.effects
+        );
+        assert!(s.apiserver_sans["k8s-master"].contains(&"10.0.20.99".to_string()));
+    }
+    // With the reload disabled, the step waits out the bound and restarts
+    // the apiserver once: the fallback the plan declares as conditional.
+    let sim = fresh_sim(&plan);
+    sim.borrow_mut().apiserver_reloads_cert = false;
+    let mut journal = MemJournal::default();
+    assert_eq!(run_to_end(&plan, &sim, &mut journal), Outcome::Completed);
+    let s = sim.borrow();
+    assert_eq!(s.apiserver_restarts.get("k8s-master"), Some(&1));
+    assert!(
+        s.effects.iter().any(|e| e
+            == "renew apiserver cert on k8s-master, not reloaded within 1m: apiserver restarted"),
+        "{:?}",
+        s.effects
+    );
+    assert!(s.apiserver_sans["k8s-master"].contains(&"10.0.20.99".to_string()));
+    let (_, renew) = plan
+        .steps()
+        .find(|(_, s)| s.id == "endpoint/apiserver-cert/k8s-master")
+        .unwrap();
+    let outage = renew.outage.as_ref().unwrap();
+    assert!(outage.is_conditional() && !outage.is_declared());
+    assert!(
+        outage
+            .only_if
+            .as_deref()
+            .unwrap()
+            .contains("fallback restart")
+    );
+}
+
+#[test]
+fn outages_stay_compatible_with_plans_written_before_the_condition() {
+    // An outage as plans wrote it before `only_if` existed reads back as
+    // unconditional, and writes back byte for byte (the digest holds).
+    let old = r#"{"up_to":"1m","what":"the whole API"}"#;
+    let o: hacore::plan::Outage = serde_json::from_str(old).unwrap();
+    assert_eq!(o.only_if, None);
+    assert!(o.is_declared());
+    assert_eq!(serde_json::to_string(&o).unwrap(), old);
+    // A plan without a conditional outage has no `only_if` key at all.
+    let mut plan = example_plan();
+    for p in &mut plan.phases {
+        for s in &mut p.steps {
+            if let Some(o) = s.outage.as_mut() {
+                o.only_if = None;
+            }
+        }
+    }
+    assert!(!serde_json::to_string(&plan).unwrap().contains("only_if"));
+    let json = serde_json::to_string(&example_plan()).unwrap();
+    assert!(json.contains("\"only_if\":\"the fallback restart is taken"));
 }

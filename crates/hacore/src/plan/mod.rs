@@ -134,6 +134,24 @@ pub struct Outage {
     pub up_to: Dur,
     /// What is unavailable.
     pub what: String,
+    /// When it happens only on a fallback path, the condition (e.g. the
+    /// apiserver did not reload its certificate in time and is restarted).
+    /// None: the step always causes it. Absent from plans written before the
+    /// field existed, which keep their digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_if: Option<String>,
+}
+
+impl Outage {
+    /// An outage the step always causes, if it lasts at all.
+    pub fn is_declared(&self) -> bool {
+        self.only_if.is_none() && !self.up_to.0.is_zero()
+    }
+
+    /// An outage that only a fallback path causes.
+    pub fn is_conditional(&self) -> bool {
+        self.only_if.is_some() && !self.up_to.0.is_zero()
+    }
 }
 
 /// Options that are not part of either topology.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::Plan;
+use super::{Outage, Plan};
 
 impl Plan {
     /// Markdown a person can review and check off.
@@ -50,8 +50,23 @@ impl Plan {
                 if let Some(r) = &st.rollback {
                     let _ = writeln!(s, "  - rollback: `{r}`");
                 }
-                if let Some(o) = &st.outage {
-                    let _ = writeln!(s, "  - outage: up to {}: {}", o.up_to, o.what);
+                match &st.outage {
+                    Some(o @ Outage { only_if: None, .. }) => {
+                        let _ = writeln!(s, "  - outage: up to {}: {}", o.up_to, o.what);
+                    }
+                    Some(
+                        o @ Outage {
+                            only_if: Some(cond),
+                            ..
+                        },
+                    ) => {
+                        let _ = writeln!(
+                            s,
+                            "  - outage only if {cond}: up to {}: {}",
+                            o.up_to, o.what
+                        );
+                    }
+                    None => {}
                 }
                 for n in &st.notes {
                     let _ = writeln!(s, "  - note: {n}");
@@ -81,11 +96,18 @@ impl Plan {
             let _ = writeln!(s, "\n{}", p.title);
             for st in &p.steps {
                 i += 1;
-                let outage = st
-                    .outage
-                    .as_ref()
-                    .map(|o| format!("  [outage up to {}: {}]", o.up_to, o.what))
-                    .unwrap_or_default();
+                let outage = match &st.outage {
+                    Some(o @ Outage { only_if: None, .. }) => {
+                        format!("  [outage up to {}: {}]", o.up_to, o.what)
+                    }
+                    Some(
+                        o @ Outage {
+                            only_if: Some(cond),
+                            ..
+                        },
+                    ) => format!("  [only if {cond}: outage up to {}: {}]", o.up_to, o.what),
+                    None => String::new(),
+                };
                 let _ = writeln!(s, "  {i:>3}. {:<40} {}{outage}", st.id, st.title);
             }
         }
