@@ -999,3 +999,80 @@ fn outages_stay_compatible_with_plans_written_before_the_condition() {
     let json = serde_json::to_string(&example_plan()).unwrap();
     assert!(json.contains("\"only_if\":\"the fallback restart is taken"));
 }
+
+#[test]
+fn every_phase_says_what_its_rollback_does() {
+    let plan = example_plan();
+    let md = plan.to_markdown();
+    for p in &plan.phases {
+        let r = p
+            .rollback
+            .as_deref()
+            .unwrap_or_else(|| panic!("phase {} has no rollback", p.id));
+        let undoes = p.steps.iter().any(|s| s.rollback.is_some());
+        assert_eq!(!r.starts_with("nothing to undo"), undoes, "{}: {r}", p.id);
+        assert!(
+            md.contains(&format!("## {}\n\n_Rollback:_ {r}\n", p.title)),
+            "{}",
+            p.id
+        );
+    }
+}
+
+#[test]
+fn the_worst_case_restores_the_preflight_snapshot_onto_the_master_by_hand() {
+    let plan = example_plan();
+    let r = plan.recovery.as_ref().expect("a recovery procedure");
+    let ids: Vec<&str> = r.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "recovery/stop-other-masters",
+            "recovery/copy-snapshot",
+            "recovery/stop-control-plane",
+            "recovery/restore",
+            "recovery/start-etcd",
+            "recovery/start-apiserver"
+        ]
+    );
+    let restore = &r.steps[3];
+    assert!(restore.commands.contains(&"etcdutl snapshot restore /root/pre-ha-migration-etcd.db --name k8s-master --initial-cluster k8s-master=https://10.0.20.100:2380 --initial-advertise-peer-urls https://10.0.20.100:2380 --data-dir /var/lib/etcd".to_string()), "{:?}", restore.commands);
+    assert!(
+        r.steps
+            .iter()
+            .all(|s| !s.commands.is_empty() && !s.confirm.is_empty())
+    );
+    // The etcd manifest leaves the kubelet's directory before the restore and comes back after it.
+    let step_with = |needle: &str| {
+        r.steps
+            .iter()
+            .position(|s| s.commands.iter().any(|c| c.contains(needle)))
+            .unwrap_or_else(|| panic!("no command with {needle}"))
+    };
+    assert!(
+        step_with(
+            "mv /etc/kubernetes/manifests/kube-apiserver.yaml /etc/kubernetes/manifests/etcd.yaml"
+        ) < 3
+    );
+    assert_eq!(
+        step_with("mv /etc/kubernetes/manifests.stopped/etcd.yaml"),
+        4
+    );
+    // Rendered for the person to tick off, and kept in the JSON.
+    let md = plan.to_markdown();
+    assert!(
+        md.contains("## Worst case: restore the preflight etcd snapshot onto k8s-master, alone")
+    );
+    assert!(md.contains("- [ ] **recovery/restore**"));
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(json["recovery"]["steps"][3]["id"], "recovery/restore");
+    // A plan written before these fields reads back without them.
+    let mut old = json.clone();
+    old.as_object_mut().unwrap().remove("recovery");
+    for p in old["phases"].as_array_mut().unwrap() {
+        p.as_object_mut().unwrap().remove("rollback");
+    }
+    let back: Plan = serde_json::from_value(old.clone()).unwrap();
+    assert!(back.recovery.is_none() && back.phases.iter().all(|p| p.rollback.is_none()));
+    assert_eq!(serde_json::to_value(&back).unwrap(), old);
+}

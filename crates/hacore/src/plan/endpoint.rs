@@ -54,6 +54,9 @@ pub(super) fn phase(ctx: &Ctx<'_>) -> Option<Phase> {
         id: "endpoint".into(),
         title: "Retrofit controlPlaneEndpoint and apiserver SANs".into(),
         steps,
+        rollback: Some(
+            "each apiserver certificate renewed so far gets its previous pair back (reloaded from disk like the new one), then kubeadm-config gets its previous ClusterConfiguration back".into(),
+        ),
     })
 }
 

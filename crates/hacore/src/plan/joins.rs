@@ -40,6 +40,10 @@ pub(super) fn phases(ctx: &Ctx<'_>) -> Vec<Phase> {
             id: format!("join/{}", n.name),
             title: format!("Join {} as a control-plane node", n.name),
             steps,
+            rollback: Some(format!(
+                "{0} leaves pool {1} if it was added, then is reset: drained, `kubeadm reset -f`, its etcd member removed by id, its Node deleted; its VM stays for the resumed run",
+                n.name, ctx.pool
+            )),
         });
     }
     phases

@@ -98,5 +98,9 @@ fn provision(ctx: &Ctx<'_>, n: &Node) -> Option<Phase> {
         id: format!("provision/{}", n.name),
         title: format!("Provision VM for {}", n.name),
         steps: vec![clone, start, not_joined, versions],
+        rollback: Some(format!(
+            "VM {vmid} is stopped and deleted (a Node it registered by itself stays: `kubectl delete node {}`)",
+            n.name
+        )),
     })
 }

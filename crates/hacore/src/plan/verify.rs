@@ -64,6 +64,9 @@ pub(super) fn phase(ctx: &Ctx<'_>) -> Phase {
         id: "verify".into(),
         title: "Verify the result".into(),
         steps,
+        rollback: Some(
+            "nothing to undo: checks only; a failed check stops the run and leaves the cluster as it is".into(),
+        ),
     }
 }
 
