@@ -424,7 +424,8 @@ fn plan_simulate_apply_end_to_end() {
         "{s}"
     );
     assert!(
-        s.contains("planned outage endpoint/apiserver-cert/k8s-master"),
+        s.contains("conditional outage (declared in the plan, only if a fallback is taken): endpoint/apiserver-cert/k8s-master")
+            && !s.contains("planned outage"),
         "{s}"
     );
 
@@ -480,6 +481,8 @@ fn plan_simulate_apply_end_to_end() {
         "cutover/external/woodpecker",
         "--confirm",
         "cutover/external/dev-vm",
+        "--confirm",
+        "verify/pinned-workloads/k8s-master",
     ]);
     assert_eq!(
         done.status.code(),

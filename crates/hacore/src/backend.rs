@@ -20,6 +20,11 @@ use crate::state::ClusterState;
 use crate::topology::{CheckKind, Topology};
 use crate::units::Dur;
 
+/// How long `RenewApiserverCert` waits for the apiserver to present the
+/// new certificate (it reloads its serving pair from disk) before it falls
+/// back to restarting the static pod.
+pub const APISERVER_CERT_RELOAD_BOUND: Dur = Dur::secs(60);
+
 /// A hypervisor operation (Proxmox).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "op")]
@@ -201,8 +206,13 @@ pub enum CpOp {
     },
     /// Put back the previous `controlPlaneEndpoint` (rollback).
     RestoreClusterConfiguration,
-    /// Move `apiserver.{crt,key}` aside, `kubeadm init phase certs apiserver`,
-    /// check the SANs with openssl, restart the apiserver static pod.
+    /// Move `apiserver.{crt,key}` aside, `kubeadm init phase certs apiserver`
+    /// (certificate and key consistent at every instant: both written aside,
+    /// then renamed into place), check the SANs with openssl, then wait until
+    /// a TLS handshake with the apiserver presents them: it reloads its
+    /// serving certificate from disk. Only if it has not within
+    /// [`APISERVER_CERT_RELOAD_BOUND`], restart the apiserver static pod
+    /// (the fallback: an outage on a single master).
     RenewApiserverCert {
         /// Master.
         node: String,

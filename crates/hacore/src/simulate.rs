@@ -100,8 +100,12 @@ pub struct Report {
     /// plan step declares no outage.
     pub critical: Vec<String>,
     /// Steps that break the control plane with no failure, as their plan
-    /// step says they will (a single master's apiserver restart).
+    /// step says they will.
     pub planned_outages: Vec<String>,
+    /// Steps whose plan step declares an outage only on a fallback path
+    /// (the retrofit's apiserver restart, if the certificate is not
+    /// reloaded in time). Not simulated: the normal path has none.
+    pub conditional_outages: Vec<String>,
 }
 
 /// Risk at one step.
@@ -294,7 +298,14 @@ pub fn simulate(plan: &Plan, k: usize) -> Report {
         let mut after = model;
         match &s.op {
             Op::ControlPlane(CpOp::RenewApiserverCert { node, .. }) => {
-                if let Some(i) = idx(node) {
+                // The apiserver reloads the new pair from disk: it stays up,
+                // unless the plan says the restart is certain (a plan
+                // written before the reload, with an unconditional outage).
+                let restart_only_as_fallback =
+                    s.outage.as_ref().is_some_and(|o| o.only_if.is_some());
+                if let Some(i) = idx(node)
+                    && !restart_only_as_fallback
+                {
                     d.down |= 1 << i;
                 }
             }
@@ -454,7 +465,12 @@ pub fn simulate(plan: &Plan, k: usize) -> Report {
     }
     let declared: Vec<bool> = plan
         .steps()
-        .map(|(_, s)| s.outage.as_ref().is_some_and(|o| !o.up_to.0.is_zero()))
+        .map(|(_, s)| s.outage.as_ref().is_some_and(|o| o.is_declared()))
+        .collect();
+    let conditional_outages: Vec<String> = plan
+        .steps()
+        .filter(|(_, s)| s.outage.as_ref().is_some_and(|o| o.is_conditional()))
+        .map(|(_, s)| s.id.clone())
         .collect();
     let mut critical = Vec::new();
     let mut planned_outages = Vec::new();
@@ -510,6 +526,7 @@ pub fn simulate(plan: &Plan, k: usize) -> Report {
         windows,
         critical,
         planned_outages,
+        conditional_outages,
     }
 }
 
@@ -540,6 +557,13 @@ impl Report {
                 s,
                 "planned outage (declared in the plan): {}",
                 self.planned_outages.join(", ")
+            );
+        }
+        if !self.conditional_outages.is_empty() {
+            let _ = writeln!(
+                s,
+                "conditional outage (declared in the plan, only if a fallback is taken): {}",
+                self.conditional_outages.join(", ")
             );
         }
         if self.critical.is_empty() {

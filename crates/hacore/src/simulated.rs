@@ -17,7 +17,8 @@ use std::rc::Rc;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::backend::{
-    BackendError, Clock, ControlPlane, CpOp, HvOp, Hypervisor, LbOp, LoadBalancer, Observer,
+    APISERVER_CERT_RELOAD_BOUND, BackendError, Clock, ControlPlane, CpOp, HvOp, Hypervisor, LbOp,
+    LoadBalancer, Observer,
 };
 use crate::state::{
     ApiserverState, BackendStatus, ClusterState, EtcdMember, EtcdState, LbBackend, LbState,
@@ -176,6 +177,18 @@ pub struct SimulatedCluster {
     /// Jobs and CronJobs pinned to a node by hostname, per node.
     #[serde(default)]
     pub pinned_workloads: BTreeMap<String, Vec<String>>,
+    /// Whether an apiserver reloads its serving certificate from disk, as
+    /// kube-apiserver does; off, `RenewApiserverCert` waits out
+    /// [`APISERVER_CERT_RELOAD_BOUND`] and takes the fallback restart.
+    #[serde(default = "yes")]
+    pub apiserver_reloads_cert: bool,
+    /// Apiserver restarts per master (the retrofit's fallback).
+    #[serde(default)]
+    pub apiserver_restarts: BTreeMap<String, u32>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn url(endpoint: &str) -> String {
@@ -280,6 +293,8 @@ impl SimulatedCluster {
             join_static_pods: all_static_pods(),
             apiserver_unready: BTreeSet::new(),
             pinned_workloads: BTreeMap::new(),
+            apiserver_reloads_cert: true,
+            apiserver_restarts: BTreeMap::new(),
         }
     }
 
@@ -438,10 +453,13 @@ impl Hypervisor for SimulatedCluster {
                 (format!("start {vmid}"), 120)
             }
             HvOp::DeleteVm { vmid, .. } => {
-                if let Some(vm) = self.vms.remove(vmid)
-                    && let Some(a) = self.node_address(&vm.name)
-                {
-                    self.addresses_in_use.remove(&a);
+                if let Some(vm) = self.vms.remove(vmid) {
+                    // Its files go with its disk; a Node object it
+                    // registered stays in the API.
+                    self.kubelet_server.remove(&vm.name);
+                    if let Some(a) = self.node_address(&vm.name) {
+                        self.addresses_in_use.remove(&a);
+                    }
                 }
                 (format!("delete {vmid}"), 30)
             }
@@ -651,7 +669,19 @@ impl ControlPlane for SimulatedCluster {
                 new.extend(sans.iter().filter(|s| !old.contains(s)).cloned());
                 self.old_apiserver_sans.insert(node.clone(), old);
                 self.apiserver_sans.insert(node.clone(), new);
-                (format!("renew apiserver cert on {node}"), 120)
+                if self.apiserver_reloads_cert {
+                    // The handshake presents the new SANs at once.
+                    (format!("renew apiserver cert on {node}, reloaded"), 30)
+                } else {
+                    *self.apiserver_restarts.entry(node.clone()).or_default() += 1;
+                    (
+                        format!(
+                            "renew apiserver cert on {node}, not reloaded within {}: apiserver restarted",
+                            APISERVER_CERT_RELOAD_BOUND
+                        ),
+                        30 + APISERVER_CERT_RELOAD_BOUND.0.as_secs() + 60,
+                    )
+                }
             }
             CpOp::RestoreApiserverCert { node } => {
                 if let Some(old) = self.old_apiserver_sans.remove(node) {

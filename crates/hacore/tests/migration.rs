@@ -73,13 +73,20 @@ fn example_plan_follows_the_kubeadm_order() {
         "load-balancer/frontend",
         "load-balancer/verify",
         "provision/k8s-master-2/clone",
+        "provision/k8s-master-2/start",
+        "provision/k8s-master-2/not-joined",
+        "provision/k8s-master-2/versions",
         "provision/k8s-master-3/clone",
         "join-material/upload-certs",
         "join/k8s-master-2/join",
         "join/k8s-master-2/promoted",
         "join/k8s-master-2/taint",
+        "join/k8s-master-2/apiserver-extras",
+        "join/k8s-master-2/static-pods",
+        "join/k8s-master-2/apiserver-probe",
         "join/k8s-master-2/load-balancer",
         "join/k8s-master-3/join",
+        "join/k8s-master-3/apiserver-probe",
         "join/k8s-master-3/load-balancer",
         "cutover/kubelet/k8s-master",
         "cutover/kubelet/k8s-node4",
@@ -89,17 +96,24 @@ fn example_plan_follows_the_kubeadm_order() {
         "verify/nodes",
         "verify/etcd",
         "verify/kubeconfigs",
+        "verify/pinned-workloads/k8s-master",
     ];
     for w in order.windows(2) {
         assert!(pos(w[0]) < pos(w[1]), "{} must come before {}", w[0], w[1]);
     }
-    // The single master's apiserver restart is the one stated outage.
-    let outages: Vec<&str> = plan
-        .steps()
-        .filter(|(_, s)| s.outage.as_ref().is_some_and(|o| !o.up_to.0.is_zero()))
-        .map(|(_, s)| s.id.as_str())
-        .collect();
-    assert_eq!(outages, ["endpoint/apiserver-cert/k8s-master"]);
+    // No step declares an outage: the single master's apiserver reloads its
+    // new certificate; its restart is only the retrofit's fallback.
+    let outages = |f: fn(&hacore::plan::Outage) -> bool| -> Vec<&str> {
+        plan.steps()
+            .filter(|(_, s)| s.outage.as_ref().is_some_and(f))
+            .map(|(_, s)| s.id.as_str())
+            .collect()
+    };
+    assert!(outages(hacore::plan::Outage::is_declared).is_empty());
+    assert_eq!(
+        outages(hacore::plan::Outage::is_conditional),
+        ["endpoint/apiserver-cert/k8s-master"]
+    );
     // Every step that changes something can be undone, or is a snapshot/check/key upload.
     for (_, s) in plan.steps() {
         let irreversible = s.op.is_check()
@@ -107,7 +121,9 @@ fn example_plan_follows_the_kubeadm_order() {
             || s.id.starts_with("preflight/")
             || s.id.ends_with("upload-certs")
             || s.id.ends_with("/start")
-            || s.id.ends_with("/taint");
+            || s.id.ends_with("/taint")
+            // Undone with the join it follows (kubeadm reset -f).
+            || s.id.ends_with("/apiserver-extras");
         assert!(
             irreversible || s.rollback.is_some(),
             "{} has no rollback",
@@ -250,8 +266,13 @@ fn simulation_finds_the_two_voter_window() {
     let plan = example_plan();
     let report = simulate(&plan, 1);
     assert!(report.critical.is_empty(), "{:?}", report.critical);
+    assert!(
+        report.planned_outages.is_empty(),
+        "{:?}",
+        report.planned_outages
+    );
     assert_eq!(
-        report.planned_outages,
+        report.conditional_outages,
         ["endpoint/apiserver-cert/k8s-master"]
     );
     let w = report
@@ -281,16 +302,28 @@ fn simulation_finds_the_two_voter_window() {
         "{:?}",
         report.after.examples
     );
-    // The single master's apiserver restart breaks the API with no failure at all: the plan says so.
+    // The single master's certificate is reloaded, not restarted: the API
+    // stays up (only losing that master breaks it, as before the plan).
     let renew = report
         .steps
         .iter()
         .find(|s| s.step == "endpoint/apiserver-cert/k8s-master")
         .unwrap();
+    assert_eq!(renew.min_breaking, Some(1), "{renew:?}");
+    // A plan written before the reload (its outage unconditional) is still
+    // simulated with the restart, as it says.
+    let mut old = plan.clone();
+    for p in &mut old.phases {
+        for s in &mut p.steps {
+            if let Some(o) = s.outage.as_mut() {
+                o.only_if = None;
+            }
+        }
+    }
+    let report = simulate(&old, 1);
     assert_eq!(
-        renew.min_breaking,
-        Some(0),
-        "the single master's apiserver restart is an outage"
+        report.planned_outages,
+        ["endpoint/apiserver-cert/k8s-master"]
     );
 }
 
@@ -521,6 +554,9 @@ fn a_failed_step_rolls_back_its_phase_and_resume_finishes() {
         rolled,
         [
             "join/k8s-master-2/load-balancer",
+            "join/k8s-master-2/apiserver-probe",
+            "join/k8s-master-2/static-pods",
+            "join/k8s-master-2/apiserver-extras",
             "join/k8s-master-2/taint",
             "join/k8s-master-2/promoted",
             "join/k8s-master-2/join"
@@ -584,7 +620,7 @@ fn the_planner_re_uploads_for_long_join_sequences() {
         uploads,
         [
             "join-material/upload-certs",
-            "join/k8s-master-15/upload-certs"
+            "join/k8s-master-12/upload-certs"
         ]
     );
 }
@@ -673,4 +709,370 @@ fn a_torn_journal_line_is_ignored() {
     let j = FileJournal::open(&path).unwrap();
     assert_eq!(exec::Journal::records(&j).len(), 1);
     let _ = std::fs::remove_file(&path);
+}
+
+/// Where the checks of a new master sit: right after its VM starts, nothing
+/// touches it before `VerifyNotJoined`; its versions are checked before any
+/// join; after its join, the apiserver's extras are copied and its static
+/// pods and direct `/readyz` checked before the pool gets it.
+#[test]
+fn a_new_master_is_checked_before_it_serves() {
+    use hacore::backend::{CpOp, HvOp, LbOp, Op};
+    let (from, to) = topologies();
+    let mut plans = vec![example_plan()];
+    let mut voters = to.clone();
+    voters.etcd.learner_joins = false;
+    plans.push(plan::plan(&from, &voters, None, &opts()).unwrap());
+    for plan in &plans {
+        let steps: Vec<&hacore::plan::Step> = plan.steps().map(|(_, s)| s).collect();
+        let first_join = steps
+            .iter()
+            .position(|s| matches!(s.op, Op::ControlPlane(CpOp::JoinControlPlane { .. })))
+            .unwrap();
+        for new in ["k8s-master-2", "k8s-master-3"] {
+            let at = |want: &dyn Fn(&Op) -> bool| {
+                let found: Vec<usize> = (0..steps.len()).filter(|i| want(&steps[*i].op)).collect();
+                assert_eq!(found.len(), 1, "{new}: {found:?}");
+                found[0]
+            };
+            let start = at(
+                &|o| matches!(o, Op::Hypervisor(HvOp::StartVm { vmid, .. }) if Some(*vmid) == to.node(new).unwrap().vmid),
+            );
+            let not_joined = at(
+                &|o| matches!(o, Op::ControlPlane(CpOp::VerifyNotJoined { node }) if node == new),
+            );
+            let versions = at(
+                &|o| matches!(o, Op::ControlPlane(CpOp::CheckVersions { node, like }) if node == new && like == "k8s-master"),
+            );
+            let join = at(
+                &|o| matches!(o, Op::ControlPlane(CpOp::JoinControlPlane { node, .. }) if node == new),
+            );
+            let extras = at(
+                &|o| matches!(o, Op::ControlPlane(CpOp::SyncApiserverExtras { from, node }) if node == new && from == "k8s-master"),
+            );
+            let pods = at(
+                &|o| matches!(o, Op::ControlPlane(CpOp::VerifyStaticPods { node }) if node == new),
+            );
+            let probe = at(
+                &|o| matches!(o, Op::ControlPlane(CpOp::ProbeApiserver { node, .. }) if node == new),
+            );
+            let add = at(
+                &|o| matches!(o, Op::LoadBalancer(LbOp::AddServer { server, .. }) if server == new),
+            );
+            assert_eq!(
+                not_joined,
+                start + 1,
+                "{new}: nothing before VerifyNotJoined"
+            );
+            assert!(versions > not_joined && versions < first_join, "{new}");
+            assert!(
+                join < extras && extras < pods && pods < probe && probe < add,
+                "{new}"
+            );
+            // The probe asks the same address the pool will send clients to.
+            let (
+                Op::ControlPlane(CpOp::ProbeApiserver { address, port, .. }),
+                Op::LoadBalancer(LbOp::AddServer {
+                    address: server, ..
+                }),
+            ) = (&steps[probe].op, &steps[add].op)
+            else {
+                unreachable!()
+            };
+            assert_eq!(std::net::SocketAddr::new(*address, *port), *server);
+            // The probe is in the same phase as the addition, so its failure rolls the join back.
+            let phase_of = |i: usize| plan.steps().nth(i).unwrap().0.id.clone();
+            assert_eq!(phase_of(probe), phase_of(add));
+            assert_eq!(phase_of(not_joined), format!("provision/{new}"));
+        }
+        for s in &steps {
+            assert_eq!(
+                matches!(s.op, Op::ControlPlane(CpOp::PinnedWorkloads { .. })),
+                s.id == "verify/pinned-workloads/k8s-master",
+                "{}",
+                s.id
+            );
+        }
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.id == "verify/pinned-workloads/k8s-master" && s.op.is_manual())
+        );
+    }
+}
+
+fn rolled_back_at(out: &Outcome) -> (&str, &str, &str) {
+    match out {
+        Outcome::RolledBack { phase, step, error } => (phase, step, error),
+        other => panic!("expected a rollback, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_version_mismatch_is_refused_and_the_vm_deleted() {
+    let plan = example_plan();
+    let sim = fresh_sim(&plan);
+    sim.borrow_mut().template_versions.kubelet = "v1.30.5".into();
+    let mut journal = MemJournal::default();
+    let out = run_to_end(&plan, &sim, &mut journal);
+    let (phase, step, error) = rolled_back_at(&out);
+    assert_eq!(phase, "provision/k8s-master-2");
+    assert_eq!(step, "provision/k8s-master-2/versions");
+    assert!(error.contains("check-versions"), "{error}");
+    {
+        let s = sim.borrow();
+        assert!(!s.vms.contains_key(&205), "the VM was deleted");
+        assert_eq!(s.etcd.len(), 1, "nothing joined");
+        assert!(!s.effects.iter().any(|e| e.starts_with("join ")));
+    }
+    // A template with the right versions: the resumed run completes.
+    sim.borrow_mut().template_versions = hacore::simulated::SimVersions::default();
+    assert_eq!(run_to_end(&plan, &sim, &mut journal), Outcome::Completed);
+    assert_eq!(sim.borrow().etcd.len(), 3);
+}
+
+#[test]
+fn a_template_that_joins_by_itself_is_refused() {
+    let plan = example_plan();
+    let sim = fresh_sim(&plan);
+    sim.borrow_mut().template_auto_joins = true;
+    let mut journal = MemJournal::default();
+    let out = run_to_end(&plan, &sim, &mut journal);
+    let (phase, step, _) = rolled_back_at(&out);
+    assert_eq!(phase, "provision/k8s-master-2");
+    assert_eq!(step, "provision/k8s-master-2/not-joined");
+    {
+        let s = sim.borrow();
+        assert!(!s.vms.contains_key(&205), "the VM was deleted");
+        assert!(!s.etcd.contains_key("k8s-master-2"));
+        assert_eq!(s.pool.as_ref().unwrap().len(), 1, "the pool is as it was");
+        // The Node it registered outlives the VM: the step's note says to delete it.
+        assert!(s.joined.contains("k8s-master-2"));
+    }
+    let (_, check) = plan
+        .steps()
+        .find(|(_, s)| s.id == "provision/k8s-master-2/not-joined")
+        .unwrap();
+    assert!(check.notes[0].contains("kubectl delete node k8s-master-2"));
+    // The template fixed, the Node deleted: the resumed run completes.
+    {
+        let mut s = sim.borrow_mut();
+        s.template_auto_joins = false;
+        s.joined.remove("k8s-master-2");
+    }
+    assert_eq!(run_to_end(&plan, &sim, &mut journal), Outcome::Completed);
+    assert!(sim.borrow().etcd.values().all(|learner| !learner));
+}
+
+#[test]
+fn the_apiservers_extras_are_copied_to_every_new_master() {
+    let plan = example_plan();
+    let sim = fresh_sim(&plan);
+    let extras: std::collections::BTreeMap<String, String> = [
+        ("--audit-policy-file", "/etc/kubernetes/audit-policy.yaml"),
+        ("--audit-log-path", "/var/log/kubernetes/audit/audit.log"),
+        ("file:/etc/kubernetes/audit-policy.yaml", "sha256:1f2e"),
+        ("--oidc-issuer-url", "https://dex.example.lan"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    sim.borrow_mut()
+        .apiserver_extras
+        .insert("k8s-master".into(), extras.clone());
+    let mut journal = MemJournal::default();
+    assert_eq!(run_to_end(&plan, &sim, &mut journal), Outcome::Completed);
+    let s = sim.borrow();
+    for n in ["k8s-master-2", "k8s-master-3"] {
+        assert_eq!(s.apiserver_extras[n], extras, "{n}");
+        assert!(
+            s.effects
+                .contains(&format!("apiserver extras k8s-master -> {n}")),
+            "{:?}",
+            s.effects
+        );
+    }
+}
+
+#[test]
+fn an_apiserver_that_does_not_answer_directly_never_joins_the_pool() {
+    let plan = example_plan();
+    let sim = fresh_sim(&plan);
+    sim.borrow_mut()
+        .apiserver_unready
+        .insert("k8s-master-2".into());
+    let mut journal = MemJournal::default();
+    let out = run_to_end(&plan, &sim, &mut journal);
+    let (phase, step, error) = rolled_back_at(&out);
+    assert_eq!(phase, "join/k8s-master-2");
+    assert_eq!(step, "join/k8s-master-2/apiserver-probe");
+    assert!(error.contains("probe-apiserver"), "{error}");
+    let s = sim.borrow();
+    assert!(!s.effects.iter().any(|e| e == "add server k8s-master-2"));
+    assert!(!s.pool.as_ref().unwrap().contains_key("k8s-master-2"));
+    assert!(!s.etcd.contains_key("k8s-master-2"), "the join was undone");
+}
+
+#[test]
+fn a_missing_static_pod_stops_the_join() {
+    let plan = example_plan();
+    let sim = fresh_sim(&plan);
+    sim.borrow_mut().join_static_pods.remove("kube-scheduler");
+    let mut journal = MemJournal::default();
+    let out = run_to_end(&plan, &sim, &mut journal);
+    let (_, step, _) = rolled_back_at(&out);
+    assert_eq!(step, "join/k8s-master-2/static-pods");
+    assert!(!sim.borrow().etcd.contains_key("k8s-master-2"));
+}
+
+#[test]
+fn the_retrofit_reloads_the_certificate_and_restarts_only_as_a_fallback() {
+    let plan = example_plan();
+    // The apiserver reloads the pair from disk: no restart.
+    let sim = fresh_sim(&plan);
+    let mut journal = MemJournal::default();
+    assert_eq!(run_to_end(&plan, &sim, &mut journal), Outcome::Completed);
+    {
+        let s = sim.borrow();
+        assert!(
+            s.apiserver_restarts.is_empty(),
+            "{:?}",
+            s.apiserver_restarts
+        );
+        assert!(
+            s.effects
+                .contains(&"renew apiserver cert on k8s-master, reloaded".to_string()),
+            "{:?}",
+            s.effects
+        );
+        assert!(s.apiserver_sans["k8s-master"].contains(&"10.0.20.99".to_string()));
+    }
+    // With the reload disabled, the step waits out the bound and restarts
+    // the apiserver once: the fallback the plan declares as conditional.
+    let sim = fresh_sim(&plan);
+    sim.borrow_mut().apiserver_reloads_cert = false;
+    let mut journal = MemJournal::default();
+    assert_eq!(run_to_end(&plan, &sim, &mut journal), Outcome::Completed);
+    let s = sim.borrow();
+    assert_eq!(s.apiserver_restarts.get("k8s-master"), Some(&1));
+    assert!(
+        s.effects.iter().any(|e| e
+            == "renew apiserver cert on k8s-master, not reloaded within 1m: apiserver restarted"),
+        "{:?}",
+        s.effects
+    );
+    assert!(s.apiserver_sans["k8s-master"].contains(&"10.0.20.99".to_string()));
+    let (_, renew) = plan
+        .steps()
+        .find(|(_, s)| s.id == "endpoint/apiserver-cert/k8s-master")
+        .unwrap();
+    let outage = renew.outage.as_ref().unwrap();
+    assert!(outage.is_conditional() && !outage.is_declared());
+    assert!(
+        outage
+            .only_if
+            .as_deref()
+            .unwrap()
+            .contains("fallback restart")
+    );
+}
+
+#[test]
+fn outages_stay_compatible_with_plans_written_before_the_condition() {
+    // An outage as plans wrote it before `only_if` existed reads back as
+    // unconditional, and writes back byte for byte (the digest holds).
+    let old = r#"{"up_to":"1m","what":"the whole API"}"#;
+    let o: hacore::plan::Outage = serde_json::from_str(old).unwrap();
+    assert_eq!(o.only_if, None);
+    assert!(o.is_declared());
+    assert_eq!(serde_json::to_string(&o).unwrap(), old);
+    // A plan without a conditional outage has no `only_if` key at all.
+    let mut plan = example_plan();
+    for p in &mut plan.phases {
+        for s in &mut p.steps {
+            if let Some(o) = s.outage.as_mut() {
+                o.only_if = None;
+            }
+        }
+    }
+    assert!(!serde_json::to_string(&plan).unwrap().contains("only_if"));
+    let json = serde_json::to_string(&example_plan()).unwrap();
+    assert!(json.contains("\"only_if\":\"the fallback restart is taken"));
+}
+
+#[test]
+fn every_phase_says_what_its_rollback_does() {
+    let plan = example_plan();
+    let md = plan.to_markdown();
+    for p in &plan.phases {
+        let r = p
+            .rollback
+            .as_deref()
+            .unwrap_or_else(|| panic!("phase {} has no rollback", p.id));
+        let undoes = p.steps.iter().any(|s| s.rollback.is_some());
+        assert_eq!(!r.starts_with("nothing to undo"), undoes, "{}: {r}", p.id);
+        assert!(
+            md.contains(&format!("## {}\n\n_Rollback:_ {r}\n", p.title)),
+            "{}",
+            p.id
+        );
+    }
+}
+
+#[test]
+fn the_worst_case_restores_the_preflight_snapshot_onto_the_master_by_hand() {
+    let plan = example_plan();
+    let r = plan.recovery.as_ref().expect("a recovery procedure");
+    let ids: Vec<&str> = r.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "recovery/stop-other-masters",
+            "recovery/copy-snapshot",
+            "recovery/stop-control-plane",
+            "recovery/restore",
+            "recovery/start-etcd",
+            "recovery/start-apiserver"
+        ]
+    );
+    let restore = &r.steps[3];
+    assert!(restore.commands.contains(&"etcdutl snapshot restore /root/pre-ha-migration-etcd.db --name k8s-master --initial-cluster k8s-master=https://10.0.20.100:2380 --initial-advertise-peer-urls https://10.0.20.100:2380 --data-dir /var/lib/etcd".to_string()), "{:?}", restore.commands);
+    assert!(
+        r.steps
+            .iter()
+            .all(|s| !s.commands.is_empty() && !s.confirm.is_empty())
+    );
+    // The etcd manifest leaves the kubelet's directory before the restore and comes back after it.
+    let step_with = |needle: &str| {
+        r.steps
+            .iter()
+            .position(|s| s.commands.iter().any(|c| c.contains(needle)))
+            .unwrap_or_else(|| panic!("no command with {needle}"))
+    };
+    assert!(
+        step_with(
+            "mv /etc/kubernetes/manifests/kube-apiserver.yaml /etc/kubernetes/manifests/etcd.yaml"
+        ) < 3
+    );
+    assert_eq!(
+        step_with("mv /etc/kubernetes/manifests.stopped/etcd.yaml"),
+        4
+    );
+    // Rendered for the person to tick off, and kept in the JSON.
+    let md = plan.to_markdown();
+    assert!(
+        md.contains("## Worst case: restore the preflight etcd snapshot onto k8s-master, alone")
+    );
+    assert!(md.contains("- [ ] **recovery/restore**"));
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(json["recovery"]["steps"][3]["id"], "recovery/restore");
+    // A plan written before these fields reads back without them.
+    let mut old = json.clone();
+    old.as_object_mut().unwrap().remove("recovery");
+    for p in old["phases"].as_array_mut().unwrap() {
+        p.as_object_mut().unwrap().remove("rollback");
+    }
+    let back: Plan = serde_json::from_value(old.clone()).unwrap();
+    assert!(back.recovery.is_none() && back.phases.iter().all(|p| p.rollback.is_none()));
+    assert_eq!(serde_json::to_value(&back).unwrap(), old);
 }

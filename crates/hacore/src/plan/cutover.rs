@@ -64,6 +64,9 @@ pub(super) fn phase(ctx: &Ctx<'_>) -> Option<Phase> {
         id: "cutover".into(),
         title: format!("Cut every client over to {new_server}"),
         steps,
+        rollback: Some(format!(
+            "every kubelet.conf, admin.conf, kube-proxy and cluster-info changed so far names {old_server} again; an external kubeconfig already updated is changed back by hand"
+        )),
     })
 }
 

@@ -1,10 +1,16 @@
 //! The endpoint retrofit (DOMAIN.md section 3): a stable
 //! `controlPlaneEndpoint` in kubeadm-config, and apiserver certificates that
 //! carry the VIP's SANs, before anything points at the VIP.
+//!
+//! The apiserver reloads its serving certificate from disk, so the new pair
+//! is installed and the step waits until a TLS handshake presents the new
+//! SANs: no outage. Only if that does not happen within
+//! [`APISERVER_CERT_RELOAD_BOUND`] is the static pod restarted, and only
+//! then is there an outage: the step declares it as conditional.
 
 use super::{Ctx, Outage, Phase, Step, gate, step};
 use crate::action::Action;
-use crate::backend::{CpOp, Op};
+use crate::backend::{APISERVER_CERT_RELOAD_BOUND, CpOp, Op};
 use crate::topology::Node;
 use crate::units::Dur;
 
@@ -48,6 +54,9 @@ pub(super) fn phase(ctx: &Ctx<'_>) -> Option<Phase> {
         id: "endpoint".into(),
         title: "Retrofit controlPlaneEndpoint and apiserver SANs".into(),
         steps,
+        rollback: Some(
+            "each apiserver certificate renewed so far gets its previous pair back (reloaded from disk like the new one), then kubeadm-config gets its previous ClusterConfiguration back".into(),
+        ),
     })
 }
 
@@ -56,9 +65,10 @@ fn apiserver_cert(ctx: &Ctx<'_>, m: &Node, existing: &[String]) -> Step {
     let mut s = step(
         &format!("endpoint/apiserver-cert/{}", m.name),
         format!(
-            "renew {}'s apiserver certificate with SANs {} (old pair kept for rollback), restart the apiserver",
+            "renew {}'s apiserver certificate with SANs {} (old pair kept for rollback), wait until the apiserver presents them (it reloads the pair from disk); restart it only if it has not within {}",
             m.name,
-            ctx.sans.join(", ")
+            ctx.sans.join(", "),
+            APISERVER_CERT_RELOAD_BOUND
         ),
         Op::ControlPlane(CpOp::RenewApiserverCert {
             node: m.name.clone(),
@@ -71,13 +81,15 @@ fn apiserver_cert(ctx: &Ctx<'_>, m: &Node, existing: &[String]) -> Step {
     }));
     s.preconditions
         .push(gate("preflight", Action::Drain, &m.name, existing));
+    let only_if = Some(format!(
+        "the fallback restart is taken ({}'s apiserver has not presented the new SANs within {})",
+        m.name, APISERVER_CERT_RELOAD_BOUND
+    ));
     s.outage = Some(if ctx.single {
         Outage {
             up_to: Dur::secs(60),
-            what: format!(
-                "the whole API: {} is the only apiserver; schedule this restart",
-                m.name
-            ),
+            what: format!("the whole API: {} is the only apiserver", m.name),
+            only_if,
         }
     } else {
         Outage {
@@ -86,6 +98,7 @@ fn apiserver_cert(ctx: &Ctx<'_>, m: &Node, existing: &[String]) -> Step {
                 "none through the VIP; direct clients of {} for up to 60s",
                 m.name
             ),
+            only_if,
         }
     });
     s

@@ -12,6 +12,9 @@ pub(super) fn phase(ctx: &Ctx<'_>) -> Option<Phase> {
         id: "join-material".into(),
         title: "Join material".into(),
         steps: vec![upload("join-material/upload-certs")],
+        rollback: Some(
+            "nothing to undo: the certificate key and the kubeadm-certs Secret expire 2 hours after the upload".into(),
+        ),
     })
 }
 

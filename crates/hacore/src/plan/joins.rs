@@ -1,6 +1,9 @@
 //! The joins: each new master in turn joins as a control-plane node (an
-//! etcd learner first, promoted once caught up), carries the control-plane
-//! taint, and only then gets into the load balancer's pool.
+//! etcd learner first, promoted once caught up) and carries the
+//! control-plane taint; its apiserver gets the existing master's hand-added
+//! flags and files; its four static pods run and its apiserver answers
+//! `/readyz` on its own address; and only then does it get into the load
+//! balancer's pool.
 
 use super::{Ctx, Phase, Step, api_socket, gate, join_material, step};
 use crate::action::Action;
@@ -37,6 +40,10 @@ pub(super) fn phases(ctx: &Ctx<'_>) -> Vec<Phase> {
             id: format!("join/{}", n.name),
             title: format!("Join {} as a control-plane node", n.name),
             steps,
+            rollback: Some(format!(
+                "{0} leaves pool {1} if it was added, then is reset: drained, `kubeadm reset -f`, its etcd member removed by id, its Node deleted; its VM stays for the resumed run",
+                n.name, ctx.pool
+            )),
         });
     }
     phases
@@ -93,6 +100,7 @@ fn join(ctx: &Ctx<'_>, n: &Node, with_new: &[String]) -> Vec<Step> {
         }),
         Dur::secs(10),
     ));
+    steps.extend(serving(ctx, n));
     let address = api_socket(n, ctx.port);
     let mut s = step(
         &format!("join/{}/load-balancer", n.name),
@@ -122,4 +130,54 @@ fn join(ctx: &Ctx<'_>, n: &Node, with_new: &[String]) -> Vec<Step> {
         Dur::secs(30),
     ));
     steps
+}
+
+/// The new master serves the same API as the existing one, and serves it:
+/// the apiserver's extras copied, the static pods running, `/readyz`
+/// answered directly. Before the pool gets the server.
+fn serving(ctx: &Ctx<'_>, n: &Node) -> Vec<Step> {
+    let mut extras = step(
+        &format!("join/{}/apiserver-extras", n.name),
+        format!(
+            "copy {}'s hand-added apiserver flags and the files they name (OIDC, audit policy and log directory, encryption config) to {}, then compare the two",
+            ctx.first, n.name
+        ),
+        Op::ControlPlane(CpOp::SyncApiserverExtras {
+            from: ctx.first.clone(),
+            node: n.name.clone(),
+        }),
+        Dur::secs(60),
+    );
+    extras.notes.push(
+        "no rollback of its own: the join's rollback (kubeadm reset -f) removes the manifest it edits"
+            .into(),
+    );
+    let address = api_socket(n, ctx.port);
+    vec![
+        extras,
+        step(
+            &format!("join/{}/static-pods", n.name),
+            format!(
+                "etcd, kube-apiserver, kube-controller-manager and kube-scheduler run on {}",
+                n.name
+            ),
+            Op::ControlPlane(CpOp::VerifyStaticPods {
+                node: n.name.clone(),
+            }),
+            Dur::secs(30),
+        ),
+        step(
+            &format!("join/{}/apiserver-probe", n.name),
+            format!(
+                "{}'s apiserver answers /readyz at https://{address} directly, verified with the cluster CA",
+                n.name
+            ),
+            Op::ControlPlane(CpOp::ProbeApiserver {
+                node: n.name.clone(),
+                address: n.address,
+                port: ctx.port,
+            }),
+            Dur::secs(30),
+        ),
+    ]
 }

@@ -74,6 +74,10 @@ pub(super) fn phase(ctx: &Ctx<'_>) -> Option<Phase> {
         id: "load-balancer".into(),
         title: format!("Load balancer frontend {frontend} and pool {pool}"),
         steps,
+        rollback: Some(format!(
+            "the frontend, the pool, the DNS record and the VIP are deleted, in that order; clients keep reaching {} directly",
+            ctx.old_server
+        )),
     })
 }
 

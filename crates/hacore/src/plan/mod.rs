@@ -19,13 +19,16 @@
 //! | `preflight` | the free addresses, etcd and VM snapshots |
 //! | `endpoint` | the `controlPlaneEndpoint` and apiserver SAN retrofit |
 //! | `load_balancer` | the VIP, DNS name, pool and frontend |
-//! | `provision` | a VM per new master |
+//! | `provision` | a VM per new master, checked: not joined by itself, the master's versions |
 //! | `join_material` | the certificate key (and its renewal before a join) |
-//! | `joins` | each new master's join, one at a time |
+//! | `joins` | each new master's join, one at a time, checked before the pool gets it |
 //! | `cutover` | every client moved to the VIP |
-//! | `verify` | the end state checked |
+//! | `verify` | the end state checked; the jobs pinned to the old master reviewed |
 //!
-//! `render` writes a plan for people (markdown and text).
+//! Each phase says what its rollback does. `recovery` writes the worst case
+//! outside the run: the preflight etcd snapshot restored onto the first
+//! master by hand, with the exact commands. `render` writes a plan for
+//! people (markdown and text).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -44,6 +47,7 @@ mod joins;
 mod load_balancer;
 mod preflight;
 mod provision;
+mod recovery;
 mod refusals;
 mod render;
 mod verify;
@@ -72,6 +76,39 @@ pub struct Plan {
     /// Things the reviewer should know (accepted risks).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The worst case, outside the run: restoring the preflight etcd
+    /// snapshot onto one master, by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+/// A documented manual procedure for when rolling back a phase is not
+/// enough (etcd lost quorum, the cluster's data is damaged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recovery {
+    /// What it achieves.
+    pub title: String,
+    /// When to use it, and what it costs.
+    pub when: String,
+    /// Steps, in order; a person runs each and checks it off.
+    pub steps: Vec<RecoveryStep>,
+}
+
+/// One manual recovery step: where to run what, and how to know it worked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryStep {
+    /// Stable id.
+    pub id: String,
+    /// What it does.
+    pub title: String,
+    /// Where the commands run (a host, or where hacli ran).
+    pub on: String,
+    /// The exact commands, in order.
+    pub commands: Vec<String>,
+    /// What the person checks before going on.
+    pub confirm: String,
 }
 
 /// A unit of rollback.
@@ -84,6 +121,10 @@ pub struct Phase {
     pub title: String,
     /// Steps, in order.
     pub steps: Vec<Step>,
+    /// What rolling the phase back does, for people (the steps' rollbacks
+    /// carry it out, in reverse order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<String>,
 }
 
 /// One step.
@@ -134,6 +175,24 @@ pub struct Outage {
     pub up_to: Dur,
     /// What is unavailable.
     pub what: String,
+    /// When it happens only on a fallback path, the condition (e.g. the
+    /// apiserver did not reload its certificate in time and is restarted).
+    /// None: the step always causes it. Absent from plans written before the
+    /// field existed, which keep their digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_if: Option<String>,
+}
+
+impl Outage {
+    /// An outage the step always causes, if it lasts at all.
+    pub fn is_declared(&self) -> bool {
+        self.only_if.is_none() && !self.up_to.0.is_zero()
+    }
+
+    /// An outage that only a fallback path causes.
+    pub fn is_conditional(&self) -> bool {
+        self.only_if.is_some() && !self.up_to.0.is_zero()
+    }
 }
 
 /// Options that are not part of either topology.
@@ -286,6 +345,7 @@ pub fn plan(
         learner_joins: to.etcd.learner_joins,
         phases,
         warnings,
+        recovery: recovery::plan(&ctx),
     })
 }
 

@@ -56,5 +56,8 @@ pub(super) fn phase(ctx: &Ctx<'_>) -> Phase {
         id: "preflight".into(),
         title: "Preflight: the cluster is healthy and can be restored".into(),
         steps,
+        rollback: Some(
+            "nothing to undo: the checks change nothing, and the snapshots are kept (the etcd snapshot is the one the recovery procedure restores)".into(),
+        ),
     }
 }

@@ -1,8 +1,11 @@
 //! Provisioning: a VM per new master, cloned from the template, sized and
-//! addressed, then started.
+//! addressed, then started; then checked before anything else touches it:
+//! it has not joined the cluster by itself (a template whose cloud-init runs
+//! `kubeadm join`), and its kubeadm, kubelet and containerd match the
+//! existing master's. A failed check rolls the phase back: the VM is deleted.
 
 use super::{Ctx, Phase, step};
-use crate::backend::{HvOp, Op};
+use crate::backend::{CpOp, HvOp, Op};
 use crate::topology::Node;
 use crate::units::Dur;
 
@@ -64,9 +67,40 @@ fn provision(ctx: &Ctx<'_>, n: &Node) -> Option<Phase> {
         Op::Hypervisor(HvOp::StartVm { host, vmid }),
         Dur::secs(120),
     );
+    let mut not_joined = step(
+        &format!("provision/{}/not-joined", n.name),
+        format!(
+            "{0} has not joined the cluster by itself: no Node `{0}`, no /etc/kubernetes/kubelet.conf on it",
+            n.name
+        ),
+        Op::ControlPlane(CpOp::VerifyNotJoined {
+            node: n.name.clone(),
+        }),
+        Dur::secs(10),
+    );
+    not_joined.notes.push(format!(
+        "a template whose cloud-init runs kubeadm join is refused; the VM is deleted, `kubectl delete node {}` removes the Node it registered",
+        n.name
+    ));
+    let versions = step(
+        &format!("provision/{}/versions", n.name),
+        format!(
+            "kubeadm, kubelet and containerd on {} have the versions they have on {}",
+            n.name, ctx.first
+        ),
+        Op::ControlPlane(CpOp::CheckVersions {
+            node: n.name.clone(),
+            like: ctx.first.clone(),
+        }),
+        Dur::secs(10),
+    );
     Some(Phase {
         id: format!("provision/{}", n.name),
         title: format!("Provision VM for {}", n.name),
-        steps: vec![clone, start],
+        steps: vec![clone, start, not_joined, versions],
+        rollback: Some(format!(
+            "VM {vmid} is stopped and deleted (a Node it registered by itself stays: `kubectl delete node {}`)",
+            n.name
+        )),
     })
 }

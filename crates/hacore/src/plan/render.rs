@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::Plan;
+use super::{Outage, Plan, Recovery};
 
 impl Plan {
     /// Markdown a person can review and check off.
@@ -33,6 +33,9 @@ impl Plan {
         }
         for p in &self.phases {
             let _ = writeln!(s, "## {}\n", p.title);
+            if let Some(r) = &p.rollback {
+                let _ = writeln!(s, "_Rollback:_ {r}\n");
+            }
             for st in &p.steps {
                 let _ = writeln!(
                     s,
@@ -50,14 +53,32 @@ impl Plan {
                 if let Some(r) = &st.rollback {
                     let _ = writeln!(s, "  - rollback: `{r}`");
                 }
-                if let Some(o) = &st.outage {
-                    let _ = writeln!(s, "  - outage: up to {}: {}", o.up_to, o.what);
+                match &st.outage {
+                    Some(o @ Outage { only_if: None, .. }) => {
+                        let _ = writeln!(s, "  - outage: up to {}: {}", o.up_to, o.what);
+                    }
+                    Some(
+                        o @ Outage {
+                            only_if: Some(cond),
+                            ..
+                        },
+                    ) => {
+                        let _ = writeln!(
+                            s,
+                            "  - outage only if {cond}: up to {}: {}",
+                            o.up_to, o.what
+                        );
+                    }
+                    None => {}
                 }
                 for n in &st.notes {
                     let _ = writeln!(s, "  - note: {n}");
                 }
             }
             let _ = writeln!(s);
+        }
+        if let Some(r) = &self.recovery {
+            recovery_markdown(&mut s, r);
         }
         s
     }
@@ -81,14 +102,47 @@ impl Plan {
             let _ = writeln!(s, "\n{}", p.title);
             for st in &p.steps {
                 i += 1;
-                let outage = st
-                    .outage
-                    .as_ref()
-                    .map(|o| format!("  [outage up to {}: {}]", o.up_to, o.what))
-                    .unwrap_or_default();
+                let outage = match &st.outage {
+                    Some(o @ Outage { only_if: None, .. }) => {
+                        format!("  [outage up to {}: {}]", o.up_to, o.what)
+                    }
+                    Some(
+                        o @ Outage {
+                            only_if: Some(cond),
+                            ..
+                        },
+                    ) => format!("  [only if {cond}: outage up to {}: {}]", o.up_to, o.what),
+                    None => String::new(),
+                };
                 let _ = writeln!(s, "  {i:>3}. {:<40} {}{outage}", st.id, st.title);
             }
         }
+        if let Some(r) = &self.recovery {
+            let _ = writeln!(
+                s,
+                "\n{}: {} manual steps outside the run (the markdown gives the commands)",
+                r.title,
+                r.steps.len()
+            );
+        }
         s
     }
+}
+
+/// The recovery appendix: each step with where it runs, its commands and
+/// what to check, to tick off by hand.
+fn recovery_markdown(s: &mut String, r: &Recovery) {
+    let _ = writeln!(s, "## {}\n", r.title);
+    let _ = writeln!(s, "Use it {}\n", r.when);
+    for st in &r.steps {
+        let _ = writeln!(s, "- [ ] **{}**: {}", st.id, st.title);
+        let _ = writeln!(s, "  - on: {}", st.on);
+        let _ = writeln!(s, "  - run:\n\n    ```sh");
+        for c in &st.commands {
+            let _ = writeln!(s, "    {c}");
+        }
+        let _ = writeln!(s, "    ```\n");
+        let _ = writeln!(s, "  - check: {}", st.confirm);
+    }
+    let _ = writeln!(s);
 }

@@ -1,8 +1,9 @@
 //! Verification: the end state, checked: every master Ready and a caught-up
 //! etcd voter, UP in the pool, its certificate carrying the SANs, and every
-//! kubeconfig naming the VIP.
+//! kubeconfig naming the VIP. After a migration from a single master, a
+//! person reviews the Jobs and CronJobs pinned to it by hostname.
 
-use super::{Ctx, Phase, step};
+use super::{Ctx, Phase, Step, step};
 use crate::backend::{CpOp, LbOp, Op};
 use crate::units::Dur;
 
@@ -11,7 +12,7 @@ pub(super) fn phase(ctx: &Ctx<'_>) -> Phase {
     let (pool, sans, new_server) = (&ctx.pool, &ctx.sans, &ctx.new_server);
     let masters: Vec<String> = ctx.masters_to.iter().map(|n| n.name.clone()).collect();
     let all: Vec<String> = ctx.to.nodes.iter().map(|n| n.name.clone()).collect();
-    let steps = vec![
+    let mut steps = vec![
         step(
             "verify/nodes",
             format!("{} Ready with the control-plane role", masters.join(", ")),
@@ -56,9 +57,34 @@ pub(super) fn phase(ctx: &Ctx<'_>) -> Phase {
             Dur::secs(10),
         ),
     ];
+    if ctx.single {
+        steps.extend(ctx.masters_from.iter().map(|m| pinned(&m.name)));
+    }
     Phase {
         id: "verify".into(),
         title: "Verify the result".into(),
         steps,
+        rollback: Some(
+            "nothing to undo: checks only; a failed check stops the run and leaves the cluster as it is".into(),
+        ),
     }
+}
+
+/// Manual: the Jobs and CronJobs pinned to `master` by hostname, re-pinned
+/// where they should run on any master.
+fn pinned(master: &str) -> Step {
+    let mut s = step(
+        &format!("verify/pinned-workloads/{master}"),
+        format!(
+            "review the Jobs and CronJobs pinned to {master} by hostname (nodeSelector kubernetes.io/hostname or nodeName): re-pin those that should run on any master, then confirm"
+        ),
+        Op::ControlPlane(CpOp::PinnedWorkloads {
+            node: master.to_string(),
+        }),
+        Dur::secs(300),
+    );
+    s.notes.push(format!(
+        "manual: `kubectl get cronjobs,jobs -A -o json | jq -r '.items[] | (.spec.jobTemplate.spec.template.spec // .spec.template.spec) as $p | select($p.nodeName == \"{master}\" or $p.nodeSelector[\"kubernetes.io/hostname\"] == \"{master}\") | .kind + \" \" + .metadata.namespace + \"/\" + .metadata.name'` lists them"
+    ));
+    s
 }
