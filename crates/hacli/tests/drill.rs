@@ -17,7 +17,7 @@ use hacore::backend::LbOp;
 use hacore::topology::{CheckKind, Topology};
 use pfsense::lb::{LbBackend, LbOptions};
 use testlab::lblab::{LbLab, Via};
-use testlab::proxmox::{Inventory, PveNode, PveVm, ProxmoxLab};
+use testlab::proxmox::{Inventory, ProxmoxLab, PveNode, PveVm};
 
 /// One lab drill at a time: two at once (each 50 TLS handshakes a second
 /// through a debug build, on a shared machine) measure the machine, not
@@ -96,7 +96,12 @@ fn pool_up(lab: &LbLab) {
 
 /// A topology for the drill: the lab's load balancer and masters, each
 /// master a VM of the Proxmox stand-in.
-fn topology(lab: &LbLab, pve: Option<&ProxmoxLab>, m1: Option<std::net::IpAddr>, dir: &Path) -> std::path::PathBuf {
+fn topology(
+    lab: &LbLab,
+    pve: Option<&ProxmoxLab>,
+    m1: Option<std::net::IpAddr>,
+    dir: &Path,
+) -> std::path::PathBuf {
     let nodes: String = lab
         .masters
         .iter()
@@ -246,9 +251,25 @@ fn unplanned_power_off_is_measured_within_the_bound() {
     let mut drill = hacli();
     drill
         .args([
-            "drill", "m1", "--unplanned", "--skip-gate", "--rate", "25", "--duration", "7s",
-            "--baseline", "2s", "--down-for", "2s", "--after", "1s", "--recovery-timeout",
-            "20s", "-o", "json", "--html",
+            "drill",
+            "m1",
+            "--unplanned",
+            "--skip-gate",
+            "--rate",
+            "25",
+            "--duration",
+            "7s",
+            "--baseline",
+            "2s",
+            "--down-for",
+            "2s",
+            "--after",
+            "1s",
+            "--recovery-timeout",
+            "20s",
+            "-o",
+            "json",
+            "--html",
         ])
         .arg(&html)
         .arg("--topology")
@@ -266,13 +287,24 @@ fn unplanned_power_off_is_measured_within_the_bound() {
         "skipping the gate must be loud: {}",
         text(&o)
     );
-    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    let r: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
     println!(
         "drill figures: sent {} failed {} longest gap {:.1} ms (bound {} ms), LB detection {} ms, DOWN {} UP {}, p50/p99 before {}/{} during {}/{} after {}/{} ms, errors {}",
-        r["total"]["sent"], r["total"]["failed"], r["longestGap"]["ms"].as_f64().unwrap(),
-        r["bound"]["boundMs"], r["bound"]["detectionMs"], r["lb"]["downMs"], r["lb"]["upMs"],
-        r["before"]["p50Ms"], r["before"]["p99Ms"], r["during"]["p50Ms"], r["during"]["p99Ms"],
-        r["after"]["p50Ms"], r["after"]["p99Ms"], r["total"]["errors"]
+        r["total"]["sent"],
+        r["total"]["failed"],
+        r["longestGap"]["ms"].as_f64().unwrap(),
+        r["bound"]["boundMs"],
+        r["bound"]["detectionMs"],
+        r["lb"]["downMs"],
+        r["lb"]["upMs"],
+        r["before"]["p50Ms"],
+        r["before"]["p99Ms"],
+        r["during"]["p50Ms"],
+        r["during"]["p99Ms"],
+        r["after"]["p50Ms"],
+        r["after"]["p99Ms"],
+        r["total"]["errors"]
     );
 
     // Kept for a person to look at: the page, the JSON and HAProxy's config.
@@ -280,7 +312,10 @@ fn unplanned_power_off_is_measured_within_the_bound() {
     std::fs::create_dir_all(&keep).unwrap();
     std::fs::write(keep.join("drill.json"), &o.stdout).unwrap();
     std::fs::copy(&html, keep.join("drill.html")).unwrap();
-    let _ = std::fs::copy(lab.lb_host.path("/etc/haproxy/haproxy.cfg"), keep.join("haproxy.cfg"));
+    let _ = std::fs::copy(
+        lab.lb_host.path("/etc/haproxy/haproxy.cfg"),
+        keep.join("haproxy.cfg"),
+    );
 
     // The JSON is complete.
     assert_eq!(r["schema"], "hacli.drill/v1");
@@ -300,7 +335,11 @@ fn unplanned_power_off_is_measured_within_the_bound() {
     }
     for w in ["before", "during", "after"] {
         assert!(r[w]["sent"].as_u64().unwrap() > 0, "{w}: {}", r[w]);
-        assert!(r[w]["p50Ms"].is_f64() && r[w]["p99Ms"].is_f64(), "{w}: {}", r[w]);
+        assert!(
+            r[w]["p50Ms"].is_f64() && r[w]["p99Ms"].is_f64(),
+            "{w}: {}",
+            r[w]
+        );
     }
     let sum: u64 = ["before", "during", "after"]
         .iter()
@@ -320,14 +359,25 @@ fn unplanned_power_off_is_measured_within_the_bound() {
         r["lb"]["upMs"].as_f64().expect("LB UP again seen"),
     );
     assert!(start < down && down < up, "{d} {}", r["lb"]);
-    assert!(up >= d["restoreMs"].as_f64().unwrap(), "UP only after the power-on");
-    assert_eq!(pve.vm(101).unwrap()["status"], "running", "the VM is on again");
+    assert!(
+        up >= d["restoreMs"].as_f64().unwrap(),
+        "UP only after the power-on"
+    );
+    assert_eq!(
+        pve.vm(101).unwrap()["status"],
+        "running",
+        "the VM is on again"
+    );
 
     // Failures are measured (a third of the connections went to the dead
     // master until HAProxy marked it DOWN), all inside the disruption, and
     // the longest gap stays within fall × interval + interval = 600 ms.
     let failed = r["total"]["failed"].as_u64().unwrap();
-    assert!(failed > 0, "a power-off must cost some connections: {}", r["total"]);
+    assert!(
+        failed > 0,
+        "a power-off must cost some connections: {}",
+        r["total"]
+    );
     assert_eq!(r["during"]["failed"].as_u64().unwrap(), failed);
     let b = &r["bound"];
     assert_eq!(b["boundMs"], 600.0);
@@ -345,17 +395,29 @@ fn unplanned_power_off_is_measured_within_the_bound() {
         .map(|q| q["atMs"].as_f64().unwrap())
         .collect();
     let (first_fail, last_fail) = (fails[0], fails[fails.len() - 1]);
-    assert!(down - first_fail <= 600.0 + 300.0, "first failure {first_fail} ms, DOWN {down} ms");
+    assert!(
+        down - first_fail <= 600.0 + 300.0,
+        "first failure {first_fail} ms, DOWN {down} ms"
+    );
     assert!(b["detectionMs"].as_f64().unwrap() > 0.0);
     // And no request failed after the LB marked it DOWN.
-    assert!(last_fail <= down + 100.0, "a failure at {last_fail} ms after DOWN at {down} ms");
+    assert!(
+        last_fail <= down + 100.0,
+        "a failure at {last_fail} ms after DOWN at {down} ms"
+    );
 
     // The page: the chart is inline SVG, nothing fetched.
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg"), "no SVG in the page");
-    assert!(!page.contains("http://") || page.contains("http://www.w3.org"), "no fetches");
+    assert!(
+        !page.contains("http://") || page.contains("http://www.w3.org"),
+        "no fetches"
+    );
     assert!(!page.contains("<script"), "no scripts");
-    assert!(page.contains("LB: DOWN") && page.contains("disruption"), "legend");
+    assert!(
+        page.contains("LB: DOWN") && page.contains("disruption"),
+        "legend"
+    );
     assert!(page.contains("<table id=\"windows\">"));
 
     let Some(chrome) = chromium() else {
@@ -371,7 +433,10 @@ fn unplanned_power_off_is_measured_within_the_bound() {
         .unwrap();
     let dom_text = String::from_utf8_lossy(&dom.stdout);
     assert!(dom.status.success(), "{}", text(&dom));
-    assert!(dom_text.contains("<svg"), "the SVG element is not in the DOM");
+    assert!(
+        dom_text.contains("<svg"),
+        "the SVG element is not in the DOM"
+    );
     assert!(dom_text.contains("<circle"), "no request dots in the DOM");
     let shot = dir.join("drill.png");
     let o = chromium_args(chrome, profile.path())
@@ -384,8 +449,14 @@ fn unplanned_power_off_is_measured_within_the_bound() {
     std::fs::copy(&shot, keep.join("drill.png")).unwrap();
     // The chart sits below the title (about 80 px) and is 1100 x 460.
     let (ink, blue, red) = pixels(&shot, 20, 80, 1120, 560);
-    println!("screenshot {}: chart area ink {ink} px, blue {blue} px, red {red} px", shot.display());
-    assert!(ink > 20_000, "the chart area is (nearly) blank: {ink} non-white pixels");
+    println!(
+        "screenshot {}: chart area ink {ink} px, blue {blue} px, red {red} px",
+        shot.display()
+    );
+    assert!(
+        ink > 20_000,
+        "the chart area is (nearly) blank: {ink} non-white pixels"
+    );
     assert!(blue > 500, "no request dots rendered: {blue}");
     assert!(red > 50, "no failures or DOWN line rendered: {red}");
     // Below the page's content the screenshot is white: the ink is the chart's.
@@ -396,13 +467,26 @@ fn unplanned_power_off_is_measured_within_the_bound() {
 #[test]
 fn planned_is_not_available_yet_and_bad_input_is_exit_2() {
     let o = hacli()
-        .args(["drill", "m1", "--planned", "--topology", "/nonexistent.yaml"])
+        .args([
+            "drill",
+            "m1",
+            "--planned",
+            "--topology",
+            "/nonexistent.yaml",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("not available"), "{}", text(&o));
     let o = hacli()
-        .args(["drill", "m1", "--planned", "--unplanned", "--topology", "x.yaml"])
+        .args([
+            "drill",
+            "m1",
+            "--planned",
+            "--unplanned",
+            "--topology",
+            "x.yaml",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -468,11 +552,15 @@ fn unplanned_apiserver_kill_over_ssh() {
     let public = std::fs::read_to_string(format!("{}.pub", lab.client_key.display())).unwrap();
     host.start_sshd(vec![public.trim().to_string()]).unwrap();
     std::fs::copy("/bin/sleep", host.path("/opt/k8s/kube-apiserver")).unwrap();
-    let start = |h: &testlab::host::Host| h.spawn(&["/opt/k8s/kube-apiserver", "600"], &[]).unwrap();
+    let start =
+        |h: &testlab::host::Host| h.spawn(&["/opt/k8s/kube-apiserver", "600"], &[]).unwrap();
     let mut proc = start(&host);
     let until = std::time::Instant::now() + Duration::from_secs(5);
     while !apiserver_runs(&host) {
-        assert!(std::time::Instant::now() < until, "kube-apiserver did not start");
+        assert!(
+            std::time::Instant::now() < until,
+            "kube-apiserver did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let dir = lab.dir().to_path_buf();
@@ -484,8 +572,23 @@ fn unplanned_apiserver_kill_over_ssh() {
     let mut drill = hacli();
     drill
         .args([
-            "drill", "m1", "--kill", "apiserver", "--skip-gate", "--rate", "25", "--duration",
-            "6s", "--baseline", "2s", "--after", "1s", "--recovery-timeout", "20s", "-o", "json",
+            "drill",
+            "m1",
+            "--kill",
+            "apiserver",
+            "--skip-gate",
+            "--rate",
+            "25",
+            "--duration",
+            "6s",
+            "--baseline",
+            "2s",
+            "--after",
+            "1s",
+            "--recovery-timeout",
+            "20s",
+            "-o",
+            "json",
         ])
         .arg("--ssh-identity")
         .arg(&lab.client_key)
@@ -514,21 +617,40 @@ fn unplanned_apiserver_kill_over_ssh() {
     }
     let o = run.join().unwrap();
     let _ = proc.kill();
+    let _ = proc.wait();
     eprintln!("{}", String::from_utf8_lossy(&o.stderr));
-    assert!(killed_at.is_some(), "the drill did not kill kube-apiserver: {}", text(&o));
+    assert!(
+        killed_at.is_some(),
+        "the drill did not kill kube-apiserver: {}",
+        text(&o)
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r: serde_json::Value =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
     println!(
         "kill drill figures: sent {} failed {} longest gap {} ms (bound {} ms), LB detection {} ms, errors {}",
-        r["total"]["sent"], r["total"]["failed"], r["longestGap"]["ms"], r["bound"]["boundMs"],
-        r["bound"]["detectionMs"], r["total"]["errors"]
+        r["total"]["sent"],
+        r["total"]["failed"],
+        r["longestGap"]["ms"],
+        r["bound"]["boundMs"],
+        r["bound"]["detectionMs"],
+        r["total"]["errors"]
     );
     assert_eq!(r["mode"], "unplanned-kill-apiserver");
     let d = &r["disruption"];
     assert!(d["error"].is_null(), "{d}");
-    assert!(d["action"].as_str().unwrap().contains("kill -9 kube-apiserver on m1"), "{d}");
-    assert!(r["lb"]["downMs"].is_f64() && r["lb"]["upMs"].is_f64(), "{}", r["lb"]);
+    assert!(
+        d["action"]
+            .as_str()
+            .unwrap()
+            .contains("kill -9 kube-apiserver on m1"),
+        "{d}"
+    );
+    assert!(
+        r["lb"]["downMs"].is_f64() && r["lb"]["upMs"].is_f64(),
+        "{}",
+        r["lb"]
+    );
     assert!(r["total"]["failed"].as_u64().unwrap() > 0, "{}", r["total"]);
     assert_eq!(r["before"]["failed"], 0);
     assert_eq!(r["after"]["failed"], 0);

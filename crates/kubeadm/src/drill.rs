@@ -247,7 +247,14 @@ fn watch_lb(
         while !stop.load(Ordering::Relaxed) {
             tick.tick().await;
             let t = Instant::now();
-            let status = match client.server(&lb.pool, &lb.server, t + poll.max(Duration::from_millis(500))).await {
+            let status = match client
+                .server(
+                    &lb.pool,
+                    &lb.server,
+                    t + poll.max(Duration::from_millis(500)),
+                )
+                .await
+            {
                 Ok(s) => s.status_text,
                 Err(e) => format!("unknown: {e}"),
             };
@@ -278,14 +285,14 @@ pub async fn run<D: Disruption>(
     progress: impl Fn(&str),
 ) -> Result<DrillReport, crate::Error> {
     let mut kube = kube;
-    kube.cluster_url = cfg
-        .endpoint
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| crate::Error::BadUrl {
-            what: "control-plane endpoint",
-            url: cfg.endpoint.clone(),
-            reason: e.to_string(),
-        })?;
+    kube.cluster_url =
+        cfg.endpoint
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| crate::Error::BadUrl {
+                what: "control-plane endpoint",
+                url: cfg.endpoint.clone(),
+                reason: e.to_string(),
+            })?;
     let traffic = Traffic::start(kube, cfg.traffic.clone())?;
     let started = traffic.started();
     let stop_lb = Arc::new(AtomicBool::new(false));
@@ -391,7 +398,9 @@ pub async fn run<D: Disruption>(
                 .as_ref()
                 .map(|l| ms(l.bound() + l.interval) + 2.0 * ms(poll))
                 .unwrap_or(0.0);
-            if down.is_none() && restored_ms.is_some_and(|r| ms(started.elapsed()) > r + noticed.max(1000.0)) {
+            if down.is_none()
+                && restored_ms.is_some_and(|r| ms(started.elapsed()) > r + noticed.max(1000.0))
+            {
                 break;
             }
             if Instant::now() >= until {
@@ -415,7 +424,9 @@ pub async fn run<D: Disruption>(
     let stop_at = until.max(after_until);
     progress(&format!(
         "traffic continues for {:.1} s",
-        stop_at.saturating_duration_since(Instant::now()).as_secs_f64()
+        stop_at
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64()
     ));
     tokio::time::sleep_until(stop_at).await;
     let end_of_run = ms(started.elapsed());
@@ -480,7 +491,10 @@ pub fn report(
     lb: Option<LbReport>,
     requests: Vec<Sample>,
 ) -> DrillReport {
-    let (d0, d1) = (disruption.start_ms, disruption.end_ms.max(disruption.start_ms));
+    let (d0, d1) = (
+        disruption.start_ms,
+        disruption.end_ms.max(disruption.start_ms),
+    );
     let longest = longest_gap(&requests, 0.0, end_ms);
     let during = Stats::of(&requests, d0, d1);
     let bound = cfg.lb.as_ref().map(|l| {
@@ -653,8 +667,21 @@ mod tests {
         assert_eq!(r.total.errors.get("refused"), Some(&3));
         let v = serde_json::to_value(&r).unwrap();
         for key in [
-            "schema", "node", "mode", "endpoint", "rate", "connections", "startedAt",
-            "disruption", "lb", "total", "before", "during", "after", "longestGap", "bound",
+            "schema",
+            "node",
+            "mode",
+            "endpoint",
+            "rate",
+            "connections",
+            "startedAt",
+            "disruption",
+            "lb",
+            "total",
+            "before",
+            "during",
+            "after",
+            "longestGap",
+            "bound",
             "requests",
         ] {
             assert!(v.get(key).is_some(), "{key} missing");
@@ -685,7 +712,14 @@ mod tests {
             end_ms: 1500.0,
             error: None,
         };
-        let r = report(&cfg(true), jiff::Timestamp::UNIX_EPOCH, 2000.0, d, None, requests);
+        let r = report(
+            &cfg(true),
+            jiff::Timestamp::UNIX_EPOCH,
+            2000.0,
+            d,
+            None,
+            requests,
+        );
         let b = r.bound.unwrap();
         assert_eq!(b.gap_ms, 1100.0);
         assert!(!b.gap_within);

@@ -152,9 +152,11 @@ impl Traffic {
             None
         };
         let shared = match t.connections {
-            Connections::KeepAlive => {
-                Some(crate::client_and_version(config.clone(), tls.clone()).map_err(kube_error)?.0)
-            }
+            Connections::KeepAlive => Some(
+                crate::client_and_version(config.clone(), tls.clone())
+                    .map_err(kube_error)?
+                    .0,
+            ),
             Connections::Fresh => None,
         };
         let stop = Arc::new(AtomicBool::new(false));
@@ -281,7 +283,10 @@ pub fn error_kind(e: &(dyn std::error::Error + 'static)) -> &'static str {
             // An io::Error wrapping another (a connector's `Other` around
             // the socket's error): its `source` skips the inner one.
             let mut io = io;
-            while let Some(inner) = io.get_ref().and_then(|e| e.downcast_ref::<std::io::Error>()) {
+            while let Some(inner) = io
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<std::io::Error>())
+            {
                 io = inner;
             }
             kind = match io.kind() {

@@ -230,7 +230,11 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         );
     };
     if !node.is_control_plane() {
-        bail!("{}: a drill disrupts a master; `{}` is a worker", a.live.topology.display(), a.node);
+        bail!(
+            "{}: a drill disrupts a master; `{}` is a worker",
+            a.live.topology.display(),
+            a.node
+        );
     }
     let mode = match a.kill {
         Some(Kill::Apiserver) => "unplanned-kill-apiserver",
@@ -241,7 +245,11 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         .lb_runtime_api
         .clone()
         .or_else(|| topology.load_balancer.runtime_api.clone());
-    let lb = match (topology.has_load_balancer(), lb_api, &topology.load_balancer.pool) {
+    let lb = match (
+        topology.has_load_balancer(),
+        lb_api,
+        &topology.load_balancer.pool,
+    ) {
         (true, Some(api), Some(pool)) => Some(LbWatch {
             api,
             pool: pool.clone(),
@@ -399,7 +407,8 @@ pub fn exit_of(r: &DrillReport) -> Exit {
 }
 
 fn opt_ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.1} ms")).unwrap_or_else(|| "-".into())
+    v.map(|v| format!("{v:.1} ms"))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn at(v: Option<f64>) -> String {
@@ -451,8 +460,16 @@ pub fn summary(r: &DrillReport) -> String {
         r.longest_gap.from_ms / 1000.0,
         r.longest_gap.to_ms / 1000.0
     );
-    let _ = writeln!(s, "{:<8} {:>8} {:>7} {:>10} {:>10}", "window", "sent", "failed", "p50", "p99");
-    for (name, w) in [("before", &r.before), ("during", &r.during), ("after", &r.after)] {
+    let _ = writeln!(
+        s,
+        "{:<8} {:>8} {:>7} {:>10} {:>10}",
+        "window", "sent", "failed", "p50", "p99"
+    );
+    for (name, w) in [
+        ("before", &r.before),
+        ("during", &r.during),
+        ("after", &r.after),
+    ] {
         let _ = writeln!(
             s,
             "{:<8} {:>8} {:>7} {:>10} {:>10}",

@@ -90,18 +90,13 @@ fn draw<'a>(r: &DrillReport, svg: &'a mut String) -> Result<(), Box<dyn std::err
         .label("ok")
         .legend(move |(x, y)| Circle::new((x + 6, y), 3, ok.filled()));
     chart
-        .draw_series(
-            r.requests
-                .iter()
-                .filter(|s| !s.outcome.is_ok())
-                .map(|s| {
-                    Cross::new(
-                        (s.at_ms / 1000.0, s.latency_ms.max(y_min)),
-                        4,
-                        RED.stroke_width(2),
-                    )
-                }),
-        )?
+        .draw_series(r.requests.iter().filter(|s| !s.outcome.is_ok()).map(|s| {
+            Cross::new(
+                (s.at_ms / 1000.0, s.latency_ms.max(y_min)),
+                4,
+                RED.stroke_width(2),
+            )
+        }))?
         .label("failed")
         .legend(|(x, y)| Cross::new((x + 6, y), 4, RED.stroke_width(2)));
 
@@ -136,7 +131,8 @@ fn draw<'a>(r: &DrillReport, svg: &'a mut String) -> Result<(), Box<dyn std::err
 }
 
 fn ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.1} ms")).unwrap_or_else(|| "–".into())
+    v.map(|v| format!("{v:.1} ms"))
+        .unwrap_or_else(|| "–".into())
 }
 
 fn secs(v: Option<f64>) -> String {
