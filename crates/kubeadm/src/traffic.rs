@@ -113,6 +113,7 @@ pub struct TrafficConfig {
 /// Running traffic; [`Traffic::stop`] ends it and returns every sample.
 pub struct Traffic {
     stop: Arc<AtomicBool>,
+    target: Arc<std::sync::RwLock<http::Uri>>,
     started: Instant,
     started_at: jiff::Timestamp,
     task: tokio::task::JoinHandle<Vec<Sample>>,
@@ -151,20 +152,17 @@ impl Traffic {
         } else {
             None
         };
-        let shared = match t.connections {
-            Connections::KeepAlive => Some(
-                crate::client_and_version(config.clone(), tls.clone())
-                    .map_err(kube_error)?
-                    .0,
-            ),
-            Connections::Fresh => None,
-        };
+        let keep_alive = t.connections == Connections::KeepAlive;
+        let target = Arc::new(std::sync::RwLock::new(config.cluster_url.clone()));
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let started_at = jiff::Timestamp::now();
         let period = Duration::from_secs_f64(1.0 / t.rate);
         let flag = stop.clone();
+        let to = target.clone();
         let task = tokio::spawn(async move {
+            let target = to;
+            let mut shared: Option<(http::Uri, kube::Client)> = None;
             let mut tick = tokio::time::interval(period);
             // Constant rate, open loop: a late tick is sent at once, so slow
             // answers never lower the rate (they are what is measured).
@@ -181,10 +179,22 @@ impl Traffic {
                     break;
                 }
                 let at_ms = ms(t0.saturating_duration_since(started));
+                let url = target.read().map(|u| u.clone()).unwrap_or_else(|p| p.into_inner().clone());
+                // Kept alive: one client per target (a new one after
+                // [`Traffic::retarget`]); fresh: one per request.
                 let client = match &shared {
-                    Some(c) => Ok(c.clone()),
-                    None => crate::client_and_version(config.clone(), tls.clone()).map(|c| c.0),
+                    Some((u, c)) if keep_alive && *u == url => Ok(c.clone()),
+                    _ => {
+                        let mut cfg = config.clone();
+                        cfg.cluster_url = url.clone();
+                        crate::client_and_version(cfg, tls.clone()).map(|c| c.0)
+                    }
                 };
+                if keep_alive {
+                    if let Ok(c) = &client {
+                        shared = Some((url, c.clone()));
+                    }
+                }
                 let (path, timeout) = (t.path.clone(), t.timeout);
                 running.spawn(async move {
                     let outcome = match client {
@@ -212,10 +222,17 @@ impl Traffic {
         });
         Ok(Traffic {
             stop,
+            target,
             started,
             started_at,
             task,
         })
+    }
+
+    /// Send the next requests to `url` (same credentials and CA).
+    pub fn retarget(&self, url: http::Uri) {
+        let mut t = self.target.write().unwrap_or_else(|p| p.into_inner());
+        *t = url;
     }
 
     /// When the traffic started (the samples' zero).
