@@ -140,11 +140,12 @@ impl std::fmt::Debug for Measure {
 }
 
 fn parse(what: &'static str, url: &str) -> Result<http::Uri, crate::Error> {
-    url.parse().map_err(|e: http::uri::InvalidUri| crate::Error::BadUrl {
-        what,
-        url: url.to_string(),
-        reason: e.to_string(),
-    })
+    url.parse()
+        .map_err(|e: http::uri::InvalidUri| crate::Error::BadUrl {
+            what,
+            url: url.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 impl Measure {
@@ -303,7 +304,9 @@ mod tests {
         // still sent to it would fail.
         let ca = testlab::pki::Authority::new("measure CA").unwrap();
         let ips: Vec<std::net::IpAddr> = vec![[127, 0, 0, 1].into(), [127, 0, 0, 2].into()];
-        let pair = ca.issue_server("kube-apiserver", &["localhost"], &ips).unwrap();
+        let pair = ca
+            .issue_server("kube-apiserver", &["localhost"], &ips)
+            .unwrap();
         let lab = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()

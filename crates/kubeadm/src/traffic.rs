@@ -179,7 +179,10 @@ impl Traffic {
                     break;
                 }
                 let at_ms = ms(t0.saturating_duration_since(started));
-                let url = target.read().map(|u| u.clone()).unwrap_or_else(|p| p.into_inner().clone());
+                let url = target
+                    .read()
+                    .map(|u| u.clone())
+                    .unwrap_or_else(|p| p.into_inner().clone());
                 // Kept alive: one client per target (a new one after
                 // [`Traffic::retarget`]); fresh: one per request.
                 let client = match &shared {

@@ -52,6 +52,8 @@ pub struct Args {
     /// Output format of the outcome.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
+    #[command(flatten)]
+    pub measure: super::measure::MeasureArgs,
 }
 
 /// Where the load-balancer steps go.
@@ -127,17 +129,23 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let mut on_event = |e: Event| match e {
-        Event::Step { index, id, .. } => {
-            bar.set_position(index as u64);
-            bar.set_message(id);
+    let mut measure = super::measure::start(&a.measure, &plan)?;
+    let mut on_event = |e: Event| {
+        if let Some(m) = measure.as_mut() {
+            super::measure::on_event(m, &plan, &e);
         }
-        Event::Skipped { id, why } => bar.println(format!("skip {id}: {why}")),
-        Event::WouldApply { id } => bar.println(format!("would apply {id}")),
-        Event::Done { id } => bar.println(format!("done {id}")),
-        Event::CertificateKey => bar.println("uploaded a fresh certificate key"),
-        Event::Failed { id, error } => bar.println(format!("FAILED {id}: {error}")),
-        Event::RollingBack { id } => bar.println(format!("rolling back {id}")),
+        match e {
+            Event::Step { index, id, .. } => {
+                bar.set_position(index as u64);
+                bar.set_message(id);
+            }
+            Event::Skipped { id, why } => bar.println(format!("skip {id}: {why}")),
+            Event::WouldApply { id } => bar.println(format!("would apply {id}")),
+            Event::Done { id } => bar.println(format!("done {id}")),
+            Event::CertificateKey => bar.println("uploaded a fresh certificate key"),
+            Event::Failed { id, error } => bar.println(format!("FAILED {id}: {error}")),
+            Event::RollingBack { id } => bar.println(format!("rolling back {id}")),
+        }
     };
     let result = match a.lb {
         LbBackendKind::Simulated => with_backends(&sim, |b| {
@@ -172,6 +180,10 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         }
     };
     bar.finish_and_clear();
+    let measured = match measure.take() {
+        Some(m) => Some(super::measure::finish(&a.measure, m)?),
+        None => None,
+    };
     if !a.dry_run {
         std::fs::write(&sim_file, serde_json::to_string_pretty(&*sim.borrow())?)
             .with_context(|| format!("{}: cannot write", sim_file.display()))?;
@@ -198,6 +210,12 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                 "FAILED at {step}: {error}\nphase {phase} was rolled back; fix the cause and resume"
             ),
         },
+    }
+    if let Some((_, table)) = &measured {
+        match a.output {
+            Output::Text => out!("{table}"),
+            Output::Json => eprint!("{table}"),
+        }
     }
     Ok(match outcome {
         Outcome::Completed | Outcome::DryRun { .. } => Exit::Ok,
