@@ -348,7 +348,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(600));
         m.via_vip();
         m.step("cutover/kubelet/m1", None);
-        std::thread::sleep(Duration::from_millis(200));
+        // Longer than a request's deadline: what went to the master is over.
+        std::thread::sleep(Duration::from_millis(2200));
         {
             let _g = lab.enter();
             api.kill(ips[0]);
