@@ -15,6 +15,8 @@ DEBS+=(iproute2:/usr/sbin/ip)
 DEBS+=(php-cli:php unbound:unbound)
 # man-db renders the generated man page, zsh and fish check the completions (crates/hacli/tests/completions.rs).
 DEBS+=(man-db:man zsh:zsh fish:fish)
+# chromium renders the drill's HTML page headless and screenshots its chart (crates/hacli/tests/drill.rs).
+DEBS+=(chromium:chromium)
 . scripts/ensure-debs.sh
 ensure_debs "${DEBS[@]}"
 # php-xml has no command of its own: check for the extension pfSense's config parser uses.

@@ -73,7 +73,7 @@ enum Command {
     /// failures, the longest gap, latency and the LB's DOWN/UP times.
     /// Exit 0 target met, 1 gate refused or target missed, 2 bad input,
     /// 3 the drill could not be carried out.
-    Drill(cmd::drill::Args),
+    Drill(Box<cmd::drill::Args>),
     /// The hypervisor (Proxmox) as it really is.
     #[command(subcommand)]
     Hypervisor(cmd::hypervisor::Command),
@@ -141,7 +141,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Apply(a) => cmd::apply::run(a),
         Command::Lb(c) => cmd::lb::run(c),
-        Command::Drill(a) => cmd::drill::run(a),
+        Command::Drill(a) => cmd::drill::run(*a),
         Command::Hypervisor(c) => cmd::hypervisor::run(c),
         Command::Plugin(a) => cmd::plugin::run(a),
         Command::Completions(a) => cmd::completions::run(a),

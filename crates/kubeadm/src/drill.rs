@@ -324,6 +324,12 @@ pub async fn run<D: Disruption>(
     // Healthy before? Requests that started in the baseline and finished.
     let healthy = async {
         if let Some(lb) = &cfg.lb {
+            // A check that failed once (`UP 1/2`) may pass again: give it
+            // a few intervals before refusing.
+            let until = Instant::now() + (lb.interval * 8).max(Duration::from_secs(2));
+            while !last_status(&seen).as_deref().is_some_and(is_up) && Instant::now() < until {
+                tokio::time::sleep(poll).await;
+            }
             let status = last_status(&seen);
             if !status.as_deref().is_some_and(is_up) {
                 return Err(format!(
@@ -385,11 +391,16 @@ pub async fn run<D: Disruption>(
                 progress(&format!("{} is UP again in the load balancer", cfg.node));
                 break;
             }
+            // Never seen DOWN though the restore is done and HAProxy had
+            // time to notice (the bound, and two polls): it stayed UP.
+            let noticed = cfg
+                .lb
+                .as_ref()
+                .map(|l| ms(l.bound() + l.interval) + 2.0 * ms(poll))
+                .unwrap_or(0.0);
             if down.is_none()
-                && restored_ms
-                    .is_some_and(|r| ms(started.elapsed()) > r + 3.0 * ms(poll).max(1000.0))
+                && restored_ms.is_some_and(|r| ms(started.elapsed()) > r + noticed.max(1000.0))
             {
-                // Never seen down, and the restore is done: it stayed UP.
                 break;
             }
             if Instant::now() >= until {

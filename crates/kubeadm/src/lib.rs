@@ -82,6 +82,7 @@ pub mod error;
 pub mod etcd_alarm;
 pub mod lb;
 pub mod lock;
+pub mod measure;
 pub mod observe;
 pub mod redact;
 pub mod sync;

@@ -82,13 +82,15 @@ impl Outcome {
     }
 }
 
-/// One request.
+/// One request. Its time and latency count from when it was scheduled
+/// (`1/rate` after the previous one), not from when the client got round
+/// to sending it, so a stall of the measuring process shows as latency.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Sample {
-    /// When it started, in milliseconds since the traffic started.
+    /// When it was due to start, in milliseconds since the traffic started.
     pub at_ms: f64,
-    /// How long it took until its answer (or failure), in milliseconds.
+    /// From then until its answer (or failure), in milliseconds.
     pub latency_ms: f64,
     /// How it ended.
     #[serde(flatten)]
@@ -111,6 +113,7 @@ pub struct TrafficConfig {
 /// Running traffic; [`Traffic::stop`] ends it and returns every sample.
 pub struct Traffic {
     stop: Arc<AtomicBool>,
+    target: Arc<std::sync::RwLock<http::Uri>>,
     started: Instant,
     started_at: jiff::Timestamp,
     task: tokio::task::JoinHandle<Vec<Sample>>,
@@ -149,20 +152,17 @@ impl Traffic {
         } else {
             None
         };
-        let shared = match t.connections {
-            Connections::KeepAlive => Some(
-                crate::client_and_version(config.clone(), tls.clone())
-                    .map_err(kube_error)?
-                    .0,
-            ),
-            Connections::Fresh => None,
-        };
+        let keep_alive = t.connections == Connections::KeepAlive;
+        let target = Arc::new(std::sync::RwLock::new(config.cluster_url.clone()));
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let started_at = jiff::Timestamp::now();
         let period = Duration::from_secs_f64(1.0 / t.rate);
         let flag = stop.clone();
+        let to = target.clone();
         let task = tokio::spawn(async move {
+            let target = to;
+            let mut shared: Option<(http::Uri, kube::Client)> = None;
             let mut tick = tokio::time::interval(period);
             // Constant rate, open loop: a late tick is sent at once, so slow
             // answers never lower the rate (they are what is measured).
@@ -170,16 +170,34 @@ impl Traffic {
             let mut running = tokio::task::JoinSet::new();
             let mut out = Vec::new();
             loop {
-                tick.tick().await;
+                // The scheduled send time: a request the client itself sent
+                // late (a stalled runtime) counts its delay as latency
+                // instead of leaving a hole in the timeline (no coordinated
+                // omission).
+                let t0 = tick.tick().await;
                 if flag.load(Ordering::Relaxed) {
                     break;
                 }
-                let t0 = Instant::now();
-                let at_ms = ms(t0 - started);
+                let at_ms = ms(t0.saturating_duration_since(started));
+                let url = target
+                    .read()
+                    .map(|u| u.clone())
+                    .unwrap_or_else(|p| p.into_inner().clone());
+                // Kept alive: one client per target (a new one after
+                // [`Traffic::retarget`]); fresh: one per request.
                 let client = match &shared {
-                    Some(c) => Ok(c.clone()),
-                    None => crate::client_and_version(config.clone(), tls.clone()).map(|c| c.0),
+                    Some((u, c)) if keep_alive && *u == url => Ok(c.clone()),
+                    _ => {
+                        let mut cfg = config.clone();
+                        cfg.cluster_url = url.clone();
+                        crate::client_and_version(cfg, tls.clone()).map(|c| c.0)
+                    }
                 };
+                if keep_alive {
+                    if let Ok(c) = &client {
+                        shared = Some((url, c.clone()));
+                    }
+                }
                 let (path, timeout) = (t.path.clone(), t.timeout);
                 running.spawn(async move {
                     let outcome = match client {
@@ -207,10 +225,17 @@ impl Traffic {
         });
         Ok(Traffic {
             stop,
+            target,
             started,
             started_at,
             task,
         })
+    }
+
+    /// Send the next requests to `url` (same credentials and CA).
+    pub fn retarget(&self, url: http::Uri) {
+        let mut t = self.target.write().unwrap_or_else(|p| p.into_inner());
+        *t = url;
     }
 
     /// When the traffic started (the samples' zero).
@@ -236,9 +261,9 @@ impl Traffic {
     }
 }
 
-/// Milliseconds, as a float.
+/// Milliseconds, as a float rounded to the microsecond.
 pub fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 async fn one(client: &kube::Client, path: &str, timeout: Duration) -> Outcome {
@@ -275,6 +300,15 @@ pub fn error_kind(e: &(dyn std::error::Error + 'static)) -> &'static str {
     while let Some(cause) = next {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as K;
+            // An io::Error wrapping another (a connector's `Other` around
+            // the socket's error): its `source` skips the inner one.
+            let mut io = io;
+            while let Some(inner) = io
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<std::io::Error>())
+            {
+                io = inner;
+            }
             kind = match io.kind() {
                 K::ConnectionRefused => "refused",
                 K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => "reset",
@@ -500,5 +534,27 @@ mod tests {
             std::io::ErrorKind::UnexpectedEof,
         )));
         assert_eq!(error_kind(&e), "closed");
+    }
+
+    #[tokio::test]
+    async fn refused_and_reset_connections_are_told_apart() {
+        let closing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = closing.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((c, _)) = closing.accept().await {
+                drop(c);
+            }
+        });
+        let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let gone_port = gone.local_addr().unwrap().port();
+        drop(gone);
+        for (port, want) in [(port, "reset"), (gone_port, "refused")] {
+            let cfg = kube::Config::new(format!("https://127.0.0.1:{port}").parse().unwrap());
+            let (c, _) = crate::client_and_version(cfg, None).unwrap();
+            match one(&c, "/readyz", Duration::from_secs(5)).await {
+                Outcome::Error { kind, detail } => assert_eq!(kind, want, "{detail}"),
+                o => panic!("{o:?}"),
+            }
+        }
     }
 }

@@ -1125,6 +1125,7 @@ impl ApiServer {
             let addr = SocketAddr::new(*ip, port);
             rt.spawn(async move {
                 let mut listener = Some(listener);
+                let mut watching = true;
                 loop {
                     // Killed: the port is closed (connections are refused)
                     // until revived, when it is bound again.
@@ -1145,9 +1146,18 @@ impl ApiServer {
                             }
                         },
                     };
-                    let accepted = tokio::select! {
-                        a = l.accept() => a,
-                        _ = up_rx.changed() => continue,
+                    // Without its handle (ApiServer dropped) nothing can
+                    // kill it: just serve.
+                    let accepted = if watching {
+                        tokio::select! {
+                            a = l.accept() => a,
+                            changed = up_rx.changed() => {
+                                watching = changed.is_ok();
+                                continue;
+                            }
+                        }
+                    } else {
+                        l.accept().await
                     };
                     let Ok((tcp, _)) = accepted else {
                         continue;
@@ -1172,9 +1182,15 @@ impl ApiServer {
                             .await;
                         };
                         // A killed process's connections die with it.
+                        let killed = async {
+                            if conn_up.wait_for(|up| !*up).await.is_err() {
+                                // The handle is gone: nothing kills it.
+                                std::future::pending::<()>().await;
+                            }
+                        };
                         tokio::select! {
                             () = serve => {}
-                            _ = conn_up.wait_for(|up| !*up) => {}
+                            () = killed => {}
                         }
                     });
                 }

@@ -139,6 +139,8 @@ pub struct Args {
     /// Output format of the outcome.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
+    #[command(flatten)]
+    pub measure: super::measure::MeasureArgs,
 }
 
 /// Where the load-balancer steps go.
@@ -259,17 +261,23 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             bar.println(line);
         }
     };
-    let mut on_event = |e: Event| match e {
-        Event::Step { index, id, .. } => {
-            bar.set_position(index as u64);
-            bar.set_message(id);
+    let mut measure = super::measure::start(&a.measure, &plan)?;
+    let mut on_event = |e: Event| {
+        if let Some(m) = measure.as_mut() {
+            super::measure::on_event(m, &plan, &e);
         }
-        Event::Skipped { id, why } => say(format!("skip {id}: {why}")),
-        Event::WouldApply { id } => say(format!("would apply {id}")),
-        Event::Done { id } => say(format!("done {id}")),
-        Event::CertificateKey => say("uploaded a fresh certificate key".into()),
-        Event::Failed { id, error } => say(format!("FAILED {id}: {error}")),
-        Event::RollingBack { id } => say(format!("rolling back {id}")),
+        match e {
+            Event::Step { index, id, .. } => {
+                bar.set_position(index as u64);
+                bar.set_message(id);
+            }
+            Event::Skipped { id, why } => say(format!("skip {id}: {why}")),
+            Event::WouldApply { id } => say(format!("would apply {id}")),
+            Event::Done { id } => say(format!("done {id}")),
+            Event::CertificateKey => say("uploaded a fresh certificate key".into()),
+            Event::Failed { id, error } => say(format!("FAILED {id}: {error}")),
+            Event::RollingBack { id } => say(format!("rolling back {id}")),
+        }
     };
     let result = match a.backend {
         Backend::Simulated => {
@@ -346,6 +354,10 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         }
     };
     bar.finish_and_clear();
+    let measured = match measure.take() {
+        Some(m) => Some(super::measure::finish(&a.measure, m)?),
+        None => None,
+    };
     let outcome = result?;
     match a.output {
         Output::Json => crate::print_json(&outcome)?,
@@ -368,6 +380,12 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                 "FAILED at {step}: {error}\nphase {phase} was rolled back; fix the cause and resume"
             ),
         },
+    }
+    if let Some((_, table)) = &measured {
+        match a.output {
+            Output::Text => out!("{table}"),
+            Output::Json => eprint!("{table}"),
+        }
     }
     Ok(match outcome {
         Outcome::Completed | Outcome::DryRun { .. } => Exit::Ok,

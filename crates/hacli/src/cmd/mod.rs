@@ -10,6 +10,7 @@ pub mod hypervisor;
 pub mod lb;
 pub mod live;
 pub mod lock;
+pub mod measure;
 pub mod observe;
 pub mod plan;
 pub mod plugin;

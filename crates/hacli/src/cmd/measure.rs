@@ -1,0 +1,147 @@
+//! `hacli apply --measure`: steady reads to the API for the whole run
+//! (`kubeadm::measure`), to the source master directly until the cut-over
+//! begins and through the VIP from then on; every failure and gap on the
+//! step that was running, against the outage the plan declares for it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hacore::exec::Event;
+use hacore::plan::Plan;
+use kubeadm::measure::{Measure, MeasureReport};
+use kubeadm::traffic::{Connections, TrafficConfig};
+
+use super::live::parse_duration;
+
+/// The flags of `--measure`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MeasureArgs {
+    /// Send steady reads to the API during the run and report failed
+    /// requests and gaps per step against the plan's declared outages.
+    #[arg(long)]
+    pub measure: bool,
+    /// kubeconfig whose credentials and CA the reads use (KUBECONFIG,
+    /// ~/.kube/config by default); the URLs come from the plan's topologies.
+    #[arg(long = "measure-kubeconfig", env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Reads per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub measure_rate: f64,
+    /// Each read's deadline.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub measure_timeout: Duration,
+    /// The path read.
+    #[arg(long, default_value = "/api/v1/namespaces/kube-system")]
+    pub measure_path: String,
+    /// Write the availability report here (JSON, schema `hacli.measure/v1`).
+    #[arg(long, value_name = "FILE")]
+    pub measure_json: Option<PathBuf>,
+}
+
+/// Start measuring, when asked: to the source topology's endpoint (the
+/// master), later to the target's (the VIP).
+pub fn start(a: &MeasureArgs, plan: &Plan) -> anyhow::Result<Option<Measure>> {
+    if !a.measure {
+        return Ok(None);
+    }
+    if !(a.measure_rate.is_finite() && a.measure_rate > 0.0 && a.measure_rate <= 1000.0) {
+        anyhow::bail!(
+            "--measure-rate {}: give 0 < reads per second <= 1000",
+            a.measure_rate
+        );
+    }
+    let rt = super::live::runtime()?;
+    let kube = rt.block_on(kubeadm::kube_config(a.kubeconfig.as_deref()))?;
+    drop(rt);
+    let direct = format!("https://{}", plan.from.control_plane_endpoint.socket());
+    let vip = format!("https://{}", plan.to.control_plane_endpoint.socket());
+    let m = Measure::start(
+        kube,
+        &direct,
+        &vip,
+        TrafficConfig {
+            rate: a.measure_rate,
+            path: a.measure_path.clone(),
+            timeout: a.measure_timeout,
+            connections: Connections::Fresh,
+        },
+    )
+    .context("--measure")?;
+    eprintln!(
+        "measure: {} reads/s to {direct} until the cut-over, then to {vip}",
+        a.measure_rate
+    );
+    Ok(Some(m))
+}
+
+/// Mark each step as it begins (the first cut-over step moves the traffic
+/// to the VIP first).
+pub fn on_event(m: &mut Measure, plan: &Plan, e: &Event) {
+    if let Event::Step { id, .. } = e {
+        if id.starts_with("cutover") {
+            m.via_vip();
+        }
+        let declared = plan
+            .steps()
+            .find(|(_, s)| s.id == *id)
+            .and_then(|(_, s)| s.outage.as_ref())
+            .map(|o| {
+                (
+                    Duration::try_from(o.up_to.0).unwrap_or_default(),
+                    o.what.clone(),
+                )
+            });
+        m.step(id, declared);
+    }
+}
+
+/// Stop, write the JSON if asked, and return the text table.
+pub fn finish(a: &MeasureArgs, m: Measure) -> anyhow::Result<(MeasureReport, String)> {
+    let r = m.finish();
+    if let Some(p) = &a.measure_json {
+        std::fs::write(p, serde_json::to_string_pretty(&r)? + "\n")
+            .with_context(|| format!("writing --measure-json {}", p.display()))?;
+    }
+    Ok((r.clone(), table(&r)))
+}
+
+/// Per step: requests, failures, longest gap, declared outage.
+pub fn table(r: &MeasureReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "availability: {} reads, {} failed, longest gap {:.0} ms ({} req/s){}",
+        r.total.sent,
+        r.total.failed,
+        r.longest_gap_ms,
+        r.rate,
+        if r.within_declared() {
+            ""
+        } else {
+            "; MORE than the plan declared"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  {:<36} {:<6} {:>6} {:>6} {:>9} {:>10}",
+        "step", "via", "sent", "failed", "gap", "declared"
+    );
+    for st in &r.steps {
+        let _ = writeln!(
+            s,
+            "  {:<36} {:<6} {:>6} {:>6} {:>6.0} ms {:>10}{}",
+            st.id,
+            st.via,
+            st.stats.sent,
+            st.stats.failed,
+            st.longest_gap_ms,
+            st.declared_ms
+                .map(|d| format!("{:.0} ms", d))
+                .unwrap_or_else(|| "none".into()),
+            if st.within_declared { "" } else { "  <- over" }
+        );
+    }
+    s
+}
