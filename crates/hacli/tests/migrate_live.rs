@@ -264,6 +264,7 @@ nodes:
     let journal = dir.join("journal.jsonl");
     let tls = lab.etcd_tls();
     let mut confirm: Vec<String> = Vec::new();
+    let mut reports: Vec<std::path::PathBuf> = Vec::new();
     let mut log = String::new();
     let outcome = loop {
         let mut cmd = hacli();
@@ -285,6 +286,14 @@ nodes:
             .env("PROXMOX_VE_API_TOKEN", pve.api_token())
             .env_remove("KUBECONFIG")
             .env_remove("PROXMOX_VE_ENDPOINT");
+        // Availability while migrating: steady reads, to m1 before the
+        // cut-over and through the VIP after it, one report per run.
+        let report = dir.join(format!("measure-{}.json", reports.len()));
+        cmd.args(["--measure", "--measure-rate", "20", "--measure-kubeconfig"])
+            .arg(lab.admin_conf())
+            .arg("--measure-json")
+            .arg(&report);
+        reports.push(report);
         if journal.exists() {
             cmd.arg("--resume");
         }
@@ -320,6 +329,32 @@ nodes:
         runtime_api(lb_addr, "show stat"),
     );
     assert_eq!(v["outcome"], "completed", "{stdout}");
+
+    // The availability report, per step with any failure or gap, and in total.
+    let (mut sent, mut failed, mut gap) = (0u64, 0u64, 0f64);
+    println!("availability while migrating (reads at 20/s):");
+    for r in &reports {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r).unwrap()).unwrap();
+        sent += m["total"]["sent"].as_u64().unwrap();
+        failed += m["total"]["failed"].as_u64().unwrap();
+        gap = gap.max(m["longest_gap_ms"].as_f64().unwrap());
+        for st in m["steps"].as_array().unwrap() {
+            let f = st["stats"]["failed"].as_u64().unwrap();
+            let declared = st["declared_ms"].as_f64();
+            println!(
+                "  {:<40} via {:<6} sent {:>4} failed {:>3} longest gap {:>6.0} ms declared {}",
+                st["id"].as_str().unwrap(),
+                st["via"].as_str().unwrap_or("?"),
+                st["stats"]["sent"],
+                f,
+                st["longest_gap_ms"].as_f64().unwrap_or(0.0),
+                declared.map_or("none".to_string(), |d| format!("{d:.0} ms"))
+            );
+        }
+    }
+    println!("  total: {sent} reads, {failed} failed, longest gap {gap:.0} ms");
+    assert!(sent > 100, "the measure sent {sent} reads");
 
     // Three voters, the two new ones seen as learners first.
     let members = lab.etcd_members().unwrap();

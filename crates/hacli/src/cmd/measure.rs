@@ -24,7 +24,7 @@ pub struct MeasureArgs {
     /// kubeconfig whose credentials and CA the reads use (KUBECONFIG,
     /// ~/.kube/config by default); the URLs come from the plan's topologies.
     #[arg(long = "measure-kubeconfig", env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    pub measure_kubeconfig: Option<PathBuf>,
     /// Reads per second.
     #[arg(long, default_value_t = 10.0)]
     pub measure_rate: f64,
@@ -52,7 +52,7 @@ pub fn start(a: &MeasureArgs, plan: &Plan) -> anyhow::Result<Option<Measure>> {
         );
     }
     let rt = super::live::runtime()?;
-    let kube = rt.block_on(kubeadm::kube_config(a.kubeconfig.as_deref()))?;
+    let kube = rt.block_on(kubeadm::kube_config(a.measure_kubeconfig.as_deref()))?;
     drop(rt);
     let direct = format!("https://{}", plan.from.control_plane_endpoint.socket());
     let vip = format!("https://{}", plan.to.control_plane_endpoint.socket());
