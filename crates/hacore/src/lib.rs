@@ -32,6 +32,7 @@
 
 pub mod action;
 pub mod backend;
+pub mod disrupt;
 pub mod error;
 pub mod exec;
 #[doc(hidden)]

@@ -63,6 +63,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// etcd leadership could not be moved off a node.
+    #[error("moving etcd leadership off {node}: {reason}")]
+    MoveLeader {
+        /// The node that leads.
+        node: String,
+        /// Why, and what to do.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -76,6 +76,7 @@
 
 pub mod config;
 pub mod error;
+pub mod etcd_leader;
 #[doc(hidden)]
 pub mod etcd_alarm;
 pub mod lb;
