@@ -110,18 +110,16 @@ pub fn leader_transfer(
             && !ctx.member_is_target(m)
             && member_health(&ctx, m) == Some(true)
     };
-    let caught_up =
-        |m: &&EtcdMember| m.raft_index.is_some_and(|i| i + CAUGHT_UP_LAG >= leader_index);
+    let caught_up = |m: &&EtcdMember| {
+        m.raft_index
+            .is_some_and(|i| i + CAUGHT_UP_LAG >= leader_index)
+    };
     let best = etcd
         .members
         .iter()
         .filter(eligible)
         .filter(caught_up)
-        .max_by(|a, b| {
-            a.raft_index
-                .cmp(&b.raft_index)
-                .then(b.id.0.cmp(&a.id.0))
-        });
+        .max_by(|a, b| a.raft_index.cmp(&b.raft_index).then(b.id.0.cmp(&a.id.0)));
     match best {
         Some(to) => Ok(Leadership::Move {
             from_id: leader.id.0,
@@ -245,7 +243,11 @@ fn step(id: String, title: String, op: Op, secs: i64) -> Step {
 /// Validate a version such as `v1.33.2`.
 pub fn check_version(v: &str) -> Result<(), String> {
     let parts: Vec<&str> = v.strip_prefix('v').unwrap_or("").split('.').collect();
-    if parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+    if parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
         Ok(())
     } else {
         Err(format!("`{v}` is not a Kubernetes version such as v1.33.2"))
@@ -585,12 +587,14 @@ impl Report {
                 };
                 match outcome {
                     Outcome::Completed => format!("{node}: done; {lock}"),
-                    Outcome::DryRun { would_apply } => format!(
-                        "{node}: dry run, would apply {}",
-                        would_apply.join(", ")
-                    ),
+                    Outcome::DryRun { would_apply } => {
+                        format!("{node}: dry run, would apply {}", would_apply.join(", "))
+                    }
                     Outcome::Blocked { step, reasons } => {
-                        format!("{node}: BLOCKED before {step}: {}; {lock}", reasons.join("; "))
+                        format!(
+                            "{node}: BLOCKED before {step}: {}; {lock}",
+                            reasons.join("; ")
+                        )
                     }
                     Outcome::AwaitingConfirmation { step, .. } => {
                         format!("{node}: waiting for confirmation of {step}; {lock}")
@@ -652,7 +656,7 @@ pub fn run(
         }
     }
     if opts.dry_run {
-        let outcome = exec::run(plan, b, journal, opts, on_event)?;
+        let outcome = exec::run_as(plan, b, journal, opts, Some(&gate.identity), on_event)?;
         return Ok(Report::Ran {
             node: node.into(),
             outcome,
@@ -665,7 +669,9 @@ pub fn run(
         Ok(LockAnswer::HeldBy(holder)) => {
             return Ok(Report::Denied {
                 node: node.into(),
-                reasons: vec![format!("lock (deny): the disruption lock is held by {holder}")],
+                reasons: vec![format!(
+                    "lock (deny): the disruption lock is held by {holder}"
+                )],
             });
         }
         Err(e) => {
@@ -675,7 +681,7 @@ pub fn run(
             });
         }
     }
-    let result = exec::run(plan, b, journal, opts, on_event);
+    let result = exec::run_as(plan, b, journal, opts, Some(&gate.identity), on_event);
     let release = lock.release(&gate.identity);
     let outcome = result?;
     Ok(Report::Ran {
@@ -771,7 +777,16 @@ pub fn roll(
             .records()
             .iter()
             .any(|r| matches!(r, exec::Record::Finished { .. }));
-        let r = run(&p, &node, gate, b, lock, journal.as_mut(), exec_opts, on_event)?;
+        let r = run(
+            &p,
+            &node,
+            gate,
+            b,
+            lock,
+            journal.as_mut(),
+            exec_opts,
+            on_event,
+        )?;
         let ok = r.ok();
         report.nodes.push(r);
         if !ok {
@@ -867,7 +882,10 @@ nodes:
             member(3, false, 5000, false, false),
         ]);
         let e = leader_transfer(&t, &s, "m1", now).unwrap_err();
-        assert!(e.contains("not caught up") || e.contains("no healthy voter is caught up"), "{e}");
+        assert!(
+            e.contains("not caught up") || e.contains("no healthy voter is caught up"),
+            "{e}"
+        );
         assert!(e.contains("m2 (raft index 3000, leader 5000)"), "{e}");
     }
 
@@ -896,8 +914,16 @@ nodes:
             .steps()
             .filter_map(|(_, s)| s.rollback.as_ref().map(|r| r.to_string()))
             .collect();
-        assert!(rollbacks.iter().any(|r| r.contains("set-server-state") && r.contains("state=ready")), "{rollbacks:?}");
-        assert!(rollbacks.iter().any(|r| r.contains("uncordon")), "{rollbacks:?}");
+        assert!(
+            rollbacks
+                .iter()
+                .any(|r| r.contains("set-server-state") && r.contains("state=ready")),
+            "{rollbacks:?}"
+        );
+        assert!(
+            rollbacks.iter().any(|r| r.contains("uncordon")),
+            "{rollbacks:?}"
+        );
         // A worker: no backend, no leadership; a command does not drain.
         let p = plan(
             &t,
@@ -909,7 +935,15 @@ nodes:
         )
         .unwrap();
         let ids: Vec<&str> = p.steps().map(|(_, s)| s.id.as_str()).collect();
-        assert_eq!(ids, ["run/w1/cordon", "run/w1/run", "run/w1/wait-healthy", "run/w1/uncordon"]);
+        assert_eq!(
+            ids,
+            [
+                "run/w1/cordon",
+                "run/w1/run",
+                "run/w1/wait-healthy",
+                "run/w1/uncordon"
+            ]
+        );
     }
 
     #[test]
@@ -946,10 +980,7 @@ nodes:
         .unwrap_err();
         assert!(e.to_string().contains("not a Kubernetes version"), "{e}");
         assert!(plan(&t, &DisruptAction::Reboot, "m9", &DisruptOptions::default()).is_err());
-        assert_eq!(
-            roll_order(&t, &[]).unwrap(),
-            ["m1", "m2", "m3", "w1"]
-        );
+        assert_eq!(roll_order(&t, &[]).unwrap(), ["m1", "m2", "m3", "w1"]);
         assert_eq!(
             roll_order(&t, &["w1".into(), "m3".into()]).unwrap(),
             ["m3", "w1"]

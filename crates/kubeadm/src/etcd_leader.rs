@@ -149,9 +149,9 @@ pub async fn move_leader_away(
 /// with no other deny and no unknown).
 pub fn only_leader_denies(verdict: &Verdict) -> bool {
     verdict.decision == Decision::Deny
-        && verdict.blocking().all(|f| {
-            f.rule == hacore::rules::etcd_leader::ID && f.severity == Severity::Deny
-        })
+        && verdict
+            .blocking()
+            .all(|f| f.rule == hacore::rules::etcd_leader::ID && f.severity == Severity::Deny)
 }
 
 /// What [`gate_moving_leader`] did, for the caller's log.
@@ -190,12 +190,7 @@ pub async fn gate_moving_leader(
     let now = jiff::Timestamp::now();
     let before = lock.holder(now).await?;
     let held_before = before.as_deref() == Some(identity);
-    match timeout_at(
-        Instant::now() + deadline,
-        lock.acquire(identity, ttl, now),
-    )
-    .await
-    {
+    match timeout_at(Instant::now() + deadline, lock.acquire(identity, ttl, now)).await {
         Ok(Ok(Acquire::Acquired)) => log(format!(
             "move-leader: took the disruption lock {} as {identity}",
             lock.lease()

@@ -76,9 +76,9 @@
 
 pub mod config;
 pub mod error;
-pub mod etcd_leader;
 #[doc(hidden)]
 pub mod etcd_alarm;
+pub mod etcd_leader;
 pub mod lb;
 pub mod lock;
 pub mod observe;

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod check;
 pub mod completions;
+pub mod disrupt;
 pub mod gate;
 pub mod hypervisor;
 pub mod lb;
@@ -12,6 +13,7 @@ pub mod observe;
 pub mod plan;
 pub mod plugin;
 pub mod policy;
+pub mod roll;
 pub mod sentinel;
 pub mod sentinel_metrics;
 pub mod simulate;

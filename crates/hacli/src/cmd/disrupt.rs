@@ -1,0 +1,264 @@
+//! `hacli disrupt ACTION NODE`: one planned disruption (reboot, upgrade, or
+//! a command) of one node, as a small plan run by the executor with a
+//! journal, so it resumes: gate and lock, drain the node's backend, move
+//! etcd leadership away, cordon and drain, act, wait until healthy, put the
+//! backend back, uncordon, release the lock (hacore::disrupt).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hacore::disrupt::{self, DisruptAction, DisruptOptions, Gate, Report};
+use hacore::exec::{self, Event, FileJournal, Journal};
+use hacore::simulated::{SimHandle, SimulatedCluster, with_backends};
+use hacore::units::Dur;
+use hacore::{Policy, Topology};
+use indicatif::ProgressBar;
+
+use super::live::parse_duration;
+use crate::{Exit, Output};
+
+/// What to do to the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Reboot it and wait until it is back.
+    Reboot,
+    /// `kubeadm upgrade apply --to` on the first master, `kubeadm upgrade node` elsewhere.
+    Upgrade,
+    /// Run the command given after `--`.
+    Run,
+}
+
+/// Which backends carry the plan out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// The in-memory SimulatedCluster test double, persisted in
+    /// `--sim-state` (by default next to the journal): a rehearsal,
+    /// nothing real is touched.
+    Simulated,
+}
+
+/// Options shared by `disrupt` and `roll`.
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// Topology file (YAML or JSON).
+    #[arg(long, short = 't', env = "HACLI_TOPOLOGY")]
+    pub topology: PathBuf,
+    /// A built-in policy name or a policy file; the action's built-in by
+    /// default (`etcd-leader` never blocks: the plan moves leadership).
+    #[arg(long, short = 'p')]
+    pub policy: Option<String>,
+    /// For upgrade: the version, e.g. v1.33.2.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// For upgrade: whether the (first) node runs `kubeadm upgrade apply`
+    /// (default: the first master of the topology, or of the roll).
+    #[arg(long)]
+    pub first: Option<bool>,
+    /// Evict the node's pods before the act (default: yes for reboot and
+    /// upgrade, no for run).
+    #[arg(long)]
+    pub drain: Option<bool>,
+    /// How long to wait for the drained backend's sessions to reach 0.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub idle_bound: Duration,
+    /// Continue a run whose journal already has entries.
+    #[arg(long)]
+    pub resume: bool,
+    /// Observe and report what would be applied; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Backends.
+    #[arg(long, value_enum)]
+    pub backend: Backend,
+    /// The simulated cluster's state file (read if it exists, written back).
+    #[arg(long)]
+    pub sim_state: Option<PathBuf>,
+    /// Simulated backend: make operation OP fail on NODE (`OP/NODE`, e.g.
+    /// `upgrade/m2`; repeatable).
+    #[arg(long, value_name = "OP/NODE")]
+    pub sim_fail: Vec<String>,
+    /// Lock holder identity; by default `hacli-disrupt@HOST#PID`.
+    #[arg(long, env = "HACLI_IDENTITY")]
+    pub identity: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// reboot, upgrade or run.
+    #[arg(value_enum)]
+    pub action: Kind,
+    /// The node.
+    pub node: String,
+    /// For run: the command and its arguments, after `--`.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+    /// The journal file (JSON lines, appended and synced before each action).
+    #[arg(long)]
+    pub journal: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+impl Common {
+    /// The action these flags describe.
+    pub fn action(&self, kind: Kind, command: &[String]) -> anyhow::Result<DisruptAction> {
+        Ok(match kind {
+            Kind::Reboot => DisruptAction::Reboot,
+            Kind::Upgrade => DisruptAction::Upgrade {
+                version: self
+                    .to
+                    .clone()
+                    .context("upgrade needs --to vX.Y.Z, the version to upgrade to")?,
+            },
+            Kind::Run => DisruptAction::Run {
+                command: command.to_vec(),
+            },
+        })
+    }
+
+    /// The disruption options these flags describe.
+    pub fn options(&self) -> anyhow::Result<DisruptOptions> {
+        Ok(DisruptOptions {
+            idle_bound: Dur(self.idle_bound.try_into().context("--idle-bound")?),
+            drain: self.drain,
+            first: self.first,
+        })
+    }
+
+    /// The gate.
+    pub fn gate(&self, action: &DisruptAction, what: &str) -> anyhow::Result<Gate> {
+        let policy = match &self.policy {
+            Some(p) => Policy::named_or_file(p)?,
+            None => Policy::for_action(action.gate_action()),
+        };
+        Ok(Gate {
+            policy,
+            action: action.gate_action(),
+            identity: self.identity.clone().unwrap_or_else(|| {
+                format!(
+                    "hacli-{what}@{}#{}",
+                    super::live::hostname(),
+                    std::process::id()
+                )
+            }),
+        })
+    }
+
+    /// Load the topology.
+    pub fn load_topology(&self) -> anyhow::Result<Topology> {
+        let (t, warnings) = Topology::load(&self.topology)?;
+        crate::print_warnings(&warnings.warnings);
+        Ok(t)
+    }
+
+    /// The simulated cluster: from its state file, else fresh from the
+    /// topology; with the injected failures.
+    pub fn simulated(&self, topology: &Topology, file: &Path) -> anyhow::Result<SimulatedCluster> {
+        let Backend::Simulated = self.backend;
+        let mut sim: SimulatedCluster = match std::fs::read_to_string(file) {
+            Ok(text) => serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a simulated cluster", file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                SimulatedCluster::new(topology, topology, jiff::Timestamp::now())
+            }
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot read", file.display())),
+        };
+        for f in &self.sim_fail {
+            if !f.contains('/') {
+                anyhow::bail!("--sim-fail {f}: expected OP/NODE, e.g. upgrade/m2");
+            }
+            sim.fail
+                .insert(f.clone(), format!("injected failure ({f})"));
+        }
+        Ok(sim)
+    }
+
+    /// Write the simulated cluster back (without the injected failures).
+    pub fn save_simulated(&self, sim: &SimulatedCluster, file: &Path) -> anyhow::Result<()> {
+        if self.dry_run {
+            return Ok(());
+        }
+        let mut sim = sim.clone();
+        sim.fail.clear();
+        std::fs::write(file, serde_json::to_string_pretty(&sim)?)
+            .with_context(|| format!("{}: cannot write", file.display()))
+    }
+
+    /// Options for the executor.
+    pub fn exec_options(&self) -> exec::Options {
+        exec::Options {
+            dry_run: self.dry_run,
+            confirm: Default::default(),
+        }
+    }
+}
+
+/// Progress on stderr, one line per event that matters.
+pub fn progress(bar: &ProgressBar) -> impl FnMut(Event) + '_ {
+    move |e: Event| match e {
+        Event::Step { id, title, .. } => bar.set_message(format!("{id}: {title}")),
+        Event::Skipped { id, why } => bar.println(format!("skip {id}: {why}")),
+        Event::WouldApply { id } => bar.println(format!("would apply {id}")),
+        Event::Done { id } => bar.println(format!("done {id}")),
+        Event::CertificateKey => {}
+        Event::Failed { id, error } => bar.println(format!("FAILED {id}: {error}")),
+        Event::RollingBack { id } => bar.println(format!("rolling back {id}")),
+    }
+}
+
+fn sim_path(journal: &Path) -> PathBuf {
+    let mut p = journal.as_os_str().to_owned();
+    p.push(".sim.json");
+    PathBuf::from(p)
+}
+
+/// Run. Exit 0 done (or dry run), 1 denied or failed (restored), 2 bad input.
+pub fn run(a: Args) -> anyhow::Result<Exit> {
+    let c = &a.common;
+    let topology = c.load_topology()?;
+    let action = c.action(a.action, &a.command)?;
+    let plan = disrupt::plan(&topology, &action, &a.node, &c.options()?)?;
+    let gate = c.gate(&action, "disrupt")?;
+    let mut journal = FileJournal::open(&a.journal)?;
+    if !journal.records().is_empty() && !c.resume && !c.dry_run {
+        anyhow::bail!(
+            "{} already records a run: pass --resume to continue it, or use a new journal",
+            a.journal.display()
+        );
+    }
+    let sim_file = c.sim_state.clone().unwrap_or_else(|| sim_path(&a.journal));
+    let sim = c.simulated(&topology, &sim_file)?.shared();
+    let bar = ProgressBar::new_spinner();
+    let mut on_event = progress(&bar);
+    let mut lock = SimHandle(sim.clone());
+    let result = with_backends(&sim, |b| {
+        disrupt::run(
+            &plan,
+            &a.node,
+            &gate,
+            b,
+            &mut lock,
+            &mut journal,
+            &c.exec_options(),
+            &mut on_event,
+        )
+    });
+    bar.finish_and_clear();
+    c.save_simulated(&sim.borrow(), &sim_file)?;
+    let report = result?;
+    print_report(&report, c.output)?;
+    Ok(if report.ok() { Exit::Ok } else { Exit::Deny })
+}
+
+fn print_report(r: &Report, output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => crate::print_json(r)?,
+        Output::Text => outln!("{}", r.summary()),
+    }
+    Ok(())
+}

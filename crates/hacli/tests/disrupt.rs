@@ -1,0 +1,344 @@
+//! Planned disruptions (issue 14).
+//!
+//! - `--move-leader` for `hacli sentinel` and `hacli gate` against the lab
+//!   (crates/testlab: real 3-member etcd with TLS, the API stand-in, real
+//!   HAProxy): without etcd or haproxy installed those tests print SKIPPED
+//!   and why.
+//! - `hacli disrupt` and `hacli roll` with the simulated backend.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use testlab::Lab;
+
+const GENEROUS: [&str; 4] = ["--deadline", "6s", "--member-timeout", "4s"];
+
+fn hacli(lab: &Lab, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hacli"))
+        .args(args)
+        .args(GENEROUS)
+        .arg("--topology")
+        .arg(&lab.topology)
+        .arg("--kubeconfig")
+        .arg(&lab.kubeconfig)
+        .arg("--etcd-endpoints")
+        .arg(lab.etcd_endpoints().join(","))
+        .arg("--etcd-pki")
+        .arg(&lab.etcd_pki)
+        .env_remove("KUBECONFIG")
+        .env_remove("HACLI_IDENTITY")
+        .env_remove("HACLI_LB_RUNTIME_API")
+        .env_remove("HACLI_MOVE_LEADER")
+        .output()
+        .expect("hacli runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn leader(lab: &Lab) -> String {
+    lab.wait_leader(Duration::from_secs(10))
+        .expect("etcd has a leader")
+}
+
+fn holder(lab: &Lab) -> Option<String> {
+    lab.store()
+        .get(
+            testlab::ApiServer::resource("leases"),
+            "kube-system",
+            "hacli-disruption-lock",
+        )
+        .ok()
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+}
+
+fn sentinel_cycle(lab: &Lab, node: &str, required: &Path, sentinel: &Path, flag: bool) -> Output {
+    let mut args = vec![
+        "sentinel",
+        "--node",
+        node,
+        "--cycles",
+        "1",
+        "--reboot-required",
+        required.to_str().unwrap(),
+        "--sentinel",
+        sentinel.to_str().unwrap(),
+    ];
+    if flag {
+        args.push("--move-leader");
+    }
+    hacli(lab, &args)
+}
+
+#[test]
+fn sentinel_move_leader_opens_the_leaders_gate_and_without_it_stays_closed() {
+    let Some(lab) = Lab::start_or_skip(
+        "sentinel_move_leader_opens_the_leaders_gate_and_without_it_stays_closed",
+    ) else {
+        return;
+    };
+    let old = leader(&lab);
+    let required = lab.dir().join("reboot-required");
+    let sentinel = lab.dir().join("reboot-required.gated");
+    std::fs::write(&required, "").unwrap();
+
+    // Without the flag: closed, as before, and leadership stays.
+    let out = sentinel_cycle(&lab, &old, &required, &sentinel, false);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!sentinel.exists(), "{}", text(&out));
+    assert!(text(&out).contains("etcd-leader"), "{}", text(&out));
+    assert_eq!(leader(&lab), old);
+
+    // With it: leadership moves to another member, logged on stderr, and
+    // the gate opens in the same cycle (or, at the latest, the next).
+    let out = sentinel_cycle(&lab, &old, &required, &sentinel, true);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains(&format!("etcd leadership moved from {old} to")),
+        "{all}"
+    );
+    assert!(all.contains("took the disruption lock"), "{all}");
+    let new = leader(&lab);
+    assert_ne!(new, old, "{all}");
+    if !sentinel.exists() {
+        let again = sentinel_cycle(&lab, &old, &required, &sentinel, true);
+        assert!(sentinel.exists(), "{all}\nnext cycle:\n{}", text(&again));
+    }
+    assert_eq!(
+        holder(&lab).as_deref(),
+        Some(format!("hacli-sentinel@{old}").as_str()),
+        "{all}"
+    );
+}
+
+#[test]
+fn gate_move_leader_moves_only_when_etcd_leader_alone_denies() {
+    let Some(lab) = Lab::start_or_skip("gate_move_leader_moves_only_when_etcd_leader_alone_denies")
+    else {
+        return;
+    };
+    let old = leader(&lab);
+    // Another rule denies too (a worker NotReady): nothing moves.
+    let (w, ip) = lab.workers[0].clone();
+    lab.set_node(&w, ip, false, false).unwrap();
+    let out = hacli(&lab, &["gate", "reboot", &old, "--move-leader"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(!text(&out).contains("moved"), "{}", text(&out));
+    assert_eq!(leader(&lab), old);
+    assert_eq!(holder(&lab), None);
+
+    // Only etcd-leader denies: leadership moves, the gate allows, and the
+    // lock taken for the move is released (no --lock).
+    lab.set_node(&w, ip, false, true).unwrap();
+    let out = hacli(&lab, &["gate", "reboot", &old]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = hacli(&lab, &["gate", "reboot", &old, "--move-leader"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("etcd leadership moved from {old} to")),
+        "{}",
+        text(&out)
+    );
+    assert_ne!(leader(&lab), old);
+    assert_eq!(holder(&lab), None, "{}", text(&out));
+}
+
+// ---- hacli disrupt / roll, simulated backend ----
+
+const TOPOLOGY: &str = r#"
+cluster: lab
+controlPlaneEndpoint: { address: 10.0.20.100, port: 6443 }
+loadBalancer: { kind: haproxy, pool: k8s-apiserver, frontend: "10.0.20.100:6443" }
+nodes:
+  - { name: m1, role: control-plane, address: 10.0.20.11 }
+  - { name: m2, role: control-plane, address: 10.0.20.12 }
+  - { name: m3, role: control-plane, address: 10.0.20.13 }
+  - { name: w1, role: worker, address: 10.0.20.21 }
+"#;
+
+fn sim(dir: &Path, args: &[&str]) -> (i32, String, serde_json::Value) {
+    let topology = dir.join("topology.yaml");
+    if !topology.exists() {
+        std::fs::write(&topology, TOPOLOGY).unwrap();
+    }
+    // The shared flags go right after the subcommand, before any `--`.
+    let out = Command::new(env!("CARGO_BIN_EXE_hacli"))
+        .arg(args[0])
+        .arg("--topology")
+        .arg(&topology)
+        .args([
+            "--backend",
+            "simulated",
+            "--identity",
+            "tester",
+            "-p",
+            "drain",
+        ])
+        .args(&args[1..])
+        .env_remove("HACLI_IDENTITY")
+        .output()
+        .expect("hacli runs");
+    let state = std::fs::read_to_string(dir.join("sim.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    (out.status.code().unwrap_or(-1), text(&out), state)
+}
+
+#[test]
+fn disrupt_reboots_the_leader_after_moving_leadership_and_releases_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let journal = d.join("m1.jsonl");
+    let state = d.join("sim.json");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "disrupt".into(),
+            "reboot".into(),
+            "m1".into(),
+            "--journal".into(),
+            journal.display().to_string(),
+            "--sim-state".into(),
+            state.display().to_string(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let a = args(&[]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let (code, out, s) = sim(d, &a);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("m1: done; lock released"), "{out}");
+    assert_eq!(
+        s["leader_moves"],
+        serde_json::json!([["m1", "m2"]]),
+        "{out}"
+    );
+    assert_eq!(s["reboots"]["m1"], 1);
+    assert_eq!(s["lock_holder"], serde_json::Value::Null);
+    assert_eq!(s["cordoned"], serde_json::json!([]));
+    assert_eq!(s["server_state"]["m1"], "ready");
+
+    // Someone else holds the lock: denied, naming the holder, nothing done.
+    let mut held = s.clone();
+    held["lock_holder"] = "kured@m3".into();
+    std::fs::write(&state, serde_json::to_string(&held).unwrap()).unwrap();
+    let j2 = d.join("m2.jsonl");
+    let (code, out, s) = sim(
+        d,
+        &[
+            "disrupt",
+            "reboot",
+            "m2",
+            "--journal",
+            j2.to_str().unwrap(),
+            "--sim-state",
+            state.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("held by kured@m3"), "{out}");
+    assert_eq!(s["reboots"].get("m2"), None, "{out}");
+}
+
+#[test]
+fn disrupt_failure_restores_the_backend_and_the_node_and_names_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let journal = d.join("j.jsonl");
+    let state = d.join("sim.json");
+    let (code, out, s) = sim(
+        d,
+        &[
+            "disrupt",
+            "run",
+            "m2",
+            "--journal",
+            journal.to_str().unwrap(),
+            "--sim-state",
+            state.to_str().unwrap(),
+            "--sim-fail",
+            "run-command/m2",
+            "--",
+            "apt-get",
+            "-y",
+            "upgrade",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAILED at step run/m2/run"), "{out}");
+    assert_eq!(s["server_state"]["m2"], "ready", "{out}");
+    assert_eq!(s["cordoned"], serde_json::json!([]), "{out}");
+    assert_eq!(s["lock_holder"], serde_json::Value::Null, "{out}");
+    let log = std::fs::read_to_string(&journal).unwrap();
+    assert!(log.contains(r#""event":"rolled-back""#), "{log}");
+}
+
+#[test]
+fn rolling_upgrade_stops_at_the_failing_second_master_restores_it_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let jd = d.join("roll");
+    let state = d.join("sim.json");
+    let base = [
+        "roll",
+        "upgrade",
+        "--to",
+        "v1.33.2",
+        "--soak",
+        "10m",
+        "--journal-dir",
+        jd.to_str().unwrap(),
+        "--sim-state",
+        state.to_str().unwrap(),
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--sim-fail", "upgrade/m2"]);
+    let (code, out, s) = sim(d, &args);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("m1: done"), "{out}");
+    assert!(out.contains("FAILED at step upgrade/m2/upgrade"), "{out}");
+    assert!(
+        out.contains("STOPPED at m2 at step upgrade/m2/upgrade"),
+        "{out}"
+    );
+    assert!(out.contains("not started: m3, w1"), "{out}");
+    assert_eq!(s["versions"], serde_json::json!({"m1": "v1.33.2"}), "{out}");
+    assert_eq!(s["server_state"]["m2"], "ready", "{out}");
+    assert_eq!(s["cordoned"], serde_json::json!([]), "{out}");
+    assert_eq!(s["lock_holder"], serde_json::Value::Null);
+
+    // Fixed: the roll resumes where it stopped, m1 is not upgraded again.
+    let mut args = base.to_vec();
+    args.push("--resume");
+    let (code, out, s) = sim(d, &args);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("roll complete: m1, m2, m3, w1"), "{out}");
+    assert_eq!(
+        s["versions"],
+        serde_json::json!({"m1": "v1.33.2", "m2": "v1.33.2", "m3": "v1.33.2", "w1": "v1.33.2"})
+    );
+    let effects: Vec<String> = s["effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    let applies: Vec<&String> = effects
+        .iter()
+        .filter(|e| e.contains("upgrade apply"))
+        .collect();
+    assert_eq!(
+        applies,
+        ["kubeadm upgrade apply v1.33.2 on m1"],
+        "{effects:?}"
+    );
+}
