@@ -620,6 +620,7 @@ fn blocks(f: &crate::verdict::Finding, moves_leader: bool) -> bool {
 /// release the lock. A resumed run (its journal has records) is not gated
 /// again (the node may be down mid-way): it only takes the lock again.
 /// The `etcd-leader` rule does not block: the plan moves leadership first.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     plan: &Plan,
     node: &str,
@@ -722,11 +723,14 @@ impl RollReport {
     }
 }
 
+/// Opens the journal of one node's disruption.
+pub type OpenJournal<'a> = dyn FnMut(&str) -> Result<Box<dyn Journal>, ExecError> + 'a;
+
 /// Where a rolling operation keeps its journals and how it waits.
 pub struct RollIo<'a> {
     /// The journal of one node's disruption (a resumed roll finds the
     /// journals of the nodes already done).
-    pub journal: &'a mut dyn FnMut(&str) -> Result<Box<dyn Journal>, ExecError>,
+    pub journal: &'a mut OpenJournal<'a>,
     /// Wait this long (the soak between masters).
     pub wait: &'a mut dyn FnMut(Dur),
 }
