@@ -63,10 +63,11 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// etcd leadership could not be moved off a node.
-    #[error("moving etcd leadership off {node}: {reason}")]
-    MoveLeader {
-        /// The node that leads.
+    /// A disruption step on a node was refused or failed (moving etcd
+    /// leadership, removing a member).
+    #[error("{node}: {reason}")]
+    Disruption {
+        /// The node.
         node: String,
         /// Why, and what to do.
         reason: String,

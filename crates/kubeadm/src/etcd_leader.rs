@@ -54,9 +54,9 @@ impl std::fmt::Display for LeaderMove {
 }
 
 fn fail(node: &str, reason: impl Into<String>) -> Error {
-    Error::MoveLeader {
+    Error::Disruption {
         node: node.to_string(),
-        reason: reason.into(),
+        reason: format!("moving etcd leadership: {}", reason.into()),
     }
 }
 
@@ -86,7 +86,7 @@ pub async fn move_leader_away(
         what: format!("moving etcd leadership off {node}: {what}"),
         ms: deadline.as_millis(),
     };
-    let state = timeout_at(until, observer.observe())
+    let state = timeout_at(until, Box::pin(observer.observe()))
         .await
         .map_err(|_| timeout("observing etcd"))?;
     if let Some(e) = state.probe_errors.get(&hacore::state::Probe::Etcd) {
@@ -213,7 +213,7 @@ pub async fn gate_moving_leader(
     let outcome = match moved {
         Ok(m) => {
             log(format!("move-leader: {m}"));
-            let state = observer.observe().await;
+            let state = Box::pin(observer.observe()).await;
             let verdict = evaluate(
                 observer.topology(),
                 &state,
