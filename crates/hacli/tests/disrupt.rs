@@ -311,7 +311,11 @@ fn rolling_upgrade_stops_at_the_failing_second_master_restores_it_and_resumes() 
         "{out}"
     );
     assert!(out.contains("not started: m3, w1"), "{out}");
-    assert_eq!(s["versions"], serde_json::json!({"m1": "v1.33.2"}), "{out}");
+    assert_eq!(
+        s["upgraded_to"],
+        serde_json::json!({"m1": "v1.33.2"}),
+        "{out}"
+    );
     assert_eq!(s["server_state"]["m2"], "ready", "{out}");
     assert_eq!(s["cordoned"], serde_json::json!([]), "{out}");
     assert_eq!(s["lock_holder"], serde_json::Value::Null);
@@ -323,7 +327,7 @@ fn rolling_upgrade_stops_at_the_failing_second_master_restores_it_and_resumes() 
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("roll complete: m1, m2, m3, w1"), "{out}");
     assert_eq!(
-        s["versions"],
+        s["upgraded_to"],
         serde_json::json!({"m1": "v1.33.2", "m2": "v1.33.2", "m3": "v1.33.2", "w1": "v1.33.2"})
     );
     let effects: Vec<String> = s["effects"]

@@ -86,6 +86,7 @@ pub fn generated(masters: usize, total: usize) -> (Topology, ClusterState) {
             .collect(),
         nodes,
         external_kubeconfigs: Vec::new(),
+        ssh: None,
         proxmox: None,
     };
     let mut state = ClusterState::empty(now);

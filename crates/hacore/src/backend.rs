@@ -345,6 +345,56 @@ pub enum CpOp {
         /// `https://host:port`.
         server: String,
     },
+    /// Check: kubeadm, kubelet and containerd on `node` have the same
+    /// versions as on master `like`.
+    CheckVersions {
+        /// The new master.
+        node: String,
+        /// The existing master it must match.
+        like: String,
+    },
+    /// Copy the apiserver's hand-added flags (those in `from`'s
+    /// `kube-apiserver.yaml` that the new master's lacks or differs in,
+    /// except per-node ones like `--advertise-address`) and the files they
+    /// name (OIDC CA, audit policy, encryption config; the audit log
+    /// directory created) from master `from` to `node`; then compare: both
+    /// serve the same API.
+    SyncApiserverExtras {
+        /// The existing master copied from.
+        from: String,
+        /// The new master.
+        node: String,
+    },
+    /// Check: `node`'s apiserver answers `/readyz` on its own address,
+    /// verified with the cluster CA.
+    ProbeApiserver {
+        /// Master.
+        node: String,
+        /// Its own address (not the VIP).
+        address: IpAddr,
+        /// The apiserver's port.
+        port: u16,
+    },
+    /// Check: etcd, kube-apiserver, kube-controller-manager and
+    /// kube-scheduler run on `node`.
+    VerifyStaticPods {
+        /// Master.
+        node: String,
+    },
+    /// Check: a freshly started VM has not joined the cluster by itself
+    /// (cloud-init in the template running `kubeadm join`): no Node object
+    /// of that name, no `/etc/kubernetes/kubelet.conf`.
+    VerifyNotJoined {
+        /// The new VM's node name.
+        node: String,
+    },
+    /// Manual: Jobs and CronJobs pinned to master `node` by hostname
+    /// (nodeSelector `kubernetes.io/hostname` or `nodeName`) are listed; a
+    /// person re-pins them and confirms.
+    PinnedWorkloads {
+        /// The master they are pinned to.
+        node: String,
+    },
 
     // Disruptions (issue 14).
     /// If `from` leads etcd, move leadership to the best healthy, caught-up
@@ -437,13 +487,20 @@ impl Op {
                         | CpOp::VerifyEtcd { .. }
                         | CpOp::VerifySans { .. }
                         | CpOp::VerifyKubeconfigs { .. }
+                        | CpOp::CheckVersions { .. }
+                        | CpOp::ProbeApiserver { .. }
+                        | CpOp::VerifyStaticPods { .. }
+                        | CpOp::VerifyNotJoined { .. }
                 )
         )
     }
 
     /// Whether a person must do it and confirm.
     pub fn is_manual(&self) -> bool {
-        matches!(self, Op::ControlPlane(CpOp::ExternalKubeconfig { .. }))
+        matches!(
+            self,
+            Op::ControlPlane(CpOp::ExternalKubeconfig { .. } | CpOp::PinnedWorkloads { .. })
+        )
     }
 
     /// Whether it needs a certificate key from `UploadCerts` that has not expired.

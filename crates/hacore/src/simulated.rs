@@ -37,6 +37,44 @@ pub struct SimVm {
     pub running: bool,
     /// Snapshot names.
     pub snapshots: Vec<String>,
+    /// Whether its cloud-init joins it to the cluster as a worker when it
+    /// starts (a template that runs `kubeadm join` by itself).
+    #[serde(default)]
+    pub auto_joins: bool,
+}
+
+/// The versions of the Kubernetes packages installed on a node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SimVersions {
+    /// `kubeadm version -o short`.
+    pub kubeadm: String,
+    /// `kubelet --version`.
+    pub kubelet: String,
+    /// `containerd --version`.
+    pub containerd: String,
+}
+
+impl Default for SimVersions {
+    /// The versions every node of a fresh simulated cluster, and its template, have.
+    fn default() -> Self {
+        SimVersions {
+            kubeadm: "v1.31.2".into(),
+            kubelet: "v1.31.2".into(),
+            containerd: "1.7.22".into(),
+        }
+    }
+}
+
+/// The static pods of a kubeadm control-plane node.
+pub const STATIC_PODS: [&str; 4] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
+
+fn all_static_pods() -> BTreeSet<String> {
+    STATIC_PODS.iter().map(|p| p.to_string()).collect()
 }
 
 /// Where to crash.
@@ -112,6 +150,33 @@ pub struct SimulatedCluster {
     pub applies: usize,
     /// Whether the kill-switch ConfigMap exists.
     pub kill_switch: bool,
+    /// Package versions per node.
+    #[serde(default)]
+    pub versions: BTreeMap<String, SimVersions>,
+    /// The versions a VM cloned from the template comes with.
+    #[serde(default)]
+    pub template_versions: SimVersions,
+    /// Whether the template's cloud-init joins a started clone as a worker
+    /// by itself.
+    #[serde(default)]
+    pub template_auto_joins: bool,
+    /// The apiserver's hand-added flags per master (flag -> value, the files
+    /// they name included as `file:PATH` entries); per-node flags such as
+    /// `--advertise-address` are not modelled.
+    #[serde(default)]
+    pub apiserver_extras: BTreeMap<String, BTreeMap<String, String>>,
+    /// Static pods running per node.
+    #[serde(default)]
+    pub static_pods: BTreeMap<String, BTreeSet<String>>,
+    /// The static pods a join starts (all four unless a test breaks one).
+    #[serde(default = "all_static_pods")]
+    pub join_static_pods: BTreeSet<String>,
+    /// Masters whose apiserver does not answer `/readyz` on their own address.
+    #[serde(default)]
+    pub apiserver_unready: BTreeSet<String>,
+    /// Jobs and CronJobs pinned to a node by hostname, per node.
+    #[serde(default)]
+    pub pinned_workloads: BTreeMap<String, Vec<String>>,
     // Disruptions (issue 14).
     /// Administrative state of pool servers (absent: ready).
     #[serde(default)]
@@ -136,7 +201,7 @@ pub struct SimulatedCluster {
     pub reboots: BTreeMap<String, u32>,
     /// Kubernetes version per node, once upgraded.
     #[serde(default)]
-    pub versions: BTreeMap<String, String>,
+    pub upgraded_to: BTreeMap<String, String>,
     /// Commands run: (node, command).
     #[serde(default)]
     pub commands: Vec<(String, Vec<String>)>,
@@ -170,6 +235,7 @@ impl SimulatedCluster {
                         name: n.name.clone(),
                         running: true,
                         snapshots: Vec::new(),
+                        auto_joins: false,
                     },
                 );
             }
@@ -228,6 +294,24 @@ impl SimulatedCluster {
             fail: BTreeMap::new(),
             applies: 0,
             kill_switch: false,
+            versions: from
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), SimVersions::default()))
+                .collect(),
+            template_versions: SimVersions::default(),
+            template_auto_joins: false,
+            apiserver_extras: masters
+                .iter()
+                .map(|m| (m.to_string(), BTreeMap::new()))
+                .collect(),
+            static_pods: masters
+                .iter()
+                .map(|m| (m.to_string(), all_static_pods()))
+                .collect(),
+            join_static_pods: all_static_pods(),
+            apiserver_unready: BTreeSet::new(),
+            pinned_workloads: BTreeMap::new(),
             server_state: BTreeMap::new(),
             cordoned: BTreeSet::new(),
             drained: BTreeSet::new(),
@@ -235,7 +319,7 @@ impl SimulatedCluster {
             leader: None,
             leader_moves: Vec::new(),
             reboots: BTreeMap::new(),
-            versions: BTreeMap::new(),
+            upgraded_to: BTreeMap::new(),
             commands: Vec::new(),
             lock_holder: None,
         }
@@ -326,6 +410,32 @@ impl SimulatedCluster {
     fn node_address(&self, name: &str) -> Option<IpAddr> {
         self.topology.node(name).map(|n| n.address)
     }
+
+    /// Whether `node` runs the apiserver's hand-added flags of `from`.
+    fn has_extras_of(&self, from: &str, node: &str) -> bool {
+        let want = self.apiserver_extras.get(from);
+        let have = self.apiserver_extras.get(node);
+        self.apiserver_sans.contains_key(node)
+            && want.is_some_and(|w| {
+                w.iter()
+                    .all(|(k, v)| have.is_some_and(|h| h.get(k) == Some(v)))
+            })
+    }
+
+    /// Whether `node`'s apiserver answers `/readyz` on `address` with a
+    /// certificate for it.
+    fn answers_directly(&self, node: &str, address: IpAddr) -> bool {
+        self.serving(node)
+            && self
+                .static_pods
+                .get(node)
+                .is_some_and(|p| p.contains("kube-apiserver"))
+            && !self.apiserver_unready.contains(node)
+            && self
+                .apiserver_sans
+                .get(node)
+                .is_some_and(|s| s.contains(&address.to_string()))
+    }
 }
 
 impl Hypervisor for SimulatedCluster {
@@ -372,8 +482,11 @@ impl Hypervisor for SimulatedCluster {
                         name: name.clone(),
                         running: false,
                         snapshots: Vec::new(),
+                        auto_joins: self.template_auto_joins,
                     },
                 );
+                self.versions
+                    .insert(name.clone(), self.template_versions.clone());
                 if let Ok(a) = address.split('/').next().unwrap_or_default().parse() {
                     self.addresses_in_use.insert(a);
                 }
@@ -385,6 +498,13 @@ impl Hypervisor for SimulatedCluster {
                     message: format!("no VM {vmid}"),
                 })?;
                 vm.running = true;
+                let (auto_joins, name) = (vm.auto_joins, vm.name.clone());
+                if auto_joins && !self.joined.contains(&name) {
+                    // cloud-init ran `kubeadm join` as a worker.
+                    self.joined.insert(name.clone());
+                    self.kubelet_server
+                        .insert(name, url(&self.cluster_endpoint));
+                }
                 (format!("start {vmid}"), 120)
             }
             HvOp::DeleteVm { vmid, .. } => {
@@ -567,12 +687,28 @@ impl ControlPlane for SimulatedCluster {
                     && self.kube_proxy == *server
                     && self.cluster_info == *server
             }
+            CpOp::CheckVersions { node, like } => {
+                self.versions.contains_key(node)
+                    && self.versions.get(node) == self.versions.get(like)
+            }
+            CpOp::SyncApiserverExtras { from, node } => self.has_extras_of(from, node),
+            CpOp::ProbeApiserver { node, address, .. } => self.answers_directly(node, *address),
+            CpOp::VerifyStaticPods { node } => self
+                .static_pods
+                .get(node)
+                .is_some_and(|p| STATIC_PODS.iter().all(|s| p.contains(*s))),
+            CpOp::VerifyNotJoined { node } => {
+                !self.joined.contains(node) && !self.kubelet_server.contains_key(node)
+            }
+            CpOp::PinnedWorkloads { node } => {
+                self.pinned_workloads.get(node).is_none_or(|w| w.is_empty())
+            }
             CpOp::MoveLeader { from } => self.current_leader().as_deref() != Some(from.as_str()),
             CpOp::Cordon { node } => self.cordoned.contains(node),
             CpOp::Uncordon { node } => !self.cordoned.contains(node),
             CpOp::Drain { node } => self.drained.contains(node),
             CpOp::Reboot { node } | CpOp::RunCommand { node, .. } => self.acted.contains(node),
-            CpOp::Upgrade { node, version, .. } => self.versions.get(node) == Some(version),
+            CpOp::Upgrade { node, version, .. } => self.upgraded_to.get(node) == Some(version),
             CpOp::WaitHealthy { node } => {
                 self.joined.contains(node)
                     && self
@@ -651,6 +787,9 @@ impl ControlPlane for SimulatedCluster {
                 let server = url(&self.cluster_endpoint);
                 self.kubelet_server.insert(node.clone(), server.clone());
                 self.admin_conf.insert(node.clone(), server);
+                self.static_pods
+                    .insert(node.clone(), self.join_static_pods.clone());
+                self.apiserver_extras.insert(node.clone(), BTreeMap::new());
                 self.apiserver_sans.insert(node.clone(), {
                     let mut s = vec![
                         self.node_address(node)
@@ -673,6 +812,8 @@ impl ControlPlane for SimulatedCluster {
                 self.kubelet_server.remove(node);
                 self.admin_conf.remove(node);
                 self.apiserver_sans.remove(node);
+                self.static_pods.remove(node);
+                self.apiserver_extras.remove(node);
                 (format!("reset {node}"), 60)
             }
             CpOp::SetKubeletServer { node, server } => {
@@ -691,7 +832,23 @@ impl ControlPlane for SimulatedCluster {
                 self.cluster_info = server.clone();
                 (format!("cluster-info -> {server}"), 5)
             }
+            CpOp::SyncApiserverExtras { from, node } => {
+                if !self.apiserver_sans.contains_key(node) {
+                    return Err(fail(format!("{node} runs no apiserver")));
+                }
+                let extras = self.apiserver_extras.get(from).cloned().unwrap_or_default();
+                self.apiserver_extras
+                    .entry(node.clone())
+                    .or_default()
+                    .extend(extras);
+                (format!("apiserver extras {from} -> {node}"), 30)
+            }
             CpOp::AddressesFree { .. }
+            | CpOp::CheckVersions { .. }
+            | CpOp::ProbeApiserver { .. }
+            | CpOp::VerifyStaticPods { .. }
+            | CpOp::VerifyNotJoined { .. }
+            | CpOp::PinnedWorkloads { .. }
             | CpOp::MemberPromoted { .. }
             | CpOp::ExternalKubeconfig { .. }
             | CpOp::VerifyNodes { .. }
@@ -746,7 +903,7 @@ impl ControlPlane for SimulatedCluster {
                 first,
             } => {
                 self.fail_on(&t, node)?;
-                self.versions.insert(node.clone(), version.clone());
+                self.upgraded_to.insert(node.clone(), version.clone());
                 let how = if *first { "apply" } else { "node" };
                 (format!("kubeadm upgrade {how} {version} on {node}"), 300)
             }

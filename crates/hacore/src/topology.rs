@@ -46,6 +46,49 @@ pub struct Topology {
     /// (CI, users, automation); a cut-over to a VIP must update each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_kubeconfigs: Vec<ExternalKubeconfig>,
+    /// How `hacli` logs in to the nodes over SSH (kubeadm, systemctl,
+    /// openssl, file edits), at each node's `address`. Without it the
+    /// control-plane backend uses `root`, port 22, `~/.ssh/known_hosts`
+    /// and the default keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<NodeSsh>,
+}
+
+/// SSH settings for every node (the control-plane backend connects to each
+/// node's `address`). Like `loadBalancer.manage`, a key is named by its
+/// path only; a passphrase comes from `HACLI_SSH_PASSPHRASE`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeSsh {
+    /// The user, `root` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The port, 22 by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The private key file; ssh-agent and `~/.ssh/id_*` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
+    /// The known_hosts file, `~/.ssh/known_hosts` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<PathBuf>,
+    /// Run commands under `sudo -n` when the user is not root (default
+    /// true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo: Option<bool>,
+}
+
+impl NodeSsh {
+    fn resolve_paths(&mut self, dir: &Path) {
+        for p in [&mut self.identity_file, &mut self.known_hosts]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() && !p.starts_with("~") {
+                *p = dir.join(&*p);
+            }
+        }
+    }
 }
 
 /// The control-plane endpoint (`controlPlaneEndpoint` in kubeadm terms).
@@ -587,6 +630,15 @@ fn is_host(s: &str) -> bool {
     s.parse::<IpAddr>().is_ok() || is_dns_subdomain(&s.to_ascii_lowercase())
 }
 
+/// Whether `s` is a portable user name.
+fn is_user_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// Whether `s` is safe as an HAProxy backend/server name or a host name.
 fn is_simple_name(s: &str) -> bool {
     !s.is_empty()
@@ -604,6 +656,9 @@ impl Topology {
             topology.etcd.resolve_paths(dir);
             if let Some(m) = topology.load_balancer.manage.as_mut() {
                 m.resolve_paths(dir);
+            }
+            if let Some(s) = topology.ssh.as_mut() {
+                s.resolve_paths(dir);
             }
             if let Some(ca) = topology.proxmox.as_mut().and_then(|p| p.ca_file.as_mut())
                 && ca.is_relative()
@@ -940,6 +995,20 @@ impl Topology {
             }
         }
 
+        if let Some(s) = &self.ssh {
+            if let Some(u) = &s.user
+                && !is_user_name(u)
+            {
+                r.push(Diagnostic::error(
+                    "ssh.user",
+                    format!("`{u}` is not a user name (1 to 32 letters, digits, `.`, `_`, `-`, not first)"),
+                ));
+            }
+            if s.port == Some(0) {
+                r.push(Diagnostic::error("ssh.port", "a port is 1 to 65535"));
+            }
+        }
+
         for (i, k) in self.external_kubeconfigs.iter().enumerate() {
             if k.name.trim().is_empty() || k.location.trim().is_empty() {
                 r.push(Diagnostic::error(
@@ -1171,5 +1240,23 @@ mod tests {
             Some(Path::new("/abs/client.key"))
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn node_ssh_settings_are_validated() {
+        let ok = format!("{BASE}ssh: {{ user: kube-admin, port: 2222, identityFile: keys/id }}\n");
+        let (t, _) = Topology::from_yaml("t.yaml", &ok).unwrap();
+        let s = t.ssh.unwrap();
+        assert_eq!(s.user.as_deref(), Some("kube-admin"));
+        assert_eq!(s.port, Some(2222));
+        let bad = format!("{BASE}ssh: {{ user: \"-x; rm\", port: 0 }}\n");
+        let Err(Error::Invalid { errors, .. }) = Topology::from_yaml("t.yaml", &bad) else {
+            panic!("a bad ssh section must be refused");
+        };
+        let fields: Vec<&str> = errors.iter().map(|d| d.path.as_str()).collect();
+        assert!(
+            fields.contains(&"ssh.user") && fields.contains(&"ssh.port"),
+            "{fields:?}"
+        );
     }
 }

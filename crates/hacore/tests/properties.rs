@@ -140,6 +140,7 @@ fn build(spec: &Spec) -> (Topology, ClusterState) {
             .collect(),
         nodes,
         external_kubeconfigs: Vec::new(),
+        ssh: None,
         proxmox: None,
     };
     let now: Timestamp = NOW.parse().unwrap();

@@ -75,11 +75,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
-/// The live disruption operations (issue 14). Its home is
-/// `control_plane::disrupt` once the control-plane backend's
-/// `control_plane/mod.rs` exists.
-#[path = "control_plane/disrupt.rs"]
-pub mod disrupt;
+pub mod control_plane;
 pub mod error;
 #[doc(hidden)]
 pub mod etcd_alarm;

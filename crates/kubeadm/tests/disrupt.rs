@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use kubeadm::disrupt;
+use kubeadm::control_plane::disrupt;
 use kubeadm::etcd_leader::{LeaderMove, move_leader_away};
 use kubeadm::{Observer, ObserverConfig};
 use testlab::Lab;

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod apiserver;
+pub mod cluster;
 pub mod etcd;
 pub mod haproxy;
 pub mod host;

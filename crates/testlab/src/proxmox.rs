@@ -447,6 +447,11 @@ impl State {
                         host.start_sshd(keys.clone())
                             .map_err(|e| format!("start failed: sshd on lab host {name}: {e}"))?;
                     }
+                    if let Some(p) = &hosts.provision {
+                        p(&mut host).map_err(|e| {
+                            format!("start failed: provisioning lab host {name}: {e}")
+                        })?;
+                    }
                     made = Some(host);
                     Ok(())
                 })?;
@@ -554,11 +559,27 @@ impl State {
 }
 
 /// VMs that run as lab hosts.
-#[derive(Debug)]
 struct Hosts {
     lab: crate::host::HostLab,
     by_vmid: HashMap<u32, crate::host::Host>,
+    provision: Option<Provision>,
 }
+
+impl std::fmt::Debug for Hosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hosts")
+            .field("lab", &self.lab)
+            .field("by_vmid", &self.by_vmid)
+            .field("provision", &self.provision.is_some())
+            .finish()
+    }
+}
+
+/// What makes a started VM's new lab host what its template holds (e.g.
+/// [`crate::cluster::Template::provisioner`]): called once, after its sshd
+/// started.
+pub type Provision =
+    std::sync::Arc<dyn Fn(&mut crate::host::Host) -> Result<(), String> + Send + Sync>;
 
 struct Shared {
     state: Mutex<State>,
@@ -835,6 +856,18 @@ impl ProxmoxLab {
         self.state().hosts = Some(Hosts {
             lab,
             by_vmid: HashMap::new(),
+            provision: None,
+        });
+    }
+
+    /// [`ProxmoxLab::attach_hosts`], each new host then provisioned by
+    /// `provision` (the template's contents: programs, configuration,
+    /// services).
+    pub fn attach_hosts_with(&self, lab: crate::host::HostLab, provision: Provision) {
+        self.state().hosts = Some(Hosts {
+            lab,
+            by_vmid: HashMap::new(),
+            provision: Some(provision),
         });
     }
 

@@ -473,3 +473,198 @@ pub fn upgrade_command(version: &str, first: bool) -> Vec<String> {
 pub fn reboot_command() -> Vec<String> {
     ["systemctl", "reboot"].map(String::from).to_vec()
 }
+
+/// What the live backend remembers between the calls of a disruption: the
+/// boot id a node had before its reboot, and the acts done (a command, a
+/// worker's `kubeadm upgrade node`), so that the step's verification sees
+/// them. Memory only: after a crash the act is done again.
+#[derive(Debug, Default)]
+pub struct Memory {
+    boot_before: std::collections::BTreeMap<String, String>,
+    acted: std::collections::BTreeSet<String>,
+}
+
+fn cp(e: Error) -> super::CpError {
+    match e {
+        Error::Timeout { what, ms } => super::CpError::Timeout {
+            what,
+            deadline: Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)),
+        },
+        Error::Disruption { .. } => super::CpError::Refused(e.to_string()),
+        other => super::CpError::Kube {
+            what: "disruption step".into(),
+            message: other.chain(),
+        },
+    }
+}
+
+fn act_key(op: &hacore::backend::CpOp) -> String {
+    hacore::backend::Op::ControlPlane(op.clone()).to_string()
+}
+
+impl super::KubeadmControlPlane {
+    /// An observer with this backend's kubeconfig and etcd settings.
+    async fn disrupt_observer(&self) -> Result<Observer, super::CpError> {
+        let config = crate::ObserverConfig {
+            kubeconfig: self.opts.kubeconfig.clone(),
+            etcd_endpoints: self.etcd_endpoints.clone(),
+            etcd_tls: self.opts.etcd_tls.clone(),
+            deadline: self.opts.timeout.min(Duration::from_secs(10)),
+            member_timeout: self.opts.timeout.min(Duration::from_secs(5)),
+            apiserver_port: self.opts.apiserver_port,
+            ..Default::default()
+        };
+        Observer::new(self.topology.clone(), config)
+            .await
+            .map_err(|e| super::CpError::Config(e.chain()))
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.disrupt_memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the static pods of master `node` run `version` (the
+    /// apiserver manifest's image tag).
+    async fn runs_version(&self, node: &str, version: &str) -> Result<bool, super::CpError> {
+        let manifest = self
+            .read_remote(node, "/etc/kubernetes/manifests/kube-apiserver.yaml")
+            .await?;
+        Ok(manifest.is_some_and(|m| m.contains(&format!("kube-apiserver:{version}"))))
+    }
+
+    /// `is_done` of a disruption operation.
+    pub(crate) async fn disrupt_is_done(
+        &self,
+        op: &hacore::backend::CpOp,
+    ) -> Result<bool, super::CpError> {
+        use hacore::backend::CpOp;
+        let t = self.opts.timeout;
+        match op {
+            CpOp::MoveLeader { from } => {
+                let obs = self.disrupt_observer().await?;
+                Ok(!leads(&obs, from).await.map_err(cp)?)
+            }
+            CpOp::Cordon { node } => is_cordoned(&self.kube, node, t).await.map_err(cp),
+            CpOp::Uncordon { node } => Ok(!is_cordoned(&self.kube, node, t).await.map_err(cp)?),
+            CpOp::Drain { node } => Ok(evictable_pods(&self.kube, node, t)
+                .await
+                .map_err(cp)?
+                .is_empty()),
+            CpOp::Reboot { node } => {
+                let Some(before) = self.memory().boot_before.get(node).cloned() else {
+                    return Ok(false);
+                };
+                let now = boot_id(&self.kube, node, t).await.map_err(cp)?;
+                Ok(!now.is_empty() && now != before)
+            }
+            CpOp::Upgrade {
+                node,
+                version,
+                first,
+            } => {
+                let master = self
+                    .topology
+                    .node(node)
+                    .is_some_and(|n| n.is_control_plane());
+                if master && *first {
+                    self.runs_version(node, version).await
+                } else {
+                    Ok(self.memory().acted.contains(&act_key(op)))
+                }
+            }
+            CpOp::RunCommand { .. } => Ok(self.memory().acted.contains(&act_key(op))),
+            CpOp::WaitHealthy { node } => {
+                let obs = self.disrupt_observer().await?;
+                let state = Box::pin(obs.observe()).await;
+                Ok(unhealthy(&obs, &state, node).is_none())
+            }
+            CpOp::RemoveMember { node } => {
+                let obs = self.disrupt_observer().await?;
+                Ok(!has_member(&obs, node).await.map_err(cp)?)
+            }
+            CpOp::DeleteNode { node } => Ok(!node_exists(&self.kube, node, t).await.map_err(cp)?),
+            _ => Err(super::CpError::Config(format!(
+                "`{}` is not a disruption operation",
+                act_key(op)
+            ))),
+        }
+    }
+
+    /// `apply` of a disruption operation.
+    pub(crate) async fn disrupt_apply(
+        &self,
+        op: &hacore::backend::CpOp,
+    ) -> Result<(), super::CpError> {
+        use hacore::backend::CpOp;
+        let t = self.opts.timeout;
+        let long = self.opts.join_timeout;
+        match op {
+            CpOp::MoveLeader { from } => {
+                let obs = self.disrupt_observer().await?;
+                let m = crate::etcd_leader::move_leader_away(&obs, from, t)
+                    .await
+                    .map_err(cp)?;
+                self.notice(&m.to_string());
+                Ok(())
+            }
+            CpOp::Cordon { node } => set_cordoned(&self.kube, node, true, t).await.map_err(cp),
+            CpOp::Uncordon { node } => set_cordoned(&self.kube, node, false, t).await.map_err(cp),
+            CpOp::Drain { node } => {
+                set_cordoned(&self.kube, node, true, t).await.map_err(cp)?;
+                drain(&self.kube, node, self.opts.check_wait)
+                    .await
+                    .map_err(cp)
+            }
+            CpOp::Reboot { node } => {
+                let before = boot_id(&self.kube, node, t).await.map_err(cp)?;
+                self.memory()
+                    .boot_before
+                    .insert(node.clone(), before.clone());
+                let cmd = ssh::Cmd::new("systemctl").arg("reboot");
+                // The connection drops as the node goes down: not an error.
+                let _ = self.run_raw(node, &cmd, t).await;
+                if let Ok(mut s) = self.sessions.lock() {
+                    s.remove(node);
+                }
+                wait_rebooted(&self.kube, node, &before, long)
+                    .await
+                    .map_err(cp)
+            }
+            CpOp::Upgrade {
+                node,
+                version,
+                first,
+            } => {
+                let argv = upgrade_command(version, *first);
+                let cmd = ssh::Cmd::new(&argv[0]).args(argv[1..].iter().cloned());
+                self.run(node, &cmd, long).await?;
+                self.memory().acted.insert(act_key(op));
+                Ok(())
+            }
+            CpOp::RunCommand { node, command } => {
+                let Some((program, args)) = command.split_first() else {
+                    return Err(super::CpError::Config("run: an empty command".into()));
+                };
+                let cmd = ssh::Cmd::new(program).args(args.iter().cloned());
+                self.run(node, &cmd, long).await?;
+                self.memory().acted.insert(act_key(op));
+                Ok(())
+            }
+            CpOp::WaitHealthy { node } => {
+                let obs = self.disrupt_observer().await?;
+                wait_healthy(&obs, node, long).await.map_err(cp)
+            }
+            CpOp::RemoveMember { node } => {
+                let obs = self.disrupt_observer().await?;
+                remove_member(&obs, node, t).await.map_err(cp)
+            }
+            CpOp::DeleteNode { node } => delete_node(&self.kube, node, t).await.map_err(cp),
+            _ => Err(super::CpError::Config(format!(
+                "`{}` is not a disruption operation",
+                act_key(op)
+            ))),
+        }
+    }
+}

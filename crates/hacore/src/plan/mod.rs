@@ -1,0 +1,348 @@
+//! The migration planner: from the current topology (a single master, or
+//! fewer masters) to the target (an odd number of masters behind a load
+//! balancer VIP), an ordered plan of phases and steps.
+//!
+//! Each step carries its operation, the gate that must allow it, how it is
+//! verified (the operation's own `is_done`), its rollback, its expected
+//! duration and the client-visible outage it causes. The plan is refused,
+//! with every reason, when it cannot be safe: an even target size, an
+//! over-committed hypervisor, a VM id or address already in use, a missing
+//! load balancer.
+//!
+//! One module per phase, each a function from the `Ctx` (the two
+//! topologies, the options and what follows from them) to its steps, in the
+//! order [`plan`] runs them:
+//!
+//! | module | decides |
+//! |---|---|
+//! | `refusals` | whether the migration can be made safe, and the accepted risks |
+//! | `preflight` | the free addresses, etcd and VM snapshots |
+//! | `endpoint` | the `controlPlaneEndpoint` and apiserver SAN retrofit |
+//! | `load_balancer` | the VIP, DNS name, pool and frontend |
+//! | `provision` | a VM per new master |
+//! | `join_material` | the certificate key (and its renewal before a join) |
+//! | `joins` | each new master's join, one at a time |
+//! | `cutover` | every client moved to the VIP |
+//! | `verify` | the end state checked |
+//!
+//! `render` writes a plan for people (markdown and text).
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::Action;
+use crate::backend::Op;
+use crate::state::ClusterState;
+use crate::topology::{Node, Topology};
+use crate::units::Dur;
+
+mod cutover;
+mod endpoint;
+mod join_material;
+mod joins;
+mod load_balancer;
+mod preflight;
+mod provision;
+mod refusals;
+mod render;
+mod verify;
+
+/// How long a `kubeadm init phase upload-certs` key (and the `kubeadm-certs`
+/// Secret) lives.
+pub const CERTIFICATE_KEY_TTL: Dur = Dur::hours(2);
+
+/// Margin kept before the key expires: a join must finish this long before it.
+pub const CERTIFICATE_KEY_MARGIN: Dur = Dur::secs(15 * 60);
+
+/// A reviewed, ordered migration plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Cluster name.
+    pub cluster: String,
+    /// The topology now.
+    pub from: Topology,
+    /// The topology wanted.
+    pub to: Topology,
+    /// Whether joins go through etcd learners.
+    pub learner_joins: bool,
+    /// Phases, in order; a failure rolls back the current phase.
+    pub phases: Vec<Phase>,
+    /// Things the reviewer should know (accepted risks).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// A unit of rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Phase {
+    /// Stable id.
+    pub id: String,
+    /// What the phase achieves.
+    pub title: String,
+    /// Steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// One step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// Stable id, unique in the plan (journal key).
+    pub id: String,
+    /// What it does, for people.
+    pub title: String,
+    /// The operation.
+    pub op: Op,
+    /// Gates that must allow the step right before it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preconditions: Vec<Precondition>,
+    /// The operation that undoes it, if it has an effect to undo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Op>,
+    /// How long it should take.
+    pub expected_duration: Dur,
+    /// What clients see while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage: Option<Outage>,
+    /// Notes for the reviewer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A gate evaluated before a step: `policy` must allow `action` on `target`
+/// in the topology made of `nodes` (the nodes that exist at that point).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Precondition {
+    /// Built-in policy name.
+    pub policy: String,
+    /// Action the gate is asked about.
+    pub action: Action,
+    /// Target node.
+    pub target: String,
+    /// Nodes that exist when the step runs.
+    pub nodes: Vec<String>,
+}
+
+/// A client-visible outage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outage {
+    /// Worst-case length.
+    pub up_to: Dur,
+    /// What is unavailable.
+    pub what: String,
+}
+
+/// Options that are not part of either topology.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Options {
+    /// VM id of the template new masters are cloned from.
+    pub template: Option<u32>,
+}
+
+/// Why a plan was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[error("the migration cannot be made safe:\n{}", reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
+pub struct Refusal {
+    /// Every reason.
+    pub reasons: Vec<String>,
+}
+
+pub(crate) fn api_socket(n: &Node, port: u16) -> SocketAddr {
+    SocketAddr::new(n.address, port)
+}
+
+pub(crate) fn url(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V6(a) => format!("https://[{a}]:{port}"),
+        IpAddr::V4(a) => format!("https://{a}:{port}"),
+    }
+}
+
+/// What every phase planner reads: the two topologies, the options, and
+/// what follows from them.
+pub(crate) struct Ctx<'a> {
+    /// The topology now.
+    pub from: &'a Topology,
+    /// The topology wanted.
+    pub to: &'a Topology,
+    /// Options.
+    pub opts: &'a Options,
+    /// The masters now.
+    pub masters_from: Vec<&'a Node>,
+    /// The masters wanted.
+    pub masters_to: Vec<&'a Node>,
+    /// Masters of the target that do not exist yet, in the target's order.
+    pub new_masters: Vec<&'a Node>,
+    /// Addresses that must be free: the new masters' and a new VIP.
+    pub wanted: Vec<(String, IpAddr)>,
+    /// The VIP.
+    pub vip: IpAddr,
+    /// The apiserver port behind the VIP.
+    pub port: u16,
+    /// The server clients use now.
+    pub old_server: String,
+    /// The server clients use after the cut-over.
+    pub new_server: String,
+    /// The load balancer's pool.
+    pub pool: String,
+    /// The load balancer's frontend.
+    pub frontend: SocketAddr,
+    /// SANs every apiserver certificate must carry.
+    pub sans: Vec<String>,
+    /// Whether the cluster has a single master now.
+    pub single: bool,
+    /// The first master now (etcd snapshot, the reference for new masters).
+    pub first: String,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(from: &'a Topology, to: &'a Topology, opts: &'a Options) -> Self {
+        let masters_from: Vec<&Node> = from.control_plane_nodes().collect();
+        let masters_to: Vec<&Node> = to.control_plane_nodes().collect();
+        let new_masters: Vec<&Node> = masters_to
+            .iter()
+            .copied()
+            .filter(|n| from.node(&n.name).is_none())
+            .collect();
+        let vip = to.control_plane_endpoint.address;
+        let mut wanted: Vec<(String, IpAddr)> = new_masters
+            .iter()
+            .map(|n| (format!("node `{}`", n.name), n.address))
+            .collect();
+        if to.has_load_balancer() && !from.has_load_balancer() {
+            wanted.push(("the VIP".into(), vip));
+        }
+        let port = to.control_plane_endpoint.port;
+        let mut sans = vec![vip.to_string()];
+        sans.extend(to.control_plane_endpoint.dns_name.clone());
+        Ctx {
+            from,
+            to,
+            opts,
+            single: masters_from.len() == 1,
+            first: masters_from
+                .first()
+                .map(|m| m.name.clone())
+                .unwrap_or_default(),
+            masters_from,
+            masters_to,
+            new_masters,
+            wanted,
+            vip,
+            port,
+            old_server: url(
+                from.control_plane_endpoint.address,
+                from.control_plane_endpoint.port,
+            ),
+            new_server: url(vip, port),
+            pool: to.load_balancer.pool.clone().unwrap_or_default(),
+            frontend: to
+                .load_balancer
+                .frontend
+                .unwrap_or_else(|| to.control_plane_endpoint.socket()),
+            sans,
+        }
+    }
+
+    /// The nodes that exist before any join.
+    fn existing(&self) -> Vec<String> {
+        self.from.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// The nodes that exist once every new master has joined.
+    fn existing_after_joins(&self) -> Vec<String> {
+        let mut nodes = self.existing();
+        nodes.extend(self.new_masters.iter().map(|n| n.name.clone()));
+        nodes
+    }
+}
+
+/// Plan the migration from `from` to `to`. `state`, when given, supplies the
+/// hypervisors' observed capacity and VM ids and the addresses in use.
+pub fn plan(
+    from: &Topology,
+    to: &Topology,
+    state: Option<&ClusterState>,
+    opts: &Options,
+) -> Result<Plan, Refusal> {
+    let ctx = Ctx::new(from, to, opts);
+    let warnings = refusals::check(&ctx, state)?;
+    let mut phases = vec![preflight::phase(&ctx)];
+    phases.extend(endpoint::phase(&ctx));
+    phases.extend(load_balancer::phase(&ctx));
+    phases.extend(provision::phases(&ctx));
+    phases.extend(join_material::phase(&ctx));
+    phases.extend(joins::phases(&ctx));
+    phases.extend(cutover::phase(&ctx));
+    phases.push(verify::phase(&ctx));
+    Ok(Plan {
+        cluster: to.cluster.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        learner_joins: to.etcd.learner_joins,
+        phases,
+        warnings,
+    })
+}
+
+/// A gate: `policy` must allow `action` on `target` among `nodes`.
+pub(crate) fn gate(policy: &str, action: Action, target: &str, nodes: &[String]) -> Precondition {
+    Precondition {
+        policy: policy.into(),
+        action,
+        target: target.into(),
+        nodes: nodes.to_vec(),
+    }
+}
+
+/// A step with no gate, rollback, outage or note yet.
+pub(crate) fn step(id: &str, title: String, op: Op, expected_duration: Dur) -> Step {
+    Step {
+        id: id.to_string(),
+        title,
+        op,
+        preconditions: Vec::new(),
+        rollback: None,
+        expected_duration,
+        outage: None,
+        notes: Vec::new(),
+    }
+}
+
+impl Plan {
+    /// Every step, in order, with its phase.
+    pub fn steps(&self) -> impl Iterator<Item = (&Phase, &Step)> {
+        self.phases
+            .iter()
+            .flat_map(|p| p.steps.iter().map(move |s| (p, s)))
+    }
+
+    /// Expected total duration.
+    pub fn expected_duration(&self) -> Dur {
+        Dur(self.steps().map(|(_, s)| s.expected_duration.0).sum())
+    }
+
+    /// The target topology restricted to `nodes` (what exists at a step).
+    pub fn topology_with(&self, nodes: &[String]) -> Topology {
+        let mut t = self.to.clone();
+        t.nodes.retain(|n| nodes.contains(&n.name));
+        t
+    }
+
+    /// A stable digest of the plan, so a journal is only resumed with the
+    /// plan it was written for.
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        // FNV-1a, 64 bit: stable across builds and platforms.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in json.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+}

@@ -1,0 +1,718 @@
+//! The operations that run on a node over SSH: kubeadm, systemctl,
+//! openssl, and file edits (the original kept once in [`BACKUP_DIR`], the
+//! new content written to a temporary file beside it and renamed over it).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use ssh::{Cmd, Output, Session};
+use tokio::time::Instant;
+
+use super::secret::{CertificateKey, parse_certificate_key, parse_join_command};
+use super::{CpError, KEY_LIFETIME, KubeadmControlPlane};
+
+/// kubelet's kubeconfig.
+pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
+/// The admin kubeconfig.
+pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+/// The break-glass admin kubeconfig (kubeadm 1.29+), when present.
+pub const SUPER_ADMIN_CONF: &str = "/etc/kubernetes/super-admin.conf";
+/// The apiserver's serving certificate.
+pub const APISERVER_CRT: &str = "/etc/kubernetes/pki/apiserver.crt";
+/// Its key.
+pub const APISERVER_KEY: &str = "/etc/kubernetes/pki/apiserver.key";
+/// Where originals are kept before hacli changes them (the first copy
+/// only: a second change keeps the true original).
+pub const BACKUP_DIR: &str = "/etc/kubernetes/hacli-backup";
+/// The kubeadm configuration file hacli writes for `upload-config` and
+/// `certs apiserver`.
+pub const KUBEADM_CONFIG: &str = "/etc/kubernetes/hacli/kubeadm-config.yaml";
+/// The apiserver static pod manifest.
+pub const APISERVER_MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+
+/// Where the backup of `path` goes.
+pub fn backup_path(path: &str) -> String {
+    format!(
+        "{BACKUP_DIR}/{}",
+        path.trim_start_matches('/').replace('/', "_")
+    )
+}
+
+/// Every `server:` value of a kubeconfig, in order.
+pub fn kubeconfig_servers(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("server:"))
+        .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
+        .collect()
+}
+
+/// `text` with every `server:` value set to `server`, everything else
+/// byte for byte as it was.
+pub fn set_kubeconfig_servers(text: &str, server: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 32);
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let indent = &body[..body.len() - body.trim_start().len()];
+        if body.trim_start().starts_with("server:") {
+            out.push_str(indent);
+            out.push_str("server: ");
+            out.push_str(server);
+            out.push_str(&line[body.len()..]);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// The SANs `openssl x509 -noout -ext subjectAltName` printed: `DNS:` and
+/// `IP Address:` entries, IPs normalised.
+pub fn parse_openssl_sans(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.contains("Subject Alternative Name"))
+        .flat_map(|l| l.split(','))
+        .filter_map(|e| {
+            let e = e.trim();
+            if let Some(d) = e.strip_prefix("DNS:") {
+                Some(d.trim().to_ascii_lowercase())
+            } else {
+                e.strip_prefix("IP Address:").map(|ip| {
+                    let ip = ip.trim();
+                    ip.parse::<IpAddr>()
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|_| ip.to_string())
+                })
+            }
+        })
+        .collect()
+}
+
+/// The SANs of `want` that `have` lacks (IPs compared as addresses, names
+/// without case).
+pub fn missing_sans(have: &[String], want: &[String]) -> Vec<String> {
+    want.iter()
+        .filter(|w| {
+            let norm = w
+                .parse::<IpAddr>()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| w.to_ascii_lowercase());
+            !have.contains(&norm)
+        })
+        .cloned()
+        .collect()
+}
+
+fn fingerprint_of(out: &str) -> Option<String> {
+    out.lines()
+        .find_map(|l| l.split_once("Fingerprint="))
+        .map(|(_, f)| f.trim().to_ascii_uppercase())
+        .filter(|f| !f.is_empty())
+}
+
+impl KubeadmControlPlane {
+    /// The kept SSH connection to `node` (at its topology address).
+    pub(crate) async fn session(&self, node: &str) -> Result<Session, CpError> {
+        if let Some(s) = self.sessions.lock().ok().and_then(|m| m.get(node).cloned())
+            && !s.is_closed()
+        {
+            return Ok(s);
+        }
+        let addr = self.node_address(node)?;
+        let mut cfg = self.ssh_base.clone();
+        cfg.target.name = node.to_string();
+        cfg.target.host = addr.to_string();
+        let s = Session::connect(&cfg).await.map_err(CpError::ssh)?;
+        if let Ok(mut m) = self.sessions.lock() {
+            m.insert(node.to_string(), s.clone());
+        }
+        Ok(s)
+    }
+
+    /// Run `cmd` on `node`; its status is not checked.
+    pub(crate) async fn run_raw(
+        &self,
+        node: &str,
+        cmd: &Cmd,
+        timeout: Duration,
+    ) -> Result<Output, CpError> {
+        let s = self.session(node).await?;
+        s.run(cmd, timeout).await.map_err(CpError::ssh)
+    }
+
+    /// Run `cmd` on `node`; a non-zero status is an error naming the node,
+    /// the masked command and the end of its stderr.
+    pub(crate) async fn run(
+        &self,
+        node: &str,
+        cmd: &Cmd,
+        timeout: Duration,
+    ) -> Result<Output, CpError> {
+        let s = self.session(node).await?;
+        s.run_checked(cmd, timeout).await.map_err(CpError::ssh)
+    }
+
+    /// A file's contents on `node`; None when it does not exist.
+    pub async fn read_remote(&self, node: &str, path: &str) -> Result<Option<String>, CpError> {
+        let cmd = Cmd::shell(r#"if [ -e "$1" ]; then exec cat -- "$1"; else exit 3; fi"#).arg(path);
+        let s = self.session(node).await?;
+        let out = s.run(&cmd, self.opts.timeout).await.map_err(CpError::ssh)?;
+        if out.status == ssh::ExitStatus::Code(3) {
+            return Ok(None);
+        }
+        let out = out.check(&cmd, s.target()).map_err(CpError::ssh)?;
+        Ok(Some(out.stdout_str().into_owned()))
+    }
+
+    /// Whether a path exists on `node`.
+    pub(crate) async fn exists_remote(&self, node: &str, path: &str) -> Result<bool, CpError> {
+        let cmd = Cmd::shell(r#"[ -e "$1" ]"#).arg(path);
+        let out = self.run_raw(node, &cmd, self.opts.timeout).await?;
+        Ok(out.success())
+    }
+
+    /// Keep the original of `path` in [`BACKUP_DIR`] (only the first time).
+    pub(crate) async fn backup_once(&self, node: &str, path: &str) -> Result<(), CpError> {
+        let cmd = Cmd::shell(
+            r#"set -e; mkdir -p -m 700 "$2"; if [ -e "$1" ] && [ ! -e "$3" ]; then cp -p -- "$1" "$3.tmp"; mv -f -- "$3.tmp" "$3"; fi"#,
+        )
+        .arg(path)
+        .arg(BACKUP_DIR)
+        .arg(backup_path(path));
+        self.run(node, &cmd, self.opts.timeout).await.map(|_| ())
+    }
+
+    /// Write `content` to `path` on `node` atomically: a temporary file in
+    /// the same directory (the original's mode, else 0600), then a rename.
+    pub(crate) async fn write_remote(
+        &self,
+        node: &str,
+        path: &str,
+        content: &[u8],
+    ) -> Result<(), CpError> {
+        let cmd = Cmd::shell(
+            r#"set -e; d=$(dirname -- "$1"); mkdir -p -- "$d"; t=$(mktemp "$1.hacli.XXXXXX"); cat > "$t"; if [ -e "$1" ]; then chmod --reference="$1" "$t"; else chmod 600 "$t"; fi; mv -f -- "$t" "$1""#,
+        )
+        .arg(path)
+        .stdin(content.to_vec());
+        self.run(node, &cmd, self.opts.timeout).await.map(|_| ())
+    }
+
+    /// Whether every `server:` in the kubeconfig `path` on `node` is `server`.
+    pub(crate) async fn kubeconfig_server_is(
+        &self,
+        node: &str,
+        path: &str,
+        server: &str,
+    ) -> Result<bool, CpError> {
+        let Some(text) = self.read_remote(node, path).await? else {
+            return Ok(false);
+        };
+        let servers = kubeconfig_servers(&text);
+        Ok(!servers.is_empty() && servers.iter().all(|s| s == server))
+    }
+
+    /// Point the kubeconfig `path` on `node` at `server` (backup first).
+    /// Ok(false) when it already named it.
+    async fn set_kubeconfig_server(
+        &self,
+        node: &str,
+        path: &str,
+        server: &str,
+    ) -> Result<bool, CpError> {
+        let Some(text) = self.read_remote(node, path).await? else {
+            return Err(CpError::Refused(format!(
+                "{node}: {path} does not exist: is {node} a kubeadm node?"
+            )));
+        };
+        if kubeconfig_servers(&text).is_empty() {
+            return Err(CpError::Protocol {
+                what: format!("{node}: {path}"),
+                detail: "no `server:` line: not a kubeconfig hacli can edit".into(),
+            });
+        }
+        let new = set_kubeconfig_servers(&text, server);
+        if new == text {
+            return Ok(false);
+        }
+        self.backup_once(node, path).await?;
+        self.write_remote(node, path, new.as_bytes()).await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn set_kubelet_server(&self, node: &str, server: &str) -> Result<(), CpError> {
+        let changed = self
+            .set_kubeconfig_server(node, KUBELET_CONF, server)
+            .await?;
+        if changed || !self.node_ready(node).await.unwrap_or(false) {
+            self.run(
+                node,
+                &Cmd::new("systemctl").arg("restart").arg("kubelet"),
+                self.opts.timeout,
+            )
+            .await?;
+        }
+        // kubelet reports through the new server: the node is Ready again.
+        let until = Instant::now() + self.opts.timeout.max(Duration::from_secs(60));
+        loop {
+            if self.node_ready(node).await.unwrap_or(false) {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(CpError::Timeout {
+                    what: format!(
+                        "{node}: Node Ready after kubelet restarted with server {server}"
+                    ),
+                    deadline: self.opts.timeout.max(Duration::from_secs(60)),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    pub(crate) async fn admin_conf_is(&self, node: &str, server: &str) -> Result<bool, CpError> {
+        if !self.kubeconfig_server_is(node, ADMIN_CONF, server).await? {
+            return Ok(false);
+        }
+        if self.exists_remote(node, SUPER_ADMIN_CONF).await? {
+            return self
+                .kubeconfig_server_is(node, SUPER_ADMIN_CONF, server)
+                .await;
+        }
+        Ok(true)
+    }
+
+    pub(crate) async fn set_admin_conf(&self, node: &str, server: &str) -> Result<(), CpError> {
+        self.set_kubeconfig_server(node, ADMIN_CONF, server).await?;
+        if self.exists_remote(node, SUPER_ADMIN_CONF).await? {
+            self.set_kubeconfig_server(node, SUPER_ADMIN_CONF, server)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The SANs of a certificate file on `node` (None: no file).
+    pub async fn file_sans(&self, node: &str, path: &str) -> Result<Option<Vec<String>>, CpError> {
+        if !self.exists_remote(node, path).await? {
+            return Ok(None);
+        }
+        let out = self
+            .run(
+                node,
+                &Cmd::new("openssl")
+                    .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+                    .arg(path),
+                self.opts.timeout,
+            )
+            .await?;
+        Ok(Some(parse_openssl_sans(&out.stdout_str())))
+    }
+
+    async fn file_fingerprint(&self, node: &str, path: &str) -> Result<Option<String>, CpError> {
+        if !self.exists_remote(node, path).await? {
+            return Ok(None);
+        }
+        let out = self
+            .run(
+                node,
+                &Cmd::new("openssl")
+                    .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+                    .arg(path),
+                self.opts.timeout,
+            )
+            .await?;
+        Ok(fingerprint_of(&out.stdout_str()))
+    }
+
+    /// The SHA-256 fingerprint of the certificate `node`'s apiserver
+    /// presents in a TLS handshake on its own address (None: no handshake).
+    pub async fn served_fingerprint(&self, node: &str) -> Result<Option<String>, CpError> {
+        let addr = SocketAddr::new(self.node_address(node)?, self.apiserver_port());
+        let cmd = Cmd::shell(
+            r#"openssl s_client -connect "$1" </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"#,
+        )
+        .arg(addr.to_string());
+        let out = self.run_raw(node, &cmd, self.opts.timeout).await?;
+        Ok(if out.success() {
+            fingerprint_of(&out.stdout_str())
+        } else {
+            None
+        })
+    }
+
+    /// Whether the apiserver on `node` serves the certificate on disk.
+    async fn serves_file_cert(&self, node: &str) -> Result<bool, CpError> {
+        let file = self.file_fingerprint(node, APISERVER_CRT).await?;
+        let served = self.served_fingerprint(node).await?;
+        Ok(file.is_some() && file == served)
+    }
+
+    pub(crate) async fn cert_is_renewed(
+        &self,
+        node: &str,
+        sans: &[String],
+    ) -> Result<bool, CpError> {
+        let Some(have) = self.file_sans(node, APISERVER_CRT).await? else {
+            return Ok(false);
+        };
+        Ok(missing_sans(&have, sans).is_empty() && self.serves_file_cert(node).await?)
+    }
+
+    /// Wait until the apiserver on `node` serves the certificate on disk;
+    /// after [`super::ControlPlaneOptions::cert_reload_bound`] restart its
+    /// static pod (saying so) and wait again.
+    async fn wait_served(&self, node: &str) -> Result<(), CpError> {
+        let bound = self.opts.cert_reload_bound;
+        let until = Instant::now() + bound;
+        loop {
+            if self.serves_file_cert(node).await.unwrap_or(false) {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        self.notice(&format!(
+            "{node}: the apiserver did not serve its new certificate within {bound:?}: restarting its static pod (a short API outage on {node})"
+        ));
+        let restart = Cmd::shell(
+            r#"if command -v crictl >/dev/null 2>&1 && ids=$(crictl ps -q --name kube-apiserver) && [ -n "$ids" ]; then crictl stop $ids; else m="$1"; t=/etc/kubernetes/kube-apiserver.yaml.hacli-restart; mv -f -- "$m" "$t" && sleep 20 && mv -f -- "$t" "$m"; fi"#,
+        )
+        .arg(APISERVER_MANIFEST);
+        self.run(node, &restart, self.opts.timeout + Duration::from_secs(30))
+            .await?;
+        let wait = self.opts.join_timeout.min(Duration::from_secs(300));
+        let until = Instant::now() + wait;
+        loop {
+            if self.serves_file_cert(node).await.unwrap_or(false) {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(CpError::Timeout {
+                    what: format!(
+                        "{node}: the apiserver serving {APISERVER_CRT} after its static pod restarted"
+                    ),
+                    deadline: wait,
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    pub(crate) async fn renew_cert(&self, node: &str, sans: &[String]) -> Result<(), CpError> {
+        let have = self.file_sans(node, APISERVER_CRT).await?;
+        let needs_new = have
+            .as_ref()
+            .is_none_or(|h| !missing_sans(h, sans).is_empty());
+        if needs_new {
+            let (bcrt, bkey) = (backup_path(APISERVER_CRT), backup_path(APISERVER_KEY));
+            let kept = self.exists_remote(node, &bcrt).await?;
+            if have.is_some() && kept {
+                return Err(CpError::Refused(format!(
+                    "{node}: {APISERVER_CRT} lacks SANs {:?} but an earlier pair is already kept in {bcrt}: restore it (RestoreApiserverCert) or remove {bcrt} and {bkey} after checking which pair is the original",
+                    missing_sans(have.as_deref().unwrap_or_default(), sans)
+                )));
+            }
+            // Move the pair aside (kubeadm never overwrites one).
+            if have.is_some() {
+                let aside = Cmd::shell(
+                    r#"set -e; mkdir -p -m 700 "$5"; mv -f -- "$1" "$3"; mv -f -- "$2" "$4""#,
+                )
+                .args([APISERVER_CRT, APISERVER_KEY, &bcrt, &bkey, BACKUP_DIR]);
+                self.run(node, &aside, self.opts.timeout).await?;
+            }
+            let cfg = self.kubeadm_config_for(node, sans).await?;
+            self.write_remote(node, KUBEADM_CONFIG, cfg.as_bytes())
+                .await?;
+            self.run(
+                node,
+                &Cmd::new("kubeadm")
+                    .args(["init", "phase", "certs", "apiserver", "--config"])
+                    .arg(KUBEADM_CONFIG),
+                self.opts.timeout.max(Duration::from_secs(60)),
+            )
+            .await?;
+            let got =
+                self.file_sans(node, APISERVER_CRT)
+                    .await?
+                    .ok_or_else(|| CpError::Protocol {
+                        what: format!("{node}: kubeadm init phase certs apiserver"),
+                        detail: format!("{APISERVER_CRT} was not written"),
+                    })?;
+            let missing = missing_sans(&got, sans);
+            if !missing.is_empty() {
+                return Err(CpError::Protocol {
+                    what: format!("{node}: {APISERVER_CRT}"),
+                    detail: format!(
+                        "the new certificate lacks SANs {missing:?} (openssl); the old pair is kept in {BACKUP_DIR}"
+                    ),
+                });
+            }
+        }
+        self.wait_served(node).await
+    }
+
+    pub(crate) async fn cert_is_restored(&self, node: &str) -> Result<bool, CpError> {
+        Ok(!self
+            .exists_remote(node, &backup_path(APISERVER_CRT))
+            .await?)
+    }
+
+    pub(crate) async fn restore_cert(&self, node: &str) -> Result<(), CpError> {
+        let (bcrt, bkey) = (backup_path(APISERVER_CRT), backup_path(APISERVER_KEY));
+        if !self.exists_remote(node, &bcrt).await? {
+            return Ok(());
+        }
+        if !self.exists_remote(node, &bkey).await? {
+            return Err(CpError::Refused(format!(
+                "{node}: {bcrt} is kept but its key {bkey} is not: put the pair back by hand"
+            )));
+        }
+        // Key first, then the certificate: each an atomic rename.
+        let back = Cmd::shell(r#"set -e; mv -f -- "$4" "$2"; mv -f -- "$3" "$1""#).args([
+            APISERVER_CRT,
+            APISERVER_KEY,
+            &bcrt,
+            &bkey,
+        ]);
+        self.run(node, &back, self.opts.timeout).await?;
+        self.wait_served(node).await
+    }
+
+    /// Every node's apiserver certificate carries every SAN.
+    pub(crate) async fn sans_on_all(
+        &self,
+        nodes: &[String],
+        sans: &[String],
+    ) -> Result<bool, CpError> {
+        for n in nodes {
+            match self.file_sans(n, APISERVER_CRT).await? {
+                Some(have) if missing_sans(&have, sans).is_empty() => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    pub(crate) async fn kubeconfigs_name(
+        &self,
+        nodes: &[String],
+        server: &str,
+    ) -> Result<bool, CpError> {
+        for n in nodes {
+            if !self.kubeconfig_server_is(n, KUBELET_CONF, server).await? {
+                return Ok(false);
+            }
+            let master = self.topology.node(n).is_some_and(|x| x.is_control_plane());
+            if master && !self.admin_conf_is(n, server).await? {
+                return Ok(false);
+            }
+        }
+        Ok(self.kube_proxy_server_is(server).await? && self.cluster_info_server_is(server).await?)
+    }
+
+    /// `kubeadm init phase upload-certs --upload-certs` on the primary
+    /// master; the key is kept in memory only.
+    pub(crate) async fn upload_certs(&self) -> Result<jiff::Timestamp, CpError> {
+        let primary = self.primary().await?;
+        let out = self
+            .run(
+                &primary,
+                &Cmd::new("kubeadm").args(["init", "phase", "upload-certs", "--upload-certs"]),
+                self.opts.timeout.max(Duration::from_secs(60)),
+            )
+            .await?;
+        let key = parse_certificate_key(&out.stdout_str()).map_err(|detail| CpError::Protocol {
+            what: format!("{primary}: kubeadm init phase upload-certs"),
+            detail,
+        })?;
+        let issued = jiff::Timestamp::now();
+        if let Ok(mut k) = self.key.lock() {
+            *k = Some(CertificateKey { key, issued });
+        }
+        Ok(issued)
+    }
+
+    fn current_key(&self) -> Option<CertificateKey> {
+        let k = self.key.lock().ok()?.clone()?;
+        let age = jiff::Timestamp::now().duration_since(k.issued);
+        (age < jiff::SignedDuration::try_from(KEY_LIFETIME).unwrap_or_default()).then_some(k)
+    }
+
+    pub(crate) async fn key_is_fresh(&self) -> Result<bool, CpError> {
+        if self.current_key().is_none() {
+            return Ok(false);
+        }
+        self.kubeadm_certs_secret_exists().await
+    }
+
+    pub(crate) async fn join(&self, node: &str, address: IpAddr) -> Result<(), CpError> {
+        if self.is_joined(node, address).await? {
+            return Ok(());
+        }
+        let key = match self.current_key() {
+            Some(k) if self.kubeadm_certs_secret_exists().await.unwrap_or(false) => k,
+            _ => {
+                self.notice(&format!(
+                    "{node}: no certificate key in memory (a resumed run, or an expired one): uploading the certificates again"
+                ));
+                self.upload_certs().await?;
+                self.current_key().ok_or_else(|| {
+                    CpError::Refused("the certificate key just issued is not usable".into())
+                })?
+            }
+        };
+        let primary = self.primary().await?;
+        let k = key.key.expose().to_string();
+        let out = self
+            .run(
+                &primary,
+                &Cmd::new("kubeadm")
+                    .args(["token", "create", "--ttl", "1h", "--print-join-command"])
+                    .arg("--certificate-key")
+                    .arg(k.clone())
+                    .secret(k.clone()),
+                self.opts.timeout,
+            )
+            .await?;
+        let jc = parse_join_command(&out.stdout_str()).map_err(|detail| CpError::Protocol {
+            what: format!("{primary}: kubeadm token create --print-join-command"),
+            detail,
+        })?;
+        drop(out);
+        let token = jc.token.expose().to_string();
+        let join = Cmd::new("kubeadm")
+            .arg("join")
+            .arg(jc.endpoint.clone())
+            .arg("--token")
+            .arg(token.clone())
+            .arg("--discovery-token-ca-cert-hash")
+            .arg(jc.ca_cert_hash.clone())
+            .arg("--control-plane")
+            .arg("--certificate-key")
+            .arg(k.clone())
+            .arg("--apiserver-advertise-address")
+            .arg(address.to_string())
+            .arg("--node-name")
+            .arg(node)
+            .secret(token.clone())
+            .secret(k.clone());
+        let result = self.run(node, &join, self.opts.join_timeout).await;
+        // The token has done its work either way.
+        let del = Cmd::new("kubeadm")
+            .args(["token", "delete"])
+            .arg(jc.token_id());
+        if let Err(e) = self.run(&primary, &del, self.opts.timeout).await {
+            self.notice(&format!(
+                "{primary}: could not delete the join's bootstrap token (id {}): {e}; it expires within an hour",
+                jc.token_id()
+            ));
+        }
+        result?;
+        Ok(())
+    }
+
+    pub(crate) async fn reset(&self, node: &str) -> Result<(), CpError> {
+        match self.session(node).await {
+            Ok(_) => {
+                let has_files = self.exists_remote(node, KUBELET_CONF).await?
+                    || self
+                        .exists_remote(node, "/etc/kubernetes/manifests/etcd.yaml")
+                        .await?;
+                if has_files {
+                    self.run(
+                        node,
+                        &Cmd::new("kubeadm").args(["reset", "-f"]),
+                        self.opts.join_timeout,
+                    )
+                    .await?;
+                }
+            }
+            Err(CpError::Ssh(e))
+                if matches!(
+                    *e,
+                    ssh::SshError::Connect { .. } | ssh::SshError::Timeout { .. }
+                ) =>
+            {
+                self.notice(&format!(
+                    "{node}: not reachable over SSH ({e}): skipping `kubeadm reset -f`; removing its etcd member and Node"
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+        self.remove_member_of(node).await?;
+        self.delete_node(node).await
+    }
+
+    pub(crate) async fn is_reset(&self, node: &str) -> Result<bool, CpError> {
+        Ok(!self.node_exists(node).await? && self.member_of(node).await?.is_none())
+    }
+
+    /// Whether a node answers on any of `addresses` (TCP to :22 and :6443
+    /// from here: an answer or a refusal means a host is there).
+    pub(crate) async fn addresses_free(&self, addresses: &[IpAddr]) -> bool {
+        let probes = addresses.iter().flat_map(|a| {
+            [22u16, 6443].map(|p| {
+                let sa = SocketAddr::new(*a, p);
+                async move {
+                    match tokio::time::timeout(
+                        Duration::from_millis(1500),
+                        tokio::net::TcpStream::connect(sa),
+                    )
+                    .await
+                    {
+                        Ok(Ok(_)) => true,
+                        Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+                        Err(_) => false,
+                    }
+                }
+            })
+        });
+        !futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .any(|answered| answered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KC: &str = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: AAAA\n    server: https://10.0.0.11:6443\n  name: kubernetes\nusers: []\n";
+
+    #[test]
+    fn kubeconfig_server_lines_change_and_nothing_else() {
+        assert_eq!(kubeconfig_servers(KC), ["https://10.0.0.11:6443"]);
+        let new = set_kubeconfig_servers(KC, "https://10.0.0.10:6443");
+        assert_eq!(new, KC.replace("10.0.0.11", "10.0.0.10"));
+        assert_eq!(kubeconfig_servers(&new), ["https://10.0.0.10:6443"]);
+        let crlf = KC.replace('\n', "\r\n");
+        assert_eq!(
+            set_kubeconfig_servers(&crlf, "https://x:1"),
+            crlf.replace("https://10.0.0.11:6443", "https://x:1")
+        );
+    }
+
+    #[test]
+    fn openssl_sans_are_parsed_and_compared() {
+        let out = "X509v3 Subject Alternative Name: \n    DNS:k8s-api.lab.lan, DNS:Kubernetes, IP Address:10.96.0.1, IP Address:FD00:0:0:0:0:0:0:1\n";
+        let sans = parse_openssl_sans(out);
+        assert_eq!(
+            sans,
+            ["k8s-api.lab.lan", "kubernetes", "10.96.0.1", "fd00::1"]
+        );
+        let want: Vec<String> = ["K8S-API.lab.lan", "fd00::1", "10.0.0.10"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(missing_sans(&sans, &want), ["10.0.0.10"]);
+        assert_eq!(
+            backup_path(APISERVER_CRT),
+            "/etc/kubernetes/hacli-backup/etc_kubernetes_pki_apiserver.crt"
+        );
+        assert_eq!(
+            fingerprint_of("sha256 Fingerprint=ab:CD:01\n").as_deref(),
+            Some("AB:CD:01")
+        );
+    }
+}
