@@ -804,6 +804,184 @@ pub fn roll(
     Ok(Ok(report))
 }
 
+/// Why a rehearsal could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RehearsalError {
+    /// The plan was refused.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The executor stopped (journal).
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// A file could not be read or written, or is not what it should be.
+    #[error("{0}")]
+    File(String),
+}
+
+/// Where a rehearsal with the simulated backend keeps its files.
+#[derive(Debug, Clone)]
+pub struct Rehearsal<'a> {
+    /// The simulated cluster's state: read if it exists (else made from the
+    /// topology), written back afterwards (not in a dry run).
+    pub state: &'a std::path::Path,
+    /// Injected failures, `OP/NODE` (e.g. `upgrade/m2`).
+    pub fail: &'a [String],
+    /// Continue the run the journal records (else a journal with records
+    /// is refused).
+    pub resume: bool,
+}
+
+impl Rehearsal<'_> {
+    fn load(
+        &self,
+        topology: &Topology,
+    ) -> Result<crate::simulated::SimulatedCluster, RehearsalError> {
+        let file = self.state.display();
+        let mut sim: crate::simulated::SimulatedCluster = match std::fs::read_to_string(self.state)
+        {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                RehearsalError::File(format!("{file}: not a simulated cluster: {e}"))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                crate::simulated::SimulatedCluster::new(topology, topology, Timestamp::now())
+            }
+            Err(e) => return Err(RehearsalError::File(format!("{file}: cannot read: {e}"))),
+        };
+        for f in self.fail {
+            if !f.contains('/') {
+                return Err(RehearsalError::File(format!(
+                    "failure `{f}`: expected OP/NODE, e.g. upgrade/m2"
+                )));
+            }
+            sim.fail
+                .insert(f.clone(), format!("injected failure ({f})"));
+        }
+        Ok(sim)
+    }
+
+    fn save(
+        &self,
+        sim: &crate::simulated::SimulatedCluster,
+        dry_run: bool,
+    ) -> Result<(), RehearsalError> {
+        if dry_run {
+            return Ok(());
+        }
+        let mut sim = sim.clone();
+        sim.fail.clear();
+        let text =
+            serde_json::to_string_pretty(&sim).map_err(|e| RehearsalError::File(e.to_string()))?;
+        std::fs::write(self.state, text).map_err(|e| {
+            RehearsalError::File(format!("{}: cannot write: {e}", self.state.display()))
+        })
+    }
+
+    fn journal(
+        &self,
+        path: &std::path::Path,
+        dry_run: bool,
+    ) -> Result<exec::FileJournal, RehearsalError> {
+        let j = exec::FileJournal::open(path)?;
+        if !j.records().is_empty() && !self.resume && !dry_run {
+            return Err(RehearsalError::File(format!(
+                "{} already records a run: resume it, or use a new journal",
+                path.display()
+            )));
+        }
+        Ok(j)
+    }
+}
+
+/// One planned disruption rehearsed on the simulated backend (what `hacli
+/// disrupt --backend simulated` and `hapy.disrupt` run).
+#[allow(clippy::too_many_arguments)]
+pub fn rehearse(
+    topology: &Topology,
+    action: &DisruptAction,
+    node: &str,
+    opts: &DisruptOptions,
+    gate: &Gate,
+    journal: &std::path::Path,
+    files: &Rehearsal<'_>,
+    exec_opts: &exec::Options,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Report, RehearsalError> {
+    let plan = plan(topology, action, node, opts)?;
+    let mut journal = files.journal(journal, exec_opts.dry_run)?;
+    let sim = files.load(topology)?.shared();
+    let mut lock = crate::simulated::SimHandle(sim.clone());
+    let result = crate::simulated::with_backends(&sim, |b| {
+        run(
+            &plan,
+            node,
+            gate,
+            b,
+            &mut lock,
+            &mut journal,
+            exec_opts,
+            on_event,
+        )
+    });
+    files.save(&sim.borrow(), exec_opts.dry_run)?;
+    Ok(result?)
+}
+
+/// A rolling operation rehearsed on the simulated backend, one journal per
+/// node (`NODE.jsonl` in `journal_dir`); the soak advances the simulated
+/// clock (what `hacli roll --backend simulated` and `hapy.roll` run).
+#[allow(clippy::too_many_arguments)]
+pub fn rehearse_roll(
+    topology: &Topology,
+    action: &DisruptAction,
+    order: &[String],
+    opts: &DisruptOptions,
+    soak: Dur,
+    gate: &Gate,
+    journal_dir: &std::path::Path,
+    files: &Rehearsal<'_>,
+    exec_opts: &exec::Options,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<RollReport, RehearsalError> {
+    std::fs::create_dir_all(journal_dir).map_err(|e| {
+        RehearsalError::File(format!("{}: cannot create: {e}", journal_dir.display()))
+    })?;
+    if let Some(first) = order.first() {
+        files.journal(
+            &journal_dir.join(format!("{first}.jsonl")),
+            exec_opts.dry_run,
+        )?;
+    }
+    let sim = files.load(topology)?.shared();
+    let mut lock = crate::simulated::SimHandle(sim.clone());
+    let mut journal = |node: &str| -> Result<Box<dyn Journal>, ExecError> {
+        Ok(Box::new(exec::FileJournal::open(
+            &journal_dir.join(format!("{node}.jsonl")),
+        )?))
+    };
+    let clock = sim.clone();
+    let mut wait = |d: Dur| clock.borrow_mut().now += d.0;
+    let result = crate::simulated::with_backends(&sim, |b| {
+        roll(
+            topology,
+            action,
+            order,
+            opts,
+            soak,
+            gate,
+            b,
+            &mut lock,
+            &mut RollIo {
+                journal: &mut journal,
+                wait: &mut wait,
+            },
+            exec_opts,
+            on_event,
+        )
+    });
+    files.save(&sim.borrow(), exec_opts.dry_run)?;
+    Ok(result??)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hacore::disrupt::{self, DisruptAction, DisruptOptions, Gate, Report};
-use hacore::exec::{self, Event, FileJournal, Journal};
-use hacore::simulated::{SimHandle, SimulatedCluster, with_backends};
+use hacore::exec::{self, Event};
 use hacore::units::Dur;
 use hacore::{Policy, Topology};
 use indicatif::ProgressBar;
@@ -156,37 +155,14 @@ impl Common {
         Ok(t)
     }
 
-    /// The simulated cluster: from its state file, else fresh from the
-    /// topology; with the injected failures.
-    pub fn simulated(&self, topology: &Topology, file: &Path) -> anyhow::Result<SimulatedCluster> {
+    /// Where the rehearsal keeps the simulated cluster.
+    pub fn rehearsal<'a>(&'a self, state: &'a Path) -> disrupt::Rehearsal<'a> {
         let Backend::Simulated = self.backend;
-        let mut sim: SimulatedCluster = match std::fs::read_to_string(file) {
-            Ok(text) => serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a simulated cluster", file.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                SimulatedCluster::new(topology, topology, jiff::Timestamp::now())
-            }
-            Err(e) => return Err(e).with_context(|| format!("{}: cannot read", file.display())),
-        };
-        for f in &self.sim_fail {
-            if !f.contains('/') {
-                anyhow::bail!("--sim-fail {f}: expected OP/NODE, e.g. upgrade/m2");
-            }
-            sim.fail
-                .insert(f.clone(), format!("injected failure ({f})"));
+        disrupt::Rehearsal {
+            state,
+            fail: &self.sim_fail,
+            resume: self.resume,
         }
-        Ok(sim)
-    }
-
-    /// Write the simulated cluster back (without the injected failures).
-    pub fn save_simulated(&self, sim: &SimulatedCluster, file: &Path) -> anyhow::Result<()> {
-        if self.dry_run {
-            return Ok(());
-        }
-        let mut sim = sim.clone();
-        sim.fail.clear();
-        std::fs::write(file, serde_json::to_string_pretty(&sim)?)
-            .with_context(|| format!("{}: cannot write", file.display()))
     }
 
     /// Options for the executor.
@@ -222,34 +198,21 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let c = &a.common;
     let topology = c.load_topology()?;
     let action = c.action(a.action, &a.command)?;
-    let plan = disrupt::plan(&topology, &action, &a.node, &c.options()?)?;
     let gate = c.gate(&action, "disrupt")?;
-    let mut journal = FileJournal::open(&a.journal)?;
-    if !journal.records().is_empty() && !c.resume && !c.dry_run {
-        anyhow::bail!(
-            "{} already records a run: pass --resume to continue it, or use a new journal",
-            a.journal.display()
-        );
-    }
     let sim_file = c.sim_state.clone().unwrap_or_else(|| sim_path(&a.journal));
-    let sim = c.simulated(&topology, &sim_file)?.shared();
     let bar = ProgressBar::new_spinner();
-    let mut on_event = progress(&bar);
-    let mut lock = SimHandle(sim.clone());
-    let result = with_backends(&sim, |b| {
-        disrupt::run(
-            &plan,
-            &a.node,
-            &gate,
-            b,
-            &mut lock,
-            &mut journal,
-            &c.exec_options(),
-            &mut on_event,
-        )
-    });
+    let result = disrupt::rehearse(
+        &topology,
+        &action,
+        &a.node,
+        &c.options()?,
+        &gate,
+        &a.journal,
+        &c.rehearsal(&sim_file),
+        &c.exec_options(),
+        &mut progress(&bar),
+    );
     bar.finish_and_clear();
-    c.save_simulated(&sim.borrow(), &sim_file)?;
     let report = result?;
     print_report(&report, c.output)?;
     Ok(if report.ok() { Exit::Ok } else { Exit::Deny })

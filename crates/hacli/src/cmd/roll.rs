@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hacore::disrupt::{self, RollIo};
-use hacore::exec::{ExecError, FileJournal, Journal};
-use hacore::simulated::{SimHandle, with_backends};
+use hacore::disrupt;
 use hacore::units::Dur;
 use indicatif::ProgressBar;
 
@@ -49,60 +47,25 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let action = c.action(a.action, &a.command)?;
     let order = disrupt::roll_order(&topology, &a.nodes)?;
     let gate = c.gate(&action, "roll")?;
-    std::fs::create_dir_all(&a.journal_dir)
-        .with_context(|| format!("{}: cannot create", a.journal_dir.display()))?;
-    let first = a
-        .journal_dir
-        .join(format!("{}.jsonl", order.first().map_or("", |s| s)));
-    if first.exists() && !c.resume && !c.dry_run {
-        anyhow::bail!(
-            "{} already holds a roll: pass --resume to continue it, or use a new --journal-dir",
-            a.journal_dir.display()
-        );
-    }
     let sim_file = c
         .sim_state
         .clone()
         .unwrap_or_else(|| a.journal_dir.join("sim.json"));
-    let sim = c.simulated(&topology, &sim_file)?.shared();
     let bar = ProgressBar::new_spinner();
-    let mut on_event = progress(&bar);
-    let mut lock = SimHandle(sim.clone());
-    let dir = a.journal_dir.clone();
-    let mut journal = |node: &str| -> Result<Box<dyn Journal>, ExecError> {
-        Ok(Box::new(FileJournal::open(
-            &dir.join(format!("{node}.jsonl")),
-        )?))
-    };
-    // Simulated: the soak advances the simulated clock.
-    let clock = sim.clone();
-    let mut wait = |d: Dur| {
-        bar.println(format!("soak {d}"));
-        clock.borrow_mut().now += d.0;
-    };
-    let soak = Dur(a.soak.try_into().context("--soak")?);
-    let opts = c.options()?;
-    let result = with_backends(&sim, |b| {
-        disrupt::roll(
-            &topology,
-            &action,
-            &order,
-            &opts,
-            soak,
-            &gate,
-            b,
-            &mut lock,
-            &mut RollIo {
-                journal: &mut journal,
-                wait: &mut wait,
-            },
-            &c.exec_options(),
-            &mut on_event,
-        )
-    });
+    let result = disrupt::rehearse_roll(
+        &topology,
+        &action,
+        &order,
+        &c.options()?,
+        Dur(a.soak.try_into().context("--soak")?),
+        &gate,
+        &a.journal_dir,
+        &c.rehearsal(&sim_file),
+        &c.exec_options(),
+        &mut progress(&bar),
+    );
     bar.finish_and_clear();
-    c.save_simulated(&sim.borrow(), &sim_file)?;
-    let report = result??;
+    let report = result?;
     match c.output {
         Output::Json => crate::print_json(&report)?,
         Output::Text => {
