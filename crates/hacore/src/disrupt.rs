@@ -533,7 +533,11 @@ pub struct Gate {
 
 /// How a disruption ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "result")]
+#[serde(
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase",
+    tag = "result"
+)]
 pub enum Report {
     /// The gate or the lock refused: nothing was touched.
     Denied {
