@@ -82,6 +82,13 @@ enum Command {
     /// Rolling reboot or upgrade: masters one at a time with a soak, stop
     /// at the first failure, then the workers. Exit 0 done, 1 stopped.
     Roll(cmd::roll::Args),
+    /// Remove a master for good (drain, member remove by id, kubeadm reset,
+    /// delete the Node, remove its server, delete its VM); refused when it
+    /// would leave an even number of voters. Exit 0 done, 1 refused or stopped.
+    RemoveMaster(cmd::master::RemoveArgs),
+    /// Replace a master: the new one joins first, then the old one is
+    /// removed. Exit 0 done, 1 refused or stopped.
+    ReplaceMaster(cmd::master::ReplaceArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions(cmd::completions::Args),
     /// Print the manual page (roff), e.g. `hacli man | man -l -`.
@@ -147,6 +154,8 @@ fn main() -> ExitCode {
         Command::Plugin(a) => cmd::plugin::run(a),
         Command::Disrupt(a) => cmd::disrupt::run(a),
         Command::Roll(a) => cmd::roll::run(a),
+        Command::RemoveMaster(a) => cmd::master::run_remove(a),
+        Command::ReplaceMaster(a) => cmd::master::run_replace(a),
         Command::Completions(a) => cmd::completions::run(a),
         Command::Man(a) => cmd::completions::man(a),
     };

@@ -346,3 +346,102 @@ fn rolling_upgrade_stops_at_the_failing_second_master_restores_it_and_resumes() 
         "{effects:?}"
     );
 }
+
+// ---- hacli remove-master / replace-master, simulated backend ----
+
+const PVE: &str = r#"
+cluster: lab
+controlPlaneEndpoint: { address: 10.0.20.100, port: 6443 }
+loadBalancer: { kind: haproxy, pool: k8s-apiserver, frontend: "10.0.20.100:6443" }
+hypervisors:
+  - { name: pve1, memoryGiB: 128, cpus: 32 }
+nodes:
+"#;
+
+fn masters(names: &[(&str, u8)]) -> String {
+    let mut t = PVE.to_string();
+    for (n, i) in names {
+        t.push_str(&format!(
+            "  - {{ name: {n}, role: control-plane, address: 10.0.20.1{i}, hypervisor: pve1, vmid: 10{i}, cpus: 2, memoryGiB: 4, diskGiB: 32 }}\n"
+        ));
+    }
+    t
+}
+
+fn run_hacli(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hacli"))
+        .args(args)
+        .env_remove("HACLI_IDENTITY")
+        .output()
+        .expect("hacli runs");
+    (out.status.code().unwrap_or(-1), text(&out))
+}
+
+#[test]
+fn remove_master_refuses_one_of_three_and_replace_master_ends_with_three_voters() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let current = d.join("current.yaml");
+    let target = d.join("target.yaml");
+    std::fs::write(&current, masters(&[("m1", 1), ("m2", 2), ("m3", 3)])).unwrap();
+    std::fs::write(&target, masters(&[("m2", 2), ("m3", 3), ("m4", 4)])).unwrap();
+    let t = current.to_str().unwrap();
+
+    let (code, out) = run_hacli(&["remove-master", "m2", "-t", t, "--dry-run"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("leaves 2 etcd voters"), "{out}");
+
+    let (code, out) = run_hacli(&[
+        "replace-master",
+        "m1",
+        "m4",
+        "-t",
+        t,
+        "--target",
+        target.to_str().unwrap(),
+        "--template",
+        "9000",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("join/m4/join"), "{out}");
+    assert!(out.contains("remove/m1/member"), "{out}");
+
+    let journal = d.join("replace.jsonl");
+    let state = d.join("sim.json");
+    let (code, out) = run_hacli(&[
+        "replace-master",
+        "m1",
+        "m4",
+        "-t",
+        t,
+        "--target",
+        target.to_str().unwrap(),
+        "--template",
+        "9000",
+        "--journal",
+        journal.to_str().unwrap(),
+        "--backend",
+        "simulated",
+        "--sim-state",
+        state.to_str().unwrap(),
+        "--identity",
+        "tester",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(
+        s["etcd"],
+        serde_json::json!({"m2": false, "m3": false, "m4": false}),
+        "three voters: {out}"
+    );
+    let pool: Vec<&String> = s["pool"].as_object().unwrap().keys().collect();
+    assert_eq!(pool, ["m2", "m3", "m4"], "three backends");
+    assert!(
+        s["vms"].get("101").is_none(),
+        "the old VM is gone: {}",
+        s["vms"]
+    );
+    assert_eq!(s["lock_holder"], serde_json::Value::Null);
+}

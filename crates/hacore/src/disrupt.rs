@@ -640,13 +640,15 @@ pub fn run(
         .any(|(_, s)| matches!(&s.op, Op::ControlPlane(CpOp::MoveLeader { .. })));
     let resumed = !journal.records().is_empty();
     if !resumed {
-        let state = b.observer.observe(&plan.to);
+        // The cluster as it is now (a replacement's new master does not
+        // exist yet).
+        let state = b.observer.observe(&plan.from);
         let request = Request {
             action: gate.action,
             target: node,
             requester: Some(&gate.identity),
         };
-        let verdict = evaluate(&plan.to, &state, &gate.policy, &request, b.clock.now())
+        let verdict = evaluate(&plan.from, &state, &gate.policy, &request, b.clock.now())
             .map_err(|e| ExecError::Journal(format!("gate: {e}")))?;
         let reasons: Vec<String> = verdict
             .blocking()
@@ -839,6 +841,7 @@ impl Rehearsal<'_> {
     fn load(
         &self,
         topology: &Topology,
+        to: &Topology,
     ) -> Result<crate::simulated::SimulatedCluster, RehearsalError> {
         let file = self.state.display();
         let mut sim: crate::simulated::SimulatedCluster = match std::fs::read_to_string(self.state)
@@ -847,7 +850,7 @@ impl Rehearsal<'_> {
                 RehearsalError::File(format!("{file}: not a simulated cluster: {e}"))
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                crate::simulated::SimulatedCluster::new(topology, topology, Timestamp::now())
+                crate::simulated::SimulatedCluster::new(topology, to, Timestamp::now())
             }
             Err(e) => return Err(RehearsalError::File(format!("{file}: cannot read: {e}"))),
         };
@@ -911,12 +914,26 @@ pub fn rehearse(
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Report, RehearsalError> {
     let plan = plan(topology, action, node, opts)?;
+    rehearse_plan(&plan, node, gate, journal, files, exec_opts, on_event)
+}
+
+/// Any disruption plan (one node's, a master's removal or replacement)
+/// rehearsed on the simulated backend: gate, lock, run, release.
+pub fn rehearse_plan(
+    plan: &Plan,
+    node: &str,
+    gate: &Gate,
+    journal: &std::path::Path,
+    files: &Rehearsal<'_>,
+    exec_opts: &exec::Options,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Report, RehearsalError> {
     let mut journal = files.journal(journal, exec_opts.dry_run)?;
-    let sim = files.load(topology)?.shared();
+    let sim = files.load(&plan.from, &plan.to)?.shared();
     let mut lock = crate::simulated::SimHandle(sim.clone());
     let result = crate::simulated::with_backends(&sim, |b| {
         run(
-            &plan,
+            plan,
             node,
             gate,
             b,
@@ -955,7 +972,7 @@ pub fn rehearse_roll(
             exec_opts.dry_run,
         )?;
     }
-    let sim = files.load(topology)?.shared();
+    let sim = files.load(topology, topology)?.shared();
     let mut lock = crate::simulated::SimHandle(sim.clone());
     let mut journal = |node: &str| -> Result<Box<dyn Journal>, ExecError> {
         Ok(Box::new(exec::FileJournal::open(

@@ -9,6 +9,7 @@ pub mod hypervisor;
 pub mod lb;
 pub mod live;
 pub mod lock;
+pub mod master;
 pub mod observe;
 pub mod plan;
 pub mod plugin;
