@@ -81,7 +81,7 @@ pub struct ReplaceArgs {
     pub common: Common,
 }
 
-fn load(path: &PathBuf) -> anyhow::Result<Topology> {
+fn load(path: &std::path::Path) -> anyhow::Result<Topology> {
     let (t, warnings) = Topology::load(path)?;
     crate::print_warnings(&warnings.warnings);
     Ok(t)
