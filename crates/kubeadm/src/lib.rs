@@ -81,6 +81,7 @@ pub mod error;
 pub mod etcd_alarm;
 pub mod etcd_leader;
 pub mod lb;
+pub mod live;
 pub mod lock;
 pub mod observe;
 pub mod redact;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use hacore::backend::{BackendError, LoadBalancer};
 use hacore::disrupt::{self, DisruptAction, DisruptOptions, Gate, Report};
 use hacore::exec::{self, Event};
 use hacore::units::Dur;
@@ -35,14 +36,33 @@ pub enum Backend {
     /// `--sim-state` (by default next to the journal): a rehearsal,
     /// nothing real is touched.
     Simulated,
+    /// The live cluster: the Kubernetes API, etcd and the nodes over SSH
+    /// (kubeadm's control-plane backend), the load balancer (its `manage`
+    /// settings, else HAProxy's runtime API), the disruption Lease.
+    Live,
 }
 
 /// Options shared by `disrupt` and `roll`.
 #[derive(Debug, clap::Args)]
 pub struct Common {
-    /// Topology file (YAML or JSON).
-    #[arg(long, short = 't', env = "HACLI_TOPOLOGY")]
-    pub topology: PathBuf,
+    /// How to reach the live cluster (`--backend live`), and the topology.
+    #[command(flatten)]
+    pub live: super::live::LiveArgs,
+    /// Live: how long the lock lasts without renewal (covers the whole
+    /// disruption).
+    #[arg(long, default_value = "60m", value_parser = parse_duration)]
+    pub lock_ttl: Duration,
+    /// Live: the SSH private key for the nodes (else the topology's
+    /// `ssh.identityFile`, ssh-agent, `~/.ssh/id_*`).
+    #[arg(long)]
+    pub ssh_identity: Option<PathBuf>,
+    /// Live: the SSH known_hosts file (else the topology's, `~/.ssh/known_hosts`).
+    #[arg(long)]
+    pub ssh_known_hosts: Option<PathBuf>,
+    /// Live: record the SSH host key of a node or load balancer seen for the
+    /// first time (said loudly) instead of refusing.
+    #[arg(long)]
+    pub accept_new_host_key: bool,
     /// A built-in policy name or a policy file; the action's built-in by
     /// default (`etcd-leader` never blocks: the plan moves leadership).
     #[arg(long, short = 'p')]
@@ -150,14 +170,13 @@ impl Common {
 
     /// Load the topology.
     pub fn load_topology(&self) -> anyhow::Result<Topology> {
-        let (t, warnings) = Topology::load(&self.topology)?;
+        let (t, warnings) = Topology::load(&self.live.topology)?;
         crate::print_warnings(&warnings.warnings);
         Ok(t)
     }
 
     /// Where the rehearsal keeps the simulated cluster.
     pub fn rehearsal<'a>(&'a self, state: &'a Path) -> disrupt::Rehearsal<'a> {
-        let Backend::Simulated = self.backend;
         disrupt::Rehearsal {
             state,
             fail: &self.sim_fail,
@@ -201,6 +220,14 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let gate = c.gate(&action, "disrupt")?;
     let sim_file = c.sim_state.clone().unwrap_or_else(|| sim_path(&a.journal));
     let bar = ProgressBar::new_spinner();
+    if c.backend == Backend::Live {
+        let plan = disrupt::plan(&topology, &action, &a.node, &c.options()?)?;
+        let result = run_live(c, &topology, &plan, &a.node, &gate, &a.journal, &bar);
+        bar.finish_and_clear();
+        let report = result?;
+        print_report(&report, c.output)?;
+        return Ok(if report.ok() { Exit::Ok } else { Exit::Deny });
+    }
     let result = disrupt::rehearse(
         &topology,
         &action,
@@ -224,4 +251,101 @@ fn print_report(r: &Report, output: Output) -> anyhow::Result<()> {
         Output::Text => outln!("{}", r.summary()),
     }
     Ok(())
+}
+
+/// A backend that carries out none of its operations (what a disruption
+/// does not need: no hypervisor step, no load balancer in the topology).
+struct Absent(&'static str);
+
+impl hacore::backend::Hypervisor for Absent {
+    fn is_done(&mut self, op: &hacore::backend::HvOp) -> Result<bool, BackendError> {
+        Err(BackendError::Unsupported(format!("{}: {op:?}", self.0)))
+    }
+    fn apply(&mut self, op: &hacore::backend::HvOp) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported(format!("{}: {op:?}", self.0)))
+    }
+}
+
+impl LoadBalancer for Absent {
+    fn is_done(&mut self, op: &hacore::backend::LbOp) -> Result<bool, BackendError> {
+        Err(BackendError::Unsupported(format!("{}: {op:?}", self.0)))
+    }
+    fn apply(&mut self, op: &hacore::backend::LbOp) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported(format!("{}: {op:?}", self.0)))
+    }
+}
+
+/// Run `plan` on the live cluster: gate and lock (the Lease), the
+/// executor with the journal, release.
+pub fn run_live(
+    c: &Common,
+    topology: &Topology,
+    plan: &hacore::plan::Plan,
+    node: &str,
+    gate: &Gate,
+    journal: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<Report> {
+    let config = c.live.config(Some(&gate.policy))?;
+    let mut journal_file = exec::FileJournal::open(journal)?;
+    if !hacore::exec::Journal::records(&journal_file).is_empty() && !c.resume && !c.dry_run {
+        anyhow::bail!(
+            "{} already records a run: pass --resume to continue it, or use a new journal",
+            journal.display()
+        );
+    }
+    let mut observer = kubeadm::live::LiveObserver::new(topology, config.clone())?;
+    let mut lock = observer.lock(c.lock_ttl)?;
+    let cp_opts = kubeadm::control_plane::ControlPlaneOptions {
+        kubeconfig: config.kubeconfig.clone(),
+        etcd_endpoints: config.etcd_endpoints.clone(),
+        etcd_tls: config.etcd_tls.clone(),
+        apiserver_port: config.apiserver_port,
+        accept_new_host_key: c.accept_new_host_key,
+        known_hosts: c.ssh_known_hosts.clone(),
+        identity_file: c.ssh_identity.clone(),
+        ..Default::default()
+    };
+    let mut cp = kubeadm::control_plane::KubeadmControlPlane::from_topology(topology, &cp_opts)?;
+    let runtime_api = c
+        .live
+        .lb_runtime_api
+        .clone()
+        .or_else(|| topology.load_balancer.runtime_api.clone());
+    let mut lb: Box<dyn LoadBalancer> = if topology.load_balancer.manage.is_some() {
+        let opts = pfsense::lb::LbOptions {
+            runtime_api: runtime_api.clone(),
+            accept_new_host_key: c.accept_new_host_key,
+            ..Default::default()
+        };
+        Box::new(pfsense::lb::LbBackend::from_topology(topology, &opts)?)
+    } else if let Some(api) = runtime_api {
+        Box::new(pfsense::lb::runtime::RuntimeLb::new(
+            api,
+            topology.load_balancer.health_check.clone(),
+            Duration::from_secs(60),
+        )?)
+    } else {
+        Box::new(Absent(
+            "no load balancer to reach (loadBalancer.manage or runtimeApi)",
+        ))
+    };
+    let mut hv = Absent("no hypervisor step in a disruption");
+    let mut b = hacore::backend::Backends {
+        hypervisor: &mut hv,
+        load_balancer: lb.as_mut(),
+        control_plane: &mut cp,
+        observer: &mut observer,
+        clock: &kubeadm::live::Wall,
+    };
+    Ok(disrupt::run(
+        plan,
+        node,
+        gate,
+        &mut b,
+        &mut lock,
+        &mut journal_file,
+        &c.exec_options(),
+        &mut progress(bar),
+    )?)
 }

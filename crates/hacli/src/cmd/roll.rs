@@ -47,6 +47,11 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let action = c.action(a.action, &a.command)?;
     let order = disrupt::roll_order(&topology, &a.nodes)?;
     let gate = c.gate(&action, "roll")?;
+    if c.backend == super::disrupt::Backend::Live {
+        anyhow::bail!(
+            "roll --backend live: not yet; run `hacli disrupt --backend live` per node (masters first), or rehearse with --backend simulated"
+        );
+    }
     let sim_file = c
         .sim_state
         .clone()
