@@ -22,7 +22,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 /// [`Observer`] as the executor's `hacore::backend::Observer`.
 pub struct LiveObserver {
-    rt: tokio::runtime::Runtime,
+    /// Shared with the lock: the Kubernetes client's pooled connections
+    /// live on the runtime that made them.
+    rt: std::sync::Arc<tokio::runtime::Runtime>,
     observer: Observer,
 }
 
@@ -37,15 +39,16 @@ impl std::fmt::Debug for LiveObserver {
 impl LiveObserver {
     /// Observe the cluster `topology` describes with `config`.
     pub fn new(topology: &Topology, config: ObserverConfig) -> Result<LiveObserver, Error> {
-        let rt = runtime()?;
+        let rt = std::sync::Arc::new(runtime()?);
         let observer = rt.block_on(Observer::new(topology.clone(), config))?;
         Ok(LiveObserver { rt, observer })
     }
 
-    /// The disruption lock this observer's cluster holds (its configured Lease).
+    /// The disruption lock this observer's cluster holds (its configured
+    /// Lease), on the same runtime.
     pub fn lock(&self, ttl: Duration) -> Result<LiveLock, Error> {
         Ok(LiveLock {
-            rt: runtime()?,
+            rt: self.rt.clone(),
             lock: DisruptionLock::new(
                 self.observer.client().clone(),
                 self.observer.config().lock.clone(),
@@ -74,7 +77,7 @@ impl Clock for Wall {
 
 /// [`DisruptionLock`] as `hacore::disrupt::Lock`.
 pub struct LiveLock {
-    rt: tokio::runtime::Runtime,
+    rt: std::sync::Arc<tokio::runtime::Runtime>,
     lock: DisruptionLock,
     ttl: Duration,
     deadline: Duration,
@@ -103,7 +106,11 @@ impl Lock for LiveLock {
         let f = self
             .lock
             .acquire(identity, self.ttl, jiff::Timestamp::now());
-        match self.rt.block_on(tokio::time::timeout(self.deadline, f)) {
+        let deadline = self.deadline;
+        match self
+            .rt
+            .block_on(async move { tokio::time::timeout(deadline, f).await })
+        {
             Ok(Ok(Acquire::Acquired)) => {
                 eprintln!(
                     "took the disruption lock {} as {identity}",
@@ -119,7 +126,11 @@ impl Lock for LiveLock {
 
     fn release(&mut self, identity: &str) -> Result<(), BackendError> {
         let f = self.lock.release(identity);
-        match self.rt.block_on(tokio::time::timeout(self.deadline, f)) {
+        let deadline = self.deadline;
+        match self
+            .rt
+            .block_on(async move { tokio::time::timeout(deadline, f).await })
+        {
             Ok(Ok(_)) => {
                 eprintln!("released the disruption lock {}", self.lock.lease());
                 Ok(())
