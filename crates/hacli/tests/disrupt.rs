@@ -518,3 +518,53 @@ fn live_disrupt_runs_a_command_on_a_worker_over_ssh_and_puts_it_back() {
     let log = std::fs::read_to_string(&journal).unwrap();
     assert!(log.contains(r#""event":"finished""#), "{log}");
 }
+
+#[test]
+fn live_disrupt_is_denied_while_another_holds_the_lock_naming_the_holder() {
+    let Some(lab) =
+        Lab::start_or_skip("live_disrupt_is_denied_while_another_holds_the_lock_naming_the_holder")
+    else {
+        return;
+    };
+    let old = leader(&lab);
+    let followers: Vec<String> = lab
+        .masters
+        .iter()
+        .map(|m| m.0.clone())
+        .filter(|m| *m != old)
+        .collect();
+    // Someone else's disruption holds the lock.
+    let out = hacli(
+        &lab,
+        &[
+            "gate",
+            "reboot",
+            &followers[0],
+            "--lock",
+            "--identity",
+            "kured@elsewhere",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let journal = lab.dir().join("j.jsonl");
+    let out = hacli(
+        &lab,
+        &[
+            "disrupt",
+            "reboot",
+            &followers[1],
+            "--backend",
+            "live",
+            "--identity",
+            "second",
+            "--journal",
+            journal.to_str().unwrap(),
+        ],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("DENIED"), "{all}");
+    assert!(all.contains("held by kured@elsewhere"), "{all}");
+    assert_eq!(holder(&lab).as_deref(), Some("kured@elsewhere"));
+    assert_eq!(leader(&lab), old, "nothing moved");
+}
