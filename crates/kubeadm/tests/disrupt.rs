@@ -119,3 +119,56 @@ async fn cordon_wait_healthy_remove_member_and_delete_node() {
     assert!(!disrupt::node_exists(&client, "w1", T).await.unwrap());
     disrupt::delete_node(&client, "w1", T).await.unwrap();
 }
+
+#[test]
+fn the_runtime_api_drains_waits_idle_and_readies_a_backend() {
+    use hacore::backend::{LbOp, LoadBalancer, ServerState};
+    use pfsense::lb::runtime::RuntimeLb;
+    let Some(mut lab) =
+        Lab::start_or_skip("the_runtime_api_drains_waits_idle_and_readies_a_backend")
+    else {
+        return;
+    };
+    let (topology, _) = hacore::Topology::load(&lab.topology).unwrap();
+    let api = lab.lb_runtime_api().parse().unwrap();
+    let mut lb = RuntimeLb::new(api, topology.load_balancer.health_check.clone(), T).unwrap();
+    let pool = lab.lb_pool().to_string();
+    let state = |s| LbOp::SetServerState {
+        pool: pool.clone(),
+        server: "m2".into(),
+        state: s,
+    };
+    assert!(lb.is_done(&state(ServerState::Ready)).unwrap());
+    assert!(!lb.is_done(&state(ServerState::Drain)).unwrap());
+    lb.apply(&state(ServerState::Drain)).unwrap();
+    assert!(lb.is_done(&state(ServerState::Drain)).unwrap());
+    lab.wait_lb(&["m2"], "DRAIN", T).unwrap();
+    let idle = LbOp::WaitServerIdle {
+        pool: pool.clone(),
+        server: "m2".into(),
+        bound: hacore::units::Dur::secs(2),
+    };
+    lb.apply(&idle).unwrap();
+    assert!(lb.is_done(&idle).unwrap());
+    let up = LbOp::VerifyServersUp {
+        pool: pool.clone(),
+        servers: vec!["m2".into()],
+    };
+    assert!(!lb.is_done(&up).unwrap(), "a draining server is not UP");
+    lb.apply(&state(ServerState::Ready)).unwrap();
+    assert!(lb.is_done(&state(ServerState::Ready)).unwrap());
+    assert!(lb.is_done(&up).unwrap(), "ready waits until UP");
+    // Maint, and what it is not.
+    lb.apply(&state(ServerState::Maint)).unwrap();
+    assert!(lb.is_done(&state(ServerState::Maint)).unwrap());
+    assert!(!lb.is_done(&state(ServerState::Drain)).unwrap());
+    lb.apply(&state(ServerState::Ready)).unwrap();
+    // Configuration changes are not this backend's.
+    assert!(matches!(
+        lb.apply(&LbOp::RemoveServer {
+            pool,
+            server: "m2".into()
+        }),
+        Err(hacore::backend::BackendError::Unsupported(_))
+    ));
+}
