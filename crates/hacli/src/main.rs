@@ -80,6 +80,21 @@ enum Command {
     /// Run as a Woodpecker CI plugin: settings from PLUGIN_* variables
     /// (the container image's default command; see plugin/docs.md).
     Plugin(cmd::plugin::Args),
+    /// One planned disruption of a node (reboot, upgrade, or a command),
+    /// resumable: gate and lock, drain its backend, move etcd leadership,
+    /// cordon and drain, act, wait until healthy, restore, release. Exit 0
+    /// done, 1 denied or failed (restored, naming the step), 2 bad input.
+    Disrupt(cmd::disrupt::Args),
+    /// Rolling reboot or upgrade: masters one at a time with a soak, stop
+    /// at the first failure, then the workers. Exit 0 done, 1 stopped.
+    Roll(cmd::roll::Args),
+    /// Remove a master for good (drain, member remove by id, kubeadm reset,
+    /// delete the Node, remove its server, delete its VM); refused when it
+    /// would leave an even number of voters. Exit 0 done, 1 refused or stopped.
+    RemoveMaster(cmd::master::RemoveArgs),
+    /// Replace a master: the new one joins first, then the old one is
+    /// removed. Exit 0 done, 1 refused or stopped.
+    ReplaceMaster(cmd::master::ReplaceArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions(cmd::completions::Args),
     /// Print the manual page (roff), e.g. `hacli man | man -l -`.
@@ -144,6 +159,10 @@ fn main() -> ExitCode {
         Command::Drill(a) => cmd::drill::run(*a),
         Command::Hypervisor(c) => cmd::hypervisor::run(c),
         Command::Plugin(a) => cmd::plugin::run(a),
+        Command::Disrupt(a) => cmd::disrupt::run(a),
+        Command::Roll(a) => cmd::roll::run(a),
+        Command::RemoveMaster(a) => cmd::master::run_remove(a),
+        Command::ReplaceMaster(a) => cmd::master::run_replace(a),
         Command::Completions(a) => cmd::completions::run(a),
         Command::Man(a) => cmd::completions::man(a),
     };

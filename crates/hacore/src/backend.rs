@@ -179,6 +179,51 @@ pub enum LbOp {
         /// Servers.
         servers: Vec<String>,
     },
+
+    // Disruptions (issue 14).
+    /// Set a pool server's administrative state (HAProxy runtime API
+    /// `set server POOL/SERVER state ready|drain|maint`).
+    SetServerState {
+        /// Pool name.
+        pool: String,
+        /// Server name.
+        server: String,
+        /// The state wanted.
+        state: ServerState,
+    },
+    /// Wait until the server has no current sessions, or `bound` passes
+    /// (then go on, saying so). Not a check: `is_done` answers at once
+    /// (no sessions, or the bound already passed), `apply` waits.
+    WaitServerIdle {
+        /// Pool name.
+        pool: String,
+        /// Server name.
+        server: String,
+        /// How long to wait at most.
+        bound: Dur,
+    },
+}
+
+/// A pool server's administrative state (HAProxy `set server ... state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerState {
+    /// Takes traffic when its checks pass.
+    Ready,
+    /// No new connections; existing ones finish.
+    Drain,
+    /// Out of the pool; checks stop.
+    Maint,
+}
+
+impl fmt::Display for ServerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServerState::Ready => "ready",
+            ServerState::Drain => "drain",
+            ServerState::Maint => "maint",
+        })
+    }
 }
 
 /// A control-plane operation (kubeadm over SSH, the Kubernetes API, etcd).
@@ -358,6 +403,71 @@ pub enum CpOp {
     /// person re-pins them and confirms.
     PinnedWorkloads {
         /// The master they are pinned to.
+        node: String,
+    },
+
+    // Disruptions (issue 14).
+    /// If `from` leads etcd, move leadership to the best healthy, caught-up
+    /// voter (etcd `MoveLeader`); done when `from` does not lead.
+    MoveLeader {
+        /// The node that must not lead.
+        from: String,
+    },
+    /// Mark the node unschedulable.
+    Cordon {
+        /// Node.
+        node: String,
+    },
+    /// Mark the node schedulable again.
+    Uncordon {
+        /// Node.
+        node: String,
+    },
+    /// Evict the node's pods through the Eviction API, honouring
+    /// PodDisruptionBudgets; gives up naming the pods that block.
+    Drain {
+        /// Node.
+        node: String,
+    },
+    /// Reboot the node (over SSH, or through the hypervisor) and wait until
+    /// it is back.
+    Reboot {
+        /// Node.
+        node: String,
+    },
+    /// `kubeadm upgrade apply VERSION -y` on the first master (`first`),
+    /// `kubeadm upgrade node` on the others.
+    Upgrade {
+        /// Node.
+        node: String,
+        /// Target version, e.g. `v1.33.2`.
+        version: String,
+        /// Whether this is the first master upgraded.
+        first: bool,
+    },
+    /// Run a person's command on the node over SSH (arguments quoted).
+    RunCommand {
+        /// Node.
+        node: String,
+        /// The command and its arguments.
+        command: Vec<String>,
+    },
+    /// Wait until the node is Ready, its etcd member (for a master) is
+    /// healthy and caught up, and its apiserver answers `/readyz` directly.
+    /// `is_done` answers at once; `apply` waits, within its deadline.
+    WaitHealthy {
+        /// Node.
+        node: String,
+    },
+    /// `etcdctl member remove` by the member's id (replacing or removing a
+    /// master); done when no member of that node is listed.
+    RemoveMember {
+        /// Master.
+        node: String,
+    },
+    /// Delete the Node object.
+    DeleteNode {
+        /// Node.
         node: String,
     },
 }

@@ -364,6 +364,20 @@ pub fn run(
     opts: &Options,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Outcome, ExecError> {
+    run_as(plan, b, journal, opts, None, on_event)
+}
+
+/// [`run`] for `requester`, the identity that holds the disruption lock
+/// while the plan runs: the steps' gates see the lock as the requester's
+/// (the `lock` rule passes for its holder).
+pub fn run_as(
+    plan: &Plan,
+    b: &mut Backends<'_>,
+    journal: &mut dyn Journal,
+    opts: &Options,
+    requester: Option<&str>,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Outcome, ExecError> {
     let digest = plan.digest();
     match journal.records().first() {
         Some(Record::Begin { plan: d, .. }) if *d != digest => {
@@ -411,6 +425,7 @@ pub fn run(
                 plan,
                 step,
                 gates,
+                requester,
                 b,
                 journal,
                 opts,
@@ -475,6 +490,7 @@ fn run_step(
     plan: &Plan,
     step: &Step,
     gates: bool,
+    requester: Option<&str>,
     b: &mut Backends<'_>,
     journal: &mut dyn Journal,
     opts: &Options,
@@ -533,7 +549,7 @@ fn run_step(
         let request = Request {
             action: g.action,
             target: &g.target,
-            requester: None,
+            requester,
         };
         let verdict = evaluate(&topology, &state, &policy, &request, b.clock.now())
             .map_err(|e| StepFailure::Step(e.to_string()))?;

@@ -32,6 +32,7 @@
 
 pub mod action;
 pub mod backend;
+pub mod disrupt;
 pub mod error;
 pub mod exec;
 #[doc(hidden)]
@@ -39,6 +40,7 @@ pub mod fuzzing;
 pub mod gate;
 pub mod plan;
 pub mod quorum;
+pub mod replace;
 pub mod rules;
 pub mod simulate;
 pub mod simulated;

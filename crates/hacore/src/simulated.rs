@@ -18,7 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::backend::{
     APISERVER_CERT_RELOAD_BOUND, BackendError, Clock, ControlPlane, CpOp, HvOp, Hypervisor, LbOp,
-    LoadBalancer, Observer,
+    LoadBalancer, Observer, ServerState,
 };
 use crate::state::{
     ApiserverState, BackendStatus, ClusterState, EtcdMember, EtcdState, LbBackend, LbState,
@@ -185,6 +185,37 @@ pub struct SimulatedCluster {
     /// Apiserver restarts per master (the retrofit's fallback).
     #[serde(default)]
     pub apiserver_restarts: BTreeMap<String, u32>,
+    // Disruptions (issue 14).
+    /// Administrative state of pool servers (absent: ready).
+    #[serde(default)]
+    pub server_state: BTreeMap<String, ServerState>,
+    /// Cordoned nodes.
+    #[serde(default)]
+    pub cordoned: BTreeSet<String>,
+    /// Drained nodes (until uncordoned).
+    #[serde(default)]
+    pub drained: BTreeSet<String>,
+    /// Nodes whose act (reboot, command) is done, until they are uncordoned.
+    #[serde(default)]
+    pub acted: BTreeSet<String>,
+    /// The etcd leader; none: the first voter by name.
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// Leadership moves made: (from, to).
+    #[serde(default)]
+    pub leader_moves: Vec<(String, String)>,
+    /// Reboots per node.
+    #[serde(default)]
+    pub reboots: BTreeMap<String, u32>,
+    /// Kubernetes version per node, once upgraded.
+    #[serde(default)]
+    pub upgraded_to: BTreeMap<String, String>,
+    /// Commands run: (node, command).
+    #[serde(default)]
+    pub commands: Vec<(String, Vec<String>)>,
+    /// Who holds the disruption lock.
+    #[serde(default)]
+    pub lock_holder: Option<String>,
 }
 
 fn yes() -> bool {
@@ -295,6 +326,44 @@ impl SimulatedCluster {
             pinned_workloads: BTreeMap::new(),
             apiserver_reloads_cert: true,
             apiserver_restarts: BTreeMap::new(),
+            server_state: BTreeMap::new(),
+            cordoned: BTreeSet::new(),
+            drained: BTreeSet::new(),
+            acted: BTreeSet::new(),
+            leader: None,
+            leader_moves: Vec::new(),
+            reboots: BTreeMap::new(),
+            upgraded_to: BTreeMap::new(),
+            commands: Vec::new(),
+            lock_holder: None,
+        }
+    }
+
+    /// The etcd leader: the one set, while it is a voter, else the first
+    /// voter by name.
+    pub fn current_leader(&self) -> Option<String> {
+        self.leader
+            .clone()
+            .filter(|l| self.etcd.get(l) == Some(&false))
+            .or_else(|| self.etcd.iter().find(|(_, l)| !**l).map(|(n, _)| n.clone()))
+    }
+
+    fn admin_state(&self, server: &str) -> ServerState {
+        self.server_state
+            .get(server)
+            .copied()
+            .unwrap_or(ServerState::Ready)
+    }
+
+    /// An injected failure for operation `tag` on `node` (`fail` key
+    /// `TAG/NODE`, e.g. `upgrade/m2`).
+    fn fail_on(&self, tag: &str, node: &str) -> Result<(), BackendError> {
+        match self.fail.get(&format!("{tag}/{node}")) {
+            Some(msg) => Err(BackendError::Failed {
+                what: format!("{tag} on {node}"),
+                message: msg.clone(),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -489,9 +558,14 @@ impl LoadBalancer for SimulatedCluster {
             LbOp::VerifyServersUp { servers, .. } => {
                 self.frontend.is_some()
                     && servers.iter().all(|s| {
-                        self.pool.as_ref().is_some_and(|p| p.contains_key(s)) && self.serving(s)
+                        self.pool.as_ref().is_some_and(|p| p.contains_key(s))
+                            && self.serving(s)
+                            && self.admin_state(s) == ServerState::Ready
                     })
             }
+            LbOp::SetServerState { server, state, .. } => self.admin_state(server) == *state,
+            // Simulated connections end at once.
+            LbOp::WaitServerIdle { .. } => true,
         })
     }
 
@@ -551,6 +625,18 @@ impl LoadBalancer for SimulatedCluster {
                 self.dns.remove(name);
                 format!("delete DNS record {name}")
             }
+            LbOp::SetServerState { server, state, .. } => {
+                self.fail_on("set-server-state", server)?;
+                if !self.pool.as_ref().is_some_and(|p| p.contains_key(server)) {
+                    return Err(BackendError::Failed {
+                        what: "set server state".into(),
+                        message: format!("no server {server} in the pool"),
+                    });
+                }
+                self.server_state.insert(server.clone(), *state);
+                format!("server {server} {state}")
+            }
+            LbOp::WaitServerIdle { server, .. } => format!("{server} idle"),
         };
         self.after_apply(effect, 10);
         Ok(())
@@ -634,6 +720,21 @@ impl ControlPlane for SimulatedCluster {
             CpOp::PinnedWorkloads { node } => {
                 self.pinned_workloads.get(node).is_none_or(|w| w.is_empty())
             }
+            CpOp::MoveLeader { from } => self.current_leader().as_deref() != Some(from.as_str()),
+            CpOp::Cordon { node } => self.cordoned.contains(node),
+            CpOp::Uncordon { node } => !self.cordoned.contains(node),
+            CpOp::Drain { node } => self.drained.contains(node),
+            CpOp::Reboot { node } | CpOp::RunCommand { node, .. } => self.acted.contains(node),
+            CpOp::Upgrade { node, version, .. } => self.upgraded_to.get(node) == Some(version),
+            CpOp::WaitHealthy { node } => {
+                self.joined.contains(node)
+                    && self
+                        .topology
+                        .node(node)
+                        .is_none_or(|n| !n.is_control_plane() || self.serving(node))
+            }
+            CpOp::RemoveMember { node } => !self.etcd.contains_key(node),
+            CpOp::DeleteNode { node } => !self.joined.contains(node),
         })
     }
 
@@ -783,6 +884,84 @@ impl ControlPlane for SimulatedCluster {
             | CpOp::VerifyEtcd { .. }
             | CpOp::VerifySans { .. }
             | CpOp::VerifyKubeconfigs { .. } => (String::new(), 1),
+            CpOp::MoveLeader { from } => {
+                self.fail_on(&t, from)?;
+                let topology = self.topology.clone();
+                let state = self.observe(&topology);
+                match crate::disrupt::leader_transfer(&topology, &state, from, self.now)
+                    .map_err(fail)?
+                {
+                    crate::disrupt::Leadership::Move { from, to, .. } => {
+                        self.leader = Some(to.clone());
+                        self.leader_moves.push((from.clone(), to.clone()));
+                        (format!("move leader {from} -> {to}"), 2)
+                    }
+                    crate::disrupt::Leadership::NotLeader { .. } => (String::new(), 1),
+                }
+            }
+            CpOp::Cordon { node } => {
+                self.fail_on(&t, node)?;
+                self.cordoned.insert(node.clone());
+                (format!("cordon {node}"), 2)
+            }
+            CpOp::Uncordon { node } => {
+                self.fail_on(&t, node)?;
+                self.cordoned.remove(node);
+                self.drained.remove(node);
+                self.acted.remove(node);
+                (format!("uncordon {node}"), 2)
+            }
+            CpOp::Drain { node } => {
+                self.fail_on(&t, node)?;
+                self.drained.insert(node.clone());
+                (format!("drain {node}"), 60)
+            }
+            CpOp::Reboot { node } => {
+                self.fail_on(&t, node)?;
+                *self.reboots.entry(node.clone()).or_default() += 1;
+                self.acted.insert(node.clone());
+                if self.leader.as_deref() == Some(node.as_str()) {
+                    // A leader that goes down loses leadership to an election.
+                    self.leader = None;
+                }
+                (format!("reboot {node}"), 120)
+            }
+            CpOp::Upgrade {
+                node,
+                version,
+                first,
+            } => {
+                self.fail_on(&t, node)?;
+                self.upgraded_to.insert(node.clone(), version.clone());
+                let how = if *first { "apply" } else { "node" };
+                (format!("kubeadm upgrade {how} {version} on {node}"), 300)
+            }
+            CpOp::RunCommand { node, command } => {
+                self.fail_on(&t, node)?;
+                self.commands.push((node.clone(), command.clone()));
+                self.acted.insert(node.clone());
+                (format!("run {} on {node}", command.join(" ")), 10)
+            }
+            CpOp::WaitHealthy { node } => {
+                self.fail_on(&t, node)?;
+                (String::new(), 30)
+            }
+            CpOp::RemoveMember { node } => {
+                self.fail_on(&t, node)?;
+                if self.etcd.len() == 1 && self.etcd.contains_key(node) {
+                    return Err(fail(format!("{node} is the last etcd member")));
+                }
+                self.etcd.remove(node);
+                (format!("member remove {node}"), 10)
+            }
+            CpOp::DeleteNode { node } => {
+                self.fail_on(&t, node)?;
+                self.joined.remove(node);
+                self.tainted.remove(node);
+                self.cordoned.remove(node);
+                self.kubelet_server.remove(node);
+                (format!("delete node {node}"), 5)
+            }
         };
         self.after_apply(effect, secs);
         Ok(())
@@ -798,10 +977,13 @@ impl Observer for SimulatedCluster {
                 .nodes
                 .iter()
                 .filter(|n| self.joined.contains(&n.name))
-                .map(|n| NodeState::ready(n.name.clone(), long_ago))
+                .map(|n| NodeState {
+                    cordoned: self.cordoned.contains(&n.name),
+                    ..NodeState::ready(n.name.clone(), long_ago)
+                })
                 .collect(),
         );
-        let leader = self.etcd.iter().find(|(_, l)| !**l).map(|(n, _)| n.clone());
+        let leader = self.current_leader();
         s.etcd = Some(EtcdState {
             members: self
                 .etcd
@@ -834,10 +1016,11 @@ impl Observer for SimulatedCluster {
                 .map(|(name, addr)| LbBackend {
                     server: name.clone(),
                     address: Some(*addr),
-                    status: if self.serving(name) {
-                        BackendStatus::Up
-                    } else {
-                        BackendStatus::Down
+                    status: match (self.admin_state(name), self.serving(name)) {
+                        (ServerState::Maint, _) => BackendStatus::Maint,
+                        (ServerState::Drain, true) => BackendStatus::Drain,
+                        (ServerState::Ready, true) => BackendStatus::Up,
+                        (_, false) => BackendStatus::Down,
                     },
                     sessions: Some(0),
                 })
@@ -854,7 +1037,7 @@ impl Observer for SimulatedCluster {
         s.alerts = Some(Vec::new());
         s.kill_switch = Some(self.kill_switch);
         s.lock = Some(LockState {
-            holder: None,
+            holder: self.lock_holder.clone(),
             renewed_at: None,
             ttl: None,
         });
@@ -897,6 +1080,26 @@ impl ControlPlane for SimHandle {
     }
     fn apply(&mut self, op: &CpOp) -> Result<(), BackendError> {
         ControlPlane::apply(&mut *self.0.borrow_mut(), op)
+    }
+}
+
+impl crate::disrupt::Lock for SimHandle {
+    fn acquire(&mut self, identity: &str) -> Result<crate::disrupt::LockAnswer, BackendError> {
+        let mut sim = self.0.borrow_mut();
+        match &sim.lock_holder {
+            Some(h) if h != identity => Ok(crate::disrupt::LockAnswer::HeldBy(h.clone())),
+            _ => {
+                sim.lock_holder = Some(identity.to_string());
+                Ok(crate::disrupt::LockAnswer::Acquired)
+            }
+        }
+    }
+    fn release(&mut self, identity: &str) -> Result<(), BackendError> {
+        let mut sim = self.0.borrow_mut();
+        if sim.lock_holder.as_deref() == Some(identity) {
+            sim.lock_holder = None;
+        }
+        Ok(())
     }
 }
 

@@ -23,6 +23,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDateTime, PyDict, PyString, PyTzInfo};
 use serde::Serialize;
 
+mod disrupt;
 mod live;
 
 create_exception!(
@@ -1024,6 +1025,8 @@ fn _hapy(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tolerance, m)?)?;
     m.add_function(wrap_pyfunction!(live::observe, m)?)?;
     m.add_function(wrap_pyfunction!(live::gate, m)?)?;
+    m.add_function(wrap_pyfunction!(disrupt::disrupt, m)?)?;
+    m.add_function(wrap_pyfunction!(disrupt::roll, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -72,6 +72,15 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A disruption step on a node was refused or failed (moving etcd
+    /// leadership, removing a member).
+    #[error("{node}: {reason}")]
+    Disruption {
+        /// The node.
+        node: String,
+        /// Why, and what to do.
+        reason: String,
+    },
 }
 
 impl Error {

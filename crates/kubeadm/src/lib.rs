@@ -80,7 +80,9 @@ pub mod drill;
 pub mod error;
 #[doc(hidden)]
 pub mod etcd_alarm;
+pub mod etcd_leader;
 pub mod lb;
+pub mod live;
 pub mod lock;
 pub mod measure;
 pub mod observe;

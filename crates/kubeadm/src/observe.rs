@@ -178,6 +178,22 @@ impl Observer {
         &self.config
     }
 
+    /// An etcd client for one endpoint, with the observer's TLS settings and
+    /// its member timeout on connecting and on every call.
+    pub(crate) async fn etcd_client(&self, url: &str) -> Result<Etcd, String> {
+        let opts = ConnectOptions::new()
+            .with_tls(self.etcd_tls.clone())
+            .with_connect_timeout(self.config.member_timeout)
+            .with_timeout(self.config.member_timeout);
+        let shown = crate::redact_url(url).into_owned();
+        within(
+            Instant::now() + self.config.member_timeout,
+            &format!("connect {shown}"),
+            Etcd::connect([url], Some(opts)),
+        )
+        .await
+    }
+
     /// Observe now. Never fails: what could not be observed before the
     /// deadline is recorded in `probeErrors`.
     pub async fn observe(&self) -> ClusterState {

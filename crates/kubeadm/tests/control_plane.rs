@@ -705,8 +705,10 @@ mod masters {
                         None,
                     ),
                 ],
+                rollback: None,
             }],
             warnings: Vec::new(),
+            recovery: None,
         };
         // The certificates uploaded, then a crash: the journal says a key
         // was issued and the step is done, the new process has no key. The

@@ -286,6 +286,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             live: a.live,
             policy: a.policy.clone(),
             lock: false,
+            move_leader: false,
             lock_ttl: Duration::from_secs(1800),
             identity: None,
             timings: false,

@@ -32,6 +32,11 @@ pub struct Args {
     /// (`ACTION/TARGET@HOST#PID`). Give a stable one to re-run idempotently.
     #[arg(long, env = "HACLI_IDENTITY")]
     pub identity: Option<String>,
+    /// When `etcd-leader` is the only rule that denies, move etcd leadership
+    /// to the best healthy, caught-up voter (under the disruption lock,
+    /// logged on stderr), then evaluate again.
+    #[arg(long)]
+    pub move_leader: bool,
     /// Print how long each phase took on stderr (setup, observe, decide, lock).
     #[arg(long)]
     pub timings: bool,
@@ -87,6 +92,28 @@ pub fn decide(a: &Args) -> anyhow::Result<Verdict> {
         };
         let mut verdict = evaluate(&topology, &state, &policy, &request, now)?;
         mark("decide", &mut phases);
+        if a.move_leader {
+            let lock = DisruptionLock::new(observer.client().clone(), lock_ref.clone());
+            let mut log = |line: String| eprintln!("{line}");
+            match kubeadm::etcd_leader::gate_moving_leader(
+                &observer,
+                &policy,
+                &request,
+                &verdict,
+                &lock,
+                &identity,
+                a.lock_ttl,
+                deadline.max(Duration::from_secs(10)),
+                &mut log,
+            )
+            .await
+            {
+                Ok(Some(moved)) => verdict = moved.verdict,
+                Ok(None) => {}
+                Err(e) => eprintln!("move-leader: {}", e.chain()),
+            }
+            mark("move-leader", &mut phases);
+        }
         if a.lock && verdict.allowed() {
             DisruptionLock::new(observer.client().clone(), lock_ref)
                 .take_for(&mut verdict, &identity, a.lock_ttl, now, deadline)

@@ -60,6 +60,12 @@ pub struct Args {
     /// at this address, e.g. 0.0.0.0:9102 (port 0: any free port, printed).
     #[arg(long, env = "HACLI_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// When a reboot is required and `etcd-leader` is the only rule that
+    /// denies (this node leads etcd), move leadership to the best healthy,
+    /// caught-up voter (under the disruption lock, logged on stderr), then
+    /// evaluate again.
+    #[arg(long, env = "HACLI_MOVE_LEADER")]
+    pub move_leader: bool,
     /// Log format of the per-cycle line.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: LogFormat,
@@ -220,7 +226,36 @@ async fn one_cycle(
         target: &a.node,
         requester: Some(identity),
     };
-    let verdict = evaluate(topology, &state, policy, &request, now)?;
+    let mut verdict = evaluate(topology, &state, policy, &request, now)?;
+    let mut moved = String::new();
+    if needs && a.move_leader {
+        let mut log = |line: String| eprintln!("{now} node {}: {line}", a.node);
+        match kubeadm::etcd_leader::gate_moving_leader(
+            observer,
+            policy,
+            &request,
+            &verdict,
+            lock,
+            identity,
+            a.lock_ttl,
+            observer.config().deadline.max(Duration::from_secs(10)),
+            &mut log,
+        )
+        .await
+        {
+            Ok(Some(m)) => {
+                moved = format!(" ({})", m.message);
+                verdict = m.verdict;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let e = e.chain();
+                log(format!("move-leader failed: {e}"));
+                moved = format!(" (moving etcd leadership failed: {e})");
+            }
+        }
+    }
+    let verdict = verdict;
     let probe_errors: Vec<Probe> = state.probe_errors.keys().copied().collect();
     let outcome = |message: String, lock_held: bool| Outcome {
         message,
@@ -257,7 +292,7 @@ async fn one_cycle(
         // the node has rebooted and is Ready.
         return Ok(outcome(
             format!(
-                "reboot required but {} by policy {}{}{}: {}",
+                "reboot required but {} by policy {}{moved}{}{}: {}",
                 verdict.decision,
                 policy.name,
                 if removed { " (sentinel removed)" } else { "" },
@@ -276,7 +311,7 @@ async fn one_cycle(
             set_sentinel(&a.sentinel, true)?;
             Ok(outcome(
                 format!(
-                    "reboot required and allowed by policy {}: lock {} held, sentinel {} present",
+                    "reboot required and allowed by policy {}{moved}: lock {} held, sentinel {} present",
                     policy.name,
                     lock.lease(),
                     a.sentinel.display()

@@ -15,6 +15,12 @@ kubeconfig=..., etcd=[...], timeout=2.0)`` returns a ``State`` and
 ``hapy.gate(action, node, topology, policy, lock=False, ...)`` a ``Verdict``
 evaluated with the real clock, optionally taking the disruption lock.
 
+Planned disruptions (``hapy.disrupt(action, node, topology, journal=...,
+sim_state=...)``) and rolling ones (``hapy.roll(action, topology,
+journal_dir=..., sim_state=..., soak=...)``) run hacli's disruption plans
+with a journal, rehearsed on the simulated backend, and return the report as
+a dict.
+
 ``evaluate`` fails closed: anything that could not be observed makes the
 verdict ``"unknown"``, which is never allowed. Bad input raises
 ``hapy.ConfigError`` (a ``hapy.Error``) with the core's message, which names
@@ -34,11 +40,13 @@ from hapy._hapy import (
     Verdict,
     __version__,
     actions,
+    disrupt,
     evaluate,
     gate,
     observe,
     policies,
     quorum,
+    roll,
     status,
     tolerance,
 )
@@ -56,11 +64,13 @@ __all__ = [
     "Verdict",
     "__version__",
     "actions",
+    "disrupt",
     "evaluate",
     "gate",
     "observe",
     "policies",
     "quorum",
+    "roll",
     "status",
     "tolerance",
 ]

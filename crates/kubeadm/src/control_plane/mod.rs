@@ -35,6 +35,7 @@
 //! ```
 
 pub mod api_ops;
+pub mod disrupt;
 pub mod etcd_ops;
 pub mod join_checks;
 pub mod secret;
@@ -242,6 +243,8 @@ pub struct KubeadmControlPlane {
     sessions: Mutex<BTreeMap<String, ssh::Session>>,
     /// The current certificate key: memory only.
     key: Arc<Mutex<Option<CertificateKey>>>,
+    /// What the disruption operations remember between calls.
+    disrupt_memory: Mutex<disrupt::Memory>,
 }
 
 impl std::fmt::Debug for KubeadmControlPlane {
@@ -368,6 +371,7 @@ impl KubeadmControlPlane {
             ssh_base: ssh_base(topology, opts),
             sessions: Mutex::new(BTreeMap::new()),
             key: Arc::new(Mutex::new(None)),
+            disrupt_memory: Mutex::new(disrupt::Memory::default()),
         })
     }
 
@@ -473,6 +477,17 @@ impl KubeadmControlPlane {
             }
             CpOp::VerifyNotJoined { node } => self.verify_not_joined(node).await,
             CpOp::PinnedWorkloads { node } => Ok(self.pinned_workloads(node).await?.is_empty()),
+            // Disruptions (issue 14): control_plane/disrupt.rs.
+            CpOp::MoveLeader { .. }
+            | CpOp::Cordon { .. }
+            | CpOp::Uncordon { .. }
+            | CpOp::Drain { .. }
+            | CpOp::Reboot { .. }
+            | CpOp::Upgrade { .. }
+            | CpOp::RunCommand { .. }
+            | CpOp::WaitHealthy { .. }
+            | CpOp::RemoveMember { .. }
+            | CpOp::DeleteNode { .. } => self.disrupt_is_done(op).await,
         }
     }
 
@@ -512,6 +527,17 @@ impl KubeadmControlPlane {
                     )))
                 }
             }
+            // Disruptions (issue 14): control_plane/disrupt.rs.
+            CpOp::MoveLeader { .. }
+            | CpOp::Cordon { .. }
+            | CpOp::Uncordon { .. }
+            | CpOp::Drain { .. }
+            | CpOp::Reboot { .. }
+            | CpOp::Upgrade { .. }
+            | CpOp::RunCommand { .. }
+            | CpOp::WaitHealthy { .. }
+            | CpOp::RemoveMember { .. }
+            | CpOp::DeleteNode { .. } => self.disrupt_apply(op).await,
             // Checks: the executor verifies them with `is_done`; applying
             // one waits for it.
             CpOp::CheckVersions { .. }

@@ -489,6 +489,60 @@ impl RuntimeClient {
         })
     }
 
+    /// `server`'s administrative state, from `show servers state BACKEND`
+    /// (`srv_admin_state`: bit 0x01 forced maint, 0x20 maint from
+    /// resolution, 0x08 forced drain; maint wins over drain).
+    pub async fn admin_state(
+        &self,
+        pool: &str,
+        server: &str,
+        until: Instant,
+    ) -> Result<AdminState, Error> {
+        check_name("pool", pool)?;
+        check_name("server", server)?;
+        let current = self.server(pool, server, until).await?;
+        let command = format!("show servers state {}", current.backend);
+        let text = self.command(&command, until).await?;
+        let malformed = |reason: String| Error::Malformed {
+            endpoint: self.api.clone(),
+            command: command.clone(),
+            reason,
+        };
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let _version = lines.next();
+        let header: Vec<&str> = lines
+            .next()
+            .and_then(|h| h.strip_prefix('#'))
+            .ok_or_else(|| malformed("no `#` header line".into()))?
+            .split_whitespace()
+            .collect();
+        let col = |name: &str| {
+            header
+                .iter()
+                .position(|h| *h == name)
+                .ok_or_else(|| malformed(format!("no `{name}` column")))
+        };
+        let (name_col, admin_col) = (col("srv_name")?, col("srv_admin_state")?);
+        for line in lines {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.get(name_col) != Some(&server) {
+                continue;
+            }
+            let bits: u32 = f
+                .get(admin_col)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| malformed(format!("{server}: srv_admin_state not a number")))?;
+            return Ok(if bits & 0x21 != 0 {
+                AdminState::Maint
+            } else if bits & 0x08 != 0 {
+                AdminState::Drain
+            } else {
+                AdminState::Ready
+            });
+        }
+        Err(malformed(format!("no row for server {server}")))
+    }
+
     /// Before a planned disruption: set `server` to drain, then wait until
     /// it has no sessions left (DOMAIN: drain, wait for sessions
     /// to reach 0 or a bound, then disrupt).

@@ -28,6 +28,7 @@ pub mod linux;
 pub mod model;
 pub mod php;
 pub mod rest;
+pub mod runtime;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -251,6 +252,7 @@ pub struct LbBackend {
     runtime: Option<RuntimeClient>,
     health_check: HealthCheck,
     timeout: Duration,
+    runtime_memory: runtime::RuntimeMemory,
 }
 
 fn home_path(p: &std::path::Path) -> PathBuf {
@@ -378,6 +380,15 @@ impl LbBackend {
             runtime: runtime.map(RuntimeClient::new),
             health_check,
             timeout,
+            runtime_memory: runtime::RuntimeMemory::default(),
+        })
+    }
+
+    fn runtime_client(&self) -> Result<&RuntimeClient, LbError> {
+        self.runtime.as_ref().ok_or_else(|| {
+            LbError::Config(
+                "set loadBalancer.runtimeApi (or --lb-runtime-api) at level admin to drain, ready or maint a server".into(),
+            )
         })
     }
 
@@ -561,6 +572,13 @@ impl LoadBalancer for LbBackend {
             hacore::backend::Op::LoadBalancer(op.clone())
         );
         let until = self.until();
+        if runtime::handles(op) {
+            let rc = self.runtime_client().map_err(|e| e.into_backend(&what))?;
+            return self
+                .rt
+                .block_on(runtime::is_done(rc, &self.runtime_memory, op, until))
+                .map_err(|e| LbError::from(e).into_backend(&what));
+        }
         self.rt
             .block_on(async {
                 match op {
@@ -582,6 +600,18 @@ impl LoadBalancer for LbBackend {
             self.transport.describe(),
             hacore::backend::Op::LoadBalancer(op.clone())
         );
+        if runtime::handles(op) {
+            let until = self.until();
+            let up = runtime::up_within(&self.health_check);
+            let rc = self
+                .runtime_client()
+                .map_err(|e| e.into_backend(&what))?
+                .clone();
+            return self
+                .rt
+                .block_on(runtime::apply(&rc, &mut self.runtime_memory, op, up, until))
+                .map_err(|e| LbError::from(e).into_backend(&what));
+        }
         self.apply_op(op)
             .map(|_| ())
             .map_err(|e| e.into_backend(&what))

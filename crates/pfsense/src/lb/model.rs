@@ -405,6 +405,8 @@ pub fn is_done(op: &LbOp, cfg: &LbConfig) -> Option<bool> {
                     .is_some_and(|p| p.servers.iter().any(|s| &s.name == server))
         }
         LbOp::VerifyServersUp { .. } => return None,
+        // Runtime-API operations (see super::runtime): not configuration.
+        LbOp::SetServerState { .. } | LbOp::WaitServerIdle { .. } => return None,
     })
 }
 
@@ -614,6 +616,7 @@ pub fn edit_for(op: &LbOp, cfg: &LbConfig, hc: &HealthCheck) -> Result<Option<Ed
             server: server.clone(),
         },
         LbOp::VerifyServersUp { .. } => return Ok(None),
+        LbOp::SetServerState { .. } | LbOp::WaitServerIdle { .. } => return Ok(None),
     }))
 }
 

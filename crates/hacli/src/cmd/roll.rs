@@ -1,0 +1,94 @@
+//! `hacli roll reboot|upgrade`: the masters one at a time with a soak
+//! between them, stopping at the first failure, then the workers; each
+//! node a planned disruption (`hacli disrupt`) with its own journal in
+//! `--journal-dir`, so a stopped roll resumes where it stopped.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hacore::disrupt;
+use hacore::units::Dur;
+use indicatif::ProgressBar;
+
+use super::disrupt::{Common, Kind, progress};
+use super::live::parse_duration;
+use crate::{Exit, Output};
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// reboot or upgrade (run: give the command after `--`).
+    #[arg(value_enum)]
+    pub action: Kind,
+    /// For run: the command and its arguments, after `--`.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+    /// Only these nodes (comma-separated); every node by default. Masters
+    /// still go first, in topology order.
+    #[arg(long, value_delimiter = ',')]
+    pub nodes: Vec<String>,
+    /// Wait this long after each master before the next node.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub soak: Duration,
+    /// Directory for the journals (NODE.jsonl each) and, with the simulated
+    /// backend, its state (sim.json).
+    #[arg(long)]
+    pub journal_dir: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Run. Exit 0 every node done, 1 the roll stopped (denied, or a failure
+/// restored), 2 bad input.
+pub fn run(a: Args) -> anyhow::Result<Exit> {
+    let c = &a.common;
+    let topology = c.load_topology()?;
+    let action = c.action(a.action, &a.command)?;
+    let order = disrupt::roll_order(&topology, &a.nodes)?;
+    let gate = c.gate(&action, "roll")?;
+    if c.backend == super::disrupt::Backend::Live {
+        anyhow::bail!(
+            "roll --backend live: not yet; run `hacli disrupt --backend live` per node (masters first), or rehearse with --backend simulated"
+        );
+    }
+    let sim_file = c
+        .sim_state
+        .clone()
+        .unwrap_or_else(|| a.journal_dir.join("sim.json"));
+    let bar = ProgressBar::new_spinner();
+    let result = disrupt::rehearse_roll(
+        &topology,
+        &action,
+        &order,
+        &c.options()?,
+        Dur(a.soak.try_into().context("--soak")?),
+        &gate,
+        &a.journal_dir,
+        &c.rehearsal(&sim_file),
+        &c.exec_options(),
+        &mut progress(&bar),
+    );
+    bar.finish_and_clear();
+    let report = result?;
+    match c.output {
+        Output::Json => crate::print_json(&report)?,
+        Output::Text => {
+            for r in &report.nodes {
+                outln!("{}", r.summary());
+            }
+            match report.stopped_at() {
+                Some(at) => outln!(
+                    "STOPPED at {at}; not started: {}",
+                    if report.not_started.is_empty() {
+                        "none".to_string()
+                    } else {
+                        report.not_started.join(", ")
+                    }
+                ),
+                None => outln!("roll complete: {}", order.join(", ")),
+            }
+        }
+    }
+    Ok(if report.ok() { Exit::Ok } else { Exit::Deny })
+}

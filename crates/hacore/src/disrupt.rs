@@ -1,0 +1,1197 @@
+//! Planned disruptions of one node, and rolling them over many (issue 14).
+//!
+//! A disruption is a small [`Plan`] run by the same executor and journal as
+//! a migration ([`crate::exec`]), so a crashed run resumes. For node `N`:
+//!
+//! 1. gate (the action's policy) and take the disruption lock: done by
+//!    [`run`] before the executor starts, because the gate must see the
+//!    cluster before anything moves and the lock must be held throughout;
+//! 2. set `N`'s load-balancer backend to `drain` and wait until its sessions
+//!    reach 0, or a bound;
+//! 3. move etcd leadership away if `N` leads;
+//! 4. cordon (and drain, for actions that need it);
+//! 5. the act: reboot, `kubeadm upgrade`, or a person's command;
+//! 6. wait until `N` is Ready, its etcd member healthy and caught up, its
+//!    apiserver answers `/readyz` directly;
+//! 7. set the backend `ready` (waiting until it is UP), check it is UP, uncordon;
+//! 8. release the lock ([`run`], whatever happened).
+//!
+//! Steps 2 to 7 are ONE phase: the executor rolls back the current phase
+//! when a step fails, and a failure anywhere must restore what was changed
+//! before it (the backend set ready again, the node uncordoned). A rolling
+//! operation is one such plan per node, run one after the other.
+//!
+//! The pure choice of where etcd leadership goes ([`leader_transfer`]) is
+//! shared by the live backends (`kubeadm::etcd_leader`) and the simulated
+//! one, so both pick the same member.
+
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::action::Action;
+use crate::backend::{BackendError, Backends, CpOp, LbOp, Op, ServerState};
+use crate::exec::{self, Event, ExecError, Journal, Outcome};
+use crate::gate::{Policy, Request, evaluate, resolve_target};
+use crate::plan::{Phase, Plan, Refusal, Step};
+use crate::rules::{Context, member_health, member_label};
+use crate::state::{ClusterState, EtcdMember};
+use crate::topology::Topology;
+use crate::units::Dur;
+
+/// A follower whose raft index trails the leader's by more than this many
+/// entries is not caught up, and is never chosen to lead.
+pub const CAUGHT_UP_LAG: u64 = 1000;
+
+/// Where etcd leadership stands relative to a node about to go down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "leadership")]
+pub enum Leadership {
+    /// The node does not lead: nothing to move.
+    NotLeader {
+        /// The leader, when one was observed.
+        leader: Option<String>,
+    },
+    /// The node leads; `to` is the best healthy, caught-up voter.
+    Move {
+        /// The leader's member id.
+        from_id: u64,
+        /// The leader (member name).
+        from: String,
+        /// The transferee's member id.
+        to_id: u64,
+        /// The transferee (member name).
+        to: String,
+    },
+}
+
+/// Whether `node` leads etcd in `state` and, if it does, the voter that
+/// should take over: a voter (never a learner) other than `node`, healthy,
+/// matched to a node of the topology, no more than [`CAUGHT_UP_LAG`]
+/// entries behind the leader, with the highest raft index (ties: the lowest
+/// member id). Errors say why no member qualifies.
+pub fn leader_transfer(
+    topology: &Topology,
+    state: &ClusterState,
+    node: &str,
+    now: Timestamp,
+) -> Result<Leadership, String> {
+    let (targets, host) = resolve_target(topology, node).map_err(|e| e.to_string())?;
+    let ctx = Context::new(
+        topology,
+        state,
+        Action::Reboot,
+        node,
+        targets,
+        host,
+        now,
+        None,
+    );
+    let etcd = state
+        .etcd
+        .as_ref()
+        .ok_or_else(|| "etcd was not observed, so its leader is not known".to_string())?;
+    let Some(leader) = etcd.members.iter().find(|m| m.leader) else {
+        return Err(
+            "no etcd leader was observed (quorum lost, an election in progress, or status not read)"
+                .into(),
+        );
+    };
+    if !ctx.member_is_target(leader) {
+        return Ok(Leadership::NotLeader {
+            leader: Some(member_label(leader)),
+        });
+    }
+    let leader_index = leader.raft_index.unwrap_or(0);
+    let eligible = |m: &&EtcdMember| {
+        !m.is_learner
+            && !m.leader
+            && !ctx.member_is_target(m)
+            && member_health(&ctx, m) == Some(true)
+    };
+    let caught_up = |m: &&EtcdMember| {
+        m.raft_index
+            .is_some_and(|i| i + CAUGHT_UP_LAG >= leader_index)
+    };
+    let best = etcd
+        .members
+        .iter()
+        .filter(eligible)
+        .filter(caught_up)
+        .max_by(|a, b| a.raft_index.cmp(&b.raft_index).then(b.id.0.cmp(&a.id.0)));
+    match best {
+        Some(to) => Ok(Leadership::Move {
+            from_id: leader.id.0,
+            from: member_label(leader),
+            to_id: to.id.0,
+            to: member_label(to),
+        }),
+        None => {
+            let healthy: Vec<String> = etcd
+                .members
+                .iter()
+                .filter(eligible)
+                .map(|m| {
+                    format!(
+                        "{} (raft index {}, leader {leader_index})",
+                        member_label(m),
+                        m.raft_index.map_or("unknown".into(), |i| i.to_string())
+                    )
+                })
+                .collect();
+            Err(if healthy.is_empty() {
+                format!(
+                    "{} leads etcd and no other healthy voter can take over: bring the other members back (or add masters) first",
+                    member_label(leader)
+                )
+            } else {
+                format!(
+                    "{} leads etcd and no healthy voter is caught up: {}; wait and try again",
+                    member_label(leader),
+                    healthy.join(", ")
+                )
+            })
+        }
+    }
+}
+
+/// What a planned disruption does to its node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "action")]
+pub enum DisruptAction {
+    /// Reboot it (over SSH or the hypervisor), waiting until it is back.
+    Reboot,
+    /// `kubeadm upgrade apply VERSION -y` (the first master) or `kubeadm
+    /// upgrade node` (the others and workers).
+    Upgrade {
+        /// Target version, `vX.Y.Z`.
+        version: String,
+    },
+    /// A person's command, run over SSH.
+    Run {
+        /// Command and arguments.
+        command: Vec<String>,
+    },
+}
+
+impl DisruptAction {
+    /// The gate's action (whose built-in policy gates it by default).
+    pub fn gate_action(&self) -> Action {
+        match self {
+            DisruptAction::Upgrade { .. } => Action::Upgrade,
+            DisruptAction::Reboot | DisruptAction::Run { .. } => Action::Reboot,
+        }
+    }
+
+    /// Short name for step ids: `reboot`, `upgrade`, `run`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DisruptAction::Reboot => "reboot",
+            DisruptAction::Upgrade { .. } => "upgrade",
+            DisruptAction::Run { .. } => "run",
+        }
+    }
+}
+
+impl fmt::Display for DisruptAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DisruptAction::Reboot => f.write_str("reboot"),
+            DisruptAction::Upgrade { version } => write!(f, "upgrade to {version}"),
+            DisruptAction::Run { command } => write!(f, "run `{}`", command.join(" ")),
+        }
+    }
+}
+
+/// Choices that are not part of the topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisruptOptions {
+    /// How long to wait for the drained backend's sessions to reach 0.
+    pub idle_bound: Dur,
+    /// Whether pods are evicted before the act; None: reboot and upgrade
+    /// drain, a command does not.
+    pub drain: Option<bool>,
+    /// For an upgrade: whether this node runs `kubeadm upgrade apply`; None:
+    /// the first control-plane node of the topology does.
+    pub first: Option<bool>,
+}
+
+impl Default for DisruptOptions {
+    fn default() -> Self {
+        DisruptOptions {
+            idle_bound: Dur::secs(30),
+            drain: None,
+            first: None,
+        }
+    }
+}
+
+fn step(id: String, title: String, op: Op, secs: i64) -> Step {
+    Step {
+        id,
+        title,
+        op,
+        preconditions: Vec::new(),
+        rollback: None,
+        expected_duration: Dur::secs(secs),
+        outage: None,
+        notes: Vec::new(),
+    }
+}
+
+/// Validate a version such as `v1.33.2`.
+pub fn check_version(v: &str) -> Result<(), String> {
+    let parts: Vec<&str> = v.strip_prefix('v').unwrap_or("").split('.').collect();
+    if parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        Ok(())
+    } else {
+        Err(format!("`{v}` is not a Kubernetes version such as v1.33.2"))
+    }
+}
+
+/// The phase that disrupts `node`: its steps, with rollbacks that restore
+/// the backend and the node's schedulability.
+pub fn phase(
+    topology: &Topology,
+    action: &DisruptAction,
+    node: &str,
+    opts: &DisruptOptions,
+) -> Result<Phase, Refusal> {
+    let mut reasons = Vec::new();
+    let Some(n) = topology.node(node) else {
+        return Err(Refusal {
+            reasons: vec![format!(
+                "`{node}` is not a node of the topology (known: {})",
+                topology
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )],
+        });
+    };
+    let master = n.is_control_plane();
+    match action {
+        DisruptAction::Upgrade { version } => {
+            if let Err(e) = check_version(version) {
+                reasons.push(format!("--to: {e}"));
+            }
+        }
+        DisruptAction::Run { command } if command.is_empty() => {
+            reasons.push("run: give the command after `--`".into());
+        }
+        _ => {}
+    }
+    if master && topology.control_plane_nodes().count() < 3 {
+        reasons.push(format!(
+            "{node} is one of {} master(s): a planned disruption needs at least three, so the others keep quorum and serve the API",
+            topology.control_plane_nodes().count()
+        ));
+    }
+    if !reasons.is_empty() {
+        return Err(Refusal { reasons });
+    }
+    let pool = topology
+        .load_balancer
+        .pool
+        .clone()
+        .filter(|_| master && topology.has_load_balancer());
+    let id = |s: &str| format!("{}/{node}/{s}", action.name());
+    let mut steps = Vec::new();
+    if let Some(pool) = &pool {
+        let mut s = step(
+            id("backend-drain"),
+            format!("set backend {pool}/{node} to drain: no new connections"),
+            Op::LoadBalancer(LbOp::SetServerState {
+                pool: pool.clone(),
+                server: node.into(),
+                state: ServerState::Drain,
+            }),
+            5,
+        );
+        s.rollback = Some(Op::LoadBalancer(LbOp::SetServerState {
+            pool: pool.clone(),
+            server: node.into(),
+            state: ServerState::Ready,
+        }));
+        steps.push(s);
+        steps.push(step(
+            id("backend-idle"),
+            format!(
+                "wait until {pool}/{node} has no sessions, at most {}",
+                opts.idle_bound
+            ),
+            Op::LoadBalancer(LbOp::WaitServerIdle {
+                pool: pool.clone(),
+                server: node.into(),
+                bound: opts.idle_bound,
+            }),
+            opts.idle_bound.0.as_secs().max(1),
+        ));
+    }
+    if master {
+        steps.push(step(
+            id("move-leader"),
+            format!("if {node} leads etcd, move leadership to the best healthy caught-up voter"),
+            Op::ControlPlane(CpOp::MoveLeader { from: node.into() }),
+            10,
+        ));
+    }
+    let mut s = step(
+        id("cordon"),
+        format!("cordon {node}"),
+        Op::ControlPlane(CpOp::Cordon { node: node.into() }),
+        5,
+    );
+    s.rollback = Some(Op::ControlPlane(CpOp::Uncordon { node: node.into() }));
+    steps.push(s);
+    let drain = opts
+        .drain
+        .unwrap_or(!matches!(action, DisruptAction::Run { .. }));
+    if drain {
+        let mut s = step(
+            id("drain"),
+            format!("drain {node} through the Eviction API, honouring PodDisruptionBudgets"),
+            Op::ControlPlane(CpOp::Drain { node: node.into() }),
+            120,
+        );
+        s.rollback = Some(Op::ControlPlane(CpOp::Uncordon { node: node.into() }));
+        steps.push(s);
+    }
+    let (op, title, secs) = match action {
+        DisruptAction::Reboot => (
+            CpOp::Reboot { node: node.into() },
+            format!("reboot {node} and wait until it is back"),
+            300,
+        ),
+        DisruptAction::Upgrade { version } => {
+            let first = opts.first.unwrap_or_else(|| {
+                master
+                    && topology
+                        .control_plane_nodes()
+                        .next()
+                        .is_some_and(|m| m.name == node)
+            });
+            (
+                CpOp::Upgrade {
+                    node: node.into(),
+                    version: version.clone(),
+                    first,
+                },
+                if first {
+                    format!("kubeadm upgrade apply {version} -y on {node}")
+                } else {
+                    format!("kubeadm upgrade node on {node} (to {version})")
+                },
+                600,
+            )
+        }
+        DisruptAction::Run { command } => (
+            CpOp::RunCommand {
+                node: node.into(),
+                command: command.clone(),
+            },
+            format!("run `{}` on {node}", command.join(" ")),
+            300,
+        ),
+    };
+    let mut s = step(id(action.name()), title, Op::ControlPlane(op), secs);
+    if master {
+        s.outage = Some(crate::plan::Outage {
+            up_to: Dur::secs(0),
+            what: format!("none through the VIP; direct clients of {node} while it is down"),
+            only_if: None,
+        });
+    }
+    steps.push(s);
+    steps.push(step(
+        id("wait-healthy"),
+        if master {
+            format!(
+                "wait until {node} is Ready, its etcd member healthy and caught up, its apiserver answers /readyz directly"
+            )
+        } else {
+            format!("wait until {node} is Ready")
+        },
+        Op::ControlPlane(CpOp::WaitHealthy { node: node.into() }),
+        300,
+    ));
+    if let Some(pool) = &pool {
+        steps.push(step(
+            id("backend-ready"),
+            format!("set backend {pool}/{node} ready and wait until it is UP"),
+            Op::LoadBalancer(LbOp::SetServerState {
+                pool: pool.clone(),
+                server: node.into(),
+                state: ServerState::Ready,
+            }),
+            30,
+        ));
+        steps.push(step(
+            id("backend-up"),
+            format!("{pool}/{node} is UP"),
+            Op::LoadBalancer(LbOp::VerifyServersUp {
+                pool: pool.clone(),
+                servers: vec![node.into()],
+            }),
+            5,
+        ));
+    }
+    steps.push(step(
+        id("uncordon"),
+        format!("uncordon {node}"),
+        Op::ControlPlane(CpOp::Uncordon { node: node.into() }),
+        5,
+    ));
+    Ok(Phase {
+        id: format!("{}/{node}", action.name()),
+        title: format!("{} {node}", capitalized(&action.to_string())),
+        steps,
+        rollback: Some(format!(
+            "set {node}'s load-balancer backend ready and uncordon it; the lock is released either way"
+        )),
+    })
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// The plan of one planned disruption of `node`.
+pub fn plan(
+    topology: &Topology,
+    action: &DisruptAction,
+    node: &str,
+    opts: &DisruptOptions,
+) -> Result<Plan, Refusal> {
+    let phase = phase(topology, action, node, opts)?;
+    Ok(Plan {
+        cluster: topology.cluster.clone(),
+        from: topology.clone(),
+        to: topology.clone(),
+        learner_joins: topology.etcd.learner_joins,
+        phases: vec![phase],
+        warnings: Vec::new(),
+        recovery: None,
+    })
+}
+
+/// The order of a rolling operation: the masters first, one at a time, in
+/// topology order, then the workers; `only` (when not empty) restricts it
+/// to those nodes, each of which must exist.
+pub fn roll_order(topology: &Topology, only: &[String]) -> Result<Vec<String>, Refusal> {
+    let unknown: Vec<String> = only
+        .iter()
+        .filter(|n| topology.node(n).is_none())
+        .map(|n| format!("--nodes: `{n}` is not a node of the topology"))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Refusal { reasons: unknown });
+    }
+    let pick = |n: &&crate::topology::Node| only.is_empty() || only.contains(&n.name);
+    let masters = topology.control_plane_nodes().filter(pick);
+    let workers = topology
+        .nodes
+        .iter()
+        .filter(|n| !n.is_control_plane())
+        .filter(pick);
+    Ok(masters.chain(workers).map(|n| n.name.clone()).collect())
+}
+
+/// The disruption lock, as the executor's caller holds it.
+pub trait Lock {
+    /// Take (or renew) the lock for `identity`.
+    fn acquire(&mut self, identity: &str) -> Result<LockAnswer, BackendError>;
+    /// Release it if `identity` holds it.
+    fn release(&mut self, identity: &str) -> Result<(), BackendError>;
+}
+
+/// The answer to [`Lock::acquire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockAnswer {
+    /// We hold it.
+    Acquired,
+    /// Someone else does.
+    HeldBy(String),
+}
+
+/// How [`run`] gates.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    /// The policy.
+    pub policy: Policy,
+    /// The gate's action.
+    pub action: Action,
+    /// Lock holder identity (and requester for the `lock` rule).
+    pub identity: String,
+}
+
+/// How a disruption ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase",
+    tag = "result"
+)]
+pub enum Report {
+    /// The gate or the lock refused: nothing was touched.
+    Denied {
+        /// Node.
+        node: String,
+        /// Every blocking reason (the lock holder named).
+        reasons: Vec<String>,
+    },
+    /// The executor ran: its outcome, and whether the lock was released.
+    Ran {
+        /// Node.
+        node: String,
+        /// The executor's outcome.
+        outcome: Outcome,
+        /// The lock was released afterwards.
+        lock_released: bool,
+        /// Why releasing the lock failed, if it did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        release_error: Option<String>,
+    },
+}
+
+impl Report {
+    /// Whether the disruption completed (or, in a dry run, would run).
+    pub fn ok(&self) -> bool {
+        matches!(
+            self,
+            Report::Ran {
+                outcome: Outcome::Completed | Outcome::DryRun { .. },
+                ..
+            }
+        )
+    }
+
+    /// One line for people.
+    pub fn summary(&self) -> String {
+        match self {
+            Report::Denied { node, reasons } => {
+                format!("DENIED {node}: {}", reasons.join("; "))
+            }
+            Report::Ran {
+                node,
+                outcome,
+                lock_released,
+                release_error,
+            } => {
+                let lock = match (lock_released, release_error) {
+                    (true, _) => "lock released".to_string(),
+                    (false, Some(e)) => format!("releasing the lock FAILED: {e}"),
+                    (false, None) => "lock not held".to_string(),
+                };
+                match outcome {
+                    Outcome::Completed => format!("{node}: done; {lock}"),
+                    Outcome::DryRun { would_apply } => {
+                        format!("{node}: dry run, would apply {}", would_apply.join(", "))
+                    }
+                    Outcome::Blocked { step, reasons } => {
+                        format!(
+                            "{node}: BLOCKED before {step}: {}; {lock}",
+                            reasons.join("; ")
+                        )
+                    }
+                    Outcome::AwaitingConfirmation { step, .. } => {
+                        format!("{node}: waiting for confirmation of {step}; {lock}")
+                    }
+                    Outcome::RolledBack { step, error, .. } => format!(
+                        "{node}: FAILED at step {step}: {error}; restored (backend ready, uncordoned); {lock}"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// Whether a finding blocks a disruption whose plan moves leadership
+/// itself: every blocking finding does except `etcd-leader`'s deny.
+fn blocks(f: &crate::verdict::Finding, moves_leader: bool) -> bool {
+    !(moves_leader
+        && f.rule == crate::rules::etcd_leader::ID
+        && f.severity == crate::verdict::Severity::Deny)
+}
+
+/// Gate, lock, run the plan of one node's disruption through the executor,
+/// release the lock. A resumed run (its journal has records) is not gated
+/// again (the node may be down mid-way): it only takes the lock again.
+/// The `etcd-leader` rule does not block: the plan moves leadership first.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    plan: &Plan,
+    node: &str,
+    gate: &Gate,
+    b: &mut Backends<'_>,
+    lock: &mut dyn Lock,
+    journal: &mut dyn Journal,
+    opts: &exec::Options,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Report, ExecError> {
+    let moves_leader = plan
+        .steps()
+        .any(|(_, s)| matches!(&s.op, Op::ControlPlane(CpOp::MoveLeader { .. })));
+    let resumed = !journal.records().is_empty();
+    if !resumed {
+        // The cluster as it is now (a replacement's new master does not
+        // exist yet).
+        let state = b.observer.observe(&plan.from);
+        let request = Request {
+            action: gate.action,
+            target: node,
+            requester: Some(&gate.identity),
+        };
+        let verdict = evaluate(&plan.from, &state, &gate.policy, &request, b.clock.now())
+            .map_err(|e| ExecError::Journal(format!("gate: {e}")))?;
+        let reasons: Vec<String> = verdict
+            .blocking()
+            .filter(|f| blocks(f, moves_leader))
+            .map(|f| format!("{} ({}): {}", f.rule, f.severity, f.message))
+            .collect();
+        if !reasons.is_empty() {
+            return Ok(Report::Denied {
+                node: node.into(),
+                reasons,
+            });
+        }
+    }
+    if opts.dry_run {
+        let outcome = exec::run_as(plan, b, journal, opts, Some(&gate.identity), on_event)?;
+        return Ok(Report::Ran {
+            node: node.into(),
+            outcome,
+            lock_released: false,
+            release_error: None,
+        });
+    }
+    match lock.acquire(&gate.identity) {
+        Ok(LockAnswer::Acquired) => {}
+        Ok(LockAnswer::HeldBy(holder)) => {
+            return Ok(Report::Denied {
+                node: node.into(),
+                reasons: vec![format!(
+                    "lock (deny): the disruption lock is held by {holder}"
+                )],
+            });
+        }
+        Err(e) => {
+            return Ok(Report::Denied {
+                node: node.into(),
+                reasons: vec![format!("lock (unknown): could not take the lock: {e}")],
+            });
+        }
+    }
+    let result = exec::run_as(plan, b, journal, opts, Some(&gate.identity), on_event);
+    let release = lock.release(&gate.identity);
+    let outcome = result?;
+    Ok(Report::Ran {
+        node: node.into(),
+        outcome,
+        lock_released: release.is_ok(),
+        release_error: release.err().map(|e| e.to_string()),
+    })
+}
+
+/// How a rolling operation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollReport {
+    /// Each node's report, in order, up to the one that stopped the roll.
+    pub nodes: Vec<Report>,
+    /// Nodes never started because the roll stopped.
+    pub not_started: Vec<String>,
+}
+
+impl RollReport {
+    /// Whether every node completed.
+    pub fn ok(&self) -> bool {
+        self.not_started.is_empty() && self.nodes.iter().all(Report::ok)
+    }
+
+    /// Where it stopped, for people: the node and step, or None.
+    pub fn stopped_at(&self) -> Option<String> {
+        self.nodes.iter().find(|r| !r.ok()).map(|r| match r {
+            Report::Denied { node, .. } => format!("{node} (gate)"),
+            Report::Ran { node, outcome, .. } => match outcome {
+                Outcome::Blocked { step, .. }
+                | Outcome::AwaitingConfirmation { step, .. }
+                | Outcome::RolledBack { step, .. } => format!("{node} at step {step}"),
+                _ => node.clone(),
+            },
+        })
+    }
+}
+
+/// Opens the journal of one node's disruption.
+pub type OpenJournal<'a> = dyn FnMut(&str) -> Result<Box<dyn Journal>, ExecError> + 'a;
+
+/// Where a rolling operation keeps its journals and how it waits.
+pub struct RollIo<'a> {
+    /// The journal of one node's disruption (a resumed roll finds the
+    /// journals of the nodes already done).
+    pub journal: &'a mut OpenJournal<'a>,
+    /// Wait this long (the soak between masters).
+    pub wait: &'a mut dyn FnMut(Dur),
+}
+
+/// A rolling operation: each node of `order` in turn (masters first, see
+/// [`roll_order`]), each a planned disruption run by [`run`], waiting
+/// `soak` after each master before the next node, and stopping at the
+/// first node that does not complete. For an upgrade, the first master of
+/// the order runs `kubeadm upgrade apply` (unless `opts.first` says no).
+#[allow(clippy::too_many_arguments)]
+pub fn roll(
+    topology: &Topology,
+    action: &DisruptAction,
+    order: &[String],
+    opts: &DisruptOptions,
+    soak: Dur,
+    gate: &Gate,
+    b: &mut Backends<'_>,
+    lock: &mut dyn Lock,
+    io: &mut RollIo<'_>,
+    exec_opts: &exec::Options,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Result<RollReport, Refusal>, ExecError> {
+    let mut plans = Vec::new();
+    let mut first_master = true;
+    for node in order {
+        let master = topology.node(node).is_some_and(|n| n.is_control_plane());
+        let node_opts = DisruptOptions {
+            first: Some(opts.first.unwrap_or(true) && master && first_master),
+            ..opts.clone()
+        };
+        if master {
+            first_master = false;
+        }
+        match plan(topology, action, node, &node_opts) {
+            Ok(p) => plans.push((node.clone(), master, p)),
+            Err(r) => return Ok(Err(r)),
+        }
+    }
+    let mut report = RollReport {
+        nodes: Vec::new(),
+        not_started: Vec::new(),
+    };
+    let n = plans.len();
+    for (i, (node, master, p)) in plans.into_iter().enumerate() {
+        let mut journal = (io.journal)(&node)?;
+        let finished = journal
+            .records()
+            .iter()
+            .any(|r| matches!(r, exec::Record::Finished { .. }));
+        let r = run(
+            &p,
+            &node,
+            gate,
+            b,
+            lock,
+            journal.as_mut(),
+            exec_opts,
+            on_event,
+        )?;
+        let ok = r.ok();
+        report.nodes.push(r);
+        if !ok {
+            report.not_started = order[i + 1..].to_vec();
+            break;
+        }
+        if master && i + 1 < n && !finished && !exec_opts.dry_run {
+            (io.wait)(soak);
+        }
+    }
+    Ok(Ok(report))
+}
+
+/// Why a rehearsal could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RehearsalError {
+    /// The plan was refused.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The executor stopped (journal).
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// A file could not be read or written, or is not what it should be.
+    #[error("{0}")]
+    File(String),
+}
+
+/// Where a rehearsal with the simulated backend keeps its files.
+#[derive(Debug, Clone)]
+pub struct Rehearsal<'a> {
+    /// The simulated cluster's state: read if it exists (else made from the
+    /// topology), written back afterwards (not in a dry run).
+    pub state: &'a std::path::Path,
+    /// Injected failures, `OP/NODE` (e.g. `upgrade/m2`).
+    pub fail: &'a [String],
+    /// Continue the run the journal records (else a journal with records
+    /// is refused).
+    pub resume: bool,
+}
+
+impl Rehearsal<'_> {
+    fn load(
+        &self,
+        topology: &Topology,
+        to: &Topology,
+    ) -> Result<crate::simulated::SimulatedCluster, RehearsalError> {
+        let file = self.state.display();
+        let mut sim: crate::simulated::SimulatedCluster = match std::fs::read_to_string(self.state)
+        {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                RehearsalError::File(format!("{file}: not a simulated cluster: {e}"))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                crate::simulated::SimulatedCluster::new(topology, to, Timestamp::now())
+            }
+            Err(e) => return Err(RehearsalError::File(format!("{file}: cannot read: {e}"))),
+        };
+        for f in self.fail {
+            if !f.contains('/') {
+                return Err(RehearsalError::File(format!(
+                    "failure `{f}`: expected OP/NODE, e.g. upgrade/m2"
+                )));
+            }
+            sim.fail
+                .insert(f.clone(), format!("injected failure ({f})"));
+        }
+        Ok(sim)
+    }
+
+    fn save(
+        &self,
+        sim: &crate::simulated::SimulatedCluster,
+        dry_run: bool,
+    ) -> Result<(), RehearsalError> {
+        if dry_run {
+            return Ok(());
+        }
+        let mut sim = sim.clone();
+        sim.fail.clear();
+        let text =
+            serde_json::to_string_pretty(&sim).map_err(|e| RehearsalError::File(e.to_string()))?;
+        std::fs::write(self.state, text).map_err(|e| {
+            RehearsalError::File(format!("{}: cannot write: {e}", self.state.display()))
+        })
+    }
+
+    fn journal(
+        &self,
+        path: &std::path::Path,
+        dry_run: bool,
+    ) -> Result<exec::FileJournal, RehearsalError> {
+        let j = exec::FileJournal::open(path)?;
+        if !j.records().is_empty() && !self.resume && !dry_run {
+            return Err(RehearsalError::File(format!(
+                "{} already records a run: resume it, or use a new journal",
+                path.display()
+            )));
+        }
+        Ok(j)
+    }
+}
+
+/// One planned disruption rehearsed on the simulated backend (what `hacli
+/// disrupt --backend simulated` and `hapy.disrupt` run).
+#[allow(clippy::too_many_arguments)]
+pub fn rehearse(
+    topology: &Topology,
+    action: &DisruptAction,
+    node: &str,
+    opts: &DisruptOptions,
+    gate: &Gate,
+    journal: &std::path::Path,
+    files: &Rehearsal<'_>,
+    exec_opts: &exec::Options,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Report, RehearsalError> {
+    let plan = plan(topology, action, node, opts)?;
+    rehearse_plan(&plan, node, gate, journal, files, exec_opts, on_event)
+}
+
+/// Any disruption plan (one node's, a master's removal or replacement)
+/// rehearsed on the simulated backend: gate, lock, run, release.
+pub fn rehearse_plan(
+    plan: &Plan,
+    node: &str,
+    gate: &Gate,
+    journal: &std::path::Path,
+    files: &Rehearsal<'_>,
+    exec_opts: &exec::Options,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Report, RehearsalError> {
+    let mut journal = files.journal(journal, exec_opts.dry_run)?;
+    let sim = files.load(&plan.from, &plan.to)?.shared();
+    let mut lock = crate::simulated::SimHandle(sim.clone());
+    let result = crate::simulated::with_backends(&sim, |b| {
+        run(
+            plan,
+            node,
+            gate,
+            b,
+            &mut lock,
+            &mut journal,
+            exec_opts,
+            on_event,
+        )
+    });
+    files.save(&sim.borrow(), exec_opts.dry_run)?;
+    Ok(result?)
+}
+
+/// A rolling operation rehearsed on the simulated backend, one journal per
+/// node (`NODE.jsonl` in `journal_dir`); the soak advances the simulated
+/// clock (what `hacli roll --backend simulated` and `hapy.roll` run).
+#[allow(clippy::too_many_arguments)]
+pub fn rehearse_roll(
+    topology: &Topology,
+    action: &DisruptAction,
+    order: &[String],
+    opts: &DisruptOptions,
+    soak: Dur,
+    gate: &Gate,
+    journal_dir: &std::path::Path,
+    files: &Rehearsal<'_>,
+    exec_opts: &exec::Options,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<RollReport, RehearsalError> {
+    std::fs::create_dir_all(journal_dir).map_err(|e| {
+        RehearsalError::File(format!("{}: cannot create: {e}", journal_dir.display()))
+    })?;
+    if let Some(first) = order.first() {
+        files.journal(
+            &journal_dir.join(format!("{first}.jsonl")),
+            exec_opts.dry_run,
+        )?;
+    }
+    let sim = files.load(topology, topology)?.shared();
+    let mut lock = crate::simulated::SimHandle(sim.clone());
+    let mut journal = |node: &str| -> Result<Box<dyn Journal>, ExecError> {
+        Ok(Box::new(exec::FileJournal::open(
+            &journal_dir.join(format!("{node}.jsonl")),
+        )?))
+    };
+    let clock = sim.clone();
+    let mut wait = |d: Dur| clock.borrow_mut().now += d.0;
+    let result = crate::simulated::with_backends(&sim, |b| {
+        roll(
+            topology,
+            action,
+            order,
+            opts,
+            soak,
+            gate,
+            b,
+            &mut lock,
+            &mut RollIo {
+                journal: &mut journal,
+                wait: &mut wait,
+            },
+            exec_opts,
+            on_event,
+        )
+    });
+    files.save(&sim.borrow(), exec_opts.dry_run)?;
+    Ok(result??)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{EtcdState, MemberId};
+
+    fn topo() -> Topology {
+        Topology::from_yaml(
+            "t.yaml",
+            r#"
+cluster: lab
+controlPlaneEndpoint: { address: 10.0.0.10 }
+loadBalancer: { kind: haproxy, pool: k8s-apiserver, frontend: "10.0.0.10:6443" }
+nodes:
+  - { name: m1, role: control-plane, address: 10.0.0.11 }
+  - { name: m2, role: control-plane, address: 10.0.0.12 }
+  - { name: m3, role: control-plane, address: 10.0.0.13 }
+  - { name: w1, role: worker, address: 10.0.0.21 }
+"#,
+        )
+        .unwrap()
+        .0
+    }
+
+    fn member(i: u64, leader: bool, index: u64, healthy: bool, learner: bool) -> EtcdMember {
+        EtcdMember {
+            id: MemberId(i),
+            name: format!("m{i}"),
+            peer_urls: vec![format!("https://10.0.0.1{i}:2380")],
+            client_urls: vec![format!("https://10.0.0.1{i}:2379")],
+            is_learner: learner,
+            healthy: Some(healthy),
+            leader,
+            raft_index: Some(index),
+            alarms: Vec::new(),
+        }
+    }
+
+    fn state(members: Vec<EtcdMember>) -> ClusterState {
+        let now: Timestamp = "2026-05-21T12:00:00Z".parse().unwrap();
+        let mut s = ClusterState::empty(now);
+        s.etcd = Some(EtcdState { members });
+        s
+    }
+
+    #[test]
+    fn leadership_goes_to_the_most_caught_up_healthy_voter() {
+        let t = topo();
+        let now = "2026-05-21T12:00:00Z".parse().unwrap();
+        let s = state(vec![
+            member(1, true, 5000, true, false),
+            member(2, false, 4990, true, false),
+            member(3, false, 4999, true, false),
+        ]);
+        assert_eq!(
+            leader_transfer(&t, &s, "m1", now).unwrap(),
+            Leadership::Move {
+                from_id: 1,
+                from: "m1".into(),
+                to_id: 3,
+                to: "m3".into()
+            }
+        );
+        assert_eq!(
+            leader_transfer(&t, &s, "m2", now).unwrap(),
+            Leadership::NotLeader {
+                leader: Some("m1".into())
+            }
+        );
+        // Never a learner, never an unhealthy member, never one far behind.
+        let s = state(vec![
+            member(1, true, 5000, true, false),
+            member(2, false, 5000, false, false),
+            member(3, false, 5000, true, true),
+        ]);
+        let e = leader_transfer(&t, &s, "m1", now).unwrap_err();
+        assert!(e.contains("no other healthy voter"), "{e}");
+        let s = state(vec![
+            member(1, true, 5000, true, false),
+            member(2, false, 3000, true, false),
+            member(3, false, 5000, false, false),
+        ]);
+        let e = leader_transfer(&t, &s, "m1", now).unwrap_err();
+        assert!(
+            e.contains("not caught up") || e.contains("no healthy voter is caught up"),
+            "{e}"
+        );
+        assert!(e.contains("m2 (raft index 3000, leader 5000)"), "{e}");
+    }
+
+    #[test]
+    fn a_master_reboot_drains_moves_leadership_and_restores_in_one_phase() {
+        let t = topo();
+        let p = plan(&t, &DisruptAction::Reboot, "m2", &DisruptOptions::default()).unwrap();
+        assert_eq!(p.phases.len(), 1);
+        let ids: Vec<&str> = p.steps().map(|(_, s)| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "reboot/m2/backend-drain",
+                "reboot/m2/backend-idle",
+                "reboot/m2/move-leader",
+                "reboot/m2/cordon",
+                "reboot/m2/drain",
+                "reboot/m2/reboot",
+                "reboot/m2/wait-healthy",
+                "reboot/m2/backend-ready",
+                "reboot/m2/backend-up",
+                "reboot/m2/uncordon",
+            ]
+        );
+        let rollbacks: Vec<String> = p
+            .steps()
+            .filter_map(|(_, s)| s.rollback.as_ref().map(|r| r.to_string()))
+            .collect();
+        assert!(
+            rollbacks
+                .iter()
+                .any(|r| r.contains("set-server-state") && r.contains("state=ready")),
+            "{rollbacks:?}"
+        );
+        assert!(
+            rollbacks.iter().any(|r| r.contains("uncordon")),
+            "{rollbacks:?}"
+        );
+        // A worker: no backend, no leadership; a command does not drain.
+        let p = plan(
+            &t,
+            &DisruptAction::Run {
+                command: vec!["true".into()],
+            },
+            "w1",
+            &DisruptOptions::default(),
+        )
+        .unwrap();
+        let ids: Vec<&str> = p.steps().map(|(_, s)| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "run/w1/cordon",
+                "run/w1/run",
+                "run/w1/wait-healthy",
+                "run/w1/uncordon"
+            ]
+        );
+    }
+
+    #[test]
+    fn upgrade_applies_on_the_first_master_only_and_checks_the_version() {
+        let t = topo();
+        let up = |n: &str| {
+            let p = plan(
+                &t,
+                &DisruptAction::Upgrade {
+                    version: "v1.33.2".into(),
+                },
+                n,
+                &DisruptOptions::default(),
+            )
+            .unwrap();
+            p.steps()
+                .find_map(|(_, s)| match &s.op {
+                    Op::ControlPlane(CpOp::Upgrade { first, .. }) => Some(*first),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert!(up("m1"));
+        assert!(!up("m2"));
+        assert!(!up("w1"));
+        let e = plan(
+            &t,
+            &DisruptAction::Upgrade {
+                version: "1.33".into(),
+            },
+            "m1",
+            &DisruptOptions::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not a Kubernetes version"), "{e}");
+        assert!(plan(&t, &DisruptAction::Reboot, "m9", &DisruptOptions::default()).is_err());
+        assert_eq!(roll_order(&t, &[]).unwrap(), ["m1", "m2", "m3", "w1"]);
+        assert_eq!(
+            roll_order(&t, &["w1".into(), "m3".into()]).unwrap(),
+            ["m3", "w1"]
+        );
+    }
+}

@@ -1,0 +1,73 @@
+"""hapy.disrupt and hapy.roll: planned disruptions rehearsed on the
+simulated backend, and the upgrade-chain example that uses them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hapy
+from conftest import EXAMPLES, HA
+
+ROLL = EXAMPLES / "python" / "upgrade_chain_roll.py"
+
+
+def test_disrupt_reboots_the_leader_and_reports_done(tmp_path: Path) -> None:
+    state = tmp_path / "sim.json"
+    r = hapy.disrupt(
+        "reboot", "k8s-master", HA, journal=tmp_path / "j.jsonl", sim_state=state, policy="drain"
+    )
+    assert r["result"] == "ran", r
+    assert r["outcome"] == {"outcome": "completed"}
+    assert r["lockReleased"] is True
+    sim = json.loads(state.read_text())
+    assert sim["reboots"] == {"k8s-master": 1}
+    assert sim["leader_moves"] == [["k8s-master", "k8s-master-2"]]
+
+
+def test_disrupt_failure_names_the_step_and_restores(tmp_path: Path) -> None:
+    state = tmp_path / "sim.json"
+    r = hapy.disrupt(
+        "run",
+        "k8s-master-3",
+        HA,
+        command=["apt-get", "-y", "upgrade"],
+        journal=tmp_path / "j.jsonl",
+        sim_state=state,
+        policy="drain",
+        fail=["run-command/k8s-master-3"],
+    )
+    assert r["outcome"]["outcome"] == "rolled-back", r
+    assert r["outcome"]["step"] == "run/k8s-master-3/run"
+    sim = json.loads(state.read_text())
+    assert sim["server_state"]["k8s-master-3"] == "ready"
+    assert sim["cordoned"] == []
+    assert sim["lock_holder"] is None
+
+
+def test_bad_input_raises_config_error(tmp_path: Path) -> None:
+    with pytest.raises(hapy.ConfigError, match="version"):
+        hapy.disrupt("upgrade", "k8s-master", HA, journal=tmp_path / "j", sim_state=tmp_path / "s")
+    with pytest.raises(hapy.ConfigError, match="simulated"):
+        hapy.roll("reboot", HA, journal_dir=tmp_path, sim_state=tmp_path / "s", backend="live")
+
+
+def test_roll_stops_at_the_second_master_and_the_example_resumes(tmp_path: Path) -> None:
+    jd = tmp_path / "roll"
+    args = [sys.executable, str(ROLL), "-t", str(HA), "--to", "v1.33.2", "--journal-dir", str(jd)]
+    args += ["--soak", "60", "--policy", "drain", "--nodes", "k8s-master,k8s-master-2,k8s-master-3,k8s-node1"]
+    p = subprocess.run([*args, "--fail", "upgrade/k8s-master-2"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "k8s-master: done" in p.stdout
+    assert "k8s-master-2: FAILED at step upgrade/k8s-master-2/upgrade" in p.stdout
+    assert "not started: k8s-master-3, k8s-node1" in p.stdout
+    p = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    sim = json.loads((jd / "sim.json").read_text())
+    assert sim["upgraded_to"] == {
+        n: "v1.33.2" for n in ["k8s-master", "k8s-master-2", "k8s-master-3", "k8s-node1"]
+    }

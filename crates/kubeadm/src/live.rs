@@ -1,0 +1,142 @@
+//! The live cluster as the executor's observer and as the disruption lock
+//! of `hacore::disrupt::run` (synchronous adapters over the async observer
+//! and Lease, each on its own runtime).
+
+use std::time::Duration;
+
+use hacore::backend::{BackendError, Clock};
+use hacore::disrupt::{Lock, LockAnswer};
+use hacore::{ClusterState, Topology};
+
+use crate::{Acquire, DisruptionLock, Error, Observer, ObserverConfig};
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Timeout {
+            what: format!("starting the async runtime: {e}"),
+            ms: 0,
+        })
+}
+
+/// [`Observer`] as the executor's `hacore::backend::Observer`.
+pub struct LiveObserver {
+    /// Shared with the lock: the Kubernetes client's pooled connections
+    /// live on the runtime that made them.
+    rt: std::sync::Arc<tokio::runtime::Runtime>,
+    observer: Observer,
+}
+
+impl std::fmt::Debug for LiveObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveObserver")
+            .field("observer", &self.observer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveObserver {
+    /// Observe the cluster `topology` describes with `config`.
+    pub fn new(topology: &Topology, config: ObserverConfig) -> Result<LiveObserver, Error> {
+        let rt = std::sync::Arc::new(runtime()?);
+        let observer = rt.block_on(Observer::new(topology.clone(), config))?;
+        Ok(LiveObserver { rt, observer })
+    }
+
+    /// The disruption lock this observer's cluster holds (its configured
+    /// Lease), on the same runtime.
+    pub fn lock(&self, ttl: Duration) -> Result<LiveLock, Error> {
+        Ok(LiveLock {
+            rt: self.rt.clone(),
+            lock: DisruptionLock::new(
+                self.observer.client().clone(),
+                self.observer.config().lock.clone(),
+            ),
+            ttl,
+            deadline: self.observer.config().deadline.max(Duration::from_secs(5)),
+        })
+    }
+}
+
+impl hacore::backend::Observer for LiveObserver {
+    fn observe(&mut self, _topology: &Topology) -> ClusterState {
+        self.rt.block_on(Box::pin(self.observer.observe()))
+    }
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wall;
+
+impl Clock for Wall {
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+}
+
+/// [`DisruptionLock`] as `hacore::disrupt::Lock`.
+pub struct LiveLock {
+    rt: std::sync::Arc<tokio::runtime::Runtime>,
+    lock: DisruptionLock,
+    ttl: Duration,
+    deadline: Duration,
+}
+
+impl std::fmt::Debug for LiveLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveLock")
+            .field("lock", &self.lock)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveLock {
+    fn failed(&self, e: impl std::fmt::Display) -> BackendError {
+        BackendError::Failed {
+            what: format!("disruption lock {}", self.lock.lease()),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl Lock for LiveLock {
+    fn acquire(&mut self, identity: &str) -> Result<LockAnswer, BackendError> {
+        let f = self
+            .lock
+            .acquire(identity, self.ttl, jiff::Timestamp::now());
+        let deadline = self.deadline;
+        match self
+            .rt
+            .block_on(async move { tokio::time::timeout(deadline, f).await })
+        {
+            Ok(Ok(Acquire::Acquired)) => {
+                eprintln!(
+                    "took the disruption lock {} as {identity}",
+                    self.lock.lease()
+                );
+                Ok(LockAnswer::Acquired)
+            }
+            Ok(Ok(Acquire::HeldBy { holder, .. })) => Ok(LockAnswer::HeldBy(holder)),
+            Ok(Err(e)) => Err(self.failed(e.chain())),
+            Err(_) => Err(self.failed("no answer before the deadline")),
+        }
+    }
+
+    fn release(&mut self, identity: &str) -> Result<(), BackendError> {
+        let f = self.lock.release(identity);
+        let deadline = self.deadline;
+        match self
+            .rt
+            .block_on(async move { tokio::time::timeout(deadline, f).await })
+        {
+            Ok(Ok(_)) => {
+                eprintln!("released the disruption lock {}", self.lock.lease());
+                Ok(())
+            }
+            Ok(Err(e)) => Err(self.failed(e.chain())),
+            Err(_) => Err(self.failed("no answer before the deadline")),
+        }
+    }
+}
