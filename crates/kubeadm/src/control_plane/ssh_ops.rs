@@ -245,13 +245,15 @@ impl KubeadmControlPlane {
             .await?;
         let mut restarted = None;
         if changed || !self.node_ready(node).await.unwrap_or(false) {
-            restarted = Some(jiff::Timestamp::now());
             self.run(
                 node,
                 &Cmd::new("systemctl").arg("restart").arg("kubelet"),
                 self.opts.timeout,
             )
             .await?;
+            // After the restart returned: a heartbeat stamped later than this
+            // (whole seconds) comes from the new kubelet, not the old one.
+            restarted = Some(jiff::Timestamp::now());
         }
         // kubelet reports through the new server: the node is Ready again,
         // by a heartbeat sent after the restart (the Ready from before it
