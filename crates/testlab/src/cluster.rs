@@ -128,7 +128,39 @@ pub const STANDIN_NAMES: &[&str] = &[
     "crictl",
     "containerd",
     "testlab-boot",
+    "reboot",
+    "shutdown",
+    "poweroff",
+    "halt",
 ];
+
+/// The file (inside a host) where the in-host `reboot`, `systemctl
+/// reboot`, `shutdown -r now`, `poweroff`... stand-ins ask the lab to
+/// power-cycle or power off the host (JSON `{"action": "reboot"|"poweroff",
+/// "t": ...}`); [`ClusterLab::serve_power_requests`] acts on it.
+pub const POWER_REQUEST: &str = "/etc/testlab/power-request";
+
+/// The file (inside a host) that makes `kubeadm upgrade apply|node` fail
+/// there with its content as the message ([`ClusterLab::set_upgrade_fails`]).
+pub const UPGRADE_FAILS: &str = "/etc/testlab/upgrade-fails";
+
+/// How long a host the lab reboots on its own request stays down by
+/// default ([`ClusterLab::set_reboot_delay`]).
+pub const REBOOT_DELAY: Duration = Duration::from_secs(1);
+
+/// One power action the lab carried out for a host's own request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PowerEvent {
+    /// The host.
+    pub host: String,
+    /// `reboot` or `poweroff`.
+    pub action: String,
+    /// When the lab powered it off.
+    pub down: Instant,
+    /// When it was powered on again and its services started (`None`:
+    /// not yet, or a power off).
+    pub up: Option<Instant>,
+}
 
 /// The seed's Kubernetes version (kubeadm, kubelet, the manifests).
 pub const KUBE_VERSION: &str = "v1.32.0";
@@ -346,6 +378,9 @@ pub struct ClusterLab {
     client_public: String,
     known_hosts: PathBuf,
     dir: PathBuf,
+    reboot_delay: Duration,
+    /// Power actions served, the pending power-ons among them.
+    power: Vec<PowerEvent>,
 }
 
 impl std::fmt::Debug for ClusterLab {
@@ -449,6 +484,8 @@ impl ClusterLab {
             client_public: public,
             known_hosts,
             dir,
+            reboot_delay: REBOOT_DELAY,
+            power: Vec::new(),
         };
         for (name, k) in [("m1", M1), ("w1", W1), ("w2", W2)] {
             lab.add_blank_host(name, k)?;
@@ -1018,6 +1055,156 @@ nodes:
         )
     }
 
+    /// How long a host that asked for a reboot stays down (default
+    /// [`REBOOT_DELAY`]).
+    pub fn set_reboot_delay(&mut self, delay: Duration) {
+        self.reboot_delay = delay;
+    }
+
+    /// Make `kubeadm upgrade apply|node` on host `name` fail (exit 1, the
+    /// line `error execution phase: [upgrade/apply] FATAL: <message>` on
+    /// stderr, nothing changed) while `message` is `Some`: the file
+    /// [`UPGRADE_FAILS`] (on a host that is not the lab's, create it over
+    /// SSH).
+    pub fn set_upgrade_fails(&self, name: &str, message: Option<&str>) -> Result<()> {
+        match message {
+            Some(m) => put(self.host(name), UPGRADE_FAILS, &format!("{m}\n"), "0644"),
+            None => {
+                let out = self
+                    .host(name)
+                    .exec(&["rm", "-f", UPGRADE_FAILS])
+                    .map_err(e)?;
+                if !out.status.success() {
+                    return Err(format!(
+                        "host {name}: rm {UPGRADE_FAILS}: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The power actions served so far ([`ClusterLab::serve_power_requests`]).
+    pub fn power_events(&self) -> &[PowerEvent] {
+        &self.power
+    }
+
+    /// One round of the lab's "hypervisor": for every host that asked
+    /// through [`POWER_REQUEST`] (the in-host `reboot`, `systemctl reboot`,
+    /// `shutdown -r now`, `poweroff`), power it off (every process dies,
+    /// sshd included, so the SSH session that asked drops), mark its Node's
+    /// `Ready` condition `Unknown` (`NodeStatusUnknown`, as the node
+    /// lifecycle controller does once the kubelet stops posting, here with
+    /// no grace), and for a reboot power it on again once the reboot delay
+    /// has passed (a new boot id; the boot service starts the enabled units,
+    /// the kubelet the static pods). Hosts powered off by the test are left
+    /// alone. Returns the names of the hosts it powered off or on.
+    pub fn serve_power_requests(&mut self) -> Result<Vec<String>> {
+        let mut acted = Vec::new();
+        let names: Vec<String> = self.hosts.keys().cloned().collect();
+        for name in names {
+            let h = &self.hosts[&name];
+            if !h.is_on() {
+                continue;
+            }
+            let req = request_file(h);
+            let Ok(text) = std::fs::read_to_string(&req) else {
+                continue;
+            };
+            let _ = std::fs::remove_file(&req);
+            let action = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.get("action").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_else(|| "reboot".into());
+            self.host_mut(&name)
+                .power_off()
+                .map_err(|x| format!("host {name}: power off: {x}"))?;
+            self.node_unknown(&name);
+            self.power.push(PowerEvent {
+                host: name.clone(),
+                action,
+                down: Instant::now(),
+                up: None,
+            });
+            acted.push(name);
+        }
+        let due: Vec<usize> = self
+            .power
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                p.action == "reboot" && p.up.is_none() && p.down.elapsed() >= self.reboot_delay
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for i in due {
+            let name = self.power[i].host.clone();
+            let r = match self.hosts.get_mut(&name) {
+                Some(h) => h.power_on().map_err(|x| format!("host {name}: power on: {x}")),
+                None => Ok(()),
+            };
+            // Counted as served even when the boot failed (no retry loop).
+            self.power[i].up = Some(Instant::now());
+            r?;
+            acted.push(name);
+        }
+        Ok(acted)
+    }
+
+    /// Run `f` on another thread while this thread serves the hosts' power
+    /// requests ([`ClusterLab::serve_power_requests`], every 50 ms), until
+    /// `f` returns, then finish pending reboots: e.g. a `hacli disrupt
+    /// reboot` process (run by `f`) that reboots a host over SSH and waits
+    /// for it to come back. Errors of a round are printed on stderr.
+    pub fn serving_power_requests<T: Send>(&mut self, f: impl FnOnce() -> T + Send) -> T {
+        let r = std::thread::scope(|s| {
+            let job = s.spawn(f);
+            while !job.is_finished() {
+                if let Err(x) = self.serve_power_requests() {
+                    eprintln!("testlab: serving power requests: {x}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            job.join()
+        });
+        let until = Instant::now() + self.reboot_delay + Duration::from_secs(5);
+        while self.power.iter().any(|p| p.action == "reboot" && p.up.is_none())
+            && Instant::now() < until
+        {
+            if let Err(x) = self.serve_power_requests() {
+                eprintln!("testlab: serving power requests: {x}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+
+    /// Mark Node `name`'s `Ready` condition `Unknown` in the store (what the
+    /// node lifecycle controller does when a kubelet stops posting).
+    fn node_unknown(&self, name: &str) {
+        let Some(mut n) = self.node(name) else {
+            return;
+        };
+        let t = chrono_now();
+        if let Some(cs) = n
+            .pointer_mut("/status/conditions")
+            .and_then(Value::as_array_mut)
+        {
+            for c in cs.iter_mut() {
+                if c.get("type").and_then(Value::as_str) == Some("Ready") {
+                    c["status"] = json!("Unknown");
+                    c["reason"] = json!("NodeStatusUnknown");
+                    c["message"] = json!("Kubelet stopped posting node status.");
+                    c["lastTransitionTime"] = json!(t);
+                }
+            }
+        }
+        if let Err(x) = self.store().put(n) {
+            eprintln!("testlab: marking Node {name} Unknown: {x}");
+        }
+    }
+
     /// Run `f` on the lab's runtime (e.g. a `kube` client).
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
@@ -1029,6 +1216,21 @@ impl Drop for ClusterLab {
         // Hosts first (their processes die with them), then the store.
         self.hosts.clear();
     }
+}
+
+/// Where the root side reads a host's [`POWER_REQUEST`]: its private
+/// `/etc/testlab`, else the host's overlay upper layer.
+fn request_file(h: &Host) -> PathBuf {
+    h.try_path(POWER_REQUEST)
+        .unwrap_or_else(|_| h.dir().join("upper").join(POWER_REQUEST.trim_start_matches('/')))
+}
+
+/// Now, as RFC 3339 (UTC, seconds).
+fn chrono_now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 fn random_hex(bytes: usize) -> String {
