@@ -1141,7 +1141,9 @@ nodes:
         for i in due {
             let name = self.power[i].host.clone();
             let r = match self.hosts.get_mut(&name) {
-                Some(h) => h.power_on().map_err(|x| format!("host {name}: power on: {x}")),
+                Some(h) => h
+                    .power_on()
+                    .map_err(|x| format!("host {name}: power on: {x}")),
                 None => Ok(()),
             };
             // Counted as served even when the boot failed (no retry loop).
@@ -1169,7 +1171,10 @@ nodes:
             job.join()
         });
         let until = Instant::now() + self.reboot_delay + Duration::from_secs(5);
-        while self.power.iter().any(|p| p.action == "reboot" && p.up.is_none())
+        while self
+            .power
+            .iter()
+            .any(|p| p.action == "reboot" && p.up.is_none())
             && Instant::now() < until
         {
             if let Err(x) = self.serve_power_requests() {
@@ -1221,8 +1226,11 @@ impl Drop for ClusterLab {
 /// Where the root side reads a host's [`POWER_REQUEST`]: its private
 /// `/etc/testlab`, else the host's overlay upper layer.
 fn request_file(h: &Host) -> PathBuf {
-    h.try_path(POWER_REQUEST)
-        .unwrap_or_else(|_| h.dir().join("upper").join(POWER_REQUEST.trim_start_matches('/')))
+    h.try_path(POWER_REQUEST).unwrap_or_else(|_| {
+        h.dir()
+            .join("upper")
+            .join(POWER_REQUEST.trim_start_matches('/'))
+    })
 }
 
 /// Now, as RFC 3339 (UTC, seconds).

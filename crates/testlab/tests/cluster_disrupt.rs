@@ -84,7 +84,12 @@ fn etcd_healthy(lab: &ClusterLab, host: &str) -> bool {
         .arg(format!("--cacert={}", t.ca.display()))
         .arg(format!("--cert={}", t.cert.display()))
         .arg(format!("--key={}", t.key.display()))
-        .args(["--dial-timeout=1s", "--command-timeout=2s", "endpoint", "health"])
+        .args([
+            "--dial-timeout=1s",
+            "--command-timeout=2s",
+            "endpoint",
+            "health",
+        ])
         .output()
         .is_ok_and(|o| o.status.success())
 }
@@ -191,7 +196,10 @@ fn reboot_and_wait(
                 return (asked, saw_down, id, t0.elapsed());
             }
         }
-        assert!(Instant::now() < until, "{addr} did not come back within 60 s");
+        assert!(
+            Instant::now() < until,
+            "{addr} did not come back within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -258,7 +266,10 @@ fn reboot_over_ssh_power_cycles_a_joined_master() {
     assert_eq!(lab.host("m1").boot_id(), m1_boot, "m1 was left alone");
     let ev = lab.power_events();
     assert_eq!(ev.len(), 1, "{ev:?}");
-    assert_eq!((ev[0].host.as_str(), ev[0].action.as_str()), ("m2", "reboot"));
+    assert_eq!(
+        (ev[0].host.as_str(), ev[0].action.as_str()),
+        ("m2", "reboot")
+    );
     let down_for = ev[0].up.unwrap() - ev[0].down;
     assert!(down_for >= Duration::from_millis(1500), "{down_for:?}");
 
@@ -360,11 +371,17 @@ fn kubeadm_upgrade_apply_then_node_and_an_injected_failure() {
     let out = ssh(&lab, "m1", "kubeadm upgrade plan\n");
     let plan = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(plan.contains("[upgrade/versions] Cluster version: v1.32.0"), "{plan}");
+    assert!(
+        plan.contains("[upgrade/versions] Cluster version: v1.32.0"),
+        "{plan}"
+    );
 
     // Refused: two minors up, and a downgrade; nothing changes.
     for (v, msg) in [
-        ("v1.34.0", "kubeadm can upgrade only 1 minor version at a time"),
+        (
+            "v1.34.0",
+            "kubeadm can upgrade only 1 minor version at a time",
+        ),
         ("v1.31.5", "Downgrades are not supported yet"),
     ] {
         let out = ssh(&lab, "m1", &format!("kubeadm upgrade apply {v} -y\n"));
@@ -387,7 +404,9 @@ fn kubeadm_upgrade_apply_then_node_and_an_injected_failure() {
     let so = text(&out.stdout);
     assert!(out.status.success(), "{}\n{so}", text(&out.stderr));
     assert!(
-        so.contains(r#"[upgrade/successful] SUCCESS! Your cluster was upgraded to "v1.33.1". Enjoy!"#),
+        so.contains(
+            r#"[upgrade/successful] SUCCESS! Your cluster was upgraded to "v1.33.1". Enjoy!"#
+        ),
         "{so}"
     );
     let order: Vec<usize> = [
@@ -408,7 +427,11 @@ fn kubeadm_upgrade_apply_then_node_and_an_injected_failure() {
         image_of(&lab, "m1", "kube-scheduler"),
         "registry.k8s.io/kube-scheduler:v1.33.1"
     );
-    assert_ne!(pod_pid(&lab, "m1", "kube-apiserver"), api_pid, "not restarted");
+    assert_ne!(
+        pod_pid(&lab, "m1", "kube-apiserver"),
+        api_pid,
+        "not restarted"
+    );
     assert!(readyz(&lab, "m1"));
     let out = ssh(&lab, "m1", "kubeadm version -o short\n");
     assert_eq!(text(&out.stdout), "v1.33.1\n");
@@ -440,7 +463,9 @@ fn kubeadm_upgrade_apply_then_node_and_an_injected_failure() {
     let so = text(&out.stdout);
     assert!(out.status.success(), "{}\n{so}", text(&out.stderr));
     assert!(
-        so.contains("[upgrade] The control plane instance for this node was successfully upgraded!"),
+        so.contains(
+            "[upgrade] The control plane instance for this node was successfully upgraded!"
+        ),
         "{so}"
     );
     assert_eq!(
