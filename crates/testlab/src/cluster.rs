@@ -43,7 +43,27 @@
 //!   to 2 min, the control-plane label and taint); `reset -f` (removes the
 //!   local etcd member unless it is the only one, stops the kubelet and the
 //!   static pods, empties `/var/lib/etcd`, the manifests, the PKI and
-//!   `/var/lib/kubelet`, deletes the kubeconfigs); `version [-o short]`.
+//!   `/var/lib/kubelet`, deletes the kubeconfigs); `version [-o short]`;
+//!   `upgrade plan` (cluster and kubeadm versions, the apply line);
+//!   `upgrade apply vX.Y.Z [-y] [--force]` (refuses a downgrade or more
+//!   than one minor up with kubeadm's `[upgrade/version] FATAL: the
+//!   --version argument is invalid due to these errors` block; asks
+//!   `[y/N]` on stdin without `-y`; rewrites the image tag of
+//!   kube-apiserver, kube-controller-manager, kube-scheduler one at a time,
+//!   backing up the old manifest under `/etc/kubernetes/tmp`, each time
+//!   waiting until the kubelet runs the new pod, and for the apiserver
+//!   until `/readyz` answers (so that apiserver is down for about a second);
+//!   then stores `kubernetesVersion` in the kubeadm-config ConfigMap, sets
+//!   the host's kubeadm version and prints `[upgrade/successful] SUCCESS!
+//!   Your cluster was upgraded to "vX.Y.Z". Enjoy!`); `upgrade node` (the
+//!   ConfigMap's version onto this node's manifests, the same way, and
+//!   `[upgrade] The control plane instance for this node was successfully
+//!   upgraded!`; on a worker `Skipping phase. Not a control plane node.`).
+//!   Etcd's image and the kubelet are not upgraded (the kubelet is a
+//!   package: [`ClusterLab::set_versions`]). The file [`UPGRADE_FAILS`]
+//!   ([`ClusterLab::set_upgrade_fails`]) makes apply/node fail before
+//!   changing anything: exit 1, `error execution phase: [upgrade/apply]
+//!   FATAL: <its content>` on stderr.
 //!   Lines are kubeadm's (DOMAIN.md section 9).
 //! - `kubelet`: runs the static pods of `/etc/kubernetes/manifests` as
 //!   processes (the container's `command`; restarted when they die or when
@@ -54,6 +74,7 @@
 //!   server its `kubelet.conf` names; for 2 s after a (re)start it reports
 //!   `NotReady`. `kubelet --version` and `containerd --version` print the
 //!   versions of `/etc/testlab/versions.json` ([`ClusterLab::set_versions`]).
+//!   `nodeInfo.bootID` is the host's boot id.
 //! - `kube-apiserver`: the real flags (`--tls-cert-file`, `--client-ca-file`,
 //!   `--etcd-servers`...); a process on its host's `:6443` (so it dies and
 //!   comes back with the host) that terminates TLS with that host's
@@ -82,12 +103,39 @@
 //! - `systemctl`: `start|stop|restart|status|is-active|is-enabled|enable
 //!   [--now]|disable|daemon-reload` for the units `kubelet` and `containerd`
 //!   (pid files in `/run/testlab/units`, logs in `/var/log/testlab`).
+//! - `reboot`, `shutdown -r now`, `systemctl reboot` (and `poweroff`,
+//!   `halt`, `shutdown -h`, `systemctl poweroff`): write [`POWER_REQUEST`]
+//!   and exit 0 at once; the host cannot power-cycle itself, the lab does
+//!   (see *Reboots* below).
 //! - `testlab-boot`: run at every power on (a host service): starts the
 //!   enabled units and runs `/etc/testlab/cloud-init-runcmd.sh` once per
 //!   instance (see [`Template::auto_join_worker`]).
 //!
 //! Lab configuration lives in each host's `/etc/testlab` (`lab.json`: the
 //! store's address, CA and token, the promotion delay; `versions.json`).
+//!
+//! # Reboots
+//!
+//! Every lab host has a boot id of its own, new at every power on, in
+//! `/proc/sys/kernel/random/boot_id` (a file bound over the kernel's,
+//! which is the machine's; [`Host::boot_id`] from outside).
+//!
+//! A reboot asked from inside a host (above) is carried out by
+//! [`ClusterLab::serve_power_requests`], which the test must keep calling
+//! while the program under test runs: [`ClusterLab::serving_power_requests`]
+//! runs a closure (e.g. a `hacli disrupt reboot` process) on another thread
+//! and serves every 50 ms meanwhile. Serving a request powers the host off
+//! at once (a power cut, not an orderly shutdown: every process dies, the
+//! SSH session that asked drops if still open, sshd, etcd and the apiserver
+//! stop answering), marks its Node's `Ready` condition `Unknown` (the node
+//! lifecycle controller, with no grace), and powers it on again after the
+//! reboot delay ([`ClusterLab::set_reboot_delay`], default
+//! [`REBOOT_DELAY`]): a new boot id, sshd, then `testlab-boot` starts the
+//! enabled units, the kubelet reports `NotReady` for 2 s then `Ready` and
+//! runs the static pods, etcd rejoins, the apiserver answers `/readyz`.
+//! Requests are served for the lab's own hosts only: a Proxmox clone's
+//! request stays unserved (reboot those through the Proxmox API);
+//! [`take_power_request`] is what a holder of other hosts would poll.
 //!
 //! # Hosts made elsewhere
 //!
@@ -1108,15 +1156,9 @@ nodes:
             if !h.is_on() {
                 continue;
             }
-            let req = request_file(h);
-            let Ok(text) = std::fs::read_to_string(&req) else {
+            let Some(action) = take_power_request(h) else {
                 continue;
             };
-            let _ = std::fs::remove_file(&req);
-            let action = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v.get("action").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or_else(|| "reboot".into());
             self.host_mut(&name)
                 .power_off()
                 .map_err(|x| format!("host {name}: power off: {x}"))?;
@@ -1221,6 +1263,21 @@ impl Drop for ClusterLab {
         // Hosts first (their processes die with them), then the store.
         self.hosts.clear();
     }
+}
+
+/// Take host `h`'s pending [`POWER_REQUEST`], if any: `reboot` or
+/// `poweroff` (the request file is removed). For holders of lab hosts
+/// other than [`ClusterLab`] (which serves its own).
+pub fn take_power_request(h: &Host) -> Option<String> {
+    let req = request_file(h);
+    let text = std::fs::read_to_string(&req).ok()?;
+    let _ = std::fs::remove_file(&req);
+    Some(
+        serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("action").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| "reboot".into()),
+    )
 }
 
 /// Where the root side reads a host's [`POWER_REQUEST`]: its private
