@@ -1198,7 +1198,8 @@ nodes:
 
     /// Run `f` on another thread while this thread serves the hosts' power
     /// requests ([`ClusterLab::serve_power_requests`], every 50 ms), until
-    /// `f` returns, then finish pending reboots: e.g. a `hacli disrupt
+    /// `f` returns, then serve what is left and finish pending reboots
+    /// (waiting up to the reboot delay and 5 s): e.g. a `hacli disrupt
     /// reboot` process (run by `f`) that reboots a host over SSH and waits
     /// for it to come back. Errors of a round are printed on stderr.
     pub fn serving_power_requests<T: Send>(&mut self, f: impl FnOnce() -> T + Send) -> T {
@@ -1212,15 +1213,19 @@ nodes:
             }
             job.join()
         });
+        // Requests made last (e.g. `ssh host reboot` returned at once),
+        // then the reboots still waiting to power on.
         let until = Instant::now() + self.reboot_delay + Duration::from_secs(5);
-        while self
-            .power
-            .iter()
-            .any(|p| p.action == "reboot" && p.up.is_none())
-            && Instant::now() < until
-        {
+        loop {
             if let Err(x) = self.serve_power_requests() {
                 eprintln!("testlab: serving power requests: {x}");
+            }
+            let pending = self
+                .power
+                .iter()
+                .any(|p| p.action == "reboot" && p.up.is_none());
+            if !pending || Instant::now() >= until {
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

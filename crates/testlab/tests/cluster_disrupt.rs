@@ -67,10 +67,14 @@ fn wait(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 fn readyz(lab: &ClusterLab, host: &str) -> bool {
+    readyz_at(&lab.ca_crt(), &lab.addr(host).to_string())
+}
+
+fn readyz_at(ca: &Path, addr: &str) -> bool {
     Command::new("curl")
         .args(["-sf", "--max-time", "2", "--cacert"])
-        .arg(lab.ca_crt())
-        .arg(format!("https://{}:6443/readyz", lab.addr(host)))
+        .arg(ca)
+        .arg(format!("https://{addr}:6443/readyz"))
         .output()
         .is_ok_and(|o| o.stdout == b"ok")
 }
@@ -398,9 +402,32 @@ fn kubeadm_upgrade_apply_then_node_and_an_injected_failure() {
     // apply on m1: manifests rewritten one by one, the pods restarted, the
     // apiserver back, the ConfigMap and kubeadm's version updated.
     let api_pid = pod_pid(&lab, "m1", "kube-apiserver");
+    let (key, kh) = (
+        lab.client_key().to_path_buf(),
+        lab.known_hosts().to_path_buf(),
+    );
     let t0 = Instant::now();
-    let out = ssh(&lab, "m1", "kubeadm upgrade apply v1.33.1 -y\n");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ca, m1a) = (lab.ca_crt(), lab.addr("m1").to_string());
+    let (out, m1_down) = std::thread::scope(|s| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let watch = s.spawn(|| {
+            let mut down = false;
+            while !stop.load(Relaxed) {
+                down |= !readyz_at(&ca, &m1a);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            down
+        });
+        let out = ssh_to(&key, &kh, &m1a, "kubeadm upgrade apply v1.33.1 -y\n");
+        stop.store(true, Relaxed);
+        (out, watch.join().unwrap())
+    });
     let t_apply = t0.elapsed();
+    assert!(
+        m1_down,
+        "m1's apiserver never failed /readyz during its upgrade"
+    );
     let so = text(&out.stdout);
     assert!(out.status.success(), "{}\n{so}", text(&out.stderr));
     assert!(
