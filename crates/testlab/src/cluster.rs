@@ -133,9 +133,10 @@
 //! [`REBOOT_DELAY`]): a new boot id, sshd, then `testlab-boot` starts the
 //! enabled units, the kubelet reports `NotReady` for 2 s then `Ready` and
 //! runs the static pods, etcd rejoins, the apiserver answers `/readyz`.
-//! Requests are served for the lab's own hosts only: a Proxmox clone's
-//! request stays unserved (reboot those through the Proxmox API);
-//! [`take_power_request`] is what a holder of other hosts would poll.
+//! Requests are served for the lab's own hosts, and for the Proxmox
+//! stand-in's VMs once [`ClusterLab::serve_proxmox`] is given it (the VM's
+//! status stays `running`); [`take_power_request`] is what a holder of
+//! other hosts would poll.
 //!
 //! # Hosts made elsewhere
 //!
@@ -208,6 +209,9 @@ pub struct PowerEvent {
     /// When it was powered on again and its services started (`None`:
     /// not yet, or a power off).
     pub up: Option<Instant>,
+    /// The VM, for a host of the Proxmox stand-in
+    /// ([`ClusterLab::serve_proxmox`]).
+    pub vmid: Option<u32>,
 }
 
 /// The seed's Kubernetes version (kubeadm, kubelet, the manifests).
@@ -429,6 +433,7 @@ pub struct ClusterLab {
     reboot_delay: Duration,
     /// Power actions served, the pending power-ons among them.
     power: Vec<PowerEvent>,
+    proxmox: Option<Arc<crate::proxmox::ProxmoxLab>>,
 }
 
 impl std::fmt::Debug for ClusterLab {
@@ -534,6 +539,7 @@ impl ClusterLab {
             dir,
             reboot_delay: REBOOT_DELAY,
             power: Vec::new(),
+            proxmox: None,
         };
         for (name, k) in [("m1", M1), ("w1", W1), ("w2", W2)] {
             lab.add_blank_host(name, k)?;
@@ -1168,8 +1174,22 @@ nodes:
                 action,
                 down: Instant::now(),
                 up: None,
+                vmid: None,
             });
             acted.push(name);
+        }
+        if let Some(px) = self.proxmox.clone() {
+            for (vmid, name, action) in px.take_power_requests() {
+                self.node_unknown(&name);
+                self.power.push(PowerEvent {
+                    host: name.clone(),
+                    action,
+                    down: Instant::now(),
+                    up: None,
+                    vmid: Some(vmid),
+                });
+                acted.push(name);
+            }
         }
         let due: Vec<usize> = self
             .power
@@ -1182,11 +1202,14 @@ nodes:
             .collect();
         for i in due {
             let name = self.power[i].host.clone();
-            let r = match self.hosts.get_mut(&name) {
-                Some(h) => h
-                    .power_on()
-                    .map_err(|x| format!("host {name}: power on: {x}")),
-                None => Ok(()),
+            let r = match (self.power[i].vmid, &self.proxmox) {
+                (Some(vmid), Some(px)) => px.power_on_host(vmid),
+                _ => match self.hosts.get_mut(&name) {
+                    Some(h) => h
+                        .power_on()
+                        .map_err(|x| format!("host {name}: power on: {x}")),
+                    None => Ok(()),
+                },
             };
             // Counted as served even when the boot failed (no retry loop).
             self.power[i].up = Some(Instant::now());
@@ -1194,6 +1217,13 @@ nodes:
             acted.push(name);
         }
         Ok(acted)
+    }
+
+    /// Serve also the power requests of the Proxmox stand-in's VMs (lab
+    /// hosts it holds, e.g. masters cloned there): they are powered off,
+    /// their Node marked, and powered on again, as the lab's own.
+    pub fn serve_proxmox(&mut self, pve: Arc<crate::proxmox::ProxmoxLab>) {
+        self.proxmox = Some(pve);
     }
 
     /// Run `f` on another thread while this thread serves the hosts' power

@@ -881,6 +881,44 @@ impl ProxmoxLab {
             .known_hosts_line()
     }
 
+    /// The started VMs' lab hosts that asked, from inside, to be rebooted
+    /// or powered off ([`crate::cluster::POWER_REQUEST`]: the stand-in
+    /// `reboot`, `systemctl reboot`...): each is powered off now; returns
+    /// (vmid, host name, `reboot`|`poweroff`). Power reboots on again with
+    /// [`ProxmoxLab::power_on_host`] ([`crate::cluster::ClusterLab`] does
+    /// both). The VM's status is left as it is (a reboot keeps it running;
+    /// after a power off from inside it still reads running).
+    pub fn take_power_requests(&self) -> Vec<(u32, String, String)> {
+        let mut s = self.state();
+        let Some(h) = s.hosts.as_mut() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (id, host) in h.by_vmid.iter_mut() {
+            if !host.is_on() {
+                continue;
+            }
+            if let Some(a) = crate::cluster::take_power_request(host) {
+                if let Err(e) = host.power_off() {
+                    eprintln!("testlab proxmox: VM {id}: power off: {e}");
+                }
+                out.push((*id, host.name().to_string(), a));
+            }
+        }
+        out
+    }
+
+    /// Power the VM's lab host on (after [`ProxmoxLab::take_power_requests`]).
+    pub fn power_on_host(&self, vmid: u32) -> Result<(), String> {
+        let mut s = self.state();
+        match s.hosts.as_mut().and_then(|h| h.by_vmid.get_mut(&vmid)) {
+            Some(host) => host
+                .power_on()
+                .map_err(|e| format!("VM {vmid}: power on: {e}")),
+            None => Err(format!("VM {vmid}: no lab host")),
+        }
+    }
+
     /// Whether the VM's lab host is powered on (`None`: no lab host).
     pub fn host_is_on(&self, vmid: u32) -> Option<bool> {
         Some(self.state().hosts.as_ref()?.by_vmid.get(&vmid)?.is_on())
