@@ -515,3 +515,88 @@ fn kubeadm_upgrade_apply_then_node_and_an_injected_failure() {
     });
     println!("kubeadm upgrade apply on m1 took {t_apply:?}; upgrade node on m2 took {t_node:?}");
 }
+
+#[test]
+fn reboot_inside_a_proxmox_clone_is_served_too() {
+    use hacore::backend::{HvOp, Hypervisor};
+    use proxmox::{Client, ProxmoxHypervisor, Settings, Token};
+    use std::sync::Arc;
+    use testlab::proxmox::{Inventory, ProxmoxLab, PveOptions};
+    let test = "reboot_inside_a_proxmox_clone_is_served_too";
+    let Some(mut lab) = ClusterLab::start_or_skip(test) else {
+        return;
+    };
+    let pve = Arc::new(
+        ProxmoxLab::start_with(
+            Inventory::realistic(),
+            PveOptions {
+                task_time: Duration::from_millis(100),
+                ..PveOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    pve.attach_hosts_with(lab.net.clone(), lab.template().provisioner());
+    lab.serve_proxmox(pve.clone());
+    let cfg = Settings {
+        endpoint: Some(pve.endpoint()),
+        token: Some(Token::parse(&pve.api_token(), "test").unwrap()),
+        fingerprint: Some(pve.fingerprint_hex()),
+        ..Settings::default()
+    }
+    .build()
+    .unwrap();
+    let mut hv = ProxmoxHypervisor::new(Client::new(&cfg).unwrap()).unwrap();
+    hv.deadline = Duration::from_secs(60);
+    let addr = lab.lab_addr(testlab::cluster::M3);
+    let gw = lab.net.gateway();
+    hv.apply(&HvOp::CloneVm {
+        host: "pve".into(),
+        template: 9000,
+        vmid: 113,
+        name: "m3".into(),
+        cpus: 2,
+        memory_gib: 4,
+        disk_gib: 32,
+        address: format!("{addr}/24"),
+        gateway: Some(gw.into()),
+        ciuser: Some("root".into()),
+        sshkeys: vec![
+            std::fs::read_to_string(lab.client_key().with_extension("pub"))
+                .unwrap()
+                .trim()
+                .to_string(),
+        ],
+        nameservers: vec![gw.into()],
+        storage: None,
+    })
+    .unwrap();
+    hv.apply(&HvOp::StartVm {
+        host: "pve".into(),
+        vmid: 113,
+    })
+    .unwrap();
+    let kh = lab.dir().join("known_hosts_m3");
+    std::fs::write(&kh, pve.known_hosts_line(113).unwrap() + "\n").unwrap();
+    let key = lab.client_key().to_path_buf();
+    let a = addr.to_string();
+    let before = ssh_to(&key, &kh, &a, "cat /proc/sys/kernel/random/boot_id\n");
+    assert!(before.status.success(), "{before:?}");
+    let before = text(&before.stdout).trim().to_string();
+    let t0 = Instant::now();
+    let (asked, saw_down, after, t_back) =
+        lab.serving_power_requests(|| reboot_and_wait(&key, &kh, &a, &before, t0));
+    assert!(
+        asked.status.success() || asked.status.code() == Some(255),
+        "{asked:?}"
+    );
+    assert!(saw_down, "m3's sshd kept answering during the reboot");
+    assert_ne!(after, before);
+    assert_eq!(pve.host_is_on(113), Some(true));
+    let ev = lab.power_events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].vmid, Some(113));
+    let out = ssh_to(&key, &kh, &a, "systemctl is-active containerd\n");
+    assert_eq!(text(&out.stdout), "active\n", "{out:?}");
+    println!("reboot of the clone m3: new boot id over SSH after {t_back:?}");
+}
