@@ -279,6 +279,8 @@ enum Effect {
     None,
     Unlock(u32),
     Running(u32, bool),
+    /// A reboot: the VM stays running, its lab host is power-cycled.
+    Reboot(u32),
     Remove(u32),
     Snapshot(u32, String),
     DeleteSnapshot(u32, String),
@@ -361,6 +363,13 @@ impl State {
                         vm.running = r;
                         vm.lock = None;
                         vm.started = r.then(Instant::now);
+                    }
+                }
+                Effect::Reboot(id) => {
+                    if let Some(vm) = self.vms.get_mut(&id) {
+                        vm.running = true;
+                        vm.lock = None;
+                        vm.started = Some(Instant::now());
                     }
                 }
                 Effect::Remove(id) => {
@@ -464,6 +473,13 @@ impl State {
                 Some(h) => blocking(&mut || {
                     h.power_off()
                         .map_err(|e| format!("stop failed: lab host: {e}"))
+                }),
+                None => Ok(()),
+            },
+            Effect::Reboot(id) => match hosts.by_vmid.get_mut(id) {
+                Some(h) => blocking(&mut || {
+                    h.reboot()
+                        .map_err(|e| format!("reboot failed: lab host: {e}"))
                 }),
                 None => Ok(()),
             },
@@ -1509,7 +1525,7 @@ fn dispatch(
             if template.ends_with("shutdown") {
                 Ok(s.task(&node, "qmshutdown", &vmid.to_string(), user, Effect::Running(vmid, false), Effect::None))
             } else {
-                Ok(s.task(&node, "qmreboot", &vmid.to_string(), user, Effect::Running(vmid, true), Effect::None))
+                Ok(s.task(&node, "qmreboot", &vmid.to_string(), user, Effect::Reboot(vmid), Effect::None))
             }
         }
         ("GET", "/nodes/{node}/tasks/{upid}/status") => {
