@@ -43,7 +43,27 @@
 //!   to 2 min, the control-plane label and taint); `reset -f` (removes the
 //!   local etcd member unless it is the only one, stops the kubelet and the
 //!   static pods, empties `/var/lib/etcd`, the manifests, the PKI and
-//!   `/var/lib/kubelet`, deletes the kubeconfigs); `version [-o short]`.
+//!   `/var/lib/kubelet`, deletes the kubeconfigs); `version [-o short]`;
+//!   `upgrade plan` (cluster and kubeadm versions, the apply line);
+//!   `upgrade apply vX.Y.Z [-y] [--force]` (refuses a downgrade or more
+//!   than one minor up with kubeadm's `[upgrade/version] FATAL: the
+//!   --version argument is invalid due to these errors` block; asks
+//!   `[y/N]` on stdin without `-y`; rewrites the image tag of
+//!   kube-apiserver, kube-controller-manager, kube-scheduler one at a time,
+//!   backing up the old manifest under `/etc/kubernetes/tmp`, each time
+//!   waiting until the kubelet runs the new pod, and for the apiserver
+//!   until `/readyz` answers (so that apiserver is down for about a second);
+//!   then stores `kubernetesVersion` in the kubeadm-config ConfigMap, sets
+//!   the host's kubeadm version and prints `[upgrade/successful] SUCCESS!
+//!   Your cluster was upgraded to "vX.Y.Z". Enjoy!`); `upgrade node` (the
+//!   ConfigMap's version onto this node's manifests, the same way, and
+//!   `[upgrade] The control plane instance for this node was successfully
+//!   upgraded!`; on a worker `Skipping phase. Not a control plane node.`).
+//!   Etcd's image and the kubelet are not upgraded (the kubelet is a
+//!   package: [`ClusterLab::set_versions`]). The file [`UPGRADE_FAILS`]
+//!   ([`ClusterLab::set_upgrade_fails`]) makes apply/node fail before
+//!   changing anything: exit 1, `error execution phase: [upgrade/apply]
+//!   FATAL: <its content>` on stderr.
 //!   Lines are kubeadm's (DOMAIN.md section 9).
 //! - `kubelet`: runs the static pods of `/etc/kubernetes/manifests` as
 //!   processes (the container's `command`; restarted when they die or when
@@ -54,6 +74,7 @@
 //!   server its `kubelet.conf` names; for 2 s after a (re)start it reports
 //!   `NotReady`. `kubelet --version` and `containerd --version` print the
 //!   versions of `/etc/testlab/versions.json` ([`ClusterLab::set_versions`]).
+//!   `nodeInfo.bootID` is the host's boot id.
 //! - `kube-apiserver`: the real flags (`--tls-cert-file`, `--client-ca-file`,
 //!   `--etcd-servers`...); a process on its host's `:6443` (so it dies and
 //!   comes back with the host) that terminates TLS with that host's
@@ -82,12 +103,40 @@
 //! - `systemctl`: `start|stop|restart|status|is-active|is-enabled|enable
 //!   [--now]|disable|daemon-reload` for the units `kubelet` and `containerd`
 //!   (pid files in `/run/testlab/units`, logs in `/var/log/testlab`).
+//! - `reboot`, `shutdown -r now`, `systemctl reboot` (and `poweroff`,
+//!   `halt`, `shutdown -h`, `systemctl poweroff`): write [`POWER_REQUEST`]
+//!   and exit 0 at once; the host cannot power-cycle itself, the lab does
+//!   (see *Reboots* below).
 //! - `testlab-boot`: run at every power on (a host service): starts the
 //!   enabled units and runs `/etc/testlab/cloud-init-runcmd.sh` once per
 //!   instance (see [`Template::auto_join_worker`]).
 //!
 //! Lab configuration lives in each host's `/etc/testlab` (`lab.json`: the
 //! store's address, CA and token, the promotion delay; `versions.json`).
+//!
+//! # Reboots
+//!
+//! Every lab host has a boot id of its own, new at every power on, in
+//! `/proc/sys/kernel/random/boot_id` (a file bound over the kernel's,
+//! which is the machine's; [`Host::boot_id`] from outside).
+//!
+//! A reboot asked from inside a host (above) is carried out by
+//! [`ClusterLab::serve_power_requests`], which the test must keep calling
+//! while the program under test runs: [`ClusterLab::serving_power_requests`]
+//! runs a closure (e.g. a `hacli disrupt reboot` process) on another thread
+//! and serves every 50 ms meanwhile. Serving a request powers the host off
+//! at once (a power cut, not an orderly shutdown: every process dies, the
+//! SSH session that asked drops if still open, sshd, etcd and the apiserver
+//! stop answering), marks its Node's `Ready` condition `Unknown` (the node
+//! lifecycle controller, with no grace), and powers it on again after the
+//! reboot delay ([`ClusterLab::set_reboot_delay`], default
+//! [`REBOOT_DELAY`]): a new boot id, sshd, then `testlab-boot` starts the
+//! enabled units, the kubelet reports `NotReady` for 2 s then `Ready` and
+//! runs the static pods, etcd rejoins, the apiserver answers `/readyz`.
+//! Requests are served for the lab's own hosts, and for the Proxmox
+//! stand-in's VMs once [`ClusterLab::serve_proxmox`] is given it (the VM's
+//! status stays `running`); [`take_power_request`] is what a holder of
+//! other hosts would poll.
 //!
 //! # Hosts made elsewhere
 //!
@@ -128,7 +177,42 @@ pub const STANDIN_NAMES: &[&str] = &[
     "crictl",
     "containerd",
     "testlab-boot",
+    "reboot",
+    "shutdown",
+    "poweroff",
+    "halt",
 ];
+
+/// The file (inside a host) where the in-host `reboot`, `systemctl
+/// reboot`, `shutdown -r now`, `poweroff`... stand-ins ask the lab to
+/// power-cycle or power off the host (JSON `{"action": "reboot"|"poweroff",
+/// "t": ...}`); [`ClusterLab::serve_power_requests`] acts on it.
+pub const POWER_REQUEST: &str = "/etc/testlab/power-request";
+
+/// The file (inside a host) that makes `kubeadm upgrade apply|node` fail
+/// there with its content as the message ([`ClusterLab::set_upgrade_fails`]).
+pub const UPGRADE_FAILS: &str = "/etc/testlab/upgrade-fails";
+
+/// How long a host the lab reboots on its own request stays down by
+/// default ([`ClusterLab::set_reboot_delay`]).
+pub const REBOOT_DELAY: Duration = Duration::from_secs(1);
+
+/// One power action the lab carried out for a host's own request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PowerEvent {
+    /// The host.
+    pub host: String,
+    /// `reboot` or `poweroff`.
+    pub action: String,
+    /// When the lab powered it off.
+    pub down: Instant,
+    /// When it was powered on again and its services started (`None`:
+    /// not yet, or a power off).
+    pub up: Option<Instant>,
+    /// The VM, for a host of the Proxmox stand-in
+    /// ([`ClusterLab::serve_proxmox`]).
+    pub vmid: Option<u32>,
+}
 
 /// The seed's Kubernetes version (kubeadm, kubelet, the manifests).
 pub const KUBE_VERSION: &str = "v1.32.0";
@@ -346,6 +430,10 @@ pub struct ClusterLab {
     client_public: String,
     known_hosts: PathBuf,
     dir: PathBuf,
+    reboot_delay: Duration,
+    /// Power actions served, the pending power-ons among them.
+    power: Vec<PowerEvent>,
+    proxmox: Option<Arc<crate::proxmox::ProxmoxLab>>,
 }
 
 impl std::fmt::Debug for ClusterLab {
@@ -449,6 +537,9 @@ impl ClusterLab {
             client_public: public,
             known_hosts,
             dir,
+            reboot_delay: REBOOT_DELAY,
+            power: Vec::new(),
+            proxmox: None,
         };
         for (name, k) in [("m1", M1), ("w1", W1), ("w2", W2)] {
             lab.add_blank_host(name, k)?;
@@ -1023,6 +1114,184 @@ nodes:
         )
     }
 
+    /// How long a host that asked for a reboot stays down (default
+    /// [`REBOOT_DELAY`]).
+    pub fn set_reboot_delay(&mut self, delay: Duration) {
+        self.reboot_delay = delay;
+    }
+
+    /// Make `kubeadm upgrade apply|node` on host `name` fail (exit 1, the
+    /// line `error execution phase: [upgrade/apply] FATAL: <message>` on
+    /// stderr, nothing changed) while `message` is `Some`: the file
+    /// [`UPGRADE_FAILS`] (on a host that is not the lab's, create it over
+    /// SSH).
+    pub fn set_upgrade_fails(&self, name: &str, message: Option<&str>) -> Result<()> {
+        match message {
+            Some(m) => put(self.host(name), UPGRADE_FAILS, &format!("{m}\n"), "0644"),
+            None => {
+                let out = self
+                    .host(name)
+                    .exec(&["rm", "-f", UPGRADE_FAILS])
+                    .map_err(e)?;
+                if !out.status.success() {
+                    return Err(format!(
+                        "host {name}: rm {UPGRADE_FAILS}: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The power actions served so far ([`ClusterLab::serve_power_requests`]).
+    pub fn power_events(&self) -> &[PowerEvent] {
+        &self.power
+    }
+
+    /// One round of the lab's "hypervisor": for every host that asked
+    /// through [`POWER_REQUEST`] (the in-host `reboot`, `systemctl reboot`,
+    /// `shutdown -r now`, `poweroff`), power it off (every process dies,
+    /// sshd included, so the SSH session that asked drops), mark its Node's
+    /// `Ready` condition `Unknown` (`NodeStatusUnknown`, as the node
+    /// lifecycle controller does once the kubelet stops posting, here with
+    /// no grace), and for a reboot power it on again once the reboot delay
+    /// has passed (a new boot id; the boot service starts the enabled units,
+    /// the kubelet the static pods). Hosts powered off by the test are left
+    /// alone. Returns the names of the hosts it powered off or on.
+    pub fn serve_power_requests(&mut self) -> Result<Vec<String>> {
+        let mut acted = Vec::new();
+        let names: Vec<String> = self.hosts.keys().cloned().collect();
+        for name in names {
+            let h = &self.hosts[&name];
+            if !h.is_on() {
+                continue;
+            }
+            let Some(action) = take_power_request(h) else {
+                continue;
+            };
+            self.host_mut(&name)
+                .power_off()
+                .map_err(|x| format!("host {name}: power off: {x}"))?;
+            self.node_unknown(&name);
+            self.power.push(PowerEvent {
+                host: name.clone(),
+                action,
+                down: Instant::now(),
+                up: None,
+                vmid: None,
+            });
+            acted.push(name);
+        }
+        if let Some(px) = self.proxmox.clone() {
+            for (vmid, name, action) in px.take_power_requests() {
+                self.node_unknown(&name);
+                self.power.push(PowerEvent {
+                    host: name.clone(),
+                    action,
+                    down: Instant::now(),
+                    up: None,
+                    vmid: Some(vmid),
+                });
+                acted.push(name);
+            }
+        }
+        let due: Vec<usize> = self
+            .power
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                p.action == "reboot" && p.up.is_none() && p.down.elapsed() >= self.reboot_delay
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for i in due {
+            let name = self.power[i].host.clone();
+            let r = match (self.power[i].vmid, &self.proxmox) {
+                (Some(vmid), Some(px)) => px.power_on_host(vmid),
+                _ => match self.hosts.get_mut(&name) {
+                    Some(h) => h
+                        .power_on()
+                        .map_err(|x| format!("host {name}: power on: {x}")),
+                    None => Ok(()),
+                },
+            };
+            // Counted as served even when the boot failed (no retry loop).
+            self.power[i].up = Some(Instant::now());
+            r?;
+            acted.push(name);
+        }
+        Ok(acted)
+    }
+
+    /// Serve also the power requests of the Proxmox stand-in's VMs (lab
+    /// hosts it holds, e.g. masters cloned there): they are powered off,
+    /// their Node marked, and powered on again, as the lab's own.
+    pub fn serve_proxmox(&mut self, pve: Arc<crate::proxmox::ProxmoxLab>) {
+        self.proxmox = Some(pve);
+    }
+
+    /// Run `f` on another thread while this thread serves the hosts' power
+    /// requests ([`ClusterLab::serve_power_requests`], every 50 ms), until
+    /// `f` returns, then serve what is left and finish pending reboots
+    /// (waiting up to the reboot delay and 5 s): e.g. a `hacli disrupt
+    /// reboot` process (run by `f`) that reboots a host over SSH and waits
+    /// for it to come back. Errors of a round are printed on stderr.
+    pub fn serving_power_requests<T: Send>(&mut self, f: impl FnOnce() -> T + Send) -> T {
+        let r = std::thread::scope(|s| {
+            let job = s.spawn(f);
+            while !job.is_finished() {
+                if let Err(x) = self.serve_power_requests() {
+                    eprintln!("testlab: serving power requests: {x}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            job.join()
+        });
+        // Requests made last (e.g. `ssh host reboot` returned at once),
+        // then the reboots still waiting to power on.
+        let until = Instant::now() + self.reboot_delay + Duration::from_secs(5);
+        loop {
+            if let Err(x) = self.serve_power_requests() {
+                eprintln!("testlab: serving power requests: {x}");
+            }
+            let pending = self
+                .power
+                .iter()
+                .any(|p| p.action == "reboot" && p.up.is_none());
+            if !pending || Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+
+    /// Mark Node `name`'s `Ready` condition `Unknown` in the store (what the
+    /// node lifecycle controller does when a kubelet stops posting).
+    fn node_unknown(&self, name: &str) {
+        let Some(mut n) = self.node(name) else {
+            return;
+        };
+        let t = chrono_now();
+        if let Some(cs) = n
+            .pointer_mut("/status/conditions")
+            .and_then(Value::as_array_mut)
+        {
+            for c in cs.iter_mut() {
+                if c.get("type").and_then(Value::as_str) == Some("Ready") {
+                    c["status"] = json!("Unknown");
+                    c["reason"] = json!("NodeStatusUnknown");
+                    c["message"] = json!("Kubelet stopped posting node status.");
+                    c["lastTransitionTime"] = json!(t);
+                }
+            }
+        }
+        if let Err(x) = self.store().put(n) {
+            eprintln!("testlab: marking Node {name} Unknown: {x}");
+        }
+    }
+
     /// Run `f` on the lab's runtime (e.g. a `kube` client).
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
@@ -1034,6 +1303,39 @@ impl Drop for ClusterLab {
         // Hosts first (their processes die with them), then the store.
         self.hosts.clear();
     }
+}
+
+/// Take host `h`'s pending [`POWER_REQUEST`], if any: `reboot` or
+/// `poweroff` (the request file is removed). For holders of lab hosts
+/// other than [`ClusterLab`] (which serves its own).
+pub fn take_power_request(h: &Host) -> Option<String> {
+    let req = request_file(h);
+    let text = std::fs::read_to_string(&req).ok()?;
+    let _ = std::fs::remove_file(&req);
+    Some(
+        serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("action").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| "reboot".into()),
+    )
+}
+
+/// Where the root side reads a host's [`POWER_REQUEST`]: its private
+/// `/etc/testlab`, else the host's overlay upper layer.
+fn request_file(h: &Host) -> PathBuf {
+    h.try_path(POWER_REQUEST).unwrap_or_else(|_| {
+        h.dir()
+            .join("upper")
+            .join(POWER_REQUEST.trim_start_matches('/'))
+    })
+}
+
+/// Now, as RFC 3339 (UTC, seconds).
+fn chrono_now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 fn random_hex(bytes: usize) -> String {

@@ -994,6 +994,10 @@ done
 mount -t proc proc "$R/proc"
 mount -t sysfs sysfs "$R/sys"
 mount -t tmpfs -o mode=0755 run "$R/run"
+# A boot id of this boot (the kernel's is the machine's, the same at
+# every lab boot): a fresh one over /proc/sys/kernel/random/boot_id.
+cat /proc/sys/kernel/random/uuid > "$H/boot_id"
+mount --bind -o ro "$H/boot_id" "$R/proc/sys/kernel/random/boot_id" || echo "boot: boot_id not bound"
 mkdir -p "$R/run/sshd" "$R/run/lock"
 if [ -d "$R/dev/shm" ]; then mount -t tmpfs -o mode=1777 shm "$R/dev/shm"; fi
 mkdir -p "$R$H"
@@ -1082,6 +1086,15 @@ impl Host {
     /// Whether the host is real namespaces (false: the loopback fallback).
     pub fn isolated(&self) -> bool {
         self.net.isolated()
+    }
+
+    /// The boot id of the host's current (or last) boot, as
+    /// `cat /proc/sys/kernel/random/boot_id` prints it inside: a new one at
+    /// every power on (isolated hosts only).
+    pub fn boot_id(&self) -> Option<String> {
+        fs::read_to_string(self.dir.join("boot_id"))
+            .ok()
+            .map(|s| s.trim().to_string())
     }
 
     /// How many times the host has booted.

@@ -279,6 +279,8 @@ enum Effect {
     None,
     Unlock(u32),
     Running(u32, bool),
+    /// A reboot: the VM stays running, its lab host is power-cycled.
+    Reboot(u32),
     Remove(u32),
     Snapshot(u32, String),
     DeleteSnapshot(u32, String),
@@ -361,6 +363,13 @@ impl State {
                         vm.running = r;
                         vm.lock = None;
                         vm.started = r.then(Instant::now);
+                    }
+                }
+                Effect::Reboot(id) => {
+                    if let Some(vm) = self.vms.get_mut(&id) {
+                        vm.running = true;
+                        vm.lock = None;
+                        vm.started = Some(Instant::now());
                     }
                 }
                 Effect::Remove(id) => {
@@ -464,6 +473,13 @@ impl State {
                 Some(h) => blocking(&mut || {
                     h.power_off()
                         .map_err(|e| format!("stop failed: lab host: {e}"))
+                }),
+                None => Ok(()),
+            },
+            Effect::Reboot(id) => match hosts.by_vmid.get_mut(id) {
+                Some(h) => blocking(&mut || {
+                    h.reboot()
+                        .map_err(|e| format!("reboot failed: lab host: {e}"))
                 }),
                 None => Ok(()),
             },
@@ -879,6 +895,44 @@ impl ProxmoxLab {
             .by_vmid
             .get(&vmid)?
             .known_hosts_line()
+    }
+
+    /// The started VMs' lab hosts that asked, from inside, to be rebooted
+    /// or powered off ([`crate::cluster::POWER_REQUEST`]: the stand-in
+    /// `reboot`, `systemctl reboot`...): each is powered off now; returns
+    /// (vmid, host name, `reboot`|`poweroff`). Power reboots on again with
+    /// [`ProxmoxLab::power_on_host`] ([`crate::cluster::ClusterLab`] does
+    /// both). The VM's status is left as it is (a reboot keeps it running;
+    /// after a power off from inside it still reads running).
+    pub fn take_power_requests(&self) -> Vec<(u32, String, String)> {
+        let mut s = self.state();
+        let Some(h) = s.hosts.as_mut() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (id, host) in h.by_vmid.iter_mut() {
+            if !host.is_on() {
+                continue;
+            }
+            if let Some(a) = crate::cluster::take_power_request(host) {
+                if let Err(e) = host.power_off() {
+                    eprintln!("testlab proxmox: VM {id}: power off: {e}");
+                }
+                out.push((*id, host.name().to_string(), a));
+            }
+        }
+        out
+    }
+
+    /// Power the VM's lab host on (after [`ProxmoxLab::take_power_requests`]).
+    pub fn power_on_host(&self, vmid: u32) -> Result<(), String> {
+        let mut s = self.state();
+        match s.hosts.as_mut().and_then(|h| h.by_vmid.get_mut(&vmid)) {
+            Some(host) => host
+                .power_on()
+                .map_err(|e| format!("VM {vmid}: power on: {e}")),
+            None => Err(format!("VM {vmid}: no lab host")),
+        }
     }
 
     /// Whether the VM's lab host is powered on (`None`: no lab host).
@@ -1471,7 +1525,7 @@ fn dispatch(
             if template.ends_with("shutdown") {
                 Ok(s.task(&node, "qmshutdown", &vmid.to_string(), user, Effect::Running(vmid, false), Effect::None))
             } else {
-                Ok(s.task(&node, "qmreboot", &vmid.to_string(), user, Effect::Running(vmid, true), Effect::None))
+                Ok(s.task(&node, "qmreboot", &vmid.to_string(), user, Effect::Reboot(vmid), Effect::None))
             }
         }
         ("GET", "/nodes/{node}/tasks/{upid}/status") => {

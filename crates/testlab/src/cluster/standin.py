@@ -15,6 +15,7 @@ import http.server
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -709,7 +710,7 @@ def flags(argv, boolean=()):
     return pos, fl
 
 
-BOOL_FLAGS = ("control-plane", "upload-certs", "print-join-command", "f", "force", "skip-token-print",
+BOOL_FLAGS = ("control-plane", "force", "etcd-upgrade", "certificate-renewal", "upload-certs", "print-join-command", "f", "force", "skip-token-print",
               "skip-certificate-key-print", "y", "yes", "dry-run", "discovery-token-unsafe-skip-ca-verification",
               "cleanup-tmp-dir", "h", "help")
 
@@ -1105,7 +1106,173 @@ def kubeadm(argv):
     if cmd == "reset":
         kubeadm_reset(fl)
         return 0
+    if cmd == "upgrade":
+        return kubeadm_upgrade(pos, fl)
     raise Fail(f'unknown command "{cmd}" for "kubeadm" (hacli testlab stand-in)')
+
+
+# ---------------------------------------------------------------- upgrade
+
+UPGRADE_FAILS = LAB + "/upgrade-fails"
+
+
+def parse_version(v):
+    m = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)", v or "")
+    if not m:
+        raise Fail(f'the version "{v}" is not a valid semantic version (want vX.Y.Z)')
+    return tuple(int(x) for x in m.groups())
+
+
+def set_kubeadm_version(ver):
+    v = versions()
+    v["kubeadm"] = ver
+    write_file(LAB + "/versions.json", json.dumps(v))
+
+
+def injected_failure():
+    if os.path.exists(UPGRADE_FAILS):
+        msg = open(UPGRADE_FAILS).read().strip() or "the upgrade failed (injected by the lab)"
+        raise Fail(f"[upgrade/apply] FATAL: {msg}")
+
+
+def upgrade_manifests(ver):
+    """Rewrite this node's control-plane manifests to image tag `ver`, one
+    at a time, each time waiting for the kubelet to run the new pod."""
+    for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        path = f"{MANIFESTS}/{name}.yaml"
+        if not os.path.exists(path):
+            continue
+        pod = yaml.safe_load(read(path))
+        img = pod["spec"]["containers"][0].get("image", f"registry.k8s.io/{name}")
+        pod["spec"]["containers"][0]["image"] = img.rsplit(":", 1)[0] + ":" + ver
+        ann = pod["metadata"].setdefault("annotations", {}) or {}
+        pod["metadata"]["annotations"] = ann
+        ann["kubernetes.io/config.hash"] = secrets.token_hex(16)
+        raw = yaml.safe_dump(pod, sort_keys=False).encode()
+        os.makedirs(K + "/tmp", exist_ok=True)
+        out(f'[upgrade/staticpods] Moving new manifest to "{path}" and backing up old manifest to '
+            f'"{K}/tmp/kubeadm-backup-manifests/{name}.yaml"')
+        os.makedirs(K + "/tmp/kubeadm-backup-manifests", exist_ok=True)
+        write_file(f"{K}/tmp/kubeadm-backup-manifests/{name}.yaml", read(path), 0o600)
+        write_file(path, raw, 0o600)
+        h = hashlib.sha256(raw).hexdigest()
+        out("[upgrade/staticpods] Waiting for the kubelet to restart the component")
+        until = time.time() + 120
+        while True:
+            st = pod_state(name)
+            if st and st.get("hash") == h and pid_alive(st["pid"]):
+                break
+            if time.time() > until:
+                raise Fail(f'[upgrade/staticpods] couldn\'t upgrade control plane: static Pod hash for component '
+                           f'{name} on Node {hostname()} did not change after 2m0s (is the kubelet running?)')
+            time.sleep(0.1)
+        if name == "kube-apiserver":
+            wait_api(node_ip(), 6443, 120)
+        out(f'[upgrade/staticpods] Component "{name}" upgraded successfully!')
+
+
+def kubeadm_upgrade(pos, fl):
+    sub = pos[0] if pos else ""
+    api = admin_api(fl)
+    if sub not in ("plan", "apply", "node"):
+        raise Fail(f'unknown command "{sub}" for "kubeadm upgrade" (plan, apply, node)')
+    out('[upgrade] Reading configuration from the "kubeadm-config" ConfigMap in namespace "kube-system"...')
+    cc = cluster_config(api)
+    cur = cc.get("kubernetesVersion") or versions()["kubeadm"]
+    if sub == "plan":
+        kv = versions()["kubeadm"]
+        out("[preflight] Running pre-flight checks.")
+        out("[upgrade] Running cluster health checks")
+        out("[upgrade] Fetching available versions to upgrade to")
+        out(f"[upgrade/versions] Cluster version: {cur}")
+        out(f"[upgrade/versions] kubeadm version: {kv}")
+        if parse_version(kv) > parse_version(cur):
+            out("")
+            out(f"Upgrade to the latest stable version:")
+            out("")
+            out("COMPONENT                 NODE      CURRENT   TARGET")
+            for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+                out(f"{c:<25} {hostname():<9} {cur:<9} {kv}")
+            out("")
+            out("You can now apply the upgrade by executing the following command:")
+            out("")
+            out(f"\tkubeadm upgrade apply {kv}")
+        else:
+            out("[upgrade/versions] Awesome, you're up-to-date! Enjoy!")
+        return 0
+    if sub == "apply":
+        if len(pos) < 2:
+            raise Fail("[upgrade/version] FATAL: missing version argument (kubeadm upgrade apply vX.Y.Z)")
+        ver = pos[1] if pos[1].startswith("v") else "v" + pos[1]
+        t, c = parse_version(ver), parse_version(cur)
+        out("[upgrade/preflight] Running preflight checks")
+        out("[upgrade] Running cluster health checks")
+        out(f'[upgrade/version] You have chosen to change the cluster version to "{ver}"')
+        out(f"[upgrade/versions] Cluster version: {cur}")
+        out(f"[upgrade/versions] kubeadm version: {versions()['kubeadm']}")
+        errs = []
+        if t < c:
+            errs.append(f'Specified version to upgrade to "{ver}" is equal to or lower than the cluster version '
+                        f'"{cur}". Downgrades are not supported yet')
+        elif t[0] != c[0] or t[1] > c[1] + 1:
+            errs.append(f'Specified version to upgrade to "{ver}" is too high; kubeadm can upgrade only 1 minor '
+                        f'version at a time')
+        if errs and "force" not in fl:
+            raise Fail("[upgrade/version] FATAL: the --version argument is invalid due to these errors:\n\n\t- "
+                       + "\n\t- ".join(errs) + "\n\nCan be bypassed if you pass the --force flag")
+        if "y" not in fl and "yes" not in fl:
+            sys.stdout.write("[upgrade] Are you sure you want to proceed? [y/N]: ")
+            sys.stdout.flush()
+            if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+                raise Fail("won't proceed; the user didn't answer (Y|y) in order to continue")
+        injected_failure()
+        out(f'[upgrade/control-plane] Upgrading your static Pod-hosted control plane to version "{ver}" (timeout: 5m0s)...')
+        upgrade_manifests(ver)
+        cc = dict(cc)
+        cc["kubernetesVersion"] = ver
+        upload_config(api, cc, ver)
+        set_kubeadm_version(ver)
+        out(f"[upgrade/kubelet] Writing kubelet configuration to file \"{KUBELET_DIR}/config.yaml\"")
+        out(f'[upgrade/successful] SUCCESS! Your cluster was upgraded to "{ver}". Enjoy!')
+        out("")
+        out("[upgrade/kubelet] Now that your control plane is upgraded, please proceed with upgrading your kubelets if you haven't already done so.")
+        return 0
+    # node
+    ver = cur
+    out("[upgrade/preflight] Running pre-flight checks")
+    injected_failure()
+    if os.path.exists(f"{MANIFESTS}/kube-apiserver.yaml"):
+        out(f'[upgrade/control-plane] Upgrading your Static Pod-hosted control plane instance to version "{ver}"...')
+        upgrade_manifests(ver)
+        set_kubeadm_version(ver)
+        out("[upgrade] The control plane instance for this node was successfully upgraded!")
+    else:
+        out("[upgrade] Skipping phase. Not a control plane node.")
+        set_kubeadm_version(ver)
+    out(f"[upgrade/kubelet] Writing kubelet configuration to file \"{KUBELET_DIR}/config.yaml\"")
+    out("[upgrade] The configuration for this node was successfully upgraded!")
+    out("[upgrade] Now you should go ahead and upgrade the kubelet package using your package manager.")
+    return 0
+
+
+# ---------------------------------------------------------------- power
+
+POWER_REQUEST = LAB + "/power-request"
+
+
+def power_request(what):
+    """Ask the lab (root side) to power-cycle (`reboot`) or power off this
+    host: it polls this file; nothing in the host can do it itself."""
+    write_file(POWER_REQUEST, json.dumps({"action": what, "t": time.time()}))
+    return 0
+
+
+def shutdown(prog, argv):
+    if prog == "reboot" or (prog == "shutdown" and ("-r" in argv or "--reboot" in argv)):
+        return power_request("reboot")
+    if prog in ("poweroff", "halt") or prog == "shutdown":
+        return power_request("poweroff")
+    raise Fail(f"{prog}: unsupported")
 
 
 # ---------------------------------------------------------------- systemctl
@@ -1188,6 +1355,8 @@ def systemctl(argv):
     cmd, units = pos[0], [unit_name(u) for u in pos[1:]]
     if cmd in ("daemon-reload", "reset-failed"):
         return 0
+    if cmd in ("reboot", "poweroff", "halt"):
+        return power_request("reboot" if cmd == "reboot" else "poweroff")
     for u in units:
         if u not in UNIT_EXEC:
             print(f"Unit {u}.service could not be found.", file=sys.stderr)
@@ -1356,6 +1525,13 @@ def kubelet_main():
         time.sleep(0.25)
 
 
+def boot_id():
+    try:
+        return open("/proc/sys/kernel/random/boot_id").read().strip()
+    except OSError:
+        return ""
+
+
 def heartbeat(api, name, ready, v):
     t = rfc3339(now())
     cond = {"type": "Ready", "status": "True" if ready else "False", "lastHeartbeatTime": t,
@@ -1368,7 +1544,7 @@ def heartbeat(api, name, ready, v):
               "nodeInfo": {"kubeletVersion": v["kubelet"], "containerRuntimeVersion": f"containerd://{v['containerd']}",
                            "kubeProxyVersion": v["kubelet"], "operatingSystem": "linux", "architecture": "amd64",
                            "osImage": "Debian GNU/Linux (hacli testlab)", "kernelVersion": os.uname().release,
-                           "machineID": "", "systemUUID": "", "bootID": ""}}
+                           "machineID": "", "systemUUID": "", "bootID": boot_id()}}
     if node is None:
         api.must("POST", "/api/v1/nodes", {
             "apiVersion": "v1", "kind": "Node",
@@ -1723,6 +1899,8 @@ def main():
             return crictl(args)
         if prog == "testlab-boot":
             return boot()
+        if prog in ("reboot", "shutdown", "poweroff", "halt"):
+            return shutdown(prog, args)
         print(f"standin: unknown program {prog}", file=sys.stderr)
         return 2
     except Fail as e:
