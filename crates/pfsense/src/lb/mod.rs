@@ -582,9 +582,14 @@ impl LoadBalancer for LbBackend {
         self.rt
             .block_on(async {
                 match op {
-                    LbOp::VerifyServersUp { pool, servers } => {
-                        Ok(self.servers_up(pool, servers, until).await?.is_empty())
-                    }
+                    // A check: a server just added comes UP after `rise`
+                    // checks, so wait for it within the deadline (false
+                    // when it is not UP by then).
+                    LbOp::VerifyServersUp { .. } => match self.apply_async(op).await {
+                        Ok(_) => Ok(true),
+                        Err(LbError::Timeout { .. }) => Ok(false),
+                        Err(e) => Err(e),
+                    },
                     _ => {
                         let cfg = self.transport.read(until).await?;
                         Ok(model::is_done(op, &cfg).unwrap_or(false))
