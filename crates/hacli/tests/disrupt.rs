@@ -457,7 +457,9 @@ fn live_disrupt_runs_a_command_on_a_worker_over_ssh_and_puts_it_back() {
         return;
     };
     let vip = lab.lab_addr(VIP);
-    let lb = format!("  kind: haproxy\n  frontend: \"{vip}:6443\"\n  pool: k8s-apiserver\n");
+    let lb = format!(
+        "loadBalancer:\n  kind: haproxy\n  frontend: \"{vip}:6443\"\n  pool: k8s-apiserver\n"
+    );
     // The seed as it is: one master (m2 and m3 are not there yet).
     let yaml: String = lab
         .topology_yaml(&lb)

@@ -464,7 +464,9 @@ mod masters {
             return;
         };
         let vip: IpAddr = lab.lab_addr(VIP).into();
-        let lb = format!("  kind: haproxy\n  frontend: \"{vip}:6443\"\n  pool: k8s-apiserver\n");
+        let lb = format!(
+            "loadBalancer:\n  kind: haproxy\n  frontend: \"{vip}:6443\"\n  pool: k8s-apiserver\n"
+        );
         let yaml = format!(
             "{}ssh:\n  user: root\n  identityFile: {}\n  knownHosts: {}\n",
             lab.topology_yaml(&lb),
