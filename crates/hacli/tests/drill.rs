@@ -600,15 +600,23 @@ fn unplanned_apiserver_kill_over_ssh() {
         .arg(&kc);
     let run = std::thread::spawn(move || drill.output().unwrap());
     let mut killed_at = None;
+    let mut restarted = false;
     while !run.is_finished() {
         match killed_at {
             None if !apiserver_runs(&host) => {
                 lab.set_apiserver_up(0, false);
                 killed_at = Some(std::time::Instant::now());
             }
-            Some(t) if t.elapsed() > Duration::from_millis(1500) && !apiserver_runs(&host) => {
+            // Once: a process just started may not show in pgrep yet, and
+            // waiting for it would wait out its `sleep 600`.
+            Some(t)
+                if !restarted
+                    && t.elapsed() > Duration::from_millis(1500)
+                    && !apiserver_runs(&host) =>
+            {
                 let _ = proc.wait();
                 proc = start(&host);
+                restarted = true;
                 lab.set_apiserver_up(0, true);
             }
             // pgrep forks a process in the host: not too often.
