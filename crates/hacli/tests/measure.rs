@@ -106,6 +106,8 @@ fn apply_measure_follows_the_steps_and_the_cut_over() {
         "cutover/external/woodpecker",
         "--confirm",
         "cutover/external/dev-vm",
+        "--confirm",
+        "verify/pinned-workloads/k8s-master",
         "--measure",
         "--measure-kubeconfig",
         kc.to_str().unwrap(),
