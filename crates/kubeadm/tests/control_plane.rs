@@ -854,8 +854,14 @@ mod masters {
         // m2 is restarted by its kubelet and answers again.
         let policy = "/etc/kubernetes/audit/policy.yaml";
         let m1 = lab.host("m1");
-        m1.exec_ok(&["mkdir", "-p", "/etc/kubernetes/audit"])
-            .unwrap();
+        // m1 as its admin set it up: the policy and the log directory.
+        m1.exec_ok(&[
+            "mkdir",
+            "-p",
+            "/etc/kubernetes/audit",
+            "/var/log/kubernetes/audit",
+        ])
+        .unwrap();
         std::fs::write(
             m1.path(policy),
             "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n",
