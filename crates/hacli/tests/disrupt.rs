@@ -155,13 +155,13 @@ fn gate_move_leader_moves_only_when_etcd_leader_alone_denies() {
 
 const TOPOLOGY: &str = r#"
 cluster: lab
-controlPlaneEndpoint: { address: 10.0.20.100, port: 6443 }
-loadBalancer: { kind: haproxy, pool: k8s-apiserver, frontend: "10.0.20.100:6443" }
+controlPlaneEndpoint: { address: 198.18.20.100, port: 6443 }
+loadBalancer: { kind: haproxy, pool: k8s-apiserver, frontend: "198.18.20.100:6443" }
 nodes:
-  - { name: m1, role: control-plane, address: 10.0.20.11 }
-  - { name: m2, role: control-plane, address: 10.0.20.12 }
-  - { name: m3, role: control-plane, address: 10.0.20.13 }
-  - { name: w1, role: worker, address: 10.0.20.21 }
+  - { name: m1, role: control-plane, address: 198.18.20.11 }
+  - { name: m2, role: control-plane, address: 198.18.20.12 }
+  - { name: m3, role: control-plane, address: 198.18.20.13 }
+  - { name: w1, role: worker, address: 198.18.20.21 }
 "#;
 
 fn sim(dir: &Path, args: &[&str]) -> (i32, String, serde_json::Value) {
@@ -351,8 +351,8 @@ fn rolling_upgrade_stops_at_the_failing_second_master_restores_it_and_resumes() 
 
 const PVE: &str = r#"
 cluster: lab
-controlPlaneEndpoint: { address: 10.0.20.100, port: 6443 }
-loadBalancer: { kind: haproxy, pool: k8s-apiserver, frontend: "10.0.20.100:6443" }
+controlPlaneEndpoint: { address: 198.18.20.100, port: 6443 }
+loadBalancer: { kind: haproxy, pool: k8s-apiserver, frontend: "198.18.20.100:6443" }
 hypervisors:
   - { name: pve1, memoryGiB: 128, cpus: 32 }
 nodes:
@@ -362,7 +362,7 @@ fn masters(names: &[(&str, u8)]) -> String {
     let mut t = PVE.to_string();
     for (n, i) in names {
         t.push_str(&format!(
-            "  - {{ name: {n}, role: control-plane, address: 10.0.20.1{i}, hypervisor: pve1, vmid: 10{i}, cpus: 2, memoryGiB: 4, diskGiB: 32 }}\n"
+            "  - {{ name: {n}, role: control-plane, address: 198.18.20.1{i}, hypervisor: pve1, vmid: 10{i}, cpus: 2, memoryGiB: 4, diskGiB: 32 }}\n"
         ));
     }
     t
