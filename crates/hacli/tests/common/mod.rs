@@ -1,0 +1,547 @@
+//! The lab with three masters, the end state of a migration, shared by the
+//! live tests: `hacli apply --backend live` migrates the lab's seed cluster (one
+//! master with a one-member etcd, two workers, all lab hosts; the kubeadm
+//! stand-in) to three masters behind the VIP of a real HAProxy, cloning the
+//! new masters through the Proxmox stand-in: the plan comes from `hacli
+//! plan`, the run goes through the executor and its journal, and the end
+//! state is read from the real systems (etcd's member list, HAProxy's
+//! `show stat`, the files and certificates on each host).
+
+#![allow(dead_code)] // each test file uses its own part of this module
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use testlab::cluster::{ClusterLab, M1, M2, M3, W1, W2};
+use testlab::proxmox::{Inventory, ProxmoxLab, PveNode, PveOptions, PveVm};
+
+pub const TEMPLATE: u32 = 9000;
+
+/// One lab at a time, across test threads and test processes (a file lock
+/// in the temporary directory): two clusters of lab hosts on a 2-core
+/// machine make every health check slow. Hold the guard for the test.
+pub fn one_lab() -> nix::fcntl::Flock<File> {
+    let path = std::env::temp_dir().join("hacli-cluster-lab.lock");
+    let f = File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("locking {}: {e}", path.display()))
+}
+
+/// The lab after the migration: three masters (m1, and m2/m3 cloned
+/// through the Proxmox stand-in as VMs 112 and 113), two workers, the
+/// VIP on the load-balancer host `lb` with three servers UP.
+pub struct Migrated {
+    pub lab: ClusterLab,
+    pub pve: Arc<ProxmoxLab>,
+    /// The lab's directory (removed with the lab).
+    pub dir: PathBuf,
+    /// The three-master topology (the migration's target): `proxmox:`,
+    /// `ssh:` and the managed load balancer included.
+    pub topology: PathBuf,
+    /// known_hosts with every host, the clones included.
+    pub known_hosts: PathBuf,
+    /// The migration's journal.
+    pub journal: PathBuf,
+    /// hacli's stderr of the whole migration.
+    pub log: String,
+}
+
+pub fn hacli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hacli"))
+}
+
+/// The Proxmox cluster the lab's VMs live on: host `pve`, the seed's VMs
+/// and a cloud-init template whose key is the lab's client key.
+pub fn inventory(client_public: &str) -> Inventory {
+    let mut vms = vec![
+        PveVm::new(111, "m1", "pve", true, 4, 2),
+        PveVm::new(121, "w1", "pve", true, 4, 2),
+        PveVm::new(122, "w2", "pve", true, 4, 2),
+    ];
+    let mut template = PveVm::new(TEMPLATE, "debian-12-k8s", "pve", false, 2, 2);
+    template.template = true;
+    template.disk_gib = 8;
+    template
+        .config
+        .insert("sshkeys".into(), percent_encode(client_public.trim()));
+    template.config.insert("ciuser".into(), "root".into());
+    vms.push(template);
+    Inventory {
+        nodes: vec![PveNode {
+            name: "pve".into(),
+            memory: 256 * (1 << 30),
+            cpus: 64,
+        }],
+        vms,
+    }
+}
+
+/// Proxmox stores `sshkeys` URL-encoded.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn runtime_api(addr: IpAddr, command: &str) -> String {
+    let mut s = TcpStream::connect((addr, 9999)).expect("HAProxy's runtime API answers");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    for line in BufReader::new(s).lines() {
+        match line {
+            Ok(l) => {
+                out.push_str(&l);
+                out.push('\n');
+            }
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// The pool's servers and their status, from `show stat`.
+pub fn pool_status(lb: IpAddr) -> Vec<(String, String)> {
+    let stat = runtime_api(lb, "show stat");
+    let mut lines = stat.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let (px, sv, st) = (col("pxname"), col("svname"), col("status"));
+    lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f.len() > st && f[px].starts_with("k8s-apiserver"))
+        .filter(|f| f[sv] != "BACKEND" && f[sv] != "FRONTEND")
+        .map(|f| (f[sv].to_string(), f[st].to_string()))
+        .collect()
+}
+
+/// Run `cmd` on the host at `addr` over SSH (the Proxmox clones are not the
+/// cluster lab's own hosts), host keys checked.
+pub fn ssh(key: &Path, known_hosts: &Path, addr: IpAddr, cmd: &str) -> String {
+    let out = Command::new("ssh")
+        .arg("-i")
+        .arg(key)
+        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args(["-o", "ConnectTimeout=5"])
+        .arg(format!("root@{addr}"))
+        .arg(cmd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ssh {addr} {cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// Whether the journal has a record of `event` for `step`.
+pub fn journal_has(journal: &Path, event: &str, step: &str) -> bool {
+    std::fs::read_to_string(journal).is_ok_and(|t| {
+        t.lines().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .is_ok_and(|v| v["event"] == event && v["step"] == step)
+        })
+    })
+}
+
+pub fn migrate(test: &str, crash_at: &[(&str, &str)]) -> Option<Migrated> {
+    let mut lab = ClusterLab::start_or_skip(test)?;
+    let dir = lab.dir().to_path_buf();
+    lab.add_load_balancer(&[])
+        .expect("the load-balancer host starts");
+    let lb_addr: IpAddr = lab.addr("lb").into();
+    let vip: IpAddr = lab.vip().into();
+    // The VIP does not exist before the migration: the plan creates it.
+    lab.host("lb")
+        .exec_ok(&[
+            "sh",
+            "-c",
+            &format!("ip -o addr show | awk '/ {vip}\\//{{print $2}}' | while read d; do ip addr del {vip}/32 dev $d; done; ! ip -o addr show | grep -q ' {vip}/'"),
+        ])
+        .expect("the VIP is taken off the load-balancer host");
+
+    // Proxmox: its clones of the template become lab hosts provisioned
+    // like the lab's nodes (stand-ins, lab configuration).
+    let client_public = lab.client_public().to_string();
+    let pve = Arc::new(
+        ProxmoxLab::start_with(
+            inventory(&client_public),
+            PveOptions {
+                task_time: Duration::from_millis(100),
+                ..PveOptions::default()
+            },
+        )
+        .expect("the Proxmox stand-in starts"),
+    );
+    pve.attach_hosts_with(lab.net.clone(), lab.template().provisioner());
+
+    // known_hosts: the lab's hosts; the clones' keys are new and recorded
+    // with --accept-new-host-key (said loudly).
+    let known_hosts = dir.join("known_hosts.migrate");
+    std::fs::copy(lab.known_hosts(), &known_hosts).unwrap();
+    let a = |k: u8| lab.lab_addr(k);
+    let from = dir.join("from.yaml");
+    write(
+        &from,
+        &format!(
+            "cluster: testlab
+controlPlaneEndpoint: {{ address: {m1}, port: 6443 }}
+network: {{ cidr: {subnet} }}
+etcd: {{ mode: stacked }}
+hypervisors:
+  - {{ name: pve, memoryGiB: 256, cpus: 64 }}
+nodes:
+  - {{ name: m1, role: control-plane, address: {m1}, hypervisor: pve, vmid: 111, cpus: 2, memoryGiB: 4, diskGiB: 32 }}
+  - {{ name: w1, role: worker, address: {w1}, hypervisor: pve, vmid: 121, cpus: 2, memoryGiB: 4, diskGiB: 32 }}
+  - {{ name: w2, role: worker, address: {w2}, hypervisor: pve, vmid: 122, cpus: 2, memoryGiB: 4, diskGiB: 32 }}
+",
+            m1 = a(M1),
+            w1 = a(W1),
+            w2 = a(W2),
+            subnet = lab.net.subnet(),
+        ),
+    );
+    let to = dir.join("to.yaml");
+    let extra = format!(
+        "proxmox: {{ endpoint: \"{}\", fingerprint: \"{}\" }}\nssh: {{ user: root, identityFile: {}, knownHosts: {} }}\n",
+        pve.endpoint(),
+        pve.fingerprint_hex(),
+        lab.client_key().display(),
+        known_hosts.display()
+    );
+    // Health checks every 2 s: the apiserver stand-ins (Python, a read
+    // from etcd per /readyz) answer slower than the lab's 200 ms default on
+    // a loaded 2-core machine, and a check that times out flaps the server.
+    let to_text = lab.topology_yaml(&extra).replace(
+        "interval: 200ms, fall: 2, rise: 1",
+        "interval: 2s, fall: 3, rise: 2",
+    );
+    assert!(to_text.contains("interval: 2s"), "{to_text}");
+    write(&to, &to_text);
+
+    let plan = dir.join("plan.json");
+    let out = hacli()
+        .args(["plan", "--from"])
+        .arg(&from)
+        .arg("--to")
+        .arg(&to)
+        .args(["--template", &TEMPLATE.to_string(), "-o", "json"])
+        .env("PROXMOX_VE_API_TOKEN", pve.api_token())
+        .env_remove("PROXMOX_VE_ENDPOINT")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hacli plan: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    write(&plan, &String::from_utf8_lossy(&out.stdout));
+
+    // Watch etcd's real member list while the run goes: every new member
+    // must be seen as a learner before it is a voter.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen_learner: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let watcher = {
+        let (stop, seen) = (stop.clone(), seen_learner.clone());
+        let tls = lab.etcd_tls();
+        let endpoint = format!("https://{}:2379", a(M1));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let out = Command::new("etcdctl")
+                    .args(["--endpoints", &endpoint, "--cacert"])
+                    .arg(&tls.ca)
+                    .arg("--cert")
+                    .arg(&tls.cert)
+                    .arg("--key")
+                    .arg(&tls.key)
+                    .args(["--command-timeout=2s", "member", "list", "-w", "json"])
+                    .output();
+                if let Ok(o) = out
+                    && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                {
+                    for m in v["members"].as_array().into_iter().flatten() {
+                        if m["isLearner"].as_bool() == Some(true) {
+                            // A learner that has not started has no name yet:
+                            // its peer URL says who it is.
+                            let who = m["peerURLs"][0].as_str().unwrap_or("?").to_string();
+                            seen.lock().unwrap().insert(who);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    // Run; manual steps (pinned workloads, external kubeconfigs) are
+    // confirmed as a person would, then the run resumes.
+    let journal = dir.join("journal.jsonl");
+    let tls = lab.etcd_tls();
+    let mut confirm: Vec<String> = Vec::new();
+    let mut reports: Vec<std::path::PathBuf> = Vec::new();
+    let mut crashes: Vec<String> = Vec::new();
+    let mut log = String::new();
+    let outcome = loop {
+        let mut cmd = hacli();
+        cmd.args(["apply"])
+            .arg(&plan)
+            .arg("--journal")
+            .arg(&journal)
+            .args(["--backend", "live", "--accept-new-host-key", "-o", "json"])
+            .arg("--kubeconfig")
+            .arg(lab.admin_conf())
+            .arg("--etcd-cacert")
+            .arg(&tls.ca)
+            .arg("--etcd-cert")
+            .arg(&tls.cert)
+            .arg("--etcd-key")
+            .arg(&tls.key)
+            .arg("--snapshot-dir")
+            .arg(dir.join("snapshots"))
+            .env("PROXMOX_VE_API_TOKEN", pve.api_token())
+            .env_remove("KUBECONFIG")
+            .env_remove("PROXMOX_VE_ENDPOINT");
+        // Availability while migrating: steady reads, to m1 before the
+        // cut-over and through the VIP after it, one report per run.
+        let report = dir.join(format!("measure-{}.json", reports.len()));
+        cmd.args([
+            "--measure",
+            "--measure-rate",
+            "5",
+            "--measure-path",
+            "/api/v1/nodes",
+        ])
+        .arg("--measure-kubeconfig")
+        .arg(lab.admin_conf())
+        .arg("--measure-json")
+        .arg(&report);
+        reports.push(report);
+        if journal.exists() {
+            cmd.arg("--resume");
+        }
+        for c in &confirm {
+            cmd.args(["--confirm", c]);
+        }
+        let child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // SIGKILL it when the journal shows the next crash point (a little
+        // after a `started`, to land inside the step's effect).
+        let killer = crash_at.get(crashes.len()).map(|&(event, step)| {
+            let (journal, pid) = (journal.clone(), child.id());
+            let (event, step) = (event.to_string(), step.to_string());
+            let done = Arc::new(AtomicBool::new(false));
+            let d = done.clone();
+            let h = std::thread::spawn(move || {
+                while !d.load(Ordering::Relaxed) {
+                    if journal_has(&journal, &event, &step) {
+                        if event == "started" {
+                            std::thread::sleep(Duration::from_millis(300));
+                        }
+                        let _ = Command::new("kill")
+                            .args(["-KILL", &pid.to_string()])
+                            .status();
+                        return Some(format!("{event} {step}"));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                None
+            });
+            (done, h)
+        });
+        let out = child.wait_with_output().unwrap();
+        if let Some((done, h)) = killer {
+            done.store(true, Ordering::Relaxed);
+            let at = h.join().unwrap();
+            use std::os::unix::process::ExitStatusExt as _;
+            if let (Some(at), Some(9)) = (at, out.status.signal()) {
+                println!("killed hacli apply at: {at}");
+                log.push_str(&String::from_utf8_lossy(&out.stderr));
+                crashes.push(at);
+                continue;
+            }
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        log.push_str(&stderr);
+        let v: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("apply's JSON: {e}\n{stdout}\n{stderr}"));
+        match v["outcome"].as_str().or(v.as_str()) {
+            Some("awaiting-confirmation") => {
+                let step = v["step"].as_str().unwrap().to_string();
+                assert!(!confirm.contains(&step), "{step} asked twice:\n{stderr}");
+                println!("confirming the manual step {step}");
+                confirm.push(step);
+            }
+            _ => break (v, stdout, stderr, out.status),
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    let (v, stdout, stderr, status) = outcome;
+    println!("{log}");
+    assert!(
+        status.success(),
+        "apply did not complete: {stdout}\n{stderr}\nhaproxy.cfg:\n{}\nshow stat:\n{}",
+        lab.host("lb")
+            .exec_ok(&["cat", "/etc/haproxy/haproxy.cfg"])
+            .unwrap_or_default(),
+        runtime_api(lb_addr, "show stat"),
+    );
+    assert_eq!(v["outcome"], "completed", "{stdout}");
+
+    // The availability report, per step with any failure or gap, and in total.
+    let (mut sent, mut failed, mut gap) = (0u64, 0u64, 0f64);
+    println!("availability while migrating (reads at 5/s):");
+    for r in &reports {
+        // A killed run wrote no report.
+        let Ok(text) = std::fs::read_to_string(r) else {
+            continue;
+        };
+        let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+        sent += m["total"]["sent"].as_u64().unwrap();
+        failed += m["total"]["failed"].as_u64().unwrap();
+        gap = gap.max(m["longestGapMs"].as_f64().unwrap());
+        println!("  errors: {}", m["total"]["errors"]);
+        for st in m["steps"].as_array().unwrap() {
+            if st["stats"]["sent"] == 0 {
+                continue;
+            }
+            let f = st["stats"]["failed"].as_u64().unwrap();
+            let declared = st["declaredMs"].as_f64();
+            println!(
+                "  {:<40} via {:<6} sent {:>4} failed {:>3} longest gap {:>6.0} ms declared {}",
+                st["id"].as_str().unwrap(),
+                st["via"].as_str().unwrap_or("?"),
+                st["stats"]["sent"],
+                f,
+                st["longestGapMs"].as_f64().unwrap_or(0.0),
+                declared.map_or("none".to_string(), |d| format!("{d:.0} ms"))
+            );
+        }
+    }
+    println!("  total: {sent} reads, {failed} failed, longest gap {gap:.0} ms");
+    assert!(
+        sent > 100 || !crash_at.is_empty(),
+        "the measure sent {sent} reads"
+    );
+    assert!(
+        failed < sent / 2,
+        "most reads failed ({failed} of {sent}): the measure does not reach the API"
+    );
+
+    // Three voters, the two new ones seen as learners first.
+    let members = lab.etcd_members().unwrap();
+    let names: BTreeSet<String> = members.iter().map(|m| m.name.clone()).collect();
+    assert_eq!(
+        names,
+        ["m1", "m2", "m3"].map(String::from).into(),
+        "{members:?}"
+    );
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.iter().all(|m| !m.is_learner), "{members:?}");
+    assert_eq!(
+        crashes.len(),
+        crash_at.len(),
+        "every crash point was reached: {crashes:?}"
+    );
+    let learners = seen_learner.lock().unwrap().clone();
+    for k in [M2, M3] {
+        let peer = format!("https://{}:2380", a(k));
+        assert!(
+            learners.contains(&peer),
+            "{peer} was never seen as a learner: {learners:?}"
+        );
+    }
+
+    // HAProxy: three servers UP.
+    let pool = pool_status(lb_addr);
+    let up: BTreeSet<String> = pool
+        .iter()
+        .filter(|(_, s)| s.starts_with("UP"))
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert_eq!(up.len(), 3, "{pool:?}");
+    assert_eq!(pool.len(), 3, "no second pool server: {pool:?}");
+
+    // Every kubelet.conf names the VIP; every apiserver certificate carries
+    // the SANs, as openssl on each host reads it.
+    let server = format!("https://{vip}:6443");
+    let on = |n: &str, cmd: &str| {
+        let k = match n {
+            "m1" => M1,
+            "m2" => M2,
+            "m3" => M3,
+            "w1" => W1,
+            _ => W2,
+        };
+        ssh(lab.client_key(), &known_hosts, a(k).into(), cmd)
+    };
+    for n in ["m1", "m2", "m3", "w1", "w2"] {
+        let text = on(n, "cat /etc/kubernetes/kubelet.conf");
+        assert!(
+            text.contains(&format!("server: {server}")),
+            "{n}'s kubelet.conf: {text}"
+        );
+    }
+    for n in ["m1", "m2", "m3"] {
+        let sans = on(
+            n,
+            "openssl x509 -in /etc/kubernetes/pki/apiserver.crt -noout -ext subjectAltName",
+        );
+        assert!(sans.contains(&format!("IP Address:{vip}")), "{n}: {sans}");
+        assert!(sans.contains("DNS:k8s-api.testlab.lan"), "{n}: {sans}");
+    }
+
+    // The VMs the Proxmox stand-in holds: the two clones, running.
+    for vmid in [112u32, 113] {
+        assert_eq!(pve.host_is_on(vmid), Some(true), "VM {vmid}");
+    }
+    assert_eq!(
+        pve.count("POST", "/clone"),
+        2,
+        "one clone per new master, never a second"
+    );
+    // No secret in the journal or the output.
+    let journal_text = std::fs::read_to_string(&journal).unwrap();
+    for text in [&journal_text, &log] {
+        assert!(!text.contains("--token "), "a join line leaked");
+        assert!(!text.contains("--certificate-key "), "a key leaked");
+    }
+    Some(Migrated {
+        lab,
+        pve,
+        dir,
+        topology: to,
+        known_hosts,
+        journal,
+        log,
+    })
+}
