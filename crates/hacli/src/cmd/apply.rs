@@ -185,7 +185,7 @@ fn live_lb(
 
 /// The hypervisor backend, or one that refuses every operation when the
 /// plan has none to do (no Proxmox configured and no VM to create).
-fn live_hypervisor(
+pub(crate) fn live_hypervisor(
     plan: &hacore::plan::Plan,
     args: &super::hypervisor::ProxmoxArgs,
 ) -> anyhow::Result<Box<dyn hacore::backend::Hypervisor>> {

@@ -3,28 +3,56 @@
 //! Cluster API does (hacore::replace). Steps that would leave etcd without
 //! quorum, or with an even number of voters for good, are refused with the
 //! reason. `--dry-run` prints the plan and touches nothing.
+//!
+//! `--backend simulated` rehearses the plan; `--backend live` carries it out
+//! on the real systems: Proxmox (the topology's `proxmox:` section, the
+//! `--proxmox*` flags, PROXMOX_VE_API_TOKEN), the load balancer
+//! (`loadBalancer.manage`, else its runtime API), kubeadm over SSH, the
+//! Kubernetes API and etcd, gated and under the disruption Lease, with a
+//! journal so a stopped run resumes (`--resume`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hacore::disrupt::{self, DisruptOptions, Gate, Rehearsal};
-use hacore::exec;
+use hacore::backend::{BackendError, LoadBalancer};
+use hacore::disrupt::{self, DisruptOptions, Gate, Rehearsal, Report};
+use hacore::exec::{self, Event};
 use hacore::plan::Plan;
 use hacore::units::Dur;
 use hacore::{Action, Policy, Topology};
 use indicatif::ProgressBar;
 
-use super::disrupt::{Backend, progress};
+use super::disrupt::Backend;
 use super::live::parse_duration;
 use crate::{Exit, Output};
 
 /// Options shared by both commands.
 #[derive(Debug, clap::Args)]
 pub struct Common {
-    /// Topology file of the cluster as it is (YAML or JSON).
-    #[arg(long, short = 't', env = "HACLI_TOPOLOGY")]
-    pub topology: PathBuf,
+    /// The topology file of the cluster as it is (`--topology`), and how
+    /// to reach it (`--backend live`).
+    #[command(flatten)]
+    pub live: super::live::LiveArgs,
+    /// Live: how the hypervisor steps reach Proxmox (over the topology's
+    /// `proxmox:` section; token in PROXMOX_VE_API_TOKEN).
+    #[command(flatten)]
+    pub proxmox: super::hypervisor::ProxmoxArgs,
+    /// Live: the SSH private key for the nodes (else the topology's
+    /// `ssh.identityFile`, ssh-agent, `~/.ssh/id_*`).
+    #[arg(long)]
+    pub ssh_identity: Option<PathBuf>,
+    /// Live: the SSH known_hosts file (else the topology's, `~/.ssh/known_hosts`).
+    #[arg(long)]
+    pub ssh_known_hosts: Option<PathBuf>,
+    /// Live: record the SSH host key of a node (a new master, say) or load
+    /// balancer seen for the first time (said loudly) instead of refusing.
+    #[arg(long)]
+    pub accept_new_host_key: bool,
+    /// Live: how long the disruption lock lasts without renewal (covers the
+    /// whole run).
+    #[arg(long, default_value = "60m", value_parser = parse_duration)]
+    pub lock_ttl: Duration,
     /// Print the plan (text, or JSON with -o json) and stop: nothing is touched.
     #[arg(long)]
     pub dry_run: bool,
@@ -99,25 +127,23 @@ fn execute(c: &Common, plan: &Plan, node: &str) -> anyhow::Result<Exit> {
         .journal
         .clone()
         .context("--journal FILE is needed to run the plan (or --dry-run to print it)")?;
-    let Some(Backend::Simulated) = c.backend else {
-        anyhow::bail!("--backend simulated is needed to run the plan (or --dry-run to print it)");
+    let Some(backend) = c.backend else {
+        anyhow::bail!(
+            "--backend live (or simulated, a rehearsal) is needed to run the plan (or --dry-run to print it)"
+        );
     };
+    let gate = gate(c);
+    if backend == Backend::Live {
+        let bar = ProgressBar::new_spinner();
+        let result = run_live(c, plan, node, &gate, &journal, &bar);
+        bar.finish_and_clear();
+        return finish(c, result?);
+    }
     let state = c.sim_state.clone().unwrap_or_else(|| {
         let mut p = journal.as_os_str().to_owned();
         p.push(".sim.json");
         PathBuf::from(p)
     });
-    let gate = Gate {
-        policy: Policy::builtin("preflight").expect("built-in"),
-        action: Action::Drain,
-        identity: c.identity.clone().unwrap_or_else(|| {
-            format!(
-                "hacli-master@{}#{}",
-                super::live::hostname(),
-                std::process::id()
-            )
-        }),
-    };
     let files = Rehearsal {
         state: &state,
         fail: &c.sim_fail,
@@ -134,12 +160,155 @@ fn execute(c: &Common, plan: &Plan, node: &str) -> anyhow::Result<Exit> {
         &mut progress(&bar),
     );
     bar.finish_and_clear();
-    let report = result?;
+    finish(c, result?)
+}
+
+fn finish(c: &Common, report: Report) -> anyhow::Result<Exit> {
     match c.output {
         Output::Json => crate::print_json(&report)?,
         Output::Text => outln!("{}", report.summary()),
     }
     Ok(if report.ok() { Exit::Ok } else { Exit::Deny })
+}
+
+/// The gate before the run: the cluster is healthy now (preflight), the
+/// lock held by this identity.
+fn gate(c: &Common) -> Gate {
+    Gate {
+        policy: Policy::builtin("preflight").expect("built-in"),
+        action: Action::Drain,
+        identity: c.identity.clone().unwrap_or_else(|| {
+            format!(
+                "hacli-master@{}#{}",
+                super::live::hostname(),
+                std::process::id()
+            )
+        }),
+    }
+}
+
+/// Progress on stderr, one line per event that matters (on a terminal
+/// above the spinner, else as plain lines for a log).
+fn progress(bar: &ProgressBar) -> impl FnMut(Event) + '_ {
+    let say = move |line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+    move |e: Event| match e {
+        Event::Step { id, title, .. } => {
+            if bar.is_hidden() {
+                eprintln!("{id}: {title}");
+            } else {
+                bar.set_message(format!("{id}: {title}"));
+            }
+        }
+        Event::Skipped { id, why } => say(format!("skip {id}: {why}")),
+        Event::WouldApply { id } => say(format!("would apply {id}")),
+        Event::Done { id } => say(format!("done {id}")),
+        Event::CertificateKey => say("uploaded a fresh certificate key".into()),
+        Event::Failed { id, error } => say(format!("FAILED {id}: {error}")),
+        Event::RollingBack { id } => say(format!("rolling back {id}")),
+    }
+}
+
+/// A load balancer the plan cannot reach (no `manage`, no runtime API):
+/// a plan without load-balancer steps never calls it.
+struct NoLoadBalancer;
+
+impl LoadBalancer for NoLoadBalancer {
+    fn is_done(&mut self, op: &hacore::backend::LbOp) -> Result<bool, BackendError> {
+        Err(BackendError::Unsupported(format!(
+            "{op:?}: the topology's loadBalancer has neither `manage` nor `runtimeApi`"
+        )))
+    }
+    fn apply(&mut self, op: &hacore::backend::LbOp) -> Result<(), BackendError> {
+        self.is_done(op).map(|_| ())
+    }
+}
+
+/// Run `plan` on the live systems: gate (the cluster as it is), the
+/// disruption Lease, the executor with the journal, release.
+fn run_live(
+    c: &Common,
+    plan: &Plan,
+    node: &str,
+    gate: &Gate,
+    journal: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<Report> {
+    let config = c.live.config(Some(&gate.policy))?;
+    let mut journal_file = exec::FileJournal::open(journal)?;
+    if !exec::Journal::records(&journal_file).is_empty() && !c.resume {
+        anyhow::bail!(
+            "{} already records a run: pass --resume to continue it, or use a new journal",
+            journal.display()
+        );
+    }
+    // The Lease lives in the cluster as it is.
+    let lock_observer = kubeadm::live::LiveObserver::new(&plan.from, config.clone())
+        .context("the cluster (kubeconfig, etcd certificates)")?;
+    let mut lock = lock_observer.lock(c.lock_ttl)?;
+    // Each gate observes the nodes that exist when it runs (the new master
+    // once it has joined, the old one until it is gone).
+    let mut observer =
+        kubeadm::LiveObserver::new(config.clone()).context("starting the observer's runtime")?;
+    let cp_opts = kubeadm::control_plane::ControlPlaneOptions {
+        kubeconfig: config.kubeconfig.clone(),
+        etcd_endpoints: config.etcd_endpoints.clone(),
+        etcd_tls: config.etcd_tls.clone(),
+        apiserver_port: config.apiserver_port,
+        accept_new_host_key: c.accept_new_host_key,
+        known_hosts: c.ssh_known_hosts.clone(),
+        identity_file: c.ssh_identity.clone(),
+        ..Default::default()
+    };
+    let mut cp = kubeadm::control_plane::KubeadmControlPlane::from_topology(&plan.to, &cp_opts)
+        .context("the control plane (kubeconfig, etcd certificates, ssh:)")?;
+    let runtime_api = c
+        .live
+        .lb_runtime_api
+        .clone()
+        .or_else(|| plan.to.load_balancer.runtime_api.clone());
+    let mut lb: Box<dyn LoadBalancer> = if plan.to.load_balancer.manage.is_some() {
+        let opts = pfsense::lb::LbOptions {
+            runtime_api: runtime_api.clone(),
+            accept_new_host_key: c.accept_new_host_key,
+            ..Default::default()
+        };
+        let lb = pfsense::lb::LbBackend::from_topology(&plan.to, &opts)
+            .context("the topology's loadBalancer")?;
+        eprintln!("load balancer: {}", lb.describe());
+        Box::new(lb)
+    } else if let Some(api) = runtime_api {
+        Box::new(pfsense::lb::runtime::RuntimeLb::new(
+            api,
+            plan.to.load_balancer.health_check.clone(),
+            Duration::from_secs(60),
+        )?)
+    } else {
+        Box::new(NoLoadBalancer)
+    };
+    let mut hv = super::apply::live_hypervisor(plan, &c.proxmox)?;
+    let mut b = hacore::backend::Backends {
+        hypervisor: &mut *hv,
+        load_balancer: lb.as_mut(),
+        control_plane: &mut cp,
+        observer: &mut observer,
+        clock: &kubeadm::live::Wall,
+    };
+    Ok(disrupt::run(
+        plan,
+        node,
+        gate,
+        &mut b,
+        &mut lock,
+        &mut journal_file,
+        &exec::Options::default(),
+        &mut progress(bar),
+    )?)
 }
 
 fn options(c: &Common) -> anyhow::Result<DisruptOptions> {
@@ -152,7 +321,7 @@ fn options(c: &Common) -> anyhow::Result<DisruptOptions> {
 /// Run `remove-master`. Exit 0 done (or planned with --dry-run), 1 refused
 /// or stopped, 2 bad input.
 pub fn run_remove(a: RemoveArgs) -> anyhow::Result<Exit> {
-    let topology = load(&a.common.topology)?;
+    let topology = load(&a.common.live.topology)?;
     match hacore::replace::remove_master(&topology, &a.node, &options(&a.common)?) {
         Ok(plan) => execute(&a.common, &plan, &a.node),
         Err(r) => {
@@ -165,7 +334,7 @@ pub fn run_remove(a: RemoveArgs) -> anyhow::Result<Exit> {
 /// Run `replace-master`. Exit 0 done (or planned with --dry-run), 1
 /// refused or stopped, 2 bad input.
 pub fn run_replace(a: ReplaceArgs) -> anyhow::Result<Exit> {
-    let current = load(&a.common.topology)?;
+    let current = load(&a.common.live.topology)?;
     let target = load(&a.target)?;
     let plan_opts = hacore::plan::Options {
         template: a.template,
