@@ -2,6 +2,7 @@
 //! on the migrated three-master lab (tests/common): removing one master of
 //! three is refused and changes nothing; replacing m3 by m4 (a new Proxmox
 //! clone) ends with three voters, three servers UP, m3's Node and VM gone,
+//! its run killed at the point of no return and resumed with --resume;
 //! all read from the real systems (etcd's member list, HAProxy's
 //! `show stat`, the apiserver's store, the Proxmox stand-in).
 
@@ -9,8 +10,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use testlab::cluster::M3;
@@ -49,7 +53,6 @@ fn hacli_live(m: &common::Migrated, args: &[&str], journal: &Path) -> Command {
         // One observation waits longer than the 2 s default: the
         // apiserver stand-ins answer slowly on a loaded 2-core machine.
         .args(["--deadline", "5s", "--member-timeout", "2s"])
-        .args(["--identity", "replace-live-test"])
         .arg("--kubeconfig")
         .arg(m.lab.admin_conf())
         .arg("--etcd-cacert")
@@ -138,23 +141,71 @@ fn live_remove_master_is_refused_and_replace_master_ends_with_three_voters() {
     let target_file = m.dir.join("replace-target.yaml");
     common::write(&target_file, &target);
 
+    // The run is SIGKILLed just after it starts removing m3's etcd member
+    // (the point of no return), then resumed with --resume: the default
+    // lock identity names the journal, so the resumed run takes the lock
+    // the killed one still holds.
     let journal = m.dir.join("replace-m3.jsonl");
+    let replace = || {
+        let mut cmd = hacli_live(&m, &["replace-master", "m3", "m4"], &journal);
+        cmd.arg("--target")
+            .arg(&target_file)
+            .args(["--template", &common::TEMPLATE.to_string()]);
+        cmd
+    };
     let t = Instant::now();
-    let out = hacli_live(&m, &["replace-master", "m3", "m4"], &journal)
-        .arg("--target")
-        .arg(&target_file)
-        .args(["--template", &common::TEMPLATE.to_string()])
-        .output()
+    let child = replace()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let replaced_in = t.elapsed();
+    let done = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (journal, pid, done) = (journal.clone(), child.id(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if common::journal_has(&journal, "started", "remove/m3/member") {
+                    std::thread::sleep(Duration::from_millis(300));
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            false
+        })
+    };
+    let out = child.wait_with_output().unwrap();
+    done.store(true, Ordering::Relaxed);
+    let killed = killer.join().unwrap();
     let (stdout, stderr) = texts(&out);
-    println!("hacli replace-master m3 m4:\n{stdout}\n{stderr}");
+    println!("hacli replace-master m3 m4 (killed):\n{stdout}\n{stderr}");
+    assert!(
+        killed && out.status.signal() == Some(9),
+        "killed at remove/m3/member: {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    let out = replace().arg("--resume").output().unwrap();
+    let replaced_in = t.elapsed();
+    let (stdout, stderr2) = texts(&out);
+    println!("hacli replace-master m3 m4 --resume:\n{stdout}\n{stderr2}");
     let (up, pool) = up_servers(lb);
     assert!(
         out.status.success(),
-        "replace-master did not complete: {stdout}\n{stderr}\nshow stat: {pool:?}"
+        "replace-master --resume did not complete: {stdout}\n{stderr2}\nshow stat: {pool:?}"
     );
     assert!(stdout.contains("m3: done; lock released"), "{stdout}");
+    assert!(
+        !stderr2.contains("done join/m4/join") && !stderr2.contains("done provision/m4/clone"),
+        "the resumed run does not redo the join: {stderr2}"
+    );
+    assert_eq!(
+        m.pve.count("POST", "/clone"),
+        3,
+        "one clone for m4 (two for the migration)"
+    );
+    let stderr = format!("{stderr}{stderr2}");
 
     // The end state, from the real systems.
     assert_eq!(voters(&m), set(&["m1", "m2", "m4"]), "three voters");
@@ -193,7 +244,7 @@ fn live_remove_master_is_refused_and_replace_master_ends_with_three_voters() {
     }
 
     println!(
-        "durations: migration {:.1} s, remove-master refused in {:.2} s, replace-master m3 -> m4 {:.1} s",
+        "durations: migration {:.1} s, remove-master refused in {:.2} s, replace-master m3 -> m4 {:.1} s (killed at remove/m3/member and resumed)",
         migrated_in.as_secs_f64(),
         refused_in.as_secs_f64(),
         replaced_in.as_secs_f64()

@@ -74,7 +74,8 @@ pub struct Common {
     /// How long to wait for the drained backend's sessions to reach 0.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub idle_bound: Duration,
-    /// Lock holder identity; by default `hacli-master@HOST#PID`.
+    /// Lock holder identity; by default `hacli-master@HOST:JOURNAL` (the
+    /// journal's absolute path: a resumed run holds the lock again).
     #[arg(long, env = "HACLI_IDENTITY")]
     pub identity: Option<String>,
     /// Output format.
@@ -132,7 +133,7 @@ fn execute(c: &Common, plan: &Plan, node: &str) -> anyhow::Result<Exit> {
             "--backend live (or simulated, a rehearsal) is needed to run the plan (or --dry-run to print it)"
         );
     };
-    let gate = gate(c);
+    let gate = gate(c, &journal);
     if backend == Backend::Live {
         let bar = ProgressBar::new_spinner();
         let result = run_live(c, plan, node, &gate, &journal, &bar);
@@ -172,16 +173,20 @@ fn finish(c: &Common, report: Report) -> anyhow::Result<Exit> {
 }
 
 /// The gate before the run: the cluster is healthy now (preflight), the
-/// lock held by this identity.
-fn gate(c: &Common) -> Gate {
+/// lock held by this identity. By default the identity names this host and
+/// the journal: a run resumed after a crash (same journal) takes the lock
+/// its first run still holds, instead of waiting out its TTL; another run
+/// (another journal) is denied.
+fn gate(c: &Common, journal: &Path) -> Gate {
     Gate {
         policy: Policy::builtin("preflight").expect("built-in"),
         action: Action::Drain,
         identity: c.identity.clone().unwrap_or_else(|| {
+            let journal = std::path::absolute(journal).unwrap_or_else(|_| journal.to_path_buf());
             format!(
-                "hacli-master@{}#{}",
+                "hacli-master@{}:{}",
                 super::live::hostname(),
-                std::process::id()
+                journal.display()
             )
         }),
     }
