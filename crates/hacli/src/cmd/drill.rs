@@ -944,3 +944,109 @@ impl Disruption for Planned {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hacore::exec::{Outcome, Record};
+
+    fn at(s: f64) -> jiff::Timestamp {
+        jiff::Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn the_planned_section_puts_the_journal_on_the_drills_time_axis() {
+        let records = vec![
+            Record::Begin {
+                plan: "p".into(),
+                at: at(10.0),
+            },
+            Record::Started {
+                step: "reboot/m1/backend-drain".into(),
+                at: at(10.5),
+            },
+            Record::Done {
+                step: "reboot/m1/backend-drain".into(),
+                at: at(10.6),
+                skipped: false,
+            },
+            Record::Started {
+                step: "reboot/m1/move-leader".into(),
+                at: at(11.0),
+            },
+            Record::Done {
+                step: "reboot/m1/move-leader".into(),
+                at: at(11.25),
+                skipped: false,
+            },
+            Record::Started {
+                step: "reboot/m1/reboot".into(),
+                at: at(12.0),
+            },
+            Record::Failed {
+                step: "reboot/m1/reboot".into(),
+                at: at(40.0),
+                error: "no boot".into(),
+            },
+            Record::RolledBack {
+                step: "reboot/m1/backend-drain".into(),
+                at: at(41.0),
+            },
+        ];
+        let run = PlannedRun {
+            report: Some(Ok(hacore::disrupt::Report::Ran {
+                node: "m1".into(),
+                outcome: Outcome::RolledBack {
+                    phase: "reboot/m1".into(),
+                    step: "reboot/m1/reboot".into(),
+                    error: "no boot".into(),
+                },
+                lock_released: true,
+                release_error: None,
+            })),
+            leadership: kubeadm::drill::PlannedLeadership {
+                before: Some("m1".into()),
+                after_move: Some("m2".into()),
+                ..Default::default()
+            },
+            records,
+        };
+        let p = run.into_report(at(10.0), "drill-m1".into(), std::path::Path::new("j"));
+        assert_eq!(p.result, "failed");
+        assert_eq!(p.lock_released, Some(true));
+        assert_eq!(p.lock_holder, "drill-m1");
+        assert!(
+            p.summary.contains("FAILED at step reboot/m1/reboot"),
+            "{}",
+            p.summary
+        );
+        assert!(p.leadership.moved);
+        assert_eq!(p.leadership.moved_at_ms, Some(1250.0));
+        let ids: Vec<&str> = p.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "reboot/m1/backend-drain",
+                "reboot/m1/move-leader",
+                "reboot/m1/reboot"
+            ]
+        );
+        assert_eq!(p.steps[0].started_ms, Some(500.0));
+        assert!(p.steps[0].rolled_back);
+        assert_eq!(p.steps[2].error.as_deref(), Some("no boot"));
+        assert_eq!(p.steps[2].done_ms, None);
+        assert_eq!(p.report.as_ref().unwrap()["result"], "ran");
+
+        // Denied: exit 1, whatever the disruption's error says.
+        let denied = PlannedRun {
+            report: Some(Ok(hacore::disrupt::Report::Denied {
+                node: "m1".into(),
+                reasons: vec!["lock (deny): the disruption lock is held by x".into()],
+            })),
+            ..Default::default()
+        }
+        .into_report(at(0.0), "d".into(), std::path::Path::new("j"));
+        assert_eq!(denied.result, "denied");
+        assert!(!denied.leadership.moved);
+    }
+}
