@@ -132,7 +132,8 @@ pub struct LbReport {
     pub interval_ms: f64,
     /// Every status change seen.
     pub transitions: Vec<LbTransition>,
-    /// When the server was first seen DOWN after the disruption began.
+    /// When the server was first seen out of rotation (DOWN, MAINT, or
+    /// DRAIN as a planned disruption sets it) after the disruption began.
     pub down_ms: Option<f64>,
     /// When it was first seen UP again after that.
     pub up_ms: Option<f64>,
@@ -292,7 +293,7 @@ pub struct PlannedStep {
 /// A status text that means "not routed to": DOWN (with or without
 /// progress), MAINT, DRAIN (no new connections).
 fn is_down(status: &str) -> bool {
-    status.starts_with("DOWN") || status.starts_with("MAINT")
+    status.starts_with("DOWN") || status.starts_with("MAINT") || status.starts_with("DRAIN")
 }
 
 fn is_up(status: &str) -> bool {
@@ -668,6 +669,9 @@ mod tests {
         assert_eq!(down_up(&seen, 3000.0), (Some(3200.0), Some(5400.0)));
         assert_eq!(down_up(&seen[..5], 3000.0), (Some(3200.0), None));
         assert_eq!(down_up(&seen[..3], 1000.0), (None, None));
+        // A planned disruption drains the server first: out of rotation.
+        let planned = vec![t(0.0, "UP"), t(6000.0, "DRAIN"), t(42500.0, "UP")];
+        assert_eq!(down_up(&planned, 5000.0), (Some(6000.0), Some(42500.0)));
     }
 
     #[test]

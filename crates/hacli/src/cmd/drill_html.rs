@@ -312,8 +312,10 @@ pub fn page(r: &DrillReport) -> String {
             steps.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                 esc(&st.id),
-                secs(st.started_ms),
-                secs(st.done_ms),
+                st.started_ms
+                    .map_or("–".into(), |v| format!("{:.2} s", v / 1000.0)),
+                st.done_ms
+                    .map_or("–".into(), |v| format!("{:.2} s", v / 1000.0)),
                 esc(&note)
             ));
         }
