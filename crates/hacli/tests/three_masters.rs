@@ -133,7 +133,7 @@ fn f(v: &serde_json::Value) -> String {
 /// The figures of one drill, on one line.
 fn figures(r: &serde_json::Value) -> String {
     format!(
-        "{} {}: sent {} failed {} (errors {}) longest gap {} ms; p50/p99 before {}/{} during {}/{} after {}/{} ms; LB DOWN at {} s UP at {} s (transitions {})",
+        "{} {}: sent {} failed {} (errors {}) longest gap {} ms; p50/p99 before {}/{} during {}/{} after {}/{} ms; LB out of rotation at {} s, UP at {} s (transitions {})",
         r["mode"].as_str().unwrap_or("?"),
         r["node"].as_str().unwrap_or("?"),
         r["total"]["sent"],
@@ -359,6 +359,15 @@ fn planned_reboots_of_each_master_and_an_unplanned_drill_through_the_vip() {
             |s: &serde_json::Value, k: &str| s[k].as_f64().unwrap_or_else(|| panic!("{k}: {s}"));
         assert!(t(drained, "doneMs") <= t(reboot, "startedMs"), "{p}");
         assert!(t(reboot, "doneMs") <= t(up, "doneMs"), "{p}");
+        // The load balancer saw the drain before the reboot, and the
+        // server UP again after it.
+        let lb = &v["lb"];
+        let out = lb["downMs"].as_f64().unwrap_or_else(|| panic!("{lb}"));
+        let back = lb["upMs"].as_f64().unwrap_or_else(|| panic!("{lb}"));
+        assert!(
+            out <= t(reboot, "startedMs") && back >= t(reboot, "doneMs"),
+            "{lb} {p}"
+        );
         let l = &p["leadership"];
         assert_eq!(l["before"], leader.as_str(), "{l}");
         let mv = step(&v, "/move-leader");

@@ -589,7 +589,7 @@ pub fn summary(r: &DrillReport) -> String {
     if let Some(lb) = &r.lb {
         let _ = writeln!(
             s,
-            "load balancer: {} DOWN at {}, UP again at {} (pool {}, polled every {:.0} ms)",
+            "load balancer: {} out of rotation (DOWN, DRAIN or MAINT) at {}, UP again at {} (pool {}, polled every {:.0} ms)",
             lb.server,
             at(lb.down_ms),
             at(lb.up_ms),

@@ -248,7 +248,7 @@ pub fn page(r: &DrillReport) -> String {
         facts.push((
             "load balancer",
             esc(&format!(
-                "{} in pool {}: DOWN at {}, UP again at {}",
+                "{} in pool {}: out of rotation (DOWN, DRAIN or MAINT) at {}, UP again at {}",
                 lb.server,
                 lb.pool,
                 secs(lb.down_ms),
