@@ -465,7 +465,8 @@ fn unplanned_power_off_is_measured_within_the_bound() {
 }
 
 #[test]
-fn planned_is_not_available_yet_and_bad_input_is_exit_2() {
+fn bad_input_is_exit_2_planned_flags_included() {
+    // --planned runs `hacli disrupt reboot`'s plan with a journal: required.
     let o = hacli()
         .args([
             "drill",
@@ -477,7 +478,30 @@ fn planned_is_not_available_yet_and_bad_input_is_exit_2() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("not available"), "{}", text(&o));
+    assert!(
+        text(&o).contains("--planned needs --journal"),
+        "{}",
+        text(&o)
+    );
+    // A planned disruption is always gated; a journal is only for --planned.
+    for args in [
+        &["--planned", "--skip-gate", "--journal", "j.jsonl"][..],
+        &["--unplanned", "--journal", "j.jsonl"][..],
+        &["--planned", "--kill", "apiserver", "--journal", "j.jsonl"][..],
+        &["--planned", "--journal", "j.jsonl", "--idle-bound", "soon"][..],
+    ] {
+        let o = hacli()
+            .args(["drill", "m1", "--topology", "x.yaml"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("error:"),
+            "{args:?}: {}",
+            text(&o)
+        );
+    }
     let o = hacli()
         .args([
             "drill",

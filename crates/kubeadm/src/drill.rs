@@ -132,7 +132,8 @@ pub struct LbReport {
     pub interval_ms: f64,
     /// Every status change seen.
     pub transitions: Vec<LbTransition>,
-    /// When the server was first seen DOWN after the disruption began.
+    /// When the server was first seen out of rotation (DOWN, MAINT, or
+    /// DRAIN as a planned disruption sets it) after the disruption began.
     pub down_ms: Option<f64>,
     /// When it was first seen UP again after that.
     pub up_ms: Option<f64>,
@@ -220,12 +221,79 @@ pub struct DrillReport {
     pub bound: Option<BoundReport>,
     /// Every request.
     pub requests: Vec<Sample>,
+    /// A planned disruption's own account (its steps, etcd leadership, the
+    /// lock); absent for the unplanned modes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned: Option<PlannedReport>,
+}
+
+/// What a planned disruption (`hacli disrupt`'s plan, run during the
+/// drill) did: its outcome, its steps on the drill's time axis, where etcd
+/// leadership went, who held the lock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedReport {
+    /// `done`, `denied` (gate or lock: nothing was touched) or `failed`
+    /// (a step failed and its phase was rolled back, or the run stopped).
+    pub result: String,
+    /// One line for people (the disruption report's summary).
+    pub summary: String,
+    /// The disruption report as `hacli disrupt -o json` prints it.
+    pub report: Option<serde_json::Value>,
+    /// The journal (resume with `hacli disrupt ... --resume --journal`).
+    pub journal: String,
+    /// The lock holder identity the disruption ran under.
+    pub lock_holder: String,
+    /// Whether the lock was released afterwards.
+    pub lock_released: Option<bool>,
+    /// etcd leadership.
+    pub leadership: PlannedLeadership,
+    /// Every step the journal recorded, in plan order.
+    pub steps: Vec<PlannedStep>,
+}
+
+/// Where etcd leadership was, and where it went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedLeadership {
+    /// The leader observed before the disruption.
+    pub before: Option<String>,
+    /// The member the plan would move leadership to (observed before).
+    pub expected_to: Option<String>,
+    /// Whether the move-leader step moved it (false: not needed, or not reached).
+    pub moved: bool,
+    /// When the move-leader step was done, ms since the traffic started.
+    pub moved_at_ms: Option<f64>,
+    /// The leader observed right after the move-leader step was done.
+    pub after_move: Option<String>,
+    /// The leader observed after the disruption.
+    pub after: Option<String>,
+    /// What could not be observed, if anything.
+    pub error: Option<String>,
+}
+
+/// One step of the planned disruption, from its journal.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedStep {
+    /// Step id (`reboot/m1/move-leader`).
+    pub id: String,
+    /// When it started, ms since the traffic started.
+    pub started_ms: Option<f64>,
+    /// When it was done.
+    pub done_ms: Option<f64>,
+    /// It was already in place: nothing was done.
+    pub skipped: bool,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Its effect was undone.
+    pub rolled_back: bool,
 }
 
 /// A status text that means "not routed to": DOWN (with or without
 /// progress), MAINT, DRAIN (no new connections).
 fn is_down(status: &str) -> bool {
-    status.starts_with("DOWN") || status.starts_with("MAINT")
+    status.starts_with("DOWN") || status.starts_with("MAINT") || status.starts_with("DRAIN")
 }
 
 fn is_up(status: &str) -> bool {
@@ -545,6 +613,7 @@ pub fn report(
         disruption,
         lb,
         requests,
+        planned: None,
     }
 }
 
@@ -600,6 +669,9 @@ mod tests {
         assert_eq!(down_up(&seen, 3000.0), (Some(3200.0), Some(5400.0)));
         assert_eq!(down_up(&seen[..5], 3000.0), (Some(3200.0), None));
         assert_eq!(down_up(&seen[..3], 1000.0), (None, None));
+        // A planned disruption drains the server first: out of rotation.
+        let planned = vec![t(0.0, "UP"), t(6000.0, "DRAIN"), t(42500.0, "UP")];
+        assert_eq!(down_up(&planned, 5000.0), (Some(6000.0), Some(42500.0)));
     }
 
     #[test]

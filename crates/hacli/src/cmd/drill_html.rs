@@ -120,6 +120,37 @@ fn draw<'a>(r: &DrillReport, svg: &'a mut String) -> Result<(), Box<dyn std::err
             }
         }
     }
+    // A planned disruption: when etcd leadership moved, and when the act
+    // (the reboot) began.
+    if let Some(p) = &r.planned {
+        let act = p
+            .steps
+            .iter()
+            .find(|s| s.id.rsplit('/').next() == Some("reboot"))
+            .and_then(|s| s.started_ms);
+        let marks = [
+            (
+                p.leadership.moved_at_ms,
+                RGBColor(130, 0, 160),
+                "etcd leader moved",
+            ),
+            (act, RGBColor(60, 60, 60), "reboot began"),
+        ];
+        for (t, color, label) in marks {
+            if let Some(t) = t {
+                let x = t / 1000.0;
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(x, y_min), (x, y_max)],
+                        color.stroke_width(1),
+                    )))?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 12, y)], color.stroke_width(1))
+                    });
+            }
+        }
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
@@ -217,7 +248,7 @@ pub fn page(r: &DrillReport) -> String {
         facts.push((
             "load balancer",
             esc(&format!(
-                "{} in pool {}: DOWN at {}, UP again at {}",
+                "{} in pool {}: out of rotation (DOWN, DRAIN or MAINT) at {}, UP again at {}",
                 lb.server,
                 lb.pool,
                 secs(lb.down_ms),
@@ -237,6 +268,58 @@ pub fn page(r: &DrillReport) -> String {
                 ms(b.detection_ms)
             )),
         ));
+    }
+    let mut steps = String::new();
+    if let Some(p) = &r.planned {
+        facts.push((
+            "planned disruption",
+            esc(&format!(
+                "{}: {} (lock holder {}, journal {})",
+                p.result, p.summary, p.lock_holder, p.journal
+            )),
+        ));
+        let l = &p.leadership;
+        let who = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+        facts.push((
+            "etcd leadership",
+            esc(&if l.moved {
+                format!(
+                    "moved from {} to {} at {} (leader after the move: {}, after the disruption: {})",
+                    who(&l.before),
+                    who(&l.expected_to),
+                    secs(l.moved_at_ms),
+                    who(&l.after_move),
+                    who(&l.after)
+                )
+            } else {
+                format!(
+                    "not moved (leader {} before, {} after)",
+                    who(&l.before),
+                    who(&l.after)
+                )
+            }),
+        ));
+        steps.push_str("<h2>Planned disruption: steps</h2>\n<table id=\"steps\">\n<tr><th>step</th><th>started</th><th>done</th><th>note</th></tr>\n");
+        for st in &p.steps {
+            let note = match (&st.error, st.skipped, st.rolled_back) {
+                (Some(e), _, rb) => {
+                    format!("FAILED: {e}{}", if rb { " (rolled back)" } else { "" })
+                }
+                (None, _, true) => "rolled back".into(),
+                (None, true, _) => "already so".into(),
+                _ => String::new(),
+            };
+            steps.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                esc(&st.id),
+                st.started_ms
+                    .map_or("–".into(), |v| format!("{:.2} s", v / 1000.0)),
+                st.done_ms
+                    .map_or("–".into(), |v| format!("{:.2} s", v / 1000.0)),
+                esc(&note)
+            ));
+        }
+        steps.push_str("</table>\n");
     }
     if let Some(e) = &r.disruption.error {
         facts.push(("error", esc(e)));
@@ -271,7 +354,7 @@ th {{ background: #f2f2f2; }}
 <table id="windows">
 <tr><th>window</th><th>time</th><th>sent</th><th>failed</th><th>p50</th><th>p99</th></tr>
 {rows}</table>
-</body>
+{steps}</body>
 </html>
 "#,
         mode = esc(&r.mode),
