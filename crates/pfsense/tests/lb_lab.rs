@@ -440,7 +440,9 @@ const CHILD_ENV: &str = "HACLI_TEST_LB_CHILD";
 #[ignore = "the child process of a_pfsense_write_killed_before_its_apply_is_applied_by_the_op_again"]
 fn child_adds_a_server_over_rest() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
-        println!("SKIPPED: runs only as the child process of a_pfsense_write_killed_before_its_apply_is_applied_by_the_op_again");
+        println!(
+            "SKIPPED: runs only as the child process of a_pfsense_write_killed_before_its_apply_is_applied_by_the_op_again"
+        );
         return;
     };
     let v: serde_json::Value = serde_json::from_str(&spec).unwrap();
@@ -477,9 +479,9 @@ fn child_adds_a_server_over_rest() {
 /// state equals the uninterrupted run's.
 #[test]
 fn a_pfsense_write_killed_before_its_apply_is_applied_by_the_op_again() {
-    let Some(lab) = LbLab::start_or_skip(
-        "a_pfsense_write_killed_before_its_apply_is_applied_by_the_op_again",
-    ) else {
+    let Some(lab) =
+        LbLab::start_or_skip("a_pfsense_write_killed_before_its_apply_is_applied_by_the_op_again")
+    else {
         return;
     };
     let rest = backend(&lab, Via::PfsenseRest, LbOptions::default()).unwrap();
@@ -528,7 +530,10 @@ fn a_pfsense_write_killed_before_its_apply_is_applied_by_the_op_again() {
     let revisions_before = lab.pfsense.backups().len();
 
     let write_path = "services/haproxy/backend/server";
-    for (round, via) in [("pfrest", Via::PfsenseRest), ("PHP over SSH", Via::PfsenseSsh)] {
+    for (round, via) in [
+        ("pfrest", Via::PfsenseRest),
+        ("PHP over SSH", Via::PfsenseSsh),
+    ] {
         // The resumed run is a new process: a new backend.
         let mut resume = backend(&lab, via, LbOptions::default()).unwrap();
         lab.pfsense
