@@ -15,7 +15,11 @@
 //! After each rollback the real systems are as they were before the failed
 //! phase (read with `hacli apply` SIGKILLed at the phase boundary, then
 //! resumed): etcd's member list, HAProxy's `show stat`, the cluster
-//! healthy, and `hacli gate` gives the same verdicts. Then the cause is
+//! healthy, and `hacli gate` gives the same verdicts (reboot m1, w1, w2;
+//! asked about the cluster as it is, without the nodes not yet joined, with
+//! the built-in reboot policy less its soak and calico rules: some allowed,
+//! some denied). While the join fails, the gate's view is printed too. Then
+//! the cause is
 //! fixed and the run resumed from its journal: it completes, with the
 //! usual end state of `common::migrate_with` (three voters, three servers
 //! UP, every kubeconfig on the VIP) and three clones in all (m3's first VM
@@ -63,16 +67,50 @@ fn members(st: &Stage<'_>) -> BTreeSet<(String, bool)> {
         .collect()
 }
 
-fn gate(st: &Stage<'_>, action: &str, node: &str) -> Verdict {
+/// The cluster as it is at a point of the migration: the target topology
+/// without the nodes that have not joined yet (`absent`), written next to
+/// it; and the gate's policy: the built-in reboot policy without its soak
+/// (the migration itself is a recent change) and calico (the lab runs no
+/// CNI) rules.
+fn gate_files(st: &Stage<'_>, absent: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let text = std::fs::read_to_string(st.topology).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !absent.iter().any(|n| l.contains(&format!("{{ name: {n},"))))
+        .collect();
+    let topology = st
+        .dir
+        .join(format!("gate-without-{}.yaml", absent.join("-")));
+    common::write(&topology, &(kept.join("\n") + "\n"));
+    let policy = st.dir.join("gate-policy.yaml");
+    common::write(
+        &policy,
+        "name: rollback-check\ndescription: the built-in reboot policy, no soak, no calico\nextends: reboot\ndisable: [soak, daemonsets]\n",
+    );
+    (topology, policy)
+}
+
+fn gate(st: &Stage<'_>, absent: &[&str], action: &str, node: &str) -> Verdict {
+    let (topology, policy) = gate_files(st, absent);
     let tls = st.lab.etcd_tls();
+    // Every member's client URL, so the gate sees each member's health.
+    let endpoints: Vec<String> = st
+        .lab
+        .etcd_members()
+        .expect("etcd's member list")
+        .into_iter()
+        .flat_map(|m| m.client_urls)
+        .collect();
     let out = Command::new(env!("CARGO_BIN_EXE_hacli"))
         .args(["gate", action, node, "-o", "json"])
         .arg("--topology")
-        .arg(st.topology)
+        .arg(&topology)
+        .arg("--policy")
+        .arg(&policy)
         .arg("--kubeconfig")
         .arg(st.lab.admin_conf())
         .arg("--etcd-endpoints")
-        .arg(format!("https://{}:2379", st.lab.lab_addr(M1)))
+        .arg(endpoints.join(","))
         .arg("--etcd-cacert")
         .arg(&tls.ca)
         .arg("--etcd-cert")
@@ -126,21 +164,29 @@ fn settled_pool(st: &Stage<'_>) -> BTreeSet<(String, String)> {
     }
 }
 
-fn seen(st: &Stage<'_>) -> Seen {
-    let verdicts = [
-        ("reboot", "m1"),
-        ("reboot", "m2"),
-        ("reboot", "w1"),
-        ("join", "m3"),
-    ]
-    .iter()
-    .map(|(a, n)| gate(st, a, n))
-    .collect();
+/// The state, the gate asked about the cluster without the nodes that
+/// have not joined (`absent`).
+fn seen(st: &Stage<'_>, absent: &[&str]) -> Seen {
+    let verdicts = [("reboot", "m1"), ("reboot", "w1"), ("reboot", "w2")]
+        .iter()
+        .map(|(a, n)| gate(st, absent, a, n))
+        .collect();
     Seen {
         members: members(st),
         pool: settled_pool(st),
         verdicts,
     }
+}
+
+/// The gate's verdicts before a phase: at least one allow and one deny
+/// (else an unchanged verdict would show little).
+fn mixed(s: &Seen) {
+    let codes: BTreeSet<i32> = s.verdicts.iter().map(|v| v.1).collect();
+    assert!(
+        codes.contains(&0) && codes.contains(&1),
+        "the gate allows something and denies something: {:?}",
+        s.verdicts
+    );
 }
 
 /// The cluster is healthy: every etcd member answers `endpoint health`,
@@ -212,8 +258,9 @@ fn failed_phases_roll_back_on_the_real_lab_and_the_resumed_run_completes() {
                 (
                     At::journal("done", "provision/m2/versions"),
                     Then::Kill(Some(Box::new(|st: &Stage<'_>| {
-                        let s = seen(st);
+                        let s = seen(st, &["m2", "m3"]);
                         healthy(st, &s);
+                        mixed(&s);
                         before.borrow_mut().push(s);
                         st.pve.set_sshd(113, false);
                         *started.borrow_mut() = Instant::now();
@@ -224,8 +271,9 @@ fn failed_phases_roll_back_on_the_real_lab_and_the_resumed_run_completes() {
                 (
                     At::journal("done", "join/m2/load-balancer-up"),
                     Then::Kill(Some(Box::new(|st: &Stage<'_>| {
-                        let s = seen(st);
+                        let s = seen(st, &["m3"]);
                         healthy(st, &s);
+                        mixed(&s);
                         before.borrow_mut().push(s);
                         let m3 = st.lab.lab_addr(M3);
                         st.lab
@@ -241,13 +289,31 @@ fn failed_phases_roll_back_on_the_real_lab_and_the_resumed_run_completes() {
                         *started.borrow_mut() = Instant::now();
                     }))),
                 ),
+                // m3 joined, its pool server never comes UP: the gate now
+                // (m3 a member, in the pool, DOWN), for the record.
+                (
+                    At::journal("started", "join/m3/load-balancer-up"),
+                    Then::Pause(Box::new(|st: &Stage<'_>| {
+                        let pool = common::pool_status(st.lab.addr("lb").into());
+                        println!(
+                            "during the failed join: pool {pool:?}, members {:?}",
+                            members(st)
+                        );
+                        for (a, n) in [("reboot", "m1"), ("reboot", "w1"), ("reboot", "w2")] {
+                            let (req, code, findings) = gate(st, &[], a, n);
+                            let blocking: Vec<_> =
+                                findings.iter().filter(|f| f.1 != "pass").collect();
+                            println!("  gate {req} (exit {code}): {blocking:?}");
+                        }
+                    })),
+                ),
             ],
             on_rolled_back: Some(Box::new(|st: &Stage<'_>, v: &serde_json::Value| {
                 let n = rollbacks.borrow().len();
                 let phase = v["phase"].as_str().unwrap_or("?").to_string();
                 let took = started.borrow().elapsed();
                 rollbacks.borrow_mut().push((phase.clone(), took));
-                let after = seen(st);
+                let after = seen(st, if n == 0 { &["m2", "m3"] } else { &["m3"] });
                 healthy(st, &after);
                 let journal = std::fs::read_to_string(st.journal).unwrap();
                 match n {
