@@ -193,7 +193,7 @@ impl At {
         match self {
             At::Journal(event, step) => format!("{event} {step}"),
             At::Pve(method, suffix, count) => {
-                format!("the Proxmox stand-in's {count}th {method} …{suffix}")
+                format!("the Proxmox stand-in answered {method} …{suffix} {count} times")
             }
         }
     }
