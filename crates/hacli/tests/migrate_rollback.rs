@@ -245,6 +245,12 @@ fn compare(what: &str, before: &Seen, after: &Seen) {
 
 #[test]
 fn failed_phases_roll_back_on_the_real_lab_and_the_resumed_run_completes() {
+    if !std::path::Path::new("/usr/sbin/nft").exists() {
+        println!(
+            "SKIPPED: /usr/sbin/nft is missing (Debian nftables): the test drops the load balancer's packets to m3 with it"
+        );
+        return;
+    }
     let _one = common::one_lab();
     let before: RefCell<Vec<Seen>> = RefCell::default();
     let rollbacks: RefCell<Vec<(String, Duration)>> = RefCell::default();
