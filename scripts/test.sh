@@ -17,6 +17,8 @@ DEBS+=(php-cli:php unbound:unbound)
 DEBS+=(man-db:man zsh:zsh fish:fish)
 # chromium renders the drill's HTML page headless and screenshots its chart (crates/hacli/tests/drill.rs).
 DEBS+=(chromium:chromium)
+# nftables: the rollback test drops the load balancer's packets to a new master (crates/hacli/tests/migrate_rollback.rs).
+DEBS+=(nftables:/usr/sbin/nft)
 . scripts/ensure-debs.sh
 ensure_debs "${DEBS[@]}"
 # php-xml has no command of its own: check for the extension pfSense's config parser uses.

@@ -326,7 +326,11 @@ pub struct Pfsense {
     frontends: SeedFrontends,
     php_timeout: Duration,
     dns: Option<SocketAddr>,
+    /// pfrest answers held back after the request ran: (method, path, delay).
+    rest_delays: RestDelays,
 }
+
+type RestDelays = Arc<std::sync::Mutex<Vec<(String, String, Duration)>>>;
 
 impl std::fmt::Debug for Pfsense {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -612,6 +616,7 @@ impl Pfsense {
             frontends,
             php_timeout: opts.php_timeout,
             dns: (dns_port != 0).then(|| SocketAddr::new(addr, dns_port)),
+            rest_delays: RestDelays::default(),
         };
 
         let probe = me.php(
@@ -669,6 +674,7 @@ impl Pfsense {
             env: me.php_env(),
             script: me.inside.join("usr/local/pkg/pfrest-standin/pfrest.php"),
             timeout: me.php_timeout,
+            delays: me.rest_delays.clone(),
         }));
         serve_rest(&rt, listener, &pair, ctx)?;
         me.rt = Some(rt);
@@ -828,6 +834,18 @@ impl Pfsense {
                     .collect()
             })
             .collect())
+    }
+
+    /// pfrest runs each `method` request to `path` (below `/api/v2/`, such
+    /// as `services/haproxy/backend/server`) as usual, then holds its
+    /// answer back for `delay` (`Duration::ZERO`: no more): a client can be
+    /// killed after its write and before it asks for the apply.
+    pub fn delay_rest_answer(&self, method: &str, path: &str, delay: Duration) {
+        let mut d = self.rest_delays.lock().unwrap_or_else(|e| e.into_inner());
+        d.retain(|(m, p, _)| !(m == method && p == path));
+        if !delay.is_zero() {
+            d.push((method.to_string(), path.to_string(), delay));
+        }
     }
 
     /// The actions the stand-in recorded (`/tmp/standin-actions.log`):
@@ -1023,6 +1041,7 @@ struct RestInner {
     env: Vec<(String, String)>,
     script: PathBuf,
     timeout: Duration,
+    delays: RestDelays,
 }
 
 #[derive(Clone)]
@@ -1162,6 +1181,17 @@ async fn rest_handler(
             ),
         );
     };
+    let delay = ctx
+        .delays
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|(m, p, _)| m == method.as_str() && p == path)
+        .map(|d| d.2);
+    if let Some(d) = delay {
+        // The request ran (a write is in config.xml); its answer comes late.
+        tokio::time::sleep(d).await;
+    }
     let code = answer["code"].as_u64().unwrap_or(500) as u16;
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (

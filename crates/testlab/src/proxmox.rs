@@ -316,6 +316,8 @@ struct State {
     next_pid: u32,
     calls: Vec<Call>,
     hosts: Option<Hosts>,
+    /// VMs whose lab host starts without its sshd ([`ProxmoxLab::set_sshd`]).
+    no_sshd: std::collections::HashSet<u32>,
 }
 
 type ApiResult = Result<Value, (u16, String, BTreeMap<String, String>)>;
@@ -442,6 +444,7 @@ impl State {
                     .filter(|l| !l.is_empty())
                     .map(str::to_string)
                     .collect();
+                let sshd = !self.no_sshd.contains(id);
                 let mut made = None;
                 blocking(&mut || {
                     let mut host = hosts
@@ -452,7 +455,7 @@ impl State {
                             ..Default::default()
                         })
                         .map_err(|e| format!("start failed: lab host {name} at {ip}: {e}"))?;
-                    if !keys.is_empty() {
+                    if !keys.is_empty() && sshd {
                         host.start_sshd(keys.clone())
                             .map_err(|e| format!("start failed: sshd on lab host {name}: {e}"))?;
                     }
@@ -717,6 +720,7 @@ impl ProxmoxLab {
                 next_pid: 0,
                 calls: Vec::new(),
                 hosts: None,
+                no_sshd: Default::default(),
             }),
             token_id: opts.token_id,
             token_secret: opts.token_secret,
@@ -885,6 +889,19 @@ impl ProxmoxLab {
             by_vmid: HashMap::new(),
             provision: Some(provision),
         });
+    }
+
+    /// Whether the lab host of VM `vmid`, made when the VM first starts,
+    /// runs its sshd (the default) or never does: a VM whose cloud-init or
+    /// network is broken (nothing answers on port 22; its template's
+    /// provisioning still runs). Takes effect for hosts made from now on.
+    pub fn set_sshd(&self, vmid: u32, answers: bool) {
+        let mut s = self.state();
+        if answers {
+            s.no_sshd.remove(&vmid);
+        } else {
+            s.no_sshd.insert(vmid);
+        }
     }
 
     /// The `known_hosts` line of a started VM's lab host.

@@ -58,6 +58,11 @@ pub struct ClusterArgs {
     /// Deadline of one gate observation.
     #[arg(long, default_value = "5s", value_parser = super::live::parse_duration)]
     pub observe_deadline: std::time::Duration,
+    /// How long a VM just started may take until its sshd answers
+    /// (cloud-init's first boot); then its provisioning phase fails and is
+    /// rolled back (the VM deleted).
+    #[arg(long, default_value = "5m", value_parser = super::live::parse_duration)]
+    pub boot_wait: std::time::Duration,
 }
 
 impl ClusterArgs {
@@ -93,6 +98,7 @@ impl ClusterArgs {
             accept_new_host_key,
             known_hosts: self.ssh_known_hosts.clone(),
             identity_file: self.ssh_identity.clone(),
+            boot_wait: self.boot_wait,
             ..Default::default()
         }
     }

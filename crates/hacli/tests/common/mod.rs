@@ -168,7 +168,112 @@ pub fn journal_has(journal: &Path, event: &str, step: &str) -> bool {
     })
 }
 
+/// When a trigger fires during a `hacli apply` run.
+#[derive(Debug, Clone)]
+pub enum At {
+    /// The journal has a record of `event` for `step` (for `started`, 300
+    /// ms later, to land inside the step's effect).
+    Journal(String, String),
+    /// The Proxmox stand-in has answered at least `count` calls of
+    /// `method` whose path template ends in `suffix` (its `count`).
+    Pve(String, String, usize),
+}
+
+impl At {
+    pub fn journal(event: &str, step: &str) -> At {
+        At::Journal(event.into(), step.into())
+    }
+    fn fired(&self, journal: &Path, pve: &ProxmoxLab) -> bool {
+        match self {
+            At::Journal(event, step) => journal_has(journal, event, step),
+            At::Pve(method, suffix, count) => pve.count(method, suffix) >= *count,
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            At::Journal(event, step) => format!("{event} {step}"),
+            At::Pve(method, suffix, count) => {
+                format!("the Proxmox stand-in answered {method} …{suffix} {count} times")
+            }
+        }
+    }
+}
+
+/// What the lab looks like to a hook.
+pub struct Stage<'a> {
+    pub lab: &'a ClusterLab,
+    pub pve: &'a ProxmoxLab,
+    pub dir: &'a Path,
+    /// The three-master topology (the migration's target).
+    pub topology: &'a Path,
+    pub known_hosts: &'a Path,
+    pub journal: &'a Path,
+}
+
+pub type Hook<'a> = Box<dyn FnMut(&Stage<'_>) + 'a>;
+
+/// Called with a rolled-back run's outcome (JSON).
+pub type OnRolledBack<'a> = Box<dyn FnMut(&Stage<'_>, &serde_json::Value) + 'a>;
+
+/// What a trigger does to the running `hacli apply`.
+pub enum Then<'a> {
+    /// SIGKILL it (then the hook, if any, sees the lab with the process
+    /// dead), and resume from the journal.
+    Kill(Option<Hook<'a>>),
+    /// SIGSTOP it, run the hook, SIGCONT it: the lab as it is at that
+    /// point of the run, frozen.
+    Pause(Hook<'a>),
+}
+
+/// How [`migrate_with`] runs the migration.
+pub struct MigrateOptions<'a> {
+    /// Triggers, in order: each fires once, in the run going when it
+    /// fires; every one must have fired by the end.
+    pub triggers: Vec<(At, Then<'a>)>,
+    /// Called once, before the first `hacli apply`.
+    pub before_run: Option<Hook<'a>>,
+    /// A run that ends with its phase rolled back: called with the
+    /// outcome (JSON), then the run is resumed. Without it, a rollback
+    /// fails the test.
+    pub on_rolled_back: Option<OnRolledBack<'a>>,
+    /// Clone calls the Proxmox stand-in must have answered by the end.
+    pub clones: usize,
+    /// More arguments for every `hacli apply`.
+    pub apply_args: Vec<String>,
+}
+
+impl Default for MigrateOptions<'_> {
+    fn default() -> Self {
+        MigrateOptions {
+            triggers: Vec::new(),
+            before_run: None,
+            on_rolled_back: None,
+            clones: 2,
+            apply_args: Vec::new(),
+        }
+    }
+}
+
+/// The migration, `hacli apply` SIGKILLed when the journal shows each
+/// `(event, step)` of `crash_at` in turn, and resumed each time.
 pub fn migrate(test: &str, crash_at: &[(&str, &str)]) -> Option<Migrated> {
+    migrate_with(
+        test,
+        MigrateOptions {
+            triggers: crash_at
+                .iter()
+                .map(|(event, step)| (At::journal(event, step), Then::Kill(None)))
+                .collect(),
+            ..MigrateOptions::default()
+        },
+    )
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
+}
+
+pub fn migrate_with(test: &str, mut opts: MigrateOptions<'_>) -> Option<Migrated> {
     let mut lab = ClusterLab::start_or_skip(test)?;
     let dir = lab.dir().to_path_buf();
     lab.add_load_balancer(&[])
@@ -305,7 +410,20 @@ nodes:
     let mut confirm: Vec<String> = Vec::new();
     let mut reports: Vec<std::path::PathBuf> = Vec::new();
     let mut crashes: Vec<String> = Vec::new();
+    let mut fired = 0usize;
+    let mut rolled_back = 0usize;
     let mut log = String::new();
+    let stage = Stage {
+        lab: &lab,
+        pve: &pve,
+        dir: &dir,
+        topology: &to,
+        known_hosts: &known_hosts,
+        journal: &journal,
+    };
+    if let Some(h) = opts.before_run.as_mut() {
+        h(&stage);
+    }
     let outcome = loop {
         let mut cmd = hacli();
         cmd.args(["apply"])
@@ -347,41 +465,63 @@ nodes:
         for c in &confirm {
             cmd.args(["--confirm", c]);
         }
-        let child = cmd
+        cmd.args(&opts.apply_args);
+        let mut child = cmd
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        // SIGKILL it when the journal shows the next crash point (a little
-        // after a `started`, to land inside the step's effect).
-        let killer = crash_at.get(crashes.len()).map(|&(event, step)| {
-            let (journal, pid) = (journal.clone(), child.id());
-            let (event, step) = (event.to_string(), step.to_string());
-            let done = Arc::new(AtomicBool::new(false));
-            let d = done.clone();
-            let h = std::thread::spawn(move || {
-                while !d.load(Ordering::Relaxed) {
-                    if journal_has(&journal, &event, &step) {
-                        if event == "started" {
-                            std::thread::sleep(Duration::from_millis(300));
-                        }
-                        let _ = Command::new("kill")
-                            .args(["-KILL", &pid.to_string()])
-                            .status();
-                        return Some(format!("{event} {step}"));
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
+        let pid = child.id();
+        let read = |mut r: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut b = Vec::new();
+                let _ = r.read_to_end(&mut b);
+                b
+            })
+        };
+        let out_reader = read(Box::new(child.stdout.take().unwrap()));
+        let err_reader = read(Box::new(child.stderr.take().unwrap()));
+        // Watch for the next trigger while it runs.
+        let mut killed_at = None;
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if let Some((at, then)) = opts.triggers.get_mut(fired)
+                && at.fired(&journal, &pve)
+            {
+                if matches!(at, At::Journal(e, _) if e == "started") {
+                    std::thread::sleep(Duration::from_millis(300));
                 }
-                None
-            });
-            (done, h)
-        });
-        let out = child.wait_with_output().unwrap();
-        if let Some((done, h)) = killer {
-            done.store(true, Ordering::Relaxed);
-            let at = h.join().unwrap();
+                fired += 1;
+                match then {
+                    Then::Kill(hook) => {
+                        signal(pid, "-KILL");
+                        let st = child.wait().unwrap();
+                        killed_at = Some(at.describe());
+                        if let Some(h) = hook.as_mut() {
+                            h(&stage);
+                        }
+                        break st;
+                    }
+                    Then::Pause(hook) => {
+                        signal(pid, "-STOP");
+                        println!("paused hacli apply at: {}", at.describe());
+                        hook(&stage);
+                        signal(pid, "-CONT");
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let out = std::process::Output {
+            status,
+            stdout: out_reader.join().unwrap(),
+            stderr: err_reader.join().unwrap(),
+        };
+        {
             use std::os::unix::process::ExitStatusExt as _;
-            if let (Some(at), Some(9)) = (at, out.status.signal()) {
+            if let (Some(at), Some(9)) = (killed_at, out.status.signal()) {
                 println!("killed hacli apply at: {at}");
                 log.push_str(&String::from_utf8_lossy(&out.stderr));
                 crashes.push(at);
@@ -399,6 +539,16 @@ nodes:
                 assert!(!confirm.contains(&step), "{step} asked twice:\n{stderr}");
                 println!("confirming the manual step {step}");
                 confirm.push(step);
+            }
+            Some("rolled-back") if opts.on_rolled_back.is_some() => {
+                rolled_back += 1;
+                println!(
+                    "phase {} rolled back at {}: {}",
+                    v["phase"], v["step"], v["error"]
+                );
+                if let Some(h) = opts.on_rolled_back.as_mut() {
+                    h(&stage, &v);
+                }
             }
             _ => break (v, stdout, stderr, out.status),
         }
@@ -449,7 +599,7 @@ nodes:
     }
     println!("  total: {sent} reads, {failed} failed, longest gap {gap:.0} ms");
     assert!(
-        sent > 100 || !crash_at.is_empty(),
+        sent > 100 || !opts.triggers.is_empty(),
         "the measure sent {sent} reads"
     );
     assert!(
@@ -468,9 +618,9 @@ nodes:
     assert_eq!(members.len(), 3, "{members:?}");
     assert!(members.iter().all(|m| !m.is_learner), "{members:?}");
     assert_eq!(
-        crashes.len(),
-        crash_at.len(),
-        "every crash point was reached: {crashes:?}"
+        fired,
+        opts.triggers.len(),
+        "every trigger fired (the crashes: {crashes:?})"
     );
     let learners = seen_learner.lock().unwrap().clone();
     for k in [M2, M3] {
@@ -526,9 +676,12 @@ nodes:
     }
     assert_eq!(
         pve.count("POST", "/clone"),
-        2,
-        "one clone per new master, never a second"
+        opts.clones,
+        "one clone per new master (and per VM a rollback deleted), never a second"
     );
+    if opts.on_rolled_back.is_some() {
+        println!("phases rolled back and resumed: {rolled_back}");
+    }
     // No secret in the journal or the output.
     let journal_text = std::fs::read_to_string(&journal).unwrap();
     for text in [&journal_text, &log] {

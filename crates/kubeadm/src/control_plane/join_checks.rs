@@ -438,6 +438,7 @@ impl KubeadmControlPlane {
     }
 
     pub(crate) async fn verify_not_joined(&self, node: &str) -> Result<bool, CpError> {
+        self.wait_sshd(node).await?;
         let registered = self.node_exists(node).await?;
         let kubelet_conf = self.exists_remote(node, KUBELET_CONF).await?;
         if registered || kubelet_conf {
@@ -451,6 +452,38 @@ impl KubeadmControlPlane {
             )));
         }
         Ok(true)
+    }
+
+    /// Wait until `node`'s sshd answers (a VM just started runs cloud-init
+    /// first), retrying connection failures and timeouts for up to
+    /// [`super::ControlPlaneOptions::boot_wait`]; any other SSH error (a
+    /// host key that does not match, a refused key) fails at once.
+    pub(crate) async fn wait_sshd(&self, node: &str) -> Result<(), CpError> {
+        let until = tokio::time::Instant::now() + self.opts.boot_wait;
+        loop {
+            match self.session(node).await {
+                Ok(_) => return Ok(()),
+                Err(CpError::Ssh(e))
+                    if matches!(
+                        *e,
+                        ssh::SshError::Connect { .. } | ssh::SshError::Timeout { .. }
+                    ) =>
+                {
+                    if tokio::time::Instant::now() + std::time::Duration::from_secs(1) >= until {
+                        let addr = self
+                            .node_address(node)
+                            .map(|a| a.to_string())
+                            .unwrap_or_default();
+                        return Err(CpError::Refused(format!(
+                            "{node} ({addr}): its sshd did not answer within {:?} of the VM's start ({e}); check the VM's console (cloud-init, network, sshd), then resume",
+                            self.opts.boot_wait
+                        )));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Jobs and CronJobs pinned to `node` by hostname (`namespace/Kind/name`).

@@ -153,6 +153,9 @@ pub struct ControlPlaneOptions {
     pub join_timeout: Duration,
     /// How long a check waits for its condition before it answers false.
     pub check_wait: Duration,
+    /// How long a VM just started may take until its sshd answers
+    /// (cloud-init's first boot) before the checks that need it fail.
+    pub boot_wait: Duration,
     /// How long a drain retries evictions a PodDisruptionBudget refuses
     /// before it gives up, naming the pods.
     pub drain_timeout: Duration,
@@ -195,6 +198,7 @@ impl std::fmt::Debug for ControlPlaneOptions {
             .field("timeout", &self.timeout)
             .field("join_timeout", &self.join_timeout)
             .field("check_wait", &self.check_wait)
+            .field("boot_wait", &self.boot_wait)
             .field("cert_reload_bound", &self.cert_reload_bound)
             .field("primary", &self.primary)
             .field("snapshot_dir", &self.snapshot_dir)
@@ -211,6 +215,7 @@ impl Default for ControlPlaneOptions {
             timeout: Duration::from_secs(30),
             join_timeout: Duration::from_secs(600),
             check_wait: Duration::from_secs(120),
+            boot_wait: Duration::from_secs(300),
             drain_timeout: Duration::from_secs(300),
             cert_reload_bound: Duration::from_secs(90),
             apiserver_port: None,

@@ -239,7 +239,9 @@ impl Transport {
     async fn apply_pending(&self, until: Instant) -> Result<(), LbError> {
         match self {
             Transport::PfsenseSsh(t) => t.apply_pending(until).await,
-            Transport::PfsenseRest(_) | Transport::Haproxy(_) => Ok(()),
+            Transport::PfsenseRest(t) => t.apply_pending(until).await,
+            // A plain HAProxy has no written-but-not-applied state.
+            Transport::Haproxy(_) => Ok(()),
         }
     }
 }

@@ -352,6 +352,12 @@ impl Rest {
             .map(|_| ())
     }
 
+    /// Apply HAProxy changes written but not applied (a crash between a
+    /// write and its apply).
+    pub async fn apply_pending(&self, until: Instant) -> Result<(), LbError> {
+        self.apply("services/haproxy/apply", until).await
+    }
+
     /// POST one new item of `model` (such as `services/haproxy/frontend`).
     async fn post(&self, model: &str, body: &Value, until: Instant) -> Result<(), LbError> {
         self.call(Method::POST, model, &[], Some(typed(body)), until)

@@ -43,9 +43,13 @@ function &hacli_haproxy() {
 	return $h;
 }
 
+// The HAProxy package's dirty marker ($d_haproxyconfdirty_path), computed
+// as haproxy.inc does: that file, required from inside a function here,
+// sets its global without $g in scope.
 function hacli_dirty_path() {
-	global $d_haproxyconfdirty_path;
-	return isset($d_haproxyconfdirty_path) ? $d_haproxyconfdirty_path : "/var/run/haproxy.conf.dirty";
+	global $g;
+	$run = (is_array($g) && !empty($g['varrun_path'])) ? $g['varrun_path'] : "/var/run";
+	return $run . "/haproxy.conf.dirty";
 }
 
 function hacli_read() {
