@@ -275,6 +275,96 @@ impl LoadBalancer for Absent {
     }
 }
 
+/// Open a disruption's journal, refusing one that already records a run
+/// unless `--resume` (or `--dry-run`).
+pub fn open_journal(c: &Common, journal: &Path) -> anyhow::Result<exec::FileJournal> {
+    let journal_file = exec::FileJournal::open(journal)?;
+    if !hacore::exec::Journal::records(&journal_file).is_empty() && !c.resume && !c.dry_run {
+        anyhow::bail!(
+            "{} already records a run: pass --resume to continue it, or use a new journal",
+            journal.display()
+        );
+    }
+    Ok(journal_file)
+}
+
+/// The live backends of planned disruptions, for any node of the topology
+/// (one set serves a whole roll): the observer and the disruption Lease,
+/// kubeadm's control plane (the Kubernetes API, etcd, the nodes over SSH),
+/// the load balancer (its `manage` settings, else HAProxy's runtime API).
+pub struct LiveBackends {
+    observer: kubeadm::live::LiveObserver,
+    lock: kubeadm::live::LiveLock,
+    cp: kubeadm::control_plane::KubeadmControlPlane,
+    lb: Box<dyn LoadBalancer>,
+    hv: Absent,
+}
+
+impl LiveBackends {
+    /// Reach the live cluster the flags and the topology describe.
+    pub fn connect(c: &Common, topology: &Topology, gate: &Gate) -> anyhow::Result<LiveBackends> {
+        let config = c.live.config(Some(&gate.policy))?;
+        let observer = kubeadm::live::LiveObserver::new(topology, config.clone())?;
+        let lock = observer.lock(c.lock_ttl)?;
+        let cp_opts = kubeadm::control_plane::ControlPlaneOptions {
+            kubeconfig: config.kubeconfig.clone(),
+            etcd_endpoints: config.etcd_endpoints.clone(),
+            etcd_tls: config.etcd_tls.clone(),
+            apiserver_port: config.apiserver_port,
+            accept_new_host_key: c.accept_new_host_key,
+            known_hosts: c.ssh_known_hosts.clone(),
+            identity_file: c.ssh_identity.clone(),
+            ..Default::default()
+        };
+        let cp = kubeadm::control_plane::KubeadmControlPlane::from_topology(topology, &cp_opts)?;
+        let runtime_api = c
+            .live
+            .lb_runtime_api
+            .clone()
+            .or_else(|| topology.load_balancer.runtime_api.clone());
+        let lb: Box<dyn LoadBalancer> = if topology.load_balancer.manage.is_some() {
+            let opts = pfsense::lb::LbOptions {
+                runtime_api: runtime_api.clone(),
+                accept_new_host_key: c.accept_new_host_key,
+                ..Default::default()
+            };
+            Box::new(pfsense::lb::LbBackend::from_topology(topology, &opts)?)
+        } else if let Some(api) = runtime_api {
+            Box::new(pfsense::lb::runtime::RuntimeLb::new(
+                api,
+                topology.load_balancer.health_check.clone(),
+                Duration::from_secs(60),
+            )?)
+        } else {
+            Box::new(Absent(
+                "no load balancer to reach (loadBalancer.manage or runtimeApi)",
+            ))
+        };
+        Ok(LiveBackends {
+            observer,
+            lock,
+            cp,
+            lb,
+            hv: Absent("no hypervisor step in a disruption"),
+        })
+    }
+
+    /// Run `f` with the backends and the lock.
+    pub fn with<T>(
+        &mut self,
+        f: impl FnOnce(&mut hacore::backend::Backends<'_>, &mut dyn disrupt::Lock) -> T,
+    ) -> T {
+        let mut b = hacore::backend::Backends {
+            hypervisor: &mut self.hv,
+            load_balancer: self.lb.as_mut(),
+            control_plane: &mut self.cp,
+            observer: &mut self.observer,
+            clock: &kubeadm::live::Wall,
+        };
+        f(&mut b, &mut self.lock)
+    }
+}
+
 /// Run `plan` on the live cluster: gate and lock (the Lease), the
 /// executor with the journal, release.
 pub fn run_live(
@@ -286,66 +376,18 @@ pub fn run_live(
     journal: &Path,
     bar: &ProgressBar,
 ) -> anyhow::Result<Report> {
-    let config = c.live.config(Some(&gate.policy))?;
-    let mut journal_file = exec::FileJournal::open(journal)?;
-    if !hacore::exec::Journal::records(&journal_file).is_empty() && !c.resume && !c.dry_run {
-        anyhow::bail!(
-            "{} already records a run: pass --resume to continue it, or use a new journal",
-            journal.display()
-        );
-    }
-    let mut observer = kubeadm::live::LiveObserver::new(topology, config.clone())?;
-    let mut lock = observer.lock(c.lock_ttl)?;
-    let cp_opts = kubeadm::control_plane::ControlPlaneOptions {
-        kubeconfig: config.kubeconfig.clone(),
-        etcd_endpoints: config.etcd_endpoints.clone(),
-        etcd_tls: config.etcd_tls.clone(),
-        apiserver_port: config.apiserver_port,
-        accept_new_host_key: c.accept_new_host_key,
-        known_hosts: c.ssh_known_hosts.clone(),
-        identity_file: c.ssh_identity.clone(),
-        ..Default::default()
-    };
-    let mut cp = kubeadm::control_plane::KubeadmControlPlane::from_topology(topology, &cp_opts)?;
-    let runtime_api = c
-        .live
-        .lb_runtime_api
-        .clone()
-        .or_else(|| topology.load_balancer.runtime_api.clone());
-    let mut lb: Box<dyn LoadBalancer> = if topology.load_balancer.manage.is_some() {
-        let opts = pfsense::lb::LbOptions {
-            runtime_api: runtime_api.clone(),
-            accept_new_host_key: c.accept_new_host_key,
-            ..Default::default()
-        };
-        Box::new(pfsense::lb::LbBackend::from_topology(topology, &opts)?)
-    } else if let Some(api) = runtime_api {
-        Box::new(pfsense::lb::runtime::RuntimeLb::new(
-            api,
-            topology.load_balancer.health_check.clone(),
-            Duration::from_secs(60),
-        )?)
-    } else {
-        Box::new(Absent(
-            "no load balancer to reach (loadBalancer.manage or runtimeApi)",
-        ))
-    };
-    let mut hv = Absent("no hypervisor step in a disruption");
-    let mut b = hacore::backend::Backends {
-        hypervisor: &mut hv,
-        load_balancer: lb.as_mut(),
-        control_plane: &mut cp,
-        observer: &mut observer,
-        clock: &kubeadm::live::Wall,
-    };
-    Ok(disrupt::run(
-        plan,
-        node,
-        gate,
-        &mut b,
-        &mut lock,
-        &mut journal_file,
-        &c.exec_options(),
-        &mut progress(bar),
-    )?)
+    let mut journal_file = open_journal(c, journal)?;
+    let mut live = LiveBackends::connect(c, topology, gate)?;
+    Ok(live.with(|b, lock| {
+        disrupt::run(
+            plan,
+            node,
+            gate,
+            b,
+            lock,
+            &mut journal_file,
+            &c.exec_options(),
+            &mut progress(bar),
+        )
+    })?)
 }
