@@ -94,7 +94,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
 }
 
 /// The roll on the live cluster: one set of live backends
-/// ([`super::disrupt::LiveBackends`]) for every node, a journal per node
+/// ([`super::disrupt::live_backends`]) for every node, a journal per node
 /// (`NODE.jsonl` in `--journal-dir`), the soak a real wait.
 fn roll_live(
     a: &Args,
@@ -113,7 +113,7 @@ fn roll_live(
     if let Some(first) = order.first() {
         super::disrupt::open_journal(c, &path(first))?;
     }
-    let mut live = super::disrupt::LiveBackends::connect(c, topology, gate)?;
+    let mut live = super::disrupt::live_backends(c, topology, gate)?;
     let mut journal =
         |node: &str| -> Result<Box<dyn hacore::exec::Journal>, hacore::exec::ExecError> {
             Ok(Box::new(hacore::exec::FileJournal::open(&path(node))?))
