@@ -194,3 +194,67 @@ def test_lb_runtime_api_overrides_the_topology(lab: dict[str, Any], policy: hapy
     assert over_tcp.allowed, [(f.rule, f.message) for f in over_tcp.blocking]
     with pytest.raises(hapy.ConfigError, match="lb_runtime_api"):
         hapy.observe(lab["topology"], lb_runtime_api="haproxy.sock", **reach(lab))
+
+
+def journal_has(path: Path, event: str, step: str) -> bool:
+    if not path.exists():
+        return False
+    return any(
+        (r := json.loads(line)).get("event") == event and r.get("step") == step
+        for line in path.read_text().splitlines()
+        if line.strip()
+    )
+
+
+def test_roll_live_stops_at_the_first_failure_restores_it_and_releases_the_lock(
+    lab: dict[str, Any], policy: hapy.Policy, tmp_path: Path
+) -> None:
+    """hapy.roll(backend="live") on the lab: two followers, a command run
+    over SSH that cannot succeed (the lab's masters run no SSH server that
+    knows our key, and known_hosts is empty). The first follower's backend
+    is drained and it is cordoned, the command fails, both are restored, the
+    lock is released and the roll stops before the second follower."""
+    r = reach(lab)
+    f1, f2 = followers(lab)
+    jd = tmp_path / "roll"
+    args: dict[str, Any] = {
+        "backend": "live",
+        "command": ["true"],
+        "nodes": [f1, f2],
+        "journal_dir": jd,
+        "policy": policy,
+        "identity": "pytest-roll",
+        "idle_bound": 5.0,
+        "timeout": 5.0,
+        "ssh_identity": tmp_path / "no-such-key",
+        "ssh_known_hosts": tmp_path / "known_hosts",
+    }
+    (tmp_path / "known_hosts").write_text("")
+    report = hapy.roll("run", lab["topology"], **args, **r)
+    assert report["notStarted"] == [f2], report
+    [first] = report["nodes"]
+    assert first["node"] == f1 and first["result"] == "ran", report
+    assert first["outcome"]["outcome"] == "rolled-back", report
+    assert first["outcome"]["step"] == f"run/{f1}/run", report
+    assert first["lockReleased"] is True, report
+    journal = jd / f"{f1}.jsonl"
+    assert journal_has(journal, "done", f"run/{f1}/backend-drain"), journal.read_text()
+    assert journal_has(journal, "done", f"run/{f1}/cordon"), journal.read_text()
+    assert journal_has(journal, "rolled-back", f"run/{f1}/run"), journal.read_text()
+    assert not (jd / f"{f2}.jsonl").exists()
+    # Restored: every backend UP (none left in DRAIN), the node schedulable.
+    d = hapy.observe(lab["topology"], **r).to_dict()
+    backends = d["loadBalancer"]["backends"]
+    assert all(b["status"] == "UP" for b in backends), backends
+    assert [n["cordoned"] for n in d["nodes"] if n["name"] == f1] == [False], d["nodes"]
+    # The lock is free: someone else takes it...
+    other = hapy.gate("reboot", f1, lab["topology"], policy, lock=True, identity="pytest-other", **r)
+    assert other.allowed, [(f.rule, f.message) for f in other.blocking]
+    # ...and then the resumed roll is denied, naming the holder.
+    again = hapy.roll("run", lab["topology"], resume=True, **args, **r)
+    [denied] = again["nodes"]
+    assert denied["result"] == "denied", again
+    assert any("pytest-other" in reason for reason in denied["reasons"]), again
+    # Without resume=True a journal_dir with a run is refused.
+    with pytest.raises(hapy.ConfigError, match="resume=True"):
+        hapy.roll("run", lab["topology"], **args, **r)
