@@ -230,7 +230,9 @@ def test_roll_live_stops_at_the_first_failure_restores_it_and_releases_the_lock(
         "ssh_known_hosts": tmp_path / "known_hosts",
     }
     (tmp_path / "known_hosts").write_text("")
+    started = time.monotonic()
     report = hapy.roll("run", lab["topology"], **args, **r)
+    print(f"live roll stopped in {time.monotonic() - started:.1f}s: {report['nodes'][0].get('outcome')}")
     assert report["notStarted"] == [f2], report
     [first] = report["nodes"]
     assert first["node"] == f1 and first["result"] == "ran", report
