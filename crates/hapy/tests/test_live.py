@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -260,3 +261,28 @@ def test_roll_live_stops_at_the_first_failure_restores_it_and_releases_the_lock(
     # Without resume=True a journal_dir with a run is refused.
     with pytest.raises(hapy.ConfigError, match="resume=True"):
         hapy.roll("run", lab["topology"], **args, **r)
+
+
+def test_upgrade_chain_example_runs_live_and_stops_at_the_failed_upgrade(lab: dict[str, Any], tmp_path: Path) -> None:
+    """examples/python/upgrade_chain_roll.py --backend live on one follower:
+    its `kubeadm upgrade apply` cannot run (no SSH server on the lab's
+    masters), so the example says where it stopped and exits 1."""
+    example = REPO / "examples" / "python" / "upgrade_chain_roll.py"
+    f1 = followers(lab)[0]
+    (tmp_path / "known_hosts").write_text("")
+    p = subprocess.run(
+        [
+            sys.executable, str(example), "-t", lab["topology"], "--to", "v1.33.2",
+            "--journal-dir", str(tmp_path / "roll"), "--soak", "0", "--nodes", f1,
+            "--policy", "reboot", "--idle-bound", "2", "--backend", "live",
+            "--kubeconfig", lab["kubeconfig"], "--etcd-pki", lab["etcd_pki"],
+            "--ssh-identity", str(tmp_path / "no-such-key"),
+            "--ssh-known-hosts", str(tmp_path / "known_hosts"),
+        ],
+        capture_output=True, text=True, timeout=120,
+    )
+    out = p.stdout + p.stderr
+    assert p.returncode == 1, out
+    assert f"{f1}: FAILED at step upgrade/{f1}/upgrade" in p.stdout, out
+    assert "(restored)" in p.stdout, out
+    assert "not started: none" in p.stdout, out
