@@ -12,10 +12,14 @@ again with --resume once the cause is fixed. Then the workers.
     python examples/python/upgrade_chain_roll.py -t examples/topology/ha.yaml \\
         --to v1.33.2 --journal-dir /tmp/roll --soak 600
 
-The backend is the simulated one (a rehearsal: its state is kept in
-JOURNAL_DIR/sim.json); --fail OP/NODE injects a failure, e.g.
-`--fail upgrade/k8s-master-2`. Exit codes are the CLI's: 0 every node done,
-1 the roll stopped, 2 bad input.
+The backend is the simulated one by default (a rehearsal: its state is kept
+in JOURNAL_DIR/sim.json); --fail OP/NODE injects a failure, e.g.
+`--fail upgrade/k8s-master-2`. With --backend live it runs on the cluster,
+as `hacli roll --backend live` does: --kubeconfig and --etcd-pki reach it
+(else KUBECONFIG and the topology's etcd.pki), the nodes over SSH with
+--ssh-identity and --ssh-known-hosts (else the topology's `ssh`), the load
+balancer as the topology says. Exit codes are the CLI's: 0 every node done,
+1 the roll stopped, 2 bad input or the cluster could not be reached.
 """
 
 from __future__ import annotations
@@ -52,22 +56,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--fail", action="append", default=[], metavar="OP/NODE")
     p.add_argument("--json", type=Path, help="write the roll's report here")
+    p.add_argument("--idle-bound", type=float, default=30.0, help="seconds to wait for a drained backend's sessions")
+    p.add_argument("--backend", choices=["simulated", "live"], default="simulated")
+    p.add_argument("--kubeconfig", type=Path, help="live: the cluster's kubeconfig")
+    p.add_argument("--etcd-pki", type=Path, help="live: etcd's CA and client pair (kubeadm layout)")
+    p.add_argument("--ssh-identity", type=Path, help="live: the nodes' SSH key")
+    p.add_argument("--ssh-known-hosts", type=Path, help="live: the nodes' known_hosts")
     a = p.parse_args(argv)
+    live: dict[str, Any] = {}
+    if a.backend == "live":
+        live = {
+            "kubeconfig": a.kubeconfig,
+            "etcd_pki": a.etcd_pki,
+            "ssh_identity": a.ssh_identity,
+            "ssh_known_hosts": a.ssh_known_hosts,
+            "timeout": 6.0,
+        }
     try:
         report = hapy.roll(
             "upgrade",
             a.topology,
             version=a.to,
             journal_dir=a.journal_dir,
-            sim_state=a.journal_dir / "sim.json",
+            backend=a.backend,
+            sim_state=a.journal_dir / "sim.json" if a.backend == "simulated" else None,
             nodes=[n for n in a.nodes.split(",") if n] or None,
             soak=a.soak,
             policy=a.policy,
             identity="upgrade-chain",
+            idle_bound=a.idle_bound,
             fail=a.fail or None,
             resume=a.resume,
+            **live,
         )
-    except hapy.ConfigError as e:
+    except (hapy.ConfigError, hapy.ObserveError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for node in report["nodes"]:

@@ -13,18 +13,42 @@ use crate::{ObserveError, PyPolicy, PyState, PyTopology, PyVerdict};
 /// How to reach the cluster: the keyword arguments `observe` and `gate`
 /// share, with kubeadm's defaults.
 #[cfg_attr(not(feature = "live"), allow(dead_code))]
-struct Reach {
-    kubeconfig: Option<PathBuf>,
-    etcd: Option<Vec<String>>,
-    etcd_pki: Option<PathBuf>,
-    timeout: f64,
-    member_timeout: f64,
-    kill_switch: String,
-    lock_lease: String,
-    daemonsets: Option<Vec<String>>,
-    prometheus_url: Option<String>,
-    apiserver_port: Option<u16>,
-    lb_runtime_api: Option<String>,
+pub(crate) struct Reach {
+    pub(crate) kubeconfig: Option<PathBuf>,
+    pub(crate) etcd: Option<Vec<String>>,
+    pub(crate) etcd_pki: Option<PathBuf>,
+    pub(crate) timeout: f64,
+    pub(crate) member_timeout: f64,
+    pub(crate) kill_switch: String,
+    pub(crate) lock_lease: String,
+    pub(crate) daemonsets: Option<Vec<String>>,
+    pub(crate) prometheus_url: Option<String>,
+    pub(crate) apiserver_port: Option<u16>,
+    pub(crate) lb_runtime_api: Option<String>,
+}
+
+/// What the live backend of `hapy.roll` needs beyond [`Reach`]: the
+/// disruption lock's lifetime and how to reach the nodes over SSH.
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
+pub(crate) struct LiveDisrupt {
+    pub(crate) reach: Reach,
+    pub(crate) lock_ttl: f64,
+    pub(crate) ssh_identity: Option<PathBuf>,
+    pub(crate) ssh_known_hosts: Option<PathBuf>,
+    pub(crate) accept_new_host_key: bool,
+}
+
+/// Run `f` with the live backends of planned disruptions (the observer
+/// and the disruption Lease, kubeadm's control plane, the load balancer the
+/// topology names), the GIL released.
+pub(crate) fn with_disrupt_backends<T: Send>(
+    py: Python<'_>,
+    topology: &hacore::Topology,
+    policy: &hacore::Policy,
+    live: LiveDisrupt,
+    f: impl FnOnce(&mut hacore::backend::Backends<'_>, &mut dyn hacore::disrupt::Lock) -> T + Send,
+) -> PyResult<T> {
+    imp::with_disrupt_backends(py, topology, policy, live, f)
 }
 
 /// Observe the live cluster once, within `timeout` seconds: nodes, etcd
@@ -146,6 +170,16 @@ mod imp {
         Err(unavailable())
     }
 
+    pub fn with_disrupt_backends<T>(
+        _: Python<'_>,
+        _: &hacore::Topology,
+        _: &hacore::Policy,
+        _: LiveDisrupt,
+        _: impl FnOnce(&mut hacore::backend::Backends<'_>, &mut dyn hacore::disrupt::Lock) -> T,
+    ) -> PyResult<T> {
+        Err(unavailable())
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn gate(
         _: Python<'_>,
@@ -229,6 +263,35 @@ mod imp {
                     })?,
             })
         }
+    }
+
+    pub fn with_disrupt_backends<T: Send>(
+        py: Python<'_>,
+        topology: &Topology,
+        policy: &Policy,
+        live: LiveDisrupt,
+        f: impl FnOnce(&mut hacore::backend::Backends<'_>, &mut dyn hacore::disrupt::Lock) -> T + Send,
+    ) -> PyResult<T> {
+        let ttl = seconds("lock_ttl", live.lock_ttl)?;
+        let config = live.reach.config(Some(policy))?;
+        let lb = pfsense::lb::LbOptions {
+            runtime_api: config.lb_runtime_api.clone(),
+            accept_new_host_key: live.accept_new_host_key,
+            ..Default::default()
+        };
+        let cp = kubeadm::control_plane::ControlPlaneOptions {
+            accept_new_host_key: live.accept_new_host_key,
+            known_hosts: live.ssh_known_hosts,
+            identity_file: live.ssh_identity,
+            ..Default::default()
+        };
+        py.detach(|| {
+            let lb = pfsense::lb::for_disruption(topology, &lb).map_err(|e| e.to_string())?;
+            let mut b = kubeadm::live::DisruptBackends::connect(topology, config, cp, ttl, lb)
+                .map_err(|e| e.to_string())?;
+            Ok(b.with(f))
+        })
+        .map_err(|e: String| ObserveError::new_err(e))
     }
 
     fn runtime() -> PyResult<tokio::runtime::Runtime> {

@@ -53,7 +53,13 @@ def test_bad_input_raises_config_error(tmp_path: Path) -> None:
     with pytest.raises(hapy.ConfigError, match="version"):
         hapy.disrupt("upgrade", "k8s-master", HA, journal=tmp_path / "j", sim_state=tmp_path / "s")
     with pytest.raises(hapy.ConfigError, match="simulated"):
-        hapy.roll("reboot", HA, journal_dir=tmp_path, sim_state=tmp_path / "s", backend="live")
+        hapy.disrupt("reboot", "k8s-master", HA, journal=tmp_path / "j", sim_state=tmp_path / "s", backend="live")
+    with pytest.raises(hapy.ConfigError, match="simulated"):
+        hapy.roll("reboot", HA, journal_dir=tmp_path, backend="vmware")
+    with pytest.raises(hapy.ConfigError, match="sim_state"):
+        hapy.roll("reboot", HA, journal_dir=tmp_path)
+    with pytest.raises(hapy.ConfigError, match="simulated backend only"):
+        hapy.roll("reboot", HA, journal_dir=tmp_path, backend="live", fail=["reboot/k8s-master"])
 
 
 def test_roll_stops_at_the_second_master_and_the_example_resumes(tmp_path: Path) -> None:

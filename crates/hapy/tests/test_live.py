@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -194,3 +195,94 @@ def test_lb_runtime_api_overrides_the_topology(lab: dict[str, Any], policy: hapy
     assert over_tcp.allowed, [(f.rule, f.message) for f in over_tcp.blocking]
     with pytest.raises(hapy.ConfigError, match="lb_runtime_api"):
         hapy.observe(lab["topology"], lb_runtime_api="haproxy.sock", **reach(lab))
+
+
+def journal_has(path: Path, event: str, step: str) -> bool:
+    if not path.exists():
+        return False
+    return any(
+        (r := json.loads(line)).get("event") == event and r.get("step") == step
+        for line in path.read_text().splitlines()
+        if line.strip()
+    )
+
+
+def test_roll_live_stops_at_the_first_failure_restores_it_and_releases_the_lock(
+    lab: dict[str, Any], policy: hapy.Policy, tmp_path: Path
+) -> None:
+    """hapy.roll(backend="live") on the lab: two followers, a command run
+    over SSH that cannot succeed (the lab's masters run no SSH server that
+    knows our key, and known_hosts is empty). The first follower's backend
+    is drained and it is cordoned, the command fails, both are restored, the
+    lock is released and the roll stops before the second follower."""
+    r = reach(lab)
+    f1, f2 = followers(lab)
+    jd = tmp_path / "roll"
+    args: dict[str, Any] = {
+        "backend": "live",
+        "command": ["true"],
+        "nodes": [f1, f2],
+        "journal_dir": jd,
+        "policy": policy,
+        "identity": "pytest-roll",
+        "idle_bound": 5.0,
+        "timeout": 5.0,
+        "ssh_identity": tmp_path / "no-such-key",
+        "ssh_known_hosts": tmp_path / "known_hosts",
+    }
+    (tmp_path / "known_hosts").write_text("")
+    started = time.monotonic()
+    report = hapy.roll("run", lab["topology"], **args, **r)
+    print(f"live roll stopped in {time.monotonic() - started:.1f}s: {report['nodes'][0].get('outcome')}")
+    assert report["notStarted"] == [f2], report
+    [first] = report["nodes"]
+    assert first["node"] == f1 and first["result"] == "ran", report
+    assert first["outcome"]["outcome"] == "rolled-back", report
+    assert first["outcome"]["step"] == f"run/{f1}/run", report
+    assert first["lockReleased"] is True, report
+    journal = jd / f"{f1}.jsonl"
+    assert journal_has(journal, "done", f"run/{f1}/backend-drain"), journal.read_text()
+    assert journal_has(journal, "done", f"run/{f1}/cordon"), journal.read_text()
+    assert journal_has(journal, "rolled-back", f"run/{f1}/run"), journal.read_text()
+    assert not (jd / f"{f2}.jsonl").exists()
+    # Restored: every backend UP (none left in DRAIN), the node schedulable.
+    d = hapy.observe(lab["topology"], **r).to_dict()
+    backends = d["loadBalancer"]["backends"]
+    assert all(b["status"] == "UP" for b in backends), backends
+    assert [n["cordoned"] for n in d["nodes"] if n["name"] == f1] == [False], d["nodes"]
+    # The lock is free: someone else takes it...
+    other = hapy.gate("reboot", f1, lab["topology"], policy, lock=True, identity="pytest-other", **r)
+    assert other.allowed, [(f.rule, f.message) for f in other.blocking]
+    # ...and then the resumed roll is denied, naming the holder.
+    again = hapy.roll("run", lab["topology"], resume=True, **args, **r)
+    [denied] = again["nodes"]
+    assert denied["result"] == "denied", again
+    assert any("pytest-other" in reason for reason in denied["reasons"]), again
+    # Without resume=True a journal_dir with a run is refused.
+    with pytest.raises(hapy.ConfigError, match="resume=True"):
+        hapy.roll("run", lab["topology"], **args, **r)
+
+
+def test_upgrade_chain_example_runs_live_and_stops_at_the_failed_upgrade(lab: dict[str, Any], tmp_path: Path) -> None:
+    """examples/python/upgrade_chain_roll.py --backend live on one follower:
+    its `kubeadm upgrade apply` cannot run (no SSH server on the lab's
+    masters), so the example says where it stopped and exits 1."""
+    example = REPO / "examples" / "python" / "upgrade_chain_roll.py"
+    f1 = followers(lab)[0]
+    (tmp_path / "known_hosts").write_text("")
+    p = subprocess.run(
+        [
+            sys.executable, str(example), "-t", lab["topology"], "--to", "v1.33.2",
+            "--journal-dir", str(tmp_path / "roll"), "--soak", "0", "--nodes", f1,
+            "--policy", "reboot", "--idle-bound", "2", "--backend", "live",
+            "--kubeconfig", lab["kubeconfig"], "--etcd-pki", lab["etcd_pki"],
+            "--ssh-identity", str(tmp_path / "no-such-key"),
+            "--ssh-known-hosts", str(tmp_path / "known_hosts"),
+        ],
+        capture_output=True, text=True, timeout=120,
+    )
+    out = p.stdout + p.stderr
+    assert p.returncode == 1, out
+    assert f"{f1}: FAILED at step upgrade/{f1}/upgrade" in p.stdout, out
+    assert "(restored)" in p.stdout, out
+    assert "not started: none" in p.stdout, out

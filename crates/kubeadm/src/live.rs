@@ -140,3 +140,111 @@ impl Lock for LiveLock {
         }
     }
 }
+
+/// A backend that carries out none of its operations: what a planned
+/// disruption does not need (no hypervisor step; no load balancer the
+/// topology says how to reach).
+#[derive(Debug, Clone)]
+pub struct Absent(pub &'static str);
+
+impl hacore::backend::Hypervisor for Absent {
+    fn is_done(&mut self, op: &hacore::backend::HvOp) -> Result<bool, BackendError> {
+        Err(BackendError::Unsupported(format!("{}: {op:?}", self.0)))
+    }
+    fn apply(&mut self, op: &hacore::backend::HvOp) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported(format!("{}: {op:?}", self.0)))
+    }
+}
+
+impl hacore::backend::LoadBalancer for Absent {
+    fn is_done(&mut self, op: &hacore::backend::LbOp) -> Result<bool, BackendError> {
+        Err(BackendError::Unsupported(format!("{}: {op:?}", self.0)))
+    }
+    fn apply(&mut self, op: &hacore::backend::LbOp) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported(format!("{}: {op:?}", self.0)))
+    }
+}
+
+/// Why [`DisruptBackends::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The observer (kubeconfig, etcd TLS) could not be set up.
+    #[error(transparent)]
+    Observer(#[from] Error),
+    /// The control-plane backend (SSH settings, etcd TLS) could not be set up.
+    #[error(transparent)]
+    ControlPlane(#[from] crate::control_plane::CpError),
+}
+
+/// The live backends of planned disruptions (`hacore::disrupt::run` and
+/// `roll`), for any node of the topology, so one set serves a whole roll:
+/// the observer and the disruption Lease, kubeadm's control plane (the
+/// Kubernetes API, etcd, the nodes over SSH), and the load balancer the
+/// caller reaches (`hacli` and `hapy` pick it from the topology).
+pub struct DisruptBackends {
+    observer: LiveObserver,
+    lock: LiveLock,
+    cp: crate::control_plane::KubeadmControlPlane,
+    lb: Box<dyn hacore::backend::LoadBalancer>,
+    hv: Absent,
+}
+
+impl std::fmt::Debug for DisruptBackends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DisruptBackends")
+            .field("observer", &self.observer)
+            .field("lock", &self.lock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DisruptBackends {
+    /// Reach the cluster `config` describes; `cp` carries the SSH choices
+    /// (its kubeconfig, etcd endpoints and TLS and apiserver port are
+    /// taken from `config`); the lock lasts `lock_ttl` without renewal;
+    /// `lb` None: no load balancer to reach (a step that needs it fails).
+    pub fn connect(
+        topology: &Topology,
+        config: ObserverConfig,
+        cp: crate::control_plane::ControlPlaneOptions,
+        lock_ttl: Duration,
+        lb: Option<Box<dyn hacore::backend::LoadBalancer>>,
+    ) -> Result<DisruptBackends, ConnectError> {
+        let cp_opts = crate::control_plane::ControlPlaneOptions {
+            kubeconfig: config.kubeconfig.clone(),
+            etcd_endpoints: config.etcd_endpoints.clone(),
+            etcd_tls: config.etcd_tls.clone(),
+            apiserver_port: config.apiserver_port,
+            ..cp
+        };
+        let observer = LiveObserver::new(topology, config)?;
+        let lock = observer.lock(lock_ttl)?;
+        let cp = crate::control_plane::KubeadmControlPlane::from_topology(topology, &cp_opts)?;
+        Ok(DisruptBackends {
+            observer,
+            lock,
+            cp,
+            lb: lb.unwrap_or_else(|| {
+                Box::new(Absent(
+                    "no load balancer to reach (loadBalancer.manage or runtimeApi)",
+                ))
+            }),
+            hv: Absent("no hypervisor step in a disruption"),
+        })
+    }
+
+    /// Run `f` with the backends and the lock.
+    pub fn with<T>(
+        &mut self,
+        f: impl FnOnce(&mut hacore::backend::Backends<'_>, &mut dyn Lock) -> T,
+    ) -> T {
+        let mut b = hacore::backend::Backends {
+            hypervisor: &mut self.hv,
+            load_balancer: self.lb.as_mut(),
+            control_plane: &mut self.cp,
+            observer: &mut self.observer,
+            clock: &Wall,
+        };
+        f(&mut b, &mut self.lock)
+    }
+}

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hacore::backend::{BackendError, LoadBalancer};
 use hacore::disrupt::{self, DisruptAction, DisruptOptions, Gate, Report};
 use hacore::exec::{self, Event};
 use hacore::units::Dur;
@@ -253,26 +252,46 @@ fn print_report(r: &Report, output: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A backend that carries out none of its operations (what a disruption
-/// does not need: no hypervisor step, no load balancer in the topology).
-struct Absent(&'static str);
-
-impl hacore::backend::Hypervisor for Absent {
-    fn is_done(&mut self, op: &hacore::backend::HvOp) -> Result<bool, BackendError> {
-        Err(BackendError::Unsupported(format!("{}: {op:?}", self.0)))
+/// Open a disruption's journal, refusing one that already records a run
+/// unless `--resume` (or `--dry-run`).
+pub fn open_journal(c: &Common, journal: &Path) -> anyhow::Result<exec::FileJournal> {
+    let journal_file = exec::FileJournal::open(journal)?;
+    if !hacore::exec::Journal::records(&journal_file).is_empty() && !c.resume && !c.dry_run {
+        anyhow::bail!(
+            "{} already records a run: pass --resume to continue it, or use a new journal",
+            journal.display()
+        );
     }
-    fn apply(&mut self, op: &hacore::backend::HvOp) -> Result<(), BackendError> {
-        Err(BackendError::Unsupported(format!("{}: {op:?}", self.0)))
-    }
+    Ok(journal_file)
 }
 
-impl LoadBalancer for Absent {
-    fn is_done(&mut self, op: &hacore::backend::LbOp) -> Result<bool, BackendError> {
-        Err(BackendError::Unsupported(format!("{}: {op:?}", self.0)))
-    }
-    fn apply(&mut self, op: &hacore::backend::LbOp) -> Result<(), BackendError> {
-        Err(BackendError::Unsupported(format!("{}: {op:?}", self.0)))
-    }
+/// The live backends of planned disruptions, for any node of the topology
+/// (one set serves a whole roll): the observer and the disruption Lease,
+/// kubeadm's control plane (the Kubernetes API, etcd, the nodes over SSH),
+/// the load balancer (its `manage` settings, else HAProxy's runtime API).
+pub fn live_backends(
+    c: &Common,
+    topology: &Topology,
+    gate: &Gate,
+) -> anyhow::Result<kubeadm::live::DisruptBackends> {
+    let config = c.live.config(Some(&gate.policy))?;
+    let lb = pfsense::lb::for_disruption(
+        topology,
+        &pfsense::lb::LbOptions {
+            runtime_api: c.live.lb_runtime_api.clone(),
+            accept_new_host_key: c.accept_new_host_key,
+            ..Default::default()
+        },
+    )?;
+    let cp = kubeadm::control_plane::ControlPlaneOptions {
+        accept_new_host_key: c.accept_new_host_key,
+        known_hosts: c.ssh_known_hosts.clone(),
+        identity_file: c.ssh_identity.clone(),
+        ..Default::default()
+    };
+    Ok(kubeadm::live::DisruptBackends::connect(
+        topology, config, cp, c.lock_ttl, lb,
+    )?)
 }
 
 /// Run `plan` on the live cluster: gate and lock (the Lease), the
@@ -286,66 +305,18 @@ pub fn run_live(
     journal: &Path,
     bar: &ProgressBar,
 ) -> anyhow::Result<Report> {
-    let config = c.live.config(Some(&gate.policy))?;
-    let mut journal_file = exec::FileJournal::open(journal)?;
-    if !hacore::exec::Journal::records(&journal_file).is_empty() && !c.resume && !c.dry_run {
-        anyhow::bail!(
-            "{} already records a run: pass --resume to continue it, or use a new journal",
-            journal.display()
-        );
-    }
-    let mut observer = kubeadm::live::LiveObserver::new(topology, config.clone())?;
-    let mut lock = observer.lock(c.lock_ttl)?;
-    let cp_opts = kubeadm::control_plane::ControlPlaneOptions {
-        kubeconfig: config.kubeconfig.clone(),
-        etcd_endpoints: config.etcd_endpoints.clone(),
-        etcd_tls: config.etcd_tls.clone(),
-        apiserver_port: config.apiserver_port,
-        accept_new_host_key: c.accept_new_host_key,
-        known_hosts: c.ssh_known_hosts.clone(),
-        identity_file: c.ssh_identity.clone(),
-        ..Default::default()
-    };
-    let mut cp = kubeadm::control_plane::KubeadmControlPlane::from_topology(topology, &cp_opts)?;
-    let runtime_api = c
-        .live
-        .lb_runtime_api
-        .clone()
-        .or_else(|| topology.load_balancer.runtime_api.clone());
-    let mut lb: Box<dyn LoadBalancer> = if topology.load_balancer.manage.is_some() {
-        let opts = pfsense::lb::LbOptions {
-            runtime_api: runtime_api.clone(),
-            accept_new_host_key: c.accept_new_host_key,
-            ..Default::default()
-        };
-        Box::new(pfsense::lb::LbBackend::from_topology(topology, &opts)?)
-    } else if let Some(api) = runtime_api {
-        Box::new(pfsense::lb::runtime::RuntimeLb::new(
-            api,
-            topology.load_balancer.health_check.clone(),
-            Duration::from_secs(60),
-        )?)
-    } else {
-        Box::new(Absent(
-            "no load balancer to reach (loadBalancer.manage or runtimeApi)",
-        ))
-    };
-    let mut hv = Absent("no hypervisor step in a disruption");
-    let mut b = hacore::backend::Backends {
-        hypervisor: &mut hv,
-        load_balancer: lb.as_mut(),
-        control_plane: &mut cp,
-        observer: &mut observer,
-        clock: &kubeadm::live::Wall,
-    };
-    Ok(disrupt::run(
-        plan,
-        node,
-        gate,
-        &mut b,
-        &mut lock,
-        &mut journal_file,
-        &c.exec_options(),
-        &mut progress(bar),
-    )?)
+    let mut journal_file = open_journal(c, journal)?;
+    let mut live = live_backends(c, topology, gate)?;
+    Ok(live.with(|b, lock| {
+        disrupt::run(
+            plan,
+            node,
+            gate,
+            b,
+            lock,
+            &mut journal_file,
+            &c.exec_options(),
+            &mut progress(bar),
+        )
+    })?)
 }

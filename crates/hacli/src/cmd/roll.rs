@@ -47,28 +47,28 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let action = c.action(a.action, &a.command)?;
     let order = disrupt::roll_order(&topology, &a.nodes)?;
     let gate = c.gate(&action, "roll")?;
-    if c.backend == super::disrupt::Backend::Live {
-        anyhow::bail!(
-            "roll --backend live: not yet; run `hacli disrupt --backend live` per node (masters first), or rehearse with --backend simulated"
-        );
-    }
-    let sim_file = c
-        .sim_state
-        .clone()
-        .unwrap_or_else(|| a.journal_dir.join("sim.json"));
     let bar = ProgressBar::new_spinner();
-    let result = disrupt::rehearse_roll(
-        &topology,
-        &action,
-        &order,
-        &c.options()?,
-        Dur(a.soak.try_into().context("--soak")?),
-        &gate,
-        &a.journal_dir,
-        &c.rehearsal(&sim_file),
-        &c.exec_options(),
-        &mut progress(&bar),
-    );
+    let result = if c.backend == super::disrupt::Backend::Live {
+        roll_live(&a, &topology, &action, &order, &gate, &bar)
+    } else {
+        let sim_file = c
+            .sim_state
+            .clone()
+            .unwrap_or_else(|| a.journal_dir.join("sim.json"));
+        disrupt::rehearse_roll(
+            &topology,
+            &action,
+            &order,
+            &c.options()?,
+            Dur(a.soak.try_into().context("--soak")?),
+            &gate,
+            &a.journal_dir,
+            &c.rehearsal(&sim_file),
+            &c.exec_options(),
+            &mut progress(&bar),
+        )
+        .map_err(anyhow::Error::from)
+    };
     bar.finish_and_clear();
     let report = result?;
     match c.output {
@@ -91,4 +91,54 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         }
     }
     Ok(if report.ok() { Exit::Ok } else { Exit::Deny })
+}
+
+/// The roll on the live cluster: one set of live backends
+/// ([`super::disrupt::live_backends`]) for every node, a journal per node
+/// (`NODE.jsonl` in `--journal-dir`), the soak a real wait.
+fn roll_live(
+    a: &Args,
+    topology: &hacore::Topology,
+    action: &disrupt::DisruptAction,
+    order: &[String],
+    gate: &disrupt::Gate,
+    bar: &ProgressBar,
+) -> anyhow::Result<disrupt::RollReport> {
+    let c = &a.common;
+    let soak = Dur(a.soak.try_into().context("--soak")?);
+    let opts = c.options()?;
+    std::fs::create_dir_all(&a.journal_dir)
+        .with_context(|| format!("{}: cannot create", a.journal_dir.display()))?;
+    let path = |node: &str| a.journal_dir.join(format!("{node}.jsonl"));
+    if let Some(first) = order.first() {
+        super::disrupt::open_journal(c, &path(first))?;
+    }
+    let mut live = super::disrupt::live_backends(c, topology, gate)?;
+    let mut journal =
+        |node: &str| -> Result<Box<dyn hacore::exec::Journal>, hacore::exec::ExecError> {
+            Ok(Box::new(hacore::exec::FileJournal::open(&path(node))?))
+        };
+    let mut wait = |d: Dur| {
+        bar.println(format!("soak: waiting {d} before the next node"));
+        std::thread::sleep(d.0.unsigned_abs());
+    };
+    let report = live.with(|b, lock| {
+        disrupt::roll(
+            topology,
+            action,
+            order,
+            &opts,
+            soak,
+            gate,
+            b,
+            lock,
+            &mut disrupt::RollIo {
+                journal: &mut journal,
+                wait: &mut wait,
+            },
+            &c.exec_options(),
+            &mut progress(bar),
+        )
+    })?;
+    Ok(report?)
 }

@@ -624,3 +624,29 @@ impl LoadBalancer for LbBackend {
             .map_err(|e| e.into_backend(&what))
     }
 }
+
+/// The load balancer a planned disruption drains and restores (`hacli
+/// disrupt|roll`, `hapy.disrupt|roll` with the live backend): the
+/// topology's `loadBalancer.manage` settings, else HAProxy's runtime API
+/// (`opts.runtime_api`, else the topology's `loadBalancer.runtimeApi`);
+/// None when neither says how to reach it.
+pub fn for_disruption(
+    topology: &Topology,
+    opts: &LbOptions,
+) -> Result<Option<Box<dyn LoadBalancer>>, LbError> {
+    let runtime_api = opts
+        .runtime_api
+        .clone()
+        .or_else(|| topology.load_balancer.runtime_api.clone());
+    Ok(if topology.load_balancer.manage.is_some() {
+        Some(Box::new(LbBackend::from_topology(topology, opts)?))
+    } else if let Some(api) = runtime_api {
+        Some(Box::new(runtime::RuntimeLb::new(
+            api,
+            topology.load_balancer.health_check.clone(),
+            Duration::from_secs(60),
+        )?))
+    } else {
+        None
+    })
+}

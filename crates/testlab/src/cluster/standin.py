@@ -1173,6 +1173,10 @@ def upgrade_manifests(ver):
 
 def kubeadm_upgrade(pos, fl):
     sub = pos[0] if pos else ""
+    if sub == "node" and "kubeconfig" not in fl and not os.path.exists(K + "/admin.conf"):
+        # A worker has no admin.conf: `kubeadm upgrade node` reads the
+        # cluster with the kubelet's credentials there.
+        fl = dict(fl, kubeconfig=K + "/kubelet.conf")
     api = admin_api(fl)
     if sub not in ("plan", "apply", "node"):
         raise Fail(f'unknown command "{sub}" for "kubeadm upgrade" (plan, apply, node)')
