@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{At, MigrateOptions, Stage, Then, migrate};
+use common::{At, MigrateOptions, Stage, Then};
 
 /// The same migration, `hacli apply` SIGKILLed at chosen points (a phase
 /// boundary, between a clone and its start, between the clone of m3's VM

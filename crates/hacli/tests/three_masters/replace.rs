@@ -11,7 +11,7 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,7 +79,8 @@ fn texts(out: &Output) -> (String, String) {
 }
 
 /// Run on the migrated lab `m`.
-pub fn run(m: &common::Migrated) {
+/// Returns the topology after the replacement (m4 instead of m3).
+pub fn run(m: &common::Migrated) -> PathBuf {
     let lb: IpAddr = m.lab.addr("lb").into();
     assert_eq!(voters(m), set(&["m1", "m2", "m3"]));
 
@@ -239,4 +240,5 @@ pub fn run(m: &common::Migrated) {
         refused_in.as_secs_f64(),
         replaced_in.as_secs_f64()
     );
+    target_file
 }

@@ -5,19 +5,18 @@
 //! touches neither the third master nor the workers; with the failure
 //! removed, `--resume` finishes the roll (m1 is not upgraded again).
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use testlab::cluster::{KUBE_VERSION, M1, M2, M3, UPGRADE_FAILS, W1, W2};
+use testlab::cluster::{KUBE_VERSION, M1, M2, UPGRADE_FAILS, W1, W2};
 
 /// The next patch release: `kubeadm upgrade apply` (the stand-in, like
 /// kubeadm) accepts the next patch or minor.
 const TO: &str = "v1.32.1";
-
-const NODES: [(&str, u8); 5] = [("m1", M1), ("m2", M2), ("m3", M3), ("w1", W1), ("w2", W2)];
 
 fn text(o: &Output) -> String {
     format!(
@@ -28,18 +27,11 @@ fn text(o: &Output) -> String {
     )
 }
 
-#[test]
-fn live_rolling_upgrade_stops_at_the_failing_second_master_restores_it_and_resumes() {
-    let _one = common::one_lab();
+/// Run on the migrated lab `m`, whose topology is now `topology` and whose
+/// third master is `third` (name, lab address octet).
+pub fn run(m: &common::Migrated, topology: &Path, third: (&str, u8)) {
     let t0 = Instant::now();
-    let Some(m) = common::migrate(
-        "live_rolling_upgrade_stops_at_the_failing_second_master_restores_it_and_resumes",
-        &[],
-    ) else {
-        return;
-    };
-    let migrated_in = t0.elapsed();
-    println!("migrated to three masters in {migrated_in:.1?}");
+    let nodes = [("m1", M1), ("m2", M2), third, ("w1", W1), ("w2", W2)];
     let lb: IpAddr = m.lab.addr("lb").into();
     let on = |k: u8, cmd: &str| {
         common::ssh(
@@ -101,7 +93,7 @@ fn live_rolling_upgrade_stops_at_the_failing_second_master_restores_it_and_resum
             .as_bool()
             .unwrap_or(false)
     };
-    for (n, k) in NODES {
+    for (n, k) in nodes {
         assert_eq!(version(k), KUBE_VERSION, "{n} before the roll");
     }
     assert_eq!(cluster_version(), KUBE_VERSION);
@@ -124,7 +116,7 @@ fn live_rolling_upgrade_stops_at_the_failing_second_master_restores_it_and_resum
             .arg("--journal-dir")
             .arg(&journal_dir)
             .arg("--topology")
-            .arg(&m.topology)
+            .arg(topology)
             .arg("--policy")
             .arg(&policy)
             .arg("--kubeconfig")
@@ -172,7 +164,10 @@ fn live_rolling_upgrade_stops_at_the_failing_second_master_restores_it_and_resum
         stdout.contains("STOPPED at m2 at step upgrade/m2/upgrade"),
         "{log}"
     );
-    assert!(stdout.contains("not started: m3, w1, w2"), "{log}");
+    assert!(
+        stdout.contains(&format!("not started: {}, w1, w2", third.0)),
+        "{log}"
+    );
     assert!(stdout.contains(message), "the error names the cause: {log}");
 
     // m1 ran `kubeadm upgrade apply`: its manifests, its kubeadm and the
@@ -208,19 +203,19 @@ fn live_rolling_upgrade_stops_at_the_failing_second_master_restores_it_and_resum
         .unwrap_or_else(|| panic!("m2 in show servers state: {state}"));
     let fields: Vec<&str> = m2_line.split_whitespace().collect();
     assert_eq!(fields[6], "0", "m2's admin state is ready: {m2_line}");
-    for (n, _) in NODES {
+    for (n, _) in nodes {
         assert!(!unschedulable(n), "{n} is schedulable");
     }
     assert_eq!(holder(), None, "the disruption lock is released");
     // m3 and the workers were not touched: same version, no journal.
-    for (n, k) in [("m3", M3), ("w1", W1), ("w2", W2)] {
+    for (n, k) in [third, ("w1", W1), ("w2", W2)] {
         assert_eq!(version(k), KUBE_VERSION, "{n}");
         assert!(
             !journal_dir.join(format!("{n}.jsonl")).exists(),
             "{n} has no journal"
         );
     }
-    assert_eq!(apiserver_tag(M3), KUBE_VERSION);
+    assert_eq!(apiserver_tag(third.1), KUBE_VERSION);
     assert!(common::journal_has(
         &journal_dir.join("m2.jsonl"),
         "rolled-back",
@@ -252,11 +247,11 @@ fn live_rolling_upgrade_stops_at_the_failing_second_master_restores_it_and_resum
         .filter(|r| r["result"] == "ran" && r["outcome"]["outcome"] == "completed")
         .map(|r| r["node"].as_str().unwrap())
         .collect();
-    assert_eq!(done, ["m1", "m2", "m3", "w1", "w2"], "{log}");
-    for (n, k) in NODES {
+    assert_eq!(done, ["m1", "m2", third.0, "w1", "w2"], "{log}");
+    for (n, k) in nodes {
         assert_eq!(version(k), TO, "{n} after the roll");
     }
-    for k in [M1, M2, M3] {
+    for k in [M1, M2, third.1] {
         assert_eq!(apiserver_tag(k), TO);
     }
     // m1 ran `kubeadm upgrade apply` once: its journal finished in the
@@ -272,12 +267,9 @@ fn live_rolling_upgrade_stops_at_the_failing_second_master_restores_it_and_resum
         pool.iter().all(|(_, s)| s.starts_with("UP")),
         "every backend UP after the roll: {pool:?}"
     );
-    for (n, _) in NODES {
+    for (n, _) in nodes {
         assert!(!unschedulable(n), "{n} is schedulable after the roll");
     }
     assert_eq!(holder(), None, "the disruption lock is released");
-    println!(
-        "live roll: migration {migrated_in:.1?}, whole test {:.1?}",
-        t0.elapsed()
-    );
+    println!("live roll: {:.1?} in all", t0.elapsed());
 }
