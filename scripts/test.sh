@@ -68,7 +68,9 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check 'maturin>=1.9.4,<2' 'pytest>=8' 'mypy>=1.10'
 rm -rf target/hapy-wheels
-"$VENV/bin/maturin" build --release --locked -m crates/hapy/Cargo.toml \
+# The dev profile: the test wheel shares the dependencies `cargo test` built
+# (a release build of them took minutes); benchmarks build their own.
+"$VENV/bin/maturin" build --profile dev --locked -m crates/hapy/Cargo.toml \
   --interpreter "$VENV/bin/python" --out target/hapy-wheels
 # One abi3 wheel (pyo3 abi3-py39) serves CPython 3.9 and later.
 ls target/hapy-wheels/hapy-*-cp39-abi3-*.whl >/dev/null || { echo "expected one cp39-abi3 wheel: $(ls target/hapy-wheels)" >&2; exit 1; }

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Offline verdict call overhead from Python, beside the Rust figure.
 
-    python crates/hapy/benches/verdict.py            # after installing the wheel
+    python crates/hapy/benches/verdict.py            # after installing a release wheel
+                                                     # (maturin build --release; the test
+                                                     # command's wheel is a dev build)
     python crates/hapy/benches/verdict.py --check    # exit 1 if over the 20 us target
 
 The Rust figure is criterion's mean for `verdict/example/reboot k8s-master-2`
