@@ -146,7 +146,9 @@ fn kubeconfig(lab: &LbLab, dir: &Path) -> std::path::PathBuf {
 }
 
 /// While `run` runs: a VM of the stand-in that is not running has its
-/// master's apiserver killed; running again, started again.
+/// master powered off as the load balancers see it (its address silent,
+/// its apiserver killed: [`LbLab::set_master_power`]); running again, on
+/// again.
 fn mirror_power(lab: &LbLab, pve: &ProxmoxLab, run: &std::thread::JoinHandle<Output>) {
     let mut up = vec![true; lab.masters.len()];
     while !run.is_finished() {
@@ -155,7 +157,7 @@ fn mirror_power(lab: &LbLab, pve: &ProxmoxLab, run: &std::thread::JoinHandle<Out
                 .vm(101 + i as u32)
                 .is_some_and(|c| c.get("status").is_some_and(|s| s == "running"));
             if running != *was {
-                lab.set_apiserver_up(i, running);
+                lab.set_master_power(i, running).unwrap();
                 *was = running;
             }
         }
