@@ -190,6 +190,30 @@ fn exercise(lab: &LbLab, lb: &mut LbBackend, dns: bool) {
     assert_eq!(lb.read().unwrap(), before);
 }
 
+/// The apiserver pool's backend section in `cfg` (a rendered
+/// haproxy.cfg) fails over fast: a 1 s connect (the default), 3 retries,
+/// each on another server, and checks bounded by their 200 ms interval.
+fn fails_over_fast(cfg: &str, backend: &str) {
+    let lines: Vec<String> = cfg
+        .lines()
+        .skip_while(|l| l.trim() != format!("backend {backend}"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty() && l.starts_with(char::is_whitespace))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for want in [
+        "timeout connect 1000",
+        "retries 3",
+        "option redispatch 1",
+        "timeout check 200",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == want),
+            "backend {backend} lacks `{want}`: {lines:#?}\n{cfg}"
+        );
+    }
+}
+
 #[test]
 fn pfsense_over_ssh() {
     let Some(lab) = LbLab::start_or_skip("pfsense_over_ssh") else {
@@ -198,6 +222,7 @@ fn pfsense_over_ssh() {
     let mut lb = backend(&lab, Via::PfsenseSsh, LbOptions::default()).unwrap();
     through_vip(&lab, false);
     exercise(&lab, &mut lb, true);
+    fails_over_fast(&lab.pfsense.haproxy_cfg(), "k8s-apiserver_ipvANY");
     let vip = lab.vip.to_string();
     let addrs = lab
         .pf_host
@@ -305,6 +330,7 @@ fn pfsense_over_rest() {
     };
     let mut lb = backend(&lab, Via::PfsenseRest, LbOptions::default()).unwrap();
     exercise(&lab, &mut lb, true);
+    fails_over_fast(&lab.pfsense.haproxy_cfg(), "k8s-apiserver_ipvANY");
     assert_eq!(lab.pfsense.resolve("k8s-api.lab.lan"), vec![lab.vip]);
 
     // A busy config lock (pfrest's 503) is retried with backoff until it is free.
@@ -372,6 +398,7 @@ fn plain_haproxy_over_ssh() {
         cfg.starts_with(LINUX_HAPROXY_CFG),
         "lines outside hacli's section changed:\n{cfg}"
     );
+    fails_over_fast(&cfg, "k8s-apiserver");
     let bad = Edit::AddServer {
         pool: "k8s-apiserver".into(),
         server: json!({"name": "bad", "address": "198.18.0.250", "port": "6443", "advanced": "no-such-keyword"}),
