@@ -306,7 +306,15 @@ impl LbLab {
                 let _ = h.exec(&["ip", "neigh", "del", &ip, "dev", "eth0"]);
             } else {
                 h.exec_ok(&[
-                    "ip", "neigh", "replace", &ip, "lladdr", NOBODY, "nud", "permanent", "dev",
+                    "ip",
+                    "neigh",
+                    "replace",
+                    &ip,
+                    "lladdr",
+                    NOBODY,
+                    "nud",
+                    "permanent",
+                    "dev",
                     "eth0",
                 ])
                 .map_err(|e| format!("{}: silencing {ip}: {e}", h.name()))?;
