@@ -691,7 +691,9 @@ fn unplanned_apiserver_kill_over_ssh() {
         "{}",
         r["lb"]
     );
-    assert!(r["total"]["failed"].as_u64().unwrap() > 0, "{}", r["total"]);
+    // A connect the dead port refuses is retried on a live master at
+    // once (`retries` with `option redispatch 1`): no request is lost.
+    assert_eq!(r["total"]["failed"], 0, "{}", r["total"]);
     assert_eq!(r["before"]["failed"], 0);
     assert_eq!(r["after"]["failed"], 0);
     assert_eq!(r["bound"]["gapWithin"], true, "{}", r["bound"]);
