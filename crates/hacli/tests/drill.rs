@@ -378,7 +378,11 @@ fn unplanned_power_off_is_measured_within_the_bound() {
     // deadline. The longest gap stays within fall × interval + interval
     // = 600 ms.
     let failed = r["total"]["failed"].as_u64().unwrap();
-    assert_eq!(failed, 0, "a power-off must cost no request: {}", r["total"]);
+    assert_eq!(
+        failed, 0,
+        "a power-off must cost no request: {}",
+        r["total"]
+    );
     let b = &r["bound"];
     assert_eq!(b["boundMs"], 600.0);
     assert_eq!(b["formula"], "2 × 200ms + 200ms");
@@ -398,7 +402,10 @@ fn unplanned_power_off_is_measured_within_the_bound() {
         r["during"]
     );
     let (first, last) = (retried[0], retried[retried.len() - 1]);
-    assert!(first >= start, "a slow request at {first} ms before the power-off");
+    assert!(
+        first >= start,
+        "a slow request at {first} ms before the power-off"
+    );
     // HAProxy marked it DOWN within the bound of the first retried
     // connection (the first sign of the death; the disruption's start is
     // earlier by the Proxmox call), give or take the 50 ms poll and a

@@ -716,8 +716,11 @@ fn a_powered_off_master_costs_latency_not_failures() {
     }
     let until = tokio::time::Instant::now() + Duration::from_secs(30);
     assert!(
-        lb.block_on(lb.transport().edit(&model::Edit::AddPool { pool: old }, until))
-            .unwrap()
+        lb.block_on(
+            lb.transport()
+                .edit(&model::Edit::AddPool { pool: old }, until)
+        )
+        .unwrap()
     );
     let fronts = [
         ("fast", SocketAddr::new(lab.vip, 6443)),
@@ -806,7 +809,11 @@ fn a_powered_off_master_costs_latency_not_failures() {
         "DOWN {fast_down:?} after the power-off"
     );
     // The old pool: connections sent to the dead master time out.
-    assert!(old.failed() > 0, "the old pool lost nothing: {:?}", old.errors());
+    assert!(
+        old.failed() > 0,
+        "the old pool lost nothing: {:?}",
+        old.errors()
+    );
     if let Some(old_down) = down[1] {
         assert!(old_down > fast_down, "{old_down:?} <= {fast_down:?}");
     }
