@@ -428,7 +428,22 @@ pub struct HealthCheck {
     /// Passed checks before a server is marked up (HAProxy `rise`).
     #[serde(default = "default_rise")]
     pub rise: u32,
+    /// How long the load balancer waits for a TCP connect to a master,
+    /// for client connections and for the checks' connects (HAProxy
+    /// `timeout connect`); [`DEFAULT_CONNECT_TIMEOUT`] when not set. A
+    /// powered-off master answers nothing, so this is what a connection
+    /// sent to it costs before it is retried on a live one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Dur>,
 }
+
+/// HAProxy's `timeout connect` for the apiserver pool when the topology
+/// sets none: a master on the LAN accepts a TCP connect in well under
+/// 10 ms when it is alive (the kernel answers the SYN, whatever the
+/// apiserver's load), so 1 s is a hundred times that, lets a connection
+/// sent to a dead master fail and be retried on a live one inside a
+/// client's 2 s request budget, and keeps a check of a dead master short.
+pub const DEFAULT_CONNECT_TIMEOUT: Dur = Dur::secs(1);
 
 fn default_inter() -> Dur {
     Dur::secs(2)
@@ -448,6 +463,7 @@ impl Default for HealthCheck {
             interval: default_inter(),
             fall: default_fall(),
             rise: default_rise(),
+            connect_timeout: None,
         }
     }
 }
@@ -1120,6 +1136,19 @@ impl Topology {
         if hc.fall == 0 || hc.rise == 0 {
             r.push(Diagnostic::error(p, "fall and rise must be at least 1"));
         }
+        if let Some(ct) = hc.connect_timeout {
+            if ct.0.as_millis() < 1 {
+                r.push(Diagnostic::error(
+                    format!("{p}.connectTimeout"),
+                    "connectTimeout must be at least 1ms (HAProxy counts in milliseconds)",
+                ));
+            } else if ct.0.as_secs() > 5 {
+                r.push(Diagnostic::warning(
+                    format!("{p}.connectTimeout"),
+                    format!("a connection sent to a powered-off master waits {ct} before HAProxy retries it on a live one; on a LAN 1s is plenty"),
+                ));
+            }
+        }
     }
 
     /// The control-plane nodes, in declaration order.
@@ -1201,6 +1230,46 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn connect_timeout_is_optional_and_checked() {
+        let lb = |hc: &str| {
+            Topology::from_yaml(
+                "t.yaml",
+                &format!(
+                    "cluster: t\ncontrolPlaneEndpoint: {{ address: 10.0.0.100 }}\nloadBalancer: {{ kind: haproxy, frontend: \"10.0.0.100:6443\", pool: api, healthCheck: {hc} }}\nnodes:\n  - {{ name: m1, role: control-plane, address: 10.0.0.1 }}\n"
+                ),
+            )
+        };
+        // Old topologies stay valid, and write no connectTimeout back.
+        let (t, _) = lb("{ type: https, path: /readyz }").unwrap();
+        assert_eq!(t.load_balancer.health_check.connect_timeout, None);
+        assert!(
+            !serde_json::to_string(&t)
+                .unwrap()
+                .contains("connectTimeout")
+        );
+        let (t, report) = lb("{ type: https, path: /readyz, connectTimeout: 1500ms }").unwrap();
+        assert_eq!(
+            t.load_balancer.health_check.connect_timeout,
+            Some("1500ms".parse().unwrap())
+        );
+        assert!(
+            !format!("{:?}", report.warnings).contains("connectTimeout"),
+            "{:?}",
+            report.warnings
+        );
+        let (_, report) = lb("{ type: https, path: /readyz, connectTimeout: 30s }").unwrap();
+        assert!(
+            format!("{:?}", report.warnings).contains("connectTimeout"),
+            "{:?}",
+            report.warnings
+        );
+        let err = lb("{ type: https, path: /readyz, connectTimeout: 0s }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("connectTimeout"), "{err}");
     }
 
     #[test]

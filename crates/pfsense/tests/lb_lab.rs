@@ -190,6 +190,30 @@ fn exercise(lab: &LbLab, lb: &mut LbBackend, dns: bool) {
     assert_eq!(lb.read().unwrap(), before);
 }
 
+/// The apiserver pool's backend section in `cfg` (a rendered
+/// haproxy.cfg) fails over fast: a 1 s connect (the default), 3 retries,
+/// each on another server, and checks bounded by their 200 ms interval.
+fn fails_over_fast(cfg: &str, backend: &str) {
+    let lines: Vec<String> = cfg
+        .lines()
+        .skip_while(|l| l.trim() != format!("backend {backend}"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty() && l.starts_with(char::is_whitespace))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for want in [
+        "timeout connect 1000",
+        "retries 3",
+        "option redispatch 1",
+        "timeout check 200",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == want),
+            "backend {backend} lacks `{want}`: {lines:#?}\n{cfg}"
+        );
+    }
+}
+
 #[test]
 fn pfsense_over_ssh() {
     let Some(lab) = LbLab::start_or_skip("pfsense_over_ssh") else {
@@ -198,6 +222,7 @@ fn pfsense_over_ssh() {
     let mut lb = backend(&lab, Via::PfsenseSsh, LbOptions::default()).unwrap();
     through_vip(&lab, false);
     exercise(&lab, &mut lb, true);
+    fails_over_fast(&lab.pfsense.haproxy_cfg(), "k8s-apiserver_ipvANY");
     let vip = lab.vip.to_string();
     let addrs = lab
         .pf_host
@@ -305,6 +330,7 @@ fn pfsense_over_rest() {
     };
     let mut lb = backend(&lab, Via::PfsenseRest, LbOptions::default()).unwrap();
     exercise(&lab, &mut lb, true);
+    fails_over_fast(&lab.pfsense.haproxy_cfg(), "k8s-apiserver_ipvANY");
     assert_eq!(lab.pfsense.resolve("k8s-api.lab.lan"), vec![lab.vip]);
 
     // A busy config lock (pfrest's 503) is retried with backoff until it is free.
@@ -372,6 +398,7 @@ fn plain_haproxy_over_ssh() {
         cfg.starts_with(LINUX_HAPROXY_CFG),
         "lines outside hacli's section changed:\n{cfg}"
     );
+    fails_over_fast(&cfg, "k8s-apiserver");
     let bad = Edit::AddServer {
         pool: "k8s-apiserver".into(),
         server: json!({"name": "bad", "address": "198.18.0.250", "port": "6443", "advanced": "no-such-keyword"}),
@@ -635,4 +662,159 @@ fn a_pfsense_write_killed_before_its_apply_is_applied_by_the_op_again() {
         lab.pfsense.backups().len() > revisions_before,
         "write_config kept revisions"
     );
+}
+
+/// A master powered off behind the Linux HAProxy, seen at the same time
+/// by two pools of the same three masters, checked every 2 s (fall 3,
+/// rise 2, the defaults): the pool as hacli creates it, and the same pool without its
+/// failover settings (no `timeout connect` of its own, so the defaults'
+/// 5 s; no retry on another server; no `timeout check`; no `fastinter`),
+/// as it was before. Fresh TLS connections through each at 20/s with a
+/// 2 s deadline. hacli's pool answers every one (those sent to the dead
+/// master are retried on a live one after 1 s) and marks the master DOWN
+/// within fall × inter plus one interval; the old pool loses the
+/// connections it sends there until it marks it DOWN, later.
+#[test]
+fn a_powered_off_master_costs_latency_not_failures() {
+    use hacore::topology::HealthCheck;
+    use pfsense::ServerStatus;
+    use pfsense::lb::model;
+
+    let Some(lab) = LbLab::start_or_skip("a_powered_off_master_costs_latency_not_failures") else {
+        return;
+    };
+    let lb = backend(&lab, Via::Haproxy, LbOptions::default()).unwrap();
+    let names: Vec<String> = lab.masters.iter().map(|m| m.0.clone()).collect();
+    let create = |pool: &str| LbOp::CreatePool {
+        pool: pool.into(),
+        check: CheckKind::Https,
+        path: Some("/readyz".into()),
+        interval: Dur::secs(2),
+        fall: 3,
+        rise: 2,
+        servers: lab.masters.clone(),
+    };
+    lb.apply_op(&LbOp::CreateVip {
+        address: lab.vip,
+        prefix: 24,
+        interface: "lan".into(),
+        description: "lab VIP".into(),
+    })
+    .unwrap();
+    lb.apply_op(&create("fast")).unwrap();
+    // The old pool: the item as hacli wrote it before.
+    let Some(model::Edit::AddPool { pool: mut old }) =
+        model::edit_for(&create("old"), &lb.read().unwrap(), &HealthCheck::default()).unwrap()
+    else {
+        panic!("expected an AddPool edit")
+    };
+    for k in ["connection_timeout", "retries", "advanced_backend"] {
+        old[k] = json!("");
+    }
+    for s in old["ha_servers"]["item"].as_array_mut().unwrap() {
+        s["advanced"] = json!("fall 3 rise 2");
+    }
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    assert!(
+        lb.block_on(
+            lb.transport()
+                .edit(&model::Edit::AddPool { pool: old }, until)
+        )
+        .unwrap()
+    );
+    let fronts = [
+        ("fast", SocketAddr::new(lab.vip, 6443)),
+        ("old", SocketAddr::new(lab.vip, 6444)),
+    ];
+    for (pool, frontend) in fronts {
+        lb.apply_op(&LbOp::CreateFrontend {
+            frontend,
+            pool: pool.into(),
+        })
+        .unwrap();
+        lb.apply_op(&LbOp::VerifyServersUp {
+            pool: pool.into(),
+            servers: names.clone(),
+        })
+        .unwrap();
+    }
+
+    let rt = lab.handle();
+    let loads: Vec<testlab::load::Load> = fronts
+        .iter()
+        .map(|(_, a)| {
+            testlab::load::Load::start(
+                &rt,
+                *a,
+                "kubernetes",
+                &lab.ca_pem,
+                "/readyz",
+                20,
+                Duration::from_secs(2),
+            )
+            .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let off = loads[0].elapsed();
+    let off_at = std::time::Instant::now();
+    lab.set_master_power(0, false).unwrap();
+    // When each pool's HAProxy marked m1 DOWN.
+    let mut down: [Option<Duration>; 2] = [None, None];
+    while down.iter().any(Option::is_none) && off_at.elapsed() < Duration::from_secs(25) {
+        if let Ok(stats) = lb.stats() {
+            for (i, (pool, _)) in fronts.iter().enumerate() {
+                let dead = stats.pool(pool).is_ok_and(|rows| {
+                    rows.iter()
+                        .any(|r| r.server == names[0] && r.status == Some(ServerStatus::Down))
+                });
+                if dead && down[i].is_none() {
+                    down[i] = Some(off_at.elapsed());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let reports: Vec<testlab::load::Report> = loads.into_iter().map(|l| l.stop(&rt)).collect();
+    lab.set_master_power(0, true).unwrap();
+    for (i, (pool, _)) in fronts.iter().enumerate() {
+        let r = &reports[i];
+        let after = r.between(off, off + Duration::from_secs(30));
+        println!(
+            "power-off figures: pool {pool}: sent {} failed {} {:?}, longest gap {:?}, p99 after the power-off {:?}, DOWN {:?} after the power-off",
+            r.sent(),
+            r.failed(),
+            r.errors(),
+            r.longest_gap(),
+            after.latency(0.99),
+            down[i]
+        );
+    }
+    let (fast, old) = (&reports[0], &reports[1]);
+    let fast_down = down[0].expect("hacli's pool marked the master DOWN");
+    assert_eq!(fast.failed(), 0, "{:?}", fast.errors());
+    // The connections sent to the dead master waited for the 1 s connect
+    // and were answered by a live one.
+    let slow = fast
+        .attempts
+        .iter()
+        .filter(|a| a.took >= Duration::from_millis(900))
+        .count();
+    assert!(slow > 0, "no connection met the dead master");
+    // DOWN within fall × inter plus one interval (where the power-off
+    // fell between two checks) and some slack for a loaded machine.
+    assert!(
+        fast_down <= Duration::from_millis(8500),
+        "DOWN {fast_down:?} after the power-off"
+    );
+    // The old pool: connections sent to the dead master time out.
+    assert!(
+        old.failed() > 0,
+        "the old pool lost nothing: {:?}",
+        old.errors()
+    );
+    if let Some(old_down) = down[1] {
+        assert!(old_down > fast_down, "{old_down:?} <= {fast_down:?}");
+    }
 }

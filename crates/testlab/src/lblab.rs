@@ -289,6 +289,41 @@ impl LbLab {
         }
     }
 
+    /// Power master `i` off as a powered-off VM looks to the load
+    /// balancers, or on again with `on`. Off: the pfSense and Linux
+    /// HAProxy hosts get a permanent neighbour entry for the master's
+    /// address with a MAC no one has, so their packets to it vanish with
+    /// no answer (a SYN is neither accepted nor refused: what a load
+    /// balancer meets when a master loses power, until its ARP entry
+    /// fails), and its apiserver is killed. On: the entries are removed
+    /// (ARP finds the master again) and the apiserver started again.
+    pub fn set_master_power(&self, i: usize, on: bool) -> Result<(), String> {
+        const NOBODY: &str = "02:00:5e:00:de:ad";
+        let ip = self.masters[i].1.ip().to_string();
+        for h in [&self.pf_host, &self.lb_host] {
+            if on {
+                // Absent already is fine: nothing to undo.
+                let _ = h.exec(&["ip", "neigh", "del", &ip, "dev", "eth0"]);
+            } else {
+                h.exec_ok(&[
+                    "ip",
+                    "neigh",
+                    "replace",
+                    &ip,
+                    "lladdr",
+                    NOBODY,
+                    "nud",
+                    "permanent",
+                    "dev",
+                    "eth0",
+                ])
+                .map_err(|e| format!("{}: silencing {ip}: {e}", h.name()))?;
+            }
+        }
+        self.set_apiserver_up(i, on);
+        Ok(())
+    }
+
     /// The runtime API of the load balancer `via` reaches, as a topology
     /// writes it (pfSense over SSH reads its local socket itself).
     pub fn runtime_api(&self, via: Via) -> Option<String> {

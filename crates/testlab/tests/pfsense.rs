@@ -272,7 +272,8 @@ require_once("haproxy/haproxy.inc");
 $pool = array(
 	'name' => 'k8s-apiserver', 'balance' => 'roundrobin', 'check_type' => 'HTTP',
 	'httpcheck_method' => 'GET', 'monitor_uri' => '/readyz', 'monitor_httpversion' => 'HTTP/1.0',
-	'checkinter' => '300', 'retries' => '3',
+	'checkinter' => '300', 'retries' => '3', 'connection_timeout' => '1000',
+	'advanced_backend' => base64_encode("option redispatch 1\r\ntimeout check 300\n"),
 	'ha_servers' => array('item' => array(array(
 		'name' => 'm1', 'address' => '%API_IP%', 'port' => '%API_PORT%', 'status' => 'active',
 		'checkssl' => 'yes', 'advanced' => 'fall 3 rise 2', 'id' => '201',
@@ -338,6 +339,16 @@ fn php_adds_a_pool_live_with_a_seamless_reload() {
         cfg.contains("\toption\t\t\thttpchk GET /readyz HTTP/1.0\n"),
         "{cfg}"
     );
+    // The pool's connect timeout, retries and advanced_backend lines
+    // (decoded, one per line, without the CR a browser sends).
+    for line in [
+        "\ttimeout connect\t\t1000\n",
+        "\tretries\t\t\t3\n",
+        "\toption redispatch 1\n",
+        "\ttimeout check 300\n",
+    ] {
+        assert!(cfg.contains(line), "{line:?} missing: {cfg}");
+    }
     assert!(
         cfg.contains(&format!(
             "\tserver\t\t\tm1 {ip}:{} id 201 check-ssl check inter 300  verify none fall 3 rise 2\n",

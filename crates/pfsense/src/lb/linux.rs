@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
@@ -295,7 +296,7 @@ impl CfgFile {
                 if self.block("backend", &name).is_some() {
                     return Err(LbError::Refused(format!("backend {name} already exists")));
                 }
-                self.append_block(render_pool(pool));
+                self.append_block(render_pool(pool)?);
             }
             Edit::DeletePool { pool } => match self.ours("backend", pool)? {
                 Some(b) => self.remove_block(&b),
@@ -407,12 +408,42 @@ fn render_server(server: &Value, check: bool) -> String {
     l
 }
 
-fn render_pool(pool: &Value) -> Vec<String> {
+/// A pool's `advanced_backend` (base64, as pfSense stores it), decoded
+/// into its non-empty lines.
+fn advanced_backend(v: &Value) -> Result<Vec<String>, LbError> {
+    let Some(text) = v.as_str().filter(|t| !t.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| {
+            LbError::Refused(format!(
+                "the pool's advanced_backend is not base64 (as pfSense stores it): {e}"
+            ))
+        })?;
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+fn render_pool(pool: &Value) -> Result<Vec<String>, LbError> {
     let mut b = vec![
         format!("backend {}", s(&pool["name"])),
         "    mode tcp".into(),
         "    balance roundrobin".into(),
     ];
+    // As pfSense's package writes them: the pool's connect timeout and
+    // retries, its check, then the decoded `advanced_backend` lines.
+    let timeout = s(&pool["connection_timeout"]);
+    if !timeout.is_empty() {
+        b.push(format!("    timeout connect {timeout}"));
+    }
+    let retries = s(&pool["retries"]);
+    if !retries.is_empty() {
+        b.push(format!("    retries {retries}"));
+    }
     let check = pool["check_type"] != "none";
     if pool["check_type"] == "HTTP" {
         b.push(format!(
@@ -422,6 +453,11 @@ fn render_pool(pool: &Value) -> Vec<String> {
             s(&pool["monitor_httpversion"])
         ));
     }
+    b.extend(
+        advanced_backend(&pool["advanced_backend"])?
+            .into_iter()
+            .map(|l| format!("    {l}")),
+    );
     if check {
         b.push(format!(
             "    default-server inter {}",
@@ -431,7 +467,7 @@ fn render_pool(pool: &Value) -> Vec<String> {
     if let Some(items) = pool["ha_servers"]["item"].as_array() {
         b.extend(items.iter().map(|i| render_server(i, check)));
     }
-    b
+    Ok(b)
 }
 
 fn render_frontend(f: &Value) -> Vec<String> {
@@ -737,6 +773,56 @@ mod tests {
         );
         assert!(f.edit(&Edit::DeletePool { pool: "api".into() }).unwrap());
         assert_eq!(f.text(), format!("{CFG}\n{BEGIN}\n{END}\n"));
+    }
+
+    #[test]
+    fn the_apiserver_pool_renders_retries_and_advanced_backend_like_pfsense() {
+        use crate::lb::model::edit_for;
+        use hacore::backend::LbOp;
+        use hacore::topology::{CheckKind, HealthCheck};
+        let op = LbOp::CreatePool {
+            pool: "api".into(),
+            check: CheckKind::Https,
+            path: Some("/readyz".into()),
+            interval: "2s".parse().unwrap(),
+            fall: 3,
+            rise: 2,
+            servers: vec![("m1".into(), "198.18.0.10:6443".parse().unwrap())],
+        };
+        let hc = HealthCheck {
+            connect_timeout: Some("1500ms".parse().unwrap()),
+            ..HealthCheck::default()
+        };
+        let edit = edit_for(&op, &LbConfig::default(), &hc).unwrap().unwrap();
+        let mut f = CfgFile::parse(CFG).unwrap();
+        assert!(f.edit(&edit).unwrap());
+        let text = f.text();
+        let block: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "backend api")
+            .take_while(|l| !l.is_empty() && *l != END)
+            .collect();
+        assert_eq!(
+            block,
+            [
+                "backend api",
+                "    mode tcp",
+                "    balance roundrobin",
+                "    timeout connect 1500",
+                "    retries 3",
+                "    option httpchk GET /readyz HTTP/1.0",
+                "    option redispatch 1",
+                "    timeout check 2000",
+                "    default-server inter 2000",
+                "    server m1 198.18.0.10:6443 check check-ssl verify none fall 3 rise 2 fastinter 1000",
+            ]
+        );
+        // Not base64: refused, nothing written.
+        let mut f = CfgFile::parse(CFG).unwrap();
+        let bad = json!({"name": "x", "check_type": "none", "advanced_backend": "not base64!"});
+        let e = f.edit(&Edit::AddPool { pool: bad }).unwrap_err();
+        assert!(e.to_string().contains("advanced_backend"), "{e}");
+        assert_eq!(f.text(), CFG);
     }
 
     #[test]

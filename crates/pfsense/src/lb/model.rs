@@ -9,8 +9,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use base64::Engine as _;
 use hacore::backend::LbOp;
-use hacore::topology::{CheckKind, HealthCheck};
+use hacore::topology::{CheckKind, DEFAULT_CONNECT_TIMEOUT, HealthCheck};
+use hacore::units::Dur;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -419,12 +421,37 @@ fn check_type(kind: CheckKind) -> &'static str {
     }
 }
 
+/// HAProxy's `fastinter` for the apiserver pool's servers: the pause
+/// between checks once one has failed (and while a server comes back).
+/// HAProxy starts a check `inter` after the previous one *ended*, and a
+/// check of a powered-off master ends only at its connect timeout
+/// (min(`timeout connect`, `inter`) once `timeout check` is set), so
+/// without it every failed check costs inter + that timeout and the master
+/// is DOWN after about fall × (inter + timeout). With `fastinter` = inter
+/// − timeout (at least inter / 2) each failed check costs about `inter`,
+/// and the master is DOWN after about fall × inter.
+pub fn fastinter(hc: &HealthCheck) -> Dur {
+    let inter = hc.interval.0;
+    let check_connect = connect_timeout(hc).0.min(inter);
+    Dur((inter - check_connect).max(inter / 2))
+}
+
 /// A server item as pfSense's HAProxy package stores it, checked the way
 /// DOMAIN.md's apiserver recipe says: TLS for the check only
-/// (`checkssl`), never `ssl` (the pool passes TLS through), fall and rise
-/// in `advanced` (the package has no fields for them).
+/// (`checkssl`), never `ssl` (the pool passes TLS through), fall, rise
+/// and [`fastinter`] in `advanced` (the package has no fields for them).
 pub fn server_item(name: &str, address: SocketAddr, hc: &HealthCheck) -> Value {
     let https = hc.kind == CheckKind::Https;
+    let advanced = if hc.kind == CheckKind::None {
+        format!("fall {} rise {}", hc.fall, hc.rise)
+    } else {
+        format!(
+            "fall {} rise {} fastinter {}",
+            hc.fall,
+            hc.rise,
+            millis(fastinter(hc))
+        )
+    };
     json!({
         "name": name,
         "address": address.ip().to_string(),
@@ -434,8 +461,49 @@ pub fn server_item(name: &str, address: SocketAddr, hc: &HealthCheck) -> Value {
         "ssl": "",
         "checkssl": if https { "yes" } else { "" },
         "sslserververify": "",
-        "advanced": format!("fall {} rise {}", hc.fall, hc.rise),
+        "advanced": advanced,
     })
+}
+
+/// How many times HAProxy retries a connection that failed to connect
+/// (pool `retries`): with `option redispatch 1` every retry goes to
+/// another server, so 3 outlasts two dead masters of three.
+pub const RETRIES: u32 = 3;
+
+/// The pool's `timeout connect`: the topology's `connectTimeout`, 1 s by
+/// default ([`DEFAULT_CONNECT_TIMEOUT`]).
+pub fn connect_timeout(hc: &HealthCheck) -> Dur {
+    hc.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+}
+
+fn millis(d: Dur) -> String {
+    d.0.as_millis().max(1).to_string()
+}
+
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// The lines hacli puts in the apiserver pool's backend section
+/// (pfSense: the pool's `advanced_backend`) so that a dead master costs
+/// a client little and is found fast:
+/// - `option redispatch 1`: every retry of a failed connect goes to
+///   another server (plain `option redispatch` moves only the last of
+///   the `retries`, after `retries × timeout connect`, too late for a
+///   client's deadline). In TCP mode only the connect is retried, never
+///   a request: nothing is sent twice.
+/// - `timeout check` = the check interval: once a check's connect is up,
+///   the TLS handshake and `GET /readyz` get one interval; and with it set
+///   HAProxy gives the check's connect min(`timeout connect`, `inter`)
+///   instead of the whole `inter`, so a check of a powered-off master
+///   fails after `timeout connect`, and the master is DOWN after about
+///   fall × (inter + timeout connect) rather than fall × 2 × inter.
+pub fn failover_lines(hc: &HealthCheck) -> Vec<String> {
+    let mut lines = vec!["option redispatch 1".to_string()];
+    if hc.kind != CheckKind::None {
+        lines.push(format!("timeout check {}", millis(hc.interval)));
+    }
+    lines
 }
 
 /// The edit that carries `op` out on `cfg`, `None` when its effect is
@@ -514,6 +582,7 @@ pub fn edit_for(op: &LbOp, cfg: &LbConfig, hc: &HealthCheck) -> Result<Option<Ed
                 interval: *interval,
                 fall: *fall,
                 rise: *rise,
+                connect_timeout: hc.connect_timeout,
             };
             let items: Vec<Value> = servers
                 .iter()
@@ -529,7 +598,9 @@ pub fn edit_for(op: &LbOp, cfg: &LbConfig, hc: &HealthCheck) -> Result<Option<Ed
                     "monitor_uri": if http { path.clone().unwrap_or_else(|| "/readyz".into()) } else { String::new() },
                     "monitor_httpversion": if http { "HTTP/1.0" } else { "" },
                     "checkinter": interval.0.as_millis().to_string(),
-                    "retries": "",
+                    "connection_timeout": millis(connect_timeout(&hc)),
+                    "retries": RETRIES.to_string(),
+                    "advanced_backend": b64(&failover_lines(&hc).join("\n")),
                     "ha_servers": { "item": items },
                 }),
             }
@@ -747,10 +818,58 @@ mod tests {
         assert_eq!(pool["monitor_uri"], "/readyz");
         assert_eq!(pool["monitor_httpversion"], "HTTP/1.0");
         assert_eq!(pool["checkinter"], "2000");
+        // Fail over fast: a short connect, retries on other servers, a
+        // check bounded by its interval.
+        assert_eq!(pool["connection_timeout"], "1000");
+        assert_eq!(pool["retries"], "3");
+        let adv = base64::engine::general_purpose::STANDARD
+            .decode(pool["advanced_backend"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(adv).unwrap(),
+            "option redispatch 1\ntimeout check 2000"
+        );
         let s = &pool["ha_servers"]["item"][0];
         assert_eq!(s["checkssl"], "yes");
         assert_eq!(s["ssl"], "");
-        assert_eq!(s["advanced"], "fall 3 rise 2");
+        // A failed check of a dead master costs its 1 s connect, so the
+        // next one comes 1 s later: one check per 2 s interval.
+        assert_eq!(s["advanced"], "fall 3 rise 2 fastinter 1000");
+    }
+
+    #[test]
+    fn the_topology_sets_the_connect_timeout_and_the_check_its_interval() {
+        let op = LbOp::CreatePool {
+            pool: "k8s".into(),
+            check: CheckKind::Https,
+            path: Some("/readyz".into()),
+            interval: "200ms".parse().unwrap(),
+            fall: 2,
+            rise: 1,
+            servers: vec![("m1".into(), sa("198.18.0.10:6443"))],
+        };
+        let hc = HealthCheck {
+            connect_timeout: Some("1500ms".parse().unwrap()),
+            ..HealthCheck::default()
+        };
+        let Some(Edit::AddPool { pool }) = edit_for(&op, &cfg(), &hc).unwrap() else {
+            panic!()
+        };
+        assert_eq!(pool["connection_timeout"], "1500");
+        let adv = base64::engine::general_purpose::STANDARD
+            .decode(pool["advanced_backend"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(adv, b"option redispatch 1\ntimeout check 200");
+        // The check's connect is bounded by the 200 ms interval: half of
+        // it between failed checks.
+        let s = &pool["ha_servers"]["item"][0];
+        assert_eq!(s["advanced"], "fall 2 rise 1 fastinter 100");
+        // Without a check there is no check to bound; redispatch stays.
+        let hc = HealthCheck {
+            kind: CheckKind::None,
+            ..HealthCheck::default()
+        };
+        assert_eq!(failover_lines(&hc), ["option redispatch 1"]);
     }
 
     #[test]

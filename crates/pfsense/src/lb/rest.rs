@@ -12,6 +12,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -98,7 +99,13 @@ fn list(v: &Value) -> Vec<Value> {
 /// An item in pfrest's typed fields: empty strings left out (pfrest
 /// takes an absent field as its default), integer fields as integers.
 fn typed(item: &Value) -> Value {
-    const INTEGERS: &[&str] = &["checkinter", "retries", "weight", "subnet_bits"];
+    const INTEGERS: &[&str] = &[
+        "checkinter",
+        "connection_timeout",
+        "retries",
+        "weight",
+        "subnet_bits",
+    ];
     let Value::Object(o) = item else {
         return item.clone();
     };
@@ -405,6 +412,20 @@ impl Rest {
                     .collect();
                 body.as_object_mut().map(|o| o.remove("ha_servers"));
                 body["servers"] = json!(servers);
+                // pfrest takes `advanced_backend` as text and stores it
+                // base64-encoded, as the package does.
+                if let Some(b64) = pool["advanced_backend"].as_str().filter(|t| !t.is_empty()) {
+                    let plain = base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .ok_or_else(|| {
+                            LbError::Refused(
+                                "the pool's advanced_backend is not base64-encoded UTF-8".into(),
+                            )
+                        })?;
+                    body["advanced_backend"] = json!(plain);
+                }
                 self.post(BACKEND, &body, until).await?;
                 let name = pool["name"].as_str().unwrap_or("");
                 self.apply_haproxy_or_undo(until, || async {
