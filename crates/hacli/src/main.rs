@@ -69,7 +69,8 @@ enum Command {
     #[command(subcommand)]
     Lb(cmd::lb::Command),
     /// The failover drill: constant reads through the VIP while NODE is
-    /// disrupted (unplanned: VM powered off, or apiserver killed); reports
+    /// disrupted (planned: `disrupt reboot`'s sequence; unplanned: VM
+    /// powered off, or apiserver killed); reports
     /// failures, the longest gap, latency and the LB's DOWN/UP times.
     /// Exit 0 target met, 1 gate refused or target missed, 2 bad input,
     /// 3 the drill could not be carried out.
