@@ -57,6 +57,36 @@ pub fn hacli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hacli"))
 }
 
+/// hacli with none of the caller's own settings in its environment (a
+/// kubeconfig, topology, identity, etcd, load balancer or Proxmox of the
+/// person running the tests): the lab's are given as flags.
+pub fn hacli_isolated() -> Command {
+    let mut c = hacli();
+    for v in [
+        "KUBECONFIG",
+        "HACLI_IDENTITY",
+        "HACLI_TOPOLOGY",
+        "HACLI_LB_RUNTIME_API",
+        "HACLI_ETCD_ENDPOINTS",
+        "HACLI_ETCD_PKI",
+        "PROXMOX_VE_ENDPOINT",
+        "PROXMOX_VE_INSECURE",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// A finished process's exit code, stdout and stderr, for assertion messages.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// The Proxmox cluster the lab's VMs live on: host `pve`, the seed's VMs
 /// and a cloud-init template whose key is the lab's client key.
 pub fn inventory(client_public: &str) -> Inventory {

@@ -18,15 +18,6 @@ use std::time::{Duration, Instant};
 
 use testlab::cluster::{ClusterLab, M1, VIP};
 
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Everything a hacli process needs to reach the migrated lab, as files
 /// of this test (m1's own files are away while m1 reboots).
 struct Reach {
@@ -45,7 +36,7 @@ impl Reach {
     /// hacli with the flags to reach the lab; `ssh`: the command reaches
     /// the nodes over SSH too (drill, disrupt; not gate).
     fn hacli(&self, args: &[&str], ssh: bool) -> Command {
-        let mut c = common::hacli();
+        let mut c = common::hacli_isolated();
         c.args(args)
             .arg("--topology")
             .arg(&self.topology)
@@ -60,17 +51,6 @@ impl Reach {
             .arg("--policy")
             .arg(&self.policy)
             .args(["--deadline", "10s", "--member-timeout", "5s"]);
-        for v in [
-            "KUBECONFIG",
-            "HACLI_IDENTITY",
-            "HACLI_TOPOLOGY",
-            "HACLI_LB_RUNTIME_API",
-            "HACLI_ETCD_ENDPOINTS",
-            "PROXMOX_VE_ENDPOINT",
-            "PROXMOX_VE_INSECURE",
-        ] {
-            c.env_remove(v);
-        }
         if ssh {
             c.arg("--ssh-identity")
                 .arg(&self.ssh_key)
@@ -121,7 +101,7 @@ fn wait_leader(lab: &ClusterLab, r: &Reach) -> String {
 }
 
 fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", common::text(o)))
 }
 
 fn f(v: &serde_json::Value) -> String {
@@ -229,7 +209,7 @@ pub fn run(m: &mut common::Migrated) {
 
     // What the gate says before anything (printed for a person).
     let o = r.hacli(&["gate", "reboot", "m1"], false).output().unwrap();
-    println!("gate reboot m1 before the drills:\n{}", text(&o));
+    println!("gate reboot m1 before the drills:\n{}", common::text(&o));
 
     // ---- a. planned reboots of m1, m2, m3 ----
     let (mut sent, mut failed) = (0u64, 0u64);
@@ -312,7 +292,7 @@ pub fn run(m: &mut common::Migrated) {
         let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
         eprintln!("{stderr}");
         if let Some(d) = &denied {
-            let all = text(d);
+            let all = common::text(d);
             println!("second disrupt while the drill of {node} ran:\n{all}");
             assert_eq!(d.status.code(), Some(1), "{all}");
             assert!(all.contains("DENIED"), "{all}");
@@ -330,7 +310,7 @@ pub fn run(m: &mut common::Migrated) {
             );
         }
         std::fs::write(keep.join(format!("planned-{node}.json")), &o.stdout).unwrap();
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
         let v = json(&o);
         println!("{}", figures(&v));
         println!("  {}", v["planned"]["summary"]);
@@ -435,7 +415,7 @@ pub fn run(m: &mut common::Migrated) {
     println!("{}", figures(&v));
     println!("  bound: {}", v["bound"]);
     assert_eq!(v["mode"], "unplanned-poweroff");
-    assert!(v["disruption"]["error"].is_null(), "{}", text(&o));
+    assert!(v["disruption"]["error"].is_null(), "{}", common::text(&o));
     assert!(
         v["disruption"]["action"]
             .as_str()
@@ -454,7 +434,7 @@ pub fn run(m: &mut common::Migrated) {
     );
     assert!(v["total"]["failed"].is_u64() && v["longestGap"]["ms"].is_f64());
     assert_eq!(b["gapWithin"], true, "{b}");
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
     assert_eq!(m.pve.host_is_on(vmid), Some(true), "VM {vmid} is on again");
     rows.push(v);
 

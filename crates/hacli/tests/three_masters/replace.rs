@@ -43,7 +43,7 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 /// `hacli ARGS` with the live flags of the migrated lab.
 fn hacli_live(m: &common::Migrated, args: &[&str], journal: &Path) -> Command {
     let tls = m.lab.etcd_tls();
-    let mut cmd = common::hacli();
+    let mut cmd = common::hacli_isolated();
     cmd.args(args)
         .arg("--topology")
         .arg(&m.topology)
@@ -63,11 +63,7 @@ fn hacli_live(m: &common::Migrated, args: &[&str], journal: &Path) -> Command {
         .arg(&tls.key)
         .arg("--ssh-known-hosts")
         .arg(&m.known_hosts)
-        .env("PROXMOX_VE_API_TOKEN", m.pve.api_token())
-        .env_remove("KUBECONFIG")
-        .env_remove("PROXMOX_VE_ENDPOINT")
-        .env_remove("HACLI_IDENTITY")
-        .env_remove("HACLI_TOPOLOGY");
+        .env("PROXMOX_VE_API_TOKEN", m.pve.api_token());
     cmd
 }
 

@@ -18,15 +18,6 @@ use testlab::cluster::{KUBE_VERSION, M1, M2, UPGRADE_FAILS, W1, W2};
 /// kubeadm) accepts the next patch or minor.
 const TO: &str = "v1.32.1";
 
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Run on the migrated lab `m`, whose topology is now `topology` and whose
 /// third master is `third` (name, lab address octet).
 pub fn run(m: &common::Migrated, topology: &Path, third: (&str, u8)) {
@@ -109,7 +100,7 @@ pub fn run(m: &common::Migrated, topology: &Path, third: (&str, u8)) {
     let journal_dir = m.dir.join("roll");
     let tls = m.lab.etcd_tls();
     let roll = |extra: &[&str]| -> (Output, Duration) {
-        let mut cmd = common::hacli();
+        let mut cmd = common::hacli_isolated();
         cmd.args(["roll", "upgrade", "--to", TO, "--backend", "live"])
             .args(["--soak", "3s", "--idle-bound", "10s"])
             .args(["--deadline", "6s", "--member-timeout", "4s"])
@@ -132,13 +123,7 @@ pub fn run(m: &common::Migrated, topology: &Path, third: (&str, u8)) {
             .arg("--ssh-known-hosts")
             .arg(&m.known_hosts)
             .args(["--identity", "roll-test"])
-            .args(extra)
-            .env_remove("KUBECONFIG")
-            .env_remove("HACLI_TOPOLOGY")
-            .env_remove("HACLI_IDENTITY")
-            .env_remove("HACLI_LB_RUNTIME_API")
-            .env_remove("HACLI_ETCD_ENDPOINTS")
-            .env_remove("HACLI_ETCD_PKI");
+            .args(extra);
         let t = Instant::now();
         let out = cmd.output().expect("hacli runs");
         (out, t.elapsed())
@@ -151,7 +136,7 @@ pub fn run(m: &common::Migrated, topology: &Path, third: (&str, u8)) {
         &format!("mkdir -p /etc/testlab && echo '{message}' > {UPGRADE_FAILS}"),
     );
     let (out, took) = roll(&[]);
-    let log = text(&out);
+    let log = common::text(&out);
     println!("roll with the failure on m2 ({took:.1?}):\n{log}");
     assert_eq!(out.status.code(), Some(1), "{log}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -225,17 +210,17 @@ pub fn run(m: &common::Migrated, topology: &Path, third: (&str, u8)) {
     // A roll started again without --resume is refused (exit 2): the
     // journals say one is under way.
     let (out, _) = roll(&[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--resume"),
         "{}",
-        text(&out)
+        common::text(&out)
     );
 
     // Fixed: the roll resumes and completes; JSON output.
     on(M2, &format!("rm -f {UPGRADE_FAILS}"));
     let (out, took) = roll(&["--resume", "-o", "json"]);
-    let log = text(&out);
+    let log = common::text(&out);
     println!("resumed roll ({took:.1?}):\n{log}");
     assert_eq!(out.status.code(), Some(0), "{log}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
