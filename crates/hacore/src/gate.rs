@@ -128,23 +128,33 @@ pub const BUILTINS: [&str; 6] = [
 impl Policy {
     /// A built-in policy by name.
     ///
+    /// Every built-in policy runs `state-fresh`, `kill-switch` (the
+    /// kill-switch ConfigMap halts every disruption, whatever the policy)
+    /// and, except `preflight`, `lock`.
+    ///
     /// - `reboot`: what the home-lab's kured sentinel gate checks (all nodes
     ///   Ready, calico-node running, 24h soak) plus quorum: etcd, masters
-    ///   Ready (>= 2), apiservers, load balancer, leader, joins, PDBs, lock.
-    /// - `upgrade`: the upgrade chain's preflight (kill-switch, critical
-    ///   alerts, 600s quiet baseline) plus the same quorum rules.
-    /// - `drain`: PDBs, nodes Ready, kill-switch, lock.
+    ///   Ready (>= 2), apiservers, load balancer, leader, joins, PDBs, lock;
+    ///   and critical alerts when an alert source is observed (kured blocks
+    ///   on firing alerts when it is given Prometheus): a Prometheus that
+    ///   does not answer is unknown, no Prometheus at all is a warning.
+    /// - `upgrade`: the upgrade chain's preflight (critical alerts, which
+    ///   must be observed, 600s quiet baseline) plus the same quorum rules.
+    /// - `drain`: PDBs, nodes Ready.
     /// - `shutdown`: like reboot with a 600s soak.
     /// - `remove-member`: quorum after removal, no join in progress, leader moved.
     /// - `join`: quorum after the join, one join at a time, odd size advice.
     /// - `preflight`: before a migration step: nodes Ready, etcd quorum now,
-    ///   no join in progress, no alarm, no kill-switch.
+    ///   no join in progress, no alarm.
     ///
     /// Every policy with `nodes-ready` also runs `node-drift` (a warning
     /// naming a node the cluster reports that the topology does not list).
     pub fn builtin(name: &str) -> Option<Policy> {
+        // Every built-in policy: a fresh state, and the kill switch halts
+        // everything (a test walks every built-in policy for it).
         let mut r = RuleSet {
             state_fresh: Some(Default::default()),
+            kill_switch: Some(NoParams {}),
             lock: Some(NoParams {}),
             ..Default::default()
         };
@@ -171,11 +181,17 @@ impl Policy {
                     window: crate::units::Dur::hours(24),
                 });
                 r.pdb = Some(NoParams {});
-                "kured sentinel gate (all nodes Ready, calico-node running, 24h soak) plus control-plane quorum"
+                // kured blocks on firing alerts when it is given Prometheus,
+                // and many of its users have none: a Prometheus that does
+                // not answer is unknown, no Prometheus at all a warning.
+                r.alerts = Some(rules::alerts::Params {
+                    required: false,
+                    ..Default::default()
+                });
+                "kured sentinel gate (all nodes Ready, calico-node running, 24h soak, kill-switch, critical alerts when Prometheus is given) plus control-plane quorum"
             }
             "upgrade" => {
                 quorum(&mut r);
-                r.kill_switch = Some(NoParams {});
                 r.alerts = Some(Default::default());
                 r.soak = Some(Default::default());
                 r.nodes_ready = Some(Default::default());
@@ -183,14 +199,12 @@ impl Policy {
                 "upgrade-chain preflight (kill-switch, critical alerts, 600s quiet baseline) plus control-plane quorum"
             }
             "drain" => {
-                r.kill_switch = Some(NoParams {});
                 r.nodes_ready = Some(Default::default());
                 r.pdb = Some(NoParams {});
                 "evictions only: PodDisruptionBudgets, nodes Ready, kill-switch"
             }
             "shutdown" => {
                 quorum(&mut r);
-                r.kill_switch = Some(NoParams {});
                 r.nodes_ready = Some(Default::default());
                 r.daemonsets = Some(calico());
                 r.soak = Some(Default::default());
@@ -201,7 +215,6 @@ impl Policy {
                 quorum(&mut r);
                 r.etcd_two_voters = None;
                 r.etcd_odd_size = Some(NoParams {});
-                r.kill_switch = Some(NoParams {});
                 r.pdb = Some(NoParams {});
                 "permanent removal: quorum after removal, no join in progress, leader moved first"
             }
@@ -210,13 +223,11 @@ impl Policy {
                 r.etcd_learner = Some(Default::default());
                 r.etcd_alarms = Some(NoParams {});
                 r.etcd_odd_size = Some(NoParams {});
-                r.kill_switch = Some(NoParams {});
                 r.nodes_ready = Some(Default::default());
                 "add a control-plane member: quorum during the join, one join at a time"
             }
             "preflight" => {
                 r.lock = None;
-                r.kill_switch = Some(NoParams {});
                 r.nodes_ready = Some(Default::default());
                 r.etcd_quorum = Some(NoParams {});
                 r.etcd_learner = Some(Default::default());

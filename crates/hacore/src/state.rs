@@ -22,6 +22,13 @@ use crate::units::Dur;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterState {
+    /// The cluster observed: the topology's `cluster` name, which `observe`
+    /// writes. A state naming another cluster than its topology is refused;
+    /// a state without it (files written before it existed, or by hand) is
+    /// accepted with a warning, its nodes and etcd members still checked
+    /// against the topology.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// When the observation was taken.
     pub observed_at: Timestamp,
     /// Probes that failed, with their error. A failed probe's section is not
@@ -491,6 +498,7 @@ impl ClusterState {
     /// An empty observation at `now`: nothing observed yet.
     pub fn empty(now: Timestamp) -> Self {
         ClusterState {
+            cluster: None,
             observed_at: now,
             probe_errors: BTreeMap::new(),
             nodes: None,
@@ -549,7 +557,7 @@ impl ClusterState {
 
     /// Check internal consistency, and consistency with the topology.
     pub fn validate(&self, topology: &Topology) -> Vec<Diagnostic> {
-        let mut out = Vec::new();
+        let mut out = self.mismatches(topology);
         if let Some(nodes) = &self.nodes {
             let mut seen = BTreeSet::new();
             for (i, n) in nodes.iter().enumerate() {
@@ -583,7 +591,7 @@ impl ClusterState {
                         out.push(Diagnostic::error(
                             format!("etcd.members[{i}].name"),
                             format!(
-                                "member name `{}` is used by two members, ids {id} (etcd.members[{first}]) and {}: etcd names each member after its node, so one of them is stale (`etcdctl member remove ID`) or misnamed",
+                                "member name `{}` is used by two members, ids {id} (etcd.members[{first}]) and {}: etcd names each member after its node, so one of them is stale or misnamed; check `etcdctl member list` and each member's peer URL against the node first",
                                 m.name, m.id
                             ),
                         ));
@@ -604,6 +612,157 @@ impl ClusterState {
                     "etcd.members",
                     format!("{leaders} members claim to be leader; at most one can be"),
                 ));
+            }
+        }
+        out
+    }
+
+    /// Finish a live observation of `topology`'s cluster: name the cluster,
+    /// and when nothing answered at all, say so (see
+    /// [`ClusterState::nothing_answered`]) by recording the apiservers'
+    /// probe as failed, so that a gate that reached nothing is unknown, not
+    /// a deny for apiservers that "are not ready".
+    pub fn finish_observation(&mut self, topology: &Topology) {
+        self.cluster = Some(topology.cluster.clone());
+        if self.nothing_answered() && !self.probe_errors.contains_key(&Probe::Apiservers) {
+            self.probe_errors.insert(
+                Probe::Apiservers,
+                "no apiserver answered /readyz, and every other probe failed too: the cluster could not be reached from here, which says nothing about whether its apiservers are ready".into(),
+            );
+        }
+    }
+
+    /// Whether nothing of the cluster answered: the probes every live
+    /// observation runs (nodes, etcd, the kill switch, the lock) all failed,
+    /// the load balancer and Prometheus gave nothing (failed or not asked),
+    /// and no apiserver answered `/readyz` as ready.
+    pub fn nothing_answered(&self) -> bool {
+        let always = [Probe::Nodes, Probe::Etcd, Probe::KillSwitch, Probe::Lock];
+        let usable = |p: Probe, present: bool| present && !self.probe_errors.contains_key(&p);
+        always.iter().all(|p| self.probe_errors.contains_key(p))
+            && !usable(Probe::LoadBalancer, self.load_balancer.is_some())
+            && !usable(Probe::Alerts, self.alerts.is_some())
+            && self
+                .apiservers
+                .as_ref()
+                .is_none_or(|a| !a.per_node.values().any(|r| *r) && a.via_endpoint != Some(true))
+    }
+
+    /// Where this state contradicts the topology, as errors: a state of
+    /// another cluster must not be judged against this topology (its
+    /// members would count as down, and the advice would be to remove
+    /// members that are healthy on their own cluster). Errors:
+    ///
+    /// - `cluster` names another cluster than the topology's;
+    /// - an etcd member matches no node of the topology, by name or by the
+    ///   address of its peer URL (a member with neither is not compared: it
+    ///   counts as down in the rules);
+    /// - an etcd member is named after a node of the topology, but its peer
+    ///   URL is at another address than that node's;
+    /// - no observed node is in the topology;
+    /// - an observed node carries the control-plane taint but the topology
+    ///   does not list it as a control-plane node.
+    ///
+    /// A state without `cluster` gets a warning. A worker the topology does
+    /// not list is not an error: that is drift, which the `node-drift` rule
+    /// names (issue 16).
+    pub fn mismatches(&self, topology: &Topology) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        let check_first = "check which cluster the state was observed on (the kubeconfig, the etcd endpoints) and that the topology is that cluster's, before acting on anything it says";
+        match &self.cluster {
+            Some(c) if c != &topology.cluster => out.push(Diagnostic::error(
+                "cluster",
+                format!(
+                    "the state was observed on cluster `{c}`, but the topology is of cluster `{}`: {check_first}",
+                    topology.cluster
+                ),
+            )),
+            Some(_) => {}
+            None => out.push(Diagnostic::warning(
+                "observedAt",
+                format!(
+                    "the state names no cluster (no `cluster:`, as states written before it was recorded): it is taken to be of cluster `{}` because its nodes and etcd members match that topology; `hacli observe` writes it",
+                    topology.cluster
+                ),
+            )),
+        }
+        if let Some(nodes) = &self.nodes {
+            if !nodes.is_empty() && nodes.iter().all(|n| topology.node(&n.name).is_none()) {
+                let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+                out.push(Diagnostic::error(
+                    "nodes",
+                    format!(
+                        "no observed node is in the topology of cluster `{}` (observed: {}): {check_first}",
+                        topology.cluster,
+                        crate::rules::and_list(&names)
+                    ),
+                ));
+            }
+            for (i, n) in nodes.iter().enumerate() {
+                let tainted = n.taints.iter().any(|t| {
+                    t.starts_with("node-role.kubernetes.io/control-plane")
+                        || t.starts_with("node-role.kubernetes.io/master")
+                });
+                if !tainted {
+                    continue;
+                }
+                match topology.node(&n.name) {
+                    Some(t) if t.is_control_plane() => {}
+                    Some(_) => out.push(Diagnostic::error(
+                        format!("nodes[{i}].taints"),
+                        format!(
+                            "node `{}` carries the control-plane taint, but the topology lists it as a worker: {check_first}",
+                            n.name
+                        ),
+                    )),
+                    None => out.push(Diagnostic::error(
+                        format!("nodes[{i}].name"),
+                        format!(
+                            "node `{}` carries the control-plane taint, but the topology has no such node: a master the topology does not know makes every quorum rule wrong; {check_first}",
+                            n.name
+                        ),
+                    )),
+                }
+            }
+        }
+        if let Some(etcd) = &self.etcd {
+            for (i, m) in etcd.members.iter().enumerate() {
+                // Nothing to compare: such a member counts as down in the
+                // rules (it matches no node).
+                if m.name.is_empty() && m.peer_urls.is_empty() {
+                    continue;
+                }
+                let peer = m
+                    .peer_host()
+                    .and_then(|h| h.parse::<std::net::IpAddr>().ok());
+                let by_name = (!m.name.is_empty())
+                    .then(|| topology.node(&m.name))
+                    .flatten();
+                let by_addr = peer.and_then(|a| topology.nodes.iter().find(|n| n.address == a));
+                let label = if m.name.is_empty() {
+                    format!("id {}", m.id)
+                } else {
+                    format!("`{}` (id {})", m.name, m.id)
+                };
+                let peer_url = m.peer_urls.first().map(String::as_str).unwrap_or("none");
+                match (by_name, peer) {
+                    (Some(n), Some(a)) if n.address != a => out.push(Diagnostic::error(
+                        format!("etcd.members[{i}].peerURLs"),
+                        format!(
+                            "etcd member {label} is named after node `{}`, which the topology puts at {}, but its peer URL is {peer_url}: {check_first}",
+                            n.name, n.address
+                        ),
+                    )),
+                    (Some(_), _) => {}
+                    (None, _) if by_addr.is_some() => {}
+                    (None, _) => out.push(Diagnostic::error(
+                        format!("etcd.members[{i}]"),
+                        format!(
+                            "etcd member {label}, peer {peer_url}, matches no node of the topology of cluster `{}` by name or peer address: {check_first}; if the topology is out of date, add the node; do not remove the member on this evidence",
+                            topology.cluster
+                        ),
+                    )),
+                }
             }
         }
         out

@@ -355,3 +355,133 @@ proptest! {
         }
     }
 }
+
+/// One failure added to an observed state.
+#[derive(Debug, Clone)]
+enum Failure {
+    /// A probe fails (its section, present or not, is not trusted).
+    Probe(usize),
+    /// A node (by index among the observed nodes) turns NotReady.
+    NotReady(usize),
+    /// An etcd member (by index) turns unhealthy.
+    Unhealthy(usize),
+    /// A critical alert fires.
+    Alert,
+    /// Someone sets the kill switch.
+    KillSwitch,
+}
+
+fn failure() -> impl Strategy<Value = Failure> {
+    prop_oneof![
+        (0usize..Probe::ALL.len()).prop_map(Failure::Probe),
+        (0usize..16).prop_map(Failure::NotReady),
+        (0usize..16).prop_map(Failure::Unhealthy),
+        Just(Failure::Alert),
+        Just(Failure::KillSwitch),
+    ]
+}
+
+fn inject(state: &mut ClusterState, f: &Failure) {
+    match f {
+        Failure::Probe(i) => {
+            state
+                .probe_errors
+                .insert(Probe::ALL[*i], "injected failure".into());
+        }
+        Failure::NotReady(i) => {
+            if let Some(nodes) = state.nodes.as_mut()
+                && !nodes.is_empty()
+            {
+                let n = i % nodes.len();
+                nodes[n].ready = Some(false);
+            }
+        }
+        Failure::Unhealthy(i) => {
+            if let Some(etcd) = state.etcd.as_mut()
+                && !etcd.members.is_empty()
+            {
+                let n = i % etcd.members.len();
+                etcd.members[n].healthy = Some(false);
+            }
+        }
+        Failure::Alert => {
+            state
+                .alerts
+                .get_or_insert_with(Vec::new)
+                .push(hacore::state::Alert {
+                    name: "KubeAPIErrorBudgetBurn".into(),
+                    severity: "critical".into(),
+                });
+        }
+        Failure::KillSwitch => state.kill_switch = Some(true),
+    }
+}
+
+/// A policy: a built-in one, or every rule with some dropped.
+fn some_policy(pick: usize, mask: u32) -> Policy {
+    let names: Vec<&str> = hacore::gate::BUILTINS
+        .iter()
+        .copied()
+        .chain(["preflight"])
+        .collect();
+    match names.get(pick) {
+        Some(n) => Policy::builtin(n).unwrap(),
+        None => {
+            let mut p = all_rules();
+            for (i, id) in RuleSet::ALL_IDS.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    p.rules.disable(id);
+                }
+            }
+            p
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Adding failures to a state (a probe error, a NotReady node, an
+    /// unhealthy member, a firing alert, the kill switch) never turns deny
+    /// or unknown into allow, under any built-in policy or any subset of
+    /// the rules (issue 22).
+    #[test]
+    fn adding_a_failure_never_turns_deny_or_unknown_into_allow(
+        spec in spec(),
+        failures in prop::collection::vec(failure(), 1..4),
+        pick in 0usize..10,
+        mask in any::<u32>(),
+        t in 0usize..16,
+        a in 0usize..6,
+    ) {
+        let (topology, state) = build(&spec);
+        let policy = some_policy(pick, mask);
+        let action = Action::ALL[a];
+        let all = targets(&topology);
+        let target = &all[t % all.len()];
+        let req = Request { action, target, requester: None };
+        let before = evaluate(&topology, &state, &policy, &req, state.observed_at).unwrap();
+        let mut worse = state.clone();
+        for f in &failures {
+            inject(&mut worse, f);
+        }
+        let after = evaluate(&topology, &worse, &policy, &req, worse.observed_at).unwrap();
+        if before.decision != Decision::Allow {
+            prop_assert_ne!(
+                after.decision,
+                Decision::Allow,
+                "{} {} under `{}` was {} and became allow after {:?}: {:?}",
+                action, target, policy.name, before.decision, failures,
+                after.findings.iter().map(|f| (&f.rule, f.severity)).collect::<Vec<_>>()
+            );
+        }
+        // And the kill switch (read without a probe error) stops every
+        // built-in policy.
+        if pick < 7
+            && failures.iter().any(|f| matches!(f, Failure::KillSwitch))
+            && !worse.probe_errors.contains_key(&Probe::KillSwitch)
+        {
+            prop_assert_eq!(after.decision, Decision::Deny);
+        }
+    }
+}

@@ -5,7 +5,10 @@
 //! them (JSON pointers), and a list of cases. Each case names an action, a
 //! target, optionally a policy (built-in name, path or inline), a time and a
 //! requester, its own edits, and what to expect: the decision and the exact
-//! sets of rule ids that deny and that are unknown (and, when given, warn).
+//! sets of rule ids that deny and that are unknown (and, when given, warn);
+//! or, with `refused`, that the state is refused as bad input against the
+//! topology, with errors that say each given text and propose nothing
+//! destructive.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -58,7 +61,11 @@ struct Case {
     state: Option<Value>,
     #[serde(default)]
     edit: Edit,
-    expect: Expect,
+    #[serde(default)]
+    expect: Option<Expect>,
+    /// The state is refused against the topology: texts its errors say.
+    #[serde(default)]
+    refused: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -176,9 +183,33 @@ fn check(path: &Path) -> datatest_stable::Result<()> {
                 .into_iter()
                 .filter(|d| d.level == hacore::source::Level::Error)
                 .collect();
+            if !case.refused.is_empty() {
+                if errs.is_empty() {
+                    return Err("the state was accepted; expected it refused".into());
+                }
+                let all: Vec<String> = errs
+                    .iter()
+                    .map(|d| format!("{}: {}", d.path, d.message))
+                    .collect();
+                let all = all.join("\n");
+                for s in &case.refused {
+                    if !all.contains(s.as_str()) {
+                        return Err(format!("the refusal does not say {s:?}:\n{all}"));
+                    }
+                }
+                for destructive in ["member remove", "kubeadm reset", "kubectl delete"] {
+                    if all.contains(destructive) {
+                        return Err(format!("the refusal proposes `{destructive}`:\n{all}"));
+                    }
+                }
+                return Ok(());
+            }
             if !errs.is_empty() {
                 return Err(format!("state invalid: {errs:?}"));
             }
+            let Some(expect) = &case.expect else {
+                return Err("a case needs `expect` or `refused`".into());
+            };
             let action: Action = case.action.parse().map_err(|e| format!("{e}"))?;
             let policy = match &case.policy {
                 None => Policy::for_action(action),
@@ -202,14 +233,14 @@ fn check(path: &Path) -> datatest_stable::Result<()> {
             };
             let v = evaluate(&topology, &state, &policy, &req, now).map_err(|e| e.to_string())?;
             let mut problems = Vec::new();
-            if v.decision != case.expect.decision {
+            if v.decision != expect.decision {
                 problems.push(format!(
                     "decision {} (expected {})",
-                    v.decision, case.expect.decision
+                    v.decision, expect.decision
                 ));
             }
-            let want_deny: BTreeSet<String> = case.expect.deny.iter().cloned().collect();
-            let want_unknown: BTreeSet<String> = case.expect.unknown.iter().cloned().collect();
+            let want_deny: BTreeSet<String> = expect.deny.iter().cloned().collect();
+            let want_unknown: BTreeSet<String> = expect.unknown.iter().cloned().collect();
             if ids(&v, Severity::Deny) != want_deny {
                 problems.push(format!(
                     "deny {:?} (expected {want_deny:?})",
@@ -222,7 +253,7 @@ fn check(path: &Path) -> datatest_stable::Result<()> {
                     ids(&v, Severity::Unknown)
                 ));
             }
-            if let Some(w) = &case.expect.warn {
+            if let Some(w) = &expect.warn {
                 let want: BTreeSet<String> = w.iter().cloned().collect();
                 if ids(&v, Severity::Warn) != want {
                     problems.push(format!(
@@ -231,7 +262,7 @@ fn check(path: &Path) -> datatest_stable::Result<()> {
                     ));
                 }
             }
-            for s in &case.expect.says {
+            for s in &expect.says {
                 let found = v.findings.iter().any(|f| {
                     f.message.contains(s.as_str())
                         || f.remediation

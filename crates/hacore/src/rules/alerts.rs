@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Context, and_list, deny, pass, unknown};
+use super::{Context, and_list, deny, pass, unknown, warn};
 use crate::state::Probe;
 use crate::verdict::Finding;
 
@@ -19,6 +19,18 @@ pub struct Params {
     /// Lowest severity that blocks: `info`, `warning` or `critical`.
     #[serde(default = "critical")]
     pub min_severity: String,
+    /// Whether alerts must have been observed. `true` (the default): a state
+    /// with no alerts observed is unknown. `false`: a state with no alert
+    /// source at all (no Prometheus configured, no `alerts:` in the file)
+    /// passes with a warning that says alerts were not checked. Either way, a
+    /// Prometheus that was asked and did not answer (`probeErrors.alerts`)
+    /// is unknown, never allow.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_ignore() -> Pattern {
@@ -38,6 +50,7 @@ impl Default for Params {
         Params {
             ignore: default_ignore(),
             min_severity: critical(),
+            required: true,
         }
     }
 }
@@ -98,9 +111,24 @@ pub fn rank(severity: &str) -> u8 {
 
 /// Check.
 pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
+    let failed = ctx.state.probe_errors.contains_key(&Probe::Alerts);
+    if !p.required && !failed && ctx.state.alerts.is_none() {
+        return out.push(
+            warn(
+                ID,
+                "no alert source was observed (no Prometheus configured): firing alerts were not checked",
+            )
+            .fix("give the gate Prometheus (--prometheus-url) to block on firing alerts, as kured does with its own --prometheus-url"),
+        );
+    }
     let alerts = match ctx.state.section(Probe::Alerts, ctx.state.alerts.as_ref()) {
         Ok(a) => a,
-        Err(e) => return out.push(unknown(ID, e)),
+        Err(e) => {
+            return out.push(
+                unknown(ID, e)
+                    .fix("make Prometheus answer (URL, credentials, network) and observe again"),
+            );
+        }
     };
     let min = rank(&p.min_severity);
     let firing: Vec<String> = alerts

@@ -104,14 +104,15 @@ fn no_transferee(ctx: &Context<'_>, leader: &EtcdMember) -> String {
     if !unmatched.is_empty() {
         let one = unmatched.len() == 1;
         return format!(
-            "etcd {} {} {} healthy but {} no node of the topology by name or peer address, so {} not counted on to take over: make the topology match {} or remove {} (`etcdctl member remove ID`)",
+            "etcd {} {} {} healthy but {} no node of the topology by name or peer address, so {} not counted on to take over: the state and the topology disagree; check `etcdctl member list` against the topology first, and make the topology match {} if {} {} nodes of this cluster",
             if one { "member" } else { "members" },
             and_list(&unmatched),
             if one { "reports" } else { "report" },
             if one { "matches" } else { "match" },
             if one { "it is" } else { "they are" },
             if one { "it" } else { "them" },
-            if one { "it" } else { "them" },
+            if one { "it" } else { "they" },
+            if one { "runs on" } else { "run on" },
         );
     }
     "there is no other healthy voter to take over: add control-plane nodes first".to_string()

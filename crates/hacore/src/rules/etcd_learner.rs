@@ -61,7 +61,10 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
                     ID,
                     format!("etcd member {} was added but never started: a join is in progress or failed", m.id),
                 )
-                .fix(format!("finish that join, or `etcdctl member remove {}`", m.id)),
+                .fix(format!(
+                    "check first whether that join is still running (kubeadm join on the new node, its etcd static pod): let it finish; only once it has failed for good, remove the member by its id, {}",
+                    m.id
+                )),
             );
             continue;
         }

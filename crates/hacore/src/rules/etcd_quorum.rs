@@ -116,7 +116,10 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
         if etcd.members.iter().any(|mb| ctx.member_is_target(mb)) {
             out.push(
                 deny(ID, format!("{} already has an etcd member", ctx.target))
-                    .fix("remove the stale member (etcdctl member remove ID) before joining again"),
+                    .fix(format!(
+                        "check first whether {} already runs as an etcd member (`etcdctl member list`, `etcdctl endpoint health`): if it does, it needs no join; if the node was reset, its old member is stale and must go before it joins again",
+                        ctx.target
+                    )),
             );
             return;
         }
@@ -318,7 +321,6 @@ fn unmatched_fix(unmatched: &[&EtcdMember]) -> Option<String> {
             )
         })
         .collect();
-    let ids: Vec<String> = unmatched.iter().map(|mb| mb.id.to_string()).collect();
     let healthy = unmatched.iter().all(|mb| mb.healthy == Some(true));
     let (member, matches, it, counts, its) = if one {
         ("member", "matches", "it", "counts", "its")
@@ -326,7 +328,7 @@ fn unmatched_fix(unmatched: &[&EtcdMember]) -> Option<String> {
         ("members", "match", "they", "count", "their")
     };
     Some(format!(
-        "etcd {member} {} {matches} no node of the topology by name or peer address, so {it} {counts} as down{}: if {it} {} on a node, make that node's name or address in the topology match {its} name or peer URL; if {it} {} stale, `etcdctl member remove {}`",
+        "etcd {member} {} {matches} no node of the topology by name or peer address, so {it} {counts} as down{}: the state and the topology disagree, so check `etcdctl member list` against the topology before anything else; if {it} {} on a node of this cluster, make that node's name or address in the topology match {its} name or peer URL",
         and_list(&each),
         match (healthy, one) {
             (true, true) => " even though it reports healthy",
@@ -334,7 +336,5 @@ fn unmatched_fix(unmatched: &[&EtcdMember]) -> Option<String> {
             _ => "",
         },
         if one { "runs" } else { "run" },
-        if one { "is" } else { "are" },
-        ids.join(" ")
     ))
 }

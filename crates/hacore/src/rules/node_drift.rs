@@ -80,7 +80,7 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
             ),
         )
         .fix(format!(
-            "add {them} to the topology file (name, role, address, hypervisor), or, if {they} {is} gone, `kubectl delete node {}`",
+            "add {them} to the topology file (name, role, address, hypervisor); if {they} should not be in this cluster, check what {they} {is} first (`kubectl get node {} -o wide`)",
             extra.join(" ")
         )),
     );
