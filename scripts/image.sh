@@ -86,14 +86,17 @@ version=$(in_image --version)
 echo "$version"
 [ "$version" = "hacli $VERSION" ] || { echo "unexpected --version: $version" >&2; exit 1; }
 ex=/usr/share/hacli/examples
+# The example states were observed at this time; without --at a verdict is
+# as of now, and a state that old is unknown.
+at=2026-05-21T12:00:00Z
 set +e
-in_image check reboot k8s-master-2 -t $ex/topology/ha.yaml -s $ex/state/ha-healthy.yaml >/dev/null 2>&1
+in_image check reboot k8s-master-2 -t $ex/topology/ha.yaml -s $ex/state/ha-healthy.yaml --at $at >/dev/null 2>&1
 allow=$?
-in_image check reboot k8s-master -t $ex/topology/ha.yaml -s $ex/state/ha-healthy.yaml >/dev/null 2>&1
+in_image check reboot k8s-master -t $ex/topology/ha.yaml -s $ex/state/ha-healthy.yaml --at $at >/dev/null 2>&1
 deny=$?
 # The default command: Woodpecker plugin mode, settings from PLUGIN_*.
 ENVS=(PLUGIN_COMMAND=check PLUGIN_ACTION=reboot PLUGIN_NODE=k8s-master-2 CI_WORKSPACE=$ex
-      PLUGIN_TOPOLOGY=topology/ha.yaml PLUGIN_STATE=state/ha-healthy.yaml)
+      PLUGIN_TOPOLOGY=topology/ha.yaml PLUGIN_STATE=state/ha-healthy.yaml PLUGIN_AT=$at)
 in_image plugin >/dev/null 2>"$ctx/plugin.err"
 plugin=$?
 [ "$plugin" = 0 ] || cat "$ctx/plugin.err" >&2

@@ -8,11 +8,22 @@ calico-node running, 24 h soak, at least two other masters Ready, etcd
 quorum kept and the leader moved away first, apiservers and load balancer
 backends up, no PDB that blocks the drain, and nobody else holding the lock.
 
-    python examples/python/kured_gate.py k8s-master-2 \
-        -t examples/topology/ha.yaml -s examples/state/ha-healthy.yaml
+The verdict is as of now, and a state older than the policy's 5 minutes is
+unknown (not now): observe right before asking, in the sentinel command
+itself, e.g. kured's `--reboot-sentinel-command`:
+
+    sh -c 'hacli observe -t /etc/hacli/topology.yaml -O /run/hacli/state.json &&
+           python kured_gate.py -t /etc/hacli/topology.yaml -s /run/hacli/state.json'
+
+(or `hacli sentinel`, which observes every cycle). The bundled example states
+were observed at 2026-05-21T12:00:00Z; replay one as of then with --at:
+
+    python examples/python/kured_gate.py k8s-master-2 -t examples/topology/ha.yaml \
+        -s examples/state/ha-healthy.yaml --at 2026-05-21T12:00:00Z
 
 NODE defaults to $KURED_NODE_ID (set by kured). Exit 0: reboot now; 1: not
-now (or not needed); 2: bad input. Reasons go to stderr, which kured logs.
+now (or not needed, or unknown); 2: bad input. Reasons go to stderr, which
+kured logs.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-t", "--topology", required=True)
     p.add_argument("-s", "--state", required=True)
     p.add_argument("-p", "--policy", default="reboot", help="built-in name or policy file")
-    p.add_argument("--at", help="RFC 3339 time or 'now' (default: the state's observedAt)")
+    p.add_argument("--at", help="RFC 3339 time or 'now' (default: now; a stale state is unknown)")
     a = p.parse_args(argv)
     if not a.node:
         p.error("NODE is required (or set KURED_NODE_ID)")

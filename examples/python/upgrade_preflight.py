@@ -7,12 +7,20 @@ kill-switch ConfigMap, critical alerts, a 600 s quiet baseline (no node
 changed readiness recently), and control-plane quorum (etcd quorum and
 leader, masters Ready, apiservers, load balancer, PDBs, the lock).
 
-    python examples/python/upgrade_preflight.py \
-        -t examples/topology/ha.yaml -s examples/state/ha-healthy.yaml --node k8s-master-2
+    hacli observe -t topology.yaml -O state.json && \
+        python examples/python/upgrade_preflight.py -t topology.yaml -s state.json --node k8s-master-2
+
+The verdict is as of now: observe right before asking (as above), since a
+state older than the policy's 5 minutes is unknown. The bundled example
+states were observed at 2026-05-21T12:00:00Z; replay one as of then:
+
+    python examples/python/upgrade_preflight.py -t examples/topology/ha.yaml \
+        -s examples/state/ha-healthy.yaml --at 2026-05-21T12:00:00Z --node k8s-master-2
 
 Without --node it walks the nodes in the chain's order and names the first
 one that may go now. Exit codes are the CLI's: 0 go, 1 refused, 2 bad
-input, 3 unknown (something could not be observed; never a go).
+input, 3 unknown (something could not be observed, or the state is stale;
+never a go).
 """
 
 from __future__ import annotations
@@ -72,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-s", "--state", required=True)
     p.add_argument("--node", help="the node the chain is about to upgrade")
     p.add_argument("-p", "--policy", default="upgrade", help="built-in name or policy file")
-    p.add_argument("--at", help="RFC 3339 time or 'now' (default: the state's observedAt)")
+    p.add_argument("--at", help="RFC 3339 time or 'now' (default: now; a stale state is unknown)")
     p.add_argument("--requester", default="upgrade-chain")
     p.add_argument("--json", metavar="FILE", help="write the verdict(s) here, as hacli -o json")
     a = p.parse_args(argv)

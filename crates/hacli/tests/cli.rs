@@ -23,9 +23,18 @@ fn text(b: &[u8]) -> String {
 
 const HA: &str = "examples/topology/ha.yaml";
 
+/// When the bundled example states were observed: `check` judges a state as
+/// of now unless `--at` says otherwise, and these are months old.
+const EXAMPLES_AT: &str = "2026-05-21T12:00:00Z";
+
+/// `check` on a bundled example state, as of the time it was observed
+/// (unless `extra` gives `--at`).
 fn check(action: &str, target: &str, state: &str, extra: &[&str]) -> Output {
     let state = format!("examples/state/{state}.yaml");
     let mut args = vec!["check", action, target, "--topology", HA, "--state", &state];
+    if !extra.contains(&"--at") {
+        args.extend(["--at", EXAMPLES_AT]);
+    }
     args.extend_from_slice(extra);
     hacli(&args)
 }
@@ -41,6 +50,10 @@ fn exit_codes_follow_the_decision() {
         ("upgrade", "k8s-node1", "ha-alert-firing", 1),
         ("reboot", "k8s-node1", "ha-soak-open", 1),
         ("reboot", "k8s-master-2", "ha-etcd-unreachable", 3),
+        // The kill switch stops reboots too (issue 22), not only upgrades.
+        ("reboot", "k8s-master-2", "ha-kill-switch", 1),
+        ("drain", "k8s-node1", "ha-kill-switch", 1),
+        ("reboot", "k8s-node1", "ha-alert-firing", 1),
     ];
     for (action, target, state, code) in cases {
         let out = check(action, target, state, &[]);
@@ -351,6 +364,8 @@ fn status_reports_quorum_and_disruptions() {
         HA,
         "-s",
         "examples/state/ha-master-notready.yaml",
+        "--at",
+        EXAMPLES_AT,
         "-o",
         "json",
     ]);
@@ -365,7 +380,15 @@ fn status_reports_quorum_and_disruptions() {
     let d = v["disruptions"].as_array().unwrap();
     let m2 = d.iter().find(|d| d["node"] == "k8s-master-2").unwrap();
     assert_eq!(m2["decision"], "deny");
-    let text_out = hacli(&["status", "-t", HA, "-s", "examples/state/ha-healthy.yaml"]);
+    let text_out = hacli(&[
+        "status",
+        "-t",
+        HA,
+        "-s",
+        "examples/state/ha-healthy.yaml",
+        "--at",
+        EXAMPLES_AT,
+    ]);
     let s = text(&text_out.stdout);
     assert!(
         s.contains("etcd: 3 voters, 0 learners, 3 healthy, quorum 2, can lose 1 more"),
@@ -636,4 +659,194 @@ fn state_file_errors_name_file_line_column_and_field_once() {
     ]);
     let err = text(&out.stderr);
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+#[test]
+fn a_saved_state_is_judged_as_of_now_and_a_stale_one_is_unknown_naming_its_age() {
+    // No --at: the verdict's time is now, and the example state is months old.
+    let state = "examples/state/ha-healthy.yaml";
+    let out = hacli(&["check", "reboot", "k8s-master-2", "-t", HA, "-s", state]);
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{s}");
+    assert!(s.starts_with("UNKNOWN: reboot k8s-master-2"), "{s}");
+    let fresh = s
+        .lines()
+        .find(|l| l.contains("state-fresh"))
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!(
+        fresh.contains("the state is ")
+            && fresh.contains(" old (observed at 2026-05-21T12:00:00Z, verdict at ")
+            && fresh.contains("the policy accepts at most 5m"),
+        "{fresh}"
+    );
+    let json = hacli(&[
+        "check",
+        "reboot",
+        "k8s-master-2",
+        "-t",
+        HA,
+        "-s",
+        state,
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["decision"], "unknown");
+    assert_ne!(v["at"], v["observed_at"]);
+    // Replaying it as of its observation is an explicit choice.
+    let out = check("reboot", "k8s-master-2", "ha-healthy", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    // status too: a stale state lets nothing go down.
+    let out = hacli(&["status", "-t", HA, "-s", state, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = v["disruptions"].as_array().unwrap();
+    assert!(!d.is_empty());
+    assert!(d.iter().all(|d| d["decision"] != "allow"), "{d:?}");
+}
+
+#[test]
+fn a_state_of_another_cluster_is_refused_as_bad_input() {
+    // The three masters' state against the single master's topology: both
+    // are `homelab`, but two members and two masters match nothing.
+    let out = hacli(&[
+        "check",
+        "reboot",
+        "k8s-master",
+        "-t",
+        "examples/topology/single-master.yaml",
+        "-s",
+        "examples/state/ha-healthy.yaml",
+        "--at",
+        EXAMPLES_AT,
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}{err}", text(&out.stdout));
+    assert!(
+        err.contains("etcd member `k8s-master-2` (id 91bc3c398fb3c146), peer https://10.0.20.105:2380, matches no node of the topology of cluster `homelab`"),
+        "{err}"
+    );
+    assert!(err.contains("`k8s-master-3`"), "{err}");
+    assert!(!err.contains("member remove"), "{err}");
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    // A state that names another cluster.
+    let dir = tmp("other-cluster");
+    let other = dir.join("office.yaml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(root().join("examples/state/ha-healthy.yaml"))
+            .unwrap()
+            .replace("cluster: homelab", "cluster: office"),
+    )
+    .unwrap();
+    let out = hacli(&[
+        "check",
+        "reboot",
+        "k8s-master-2",
+        "-t",
+        HA,
+        "-s",
+        other.to_str().unwrap(),
+        "--at",
+        EXAMPLES_AT,
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("office.yaml:4:1: error: cluster: the state was observed on cluster `office`, but the topology is of cluster `homelab`"),
+        "{err}"
+    );
+}
+
+/// `gate` with nothing listening anywhere: the Kubernetes API, etcd, each
+/// apiserver and the load balancer's runtime API on closed loopback ports.
+#[test]
+fn a_gate_that_reaches_nothing_is_unknown_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (api, etcd, lb) = (closed(), closed(), closed());
+    let ips: Vec<std::net::IpAddr> = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let pki = testlab::pki::Pki::generate(dir.path(), &ips, &ips).unwrap();
+    let topology = dir.path().join("nowhere.yaml");
+    std::fs::write(
+        &topology,
+        format!(
+            "cluster: nowhere
+controlPlaneEndpoint: {{ address: 127.0.0.10, port: {api} }}
+etcd:
+  mode: stacked
+  endpoints: [https://127.0.0.11:{etcd}, https://127.0.0.12:{etcd}, https://127.0.0.13:{etcd}]
+  pki: {}
+loadBalancer: {{ kind: haproxy, frontend: \"127.0.0.10:{api}\", pool: api, runtimeApi: \"tcp:127.0.0.1:{lb}\", healthCheck: {{ type: https, path: /readyz }} }}
+nodes:
+  - {{ name: m1, role: control-plane, address: 127.0.0.11 }}
+  - {{ name: m2, role: control-plane, address: 127.0.0.12 }}
+  - {{ name: m3, role: control-plane, address: 127.0.0.13 }}
+  - {{ name: w1, role: worker, address: 127.0.0.21 }}
+",
+            pki.etcd_dir.display()
+        ),
+    )
+    .unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters: [{{ name: c, cluster: {{ server: \"https://127.0.0.10:{api}\", certificate-authority: {} }} }}]
+users: [{{ name: u, user: {{ token: not-a-secret }} }}]
+contexts: [{{ name: c, context: {{ cluster: c, user: u }} }}]
+current-context: c
+",
+            pki.dir.join("ca.crt").display()
+        ),
+    )
+    .unwrap();
+    for (action, target) in [("reboot", "m2"), ("drain", "w1"), ("upgrade", "m1")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hacli"))
+            .args(["gate", action, target, "--deadline", "2s", "-o", "json"])
+            .arg("--topology")
+            .arg(&topology)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .env_remove("KUBECONFIG")
+            .env_remove("HACLI_LB_RUNTIME_API")
+            .env_remove("HACLI_PROMETHEUS_URL")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{action} {target}:\n{stdout}{stderr}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["decision"], "unknown", "{stdout}");
+        let findings = v["findings"].as_array().unwrap();
+        assert!(
+            findings.iter().all(|f| f["severity"] != "deny"),
+            "{action} {target}: {stdout}"
+        );
+        if action != "drain" {
+            let api = findings
+                .iter()
+                .find(|f| f["rule"] == "apiserver-ready")
+                .unwrap();
+            assert_eq!(api["severity"], "unknown", "{stdout}");
+            assert!(
+                api["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no apiserver answered /readyz"),
+                "{stdout}"
+            );
+        }
+    }
 }

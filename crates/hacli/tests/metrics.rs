@@ -278,21 +278,27 @@ fn metrics_follow_a_denying_then_an_allowing_cycle() {
     drop(sentinel);
 
     // A probe that fails (Prometheus on a closed loopback port) is
-    // counted by probe. The built-in reboot policy has no alerts rule, so
-    // the verdict stands; the probe error is still reported.
+    // counted by probe. The built-in reboot policy checks alerts when it is
+    // given Prometheus (issue 22): one that does not answer makes the
+    // verdict unknown, the gated file goes, and our lock is left to lapse.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://127.0.0.1:{}/", closed.local_addr().unwrap().port());
     drop(closed);
     let sentinel = Sentinel::start(&lab, &node, &["--prometheus-url", &url]);
-    let log = sentinel.wait_for("allow");
+    let log = sentinel.wait_for("unknown");
     assert_eq!(log["probeErrors"], json!(["alerts"]), "{log}");
-    let _ = sentinel.wait_for("allow");
+    assert_eq!(log["gatedFile"], false, "{log}");
+    let _ = sentinel.wait_for("unknown");
     let m = sentinel.scrape();
     assert!(
         m.value("hacli_sentinel_probe_errors_total", &[("probe", "alerts")]) >= 2.0,
         "{}",
         m.body
     );
+    assert_eq!(m.verdict(), (0.0, 0.0, 1.0));
+    assert_eq!(m.rule("alerts", "unknown"), 1.0);
+    assert_eq!(m.value("hacli_sentinel_gated_file_exists", &[]), 0.0);
+    assert!(!lab.dir().join("reboot-required.gated").exists());
     assert_eq!(m.value("hacli_sentinel_lock_held", &[]), 1.0);
     let (status, _) = sentinel.get("/healthz");
     assert_eq!(status, 200);

@@ -79,6 +79,10 @@ fn plugin(settings: &[(&str, &str)]) -> Run {
 
 const HA: &str = "examples/topology/ha.yaml";
 
+/// When the bundled example states were observed: `check` judges a state as
+/// of now unless `at` says otherwise.
+const EXAMPLES_AT: &str = "2026-05-21T12:00:00Z";
+
 fn check(node: &str, state: &str) -> Run {
     plugin(&[
         ("COMMAND", "check"),
@@ -86,7 +90,27 @@ fn check(node: &str, state: &str) -> Run {
         ("NODE", node),
         ("TOPOLOGY", HA),
         ("STATE", state),
+        ("AT", EXAMPLES_AT),
     ])
+}
+
+#[test]
+fn offline_check_judges_as_of_now_unless_at_says_otherwise() {
+    let r = plugin(&[
+        ("COMMAND", "check"),
+        ("ACTION", "reboot"),
+        ("NODE", "k8s-master-2"),
+        ("TOPOLOGY", HA),
+        ("STATE", "examples/state/ha-healthy.yaml"),
+    ]);
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["decision"], "unknown");
+    assert!(
+        r.stdout.contains("the state is ")
+            && r.stdout.contains(" old (observed at 2026-05-21T12:00:00Z"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -144,6 +168,7 @@ fn the_plugin_subcommand_is_the_same_as_no_arguments() {
         ("NODE", "k8s-node2"),
         ("TOPOLOGY", HA),
         ("STATE", "examples/state/ha-healthy.yaml"),
+        ("AT", EXAMPLES_AT),
     ];
     let a = plugin_in(&repo(), &[], &settings);
     let b = plugin_in(&repo(), &["plugin"], &settings);
@@ -173,6 +198,7 @@ fn inline_documents_as_yaml_and_as_json_and_the_output_file() {
                 ("NODE", "k8s-master-2"),
                 ("TOPOLOGY", &topology),
                 ("STATE", &as_json(&state)),
+                ("AT", EXAMPLES_AT),
                 ("OUTPUT", "verdict.json"),
             ],
         );
@@ -195,6 +221,7 @@ fn inline_documents_as_yaml_and_as_json_and_the_output_file() {
             ("TOPOLOGY", &yaml),
             ("STATE", &state),
             ("POLICY", &policy),
+            ("AT", EXAMPLES_AT),
         ],
     );
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);

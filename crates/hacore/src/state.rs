@@ -648,6 +648,25 @@ impl ClusterState {
                 .is_none_or(|a| !a.per_node.values().any(|r| *r) && a.via_endpoint != Some(true))
     }
 
+    /// The errors of [`ClusterState::mismatches`], if any, as bad input
+    /// ([`Error::Invalid`], `what` standing for the file): for a state that
+    /// was observed live rather than loaded (loading checks it already).
+    pub fn check_topology(&self, topology: &Topology, what: &str) -> Result<(), Error> {
+        let errors: Vec<Diagnostic> = self
+            .mismatches(topology)
+            .into_iter()
+            .filter(|d| d.level == source::Level::Error)
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid {
+                file: what.to_string(),
+                errors,
+            })
+        }
+    }
+
     /// Where this state contradicts the topology, as errors: a state of
     /// another cluster must not be judged against this topology (its
     /// members would count as down, and the advice would be to remove

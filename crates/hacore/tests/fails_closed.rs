@@ -528,3 +528,28 @@ fn a_live_observation_that_reached_nothing_is_unknown_not_deny() {
     reached.finish_observation(&t);
     assert!(!reached.probe_errors.contains_key(&Probe::Apiservers));
 }
+
+#[test]
+fn a_live_observation_of_another_cluster_is_refused_too() {
+    // What `hacli gate` and `hapy.gate` check after observing: a kubeconfig
+    // or etcd endpoints that reach the three masters, with the single
+    // master's topology.
+    let ha = topology("ha");
+    let mut observed = state("ha-healthy", &ha);
+    let single = topology("single-master");
+    observed.finish_observation(&single);
+    let e = observed
+        .check_topology(&single, "the observed state")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("the observed state: "), "{e}");
+    assert!(
+        e.contains("etcd member `k8s-master-2` (id 91bc3c398fb3c146), peer https://10.0.20.105:2380, matches no node"),
+        "{e}"
+    );
+    no_destructive_advice(&e);
+    // The cluster it was observed on matches its own topology.
+    let mut own = state("ha-healthy", &ha);
+    own.finish_observation(&ha);
+    own.check_topology(&ha, "the observed state").unwrap();
+}

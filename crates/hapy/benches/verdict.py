@@ -27,6 +27,8 @@ import hapy
 REPO = Path(__file__).resolve().parents[3]
 TOPOLOGY = REPO / "examples" / "topology" / "ha.yaml"
 STATE = REPO / "examples" / "state" / "ha-healthy.yaml"
+# When STATE was observed: verdicts are as of now unless `at` says otherwise.
+AT = "2026-05-21T12:00:00Z"
 TARGET_US = 20.0
 
 
@@ -55,7 +57,7 @@ def main() -> int:
     topo = hapy.Topology.from_file(TOPOLOGY)
     state = hapy.State.from_file(STATE, topo)
     reboot = hapy.Policy.builtin("reboot")
-    assert hapy.evaluate("reboot", "k8s-master-2", topo, state, policy=reboot).allowed
+    assert hapy.evaluate("reboot", "k8s-master-2", topo, state, policy=reboot, at=AT).allowed
     env: dict[str, object] = {
         "hapy": hapy,
         "t": topo,
@@ -63,21 +65,22 @@ def main() -> int:
         "p": reboot,
         "T": str(TOPOLOGY),
         "S": str(STATE),
+        "A": AT,
     }
     n, r = a.number, a.repeat
     cases = [
         ("evaluate, loaded objects + Policy (= the Rust case)",
-         'hapy.evaluate("reboot", "k8s-master-2", t, s, policy=p)', n),
+         'hapy.evaluate("reboot", "k8s-master-2", t, s, policy=p, at=A)', n),
         ("evaluate, policy=None (the cached built-in)",
-         'hapy.evaluate("reboot", "k8s-master-2", t, s)', n),
+         'hapy.evaluate("reboot", "k8s-master-2", t, s, at=A)', n),
         ("evaluate upgrade k8s-master-2",
-         'hapy.evaluate("upgrade", "k8s-master-2", t, s)', n),
+         'hapy.evaluate("upgrade", "k8s-master-2", t, s, at=A)', n),
         ("evaluate + .decision + .findings",
-         'v = hapy.evaluate("reboot", "k8s-master-2", t, s, policy=p); v.decision; v.findings', n),
+         'v = hapy.evaluate("reboot", "k8s-master-2", t, s, policy=p, at=A); v.decision; v.findings', n),
         ("evaluate + .to_dict()",
-         'hapy.evaluate("reboot", "k8s-master-2", t, s, policy=p).to_dict()', max(n // 10, 1)),
+         'hapy.evaluate("reboot", "k8s-master-2", t, s, policy=p, at=A).to_dict()', max(n // 10, 1)),
         ("evaluate from file paths (parse both files per call)",
-         'hapy.evaluate("reboot", "k8s-master-2", T, S)', max(n // 100, 1)),
+         'hapy.evaluate("reboot", "k8s-master-2", T, S, at=A)', max(n // 100, 1)),
     ]
     results = []
     print(f"hapy {hapy.__version__}, Python {sys.version.split()[0]}, best of {r}")

@@ -698,7 +698,9 @@ impl PyVerdict {
 /// `topology` and `state` are loaded objects, paths or dicts; `policy` is
 /// None (the action's built-in), a built-in name, a policy file path, a dict
 /// or a `Policy`; `at` is an aware datetime, an RFC 3339 string or "now"
-/// (default: the state's observedAt). The GIL is released while rules run.
+/// (default: now, so a state older than the policy's `state-fresh` maxAge is
+/// unknown; give the time a saved state was observed at to replay it). The
+/// GIL is released while rules run.
 #[pyfunction]
 #[pyo3(signature = (action, target, topology, state, policy = None, at = None, requester = None))]
 #[allow(clippy::too_many_arguments)]
@@ -718,7 +720,7 @@ fn evaluate(
     let policy = PyPolicy::coerce(policy, action)?;
     let now = match at {
         Some(t) if !t.is_none() => timestamp(t)?,
-        _ => state.observed_at,
+        _ => Timestamp::now(),
     };
     let request = Request {
         action,
@@ -733,7 +735,8 @@ fn evaluate(
 
 /// The cluster at a glance, as a dict (the shape of `hacli status -o json`):
 /// etcd membership and quorum, node readiness, load balancer backends,
-/// apiservers, and which nodes the `reboot` policy lets go down now.
+/// apiservers, and which nodes the `reboot` policy lets go down at `at` (now
+/// by default: a stale state lets nothing go down).
 #[pyfunction]
 #[pyo3(signature = (topology, state, at = None))]
 fn status<'py>(
@@ -746,7 +749,7 @@ fn status<'py>(
     let state = PyState::coerce(state, &topology)?;
     let now = match at {
         Some(t) if !t.is_none() => timestamp(t)?,
-        _ => state.observed_at,
+        _ => Timestamp::now(),
     };
     let (t, s) = (&*topology, &*state);
     let status = py.detach(|| hacore::status::status(t, s, now));

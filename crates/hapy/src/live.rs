@@ -347,6 +347,10 @@ mod imp {
             rt.block_on(async {
                 let observer = Observer::new(owned, config).await.map_err(observe_error)?;
                 let state = observer.observe().await;
+                // Another cluster than the topology's is bad input.
+                state
+                    .check_topology(topology, "the observed state")
+                    .map_err(config_error)?;
                 let now = jiff::Timestamp::now();
                 let request = Request {
                     action,

@@ -19,6 +19,10 @@ EXAMPLES = REPO / "examples"
 HA = EXAMPLES / "topology" / "ha.yaml"
 SINGLE = EXAMPLES / "topology" / "single-master.yaml"
 KURED = EXAMPLES / "policy" / "kured-gate.yaml"
+# When the bundled example states were observed. A verdict is as of now
+# unless `at` says otherwise, and these states are stale now: tests replay
+# them as of this time, explicitly.
+AT = "2026-05-21T12:00:00Z"
 
 
 def state_path(name: str) -> Path:

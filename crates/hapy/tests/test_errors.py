@@ -66,11 +66,23 @@ def test_missing_file() -> None:
 
 def test_state_is_checked_against_the_topology(ha: hapy.Topology, healthy: hapy.State) -> None:
     d = healthy.to_dict()
-    d["nodes"][0]["name"] = "not-in-topology"
-    # A node the topology does not know is a warning, with its field.
+    d["nodes"][3]["name"] = "not-in-topology"
+    # A worker the topology does not know is a warning (drift), with its field.
     warned = hapy.State.from_dict(d, ha)
-    assert any("nodes[0].name" in w and "not-in-topology" in w for w in warned.warnings)
+    assert any("nodes[3].name" in w and "not-in-topology" in w for w in warned.warnings)
     assert not healthy.warnings
+    # A master it does not know is another cluster's state, or a topology out
+    # of date: refused, naming what differs.
+    d = healthy.to_dict()
+    d["nodes"][0]["name"] = "not-in-topology"
+    with pytest.raises(hapy.ConfigError, match=r"nodes\[0\]\.name: node `not-in-topology` carries the control-plane taint"):
+        hapy.State.from_dict(d, ha)
+    d = healthy.to_dict()
+    d["cluster"] = "office"
+    with pytest.raises(hapy.ConfigError, match="observed on cluster `office`, but the topology is of cluster `homelab`"):
+        hapy.State.from_dict(d, ha)
+    d = healthy.to_dict()
+    d["nodes"][3]["name"] = "not-in-topology"
     # A node listed twice is an error.
     d["nodes"][0]["name"] = d["nodes"][1]["name"]
     with pytest.raises(hapy.ConfigError, match=r"nodes\[1\]\.name.*listed twice"):

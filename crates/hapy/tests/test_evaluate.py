@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import hapy
-from conftest import HA, KURED, SINGLE, Cli, state_path
+from conftest import AT, HA, KURED, SINGLE, Cli, state_path
 
 # (topology, state, action, target, extra CLI args / evaluate kwargs)
 CASES: list[tuple[Any, str, str, str, dict[str, str]]] = [
@@ -43,6 +43,7 @@ def _id(case: tuple[Any, str, str, str, dict[str, str]]) -> str:
 @pytest.mark.parametrize("case", CASES, ids=_id)
 def test_verdict_identical_to_cli_json(cli: Cli, case: tuple[Any, str, str, str, dict[str, str]]) -> None:
     topo, state, action, target, extra = case
+    extra = {"at": AT, **extra}
     args: list[str] = []
     for key, value in extra.items():
         args += [f"--{key}", value]
@@ -70,33 +71,52 @@ def test_verdict_identical_to_cli_json(cli: Cli, case: tuple[Any, str, str, str,
 
 
 def test_the_cases_cover_every_decision() -> None:
-    seen = {hapy.evaluate(c[2], c[3], str(c[0]), str(state_path(c[1])), **c[4]).decision for c in CASES}
+    seen = {
+        hapy.evaluate(c[2], c[3], str(c[0]), str(state_path(c[1])), **{"at": AT, **c[4]}).decision
+        for c in CASES
+    }
     assert seen == {"allow", "deny", "unknown"}
 
 
 def test_inputs_as_objects_paths_and_dicts_agree(ha: hapy.Topology, healthy: hapy.State) -> None:
-    base = hapy.evaluate("reboot", "k8s-master", ha, healthy)
+    base = hapy.evaluate("reboot", "k8s-master", ha, healthy, at=AT)
     assert not base.allowed
-    assert hapy.evaluate("reboot", "k8s-master", HA, state_path("ha-healthy")) == base
-    assert hapy.evaluate("reboot", "k8s-master", ha.to_dict(), healthy.to_dict()) == base
-    assert hapy.evaluate("reboot", "k8s-master", ha, healthy, policy="reboot") == base
-    assert hapy.evaluate("reboot", "k8s-master", ha, healthy, policy=hapy.Policy.builtin("reboot")) == base
-    assert hapy.evaluate("reboot", "k8s-master", ha, healthy, policy=hapy.Policy.builtin("reboot").to_dict()) == base
+    assert hapy.evaluate("reboot", "k8s-master", HA, state_path("ha-healthy"), at=AT) == base
+    assert hapy.evaluate("reboot", "k8s-master", ha.to_dict(), healthy.to_dict(), at=AT) == base
+    assert hapy.evaluate("reboot", "k8s-master", ha, healthy, policy="reboot", at=AT) == base
+    assert hapy.evaluate("reboot", "k8s-master", ha, healthy, policy=hapy.Policy.builtin("reboot"), at=AT) == base
+    assert hapy.evaluate("reboot", "k8s-master", ha, healthy, policy=hapy.Policy.builtin("reboot").to_dict(), at=AT) == base
 
 
 def test_policy_path_name_object_and_dict_agree(ha: hapy.Topology, healthy: hapy.State) -> None:
-    by_path = hapy.evaluate("reboot", "k8s-master-2", ha, healthy, policy=KURED)
+    by_path = hapy.evaluate("reboot", "k8s-master-2", ha, healthy, policy=KURED, at=AT)
     assert by_path.policy == "kured-gate"
     assert "reboot-window" in [f.rule for f in by_path.blocking]
     kured = hapy.Policy.from_file(KURED)
-    assert hapy.evaluate("reboot", "k8s-master-2", ha, healthy, policy=str(KURED)) == by_path
-    assert hapy.evaluate("reboot", "k8s-master-2", ha, healthy, policy=kured) == by_path
-    assert hapy.evaluate("reboot", "k8s-master-2", ha, healthy, policy=kured.to_dict()) == by_path
+    assert hapy.evaluate("reboot", "k8s-master-2", ha, healthy, policy=str(KURED), at=AT) == by_path
+    assert hapy.evaluate("reboot", "k8s-master-2", ha, healthy, policy=kured, at=AT) == by_path
+    assert hapy.evaluate("reboot", "k8s-master-2", ha, healthy, policy=kured.to_dict(), at=AT) == by_path
 
 
-def test_at_defaults_to_observed_at_and_accepts_datetimes(ha: hapy.Topology, healthy: hapy.State) -> None:
+def test_at_defaults_to_now_and_a_stale_state_is_unknown(ha: hapy.Topology, healthy: hapy.State) -> None:
+    before = dt.datetime.now(dt.timezone.utc)
     v = hapy.evaluate("reboot", "k8s-master-2", ha, healthy)
-    assert v.at == healthy.observed_at == v.observed_at
+    assert before - dt.timedelta(seconds=1) <= v.at
+    assert v.observed_at == healthy.observed_at
+    # The example state is months old: unknown, with its age named.
+    assert v.decision == "unknown" and not v.allowed
+    fresh = [f for f in v.blocking if f.rule == "state-fresh"]
+    assert fresh and " old (observed at 2026-05-21T12:00:00Z" in fresh[0].message
+    assert "the policy accepts at most 5m" in fresh[0].message
+    assert hapy.evaluate("reboot", "k8s-master-2", ha, healthy, at=None).decision == "unknown"
+    # Replaying it as of its observation is an explicit choice.
+    then = hapy.evaluate("reboot", "k8s-master-2", ha, healthy, at=healthy.observed_at)
+    assert then.allowed and then.at == healthy.observed_at
+    assert hapy.evaluate("reboot", "k8s-master-2", ha, healthy, at=AT) == then
+
+
+def test_at_accepts_datetimes_and_strings(ha: hapy.Topology, healthy: hapy.State) -> None:
+    v = hapy.evaluate("reboot", "k8s-master-2", ha, healthy, at=AT)
     later = healthy.observed_at + dt.timedelta(minutes=30)
     as_dt = hapy.evaluate("reboot", "k8s-master-2", ha, healthy, at=later)
     assert as_dt.at == later
@@ -106,7 +126,6 @@ def test_at_defaults_to_observed_at_and_accepts_datetimes(ha: hapy.Topology, hea
     # 30 minutes after the observation the state is stale: never "allow".
     assert v.allowed and not as_dt.allowed
     assert "state-fresh" in [f.rule for f in as_dt.blocking]
-    assert hapy.evaluate("reboot", "k8s-master-2", ha, healthy, at=None) == v
 
 
 def test_at_now_is_the_clock(ha: hapy.Topology, healthy: hapy.State) -> None:
@@ -120,15 +139,15 @@ def test_requester_holding_the_lock_is_not_blocked(ha: hapy.Topology, healthy: h
     d = healthy.to_dict()
     d["lock"] = {"holder": "kured/k8s-node1", "renewedAt": d["observedAt"], "ttl": "10m"}
     locked = hapy.State.from_dict(d, ha)
-    other = hapy.evaluate("reboot", "k8s-master-2", ha, locked, requester="someone-else")
-    mine = hapy.evaluate("reboot", "k8s-master-2", ha, locked, requester="kured/k8s-node1")
+    other = hapy.evaluate("reboot", "k8s-master-2", ha, locked, requester="someone-else", at=AT)
+    mine = hapy.evaluate("reboot", "k8s-master-2", ha, locked, requester="kured/k8s-node1", at=AT)
     assert "lock" in [f.rule for f in other.blocking]
     assert "lock" not in [f.rule for f in mine.blocking]
     assert mine.allowed
 
 
 def test_verdict_repr_names_the_blocking_rules(ha: hapy.Topology, healthy: hapy.State) -> None:
-    v = hapy.evaluate("reboot", "k8s-master", ha, healthy)
+    v = hapy.evaluate("reboot", "k8s-master", ha, healthy, at=AT)
     assert repr(v).startswith("<Verdict deny: reboot k8s-master")
     for f in v.blocking:
         assert f.rule in repr(v)
@@ -136,13 +155,13 @@ def test_verdict_repr_names_the_blocking_rules(ha: hapy.Topology, healthy: hapy.
 
 
 def test_evaluate_from_threads(ha: hapy.Topology, healthy: hapy.State) -> None:
-    expected = {n: hapy.evaluate("upgrade", n, ha, healthy).to_dict() for n in ha.nodes}
+    expected = {n: hapy.evaluate("upgrade", n, ha, healthy, at=AT).to_dict() for n in ha.nodes}
     errors: list[str] = []
 
     def work() -> None:
         for _ in range(50):
             for n in ha.nodes:
-                if hapy.evaluate("upgrade", n, ha, healthy).to_dict() != expected[n]:
+                if hapy.evaluate("upgrade", n, ha, healthy, at=AT).to_dict() != expected[n]:
                     errors.append(n)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
@@ -155,11 +174,14 @@ def test_evaluate_from_threads(ha: hapy.Topology, healthy: hapy.State) -> None:
 
 def test_status_identical_to_cli_json(cli: Cli, ha: hapy.Topology) -> None:
     for name in ["ha-healthy", "ha-etcd-unreachable", "ha-mid-join"]:
-        expected, _, code = cli.json("status", "-t", HA, "-s", state_path(name))
+        expected, _, code = cli.json("status", "-t", HA, "-s", state_path(name), "--at", AT)
         assert code == 0
         state = hapy.State.from_file(state_path(name), ha)
-        assert hapy.status(ha, state) == expected
-        assert hapy.status(HA, state_path(name)) == expected
+        assert hapy.status(ha, state, at=AT) == expected
+        assert hapy.status(HA, state_path(name), at=AT) == expected
+    # By default, as of now: a stale state lets nothing go down.
+    now = hapy.status(ha, state_path("ha-healthy"))
+    assert now["disruptions"] and all(d["decision"] != "allow" for d in now["disruptions"])
     at = "2026-05-21T12:01:00Z"
     expected, _, _ = cli.json("status", "-t", HA, "-s", state_path("ha-healthy"), "--at", at)
     assert hapy.status(ha, state_path("ha-healthy"), at=at) == expected

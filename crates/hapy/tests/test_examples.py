@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import hapy
-from conftest import EXAMPLES, HA, KURED, REPO, state_path
+from conftest import AT, EXAMPLES, HA, KURED, REPO, state_path
 
 PREFLIGHT = EXAMPLES / "python" / "upgrade_preflight.py"
 KURED_GATE = EXAMPLES / "python" / "kured_gate.py"
@@ -29,8 +29,8 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("node", ["k8s-master", "k8s-master-2", "k8s-node1"])
 def test_preflight_for_one_node_matches_evaluate(tmp_path: Path, state: str, node: str) -> None:
     out = tmp_path / "verdict.json"
-    p = run(PREFLIGHT, "-t", HA, "-s", state_path(state), "--node", node, "--json", out)
-    v = hapy.evaluate("upgrade", node, HA, state_path(state), requester="upgrade-chain")
+    p = run(PREFLIGHT, "-t", HA, "-s", state_path(state), "--at", AT, "--node", node, "--json", out)
+    v = hapy.evaluate("upgrade", node, HA, state_path(state), requester="upgrade-chain", at=AT)
     assert p.returncode == v.exit_code, p.stdout + p.stderr
     assert json.loads(out.read_text()) == [v.to_dict()]
     assert f"{node}: {v.decision.upper()}" in p.stdout
@@ -45,15 +45,15 @@ def test_preflight_walk_picks_the_first_node_allowed() -> None:
     state = hapy.State.from_file(state_path("ha-healthy"), topo)
     first = next(
         n for n in topo.control_plane_nodes
-        if hapy.evaluate("upgrade", n, topo, state, requester="upgrade-chain").allowed
+        if hapy.evaluate("upgrade", n, topo, state, requester="upgrade-chain", at=AT).allowed
     )
-    p = run(PREFLIGHT, "-t", HA, "-s", state_path("ha-healthy"))
+    p = run(PREFLIGHT, "-t", HA, "-s", state_path("ha-healthy"), "--at", AT)
     assert p.returncode == 0
     assert p.stdout.strip().endswith(f"next: kubeadm upgrade on {first}")
 
 
 def test_preflight_walk_stops_at_the_kill_switch() -> None:
-    p = run(PREFLIGHT, "-t", HA, "-s", state_path("ha-kill-switch"))
+    p = run(PREFLIGHT, "-t", HA, "-s", state_path("ha-kill-switch"), "--at", AT)
     assert p.returncode == 1
     assert p.stdout.count("DENY") == 1, p.stdout
     assert "no node may be upgraded now" in p.stdout
@@ -73,8 +73,8 @@ def test_kured_gate_matches_evaluate(state: str, policy: str) -> None:
     wants = {n["name"]: bool(n.get("rebootRequired")) for n in s.to_dict()["nodes"]}
     assert any(wants.values()) and not all(wants.values())
     for node in topo.nodes:
-        p = run(KURED_GATE, node, "-t", HA, "-s", state_path(state), "-p", policy)
-        v = hapy.evaluate("reboot", node, topo, s, policy=policy, requester=f"kured/{node}")
+        p = run(KURED_GATE, node, "-t", HA, "-s", state_path(state), "-p", policy, "--at", AT)
+        v = hapy.evaluate("reboot", node, topo, s, policy=policy, requester=f"kured/{node}", at=AT)
         expected = 0 if wants[node] and v.allowed else 1
         assert p.returncode == expected, (node, p.stderr)
         if not wants[node]:
@@ -89,11 +89,27 @@ def test_kured_gate_node_from_environment() -> None:
 
     env = dict(os.environ, KURED_NODE_ID="k8s-master-2")
     p = subprocess.run(
-        [sys.executable, str(KURED_GATE), "-t", str(HA), "-s", str(state_path("ha-healthy"))],
+        [sys.executable, str(KURED_GATE), "-t", str(HA), "-s", str(state_path("ha-healthy")), "--at", AT],
         capture_output=True, text=True, env=env, timeout=120,
     )
     assert "k8s-master-2" in p.stderr
-    assert p.returncode == (0 if hapy.evaluate("reboot", "k8s-master-2", HA, state_path("ha-healthy")).allowed else 1)
+    assert hapy.evaluate("reboot", "k8s-master-2", HA, state_path("ha-healthy"), at=AT).allowed
+    assert p.returncode == 0, p.stderr
+
+
+def test_kured_gate_says_not_now_on_a_stale_state() -> None:
+    # The case: a state file months old said "safe now" (exit 0).
+    # The verdict is as of now: the stale state is unknown, so no reboot.
+    p = run(KURED_GATE, "k8s-master-2", "-t", HA, "-s", state_path("ha-healthy"))
+    assert p.returncode == 1, p.stderr
+    assert "reboot required but unknown" in p.stderr
+    assert "state-fresh: the state is " in p.stderr and " old (observed at 2026-05-21T12:00:00Z" in p.stderr
+
+
+def test_preflight_says_unknown_on_a_stale_state() -> None:
+    p = run(PREFLIGHT, "-t", HA, "-s", state_path("ha-healthy"), "--node", "k8s-master-2")
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert "state-fresh" in p.stdout
 
 
 def test_benchmark_runs_and_prints_its_figures() -> None:

@@ -436,6 +436,7 @@ impl Observer {
             }
             None => {}
         }
+        state.finish_observation(&self.topology);
         let mut t = timings.into_inner().unwrap_or_default();
         t.sort_by_key(|(_, d)| *d);
         (state, Timings(t))

@@ -17,7 +17,9 @@ pub struct Args {
     /// A built-in policy name or a policy file; the action's built-in by default.
     #[arg(long, short = 'p')]
     pub policy: Option<String>,
-    /// Evaluate as of this time (RFC 3339, or `now`); the state's observation time by default.
+    /// Evaluate as of this time (RFC 3339, or `now`); now by default, so a
+    /// state older than the policy's `state-fresh` maxAge is unknown. Give the
+    /// time a saved state was observed at to replay it.
     #[arg(long)]
     pub at: Option<String>,
     /// Who asks: a lock held by this identity does not block.
@@ -46,7 +48,7 @@ pub fn decide(a: &Args) -> anyhow::Result<Verdict> {
         Some(p) => Policy::named_or_file(p)?,
         None => Policy::for_action(action),
     };
-    let now = super::parse_at(a.at.as_deref())?.unwrap_or(state.observed_at);
+    let now = super::parse_at(a.at.as_deref())?.unwrap_or_else(jiff::Timestamp::now);
     let request = Request {
         action,
         target: &a.target,

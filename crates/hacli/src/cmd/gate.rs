@@ -84,6 +84,9 @@ pub fn decide(a: &Args) -> anyhow::Result<Verdict> {
         mark("setup", &mut phases);
         let (state, probes) = observer.observe_timed().await;
         mark("observe", &mut phases);
+        // A cluster that is not the topology's (the kubeconfig or the etcd
+        // endpoints reach another one) is bad input, not a verdict.
+        state.check_topology(&topology, "the observed state")?;
         let now = jiff::Timestamp::now();
         let request = Request {
             action,

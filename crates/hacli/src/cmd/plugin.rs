@@ -92,7 +92,7 @@ const SETTINGS: &[Setting] = &[
     s(
         "at",
         &[CHECK],
-        "evaluate as of this time (RFC 3339, or now); the state's observation time by default",
+        "evaluate as of this time (RFC 3339, or now); now by default, so a stale state is unknown",
     ),
     s(
         "kubeconfig",

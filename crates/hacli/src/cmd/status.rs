@@ -7,7 +7,8 @@ use crate::{Exit, Output, render};
 pub struct Args {
     #[command(flatten)]
     pub files: super::Files,
-    /// Evaluate "what may go down" as of this time; the observation time by default.
+    /// Evaluate "what may go down" as of this time (RFC 3339, or `now`); now
+    /// by default, so a stale state lets nothing go down.
     #[arg(long)]
     pub at: Option<String>,
     /// Output format.
@@ -18,7 +19,7 @@ pub struct Args {
 /// Run.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
     let (topology, state) = super::load(&a.files.topology, &a.files.state)?;
-    let now = super::parse_at(a.at.as_deref())?.unwrap_or(state.observed_at);
+    let now = super::parse_at(a.at.as_deref())?.unwrap_or_else(jiff::Timestamp::now);
     let status = hacore::status::status(&topology, &state, now);
     match a.output {
         Output::Json => crate::print_json(&status)?,

@@ -7,7 +7,9 @@ verdict with every reason::
     import hapy
     topo = hapy.Topology.from_file("examples/topology/ha.yaml")
     state = hapy.State.from_file("examples/state/ha-healthy.yaml", topo)
-    verdict = hapy.evaluate("reboot", "k8s-master-2", topo, state)
+    # The example state was observed at 2026-05-21T12:00:00Z: a verdict is
+    # as of now unless ``at`` says otherwise, and a stale state is unknown.
+    verdict = hapy.evaluate("reboot", "k8s-master-2", topo, state, at="2026-05-21T12:00:00Z")
     print(verdict.decision, [f.rule for f in verdict.blocking])
 
 Against a live cluster (the kubeadm backend), ``hapy.observe(topology,
