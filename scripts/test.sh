@@ -17,6 +17,8 @@ DEBS+=(php-cli:php unbound:unbound)
 DEBS+=(man-db:man zsh:zsh fish:fish)
 # chromium renders the drill's HTML page headless and screenshots its chart (crates/hacli/tests/drill.rs).
 DEBS+=(chromium:chromium)
+# sudo: the join test runs hacli as a non-root SSH user through sudo and reads sudo's log (crates/kubeadm/tests/control_plane.rs).
+DEBS+=(sudo:/usr/bin/sudo)
 # nftables: the rollback test drops the load balancer's packets to a new master (crates/hacli/tests/migrate_rollback.rs).
 DEBS+=(nftables:/usr/sbin/nft)
 . scripts/ensure-debs.sh

@@ -417,7 +417,9 @@ mod masters {
         );
     }
 
-    /// Every certificate key and token secret kubeadm printed on m1.
+    /// Every certificate key and token secret kubeadm printed on m1 (a
+    /// key alone on its line: `kubeadm certs certificate-key`, or after
+    /// upload-certs' mark).
     fn spied_secrets(lab: &ClusterLab) -> Vec<String> {
         let out = lab.host("m1").exec(&["cat", "/root/spy.log"]).unwrap();
         let log = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -428,6 +430,8 @@ mod masters {
                 let key = lines[i + 1].trim();
                 assert_eq!(key.len(), 64, "{key:?}");
                 secrets.push(key.to_string());
+            } else if l.len() == 64 && l.bytes().all(|b| b.is_ascii_hexdigit()) {
+                secrets.push(l.to_string());
             }
             if l.starts_with("kubeadm join ") {
                 let words: Vec<&str> = l.split_whitespace().collect();
@@ -437,12 +441,40 @@ mod masters {
                 secrets.push(token.split('.').nth(1).unwrap().to_string());
             }
         }
+        secrets.sort();
+        secrets.dedup();
         assert!(
             secrets.len() >= 4,
             "three keys and a token: {}",
             secrets.len()
         );
         secrets
+    }
+
+    /// The non-root user hacli logs in as on every lab host of the join
+    /// test (`ssh.user`), running its commands with `sudo -n`.
+    const SSH_USER: &str = "hacli";
+
+    /// The words of every recorded command line of the kubeadm stand-in
+    /// on `host`, and sudo's log there, hold none of `secrets`.
+    fn no_secret_in_cmdlines_or_sudo_log(lab: &ClusterLab, host: &str, secrets: &[String]) {
+        let cmdlines = lab.kubeadm_cmdlines(host).unwrap();
+        for words in &cmdlines {
+            let line = words.join(" ");
+            for secret in secrets {
+                assert!(
+                    !line.contains(secret.as_str()),
+                    "{host}: a secret on kubeadm's command line: {line}"
+                );
+            }
+        }
+        let sudo = lab.sudo_log(host);
+        for secret in secrets {
+            assert!(
+                !sudo.contains(secret.as_str()),
+                "{host}: a secret in sudo's log: {sudo}"
+            );
+        }
     }
 
     fn step(id: &str, op: CpOp, rollback: Option<CpOp>) -> Step {
@@ -467,8 +499,13 @@ mod masters {
         let lb = format!(
             "loadBalancer:\n  kind: haproxy\n  frontend: \"{vip}:6443\"\n  pool: k8s-apiserver\n"
         );
+        // hacli logs in as a user that is not root and runs its commands
+        // with sudo, whose log the secrets must not reach either.
+        for h in ["m1", "w1"] {
+            lab.add_sudo_user(h, SSH_USER).unwrap();
+        }
         let yaml = format!(
-            "{}ssh:\n  user: root\n  identityFile: {}\n  knownHosts: {}\n",
+            "{}ssh:\n  user: {SSH_USER}\n  identityFile: {}\n  knownHosts: {}\n",
             lab.topology_yaml(&lb),
             lab.client_key().display(),
             lab.known_hosts().display()
@@ -505,6 +542,7 @@ mod masters {
         // The VIP: an address of m1 for now (its apiserver listens on all).
         lab.host("m1").add_address(&format!("{vip}/24")).unwrap();
         lab.add_blank_host("m2", M2).unwrap();
+        lab.add_sudo_user("m2", SSH_USER).unwrap();
         let m2_addr: IpAddr = lab.addr("m2").into();
         spy_on_kubeadm(&lab);
 
@@ -804,14 +842,58 @@ mod masters {
                 assert!(!s.contains(secret.as_str()), "a secret leaked: {s}");
             }
         }
+        // Issue 21 point 2: neither the token nor a key was on any command
+        // line of kubeadm (its own /proc/self/cmdline, recorded at every
+        // call) or in sudo's log, on the master that uploaded and the one
+        // that joined; they went in configuration files.
+        for h in ["m1", "m2"] {
+            no_secret_in_cmdlines_or_sudo_log(&lab, h, &secrets);
+        }
+        let m2_calls = lab.kubeadm_cmdlines("m2").unwrap();
+        assert!(
+            m2_calls
+                .iter()
+                .any(|w| w.contains(&"join".to_string()) && w.contains(&"--config".to_string())),
+            "m2 joined with kubeadm join --config: {m2_calls:?}"
+        );
+        let m1_calls = lab.kubeadm_cmdlines("m1").unwrap();
+        assert!(
+            m1_calls
+                .iter()
+                .any(|w| w.contains(&"certificate-key".to_string()))
+                && m1_calls
+                    .iter()
+                    .any(|w| w.contains(&"upload-certs".to_string())
+                        && w.contains(&"--config".to_string())),
+            "m1 generated the key and uploaded through a config: {m1_calls:?}"
+        );
+        for h in ["m1", "m2"] {
+            let sudo = lab.sudo_log(h);
+            assert!(
+                sudo.contains("USER=root ; COMMAND=") && sudo.contains("kubeadm"),
+                "{h}: hacli's commands ran through sudo, logged: {sudo}"
+            );
+        }
 
         // A fresh backend (a crash): no key in memory, so not done.
         assert!(cp.is_done(&CpOp::UploadCerts).unwrap());
         cp.forget_key();
         assert!(!cp.is_done(&CpOp::UploadCerts).unwrap());
 
-        // kubelet.conf to the VIP and back: the old file byte for byte.
+        // kubelet.conf to the VIP and back: the old file byte for byte,
+        // its owner and mode kept (point 9).
         let kubelet = lab.host("w1").path("/etc/kubernetes/kubelet.conf");
+        lab.host("w1")
+            .exec_ok(&["chown", "65534:4", "/etc/kubernetes/kubelet.conf"])
+            .unwrap();
+        lab.host("w1")
+            .exec_ok(&["chmod", "0640", "/etc/kubernetes/kubelet.conf"])
+            .unwrap();
+        let owner_mode = |p: &Path| {
+            use std::os::unix::fs::MetadataExt as _;
+            let m = std::fs::metadata(p).unwrap();
+            (m.uid(), m.gid(), m.mode() & 0o7777)
+        };
         let before = std::fs::read(&kubelet).unwrap();
         let m1_url = format!("https://{}:6443", lab.addr("m1"));
         let vip_url = format!("https://{vip}:6443");
@@ -823,12 +905,36 @@ mod masters {
             },
         );
         assert!(String::from_utf8_lossy(&std::fs::read(&kubelet).unwrap()).contains(&vip_url));
+        assert_eq!(owner_mode(&kubelet), (65534, 4, 0o640), "edited in place");
         cp.apply(&CpOp::SetKubeletServer {
             node: "w1".into(),
             server: m1_url.clone(),
         })
         .unwrap();
         assert_eq!(std::fs::read(&kubelet).unwrap(), before);
+        assert_eq!(owner_mode(&kubelet), (65534, 4, 0o640));
+
+        // Point 11: a reboot that sudo refuses is reported at once, naming
+        // sudo, not after the wait for a reboot that never comes.
+        lab.set_sudo("w1", SSH_USER, false).unwrap();
+        let boot = lab.host("w1").boot_id();
+        let t0 = std::time::Instant::now();
+        let e = cp
+            .apply(&CpOp::Reboot { node: "w1".into() })
+            .unwrap_err()
+            .to_string();
+        let took = t0.elapsed();
+        lab.set_sudo("w1", SSH_USER, true).unwrap();
+        assert!(
+            e.contains("did not ask for a reboot") && e.contains("sudo"),
+            "{e}"
+        );
+        assert!(
+            took < opts.join_timeout / 2,
+            "reported after {took:?}, as if it waited for the reboot ({:?})",
+            opts.join_timeout
+        );
+        assert_eq!(lab.host("w1").boot_id(), boot, "w1 was not rebooted");
         // m2 joined through the endpoint: its admin.conf names the VIP.
         assert!(
             cp.is_done(&CpOp::SetAdminConf {
@@ -880,11 +986,32 @@ mod masters {
             from: "m1".into(),
             node: "m2".into(),
         };
+        let m2_manifest = lab
+            .host("m2")
+            .path("/etc/kubernetes/manifests/kube-apiserver.yaml");
+        let manifest_meta = owner_mode(&m2_manifest);
         once(&mut cp, &extras);
         assert_eq!(
             std::fs::read(lab.host("m2").path(policy)).unwrap(),
             std::fs::read(m1.path(policy)).unwrap()
         );
+        // Point 9: the new manifest was staged outside the manifests
+        // directory: the kubelet (which takes every file there for a static
+        // pod, and watches it) saw no other file; its owner and mode kept.
+        assert_eq!(owner_mode(&m2_manifest), manifest_meta);
+        let static_pods = [
+            "etcd.yaml",
+            "kube-apiserver.yaml",
+            "kube-controller-manager.yaml",
+            "kube-scheduler.yaml",
+        ];
+        for h in ["m1", "m2"] {
+            let seen = lab.static_pod_files(h);
+            assert!(
+                seen.iter().all(|f| static_pods.contains(&f.as_str())) && seen.len() == 4,
+                "{h}: the kubelet took these files for static pods: {seen:?}"
+            );
+        }
         assert!(
             std::fs::read_to_string(
                 lab.host("m2")
@@ -905,6 +1032,7 @@ mod masters {
         // A new apiserver that does not answer /readyz directly blocks; a
         // template that joined as a worker by itself is refused.
         lab.add_blank_host("m3", M3).unwrap();
+        lab.add_sudo_user("m3", SSH_USER).unwrap();
         let m3_addr: IpAddr = lab.addr("m3").into();
         let e = cp
             .is_done(&CpOp::ProbeApiserver {

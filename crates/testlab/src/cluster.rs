@@ -27,15 +27,23 @@
 //!   --config F`; `init phase certs apiserver --config F` (SANs: the node
 //!   name, `kubernetes...`, the first service IP, the advertise address,
 //!   `controlPlaneEndpoint`'s host and `apiServer.certSANs`; an existing pair
-//!   is left alone with kubeadm's line); `init phase upload-certs
-//!   --upload-certs [--certificate-key K]` (Secret `kube-system/kubeadm-certs`
+//!   is left alone with kubeadm's line); `certs certificate-key` (a new
+//!   64-hex key); `init phase upload-certs --upload-certs [--certificate-key
+//!   K | --config F] [--skip-certificate-key-print]` (the key from the
+//!   flag, else F's InitConfiguration `certificateKey`, else a new one;
+//!   Secret `kube-system/kubeadm-certs`
 //!   owned by a bootstrap token that expires 2 h later, as kubeadm does; the
 //!   certificates are sealed with the key by a SHA-256 keystream and an
 //!   HMAC, where kubeadm uses AES-GCM); `token create [--ttl D]
 //!   [--print-join-command [--certificate-key K]]` (a real bootstrap-token
 //!   Secret); `join EP --token T --discovery-token-ca-cert-hash sha256:H
 //!   [--control-plane --certificate-key K] [--apiserver-advertise-address A]
-//!   [--node-name N]` (discovery through `cluster-info` pinned by the CA
+//!   [--node-name N]`, or `join --config F` with F's JoinConfiguration
+//!   (`kubeadm.k8s.io/v1beta3` or `v1beta4`: `discovery.bootstrapToken`'s
+//!   `token`, `apiServerEndpoint`, `caCertHashes`,
+//!   `unsafeSkipCAVerification`; `controlPlane.certificateKey`,
+//!   `controlPlane.localAPIEndpoint.advertiseAddress`;
+//!   `nodeRegistration.name`) (discovery through `cluster-info` pinned by the CA
 //!   hash, the token checked against its Secret and expiry, the certificates
 //!   downloaded and checked against the key, a **real etcd learner** added
 //!   with `etcdctl member add --learner`, its manifest with
@@ -64,9 +72,19 @@
 //!   ([`ClusterLab::set_upgrade_fails`]) makes apply/node fail before
 //!   changing anything: exit 1, `error execution phase: [upgrade/apply]
 //!   FATAL: <its content>` on stderr.
-//!   Lines are kubeadm's (DOMAIN.md section 9).
+//!   Lines are kubeadm's (DOMAIN.md section 9). As kubeadm, `--config`
+//!   mixed with a flag it does not allow beside it (`--token`,
+//!   `--certificate-key`...) fails with `can not mix '--config' with
+//!   arguments [...]`, and a configuration document of another API version
+//!   fails. Every call appends its own `/proc/self/cmdline` to
+//!   [`KUBEADM_CMDLINE_LOG`] ([`ClusterLab::kubeadm_cmdlines`]).
 //! - `kubelet`: runs the static pods of `/etc/kubernetes/manifests` as
-//!   processes (the container's `command`; restarted when they die or when
+//!   processes. As the real kubelet, every regular file there whose name
+//!   does not begin with a dot is a static pod, whatever its extension, and
+//!   the directory is watched with inotify, so a file that is there only
+//!   for a moment (a temporary file renamed away) is seen too: each name is
+//!   recorded in [`STATIC_POD_FILES`] ([`ClusterLab::static_pod_files`]).
+//!   The pods run as processes (the container's `command`; restarted when they die or when
 //!   the manifest changes, stopped when it goes; they survive a kubelet
 //!   restart, as containers do), posts mirror Pods (with kubeadm's
 //!   `etcd.advertise-client-urls` annotation, which `join` reads as kubeadm
@@ -192,6 +210,20 @@ pub const POWER_REQUEST: &str = "/etc/testlab/power-request";
 /// The file (inside a host) that makes `kubeadm upgrade apply|node` fail
 /// there with its content as the message ([`ClusterLab::set_upgrade_fails`]).
 pub const UPGRADE_FAILS: &str = "/etc/testlab/upgrade-fails";
+
+/// The file (inside a host) where the kubeadm stand-in appends its own
+/// `/proc/self/cmdline` at every call, one JSON list of words a line
+/// ([`ClusterLab::kubeadm_cmdlines`]): what any local user could read of it.
+pub const KUBEADM_CMDLINE_LOG: &str = "/var/log/testlab/kubeadm-cmdline.log";
+
+/// The file (inside a host) where the kubelet stand-in records the name of
+/// every file of `/etc/kubernetes/manifests` it took for a static pod, once
+/// per name and kubelet run ([`ClusterLab::static_pod_files`]).
+pub const STATIC_POD_FILES: &str = "/var/log/testlab/static-pod-files.log";
+
+/// sudo's log file on a host with a sudo user
+/// ([`ClusterLab::add_sudo_user`]): `Defaults logfile=` in its sudoers.
+pub const SUDO_LOG: &str = "/var/log/testlab/sudo.log";
 
 /// How long a host the lab reboots on its own request stays down by
 /// default ([`ClusterLab::set_reboot_delay`]).
@@ -903,6 +935,82 @@ networking:
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(())
+    }
+
+    /// Add the login user `user` on host `name` (shell `/bin/sh`, the
+    /// lab's client key, as root's), allowed to run anything as root with
+    /// `sudo -n` (NOPASSWD), with sudo's log in [`SUDO_LOG`]
+    /// (`Defaults logfile=`, one line per command: `loglinelen=0`, so that
+    /// no value is split over two lines): the host's own `/etc/sudoers`,
+    /// otherwise Debian's. The host's name goes into its `/etc/hosts` (as
+    /// Debian's installer puts it), or sudo would ask DNS for it, which the
+    /// lab network does not answer. Needs the Debian `sudo` package.
+    pub fn add_sudo_user(&self, name: &str, user: &str) -> Result<()> {
+        if !Path::new("/usr/bin/sudo").exists() {
+            return Err("sudo is not installed (Debian sudo; scripts/test.sh installs it)".into());
+        }
+        let h = self.host(name);
+        let out = h
+            .exec(&[
+                "sh",
+                "-c",
+                "set -e; id -u \"$1\" >/dev/null 2>&1 || useradd -m -s /bin/sh \"$1\"; usermod -p '*' \"$1\"; h=$(hostname); grep -qw -- \"$h\" /etc/hosts || printf '127.0.1.1\\t%s\\n' \"$h\" >> /etc/hosts",
+                "sh",
+                user,
+            ])
+            .map_err(e)?;
+        if !out.status.success() {
+            return Err(format!(
+                "host {name}: adding user {user}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        self.set_sudo(name, user, true)
+    }
+
+    /// Allow `user` on host `name` to run anything as root with `sudo -n`
+    /// (`allowed`), or nothing (then `sudo -n` answers `a password is
+    /// required`): its `/etc/sudoers`, sudo logging to [`SUDO_LOG`].
+    pub fn set_sudo(&self, name: &str, user: &str, allowed: bool) -> Result<()> {
+        let mut sudoers = format!(
+            "# testlab: Debian's defaults, and a log file the test reads.\nDefaults\tenv_reset\nDefaults\tmail_badpass\nDefaults\tsecure_path=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\nDefaults\tuse_pty\nDefaults\tlogfile={SUDO_LOG}\nDefaults\tloglinelen=0\nroot\tALL=(ALL:ALL) ALL\n"
+        );
+        if allowed {
+            sudoers.push_str(&format!("{user}\tALL=(ALL:ALL) NOPASSWD: ALL\n"));
+        }
+        put(self.host(name), "/etc/sudoers", &sudoers, "0440")
+    }
+
+    /// sudo's log on host `name` ([`SUDO_LOG`]; empty when there is none).
+    pub fn sudo_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.host(name).path(SUDO_LOG)).unwrap_or_default()
+    }
+
+    /// Every command line the kubeadm stand-in ran with on host `name`,
+    /// as its `/proc/self/cmdline` showed it ([`KUBEADM_CMDLINE_LOG`]).
+    pub fn kubeadm_cmdlines(&self, name: &str) -> Result<Vec<Vec<String>>> {
+        let p = self.host(name).path(KUBEADM_CMDLINE_LOG);
+        let text = match std::fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(x) if x.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(x) => return Err(format!("{}: {x}", p.display())),
+        };
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|x| format!("{}:{}: {x}", p.display(), i + 1))
+            })
+            .collect()
+    }
+
+    /// The names of every file the kubelet stand-in of host `name` took
+    /// for a static pod in `/etc/kubernetes/manifests`, sorted, once each
+    /// ([`STATIC_POD_FILES`]).
+    pub fn static_pod_files(&self, name: &str) -> Vec<String> {
+        let text =
+            std::fs::read_to_string(self.host(name).path(STATIC_POD_FILES)).unwrap_or_default();
+        let set: std::collections::BTreeSet<String> = text.lines().map(str::to_string).collect();
+        set.into_iter().collect()
     }
 
     /// Set the versions host `name` reports (for the version-mismatch

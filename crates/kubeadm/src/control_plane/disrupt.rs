@@ -474,6 +474,47 @@ pub fn reboot_command() -> Vec<String> {
     ["systemctl", "reboot"].map(String::from).to_vec()
 }
 
+/// Whether `systemctl reboot`, run over SSH with `result`, asked the node
+/// to reboot: it exited 0, or the connection closed under it (the node
+/// going down: no exit status, a signal, a deadline passed after the
+/// command started). Anything else is the reason it did not, to report at
+/// once rather than after waiting for a reboot that will not come: a
+/// non-zero exit (sudo refused, systemd refused), a host key, an
+/// authentication or a connection that failed before the command ran.
+pub fn reboot_asked(node: &str, result: Result<ssh::Output, ssh::SshError>) -> Result<(), Error> {
+    let refuse = |reason: String| Error::Disruption {
+        node: node.into(),
+        reason: format!("`systemctl reboot` did not ask for a reboot: {reason}"),
+    };
+    match result {
+        Ok(out) => match &out.status {
+            ssh::ExitStatus::Code(0) | ssh::ExitStatus::Signal(_) => Ok(()),
+            status => {
+                let err = out.stderr_str();
+                let tail: String = {
+                    let t = err.trim();
+                    let start = t.len().saturating_sub(300);
+                    let start = (start..=t.len())
+                        .find(|i| t.is_char_boundary(*i))
+                        .unwrap_or(t.len());
+                    t[start..].to_string()
+                };
+                Err(refuse(format!("{status}; stderr: {tail}")))
+            }
+        },
+        // The session went down with the node.
+        Err(ssh::SshError::Io { ref context, .. })
+            if context.starts_with("the channel closed without an exit status") =>
+        {
+            Ok(())
+        }
+        Err(ssh::SshError::Timeout { ref what, .. }) if !what.starts_with("it never started") => {
+            Ok(())
+        }
+        Err(e) => Err(refuse(e.to_string())),
+    }
+}
+
 /// What the live backend remembers between the calls of a disruption: the
 /// boot id a node had before its reboot, and the acts done (a command, a
 /// worker's `kubeadm upgrade node`), so that the step's verification sees
@@ -623,11 +664,19 @@ impl super::KubeadmControlPlane {
                     .boot_before
                     .insert(node.clone(), before.clone());
                 let cmd = ssh::Cmd::new("systemctl").arg("reboot");
-                // The connection drops as the node goes down: not an error.
-                let _ = self.run_raw(node, &cmd, t).await;
+                // The connection drops as the node goes down: not an error;
+                // any other failure is, at once (reboot_asked).
+                let asked = match self.session(node).await {
+                    Ok(s) => reboot_asked(node, s.run(&cmd, t).await),
+                    Err(e) => Err(Error::Disruption {
+                        node: node.clone(),
+                        reason: format!("`systemctl reboot` did not ask for a reboot: {e}"),
+                    }),
+                };
                 if let Ok(mut s) = self.sessions.lock() {
                     s.remove(node);
                 }
+                asked.map_err(cp)?;
                 wait_rebooted(&self.kube, node, &before, long)
                     .await
                     .map_err(cp)
@@ -665,6 +714,96 @@ impl super::KubeadmControlPlane {
                 "`{}` is not a disruption operation",
                 act_key(op)
             ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(code: u32, stderr: &str) -> ssh::Output {
+        ssh::Output {
+            stdout: Vec::new(),
+            stderr: stderr.as_bytes().to_vec(),
+            status: ssh::ExitStatus::Code(code),
+        }
+    }
+
+    #[test]
+    fn a_reboot_that_was_not_asked_is_reported_at_once() {
+        let host = "m1 (hacli@198.18.0.11:22)".to_string();
+        // Asked: it exited 0, or the session went down with the node.
+        assert!(reboot_asked("m1", Ok(out(0, ""))).is_ok());
+        assert!(
+            reboot_asked(
+                "m1",
+                Ok(ssh::Output {
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    status: ssh::ExitStatus::Signal("TERM".into()),
+                })
+            )
+            .is_ok()
+        );
+        let closed = ssh::SshError::Io {
+            host: host.clone(),
+            context: "the channel closed without an exit status for `sudo -n -- systemctl reboot`"
+                .into(),
+            reason: "the connection or sshd went away; stderr: ".into(),
+        };
+        assert!(reboot_asked("m1", Err(closed)).is_ok());
+        let late = ssh::SshError::Timeout {
+            host: host.clone(),
+            cmd: "systemctl reboot".into(),
+            timeout: Duration::from_secs(10),
+            what: "killed".into(),
+        };
+        assert!(reboot_asked("m1", Err(late)).is_ok());
+
+        // Not asked: said at once, with why.
+        let e = reboot_asked("m1", Ok(out(1, "sudo: a password is required\n")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("m1: ")
+                && e.contains("did not ask for a reboot")
+                && e.contains("exit status 1")
+                && e.contains("sudo: a password is required"),
+            "{e}"
+        );
+        for err in [
+            ssh::SshError::HostKeyMismatch {
+                host: host.clone(),
+                expected_fingerprint: "SHA256:a".into(),
+                got_fingerprint: "SHA256:b".into(),
+                known_hosts_file: "/root/.ssh/known_hosts".into(),
+                line: 3,
+                fix: "check the host".into(),
+            },
+            ssh::SshError::Auth {
+                host: host.clone(),
+                user: "hacli".into(),
+                tried: "id_ed25519".into(),
+                hint: "add the key".into(),
+            },
+            ssh::SshError::Connect {
+                host: host.clone(),
+                reason: "connection refused".into(),
+            },
+            ssh::SshError::Timeout {
+                host: host.clone(),
+                cmd: "systemctl reboot".into(),
+                timeout: Duration::from_secs(10),
+                what: "it never started: no answer to the exec request".into(),
+            },
+        ] {
+            let shown = err.to_string();
+            let e = reboot_asked("m1", Err(err)).unwrap_err().to_string();
+            assert!(
+                e.contains("did not ask for a reboot") && e.contains(&shown),
+                "{e}"
+            );
         }
     }
 }

@@ -2,6 +2,7 @@
 //! client certificate): member list, promote, remove by id, snapshot, and
 //! the per-member health check. Every request has a deadline.
 
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::PathBuf;
 
@@ -39,6 +40,41 @@ fn url_host(url: &str) -> Option<String> {
             .map(|a| a.to_string())
             .unwrap_or_else(|_| host.to_string()),
     )
+}
+
+/// Whether removing member `id` leaves the voters that stay with a
+/// healthy quorum: at least `n/2 + 1` of the `n` voters left are among
+/// `healthy`. The error says how many are healthy and names the others.
+pub fn quorum_after_removal(
+    members: &[Member],
+    id: u64,
+    healthy: &BTreeSet<u64>,
+) -> Result<(), String> {
+    let left: Vec<&Member> = members
+        .iter()
+        .filter(|m| m.id != id && !m.is_learner)
+        .collect();
+    let up = left.iter().filter(|m| healthy.contains(&m.id)).count();
+    let quorum = left.len() / 2 + 1;
+    if up >= quorum {
+        return Ok(());
+    }
+    let down: Vec<String> = left
+        .iter()
+        .filter(|m| !healthy.contains(&m.id))
+        .map(|m| {
+            if m.name.is_empty() {
+                format!("{:x}", m.id)
+            } else {
+                format!("{} ({:x})", m.name, m.id)
+            }
+        })
+        .collect();
+    Err(format!(
+        "{up} of the {} voters left would be healthy, below their quorum of {quorum} (not answering a quorum read: {})",
+        left.len(),
+        down.join(", ")
+    ))
 }
 
 impl KubeadmControlPlane {
@@ -173,6 +209,8 @@ impl KubeadmControlPlane {
                 m.id
             )));
         }
+        self.check_quorum_after_removal(node, &members, m.id)
+            .await?;
         let id = m.id;
         self.member_call(
             &format!("member remove {node} ({id:x})"),
@@ -190,6 +228,46 @@ impl KubeadmControlPlane {
             },
         )
         .await
+    }
+
+    /// The ids of the voters of `members` that answer a quorum read through
+    /// their own client URL now (as `etcdctl endpoint health`), asked
+    /// together, each within the call deadline.
+    pub async fn healthy_voters(&self, members: &[Member]) -> BTreeSet<u64> {
+        let checks = members
+            .iter()
+            .filter(|m| !m.is_learner)
+            .map(|m| async move {
+                let url = m.client_urls.first()?;
+                let mut c = self.etcd_connect(url).await.ok()?;
+                match timeout_at(self.until(), c.get("health", None)).await {
+                    Ok(Ok(_)) => Some(m.id),
+                    _ => None,
+                }
+            });
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Refuse to remove member `id` of `node` when the voters left would
+    /// not hold a healthy quorum ([`quorum_after_removal`]), as a
+    /// disruption's member removal refuses: outside a disruption (a reset,
+    /// a rollback, `remove-master`) too.
+    async fn check_quorum_after_removal(
+        &self,
+        node: &str,
+        members: &[Member],
+        id: u64,
+    ) -> Result<(), CpError> {
+        let healthy = self.healthy_voters(members).await;
+        quorum_after_removal(members, id, &healthy).map_err(|why| {
+            CpError::Refused(format!(
+                "{node}'s etcd member {id:x} is not removed: {why}; bring the unhealthy members back first"
+            ))
+        })
     }
 
     /// Every listed member is a voter and answers a quorum read through its
@@ -326,6 +404,49 @@ impl KubeadmControlPlane {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn member(id: u64, name: &str, learner: bool) -> Member {
+        Member {
+            id,
+            name: name.into(),
+            peer_urls: vec![format!("https://198.18.0.{id}:2380")],
+            client_urls: vec![format!("https://198.18.0.{id}:2379")],
+            is_learner: learner,
+        }
+    }
+
+    #[test]
+    fn a_member_removal_that_leaves_no_healthy_quorum_is_refused() {
+        let three = [
+            member(1, "m1", false),
+            member(2, "m2", false),
+            member(3, "m3", false),
+        ];
+        let set = |ids: &[u64]| ids.iter().copied().collect::<BTreeSet<u64>>();
+        // m3 down, removed: m1 and m2 stay, both healthy (2 of 2).
+        assert!(quorum_after_removal(&three, 3, &set(&[1, 2])).is_ok());
+        // m2 down, m3 removed: 1 of the 2 left is healthy, below 2.
+        let e = quorum_after_removal(&three, 3, &set(&[1, 3])).unwrap_err();
+        assert!(
+            e.contains("1 of the 2 voters left") && e.contains("m2 (2)"),
+            "{e}"
+        );
+        // Removing a learner keeps the voters: they still need a quorum.
+        let mut four = three.to_vec();
+        four.push(member(9, "", true));
+        assert!(quorum_after_removal(&four, 9, &set(&[1, 2])).is_ok());
+        let e = quorum_after_removal(&four, 9, &set(&[1])).unwrap_err();
+        assert!(
+            e.contains("1 of the 3 voters left") && e.contains("quorum of 2"),
+            "{e}"
+        );
+        // Five voters, two down: removing a healthy one leaves 2 of 4.
+        let five: Vec<Member> = (1..=5)
+            .map(|i| member(i, &format!("m{i}"), false))
+            .collect();
+        assert!(quorum_after_removal(&five, 5, &set(&[1, 2, 3])).is_ok());
+        assert!(quorum_after_removal(&five, 3, &set(&[1, 2, 3])).is_err());
+    }
 
     #[test]
     fn hosts_of_peer_urls() {

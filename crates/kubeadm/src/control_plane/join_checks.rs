@@ -42,6 +42,34 @@ pub const FILE_FLAGS: &[&str] = &[
 /// Flags that name a file the apiserver writes: its directory is created.
 pub const LOG_FLAGS: &[&str] = &["audit-log-path"];
 
+/// A static pod manifest read from a node, checked for what hacli reads
+/// of it: a mapping whose `spec.containers` is a non-empty list of
+/// mappings. The error names `file` (as `node: path`) and what is missing,
+/// never quietly an empty list.
+pub fn parse_pod_manifest(file: &str, text: &str) -> Result<Value, CpError> {
+    let bad = |detail: String| CpError::Protocol {
+        what: file.to_string(),
+        detail,
+    };
+    let v: Value = serde_saphyr::from_str(text).map_err(|e| bad(e.to_string()))?;
+    if !v.is_object() {
+        return Err(bad("not a static pod manifest: not a mapping".into()));
+    }
+    match v.pointer("/spec/containers") {
+        None | Some(Value::Null) => Err(bad(
+            "not a static pod manifest: it has no spec.containers".into(),
+        )),
+        Some(Value::Array(list)) if list.is_empty() => Err(bad(
+            "not a static pod manifest: spec.containers is empty".into(),
+        )),
+        Some(Value::Array(list)) => match list.iter().position(|c| !c.is_object()) {
+            Some(i) => Err(bad(format!("spec.containers[{i}] is not a mapping"))),
+            None => Ok(v),
+        },
+        Some(_) => Err(bad("spec.containers is not a list".into())),
+    }
+}
+
 /// The `--flag=value` arguments of the kube-apiserver container, in order.
 pub fn apiserver_flags(manifest: &Value) -> Vec<(String, String)> {
     let c = &manifest["spec"]["containers"][0];
@@ -127,7 +155,14 @@ pub fn extras_diff(from: &Value, node: &Value) -> ExtrasDiff {
 /// `node`'s manifest with `diff` applied (flags set in place or appended).
 pub fn apply_extras(node: &Value, diff: &ExtrasDiff) -> Value {
     let mut m = node.clone();
-    let c = &mut m["spec"]["containers"][0];
+    // A manifest without a container was refused when it was read
+    // (parse_pod_manifest): nothing to apply to.
+    let Some(c) = m
+        .pointer_mut("/spec/containers/0")
+        .filter(|c| c.is_object())
+    else {
+        return m;
+    };
     let mut cmd: Vec<Value> = c["command"].as_array().cloned().unwrap_or_default();
     for (k, v) in &diff.flags {
         let arg = if v.is_empty() {
@@ -263,10 +298,7 @@ impl KubeadmControlPlane {
                     "{node}: {APISERVER_MANIFEST} does not exist: is {node} a joined master?"
                 ))
             })?;
-        let v: Value = serde_saphyr::from_str(&text).map_err(|e| CpError::Protocol {
-            what: format!("{node}: {APISERVER_MANIFEST}"),
-            detail: e.to_string(),
-        })?;
+        let v = parse_pod_manifest(&format!("{node}: {APISERVER_MANIFEST}"), &text)?;
         Ok((text, v))
     }
 
@@ -580,6 +612,51 @@ mod tests {
         let flags: BTreeMap<String, String> = apiserver_flags(&new).into_iter().collect();
         assert_eq!(flags["advertise-address"], "10.0.0.12");
         assert_eq!(flags["oidc-issuer-url"], "https://idp");
+    }
+
+    #[test]
+    fn a_manifest_without_containers_is_an_error_naming_the_file() {
+        let file = "m2: /etc/kubernetes/manifests/kube-apiserver.yaml";
+        for (text, why) in [
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: kube-apiserver}\nspec: {hostNetwork: true}\n",
+                "no spec.containers",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nspec:\n  containers: []\n",
+                "spec.containers is empty",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nspec:\n  containers: kube-apiserver\n",
+                "not a list",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nspec:\n  containers: [kube-apiserver]\n",
+                "spec.containers[0] is not a mapping",
+            ),
+            ("- a list\n", "not a mapping"),
+            ("kind: Pod\nspec: [\n", ""),
+        ] {
+            let e = parse_pod_manifest(file, text).unwrap_err().to_string();
+            assert!(e.starts_with(file) && e.contains(why), "{text:?}: {e}");
+        }
+        let ok = parse_pod_manifest(
+            file,
+            "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command: [kube-apiserver, --secure-port=6443]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            apiserver_flags(&ok),
+            [("secure-port".into(), "6443".into())]
+        );
+        // Applying flags to a manifest without a container leaves it be
+        // (no panic); sync_extras then finds it still differs.
+        let none = json!({"spec": {}});
+        let diff = ExtrasDiff {
+            flags: vec![("audit-log-path".into(), "/x".into())],
+            ..Default::default()
+        };
+        assert_eq!(apply_extras(&none, &diff), none);
     }
 
     #[test]

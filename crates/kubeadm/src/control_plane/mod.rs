@@ -16,10 +16,14 @@
 //! executor only asks `is_done` for them.
 //!
 //! The join material (certificate key, bootstrap token) lives in memory
-//! only, in [`secret::Secret`]s whose `Debug` and `Display` redact; commands
-//! carry them as arguments marked [`ssh::Cmd::secret`], so errors show
-//! `***`. After a crash the key is gone: a join then uploads the
-//! certificates again instead of reusing an old key.
+//! only, in [`secret::Secret`]s whose `Debug` and `Display` redact. It
+//! reaches `kubeadm` only in a configuration file (a JoinConfiguration, an
+//! InitConfiguration with `certificateKey`) sent on the command's stdin
+//! into a 0600 file that is removed afterwards, never in its arguments
+//! (which any local user reads in `/proc` and sudo logs); the commands
+//! mark the values [`ssh::Cmd::secret`], so errors show `***`. After a
+//! crash the key is gone: a join then uploads the certificates again
+//! instead of reusing an old key.
 //!
 //! ```no_run
 //! # fn f() -> Result<(), Box<dyn std::error::Error>> {

@@ -8,8 +8,9 @@ use std::fmt;
 pub const REDACTED: &str = "***";
 
 /// A secret string. `Debug`/`Display` redact; the value is reachable only
-/// through [`Secret::expose`], which callers pass to a command as an
-/// argument marked [`ssh::Cmd::secret`].
+/// through [`Secret::expose`], which callers put in a configuration file
+/// sent on a command's stdin (never in its arguments), marking it
+/// [`ssh::Cmd::secret`] so that the command's errors mask it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -19,7 +20,7 @@ impl Secret {
         Secret(value.into())
     }
 
-    /// The value itself: only for a command argument marked secret.
+    /// The value itself: only for a configuration sent on stdin.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -70,6 +71,99 @@ pub fn parse_certificate_key(stdout: &str) -> Result<Secret, String> {
     Err(format!(
         "no `{KEY_MARK}` line in kubeadm's output ({} lines)",
         stdout.lines().count()
+    ))
+}
+
+/// The key `kubeadm certs certificate-key` printed: its one line of 64
+/// hex characters. The error never repeats the output.
+pub fn parse_generated_key(stdout: &str) -> Result<Secret, String> {
+    let lines: Vec<&str> = stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match lines.as_slice() {
+        [key] if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(Secret::new(*key))
+        }
+        [key] => Err(format!(
+            "`kubeadm certs certificate-key` printed a line of {} characters, not a 64-hex-character key",
+            key.len()
+        )),
+        other => Err(format!(
+            "`kubeadm certs certificate-key` printed {} lines, not one key",
+            other.len()
+        )),
+    }
+}
+
+/// A YAML double-quoted scalar holding `s` (JSON's string syntax is
+/// YAML's).
+fn quoted(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+/// The kubeadm configuration API version to write: the one of the
+/// cluster's stored ClusterConfiguration (kubeadm stores it in the newest
+/// version it speaks), else `kubeadm.k8s.io/v1beta4`.
+pub fn config_api_version(cluster: &serde_json::Value) -> String {
+    cluster["apiVersion"]
+        .as_str()
+        .filter(|v| v.starts_with("kubeadm.k8s.io/"))
+        .unwrap_or("kubeadm.k8s.io/v1beta4")
+        .to_string()
+}
+
+/// Where a new control-plane node joins and as what (the non-secret part
+/// of its JoinConfiguration).
+#[derive(Clone, Debug)]
+pub struct JoinTarget<'a> {
+    /// The node's name (`nodeRegistration.name`).
+    pub node: &'a str,
+    /// Its apiserver's advertise address.
+    pub address: std::net::IpAddr,
+    /// Its apiserver's port.
+    pub port: u16,
+    /// `kubeadm.k8s.io/v1beta3` or `v1beta4`.
+    pub api_version: &'a str,
+}
+
+/// The JoinConfiguration `kubeadm join --config FILE` reads for a
+/// control-plane join: the bootstrap token and the certificate key in the
+/// file, never on a command line. A secret itself: write it only to a
+/// 0600 file (or stdin) and drop it.
+pub fn join_configuration(jc: &JoinCommand, key: &Secret, t: &JoinTarget<'_>) -> String {
+    format!(
+        "apiVersion: {api}\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    apiServerEndpoint: {ep}\n    token: {token}\n    caCertHashes:\n    - {hash}\n  tlsBootstrapToken: {token}\ncontrolPlane:\n  certificateKey: {key}\n  localAPIEndpoint:\n    advertiseAddress: {addr}\n    bindPort: {port}\nnodeRegistration:\n  name: {node}\n",
+        api = t.api_version,
+        ep = quoted(&jc.endpoint),
+        token = quoted(jc.token.expose()),
+        hash = quoted(&jc.ca_cert_hash),
+        key = quoted(key.expose()),
+        addr = quoted(&t.address.to_string()),
+        port = t.port,
+        node = quoted(t.node),
+    )
+}
+
+/// The configuration `kubeadm init phase upload-certs --upload-certs
+/// --config FILE` reads: an InitConfiguration carrying `certificateKey`
+/// (and naming the node and its address, so kubeadm detects nothing), then
+/// the cluster's ClusterConfiguration (its `certificatesDir`, external
+/// etcd). A secret itself, as [`join_configuration`].
+pub fn upload_certs_configuration(
+    cluster: &serde_json::Value,
+    key: &Secret,
+    t: &JoinTarget<'_>,
+) -> Result<String, String> {
+    let cc = serde_saphyr::to_string(cluster).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "apiVersion: {api}\nkind: InitConfiguration\ncertificateKey: {key}\nlocalAPIEndpoint:\n  advertiseAddress: {addr}\n  bindPort: {port}\nnodeRegistration:\n  name: {node}\n---\n{cc}",
+        api = t.api_version,
+        key = quoted(key.expose()),
+        addr = quoted(&t.address.to_string()),
+        port = t.port,
+        node = quoted(t.node),
     ))
 }
 
@@ -162,6 +256,62 @@ mod tests {
         let e = parse_certificate_key(&format!("{KEY_MARK}\nnot-a-key {KEY}\n")).unwrap_err();
         assert!(!e.contains(KEY), "{e}");
         assert!(parse_certificate_key("nothing").is_err());
+    }
+
+    #[test]
+    fn a_generated_key_is_one_line_of_64_hex_characters() {
+        let k = parse_generated_key(&format!("{KEY}\n")).unwrap();
+        assert_eq!(k.expose(), KEY);
+        let e = parse_generated_key(&format!("W0101 warning\n{KEY}\n")).unwrap_err();
+        assert!(e.contains("2 lines") && !e.contains(KEY), "{e}");
+        let e = parse_generated_key(&format!("{KEY}00\n")).unwrap_err();
+        assert!(e.contains("66 characters") && !e.contains(KEY), "{e}");
+    }
+
+    #[test]
+    fn the_join_configuration_carries_token_key_and_node_as_kubeadm_reads_them() {
+        let hash = format!("sha256:{}", "ab".repeat(32));
+        let jc = parse_join_command(&format!(
+            "kubeadm join 198.18.0.10:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash {hash}\n"
+        ))
+        .unwrap();
+        let t = JoinTarget {
+            node: "k8s-master-2",
+            address: "198.18.0.12".parse().unwrap(),
+            port: 6443,
+            api_version: "kubeadm.k8s.io/v1beta4",
+        };
+        let text = join_configuration(&jc, &Secret::new(KEY), &t);
+        let v: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(v["kind"], "JoinConfiguration");
+        assert_eq!(v["apiVersion"], "kubeadm.k8s.io/v1beta4");
+        let bt = &v["discovery"]["bootstrapToken"];
+        assert_eq!(bt["token"], "abcdef.0123456789abcdef");
+        assert_eq!(bt["apiServerEndpoint"], "198.18.0.10:6443");
+        assert_eq!(bt["caCertHashes"][0], hash.as_str());
+        assert_eq!(v["controlPlane"]["certificateKey"], KEY);
+        assert_eq!(
+            v["controlPlane"]["localAPIEndpoint"]["advertiseAddress"],
+            "198.18.0.12"
+        );
+        assert_eq!(v["controlPlane"]["localAPIEndpoint"]["bindPort"], 6443);
+        assert_eq!(v["nodeRegistration"]["name"], "k8s-master-2");
+
+        let cluster = serde_json::json!({"apiVersion": "kubeadm.k8s.io/v1beta3",
+            "kind": "ClusterConfiguration", "certificatesDir": "/etc/kubernetes/pki"});
+        assert_eq!(config_api_version(&cluster), "kubeadm.k8s.io/v1beta3");
+        assert_eq!(
+            config_api_version(&serde_json::json!({})),
+            "kubeadm.k8s.io/v1beta4"
+        );
+        let text = upload_certs_configuration(&cluster, &Secret::new(KEY), &t).unwrap();
+        let docs: Vec<serde_json::Value> = text
+            .split("\n---\n")
+            .map(|d| serde_saphyr::from_str(d).unwrap())
+            .collect();
+        assert_eq!(docs[0]["kind"], "InitConfiguration");
+        assert_eq!(docs[0]["certificateKey"], KEY);
+        assert_eq!(docs[1], cluster);
     }
 
     #[test]

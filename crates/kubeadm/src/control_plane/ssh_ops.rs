@@ -1,6 +1,13 @@
 //! The operations that run on a node over SSH: kubeadm, systemctl,
 //! openssl, and file edits (the original kept once in [`BACKUP_DIR`], the
-//! new content written to a temporary file beside it and renamed over it).
+//! new content staged in a temporary file that no watcher reads, fsynced
+//! and renamed over it: see [`KubeadmControlPlane::write_remote`]).
+//!
+//! The join secrets (the bootstrap token, the certificate key) reach
+//! `kubeadm` only in a configuration file sent on the command's stdin and
+//! written with mode 0600 ([`KubeadmControlPlane::kubeadm_with_secret_config`]),
+//! never in its arguments: any local user reads those in `/proc`, and sudo
+//! writes them to its log.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -8,7 +15,10 @@ use std::time::Duration;
 use ssh::{Cmd, Output, Session};
 use tokio::time::Instant;
 
-use super::secret::{CertificateKey, parse_certificate_key, parse_join_command};
+use super::secret::{
+    CertificateKey, JoinTarget, config_api_version, join_configuration, parse_generated_key,
+    parse_join_command, upload_certs_configuration,
+};
 use super::{CpError, KEY_LIFETIME, KubeadmControlPlane};
 
 /// kubelet's kubeconfig.
@@ -29,6 +39,49 @@ pub const BACKUP_DIR: &str = "/etc/kubernetes/hacli-backup";
 pub const KUBEADM_CONFIG: &str = "/etc/kubernetes/hacli/kubeadm-config.yaml";
 /// The apiserver static pod manifest.
 pub const APISERVER_MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+/// The kubelet's static pod directory: it starts every file there whose
+/// name does not begin with a dot, whatever its extension.
+pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
+/// Where a new static pod manifest is staged before it is renamed into
+/// [`MANIFESTS_DIR`]: kubeadm's own temporary directory (its upgrades
+/// stage manifests there too), on the same file system.
+pub const STAGING_DIR: &str = "/etc/kubernetes/tmp";
+
+/// The directory a new version of `path` is staged in: [`STAGING_DIR`]
+/// for a file of [`MANIFESTS_DIR`] (where any file is a static pod),
+/// else `path`'s own directory (under a name beginning with a dot).
+pub fn staging_dir(path: &str) -> String {
+    let p = std::path::Path::new(path);
+    let dir = p.parent().map(|d| d.to_string_lossy().into_owned());
+    match dir.as_deref() {
+        Some(d) if d.trim_end_matches('/') == MANIFESTS_DIR => STAGING_DIR.to_string(),
+        Some("") | None => ".".to_string(),
+        Some(d) => d.to_string(),
+    }
+}
+
+/// The script of [`KubeadmControlPlane::write_remote`] (`$1` the file, `$2`
+/// the staging directory, the content on stdin): a temporary file made
+/// with mode 0600 by `mktemp` in the staging directory, given the
+/// original's owner and mode (kubelet.conf, keys) before any content, the
+/// content, an fsync, the rename, an fsync of the directory. A failure
+/// removes the temporary file.
+pub const WRITE_SCRIPT: &str = r#"set -e; f=$1; s=$2; d=$(dirname -- "$f"); mkdir -p -- "$d"; mkdir -p -m 700 -- "$s"
+if [ "$(stat -c %d -- "$s")" != "$(stat -c %d -- "$d")" ]; then echo "$s and $d are on different file systems: a rename would not be atomic" >&2; exit 1; fi
+t=$(mktemp -- "$s/.$(basename -- "$f").hacli.XXXXXX"); trap 'rm -f -- "$t"' EXIT; trap 'exit 129' HUP INT TERM
+if [ -e "$f" ]; then chown --reference="$f" -- "$t"; chmod --reference="$f" -- "$t"; fi
+cat > "$t"; sync -- "$t"; mv -f -- "$t" "$f"; sync -- "$d""#;
+
+/// The script of [`KubeadmControlPlane::kubeadm_with_secret_config`]
+/// (`kubeadm "$@" --config FILE`, FILE's content on stdin): FILE is made
+/// with mode 0600 (umask 077, in a 0700 directory of its own) before the
+/// content is written, and removed when the script ends, however it ends
+/// short of SIGKILL; such a leftover of an earlier run older than the
+/// certificate key's lifetime (2 h) is swept first.
+pub const SECRET_CONFIG_SCRIPT: &str = r#"set -e; umask 077; r=${TMPDIR:-/tmp}
+find "$r" -maxdepth 1 -type d -name 'hacli-secret.*' -mmin +120 -exec rm -rf -- {} + 2>/dev/null || :
+d=$(mktemp -d -- "$r/hacli-secret.XXXXXX"); trap 'rm -rf -- "$d"' EXIT; trap 'exit 129' HUP INT TERM
+cat > "$d/config.yaml"; kubeadm "$@" --config "$d/config.yaml""#;
 
 /// Where the backup of `path` goes.
 pub fn backup_path(path: &str) -> String {
@@ -181,20 +234,44 @@ impl KubeadmControlPlane {
         self.run(node, &cmd, self.opts.timeout).await.map(|_| ())
     }
 
-    /// Write `content` to `path` on `node` atomically: a temporary file in
-    /// the same directory (the original's mode, else 0600), then a rename.
+    /// Write `content` to `path` on `node` as kubeadm writes a static pod
+    /// manifest: staged in a temporary file outside any directory a
+    /// watcher reads whole ([`staging_dir`]), with the original's owner
+    /// and mode (else 0600) before any content, fsynced, then renamed over
+    /// `path` ([`WRITE_SCRIPT`]).
     pub(crate) async fn write_remote(
         &self,
         node: &str,
         path: &str,
         content: &[u8],
     ) -> Result<(), CpError> {
-        let cmd = Cmd::shell(
-            r#"set -e; d=$(dirname -- "$1"); mkdir -p -- "$d"; t=$(mktemp "$1.hacli.XXXXXX"); cat > "$t"; if [ -e "$1" ]; then chmod --reference="$1" "$t"; else chmod 600 "$t"; fi; mv -f -- "$t" "$1""#,
-        )
-        .arg(path)
-        .stdin(content.to_vec());
+        let cmd = Cmd::shell(WRITE_SCRIPT)
+            .arg(path)
+            .arg(staging_dir(path))
+            .stdin(content.to_vec());
         self.run(node, &cmd, self.opts.timeout).await.map(|_| ())
+    }
+
+    /// `kubeadm ARGS --config FILE` on `node`, FILE holding `config`, which
+    /// carries a secret: it travels on the command's stdin into a file made
+    /// with mode 0600 and removed afterwards ([`SECRET_CONFIG_SCRIPT`]), so
+    /// that it is in no command line (`/proc/PID/cmdline`, sudo's log).
+    /// `secrets` are masked in errors.
+    pub(crate) async fn kubeadm_with_secret_config(
+        &self,
+        node: &str,
+        args: &[&str],
+        config: String,
+        secrets: &[&super::secret::Secret],
+        timeout: Duration,
+    ) -> Result<Output, CpError> {
+        let mut cmd = Cmd::shell(SECRET_CONFIG_SCRIPT)
+            .args(args.iter().copied())
+            .stdin(config.into_bytes());
+        for s in secrets {
+            cmd = cmd.secret(s.expose());
+        }
+        self.run(node, &cmd, timeout).await
     }
 
     /// Whether every `server:` in the kubeconfig `path` on `node` is `server`.
@@ -521,21 +598,53 @@ impl KubeadmControlPlane {
         Ok(self.kube_proxy_server_is(server).await? && self.cluster_info_server_is(server).await?)
     }
 
-    /// `kubeadm init phase upload-certs --upload-certs` on the primary
-    /// master; the key is kept in memory only.
+    /// A new certificate key from `kubeadm certs certificate-key` on the
+    /// primary master, uploaded with `kubeadm init phase upload-certs
+    /// --upload-certs --config FILE` (an InitConfiguration carrying it:
+    /// never on a command line); the key is kept in memory only.
     pub(crate) async fn upload_certs(&self) -> Result<jiff::Timestamp, CpError> {
         let primary = self.primary().await?;
+        let long = self.opts.timeout.max(Duration::from_secs(60));
         let out = self
             .run(
                 &primary,
-                &Cmd::new("kubeadm").args(["init", "phase", "upload-certs", "--upload-certs"]),
-                self.opts.timeout.max(Duration::from_secs(60)),
+                &Cmd::new("kubeadm").args(["certs", "certificate-key"]),
+                self.opts.timeout,
             )
             .await?;
-        let key = parse_certificate_key(&out.stdout_str()).map_err(|detail| CpError::Protocol {
-            what: format!("{primary}: kubeadm init phase upload-certs"),
+        let key = parse_generated_key(&out.stdout_str()).map_err(|detail| CpError::Protocol {
+            what: format!("{primary}: kubeadm certs certificate-key"),
             detail,
         })?;
+        drop(out);
+        let (_, cluster) = self.cluster_configuration().await?;
+        let api_version = config_api_version(&cluster);
+        let target = JoinTarget {
+            node: &primary,
+            address: self.node_address(&primary)?,
+            port: self.apiserver_port(),
+            api_version: &api_version,
+        };
+        let config = upload_certs_configuration(&cluster, &key, &target).map_err(|detail| {
+            CpError::Protocol {
+                what: format!("{primary}: the upload-certs configuration"),
+                detail,
+            }
+        })?;
+        self.kubeadm_with_secret_config(
+            &primary,
+            &[
+                "init",
+                "phase",
+                "upload-certs",
+                "--upload-certs",
+                "--skip-certificate-key-print",
+            ],
+            config,
+            &[&key],
+            long,
+        )
+        .await?;
         let issued = jiff::Timestamp::now();
         if let Ok(mut k) = self.key.lock() {
             *k = Some(CertificateKey { key, issued });
@@ -573,15 +682,18 @@ impl KubeadmControlPlane {
             }
         };
         let primary = self.primary().await?;
-        let k = key.key.expose().to_string();
+        // The token is printed (stdout only); the key never leaves memory
+        // but in the join's configuration file.
         let out = self
             .run(
                 &primary,
-                &Cmd::new("kubeadm")
-                    .args(["token", "create", "--ttl", "1h", "--print-join-command"])
-                    .arg("--certificate-key")
-                    .arg(k.clone())
-                    .secret(k.clone()),
+                &Cmd::new("kubeadm").args([
+                    "token",
+                    "create",
+                    "--ttl",
+                    "1h",
+                    "--print-join-command",
+                ]),
                 self.opts.timeout,
             )
             .await?;
@@ -590,36 +702,50 @@ impl KubeadmControlPlane {
             detail,
         })?;
         drop(out);
-        let token = jc.token.expose().to_string();
-        let join = Cmd::new("kubeadm")
-            .arg("join")
-            .arg(jc.endpoint.clone())
-            .arg("--token")
-            .arg(token.clone())
-            .arg("--discovery-token-ca-cert-hash")
-            .arg(jc.ca_cert_hash.clone())
-            .arg("--control-plane")
-            .arg("--certificate-key")
-            .arg(k.clone())
-            .arg("--apiserver-advertise-address")
-            .arg(address.to_string())
-            .arg("--node-name")
-            .arg(node)
-            .secret(token.clone())
-            .secret(k.clone());
-        let result = self.run(node, &join, self.opts.join_timeout).await;
+        let api_version = match self.cluster_configuration().await {
+            Ok((_, cluster)) => config_api_version(&cluster),
+            Err(e) => {
+                self.delete_token(&primary, &jc).await;
+                return Err(e);
+            }
+        };
+        let config = join_configuration(
+            &jc,
+            &key.key,
+            &JoinTarget {
+                node,
+                address,
+                port: self.apiserver_port(),
+                api_version: &api_version,
+            },
+        );
+        let result = self
+            .kubeadm_with_secret_config(
+                node,
+                &["join"],
+                config,
+                &[&jc.token, &key.key],
+                self.opts.join_timeout,
+            )
+            .await;
         // The token has done its work either way.
+        self.delete_token(&primary, &jc).await;
+        result?;
+        Ok(())
+    }
+
+    /// Delete the join's bootstrap token on `primary` (by its public id);
+    /// a failure is said, not fatal: it expires within the hour.
+    async fn delete_token(&self, primary: &str, jc: &super::secret::JoinCommand) {
         let del = Cmd::new("kubeadm")
             .args(["token", "delete"])
             .arg(jc.token_id());
-        if let Err(e) = self.run(&primary, &del, self.opts.timeout).await {
+        if let Err(e) = self.run(primary, &del, self.opts.timeout).await {
             self.notice(&format!(
                 "{primary}: could not delete the join's bootstrap token (id {}): {e}; it expires within an hour",
                 jc.token_id()
             ));
         }
-        result?;
-        Ok(())
     }
 
     pub(crate) async fn reset(&self, node: &str) -> Result<(), CpError> {
@@ -705,6 +831,48 @@ mod tests {
             set_kubeconfig_servers(&crlf, "https://x:1"),
             crlf.replace("https://10.0.0.11:6443", "https://x:1")
         );
+    }
+
+    #[test]
+    fn staging_is_outside_the_manifests_directory() {
+        assert_eq!(staging_dir(APISERVER_MANIFEST), STAGING_DIR);
+        assert_eq!(
+            staging_dir("/etc/kubernetes/manifests//etcd.yaml"),
+            STAGING_DIR
+        );
+        assert_eq!(staging_dir(KUBELET_CONF), "/etc/kubernetes");
+        assert_eq!(
+            staging_dir("/etc/kubernetes/audit/policy.yaml"),
+            "/etc/kubernetes/audit"
+        );
+        // The staging directory is no static pod directory, and the
+        // temporary file is made there, given the owner and mode before
+        // its content, fsynced, then renamed.
+        assert!(!STAGING_DIR.starts_with(MANIFESTS_DIR));
+        let order = [
+            "mktemp -- \"$s/.",
+            "chown --reference",
+            "chmod --reference",
+            "cat > \"$t\"",
+            "sync -- \"$t\"",
+            "mv -f -- \"$t\" \"$f\"",
+            "sync -- \"$d\"",
+        ]
+        .map(|w| {
+            WRITE_SCRIPT
+                .find(w)
+                .unwrap_or_else(|| panic!("{w} not in the script"))
+        });
+        assert!(order.is_sorted(), "{order:?}");
+        let secret = [
+            "umask 077",
+            "mktemp -d",
+            "trap 'rm -rf",
+            "cat > \"$d/config.yaml\"",
+            "kubeadm \"$@\" --config",
+        ]
+        .map(|w| SECRET_CONFIG_SCRIPT.find(w).unwrap());
+        assert!(secret.is_sorted(), "{secret:?}");
     }
 
     #[test]

@@ -419,6 +419,10 @@ class Api:
 
 # ---------------------------------------------------------------- config files
 
+# The kubeadm configuration API versions kubeadm 1.31+ reads.
+KUBEADM_API_VERSIONS = ("kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4")
+
+
 def load_config(path):
     """(InitConfiguration or JoinConfiguration, ClusterConfiguration) of a
     kubeadm --config file (multi-document YAML)."""
@@ -431,6 +435,11 @@ def load_config(path):
         raise Fail(f"--config {path}: not YAML: {e}")
     local, cc = {}, {}
     for d in docs:
+        if not isinstance(d, dict):
+            raise Fail(f"--config {path}: a document is not a mapping")
+        if d.get("apiVersion") not in KUBEADM_API_VERSIONS:
+            raise Fail(f'--config {path}: no kind "{d.get("kind")}" is registered for version "{d.get("apiVersion")}" '
+                       f'in scheme "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme/scheme.go:31"')
         if d.get("kind") == "ClusterConfiguration":
             cc = d
         elif d.get("kind") in ("InitConfiguration", "JoinConfiguration"):
@@ -715,6 +724,13 @@ BOOL_FLAGS = ("control-plane", "force", "etcd-upgrade", "certificate-renewal", "
               "cleanup-tmp-dir", "h", "help")
 
 
+# The flags kubeadm accepts beside --config (cmd/kubeadm/app/apis/kubeadm/
+# validation: isAllowedFlag).
+CONFIG_MIX_OK = ("config", "ignore-preflight-errors", "dry-run", "kubeconfig", "node-name", "kubeconfig-dir",
+                 "upload-certs", "print-manifest", "allow-missing-template-keys", "output", "show-managed-fields",
+                 "print-join-command", "rootfs", "v", "log-file", "yes")
+
+
 def admin_api(fl):
     return Kubeconfig(fl.get("kubeconfig", K + "/admin.conf")).api()
 
@@ -859,7 +875,50 @@ def kubeadm_token(pos, fl):
     out(line)
 
 
+def join_config(fl):
+    """The flags a `kubeadm join --config F` stands for, from F's
+    JoinConfiguration (kubeadm.k8s.io/v1beta3 or v1beta4): discovery's
+    bootstrap token, its API server endpoint and CA hashes, the control
+    plane's certificate key and advertise address, the node's name."""
+    local, _ = load_config(fl["config"])
+    if local.get("kind") != "JoinConfiguration":
+        raise Fail(f"--config {fl['config']}: no JoinConfiguration in it")
+    disc = local.get("discovery") or {}
+    bt = disc.get("bootstrapToken") or {}
+    if not bt and not disc.get("file"):
+        raise Fail("discovery: Invalid value: \"\": bootstrapToken or file must be set")
+    res = {}
+    if bt.get("apiServerEndpoint"):
+        res["endpoint"] = bt["apiServerEndpoint"]
+    token = bt.get("token") or disc.get("tlsBootstrapToken")
+    if token:
+        res["token"] = token
+    hashes = bt.get("caCertHashes") or []
+    if hashes:
+        res["discovery-token-ca-cert-hash"] = ",".join(hashes)
+    if bt.get("unsafeSkipCAVerification"):
+        res["discovery-token-unsafe-skip-ca-verification"] = "true"
+    cp = local.get("controlPlane")
+    if cp is not None:
+        res["control-plane"] = "true"
+        if cp.get("certificateKey"):
+            res["certificate-key"] = cp["certificateKey"]
+        adv = (cp.get("localAPIEndpoint") or {}).get("advertiseAddress")
+        if adv:
+            res["apiserver-advertise-address"] = adv
+    name = (local.get("nodeRegistration") or {}).get("name")
+    if name:
+        res["node-name"] = name
+    for k in ("ignore-preflight-errors", "node-name"):
+        if k in fl:
+            res[k] = fl[k]
+    return res
+
+
 def kubeadm_join(pos, fl):
+    if "config" in fl:
+        fl = join_config(fl)
+        pos = [fl["endpoint"]] if "endpoint" in fl else []
     if not pos:
         raise Fail("join: the API server endpoint (HOST:PORT) is required")
     ep = pos[0]
@@ -895,7 +954,7 @@ def kubeadm_join(pos, fl):
     got = ca_hash(ca_pem)
     if not want_hash and "discovery-token-unsafe-skip-ca-verification" not in fl:
         raise Fail("discovery: Invalid value: \"\": using token-based discovery without caCertHashes can be unsafe. Set unsafeSkipCAVerification as true in your kubeadm config file or pass --discovery-token-unsafe-skip-ca-verification flag to continue")
-    if want_hash and want_hash != got:
+    if want_hash and got not in want_hash.split(","):
         raise Fail(f'cluster CA found in cluster-info ConfigMap is invalid: none of the public keys "{got}" are pinned')
     api = Api(f"{host}:{port}", ca_pem, token=token)
     tid, tsec = token.split(".", 1)
@@ -1058,6 +1117,17 @@ def kubeadm(argv):
     cmd, rest = argv[0], argv[1:]
     pos, fl = flags(rest, BOOL_FLAGS)
     v = versions()
+    if "config" in fl:
+        # As kubeadm's ValidateMixedArguments: with --config, only these
+        # flags (and any --skip-*) may be given too.
+        mixed = sorted(f for f in fl if f not in CONFIG_MIX_OK and not f.startswith("skip-"))
+        if mixed:
+            raise Fail(f"can not mix '--config' with arguments [{' '.join(mixed)}]")
+    if cmd == "certs":
+        if pos == ["certificate-key"]:
+            out(secrets.token_hex(32))
+            return 0
+        raise Fail(f"the stand-in does not implement `kubeadm certs {' '.join(pos)}`")
     if cmd == "version":
         if fl.get("o") == "short" or fl.get("output") == "short":
             out(v["kubeadm"])
@@ -1089,10 +1159,14 @@ def kubeadm(argv):
                 if "upload-certs" not in fl:
                     out("[upload-certs] Skipping phase. Please see --upload-certs")
                     return 0
-                key = fl.get("certificate-key") or secrets.token_hex(32)
+                local, _ = load_config(fl["config"]) if "config" in fl else ({}, {})
+                if "config" in fl and local.get("kind") != "InitConfiguration":
+                    raise Fail(f"--config {fl['config']}: no InitConfiguration in it")
+                key = fl.get("certificate-key") or local.get("certificateKey") or secrets.token_hex(32)
                 upload_certs(admin_api(fl), key)
-                out("[upload-certs] Using certificate key:")
-                out(key)
+                if "skip-certificate-key-print" not in fl:
+                    out("[upload-certs] Using certificate key:")
+                    out(key)
                 return 0
             raise Fail(f"the stand-in does not implement `kubeadm init phase {' '.join(phase)}`")
         kubeadm_init(fl)
@@ -1425,13 +1499,75 @@ def boot():
 
 # ---------------------------------------------------------------- kubelet
 
+# Every file of the manifests directory the kubelet took for a static pod,
+# once per name (as the real kubelet, every regular file whose name does not
+# begin with a dot, whatever its extension: a temporary file written there
+# is a pod too).
+STATIC_POD_FILES = LOGS + "/static-pod-files.log"
+_seen_files = set()
+_seen_lock = threading.Lock()
+
+
+def saw_static_pod_file(f):
+    with _seen_lock:
+        if f in _seen_files:
+            return
+        _seen_files.add(f)
+        try:
+            os.makedirs(LOGS, exist_ok=True)
+            with open(STATIC_POD_FILES, "a") as fh:
+                fh.write(f + "\n")
+        except OSError as e:
+            print(f"kubelet: {STATIC_POD_FILES}: {e}", file=sys.stderr, flush=True)
+
+
+def watch_manifests():
+    """The real kubelet watches its static pod path with inotify and reads
+    every file that appears there at once: so does this thread, so that a
+    file that is there only for a moment (a temporary file renamed away) is
+    seen, and recorded, as the real kubelet would see it."""
+    import ctypes
+    import struct
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_CLOEXEC)
+    if fd < 0:
+        print(f"kubelet: inotify_init1: errno {ctypes.get_errno()}", file=sys.stderr, flush=True)
+        return
+    # IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
+    mask = 0x8 | 0x80 | 0x100
+    wd = -1
+    while True:
+        if wd < 0:
+            if not os.path.isdir(MANIFESTS):
+                time.sleep(0.2)
+                continue
+            wd = libc.inotify_add_watch(fd, MANIFESTS.encode(), mask)
+            if wd < 0:
+                time.sleep(0.2)
+                continue
+            for f in os.listdir(MANIFESTS):
+                if not f.startswith("."):
+                    saw_static_pod_file(f)
+        buf = os.read(fd, 65536)
+        i = 0
+        while i + 16 <= len(buf):
+            _, m, _, n = struct.unpack_from("iIII", buf, i)
+            name = buf[i + 16:i + 16 + n].rstrip(b"\0").decode(errors="replace")
+            i += 16 + n
+            if m & 0x8000:  # IN_IGNORED: the directory went; watch it again
+                wd = -1
+            elif name and not name.startswith("."):
+                saw_static_pod_file(name)
+
+
 def manifest_docs():
     res = {}
     if not os.path.isdir(MANIFESTS):
         return res
     for f in sorted(os.listdir(MANIFESTS)):
-        if not f.endswith((".yaml", ".yml", ".json")) or f.startswith("."):
+        if f.startswith(".") or not os.path.isfile(f"{MANIFESTS}/{f}"):
             continue
+        saw_static_pod_file(f)
         try:
             raw = read(f"{MANIFESTS}/{f}")
             pod = yaml.safe_load(raw)
@@ -1508,6 +1644,7 @@ def kubelet_main():
     last_beat = 0
     mirrors = set()
     api = None
+    threading.Thread(target=watch_manifests, daemon=True).start()
     while True:
         docs = sync_pods()
         if time.time() - last_beat >= 1.0 and os.path.exists(K + "/kubelet.conf"):
@@ -1875,6 +2012,21 @@ def crictl(argv):
 
 # ---------------------------------------------------------------- main
 
+# Every kubeadm call appends its own /proc/self/cmdline here (one JSON list a
+# line): what any local user could read of it while it ran.
+CMDLINE_LOG = LOGS + "/kubeadm-cmdline.log"
+
+
+def record_cmdline():
+    try:
+        words = [w.decode(errors="replace") for w in read("/proc/self/cmdline").split(b"\0")[:-1]]
+        os.makedirs(LOGS, exist_ok=True)
+        with open(CMDLINE_LOG, "a") as f:
+            f.write(json.dumps(words) + "\n")
+    except OSError as e:
+        print(f"kubeadm (stand-in): cannot record the command line: {e}", file=sys.stderr)
+
+
 def main():
     prog = os.path.basename(sys.argv[0])
     args = sys.argv[1:]
@@ -1882,6 +2034,7 @@ def main():
         prog, args = args[0], args[1:]
     try:
         if prog == "kubeadm":
+            record_cmdline()
             return kubeadm(args)
         if prog == "kubelet":
             if "--version" in args:
