@@ -43,6 +43,7 @@ pub mod quorum;
 pub mod replace;
 pub mod rules;
 pub mod simulate;
+pub mod silence;
 pub mod simulated;
 pub mod source;
 pub mod state;
