@@ -207,8 +207,8 @@ fn run(lab: &Lab, topology: &std::path::Path, n: usize, before: bool) -> Figures
         ..Default::default()
     };
     let mut by: BTreeMap<String, f64> = BTreeMap::new();
-    // HAProxy's own health checks (no User-Agent) are not the fleet's.
-    for (k, c) in counts.iter().filter(|(k, _)| !k.user_agent.is_empty()) {
+    // HAProxy's own health checks (no credentials) are not the fleet's.
+    for (k, c) in counts.iter().filter(|(k, _)| k.authenticated) {
         f.api_requests += c.requests as f64 / secs;
         f.api_bytes += c.bytes as f64 / secs;
         if !k.cached && (k.verb == "get" || k.verb == "list") {

@@ -177,7 +177,7 @@ fn promtool(args: &[&str]) -> Option<(bool, String)> {
 
 #[test]
 fn the_alert_rules_pass_promtool_and_the_prometheusrule_carries_the_same_groups() {
-    let read = |f: &str| {
+    let read = |f: &str| -> Value {
         let text = std::fs::read_to_string(base().join(f)).unwrap();
         hacore::source::parse(f, &text).unwrap()
     };

@@ -325,12 +325,12 @@ impl Counter {
 }
 
 /// The sentinel's requests at the API stand-in (HAProxy's health checks,
-/// which send no User-Agent, left out).
+/// which carry no credentials, left out).
 fn sentinel_requests(lab: &Lab) -> Vec<(testlab::RequestKey, testlab::Counted)> {
     lab.store()
         .request_counts()
         .into_iter()
-        .filter(|(k, _)| !k.user_agent.is_empty())
+        .filter(|(k, _)| k.authenticated)
         .collect()
 }
 

@@ -203,8 +203,9 @@ pub struct RequestKey {
     /// The `labelSelector` and `fieldSelector` asked, `label;field`
     /// (empty: none: a list of everything).
     pub selector: String,
-    /// The client's `User-Agent` (empty: none, as HAProxy's health checks).
-    pub user_agent: String,
+    /// Whether the request carried credentials (an `Authorization`
+    /// header); HAProxy's health checks do not.
+    pub authenticated: bool,
     /// Whether the read may be served from the apiserver's watch cache
     /// (`resourceVersion=0`); false: a consistent read, which a real
     /// apiserver sends to etcd (or a write).
@@ -870,11 +871,7 @@ async fn handle(
 ) -> Response {
     let q = query(&uri);
     let path = uri.path().trim_end_matches('/').to_string();
-    let user_agent = headers
-        .get(http::header::USER_AGENT)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let authenticated = headers.contains_key(http::header::AUTHORIZATION);
     let selector = match (q.get("labelSelector"), q.get("fieldSelector")) {
         (None, None) => String::new(),
         (l, f) => format!(
@@ -888,6 +885,7 @@ async fn handle(
     let bytes = axum::body::HttpBody::size_hint(resp.body())
         .exact()
         .unwrap_or_else(|| axum::body::HttpBody::size_hint(resp.body()).lower());
+    let cached = method == Method::GET && q.get("resourceVersion").is_some_and(|rv| rv == "0");
     let verb = match method {
         Method::GET if is_collection(&path) => {
             if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
@@ -903,7 +901,6 @@ async fn handle(
         Method::DELETE => "delete".into(),
         m => m.to_string(),
     };
-    let cached = method == Method::GET && q.get("resourceVersion").is_some_and(|rv| rv == "0");
     let mut db = store.lock();
     db.requests += 1;
     let c = db
@@ -912,7 +909,7 @@ async fn handle(
             verb,
             path,
             selector,
-            user_agent,
+            authenticated,
             cached,
         })
         .or_default();
