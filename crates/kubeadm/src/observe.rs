@@ -273,12 +273,13 @@ impl Observer {
 
     /// Observe now with reads of this shape (see [`Reads`]).
     pub async fn observe_reads(&self, reads: Reads<'_>) -> ClusterState {
-        self.observe_shaped(reads).await.0
+        Box::pin(self.observe_shaped(reads)).await.0
     }
 
     /// Observe now, and say how long each probe took (for `--timings`).
     pub async fn observe_timed(&self) -> (ClusterState, Timings) {
-        self.observe_shaped(Reads::Cluster).await
+        // Boxed: the observation's future is large for a caller's stack.
+        Box::pin(self.observe_shaped(Reads::Cluster)).await
     }
 
     async fn observe_shaped(&self, reads: Reads<'_>) -> (ClusterState, Timings) {
@@ -338,7 +339,7 @@ impl Observer {
                 r
             };
             // (pods for the DaemonSets, Some(pods for the PDBs) when not the same).
-            let pods = async {
+            let pods = Box::pin(async {
                 let Reads::Node { name, .. } = reads else {
                     let r = within(until, "list pods", pod_api.list(&lp))
                         .await
@@ -358,7 +359,7 @@ impl Observer {
                 });
                 mark("list pods".into());
                 (ds, Some(own))
-            };
+            });
             let pdbs = async {
                 let r = within(until, "list poddisruptionbudgets", pdb_api.list(&lp)).await;
                 mark("list pdbs".into());
