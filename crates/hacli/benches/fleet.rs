@@ -14,7 +14,8 @@
 //!
 //! `cargo bench -p hacli --bench fleet` (scripts/bench-fleet.sh), with
 //! HACLI_FLEET_SIZES (default 30,100,300), HACLI_FLEET_PERIOD (seconds,
-//! default 5), HACLI_FLEET_WINDOW (seconds measured, default 15),
+//! default 30; the processes start spread over one period), HACLI_FLEET_WINDOW
+//! (seconds measured, default 30),
 //! HACLI_FLEET_PODS (pods per node besides calico-node, default 10).
 
 use std::collections::BTreeMap;
@@ -43,6 +44,8 @@ struct Figures {
     etcd_bytes: f64,
     rss_mib: f64,
     pss_mib: f64,
+    /// Sentinel cycles finished per second, fleet-wide.
+    cycles: f64,
     /// The API's busiest requests: (verb path [selector], per second).
     top: Vec<(String, f64)>,
 }
@@ -144,8 +147,8 @@ fn seed(lab: &Lab, n: usize, pods: usize) -> std::path::PathBuf {
 }
 
 fn run(lab: &Lab, topology: &std::path::Path, n: usize, before: bool) -> Figures {
-    let period = env("HACLI_FLEET_PERIOD", 5u64);
-    let window = Duration::from_secs(env("HACLI_FLEET_WINDOW", 15u64));
+    let period = env("HACLI_FLEET_PERIOD", 30u64);
+    let window = Duration::from_secs(env("HACLI_FLEET_WINDOW", 30u64));
     let pending = n.div_ceil(100);
     let dir = lab.dir().join(format!("fleet-{n}-{before}"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -178,15 +181,37 @@ fn run(lab: &Lab, topology: &std::path::Path, n: usize, before: bool) -> Figures
             .env_remove("KUBECONFIG")
             .env_remove("HACLI_LB_RUNTIME_API")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(dir.join(format!("{node}.log"))).unwrap())
             .stderr(Stdio::null());
         if before {
             c.arg("--observe-every-cycle");
         }
         fleet.0.push(c.spawn().expect("hacli runs"));
+        // Started over one period, as a DaemonSet's pods come up: no
+        // thundering herd.
+        std::thread::sleep(Duration::from_secs(period) / n as u32);
     }
-    // Every process through its first cycle (start-up costs aside).
-    std::thread::sleep(Duration::from_secs(period + 2));
+    // Every process through its first cycle (start-up costs aside): each
+    // logs one line per cycle.
+    let logs: Vec<std::path::PathBuf> = (1..=n).map(|i| dir.join(format!("w{i}.log"))).collect();
+    let lines = || -> Vec<usize> {
+        logs.iter()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .map(|t| t.lines().count())
+                    .unwrap_or(0)
+            })
+            .collect()
+    };
+    let ready_by = Instant::now() + Duration::from_secs(300);
+    while lines().iter().any(|&l| l == 0) && Instant::now() < ready_by {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let first = lines();
+    let not_started = first.iter().filter(|&&l| l == 0).count();
+    if not_started > 0 {
+        println!("  ({not_started} of {n} sentinels finished no cycle within 300 s)");
+    }
     lab.store().reset_request_counts();
     let (r0, b0) = etcd_counters(lab);
     let started = Instant::now();
@@ -194,6 +219,11 @@ fn run(lab: &Lab, topology: &std::path::Path, n: usize, before: bool) -> Figures
     let secs = started.elapsed().as_secs_f64();
     let counts = lab.store().request_counts();
     let (r1, b1) = etcd_counters(lab);
+    let cycles: usize = lines()
+        .iter()
+        .zip(&first)
+        .map(|(now, then)| now.saturating_sub(*then))
+        .sum();
     let (mut rss, mut pss) = (0.0, 0.0);
     for c in &fleet.0 {
         rss += proc_kib(c.id(), "status", "VmRSS:");
@@ -204,6 +234,7 @@ fn run(lab: &Lab, topology: &std::path::Path, n: usize, before: bool) -> Figures
         etcd_bytes: (b1 - b0) / secs,
         rss_mib: rss / 1024.0,
         pss_mib: pss / 1024.0,
+        cycles: cycles as f64 / secs,
         ..Default::default()
     };
     let mut by: BTreeMap<String, f64> = BTreeMap::new();
@@ -270,8 +301,8 @@ fn main() {
     let pods = env("HACLI_FLEET_PODS", 10usize);
     println!(
         "fleet: period {}s, window {}s, {pods} pods per node besides calico-node, 1% of nodes pending (at least 1)",
-        env("HACLI_FLEET_PERIOD", 5u64),
-        env("HACLI_FLEET_WINDOW", 15u64)
+        env("HACLI_FLEET_PERIOD", 30u64),
+        env("HACLI_FLEET_WINDOW", 30u64)
     );
     let mut seeded = 1;
     let mut topology = lab.topology.clone();
@@ -283,8 +314,9 @@ fn main() {
         for before in [false, true] {
             let f = run(&lab, &topology, n, before);
             println!(
-                "N={n:>4} {:<6}: API {:>8.1} req/s {:>10.0} B/s (consistent reads, to etcd on a real apiserver: {:>7.1}/s); etcd {:>7.1} req/s {:>10.0} B/s; fleet RSS {:>7.0} MiB, PSS {:>6.0} MiB",
+                "N={n:>4} {:<6}: {:>6.1} cycles/s; API {:>7.1} req/s {:>9.0} B/s (consistent reads, to etcd on a real apiserver: {:>6.1}/s); etcd {:>6.1} req/s {:>7.0} B/s; fleet RSS {:>6.0} MiB, PSS {:>5.0} MiB",
                 if before { "before" } else { "now" },
+                f.cycles,
                 f.api_requests,
                 f.api_bytes,
                 f.api_consistent,
@@ -292,6 +324,13 @@ fn main() {
                 f.etcd_bytes,
                 f.rss_mib,
                 f.pss_mib
+            );
+            let per = |x: f64| if f.cycles > 0.0 { x / f.cycles } else { 0.0 };
+            println!(
+                "          per cycle: API {:.2} requests, {:.0} bytes; etcd {:.2} requests",
+                per(f.api_requests),
+                per(f.api_bytes),
+                per(f.etcd_requests)
             );
             for (what, rate) in &f.top {
                 println!("          {rate:>8.2}/s {what}");

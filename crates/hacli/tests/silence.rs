@@ -93,7 +93,8 @@ fn ours(am: &Alertmanager) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_disruption_silences_its_node_until_it_ends_and_expires_the_silence_also_on_failure() {
-    let test = "a_disruption_silences_its_node_until_it_ends_and_expires_the_silence_also_on_failure";
+    let test =
+        "a_disruption_silences_its_node_until_it_ends_and_expires_the_silence_also_on_failure";
     let Some(am) = alertmanager(test) else {
         return;
     };
@@ -104,10 +105,16 @@ fn a_disruption_silences_its_node_until_it_ends_and_expires_the_silence_also_on_
     assert_eq!(s.len(), 1, "{s:#?}\n{out}");
     let id = s[0]["id"].as_str().unwrap();
     assert!(out.contains(&format!("silence {id} for m2 until")), "{out}");
-    assert!(out.contains(&format!("silence {id} for m2 expired")), "{out}");
+    assert!(
+        out.contains(&format!("silence {id} for m2 expired")),
+        "{out}"
+    );
     assert_eq!(s[0]["status"]["state"], "expired", "{s:#?}");
     let comment = s[0]["comment"].as_str().unwrap();
-    assert!(comment.starts_with("planned reboot [hacli disrupt m2]"), "{comment}");
+    assert!(
+        comment.starts_with("planned reboot [hacli disrupt m2]"),
+        "{comment}"
+    );
     let matchers = &s[0]["matchers"];
     assert_eq!(matchers[2]["name"], "node");
     assert_eq!(matchers[2]["value"], "m2");
@@ -120,12 +127,7 @@ fn a_disruption_silences_its_node_until_it_ends_and_expires_the_silence_also_on_
 
     // The run fails (the reboot): the silence is expired all the same.
     let dir = tempfile::tempdir().unwrap();
-    let (code, out) = disrupt(
-        dir.path(),
-        POLICY,
-        &am.url(),
-        &["--sim-fail", "reboot/m2"],
-    );
+    let (code, out) = disrupt(dir.path(), POLICY, &am.url(), &["--sim-fail", "reboot/m2"]);
     assert_eq!(code, 1, "{out}");
     let s = ours(&am);
     assert_eq!(s.len(), 2, "{s:#?}\n{out}");
@@ -136,8 +138,7 @@ fn a_disruption_silences_its_node_until_it_ends_and_expires_the_silence_also_on_
 }
 
 #[test]
-fn a_silence_matcher_for_a_gated_alert_is_refused_and_an_unreachable_alertmanager_stops_the_run()
-{
+fn a_silence_matcher_for_a_gated_alert_is_refused_and_an_unreachable_alertmanager_stops_the_run() {
     let dir = tempfile::tempdir().unwrap();
     // KubeNodeNotReady at any severity: the alerts rule gates on it when
     // critical. Refused, naming the matcher; nothing is asked of anyone.
@@ -148,7 +149,10 @@ fn a_silence_matcher_for_a_gated_alert_is_refused_and_an_unreachable_alertmanage
     let (code, out) = disrupt(dir.path(), &gated, &url, &[]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("silence.matchers[0]"), "{out}");
-    assert!(out.contains("KubeNodeNotReady, KubeNodeUnreachable"), "{out}");
+    assert!(
+        out.contains("KubeNodeNotReady, KubeNodeUnreachable"),
+        "{out}"
+    );
     assert!(out.contains("gates on"), "{out}");
 
     // Alertmanager does not answer: the run stops before the disruption.
@@ -183,8 +187,7 @@ fn a_silence_that_is_not_ours_is_never_expired() {
         .enable_all()
         .build()
         .unwrap();
-    let client =
-        kubeadm::silence::Alertmanager::new(&am.url(), Duration::from_secs(3)).unwrap();
+    let client = kubeadm::silence::Alertmanager::new(&am.url(), Duration::from_secs(3)).unwrap();
     let e = rt
         .block_on(client.expire(&id, "tester@ci"))
         .expect_err("not ours");

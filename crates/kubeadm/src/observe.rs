@@ -484,10 +484,7 @@ impl Observer {
             }
             (Some(ns), Ok(pods), Ok(pdbs)) => {
                 let blocked = pdb_blocked(&pdbs.items, pods);
-                for n in ns
-                    .iter_mut()
-                    .filter(|n| only.is_none_or(|o| o == n.name))
-                {
+                for n in ns.iter_mut().filter(|n| only.is_none_or(|o| o == n.name)) {
                     n.pdb_blocked_pods = Some(blocked.get(&n.name).cloned().unwrap_or_default());
                 }
             }

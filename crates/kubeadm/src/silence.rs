@@ -43,7 +43,9 @@ pub enum SilenceError {
         ms: u128,
     },
     /// The silence is not ours: not expired.
-    #[error("silence {id} is not ours (created by `{created_by}`, comment `{comment}`): not expired")]
+    #[error(
+        "silence {id} is not ours (created by `{created_by}`, comment `{comment}`): not expired"
+    )]
     NotOurs {
         /// Its id.
         id: String,

@@ -59,7 +59,10 @@ impl Alertmanager {
             .map_err(|e| format!("log file: {e}"))?;
         let child = crate::dies_with_parent(&bin)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             // No gossip: a single instance listens on nothing else.
             .arg("--cluster.listen-address=")
@@ -121,7 +124,10 @@ impl Alertmanager {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .ok_or("no status")?;
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             dechunk(rest)
         } else {
             rest.to_string()

@@ -392,12 +392,7 @@ pub fn run_replace(a: ReplaceArgs) -> anyhow::Result<Exit> {
         &plan_opts,
         &options(&a.common)?,
     ) {
-        Ok(plan) => execute(
-            &a.common,
-            &plan,
-            &a.old,
-            &[a.old.clone(), a.new.clone()],
-        ),
+        Ok(plan) => execute(&a.common, &plan, &a.old, &[a.old.clone(), a.new.clone()]),
         Err(r) => {
             outln!("REFUSED:\n  - {}", r.reasons.join("\n  - "));
             Ok(Exit::Deny)

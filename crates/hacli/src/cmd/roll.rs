@@ -54,7 +54,14 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     } else {
         let n = u32::try_from(order.len()).unwrap_or(u32::MAX);
         let bound = c.lock_ttl.saturating_mul(n) + a.soak.saturating_mul(n.saturating_sub(1));
-        super::silence::start(&c.silence, &gate.policy, &order, &gate.identity, "roll", bound)?
+        super::silence::start(
+            &c.silence,
+            &gate.policy,
+            &order,
+            &gate.identity,
+            "roll",
+            bound,
+        )?
     };
     let bar = ProgressBar::new_spinner();
     let result = if c.backend == super::disrupt::Backend::Live {

@@ -460,7 +460,10 @@ mod tests {
             text.contains("hacli_sentinel_not_evaluated{reason=\"no reboot pending\"} 1"),
             "{text}"
         );
-        assert!(text.contains("hacli_sentinel_lock_plan_seconds 1800"), "{text}");
+        assert!(
+            text.contains("hacli_sentinel_lock_plan_seconds 1800"),
+            "{text}"
+        );
         assert!(text.contains("hacli_sentinel_period_seconds 60"), "{text}");
         assert_eq!(m.cycle_errors.get(), 0);
     }

@@ -64,7 +64,9 @@ pub fn start(
         .block_on(RunSilences::create(
             am, spec, nodes, identity, what, ends_at,
         ))
-        .map_err(|e| anyhow::anyhow!("silencing the disruption's alerts: {e}; nothing was disrupted"))?;
+        .map_err(|e| {
+            anyhow::anyhow!("silencing the disruption's alerts: {e}; nothing was disrupted")
+        })?;
     for (node, id) in &run.silences {
         eprintln!("silence {id} for {node} until {ends_at} (created by {identity})");
     }
