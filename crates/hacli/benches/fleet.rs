@@ -46,6 +46,10 @@ struct Figures {
     pss_mib: f64,
     /// Sentinel cycles finished per second, fleet-wide.
     cycles: f64,
+    /// Of those, cycles that ended in an error (per second), and the first
+    /// error seen.
+    errors: f64,
+    first_error: Option<String>,
     /// The API's busiest requests: (verb path [selector], per second).
     top: Vec<(String, f64)>,
 }
@@ -203,6 +207,19 @@ fn run(lab: &Lab, topology: &std::path::Path, n: usize, before: bool) -> Figures
             })
             .collect()
     };
+    // Error lines logged after the first `skip` lines of each log.
+    let errors = |skip: &[usize]| -> (usize, Option<String>) {
+        let mut n = 0;
+        let mut first = None;
+        for (p, s) in logs.iter().zip(skip) {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            for l in text.lines().skip(*s).filter(|l| l.contains(": error: ")) {
+                n += 1;
+                first.get_or_insert_with(|| l.to_string());
+            }
+        }
+        (n, first)
+    };
     let ready_by = Instant::now() + Duration::from_secs(300);
     while lines().iter().any(|&l| l == 0) && Instant::now() < ready_by {
         std::thread::sleep(Duration::from_millis(500));
@@ -219,6 +236,7 @@ fn run(lab: &Lab, topology: &std::path::Path, n: usize, before: bool) -> Figures
     let secs = started.elapsed().as_secs_f64();
     let counts = lab.store().request_counts();
     let (r1, b1) = etcd_counters(lab);
+    let (errs, first_error) = errors(&first);
     let cycles: usize = lines()
         .iter()
         .zip(&first)
@@ -235,6 +253,8 @@ fn run(lab: &Lab, topology: &std::path::Path, n: usize, before: bool) -> Figures
         rss_mib: rss / 1024.0,
         pss_mib: pss / 1024.0,
         cycles: cycles as f64 / secs,
+        errors: errs as f64 / secs,
+        first_error,
         ..Default::default()
     };
     let mut by: BTreeMap<String, f64> = BTreeMap::new();
@@ -327,10 +347,15 @@ fn main() {
             );
             let per = |x: f64| if f.cycles > 0.0 { x / f.cycles } else { 0.0 };
             println!(
-                "          per cycle: API {:.2} requests, {:.0} bytes; etcd {:.2} requests",
+                "          per cycle: API {:.2} requests, {:.0} bytes; etcd {:.2} requests; cycles ending in an error: {:.2}/s{}",
                 per(f.api_requests),
                 per(f.api_bytes),
-                per(f.etcd_requests)
+                per(f.etcd_requests),
+                f.errors,
+                f.first_error
+                    .as_deref()
+                    .map(|e| format!(" (first: {})", &e[..e.len().min(300)]))
+                    .unwrap_or_default()
             );
             for (what, rate) in &f.top {
                 println!("          {rate:>8.2}/s {what}");
