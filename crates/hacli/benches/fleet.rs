@@ -221,7 +221,7 @@ fn run(lab: &Lab, topology: &std::path::Path, n: usize, before: bool) -> Figures
         (n, first)
     };
     let ready_by = Instant::now() + Duration::from_secs(300);
-    while lines().iter().any(|&l| l == 0) && Instant::now() < ready_by {
+    while lines().contains(&0) && Instant::now() < ready_by {
         std::thread::sleep(Duration::from_millis(500));
     }
     let first = lines();
