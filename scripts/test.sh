@@ -21,6 +21,9 @@ DEBS+=(chromium:chromium)
 DEBS+=(sudo:/usr/bin/sudo)
 # nftables: the rollback test drops the load balancer's packets to a new master (crates/hacli/tests/migrate_rollback.rs).
 DEBS+=(nftables:/usr/sbin/nft)
+# prometheus: promtool checks and tests the sentinel's alert rules (crates/hacli/tests/deploy.rs);
+# prometheus-alertmanager: the silences of a disruption go to a real Alertmanager (crates/hacli/tests/silence.rs).
+DEBS+=(prometheus:promtool prometheus-alertmanager:prometheus-alertmanager)
 . scripts/ensure-debs.sh
 ensure_debs "${DEBS[@]}"
 # php-xml has no command of its own: check for the extension pfSense's config parser uses.

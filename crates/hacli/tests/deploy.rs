@@ -152,3 +152,68 @@ fn an_overlay_sets_the_image_and_the_topology() {
         "the overlay's topology replaces the base's"
     );
 }
+
+/// `promtool` with `args` in examples/deploy; None (SKIPPED) without it.
+fn promtool(args: &[&str]) -> Option<(bool, String)> {
+    match Command::new("promtool")
+        .args(args)
+        .current_dir(base())
+        .output()
+    {
+        Ok(o) => Some((
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )),
+        Err(e) => {
+            println!("SKIPPED: promtool cannot run ({e}); install Debian's prometheus package");
+            None
+        }
+    }
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_the_prometheusrule_carries_the_same_groups() {
+    let read = |f: &str| -> Value {
+        let text = std::fs::read_to_string(base().join(f)).unwrap();
+        hacore::source::parse(f, &text).unwrap()
+    };
+    let plain = read("sentinel-rules.yaml");
+    let crd = read("sentinel-prometheusrule.yaml");
+    assert_eq!(crd["kind"], "PrometheusRule");
+    assert_eq!(
+        crd["spec"]["groups"], plain["groups"],
+        "sentinel-prometheusrule.yaml and sentinel-rules.yaml differ"
+    );
+    let alerts: Vec<&str> = plain["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "HacliRebootPendingTooLong",
+            "HacliGateUnknown",
+            "HacliSentinelNoCycle",
+            "HacliLockHeldTooLong"
+        ]
+    );
+    if let Some(docs) = kustomize(&base()) {
+        let rendered = find(&docs, "PrometheusRule");
+        assert_eq!(rendered["spec"]["groups"], plain["groups"]);
+        assert_eq!(rendered["metadata"]["namespace"], "kube-system");
+    }
+    let Some((ok, out)) = promtool(&["check", "rules", "sentinel-rules.yaml"]) else {
+        return;
+    };
+    assert!(ok, "promtool check rules: {out}");
+    assert!(out.contains("SUCCESS: 4 rules found"), "{out}");
+    let (ok, out) = promtool(&["test", "rules", "sentinel-rules.test.yaml"]).unwrap();
+    assert!(ok, "promtool test rules: {out}");
+    assert!(out.contains("SUCCESS"), "{out}");
+}

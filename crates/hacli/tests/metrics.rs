@@ -303,3 +303,189 @@ fn metrics_follow_a_denying_then_an_allowing_cycle() {
     let (status, _) = sentinel.get("/healthz");
     assert_eq!(status, 200);
 }
+
+/// A loopback listener that counts the connections made to it (and
+/// answers none).
+struct Counter {
+    addr: SocketAddr,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Counter {
+    fn start() -> Counter {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = count.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(s);
+            }
+        });
+        Counter { addr, count }
+    }
+    fn connections(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The sentinel's requests at the API stand-in (HAProxy's health checks,
+/// which carry no credentials, left out).
+fn sentinel_requests(lab: &Lab) -> Vec<(testlab::RequestKey, testlab::Counted)> {
+    lab.store()
+        .request_counts()
+        .into_iter()
+        .filter(|(k, _)| k.authenticated)
+        .collect()
+}
+
+fn run_cycles(lab: &Lab, node: &str, cycles: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hacli"))
+        .args(["sentinel", "--node", node, "--period", "100ms"])
+        .args(["--cycles", cycles, "--log-format", "json"])
+        .arg("--reboot-required")
+        .arg(lab.dir().join("reboot-required"))
+        .arg("--sentinel")
+        .arg(lab.dir().join("reboot-required.gated"))
+        .arg("--topology")
+        .arg(&lab.topology)
+        .arg("--kubeconfig")
+        .arg(&lab.kubeconfig)
+        .arg("--etcd-pki")
+        .arg(&lab.etcd_pki)
+        .args(["--deadline", "6s", "--member-timeout", "4s"])
+        .args(extra)
+        .env_remove("KUBECONFIG")
+        .env_remove("HACLI_LB_RUNTIME_API")
+        .output()
+        .expect("hacli runs")
+}
+
+#[test]
+fn an_idle_cycle_asks_the_cluster_nothing_and_a_pending_one_a_bounded_number_of_small_reads() {
+    let Some(lab) = Lab::start_or_skip(
+        "an_idle_cycle_asks_the_cluster_nothing_and_a_pending_one_a_bounded_number_of_small_reads",
+    ) else {
+        return;
+    };
+    // Pods the worker's sentinel has no business reading: a cluster-wide
+    // pod list would carry every one of them.
+    for i in 0..40 {
+        lab.store()
+            .put(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("web-{i}"), "namespace": "default", "labels": {"app": "web"}},
+                "spec": {"nodeName": "m1", "containers": [{"name": "web", "image": "nginx:1.27"}]},
+                "status": {"phase": "Running"}
+            }))
+            .unwrap();
+    }
+    let _ = std::fs::remove_file(lab.dir().join("reboot-required"));
+    // etcd, the load balancer and Prometheus all point at a listener that
+    // counts connections: an idle cycle must make none.
+    let counter = Counter::start();
+    let there = format!("https://{}", counter.addr);
+    let tcp = format!("tcp:{}", counter.addr);
+    let prom = format!("http://{}", counter.addr);
+    lab.store().reset_request_counts();
+    let out = run_cycles(
+        &lab,
+        "w1",
+        "4",
+        &[
+            "--etcd-endpoints",
+            &there,
+            "--lb-runtime-api",
+            &tcp,
+            "--prometheus-url",
+            &prom,
+        ],
+    );
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(log.lines().count(), 4, "{log}");
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["evaluated"], false, "{line}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("not evaluated: no reboot pending"),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        counter.connections(),
+        0,
+        "idle cycles reached etcd, the load balancer or Prometheus"
+    );
+    // Four cycles, one request: the lock read once at the start (a sentinel
+    // restarted after its node's reboot may hold it).
+    let asked = sentinel_requests(&lab);
+    assert_eq!(asked.len(), 1, "{asked:#?}");
+    let (k, c) = &asked[0];
+    assert_eq!(c.requests, 1, "{asked:#?}");
+    assert_eq!(k.verb, "get");
+    assert_eq!(
+        k.path,
+        "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/hacli-disruption-lock"
+    );
+
+    // Pending: one cycle, allowed, lock taken.
+    std::fs::write(lab.dir().join("reboot-required"), "").unwrap();
+    lab.store().reset_request_counts();
+    let endpoints = lab.etcd_endpoints().join(",");
+    let out = run_cycles(&lab, "w1", "1", &["--etcd-endpoints", &endpoints]);
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(log.trim()).unwrap();
+    assert_eq!(v["decision"], "allow", "{log}");
+    assert_eq!(v["lockHeld"], true, "{log}");
+    let asked = sentinel_requests(&lab);
+    let total: u64 = asked.iter().map(|(_, c)| c.requests).sum();
+    let bytes: u64 = asked.iter().map(|(_, c)| c.bytes).sum();
+    eprintln!("a pending cycle: {total} requests, {bytes} bytes: {asked:#?}");
+    // Two observations (advisory, then consistent before the lock) of at
+    // most 11 reads each (nodes, daemonsets, the DaemonSet's pods, the
+    // node's pods, PDBs, kill-switch, lock, /readyz on three masters and
+    // the endpoint), then the lock (read, create).
+    assert!(total <= 2 * 11 + 2, "{total} requests: {asked:#?}");
+    let pod_lists: Vec<&(testlab::RequestKey, testlab::Counted)> = asked
+        .iter()
+        .filter(|(k, _)| k.verb == "list" && k.path.ends_with("/pods"))
+        .collect();
+    assert!(!pod_lists.is_empty(), "{asked:#?}");
+    for (k, _) in &pod_lists {
+        assert!(
+            k.selector == ";spec.nodeName=w1" || k.selector == "k8s-app=calico-node;",
+            "a pod list without the node's or the DaemonSet's selector: {k:?}"
+        );
+    }
+    // No pod of the 40 web pods was read: each pod list is small.
+    for (k, c) in &pod_lists {
+        assert!(c.bytes / c.requests < 6_000, "{k:?}: {c:?}");
+    }
+    // Every list and get was read once from the watch cache and once
+    // consistently (the lock's own read-modify-write aside).
+    for what in ["/api/v1/nodes", "/apis/policy/v1/poddisruptionbudgets"] {
+        let n = |cached: bool| {
+            asked
+                .iter()
+                .filter(|(k, _)| k.path == what && k.cached == cached)
+                .map(|(_, c)| c.requests)
+                .sum::<u64>()
+        };
+        assert_eq!((n(true), n(false)), (1, 1), "{what}: {asked:#?}");
+    }
+    let lock = lab
+        .store()
+        .get(
+            testlab::ApiServer::resource("leases"),
+            "kube-system",
+            "hacli-disruption-lock",
+        )
+        .unwrap();
+    assert_eq!(lock["spec"]["holderIdentity"], "hacli-sentinel@w1");
+}

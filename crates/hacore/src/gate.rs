@@ -36,6 +36,10 @@ pub struct Policy {
     /// Rule ids to drop from the extended policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disable: Vec<String>,
+    /// The Alertmanager silences a disruption under this policy creates
+    /// for the alerts it causes itself (used when an Alertmanager is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence: Option<crate::silence::SilenceSpec>,
 }
 
 /// Deserialize an optional rule section so that a bare key (YAML null)
@@ -246,6 +250,7 @@ impl Policy {
             extends: None,
             rules: r,
             disable: Vec::new(),
+            silence: None,
         })
     }
 
@@ -313,6 +318,9 @@ impl Policy {
                 "rules",
                 "the policy enables no rule",
             ));
+        }
+        if let Some(s) = &self.silence {
+            errors.extend(s.check(rules.alerts.as_ref()));
         }
         if !errors.is_empty() {
             for e in &mut errors {

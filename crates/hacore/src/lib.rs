@@ -42,6 +42,7 @@ pub mod plan;
 pub mod quorum;
 pub mod replace;
 pub mod rules;
+pub mod silence;
 pub mod simulate;
 pub mod simulated;
 pub mod source;

@@ -87,6 +87,7 @@ pub mod lock;
 pub mod measure;
 pub mod observe;
 pub mod redact;
+pub mod silence;
 pub mod sync;
 pub mod traffic;
 
@@ -94,7 +95,7 @@ pub use config::{EtcdTls, EtcdTlsOverrides, ObjectRef, ObserverConfig};
 pub use error::Error;
 pub use lb::observe_load_balancer;
 pub use lock::{Acquire, DisruptionLock};
-pub use observe::{Observer, Timings};
+pub use observe::{Observer, Reads, Timings};
 pub use redact::{redact_url, redact_urls_in};
 pub use sync::{LiveObserver, SystemClock};
 

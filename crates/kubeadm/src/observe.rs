@@ -8,12 +8,13 @@ use hacore::state::{
     Alert, ApiserverState, EtcdMember, EtcdState, LockState, MemberId, NodeState, Probe,
 };
 use hacore::{ClusterState, Topology};
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{GetParams, ListParams};
 use tokio::time::{Instant, timeout_at};
 
 use crate::etcd_alarm::status_alarm;
@@ -46,6 +47,76 @@ impl std::fmt::Debug for Observer {
 }
 
 type ProbeResult<T> = Result<T, String>;
+
+/// The shape of one observation's Kubernetes reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads<'a> {
+    /// Cluster-wide lists of Nodes, Pods and PodDisruptionBudgets, every
+    /// read consistent (served from etcd): a one-off gate or status.
+    Cluster,
+    /// One node's sentinel: every Node (the rules look at all of them),
+    /// the pods of the DaemonSets the configuration names (by each one's
+    /// selector) and this node's own pods (by `spec.nodeName`, for its
+    /// PodDisruptionBudgets) instead of every pod; PodDisruptionBudgets are
+    /// attributed to this node only.
+    Node {
+        /// The node.
+        name: &'a str,
+        /// false: advisory reads the apiserver may serve from its watch
+        /// cache (`resourceVersion=0`); true: consistent reads, for what a
+        /// decision rests on just before the lock is taken.
+        consistent: bool,
+    },
+}
+
+impl Reads<'_> {
+    fn cached(&self) -> bool {
+        matches!(
+            self,
+            Reads::Node {
+                consistent: false,
+                ..
+            }
+        )
+    }
+}
+
+/// `Api::get_opt`, from the watch cache when `cached`.
+async fn get_opt<K>(api: &Api<K>, name: &str, cached: bool) -> Result<Option<K>, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if !cached {
+        return api.get_opt(name).await;
+    }
+    match api.get_with(name, &GetParams::any()).await {
+        Ok(o) => Ok(Some(o)),
+        Err(kube::Error::Api(e)) if e.reason == "NotFound" => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A `LabelSelector` object as the `labelSelector` query parameter.
+fn selector_query(sel: &LabelSelector) -> String {
+    let mut terms: Vec<String> = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in sel.match_expressions.iter().flatten() {
+        let vals = e.values.clone().unwrap_or_default().join(",");
+        terms.push(match e.operator.as_str() {
+            "In" => format!("{} in ({vals})", e.key),
+            "NotIn" => format!("{} notin ({vals})", e.key),
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            // Never matches, as `selects` reads an unknown operator.
+            other => format!("{} {other} ({vals})", e.key),
+        });
+    }
+    terms.join(",")
+}
 
 async fn within<T, E: std::error::Error + 'static>(
     until: Instant,
@@ -200,8 +271,18 @@ impl Observer {
         self.observe_timed().await.0
     }
 
+    /// Observe now with reads of this shape (see [`Reads`]).
+    pub async fn observe_reads(&self, reads: Reads<'_>) -> ClusterState {
+        Box::pin(self.observe_shaped(reads)).await.0
+    }
+
     /// Observe now, and say how long each probe took (for `--timings`).
     pub async fn observe_timed(&self) -> (ClusterState, Timings) {
+        // Boxed: the observation's future is large for a caller's stack.
+        Box::pin(self.observe_shaped(Reads::Cluster)).await
+    }
+
+    async fn observe_shaped(&self, reads: Reads<'_>) -> (ClusterState, Timings) {
         let t0 = Instant::now();
         let timings = std::sync::Mutex::new(Vec::new());
         let mark = |what: String| {
@@ -213,11 +294,17 @@ impl Observer {
         let until = Instant::now() + self.config.deadline;
         let mut state = ClusterState::empty(started);
 
-        let lp = ListParams::default();
-        let (node_api, pod_api, pdb_api) = (
+        let cached = reads.cached();
+        let lp = if cached {
+            ListParams::default().match_any()
+        } else {
+            ListParams::default()
+        };
+        let (node_api, pod_api, pdb_api, ds_api) = (
             Api::<Node>::all(self.kube.clone()),
             Api::<Pod>::all(self.kube.clone()),
             Api::<PodDisruptionBudget>::all(self.kube.clone()),
+            Api::<DaemonSet>::all(self.kube.clone()),
         );
         let cm_api =
             Api::<ConfigMap>::namespaced(self.kube.clone(), &self.config.kill_switch.namespace);
@@ -251,11 +338,28 @@ impl Observer {
                 mark("readyz endpoint (kubeconfig server)".into());
                 r
             };
-            let pods = async {
-                let r = within(until, "list pods", pod_api.list(&lp)).await;
+            // (pods for the DaemonSets, Some(pods for the PDBs) when not the same).
+            let pods = Box::pin(async {
+                let Reads::Node { name, .. } = reads else {
+                    let r = within(until, "list pods", pod_api.list(&lp))
+                        .await
+                        .map(|l| l.items);
+                    mark("list pods".into());
+                    return (r, None);
+                };
+                let on_node = lp.clone().fields(&format!("spec.nodeName={name}"));
+                let (ds, own) = tokio::join!(self.daemon_set_pods(&ds_api, &lp, until), async {
+                    within(
+                        until,
+                        &format!("list pods on {name}"),
+                        pod_api.list(&on_node),
+                    )
+                    .await
+                    .map(|l| l.items)
+                });
                 mark("list pods".into());
-                r
-            };
+                (ds, Some(own))
+            });
             let pdbs = async {
                 let r = within(until, "list poddisruptionbudgets", pdb_api.list(&lp)).await;
                 mark("list pdbs".into());
@@ -265,14 +369,19 @@ impl Observer {
                 let r = within(
                     until,
                     &kill_what,
-                    cm_api.get_opt(&self.config.kill_switch.name),
+                    get_opt(&cm_api, &self.config.kill_switch.name, cached),
                 )
                 .await;
                 mark("get kill-switch".into());
                 r
             };
             let lock = async {
-                let r = within(until, &lock_what, lease_api.get_opt(&self.config.lock.name)).await;
+                let r = within(
+                    until,
+                    &lock_what,
+                    get_opt(&lease_api, &self.config.lock.name, cached),
+                )
+                .await;
                 mark("get lock".into());
                 r
             };
@@ -344,36 +453,42 @@ impl Observer {
                 None
             }
         };
-        match (&mut nodes, pods) {
+        let (ds_pods, own_pods) = pods;
+        match (&mut nodes, &ds_pods) {
             (Some(ns), Ok(pods)) => {
                 for n in ns.iter_mut() {
                     n.daemon_set_pods_not_running = Some(
                         self.config
                             .daemonsets
                             .iter()
-                            .filter(|ds| !daemon_pod_running(&pods.items, ds, &n.name))
+                            .filter(|ds| !daemon_pod_running(pods, ds, &n.name))
                             .cloned()
                             .collect(),
                     );
                 }
-                match pdbs {
-                    Ok(pdbs) => {
-                        let blocked = pdb_blocked(&pdbs.items, &pods.items);
-                        for n in ns.iter_mut() {
-                            n.pdb_blocked_pods =
-                                Some(blocked.get(&n.name).cloned().unwrap_or_default());
-                        }
-                    }
-                    Err(e) => {
-                        state.probe_errors.insert(Probe::Pdbs, e);
-                    }
-                }
             }
             (_, Err(e)) => {
                 state.probe_errors.insert(Probe::DaemonSets, e.clone());
-                state.probe_errors.insert(Probe::Pdbs, e);
             }
             (None, Ok(_)) => {}
+        }
+        // The pods the PodDisruptionBudgets are matched against: every pod,
+        // or (one node's reads) that node's own.
+        let (pdb_pods, only) = match (&own_pods, &reads) {
+            (Some(own), Reads::Node { name, .. }) => (own, Some(*name)),
+            _ => (&ds_pods, None),
+        };
+        match (&mut nodes, pdb_pods, pdbs.as_ref()) {
+            (_, Err(e), _) | (_, Ok(_), Err(e)) => {
+                state.probe_errors.insert(Probe::Pdbs, e.clone());
+            }
+            (Some(ns), Ok(pods), Ok(pdbs)) => {
+                let blocked = pdb_blocked(&pdbs.items, pods);
+                for n in ns.iter_mut().filter(|n| only.is_none_or(|o| o == n.name)) {
+                    n.pdb_blocked_pods = Some(blocked.get(&n.name).cloned().unwrap_or_default());
+                }
+            }
+            (None, Ok(_), Ok(_)) => {}
         }
         if let Some((node, path)) = &self.config.reboot_required {
             match nodes
@@ -440,6 +555,50 @@ impl Observer {
         let mut t = timings.into_inner().unwrap_or_default();
         t.sort_by_key(|(_, d)| *d);
         (state, Timings(t))
+    }
+
+    /// The pods of the DaemonSets the configuration names, each listed by
+    /// its own selector in its namespace (none named: no request).
+    async fn daemon_set_pods(
+        &self,
+        ds_api: &Api<DaemonSet>,
+        lp: &ListParams,
+        until: Instant,
+    ) -> ProbeResult<Vec<Pod>> {
+        if self.config.daemonsets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all = within(until, "list daemonsets", ds_api.list(lp)).await?;
+        let mut lists = Vec::new();
+        for ds in all.items.iter().filter(|d| {
+            d.metadata
+                .name
+                .as_ref()
+                .is_some_and(|n| self.config.daemonsets.contains(n))
+        }) {
+            let ns = ds.metadata.namespace.clone().unwrap_or_default();
+            let name = ds.metadata.name.clone().unwrap_or_default();
+            let sel = ds
+                .spec
+                .as_ref()
+                .map(|s| selector_query(&s.selector))
+                .unwrap_or_default();
+            let api = Api::<Pod>::namespaced(self.kube.clone(), &ns);
+            let lp = lp.clone().labels(&sel);
+            lists.push(async move {
+                within(
+                    until,
+                    &format!("list pods of daemonset {ns}/{name}"),
+                    api.list(&lp),
+                )
+                .await
+            });
+        }
+        let mut pods = Vec::new();
+        for l in futures::future::join_all(lists).await {
+            pods.extend(l?.items);
+        }
+        Ok(pods)
     }
 
     /// `/readyz` on each master, and through the endpoint unless the

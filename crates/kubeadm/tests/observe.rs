@@ -93,6 +93,43 @@ async fn observes_nodes_pods_pdbs_apiservers_and_etcd() {
         .collect();
     assert_eq!(leaders, std::slice::from_ref(&leader));
 
+    // A sentinel's reads for w1 see the same, with no cluster-wide pod
+    // list: the DaemonSet's pods by its selector, w1's pods by field, its
+    // PDBs attributed to w1 only; advisory reads from the watch cache, the
+    // consistent ones without.
+    for consistent in [false, true] {
+        store.reset_request_counts();
+        let s = obs
+            .observe_reads(kubeadm::Reads::Node {
+                name: "w1",
+                consistent,
+            })
+            .await;
+        assert!(s.probe_errors.is_empty(), "{:?}", s.probe_errors);
+        assert_eq!(
+            s.node("m1").unwrap().daemon_set_pods_not_running.as_deref(),
+            Some(&["calico-node".to_string()][..])
+        );
+        assert_eq!(
+            s.node("w1").unwrap().daemon_set_pods_not_running.as_deref(),
+            Some(&[][..])
+        );
+        assert_eq!(
+            s.node("w1").unwrap().pdb_blocked_pods.as_deref(),
+            Some(&["db/pg-1".to_string()][..])
+        );
+        assert_eq!(s.node("m3").unwrap().pdb_blocked_pods, None);
+        let counts = store.request_counts();
+        let reads: Vec<_> = counts
+            .keys()
+            .filter(|k| k.authenticated && (k.verb == "list" || k.verb == "get"))
+            .collect();
+        assert!(reads.iter().all(|k| k.cached != consistent), "{reads:#?}");
+        let pods: Vec<_> = reads.iter().filter(|k| k.path.ends_with("/pods")).collect();
+        assert_eq!(pods.len(), 2, "{pods:#?}");
+        assert!(pods.iter().all(|k| !k.selector.is_empty()), "{pods:#?}");
+    }
+
     // One member stopped: still listed, unhealthy; the probe itself works.
     let other = lab
         .masters

@@ -4,6 +4,9 @@
 //! (409 Conflict), create (409 AlreadyExists), JSON merge patch, label and
 //! field selectors, discovery (`/api`, `/apis`, `/version`), `/readyz`, and
 //! server-side Tables for `kubectl get` (the `table` submodule).
+//! `resourceVersion=0` reads (which a real apiserver may serve from its
+//! watch cache) are answered like consistent ones, and every request is
+//! counted by verb, path and consistency ([`Store::request_counts`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -185,6 +188,37 @@ struct Db {
     objects: BTreeMap<(String, String, String), Value>,
     not_ready: BTreeSet<IpAddr>,
     requests: u64,
+    /// Requests answered, by what they asked.
+    counted: BTreeMap<RequestKey, Counted>,
+}
+
+/// What a request asked, as the stand-in counts it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestKey {
+    /// The Kubernetes verb: `get`, `list`, `create`, `update`, `patch`,
+    /// `delete`, or the HTTP method for anything else (`GET` on `/readyz`).
+    pub verb: String,
+    /// The URL path (no query).
+    pub path: String,
+    /// The `labelSelector` and `fieldSelector` asked, `label;field`
+    /// (empty: none: a list of everything).
+    pub selector: String,
+    /// Whether the request carried credentials (an `Authorization`
+    /// header); HAProxy's health checks do not.
+    pub authenticated: bool,
+    /// Whether the read may be served from the apiserver's watch cache
+    /// (`resourceVersion=0`); false: a consistent read, which a real
+    /// apiserver sends to etcd (or a write).
+    pub cached: bool,
+}
+
+/// How many requests of one kind, and the bytes of their answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counted {
+    /// Requests.
+    pub requests: u64,
+    /// Bytes of the answers' bodies.
+    pub bytes: u64,
 }
 
 /// The stand-in's object store; clone freely.
@@ -328,6 +362,17 @@ impl Store {
     /// How many requests the stand-in has answered.
     pub fn requests(&self) -> u64 {
         self.lock().requests
+    }
+
+    /// The requests answered so far, by verb, path and whether the watch
+    /// cache could serve them.
+    pub fn request_counts(&self) -> BTreeMap<RequestKey, Counted> {
+        self.lock().counted.clone()
+    }
+
+    /// Forget the counts of [`Store::request_counts`] (not [`Store::requests`]).
+    pub fn reset_request_counts(&self) {
+        self.lock().counted.clear();
     }
 
     fn create_in(&self, r: &Resource, ns: &str, obj: Value) -> Result<Value, ApiError> {
@@ -816,6 +861,7 @@ fn pct_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Answer, and count the request by verb, path and consistency.
 async fn handle(
     State(ctx): State<Ctx>,
     method: Method,
@@ -823,7 +869,100 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    ctx.store.lock().requests += 1;
+    let q = query(&uri);
+    let path = uri.path().trim_end_matches('/').to_string();
+    let authenticated = headers.contains_key(http::header::AUTHORIZATION);
+    let selector = match (q.get("labelSelector"), q.get("fieldSelector")) {
+        (None, None) => String::new(),
+        (l, f) => format!(
+            "{};{}",
+            l.map(String::as_str).unwrap_or(""),
+            f.map(String::as_str).unwrap_or("")
+        ),
+    };
+    let store = ctx.store.clone();
+    let resp = answer(ctx, method.clone(), uri, headers, body).await;
+    let bytes = axum::body::HttpBody::size_hint(resp.body())
+        .exact()
+        .unwrap_or_else(|| axum::body::HttpBody::size_hint(resp.body()).lower());
+    let cached = method == Method::GET && q.get("resourceVersion").is_some_and(|rv| rv == "0");
+    let verb = match method {
+        Method::GET if is_collection(&path) => {
+            if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+                "watch".to_string()
+            } else {
+                "list".to_string()
+            }
+        }
+        Method::GET if path.starts_with("/api/") || path.starts_with("/apis/") => "get".into(),
+        Method::POST if path.starts_with("/api/") || path.starts_with("/apis/") => "create".into(),
+        Method::PUT => "update".into(),
+        Method::PATCH => "patch".into(),
+        Method::DELETE => "delete".into(),
+        m => m.to_string(),
+    };
+    let mut db = store.lock();
+    db.requests += 1;
+    let c = db
+        .counted
+        .entry(RequestKey {
+            verb,
+            path,
+            selector,
+            authenticated,
+            cached,
+        })
+        .or_default();
+    c.requests += 1;
+    c.bytes += bytes;
+    resp
+}
+
+/// `resourceVersion` and `resourceVersionMatch` on a list, as the
+/// apiserver validates them: `0` (or none) may be served from the watch
+/// cache or must be consistent; the stand-in always answers its current
+/// state, which both allow.
+fn list_version_match(q: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    let rv = q.get("resourceVersion").map(String::as_str).unwrap_or("");
+    let invalid = |m: String| {
+        Err(ApiError::new(
+            422,
+            "Invalid",
+            format!("ListOptions.meta.k8s.io \"\" is invalid: {m}"),
+        ))
+    };
+    match q.get("resourceVersionMatch").map(String::as_str) {
+        None | Some("") => Ok(()),
+        Some(_) if rv.is_empty() => invalid(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
+        ),
+        Some("Exact") if rv == "0" => invalid(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into(),
+        ),
+        Some("Exact" | "NotOlderThan") => Ok(()),
+        Some(m) => invalid(format!(
+            "resourceVersionMatch: Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\""
+        )),
+    }
+}
+
+/// Whether a path names a collection of a served resource (a list), not
+/// one object.
+fn is_collection(path: &str) -> bool {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let rest: &[&str] = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => rest,
+        ["apis", _, _, rest @ ..] => rest,
+        _ => return false,
+    };
+    match rest {
+        [p] => RESOURCES.iter().any(|r| r.plural == *p),
+        ["namespaces", _, p] => RESOURCES.iter().any(|r| r.plural == *p),
+        _ => false,
+    }
+}
+
+async fn answer(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().trim_end_matches('/');
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     // Public endpoints (system:public-info-viewer).
@@ -973,6 +1112,8 @@ async fn handle(
                     "MethodNotAllowed",
                     "watch is not supported by the test lab",
                 ))
+            } else if let Err(e) = list_version_match(&q) {
+                Err(e)
             } else {
                 ctx.store
                     .list(

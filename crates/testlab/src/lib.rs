@@ -17,6 +17,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod alertmanager;
 pub mod apiserver;
 pub mod cluster;
 pub mod etcd;
@@ -37,7 +38,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub use apiserver::{ApiError, ApiServer, Store};
+pub use apiserver::{ApiError, ApiServer, Counted, RequestKey, Store};
 pub use etcd::{EtcdCluster, MemberRun, MemberSpec};
 pub use haproxy::{Haproxy, HaproxySpec};
 

@@ -102,6 +102,9 @@ pub struct Common {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
+    /// Alertmanager silences for the alerts the disruption causes.
+    #[command(flatten)]
+    pub silence: super::silence::SilenceArgs,
 }
 
 /// Arguments.
@@ -218,12 +221,29 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let action = c.action(a.action, &a.command)?;
     let gate = c.gate(&action, "disrupt")?;
     let sim_file = c.sim_state.clone().unwrap_or_else(|| sim_path(&a.journal));
+    let plan = if c.backend == Backend::Live {
+        Some(disrupt::plan(&topology, &action, &a.node, &c.options()?)?)
+    } else {
+        None
+    };
+    // Silenced until the lock would lapse: it covers the whole disruption.
+    let silences = if c.dry_run {
+        None
+    } else {
+        super::silence::start(
+            &c.silence,
+            &gate.policy,
+            std::slice::from_ref(&a.node),
+            &gate.identity,
+            "disrupt",
+            c.lock_ttl,
+        )?
+    };
     let bar = ProgressBar::new_spinner();
-    if c.backend == Backend::Live {
-        let plan = disrupt::plan(&topology, &action, &a.node, &c.options()?)?;
+    if let Some(plan) = plan {
         let result = run_live(c, &topology, &plan, &a.node, &gate, &a.journal, &bar);
         bar.finish_and_clear();
-        let report = result?;
+        let report = super::silence::finish(silences, result)?;
         print_report(&report, c.output)?;
         return Ok(if report.ok() { Exit::Ok } else { Exit::Deny });
     }
@@ -239,7 +259,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         &mut progress(&bar),
     );
     bar.finish_and_clear();
-    let report = result?;
+    let report = super::silence::finish(silences, result.map_err(anyhow::Error::from))?;
     print_report(&report, c.output)?;
     Ok(if report.ok() { Exit::Ok } else { Exit::Deny })
 }

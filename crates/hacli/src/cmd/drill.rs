@@ -135,6 +135,9 @@ pub struct Args {
     pub proxmox: ProxmoxArgs,
     #[command(flatten)]
     pub live: LiveArgs,
+    /// Planned: Alertmanager silences for the alerts the disruption causes.
+    #[command(flatten)]
+    pub silence: super::silence::SilenceArgs,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
@@ -398,6 +401,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                 sim_fail: Vec::new(),
                 identity: a.identity.clone(),
                 output: Output::Text,
+                silence: a.silence.clone(),
             };
             let action = hacore::disrupt::DisruptAction::Reboot;
             let plan = hacore::disrupt::plan(&topology, &action, &a.node, &common.options()?)?;
@@ -411,6 +415,14 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             );
             let out = std::sync::Arc::new(std::sync::Mutex::new(PlannedRun::default()));
             planned_out = Some((out.clone(), gate.identity.clone(), journal.clone()));
+            let silences = super::silence::start(
+                &common.silence,
+                &gate.policy,
+                std::slice::from_ref(&a.node),
+                &gate.identity,
+                "drill",
+                a.lock_ttl,
+            )?;
             let planned = Planned {
                 job: Some(PlannedJob {
                     common,
@@ -423,7 +435,11 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                 config,
                 out,
             };
-            rt.block_on(kubeadm::drill::run(kube, cfg, planned, progress))
+            let r = rt.block_on(kubeadm::drill::run(kube, cfg, planned, progress));
+            if let Some(s) = silences {
+                s.finish();
+            }
+            r
         }
         Some(Kill::Apiserver) => {
             let mut ssh = ssh::Config::new(&node.name, node.address.to_string(), &a.ssh_user)

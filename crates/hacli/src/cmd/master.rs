@@ -78,6 +78,14 @@ pub struct Common {
     /// journal's absolute path: a resumed run holds the lock again).
     #[arg(long, env = "HACLI_IDENTITY")]
     pub identity: Option<String>,
+    /// Alertmanager silences for the alerts the run causes (the matchers
+    /// from --silence-policy's `silence:` section).
+    #[command(flatten)]
+    pub silence: super::silence::SilenceArgs,
+    /// The policy (a built-in name or a file) whose `silence:` section
+    /// gives each node's matchers (the run itself is gated by `preflight`).
+    #[arg(long, requires = "alertmanager_url")]
+    pub silence_policy: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
@@ -116,7 +124,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Topology> {
     Ok(t)
 }
 
-fn execute(c: &Common, plan: &Plan, node: &str) -> anyhow::Result<Exit> {
+fn execute(c: &Common, plan: &Plan, node: &str, silenced: &[String]) -> anyhow::Result<Exit> {
     if c.dry_run {
         match c.output {
             Output::Json => crate::print_json(plan)?,
@@ -134,11 +142,40 @@ fn execute(c: &Common, plan: &Plan, node: &str) -> anyhow::Result<Exit> {
         );
     };
     let gate = gate(c, &journal);
+    let silences = match &c.silence_policy {
+        Some(p) => {
+            let from = Policy::named_or_file(p)?;
+            // Checked against the run's own `alerts` rule too.
+            let silence = from.silence.clone();
+            let policy = Policy {
+                silence,
+                ..gate.policy.clone()
+            };
+            if let Some(s) = &policy.silence {
+                let refused = s.check(policy.rules.alerts.as_ref());
+                if let Some(d) = refused.first() {
+                    anyhow::bail!("--silence-policy {p}: {}: {}", d.path, d.message);
+                }
+            }
+            super::silence::start(
+                &c.silence,
+                &policy,
+                silenced,
+                &gate.identity,
+                "master",
+                c.lock_ttl,
+            )?
+        }
+        None if c.silence.alertmanager_url.is_some() => anyhow::bail!(
+            "--alertmanager-url needs --silence-policy POLICY: its `silence:` section gives each node's matchers"
+        ),
+        None => None,
+    };
     if backend == Backend::Live {
         let bar = ProgressBar::new_spinner();
         let result = run_live(c, plan, node, &gate, &journal, &bar);
         bar.finish_and_clear();
-        return finish(c, result?);
+        return finish(c, super::silence::finish(silences, result)?);
     }
     let state = c.sim_state.clone().unwrap_or_else(|| {
         let mut p = journal.as_os_str().to_owned();
@@ -161,7 +198,10 @@ fn execute(c: &Common, plan: &Plan, node: &str) -> anyhow::Result<Exit> {
         &mut progress(&bar),
     );
     bar.finish_and_clear();
-    finish(c, result?)
+    finish(
+        c,
+        super::silence::finish(silences, result.map_err(anyhow::Error::from))?,
+    )
 }
 
 fn finish(c: &Common, report: Report) -> anyhow::Result<Exit> {
@@ -328,7 +368,7 @@ fn options(c: &Common) -> anyhow::Result<DisruptOptions> {
 pub fn run_remove(a: RemoveArgs) -> anyhow::Result<Exit> {
     let topology = load(&a.common.live.topology)?;
     match hacore::replace::remove_master(&topology, &a.node, &options(&a.common)?) {
-        Ok(plan) => execute(&a.common, &plan, &a.node),
+        Ok(plan) => execute(&a.common, &plan, &a.node, std::slice::from_ref(&a.node)),
         Err(r) => {
             outln!("REFUSED:\n  - {}", r.reasons.join("\n  - "));
             Ok(Exit::Deny)
@@ -352,7 +392,7 @@ pub fn run_replace(a: ReplaceArgs) -> anyhow::Result<Exit> {
         &plan_opts,
         &options(&a.common)?,
     ) {
-        Ok(plan) => execute(&a.common, &plan, &a.old),
+        Ok(plan) => execute(&a.common, &plan, &a.old, &[a.old.clone(), a.new.clone()]),
         Err(r) => {
             outln!("REFUSED:\n  - {}", r.reasons.join("\n  - "));
             Ok(Exit::Deny)

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod roll;
 pub mod sentinel;
 pub mod sentinel_metrics;
+pub mod silence;
 pub mod simulate;
 pub mod status;
 pub mod topology;

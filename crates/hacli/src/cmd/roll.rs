@@ -47,6 +47,22 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let action = c.action(a.action, &a.command)?;
     let order = disrupt::roll_order(&topology, &a.nodes)?;
     let gate = c.gate(&action, "roll")?;
+    // Every node of the roll is silenced from the start until the roll's
+    // bound: each node's lock TTL, and the soaks between them.
+    let silences = if c.dry_run {
+        None
+    } else {
+        let n = u32::try_from(order.len()).unwrap_or(u32::MAX);
+        let bound = c.lock_ttl.saturating_mul(n) + a.soak.saturating_mul(n.saturating_sub(1));
+        super::silence::start(
+            &c.silence,
+            &gate.policy,
+            &order,
+            &gate.identity,
+            "roll",
+            bound,
+        )?
+    };
     let bar = ProgressBar::new_spinner();
     let result = if c.backend == super::disrupt::Backend::Live {
         roll_live(&a, &topology, &action, &order, &gate, &bar)
@@ -70,7 +86,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         .map_err(anyhow::Error::from)
     };
     bar.finish_and_clear();
-    let report = result?;
+    let report = super::silence::finish(silences, result)?;
     match c.output {
         Output::Json => crate::print_json(&report)?,
         Output::Text => {

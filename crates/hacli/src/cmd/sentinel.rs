@@ -5,6 +5,18 @@
 //! the gated sentinel file kured watches; otherwise remove it. Once the node
 //! has rebooted (no reboot-required file) and is Ready, release the lock.
 //! One log line per cycle; one process; no child processes.
+//!
+//! What a cycle costs the cluster, as a DaemonSet on every node:
+//! - idle (no reboot-required file, lock not ours): nothing. No API, etcd,
+//!   load-balancer or Prometheus request; the metrics say "not evaluated:
+//!   no reboot pending". The first cycle after the process starts reads the
+//!   lock once (the sentinel may restart after its node's reboot, holding
+//!   it).
+//! - pending: one observation with this node's reads ([`Reads::Node`]):
+//!   every Node, the named DaemonSets' pods by selector, this node's pods
+//!   for its PodDisruptionBudgets, all from the apiserver's watch cache
+//!   (`resourceVersion=0`); when that allows, one consistent observation of
+//!   the same, evaluated again, just before the lock is taken.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +26,7 @@ use anyhow::Context as _;
 use hacore::gate::{Request, evaluate};
 use hacore::state::Probe;
 use hacore::{Action, Policy, Verdict};
-use kubeadm::{Acquire, DisruptionLock, Observer};
+use kubeadm::{Acquire, DisruptionLock, Observer, Reads};
 
 use super::live::{LiveArgs, parse_duration, runtime};
 use super::sentinel_metrics::{CycleMetrics, Metrics};
@@ -69,14 +81,34 @@ pub struct Args {
     /// Log format of the per-cycle line.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: LogFormat,
+    /// The behaviour before the fleet-cost change, kept for the fleet
+    /// benchmark's "before" (scripts/bench-fleet.sh): observe the whole
+    /// cluster with consistent reads on every cycle, pending or not.
+    #[arg(long, hide = true)]
+    pub observe_every_cycle: bool,
 }
+
+/// The message and metrics reason of an idle cycle.
+pub const NOT_EVALUATED: &str = "not evaluated: no reboot pending";
 
 /// What one cycle did.
 struct Outcome {
     message: String,
-    verdict: Verdict,
+    /// None: not evaluated (no reboot pending, nothing observed).
+    verdict: Option<Verdict>,
     probe_errors: Vec<Probe>,
     lock_held: bool,
+}
+
+/// When the reboot-required file appeared (its modification time), as
+/// Unix seconds; None without one.
+fn pending_since(path: &Path) -> Option<f64> {
+    let m = std::fs::metadata(path).ok()?.modified().ok()?;
+    Some(
+        m.duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64(),
+    )
 }
 
 fn set_sentinel(path: &Path, on: bool) -> anyhow::Result<bool> {
@@ -112,6 +144,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let lock_ref = config.lock.clone();
     let rt = runtime()?;
     let metrics = Metrics::new();
+    metrics.set_plan(a.period, a.lock_ttl);
     rt.block_on(async {
         if let Some(addr) = a.metrics_addr {
             let stale = a.period * 3 + Duration::from_secs(30);
@@ -121,37 +154,43 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         let observer = Observer::new(topology.clone(), config).await?;
         let lock = DisruptionLock::new(observer.client().clone(), lock_ref);
         let mut cycle = 0u64;
-        let mut lock_held = false;
+        // Whether we hold the lock: None until read (the first cycle).
+        let mut lock_held: Option<bool> = None;
+        let mut held_since: Option<f64> = None;
         loop {
             cycle += 1;
             let started = Instant::now();
-            let outcome = one_cycle(&a, &topology, &policy, &observer, &lock, &identity).await;
+            let outcome = one_cycle(
+                &a, &topology, &policy, &observer, &lock, &identity, lock_held,
+            )
+            .await;
             let duration = started.elapsed();
             let now = jiff::Timestamp::now();
             let needs = a.reboot_required.exists();
             let gated = a.sentinel.exists();
+            if let Ok(o) = &outcome {
+                lock_held = Some(o.lock_held);
+            }
+            let held = lock_held == Some(true);
+            held_since = match (held, held_since) {
+                (true, None) => Some(now.as_millisecond() as f64 / 1000.0),
+                (true, s) => s,
+                (false, _) => None,
+            };
+            let common = |verdict, probe_errors, failed| CycleMetrics {
+                verdict,
+                probe_errors,
+                reboot_required: needs,
+                reboot_required_since: pending_since(&a.reboot_required),
+                lock_held: held,
+                lock_held_since: held_since,
+                gated_file: gated,
+                duration,
+                failed,
+            };
             match &outcome {
-                Ok(o) => {
-                    lock_held = o.lock_held;
-                    metrics.record(&CycleMetrics {
-                        verdict: Some(&o.verdict),
-                        probe_errors: o.probe_errors.clone(),
-                        reboot_required: needs,
-                        lock_held,
-                        gated_file: gated,
-                        duration,
-                        failed: false,
-                    });
-                }
-                Err(_) => metrics.record(&CycleMetrics {
-                    verdict: None,
-                    probe_errors: Vec::new(),
-                    reboot_required: needs,
-                    lock_held,
-                    gated_file: gated,
-                    duration,
-                    failed: true,
-                }),
+                Ok(o) => metrics.record(&common(o.verdict.as_ref(), o.probe_errors.clone(), false)),
+                Err(_) => metrics.record(&common(None, Vec::new(), true)),
             }
             match (a.log_format, &outcome) {
                 (LogFormat::Text, Ok(o)) => {
@@ -172,10 +211,11 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                         "cycle": cycle,
                         "node": a.node,
                         "message": o.message,
-                        "decision": o.verdict.decision,
-                        "blocking": o.verdict.blocking().map(|f| &f.rule).collect::<Vec<_>>(),
+                        "evaluated": o.verdict.is_some(),
+                        "decision": o.verdict.as_ref().map(|v| v.decision),
+                        "blocking": o.verdict.iter().flat_map(|v| v.blocking()).map(|f| &f.rule).collect::<Vec<_>>(),
                         "rebootRequired": needs,
-                        "lockHeld": lock_held,
+                        "lockHeld": held,
                         "gatedFile": gated,
                         "probeErrors": o.probe_errors.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
                         "durationSeconds": duration.as_secs_f64(),
@@ -210,17 +250,56 @@ async fn one_cycle(
     observer: &Observer,
     lock: &DisruptionLock,
     identity: &str,
+    lock_held: Option<bool>,
 ) -> anyhow::Result<Outcome> {
-    let state = observer.observe().await;
-    let now = jiff::Timestamp::now();
     let needs = a.reboot_required.exists();
+    // Idle: no reboot pending and the lock is not ours. Nothing to observe,
+    // nothing asked of the cluster (the first cycle reads the lock once).
+    if !needs && !a.observe_every_cycle {
+        let holds = match lock_held {
+            Some(h) => h,
+            None => {
+                let deadline = observer.config().deadline.max(Duration::from_secs(5));
+                let now = jiff::Timestamp::now();
+                match tokio::time::timeout(deadline, lock.holder(now)).await {
+                    Ok(Ok(h)) => h.as_deref() == Some(identity),
+                    Ok(Err(e)) => return Err(anyhow::anyhow!(e.chain())),
+                    Err(_) => anyhow::bail!(
+                        "reading the lock {}: no answer within {} ms",
+                        lock.lease(),
+                        deadline.as_millis()
+                    ),
+                }
+            }
+        };
+        if !holds {
+            let removed = set_sentinel(&a.sentinel, false)?;
+            return Ok(Outcome {
+                message: format!(
+                    "no reboot required{}; {NOT_EVALUATED}",
+                    if removed { "; sentinel removed" } else { "" }
+                ),
+                verdict: None,
+                probe_errors: Vec::new(),
+                lock_held: false,
+            });
+        }
+    }
+    let reads = if a.observe_every_cycle {
+        Reads::Cluster
+    } else {
+        Reads::Node {
+            name: &a.node,
+            consistent: false,
+        }
+    };
+    let state = observer.observe_reads(reads).await;
+    let now = jiff::Timestamp::now();
     let holds = state
         .lock
         .as_ref()
         .and_then(|l| l.live_holder(now))
         .is_some_and(|h| h == identity);
-    // Evaluated every cycle, so the metrics say whether a reboot of this
-    // node would be allowed now even before one is needed.
     let request = Request {
         action: Action::Reboot,
         target: &a.node,
@@ -255,11 +334,33 @@ async fn one_cycle(
             }
         }
     }
+    let mut probe_errors: Vec<Probe> = state.probe_errors.keys().copied().collect();
+    // Allowed on advisory reads: read again, consistently, what the
+    // decision rests on, and decide on that just before taking the lock.
+    let mut confirmed = "";
+    if needs && verdict.allowed() && !a.observe_every_cycle {
+        let state = observer
+            .observe_reads(Reads::Node {
+                name: &a.node,
+                consistent: true,
+            })
+            .await;
+        let now = jiff::Timestamp::now();
+        let again = evaluate(topology, &state, policy, &request, now)?;
+        for p in state.probe_errors.keys() {
+            if !probe_errors.contains(p) {
+                probe_errors.push(*p);
+            }
+        }
+        if !again.allowed() {
+            confirmed = " (on a consistent read just before taking the lock)";
+        }
+        verdict = again;
+    }
     let verdict = verdict;
-    let probe_errors: Vec<Probe> = state.probe_errors.keys().copied().collect();
     let outcome = |message: String, lock_held: bool| Outcome {
         message,
-        verdict: verdict.clone(),
+        verdict: Some(verdict.clone()),
         probe_errors: probe_errors.clone(),
         lock_held,
     };
@@ -292,7 +393,7 @@ async fn one_cycle(
         // the node has rebooted and is Ready.
         return Ok(outcome(
             format!(
-                "reboot required but {} by policy {}{moved}{}{}: {}",
+                "reboot required but {} by policy {}{moved}{confirmed}{}{}: {}",
                 verdict.decision,
                 policy.name,
                 if removed { " (sentinel removed)" } else { "" },

@@ -35,17 +35,27 @@ struct ProbeLabels {
     probe: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
 /// What one cycle found, for the metrics.
 #[derive(Debug)]
 pub struct CycleMetrics<'a> {
-    /// The verdict on rebooting this node (evaluated every cycle).
+    /// The verdict on rebooting this node; None when not evaluated (no
+    /// reboot pending: nothing was observed) or when the cycle failed.
     pub verdict: Option<&'a Verdict>,
     /// Probes that failed this cycle.
     pub probe_errors: Vec<Probe>,
     /// Whether the host's reboot-required file exists.
     pub reboot_required: bool,
+    /// Since when (Unix seconds: the file's modification time).
+    pub reboot_required_since: Option<f64>,
     /// Whether this sentinel holds the disruption lock after the cycle.
     pub lock_held: bool,
+    /// Since when this process has seen it hold the lock (Unix seconds).
+    pub lock_held_since: Option<f64>,
     /// Whether the gated sentinel file exists after the cycle.
     pub gated_file: bool,
     /// How long the cycle took.
@@ -66,7 +76,13 @@ pub struct Metrics {
     cycle_errors: Counter,
     last_cycle: Gauge<f64, AtomicU64>,
     reboot_required: Gauge,
+    reboot_required_since: Gauge<f64, AtomicU64>,
+    evaluated: Gauge,
+    not_evaluated: Family<ReasonLabels, Gauge>,
     lock_held: Gauge,
+    lock_held_since: Gauge<f64, AtomicU64>,
+    lock_plan: Gauge<f64, AtomicU64>,
+    period: Gauge<f64, AtomicU64>,
     gated_file: Gauge,
     /// Unix seconds of the last finished cycle (0: none yet).
     last_done: Arc<AtomicI64>,
@@ -113,7 +129,13 @@ impl Metrics {
             cycle_errors: Counter::default(),
             last_cycle: Gauge::default(),
             reboot_required: Gauge::default(),
+            reboot_required_since: Gauge::default(),
+            evaluated: Gauge::default(),
+            not_evaluated: Family::default(),
             lock_held: Gauge::default(),
+            lock_held_since: Gauge::default(),
+            lock_plan: Gauge::default(),
+            period: Gauge::default(),
             gated_file: Gauge::default(),
             last_done: Arc::new(AtomicI64::new(0)),
             started: Arc::new(Mutex::new(std::time::Instant::now())),
@@ -155,9 +177,39 @@ impl Metrics {
             m.reboot_required.clone(),
         );
         r.register(
+            "reboot_required_since_timestamp_seconds",
+            "When the host's reboot-required file appeared (its modification time, Unix time; 0: no file)",
+            m.reboot_required_since.clone(),
+        );
+        r.register(
+            "evaluated",
+            "Whether the last cycle evaluated the policy (1), or observed nothing (0)",
+            m.evaluated.clone(),
+        );
+        r.register(
+            "not_evaluated",
+            "1 when the last cycle did not evaluate, by reason (no reboot pending: no request was made)",
+            m.not_evaluated.clone(),
+        );
+        r.register(
             "lock_held",
             "Whether this sentinel holds the disruption lock",
             m.lock_held.clone(),
+        );
+        r.register(
+            "lock_held_since_timestamp_seconds",
+            "Since when this sentinel has held the disruption lock (Unix time; 0: not held)",
+            m.lock_held_since.clone(),
+        );
+        r.register(
+            "lock_plan_seconds",
+            "How long the sentinel plans to hold the lock: its TTL (--lock-ttl), which covers the reboot",
+            m.lock_plan.clone(),
+        );
+        r.register(
+            "period_seconds",
+            "The time between cycles (--period)",
+            m.period.clone(),
         );
         r.register(
             "gated_file_exists",
@@ -168,6 +220,12 @@ impl Metrics {
             registry: Arc::new(r),
             ..m
         }
+    }
+
+    /// Set the configured period and lock plan.
+    pub fn set_plan(&self, period: Duration, lock_ttl: Duration) {
+        self.period.set(period.as_secs_f64());
+        self.lock_plan.set(lock_ttl.as_secs_f64());
     }
 
     /// Set the series from one cycle.
@@ -211,6 +269,16 @@ impl Metrics {
                         .set(i64::from(s == sev));
                 }
             }
+        } else if !c.failed {
+            // Not evaluated (no reboot pending): no decision stands.
+            for d in DECISIONS {
+                self.verdict
+                    .get_or_create(&DecisionLabels {
+                        decision: d.to_string(),
+                    })
+                    .set(0);
+            }
+            self.rule.clear();
         } else {
             // No verdict this cycle (an error): never leave "allow" standing.
             for d in DECISIONS {
@@ -222,8 +290,20 @@ impl Metrics {
             }
             self.rule.clear();
         }
+        let evaluated = c.verdict.is_some();
+        self.evaluated.set(i64::from(evaluated));
+        self.not_evaluated
+            .get_or_create(&ReasonLabels {
+                reason: crate::cmd::sentinel::NOT_EVALUATED
+                    .trim_start_matches("not evaluated: ")
+                    .into(),
+            })
+            .set(i64::from(!evaluated && !c.failed));
         self.reboot_required.set(i64::from(c.reboot_required));
+        self.reboot_required_since
+            .set(c.reboot_required_since.unwrap_or(0.0));
         self.lock_held.set(i64::from(c.lock_held));
+        self.lock_held_since.set(c.lock_held_since.unwrap_or(0.0));
         self.gated_file.set(i64::from(c.gated_file));
         self.cycle_duration.set(c.duration.as_secs_f64());
         let now = jiff::Timestamp::now();
@@ -324,7 +404,9 @@ mod tests {
             verdict: None,
             probe_errors: vec![Probe::Etcd, Probe::Etcd],
             reboot_required: true,
+            reboot_required_since: Some(1_700_000_000.0),
             lock_held: false,
+            lock_held_since: None,
             gated_file: false,
             duration: Duration::from_millis(5),
             failed: true,
@@ -351,5 +433,38 @@ mod tests {
             text.contains("hacli_sentinel_cycle_errors_total 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_idle_cycle_reads_as_not_evaluated_never_as_a_decision() {
+        let m = Metrics::new();
+        m.set_plan(Duration::from_secs(60), Duration::from_secs(1800));
+        m.record(&CycleMetrics {
+            verdict: None,
+            probe_errors: Vec::new(),
+            reboot_required: false,
+            reboot_required_since: None,
+            lock_held: false,
+            lock_held_since: None,
+            gated_file: false,
+            duration: Duration::from_micros(40),
+            failed: false,
+        });
+        let text = m.encode();
+        for d in ["allow", "deny", "unknown"] {
+            let line = format!("hacli_sentinel_verdict{{decision=\"{d}\"}} 0");
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        assert!(text.contains("hacli_sentinel_evaluated 0"), "{text}");
+        assert!(
+            text.contains("hacli_sentinel_not_evaluated{reason=\"no reboot pending\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hacli_sentinel_lock_plan_seconds 1800"),
+            "{text}"
+        );
+        assert!(text.contains("hacli_sentinel_period_seconds 60"), "{text}");
+        assert_eq!(m.cycle_errors.get(), 0);
     }
 }
