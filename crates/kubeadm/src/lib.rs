@@ -87,6 +87,7 @@ pub mod lock;
 pub mod measure;
 pub mod observe;
 pub mod redact;
+pub mod snapshot;
 pub mod sync;
 pub mod traffic;
 

@@ -172,9 +172,17 @@ mod tests {
             "{}",
             f.message
         );
-        let f = run(&state(30, true), r#"{"severity":"deny","maxAge":"48h"}"#, "m1");
+        let f = run(
+            &state(30, true),
+            r#"{"severity":"deny","maxAge":"48h"}"#,
+            "m1",
+        );
         assert_eq!(f.severity, Severity::Pass, "{f:?}");
-        let f = run(&state(30, true), r#"{"severity":"deny","maxAge":"6h"}"#, "m1");
+        let f = run(
+            &state(30, true),
+            r#"{"severity":"deny","maxAge":"6h"}"#,
+            "m1",
+        );
         assert_eq!(f.severity, Severity::Deny, "{f:?}");
     }
 
