@@ -21,6 +21,7 @@ pub mod roll;
 pub mod sentinel;
 pub mod sentinel_metrics;
 pub mod simulate;
+pub mod snapshot;
 pub mod status;
 pub mod topology;
 

@@ -74,7 +74,7 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
     if let Some(e) = &backup.error {
         return out.push(unknown(ID, format!("snapshots in {place} not read: {e}")));
     }
-    let fix = format!("take one: `hacli snapshot --dir {place}`");
+    let fix = format!("take one: `hacli snapshot --snapshot-dir {place}`");
     let stale = |msg: String| Finding::new(ID, p.severity.into(), msg).fix(fix.clone());
     let newest = match &backup.newest {
         Some(s) if s.verified => s,
