@@ -205,3 +205,70 @@ fn a_verified_snapshot_is_recorded_and_the_etcd_backup_rule_reads_it() {
     let o = hacli(&lab, &etcdutl, &["snapshot", "--check", &path]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+#[test]
+fn the_kustomize_base_schedules_snapshots_on_the_masters_with_arguments_hacli_accepts() {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/deploy");
+    let out = match Command::new("kubectl").arg("kustomize").arg(&base).output() {
+        Ok(o) => o,
+        Err(e) => {
+            println!(
+                "SKIPPED: kubectl kustomize: kubectl cannot run ({e}); install kubernetes-client"
+            );
+            return;
+        }
+    };
+    assert!(out.status.success(), "{}", text(&out));
+    let rendered = String::from_utf8(out.stdout).unwrap();
+    let job = rendered
+        .split("\n---\n")
+        .map(|doc| hacore::source::parse("kustomize output", doc).unwrap())
+        .find(|d: &serde_json::Value| d["kind"] == "CronJob")
+        .expect("a CronJob is rendered");
+    let pod = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["nodeSelector"]["node-role.kubernetes.io/control-plane"],
+        ""
+    );
+    assert_eq!(
+        pod["tolerations"][0]["key"],
+        "node-role.kubernetes.io/control-plane"
+    );
+    let host_paths: Vec<&str> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["hostPath"]["path"].as_str())
+        .collect();
+    assert!(
+        host_paths.contains(&"/etc/kubernetes/pki/etcd"),
+        "{host_paths:?}"
+    );
+    assert!(
+        host_paths.contains(&"/var/backups/hacli-etcd"),
+        "{host_paths:?}"
+    );
+    let container = &pod["containers"][0];
+    assert!(
+        container["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("registry.example.invalid/hacli:")
+    );
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    // hacli parses them all and gets as far as looking for etcdutl, which
+    // only the masters carry.
+    let out = Command::new(env!("CARGO_BIN_EXE_hacli"))
+        .args(&args)
+        .env_remove("HACLI_ETCDUTL")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("/opt/hacli/etcd/etcdutl"), "{err}");
+}
