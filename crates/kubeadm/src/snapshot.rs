@@ -745,6 +745,63 @@ pub fn copy_to_dir(record: &Record, dest: &Path) -> Result<PathBuf, SnapshotErro
     Ok(target)
 }
 
+/// The script that receives one file on stdin into `$1/$2`: a temporary
+/// file in the same directory (umask 077: mode 0600), synced, renamed over,
+/// then its SHA-256 printed for the caller to compare.
+const RECEIVE: &str = r#"set -eu
+umask 077
+t="$1/.$2.partial-$$"
+trap 'rm -f "$t"' EXIT
+cat > "$t"
+sync "$t" 2>/dev/null || sync
+mv -f "$t" "$1/$2"
+trap - EXIT
+sha256sum "$1/$2" | cut -d' ' -f1"#;
+
+/// Copy a snapshot and its record into `dir` on the host `session` reaches
+/// (its host key checked by the session), each written atomically with
+/// mode 0600 and its SHA-256 compared with the local file's. Returns
+/// the host and the path of the copy.
+pub async fn copy_over_ssh(
+    session: &ssh::Session,
+    record: &Record,
+    dir: &str,
+    deadline: Duration,
+) -> Result<String, SnapshotError> {
+    let name = record
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| SnapshotError::Usage(format!("{}: no file name", record.path.display())))?
+        .to_string();
+    let host = session.target().describe();
+    let remote = format!("{}/{name}", dir.trim_end_matches('/'));
+    let copy = Record {
+        path: PathBuf::from(&remote),
+        copies: Vec::new(),
+        ..record.clone()
+    };
+    let sidecar = serde_json::to_vec_pretty(&copy)
+        .map_err(|e| SnapshotError::Usage(format!("encoding the record: {e}")))?;
+    let bytes = fs::read(&record.path).map_err(|e| io(&record.path, "reading", e))?;
+    for (file, body) in [(name.clone(), bytes), (format!("{name}{SIDECAR}"), sidecar)] {
+        let want = ring::digest::digest(&ring::digest::SHA256, &body);
+        let want: String = want.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let cmd = ssh::Cmd::shell(RECEIVE).arg(dir).arg(&file).stdin(body);
+        let out = session
+            .run_checked(&cmd, deadline)
+            .await
+            .map_err(|e| SnapshotError::Unreachable(format!("copying {file} to {host}: {e}")))?;
+        let got = out.stdout_str().trim().to_string();
+        if got != want {
+            return Err(SnapshotError::Unreachable(format!(
+                "copying {file} to {host}:{dir}: the copy's SHA-256 is {got:?}, not {want}"
+            )));
+        }
+    }
+    Ok(format!("{host} {remote}"))
+}
+
 /// The newest verified snapshot in `dir`, as the observed state holds it;
 /// a directory that cannot be read gives its error (unknown), never "none".
 pub fn newest_verified(dir: &Path) -> hacore::state::EtcdBackup {

@@ -277,3 +277,73 @@ fn retention_removes_only_our_old_snapshots() {
     let missing = snapshot::newest_verified(&dir.path().join("nowhere"));
     assert!(missing.error.is_some() && missing.newest.is_none());
 }
+
+#[tokio::test]
+async fn a_copy_over_ssh_lands_whole_and_private_on_a_host_whose_key_is_known() {
+    use testlab::sshd::{Sshd, SshdSpec, client_key, loopback_addr, sshd_binary};
+    let test = "a_copy_over_ssh_lands_whole_and_private_on_a_host_whose_key_is_known";
+    if sshd_binary().is_none() {
+        println!("SKIPPED: {test}: /usr/sbin/sshd is missing (install openssh-server)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = client_key(&dir.path().join("client"), "ed25519", None).unwrap();
+    let spec = SshdSpec::new(
+        loopback_addr().unwrap(),
+        dir.path().join("sshd"),
+        vec![public],
+    );
+    let sshd = Sshd::start(&spec, Duration::from_secs(10)).unwrap();
+    let cfg = |known_hosts: &Path| {
+        ssh::Config::new("backup-host", sshd.addr().ip().to_string(), "root")
+            .port(sshd.addr().port())
+            .keys([key.clone()])
+            .agent(false)
+            .known_hosts(known_hosts)
+            .connect_timeout(Duration::from_secs(10))
+    };
+    // A snapshot of ours (its contents do not matter to the copy).
+    let local = dir.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let r = fake(&local, 1, jiff::Timestamp::now());
+    std::fs::write(&r.path, vec![7u8; 4096 + 32]).unwrap();
+    let remote = dir.path().join("remote");
+    std::fs::create_dir(&remote).unwrap();
+
+    // An unknown host key: refused, nothing copied.
+    let empty = dir.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    assert!(ssh::Session::connect(&cfg(&empty)).await.is_err());
+    assert_eq!(std::fs::read_dir(&remote).unwrap().count(), 0);
+
+    let known = dir.path().join("known_hosts");
+    std::fs::write(&known, format!("{}\n", sshd.known_hosts_line())).unwrap();
+    let session = ssh::Session::connect(&cfg(&known)).await.unwrap();
+    let at = snapshot::copy_over_ssh(
+        &session,
+        &r,
+        remote.to_str().unwrap(),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    session.close().await;
+    let copied = remote.join(r.path.file_name().unwrap());
+    assert!(
+        at.contains("backup-host") && at.contains(copied.to_str().unwrap()),
+        "{at}"
+    );
+    assert_eq!(
+        std::fs::read(&copied).unwrap(),
+        std::fs::read(&r.path).unwrap()
+    );
+    let mode = std::fs::metadata(&copied).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // The copy's record names the copy: retention there sees it as ours.
+    let there = snapshot::ours(&remote).unwrap();
+    assert_eq!(there.len(), 1);
+    assert_eq!(there[0].path, copied);
+    assert_eq!(there[0].revision, r.revision);
+    // No partial file is left.
+    assert_eq!(std::fs::read_dir(&remote).unwrap().count(), 2);
+}
