@@ -669,6 +669,30 @@ pub async fn verify_restore(
     }
 }
 
+/// [`verify_restore`] a snapshot just taken and keep the outcome in its
+/// record: a restore that etcdutl refuses marks it unverified (so it never
+/// counts as a backup), and the error is returned.
+pub async fn verify_restore_record(
+    tools: &Tools,
+    record: &mut Record,
+    key: Option<&str>,
+    deadline: Duration,
+) -> Result<(), SnapshotError> {
+    match verify_restore(tools, &record.path, key, deadline).await {
+        Ok(r) => {
+            record.restore = Some(r);
+            write_record(record)
+        }
+        Err(e) => {
+            if matches!(e, SnapshotError::Integrity { .. }) {
+                record.verified = false;
+                write_record(record)?;
+            }
+            Err(e)
+        }
+    }
+}
+
 /// Our snapshots in `dir`, newest first: files with our name and a sidecar
 /// marked [`MARK`] that names them. Anything else is left alone.
 pub fn ours(dir: &Path) -> Result<Vec<Record>, SnapshotError> {
@@ -693,7 +717,7 @@ pub fn ours(dir: &Path) -> Result<Vec<Record>, SnapshotError> {
         }
         found.push(Record { path, ..record });
     }
-    found.sort_by(|a, b| b.taken_at.cmp(&a.taken_at));
+    found.sort_by_key(|r| std::cmp::Reverse(r.taken_at));
     Ok(found)
 }
 
@@ -802,6 +826,68 @@ pub async fn copy_over_ssh(
     Ok(format!("{host} {remote}"))
 }
 
+/// Where `--copy-over-ssh` copies: `USER@HOST[:PORT]:/DIR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshDest {
+    /// Login user.
+    pub user: String,
+    /// Host name or address.
+    pub host: String,
+    /// Port (22 by default).
+    pub port: u16,
+    /// Absolute directory there.
+    pub dir: String,
+}
+
+impl std::str::FromStr for SshDest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SshDest, String> {
+        let bad = || format!("`{s}`: expected USER@HOST[:PORT]:/DIR");
+        let (user, rest) = s.split_once('@').ok_or_else(bad)?;
+        let at = rest.find(":/").ok_or_else(bad)?;
+        let (hostport, dir) = (&rest[..at], &rest[at + 1..]);
+        let (host, port) = match hostport.split_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| bad())?),
+            None => (hostport, 22),
+        };
+        ssh::validate_user(user).map_err(|e| format!("`{s}`: {e}"))?;
+        ssh::validate_host(host).map_err(|e| format!("`{s}`: {e}"))?;
+        Ok(SshDest {
+            user: user.into(),
+            host: host.into(),
+            port,
+            dir: dir.into(),
+        })
+    }
+}
+
+/// Connect to `dest` (strict host-key checking against `known_hosts`, else
+/// `~/.ssh/known_hosts`; `key`, else OpenSSH's default keys and the agent)
+/// and [`copy_over_ssh`] there.
+pub async fn copy_to_ssh_dest(
+    dest: &SshDest,
+    key: Option<&Path>,
+    known_hosts: Option<&Path>,
+    record: &Record,
+    deadline: Duration,
+) -> Result<String, SnapshotError> {
+    let mut cfg = ssh::Config::new(dest.host.clone(), dest.host.clone(), dest.user.clone())
+        .port(dest.port)
+        .connect_timeout(deadline.min(Duration::from_secs(10)));
+    if let Some(k) = key {
+        cfg = cfg.key(k);
+    }
+    if let Some(k) = known_hosts {
+        cfg = cfg.known_hosts(k);
+    }
+    let session = ssh::Session::connect(&cfg)
+        .await
+        .map_err(|e| SnapshotError::Unreachable(format!("copying to {}: {e}", dest.host)))?;
+    let copied = copy_over_ssh(&session, record, &dest.dir, deadline).await;
+    session.close().await;
+    copied
+}
+
 /// The newest verified snapshot in `dir`, as the observed state holds it;
 /// a directory that cannot be read gives its error (unknown), never "none".
 pub fn newest_verified(dir: &Path) -> hacore::state::EtcdBackup {
@@ -831,6 +917,27 @@ pub fn newest_verified(dir: &Path) -> hacore::state::EtcdBackup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ssh_destination_is_user_host_port_and_an_absolute_dir() {
+        let d: SshDest = "backup@nas.lan:2222:/srv/etcd".parse().unwrap();
+        assert_eq!(
+            (d.user.as_str(), d.host.as_str(), d.port),
+            ("backup", "nas.lan", 2222)
+        );
+        assert_eq!(d.dir, "/srv/etcd");
+        let d: SshDest = "root@10.0.0.5:/var/backups".parse().unwrap();
+        assert_eq!((d.port, d.dir.as_str()), (22, "/var/backups"));
+        for bad in [
+            "nas:/srv",
+            "root@nas:srv",
+            "root@nas:x:/srv",
+            "-oProxyCommand=x@nas:/d",
+        ] {
+            let e = bad.parse::<SshDest>().unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
 
     #[test]
     fn only_our_file_names_are_ours() {

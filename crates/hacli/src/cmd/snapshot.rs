@@ -28,6 +28,15 @@ pub struct Args {
     /// Also copy the snapshot and its record into this directory (repeatable).
     #[arg(long, value_name = "DIR")]
     pub copy_to: Vec<PathBuf>,
+    /// Also copy them over SSH to USER@HOST[:PORT]:/DIR (host key checked; repeatable).
+    #[arg(long, value_name = "USER@HOST:/DIR")]
+    pub copy_over_ssh: Vec<snapshot::SshDest>,
+    /// SSH private key for --copy-over-ssh; OpenSSH's defaults and the agent otherwise.
+    #[arg(long)]
+    pub ssh_key: Option<PathBuf>,
+    /// known_hosts for --copy-over-ssh (~/.ssh/known_hosts by default).
+    #[arg(long)]
+    pub known_hosts: Option<PathBuf>,
     /// Restore it into a scratch directory, serve it with a throwaway etcd on 127.0.0.1 and read a key back.
     #[arg(long)]
     pub verify_restore: bool,
@@ -99,23 +108,16 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                 "path": file, "revision": status.revision, "hash": status.hash,
                 "keys": status.keys, "size": status.size, "verified": true, "restore": restore,
             }))?,
-            Output::Text => {
-                outln!(
-                    "{}: verified: revision {}, hash {:#010x}, {} keys, {} bytes",
-                    file.display(),
-                    status.revision,
-                    status.hash,
-                    status.keys,
-                    status.size
-                );
-                if let Some(r) = restore {
-                    outln!(
-                        "  restore verified: read {} at revision {}",
-                        r.key,
-                        r.revision
-                    );
-                }
-            }
+            Output::Text => outln!(
+                "{}: verified: revision {}, hash {:#010x}, {} keys{}",
+                file.display(),
+                status.revision,
+                status.hash,
+                status.keys,
+                restore
+                    .map(|r| format!("; restore read {}", r.key))
+                    .unwrap_or_default()
+            ),
         }
         return Ok(Exit::Ok);
     }
@@ -134,45 +136,34 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         dir: dir.clone(),
         deadline: a.timeout,
     };
-    let taken = rt.block_on(async {
+    let done = rt.block_on(async {
         let chosen = snapshot::choose_member(&reach).await?;
         if chosen.leader {
             eprintln!(
-                "note: taking it from the leader {}: no other member is healthy",
+                "note: taken from the leader {}: no other member is healthy",
                 chosen.name
             );
         }
         let mut record = snapshot::take(&reach, &chosen, &tools, &opts).await?;
         if a.verify_restore {
             let key = a.verify_key.as_deref();
-            match snapshot::verify_restore(&tools, &record.path, key, a.timeout).await {
-                Ok(r) => record.restore = Some(r),
-                Err(e) => {
-                    if matches!(e, SnapshotError::Integrity { .. }) {
-                        record.verified = false;
-                    }
-                    snapshot::write_record(&record)?;
-                    return Err(e);
-                }
-            }
+            snapshot::verify_restore_record(&tools, &mut record, key, a.timeout).await?;
         }
-        Ok::<_, SnapshotError>(record)
+        for dest in &a.copy_to {
+            let p = snapshot::copy_to_dir(&record, dest)?;
+            record.copies.push(p.display().to_string());
+        }
+        for dest in &a.copy_over_ssh {
+            let (key, kh) = (a.ssh_key.as_deref(), a.known_hosts.as_deref());
+            let at = snapshot::copy_to_ssh_dest(dest, key, kh, &record, a.timeout).await?;
+            record.copies.push(at);
+        }
+        snapshot::write_record(&record)?;
+        let removed = snapshot::retain(&dir, a.keep, a.max_age, jiff::Timestamp::now())?;
+        Ok::<_, SnapshotError>((record, removed))
     });
-    let mut record = match taken {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    for dest in &a.copy_to {
-        match snapshot::copy_to_dir(&record, dest) {
-            Ok(p) => record.copies.push(p.display().to_string()),
-            Err(e) => return fail(e),
-        }
-    }
-    if let Err(e) = snapshot::write_record(&record) {
-        return fail(e);
-    }
-    let removed = match snapshot::retain(&dir, a.keep, a.max_age, jiff::Timestamp::now()) {
-        Ok(r) => r,
+    let (record, removed) = match done {
+        Ok(d) => d,
         Err(e) => return fail(e),
     };
     match a.output {
