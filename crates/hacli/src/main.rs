@@ -96,6 +96,11 @@ enum Command {
     /// Replace a master: the new one joins first, then the old one is
     /// removed. Exit 0 done, 1 refused or stopped.
     ReplaceMaster(cmd::master::ReplaceArgs),
+    /// An etcd snapshot from a healthy follower into --snapshot-dir: written
+    /// atomically (0600), integrity-checked, kept under a retention, copied,
+    /// optionally restored into a throwaway etcd. Exit 0 done, 1 refused
+    /// (integrity check failed), 2 bad input, 3 no member or tool answered.
+    Snapshot(Box<cmd::snapshot::Args>),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions(cmd::completions::Args),
     /// Print the manual page (roff), e.g. `hacli man | man -l -`.
@@ -164,6 +169,7 @@ fn main() -> ExitCode {
         Command::Roll(a) => cmd::roll::run(a),
         Command::RemoveMaster(a) => cmd::master::run_remove(a),
         Command::ReplaceMaster(a) => cmd::master::run_replace(a),
+        Command::Snapshot(a) => cmd::snapshot::run(*a),
         Command::Completions(a) => cmd::completions::run(a),
         Command::Man(a) => cmd::completions::man(a),
     };

@@ -112,6 +112,7 @@ rule_set! {
     etcd_leader: NoParams => etcd_leader,
     etcd_learner: rules::etcd_learner::Params => etcd_learner,
     etcd_alarms: NoParams => etcd_alarms,
+    etcd_backup: rules::etcd_backup::Params => etcd_backup,
     control_plane_ready: rules::control_plane_ready::Params => control_plane_ready,
     apiserver_ready: rules::apiserver_ready::Params => apiserver_ready,
     load_balancer: rules::load_balancer::Params => load_balancer,

@@ -67,6 +67,40 @@ pub struct ClusterState {
     /// that a VIP or a new node's address is free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addresses_in_use: Option<Vec<std::net::IpAddr>>,
+    /// etcd snapshots (`hacli snapshot`): where they were looked for and the
+    /// newest verified one. Absent: not observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_backup: Option<EtcdBackup>,
+}
+
+/// The etcd snapshots as observed in a snapshot directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EtcdBackup {
+    /// Where the snapshots were looked for (a directory).
+    pub place: String,
+    /// Why the place could not be read: the newest snapshot is then unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The newest snapshot there whose integrity was verified; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<SnapshotSeen>,
+}
+
+/// One verified etcd snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotSeen {
+    /// The snapshot file.
+    pub path: String,
+    /// When it was taken.
+    pub taken_at: Timestamp,
+    /// The etcd revision it holds.
+    #[serde(deserialize_with = "strict::num")]
+    pub revision: u64,
+    /// Whether its integrity check passed (only verified snapshots count).
+    #[serde(deserialize_with = "strict::bool")]
+    pub verified: bool,
 }
 
 /// A hypervisor host as observed.
@@ -510,6 +544,7 @@ impl ClusterState {
             lock: None,
             hypervisors: None,
             addresses_in_use: None,
+            etcd_backup: None,
         }
     }
 

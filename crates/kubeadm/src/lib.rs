@@ -88,6 +88,7 @@ pub mod measure;
 pub mod observe;
 pub mod redact;
 pub mod silence;
+pub mod snapshot;
 pub mod sync;
 pub mod traffic;
 

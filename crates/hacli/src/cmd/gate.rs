@@ -82,7 +82,8 @@ pub fn decide(a: &Args) -> anyhow::Result<Verdict> {
     let (verdict, probes) = rt.block_on(async {
         let observer = Observer::new(topology.clone(), config).await?;
         mark("setup", &mut phases);
-        let (state, probes) = observer.observe_timed().await;
+        let (mut state, probes) = observer.observe_timed().await;
+        a.live.observe_backup(&mut state);
         mark("observe", &mut phases);
         // A cluster that is not the topology's (the kubeconfig or the etcd
         // endpoints reach another one) is bad input, not a verdict.

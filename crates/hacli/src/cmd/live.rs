@@ -79,6 +79,9 @@ pub struct LiveArgs {
     /// HAProxy runtime API of the load balancer, unix:/path or tcp:ADDR:PORT; the topology's `loadBalancer.runtimeApi` by default.
     #[arg(long, env = "HACLI_LB_RUNTIME_API", value_parser = parse_runtime_api)]
     pub lb_runtime_api: Option<RuntimeApi>,
+    /// Directory of `hacli snapshot`'s etcd snapshots: where `snapshot` writes them, and where `gate`/`observe` read the newest verified one (for the `etcd-backup` rule).
+    #[arg(long, env = "HACLI_SNAPSHOT_DIR")]
+    pub snapshot_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for LiveArgs {
@@ -127,6 +130,14 @@ impl LiveArgs {
             reboot_required: None,
             lb_runtime_api: self.lb_runtime_api.clone(),
         })
+    }
+
+    /// Add the newest verified etcd snapshot in `--snapshot-dir` to `state`
+    /// (a local read of the records `hacli snapshot` writes).
+    pub fn observe_backup(&self, state: &mut hacore::ClusterState) {
+        if let Some(dir) = &self.snapshot_dir {
+            state.etcd_backup = Some(kubeadm::snapshot::newest_verified(dir));
+        }
     }
 
     /// Load the topology, printing its warnings.

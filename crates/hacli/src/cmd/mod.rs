@@ -22,6 +22,7 @@ pub mod sentinel;
 pub mod sentinel_metrics;
 pub mod silence;
 pub mod simulate;
+pub mod snapshot;
 pub mod status;
 pub mod topology;
 

@@ -33,10 +33,11 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<Exit> {
     let topology = a.live.topology()?;
     let config = a.live.config(None)?;
-    let state = runtime()?.block_on(async {
+    let mut state = runtime()?.block_on(async {
         let observer = Observer::new(topology.clone(), config).await?;
         anyhow::Ok(observer.observe().await)
     })?;
+    a.live.observe_backup(&mut state);
     if a.status {
         let status = hacore::status::status(&topology, &state, jiff::Timestamp::now());
         match a.output {

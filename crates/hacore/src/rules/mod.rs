@@ -20,6 +20,7 @@ pub mod apiserver_ready;
 pub mod control_plane_ready;
 pub mod daemonsets;
 pub mod etcd_alarms;
+pub mod etcd_backup;
 pub mod etcd_leader;
 pub mod etcd_learner;
 pub mod etcd_odd_size;
