@@ -509,7 +509,12 @@ pub fn addresses(ip_o_addr: &str) -> Vec<Vip> {
                 interface: iface.to_string(),
                 subnet: addr.to_string(),
                 subnet_bits: bits.to_string(),
-                descr: if w.contains(&vip_label(iface).as_str()) {
+                // `ip -o` ends a line's first part with a backslash,
+                // straight after the label.
+                descr: if w
+                    .iter()
+                    .any(|t| t.trim_end_matches('\\') == vip_label(iface))
+                {
                     format!("label {} ({})", vip_label(iface), super::model::OURS)
                 } else {
                     String::new()
