@@ -219,7 +219,10 @@ fn a_planned_vm_id_that_belongs_to_another_vm_is_refused_before_the_first_step()
     );
     std::fs::write(&plan, &out.stdout).unwrap();
     let plan_text = String::from_utf8_lossy(&out.stdout);
-    assert!(plan_text.contains("\"op\": \"delete-vm\""), "the clone's rollback deletes by id");
+    assert!(
+        plan_text.contains("\"op\": \"delete-vm\""),
+        "the clone's rollback deletes by id"
+    );
 
     let before = lab.vm(211).unwrap();
     assert_eq!(before["status"], "running");

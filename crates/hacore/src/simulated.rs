@@ -529,10 +529,7 @@ impl Hypervisor for SimulatedCluster {
                 {
                     return Err(BackendError::Failed {
                         what: "delete".into(),
-                        message: format!(
-                            "VM {vmid} is {}, not {name}: not deleting it",
-                            vm.name
-                        ),
+                        message: format!("VM {vmid} is {}, not {name}: not deleting it", vm.name),
                     });
                 }
                 if let Some(vm) = self.vms.remove(vmid) {

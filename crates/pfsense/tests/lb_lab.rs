@@ -397,7 +397,9 @@ fn plain_haproxy_over_ssh() {
     // added by hand does not, and is never deleted by hacli.
     let addrs = lab.lb_host.exec_ok(&["ip", "-o", "addr", "show"]).unwrap();
     assert!(
-        addrs.lines().any(|l| l.contains(&format!(" {}/", lab.vip)) && l.contains(":hacli")),
+        addrs
+            .lines()
+            .any(|l| l.contains(&format!(" {}/", lab.vip)) && l.contains(":hacli")),
         "{addrs}"
     );
     let by_hand: IpAddr = match lab.vip {
@@ -415,7 +417,12 @@ fn plain_haproxy_over_ssh() {
         e.contains(&format!("virtual IP {by_hand}/32 on eth0 (no description) was not created by hacli: not deleting it")),
         "{e}"
     );
-    assert!(lab.lb_host.exec_ok(&["ip", "-o", "addr", "show"]).unwrap().contains(&format!(" {by_hand}/32")));
+    assert!(
+        lab.lb_host
+            .exec_ok(&["ip", "-o", "addr", "show"])
+            .unwrap()
+            .contains(&format!(" {by_hand}/32"))
+    );
     lab.lb_host
         .exec_ok(&["ip", "addr", "del", &format!("{by_hand}/32"), "dev", "eth0"])
         .unwrap();

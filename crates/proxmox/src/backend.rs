@@ -172,7 +172,14 @@ impl ProxmoxHypervisor {
         let cfg = client.vm_config(host, *vmid).await?;
         // Done only once it carries the mark: a VM that is not ours is never
         // taken for our clone, and a cut clone gets its mark on resume.
-        if judge(owner, &Found::from_config(*vmid, &st.status, &cfg), name, false).is_err() {
+        if judge(
+            owner,
+            &Found::from_config(*vmid, &st.status, &cfg),
+            name,
+            false,
+        )
+        .is_err()
+        {
             return Ok(false);
         }
         let cores = cfg.get("cores").and_then(Value::as_u64).unwrap_or(1)
@@ -230,8 +237,13 @@ impl ProxmoxHypervisor {
         match Self::find(client, host, *vmid).await? {
             Some(st) if st.name.as_deref() == Some(name.as_str()) => {
                 let cfg = client.vm_config(host, *vmid).await?;
-                judge(owner, &Found::from_config(*vmid, &st.status, &cfg), name, true)
-                    .map_err(|m| Error::NotOurs(format!("{m}: not taking it for {name}")))?;
+                judge(
+                    owner,
+                    &Found::from_config(*vmid, &st.status, &cfg),
+                    name,
+                    true,
+                )
+                .map_err(|m| Error::NotOurs(format!("{m}: not taking it for {name}")))?;
             }
             Some(st) => {
                 return Err(Error::NotOurs(format!(
@@ -260,7 +272,8 @@ impl ProxmoxHypervisor {
         client.wait_unlocked(host, *vmid, deadline).await?;
 
         // The mark goes in with the size and address, in one call.
-        let template_tags = crate::client::split_tags(client.vm_config(host, *vmid).await?.get("tags"));
+        let template_tags =
+            crate::client::split_tags(client.vm_config(host, *vmid).await?.get("tags"));
         let mut params: Params = vec![
             ("tags".into(), tags_with_mark(&template_tags)),
             ("description".into(), owner.description(name, *vmid)),

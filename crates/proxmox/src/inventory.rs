@@ -369,8 +369,12 @@ pub async fn plan_refusals(
                     continue;
                 };
                 let cfg = client.vm_config(&h.node, *vmid).await?;
-                if let Err(m) = judge(owner, &Found::from_config(*vmid, &v.status, &cfg), name, true)
-                {
+                if let Err(m) = judge(
+                    owner,
+                    &Found::from_config(*vmid, &v.status, &cfg),
+                    name,
+                    true,
+                ) {
                     reasons.push(format!(
                         "step {} would delete VM {vmid}: {m} (on {}): hacli deletes only VMs it created; remove `vmid` from {name} in the topology to keep the VM, or delete it yourself",
                         step.id, h.node

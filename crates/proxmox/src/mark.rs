@@ -95,7 +95,10 @@ impl Found {
     pub fn from_config(vmid: u32, status: &str, config: &Map<String, Value>) -> Found {
         Found {
             vmid,
-            name: config.get("name").and_then(Value::as_str).map(str::to_string),
+            name: config
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             status: status.to_string(),
             tags: crate::client::split_tags(config.get("tags")),
             description: config
@@ -134,7 +137,12 @@ impl Found {
 /// hacli`); the caller adds what it will not do. `allow_interrupted`: a VM
 /// of [`Owner::interrupted_clones`] with the planned name counts as ours
 /// without the mark (its clone was cut before the mark was written).
-pub fn judge(owner: &Owner, found: &Found, name: &str, allow_interrupted: bool) -> Result<(), String> {
+pub fn judge(
+    owner: &Owner,
+    found: &Found,
+    name: &str,
+    allow_interrupted: bool,
+) -> Result<(), String> {
     let what = found.what();
     if name.is_empty() {
         return Err(format!(
@@ -148,9 +156,9 @@ pub fn judge(owner: &Owner, found: &Found, name: &str, allow_interrupted: bool) 
             return Ok(());
         }
         return Err(match found.field(VMID) {
-            Some(other) if found.tags.iter().any(|t| t.eq_ignore_ascii_case(TAG)) => format!(
-                "{what}, a copy of VM {other} that hacli created, not created by hacli"
-            ),
+            Some(other) if found.tags.iter().any(|t| t.eq_ignore_ascii_case(TAG)) => {
+                format!("{what}, a copy of VM {other} that hacli created, not created by hacli")
+            }
             _ => format!("{what}, not created by hacli"),
         });
     }
@@ -239,7 +247,10 @@ mod tests {
     fn a_marked_vm_is_ours_only_under_its_own_id_name_and_cluster() {
         let o = owner();
         let desc = o.description("k8s-master-2", 205);
-        assert!(desc.contains("hacli-journal: /var/lib/hacli/run.jsonl"), "{desc}");
+        assert!(
+            desc.contains("hacli-journal: /var/lib/hacli/run.jsonl"),
+            "{desc}"
+        );
         let f = found("k8s-master-2", &["debian", "hacli"], Some(&desc));
         assert_eq!(judge(&o, &f, "k8s-master-2", false), Ok(()));
         // Proxmox gives the description back with a newline after each line.
@@ -275,7 +286,11 @@ mod tests {
                 .contains("created by hacli for cluster home, not lab")
         );
         // A plan that names no VM.
-        assert!(judge(&o, &f, "", false).unwrap_err().contains("by id alone"));
+        assert!(
+            judge(&o, &f, "", false)
+                .unwrap_err()
+                .contains("by id alone")
+        );
     }
 
     #[test]

@@ -434,7 +434,10 @@ fn a_delete_of_a_vm_hacli_did_not_create_is_refused_and_the_vm_stays() {
     // worker: its clone is refused, and then its rollback.
     let clone = clone_op(201, "k8s-master-2");
     let err = hv.apply(&clone).unwrap_err().to_string();
-    assert!(err.contains("VM 201 already exists as k8s-node1 (running)"), "{err}");
+    assert!(
+        err.contains("VM 201 already exists as k8s-node1 (running)"),
+        "{err}"
+    );
     for name in ["k8s-master-2", "k8s-node1"] {
         let delete = HvOp::DeleteVm {
             host: "pve".into(),
@@ -466,7 +469,11 @@ fn a_delete_of_a_vm_hacli_did_not_create_is_refused_and_the_vm_stays() {
         "{err}"
     );
     assert_eq!(lab.count("POST", "/status/stop"), 0, "nothing was stopped");
-    assert_eq!(lab.count("DELETE", "/qemu/{vmid}"), 0, "nothing was deleted");
+    assert_eq!(
+        lab.count("DELETE", "/qemu/{vmid}"),
+        0,
+        "nothing was deleted"
+    );
     assert_eq!(lab.vm(201).unwrap(), before, "k8s-node1 is unchanged");
     assert!(lab.vm(205).is_some());
 
@@ -487,7 +494,12 @@ fn a_delete_of_a_vm_hacli_did_not_create_is_refused_and_the_vm_stays() {
     // Read back through the API as Proxmox gives it (a newline per line),
     // and in the cluster's VM list.
     let cfg = rt.block_on(c.vm_config("pve", 206)).unwrap();
-    assert!(cfg["description"].as_str().unwrap().ends_with("migrate.jsonl\n"));
+    assert!(
+        cfg["description"]
+            .as_str()
+            .unwrap()
+            .ends_with("migrate.jsonl\n")
+    );
     let listed = rt.block_on(c.cluster_vms()).unwrap();
     assert_eq!(
         listed.iter().find(|v| v.vmid == 206).unwrap().tags,

@@ -412,25 +412,25 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                         .collect(),
                 })
             } else {
-            let mut hv = live_hypervisor(&plan, &a.proxmox, owner)?;
-            let mut lb = live_lb(&plan, a.accept_new_host_key)?;
-            say(format!("load balancer: {}", lb.describe()));
-            let mut cp = kubeadm::control_plane::KubeadmControlPlane::from_topology(
-                &plan.to,
-                &a.cluster.control_plane(a.accept_new_host_key),
-            )
-            .context("the control plane (kubeconfig, etcd certificates, ssh:)")?;
-            let mut ob = kubeadm::LiveObserver::new(a.cluster.observer())
-                .context("starting the observer's runtime")?;
-            let clock = kubeadm::SystemClock;
-            let mut b = hacore::backend::Backends {
-                hypervisor: &mut *hv,
-                load_balancer: &mut lb,
-                control_plane: &mut cp,
-                observer: &mut ob,
-                clock: &clock,
-            };
-            exec::run(&plan, &mut b, &mut journal, &opts, &mut on_event)
+                let mut hv = live_hypervisor(&plan, &a.proxmox, owner)?;
+                let mut lb = live_lb(&plan, a.accept_new_host_key)?;
+                say(format!("load balancer: {}", lb.describe()));
+                let mut cp = kubeadm::control_plane::KubeadmControlPlane::from_topology(
+                    &plan.to,
+                    &a.cluster.control_plane(a.accept_new_host_key),
+                )
+                .context("the control plane (kubeconfig, etcd certificates, ssh:)")?;
+                let mut ob = kubeadm::LiveObserver::new(a.cluster.observer())
+                    .context("starting the observer's runtime")?;
+                let clock = kubeadm::SystemClock;
+                let mut b = hacore::backend::Backends {
+                    hypervisor: &mut *hv,
+                    load_balancer: &mut lb,
+                    control_plane: &mut cp,
+                    observer: &mut ob,
+                    clock: &clock,
+                };
+                exec::run(&plan, &mut b, &mut journal, &opts, &mut on_event)
             }
         }
     };

@@ -794,7 +794,10 @@ mod ownership_tests {
             }))
             .unwrap()
         };
-        assert_eq!(made_by_hacli(&cm(json!({"app.kubernetes.io/managed-by": "hacli"}))), Ok(()));
+        assert_eq!(
+            made_by_hacli(&cm(json!({"app.kubernetes.io/managed-by": "hacli"}))),
+            Ok(())
+        );
         assert_eq!(
             made_by_hacli(&cm(json!({}))).unwrap_err(),
             "ConfigMap kube-system/hacli-kubeadm-config-backup was not made by hacli (app.kubernetes.io/managed-by: unset): not restoring from it"

@@ -403,9 +403,13 @@ pub async fn remove_member(
         .node(node)
         .map(|n| n.address.to_string());
     let on_addr = addr.is_some()
-        && m.peer_urls
-            .iter()
-            .all(|u| hacore::state::url_host(u).map(|h| h.parse::<std::net::IpAddr>().map(|a| a.to_string()).unwrap_or_else(|_| h.to_string())) == addr);
+        && m.peer_urls.iter().all(|u| {
+            hacore::state::url_host(u).map(|h| {
+                h.parse::<std::net::IpAddr>()
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|_| h.to_string())
+            }) == addr
+        });
     if !(on_addr && !m.peer_urls.is_empty() && (m.name == node || m.name.is_empty())) {
         return Err(refuse(format!(
             "etcd member {:x} is named `{}` with peer URLs [{}], not {node} at {}: not removing it",

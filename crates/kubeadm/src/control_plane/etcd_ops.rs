@@ -160,7 +160,8 @@ impl KubeadmControlPlane {
     pub async fn remove_member_of(&self, node: &str) -> Result<(), CpError> {
         let members = self.members().await?;
         let addr = self.topology.node(node).map(|n| n.address.to_string());
-        let Some(m) = member_to_remove(&members, node, addr.as_deref()).map_err(CpError::Refused)?
+        let Some(m) =
+            member_to_remove(&members, node, addr.as_deref()).map_err(CpError::Refused)?
         else {
             return Ok(());
         };
@@ -330,8 +331,13 @@ pub fn member_to_remove<'a>(
     node: &str,
     addr: Option<&str>,
 ) -> Result<Option<&'a Member>, String> {
-    let on_addr =
-        |m: &Member| addr.is_some_and(|a| m.peer_urls.iter().any(|u| url_host(u).as_deref() == Some(a)));
+    let on_addr = |m: &Member| {
+        addr.is_some_and(|a| {
+            m.peer_urls
+                .iter()
+                .any(|u| url_host(u).as_deref() == Some(a))
+        })
+    };
     let candidates: Vec<&Member> = members
         .iter()
         .filter(|m| m.name == node || on_addr(m))
@@ -373,15 +379,23 @@ mod tests {
         let m3 = member(0xa3, "k8s-master-3", "https://198.18.20.106:2380");
         let members = vec![m2.clone(), m3.clone()];
         let addr = Some("198.18.20.105");
-        assert_eq!(member_to_remove(&members, "k8s-master-2", addr), Ok(Some(&m2)));
+        assert_eq!(
+            member_to_remove(&members, "k8s-master-2", addr),
+            Ok(Some(&m2))
+        );
         // A member not started yet has no name: its peer URL names it.
         let fresh = vec![member(0xb1, "", "https://198.18.20.105:2380"), m3.clone()];
         assert_eq!(
-            member_to_remove(&fresh, "k8s-master-2", addr).unwrap().map(|m| m.id),
+            member_to_remove(&fresh, "k8s-master-2", addr)
+                .unwrap()
+                .map(|m| m.id),
             Some(0xb1)
         );
         // None listed: nothing to do.
-        assert_eq!(member_to_remove(&[m3.clone()], "k8s-master-2", addr), Ok(None));
+        assert_eq!(
+            member_to_remove(std::slice::from_ref(&m3), "k8s-master-2", addr),
+            Ok(None)
+        );
         // The name with another address: another machine's member.
         let moved = vec![member(0xc1, "k8s-master-2", "https://198.18.20.150:2380")];
         let e = member_to_remove(&moved, "k8s-master-2", addr).unwrap_err();
@@ -391,7 +405,11 @@ mod tests {
         );
         // The address under another name: refused too.
         let other = vec![member(0xd1, "k8s-master-9", "https://198.18.20.105:2380")];
-        assert!(member_to_remove(&other, "k8s-master-2", addr).unwrap_err().contains("named `k8s-master-9`"));
+        assert!(
+            member_to_remove(&other, "k8s-master-2", addr)
+                .unwrap_err()
+                .contains("named `k8s-master-9`")
+        );
         // A node the topology does not place: nothing matches its address.
         assert!(member_to_remove(&members, "k8s-master-2", None).is_err());
     }

@@ -547,7 +547,11 @@ pub fn edit_for(op: &LbOp, cfg: &LbConfig, hc: &HealthCheck) -> Result<Option<Ed
                     "virtual IP {address}/{} on {} ({}) was not created by hacli: not deleting it",
                     v.subnet_bits,
                     v.interface,
-                    if v.descr.is_empty() { "no description" } else { v.descr.as_str() }
+                    if v.descr.is_empty() {
+                        "no description"
+                    } else {
+                        v.descr.as_str()
+                    }
                 )));
             }
             Edit::DeleteVip {
@@ -579,7 +583,11 @@ pub fn edit_for(op: &LbOp, cfg: &LbConfig, hc: &HealthCheck) -> Result<Option<Ed
                 return Err(Refused(format!(
                     "the DNS host override {name} -> {} ({}) was not created by hacli: not deleting it",
                     o.ip,
-                    if o.descr.is_empty() { "no description" } else { o.descr.as_str() }
+                    if o.descr.is_empty() {
+                        "no description"
+                    } else {
+                        o.descr.as_str()
+                    }
                 )));
             }
             let (host, domain) = split_name(name);
