@@ -166,3 +166,96 @@ fn the_topology_can_name_the_proxmox_api() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 21: a plan made without the Proxmox inventory, whose VM id for a new
+/// master belongs to another VM (home-assistant, running, not in the
+/// topology), applied with `--backend live`: refused before its first step,
+/// naming the VM; nothing cloned, stopped or deleted; the VM runs on with its
+/// config unchanged. (Without this check the clone was refused and then its
+/// rollback stopped and purged the other VM.)
+#[test]
+fn a_planned_vm_id_that_belongs_to_another_vm_is_refused_before_the_first_step() {
+    let lab = ProxmoxLab::start(Inventory::realistic()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The examples on the lab's network (198.18.20.0/24, nothing answers
+    // there), k8s-master-2 planned as VM 211 and both new masters small
+    // enough for the host: the only thing wrong is the VM id.
+    let lab_net = |name: &str| {
+        std::fs::read_to_string(example(name))
+            .unwrap()
+            .replace("10.0.20.", "198.18.20.")
+    };
+    let from = dir.path().join("from.yaml");
+    let to = dir.path().join("to.yaml");
+    std::fs::write(&from, lab_net("single-master.yaml")).unwrap();
+    std::fs::write(
+        &to,
+        lab_net("ha.yaml")
+            .replace(
+                "vmid: 205, cpus: 8, memoryGiB: 32",
+                "vmid: 211, cpus: 2, memoryGiB: 4",
+            )
+            .replace(
+                "vmid: 206, cpus: 8, memoryGiB: 32",
+                "vmid: 206, cpus: 2, memoryGiB: 4",
+            ),
+    )
+    .unwrap();
+    let plan = dir.path().join("plan.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_hacli"))
+        .args(["plan", "--from", from.to_str().unwrap(), "--to"])
+        .arg(&to)
+        .args(["--template", "9000", "-o", "json"])
+        .env_remove("PM_API_URL")
+        .env_remove("PROXMOX_VE_ENDPOINT")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the plan without the inventory does not see VM 211: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&plan, &out.stdout).unwrap();
+    let plan_text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan_text.contains("\"op\": \"delete-vm\""),
+        "the clone's rollback deletes by id"
+    );
+
+    let before = lab.vm(211).unwrap();
+    assert_eq!(before["status"], "running");
+    let journal = dir.path().join("run.jsonl");
+    let (code, out, err) = hacli(
+        &lab,
+        &[
+            "apply",
+            plan.to_str().unwrap(),
+            "--journal",
+            journal.to_str().unwrap(),
+            "--backend",
+            "live",
+        ],
+    );
+    assert_eq!(code, 1, "refused: {out}\n{err}");
+    assert!(out.contains("BLOCKED before preflight/"), "{out}");
+    assert!(
+        out.contains(
+            "VM id 211 planned for k8s-master-2 is taken: VM 211 is home-assistant (running), not created by hacli (on pve)"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("VM id 206"), "VM 206 is free: {out}");
+    // Nothing was done: no clone, no stop, no delete, no step journaled.
+    assert_eq!(lab.count("POST", "/clone"), 0);
+    assert_eq!(lab.count("POST", "/status/stop"), 0);
+    assert_eq!(lab.count("DELETE", "/qemu/{vmid}"), 0);
+    assert_eq!(
+        lab.vm(211).unwrap(),
+        before,
+        "home-assistant runs on, its config unchanged"
+    );
+    let journaled = std::fs::read_to_string(&journal).unwrap_or_default();
+    assert!(!journaled.contains("\"started\""), "{journaled}");
+}

@@ -78,12 +78,18 @@ pub enum HvOp {
         /// VM id.
         vmid: u32,
     },
-    /// Stop and delete a VM (rollback of a clone).
+    /// Stop and delete a VM (rollback of a clone). Only a VM this tool
+    /// created is deleted: a backend checks its mark and that it is `name`,
+    /// and refuses otherwise, naming what it found.
     DeleteVm {
         /// Host.
         host: String,
         /// VM id.
         vmid: u32,
+        /// The VM's (and node's) name; a plan written without it names no
+        /// VM, and a backend refuses to delete by id alone.
+        #[serde(default)]
+        name: String,
     },
 }
 

@@ -157,6 +157,7 @@ fn removal_phases(
             Op::Hypervisor(HvOp::DeleteVm {
                 host: host.clone(),
                 vmid,
+                name: node.into(),
             }),
             60,
         ));

@@ -521,7 +521,17 @@ impl Hypervisor for SimulatedCluster {
                 }
                 (format!("start {vmid}"), 120)
             }
-            HvOp::DeleteVm { vmid, .. } => {
+            HvOp::DeleteVm { vmid, name, .. } => {
+                // Like the live backend: a VM that is another than the one
+                // the plan names is not deleted.
+                if let Some(vm) = self.vms.get(vmid)
+                    && vm.name != *name
+                {
+                    return Err(BackendError::Failed {
+                        what: "delete".into(),
+                        message: format!("VM {vmid} is {}, not {name}: not deleting it", vm.name),
+                    });
+                }
                 if let Some(vm) = self.vms.remove(vmid) {
                     // Its files go with its disk; a Node object it
                     // registered stays in the API.

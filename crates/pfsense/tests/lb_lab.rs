@@ -5,7 +5,7 @@
 //! the items that are not ours stay as they were; bad input is refused
 //! with a clear error and changes nothing.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hacore::backend::{LbOp, LoadBalancer};
@@ -393,6 +393,39 @@ fn plain_haproxy_over_ssh() {
     };
     let mut lb = backend(&lab, Via::Haproxy, LbOptions::default()).unwrap();
     exercise(&lab, &mut lb, false);
+    // Issue 21: the VIP hacli added carries its label; an address someone
+    // added by hand does not, and is never deleted by hacli.
+    let addrs = lab.lb_host.exec_ok(&["ip", "-o", "addr", "show"]).unwrap();
+    assert!(
+        addrs
+            .lines()
+            .any(|l| l.contains(&format!(" {}/", lab.vip)) && l.contains(":hacli")),
+        "{addrs}"
+    );
+    let by_hand: IpAddr = match lab.vip {
+        IpAddr::V4(v) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v) - 2)),
+        other => other,
+    };
+    lab.lb_host
+        .exec_ok(&["ip", "addr", "add", &format!("{by_hand}/32"), "dev", "eth0"])
+        .unwrap();
+    let e = lb
+        .apply_op(&LbOp::DeleteVip { address: by_hand })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("virtual IP {by_hand}/32 on eth0 (no description) was not created by hacli: not deleting it")),
+        "{e}"
+    );
+    assert!(
+        lab.lb_host
+            .exec_ok(&["ip", "-o", "addr", "show"])
+            .unwrap()
+            .contains(&format!(" {by_hand}/32"))
+    );
+    lab.lb_host
+        .exec_ok(&["ip", "addr", "del", &format!("{by_hand}/32"), "dev", "eth0"])
+        .unwrap();
     let cfg = std::fs::read_to_string(lab.lb_host.path("/etc/haproxy/haproxy.cfg")).unwrap();
     assert!(
         cfg.starts_with(LINUX_HAPROXY_CFG),

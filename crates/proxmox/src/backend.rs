@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::client::{Client, CloneParams, Params, VmStatus, encode_sshkeys};
 use crate::error::Error;
+use crate::mark::{Found, Owner, judge, tags_with_mark};
 
 const GIB: u64 = 1024 * 1024 * 1024;
 
@@ -33,6 +34,9 @@ pub struct ProxmoxHypervisor {
     pub disk: Option<String>,
     /// Checked after a start, until it passes or the deadline.
     pub ready_check: Option<ReadyCheck>,
+    /// The run's cluster and journal: written into each clone's mark, and
+    /// checked before any stop or delete ([`crate::mark`]).
+    pub owner: Owner,
 }
 
 impl std::fmt::Debug for ProxmoxHypervisor {
@@ -40,6 +44,7 @@ impl std::fmt::Debug for ProxmoxHypervisor {
         f.debug_struct("ProxmoxHypervisor")
             .field("client", &self.client)
             .field("deadline", &self.deadline)
+            .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
 }
@@ -117,6 +122,7 @@ impl ProxmoxHypervisor {
             deadline: Duration::from_secs(600),
             disk: None,
             ready_check: None,
+            owner: Owner::default(),
         })
     }
 
@@ -137,7 +143,12 @@ impl ProxmoxHypervisor {
     /// Whether the clone is complete: the VM exists with the planned name,
     /// is not locked, and has the planned vCPUs, memory, address and at least
     /// the planned disk.
-    async fn clone_done(client: &Client, disk: Option<&str>, op: &HvOp) -> Result<bool, Error> {
+    async fn clone_done(
+        client: &Client,
+        owner: &Owner,
+        disk: Option<&str>,
+        op: &HvOp,
+    ) -> Result<bool, Error> {
         let HvOp::CloneVm {
             host,
             vmid,
@@ -159,6 +170,18 @@ impl ProxmoxHypervisor {
             return Ok(false);
         }
         let cfg = client.vm_config(host, *vmid).await?;
+        // Done only once it carries the mark: a VM that is not ours is never
+        // taken for our clone, and a cut clone gets its mark on resume.
+        if judge(
+            owner,
+            &Found::from_config(*vmid, &st.status, &cfg),
+            name,
+            false,
+        )
+        .is_err()
+        {
+            return Ok(false);
+        }
         let cores = cfg.get("cores").and_then(Value::as_u64).unwrap_or(1)
             * cfg.get("sockets").and_then(Value::as_u64).unwrap_or(1);
         let mem_mib = cfg
@@ -185,6 +208,7 @@ impl ProxmoxHypervisor {
 
     async fn do_clone(
         client: &Client,
+        owner: &Owner,
         disk: Option<&str>,
         op: &HvOp,
         deadline: Instant,
@@ -207,20 +231,26 @@ impl ProxmoxHypervisor {
         else {
             return Ok(());
         };
-        // Resumed after the clone? Then the VM is there with our name: never clone again.
+        // Resumed after the clone? Then the VM is there with our name and
+        // our mark (or its clone was cut before the mark, by this journal's
+        // run): never clone again. Any other VM there is left alone.
         match Self::find(client, host, *vmid).await? {
-            Some(st) if st.name.as_deref() == Some(name.as_str()) => {}
+            Some(st) if st.name.as_deref() == Some(name.as_str()) => {
+                let cfg = client.vm_config(host, *vmid).await?;
+                judge(
+                    owner,
+                    &Found::from_config(*vmid, &st.status, &cfg),
+                    name,
+                    true,
+                )
+                .map_err(|m| Error::NotOurs(format!("{m}: not taking it for {name}")))?;
+            }
             Some(st) => {
-                return Err(Error::Api {
-                    method: "GET".into(),
-                    endpoint: format!("/nodes/{host}/qemu/{vmid}/status/current"),
-                    status: 409,
-                    message: format!(
-                        "VM {vmid} already exists as `{}`, not `{name}`: choose another vmid in the topology",
-                        st.name.unwrap_or_default()
-                    ),
-                    errors: Default::default(),
-                });
+                return Err(Error::NotOurs(format!(
+                    "VM {vmid} already exists as {} ({}), not {name}: not cloning over it; choose another vmid in the topology",
+                    st.name.unwrap_or_else(|| "unnamed".into()),
+                    st.status
+                )));
             }
             None => {
                 let upid = client
@@ -241,7 +271,12 @@ impl ProxmoxHypervisor {
         }
         client.wait_unlocked(host, *vmid, deadline).await?;
 
+        // The mark goes in with the size and address, in one call.
+        let template_tags =
+            crate::client::split_tags(client.vm_config(host, *vmid).await?.get("tags"));
         let mut params: Params = vec![
+            ("tags".into(), tags_with_mark(&template_tags)),
+            ("description".into(), owner.description(name, *vmid)),
             ("cores".into(), cpus.to_string()),
             ("memory".into(), (*memory_gib as u64 * 1024).to_string()),
             ("ipconfig0".into(), ipconfig(address, *gateway)),
@@ -318,15 +353,34 @@ impl ProxmoxHypervisor {
         Ok(st)
     }
 
-    async fn do_delete(
+    /// Whether VM `vmid` is ours and is `name`; `Err(NotOurs)` naming what
+    /// it is otherwise.
+    async fn check_ours(
         client: &Client,
+        owner: &Owner,
         host: &str,
         vmid: u32,
+        name: &str,
+        status: &str,
+    ) -> Result<(), Error> {
+        let cfg = client.vm_config(host, vmid).await?;
+        judge(owner, &Found::from_config(vmid, status, &cfg), name, true)
+            .map_err(|m| Error::NotOurs(format!("{m}: not deleting it")))
+    }
+
+    async fn do_delete(
+        client: &Client,
+        owner: &Owner,
+        host: &str,
+        vmid: u32,
+        name: &str,
         deadline: Instant,
     ) -> Result<(), Error> {
-        let Some(_) = Self::find(client, host, vmid).await? else {
+        let Some(st) = Self::find(client, host, vmid).await? else {
             return Ok(());
         };
+        // Before anything: is it ours, and the VM the plan names?
+        Self::check_ours(client, owner, host, vmid, name, &st.status).await?;
         let st = client.wait_unlocked(host, vmid, deadline).await?;
         if st.status == "running" {
             let upid = client
@@ -334,6 +388,9 @@ impl ProxmoxHypervisor {
                 .await?;
             client.wait_task(&upid, deadline).await?;
         }
+        // The stop (or the lock) took time: look again before the delete.
+        let st = client.wait_unlocked(host, vmid, deadline).await?;
+        Self::check_ours(client, owner, host, vmid, name, &st.status).await?;
         let upid = client
             .unlocked(host, vmid, deadline, || client.delete_vm(host, vmid, true))
             .await?;
@@ -347,6 +404,7 @@ impl Hypervisor for ProxmoxHypervisor {
         let what = format!("is_done {}", hacore::backend::Op::Hypervisor(op.clone()));
         let client = self.client.clone();
         let disk = self.disk.clone();
+        let owner = self.owner.clone();
         let deadline = self.deadline;
         let fut = async move {
             match op {
@@ -355,11 +413,13 @@ impl Hypervisor for ProxmoxHypervisor {
                     .await?
                     .iter()
                     .any(|s| s == name)),
-                HvOp::CloneVm { .. } => Self::clone_done(&client, disk.as_deref(), op).await,
+                HvOp::CloneVm { .. } => {
+                    Self::clone_done(&client, &owner, disk.as_deref(), op).await
+                }
                 HvOp::StartVm { host, vmid } => Ok(Self::find(&client, host, *vmid)
                     .await?
                     .is_some_and(|s| s.status == "running" && s.lock.is_none())),
-                HvOp::DeleteVm { host, vmid } => {
+                HvOp::DeleteVm { host, vmid, .. } => {
                     Ok(Self::find(&client, host, *vmid).await?.is_none())
                 }
             }
@@ -377,6 +437,7 @@ impl Hypervisor for ProxmoxHypervisor {
         let what = hacore::backend::Op::Hypervisor(op.clone()).to_string();
         let client = self.client.clone();
         let disk = self.disk.clone();
+        let owner = self.owner.clone();
         let deadline = Instant::now() + self.deadline;
         let result = self.rt.block_on(async {
             match op {
@@ -387,13 +448,13 @@ impl Hypervisor for ProxmoxHypervisor {
                     client.wait_task(&upid, deadline).await.map(|_| ())
                 }
                 HvOp::CloneVm { .. } => {
-                    Self::do_clone(&client, disk.as_deref(), op, deadline).await
+                    Self::do_clone(&client, &owner, disk.as_deref(), op, deadline).await
                 }
                 HvOp::StartVm { host, vmid } => Self::do_start(&client, host, *vmid, deadline)
                     .await
                     .map(|_| ()),
-                HvOp::DeleteVm { host, vmid } => {
-                    Self::do_delete(&client, host, *vmid, deadline).await
+                HvOp::DeleteVm { host, vmid, name } => {
+                    Self::do_delete(&client, &owner, host, *vmid, name, deadline).await
                 }
             }
         });

@@ -187,6 +187,8 @@ pub struct ClusterVm {
     pub template: bool,
     /// The lock, if any.
     pub lock: Option<String>,
+    /// Its tags (`tags`, split on `;`, `,` and spaces).
+    pub tags: Vec<String>,
 }
 
 /// `GET .../status/current`.
@@ -206,6 +208,18 @@ pub struct VmStatus {
     pub maxdisk: Option<u64>,
     /// A template.
     pub template: bool,
+    /// Its tags (`tags`, split on `;`, `,` and spaces).
+    pub tags: Vec<String>,
+}
+
+/// A Proxmox tag list (`a;b`, also `a,b` or `a b`) as its tags.
+pub fn split_tags(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_str)
+        .unwrap_or_default()
+        .split([';', ',', ' '])
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// `GET /nodes/{node}/tasks/{upid}/status`.
@@ -521,6 +535,7 @@ impl Client {
                 maxcpu: e.get("maxcpu").and_then(num),
                 template: e.get("template").and_then(num).unwrap_or(0.0) != 0.0,
                 lock: e.get("lock").and_then(string).filter(|s| !s.is_empty()),
+                tags: split_tags(e.get("tags")),
             });
         }
         Ok(out)
@@ -644,6 +659,7 @@ impl Client {
             cpus: v.get("cpus").and_then(num),
             maxdisk: v.get("maxdisk").and_then(uint),
             template: v.get("template").and_then(num).unwrap_or(0.0) != 0.0,
+            tags: split_tags(v.get("tags")),
         })
     }
 

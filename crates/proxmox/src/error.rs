@@ -87,6 +87,11 @@ pub enum Error {
         /// Proxmox's exit status text.
         exitstatus: String,
     },
+    /// The VM is not one this tool created (or not the one named): it is
+    /// left alone. The message names what was found, e.g. `VM 205 is
+    /// k8s-node5 (running), not created by hacli: not deleting it`.
+    #[error("{0}")]
+    NotOurs(String),
     /// A UPID could not be parsed.
     #[error("not a UPID: `{0}` (expected UPID:node:pid:pstart:starttime:type:id:user:)")]
     BadUpid(String),

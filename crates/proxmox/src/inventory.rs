@@ -7,11 +7,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use hacore::backend::{HvOp, Op};
+use hacore::plan::Plan;
 use hacore::state::HostState;
 use hacore::topology::Topology;
 
 use crate::client::Client;
 use crate::error::Error;
+use crate::mark::{Found, Owner, judge};
 
 const GIB: u64 = 1024 * 1024 * 1024;
 
@@ -30,6 +33,8 @@ pub struct VmView {
     pub cpus: u32,
     /// A template (never runs; its memory is not committed).
     pub template: bool,
+    /// Its tags.
+    pub tags: Vec<String>,
 }
 
 /// A node with its VMs.
@@ -112,6 +117,7 @@ impl InventoryView {
                     memory: v.maxmem.unwrap_or(0),
                     cpus: v.maxcpu.unwrap_or(0.0).round() as u32,
                     template: v.template,
+                    tags: v.tags.clone(),
                 })
                 .collect();
             on.sort_by_key(|v| v.vmid);
@@ -308,4 +314,107 @@ impl InventoryView {
         }
         s
     }
+}
+
+/// Every reason `plan` cannot run on the Proxmox cluster as it is now
+/// (empty: it can), whatever the plan was made from: read before its first
+/// step by `hacli apply --backend live` and the live `replace-master` and
+/// `remove-master`.
+///
+/// - Each VM id the plan clones is free, or already holds this run's own
+///   clone (our mark and the planned name; or, after a killed run, the
+///   planned name on a clone the journal started): any other VM there is a
+///   refusal naming it.
+/// - Each VM the plan deletes as a step (not a rollback) is ours.
+/// - The template exists and is a template; each host is a node of the
+///   cluster and has the memory and vCPUs for the VMs still to create.
+/// - No other VM has a planned address as its cloud-init address
+///   (`ipconfig0`).
+pub async fn plan_refusals(
+    client: &Client,
+    plan: &Plan,
+    owner: &Owner,
+) -> Result<Vec<String>, Error> {
+    let inv = InventoryView::read(client).await?;
+    let mut reasons = Vec::new();
+    let mut ours: Vec<u32> = Vec::new();
+    let mut template = None;
+    let mut addresses: Vec<(String, String)> = Vec::new();
+    for (_, step) in plan.steps() {
+        match &step.op {
+            Op::Hypervisor(HvOp::CloneVm {
+                vmid,
+                name,
+                template: t,
+                address,
+                ..
+            }) => {
+                template.get_or_insert(*t);
+                let ip = address.split('/').next().unwrap_or_default().to_string();
+                addresses.push((ip, name.clone()));
+                let Some((h, v)) = inv.vm(*vmid) else {
+                    continue;
+                };
+                let cfg = client.vm_config(&h.node, *vmid).await?;
+                match judge(owner, &Found::from_config(*vmid, &v.status, &cfg), name, true) {
+                    Ok(()) => ours.push(*vmid),
+                    Err(m) => reasons.push(format!(
+                        "VM id {vmid} planned for {name} is taken: {m} (on {}); hacli will not clone over it nor delete it: choose a free id (GET /cluster/nextid)",
+                        h.node
+                    )),
+                }
+            }
+            Op::Hypervisor(HvOp::DeleteVm { vmid, name, .. }) => {
+                let Some((h, v)) = inv.vm(*vmid) else {
+                    continue;
+                };
+                let cfg = client.vm_config(&h.node, *vmid).await?;
+                if let Err(m) = judge(
+                    owner,
+                    &Found::from_config(*vmid, &v.status, &cfg),
+                    name,
+                    true,
+                ) {
+                    reasons.push(format!(
+                        "step {} would delete VM {vmid}: {m} (on {}): hacli deletes only VMs it created; remove `vmid` from {name} in the topology to keep the VM, or delete it yourself",
+                        step.id, h.node
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    // Template, hosts and capacity, with this run's own VMs counted as the
+    // new masters they are (not twice).
+    let mut rest = inv.clone();
+    for h in &mut rest.hosts {
+        h.vms.retain(|v| !ours.contains(&v.vmid));
+    }
+    let (more, _) = rest.check(&plan.from, &plan.to, template);
+    reasons.extend(more.into_iter().filter(|r| !r.starts_with("VM id ")));
+    // Addresses other VMs are configured with.
+    if !addresses.is_empty() {
+        for h in &rest.hosts {
+            for v in h.vms.iter().filter(|v| !v.template) {
+                let cfg = client.vm_config(&h.node, v.vmid).await?;
+                let ips: Vec<&str> = cfg
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("ipconfig"))
+                    .filter_map(|(_, c)| c.as_str())
+                    .flat_map(|c| c.split(','))
+                    .filter_map(|kv| kv.strip_prefix("ip=").or_else(|| kv.strip_prefix("ip6=")))
+                    .filter_map(|ip| ip.split('/').next())
+                    .collect();
+                for (ip, name) in &addresses {
+                    if ips.contains(&ip.as_str()) {
+                        reasons.push(format!(
+                            "address {ip} planned for {name} is the cloud-init address (ipconfig) of VM {} {} ({}, on {})",
+                            v.vmid, v.name, v.status, h.node
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(reasons)
 }

@@ -19,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod inventory;
+pub mod mark;
 pub mod task;
 mod tls;
 
@@ -30,5 +31,6 @@ pub use client::{
 pub use config::{Config, ConfigError, Settings, TlsMode, Token};
 pub use error::Error;
 pub use inventory::{HostView, InventoryView, VmView};
+pub use mark::{Found, Owner};
 pub use reqwest::Method;
 pub use task::{TaskOutcome, Upid};

@@ -1158,6 +1158,10 @@ fn vm_entry(vmid: u32, vm: &Vm) -> Value {
     if vm.template() {
         e["template"] = json!(1);
     }
+    // Proxmox lists a VM's tags (`;`-separated) wherever it lists the VM.
+    if let Some(t) = vm.config.get("tags").filter(|t| !t.is_empty()) {
+        e["tags"] = json!(t);
+    }
     if let Some(l) = &vm.lock {
         e["lock"] = json!(l);
     }
@@ -1381,7 +1385,11 @@ fn dispatch(
             for (k, v) in &vm.config {
                 let text_typed = matches!(k.as_str(), "memory" | "name" | "ostype" | "scsihw" | "boot" | "ciuser" | "sshkeys" | "nameserver" | "searchdomain" | "cpu" | "agent" | "tags" | "description" | "smbios1" | "vmgenid" | "meta" | "cicustom" | "citype")
                     || k.starts_with("scsi") || k.starts_with("ide") || k.starts_with("net") || k.starts_with("ipconfig") || k.starts_with("virtio") || k.starts_with("sata") || k.starts_with("unused");
-                let val = if text_typed {
+                let val = if k == "description" {
+                    // Kept as `#` comment lines in the VM's config file; read
+                    // back as each line with its newline, as qemu-server does.
+                    json!(v.split('\n').map(|l| format!("{l}\n")).collect::<String>())
+                } else if text_typed {
                     json!(v)
                 } else if let Ok(n) = v.parse::<i64>() {
                     json!(n)
@@ -1409,6 +1417,17 @@ fn dispatch(
             let vm = s.vms.get_mut(&vmid).expect("vm");
             for (k, v) in p {
                 if matches!(k.as_str(), "node" | "vmid" | "digest" | "skiplock" | "delete" | "revert" | "background_delay" | "force") {
+                    continue;
+                }
+                if k == "tags" {
+                    // qemu-server keeps each tag once, sorted, `;`-separated.
+                    let tags: std::collections::BTreeSet<&str> = v.split([';', ',', ' ']).filter(|t| !t.is_empty()).collect();
+                    vm.config.insert(k.clone(), tags.into_iter().collect::<Vec<_>>().join(";"));
+                    continue;
+                }
+                if k == "description" {
+                    // Stored as comment lines: trailing newlines do not survive.
+                    vm.config.insert(k.clone(), v.trim_end_matches('\n').to_string());
                     continue;
                 }
                 vm.config.insert(k.clone(), v.clone());

@@ -121,6 +121,7 @@ fn a_master_vm_is_provisioned_end_to_end_and_rolled_back() {
     let delete = HvOp::DeleteVm {
         host: "pve".into(),
         vmid: 206,
+        name: "k8s-master-3".into(),
     };
     assert!(!hv.is_done(&delete).unwrap());
     hv.apply(&delete).unwrap();
@@ -159,6 +160,16 @@ fn a_run_killed_after_the_clone_resumes_without_a_second_clone() {
         !hv.is_done(&op).unwrap(),
         "a clone with the template's size is not done"
     );
+    // Without the journal's word that its own clone was cut, a VM with the
+    // planned name but without hacli's mark is not taken for the clone.
+    let err = hv.apply(&op).unwrap_err().to_string();
+    assert!(
+        err.contains("VM 206 is k8s-master-3 (stopped), not created by hacli: not taking it"),
+        "{err}"
+    );
+    // The journal says the clone step was started and never finished
+    // (what `hacli apply` reads from it: `Owner::for_run`).
+    hv.owner.interrupted_clones.extend([206, 207]);
     hv.apply(&op).unwrap();
     assert!(hv.is_done(&op).unwrap());
     assert_eq!(lab.count("POST", "/clone"), 1, "no second clone");
@@ -404,4 +415,140 @@ fn a_finished_task_is_noticed_within_250_ms() {
         max.as_secs_f64() * 1000.0
     );
     assert!(median <= Duration::from_millis(250), "median {median:?}");
+}
+
+/// Issue 21: nothing is destroyed that this tool did not create. A rollback
+/// (`DeleteVm` by id) whose id belongs to another VM, even with the planner's
+/// check bypassed, stops nothing and deletes nothing, and says what it found.
+#[test]
+fn a_delete_of_a_vm_hacli_did_not_create_is_refused_and_the_vm_stays() {
+    let lab = lab();
+    let mut hv = backend(&lab);
+    hv.owner = proxmox::Owner {
+        cluster: "home".into(),
+        journal: "/var/lib/hacli/migrate.jsonl".into(),
+        ..Default::default()
+    };
+    let before = lab.vm(201).unwrap();
+    // The planned VM id of k8s-master-2 belongs to k8s-node1, a production
+    // worker: its clone is refused, and then its rollback.
+    let clone = clone_op(201, "k8s-master-2");
+    let err = hv.apply(&clone).unwrap_err().to_string();
+    assert!(
+        err.contains("VM 201 already exists as k8s-node1 (running)"),
+        "{err}"
+    );
+    for name in ["k8s-master-2", "k8s-node1"] {
+        let delete = HvOp::DeleteVm {
+            host: "pve".into(),
+            vmid: 201,
+            name: name.into(),
+        };
+        assert!(!hv.is_done(&delete).unwrap());
+        let err = hv.apply(&delete).unwrap_err().to_string();
+        assert!(
+            err.contains("VM 201 is k8s-node1 (running), not created by hacli: not deleting it"),
+            "{err}"
+        );
+    }
+    // A hand-made VM that someone tagged `hacli` is still not ours.
+    let c = client(&lab);
+    let rt = rt();
+    rt.block_on(c.put_config("pve", 205, &vec![("tags".into(), "hacli".into())]))
+        .unwrap();
+    let err = hv
+        .apply(&HvOp::DeleteVm {
+            host: "pve".into(),
+            vmid: 205,
+            name: "old-gitlab".into(),
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("VM 205 is old-gitlab (stopped), not created by hacli: not deleting it"),
+        "{err}"
+    );
+    assert_eq!(lab.count("POST", "/status/stop"), 0, "nothing was stopped");
+    assert_eq!(
+        lab.count("DELETE", "/qemu/{vmid}"),
+        0,
+        "nothing was deleted"
+    );
+    assert_eq!(lab.vm(201).unwrap(), before, "k8s-node1 is unchanged");
+    assert!(lab.vm(205).is_some());
+
+    // A clone hacli makes carries the mark: the tag, and a description
+    // naming the cluster, the node, the VM id and the journal.
+    let ours = clone_op(206, "k8s-master-3");
+    hv.apply(&ours).unwrap();
+    let vm = lab.vm(206).unwrap();
+    assert_eq!(vm["tags"], "hacli");
+    for line in [
+        "hacli-cluster: home",
+        "hacli-node: k8s-master-3",
+        "hacli-vmid: 206",
+        "hacli-journal: /var/lib/hacli/migrate.jsonl",
+    ] {
+        assert!(vm["description"].lines().any(|l| l == line), "{vm:?}");
+    }
+    // Read back through the API as Proxmox gives it (a newline per line),
+    // and in the cluster's VM list.
+    let cfg = rt.block_on(c.vm_config("pve", 206)).unwrap();
+    assert!(
+        cfg["description"]
+            .as_str()
+            .unwrap()
+            .ends_with("migrate.jsonl\n")
+    );
+    let listed = rt.block_on(c.cluster_vms()).unwrap();
+    assert_eq!(
+        listed.iter().find(|v| v.vmid == 206).unwrap().tags,
+        vec!["hacli".to_string()]
+    );
+    // Ours, but not the VM this step names: refused.
+    let err = hv
+        .apply(&HvOp::DeleteVm {
+            host: "pve".into(),
+            vmid: 206,
+            name: "k8s-master-2".into(),
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("VM 206 is k8s-master-3 (stopped), not k8s-master-2: not deleting it"),
+        "{err}"
+    );
+    // Its mark copied by hand onto another VM does not make that VM ours.
+    let desc = vm["description"].clone();
+    rt.block_on(c.put_config(
+        "pve",
+        202,
+        &vec![
+            ("tags".into(), "hacli".into()),
+            ("description".into(), desc),
+        ],
+    ))
+    .unwrap();
+    let err = hv
+        .apply(&HvOp::DeleteVm {
+            host: "pve".into(),
+            vmid: 202,
+            name: "k8s-node2".into(),
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("VM 202 is k8s-node2 (running), a copy of VM 206 that hacli created, not created by hacli: not deleting it"),
+        "{err}"
+    );
+    assert_eq!(lab.vm(202).unwrap()["status"], "running");
+    // The VM it created, by its name: deleted.
+    let delete = HvOp::DeleteVm {
+        host: "pve".into(),
+        vmid: 206,
+        name: "k8s-master-3".into(),
+    };
+    hv.apply(&delete).unwrap();
+    assert!(hv.is_done(&delete).unwrap());
+    assert!(lab.vm(206).is_none());
 }

@@ -137,6 +137,7 @@ fn a_started_vm_is_a_lab_host_answering_ssh_with_the_cloud_init_key() {
     hv.apply(&HvOp::DeleteVm {
         host: "pve".into(),
         vmid: 206,
+        name: "k8s-master-3".into(),
     })
     .unwrap();
     assert_eq!(lab.host_is_on(206), None);

@@ -189,11 +189,56 @@ fn live_lb(
         .context("the plan's target topology: loadBalancer")
 }
 
+/// The run's owner mark: the plan's cluster, the journal (absolute), the
+/// clones a killed run of this journal left unmarked.
+pub(crate) fn owner(
+    plan: &hacore::plan::Plan,
+    journal: &Path,
+    records: &[exec::Record],
+) -> proxmox::Owner {
+    let path = std::path::absolute(journal).unwrap_or_else(|_| journal.to_path_buf());
+    proxmox::Owner::for_run(plan, &path.display().to_string(), records)
+}
+
+fn touches_vms(plan: &hacore::plan::Plan) -> bool {
+    plan.steps().any(|(_, s)| {
+        matches!(s.op, hacore::backend::Op::Hypervisor(_))
+            || matches!(s.rollback, Some(hacore::backend::Op::Hypervisor(_)))
+    })
+}
+
+/// Why the live run must not start, from the Proxmox cluster as it is now
+/// (VM ids, VMs to delete, template, hosts, capacity, addresses:
+/// [`proxmox::inventory::plan_refusals`]), whatever the plan was made
+/// from. Empty: nothing stands in the way, or the plan has no VM step.
+/// An inventory that cannot be read is an error (unknown, never safe).
+pub(crate) fn proxmox_refusals(
+    plan: &hacore::plan::Plan,
+    args: &super::hypervisor::ProxmoxArgs,
+    owner: &proxmox::Owner,
+) -> anyhow::Result<Vec<String>> {
+    if !touches_vms(plan) || !args.wanted_for(Some(&plan.to)) {
+        return Ok(Vec::new());
+    }
+    let client = args.client_for(Some(&plan.to))?;
+    let rt = super::live::runtime()?;
+    rt.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            proxmox::inventory::plan_refusals(&client, plan, owner),
+        )
+        .await
+    })
+    .map_err(|_| anyhow::anyhow!("{}: no inventory within 30 s", client.base()))?
+    .with_context(|| format!("reading the Proxmox inventory from {}", client.base()))
+}
+
 /// The hypervisor backend, or one that refuses every operation when the
 /// plan has none to do (no Proxmox configured and no VM to create).
 pub(crate) fn live_hypervisor(
     plan: &hacore::plan::Plan,
     args: &super::hypervisor::ProxmoxArgs,
+    owner: proxmox::Owner,
 ) -> anyhow::Result<Box<dyn hacore::backend::Hypervisor>> {
     let needs = plan
         .steps()
@@ -207,7 +252,9 @@ pub(crate) fn live_hypervisor(
         return Ok(Box::new(NoHypervisor));
     }
     let client = args.client_for(Some(&plan.to))?;
-    Ok(Box::new(proxmox::ProxmoxHypervisor::new(client)?))
+    let mut hv = proxmox::ProxmoxHypervisor::new(client)?;
+    hv.owner = owner;
+    Ok(Box::new(hv))
 }
 
 /// No hypervisor is configured: a plan without VM steps never calls it.
@@ -338,25 +385,53 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                     "--lb simulated: with --backend live every system is real; use --backend simulated for a rehearsal"
                 );
             }
-            let mut hv = live_hypervisor(&plan, &a.proxmox)?;
-            let mut lb = live_lb(&plan, a.accept_new_host_key)?;
-            say(format!("load balancer: {}", lb.describe()));
-            let mut cp = kubeadm::control_plane::KubeadmControlPlane::from_topology(
-                &plan.to,
-                &a.cluster.control_plane(a.accept_new_host_key),
-            )
-            .context("the control plane (kubeconfig, etcd certificates, ssh:)")?;
-            let mut ob = kubeadm::LiveObserver::new(a.cluster.observer())
-                .context("starting the observer's runtime")?;
-            let clock = kubeadm::SystemClock;
-            let mut b = hacore::backend::Backends {
-                hypervisor: &mut *hv,
-                load_balancer: &mut lb,
-                control_plane: &mut cp,
-                observer: &mut ob,
-                clock: &clock,
+            // Before the first step: the plan against the Proxmox cluster
+            // as it is now, whatever the plan was made from.
+            let owner = owner(&plan, &a.journal, journal.records());
+            let refusals = match proxmox_refusals(&plan, &a.proxmox, &owner) {
+                Ok(r) => r,
+                Err(e) => {
+                    bar.finish_and_clear();
+                    eprintln!("hacli apply: {e:#}");
+                    return Ok(Exit::Unknown);
+                }
             };
-            exec::run(&plan, &mut b, &mut journal, &opts, &mut on_event)
+            if !refusals.is_empty() {
+                let (status, _, _) = exec::replay(journal.records());
+                let step = plan
+                    .steps()
+                    .map(|(_, s)| &s.id)
+                    .find(|id| status.get(*id) != Some(&exec::StepStatus::Done))
+                    .cloned()
+                    .unwrap_or_default();
+                Ok(Outcome::Blocked {
+                    step,
+                    reasons: refusals
+                        .into_iter()
+                        .map(|r| format!("the Proxmox cluster as it is now: {r}"))
+                        .collect(),
+                })
+            } else {
+                let mut hv = live_hypervisor(&plan, &a.proxmox, owner)?;
+                let mut lb = live_lb(&plan, a.accept_new_host_key)?;
+                say(format!("load balancer: {}", lb.describe()));
+                let mut cp = kubeadm::control_plane::KubeadmControlPlane::from_topology(
+                    &plan.to,
+                    &a.cluster.control_plane(a.accept_new_host_key),
+                )
+                .context("the control plane (kubeconfig, etcd certificates, ssh:)")?;
+                let mut ob = kubeadm::LiveObserver::new(a.cluster.observer())
+                    .context("starting the observer's runtime")?;
+                let clock = kubeadm::SystemClock;
+                let mut b = hacore::backend::Backends {
+                    hypervisor: &mut *hv,
+                    load_balancer: &mut lb,
+                    control_plane: &mut cp,
+                    observer: &mut ob,
+                    clock: &clock,
+                };
+                exec::run(&plan, &mut b, &mut journal, &opts, &mut on_event)
+            }
         }
     };
     bar.finish_and_clear();

@@ -292,6 +292,19 @@ fn run_live(
             journal.display()
         );
     }
+    // Before anything: the VMs the plan creates or deletes, against the
+    // Proxmox cluster as it is now (only VMs hacli created are deleted).
+    let owner = super::apply::owner(plan, journal, exec::Journal::records(&journal_file));
+    let refusals = super::apply::proxmox_refusals(plan, &c.proxmox, &owner)?;
+    if !refusals.is_empty() {
+        return Ok(Report::Denied {
+            node: node.into(),
+            reasons: refusals
+                .into_iter()
+                .map(|r| format!("the Proxmox cluster as it is now: {r}"))
+                .collect(),
+        });
+    }
     // The Lease lives in the cluster as it is.
     let lock_observer = kubeadm::live::LiveObserver::new(&plan.from, config.clone())
         .context("the cluster (kubeconfig, etcd certificates)")?;
@@ -336,7 +349,7 @@ fn run_live(
     } else {
         Box::new(NoLoadBalancer)
     };
-    let mut hv = super::apply::live_hypervisor(plan, &c.proxmox)?;
+    let mut hv = super::apply::live_hypervisor(plan, &c.proxmox, owner)?;
     let mut b = hacore::backend::Backends {
         hypervisor: &mut *hv,
         load_balancer: lb.as_mut(),

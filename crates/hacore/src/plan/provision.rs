@@ -60,6 +60,7 @@ fn provision(ctx: &Ctx<'_>, n: &Node) -> Option<Phase> {
     clone.rollback = Some(Op::Hypervisor(HvOp::DeleteVm {
         host: host.clone(),
         vmid,
+        name: n.name.clone(),
     }));
     let start = step(
         &format!("provision/{}/start", n.name),

@@ -335,6 +335,14 @@ impl KubeadmControlPlane {
 
     pub(crate) async fn delete_node(&self, node: &str) -> Result<(), CpError> {
         let api: Api<Node> = Api::all(self.kube.clone());
+        // Only the Node that is this node: its name and its address.
+        let address = self.topology.node(node).map(|n| n.address);
+        if let Some(found) = self
+            .kube_call(format!("get Node {node}"), api.get_opt(node))
+            .await?
+        {
+            node_is(&found, node, address).map_err(CpError::Refused)?;
+        }
         match timeout_at(self.until(), api.delete(node, &DeleteParams::default())).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(kube::Error::Api(e))) if e.code == 404 => Ok(()),
@@ -515,6 +523,8 @@ impl KubeadmControlPlane {
         let Some(cm) = self.config_map("kube-system", CONFIG_BACKUP).await? else {
             return Ok(None);
         };
+        // Only a backup this tool made is restored from (and deleted).
+        made_by_hacli(&cm).map_err(CpError::Refused)?;
         let text = Self::cm_value(&cm, "ClusterConfiguration").unwrap_or_default();
         parse_cluster_configuration(&text)
             .map(Some)
@@ -702,5 +712,95 @@ mod tests {
         let back = parse_cluster_configuration(docs[1]).unwrap();
         assert_eq!(back, n);
         assert!(parse_cluster_configuration("kind: InitConfiguration\n").is_err());
+    }
+}
+
+/// Whether the ConfigMap carries the label hacli puts on what it creates
+/// (`app.kubernetes.io/managed-by: hacli`); the error names what it found.
+pub fn made_by_hacli(cm: &ConfigMap) -> Result<(), String> {
+    let name = cm.metadata.name.as_deref().unwrap_or_default();
+    let ns = cm.metadata.namespace.as_deref().unwrap_or_default();
+    match cm
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+    {
+        Some(v) if v == "hacli" => Ok(()),
+        other => Err(format!(
+            "ConfigMap {ns}/{name} was not made by hacli (app.kubernetes.io/managed-by: {}): not restoring from it",
+            other.map(String::as_str).unwrap_or("unset")
+        )),
+    }
+}
+
+/// Whether Node `found` is the topology's `node` at `address`: a Node whose
+/// reported addresses do not include it is another machine that took the
+/// name, and is not deleted (a Node that reports no address is taken by its
+/// name).
+pub fn node_is(found: &Node, node: &str, address: Option<std::net::IpAddr>) -> Result<(), String> {
+    let listed: Vec<&str> = found
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
+        .map(|a| a.address.as_str())
+        .collect();
+    if listed.is_empty() {
+        return Ok(());
+    }
+    let want = address.map(|a| a.to_string());
+    if want.as_deref().is_some_and(|w| listed.contains(&w)) {
+        return Ok(());
+    }
+    Err(format!(
+        "Node {node} has addresses {}, not {}: another machine took the name; not deleting it",
+        listed.join(", "),
+        want.as_deref().unwrap_or("(none in the topology)")
+    ))
+}
+
+#[cfg(test)]
+mod ownership_tests {
+    use super::*;
+
+    #[test]
+    fn a_node_is_deleted_only_at_its_topology_address() {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "k8s-master-2"},
+            "status": {"addresses": [
+                {"type": "InternalIP", "address": "198.18.20.105"},
+                {"type": "Hostname", "address": "k8s-master-2"}]}
+        }))
+        .unwrap();
+        let at = |a: &str| Some(a.parse().unwrap());
+        assert_eq!(node_is(&node, "k8s-master-2", at("198.18.20.105")), Ok(()));
+        assert_eq!(
+            node_is(&node, "k8s-master-2", at("198.18.20.150")).unwrap_err(),
+            "Node k8s-master-2 has addresses 198.18.20.105, not 198.18.20.150: another machine took the name; not deleting it"
+        );
+        let bare: Node = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+        assert_eq!(node_is(&bare, "x", at("198.18.20.105")), Ok(()));
+    }
+
+    #[test]
+    fn only_a_backup_hacli_made_is_restored() {
+        let cm = |labels: Value| -> ConfigMap {
+            serde_json::from_value(json!({
+                "metadata": {"name": CONFIG_BACKUP, "namespace": "kube-system", "labels": labels},
+                "data": {"ClusterConfiguration": "x"}
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            made_by_hacli(&cm(json!({"app.kubernetes.io/managed-by": "hacli"}))),
+            Ok(())
+        );
+        assert_eq!(
+            made_by_hacli(&cm(json!({}))).unwrap_err(),
+            "ConfigMap kube-system/hacli-kubeadm-config-backup was not made by hacli (app.kubernetes.io/managed-by: unset): not restoring from it"
+        );
     }
 }

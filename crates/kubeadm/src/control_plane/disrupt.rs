@@ -396,6 +396,29 @@ pub async fn remove_member(
     let Some(m) = member_of(observer, &state, node) else {
         return Ok(());
     };
+    // Only the member that is this node: its name (none before it started)
+    // and its peer URL on the node's address.
+    let addr = observer
+        .topology()
+        .node(node)
+        .map(|n| n.address.to_string());
+    let on_addr = addr.is_some()
+        && m.peer_urls.iter().all(|u| {
+            hacore::state::url_host(u).map(|h| {
+                h.parse::<std::net::IpAddr>()
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|_| h.to_string())
+            }) == addr
+        });
+    if !(on_addr && !m.peer_urls.is_empty() && (m.name == node || m.name.is_empty())) {
+        return Err(refuse(format!(
+            "etcd member {:x} is named `{}` with peer URLs [{}], not {node} at {}: not removing it",
+            m.id.0,
+            m.name,
+            m.peer_urls.join(", "),
+            addr.as_deref().unwrap_or("(no address in the topology)")
+        )));
+    }
     let members = &state.etcd.as_ref().expect("observed").members;
     if members.len() == 1 {
         return Err(refuse("it is the last member".into()));
@@ -709,7 +732,9 @@ impl super::KubeadmControlPlane {
                 let obs = self.disrupt_observer().await?;
                 remove_member(&obs, node, t).await.map_err(cp)
             }
-            CpOp::DeleteNode { node } => delete_node(&self.kube, node, t).await.map_err(cp),
+            // Checked first: the Node is this node (its address), not
+            // another machine that took the name.
+            CpOp::DeleteNode { node } => self.delete_node(node).await,
             _ => Err(super::CpError::Config(format!(
                 "`{}` is not a disruption operation",
                 act_key(op)

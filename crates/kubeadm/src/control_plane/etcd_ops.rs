@@ -190,16 +190,15 @@ impl KubeadmControlPlane {
         Err(last.unwrap_or_else(|| CpError::Config("no etcd endpoints".into())))
     }
 
-    /// Remove `node`'s member by id, if it is listed; never the last voter.
+    /// Remove `node`'s member by id, if it is listed; never the last voter,
+    /// and only the member whose name and peer URL are both `node`'s
+    /// ([`member_to_remove`]).
     pub async fn remove_member_of(&self, node: &str) -> Result<(), CpError> {
         let members = self.members().await?;
         let addr = self.topology.node(node).map(|n| n.address.to_string());
-        let Some(m) = members.iter().find(|m| {
-            m.name == node
-                || addr
-                    .as_ref()
-                    .is_some_and(|a| m.peer_urls.iter().any(|u| url_host(u).as_ref() == Some(a)))
-        }) else {
+        let Some(m) =
+            member_to_remove(&members, node, addr.as_deref()).map_err(CpError::Refused)?
+        else {
             return Ok(());
         };
         let voters = members.iter().filter(|x| !x.is_learner).count();
@@ -401,11 +400,48 @@ impl KubeadmControlPlane {
     }
 }
 
+/// The member to remove for `node` (at `addr`, its topology address): the
+/// one named `node` with a peer URL on `addr` (or, not started yet, unnamed
+/// with a peer URL on `addr`). A member that matches by its name and not its
+/// peer URL, or the other way round, is another's: refused, naming it.
+pub fn member_to_remove<'a>(
+    members: &'a [Member],
+    node: &str,
+    addr: Option<&str>,
+) -> Result<Option<&'a Member>, String> {
+    let on_addr = |m: &Member| {
+        addr.is_some_and(|a| {
+            m.peer_urls
+                .iter()
+                .any(|u| url_host(u).as_deref() == Some(a))
+        })
+    };
+    let candidates: Vec<&Member> = members
+        .iter()
+        .filter(|m| m.name == node || on_addr(m))
+        .collect();
+    let mut found = None;
+    for m in candidates {
+        if on_addr(m) && (m.name == node || m.name.is_empty()) {
+            found.get_or_insert(m);
+            continue;
+        }
+        return Err(format!(
+            "etcd member {:x} is named `{}` with peer URLs [{}], not {node} at {}: not removing it",
+            m.id,
+            m.name,
+            m.peer_urls.join(", "),
+            addr.unwrap_or("(no address in the topology)")
+        ));
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn member(id: u64, name: &str, learner: bool) -> Member {
+    fn voter(id: u64, name: &str, learner: bool) -> Member {
         Member {
             id,
             name: name.into(),
@@ -415,12 +451,22 @@ mod tests {
         }
     }
 
+    fn member(id: u64, name: &str, peer: &str) -> Member {
+        Member {
+            id,
+            name: name.into(),
+            peer_urls: vec![peer.into()],
+            client_urls: Vec::new(),
+            is_learner: false,
+        }
+    }
+
     #[test]
     fn a_member_removal_that_leaves_no_healthy_quorum_is_refused() {
         let three = [
-            member(1, "m1", false),
-            member(2, "m2", false),
-            member(3, "m3", false),
+            voter(1, "m1", false),
+            voter(2, "m2", false),
+            voter(3, "m3", false),
         ];
         let set = |ids: &[u64]| ids.iter().copied().collect::<BTreeSet<u64>>();
         // m3 down, removed: m1 and m2 stay, both healthy (2 of 2).
@@ -433,7 +479,7 @@ mod tests {
         );
         // Removing a learner keeps the voters: they still need a quorum.
         let mut four = three.to_vec();
-        four.push(member(9, "", true));
+        four.push(voter(9, "", true));
         assert!(quorum_after_removal(&four, 9, &set(&[1, 2])).is_ok());
         let e = quorum_after_removal(&four, 9, &set(&[1])).unwrap_err();
         assert!(
@@ -442,10 +488,51 @@ mod tests {
         );
         // Five voters, two down: removing a healthy one leaves 2 of 4.
         let five: Vec<Member> = (1..=5)
-            .map(|i| member(i, &format!("m{i}"), false))
+            .map(|i| voter(i, &format!("m{i}"), false))
             .collect();
         assert!(quorum_after_removal(&five, 5, &set(&[1, 2, 3])).is_ok());
         assert!(quorum_after_removal(&five, 3, &set(&[1, 2, 3])).is_err());
+    }
+
+    #[test]
+    fn only_the_member_named_after_the_node_at_its_address_is_removed() {
+        let m2 = member(0xa2, "k8s-master-2", "https://198.18.20.105:2380");
+        let m3 = member(0xa3, "k8s-master-3", "https://198.18.20.106:2380");
+        let members = vec![m2.clone(), m3.clone()];
+        let addr = Some("198.18.20.105");
+        assert_eq!(
+            member_to_remove(&members, "k8s-master-2", addr),
+            Ok(Some(&m2))
+        );
+        // A member not started yet has no name: its peer URL names it.
+        let fresh = vec![member(0xb1, "", "https://198.18.20.105:2380"), m3.clone()];
+        assert_eq!(
+            member_to_remove(&fresh, "k8s-master-2", addr)
+                .unwrap()
+                .map(|m| m.id),
+            Some(0xb1)
+        );
+        // None listed: nothing to do.
+        assert_eq!(
+            member_to_remove(std::slice::from_ref(&m3), "k8s-master-2", addr),
+            Ok(None)
+        );
+        // The name with another address: another machine's member.
+        let moved = vec![member(0xc1, "k8s-master-2", "https://198.18.20.150:2380")];
+        let e = member_to_remove(&moved, "k8s-master-2", addr).unwrap_err();
+        assert_eq!(
+            e,
+            "etcd member c1 is named `k8s-master-2` with peer URLs [https://198.18.20.150:2380], not k8s-master-2 at 198.18.20.105: not removing it"
+        );
+        // The address under another name: refused too.
+        let other = vec![member(0xd1, "k8s-master-9", "https://198.18.20.105:2380")];
+        assert!(
+            member_to_remove(&other, "k8s-master-2", addr)
+                .unwrap_err()
+                .contains("named `k8s-master-9`")
+        );
+        // A node the topology does not place: nothing matches its address.
+        assert!(member_to_remove(&members, "k8s-master-2", None).is_err());
     }
 
     #[test]

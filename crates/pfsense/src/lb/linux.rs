@@ -489,7 +489,13 @@ fn render_frontend(f: &Value) -> Vec<String> {
     b
 }
 
-/// Parse `ip -o addr show` into virtual IPs (every address of the host).
+/// The address label that marks a VIP hacli added on `iface`.
+pub fn vip_label(iface: &str) -> String {
+    format!("{iface}:hacli")
+}
+
+/// Parse `ip -o addr show` into virtual IPs (every address of the host);
+/// one labelled [`vip_label`] is described as hacli's.
 pub fn addresses(ip_o_addr: &str) -> Vec<Vip> {
     ip_o_addr
         .lines()
@@ -503,7 +509,16 @@ pub fn addresses(ip_o_addr: &str) -> Vec<Vip> {
                 interface: iface.to_string(),
                 subnet: addr.to_string(),
                 subnet_bits: bits.to_string(),
-                descr: String::new(),
+                // `ip -o` ends a line's first part with a backslash,
+                // straight after the label.
+                descr: if w
+                    .iter()
+                    .any(|t| t.trim_end_matches('\\') == vip_label(iface))
+                {
+                    format!("label {} ({})", vip_label(iface), super::model::OURS)
+                } else {
+                    String::new()
+                },
             })
         })
         .collect()
@@ -609,13 +624,19 @@ impl LinuxHaproxy {
                     let w: Vec<&str> = text.split_whitespace().collect();
                     iface = w.iter().position(|x| *x == "dev").and_then(|i| w.get(i + 1)).map(|x| x.to_string()).ok_or_else(|| LbError::Refused(format!("{}: no interface routes to {addr}: set loadBalancer.manage.vipInterface", self.target_name())))?;
                 }
-                let cmd = ssh::Cmd::new("ip").args([
+                let mut cmd = ssh::Cmd::new("ip").args([
                     "addr",
                     "add",
                     &format!("{addr}/{}", s(&vip["subnet_bits"])),
                     "dev",
                     &iface,
                 ]);
+                // hacli's mark: the address label `IFACE:hacli` (IPv4 only;
+                // at most 15 characters), so only this VIP is ever deleted.
+                let label = vip_label(&iface);
+                if addr.parse::<std::net::Ipv4Addr>().is_ok() && label.len() <= 15 {
+                    cmd = cmd.args(["label", label.as_str()]);
+                }
                 self.run(cmd.clone(), until)
                     .await?
                     .check(&cmd, &self.config.target)
@@ -842,8 +863,13 @@ mod tests {
 
     #[test]
     fn ip_addr_output() {
-        let out = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n2: eth0    inet 198.18.0.2/24 brd 198.18.0.255 scope global eth0\n";
+        let out = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n2: eth0    inet 198.18.0.2/24 brd 198.18.0.255 scope global eth0\n2: eth0    inet 198.18.0.99/24 scope global secondary eth0:hacli\\       valid_lft forever preferred_lft forever\n";
         let v = addresses(out);
+        // The address hacli added carries its label: it is ours; the
+        // host's own address is not.
+        assert!(v[1].descr.is_empty());
+        assert_eq!(v[2].subnet, "198.18.0.99");
+        assert!(v[2].descr.contains(super::super::model::OURS), "{:?}", v[2]);
         assert_eq!(v[1].interface, "eth0");
         assert_eq!(
             (v[1].subnet.as_str(), v[1].subnet_bits.as_str()),

@@ -537,9 +537,27 @@ pub fn edit_for(op: &LbOp, cfg: &LbConfig, hc: &HealthCheck) -> Result<Option<Ed
                 }),
             }
         }
-        LbOp::DeleteVip { address } => Edit::DeleteVip {
-            address: address.to_string(),
-        },
+        LbOp::DeleteVip { address } => {
+            // Only a VIP hacli created (its description, or on Linux its
+            // address label, carries the mark).
+            if let Some(v) = cfg.vip(*address)
+                && !v.descr.contains(OURS)
+            {
+                return Err(Refused(format!(
+                    "virtual IP {address}/{} on {} ({}) was not created by hacli: not deleting it",
+                    v.subnet_bits,
+                    v.interface,
+                    if v.descr.is_empty() {
+                        "no description"
+                    } else {
+                        v.descr.as_str()
+                    }
+                )));
+            }
+            Edit::DeleteVip {
+                address: address.to_string(),
+            }
+        }
         LbOp::CreateDnsRecord { name, address } => {
             if let Some(o) = cfg.host(name) {
                 return Err(Refused(format!(
@@ -559,6 +577,19 @@ pub fn edit_for(op: &LbOp, cfg: &LbConfig, hc: &HealthCheck) -> Result<Option<Ed
             }
         }
         LbOp::DeleteDnsRecord { name } => {
+            if let Some(o) = cfg.host(name)
+                && !o.descr.contains(OURS)
+            {
+                return Err(Refused(format!(
+                    "the DNS host override {name} -> {} ({}) was not created by hacli: not deleting it",
+                    o.ip,
+                    if o.descr.is_empty() {
+                        "no description"
+                    } else {
+                        o.descr.as_str()
+                    }
+                )));
+            }
             let (host, domain) = split_name(name);
             Edit::DeleteHost { host, domain }
         }
@@ -903,5 +934,57 @@ mod tests {
         );
         c.hosts.push(serde_json::from_value(host).unwrap());
         assert_eq!(is_done(&dns, &c), Some(true));
+    }
+
+    /// Issue 21: a rollback that deletes a VIP or a DNS record deletes only
+    /// one hacli created: the one already there (a create refused, or
+    /// found in place) is left, naming it.
+    #[test]
+    fn a_vip_or_dns_record_hacli_did_not_create_is_not_deleted() {
+        let mut c = cfg();
+        let hc = HealthCheck::default();
+        let e = edit_for(
+            &LbOp::DeleteVip {
+                address: "198.18.0.2".parse().unwrap(),
+            },
+            &c,
+            &hc,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.0,
+            "virtual IP 198.18.0.2/24 on lan (no description) was not created by hacli: not deleting it"
+        );
+        c.hosts.push(HostOverride {
+            host: "k8s-api".into(),
+            domain: "lab.lan".into(),
+            ip: "198.18.0.2".into(),
+            descr: "the old API name".into(),
+        });
+        let dns = LbOp::DeleteDnsRecord {
+            name: "k8s-api.lab.lan".into(),
+        };
+        let e = edit_for(&dns, &c, &hc).unwrap_err();
+        assert_eq!(
+            e.0,
+            "the DNS host override k8s-api.lab.lan -> 198.18.0.2 (the old API name) was not created by hacli: not deleting it"
+        );
+        // Ours: deleted.
+        c.hosts[0].descr = format!("Kubernetes API ({OURS})");
+        c.vips[0].descr = format!("VIP ({OURS})");
+        assert!(matches!(
+            edit_for(&dns, &c, &hc),
+            Ok(Some(Edit::DeleteHost { .. }))
+        ));
+        assert!(matches!(
+            edit_for(
+                &LbOp::DeleteVip {
+                    address: "198.18.0.2".parse().unwrap()
+                },
+                &c,
+                &hc
+            ),
+            Ok(Some(Edit::DeleteVip { .. }))
+        ));
     }
 }
