@@ -487,9 +487,7 @@ mod tests {
             "{e}"
         );
         // Five voters, two down: removing a healthy one leaves 2 of 4.
-        let five: Vec<Member> = (1..=5)
-            .map(|i| voter(i, &format!("m{i}"), false))
-            .collect();
+        let five: Vec<Member> = (1..=5).map(|i| voter(i, &format!("m{i}"), false)).collect();
         assert!(quorum_after_removal(&five, 5, &set(&[1, 2, 3])).is_ok());
         assert!(quorum_after_removal(&five, 3, &set(&[1, 2, 3])).is_err());
     }
