@@ -141,13 +141,19 @@ impl Renewer {
             };
             let every = renew_every(ttl);
             let budget = ttl.saturating_sub(skew_margin(ttl));
+            // Each attempt may take until the budget is spent; attempts
+            // start every TTL/3 (at once after a slow one).
+            let patience = deadline.min(budget);
             let mut client: Option<DisruptionLock> = None;
+            let mut next = taken + every;
             loop {
-                match stopped.recv_timeout(every) {
+                let wait = next.saturating_duration_since(std::time::Instant::now());
+                match stopped.recv_timeout(wait) {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
                 let started = std::time::Instant::now();
+                next = started + every;
                 let attempt = rt.block_on(async {
                     let lock = match &client {
                         Some(l) => l.clone(),
@@ -159,7 +165,7 @@ impl Renewer {
                         }
                     };
                     match tokio::time::timeout(
-                        deadline.min(every),
+                        patience,
                         lock.acquire(&identity, ttl, jiff::Timestamp::now()),
                     )
                     .await
@@ -167,12 +173,24 @@ impl Renewer {
                         Ok(r) => r,
                         Err(_) => Err(Error::Timeout {
                             what: format!("renewing the disruption lock {}", lock.lease()),
-                            ms: deadline.min(every).as_millis(),
+                            ms: patience.as_millis(),
                         }),
                     }
                 });
                 let mut done = false;
                 set(&mut |r| match &attempt {
+                    // Taken again after a gap longer than the budget: the
+                    // lease may have expired in between, so it was not held
+                    // throughout.
+                    Ok(Acquire::Acquired) if started.duration_since(r.last_ok) >= budget => {
+                        r.lost = Some(format!(
+                            "not renewed for {:.1} s (TTL {} s, {:.1} s kept for clock skew)",
+                            started.duration_since(r.last_ok).as_secs_f64(),
+                            ttl.as_secs(),
+                            skew_margin(ttl).as_secs_f64(),
+                        ));
+                        done = true;
+                    }
                     Ok(Acquire::Acquired) => {
                         r.last_ok = started;
                         r.last_error = None;
