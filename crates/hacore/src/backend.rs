@@ -511,6 +511,23 @@ impl Op {
         )
     }
 
+    /// Whether it takes something down: a node (reboot, upgrade, a
+    /// person's command, `kubeadm reset`), an etcd member, or a VM's power.
+    /// A run resumed from its journal gates these again.
+    pub fn takes_down(&self) -> bool {
+        matches!(
+            self,
+            Op::Hypervisor(HvOp::DeleteVm { .. })
+                | Op::ControlPlane(
+                    CpOp::Reboot { .. }
+                        | CpOp::Upgrade { .. }
+                        | CpOp::RunCommand { .. }
+                        | CpOp::ResetNode { .. }
+                        | CpOp::RemoveMember { .. }
+                )
+        )
+    }
+
     /// Whether a person must do it and confirm.
     pub fn is_manual(&self) -> bool {
         matches!(
@@ -595,6 +612,22 @@ pub trait ControlPlane {
     fn is_done(&mut self, op: &CpOp) -> Result<bool, BackendError>;
     /// Carry `op` out. `UploadCerts` returns when the key was issued.
     fn apply(&mut self, op: &CpOp) -> Result<(), BackendError>;
+    /// `node`'s boot id now (new at every boot), which the executor records
+    /// in the journal before a reboot so that a resumed run knows whether
+    /// the reboot happened. None: this backend has no boot ids.
+    fn boot_id(&mut self, node: &str) -> Result<Option<String>, BackendError> {
+        let _ = node;
+        Ok(None)
+    }
+    /// Wait, within the reboot's deadline, until `node` reports a boot id
+    /// other than `before`: a reboot an earlier run asked for, which is
+    /// not asked again.
+    fn await_reboot(&mut self, node: &str, before: &str) -> Result<(), BackendError> {
+        let _ = before;
+        Err(BackendError::Unsupported(format!(
+            "waiting for {node}'s reboot asked by an earlier run"
+        )))
+    }
 }
 
 /// Observes the cluster for step preconditions.

@@ -514,6 +514,21 @@ pub trait Lock {
     fn acquire(&mut self, identity: &str) -> Result<LockAnswer, BackendError>;
     /// Release it if `identity` holds it.
     fn release(&mut self, identity: &str) -> Result<(), BackendError>;
+    /// While the run acts, right before each step acts: whether
+    /// `identity` still holds the lock (renewed in time, no other holder).
+    /// `Err(why)` stops the run there and restores what the phase changed.
+    /// By default the lock is taken again (a renewal) and must be ours.
+    fn held(&mut self, identity: &str) -> Result<(), String> {
+        match self.acquire(identity) {
+            Ok(LockAnswer::Acquired) => Ok(()),
+            Ok(LockAnswer::HeldBy(h)) => Err(format!("the disruption lock is now held by {h}")),
+            Err(e) => Err(format!("the disruption lock could not be renewed: {e}")),
+        }
+    }
+    /// After a rollback that failed: keep the lock for `identity`, with
+    /// `reason` where people see it (`hacli lock show`), instead of freeing
+    /// it for the next disruption; it stays held until a person releases it.
+    fn keep(&mut self, identity: &str, reason: &str) -> Result<(), BackendError>;
 }
 
 /// The answer to [`Lock::acquire`].
@@ -625,10 +640,72 @@ fn blocks(f: &crate::verdict::Finding, moves_leader: bool) -> bool {
         && f.severity == crate::verdict::Severity::Deny)
 }
 
+/// The gate's blocking reasons for `node` on the cluster as it is now
+/// (`plan.from`: a replacement's new master may not exist yet).
+fn gate_reasons(
+    plan: &Plan,
+    node: &str,
+    gate: &Gate,
+    b: &mut Backends<'_>,
+    moves_leader: bool,
+) -> Result<Vec<String>, String> {
+    let state = b.observer.observe(&plan.from);
+    let request = Request {
+        action: gate.action,
+        target: node,
+        requester: Some(&gate.identity),
+    };
+    let verdict = evaluate(&plan.from, &state, &gate.policy, &request, b.clock.now())
+        .map_err(|e| e.to_string())?;
+    Ok(verdict
+        .blocking()
+        .filter(|f| blocks(f, moves_leader))
+        .map(|f| format!("{} ({}): {}", f.rule, f.severity, f.message))
+        .collect())
+}
+
+/// What a disruption's run watches at its step boundaries: the lock it
+/// holds, and (resumed) its gate before the act.
+struct DisruptWatch<'a> {
+    plan: &'a Plan,
+    node: &'a str,
+    gate: &'a Gate,
+    lock: &'a mut dyn Lock,
+    moves_leader: bool,
+}
+
+impl exec::Watch for DisruptWatch<'_> {
+    fn hold(&mut self, _: &mut Backends<'_>) -> Result<(), String> {
+        self.lock.held(&self.gate.identity)
+    }
+    fn regate(&mut self, step: &Step, b: &mut Backends<'_>) -> Result<Vec<String>, String> {
+        // The act on the disrupted node (reboot, upgrade, a command): what
+        // the gate was asked about. A removal's later steps (reset, the
+        // VM) act on a node already out of etcd, behind the member
+        // removal's own gate.
+        let act = matches!(
+            &step.op,
+            Op::ControlPlane(
+                CpOp::Reboot { node } | CpOp::Upgrade { node, .. } | CpOp::RunCommand { node, .. }
+            ) if node == self.node
+        );
+        if !act {
+            return Ok(Vec::new());
+        }
+        gate_reasons(self.plan, self.node, self.gate, b, self.moves_leader)
+    }
+}
+
 /// Gate, lock, run the plan of one node's disruption through the executor,
 /// release the lock. A resumed run (its journal has records) is not gated
-/// again (the node may be down mid-way): it only takes the lock again.
-/// The `etcd-leader` rule does not block: the plan moves leadership first.
+/// at its start (the node may be down mid-way): it takes the lock again,
+/// and asks the gate again, on the cluster as it is now, right before the
+/// act (a reboot asked by the killed run included: never asked twice).
+/// The lock is checked before every step acts: lost (not renewed in time,
+/// or another holder), the run stops there and restores what the phase
+/// changed. A rollback that fails keeps the lock, with the reason, for a
+/// person. The `etcd-leader` rule does not block: the plan moves
+/// leadership first.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     plan: &Plan,
@@ -647,19 +724,8 @@ pub fn run(
     if !resumed {
         // The cluster as it is now (a replacement's new master does not
         // exist yet).
-        let state = b.observer.observe(&plan.from);
-        let request = Request {
-            action: gate.action,
-            target: node,
-            requester: Some(&gate.identity),
-        };
-        let verdict = evaluate(&plan.from, &state, &gate.policy, &request, b.clock.now())
+        let reasons = gate_reasons(plan, node, gate, b, moves_leader)
             .map_err(|e| ExecError::Journal(format!("gate: {e}")))?;
-        let reasons: Vec<String> = verdict
-            .blocking()
-            .filter(|f| blocks(f, moves_leader))
-            .map(|f| format!("{} ({}): {}", f.rule, f.severity, f.message))
-            .collect();
         if !reasons.is_empty() {
             return Ok(Report::Denied {
                 node: node.into(),
@@ -668,7 +734,22 @@ pub fn run(
         }
     }
     if opts.dry_run {
-        let outcome = exec::run_as(plan, b, journal, opts, Some(&gate.identity), on_event)?;
+        let mut watch = DisruptWatch {
+            plan,
+            node,
+            gate,
+            lock: &mut NoLock,
+            moves_leader,
+        };
+        let outcome = exec::run_watched(
+            plan,
+            b,
+            journal,
+            opts,
+            Some(&gate.identity),
+            &mut watch,
+            on_event,
+        )?;
         return Ok(Report::Ran {
             node: node.into(),
             outcome,
@@ -693,7 +774,37 @@ pub fn run(
             });
         }
     }
-    let result = exec::run_as(plan, b, journal, opts, Some(&gate.identity), on_event);
+    let mut watch = DisruptWatch {
+        plan,
+        node,
+        gate,
+        lock,
+        moves_leader,
+    };
+    let result = exec::run_watched(
+        plan,
+        b,
+        journal,
+        opts,
+        Some(&gate.identity),
+        &mut watch,
+        on_event,
+    );
+    if let Err(ExecError::RollbackFailed { step, error }) = result {
+        // The cluster needs a person: no next disruption before one looks.
+        let reason = format!("rolling back step {step} of {node} failed: {error}");
+        let kept = match lock.keep(&gate.identity, &reason) {
+            Ok(()) => format!(
+                "the disruption lock stays held by {} with this reason (hacli lock show) until a person releases it",
+                gate.identity
+            ),
+            Err(e) => format!("keeping the disruption lock with this reason failed too: {e}"),
+        };
+        return Err(ExecError::RollbackFailed {
+            step,
+            error: format!("{error}; {kept}"),
+        });
+    }
     let release = lock.release(&gate.identity);
     let outcome = result?;
     Ok(Report::Ran {
@@ -702,6 +813,21 @@ pub fn run(
         lock_released: release.is_ok(),
         release_error: release.err().map(|e| e.to_string()),
     })
+}
+
+/// The lock of a dry run: not taken, never lost.
+struct NoLock;
+
+impl Lock for NoLock {
+    fn acquire(&mut self, _: &str) -> Result<LockAnswer, BackendError> {
+        Ok(LockAnswer::Acquired)
+    }
+    fn release(&mut self, _: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn keep(&mut self, _: &str, _: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
 }
 
 /// How a rolling operation ended.
@@ -1151,6 +1277,257 @@ nodes:
                 "run/w1/wait-healthy",
                 "run/w1/uncordon"
             ]
+        );
+    }
+
+    use crate::exec::{MemJournal, Record};
+    use crate::simulated::{Crash, SimHandle, SimulatedCluster, with_backends};
+
+    fn reboot_gate() -> Gate {
+        Gate {
+            policy: Policy::for_action(Action::Reboot),
+            action: Action::Reboot,
+            identity: "me".into(),
+        }
+    }
+
+    fn sim_now() -> Timestamp {
+        "2026-05-21T12:00:00Z".parse().unwrap()
+    }
+
+    /// One run of `p` for `m1` on `sim` with `lock`, the journal kept.
+    fn run_m1(
+        p: &Plan,
+        sim: &std::rc::Rc<std::cell::RefCell<SimulatedCluster>>,
+        lock: &mut dyn Lock,
+        journal: &mut MemJournal,
+    ) -> Result<Report, ExecError> {
+        with_backends(sim, |b| {
+            run(
+                p,
+                "m1",
+                &reboot_gate(),
+                b,
+                lock,
+                journal,
+                &exec::Options::default(),
+                &mut |_| {},
+            )
+        })
+    }
+
+    /// The apply (1-based) at which a whole run of `p` reboots `m1`.
+    fn reboot_apply(p: &Plan, t: &Topology) -> usize {
+        let sim = SimulatedCluster::new(t, t, sim_now()).shared();
+        let mut lock = SimHandle(sim.clone());
+        let r = run_m1(p, &sim, &mut lock, &mut MemJournal::default()).unwrap();
+        assert!(r.ok(), "{}", r.summary());
+        let effects = &sim.borrow().effects;
+        1 + effects.iter().position(|e| e == "reboot m1").unwrap()
+    }
+
+    #[test]
+    fn a_second_master_goes_down_while_a_killed_reboot_waits_the_resumed_run_is_refused() {
+        let t = topo();
+        let p = plan(&t, &DisruptAction::Reboot, "m1", &DisruptOptions::default()).unwrap();
+        let at = reboot_apply(&p, &t);
+        let sim = SimulatedCluster::new(&t, &t, sim_now()).shared();
+        let mut lock = SimHandle(sim.clone());
+        let mut journal = MemJournal::default();
+        // Killed right as it asks for the reboot: the boot id is recorded,
+        // the reboot has not happened.
+        sim.borrow_mut().crash = Some(Crash {
+            at_apply: at,
+            after_effect: false,
+        });
+        let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_m1(&p, &sim, &mut lock, &mut journal)
+        }));
+        assert!(killed.is_err(), "the run was not killed");
+        assert!(journal.records.iter().any(|r| matches!(
+            r,
+            Record::BootId { step, boot_id, .. } if step == "reboot/m1/reboot" && boot_id == "m1-boot-0"
+        )));
+        sim.borrow_mut().crash = None;
+        // Meanwhile m2 goes down: the resumed run asks the gate again.
+        sim.borrow_mut().down.insert("m2".into());
+        let r = run_m1(&p, &sim, &mut lock, &mut journal).unwrap();
+        let Report::Ran {
+            outcome: Outcome::Blocked { step, reasons },
+            ..
+        } = &r
+        else {
+            panic!("not refused: {}", r.summary());
+        };
+        assert_eq!(step, "reboot/m1/reboot");
+        assert!(
+            reasons.iter().any(|x| x.starts_with("etcd-quorum (deny)")),
+            "{reasons:?}"
+        );
+        assert_eq!(sim.borrow().reboots.get("m1"), None, "rebooted anyway");
+        assert!(
+            sim.borrow().cordoned.contains("m1"),
+            "a refusal rolls nothing back"
+        );
+    }
+
+    #[test]
+    fn a_reboot_that_happened_before_the_kill_is_never_asked_again() {
+        let t = topo();
+        let p = plan(&t, &DisruptAction::Reboot, "m1", &DisruptOptions::default()).unwrap();
+        let at = reboot_apply(&p, &t);
+        let sim = SimulatedCluster::new(&t, &t, sim_now()).shared();
+        let mut lock = SimHandle(sim.clone());
+        let mut journal = MemJournal::default();
+        sim.borrow_mut().crash = Some(Crash {
+            at_apply: at,
+            after_effect: true,
+        });
+        let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_m1(&p, &sim, &mut lock, &mut journal)
+        }));
+        assert!(killed.is_err(), "the run was not killed");
+        sim.borrow_mut().crash = None;
+        // The node's boot id changed: the reboot is done, whatever the
+        // backend's memory (a new process has none).
+        sim.borrow_mut().acted.clear();
+        let r = run_m1(&p, &sim, &mut lock, &mut journal).unwrap();
+        assert!(r.ok(), "{}", r.summary());
+        assert_eq!(sim.borrow().reboots.get("m1"), Some(&1), "rebooted twice");
+        // A reboot asked and never come is not asked again either: the
+        // run stops and restores the node.
+        let sim = SimulatedCluster::new(&t, &t, sim_now()).shared();
+        let mut lock = SimHandle(sim.clone());
+        let mut journal = MemJournal::default();
+        sim.borrow_mut().crash = Some(Crash {
+            at_apply: at,
+            after_effect: false,
+        });
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_m1(&p, &sim, &mut lock, &mut journal)
+        }));
+        sim.borrow_mut().crash = None;
+        let r = run_m1(&p, &sim, &mut lock, &mut journal).unwrap();
+        assert!(r.summary().contains("not asking again"), "{}", r.summary());
+        assert_eq!(sim.borrow().reboots.get("m1"), None);
+        assert!(!sim.borrow().cordoned.contains("m1"), "restored");
+    }
+
+    /// The simulated lock, taken over by `intruder` at the `after`-th
+    /// check of the run.
+    struct TakenOver {
+        inner: SimHandle,
+        checks: usize,
+        after: usize,
+    }
+
+    impl Lock for TakenOver {
+        fn acquire(&mut self, identity: &str) -> Result<LockAnswer, BackendError> {
+            self.inner.acquire(identity)
+        }
+        fn release(&mut self, identity: &str) -> Result<(), BackendError> {
+            self.inner.release(identity)
+        }
+        fn held(&mut self, identity: &str) -> Result<(), String> {
+            self.checks += 1;
+            if self.checks == self.after {
+                self.inner.0.borrow_mut().lock_holder = Some("intruder".into());
+            }
+            self.inner.held(identity)
+        }
+        fn keep(&mut self, identity: &str, reason: &str) -> Result<(), BackendError> {
+            self.inner.keep(identity, reason)
+        }
+    }
+
+    #[test]
+    fn another_holder_takes_the_lock_mid_run_the_run_stops_and_restores() {
+        let t = topo();
+        let p = plan(&t, &DisruptAction::Reboot, "m1", &DisruptOptions::default()).unwrap();
+        let sim = SimulatedCluster::new(&t, &t, sim_now()).shared();
+        // Taken over during the leadership move: checked before the cordon
+        // (the 4th step).
+        let mut lock = TakenOver {
+            inner: SimHandle(sim.clone()),
+            checks: 0,
+            after: 4,
+        };
+        let r = run_m1(&p, &sim, &mut lock, &mut MemJournal::default()).unwrap();
+        let Report::Ran {
+            outcome: Outcome::RolledBack { step, error, .. },
+            ..
+        } = &r
+        else {
+            panic!("not stopped: {}", r.summary());
+        };
+        assert!(
+            error.contains("stopped before acting") && error.contains("held by intruder"),
+            "{error}"
+        );
+        assert_eq!(step, "reboot/m1/cordon");
+        let s = sim.borrow();
+        assert_eq!(s.reboots.get("m1"), None, "acted without the lock");
+        assert!(!s.cordoned.contains("m1"), "not restored");
+        assert_eq!(
+            s.server_state
+                .get("m1")
+                .copied()
+                .unwrap_or(ServerState::Ready),
+            ServerState::Ready
+        );
+        assert_eq!(
+            s.lock_holder.as_deref(),
+            Some("intruder"),
+            "not ours to free"
+        );
+    }
+
+    #[test]
+    fn a_rollback_that_fails_keeps_the_lock_with_the_reason() {
+        let t = topo();
+        let p = plan(&t, &DisruptAction::Reboot, "m1", &DisruptOptions::default()).unwrap();
+        let sim = SimulatedCluster::new(&t, &t, sim_now()).shared();
+        for f in ["reboot/m1", "uncordon/m1"] {
+            sim.borrow_mut()
+                .fail
+                .insert(f.into(), format!("injected ({f})"));
+        }
+        let mut lock = SimHandle(sim.clone());
+        let e = run_m1(&p, &sim, &mut lock, &mut MemJournal::default()).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("stays held by me"), "{e}");
+        let s = sim.borrow();
+        assert_eq!(s.lock_holder.as_deref(), Some("me"));
+        let kept = s.lock_kept.as_deref().unwrap_or_default();
+        assert!(kept.contains("rolling back step"), "{kept}");
+        drop(s);
+        // The next disruption is denied, naming the holder.
+        let q = plan(&t, &DisruptAction::Reboot, "m2", &DisruptOptions::default()).unwrap();
+        sim.borrow_mut().fail.clear();
+        let r = with_backends(&sim, |b| {
+            run(
+                &q,
+                "m2",
+                &Gate {
+                    identity: "next".into(),
+                    ..reboot_gate()
+                },
+                b,
+                &mut lock,
+                &mut MemJournal::default(),
+                &exec::Options::default(),
+                &mut |_| {},
+            )
+        })
+        .unwrap();
+        let Report::Denied { reasons, .. } = &r else {
+            panic!("not denied: {}", r.summary());
+        };
+        assert!(
+            reasons
+                .iter()
+                .any(|x| x.starts_with("lock (deny)") && x.contains("me")),
+            "{reasons:?}"
         );
     }
 

@@ -9,6 +9,15 @@
 //! back: the cluster is not in a state to take more changes, rollbacks
 //! included. Manual steps wait for a confirmation. Joins get a certificate
 //! key younger than its 2-hour lifetime, re-uploading when needed.
+//!
+//! Pauses (issue 21): a reboot records the node's boot id in the journal
+//! before it acts, so a resumed run knows whether the reboot happened (the
+//! id changed: done) and never asks twice (unchanged: it waits for the one
+//! asked). A caller's [`Watch`] is asked at every step boundary whether
+//! the run may still act (the disruption lock held), and, in a run resumed
+//! from its journal, for its gate again before each step that takes
+//! something down. The journal file cuts a torn last line before it
+//! appends, and syncs every record.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -83,6 +92,18 @@ pub enum Record {
         /// When.
         at: Timestamp,
     },
+    /// Before a reboot: the node's boot id, so that a resumed run tells
+    /// whether the reboot happened (the id changed) and never asks twice.
+    BootId {
+        /// Step id.
+        step: String,
+        /// The node.
+        node: String,
+        /// Its boot id before the reboot.
+        boot_id: String,
+        /// When.
+        at: Timestamp,
+    },
     /// A certificate key was issued.
     CertificateKey {
         /// When.
@@ -129,24 +150,104 @@ pub struct FileJournal {
 }
 
 impl FileJournal {
-    /// Open (or create) a journal. A torn last line (a crash mid-write) is
-    /// ignored; any other unreadable line is an error naming its line.
+    /// Open (or create) a journal. A torn last line (a crash mid-write: a
+    /// record cut short, or a line of zeros) is cut off the file, and the
+    /// cut synced, before anything is appended, so the next record starts
+    /// on a line of its own; a last record complete but for its newline
+    /// gets its newline. Any other unreadable line is an error naming its
+    /// line.
     pub fn open(path: &Path) -> Result<FileJournal, ExecError> {
         let io = |e: std::io::Error| ExecError::Journal(format!("{}: {e}", path.display()));
-        let file = OpenOptions::new()
+        let created = !path.exists();
+        let mut file = OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
             .open(path)
             .map_err(io)?;
-        let mut text = String::new();
-        (&file).read_to_string(&mut text).map_err(io)?;
-        let records = parse_journal(&path.display().to_string(), &text)?;
+        if created {
+            // The new name must survive a crash too.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            }
+        }
+        let mut bytes = Vec::new();
+        (&file).read_to_end(&mut bytes).map_err(io)?;
+        let intact = intact(&bytes);
+        if intact.keep < bytes.len() {
+            file.set_len(intact.keep as u64).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            bytes.truncate(intact.keep);
+        }
+        if intact.newline {
+            file.write_all(b"\n").map_err(io)?;
+            file.sync_data().map_err(io)?;
+            bytes.push(b'\n');
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            ExecError::Journal(format!(
+                "{}: not UTF-8 at byte {}",
+                path.display(),
+                e.valid_up_to()
+            ))
+        })?;
+        let records = parse_journal(&path.display().to_string(), text)?;
         Ok(FileJournal {
             path: path.to_path_buf(),
             file,
             records,
         })
+    }
+}
+
+/// What of a journal file to keep (see [`intact`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intact {
+    /// Bytes to keep from the start: everything before a torn last line.
+    pub keep: usize,
+    /// The kept text's last record lacks its newline: append one.
+    pub newline: bool,
+}
+
+/// Where a journal file's records end: its last non-blank line is cut when
+/// it is not a whole record (a write torn by a crash: cut short, or zeros
+/// where the data never reached the disk), and a whole last record
+/// without its newline is completed. Only the last line is judged: an
+/// unreadable line before it is for [`parse_journal`] to name.
+pub fn intact(bytes: &[u8]) -> Intact {
+    let blank = |l: &[u8]| l.iter().all(u8::is_ascii_whitespace);
+    // The last non-blank line: [start, end), end excluding its newline.
+    let mut end = bytes.len();
+    loop {
+        let start = bytes[..end]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line = &bytes[start..end];
+        if !blank(line) {
+            let whole = std::str::from_utf8(line)
+                .ok()
+                .is_some_and(|l| serde_json::from_str::<Record>(l).is_ok());
+            return if whole {
+                Intact {
+                    keep: bytes.len(),
+                    newline: !bytes[end..].contains(&b'\n'),
+                }
+            } else {
+                Intact {
+                    keep: start,
+                    newline: false,
+                }
+            };
+        }
+        if start == 0 {
+            // Only blank lines: nothing to keep.
+            return Intact {
+                keep: 0,
+                newline: false,
+            };
+        }
+        end = start - 1;
     }
 }
 
@@ -346,10 +447,63 @@ pub fn replay(
                 confirmed.insert(step.clone());
             }
             Record::CertificateKey { at } => key = Some(*at),
-            Record::Begin { .. } | Record::Blocked { .. } | Record::Finished { .. } => {}
+            Record::Begin { .. }
+            | Record::Blocked { .. }
+            | Record::BootId { .. }
+            | Record::Finished { .. } => {}
         }
     }
     (status, key, confirmed)
+}
+
+/// The boot ids recorded before reboots whose step has not ended since
+/// (no `done`, no `rolled-back`): reboots an earlier run asked for, by
+/// step id, with the node and its boot id then.
+pub fn pending_reboots(records: &[Record]) -> BTreeMap<String, (String, String)> {
+    let mut pending = BTreeMap::new();
+    for r in records {
+        match r {
+            Record::BootId {
+                step,
+                node,
+                boot_id,
+                ..
+            } => {
+                pending.insert(step.clone(), (node.clone(), boot_id.clone()));
+            }
+            Record::Done { step, .. } | Record::RolledBack { step, .. } => {
+                pending.remove(step);
+            }
+            _ => {}
+        }
+    }
+    pending
+}
+
+/// What the caller of a run checks at the step boundaries, besides the
+/// steps' own gates (their preconditions, evaluated in every run).
+pub trait Watch {
+    /// Right before a step acts: whether the run may still act (the
+    /// disruption lock is still held). `Err(why)`: the run stops there and
+    /// rolls the current phase back, saying why.
+    fn hold(&mut self, b: &mut Backends<'_>) -> Result<(), String>;
+    /// Before a step that takes something down ([`Op::takes_down`]) and has
+    /// no gate of its own, in a run resumed from its journal: the blocking
+    /// reasons of the caller's gate on the cluster as it is now (none:
+    /// allowed; `Err`: the gate could not be evaluated).
+    fn regate(&mut self, step: &Step, b: &mut Backends<'_>) -> Result<Vec<String>, String>;
+}
+
+/// No lock, no gate of the caller's: only the steps' own gates.
+struct Unwatched;
+
+impl Watch for Unwatched {
+    fn hold(&mut self, _: &mut Backends<'_>) -> Result<(), String> {
+        Ok(())
+    }
+    fn regate(&mut self, _: &Step, _: &mut Backends<'_>) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
 }
 
 fn failed(what: &str, e: BackendError) -> String {
@@ -378,7 +532,25 @@ pub fn run_as(
     requester: Option<&str>,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Outcome, ExecError> {
+    run_watched(plan, b, journal, opts, requester, &mut Unwatched, on_event)
+}
+
+/// [`run_as`] under `watch`: before each step acts, `watch.hold` (a lost
+/// lock stops the run and rolls back the current phase); in a run resumed
+/// from its journal, before each step that takes something down and has
+/// no gate of its own, `watch.regate` (a gate that does not allow it
+/// stops the run, as a step's own gate does).
+pub fn run_watched(
+    plan: &Plan,
+    b: &mut Backends<'_>,
+    journal: &mut dyn Journal,
+    opts: &Options,
+    requester: Option<&str>,
+    watch: &mut dyn Watch,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Outcome, ExecError> {
     let digest = plan.digest();
+    let resumed = !journal.records().is_empty();
     match journal.records().first() {
         Some(Record::Begin { plan: d, .. }) if *d != digest => {
             return Err(ExecError::PlanMismatch {
@@ -399,6 +571,7 @@ pub fn run_as(
         None => {}
     }
     let (mut status, mut key_at, mut confirmed) = replay(journal.records());
+    let reboots = pending_reboots(journal.records());
     let total = plan.steps().count();
     let mut index = 0;
     let mut would_apply: Vec<String> = Vec::new();
@@ -424,8 +597,13 @@ pub fn run_as(
             let attempt = run_step(
                 plan,
                 step,
-                gates,
-                requester,
+                Gating {
+                    gates,
+                    resumed,
+                    requester,
+                    asked: reboots.get(&step.id),
+                },
+                watch,
                 b,
                 journal,
                 opts,
@@ -485,12 +663,24 @@ impl From<ExecError> for StepFailure {
     }
 }
 
+/// How a step is gated.
+struct Gating<'a> {
+    /// Evaluate gates at all (a dry run skips them after its first change).
+    gates: bool,
+    /// The run is resumed from its journal.
+    resumed: bool,
+    /// The lock holder.
+    requester: Option<&'a str>,
+    /// A reboot an earlier run asked for: node, boot id before.
+    asked: Option<&'a (String, String)>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_step(
     plan: &Plan,
     step: &Step,
-    gates: bool,
-    requester: Option<&str>,
+    gating: Gating<'_>,
+    watch: &mut dyn Watch,
     b: &mut Backends<'_>,
     journal: &mut dyn Journal,
     opts: &Options,
@@ -498,6 +688,13 @@ fn run_step(
     key_at: &mut Option<Timestamp>,
     confirmed: &mut BTreeSet<String>,
 ) -> Result<StepEnd, StepFailure> {
+    // A step boundary: still ours to act? (The lock may have been lost
+    // during the last step.)
+    if !opts.dry_run {
+        watch
+            .hold(b)
+            .map_err(|why| StepFailure::Step(format!("stopped before acting: {why}")))?;
+    }
     // Manual steps: a person does them and says so.
     if step.op.is_manual() {
         if opts.dry_run && !confirmed.contains(&step.id) {
@@ -521,10 +718,40 @@ fn run_step(
         }
         return record_done(step, b, journal, on_event);
     }
+    let Gating {
+        gates,
+        resumed,
+        requester,
+        asked,
+    } = gating;
+    // A reboot an earlier run asked for: done if the node booted since
+    // (its boot id changed); else it may be under way, and is waited for
+    // below, never asked again.
+    if let Some((node, before)) = asked {
+        // Unreadable (the node or the API down mid-reboot): not known yet.
+        let now = b.control_plane.boot_id(node).ok().flatten();
+        if now
+            .as_ref()
+            .is_some_and(|id| !id.is_empty() && id != before)
+        {
+            if !opts.dry_run {
+                journal.append(Record::Done {
+                    step: step.id.clone(),
+                    at: b.clock.now(),
+                    skipped: true,
+                })?;
+            }
+            on_event(Event::Skipped {
+                id: step.id.clone(),
+                why: format!("{node} rebooted after an earlier run asked (boot id {before} then)"),
+            });
+            return Ok(StepEnd::Done);
+        }
+    }
     // Already in place? Then there is nothing to do, whatever the journal says.
-    let done = b
-        .is_done(&step.op)
-        .map_err(|e| StepFailure::Step(failed("checking whether it is done", e)))?;
+    let done = asked.is_none()
+        && b.is_done(&step.op)
+            .map_err(|e| StepFailure::Step(failed("checking whether it is done", e)))?;
     if done && !step.op.is_check() {
         if !opts.dry_run {
             journal.append(Record::Done {
@@ -558,6 +785,26 @@ fn run_step(
                 .blocking()
                 .map(|f| format!("{} ({}): {}", f.rule, f.severity, f.message))
                 .collect();
+            if !opts.dry_run {
+                journal.append(Record::Blocked {
+                    step: step.id.clone(),
+                    at: b.clock.now(),
+                    reasons: reasons.clone(),
+                })?;
+            }
+            return Ok(StepEnd::Stop(Outcome::Blocked {
+                step: step.id.clone(),
+                reasons,
+            }));
+        }
+    }
+    // A resumed run asks the caller's gate again before taking anything
+    // down: the cluster may have changed while the run was stopped.
+    if gates && resumed && step.op.takes_down() && step.preconditions.is_empty() {
+        let reasons = watch
+            .regate(step, b)
+            .map_err(|e| StepFailure::Step(format!("gate: {e}")))?;
+        if !reasons.is_empty() {
             if !opts.dry_run {
                 journal.append(Record::Blocked {
                     step: step.id.clone(),
@@ -605,18 +852,54 @@ fn run_step(
         step: step.id.clone(),
         at: b.clock.now(),
     })?;
-    if !step.op.is_check() {
-        b.apply(&step.op)
-            .map_err(|e| StepFailure::Step(failed("applying", e)))?;
+    match (&step.op, asked) {
+        (Op::ControlPlane(CpOp::Reboot { node }), Some((_, before))) => {
+            b.control_plane.await_reboot(node, before).map_err(|e| {
+                StepFailure::Step(format!(
+                    "the reboot of {node} an earlier run asked for (boot id {before} then) has not happened: {e}; not asking again: reboot it by hand, or check it, then resume"
+                ))
+            })?;
+        }
+        (Op::ControlPlane(CpOp::Reboot { node }), None) => {
+            let id = b.control_plane.boot_id(node).map_err(|e| {
+                StepFailure::Step(failed(
+                    &format!("reading {node}'s boot id before its reboot"),
+                    e,
+                ))
+            })?;
+            if let Some(boot_id) = id {
+                journal.append(Record::BootId {
+                    step: step.id.clone(),
+                    node: node.clone(),
+                    boot_id,
+                    at: b.clock.now(),
+                })?;
+            }
+            b.apply(&step.op)
+                .map_err(|e| StepFailure::Step(failed("applying", e)))?;
+        }
+        _ if !step.op.is_check() => {
+            b.apply(&step.op)
+                .map_err(|e| StepFailure::Step(failed("applying", e)))?;
+        }
+        _ => {}
     }
     if step.op == Op::ControlPlane(CpOp::UploadCerts) {
         let at = b.clock.now();
         journal.append(Record::CertificateKey { at })?;
         *key_at = Some(at);
     }
-    let verified = b
-        .is_done(&step.op)
-        .map_err(|e| StepFailure::Step(failed("verifying", e)))?;
+    let verified = match (&step.op, asked) {
+        // The backend did not ask for this reboot: the boot id tells.
+        (Op::ControlPlane(CpOp::Reboot { node }), Some((_, before))) => b
+            .control_plane
+            .boot_id(node)
+            .map_err(|e| StepFailure::Step(failed("verifying", e)))?
+            .is_some_and(|id| !id.is_empty() && id != *before),
+        _ => b
+            .is_done(&step.op)
+            .map_err(|e| StepFailure::Step(failed("verifying", e)))?,
+    };
     if !verified {
         return Err(StepFailure::Step(format!(
             "verification failed: `{}` is not in effect",

@@ -196,6 +196,60 @@ pub fn journal(data: &[u8]) -> bool {
     true
 }
 
+/// A journal file as a crash may leave it (`exec::intact`, what
+/// `FileJournal::open` cuts before appending): whatever the bytes, after
+/// the cut two appended records read back, after the records the file
+/// held; nothing `parse_journal` accepted from the file is lost. Accepted
+/// when the kept part parses.
+pub fn journal_torn(data: &[u8]) -> bool {
+    let intact = exec::intact(data);
+    assert!(intact.keep <= data.len(), "the cut is past the end");
+    let mut kept = data[..intact.keep].to_vec();
+    if intact.newline {
+        kept.push(b'\n');
+    }
+    let Ok(text) = std::str::from_utf8(&kept) else {
+        return false;
+    };
+    let Ok(before) = exec::parse_journal("fuzz.jsonl", text) else {
+        return false;
+    };
+    if let Some(whole) = utf8(data).and_then(|t| exec::parse_journal("fuzz.jsonl", t).ok()) {
+        assert_eq!(before, whole, "the cut lost records the file held");
+    }
+    assert_eq!(
+        exec::intact(&kept),
+        exec::Intact {
+            keep: kept.len(),
+            newline: false
+        },
+        "a cut journal is cut again"
+    );
+    let at = Timestamp::UNIX_EPOCH;
+    let appended = [
+        exec::Record::Started {
+            step: "fuzz/step".into(),
+            at,
+        },
+        exec::Record::Done {
+            step: "fuzz/step".into(),
+            at,
+            skipped: false,
+        },
+    ];
+    for r in &appended {
+        kept.extend_from_slice(serde_json::to_string(r).expect("serialises").as_bytes());
+        kept.push(b'\n');
+    }
+    let text = std::str::from_utf8(&kept).expect("UTF-8 plus JSON is UTF-8");
+    let after = exec::parse_journal("fuzz.jsonl", text)
+        .unwrap_or_else(|e| panic!("appending after the cut made the journal unreadable: {e}"));
+    assert_eq!(after.len(), before.len() + 2, "records lost or glued");
+    assert_eq!(&after[..before.len()], &before[..]);
+    assert_eq!(&after[before.len()..], &appended[..]);
+    true
+}
+
 /// Replay a target's committed inputs on the stable toolchain: every file
 /// of `fuzz/corpus/<target>/` and `fuzz/regressions/<target>/` under the
 /// workspace root `root`, through `body` (one of the functions above, or

@@ -216,6 +216,14 @@ pub struct SimulatedCluster {
     /// Who holds the disruption lock.
     #[serde(default)]
     pub lock_holder: Option<String>,
+    /// Why the lock is kept after a failed rollback (until a person
+    /// releases it).
+    #[serde(default)]
+    pub lock_kept: Option<String>,
+    /// Nodes powered off from outside (not by a step): Node NotReady, etcd
+    /// member unhealthy, apiserver not serving.
+    #[serde(default)]
+    pub down: BTreeSet<String>,
 }
 
 fn yes() -> bool {
@@ -336,6 +344,8 @@ impl SimulatedCluster {
             upgraded_to: BTreeMap::new(),
             commands: Vec::new(),
             lock_holder: None,
+            lock_kept: None,
+            down: BTreeSet::new(),
         }
     }
 
@@ -387,7 +397,17 @@ impl SimulatedCluster {
     }
 
     fn serving(&self, node: &str) -> bool {
-        self.joined.contains(node) && self.etcd.get(node) == Some(&false)
+        self.joined.contains(node)
+            && self.etcd.get(node) == Some(&false)
+            && !self.down.contains(node)
+    }
+
+    /// `node`'s boot id: new at every reboot.
+    pub fn boot_id(&self, node: &str) -> String {
+        format!(
+            "{node}-boot-{}",
+            self.reboots.get(node).copied().unwrap_or(0)
+        )
     }
 
     fn before_apply(&mut self, tag: &str) -> Result<(), BackendError> {
@@ -748,6 +768,22 @@ impl ControlPlane for SimulatedCluster {
         })
     }
 
+    fn boot_id(&mut self, node: &str) -> Result<Option<String>, BackendError> {
+        Ok(Some(SimulatedCluster::boot_id(self, node)))
+    }
+
+    /// A simulated reboot is instantaneous: one asked and not done never
+    /// comes.
+    fn await_reboot(&mut self, node: &str, before: &str) -> Result<(), BackendError> {
+        if SimulatedCluster::boot_id(self, node) == before {
+            return Err(BackendError::Failed {
+                what: format!("waiting for {node}'s reboot"),
+                message: format!("its boot id is still {before}"),
+            });
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, op: &CpOp) -> Result<(), BackendError> {
         let t = tag(op);
         self.before_apply(&t)?;
@@ -989,6 +1025,7 @@ impl Observer for SimulatedCluster {
                 .filter(|n| self.joined.contains(&n.name))
                 .map(|n| NodeState {
                     cordoned: self.cordoned.contains(&n.name),
+                    ready: Some(!self.down.contains(&n.name)),
                     ..NodeState::ready(n.name.clone(), long_ago)
                 })
                 .collect(),
@@ -1010,7 +1047,7 @@ impl Observer for SimulatedCluster {
                         peer_urls: vec![format!("https://{addr}:2380")],
                         client_urls: vec![format!("https://{addr}:2379")],
                         is_learner: *learner,
-                        healthy: Some(true),
+                        healthy: Some(!self.down.contains(name)),
                         leader: leader.as_deref() == Some(name),
                         raft_index: Some(100),
                         alarms: Vec::new(),
@@ -1091,6 +1128,12 @@ impl ControlPlane for SimHandle {
     fn apply(&mut self, op: &CpOp) -> Result<(), BackendError> {
         ControlPlane::apply(&mut *self.0.borrow_mut(), op)
     }
+    fn boot_id(&mut self, node: &str) -> Result<Option<String>, BackendError> {
+        ControlPlane::boot_id(&mut *self.0.borrow_mut(), node)
+    }
+    fn await_reboot(&mut self, node: &str, before: &str) -> Result<(), BackendError> {
+        ControlPlane::await_reboot(&mut *self.0.borrow_mut(), node, before)
+    }
 }
 
 impl crate::disrupt::Lock for SimHandle {
@@ -1108,8 +1151,23 @@ impl crate::disrupt::Lock for SimHandle {
         let mut sim = self.0.borrow_mut();
         if sim.lock_holder.as_deref() == Some(identity) {
             sim.lock_holder = None;
+            sim.lock_kept = None;
         }
         Ok(())
+    }
+    fn keep(&mut self, identity: &str, reason: &str) -> Result<(), BackendError> {
+        let mut sim = self.0.borrow_mut();
+        match &sim.lock_holder {
+            Some(h) if h != identity => Err(BackendError::Failed {
+                what: "keeping the disruption lock".into(),
+                message: format!("it is held by {h}"),
+            }),
+            _ => {
+                sim.lock_holder = Some(identity.to_string());
+                sim.lock_kept = Some(reason.to_string());
+                Ok(())
+            }
+        }
     }
 }
 

@@ -44,3 +44,8 @@ fn plan_corpus() {
 fn journal_corpus() {
     replay("journal", fuzzing::journal);
 }
+
+#[test]
+fn journal_torn_corpus() {
+    replay("journal_torn", fuzzing::journal_torn);
+}

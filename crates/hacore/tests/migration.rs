@@ -687,8 +687,17 @@ fn a_journal_is_only_resumed_with_its_own_plan() {
     assert!(err.to_string().contains("belongs to plan"), "{err}");
 }
 
+/// Append `bytes` to the file as a write torn by a crash leaves them.
+fn tear(path: &Path, bytes: &[u8]) {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+        .unwrap();
+}
+
 #[test]
-fn a_torn_journal_line_is_ignored() {
+fn a_record_torn_by_a_crash_is_cut_before_the_next_is_appended() {
     let path = temp_journal("torn");
     {
         let mut j = FileJournal::open(&path).unwrap();
@@ -701,13 +710,72 @@ fn a_torn_journal_line_is_ignored() {
         )
         .unwrap();
     }
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"event\":\"sta"))
-        .unwrap();
+    tear(&path, b"{\"event\":\"sta");
+    let step = |s: &str| Record::Started {
+        step: s.into(),
+        at: now(),
+    };
+    {
+        let mut j = FileJournal::open(&path).unwrap();
+        assert_eq!(exec::Journal::records(&j).len(), 1);
+        exec::Journal::append(&mut j, step("a")).unwrap();
+        exec::Journal::append(&mut j, step("b")).unwrap();
+    }
     let j = FileJournal::open(&path).unwrap();
-    assert_eq!(exec::Journal::records(&j).len(), 1);
+    assert_eq!(exec::Journal::records(&j)[1..], [step("a"), step("b")]);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(
+        !text.contains("\"sta{"),
+        "a record glued onto the torn one:\n{text}"
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_run_whose_journal_ends_in_half_a_record_resumes_to_the_target() {
+    let plan = example_plan();
+    let reference = fresh_sim(&plan);
+    assert_eq!(
+        run_to_end(&plan, &reference, &mut MemJournal::default()),
+        Outcome::Completed
+    );
+    let path = temp_journal("half-a-record");
+    let sim = fresh_sim(&plan);
+    quiet_injected_crashes();
+    // Crash twice, each time leaving half a record (or zeros where the
+    // data never reached the disk) after the last whole one.
+    for (at, torn) in [
+        (5, &b"{\"event\":\"done\",\"step\":\"prov"[..]),
+        (12, &b"\0\0\0\0\0\0\0\0\n"[..]),
+    ] {
+        sim.borrow_mut().crash = Some(Crash {
+            at_apply: at,
+            after_effect: true,
+        });
+        let crashed = catch_unwind(AssertUnwindSafe(|| {
+            let mut journal = FileJournal::open(&path).unwrap();
+            run_to_end(&plan, &sim, &mut journal)
+        }));
+        assert!(crashed.is_err(), "no crash at apply #{at}");
+        tear(&path, torn);
+    }
+    sim.borrow_mut().crash = None;
+    let mut journal = FileJournal::open(&path).unwrap();
+    assert_eq!(run_to_end(&plan, &sim, &mut journal), Outcome::Completed);
+    assert_eq!(sim.borrow().model(), reference.borrow().model());
+    // Every line of the file is a record: it can be resumed again.
+    let text = std::fs::read_to_string(&path).unwrap();
+    exec::parse_journal("j", &text).unwrap();
+    assert_eq!(
+        exec::parse_journal("j", &text).unwrap().len(),
+        text.lines().filter(|l| !l.trim().is_empty()).count()
+    );
+    let again = FileJournal::open(&path).unwrap();
+    assert!(matches!(
+        exec::Journal::records(&again).last(),
+        Some(Record::Finished { .. })
+    ));
     let _ = std::fs::remove_file(&path);
 }
 

@@ -95,7 +95,7 @@ pub mod traffic;
 pub use config::{EtcdTls, EtcdTlsOverrides, ObjectRef, ObserverConfig};
 pub use error::Error;
 pub use lb::observe_load_balancer;
-pub use lock::{Acquire, DisruptionLock};
+pub use lock::{Acquire, DisruptionLock, Holder as LockHolder, KEPT_ANNOTATION};
 pub use observe::{Observer, Reads, Timings};
 pub use redact::{redact_url, redact_urls_in};
 pub use sync::{LiveObserver, SystemClock};

@@ -55,6 +55,8 @@ impl LiveObserver {
             ),
             ttl,
             deadline: self.observer.config().deadline.max(Duration::from_secs(5)),
+            kubeconfig: self.observer.config().kubeconfig.clone(),
+            renewer: None,
         })
     }
 }
@@ -75,12 +77,207 @@ impl Clock for Wall {
     }
 }
 
-/// [`DisruptionLock`] as `hacore::disrupt::Lock`.
+/// How often a held lock is renewed: every third of its TTL.
+pub fn renew_every(ttl: Duration) -> Duration {
+    (ttl / 3).max(Duration::from_millis(100))
+}
+
+/// How much of a lock's TTL is kept for clock skew between this host and
+/// the others that judge its expiry (and the renewal's own latency): a
+/// sixth, at most 30 s. A lock not renewed for its TTL less this margin is
+/// lost: the run stops before its next step.
+pub fn skew_margin(ttl: Duration) -> Duration {
+    (ttl / 6).min(Duration::from_secs(30))
+}
+
+/// Where the background renewal of a held lock stands.
+#[derive(Debug)]
+struct Renewal {
+    /// The start of the last renewal that succeeded.
+    last_ok: std::time::Instant,
+    /// The last renewal's error, if it failed.
+    last_error: Option<String>,
+    /// Lost for good (another holder, or not renewed in time): why.
+    lost: Option<String>,
+}
+
+/// The thread that renews a held lock every TTL/3 (its own runtime and
+/// Kubernetes client, so it renews while the run waits on a long step).
+#[derive(Debug)]
+struct Renewer {
+    stop: std::sync::mpsc::Sender<()>,
+    state: std::sync::Arc<std::sync::Mutex<Renewal>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Renewer {
+    fn start(
+        target: ObjectRefFor,
+        identity: String,
+        ttl: Duration,
+        deadline: Duration,
+        taken: std::time::Instant,
+    ) -> Renewer {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(Renewal {
+            last_ok: taken,
+            last_error: None,
+            lost: None,
+        }));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let shared = state.clone();
+        let thread = std::thread::spawn(move || {
+            let set = |f: &mut dyn FnMut(&mut Renewal)| {
+                let mut r = shared
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                f(&mut r);
+            };
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    set(&mut |r| r.lost = Some(format!("cannot renew: {}", e.chain())));
+                    return;
+                }
+            };
+            let every = renew_every(ttl);
+            let budget = ttl.saturating_sub(skew_margin(ttl));
+            // Each attempt may take until the budget is spent; attempts
+            // start every TTL/3 (at once after a slow one).
+            let patience = deadline.min(budget);
+            let mut client: Option<DisruptionLock> = None;
+            let mut next = taken + every;
+            loop {
+                let wait = next.saturating_duration_since(std::time::Instant::now());
+                match stopped.recv_timeout(wait) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let started = std::time::Instant::now();
+                next = started + every;
+                let attempt = rt.block_on(async {
+                    let lock = match &client {
+                        Some(l) => l.clone(),
+                        None => {
+                            let c = crate::kube_client(target.kubeconfig.as_deref()).await?;
+                            let l = DisruptionLock::new(c, target.lease.clone());
+                            client = Some(l.clone());
+                            l
+                        }
+                    };
+                    match tokio::time::timeout(
+                        patience,
+                        lock.acquire(&identity, ttl, jiff::Timestamp::now()),
+                    )
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(Error::Timeout {
+                            what: format!("renewing the disruption lock {}", lock.lease()),
+                            ms: patience.as_millis(),
+                        }),
+                    }
+                });
+                let mut done = false;
+                set(&mut |r| match &attempt {
+                    // Taken again after a gap longer than the budget: the
+                    // lease may have expired in between, so it was not held
+                    // throughout.
+                    Ok(Acquire::Acquired) if started.duration_since(r.last_ok) >= budget => {
+                        r.lost = Some(format!(
+                            "not renewed for {:.1} s (TTL {} s, {:.1} s kept for clock skew)",
+                            started.duration_since(r.last_ok).as_secs_f64(),
+                            ttl.as_secs(),
+                            skew_margin(ttl).as_secs_f64(),
+                        ));
+                        done = true;
+                    }
+                    Ok(Acquire::Acquired) => {
+                        r.last_ok = started;
+                        r.last_error = None;
+                    }
+                    Ok(Acquire::HeldBy { holder, .. }) => {
+                        r.lost = Some(format!("another holder appeared: {holder}"));
+                        done = true;
+                    }
+                    Err(e) => {
+                        r.last_error = Some(e.chain());
+                        let since = r.last_ok.elapsed();
+                        if since >= budget {
+                            r.lost = Some(format!(
+                                "not renewed for {:.1} s (TTL {} s, {:.1} s kept for clock skew): {}",
+                                since.as_secs_f64(),
+                                ttl.as_secs(),
+                                skew_margin(ttl).as_secs_f64(),
+                                e.chain()
+                            ));
+                            done = true;
+                        }
+                    }
+                });
+                if done {
+                    return;
+                }
+            }
+        });
+        Renewer {
+            stop,
+            state,
+            thread: Some(thread),
+        }
+    }
+
+    /// Whether the lock is still ours: renewed within its TTL less the
+    /// skew margin, no other holder.
+    fn check(&self, ttl: Duration) -> Result<(), String> {
+        let r = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(why) = &r.lost {
+            return Err(why.clone());
+        }
+        let since = r.last_ok.elapsed();
+        if since >= ttl.saturating_sub(skew_margin(ttl)) {
+            return Err(format!(
+                "not renewed for {:.1} s (TTL {} s, {:.1} s kept for clock skew){}",
+                since.as_secs_f64(),
+                ttl.as_secs(),
+                skew_margin(ttl).as_secs_f64(),
+                r.last_error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Renewer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What the renewer needs to reach the Lease on its own.
+#[derive(Debug, Clone)]
+struct ObjectRefFor {
+    kubeconfig: Option<std::path::PathBuf>,
+    lease: crate::ObjectRef,
+}
+
+/// [`DisruptionLock`] as `hacore::disrupt::Lock`: once taken, renewed in
+/// the background every TTL/3 until released or kept.
 pub struct LiveLock {
     rt: std::sync::Arc<tokio::runtime::Runtime>,
     lock: DisruptionLock,
     ttl: Duration,
     deadline: Duration,
+    kubeconfig: Option<std::path::PathBuf>,
+    renewer: Option<Renewer>,
 }
 
 impl std::fmt::Debug for LiveLock {
@@ -107,15 +304,28 @@ impl Lock for LiveLock {
             .lock
             .acquire(identity, self.ttl, jiff::Timestamp::now());
         let deadline = self.deadline;
+        let taken = std::time::Instant::now();
         match self
             .rt
             .block_on(async move { tokio::time::timeout(deadline, f).await })
         {
             Ok(Ok(Acquire::Acquired)) => {
                 eprintln!(
-                    "took the disruption lock {} as {identity}",
-                    self.lock.lease()
+                    "took the disruption lock {} as {identity} for {} s, renewed every {} ms",
+                    self.lock.lease(),
+                    self.ttl.as_secs(),
+                    renew_every(self.ttl).as_millis()
                 );
+                self.renewer = Some(Renewer::start(
+                    ObjectRefFor {
+                        kubeconfig: self.kubeconfig.clone(),
+                        lease: self.lock.lease().clone(),
+                    },
+                    identity.to_string(),
+                    self.ttl,
+                    self.deadline,
+                    taken,
+                ));
                 Ok(LockAnswer::Acquired)
             }
             Ok(Ok(Acquire::HeldBy { holder, .. })) => Ok(LockAnswer::HeldBy(holder)),
@@ -124,7 +334,35 @@ impl Lock for LiveLock {
         }
     }
 
+    fn held(&mut self, _identity: &str) -> Result<(), String> {
+        match &self.renewer {
+            Some(r) => r.check(self.ttl),
+            None => Err("the disruption lock was not taken".into()),
+        }
+    }
+
+    fn keep(&mut self, identity: &str, reason: &str) -> Result<(), BackendError> {
+        self.renewer = None;
+        let f = self.lock.keep(identity, reason, jiff::Timestamp::now());
+        let deadline = self.deadline;
+        match self
+            .rt
+            .block_on(async move { tokio::time::timeout(deadline, f).await })
+        {
+            Ok(Ok(())) => {
+                eprintln!(
+                    "kept the disruption lock {} as {identity}: {reason}",
+                    self.lock.lease()
+                );
+                Ok(())
+            }
+            Ok(Err(e)) => Err(self.failed(e.chain())),
+            Err(_) => Err(self.failed("no answer before the deadline")),
+        }
+    }
+
     fn release(&mut self, identity: &str) -> Result<(), BackendError> {
+        self.renewer = None;
         let f = self.lock.release(identity);
         let deadline = self.deadline;
         match self

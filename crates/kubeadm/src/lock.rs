@@ -50,10 +50,41 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
 
-/// The live holder of a lease at `now`, with its expiry.
+/// The annotation that keeps the lock held after a run's rollback failed,
+/// whatever its renew time, with the reason for people (`hacli lock show`);
+/// releasing the lock removes it.
+pub const KEPT_ANNOTATION: &str = "hacli.io/kept-because";
+
+/// Why the lease is kept (see [`KEPT_ANNOTATION`]), if it is.
+fn kept_because(l: &Lease) -> Option<String> {
+    l.metadata
+        .annotations
+        .as_ref()?
+        .get(KEPT_ANNOTATION)
+        .filter(|r| !r.is_empty())
+        .cloned()
+}
+
+/// Who holds the lock now, and how (see [`DisruptionLock::status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The holder's identity.
+    pub identity: String,
+    /// When it expires unless renewed (None: kept, or no duration).
+    pub until: Option<jiff::Timestamp>,
+    /// Kept after a failed rollback, for this reason, until a person
+    /// releases it.
+    pub kept: Option<String>,
+}
+
+/// The live holder of a lease at `now`, with its expiry (None when kept
+/// after a failed rollback: it does not expire).
 fn live_holder(l: &Lease, now: jiff::Timestamp) -> Option<(String, Option<jiff::Timestamp>)> {
     let spec = l.spec.as_ref()?;
     let holder = spec.holder_identity.clone().filter(|h| !h.is_empty())?;
+    if kept_because(l).is_some() {
+        return Some((holder, None));
+    }
     let renewed = spec
         .renew_time
         .as_ref()
@@ -206,6 +237,9 @@ impl DisruptionLock {
             spec.renew_time = None;
             spec.acquire_time = None;
         }
+        if let Some(a) = lease.metadata.annotations.as_mut() {
+            a.remove(KEPT_ANNOTATION);
+        }
         match self
             .api
             .replace(&self.lease.name, &PostParams::default(), &lease)
@@ -214,6 +248,65 @@ impl DisruptionLock {
             Ok(_) => Ok(true),
             Err(e) => Err(self.err("release", e)),
         }
+    }
+
+    /// Keep the lock for `identity` after its run's rollback failed: held
+    /// whatever its renew time, with `reason` on the Lease
+    /// ([`KEPT_ANNOTATION`]) for people, until someone releases it. Refused
+    /// when another identity holds it.
+    pub async fn keep(
+        &self,
+        identity: &str,
+        reason: &str,
+        now: jiff::Timestamp,
+    ) -> Result<(), Error> {
+        let mut lease = self
+            .api
+            .get_opt(&self.lease.name)
+            .await
+            .map_err(|e| self.err("read", e))?
+            .ok_or_else(|| Error::Disruption {
+                node: self.lease.to_string(),
+                reason: "the lease is gone: nothing to keep".into(),
+            })?;
+        if let Some((holder, _)) = live_holder(&lease, now)
+            && holder != identity
+        {
+            return Err(Error::Disruption {
+                node: self.lease.to_string(),
+                reason: format!("held by {holder}, not {identity}: not keeping it"),
+            });
+        }
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        spec.holder_identity = Some(identity.to_string());
+        spec.renew_time = Some(MicroTime(to_chrono(now)));
+        lease
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(KEPT_ANNOTATION.to_string(), reason.to_string());
+        self.api
+            .replace(&self.lease.name, &PostParams::default(), &lease)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("keep", e))
+    }
+
+    /// Who holds the lock at `now`, until when, and whether it is kept
+    /// after a failed rollback (and why).
+    pub async fn status(&self, now: jiff::Timestamp) -> Result<Option<Holder>, Error> {
+        let lease = self
+            .api
+            .get_opt(&self.lease.name)
+            .await
+            .map_err(|e| self.err("read", e))?;
+        Ok(lease.as_ref().and_then(|l| {
+            live_holder(l, now).map(|(identity, until)| Holder {
+                identity,
+                until,
+                kept: kept_because(l),
+            })
+        }))
     }
 
     /// Who holds the lock at `now`, if anyone.

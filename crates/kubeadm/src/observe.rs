@@ -1041,8 +1041,14 @@ fn lock_state(lease: Option<&Lease>) -> ProbeResult<LockState> {
             .as_ref()
             .or(spec.acquire_time.as_ref())
             .map(|t| to_jiff(&t.0)),
+        // Kept after a failed rollback: held whatever its renew time.
         ttl: spec
             .lease_duration_seconds
+            .filter(|_| {
+                !lease
+                    .and_then(|l| l.metadata.annotations.as_ref())
+                    .is_some_and(|a| a.contains_key(crate::lock::KEPT_ANNOTATION))
+            })
             .map(|s| hacore::units::Dur::secs(i64::from(s))),
         holder,
     })

@@ -52,20 +52,27 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
             let lease = ObjectRef::parse("--lock-lease", &at.lock_lease)?;
             let client = rt.block_on(kubeadm::kube_client(at.kubeconfig.as_deref()))?;
             let lock = DisruptionLock::new(client, lease.clone());
-            let holder = match rt.block_on(lock.holder(jiff::Timestamp::now())) {
+            let status = match rt.block_on(lock.status(jiff::Timestamp::now())) {
                 Ok(h) => h,
                 Err(e) => {
                     eprintln!("error: {}", e.chain());
                     return Ok(Exit::Unknown);
                 }
             };
+            let holder = status.as_ref().map(|h| h.identity.clone());
+            let kept = status.as_ref().and_then(|h| h.kept.clone());
             match output {
-                Output::Json => crate::print_json(
-                    &serde_json::json!({"lease": lease.to_string(), "holder": holder}),
-                )?,
-                Output::Text => match &holder {
-                    Some(h) => outln!("{lease}: held by {h}"),
-                    None => outln!("{lease}: free"),
+                Output::Json => crate::print_json(&serde_json::json!({
+                    "lease": lease.to_string(),
+                    "holder": holder,
+                    "keptBecause": kept,
+                }))?,
+                Output::Text => match (&holder, &kept) {
+                    (Some(h), Some(why)) => outln!(
+                        "{lease}: held by {h}, KEPT until a person releases it (hacli lock release --identity '{h}'): {why}"
+                    ),
+                    (Some(h), None) => outln!("{lease}: held by {h}"),
+                    (None, _) => outln!("{lease}: free"),
                 },
             }
             Ok(Exit::Ok)

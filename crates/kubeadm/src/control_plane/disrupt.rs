@@ -743,6 +743,40 @@ impl super::KubeadmControlPlane {
     }
 }
 
+/// Boot ids for the executor's journal (issue 21: a resumed run knows
+/// whether the reboot it asked for happened, and never asks twice).
+impl super::KubeadmControlPlane {
+    /// `node`'s boot id as its Node reports it (`status.nodeInfo.bootID`).
+    /// None reported is an error: a reboot could not be told from none.
+    pub(crate) async fn node_boot_id(&self, node: &str) -> Result<String, super::CpError> {
+        let id = boot_id(&self.kube, node, self.opts.timeout)
+            .await
+            .map_err(cp)?;
+        if id.is_empty() {
+            return Err(super::CpError::Refused(format!(
+                "Node {node} reports no boot id (status.nodeInfo.bootID): its reboot could not be told from none"
+            )));
+        }
+        Ok(id)
+    }
+
+    /// Wait until `node` reports a boot id other than `before` (a reboot an
+    /// earlier run asked for), within the reboot's deadline, without
+    /// asking again.
+    pub(crate) async fn await_reboot_of(
+        &self,
+        node: &str,
+        before: &str,
+    ) -> Result<(), super::CpError> {
+        self.memory()
+            .boot_before
+            .insert(node.to_string(), before.to_string());
+        wait_rebooted(&self.kube, node, before, self.opts.join_timeout)
+            .await
+            .map_err(cp)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -610,4 +610,17 @@ impl ControlPlane for KubeadmControlPlane {
             .block_on(self.apply_async(op))
             .map_err(|e| e.into_backend(&what(op)))
     }
+
+    fn boot_id(&mut self, node: &str) -> Result<Option<String>, BackendError> {
+        self.rt
+            .block_on(self.node_boot_id(node))
+            .map(Some)
+            .map_err(|e| e.into_backend(&format!("read {node}'s boot id")))
+    }
+
+    fn await_reboot(&mut self, node: &str, before: &str) -> Result<(), BackendError> {
+        self.rt
+            .block_on(self.await_reboot_of(node, before))
+            .map_err(|e| e.into_backend(&format!("wait for {node}'s reboot")))
+    }
 }
