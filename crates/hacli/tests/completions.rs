@@ -86,8 +86,9 @@ fn zsh_and_fish_completions_parse() {
             "{shell}"
         );
         if !have(shell) {
-            println!(
-                "SKIPPED: {shell} syntax check: {shell} is not installed (the script was generated)"
+            testlab::skip::skip(
+                &format!("{shell} syntax check"),
+                &format!("{shell} is not installed (the script was generated)"),
             );
             continue;
         }
@@ -109,7 +110,10 @@ fn zsh_and_fish_completions_parse() {
 
 fn man_render(page: &Path) -> Option<String> {
     if !have("man") {
-        println!("SKIPPED: rendering with man -l: man(1) is not installed (Debian man-db)");
+        testlab::skip::skip(
+            "rendering with man -l",
+            "man(1) is not installed (Debian man-db)",
+        );
         return None;
     }
     let out = Command::new("man")

@@ -16,8 +16,9 @@ fn kustomize(dir: &Path) -> Option<Vec<Value>> {
     let out = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
         Ok(o) => o,
         Err(e) => {
-            println!(
-                "SKIPPED: kubectl kustomize: kubectl cannot run ({e}); install kubernetes-client"
+            testlab::skip::skip(
+                "kubectl kustomize",
+                &format!("kubectl cannot run ({e}); install kubernetes-client"),
             );
             return None;
         }

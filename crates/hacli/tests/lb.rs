@@ -11,6 +11,9 @@ use hacore::topology::{CheckKind, Topology};
 use pfsense::lb::{LbBackend, LbOptions};
 use testlab::lblab::{LbLab, Via};
 
+#[path = "common/secrets.rs"]
+mod by_value;
+
 fn hacli(topology: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hacli"))
         .args(args)
@@ -125,6 +128,47 @@ fn lb_commands_over_ssh() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert!(up, "both servers UP in `hacli lb show`");
+
+    // The same pool over pfSense's REST API, the key in PFSENSE_API_KEY:
+    // the key, by value, is in no output, accepted or refused.
+    let rest = lab.topology(Via::PfsenseRest);
+    let key = lab.pfsense.api_key().to_string();
+    let mut secrets = by_value::Secrets::new();
+    secrets.add("pfrest API key", &key);
+    let over_rest = |key: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hacli"))
+            .args(args)
+            .arg("--topology")
+            .arg(&rest)
+            .env("PFSENSE_API_KEY", key)
+            .env_remove("PFSENSE_USERNAME")
+            .env_remove("PFSENSE_PASSWORD")
+            .env_remove("HACLI_TOPOLOGY")
+            .env_remove("HACLI_LB_RUNTIME_API")
+            .output()
+            .expect("run hacli")
+    };
+    let o = over_rest(&key, &["lb", "add-server", &m2, "--address", &addr]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("already in place"), "{}", text(&o));
+    secrets.assert_absent("lb add-server over REST", &text(&o));
+    let o = over_rest(&key, &["lb", "show", "-o", "json"]);
+    assert!(text(&o).contains(&m2), "{}", text(&o));
+    secrets.assert_absent("lb show over REST", &text(&o));
+    let wrong = "wrong-pfrest-key-0123456789";
+    let o = over_rest(wrong, &["lb", "remove-server", &m2, "--dry-run"]);
+    assert_ne!(o.status.code(), Some(0), "a wrong key: {}", text(&o));
+    assert!(
+        text(&o).contains("PFSENSE_API_KEY"),
+        "the refusal names the variable: {}",
+        text(&o)
+    );
+    assert!(
+        !text(&o).contains(wrong),
+        "the wrong key is shown: {}",
+        text(&o)
+    );
+    secrets.assert_absent("lb remove-server with a wrong key", &text(&o));
 
     let o = hacli(&topo, &["lb", "remove-server", &m2]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

@@ -128,6 +128,12 @@ fn apply_measure_follows_the_steps_and_the_cut_over() {
     assert_eq!(r["direct"], format!("https://127.0.20.100:{port}"));
     assert_eq!(r["vip"], format!("https://127.0.20.99:{port}"));
     assert_eq!(r["total"]["failed"], 0, "{}", r["total"]);
+    // The README's "38 reads at 100/s, 0 failed": something was sent.
+    assert!(
+        r["total"]["sent"].as_u64().is_some_and(|n| n > 0),
+        "nothing was sent: {}",
+        r["total"]
+    );
     let steps = r["steps"].as_array().unwrap();
     // Every step of the plan ran, in order.
     let planned: Vec<String> = plan_v["phases"]

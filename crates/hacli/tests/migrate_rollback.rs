@@ -246,8 +246,9 @@ fn compare(what: &str, before: &Seen, after: &Seen) {
 #[test]
 fn failed_phases_roll_back_on_the_real_lab_and_the_resumed_run_completes() {
     if !std::path::Path::new("/usr/sbin/nft").exists() {
-        println!(
-            "SKIPPED: /usr/sbin/nft is missing (Debian nftables): the test drops the load balancer's packets to m3 with it"
+        testlab::skip::skip(
+            "failed_phases_roll_back_on_the_real_lab_and_the_resumed_run_completes",
+            "/usr/sbin/nft is missing (Debian nftables): the test drops the load balancer's packets to m3 with it",
         );
         return;
     }
@@ -371,6 +372,26 @@ fn failed_phases_roll_back_on_the_real_lab_and_the_resumed_run_completes() {
                             after.pool
                         );
                         assert_eq!(st.pve.host_is_on(113), Some(true), "m3's VM stays");
+                        // Its Node is deleted from the API.
+                        assert!(
+                            st.lab.node("m3").is_none(),
+                            "m3's Node is still there: {:?}",
+                            st.lab.node("m3")
+                        );
+                        // And m3 was `kubeadm reset -f`: no static pod
+                        // manifest, no PKI, no kubeconfig left (read on the
+                        // host over SSH, host key checked).
+                        let left = common::ssh(
+                            st.lab.client_key(),
+                            st.known_hosts,
+                            st.lab.lab_addr(M3).into(),
+                            "ls -A /etc/kubernetes/manifests /etc/kubernetes/pki /var/lib/etcd; ls /etc/kubernetes/*.conf 2>/dev/null; true",
+                        );
+                        let left: Vec<&str> = left
+                            .lines()
+                            .filter(|l| !l.is_empty() && !l.ends_with(':'))
+                            .collect();
+                        assert!(left.is_empty(), "m3 was not reset: {left:?}");
                         compare("join/m3 rolled back", &before.borrow()[1], &after);
                         st.lab
                             .host("lb")

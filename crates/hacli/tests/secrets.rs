@@ -3,15 +3,23 @@
 //! values may appear in stdout, stderr, a written state file, or the `Debug`
 //! output of the structs that hold them.
 //!
-//! The secrets are a list of (name, value) pairs checked by one helper;
-//! later backends add theirs (the Proxmox API token, the pfrest key, the
-//! kubeadm join token) to [`Secrets`] and to the commands run.
+//! The secrets are a list of (name, value) pairs checked by one helper.
+//! The Proxmox API token is checked here too, by a test that needs neither
+//! root nor the lab (the Proxmox stand-in on loopback), on the paths that
+//! succeed and on those that fail (refused token, unreachable endpoint,
+//! wrong certificate, malformed token). The join tokens and certificate
+//! keys are checked by value in tests/common (the migration) and
+//! three_masters/replace.rs; the pfrest key in tests/lb.rs.
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use testlab::Lab;
+use testlab::proxmox::{Inventory, ProxmoxLab};
+
+#[path = "common/secrets.rs"]
+mod by_value;
 
 /// Known secret values and where they came from.
 struct Secrets(Vec<(&'static str, String)>);
@@ -217,5 +225,88 @@ fn no_secret_reaches_output_state_files_or_debug() {
 
     for (place, text) in &places {
         secrets.assert_absent(place, text);
+    }
+}
+
+/// `hacli ARGS` with `token` as `PROXMOX_VE_API_TOKEN` and nothing of the
+/// caller's Proxmox environment.
+fn hacli_pve(args: &[&str], token: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hacli"))
+        .args(args)
+        .env("PROXMOX_VE_API_TOKEN", token)
+        .env_remove("PROXMOX_VE_ENDPOINT")
+        .env_remove("PM_API_URL")
+        .env_remove("PM_API_TOKEN_ID")
+        .env_remove("PM_API_TOKEN_SECRET")
+        .output()
+        .expect("hacli runs")
+}
+
+#[test]
+fn the_proxmox_token_reaches_no_output_when_used_refused_or_unreachable() {
+    let pve = ProxmoxLab::start(Inventory::realistic()).unwrap();
+    let mut secrets = by_value::Secrets::new();
+    secrets.add("Proxmox token secret", pve.token_secret());
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/topology");
+    let from = examples.join("single-master.yaml");
+    let to = examples.join("ha.yaml");
+    let (endpoint, fp) = (pve.endpoint(), pve.fingerprint_hex());
+    let closed = format!("https://127.0.0.1:{}", closed_port());
+    let wrong_fp = "AA:".repeat(31) + "AA";
+    let token = pve.api_token();
+    let wrong = format!("{}=not-the-secret-0123", pve.token_id());
+    // A token with the wrong separator: refused as malformed, and the
+    // message must not quote it.
+    let malformed = format!("{}:{}", pve.token_id(), pve.token_secret());
+    let show = |ep: &str, fp: &str| -> Vec<String> {
+        [
+            "hypervisor",
+            "show",
+            "--proxmox",
+            ep,
+            "--proxmox-fingerprint",
+            fp,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut plan = vec![
+        "plan".to_string(),
+        "--from".into(),
+        from.display().to_string(),
+        "--to".into(),
+        to.display().to_string(),
+        "--template".into(),
+        "9000".into(),
+    ];
+    plan.extend(["--proxmox", &endpoint, "--proxmox-fingerprint", &fp].map(String::from));
+    let cases: Vec<(&str, Vec<String>, &str, i32)> = vec![
+        ("hypervisor show", show(&endpoint, &fp), &token, 0),
+        ("plan (refused: VM 100 is taken)", plan.clone(), &token, 1),
+        ("a wrong token", show(&endpoint, &fp), &wrong, 3),
+        ("an unreachable endpoint", show(&closed, &fp), &token, 3),
+        ("a wrong fingerprint", show(&endpoint, &wrong_fp), &token, 3),
+        // Refused (exit 3 today; a configuration error would be 2).
+        ("a malformed token", show(&endpoint, &fp), &malformed, -1),
+    ];
+    for (what, args, token, code) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = hacli_pve(&args, token);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if code < 0 {
+            assert!(!out.status.success(), "{what}: {text}");
+        } else {
+            assert_eq!(out.status.code(), Some(code), "{what}: {text}");
+        }
+        for (place, t) in outputs(what, &out) {
+            secrets.assert_absent(&place, &t);
+        }
+        if token == wrong {
+            assert!(!text.contains("not-the-secret-0123"), "{what}: {text}");
+        }
     }
 }

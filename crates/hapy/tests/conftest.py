@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,33 @@ KURED = EXAMPLES / "policy" / "kured-gate.yaml"
 # unless `at` says otherwise, and these states are stale now: tests replay
 # them as of this time, explicitly.
 AT = "2026-05-21T12:00:00Z"
+
+
+def _skipped_list() -> Path:
+    return Path(os.environ.get("HACLI_SKIPPED_TESTS") or REPO / "target" / "skipped-tests.txt")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Skips are seen, as in the Rust tests (crates/testlab/src/skip.rs):
+    under HACLI_REQUIRE_LABS=1 a skip fails the test naming why; otherwise
+    it is listed in target/skipped-tests.txt, which scripts/test.sh prints."""
+    outcome: Any = yield
+    rep: pytest.TestReport = outcome.get_result()
+    if not rep.skipped or hasattr(rep, "wasxfail"):
+        return
+    lr = rep.longrepr
+    why = str(lr[2]) if isinstance(lr, tuple) and len(lr) == 3 else str(lr)
+    why = why.removeprefix("Skipped: ")
+    if os.environ.get("HACLI_REQUIRE_LABS") == "1":
+        rep.outcome = "failed"
+        rep.longrepr = f"{item.nodeid}: would be skipped, but HACLI_REQUIRE_LABS=1 requires it to run: {why}"
+        return
+    try:
+        with _skipped_list().open("a") as f:
+            f.write(f"skipped: {item.nodeid}: {why}\n")
+    except OSError as e:
+        print(f"(could not list the skip in {_skipped_list()}: {e})")
 
 
 def state_path(name: str) -> Path:

@@ -10,3 +10,29 @@ fn etcd_alarm_corpus() {
     eprintln!("etcd_alarm: {inputs} inputs replayed, {accepted} accepted");
     assert!(accepted > 0, "none of {inputs} inputs was accepted");
 }
+
+#[test]
+fn each_alarm_text_etcd_writes_is_read_as_an_alarm() {
+    // `AlarmMember` in protobuf text form, as etcd puts it in a member's
+    // status `errors`, for each alarm etcd raises.
+    for (text, member, alarm) in [
+        ("memberID:8211 alarm:NOSPACE ", 8211, "NOSPACE"),
+        (
+            "memberID:13803658152347727308 alarm:CORRUPT ",
+            13803658152347727308,
+            "CORRUPT",
+        ),
+        ("alarm:NOSPACE ", 0, "NOSPACE"),
+    ] {
+        assert!(kubeadm::etcd_alarm::fuzz(text.as_bytes()), "{text:?}");
+        assert_eq!(
+            kubeadm::etcd_alarm::status_alarm(text),
+            Some((member, alarm.to_string())),
+            "{text:?}"
+        );
+    }
+    // Not alarms: no alarm, and another error.
+    for text in ["memberID:8211 alarm:NONE ", "etcdserver: no leader"] {
+        assert!(!kubeadm::etcd_alarm::fuzz(text.as_bytes()), "{text:?}");
+    }
+}

@@ -11,3 +11,24 @@ fn show_stat_corpus() {
     eprintln!("show_stat: {inputs} inputs replayed, {accepted} accepted");
     assert!(accepted > 0, "none of {inputs} inputs was accepted");
 }
+
+#[test]
+fn each_captured_haproxy_answer_is_accepted() {
+    let data = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"));
+    let seeds = [
+        "lab-show-stat-healthy.csv",
+        "lab-show-stat-maint-drain-down.csv",
+        "pfsense-names-show-stat.csv",
+        "pfsense-names-show-stat-going-down.csv",
+        "pfsense-names-show-stat-going-up.csv",
+    ];
+    let bad: Vec<&str> = seeds
+        .iter()
+        .copied()
+        .filter(|f| {
+            let bytes = std::fs::read(data.join(f)).unwrap_or_else(|e| panic!("seed {f}: {e}"));
+            !pfsense::fuzzing::show_stat(&bytes)
+        })
+        .collect();
+    assert!(bad.is_empty(), "captured answers not accepted: {bad:?}");
+}

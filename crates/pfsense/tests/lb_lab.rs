@@ -836,9 +836,17 @@ fn a_powered_off_master_costs_latency_not_failures() {
         .count();
     assert!(slow > 0, "no connection met the dead master");
     // DOWN within fall × inter plus one interval (where the power-off
-    // fell between two checks) and some slack for a loaded machine.
-    assert!(
+    // fell between two checks) and some slack for a loaded machine: 8.5 s,
+    // a benchmark figure. The test fails only at the old pool's 11 s
+    // (checks that last a whole interval: `timeout check` lost).
+    testlab::targets::figure(
+        "hacli's pool (2 s checks, fall 3): DOWN after the power-off",
+        &format!("{:.1} s", fast_down.as_secs_f64()),
+        "<= 8.5 s",
         fast_down <= Duration::from_millis(8500),
+    );
+    assert!(
+        fast_down <= Duration::from_secs(10),
         "DOWN {fast_down:?} after the power-off"
     );
     // The old pool: connections sent to the dead master time out.
@@ -848,6 +856,15 @@ fn a_powered_off_master_costs_latency_not_failures() {
         old.errors()
     );
     if let Some(old_down) = down[1] {
-        assert!(old_down > fast_down, "{old_down:?} <= {fast_down:?}");
+        testlab::targets::figure(
+            "main's pool marks the master DOWN later than hacli's",
+            &format!(
+                "{:.1} s against {:.1} s",
+                old_down.as_secs_f64(),
+                fast_down.as_secs_f64()
+            ),
+            "later",
+            old_down > fast_down,
+        );
     }
 }

@@ -23,15 +23,15 @@ struct Fix {
 }
 
 impl Fix {
-    /// An sshd authorizing a new `kind` key; None (and a SKIPPED line)
-    /// without sshd.
+    /// An sshd authorizing a new `kind` key; None (and a skip: a failure
+    /// under `HACLI_REQUIRE_LABS=1`) without sshd.
     fn start(test: &str, kind: &str) -> Option<Fix> {
         Fix::start_with(test, kind, None)
     }
 
     fn start_with(test: &str, kind: &str, passphrase: Option<&str>) -> Option<Fix> {
         if sshd_binary().is_none() {
-            println!("SKIPPED: {test}: /usr/sbin/sshd is missing (install openssh-server)");
+            testlab::skip::skip(test, "/usr/sbin/sshd is missing (install openssh-server)");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -741,7 +741,10 @@ async fn a_script_on_stdin_runs_and_stdin_streams_both_ways() {
             .unwrap();
         assert_eq!(out.stdout_str(), "PHP OK\n");
     } else {
-        println!("SKIPPED: php on stdin: php-cli is not installed (the sh script above ran)");
+        testlab::skip::skip(
+            "php on stdin",
+            "php-cli is not installed (the sh script above ran)",
+        );
     }
 }
 
@@ -1028,8 +1031,9 @@ async fn sudo_prefixes_commands_of_a_non_root_user() {
         .then(|| f[0].to_string())
     });
     let Some(user) = user else {
-        println!(
-            "SKIPPED: sudo over ssh as a non-root user: this machine has no unlocked non-root user with a shell (the `sudo -n --` prefix was checked above)"
+        testlab::skip::part(
+            "sudo over ssh as a non-root user",
+            "this machine has no unlocked non-root user with a shell (the `sudo -n --` prefix was checked above)",
         );
         return;
     };
@@ -1055,13 +1059,16 @@ async fn sudo_prefixes_commands_of_a_non_root_user() {
         println!("sudo -n ran as root for {user}");
     } else {
         let err = out.clone().check(&cmd, s.target()).unwrap_err().to_string();
-        println!(
-            "SKIPPED: sudo itself for {user}: {} (the prefix reached the host, as the error shows: {err})",
-            if out.status == ExitStatus::Code(127) {
-                "sudo is not installed"
-            } else {
-                "sudo refused (no NOPASSWD rule)"
-            }
+        testlab::skip::part(
+            &format!("sudo itself for {user}"),
+            &format!(
+                "{} (the prefix reached the host, as the error shows: {err})",
+                if out.status == ExitStatus::Code(127) {
+                    "sudo is not installed"
+                } else {
+                    "sudo refused (no NOPASSWD rule)"
+                }
+            ),
         );
         assert!(out.stderr_str().contains("sudo"), "{}", out.stderr_str());
     }

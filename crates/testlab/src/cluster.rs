@@ -131,6 +131,10 @@
 //!
 //! Lab configuration lives in each host's `/etc/testlab` (`lab.json`: the
 //! store's address, CA and token, the promotion delay; `versions.json`).
+//! The kubeadm stand-in records there the join tokens and certificate keys
+//! it issued (`issued-secrets`: `token ID.SECRET`, `certificate-key HEX`, a
+//! line each, the lab's bookkeeping, not kubeadm's), so tests can search
+//! hacli's outputs for those values ([`ISSUED_SECRETS`]).
 //!
 //! # Reboots
 //!
@@ -206,6 +210,9 @@ pub const STANDIN_NAMES: &[&str] = &[
 /// power-cycle or power off the host (JSON `{"action": "reboot"|"poweroff",
 /// "t": ...}`); [`ClusterLab::serve_power_requests`] acts on it.
 pub const POWER_REQUEST: &str = "/etc/testlab/power-request";
+/// The join tokens and certificate keys the kubeadm stand-in issued on a
+/// host, a line each (see the module's doc).
+pub const ISSUED_SECRETS: &str = "/etc/testlab/issued-secrets";
 
 /// The file (inside a host) that makes `kubeadm upgrade apply|node` fail
 /// there with its content as the message ([`ClusterLab::set_upgrade_fails`]).
@@ -502,8 +509,9 @@ fn missing_programs() -> Option<String> {
 }
 
 impl ClusterLab {
-    /// Start the seed's cluster, or print `skipped: TEST: why` and return
-    /// None where lab hosts cannot be isolated or a program is missing.
+    /// Start the seed's cluster, or [`crate::skip::skip`] (a failure under
+    /// `HACLI_REQUIRE_LABS=1`) and return None where lab hosts cannot be
+    /// isolated or a program is missing.
     /// Panics when it should start and does not.
     pub fn start_or_skip(test: &str) -> Option<ClusterLab> {
         let net = HostLab::start_for(test);
@@ -511,8 +519,7 @@ impl ClusterLab {
             return None;
         }
         if let Some(m) = missing_programs() {
-            println!("skipped: {test}: {m}");
-            eprintln!("skipped: {test}: {m}");
+            crate::skip::skip(test, &m);
             return None;
         }
         match ClusterLab::start(net) {

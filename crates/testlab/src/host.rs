@@ -688,17 +688,19 @@ impl HostLab {
         self.net.isolated()
     }
 
-    /// True when isolated; otherwise prints `skipped: <test>: <why>` and
-    /// returns false, for tests that need real hosts.
+    /// True when isolated; otherwise [`crate::skip::skip`]s (a failure
+    /// under `HACLI_REQUIRE_LABS=1`) and returns false, for tests that need
+    /// real hosts.
     pub fn isolated_or_skip(&self, test: &str) -> bool {
         match &self.net.mode {
             Mode::Isolated { .. } => true,
             Mode::Loopback { reason } => {
-                let msg = format!(
-                    "skipped: {test}: needs isolated lab hosts, but the lab fell back to loopback: {reason}"
+                crate::skip::skip(
+                    test,
+                    &format!(
+                        "needs isolated lab hosts, but the lab fell back to loopback: {reason}"
+                    ),
                 );
-                eprintln!("{msg}");
-                println!("{msg}");
                 false
             }
         }

@@ -98,8 +98,9 @@ fn err(what: impl std::fmt::Display) -> String {
 }
 
 impl LbLab {
-    /// Start it, or print `skipped: TEST: why` and return None where lab
-    /// hosts cannot be isolated or a program is missing.
+    /// Start it, or [`crate::skip::skip`] (a failure under
+    /// `HACLI_REQUIRE_LABS=1`) and return None where lab hosts cannot be
+    /// isolated or a program is missing.
     pub fn start_or_skip(test: &str) -> Option<LbLab> {
         let net = HostLab::start_for(test);
         if !net.isolated_or_skip(test) {
@@ -108,8 +109,7 @@ impl LbLab {
         match LbLab::start(net) {
             Ok(l) => Some(l),
             Err(e) if e.starts_with("missing:") => {
-                println!("skipped: {test}: {e}");
-                eprintln!("skipped: {test}: {e}");
+                crate::skip::skip(test, &e);
                 None
             }
             Err(e) => panic!("{test}: the load-balancer lab did not start: {e}"),

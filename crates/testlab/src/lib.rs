@@ -28,7 +28,9 @@ pub mod load;
 pub mod pfsense;
 pub mod pki;
 pub mod proxmox;
+pub mod skip;
 pub mod sshd;
+pub mod targets;
 
 use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -173,15 +175,15 @@ fn two_days_ago() -> String {
 }
 
 impl Lab {
-    /// Start the lab, or print `SKIPPED: <test>: <reason>` and return None
-    /// when etcd or haproxy is not installed. Any other failure panics: a lab that
-    /// should run but cannot is a failure, not a skip.
+    /// Start the lab, or [`skip::skip`] (a failure under
+    /// `HACLI_REQUIRE_LABS=1`) and return None when etcd or haproxy is not
+    /// installed. Any other failure panics: a lab that should run but
+    /// cannot is a failure, not a skip.
     pub fn start_or_skip(test: &str) -> Option<Lab> {
         match Lab::start() {
             Ok(lab) => Some(lab),
             Err(e @ (LabError::EtcdMissing | LabError::HaproxyMissing)) => {
-                eprintln!("SKIPPED: {test}: {e}");
-                println!("SKIPPED: {test}: {e}");
+                skip::skip(test, &e.to_string());
                 None
             }
             Err(e) => panic!("{test}: the lab did not start: {e}"),

@@ -458,8 +458,9 @@ fn free_port(ip: IpAddr) -> Result<u16, PfsenseError> {
 }
 
 impl Pfsense {
-    /// Start, or print `SKIPPED: <test>: <reason>` and return None when
-    /// php, its xml extension or haproxy is missing. Other failures panic.
+    /// Start, or [`crate::skip::skip`] (a failure under
+    /// `HACLI_REQUIRE_LABS=1`) and return None when php, its xml extension
+    /// or haproxy is missing. Other failures panic.
     pub fn start_or_skip(
         test: &str,
         root: &Path,
@@ -473,8 +474,7 @@ impl Pfsense {
                 | PfsenseError::PhpXmlMissing
                 | PfsenseError::HaproxyMissing),
             ) => {
-                eprintln!("SKIPPED: {test}: {e}");
-                println!("SKIPPED: {test}: {e}");
+                crate::skip::skip(test, &e.to_string());
                 None
             }
             Err(e) => panic!("{test}: the pfSense stand-in did not start: {e}"),

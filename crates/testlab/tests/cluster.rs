@@ -219,7 +219,10 @@ fn seed_starts_with_one_voter_and_ready_nodes() {
             assert!(text.contains("Ready"), "{text}");
             assert!(text.contains("control-plane"), "{text}");
         }
-        Err(e) => println!("kubectl not run ({e}): part skipped"),
+        Err(e) => testlab::skip::skip(
+            "kubectl get nodes on the cluster lab",
+            &format!("kubectl not run ({e}): install kubernetes-client"),
+        ),
     }
     // Versions the backend compares, over SSH.
     let out = ssh(

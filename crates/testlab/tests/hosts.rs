@@ -383,8 +383,9 @@ fn ssh_within(
 #[test]
 fn each_host_runs_sshd_with_its_own_host_key_across_reboots() {
     if !ssh_client() {
-        println!(
-            "SKIPPED: each_host_runs_sshd: ssh or sshd missing (install openssh-client, openssh-server)"
+        testlab::skip::skip(
+            "each_host_runs_sshd",
+            "ssh or sshd missing (install openssh-client, openssh-server)",
         );
         return;
     }
@@ -678,20 +679,32 @@ fn fallback_helper() {
     println!("FALLBACK-OK");
 }
 
+/// `fallback_helper` in a child process without network namespaces, with
+/// `HACLI_REQUIRE_LABS` as given and its skips listed in `list`.
+fn run_fallback_helper(require: Option<&str>, list: &Path) -> std::process::Output {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "--exact",
+        "fallback_helper",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("HACLI_TESTLAB_FALLBACK_HELPER", "1")
+    .env(testlab::host::NO_NETNS, "1")
+    .env(testlab::skip::SKIPPED_TESTS, list)
+    .env_remove(testlab::skip::REQUIRE_LABS);
+    if let Some(v) = require {
+        c.env(testlab::skip::REQUIRE_LABS, v);
+    }
+    c.output().unwrap()
+}
+
 #[test]
 fn the_loopback_fallback_says_so_and_still_separates_hosts() {
-    let o = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "fallback_helper",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("HACLI_TESTLAB_FALLBACK_HELPER", "1")
-        .env(testlab::host::NO_NETNS, "1")
-        .output()
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("skipped-tests.txt");
+    let o = run_fallback_helper(None, &list);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", show(&o));
     assert!(
@@ -700,6 +713,32 @@ fn the_loopback_fallback_says_so_and_still_separates_hosts() {
     );
     assert!(text.contains("skipped: fallback_helper"), "{text}");
     assert!(text.contains("FALLBACK-OK"), "{text}");
+    // The skip is listed where the test command prints it from.
+    let listed = std::fs::read_to_string(&list).unwrap();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        listed.starts_with("skipped: fallback_helper: needs isolated lab hosts"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn under_require_labs_a_skip_fails_the_test_naming_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("skipped-tests.txt");
+    let o = run_fallback_helper(Some("1"), &list);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!o.status.success(), "a skip passed: {text}");
+    assert!(
+        text.contains("fallback_helper: would be skipped, but HACLI_REQUIRE_LABS=1 requires it to run: needs isolated lab hosts"),
+        "{text}"
+    );
+    assert!(!text.contains("FALLBACK-OK"), "{text}");
+    assert!(!list.exists(), "a failure is not listed as a skip");
 }
 
 #[test]

@@ -67,7 +67,10 @@ fn etcd_members_stop_pause_resume_restart() {
 #[test]
 fn kubectl_lists_gets_creates_and_updates() {
     if !have_kubectl() {
-        println!("SKIPPED: kubectl_lists_gets_creates_and_updates: kubectl is not installed");
+        testlab::skip::skip(
+            "kubectl_lists_gets_creates_and_updates",
+            "kubectl is not installed (kubernetes-client)",
+        );
         return;
     }
     let Some(lab) = Lab::start_or_skip("kubectl_lists_gets_creates_and_updates") else {
@@ -382,7 +385,10 @@ fn row<'a>(rows: &'a [Vec<String>], col: usize, name: &str) -> &'a [String] {
 #[test]
 fn kubectl_get_prints_the_servers_table_columns() {
     if !have_kubectl() {
-        println!("SKIPPED: kubectl_get_prints_the_servers_table_columns: kubectl is not installed");
+        testlab::skip::skip(
+            "kubectl_get_prints_the_servers_table_columns",
+            "kubectl is not installed (kubernetes-client)",
+        );
         return;
     }
     let Some(lab) = Lab::start_or_skip("kubectl_get_prints_the_servers_table_columns") else {

@@ -223,6 +223,10 @@ fn seed_round_trips_and_its_haproxy_runs() {
     );
     assert!(text.contains("\toption\t\t\tsmtpchk EHLO lab.example\n"));
 
+    // What config.xml says (read by pfSense's own PHP), the running HAProxy
+    // does, as its runtime API tells (not the text the stand-in wrote).
+    judged_by_the_running_haproxy(&p);
+
     // HAProxy runs with its runtime socket and the seed's frontends listen.
     assert!(!p.haproxy_pids().is_empty());
     let stat = p.haproxy_stat().expect("show stat");
@@ -262,8 +266,126 @@ fn seed_round_trips_and_its_haproxy_runs() {
                 "NXDOMAIN: no recursion"
             );
         }
-        None => println!("SKIPPED (part): unbound is not installed: resolve() only"),
+        None => testlab::skip::skip(
+            "the pfSense stand-in's DNS answered by unbound",
+            "unbound is not installed: resolve() only",
+        ),
     }
+}
+
+/// config.xml's pools and servers, as pfSense's PHP reads them, against
+/// the running HAProxy's `show backend`, `show servers state` and `show
+/// stat`: the pools the active frontends use are backends and no other
+/// pool is; each server not `inactive` is there with its address, port,
+/// weight and role (backup or not), with the pool's fall and rise.
+fn judged_by_the_running_haproxy(p: &Pfsense) {
+    let servers = p
+        .php_json(
+            "the pools in config.xml",
+            r#"<?php require_once('config.inc');
+$used = array();
+foreach (config_get_path('installedpackages/haproxy/ha_backends/item', array()) as $fe) {
+    if ($fe['status'] == 'active') { $used[$fe['backend_serverpool']] = true; }
+    foreach (($fe['a_actionitems']['item'] ?? array()) as $a) {
+        if (!empty($a['use_backendbackend'])) { $used[$a['use_backendbackend']] = true; }
+    }
+}
+$out = array('used' => array_keys($used), 'servers' => array(), 'pools' => array());
+foreach (config_get_path('installedpackages/haproxy/ha_pools/item', array()) as $pool) {
+    $out['pools'][] = $pool['name'];
+    $adv = base64_decode($pool['advanced'] ?? '');
+    foreach (($pool['ha_servers']['item'] ?? array()) as $s) {
+        $out['servers'][] = array('pool' => $pool['name'], 'name' => $s['name'],
+            'address' => $s['address'], 'port' => $s['port'], 'status' => $s['status'],
+            'weight' => $s['weight'] ?? '', 'pool_advanced' => $adv);
+    }
+}
+echo json_encode($out);
+"#,
+        )
+        .expect("php");
+    let used: std::collections::BTreeSet<String> = servers["used"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| format!("{}_ipvANY", v.as_str().unwrap()))
+        .collect();
+    assert!(used.len() >= 4, "{servers}");
+    // `show backend`: every used pool, and no pool no active frontend uses.
+    let backends = p.haproxy_command("show backend").expect("show backend");
+    let running: std::collections::BTreeSet<String> = backends
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+        .filter(|b| b.ends_with("_ipvANY"))
+        .collect();
+    assert_eq!(running, used, "show backend:\n{backends}");
+    for pool in servers["pools"].as_array().unwrap() {
+        let b = format!("{}_ipvANY", pool.as_str().unwrap());
+        assert_eq!(used.contains(&b), running.contains(&b), "{b}");
+    }
+    let stat = p.haproxy_stat().expect("show stat");
+    let mut checked = 0;
+    for s in servers["servers"].as_array().unwrap() {
+        let (pool, name) = (s["pool"].as_str().unwrap(), s["name"].as_str().unwrap());
+        let backend = format!("{pool}_ipvANY");
+        if !used.contains(&backend) {
+            continue;
+        }
+        let row = stat
+            .iter()
+            .find(|r| r["pxname"] == backend && r["svname"] == name);
+        if s["status"] == "inactive" {
+            assert!(
+                row.is_none(),
+                "{backend}/{name} is inactive in config.xml, yet runs"
+            );
+            continue;
+        }
+        let row = row.unwrap_or_else(|| panic!("{backend}/{name} is not in show stat"));
+        // `show servers state BACKEND`: address and port as configured.
+        let state = p
+            .haproxy_command(&format!("show servers state {backend}"))
+            .expect("show servers state");
+        let fields: Vec<&str> = state
+            .lines()
+            .find(|l| l.split_whitespace().nth(3) == Some(name))
+            .unwrap_or_else(|| panic!("{backend}/{name} in show servers state:\n{state}"))
+            .split_whitespace()
+            .collect();
+        // be_id be_name srv_id srv_name srv_addr ... srv_uweight(7) ... srv_port(18)
+        assert_eq!(
+            fields[4],
+            s["address"].as_str().unwrap(),
+            "{backend}/{name}: {state}"
+        );
+        assert_eq!(
+            fields[18],
+            s["port"].as_str().unwrap(),
+            "{backend}/{name}: {state}"
+        );
+        let weight = s["weight"]
+            .as_str()
+            .filter(|w| !w.is_empty())
+            .unwrap_or("1");
+        assert_eq!(fields[7], weight, "{backend}/{name} weight: {state}");
+        assert_eq!(row["weight"], weight, "{backend}/{name}: {row:?}");
+        let backup = if s["status"] == "backup" { "1" } else { "0" };
+        assert_eq!(row["bck"], backup, "{backend}/{name} backup: {row:?}");
+        // The pool's advanced text (`fall 3 rise 2`), as the checks run.
+        let adv: Vec<&str> = s["pool_advanced"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        for (k, col) in [("fall", "check_fall"), ("rise", "check_rise")] {
+            if let Some(i) = adv.iter().position(|w| *w == k) {
+                assert_eq!(row[col], adv[i + 1], "{backend}/{name} {k}: {row:?}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 5, "{checked} servers checked: {servers}");
 }
 
 const ADD_APISERVER: &str = r#"<?php
@@ -961,7 +1083,10 @@ fn a_killed_test_leaves_no_haproxy_behind() {
         .output()
         .is_err()
     {
-        println!("SKIPPED: a_killed_test_leaves_no_haproxy_behind: php is not installed");
+        testlab::skip::skip(
+            "a_killed_test_leaves_no_haproxy_behind",
+            "php is not installed (php-cli)",
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1083,7 +1208,10 @@ fn through_a_command_prefix_with_well_known_ports() {
         .and_then(|l| l.split_whitespace().nth(1))
         == Some("0");
     if !root {
-        println!("SKIPPED: through_a_command_prefix_with_well_known_ports: ports 25/53 need root");
+        testlab::skip::skip(
+            "through_a_command_prefix_with_well_known_ports",
+            "ports 25/53 need root",
+        );
         return;
     }
     let opts = PfsenseOptions {

@@ -44,7 +44,10 @@ fn ssh(key: &Path, kh: &Path, addr: Ipv4Addr, cmd: &str) -> std::process::Output
 #[test]
 fn a_started_vm_is_a_lab_host_answering_ssh_with_the_cloud_init_key() {
     if !have("ssh") || !have("sshd") {
-        println!("skipped: ssh or sshd missing (install openssh-client, openssh-server)");
+        testlab::skip::skip(
+            "a_started_vm_is_a_lab_host_answering_ssh_with_the_cloud_init_key",
+            "ssh or sshd missing (install openssh-client, openssh-server)",
+        );
         return;
     }
     let hosts = HostLab::start_for("pve_hosts");

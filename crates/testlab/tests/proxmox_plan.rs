@@ -53,6 +53,38 @@ fn the_inventory_is_read_as_it_is() {
         "the stopped VM, not the template"
     );
     assert_eq!((c.running_cpus, c.stopped_cpus), (58, 4));
+    // Not only the totals the inventory was seeded with: the client's
+    // sums equal the test's own sum over each VM as the API lists it
+    // (memory and cores per VM, running or not, templates left out).
+    let seeded = Inventory::realistic();
+    let on_pve = |running: bool, f: fn(&testlab::proxmox::PveVm) -> u64| -> u64 {
+        seeded
+            .vms
+            .iter()
+            .filter(|v| v.node == "pve" && !v.template && v.running == running)
+            .map(f)
+            .sum()
+    };
+    assert_eq!(c.running_memory, on_pve(true, |v| v.memory_mib << 20));
+    assert_eq!(c.stopped_memory, on_pve(false, |v| v.memory_mib << 20));
+    assert_eq!(
+        u64::from(c.running_cpus),
+        on_pve(true, |v| u64::from(v.cores))
+    );
+    assert_eq!(
+        u64::from(c.stopped_cpus),
+        on_pve(false, |v| u64::from(v.cores))
+    );
+    // Every VM the stand-in holds is in the view, on its node, nothing more.
+    let mut listed: Vec<u32> = inv
+        .hosts
+        .iter()
+        .flat_map(|h| h.vms.iter().map(|v| v.vmid))
+        .collect();
+    listed.sort();
+    let mut want: Vec<u32> = seeded.vms.iter().map(|v| v.vmid).collect();
+    want.sort();
+    assert_eq!(listed, want);
     let (_, t) = inv.vm(9000).unwrap();
     assert!(t.template);
     let text = inv.render();

@@ -10,7 +10,10 @@ use testlab::sshd::{Sshd, SshdSpec, client_key, loopback_addr, sshd_binary};
 #[test]
 fn openssh_client_logs_in_with_the_authorized_key_and_checks_the_host_key() {
     if sshd_binary().is_none() {
-        println!("SKIPPED: sshd fixture: /usr/sbin/sshd missing (install openssh-server)");
+        testlab::skip::skip(
+            "sshd fixture",
+            "/usr/sbin/sshd missing (install openssh-server)",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -87,7 +90,10 @@ fn openssh_client_logs_in_with_the_authorized_key_and_checks_the_host_key() {
 #[test]
 fn reusing_a_host_key_presents_the_same_key() {
     if sshd_binary().is_none() {
-        println!("SKIPPED: sshd fixture: /usr/sbin/sshd missing (install openssh-server)");
+        testlab::skip::skip(
+            "sshd fixture",
+            "/usr/sbin/sshd missing (install openssh-server)",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();

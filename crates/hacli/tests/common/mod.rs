@@ -9,6 +9,8 @@
 
 #![allow(dead_code)] // each test file uses its own part of this module
 
+pub mod secrets;
+
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -443,6 +445,8 @@ nodes:
     let mut fired = 0usize;
     let mut rolled_back = 0usize;
     let mut log = String::new();
+    // Every run's stdout, searched for secrets at the end.
+    let mut stdouts = String::new();
     let stage = Stage {
         lab: &lab,
         pve: &pve,
@@ -549,6 +553,7 @@ nodes:
             stdout: out_reader.join().unwrap(),
             stderr: err_reader.join().unwrap(),
         };
+        stdouts.push_str(&String::from_utf8_lossy(&out.stdout));
         {
             use std::os::unix::process::ExitStatusExt as _;
             if let (Some(at), Some(9)) = (killed_at, out.status.signal()) {
@@ -628,14 +633,22 @@ nodes:
         }
     }
     println!("  total: {sent} reads, {failed} failed, longest gap {gap:.0} ms");
-    assert!(
-        sent > 100 || !opts.triggers.is_empty(),
-        "the measure sent {sent} reads"
-    );
-    assert!(
-        failed < sent / 2,
-        "most reads failed ({failed} of {sent}): the measure does not reach the API"
-    );
+    assert!(sent > 0, "the measure sent no read");
+    if opts.triggers.is_empty() {
+        // The README's figure for the uninterrupted migration: 0 failed.
+        assert!(sent > 100, "the measure sent {sent} reads");
+        assert_eq!(
+            failed, 0,
+            "{failed} of {sent} reads failed while migrating (the README states 0 failed)"
+        );
+    } else {
+        // Killed runs, rollbacks that take a master out of the pool: the
+        // README states no figure for these; the reads must reach the API.
+        assert!(
+            failed < sent / 2,
+            "most reads failed ({failed} of {sent}): the measure does not reach the API"
+        );
+    }
 
     // Three voters, the two new ones seen as learners first.
     let members = lab.etcd_members().unwrap();
@@ -712,12 +725,43 @@ nodes:
     if opts.on_rolled_back.is_some() {
         println!("phases rolled back and resumed: {rolled_back}");
     }
-    // No secret in the journal or the output.
-    let journal_text = std::fs::read_to_string(&journal).unwrap();
-    for text in [&journal_text, &log] {
-        assert!(!text.contains("--token "), "a join line leaked");
-        assert!(!text.contains("--certificate-key "), "a key leaked");
+    // No secret in the journal, the output or a file hacli wrote, searched
+    // for by value: the join tokens and certificate keys the kubeadm
+    // stand-in issued on the masters, the Proxmox token, the admin
+    // kubeconfig's client key.
+    let mut found = secrets::Secrets::new();
+    for n in ["m1", "m2", "m3"] {
+        let record = on(
+            n,
+            &format!("cat {} 2>/dev/null; true", testlab::cluster::ISSUED_SECRETS),
+        );
+        secrets::add_issued(&mut found, n, &record);
     }
+    let names = found.names().join(", ");
+    assert!(
+        names.contains("join token") && names.contains("certificate key"),
+        "the migration issued no join token or no certificate key: {names}"
+    );
+    found.add("Proxmox token secret", pve.token_secret());
+    let admin = std::fs::read_to_string(lab.admin_conf()).unwrap();
+    for l in admin.lines() {
+        if let Some(v) = l.trim().strip_prefix("client-key-data:") {
+            found.add("admin.conf's client key", v.trim());
+        }
+    }
+    let journal_text = std::fs::read_to_string(&journal).unwrap();
+    found.assert_absent("the journal", &journal_text);
+    found.assert_absent("hacli apply's stderr", &log);
+    found.assert_absent("hacli apply's stdout", &stdouts);
+    found.assert_absent(
+        "hacli plan's output",
+        &std::fs::read_to_string(&plan).unwrap(),
+    );
+    let files = found.assert_absent_in_files(&dir, |_| true);
+    println!(
+        "no secret ({} values: {names}, ...) in the journal, the outputs or {files} files",
+        found.len()
+    );
     Some(Migrated {
         lab,
         pve,

@@ -599,7 +599,19 @@ def create_token(api, ttl_s, description=None, usages=("authentication", "signin
     sec = api.must("POST", "/api/v1/namespaces/kube-system/secrets", {
         "apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
         "metadata": {"name": f"bootstrap-token-{tid}", "namespace": "kube-system"}, "data": data})
+    record_issued("token", f"{tid}.{tsec}")
     return f"{tid}.{tsec}", sec
+
+
+ISSUED = LAB + "/issued-secrets"
+
+
+def record_issued(kind, value):
+    """The lab's own record of the secrets issued here (not kubeadm's): the
+    tests search hacli's outputs and files for these values."""
+    os.makedirs(LAB, exist_ok=True)
+    with open(ISSUED, "a") as f:
+        f.write(f"{kind} {value}\n")
 
 
 def parse_duration(s):
@@ -1163,6 +1175,7 @@ def kubeadm(argv):
                 if "config" in fl and local.get("kind") != "InitConfiguration":
                     raise Fail(f"--config {fl['config']}: no InitConfiguration in it")
                 key = fl.get("certificate-key") or local.get("certificateKey") or secrets.token_hex(32)
+                record_issued("certificate-key", key)
                 upload_certs(admin_api(fl), key)
                 if "skip-certificate-key-print" not in fl:
                     out("[upload-certs] Using certificate key:")
