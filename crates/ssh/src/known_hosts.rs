@@ -109,9 +109,12 @@ fn hosts_match(field: &str, name: &str) -> bool {
     matched
 }
 
-/// A parsed line: (marker, hosts, key type, key). None for comments,
-/// blank lines and lines whose key does not parse (OpenSSH skips them).
-fn parse_line(line: &str) -> Option<(Option<&str>, &str, &str, PublicKey)> {
+/// A parsed line: (marker, hosts, key type, key).
+type Line<'a> = (Option<&'a str>, &'a str, &'a str, PublicKey);
+
+/// A parsed line. None for comments, blank lines and lines whose key does
+/// not parse (OpenSSH skips them).
+fn parse_line(line: &str) -> Option<Line<'_>> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
@@ -275,8 +278,7 @@ pub fn fuzz(data: &[u8]) -> bool {
         "AAAAC3NzaC1lZDI1NTE5AAAAIA6rWI3G1sz07DnfFlrouTcysQlj2P+jpNSOEWD9OJ3X",
     ];
     let text = String::from_utf8_lossy(data);
-    let lines: Vec<Option<(Option<&str>, &str, &str, PublicKey)>> =
-        text.lines().map(parse_line).collect();
+    let lines: Vec<Option<Line<'_>>> = text.lines().map(parse_line).collect();
     let mut keys: Vec<PublicKey> = FIXED
         .iter()
         .filter_map(|k| russh::keys::parse_public_key_base64(k).ok())
@@ -308,7 +310,7 @@ pub fn fuzz(data: &[u8]) -> bool {
                 Some((Some("@revoked"), _, _, k)) if k.key_data() == key.key_data() => Some(i + 1),
                 _ => None,
             });
-            let plain = |line: usize| -> &(Option<&str>, &str, &str, PublicKey) {
+            let plain = |line: usize| -> &Line<'_> {
                 let l = lines[line - 1].as_ref().expect("the verdict's line parses");
                 assert!(l.0.is_none(), "line {line} has a marker: {:?}", l.0);
                 assert!(hosts_match(l.1, &name), "line {line} is not for {name}");
