@@ -850,3 +850,155 @@ current-context: c
         }
     }
 }
+
+/// A host sits at the address planned for a new master, its firewall
+/// (nft) dropping every packet it receives or sends: no TCP connection
+/// from here tells it apart from an empty address. `hacli plan
+/// --probe-addresses` asks the address's own network, from the current
+/// master over SSH: the host answers ARP below its firewall, so the plan is
+/// refused naming the address; the free addresses (the other new master,
+/// the VIP) are probed free. An address on no node's subnet cannot be
+/// decided: exit 3, never free.
+#[test]
+fn a_planned_address_held_by_a_host_that_drops_every_packet_is_refused() {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+    use std::time::Duration;
+    use testlab::host::HostLab;
+
+    let test = "a_planned_address_held_by_a_host_that_drops_every_packet_is_refused";
+    let lab = HostLab::start_for(test);
+    if !lab.isolated_or_skip(test) {
+        return;
+    }
+    if !std::path::Path::new("/usr/sbin/nft").exists() {
+        println!("SKIPPED: {test}: nft is missing (install nftables)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) =
+        testlab::sshd::client_key(&dir.path().join("client"), "ed25519", None).unwrap();
+    let mut m1 = lab.add_host("m1").unwrap();
+    m1.start_sshd(vec![public]).unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, m1.known_hosts_line().unwrap() + "\n").unwrap();
+    let silent = lab.add_host("silent").unwrap();
+    let out = silent
+        .exec_with(
+            &["nft", "-f", "-"],
+            &[],
+            Some(
+                "table inet drop_everything {\n  chain input { type filter hook input priority 0; policy drop; }\n  chain output { type filter hook output priority 0; policy drop; }\n}\n",
+            ),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert!(out.status.success(), "nft: {out:?}");
+    // From here, the host is silence: a connection neither succeeds nor is
+    // refused (the old TCP probe read that as free).
+    let e = TcpStream::connect_timeout(&SocketAddr::new(silent.ip(), 22), Duration::from_secs(1))
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+
+    let net = lab.gateway().octets();
+    let free = |last: u8| IpAddr::V4(Ipv4Addr::new(net[0], net[1], net[2], last));
+    let (m3, vip) = (free(240), free(241));
+    let node = |name: &str, role: &str, addr: IpAddr, vmid: u32| {
+        format!(
+            "  - {{ name: {name}, role: {role}, address: {addr}, hypervisor: pve, vmid: {vmid}, cpus: 2, memoryGiB: 4, diskGiB: 20 }}\n"
+        )
+    };
+    let head = |endpoint: IpAddr, lb: &str| {
+        format!(
+            "cluster: probe\ncontrolPlaneEndpoint: {{ address: {endpoint}, port: 6443 }}\n{lb}hypervisors:\n  - {{ name: pve, memoryGiB: 64, cpus: 16 }}\nssh:\n  user: root\n  identityFile: {}\n  knownHosts: {}\nnodes:\n",
+            key.display(),
+            known_hosts.display()
+        )
+    };
+    let from = dir.path().join("from.yaml");
+    std::fs::write(
+        &from,
+        head(m1.ip(), "loadBalancer: { kind: none }\n")
+            + &node("m1", "control-plane", m1.ip(), 100),
+    )
+    .unwrap();
+    let lb = format!(
+        "loadBalancer:\n  kind: haproxy\n  frontend: \"{vip}:6443\"\n  pool: k8s-apiserver\n  healthCheck: {{ type: https, path: /readyz }}\n"
+    );
+    let to_with = |m3: IpAddr| {
+        let to = dir.path().join(format!("to-{m3}.yaml"));
+        std::fs::write(
+            &to,
+            head(vip, &lb)
+                + &node("m1", "control-plane", m1.ip(), 100)
+                + &node("m2", "control-plane", silent.ip(), 101)
+                + &node("m3", "control-plane", m3, 102),
+        )
+        .unwrap();
+        to
+    };
+    let plan = |to: &std::path::Path, probe: bool| {
+        let mut args = vec![
+            "plan",
+            "--from",
+            from.to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+            "--template",
+            "9000",
+        ];
+        if probe {
+            args.push("--probe-addresses");
+        }
+        let out = hacli(&args);
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let to = to_with(m3);
+    // Without asking the network the plan is made: nothing says the
+    // address is taken.
+    let (code, out, err) = plan(&to, false);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let (code, out, err) = plan(&to, true);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let silent_ip = silent.ip();
+    assert!(
+        out.contains("REFUSED")
+            && out.contains(&format!(
+                "node `m2` address {silent_ip} already answers on the network"
+            )),
+        "{out}\n{err}"
+    );
+    assert!(
+        !out.contains(&m3.to_string()) && !out.contains(&format!("{vip} already")),
+        "only the held address is refused: {out}"
+    );
+    assert!(
+        err.contains(&format!(
+            "address {silent_ip} (node `m2`): in use: answers as "
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("address {m3} (node `m3`): free")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("address {vip} (the VIP): free")),
+        "{err}"
+    );
+
+    // m3 on a network none of the nodes is on: unknown, exit 3 (its route
+    // goes through the gateway; nothing is sent to it).
+    let elsewhere: IpAddr = if net[1] == 19 && net[2] == 255 {
+        "198.18.255.240".parse().unwrap()
+    } else {
+        "198.19.255.240".parse().unwrap()
+    };
+    let (code, out, err) = plan(&to_with(elsewhere), true);
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    assert!(
+        err.contains(&format!("address {elsewhere}"))
+            && err.contains("unknown")
+            && err.contains("gateway"),
+        "{err}"
+    );
+}

@@ -259,3 +259,69 @@ fn a_planned_vm_id_that_belongs_to_another_vm_is_refused_before_the_first_step()
     let journaled = std::fs::read_to_string(&journal).unwrap_or_default();
     assert!(!journaled.contains("\"started\""), "{journaled}");
 }
+
+#[test]
+fn a_pinned_proxmox_certificate_and_an_insecure_variable_is_an_error_naming_both() {
+    let lab = ProxmoxLab::start(Inventory::realistic()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(lab.ca_path(), dir.path().join("pve-ca.pem")).unwrap();
+    let ha = std::fs::read_to_string(example("ha.yaml")).unwrap();
+    let topo = dir.path().join("ha.yaml");
+    let run = |extra: &[&str], var: &str| {
+        Command::new(env!("CARGO_BIN_EXE_hacli"))
+            .args(["hypervisor", "show", "-t", topo.to_str().unwrap()])
+            .args(extra)
+            .env("PROXMOX_VE_API_TOKEN", lab.api_token())
+            .env_remove("PM_API_URL")
+            .env_remove("PROXMOX_VE_ENDPOINT")
+            .env_remove("PROXMOX_VE_INSECURE")
+            .env_remove("PM_TLS_INSECURE")
+            .env(var, "true")
+            .output()
+            .unwrap()
+    };
+    // The topology pins the CA file, then the fingerprint; the environment
+    // of a Terraform user asks to skip verification.
+    for (pin, named) in [
+        ("caFile: pve-ca.pem".to_string(), "the CA file".to_string()),
+        (
+            format!("fingerprint: \"{}\"", lab.fingerprint_hex()),
+            format!("the certificate fingerprint {}", lab.fingerprint_hex()),
+        ),
+    ] {
+        std::fs::write(
+            &topo,
+            format!("{ha}\nproxmox:\n  endpoint: {}\n  {pin}\n", lab.endpoint()),
+        )
+        .unwrap();
+        for var in ["PM_TLS_INSECURE", "PROXMOX_VE_INSECURE"] {
+            let out = run(&[], var);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{var} with {pin}: {err}");
+            assert!(
+                err.contains(&named) && err.contains(var) && err.contains("never weakened"),
+                "{var} with {pin}: {err}"
+            );
+        }
+    }
+    assert_eq!(lab.calls().len(), 0, "nothing was asked of the API");
+    // Without a pin, the variable alone still verifies nothing less: it
+    // asks for the flag; the flag skips verification, loudly.
+    std::fs::write(
+        &topo,
+        format!("{ha}\nproxmox:\n  endpoint: {}\n", lab.endpoint()),
+    )
+    .unwrap();
+    let out = run(&[], "PM_TLS_INSECURE");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("PM_TLS_INSECURE") && err.contains("--proxmox-insecure-skip-tls-verify"),
+        "{err}"
+    );
+    let out = run(&["--proxmox-insecure-skip-tls-verify"], "PM_TLS_INSECURE");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("NOT verified"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("old-gitlab"));
+}

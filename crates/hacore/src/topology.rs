@@ -282,6 +282,10 @@ pub struct LbManage {
     /// (the system roots otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// REST: allow a plain `http://` URL (the credentials then cross the
+    /// network in clear); refused unless set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plain_http: bool,
     /// pfSense: the interface the VIP is an IP alias on, `lan` by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vip_interface: Option<String>,
@@ -1072,6 +1076,17 @@ impl Topology {
                         format!("`{u}` is not an http(s):// URL, such as https://10.0.20.1"),
                     ));
                 }
+                if let Some(u) = &m.url
+                    && u.starts_with("http://")
+                    && !m.allow_plain_http
+                {
+                    r.push(Diagnostic::error(
+                        "loadBalancer.manage.url",
+                        format!(
+                            "`{u}` is plain HTTP: the API key or password would cross the network in clear; use https:// (with caFile), or set loadBalancer.manage.allowPlainHttp: true"
+                        ),
+                    ));
+                }
             }
         }
         if let Some(u) = &m.user
@@ -1118,8 +1133,22 @@ impl Topology {
                 )),
                 Some(path) if !path.starts_with('/') => r.push(Diagnostic::error(
                     format!("{p}.path"),
-                    format!("path `{path}` must start with `/`"),
+                    format!("path `{}` must start with `/`", path.escape_debug()),
                 )),
+                // The path is written into haproxy.cfg (`option httpchk GET
+                // PATH`): a space, a control character, a quote, a
+                // backslash or `#` there ends the word or the line, and what
+                // follows would be read as HAProxy configuration.
+                Some(path) if path.chars().any(unsafe_in_config) => {
+                    let c = path.chars().find(|c| unsafe_in_config(*c)).unwrap_or(' ');
+                    r.push(Diagnostic::error(
+                        format!("{p}.path"),
+                        format!(
+                            "path `{}` holds {c:?}: a health-check path is one URL path without spaces, control characters, quotes, backslashes or `#` (it is written into the HAProxy configuration)",
+                            path.escape_debug(),
+                        ),
+                    ))
+                }
                 Some("/healthz") | Some("/livez") => r.push(Diagnostic::warning(
                     format!("{p}.path"),
                     "/healthz and /livez stay OK during graceful shutdown; /readyz turns false at SIGTERM so the LB stops sending first",
@@ -1180,6 +1209,13 @@ impl Topology {
     pub fn has_load_balancer(&self) -> bool {
         self.load_balancer.kind != LbKind::None
     }
+}
+
+/// A character that HAProxy's configuration parser reads as more than a
+/// character of a word (a separator, a line end, a quote, an escape, a
+/// comment).
+fn unsafe_in_config(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\' | '#')
 }
 
 fn join<'a>(it: impl Iterator<Item = &'a &'a str>) -> String {
@@ -1270,6 +1306,61 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("connectTimeout"), "{err}");
+    }
+
+    #[test]
+    fn a_health_check_path_that_would_inject_haproxy_directives_is_refused() {
+        let lb = |hc: &str| {
+            Topology::from_yaml(
+                "t.yaml",
+                &format!(
+                    "cluster: t\ncontrolPlaneEndpoint: {{ address: 10.0.0.100 }}\nloadBalancer: {{ kind: haproxy, frontend: \"10.0.0.100:6443\", pool: api, healthCheck: {hc} }}\nnodes:\n  - {{ name: m1, role: control-plane, address: 10.0.0.1 }}\n"
+                ),
+            )
+        };
+        assert!(lb("{ type: https, path: \"/readyz?verbose=1&x=%20\" }").is_ok());
+        for bad in [
+            "/readyz\\n    http-request deny",
+            "/readyz\\r\\nserver evil 203.0.113.9:6443",
+            "/readyz HTTP/1.1\\\\r\\\\nHost: x",
+            "/readyz\\thttp-check expect status 500",
+            "/readyz\\u0000",
+            "/readyz#",
+            "/ready'z",
+        ] {
+            let err = lb(&format!("{{ type: https, path: \"{bad}\" }}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("t.yaml:3:") && err.contains("loadBalancer.healthCheck.path"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_plain_http_pfsense_api_url_is_refused_unless_allowed() {
+        let lb = |manage: &str| {
+            Topology::from_yaml(
+                "t.yaml",
+                &format!(
+                    "cluster: t\ncontrolPlaneEndpoint: {{ address: 10.0.0.100 }}\nloadBalancer: {{ kind: pfsense-haproxy, frontend: \"10.0.0.100:6443\", pool: api, manage: {manage} }}\nnodes:\n  - {{ name: m1, role: control-plane, address: 10.0.0.1 }}\n"
+                ),
+            )
+        };
+        assert!(lb("{ transport: rest, url: \"https://10.0.0.254\" }").is_ok());
+        let err = lb("{ transport: rest, url: \"http://10.0.0.254\" }")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("loadBalancer.manage.url")
+                && err.contains("plain HTTP")
+                && err.contains("allowPlainHttp"),
+            "{err}"
+        );
+        let (t, _) =
+            lb("{ transport: rest, url: \"http://10.0.0.254\", allowPlainHttp: true }").unwrap();
+        assert!(t.load_balancer.manage.unwrap().allow_plain_http);
     }
 
     #[test]

@@ -74,6 +74,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod addresses;
 pub mod config;
 pub mod control_plane;
 pub mod drill;

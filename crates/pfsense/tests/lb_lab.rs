@@ -868,3 +868,153 @@ fn a_powered_off_master_costs_latency_not_failures() {
         );
     }
 }
+
+/// The plain HAProxy's `haproxy.cfg` as an administrator keeps it
+/// (`root:nogroup`, 0640). A change keeps that owner and mode. A reload
+/// that fails after the new file is in place (the reload command sees it)
+/// puts the previous file back, with its owner and mode, and the edit is
+/// "not done"; the running HAProxy never gets the server. An administrator
+/// who edits the file while hacli's new file is being validated keeps
+/// that edit: hacli writes nothing and says the file changed.
+#[test]
+fn a_plain_haproxy_reload_that_fails_puts_the_previous_file_back() {
+    use std::os::unix::fs::MetadataExt as _;
+
+    let Some(lab) =
+        LbLab::start_or_skip("a_plain_haproxy_reload_that_fails_puts_the_previous_file_back")
+    else {
+        return;
+    };
+    let cfg = lab.lb_host.path("/etc/haproxy/haproxy.cfg");
+    lab.lb_host
+        .exec_ok(&["chown", "0:65534", "/etc/haproxy/haproxy.cfg"])
+        .unwrap();
+    lab.lb_host
+        .exec_ok(&["chmod", "0640", "/etc/haproxy/haproxy.cfg"])
+        .unwrap();
+    let owner = || {
+        let m = std::fs::metadata(&cfg).unwrap();
+        (m.uid(), m.gid(), m.mode() & 0o7777)
+    };
+    assert_eq!(owner(), (0, 65534, 0o640));
+    let lb = backend(&lab, Via::Haproxy, LbOptions::default()).unwrap();
+    let m = &lab.masters;
+    let changed = lb
+        .apply_op(&LbOp::CreatePool {
+            pool: "k8s-apiserver".into(),
+            check: CheckKind::Https,
+            path: Some("/readyz".into()),
+            interval: "200ms".parse::<Dur>().unwrap(),
+            fall: 2,
+            rise: 1,
+            servers: vec![(m[0].0.clone(), m[0].1)],
+        })
+        .unwrap();
+    assert!(changed);
+    assert_eq!(owner(), (0, 65534, 0o640), "a change keeps owner and mode");
+    let before = std::fs::read_to_string(&cfg).unwrap();
+    assert!(before.contains("backend k8s-apiserver"), "{before}");
+    let add = Edit::AddServer {
+        pool: "k8s-apiserver".into(),
+        server: json!({"name": "extra-server", "address": m[1].1.ip().to_string(), "port": m[1].1.port().to_string()}),
+    };
+    let until = || tokio::time::Instant::now() + Duration::from_secs(30);
+
+    // The reload fails; it ran with the new file in place (it counts the
+    // new server in the file), then again with the previous file back.
+    let topo = std::fs::read_to_string(lab.topology(Via::Haproxy)).unwrap();
+    let failing = topo.replace(
+        "kill -USR2 $(cat /etc/haproxy/haproxy.pid)",
+        "grep -c extra-server /etc/haproxy/haproxy.cfg >> /tmp/seen-at-reload; echo reload refused; exit 3",
+    );
+    assert_ne!(failing, topo, "the lab's reload command is where it was");
+    let path = lab.dir().join("topology-failing-reload.yaml");
+    std::fs::write(&path, failing).unwrap();
+    let (t, _) = Topology::load(&path).unwrap();
+    let bad_lb = LbBackend::from_topology(
+        &t,
+        &LbOptions {
+            timeout: Duration::from_secs(30),
+            ..LbOptions::default()
+        },
+    )
+    .unwrap();
+    let e = bad_lb
+        .block_on(bad_lb.transport().edit(&add, until()))
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("not done") && msg.contains("reload refused") && msg.contains("back in place"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(lab.lb_host.path("/tmp/seen-at-reload")).unwrap(),
+        "1\n0\n",
+        "the first reload saw the new file, the second the previous one"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        before,
+        "the previous file is back"
+    );
+    assert_eq!(owner(), (0, 65534, 0o640), "with its owner and mode");
+    let running: Vec<String> = lb
+        .stats()
+        .unwrap()
+        .pool("k8s-apiserver")
+        .unwrap()
+        .iter()
+        .map(|r| r.server.clone())
+        .collect();
+    assert!(!running.iter().any(|s| s == "extra-server"), "{running:?}");
+
+    // An administrator's edit lands while the new file is validated (an
+    // `haproxy` first on the host's PATH appends a line, then validates).
+    if lab.lb_host.isolated() {
+        let real = lab
+            .lb_host
+            .exec_ok(&["sh", "-c", "command -v haproxy"])
+            .unwrap();
+        let wrapper = format!(
+            "#!/bin/sh\nif [ \"$1\" = -c ]; then echo \"# an administrator's edit\" >> /etc/haproxy/haproxy.cfg; fi\nexec {} \"$@\"\n",
+            real.trim()
+        );
+        let out = lab
+            .lb_host
+            .exec_with(
+                &[
+                    "sh",
+                    "-c",
+                    "mkdir -p /usr/local/bin && cat > /usr/local/bin/haproxy && chmod 0755 /usr/local/bin/haproxy",
+                ],
+                &[],
+                Some(&wrapper),
+                Duration::from_secs(10),
+            )
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let e = lb.block_on(lb.transport().edit(&add, until())).unwrap_err();
+        lab.lb_host
+            .exec_ok(&["rm", "-f", "/usr/local/bin/haproxy"])
+            .unwrap();
+        assert!(matches!(e, LbError::Busy { .. }), "{e}");
+        assert!(
+            e.to_string().contains("while the new file was validated"),
+            "{e}"
+        );
+        let now = std::fs::read_to_string(&cfg).unwrap();
+        assert_eq!(
+            now,
+            format!("{before}# an administrator's edit\n"),
+            "the edit is kept"
+        );
+        // Asked again, the change is made on top of it.
+        assert!(lb.block_on(lb.transport().edit(&add, until())).unwrap());
+        let after = std::fs::read_to_string(&cfg).unwrap();
+        assert!(
+            after.contains("# an administrator's edit") && after.contains("extra-server"),
+            "{after}"
+        );
+        assert_eq!(owner(), (0, 65534, 0o640));
+    }
+}

@@ -42,6 +42,23 @@ pub enum ConfigError {
     /// Both a CA or fingerprint and "insecure" were asked for.
     #[error("TLS: both {0} and insecure were asked for; choose one")]
     Conflict(String),
+    /// A pinned certificate (fingerprint or CA file) and an environment
+    /// variable asking to skip verification: the pin is never weakened.
+    #[error(
+        "TLS: {pin} is pinned, and {var} in the environment asks to skip certificate verification: a pin is never weakened by the environment; unset {name}",
+        name = var.split('=').next().unwrap_or(var)
+    )]
+    PinWeakenedByEnvironment {
+        /// The pin (`the certificate fingerprint AA:..`, `the CA file F`).
+        pin: String,
+        /// The variable and its value (`PM_TLS_INSECURE=true`).
+        var: String,
+    },
+    /// An environment variable asks to skip verification, and no flag does.
+    #[error(
+        "TLS: {0} in the environment asks to skip certificate verification; hacli skips it only with an explicit flag (--proxmox-insecure-skip-tls-verify): pin the certificate instead (--proxmox-fingerprint, or the topology's proxmox.fingerprint), or unset the variable"
+    )]
+    InsecureNeedsFlag(String),
 }
 
 /// An API token: `USER@REALM!TOKENID` and its secret.
@@ -166,8 +183,12 @@ pub struct Settings {
     pub ca_file: Option<PathBuf>,
     /// A pinned SHA-256 certificate fingerprint.
     pub fingerprint: Option<String>,
-    /// Skip certificate verification (loud).
+    /// Skip certificate verification (loud): an explicit flag only.
     pub insecure: bool,
+    /// An environment variable that asks to skip verification
+    /// (`PM_TLS_INSECURE=true`): never honoured on its own (it takes the
+    /// explicit flag, [`Settings::insecure`]), and an error beside a pin.
+    pub insecure_env: Option<String>,
     /// Warnings to show the user (e.g. an insecure variable was honoured).
     pub warnings: Vec<String>,
 }
@@ -210,11 +231,8 @@ impl Settings {
         s.ca_file = get("HACLI_PROXMOX_CA_FILE").map(PathBuf::from);
         s.fingerprint = get("HACLI_PROXMOX_FINGERPRINT");
         for var in ["PROXMOX_VE_INSECURE", "PM_TLS_INSECURE"] {
-            if get(var).is_some_and(|v| truthy(&v)) {
-                s.insecure = true;
-                s.warnings.push(format!(
-                    "{var} is set: the Proxmox server's TLS certificate is NOT verified; pin its fingerprint instead"
-                ));
+            if let Some(v) = get(var).filter(|v| truthy(v)) {
+                s.insecure_env.get_or_insert(format!("{var}={}", v.trim()));
             }
         }
         Ok(s)
@@ -237,6 +255,7 @@ impl Settings {
             ca_file,
             fingerprint,
             insecure,
+            insecure_env: self.insecure_env.or(lower.insecure_env),
             warnings,
         }
     }
@@ -246,6 +265,23 @@ impl Settings {
         let raw = self.endpoint.ok_or(ConfigError::NoEndpoint)?;
         let base = normalize_endpoint(&raw)?;
         let token = self.token.ok_or(ConfigError::NoToken)?;
+        let mut warnings = self.warnings;
+        if let Some(var) = self.insecure_env {
+            let pin = match (&self.ca_file, &self.fingerprint) {
+                (_, Some(fp)) => Some(format!("the certificate fingerprint {}", fp.trim())),
+                (Some(ca), None) => Some(format!("the CA file {}", ca.display())),
+                (None, None) => None,
+            };
+            if let Some(pin) = pin {
+                return Err(ConfigError::PinWeakenedByEnvironment { pin, var });
+            }
+            if !self.insecure {
+                return Err(ConfigError::InsecureNeedsFlag(var));
+            }
+            warnings.push(format!(
+                "{var} is set, and so is the flag: the Proxmox server's TLS certificate is NOT verified; pin its fingerprint instead"
+            ));
+        }
         let tls = match (self.ca_file, self.fingerprint, self.insecure) {
             (Some(_), Some(_), _) => {
                 return Err(ConfigError::Conflict("a CA file and a fingerprint".into()));
@@ -261,7 +297,7 @@ impl Settings {
             base,
             token,
             tls,
-            warnings: self.warnings,
+            warnings,
             ..Config::defaults()
         })
     }
@@ -371,11 +407,76 @@ mod tests {
             ("PM_TLS_INSECURE", "true"),
         ]))
         .unwrap();
-        assert_eq!(s.warnings.len(), 1);
-        assert!(s.warnings[0].contains("PM_TLS_INSECURE"));
-        let c = s.build().unwrap();
+        assert_eq!(s.insecure_env.as_deref(), Some("PM_TLS_INSECURE=true"));
+        // The variable alone does not skip verification: the flag does.
+        let e = s.clone().build().unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::InsecureNeedsFlag("PM_TLS_INSECURE=true".into())
+        );
+        assert!(
+            e.to_string().contains("--proxmox-insecure-skip-tls-verify"),
+            "{e}"
+        );
+        let flag = Settings {
+            insecure: true,
+            ..Settings::default()
+        };
+        let c = flag.or(s).build().unwrap();
         assert_eq!(c.tls, TlsMode::Insecure);
+        assert!(
+            c.warnings[0].contains("PM_TLS_INSECURE"),
+            "{:?}",
+            c.warnings
+        );
         assert_eq!(c.base, "https://10.0.0.2:8006/api2/json");
+    }
+
+    #[test]
+    fn a_pin_plus_an_insecure_variable_is_an_error_naming_both() {
+        let fp = format_fingerprint(&[0xab; 32]);
+        for var in ["PM_TLS_INSECURE", "PROXMOX_VE_INSECURE"] {
+            let env =
+                Settings::from_vars(vars(&[("PROXMOX_VE_API_TOKEN", "u@pve!t=x"), (var, "1")]))
+                    .unwrap();
+            // The topology pins (the lowest layer), by fingerprint or CA file.
+            for (topology, named) in [
+                (
+                    Settings {
+                        endpoint: Some("https://pve:8006".into()),
+                        fingerprint: Some(fp.clone()),
+                        ..Settings::default()
+                    },
+                    format!("the certificate fingerprint {fp}"),
+                ),
+                (
+                    Settings {
+                        endpoint: Some("https://pve:8006".into()),
+                        ca_file: Some("/etc/hacli/pve-ca.pem".into()),
+                        ..Settings::default()
+                    },
+                    "the CA file /etc/hacli/pve-ca.pem".to_string(),
+                ),
+            ] {
+                let e = Settings::default()
+                    .or(env.clone())
+                    .or(topology.clone())
+                    .build()
+                    .unwrap_err();
+                assert_eq!(
+                    e,
+                    ConfigError::PinWeakenedByEnvironment {
+                        pin: named.clone(),
+                        var: format!("{var}=1"),
+                    }
+                );
+                let text = e.to_string();
+                assert!(text.contains(&named) && text.contains(var), "{text}");
+                // A pin given as a flag is not weakened either.
+                let e = topology.clone().or(env.clone()).build().unwrap_err();
+                assert!(e.to_string().contains(var), "{e}");
+            }
+        }
     }
 
     #[test]
@@ -403,6 +504,15 @@ mod tests {
             endpoint: Some("https://b:8006".into()),
             fingerprint: Some("ab".repeat(32)),
             ..Settings::default()
+        };
+        // The flags' pin beside the environment's PROXMOX_VE_INSECURE: refused.
+        assert!(matches!(
+            flags.clone().or(env.clone()).build(),
+            Err(ConfigError::PinWeakenedByEnvironment { .. })
+        ));
+        let env = Settings {
+            insecure_env: None,
+            ..env
         };
         let c = flags.or(env).build().unwrap();
         assert_eq!(c.base, "https://b:8006/api2/json");

@@ -109,9 +109,12 @@ fn hosts_match(field: &str, name: &str) -> bool {
     matched
 }
 
-/// A parsed line: (marker, hosts, key type, key). None for comments,
-/// blank lines and lines whose key does not parse (OpenSSH skips them).
-fn parse_line(line: &str) -> Option<(Option<&str>, &str, &str, PublicKey)> {
+/// A parsed line: (marker, hosts, key type, key).
+type Line<'a> = (Option<&'a str>, &'a str, &'a str, PublicKey);
+
+/// A parsed line. None for comments, blank lines and lines whose key does
+/// not parse (OpenSSH skips them).
+fn parse_line(line: &str) -> Option<Line<'_>> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
@@ -130,8 +133,16 @@ fn parse_line(line: &str) -> Option<(Option<&str>, &str, &str, PublicKey)> {
 }
 
 /// Check `key`, presented by `host:port`, against the known_hosts `text`.
+///
+/// A key marked `@revoked` on any line is refused wherever that line is,
+/// even when another line (before or after it) records the same key as
+/// known: as OpenSSH, which checks revocation before it looks for the key.
+/// A revoked line applies whatever its host patterns say (stricter than
+/// OpenSSH, which applies it to the hosts it names: a revoked key is
+/// refused for every host).
 pub fn check_text(text: &str, host: &str, port: u16, key: &PublicKey) -> Verdict {
     let name = host_pattern(host, port);
+    let mut known = None;
     let mut changed = None;
     let mut other_types = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -154,7 +165,9 @@ pub fn check_text(text: &str, host: &str, port: u16, key: &PublicKey) -> Verdict
             continue;
         }
         if same_key {
-            return Verdict::Known { line };
+            // Not yet: a later line may revoke this key.
+            known.get_or_insert(Verdict::Known { line });
+            continue;
         }
         if recorded.algorithm() == key.algorithm() {
             changed.get_or_insert(Verdict::Changed {
@@ -165,7 +178,9 @@ pub fn check_text(text: &str, host: &str, port: u16, key: &PublicKey) -> Verdict
             other_types.push((line, kind.to_string()));
         }
     }
-    changed.unwrap_or(Verdict::Unknown { other_types })
+    known
+        .or(changed)
+        .unwrap_or(Verdict::Unknown { other_types })
 }
 
 /// Check `key` against the file at `path` (a missing file knows no host).
@@ -244,6 +259,90 @@ pub fn record(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::R
     Ok(before + usize::from(!text.is_empty() && !text.ends_with(b"\n")) + 1)
 }
 
+/// Fuzzing entry point, shared by the `cargo fuzz` target
+/// (`fuzz/fuzz_targets/known_hosts.rs`) and the corpus replay test
+/// (`tests/fuzz_corpus.rs`), so both run exactly the same code. Not a
+/// stable API.
+///
+/// The bytes are a known_hosts file (read as `check` reads one). Every key
+/// it records, and two fixed keys, are checked for a few host names (fixed
+/// ones, and the plain names the file itself lists), and each verdict is
+/// checked against the lines: a key revoked on any line is `Revoked` at
+/// the first such line whatever else the file says; `Known` and `Changed`
+/// name a line without a marker that matches the host and holds that key
+/// (or another of its type). Returns whether any line records a key;
+/// panics only on a bug.
+pub fn fuzz(data: &[u8]) -> bool {
+    const FIXED: [&str; 2] = [
+        "AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ",
+        "AAAAC3NzaC1lZDI1NTE5AAAAIA6rWI3G1sz07DnfFlrouTcysQlj2P+jpNSOEWD9OJ3X",
+    ];
+    let text = String::from_utf8_lossy(data);
+    let lines: Vec<Option<Line<'_>>> = text.lines().map(parse_line).collect();
+    let mut keys: Vec<PublicKey> = FIXED
+        .iter()
+        .filter_map(|k| russh::keys::parse_public_key_base64(k).ok())
+        .collect();
+    let mut hosts: Vec<(String, u16)> = vec![("h1".into(), 22), ("127.0.0.9".into(), 2200)];
+    for (_, field, _, key) in lines.iter().flatten() {
+        if keys.len() < 6 && !keys.iter().any(|k| k.key_data() == key.key_data()) {
+            keys.push(key.clone());
+        }
+        for entry in field.split(',').take(2) {
+            if hosts.len() >= 6 || entry.starts_with(['|', '!']) || entry.contains(['*', '?']) {
+                continue;
+            }
+            let (host, port) = match entry
+                .strip_prefix('[')
+                .and_then(|r| r.split_once("]:"))
+                .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            {
+                Some((h, p)) => (h.to_string(), p),
+                None => (entry.to_string(), 22),
+            };
+            hosts.push((host, port));
+        }
+    }
+    for (host, port) in &hosts {
+        let name = host_pattern(host, *port);
+        for key in &keys {
+            let revoked_at = lines.iter().enumerate().find_map(|(i, l)| match l {
+                Some((Some("@revoked"), _, _, k)) if k.key_data() == key.key_data() => Some(i + 1),
+                _ => None,
+            });
+            let plain = |line: usize| -> &Line<'_> {
+                let l = lines[line - 1].as_ref().expect("the verdict's line parses");
+                assert!(l.0.is_none(), "line {line} has a marker: {:?}", l.0);
+                assert!(hosts_match(l.1, &name), "line {line} is not for {name}");
+                l
+            };
+            match check_text(&text, host, *port, key) {
+                Verdict::Revoked { line } => assert_eq!(Some(line), revoked_at),
+                v => {
+                    assert_eq!(revoked_at, None, "a revoked key got {v:?}");
+                    match v {
+                        Verdict::Known { line } => {
+                            assert!(plain(line).3.key_data() == key.key_data())
+                        }
+                        Verdict::Changed { line, .. } => {
+                            let l = plain(line);
+                            assert!(l.3.key_data() != key.key_data());
+                            assert_eq!(l.3.algorithm(), key.algorithm());
+                        }
+                        Verdict::Unknown { other_types } => {
+                            for (line, kind) in other_types {
+                                assert_eq!(plain(line).2, kind);
+                            }
+                        }
+                        Verdict::Revoked { .. } => unreachable!(),
+                    }
+                }
+            }
+        }
+    }
+    lines.iter().any(Option::is_some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +418,53 @@ mod tests {
         assert_eq!(
             check_text(&text, "127.0.0.9", 2200, &key(K2)),
             Verdict::Revoked { line: 2 }
+        );
+    }
+
+    #[test]
+    fn a_revoked_key_is_refused_even_where_another_line_knows_it() {
+        // Known on line 1, revoked on line 3: OpenSSH refuses it; so do we.
+        let text = format!(
+            "h1 ssh-ed25519 {K1}\n# revoked after the compromise\n@revoked * ssh-ed25519 {K1}\n"
+        );
+        assert_eq!(
+            check_text(&text, "h1", 22, &key(K1)),
+            Verdict::Revoked { line: 3 }
+        );
+        // Revoked first, known after: the same.
+        let text = format!("@revoked h1 ssh-ed25519 {K1}\nh1 ssh-ed25519 {K1}\n");
+        assert_eq!(
+            check_text(&text, "h1", 22, &key(K1)),
+            Verdict::Revoked { line: 1 }
+        );
+        // A hashed known line and a revoked one for the same key.
+        let salt = b"salt-of-twenty-bytes";
+        let mac = Hmac::<Sha1>::new_from_slice(salt)
+            .unwrap()
+            .chain_update(b"h1")
+            .finalize()
+            .into_bytes();
+        let hashed = format!("|1|{}|{}", BASE64.encode(salt), BASE64.encode(&mac));
+        let text = format!("{hashed} ssh-ed25519 {K1}\n@revoked * ssh-ed25519 {K1}\n");
+        assert_eq!(
+            check_text(&text, "h1", 22, &key(K1)),
+            Verdict::Revoked { line: 2 }
+        );
+        // Another key's revocation leaves this one known; an
+        // @cert-authority line is not a known key.
+        let text = format!(
+            "@cert-authority * ssh-ed25519 {K1}\nh1 ssh-ed25519 {K1}\n@revoked * ssh-ed25519 {K2}\n"
+        );
+        assert_eq!(
+            check_text(&text, "h1", 22, &key(K1)),
+            Verdict::Known { line: 2 }
+        );
+        let text = format!("@cert-authority h1 ssh-ed25519 {K1}\n");
+        assert_eq!(
+            check_text(&text, "h1", 22, &key(K1)),
+            Verdict::Unknown {
+                other_types: vec![]
+            }
         );
     }
 

@@ -151,6 +151,18 @@ impl Client {
         let file = &self.known_hosts;
         let pattern = host_pattern(&self.target.host, self.target.port);
         if self.policy == HostKeyPolicy::InsecureIgnore {
+            // Even with checking off, a key known_hosts revokes is refused
+            // (as OpenSSH with StrictHostKeyChecking=no).
+            if let Ok(Verdict::Revoked { line }) =
+                known_hosts::check(file, &self.target.host, self.target.port, key)
+            {
+                return Err(SshError::HostKeyRevoked {
+                    host: self.host.clone(),
+                    fingerprint: got,
+                    known_hosts_file: file.clone(),
+                    line,
+                });
+            }
             self.warn.say(&format!(
                 "ssh {}: host key checking is OFF (insecure-ignore): accepting {got} without checking {}",
                 self.host,

@@ -347,6 +347,85 @@ async fn insecure_ignore_connects_but_warns() {
     );
 }
 
+/// What the real OpenSSH client says of `f`'s host with `known_hosts`:
+/// (success, stderr).
+fn openssh_client(f: &Fix, known_hosts: &Path) -> (bool, String) {
+    let out = Command::new("ssh")
+        .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o"])
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args([
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ])
+        .args(["-o", "ConnectTimeout=10", "-o", "IdentitiesOnly=yes", "-i"])
+        .arg(&f.key)
+        .arg("-p")
+        .arg(f.addr().port().to_string())
+        .arg(format!("root@{}", f.addr().ip()))
+        .arg("true")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_revoked_host_key_is_refused_even_where_a_line_knows_it() {
+    let Some(f) = Fix::start("revoked and known", "ed25519") else {
+        return;
+    };
+    // The fixture's known_hosts knows the key (line 2); revoke it below,
+    // then again above, as an administrator who appends or prepends.
+    let known = std::fs::read_to_string(&f.known_hosts).unwrap();
+    let host_line = f.sshd.known_hosts_line();
+    let key_fields: Vec<&str> = host_line.split_whitespace().skip(1).take(2).collect();
+    let revoked = format!("@revoked * {}", key_fields.join(" "));
+    for (text, line) in [
+        (format!("{known}{revoked}\n"), 3),
+        (format!("{revoked}\n{known}"), 1),
+    ] {
+        std::fs::write(&f.known_hosts, &text).unwrap();
+        for policy in [
+            HostKeyPolicy::Strict,
+            HostKeyPolicy::AcceptNew,
+            HostKeyPolicy::InsecureIgnore,
+        ] {
+            let err = Session::connect(&f.cfg().host_key_policy(policy))
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{policy:?}: a revoked key was accepted:\n{text}"));
+            match &err {
+                SshError::HostKeyRevoked { line: l, .. } => {
+                    assert_eq!(*l, line, "{policy:?}: {err}")
+                }
+                e => panic!("{policy:?}: expected HostKeyRevoked, got {e}"),
+            }
+            assert!(err.to_string().contains("revoked"), "{err}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(&f.known_hosts).unwrap(),
+            text,
+            "nothing recorded"
+        );
+        // The real OpenSSH client refuses the same file.
+        let (ok, stderr) = openssh_client(&f, &f.known_hosts);
+        assert!(!ok && stderr.contains("REVOKED"), "OpenSSH: {stderr}");
+    }
+    // Without the revocation both connect.
+    std::fs::write(&f.known_hosts, &known).unwrap();
+    let (ok, stderr) = openssh_client(&f, &f.known_hosts);
+    assert!(ok, "OpenSSH: {stderr}");
+    f.connect()
+        .await
+        .run_checked(&Cmd::new("true"), T)
+        .await
+        .unwrap();
+}
+
 // ---- authentication ----
 
 async fn whoami_with(kind: &str) {

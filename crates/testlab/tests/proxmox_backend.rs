@@ -340,7 +340,8 @@ fn a_certificate_not_matching_the_pin_is_refused() {
     let c = Client::new(&s.build().unwrap()).unwrap();
     let err = rt.block_on(c.version()).unwrap_err().to_string();
     assert!(err.to_lowercase().contains("certificate"), "{err}");
-    // Insecure, only when asked (PROXMOX_VE_INSECURE), with a warning.
+    // Insecure, only when asked by the flag (PROXMOX_VE_INSECURE alone is
+    // not enough), with a warning.
     let env = Settings::from_vars(|k| match k {
         "PROXMOX_VE_ENDPOINT" => Some(lab.endpoint()),
         "PROXMOX_VE_API_TOKEN" => Some(lab.api_token()),
@@ -348,8 +349,17 @@ fn a_certificate_not_matching_the_pin_is_refused() {
         _ => None,
     })
     .unwrap();
-    assert_eq!(env.warnings.len(), 1);
-    let c = Client::new(&env.build().unwrap()).unwrap();
+    assert!(
+        env.clone().build().is_err(),
+        "the variable alone skips nothing"
+    );
+    let flag = Settings {
+        insecure: true,
+        ..Settings::default()
+    };
+    let cfg = flag.or(env).build().unwrap();
+    assert_eq!(cfg.warnings.len(), 1);
+    let c = Client::new(&cfg).unwrap();
     assert_eq!(rt.block_on(c.version()).unwrap(), "9.0.11");
 }
 

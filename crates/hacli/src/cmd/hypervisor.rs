@@ -81,16 +81,13 @@ impl ProxmoxArgs {
         Ok(Client::new(&cfg)?)
     }
 
-    /// Read the cluster's inventory, under a 30 s deadline, with the
-    /// topology's `proxmox` section as the lowest layer.
-    pub fn inventory_for(
-        &self,
-        topology: Option<&hacore::Topology>,
-    ) -> anyhow::Result<InventoryView> {
-        let client = self.client_for(topology)?;
+    /// Read the cluster's inventory through `client` (from
+    /// [`ProxmoxArgs::client_for`]: a configuration error is the caller's
+    /// exit 2, an unreadable inventory its exit 3), under a 30 s deadline.
+    pub fn inventory(client: &Client) -> anyhow::Result<InventoryView> {
         let rt = runtime()?;
         rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(30), InventoryView::read(&client)).await
+            tokio::time::timeout(Duration::from_secs(30), InventoryView::read(client)).await
         })
         .map_err(|_| anyhow::anyhow!("{}: no inventory within 30 s", client.base()))?
         .map_err(anyhow::Error::from)
@@ -131,7 +128,8 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
                 }
                 None => None,
             };
-            let inv = match proxmox.inventory_for(topology.as_ref()) {
+            let client = proxmox.client_for(topology.as_ref())?;
+            let inv = match ProxmoxArgs::inventory(&client) {
                 Ok(i) => i,
                 Err(e) => {
                     eprintln!("hacli hypervisor show: {e:#}");

@@ -320,6 +320,12 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The addresses a migration from `from` to `to` takes, which must be free
+/// (the new masters' and a new VIP), each with what it is for.
+pub fn addresses_to_take(from: &Topology, to: &Topology) -> Vec<(String, IpAddr)> {
+    Ctx::new(from, to, &Options::default()).wanted
+}
+
 /// Plan the migration from `from` to `to`. `state`, when given, supplies the
 /// hypervisors' observed capacity and VM ids and the addresses in use.
 pub fn plan(

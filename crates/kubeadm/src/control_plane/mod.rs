@@ -280,7 +280,7 @@ fn home_path(p: &std::path::Path) -> PathBuf {
 
 /// The SSH settings for every node, from the topology's `ssh:` section and
 /// the options (the host is filled in per node).
-fn ssh_base(topology: &Topology, opts: &ControlPlaneOptions) -> ssh::Config {
+pub(crate) fn ssh_base(topology: &Topology, opts: &ControlPlaneOptions) -> ssh::Config {
     let s = topology.ssh.clone().unwrap_or_default();
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -443,7 +443,7 @@ impl KubeadmControlPlane {
 
     async fn is_done_async(&self, op: &CpOp) -> Result<bool, CpError> {
         match op {
-            CpOp::AddressesFree { addresses } => Ok(self.addresses_free(addresses).await),
+            CpOp::AddressesFree { addresses } => self.addresses_free(addresses).await,
             CpOp::EtcdSnapshot { node } => self.snapshot_is_done(node),
             CpOp::SetControlPlaneEndpoint { endpoint, sans } => {
                 self.endpoint_is_set(endpoint, sans).await

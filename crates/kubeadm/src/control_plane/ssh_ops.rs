@@ -787,30 +787,40 @@ impl KubeadmControlPlane {
         Ok(!self.node_exists(node).await? && self.member_of(node).await?.is_none())
     }
 
-    /// Whether a node answers on any of `addresses` (TCP to :22 and :6443
-    /// from here: an answer or a refusal means a host is there).
-    pub(crate) async fn addresses_free(&self, addresses: &[IpAddr]) -> bool {
-        let probes = addresses.iter().flat_map(|a| {
-            [22u16, 6443].map(|p| {
-                let sa = SocketAddr::new(*a, p);
-                async move {
-                    match tokio::time::timeout(
-                        Duration::from_millis(1500),
-                        tokio::net::TcpStream::connect(sa),
-                    )
-                    .await
-                    {
-                        Ok(Ok(_)) => true,
-                        Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
-                        Err(_) => false,
-                    }
-                }
-            })
-        });
-        !futures::future::join_all(probes)
-            .await
-            .into_iter()
-            .any(|answered| answered)
+    /// Whether every one of `addresses` is free on its own network, asked
+    /// of the topology's nodes over SSH (`crate::addresses`): Ok(true) when
+    /// each was probed free; an address in use is a refusal naming it and
+    /// what answered; one the probe cannot decide is an error naming it
+    /// (unknown is never free).
+    pub(crate) async fn addresses_free(&self, addresses: &[IpAddr]) -> Result<bool, CpError> {
+        if addresses.is_empty() {
+            return Ok(true);
+        }
+        let nodes = crate::addresses::node_ssh_configs(&self.topology, &self.opts);
+        let verdicts =
+            crate::addresses::probe(&nodes, addresses, crate::addresses::DEFAULT_WAIT).await;
+        let mut in_use = Vec::new();
+        let mut unknown = Vec::new();
+        for (a, v) in &verdicts {
+            match v {
+                crate::addresses::AddressUse::Free { .. } => {}
+                crate::addresses::AddressUse::InUse { .. } => in_use.push(format!("{a} is {v}")),
+                crate::addresses::AddressUse::Unknown { .. } => unknown.push(format!("{a}: {v}")),
+            }
+        }
+        if !in_use.is_empty() {
+            return Err(CpError::Refused(format!(
+                "addresses to take are not free: {}",
+                in_use.join("; ")
+            )));
+        }
+        if !unknown.is_empty() {
+            return Err(CpError::Protocol {
+                what: "whether the addresses to take are free".into(),
+                detail: unknown.join("; "),
+            });
+        }
+        Ok(true)
     }
 }
 

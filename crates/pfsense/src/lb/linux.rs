@@ -5,10 +5,12 @@
 //! lines of one item (a `frontend` or `backend` block, or one `server`
 //! line) and nothing else. The new file is written next to the old one,
 //! checked with `haproxy -c`, and only then renamed over it (a backup is
-//! kept as `haproxy.cfg.hacli-backup`) and HAProxy reloaded; the rename
-//! happens only if the file is still the one that was read (its SHA-256),
-//! so a concurrent edit is never lost. The VIP is an address of the
-//! host's interface (`ip addr`).
+//! kept as `haproxy.cfg.hacli-backup`) with the old file's owner and mode,
+//! and HAProxy reloaded; the rename happens only if the file is still the
+//! one that was read (its SHA-256, checked again after the validation), so
+//! a concurrent edit is never lost. A reload that fails puts the previous
+//! file back and the edit is reported not done. The VIP is an address of
+//! the host's interface (`ip addr`).
 
 use std::time::Duration;
 
@@ -29,18 +31,44 @@ pub const END: &str = "# END hacli managed section";
 const CHANGED: u32 = 75;
 /// Exit status of the swap script when `haproxy -c` refused the new file.
 const INVALID: u32 = 65;
+/// Exit status of the swap script when the reload failed after the new
+/// file was in place (the previous file is put back).
+const RELOAD_FAILED: u32 = 76;
+/// Exit status of the swap script when the new file cannot get the old
+/// one's owner (nothing was written).
+const NO_OWNER: u32 = 77;
 
+/// Validate, swap and reload. The file is replaced only if it is still
+/// the one read (its SHA-256), checked again after the validation, right
+/// before the rename; the new file gets the old one's owner and mode; a
+/// reload that fails puts the previous file back (if the file is still the
+/// one written) and reloads it.
 const SWAP: &str = r#"set -eu
 cfg=$1; want=$2; reload=$3
-have=$(sha256sum "$cfg" | cut -d' ' -f1)
-[ "$have" = "$want" ] || { echo "$cfg changed since it was read" >&2; exit 75; }
+digest() { sha256sum "$1" | cut -d' ' -f1; }
+[ "$(digest "$cfg")" = "$want" ] || { echo "$cfg changed since it was read" >&2; exit 75; }
 tmp=$(mktemp "$cfg.hacli.XXXXXX")
+back="$cfg.hacli-restore"
+trap 'rm -f "$tmp" "$back"' EXIT
 cat > "$tmp"
-if ! out=$(haproxy -c -f "$tmp" 2>&1); then rm -f "$tmp"; printf '%s\n' "$out" >&2; exit 65; fi
-cp -p "$cfg" "$cfg.hacli-backup"
+if ! out=$(haproxy -c -f "$tmp" 2>&1); then printf '%s
+' "$out" >&2; exit 65; fi
+chown --reference="$cfg" "$tmp" 2>/dev/null || { echo "cannot give the new file the owner of $cfg ($(stat -c %U:%G "$cfg")): nothing was written" >&2; exit 77; }
 chmod --reference="$cfg" "$tmp"
+new=$(digest "$tmp")
+cp -p "$cfg" "$cfg.hacli-backup"
+[ "$(digest "$cfg.hacli-backup")" = "$want" ] || { echo "$cfg changed while the new file was validated: nothing was written" >&2; exit 75; }
 mv -f "$tmp" "$cfg"
-sh -c "$reload"
+set +e
+out=$(sh -c "$reload" 2>&1); rc=$?
+set -e
+if [ "$rc" -eq 0 ]; then exit 0; fi
+echo "the reload (\`$reload\`) failed with exit $rc: $out" >&2
+if [ "$(digest "$cfg")" != "$new" ]; then echo "$cfg changed after hacli wrote it: the previous file was NOT put back (it is $cfg.hacli-backup)" >&2; exit 76; fi
+cp -p "$cfg.hacli-backup" "$back"
+mv -f "$back" "$cfg"
+if out=$(sh -c "$reload" 2>&1); then echo "the previous $cfg is back in place, and reloaded" >&2; else echo "the previous $cfg is back in place; reloading it failed too: $out" >&2; fi
+exit 76
 "#;
 
 /// One `frontend`/`backend` block of the file.
@@ -687,8 +715,23 @@ impl LinuxHaproxy {
                     }),
                     ssh::ExitStatus::Code(CHANGED) => Err(LbError::Busy {
                         what: format!("{}:{}", self.target_name(), self.path),
-                        message: "the file changed while hacli edited it".into(),
+                        message: format!(
+                            "the file changed while hacli edited it, nothing was written: {}",
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        ),
                     }),
+                    ssh::ExitStatus::Code(RELOAD_FAILED) => Err(LbError::Refused(format!(
+                        "{}:{}: not done: {}",
+                        self.target_name(),
+                        self.path,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ))),
+                    ssh::ExitStatus::Code(NO_OWNER) => Err(LbError::Refused(format!(
+                        "{}:{}: not done: {}",
+                        self.target_name(),
+                        self.path,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ))),
                     _ => out
                         .check(&cmd, &self.config.target)
                         .map(|_| true)

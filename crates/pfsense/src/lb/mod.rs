@@ -348,7 +348,12 @@ impl LbBackend {
                         "{url}: set PFSENSE_API_KEY, or PFSENSE_USERNAME and PFSENSE_PASSWORD, for the pfSense REST API"
                     ))
                 })?;
-                Transport::PfsenseRest(rest::Rest::new(&url, creds, m.ca_file.as_deref())?)
+                Transport::PfsenseRest(rest::Rest::new(
+                    &url,
+                    creds,
+                    m.ca_file.as_deref(),
+                    m.allow_plain_http,
+                )?)
             }
             (LbKind::Haproxy, LbTransport::Rest) => {
                 return Err(LbError::Config(

@@ -144,15 +144,32 @@ fn rest_server(item: &Value) -> Value {
 
 impl Rest {
     /// A client for `base` (such as `https://198.18.0.1`), verifying TLS
-    /// against `ca_file` when given, the system roots otherwise.
+    /// against `ca_file` when given, the system roots otherwise. A plain
+    /// `http://` base is refused unless `allow_plain_http` (the credentials
+    /// would cross the network in clear). Redirects are never followed:
+    /// the credentials (`X-API-Key`, Basic) go only to `base`.
     pub fn new(
         base: &str,
         credentials: Credentials,
         ca_file: Option<&Path>,
+        allow_plain_http: bool,
     ) -> Result<Rest, LbError> {
         let base = base.trim_end_matches('/').to_string();
+        let lower = base.to_ascii_lowercase();
+        if lower.starts_with("http://") {
+            if !allow_plain_http {
+                return Err(LbError::Config(format!(
+                    "{base}: plain HTTP: the pfSense API key or password would cross the network in clear; use https:// (with loadBalancer.manage.caFile), or set loadBalancer.manage.allowPlainHttp: true"
+                )));
+            }
+        } else if !lower.starts_with("https://") {
+            return Err(LbError::Config(format!(
+                "{base}: not an http(s):// URL, such as https://10.0.20.1"
+            )));
+        }
         let mut b = reqwest::Client::builder()
             .use_rustls_tls()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10));
         if let Some(ca) = ca_file {
             let pem =
@@ -224,6 +241,23 @@ impl Rest {
             }
         })?;
         let status = resp.status();
+        if status.is_redirection() {
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("(no Location)")
+                .to_string();
+            return Err(LbError::Rest {
+                what,
+                status: status.as_u16(),
+                code: String::new(),
+                message: format!(
+                    "redirected to {to}: not followed (the credentials are sent to {} only); set loadBalancer.manage.url to the API's own address",
+                    self.base
+                ),
+            });
+        }
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if status.is_success() {
             return Ok(body["data"].clone());
