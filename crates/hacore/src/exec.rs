@@ -934,12 +934,35 @@ fn rollback(
     journal: &mut dyn Journal,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<(), ExecError> {
+    // The steps this tool acted on, in this run or an earlier one (a
+    // `started` record). A step recorded done without one was found in
+    // place before any run touched it: its effect is not ours to undo.
+    let ours: BTreeSet<String> = journal
+        .records()
+        .iter()
+        .filter_map(|r| match r {
+            Record::Started { step, .. } => Some(step.clone()),
+            _ => None,
+        })
+        .collect();
     for step in phase.steps.iter().rev() {
         let touched = matches!(
             status.get(&step.id),
             Some(StepStatus::Done | StepStatus::Started)
         );
         if !touched {
+            continue;
+        }
+        if step.rollback.is_some() && !ours.contains(&step.id) {
+            on_event(Event::Skipped {
+                id: step.id.clone(),
+                why: "in place before this tool acted on it: not ours to undo, left as found"
+                    .into(),
+            });
+            journal.append(Record::RolledBack {
+                step: step.id.clone(),
+                at: b.clock.now(),
+            })?;
             continue;
         }
         // Steps without an undo (checks, waits) are still marked rolled back,

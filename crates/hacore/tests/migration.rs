@@ -899,6 +899,45 @@ fn a_version_mismatch_is_refused_and_the_vm_deleted() {
     assert_eq!(sim.borrow().etcd.len(), 3);
 }
 
+/// A VM with the planned id and name was there before the run (made by
+/// hand, not by this tool): the clone finds it "in place" and records no
+/// `started`. When a later step of the phase fails, the rollback must not
+/// stop or delete that VM: only what this tool did is undone.
+#[test]
+fn a_vm_that_was_there_before_the_run_is_left_by_the_rollback() {
+    let plan = example_plan();
+    let sim = fresh_sim(&plan);
+    sim.borrow_mut().vms.insert(
+        205,
+        hacore::simulated::SimVm {
+            host: "pve".into(),
+            name: "k8s-master-2".into(),
+            running: true,
+            snapshots: Vec::new(),
+            auto_joins: false,
+        },
+    );
+    sim.borrow_mut().template_versions.kubelet = "v1.30.5".into();
+    let mut journal = MemJournal::default();
+    let out = run_to_end(&plan, &sim, &mut journal);
+    let (phase, step, _) = rolled_back_at(&out);
+    assert_eq!(phase, "provision/k8s-master-2");
+    assert_eq!(step, "provision/k8s-master-2/versions");
+    let s = sim.borrow();
+    let vm = s
+        .vms
+        .get(&205)
+        .expect("the VM that was there before is still there");
+    assert!(vm.running, "and still running");
+    assert!(
+        !s.effects
+            .iter()
+            .any(|e| e.contains("205") && (e.starts_with("delete") || e.starts_with("stop"))),
+        "{:?}",
+        s.effects
+    );
+}
+
 #[test]
 fn a_template_that_joins_by_itself_is_refused() {
     let plan = example_plan();
