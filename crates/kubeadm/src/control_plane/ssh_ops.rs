@@ -1,11 +1,11 @@
 //! The operations that run on a node over SSH: kubeadm, systemctl,
 //! openssl, and file edits (the original kept once in [`BACKUP_DIR`], the
 //! new content staged in a temporary file that no watcher reads, fsynced
-//! and renamed over it: see [`KubeadmControlPlane::write_remote`]).
+//! and renamed over it: see `KubeadmControlPlane::write_remote`).
 //!
 //! The join secrets (the bootstrap token, the certificate key) reach
 //! `kubeadm` only in a configuration file sent on the command's stdin and
-//! written with mode 0600 ([`KubeadmControlPlane::kubeadm_with_secret_config`]),
+//! written with mode 0600 (`KubeadmControlPlane::kubeadm_with_secret_config`),
 //! never in its arguments: any local user reads those in `/proc`, and sudo
 //! writes them to its log.
 
@@ -60,7 +60,7 @@ pub fn staging_dir(path: &str) -> String {
     }
 }
 
-/// The script of [`KubeadmControlPlane::write_remote`] (`$1` the file, `$2`
+/// The script of `KubeadmControlPlane::write_remote` (`$1` the file, `$2`
 /// the staging directory, the content on stdin): a temporary file made
 /// with mode 0600 by `mktemp` in the staging directory, given the
 /// original's owner and mode (kubelet.conf, keys) before any content, the
@@ -72,7 +72,7 @@ t=$(mktemp -- "$s/.$(basename -- "$f").hacli.XXXXXX"); trap 'rm -f -- "$t"' EXIT
 if [ -e "$f" ]; then chown --reference="$f" -- "$t"; chmod --reference="$f" -- "$t"; fi
 cat > "$t"; sync -- "$t"; mv -f -- "$t" "$f"; sync -- "$d""#;
 
-/// The script of [`KubeadmControlPlane::kubeadm_with_secret_config`]
+/// The script of `KubeadmControlPlane::kubeadm_with_secret_config`
 /// (`kubeadm "$@" --config FILE`, FILE's content on stdin): FILE is made
 /// with mode 0600 (umask 077, in a 0700 directory of its own) before the
 /// content is written, and removed when the script ends, however it ends
