@@ -8,13 +8,16 @@
 //! 2. [`pauses`]: a killed `disrupt reboot m1` resumed after m2 went down
 //!    (refused, naming the rule; m1 rebooted once), a 3 s lock held
 //!    through a 20 s run, the API lost mid-run (the run stops, restores);
-//! 3. [`replace`]: removing one master of three refused, then m3 replaced
+//! 3. [`fragile`]: `disrupt run m2` SIGKILLed at its most fragile moment
+//!    (m2 cordoned and drained, its backend drained, the lock held), then
+//!    resumed: m2 schedulable, its backend UP, the lock free;
+//! 4. [`replace`]: removing one master of three refused, then m3 replaced
 //!    by a new clone m4, the run killed and resumed;
-//! 4. [`roll`]: a rolling upgrade of m1, m2, m4 and the workers with a
+//! 5. [`roll`]: a rolling upgrade of m1, m2, m4 and the workers with a
 //!    failure injected on the second master, stopped and restored there,
 //!    then resumed to the end.
 //!
-//! One migration serves the four (each but the pauses takes about 100 s
+//! One migration serves the five (each but the pauses takes about 100 s
 //! on this machine); each scenario leaves three healthy masters behind.
 //! `cargo test -p hacli --test three_masters -- --nocapture` prints the
 //! figures; the drills' JSON reports and HTML pages are kept in
@@ -23,6 +26,8 @@
 mod common;
 #[path = "three_masters/drills.rs"]
 mod drills;
+#[path = "three_masters/fragile.rs"]
+mod fragile;
 #[path = "three_masters/pauses.rs"]
 mod pauses;
 #[path = "three_masters/replace.rs"]
@@ -45,6 +50,8 @@ fn after_the_migration_drills_a_replacement_and_a_rolling_upgrade() {
         "== pauses: a killed reboot resumed after m2 went down, a 3 s lock held, the API lost"
     );
     pauses::run(&mut m);
+    println!("== fragile: disrupt run m2 killed while cordoned, drained and locked, resumed");
+    fragile::run(&m);
     println!("== replace: remove-master refused, replace-master m3 -> m4");
     let topology = replace::run(&m);
     println!("== roll: a rolling upgrade failing on m2, restored, resumed");

@@ -28,7 +28,7 @@ pub struct Args {
     /// Also copy the snapshot and its record into this directory (repeatable).
     #[arg(long, value_name = "DIR")]
     pub copy_to: Vec<PathBuf>,
-    /// Also copy them over SSH to USER@HOST[:PORT]:/DIR (host key checked; repeatable).
+    /// Also copy them over SSH to `USER@HOST[:PORT]:/DIR` (host key checked; repeatable).
     #[arg(long, value_name = "USER@HOST:/DIR")]
     pub copy_over_ssh: Vec<snapshot::SshDest>,
     /// SSH private key for --copy-over-ssh; OpenSSH's defaults and the agent otherwise.

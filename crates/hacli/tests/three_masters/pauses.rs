@@ -6,7 +6,7 @@
 //!    asks the gate again and is refused, naming the rule, without asking
 //!    for the reboot again. With m2 back and m1's reboot done, the resumed
 //!    run sees m1's new boot id and finishes: m1 rebooted once.
-//! 2. A ~20 s `hacli disrupt run m3 -- sleep 12` with a 3 s lock TTL: a
+//! 2. A ~20 s `hacli disrupt run m3 -- sleep 16` with a 3 s lock TTL: a
 //!    prober tries to take the lock as another identity every 200 ms and
 //!    never gets it; the Lease never expires during the run.
 //! 3. The API made unreachable (an nft rule on m1, which the kubeconfig
@@ -342,7 +342,7 @@ fn a_3s_lock_is_held_through_a_20s_run(m: &mut common::Migrated, r: &Reach) {
                 identity,
                 "--",
                 "sleep",
-                "12",
+                "16",
             ],
             &journal,
         )
