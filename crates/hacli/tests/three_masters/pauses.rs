@@ -429,7 +429,7 @@ fn a_3s_lock_is_held_through_a_20s_run(m: &mut common::Migrated, r: &Reach) {
     prober.join().unwrap();
     let took = t.elapsed();
     let all = common::text(&out);
-    println!("hacli disrupt run m3 --lock-ttl 3s -- sleep 12:\n{all}");
+    println!("hacli disrupt run m3 --lock-ttl 3s -- sleep 16:\n{all}");
     assert_eq!(out.status.code(), Some(0), "{all}");
     let (probes, taken, errors) = seen.lock().unwrap().clone();
     println!(
