@@ -785,17 +785,7 @@ fn run_step(
                 .blocking()
                 .map(|f| format!("{} ({}): {}", f.rule, f.severity, f.message))
                 .collect();
-            if !opts.dry_run {
-                journal.append(Record::Blocked {
-                    step: step.id.clone(),
-                    at: b.clock.now(),
-                    reasons: reasons.clone(),
-                })?;
-            }
-            return Ok(StepEnd::Stop(Outcome::Blocked {
-                step: step.id.clone(),
-                reasons,
-            }));
+            return blocked(step, reasons, b, journal, opts);
         }
     }
     // A resumed run asks the caller's gate again before taking anything
@@ -805,17 +795,7 @@ fn run_step(
             .regate(step, b)
             .map_err(|e| StepFailure::Step(format!("gate: {e}")))?;
         if !reasons.is_empty() {
-            if !opts.dry_run {
-                journal.append(Record::Blocked {
-                    step: step.id.clone(),
-                    at: b.clock.now(),
-                    reasons: reasons.clone(),
-                })?;
-            }
-            return Ok(StepEnd::Stop(Outcome::Blocked {
-                step: step.id.clone(),
-                reasons,
-            }));
+            return blocked(step, reasons, b, journal, opts);
         }
     }
     if opts.dry_run {
@@ -925,6 +905,27 @@ fn record_done(
         id: step.id.clone(),
     });
     Ok(StepEnd::Done)
+}
+
+/// A gate did not allow `step`: journal it (unless a dry run) and stop.
+fn blocked(
+    step: &Step,
+    reasons: Vec<String>,
+    b: &mut Backends<'_>,
+    journal: &mut dyn Journal,
+    opts: &Options,
+) -> Result<StepEnd, StepFailure> {
+    if !opts.dry_run {
+        journal.append(Record::Blocked {
+            step: step.id.clone(),
+            at: b.clock.now(),
+            reasons: reasons.clone(),
+        })?;
+    }
+    Ok(StepEnd::Stop(Outcome::Blocked {
+        step: step.id.clone(),
+        reasons,
+    }))
 }
 
 fn rollback(
