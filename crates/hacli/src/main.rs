@@ -20,6 +20,7 @@ macro_rules! outln {
     ($($t:tt)*) => { $crate::emit(format_args!("{}\n", format_args!($($t)*))) };
 }
 
+mod args;
 mod cmd;
 mod render;
 

@@ -56,12 +56,12 @@ pub struct ClusterArgs {
     #[arg(long, default_value = "etcd-snapshots")]
     pub snapshot_dir: PathBuf,
     /// Deadline of one gate observation.
-    #[arg(long, default_value = "5s", value_parser = super::live::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::args::parse_duration)]
     pub observe_deadline: std::time::Duration,
     /// How long a VM just started may take until its sshd answers
     /// (cloud-init's first boot); then its provisioning phase fails and is
     /// rolled back (the VM deleted).
-    #[arg(long, default_value = "5m", value_parser = super::live::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = crate::args::parse_duration)]
     pub boot_wait: std::time::Duration,
 }
 
@@ -221,7 +221,7 @@ pub(crate) fn proxmox_refusals(
         return Ok(Vec::new());
     }
     let client = args.client_for(Some(&plan.to))?;
-    let rt = super::live::runtime()?;
+    let rt = crate::args::runtime()?;
     rt.block_on(async {
         tokio::time::timeout(
             std::time::Duration::from_secs(30),

@@ -14,7 +14,7 @@ use hacore::units::Dur;
 use hacore::{Policy, Topology};
 use indicatif::ProgressBar;
 
-use super::live::parse_duration;
+use crate::args::parse_duration;
 use crate::{Exit, Output};
 
 /// What to do to the node.
@@ -46,7 +46,7 @@ pub enum Backend {
 pub struct Common {
     /// How to reach the live cluster (`--backend live`), and the topology.
     #[command(flatten)]
-    pub live: super::live::LiveArgs,
+    pub live: crate::args::LiveArgs,
     /// Live: how long the lock lasts without renewal (covers the whole
     /// disruption).
     #[arg(long, default_value = "60m", value_parser = parse_duration)]
@@ -163,7 +163,7 @@ impl Common {
             identity: self.identity.clone().unwrap_or_else(|| {
                 format!(
                     "hacli-{what}@{}#{}",
-                    super::live::hostname(),
+                    crate::args::hostname(),
                     std::process::id()
                 )
             }),

@@ -26,7 +26,7 @@ use kubeadm::drill::{Disruption, DrillConfig, DrillReport, LbWatch};
 use kubeadm::traffic::{Connections, TrafficConfig};
 
 use super::hypervisor::ProxmoxArgs;
-use super::live::{LiveArgs, parse_duration};
+use crate::args::{LiveArgs, parse_duration};
 use crate::{Exit, Output};
 
 /// What an unplanned drill kills instead of powering the VM off.

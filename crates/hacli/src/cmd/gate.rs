@@ -7,7 +7,7 @@ use hacore::gate::{Request, evaluate};
 use hacore::{Action, Policy, Verdict};
 use kubeadm::{DisruptionLock, Observer};
 
-use super::live::{LiveArgs, parse_duration, runtime};
+use crate::args::{LiveArgs, parse_duration, runtime};
 use crate::{Exit, Output, render};
 
 /// Arguments.
@@ -69,7 +69,7 @@ pub fn decide(a: &Args) -> anyhow::Result<Verdict> {
         format!(
             "{action}/{}@{}#{}",
             a.target,
-            super::live::hostname(),
+            crate::args::hostname(),
             std::process::id()
         )
     });

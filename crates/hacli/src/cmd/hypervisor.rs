@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use proxmox::{Client, InventoryView, Settings, Token};
 
-use super::live::runtime;
 use crate::Exit;
+use crate::args::runtime;
 
 /// Where the Proxmox API is. Unset flags fall back to bpg's
 /// `PROXMOX_VE_ENDPOINT`/`PROXMOX_VE_API_TOKEN`/`PROXMOX_VE_INSECURE` and

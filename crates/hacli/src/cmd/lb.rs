@@ -52,7 +52,7 @@ pub struct Common {
     #[arg(long)]
     pub accept_new_host_key: bool,
     /// Deadline of the whole operation, waits included.
-    #[arg(long, default_value = "60s", value_parser = super::live::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::args::parse_duration)]
     pub timeout: Duration,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]

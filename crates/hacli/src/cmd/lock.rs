@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use kubeadm::{DisruptionLock, ObjectRef};
 
-use super::live::runtime;
+use crate::args::runtime;
 use crate::{Exit, Output};
 
 /// Where the lock is.

@@ -24,7 +24,7 @@ use hacore::{Action, Policy, Topology};
 use indicatif::ProgressBar;
 
 use super::disrupt::Backend;
-use super::live::parse_duration;
+use crate::args::parse_duration;
 use crate::{Exit, Output};
 
 /// Options shared by both commands.
@@ -33,7 +33,7 @@ pub struct Common {
     /// The topology file of the cluster as it is (`--topology`), and how
     /// to reach it (`--backend live`).
     #[command(flatten)]
-    pub live: super::live::LiveArgs,
+    pub live: crate::args::LiveArgs,
     /// Live: how the hypervisor steps reach Proxmox (over the topology's
     /// `proxmox:` section; token in PROXMOX_VE_API_TOKEN).
     #[command(flatten)]
@@ -225,7 +225,7 @@ fn gate(c: &Common, journal: &Path) -> Gate {
             let journal = std::path::absolute(journal).unwrap_or_else(|_| journal.to_path_buf());
             format!(
                 "hacli-master@{}:{}",
-                super::live::hostname(),
+                crate::args::hostname(),
                 journal.display()
             )
         }),

@@ -12,7 +12,7 @@ use hacore::plan::Plan;
 use kubeadm::measure::{Measure, MeasureReport};
 use kubeadm::traffic::{Connections, TrafficConfig};
 
-use super::live::parse_duration;
+use crate::args::parse_duration;
 
 /// The flags of `--measure`.
 #[derive(Debug, Clone, clap::Args)]
@@ -51,7 +51,7 @@ pub fn start(a: &MeasureArgs, plan: &Plan) -> anyhow::Result<Option<Measure>> {
             a.measure_rate
         );
     }
-    let rt = super::live::runtime()?;
+    let rt = crate::args::runtime()?;
     let kube = rt.block_on(kubeadm::kube_config(a.measure_kubeconfig.as_deref()))?;
     drop(rt);
     let direct = format!("https://{}", plan.from.control_plane_endpoint.socket());

@@ -9,7 +9,6 @@ pub mod drill_html;
 pub mod gate;
 pub mod hypervisor;
 pub mod lb;
-pub mod live;
 pub mod lock;
 pub mod master;
 pub mod measure;

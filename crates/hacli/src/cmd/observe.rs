@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use kubeadm::Observer;
 
-use super::live::{LiveArgs, runtime};
+use crate::args::{LiveArgs, runtime};
 use crate::{Exit, Output, render};
 
 /// Arguments.

@@ -121,7 +121,7 @@ fn probe_addresses(
         &kubeadm::control_plane::ControlPlaneOptions::default(),
     );
     let addrs: Vec<std::net::IpAddr> = wanted.iter().map(|(_, a)| *a).collect();
-    let verdicts = super::live::runtime()?.block_on(kubeadm::addresses::probe(
+    let verdicts = crate::args::runtime()?.block_on(kubeadm::addresses::probe(
         &nodes,
         &addrs,
         kubeadm::addresses::DEFAULT_WAIT,

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, anyhow, bail};
 use clap::Parser as _;
 
-use super::live::parse_duration;
+use crate::args::parse_duration;
 use crate::{Cli, Command, Exit, render};
 
 /// Arguments.

@@ -12,7 +12,7 @@ use hacore::units::Dur;
 use indicatif::ProgressBar;
 
 use super::disrupt::{Common, Kind, progress};
-use super::live::parse_duration;
+use crate::args::parse_duration;
 use crate::{Exit, Output};
 
 /// Arguments.

@@ -28,9 +28,9 @@ use hacore::state::Probe;
 use hacore::{Action, Policy, Verdict};
 use kubeadm::{Acquire, DisruptionLock, Observer, Reads};
 
-use super::live::{LiveArgs, parse_duration, runtime};
 use super::sentinel_metrics::{CycleMetrics, Metrics};
 use crate::Exit;
+use crate::args::{LiveArgs, parse_duration, runtime};
 
 /// How each cycle is logged (one line per cycle, on stdout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]

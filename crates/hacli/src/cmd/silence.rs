@@ -8,7 +8,7 @@ use std::time::Duration;
 use hacore::Policy;
 use kubeadm::silence::{Alertmanager, RunSilences};
 
-use super::live::parse_duration;
+use crate::args::parse_duration;
 
 /// Where the silences go.
 #[derive(Debug, Clone, clap::Args)]
@@ -59,7 +59,7 @@ pub fn start(
     let am = Alertmanager::new(url, args.alertmanager_timeout)?;
     let ends_at = jiff::Timestamp::now()
         + jiff::SignedDuration::try_from(bound).unwrap_or(jiff::SignedDuration::from_hours(1));
-    let rt = super::live::runtime()?;
+    let rt = crate::args::runtime()?;
     let run = rt
         .block_on(RunSilences::create(
             am, spec, nodes, identity, what, ends_at,

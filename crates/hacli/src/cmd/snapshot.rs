@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kubeadm::snapshot::{self, Reach, Record, SnapshotError, TakeOptions, Tools};
 
-use super::live::{LiveArgs, parse_duration, runtime};
+use crate::args::{LiveArgs, parse_duration, runtime};
 use crate::{Exit, Output};
 
 /// Arguments.

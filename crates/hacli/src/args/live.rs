@@ -1,5 +1,5 @@
-//! Shared by the live commands (`gate`, `observe`, `sentinel`): how to
-//! reach the cluster, with kubeadm's defaults.
+//! How to reach the cluster (`--kubeconfig`, `--etcd-*`, ...): the flags
+//! every live command flattens, turned into one `haops::Reach`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hacore::topology::RuntimeApi;
 use hacore::units::Dur;
-use kubeadm::{EtcdTlsOverrides, ObjectRef, ObserverConfig};
+use kubeadm::{EtcdTlsOverrides, ObserverConfig};
 
 /// Parse a duration such as `2s`, `500ms`, `30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -101,17 +101,11 @@ fn parse_runtime_api(s: &str) -> Result<RuntimeApi, String> {
 }
 
 impl LiveArgs {
-    /// The observer configuration these flags describe.
-    pub fn config(&self, policy: Option<&hacore::Policy>) -> anyhow::Result<ObserverConfig> {
-        let mut daemonsets = self.daemonsets.clone();
-        if let Some(ds) = policy.and_then(|p| p.rules.daemonsets.as_ref()) {
-            for n in &ds.names {
-                if !daemonsets.contains(n) {
-                    daemonsets.push(n.clone());
-                }
-            }
-        }
-        Ok(ObserverConfig {
+    /// These flags as the live operations' reach settings (clap has
+    /// already applied the environment variables each flag names; the
+    /// topology fills the rest, as `haops::reach` documents).
+    pub fn reach(&self) -> haops::Reach {
+        haops::Reach {
             kubeconfig: self.kubeconfig.clone(),
             etcd_endpoints: self.etcd_endpoints.clone(),
             etcd_tls: EtcdTlsOverrides {
@@ -121,15 +115,21 @@ impl LiveArgs {
                 key: self.etcd_key.clone(),
             },
             deadline: self.deadline,
-            member_timeout: self.member_timeout.min(self.deadline),
-            kill_switch: ObjectRef::parse("--kill-switch", &self.kill_switch)?,
-            lock: ObjectRef::parse("--lock-lease", &self.lock_lease)?,
-            daemonsets,
+            member_timeout: self.member_timeout,
+            kill_switch: self.kill_switch.clone(),
+            lock_lease: self.lock_lease.clone(),
+            daemonsets: self.daemonsets.clone(),
             prometheus_url: self.prometheus_url.clone(),
             apiserver_port: self.apiserver_port,
-            reboot_required: None,
             lb_runtime_api: self.lb_runtime_api.clone(),
-        })
+            snapshot_dir: self.snapshot_dir.clone(),
+            ..haops::Reach::default()
+        }
+    }
+
+    /// The observer configuration these flags describe.
+    pub fn config(&self, policy: Option<&hacore::Policy>) -> anyhow::Result<ObserverConfig> {
+        Ok(self.reach().observer_config(policy)?)
     }
 
     /// Add the newest verified etcd snapshot in `--snapshot-dir` to `state`
