@@ -218,3 +218,111 @@ fn the_alert_rules_pass_promtool_and_the_prometheusrule_carries_the_same_groups(
     assert!(ok, "promtool test rules: {out}");
     assert!(out.contains("SUCCESS"), "{out}");
 }
+
+/// The DaemonSet named `name`, and its first container.
+fn daemonset<'a>(docs: &'a [Value], name: &str) -> (&'a Value, &'a Value) {
+    let ds = docs
+        .iter()
+        .find(|d| d["kind"] == "DaemonSet" && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no DaemonSet {name} rendered"));
+    (ds, &ds["spec"]["template"]["spec"]["containers"][0])
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The value of `--flag=VALUE` in `args`.
+fn flag(args: &[String], name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    args.iter()
+        .find_map(|a| a.strip_prefix(&prefix).map(str::to_string))
+}
+
+#[test]
+fn the_kured_recipe_points_kured_at_the_sentinels_file_and_gives_the_sentinel_its_policy() {
+    let Some(docs) = kustomize(&base().join("../kured")) else {
+        return;
+    };
+    let (ds, sentinel) = daemonset(&docs, "hacli-sentinel");
+    let (kured_ds, kured) = daemonset(&docs, "kured");
+    let sentinel_args = strings(&sentinel["args"]);
+    let kured_cmd = strings(&kured["command"]);
+
+    // kured reboots on the file the sentinel creates (the sentinel sees the
+    // host's /var/run under /host; kured looks into the host's namespaces).
+    let gated = flag(&sentinel_args, "--sentinel").expect("the sentinel's --sentinel");
+    let watched = flag(&kured_cmd, "--reboot-sentinel").expect("kured's --reboot-sentinel");
+    assert_eq!(
+        gated,
+        format!("/host{watched}"),
+        "{sentinel_args:?} / {kured_cmd:?}"
+    );
+    assert_eq!(kured_ds["spec"]["template"]["spec"]["hostPID"], true);
+
+    // The policy comes from the generated ConfigMap, mounted where --policy points.
+    let policy_path = flag(&sentinel_args, "--policy").expect("--policy");
+    let mount = sentinel["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| policy_path.starts_with(m["mountPath"].as_str().unwrap()))
+        .unwrap_or_else(|| panic!("{policy_path} is on no mount: {sentinel}"));
+    let volume = ds["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    let cm_name = volume["configMap"]["name"].as_str().unwrap();
+    let cm = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == cm_name)
+        .unwrap_or_else(|| panic!("ConfigMap {cm_name} is not rendered"));
+    let file = policy_path.rsplit('/').next().unwrap();
+    let text = cm["data"][file]
+        .as_str()
+        .unwrap_or_else(|| panic!("{cm_name} has no {file}"));
+    let policy = hacore::Policy::from_yaml(file, text).expect("the recipe's policy is valid");
+    assert!(
+        policy.rules.reboot_window.is_some(),
+        "the recipe's policy keeps reboots in a window"
+    );
+
+    // Both ask the same Prometheus: kured blocks on alerts, the sentinel's
+    // `alerts` rule sees them.
+    let env_url = sentinel["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "HACLI_PROMETHEUS_URL")
+        .and_then(|e| e["value"].as_str())
+        .expect("HACLI_PROMETHEUS_URL");
+    assert_eq!(
+        flag(&kured_cmd, "--prometheus-url").as_deref(),
+        Some(env_url)
+    );
+
+    // The recipe's topology (a placeholder to replace) is a valid one.
+    let (topo_cm, topology) = {
+        let topo_vol = ds["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "topology")
+            .unwrap();
+        let name = topo_vol["configMap"]["name"].as_str().unwrap().to_string();
+        let cm = docs
+            .iter()
+            .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == name.as_str())
+            .unwrap();
+        (
+            name,
+            cm["data"]["topology.yaml"].as_str().unwrap().to_string(),
+        )
+    };
+    assert!(topo_cm.starts_with("hacli-topology-"), "{topo_cm}");
+    hacore::Topology::from_yaml("topology.yaml", &topology).expect("a valid topology");
+}
