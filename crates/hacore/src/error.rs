@@ -58,6 +58,11 @@ pub enum Error {
     /// A built-in policy name was not recognised.
     #[error("unknown policy `{0}`: expected a file path or one of the built-ins: {1}")]
     UnknownPolicy(String, String),
+    /// A policy given as a path names no file.
+    #[error(
+        "policy file `{0}` does not exist (a policy is a file path or one of the built-ins: {1})"
+    )]
+    PolicyFileMissing(String, String),
 }
 
 fn field_prefix(field: &str) -> String {

@@ -22,7 +22,9 @@ use crate::verdict::{Decision, Finding, Verdict};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Policy {
-    /// Policy name, shown in verdicts.
+    /// Policy name, shown in verdicts (required: a file without one is an
+    /// error, listed with any other in the file).
+    #[serde(default)]
     pub name: String,
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,11 +283,27 @@ impl Policy {
         if path.exists() {
             return Policy::load(path);
         }
+        let looks_like_a_path = spec.contains('/')
+            || [".yaml", ".yml", ".json"]
+                .iter()
+                .any(|ext| spec.ends_with(ext));
+        if looks_like_a_path {
+            return Err(Error::PolicyFileMissing(
+                spec.to_string(),
+                BUILTINS.join(", "),
+            ));
+        }
         Err(Error::UnknownPolicy(spec.to_string(), BUILTINS.join(", ")))
     }
 
     fn resolve(self, file: &str, text: &str) -> Result<Policy, Error> {
         let mut errors = Vec::new();
+        if self.name.trim().is_empty() {
+            errors.push(source::Diagnostic::error(
+                "name",
+                "missing: every policy needs a name, shown in its verdicts",
+            ));
+        }
         let mut rules = match &self.extends {
             None => RuleSet::default(),
             Some(base) => match Policy::builtin(base) {
@@ -314,7 +332,9 @@ impl Policy {
                 ));
             }
         }
-        if rules.ids().is_empty() {
+        // (A policy whose `extends` is unknown enables nothing: that error
+        // says why, once.)
+        if rules.ids().is_empty() && errors.iter().all(|e| e.path != "extends") {
             errors.push(source::Diagnostic::error(
                 "rules",
                 "the policy enables no rule",

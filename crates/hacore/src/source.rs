@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
-use serde_saphyr::granit_parser::{Event, Parser};
+use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
 
 use crate::error::Error;
 
@@ -72,9 +72,12 @@ impl Diagnostic {
     }
 
     /// Attach file name and position, looked up in `text`.
+    /// A position already known (set where the problem was found) is kept.
     pub fn locate_in(&mut self, file: &str, text: &str) {
         self.file = Some(file.to_string());
-        self.position = locate(text, &self.path);
+        if self.position.is_none() {
+            self.position = locate(text, &self.path);
+        }
     }
 }
 
@@ -118,14 +121,93 @@ pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Error> {
             .location()
             .map(|l| (l.line() as usize, l.column() as usize))
             .unwrap_or((0, 0));
+        let mut message = first_line(&e.to_string());
+        if message.contains("offset component") {
+            message.push_str(
+                " (a time needs its offset: 2026-05-21T12:00:00Z, or 2026-05-21T14:00:00+02:00)",
+            );
+        }
+        if let Some(f) = folded_scalars(text)
+            .into_iter()
+            .find(|f| (f.line..=f.end_line).contains(&line))
+        {
+            message.push_str(&format!(" ({})", f.explain()));
+        }
         Error::Parse {
             file: file.to_string(),
             line,
             column,
             field: tidy_path(&field),
-            message: first_line(&e.to_string()),
+            message,
         }
     })
+}
+
+/// A plain (unquoted) value written over more than one line. YAML folds the
+/// lines into one value; in a configuration file that is nearly always a
+/// line indented too far, swallowed by the value above it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folded {
+    /// Where the value starts (1-based).
+    pub line: usize,
+    /// Its column (1-based).
+    pub column: usize,
+    /// The last line it took.
+    pub end_line: usize,
+    /// The value as YAML read it.
+    pub value: String,
+}
+
+impl Folded {
+    /// What happened, and what to do.
+    pub fn explain(&self) -> String {
+        let lines = if self.end_line == self.line + 1 {
+            format!("line {} was read as part of it", self.end_line)
+        } else {
+            format!(
+                "lines {}-{} were read as part of it",
+                self.line + 1,
+                self.end_line
+            )
+        };
+        format!(
+            "the value read is \"{}\": {lines}; indent a key of its own like the key above it, or quote the value if it really spans lines",
+            self.value
+        )
+    }
+
+    /// As a warning on `path`, located.
+    pub fn warning(&self, path: &str) -> Diagnostic {
+        let mut d = Diagnostic::warning(path, self.explain());
+        d.position = Some(Position {
+            line: self.line,
+            column: self.column,
+        });
+        d
+    }
+}
+
+/// Every plain value of `text` that spans lines (see [`Folded`]); none when
+/// the text does not parse.
+pub fn folded_scalars(text: &str) -> Vec<Folded> {
+    let mut found = Vec::new();
+    for item in Parser::new_from_str(text) {
+        let Ok((event, span)) = item else {
+            break;
+        };
+        if let Event::Scalar(value, ScalarStyle::Plain, ..) = &event {
+            let (start, end) = (span.start.line(), span.end.line());
+            if end > start {
+                found.push(Folded {
+                    line: start,
+                    column: span.start.col() + 1,
+                    end_line: end,
+                    value: value.to_string(),
+                });
+            }
+        }
+    }
+    found
 }
 
 /// Read and parse a file.
@@ -315,6 +397,36 @@ mod tests {
     use super::*;
 
     const DOC: &str = "cluster: lab\nnodes:\n  - name: a\n    address: 10.0.0.1\n  - name: b\n    address: 10.0.0.2\nlb:\n  pool: p\n";
+
+    #[test]
+    fn a_value_that_swallowed_the_next_line_is_shown_as_read() {
+        // `port` indented too far: YAML folds it into the address.
+        let text = "endpoint:\n  address: 10.0.0.1\n    port: 6443\n";
+        let folded = folded_scalars(text);
+        assert_eq!(folded.len(), 1, "{folded:?}");
+        assert_eq!((folded[0].line, folded[0].end_line), (2, 3));
+        let e =
+            parse::<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u16>>>(
+                "t.yaml", text,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the value read is \"10.0.0.1 port\""), "{e}");
+        assert!(e.contains("line 3 was read as part of it"), "{e}");
+        // Quoted values and one-line values are not reported.
+        assert!(folded_scalars("a: \"x\n  y\"\nb: c\n").is_empty());
+    }
+
+    #[test]
+    fn a_time_without_offset_gets_an_example() {
+        let e = parse::<std::collections::BTreeMap<String, jiff::Timestamp>>(
+            "s.yaml",
+            "observedAt: 2026-05-21T12:00:00\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("2026-05-21T12:00:00Z"), "{e}");
+    }
 
     #[test]
     fn locates_nested_fields() {

@@ -698,6 +698,9 @@ impl Topology {
 
     fn finish(self, file: &str, text: &str) -> Result<(Topology, Report), Error> {
         let mut report = self.validate();
+        for f in source::folded_scalars(text) {
+            report.warnings.push(f.warning(""));
+        }
         report.locate_in(file, text);
         if report.errors.is_empty() {
             Ok((self, report))
