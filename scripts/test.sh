@@ -123,13 +123,9 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
   fi
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check 'maturin>=1.9.4,<2' 'pytest>=8' 'mypy>=1.10'
-rm -rf target/hapy-wheels
 # The dev profile: the test wheel shares the dependencies `cargo test` built
 # (a release build of them took minutes); benchmarks build their own.
-"$VENV/bin/maturin" build --profile dev --locked -m crates/hapy/Cargo.toml \
-  --interpreter "$VENV/bin/python" --out target/hapy-wheels
-# One abi3 wheel (pyo3 abi3-py39) serves CPython 3.9 and later.
-ls target/hapy-wheels/hapy-*-cp39-abi3-*.whl >/dev/null || { echo "expected one cp39-abi3 wheel: $(ls target/hapy-wheels)" >&2; exit 1; }
+HAPY_VENV="$VENV" ./scripts/wheel.sh --dev target/hapy-wheels >/dev/null
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps target/hapy-wheels/hapy-*.whl
 export MYPY_CACHE_DIR="$PWD/target/mypy-cache"
 echo "==> python: mypy.stubtest hapy" >&2
@@ -141,3 +137,6 @@ echo "==> python: mypy --strict (tests, examples, benchmark)" >&2
 "$VENV/bin/python" -m mypy --strict crates/hapy/tests examples/python crates/hapy/benches
 echo "==> python: pytest" >&2
 "$VENV/bin/python" -m pytest -p no:cacheprovider -rs crates/hapy/tests
+# The README's install commands, into a temporary prefix (scripts/install-check.sh).
+echo "==> install: the documented install commands" >&2
+./scripts/install-check.sh
