@@ -215,6 +215,10 @@ pub struct DisruptOptions {
     /// For an upgrade: whether this node runs `kubeadm upgrade apply`; None:
     /// the first control-plane node of the topology does.
     pub first: Option<bool>,
+    /// The outage of a cluster's only master is stated and accepted (the
+    /// gate's policy is `single-master`, or has its rule): the plan takes
+    /// the API down with the master instead of refusing.
+    pub accept_outage: bool,
 }
 
 impl Default for DisruptOptions {
@@ -223,6 +227,7 @@ impl Default for DisruptOptions {
             idle_bound: Dur::secs(30),
             drain: None,
             first: None,
+            accept_outage: false,
         }
     }
 }
@@ -288,10 +293,14 @@ pub fn phase(
         }
         _ => {}
     }
-    if master && topology.control_plane_nodes().count() < 3 {
+    let masters = topology.control_plane_nodes().count();
+    if master && masters == 1 && !opts.accept_outage {
         reasons.push(format!(
-            "{node} is one of {} master(s): a planned disruption needs at least three, so the others keep quorum and serve the API",
-            topology.control_plane_nodes().count()
+            "{node} is the cluster's only master: the Kubernetes API and etcd go down with it. To accept that outage, disrupt it under the `single-master` policy (--policy single-master: the outage stated, only in its window, with a verified etcd snapshot)"
+        ));
+    } else if master && (2..3).contains(&masters) {
+        reasons.push(format!(
+            "{node} is one of {masters} masters: a planned disruption needs at least three, so the others keep quorum and serve the API"
         ));
     }
     if !reasons.is_empty() {
@@ -467,6 +476,12 @@ fn capitalized(s: &str) -> String {
     }
 }
 
+/// Whether `policy` states and accepts the outage of a cluster's only master
+/// (it runs the `single-master` rule, as the built-in `single-master` does).
+pub fn accepts_outage(policy: &Policy) -> bool {
+    policy.rules.single_master.is_some()
+}
+
 /// The plan of one planned disruption of `node`.
 pub fn plan(
     topology: &Topology,
@@ -475,13 +490,21 @@ pub fn plan(
     opts: &DisruptOptions,
 ) -> Result<Plan, Refusal> {
     let phase = phase(topology, action, node, opts)?;
+    let mut warnings = Vec::new();
+    if topology.node(node).is_some_and(|n| n.is_control_plane())
+        && topology.control_plane_nodes().count() == 1
+    {
+        warnings.push(format!(
+            "OUTAGE ACCEPTED: {node} is the only master: the Kubernetes API and etcd are down from its {action} until it is back"
+        ));
+    }
     Ok(Plan {
         cluster: topology.cluster.clone(),
         from: topology.clone(),
         to: topology.clone(),
         learner_joins: topology.etcd.learner_joins,
         phases: vec![phase],
-        warnings: Vec::new(),
+        warnings,
         recovery: None,
     })
 }

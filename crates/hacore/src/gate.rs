@@ -103,6 +103,7 @@ rule_set! {
     kill_switch: NoParams => kill_switch,
     lock: NoParams => lock,
     reboot_window: rules::reboot_window::Params => reboot_window,
+    single_master: NoParams => single_master,
     alerts: rules::alerts::Params => alerts,
     soak: rules::soak::Params => soak,
     nodes_ready: rules::nodes_ready::Params => nodes_ready,
@@ -123,13 +124,14 @@ rule_set! {
 }
 
 /// Names of the built-in policies.
-pub const BUILTINS: [&str; 6] = [
+pub const BUILTINS: [&str; 7] = [
     "reboot",
     "upgrade",
     "drain",
     "shutdown",
     "remove-member",
     "join",
+    "single-master",
 ];
 
 impl Policy {
@@ -151,6 +153,12 @@ impl Policy {
     /// - `shutdown`: like reboot with a 600s soak.
     /// - `remove-member`: quorum after removal, no join in progress, leader moved.
     /// - `join`: quorum after the join, one join at a time, odd size advice.
+    /// - `single-master`: a cluster with one master, whose outage is stated
+    ///   and accepted (`single-master` rule: a warning naming the outage, a
+    ///   denial on a cluster with more masters): only in the reboot window
+    ///   (01:00-05:00 UTC by default), with a verified etcd snapshot under
+    ///   24h old (deny), every node Ready, PDBs, etcd alarms, the lock,
+    ///   alerts when Prometheus is given.
     /// - `preflight`: before a migration step: nodes Ready, etcd quorum now,
     ///   no join in progress, no alarm.
     ///
@@ -232,6 +240,27 @@ impl Policy {
                 r.etcd_odd_size = Some(NoParams {});
                 r.nodes_ready = Some(Default::default());
                 "add a control-plane member: quorum during the join, one join at a time"
+            }
+            "single-master" => {
+                r.single_master = Some(NoParams {});
+                r.reboot_window = Some(rules::reboot_window::Params {
+                    days: Vec::new(),
+                    start: rules::reboot_window::Clock(jiff::civil::time(1, 0, 0, 0)),
+                    end: rules::reboot_window::Clock(jiff::civil::time(5, 0, 0, 0)),
+                    time_zone: Default::default(),
+                });
+                r.etcd_backup = Some(rules::etcd_backup::Params {
+                    max_age: crate::units::Dur::hours(24),
+                    severity: rules::etcd_backup::BackupSeverity::Deny,
+                });
+                r.etcd_alarms = Some(NoParams {});
+                r.nodes_ready = Some(Default::default());
+                r.pdb = Some(NoParams {});
+                r.alerts = Some(rules::alerts::Params {
+                    required: false,
+                    ..Default::default()
+                });
+                "one master, its outage accepted: the API and etcd are down while it reboots; only in the window (01:00-05:00 UTC), with a verified etcd snapshot under 24h old, every node Ready, nothing else disrupted (the lock), kill-switch and alerts respected"
             }
             "preflight" => {
                 r.lock = None;

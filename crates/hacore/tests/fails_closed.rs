@@ -45,6 +45,45 @@ fn observed() -> Timestamp {
     "2026-05-21T12:00:00Z".parse().unwrap()
 }
 
+/// Where a built-in policy is meant to be used: its topology, a healthy
+/// state of it, and a moment at which it may allow something. Every policy
+/// is for the three-master example at the example's time, except
+/// `single-master`: the one-master example at 02:00 (in its window), with a
+/// verified snapshot an hour old.
+fn setting(policy: &Policy) -> (Topology, ClusterState, Timestamp) {
+    if policy.name != "single-master" {
+        let t = topology("ha");
+        let s = state("ha-healthy", &t);
+        return (t, s, observed());
+    }
+    let t = topology("single-master");
+    let at: Timestamp = "2026-05-21T02:00:00Z".parse().unwrap();
+    let text = state_text("single-master").replace(
+        "observedAt: 2026-05-21T12:00:00Z",
+        "observedAt: 2026-05-21T02:00:00Z\netcdBackup: { place: /b, newest: { path: /b/s.db, takenAt: \"2026-05-21T01:00:00Z\", revision: 7, verified: true } }",
+    );
+    let s = ClusterState::from_yaml("single-master.yaml", &text, &t)
+        .unwrap()
+        .0;
+    (t, s, at)
+}
+
+fn verdict_at(
+    t: &Topology,
+    s: &ClusterState,
+    policy: &Policy,
+    action: Action,
+    target: &str,
+    at: Timestamp,
+) -> Verdict {
+    let req = Request {
+        action,
+        target,
+        requester: None,
+    };
+    evaluate(t, s, policy, &req, at).unwrap()
+}
+
 fn verdict(
     t: &Topology,
     s: &ClusterState,
@@ -77,14 +116,13 @@ fn says(v: &Verdict, rule: &str) -> String {
 
 #[test]
 fn every_builtin_policy_that_allows_a_disruption_includes_the_kill_switch() {
-    let t = topology("ha");
-    let healthy = state("ha-healthy", &t);
     for policy in every_builtin() {
+        let (t, healthy, at) = setting(&policy);
         // Does the policy allow anything at all on the healthy cluster?
         let allows_something = Action::ALL.iter().any(|&a| {
             t.nodes
                 .iter()
-                .any(|n| verdict(&t, &healthy, &policy, a, &n.name).allowed())
+                .any(|n| verdict_at(&t, &healthy, &policy, a, &n.name, at).allowed())
         });
         assert!(
             allows_something,
@@ -464,12 +502,10 @@ fn every_combination_of_failed_probes_never_allows_and_all_failed_is_unknown() {
     assert!(checked > 20_000, "{checked}");
 }
 
-#[test]
-fn a_live_observation_that_reached_nothing_is_unknown_not_deny() {
-    // What the live observer writes when nothing answers: every Kubernetes
-    // read and etcd failed, and each apiserver's /readyz gave no `ready`.
-    let t = topology("ha");
-    let mut s = ClusterState::empty(observed());
+/// What the live observer writes when nothing answers: every Kubernetes
+/// read and etcd failed, and each apiserver's /readyz gave no `ready`.
+fn unreachable(t: &Topology, at: Timestamp) -> ClusterState {
+    let mut s = ClusterState::empty(at);
     for p in [
         Probe::Nodes,
         Probe::Etcd,
@@ -489,6 +525,13 @@ fn a_live_observation_that_reached_nothing_is_unknown_not_deny() {
             .collect(),
         via_endpoint: Some(false),
     });
+    s
+}
+
+#[test]
+fn a_live_observation_that_reached_nothing_is_unknown_not_deny() {
+    let t = topology("ha");
+    let mut s = unreachable(&t, observed());
     let reboot = Policy::for_action(Action::Reboot);
     // As observed, the apiservers' "false" reads as "not ready": deny.
     let before = verdict(&t, &s, &reboot, Action::Reboot, "k8s-master-2");
@@ -502,9 +545,13 @@ fn a_live_observation_that_reached_nothing_is_unknown_not_deny() {
         s.probe_errors
     );
     for policy in every_builtin() {
+        // Each policy where it is meant to be used, at a moment it may allow.
+        let (t, _, at) = setting(&policy);
+        let mut s = unreachable(&t, at);
+        s.finish_observation(&t);
         for action in Action::ALL {
             for n in &t.nodes {
-                let v = verdict(&t, &s, &policy, action, &n.name);
+                let v = verdict_at(&t, &s, &policy, action, &n.name, at);
                 assert_eq!(
                     v.decision,
                     Decision::Unknown,

@@ -40,6 +40,7 @@ fn options(idle_bound: f64, drain: Option<bool>, first: Option<bool>) -> PyResul
         idle_bound: seconds("idle_bound", idle_bound)?,
         drain,
         first,
+        accept_outage: false,
     })
 }
 

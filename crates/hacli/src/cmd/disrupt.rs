@@ -144,10 +144,15 @@ impl Common {
 
     /// The disruption options these flags describe.
     pub fn options(&self) -> anyhow::Result<DisruptOptions> {
+        let policy = match &self.policy {
+            Some(p) => Some(Policy::named_or_file(p)?),
+            None => None,
+        };
         Ok(DisruptOptions {
             idle_bound: Dur(self.idle_bound.try_into().context("--idle-bound")?),
             drain: self.drain,
             first: self.first,
+            accept_outage: policy.is_some_and(|p| disrupt::accepts_outage(&p)),
         })
     }
 

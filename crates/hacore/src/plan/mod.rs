@@ -204,7 +204,7 @@ pub struct Options {
 
 /// Why a plan was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
-#[error("the migration cannot be made safe:\n{}", reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
+#[error("the plan cannot be made safe:\n{}", reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
 pub struct Refusal {
     /// Every reason.
     pub reasons: Vec<String>,

@@ -34,6 +34,7 @@ pub mod node_drift;
 pub mod nodes_ready;
 pub mod pdb;
 pub mod reboot_window;
+pub mod single_master;
 pub mod soak;
 pub mod state_fresh;
 
