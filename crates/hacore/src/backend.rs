@@ -675,3 +675,35 @@ impl Backends<'_> {
         }
     }
 }
+
+/// The disruption lock, as the executor's caller holds it.
+pub trait Lock {
+    /// Take (or renew) the lock for `identity`.
+    fn acquire(&mut self, identity: &str) -> Result<LockAnswer, BackendError>;
+    /// Release it if `identity` holds it.
+    fn release(&mut self, identity: &str) -> Result<(), BackendError>;
+    /// While the run acts, right before each step acts: whether
+    /// `identity` still holds the lock (renewed in time, no other holder).
+    /// `Err(why)` stops the run there and restores what the phase changed.
+    /// By default the lock is taken again (a renewal) and must be ours.
+    fn held(&mut self, identity: &str) -> Result<(), String> {
+        match self.acquire(identity) {
+            Ok(LockAnswer::Acquired) => Ok(()),
+            Ok(LockAnswer::HeldBy(h)) => Err(format!("the disruption lock is now held by {h}")),
+            Err(e) => Err(format!("the disruption lock could not be renewed: {e}")),
+        }
+    }
+    /// After a rollback that failed: keep the lock for `identity`, with
+    /// `reason` where people see it (`hacli lock show`), instead of freeing
+    /// it for the next disruption; it stays held until a person releases it.
+    fn keep(&mut self, identity: &str, reason: &str) -> Result<(), BackendError>;
+}
+
+/// The answer to [`Lock::acquire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockAnswer {
+    /// We hold it.
+    Acquired,
+    /// Someone else does.
+    HeldBy(String),
+}

@@ -21,9 +21,9 @@
 //! before it (the backend set ready again, the node uncordoned). A rolling
 //! operation is one such plan per node, run one after the other.
 //!
-//! The pure choice of where etcd leadership goes ([`leader_transfer`]) is
-//! shared by the live backends (`kubeadm::etcd_leader`) and the simulated
-//! one, so both pick the same member.
+//! The pure choice of where etcd leadership goes ([`leader_transfer`], in
+//! [`crate::leadership`]) and the disruption [`Lock`] (in [`crate::backend`])
+//! are re-exported here, where their callers have always found them.
 
 use std::fmt;
 
@@ -33,128 +33,13 @@ use serde::{Deserialize, Serialize};
 use crate::action::Action;
 use crate::backend::{BackendError, Backends, CpOp, LbOp, Op, ServerState};
 use crate::exec::{self, Event, ExecError, Journal, Outcome};
-use crate::gate::{Policy, Request, evaluate, resolve_target};
+use crate::gate::{Policy, Request, evaluate};
 use crate::plan::{Phase, Plan, Refusal, Step};
-use crate::rules::{Context, member_health, member_label};
-use crate::state::{ClusterState, EtcdMember};
 use crate::topology::Topology;
 use crate::units::Dur;
 
-/// A follower whose raft index trails the leader's by more than this many
-/// entries is not caught up, and is never chosen to lead.
-pub const CAUGHT_UP_LAG: u64 = 1000;
-
-/// Where etcd leadership stands relative to a node about to go down.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "leadership")]
-pub enum Leadership {
-    /// The node does not lead: nothing to move.
-    NotLeader {
-        /// The leader, when one was observed.
-        leader: Option<String>,
-    },
-    /// The node leads; `to` is the best healthy, caught-up voter.
-    Move {
-        /// The leader's member id.
-        from_id: u64,
-        /// The leader (member name).
-        from: String,
-        /// The transferee's member id.
-        to_id: u64,
-        /// The transferee (member name).
-        to: String,
-    },
-}
-
-/// Whether `node` leads etcd in `state` and, if it does, the voter that
-/// should take over: a voter (never a learner) other than `node`, healthy,
-/// matched to a node of the topology, no more than [`CAUGHT_UP_LAG`]
-/// entries behind the leader, with the highest raft index (ties: the lowest
-/// member id). Errors say why no member qualifies.
-pub fn leader_transfer(
-    topology: &Topology,
-    state: &ClusterState,
-    node: &str,
-    now: Timestamp,
-) -> Result<Leadership, String> {
-    let (targets, host) = resolve_target(topology, node).map_err(|e| e.to_string())?;
-    let ctx = Context::new(
-        topology,
-        state,
-        Action::Reboot,
-        node,
-        targets,
-        host,
-        now,
-        None,
-    );
-    let etcd = state
-        .etcd
-        .as_ref()
-        .ok_or_else(|| "etcd was not observed, so its leader is not known".to_string())?;
-    let Some(leader) = etcd.members.iter().find(|m| m.leader) else {
-        return Err(
-            "no etcd leader was observed (quorum lost, an election in progress, or status not read)"
-                .into(),
-        );
-    };
-    if !ctx.member_is_target(leader) {
-        return Ok(Leadership::NotLeader {
-            leader: Some(member_label(leader)),
-        });
-    }
-    let leader_index = leader.raft_index.unwrap_or(0);
-    let eligible = |m: &&EtcdMember| {
-        !m.is_learner
-            && !m.leader
-            && !ctx.member_is_target(m)
-            && member_health(&ctx, m) == Some(true)
-    };
-    let caught_up = |m: &&EtcdMember| {
-        m.raft_index
-            .is_some_and(|i| i + CAUGHT_UP_LAG >= leader_index)
-    };
-    let best = etcd
-        .members
-        .iter()
-        .filter(eligible)
-        .filter(caught_up)
-        .max_by(|a, b| a.raft_index.cmp(&b.raft_index).then(b.id.0.cmp(&a.id.0)));
-    match best {
-        Some(to) => Ok(Leadership::Move {
-            from_id: leader.id.0,
-            from: member_label(leader),
-            to_id: to.id.0,
-            to: member_label(to),
-        }),
-        None => {
-            let healthy: Vec<String> = etcd
-                .members
-                .iter()
-                .filter(eligible)
-                .map(|m| {
-                    format!(
-                        "{} (raft index {}, leader {leader_index})",
-                        member_label(m),
-                        m.raft_index.map_or("unknown".into(), |i| i.to_string())
-                    )
-                })
-                .collect();
-            Err(if healthy.is_empty() {
-                format!(
-                    "{} leads etcd and no other healthy voter can take over: bring the other members back (or add masters) first",
-                    member_label(leader)
-                )
-            } else {
-                format!(
-                    "{} leads etcd and no healthy voter is caught up: {}; wait and try again",
-                    member_label(leader),
-                    healthy.join(", ")
-                )
-            })
-        }
-    }
-}
+pub use crate::backend::{Lock, LockAnswer};
+pub use crate::leadership::{CAUGHT_UP_LAG, Leadership, leader_transfer};
 
 /// What a planned disruption does to its node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -529,38 +414,6 @@ pub fn roll_order(topology: &Topology, only: &[String]) -> Result<Vec<String>, R
         .filter(|n| !n.is_control_plane())
         .filter(pick);
     Ok(masters.chain(workers).map(|n| n.name.clone()).collect())
-}
-
-/// The disruption lock, as the executor's caller holds it.
-pub trait Lock {
-    /// Take (or renew) the lock for `identity`.
-    fn acquire(&mut self, identity: &str) -> Result<LockAnswer, BackendError>;
-    /// Release it if `identity` holds it.
-    fn release(&mut self, identity: &str) -> Result<(), BackendError>;
-    /// While the run acts, right before each step acts: whether
-    /// `identity` still holds the lock (renewed in time, no other holder).
-    /// `Err(why)` stops the run there and restores what the phase changed.
-    /// By default the lock is taken again (a renewal) and must be ours.
-    fn held(&mut self, identity: &str) -> Result<(), String> {
-        match self.acquire(identity) {
-            Ok(LockAnswer::Acquired) => Ok(()),
-            Ok(LockAnswer::HeldBy(h)) => Err(format!("the disruption lock is now held by {h}")),
-            Err(e) => Err(format!("the disruption lock could not be renewed: {e}")),
-        }
-    }
-    /// After a rollback that failed: keep the lock for `identity`, with
-    /// `reason` where people see it (`hacli lock show`), instead of freeing
-    /// it for the next disruption; it stays held until a person releases it.
-    fn keep(&mut self, identity: &str, reason: &str) -> Result<(), BackendError>;
-}
-
-/// The answer to [`Lock::acquire`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LockAnswer {
-    /// We hold it.
-    Acquired,
-    /// Someone else does.
-    HeldBy(String),
 }
 
 /// How [`run`] gates.
@@ -1160,7 +1013,7 @@ pub fn rehearse_roll(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{EtcdState, MemberId};
+    use crate::state::{ClusterState, EtcdMember, EtcdState, MemberId};
 
     fn topo() -> Topology {
         Topology::from_yaml(

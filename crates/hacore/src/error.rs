@@ -1,6 +1,6 @@
 //! The one error type of `hacore`.
 
-use crate::source::Diagnostic;
+use crate::diagnostic::Diagnostic;
 
 /// Everything that can go wrong loading or evaluating in the core.
 ///

@@ -32,12 +32,14 @@
 
 pub mod action;
 pub mod backend;
+pub mod diagnostic;
 pub mod disrupt;
 pub mod error;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gate;
+pub mod leadership;
 pub mod plan;
 pub mod quorum;
 pub mod replace;
@@ -51,6 +53,7 @@ pub mod status;
 pub mod topology;
 pub mod units;
 pub mod verdict;
+pub mod wording;
 
 pub use action::Action;
 pub use error::Error;

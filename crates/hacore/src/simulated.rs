@@ -934,15 +934,15 @@ impl ControlPlane for SimulatedCluster {
                 self.fail_on(&t, from)?;
                 let topology = self.topology.clone();
                 let state = self.observe(&topology);
-                match crate::disrupt::leader_transfer(&topology, &state, from, self.now)
+                match crate::leadership::leader_transfer(&topology, &state, from, self.now)
                     .map_err(fail)?
                 {
-                    crate::disrupt::Leadership::Move { from, to, .. } => {
+                    crate::leadership::Leadership::Move { from, to, .. } => {
                         self.leader = Some(to.clone());
                         self.leader_moves.push((from.clone(), to.clone()));
                         (format!("move leader {from} -> {to}"), 2)
                     }
-                    crate::disrupt::Leadership::NotLeader { .. } => (String::new(), 1),
+                    crate::leadership::Leadership::NotLeader { .. } => (String::new(), 1),
                 }
             }
             CpOp::Cordon { node } => {
@@ -1136,14 +1136,14 @@ impl ControlPlane for SimHandle {
     }
 }
 
-impl crate::disrupt::Lock for SimHandle {
-    fn acquire(&mut self, identity: &str) -> Result<crate::disrupt::LockAnswer, BackendError> {
+impl crate::backend::Lock for SimHandle {
+    fn acquire(&mut self, identity: &str) -> Result<crate::backend::LockAnswer, BackendError> {
         let mut sim = self.0.borrow_mut();
         match &sim.lock_holder {
-            Some(h) if h != identity => Ok(crate::disrupt::LockAnswer::HeldBy(h.clone())),
+            Some(h) if h != identity => Ok(crate::backend::LockAnswer::HeldBy(h.clone())),
             _ => {
                 sim.lock_holder = Some(identity.to_string());
-                Ok(crate::disrupt::LockAnswer::Acquired)
+                Ok(crate::backend::LockAnswer::Acquired)
             }
         }
     }

@@ -18,6 +18,8 @@ use crate::source::{self, Diagnostic};
 use crate::topology::Topology;
 use crate::units::Dur;
 
+pub use crate::topology::url_host;
+
 /// What was observed, and when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -404,21 +406,6 @@ impl EtcdMember {
     }
 }
 
-/// The host of `scheme://host:port/...`, without brackets for IPv6.
-pub fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let authority = rest.split('/').next()?;
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next();
-    }
-    Some(
-        authority
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(authority),
-    )
-}
-
 /// The load balancer as observed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -748,7 +735,7 @@ impl ClusterState {
                     format!(
                         "no observed node is in the topology of cluster `{}` (observed: {}): {check_first}",
                         topology.cluster,
-                        crate::rules::and_list(&names)
+                        crate::wording::and_list(&names)
                     ),
                 ));
             }

@@ -866,7 +866,7 @@ impl Topology {
                     format!("`{url}` is plain HTTP; kubeadm's etcd serves clients only over TLS"),
                 )),
                 Ok(true) => {
-                    let host = crate::state::url_host(url).and_then(|h| h.parse::<IpAddr>().ok());
+                    let host = url_host(url).and_then(|h| h.parse::<IpAddr>().ok());
                     if let Some(ip) = host
                         && !masters.iter().any(|m| m.address == ip)
                     {
@@ -1228,6 +1228,21 @@ fn join<'a>(it: impl Iterator<Item = &'a &'a str>) -> String {
     } else {
         v.join(", ")
     }
+}
+
+/// The host of `scheme://host:port/...`, without brackets for IPv6.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split('/').next()?;
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next();
+    }
+    Some(
+        authority
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(authority),
+    )
 }
 
 #[cfg(test)]

@@ -962,35 +962,13 @@ fn is_collection(path: &str) -> bool {
     }
 }
 
+/// The API's answer to one request: the public endpoints, then (with the
+/// token) discovery, the Eviction API, and the objects of one resource.
 async fn answer(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().trim_end_matches('/');
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    // Public endpoints (system:public-info-viewer).
-    match segs.as_slice() {
-        ["readyz"] | ["livez"] | ["healthz"] => {
-            let ready = !ctx.store.lock().not_ready.contains(&ctx.local);
-            return if ready {
-                (StatusCode::OK, "ok").into_response()
-            } else {
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "[-]etcd failed: reason withheld\nreadyz check failed",
-                )
-                    .into_response()
-            };
-        }
-        ["version"] => {
-            return json_response(
-                200,
-                &json!({
-                    "major": "1", "minor": "32", "gitVersion": "v1.32.0-hacli-testlab",
-                    "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
-                    "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23.0", "compiler": "gc",
-                    "platform": "linux/amd64",
-                }),
-            );
-        }
-        _ => {}
+    if let Some(resp) = public(&ctx, &segs) {
+        return resp;
     }
     let authorized = headers
         .get(http::header::AUTHORIZATION)
@@ -1000,111 +978,188 @@ async fn answer(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: By
     if !authorized {
         return err_response(ApiError::new(401, "Unauthorized", "Unauthorized"));
     }
-    let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
-        ["api"] => {
-            return json_response(
-                200,
-                &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": format!("{}:443", ctx.local)}]}),
-            );
-        }
-        ["apis"] => return json_response(200, &groups()),
-        ["api", "v1"] => return json_response(200, &discovery("", "v1")),
-        ["apis", g, v] => {
-            return if RESOURCES.iter().any(|r| r.group == *g && r.version == *v) {
-                json_response(200, &discovery(g, v))
-            } else {
-                err_response(ApiError::new(
-                    404,
-                    "NotFound",
-                    "the server could not find the requested resource",
-                ))
-            };
-        }
-        ["api", "v1", rest @ ..] => ("", "v1", rest),
-        ["apis", g, v, rest @ ..] => (g, v, rest),
-        _ => {
-            return err_response(ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ));
-        }
+    let (group, version, rest) = match api_path(&ctx, &segs) {
+        Ok(at) => at,
+        Err(resp) => return resp,
     };
     // The Eviction API: the pods/eviction subresource.
     if group.is_empty()
         && let ["namespaces", ns, "pods", name, "eviction"] = rest
     {
-        if method != Method::POST {
-            return err_response(ApiError::new(
-                405,
-                "MethodNotAllowed",
-                format!("{method} is not supported on pods/eviction"),
-            ));
-        }
-        return match ctx.store.evict(ns, name) {
-            Ok(v) => json_response(201, &v),
-            Err(e) => err_response(e),
-        };
+        return eviction(&ctx, &method, ns, name);
     }
-    // rest: [plural] [plural,name] [namespaces,ns,plural] [namespaces,ns,plural,name]
+    let req = ObjectRequest {
+        ctx: &ctx,
+        method: &method,
+        headers: &headers,
+        body: &body,
+        q: query(&uri),
+    };
+    match objects(&req, group, version, rest) {
+        Ok(resp) | Err(resp) => resp,
+    }
+}
+
+/// The endpoints anyone may read (system:public-info-viewer).
+fn public(ctx: &Ctx, segs: &[&str]) -> Option<Response> {
+    match segs {
+        ["readyz"] | ["livez"] | ["healthz"] => {
+            let ready = !ctx.store.lock().not_ready.contains(&ctx.local);
+            Some(if ready {
+                (StatusCode::OK, "ok").into_response()
+            } else {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "[-]etcd failed: reason withheld\nreadyz check failed",
+                )
+                    .into_response()
+            })
+        }
+        ["version"] => Some(json_response(
+            200,
+            &json!({
+                "major": "1", "minor": "32", "gitVersion": "v1.32.0-hacli-testlab",
+                "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+                "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23.0", "compiler": "gc",
+                "platform": "linux/amd64",
+            }),
+        )),
+        _ => None,
+    }
+}
+
+/// What the API answers for a path it does not serve.
+fn path_not_found() -> ApiError {
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+}
+
+/// Discovery answered (`/api`, `/apis`, `/api/v1`, `/apis/G/V`), or the
+/// group, version and the rest of an object's path.
+fn api_path<'a>(
+    ctx: &Ctx,
+    segs: &'a [&'a str],
+) -> Result<(&'a str, &'a str, &'a [&'a str]), Response> {
+    match segs {
+        ["api"] => Err(json_response(
+            200,
+            &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": format!("{}:443", ctx.local)}]}),
+        )),
+        ["apis"] => Err(json_response(200, &groups())),
+        ["api", "v1"] => Err(json_response(200, &discovery("", "v1"))),
+        ["apis", g, v] => Err(
+            if RESOURCES.iter().any(|r| r.group == *g && r.version == *v) {
+                json_response(200, &discovery(g, v))
+            } else {
+                err_response(path_not_found())
+            },
+        ),
+        ["api", "v1", rest @ ..] => Ok(("", "v1", rest)),
+        ["apis", g, v, rest @ ..] => Ok((g, v, rest)),
+        _ => Err(err_response(path_not_found())),
+    }
+}
+
+/// `POST .../namespaces/NS/pods/NAME/eviction`.
+fn eviction(ctx: &Ctx, method: &Method, ns: &str, name: &str) -> Response {
+    if *method != Method::POST {
+        return err_response(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("{method} is not supported on pods/eviction"),
+        ));
+    }
+    match ctx.store.evict(ns, name) {
+        Ok(v) => json_response(201, &v),
+        Err(e) => err_response(e),
+    }
+}
+
+/// A request for the objects of one resource, as its handlers see it.
+struct ObjectRequest<'a> {
+    ctx: &'a Ctx,
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
+    q: BTreeMap<String, String>,
+}
+
+impl ObjectRequest<'_> {
+    fn parse_body(&self) -> Result<Value, ApiError> {
+        serde_json::from_slice(self.body)
+            .map_err(|e| ApiError::new(400, "BadRequest", format!("request body is not JSON: {e}")))
+    }
+}
+
+/// The objects of one resource: `rest` is `[plural]`, `[plural, name]`,
+/// `[namespaces, ns, plural]` or `[namespaces, ns, plural, name]`.
+fn objects(
+    req: &ObjectRequest<'_>,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<Response, Response> {
     let (ns, plural, name): (Option<&str>, &str, Option<&str>) = match rest {
         [p] => (None, p, None),
         ["namespaces", n] if group.is_empty() => (None, "namespaces", Some(n)),
         [p, n] => (None, p, Some(n)),
         ["namespaces", ns, p] => (Some(ns), p, None),
         ["namespaces", ns, p, n] => (Some(ns), p, Some(n)),
-        _ => {
-            return err_response(ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ));
-        }
+        _ => return Err(err_response(path_not_found())),
     };
     let Some(r) = resource(group, version, plural) else {
-        return err_response(ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        ));
+        return Err(err_response(path_not_found()));
     };
     if r.namespaced && name.is_some() && ns.is_none() {
-        return err_response(ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        ));
+        return Err(err_response(path_not_found()));
     }
-    let ns_str = if r.namespaced { ns.unwrap_or("") } else { "" };
-    let q = query(&uri);
-    let content_type = headers
+    let content_type = req
+        .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("application/json");
-    if !body.is_empty() && !content_type.contains("json") {
-        return err_response(ApiError::new(
+    if !req.body.is_empty() && !content_type.contains("json") {
+        return Err(err_response(ApiError::new(
             415,
             "UnsupportedMediaType",
             format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json; got {content_type}"
             ),
-        ));
+        )));
     }
-    let parse_body = || -> Result<Value, ApiError> {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new(400, "BadRequest", format!("request body is not JSON: {e}")))
-    };
     // `kubectl get` asks for server-side Tables.
-    let table_version = if method == Method::GET {
-        table::requested(&headers)
+    let table_version = if *req.method == Method::GET {
+        table::requested(req.headers)
     } else {
         None
     };
-    let include = match table::Include::parse(q.get("includeObject").map(String::as_str)) {
-        Ok(i) => i,
-        Err(e) => return err_response(ApiError::new(400, "BadRequest", e)),
-    };
-    let result = match (method.clone(), name) {
+    let include = table::Include::parse(req.q.get("includeObject").map(String::as_str))
+        .map_err(|e| err_response(ApiError::new(400, "BadRequest", e)))?;
+    let result = verb(req, r, ns, name);
+    Ok(match (result, table_version) {
+        (Ok((code, v)), Some(version)) => {
+            json_response(code, &as_table(r, version, name.is_some(), v, include))
+        }
+        (Ok((code, v)), None) => json_response(code, &v),
+        (Err(e), _) => err_response(e),
+    })
+}
+
+/// List, get, create, update, patch or delete, by method and whether the
+/// path names an object.
+fn verb(
+    req: &ObjectRequest<'_>,
+    r: &'static Resource,
+    ns: Option<&str>,
+    name: Option<&str>,
+) -> Result<(u16, Value), ApiError> {
+    let store = &req.ctx.store;
+    let ns_str = if r.namespaced { ns.unwrap_or("") } else { "" };
+    let q = &req.q;
+    match (req.method.clone(), name) {
         (Method::GET, None) => {
             if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
                 Err(ApiError::new(
@@ -1112,10 +1167,10 @@ async fn answer(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: By
                     "MethodNotAllowed",
                     "watch is not supported by the test lab",
                 ))
-            } else if let Err(e) = list_version_match(&q) {
+            } else if let Err(e) = list_version_match(q) {
                 Err(e)
             } else {
-                ctx.store
+                store
                     .list(
                         r,
                         ns,
@@ -1125,73 +1180,84 @@ async fn answer(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: By
                     .map(|v| (200, v))
             }
         }
-        (Method::GET, Some(n)) => ctx.store.get(r, ns_str, n).map(|v| (200, v)),
-        (Method::POST, None) => parse_body()
-            .and_then(|b| ctx.store.create_in(r, ns_str, b))
+        (Method::GET, Some(n)) => store.get(r, ns_str, n).map(|v| (200, v)),
+        (Method::POST, None) => req
+            .parse_body()
+            .and_then(|b| store.create_in(r, ns_str, b))
             .map(|v| (201, v)),
-        (Method::PUT, Some(n)) => parse_body()
-            .and_then(|b| ctx.store.update(r, ns_str, n, b))
+        (Method::PUT, Some(n)) => req
+            .parse_body()
+            .and_then(|b| store.update(r, ns_str, n, b))
             .map(|v| (200, v)),
-        (Method::PATCH, Some(n)) => {
-            let ct = headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("");
-            if !(ct.starts_with("application/merge-patch+json")
-                || ct.starts_with("application/strategic-merge-patch+json"))
-            {
-                Err(ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    format!("the test lab applies merge patches only, not `{ct}`"),
-                ))
-            } else {
-                parse_body()
-                    .and_then(|p| {
-                        let mut cur = ctx.store.get(r, ns_str, n)?;
-                        merge_patch(&mut cur, &p);
-                        ctx.store.update(r, ns_str, n, cur)
-                    })
-                    .map(|v| (200, v))
-            }
-        }
-        (Method::DELETE, Some(n)) => ctx
-            .store
+        (Method::PATCH, Some(n)) => patch(req, r, ns_str, n),
+        (Method::DELETE, Some(n)) => store
             .remove(r, ns_str, n)
             .map(|v| (200, v))
             .ok_or_else(|| not_found(r, n)),
-        _ => Err(ApiError::new(
+        (method, _) => Err(ApiError::new(
             405,
             "MethodNotAllowed",
             format!("{method} is not supported here"),
         )),
-    };
-    match (result, table_version) {
-        (Ok((code, v)), Some(version)) => {
-            let (items, rv) = if name.is_some() {
-                let rv = meta(&v, "resourceVersion").unwrap_or_default();
-                (vec![v], rv)
-            } else {
-                let rv = v
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let items = v
-                    .get("items")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                (items, rv)
-            };
-            json_response(
-                code,
-                &table::table(r, version, &items, &rv, include, jiff::Timestamp::now()),
-            )
-        }
-        (Ok((code, v)), None) => json_response(code, &v),
-        (Err(e), _) => err_response(e),
     }
+}
+
+/// A merge patch (JSON or strategic: the lab applies both as merge patches).
+fn patch(
+    req: &ObjectRequest<'_>,
+    r: &'static Resource,
+    ns_str: &str,
+    n: &str,
+) -> Result<(u16, Value), ApiError> {
+    let ct = req
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !(ct.starts_with("application/merge-patch+json")
+        || ct.starts_with("application/strategic-merge-patch+json"))
+    {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the test lab applies merge patches only, not `{ct}`"),
+        ));
+    }
+    let store = &req.ctx.store;
+    req.parse_body()
+        .and_then(|p| {
+            let mut cur = store.get(r, ns_str, n)?;
+            merge_patch(&mut cur, &p);
+            store.update(r, ns_str, n, cur)
+        })
+        .map(|v| (200, v))
+}
+
+/// An answer as the server-side Table `kubectl get` asked for.
+fn as_table(
+    r: &Resource,
+    version: &'static str,
+    one: bool,
+    v: Value,
+    include: table::Include,
+) -> Value {
+    let (items, rv) = if one {
+        let rv = meta(&v, "resourceVersion").unwrap_or_default();
+        (vec![v], rv)
+    } else {
+        let rv = v
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let items = v
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        (items, rv)
+    };
+    table::table(r, version, &items, &rv, include, jiff::Timestamp::now())
 }
 
 /// The running stand-in.

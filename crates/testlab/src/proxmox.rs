@@ -1172,6 +1172,9 @@ fn vm_entry(vmid: u32, vm: &Vm) -> Value {
     e
 }
 
+/// The Proxmox API's answer to one request, by resource: each handler
+/// answers its own paths, and a path or method none knows is 501 as Proxmox
+/// says it.
 fn dispatch(
     s: &mut State,
     method: &str,
@@ -1179,10 +1182,57 @@ fn dispatch(
     p: &BTreeMap<String, String>,
     user: &str,
 ) -> ApiResult {
-    let node = p.get("node").cloned().unwrap_or_default();
-    let vmid = vmid_of(p, "vmid");
-    match (method, template) {
-        ("GET", "/version") => Ok(json!({"version": "9.0.11", "release": "9.0", "repoid": "3bf5476b8a4699e2"})),
+    let r = Req {
+        method,
+        template,
+        p,
+        user,
+    };
+    let vm = "/nodes/{node}/qemu/{vmid}";
+    let handler: fn(&mut State, &Req<'_>) -> ApiResult = match template {
+        "/version" | "/cluster/nextid" | "/cluster/resources" => cluster,
+        "/nodes" | "/nodes/{node}/status" => nodes,
+        "/nodes/{node}/qemu" => vms,
+        "/nodes/{node}/tasks/{upid}/status" => tasks,
+        t if t == vm => self::vm,
+        t => match t.strip_prefix(vm).unwrap_or("") {
+            "/agent/network-get-interfaces" => agent,
+            "/clone" => clone,
+            "/cloudinit" => cloudinit,
+            "/config" => config,
+            "/resize" => resize,
+            rest if rest.starts_with("/snapshot") => snapshots,
+            rest if rest.starts_with("/status/") => power,
+            _ => return Err(not_implemented(&r)),
+        },
+    };
+    handler(s, &r)
+}
+
+/// One request as the handlers see it: method, path template, parameters
+/// (path, query and body), and the calling token's user.
+struct Req<'a> {
+    method: &'a str,
+    template: &'a str,
+    p: &'a BTreeMap<String, String>,
+    user: &'a str,
+}
+
+/// What Proxmox answers for a method or path it does not implement.
+fn not_implemented(r: &Req<'_>) -> (u16, String, BTreeMap<String, String>) {
+    fail(
+        501,
+        format!("Method '{} {}' not implemented", r.method, r.template),
+    )
+}
+
+/// `/version` and `/cluster/*`: the version, the next free id, the resources.
+fn cluster(s: &mut State, r: &Req<'_>) -> ApiResult {
+    let Req { p, .. } = *r;
+    match (r.method, r.template) {
+        ("GET", "/version") => {
+            Ok(json!({"version": "9.0.11", "release": "9.0", "repoid": "3bf5476b8a4699e2"}))
+        }
         ("GET", "/cluster/nextid") => {
             if let Some(want) = p.get("vmid") {
                 let want: u32 = want.parse().unwrap_or(0);
@@ -1223,6 +1273,15 @@ fn dispatch(
             }
             Ok(Value::Array(out))
         }
+        _ => Err(not_implemented(r)),
+    }
+}
+
+/// `/nodes` and a node's status (`POST` is the host's power).
+fn nodes(s: &mut State, r: &Req<'_>) -> ApiResult {
+    let Req { p, .. } = *r;
+    let node = p.get("node").cloned().unwrap_or_default();
+    match (r.method, r.template) {
         ("GET", "/nodes") => Ok(Value::Array(
             s.nodes
                 .iter()
@@ -1262,6 +1321,16 @@ fn dispatch(
             s.node(&node)?;
             Ok(Value::Null)
         }
+        _ => Err(not_implemented(r)),
+    }
+}
+
+/// A node's VMs: list, create.
+fn vms(s: &mut State, r: &Req<'_>) -> ApiResult {
+    let Req { p, user, .. } = *r;
+    let node = p.get("node").cloned().unwrap_or_default();
+    let vmid = vmid_of(p, "vmid");
+    match (r.method, r.template) {
         ("GET", "/nodes/{node}/qemu") => {
             s.node(&node)?;
             Ok(Value::Array(
@@ -1275,21 +1344,91 @@ fn dispatch(
         ("POST", "/nodes/{node}/qemu") => {
             s.node(&node)?;
             if s.vms.contains_key(&vmid) {
-                return Err(fail(500, format!("unable to create VM {vmid} - VM {vmid} already exists on node '{}'", s.vms[&vmid].node)));
+                return Err(fail(
+                    500,
+                    format!(
+                        "unable to create VM {vmid} - VM {vmid} already exists on node '{}'",
+                        s.vms[&vmid].node
+                    ),
+                ));
             }
             let mut config = BTreeMap::new();
             for (k, v) in p {
-                if !matches!(k.as_str(), "node" | "vmid" | "start" | "pool" | "archive" | "force" | "unique" | "storage" | "live-restore" | "bwlimit") {
+                if !matches!(
+                    k.as_str(),
+                    "node"
+                        | "vmid"
+                        | "start"
+                        | "pool"
+                        | "archive"
+                        | "force"
+                        | "unique"
+                        | "storage"
+                        | "live-restore"
+                        | "bwlimit"
+                ) {
                     config.insert(k.clone(), v.clone());
                 }
             }
-            s.vms.insert(vmid, Vm { node: node.clone(), running: false, lock: Some("create".into()), config, snapshots: Vec::new(), started: None });
-            Ok(s.task(&node, "qmcreate", &vmid.to_string(), user, Effect::Unlock(vmid), Effect::Remove(vmid)))
+            s.vms.insert(
+                vmid,
+                Vm {
+                    node: node.clone(),
+                    running: false,
+                    lock: Some("create".into()),
+                    config,
+                    snapshots: Vec::new(),
+                    started: None,
+                },
+            );
+            Ok(s.task(
+                &node,
+                "qmcreate",
+                &vmid.to_string(),
+                user,
+                Effect::Unlock(vmid),
+                Effect::Remove(vmid),
+            ))
         }
+        _ => Err(not_implemented(r)),
+    }
+}
+
+/// One VM: read, destroy.
+fn vm(s: &mut State, r: &Req<'_>) -> ApiResult {
+    let Req { p, user, .. } = *r;
+    let node = p.get("node").cloned().unwrap_or_default();
+    let vmid = vmid_of(p, "vmid");
+    match (r.method, r.template) {
         ("GET", "/nodes/{node}/qemu/{vmid}") => {
             s.vm(&node, vmid)?;
-            Ok(json!(["config", "pending", "status", "unlink", "vncproxy", "termproxy", "migrate", "resize", "move", "rrd", "rrddata", "monitor", "agent", "snapshot", "spiceproxy", "sendkey", "firewall", "mtunnel", "remote_migrate", "cloudinit"]
-                .iter().map(|d| json!({"subdir": d})).collect::<Vec<_>>()))
+            Ok(json!(
+                [
+                    "config",
+                    "pending",
+                    "status",
+                    "unlink",
+                    "vncproxy",
+                    "termproxy",
+                    "migrate",
+                    "resize",
+                    "move",
+                    "rrd",
+                    "rrddata",
+                    "monitor",
+                    "agent",
+                    "snapshot",
+                    "spiceproxy",
+                    "sendkey",
+                    "firewall",
+                    "mtunnel",
+                    "remote_migrate",
+                    "cloudinit"
+                ]
+                .iter()
+                .map(|d| json!({"subdir": d}))
+                .collect::<Vec<_>>()
+            ))
         }
         ("DELETE", "/nodes/{node}/qemu/{vmid}") => {
             let vm = s.vm(&node, vmid)?;
@@ -1302,19 +1441,45 @@ fn dispatch(
                 return Err(fail(500, format!("VM {vmid} is running - destroy failed")));
             }
             s.vms.get_mut(&vmid).expect("vm").lock = Some("destroyed".into());
-            Ok(s.task(&node, "qmdestroy", &vmid.to_string(), user, Effect::Remove(vmid), Effect::Unlock(vmid)))
+            Ok(s.task(
+                &node,
+                "qmdestroy",
+                &vmid.to_string(),
+                user,
+                Effect::Remove(vmid),
+                Effect::Unlock(vmid),
+            ))
         }
+        _ => Err(not_implemented(r)),
+    }
+}
+
+/// The guest agent's view of a VM.
+fn agent(s: &mut State, r: &Req<'_>) -> ApiResult {
+    let Req { p, .. } = *r;
+    let node = p.get("node").cloned().unwrap_or_default();
+    let vmid = vmid_of(p, "vmid");
+    match (r.method, r.template) {
         ("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces") => {
             let vm = s.vm(&node, vmid)?;
             if !vm.running {
                 return Err(fail(500, format!("VM {vmid} is not running")));
             }
-            if !vm.config.get("agent").is_some_and(|a| a.starts_with('1') || a.contains("enabled=1")) {
+            if !vm
+                .config
+                .get("agent")
+                .is_some_and(|a| a.starts_with('1') || a.contains("enabled=1"))
+            {
                 return Err(fail(500, "No QEMU guest agent configured"));
             }
-            let mut ifs = vec![json!({"name": "lo", "hardware-address": "00:00:00:00:00:00",
-                "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]})];
-            if let Some(ip) = vm.config.get("ipconfig0").and_then(|c| c.split(',').find_map(|kv| kv.strip_prefix("ip=")))
+            let mut ifs = vec![
+                json!({"name": "lo", "hardware-address": "00:00:00:00:00:00",
+                "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]}),
+            ];
+            if let Some(ip) = vm
+                .config
+                .get("ipconfig0")
+                .and_then(|c| c.split(',').find_map(|kv| kv.strip_prefix("ip=")))
                 && let Some((a, pre)) = ip.split_once('/')
             {
                 ifs.push(json!({"name": "eth0", "hardware-address": "bc:24:11:00:00:01",
@@ -1322,6 +1487,16 @@ fn dispatch(
             }
             Ok(json!({"result": ifs}))
         }
+        _ => Err(not_implemented(r)),
+    }
+}
+
+/// A VM cloned (a full or linked copy, on this node or another).
+fn clone(s: &mut State, r: &Req<'_>) -> ApiResult {
+    let Req { p, user, .. } = *r;
+    let node = p.get("node").cloned().unwrap_or_default();
+    let vmid = vmid_of(p, "vmid");
+    match (r.method, r.template) {
         ("POST", "/nodes/{node}/qemu/{vmid}/clone") => {
             let src = s.vm(&node, vmid)?.clone();
             if let Some(l) = &src.lock {
@@ -1329,17 +1504,26 @@ fn dispatch(
             }
             let newid = vmid_of(p, "newid");
             if s.vms.contains_key(&newid) {
-                return Err(fail(500, format!("unable to create VM {newid}: config file already exists")));
+                return Err(fail(
+                    500,
+                    format!("unable to create VM {newid}: config file already exists"),
+                ));
             }
             let full = match p.get("full") {
                 Some(_) => truthy(p.get("full")),
                 None => !src.template(),
             };
             if !full && !src.template() {
-                return Err(fail(500, "parameter 'full' - linked clone feature is only available for templates"));
+                return Err(fail(
+                    500,
+                    "parameter 'full' - linked clone feature is only available for templates",
+                ));
             }
             if p.contains_key("storage") && !full {
-                return Err(fail(500, "parameter 'storage' - option is only allowed with full clone"));
+                return Err(fail(
+                    500,
+                    "parameter 'storage' - option is only allowed with full clone",
+                ));
             }
             let target = p.get("target").cloned().unwrap_or_else(|| node.clone());
             s.node(&target)?;
@@ -1353,23 +1537,63 @@ fn dispatch(
             let storage = p.get("storage").cloned();
             for (k, v) in config.iter_mut() {
                 if is_disk_key(k) && !v.contains("media=cdrom") {
-                    let rest = v.split_once(',').map(|(_, r)| r.to_string()).unwrap_or_default();
-                    let store = storage.clone().unwrap_or_else(|| v.split(':').next().unwrap_or("local-lvm").to_string());
+                    let rest = v
+                        .split_once(',')
+                        .map(|(_, r)| r.to_string())
+                        .unwrap_or_default();
+                    let store = storage
+                        .clone()
+                        .unwrap_or_else(|| v.split(':').next().unwrap_or("local-lvm").to_string());
                     *v = format!("{store}:vm-{newid}-disk-0,{rest}");
                 } else if k.starts_with("ide") && v.contains("cloudinit") {
                     *v = format!("local-lvm:vm-{newid}-cloudinit,media=cdrom");
                 }
             }
-            s.vms.insert(newid, Vm { node: target, running: false, lock: Some("clone".into()), config, snapshots: Vec::new(), started: None });
-            Ok(s.task(&node, "qmclone", &vmid.to_string(), user, Effect::Unlock(newid), Effect::Remove(newid)))
+            s.vms.insert(
+                newid,
+                Vm {
+                    node: target,
+                    running: false,
+                    lock: Some("clone".into()),
+                    config,
+                    snapshots: Vec::new(),
+                    started: None,
+                },
+            );
+            Ok(s.task(
+                &node,
+                "qmclone",
+                &vmid.to_string(),
+                user,
+                Effect::Unlock(newid),
+                Effect::Remove(newid),
+            ))
         }
+        _ => Err(not_implemented(r)),
+    }
+}
+
+/// A VM's cloud-init drive.
+fn cloudinit(s: &mut State, r: &Req<'_>) -> ApiResult {
+    let Req { p, .. } = *r;
+    let node = p.get("node").cloned().unwrap_or_default();
+    let vmid = vmid_of(p, "vmid");
+    match (r.method, r.template) {
         ("GET", "/nodes/{node}/qemu/{vmid}/cloudinit") => {
             let vm = s.vm(&node, vmid)?;
             Ok(Value::Array(
-                ["cipassword", "ciupgrade", "ciuser", "ipconfig0", "nameserver", "searchdomain", "sshkeys"]
-                    .iter()
-                    .filter_map(|k| vm.config.get(*k).map(|v| json!({"key": k, "value": v})))
-                    .collect(),
+                [
+                    "cipassword",
+                    "ciupgrade",
+                    "ciuser",
+                    "ipconfig0",
+                    "nameserver",
+                    "searchdomain",
+                    "sshkeys",
+                ]
+                .iter()
+                .filter_map(|k| vm.config.get(*k).map(|v| json!({"key": k, "value": v})))
+                .collect(),
             ))
         }
         ("PUT", "/nodes/{node}/qemu/{vmid}/cloudinit") => {
@@ -1379,24 +1603,23 @@ fn dispatch(
             }
             Ok(Value::Null)
         }
+        _ => Err(not_implemented(r)),
+    }
+}
+
+/// A VM's configuration: read, change (`PUT` at once, `POST` as a task).
+fn config(s: &mut State, r: &Req<'_>) -> ApiResult {
+    let Req {
+        method, p, user, ..
+    } = *r;
+    let node = p.get("node").cloned().unwrap_or_default();
+    let vmid = vmid_of(p, "vmid");
+    match (r.method, r.template) {
         ("GET", "/nodes/{node}/qemu/{vmid}/config") => {
             let vm = s.vm(&node, vmid)?;
             let mut out = serde_json::Map::new();
             for (k, v) in &vm.config {
-                let text_typed = matches!(k.as_str(), "memory" | "name" | "ostype" | "scsihw" | "boot" | "ciuser" | "sshkeys" | "nameserver" | "searchdomain" | "cpu" | "agent" | "tags" | "description" | "smbios1" | "vmgenid" | "meta" | "cicustom" | "citype")
-                    || k.starts_with("scsi") || k.starts_with("ide") || k.starts_with("net") || k.starts_with("ipconfig") || k.starts_with("virtio") || k.starts_with("sata") || k.starts_with("unused");
-                let val = if k == "description" {
-                    // Kept as `#` comment lines in the VM's config file; read
-                    // back as each line with its newline, as qemu-server does.
-                    json!(v.split('\n').map(|l| format!("{l}\n")).collect::<String>())
-                } else if text_typed {
-                    json!(v)
-                } else if let Ok(n) = v.parse::<i64>() {
-                    json!(n)
-                } else {
-                    json!(v)
-                };
-                out.insert(k.clone(), val);
+                out.insert(k.clone(), config_value(k, v));
             }
             if let Some(l) = &vm.lock {
                 out.insert("lock".into(), json!(l));
@@ -1405,46 +1628,135 @@ fn dispatch(
             Ok(Value::Object(out))
         }
         ("PUT" | "POST", "/nodes/{node}/qemu/{vmid}/config") => {
-            let vm = if truthy(p.get("skiplock")) { s.vm(&node, vmid)? } else { s.unlocked(&node, vmid)? };
+            let vm = if truthy(p.get("skiplock")) {
+                s.vm(&node, vmid)?
+            } else {
+                s.unlocked(&node, vmid)?
+            };
             if let Some(d) = p.get("digest")
                 && *d != State::digest(vm)
             {
-                return Err(fail(500, "detected modified configuration - file changed by other user? Try again."));
+                return Err(fail(
+                    500,
+                    "detected modified configuration - file changed by other user? Try again.",
+                ));
             }
             if vm.template() && p.keys().any(|k| is_disk_key(k)) {
                 return Err(fail(500, "unable to modify disks of a template"));
             }
-            let vm = s.vms.get_mut(&vmid).expect("vm");
-            for (k, v) in p {
-                if matches!(k.as_str(), "node" | "vmid" | "digest" | "skiplock" | "delete" | "revert" | "background_delay" | "force") {
-                    continue;
-                }
-                if k == "tags" {
-                    // qemu-server keeps each tag once, sorted, `;`-separated.
-                    let tags: std::collections::BTreeSet<&str> = v.split([';', ',', ' ']).filter(|t| !t.is_empty()).collect();
-                    vm.config.insert(k.clone(), tags.into_iter().collect::<Vec<_>>().join(";"));
-                    continue;
-                }
-                if k == "description" {
-                    // Stored as comment lines: trailing newlines do not survive.
-                    vm.config.insert(k.clone(), v.trim_end_matches('\n').to_string());
-                    continue;
-                }
-                vm.config.insert(k.clone(), v.clone());
-            }
-            if let Some(del) = p.get("delete") {
-                for k in del.split([',', ';', ' ']).filter(|k| !k.is_empty()) {
-                    vm.config.remove(k);
-                }
-            }
+            set_config(s.vms.get_mut(&vmid).expect("vm"), p);
             if method == "PUT" {
                 Ok(Value::Null)
             } else {
-                Ok(s.task(&node, "qmconfig", &vmid.to_string(), user, Effect::None, Effect::None))
+                Ok(s.task(
+                    &node,
+                    "qmconfig",
+                    &vmid.to_string(),
+                    user,
+                    Effect::None,
+                    Effect::None,
+                ))
             }
         }
+        _ => Err(not_implemented(r)),
+    }
+}
+
+/// A config value as Proxmox returns it: text for the keys it types as
+/// strings, numbers for the rest, the description as its lines.
+fn config_value(k: &str, v: &str) -> Value {
+    let text_typed = matches!(
+        k,
+        "memory"
+            | "name"
+            | "ostype"
+            | "scsihw"
+            | "boot"
+            | "ciuser"
+            | "sshkeys"
+            | "nameserver"
+            | "searchdomain"
+            | "cpu"
+            | "agent"
+            | "tags"
+            | "description"
+            | "smbios1"
+            | "vmgenid"
+            | "meta"
+            | "cicustom"
+            | "citype"
+    ) || k.starts_with("scsi")
+        || k.starts_with("ide")
+        || k.starts_with("net")
+        || k.starts_with("ipconfig")
+        || k.starts_with("virtio")
+        || k.starts_with("sata")
+        || k.starts_with("unused");
+    if k == "description" {
+        // Kept as `#` comment lines in the VM's config file; read
+        // back as each line with its newline, as qemu-server does.
+        json!(v.split('\n').map(|l| format!("{l}\n")).collect::<String>())
+    } else if text_typed {
+        json!(v)
+    } else if let Ok(n) = v.parse::<i64>() {
+        json!(n)
+    } else {
+        json!(v)
+    }
+}
+
+/// A config change applied: every parameter but the request's own, tags
+/// and description as qemu-server stores them, then the deletions.
+fn set_config(vm: &mut Vm, p: &BTreeMap<String, String>) {
+    for (k, v) in p {
+        if matches!(
+            k.as_str(),
+            "node"
+                | "vmid"
+                | "digest"
+                | "skiplock"
+                | "delete"
+                | "revert"
+                | "background_delay"
+                | "force"
+        ) {
+            continue;
+        }
+        if k == "tags" {
+            // qemu-server keeps each tag once, sorted, `;`-separated.
+            let tags: std::collections::BTreeSet<&str> =
+                v.split([';', ',', ' ']).filter(|t| !t.is_empty()).collect();
+            vm.config
+                .insert(k.clone(), tags.into_iter().collect::<Vec<_>>().join(";"));
+            continue;
+        }
+        if k == "description" {
+            // Stored as comment lines: trailing newlines do not survive.
+            vm.config
+                .insert(k.clone(), v.trim_end_matches('\n').to_string());
+            continue;
+        }
+        vm.config.insert(k.clone(), v.clone());
+    }
+    if let Some(del) = p.get("delete") {
+        for k in del.split([',', ';', ' ']).filter(|k| !k.is_empty()) {
+            vm.config.remove(k);
+        }
+    }
+}
+
+/// A VM's disk grown.
+fn resize(s: &mut State, r: &Req<'_>) -> ApiResult {
+    let Req { p, user, .. } = *r;
+    let node = p.get("node").cloned().unwrap_or_default();
+    let vmid = vmid_of(p, "vmid");
+    match (r.method, r.template) {
         ("PUT", "/nodes/{node}/qemu/{vmid}/resize") => {
-            let vm = if truthy(p.get("skiplock")) { s.vm(&node, vmid)? } else { s.unlocked(&node, vmid)? };
+            let vm = if truthy(p.get("skiplock")) {
+                s.vm(&node, vmid)?
+            } else {
+                s.unlocked(&node, vmid)?
+            };
             let disk = p.get("disk").cloned().unwrap_or_default();
             let Some(entry) = vm.config.get(&disk).cloned() else {
                 return Err(fail(500, format!("disk '{disk}' does not exist")));
@@ -1455,7 +1767,10 @@ fn dispatch(
             if let Some(d) = p.get("digest")
                 && *d != State::digest(vm)
             {
-                return Err(fail(500, "detected modified configuration - file changed by other user? Try again."));
+                return Err(fail(
+                    500,
+                    "detected modified configuration - file changed by other user? Try again.",
+                ));
             }
             let cur = disk_bytes(&entry).unwrap_or(0);
             let size = p.get("size").cloned().unwrap_or_default();
@@ -1469,15 +1784,42 @@ fn dispatch(
             let updated = if entry.contains("size=") {
                 entry
                     .split(',')
-                    .map(|kv| if kv.starts_with("size=") { format!("size={}", fmt_size(new)) } else { kv.to_string() })
+                    .map(|kv| {
+                        if kv.starts_with("size=") {
+                            format!("size={}", fmt_size(new))
+                        } else {
+                            kv.to_string()
+                        }
+                    })
                     .collect::<Vec<_>>()
                     .join(",")
             } else {
                 format!("{entry},size={}", fmt_size(new))
             };
-            s.vms.get_mut(&vmid).expect("vm").config.insert(disk, updated);
-            Ok(s.task(&node, "qmresize", &vmid.to_string(), user, Effect::None, Effect::None))
+            s.vms
+                .get_mut(&vmid)
+                .expect("vm")
+                .config
+                .insert(disk, updated);
+            Ok(s.task(
+                &node,
+                "qmresize",
+                &vmid.to_string(),
+                user,
+                Effect::None,
+                Effect::None,
+            ))
         }
+        _ => Err(not_implemented(r)),
+    }
+}
+
+/// A VM's snapshots.
+fn snapshots(s: &mut State, r: &Req<'_>) -> ApiResult {
+    let Req { p, user, .. } = *r;
+    let node = p.get("node").cloned().unwrap_or_default();
+    let vmid = vmid_of(p, "vmid");
+    match (r.method, r.template) {
         ("GET", "/nodes/{node}/qemu/{vmid}/snapshot") => {
             let vm = s.vm(&node, vmid)?;
             let mut out: Vec<Value> = Vec::new();
@@ -1507,7 +1849,14 @@ fn dispatch(
                 return Err(fail(500, "you can't take a snapshot if it's a template"));
             }
             s.vms.get_mut(&vmid).expect("vm").lock = Some("snapshot".into());
-            Ok(s.task(&node, "qmsnapshot", &vmid.to_string(), user, Effect::Snapshot(vmid, name), Effect::Unlock(vmid)))
+            Ok(s.task(
+                &node,
+                "qmsnapshot",
+                &vmid.to_string(),
+                user,
+                Effect::Snapshot(vmid, name),
+                Effect::Unlock(vmid),
+            ))
         }
         ("GET", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}") => {
             let vm = s.vm(&node, vmid)?;
@@ -1524,8 +1873,27 @@ fn dispatch(
                 return Err(fail(500, format!("snapshot '{name}' does not exist")));
             }
             s.vms.get_mut(&vmid).expect("vm").lock = Some("snapshot-delete".into());
-            Ok(s.task(&node, "qmdelsnapshot", &vmid.to_string(), user, Effect::DeleteSnapshot(vmid, name), Effect::Unlock(vmid)))
+            Ok(s.task(
+                &node,
+                "qmdelsnapshot",
+                &vmid.to_string(),
+                user,
+                Effect::DeleteSnapshot(vmid, name),
+                Effect::Unlock(vmid),
+            ))
         }
+        _ => Err(not_implemented(r)),
+    }
+}
+
+/// A VM's power: its status, start, stop, shutdown and reboot.
+fn power(s: &mut State, r: &Req<'_>) -> ApiResult {
+    let Req {
+        template, p, user, ..
+    } = *r;
+    let node = p.get("node").cloned().unwrap_or_default();
+    let vmid = vmid_of(p, "vmid");
+    match (r.method, r.template) {
         ("GET", "/nodes/{node}/qemu/{vmid}/status/current") => {
             let vm = s.vm(&node, vmid)?;
             let mut e = vm_entry(vmid, vm);
@@ -1536,14 +1904,25 @@ fn dispatch(
             Ok(e)
         }
         ("POST", "/nodes/{node}/qemu/{vmid}/status/start") => {
-            let vm = if truthy(p.get("skiplock")) { s.vm(&node, vmid)? } else { s.unlocked(&node, vmid)? };
+            let vm = if truthy(p.get("skiplock")) {
+                s.vm(&node, vmid)?
+            } else {
+                s.unlocked(&node, vmid)?
+            };
             if vm.template() {
                 return Err(fail(500, "you can't start a vm if it's a template"));
             }
             if vm.running {
                 return Err(fail(500, format!("VM {vmid} already running")));
             }
-            Ok(s.task(&node, "qmstart", &vmid.to_string(), user, Effect::Running(vmid, true), Effect::None))
+            Ok(s.task(
+                &node,
+                "qmstart",
+                &vmid.to_string(),
+                user,
+                Effect::Running(vmid, true),
+                Effect::None,
+            ))
         }
         ("POST", "/nodes/{node}/qemu/{vmid}/status/stop") => {
             if !truthy(p.get("skiplock")) {
@@ -1551,19 +1930,52 @@ fn dispatch(
             } else {
                 s.vm(&node, vmid)?;
             }
-            Ok(s.task(&node, "qmstop", &vmid.to_string(), user, Effect::Running(vmid, false), Effect::None))
+            Ok(s.task(
+                &node,
+                "qmstop",
+                &vmid.to_string(),
+                user,
+                Effect::Running(vmid, false),
+                Effect::None,
+            ))
         }
-        ("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown" | "/nodes/{node}/qemu/{vmid}/status/reboot") => {
+        (
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/status/shutdown" | "/nodes/{node}/qemu/{vmid}/status/reboot",
+        ) => {
             let vm = s.unlocked(&node, vmid)?;
             if !vm.running {
                 return Err(fail(500, format!("VM {vmid} not running")));
             }
             if template.ends_with("shutdown") {
-                Ok(s.task(&node, "qmshutdown", &vmid.to_string(), user, Effect::Running(vmid, false), Effect::None))
+                Ok(s.task(
+                    &node,
+                    "qmshutdown",
+                    &vmid.to_string(),
+                    user,
+                    Effect::Running(vmid, false),
+                    Effect::None,
+                ))
             } else {
-                Ok(s.task(&node, "qmreboot", &vmid.to_string(), user, Effect::Reboot(vmid), Effect::None))
+                Ok(s.task(
+                    &node,
+                    "qmreboot",
+                    &vmid.to_string(),
+                    user,
+                    Effect::Reboot(vmid),
+                    Effect::None,
+                ))
             }
         }
+        _ => Err(not_implemented(r)),
+    }
+}
+
+/// A task's status (its UPID).
+fn tasks(s: &mut State, r: &Req<'_>) -> ApiResult {
+    let Req { p, .. } = *r;
+    let node = p.get("node").cloned().unwrap_or_default();
+    match (r.method, r.template) {
         ("GET", "/nodes/{node}/tasks/{upid}/status") => {
             s.node(&node)?;
             let upid = p.get("upid").cloned().unwrap_or_default();
@@ -1586,6 +1998,6 @@ fn dispatch(
             }
             Ok(out)
         }
-        _ => Err(fail(501, format!("Method '{method} {template}' not implemented"))),
+        _ => Err(not_implemented(r)),
     }
 }

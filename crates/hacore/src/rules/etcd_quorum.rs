@@ -9,14 +9,14 @@ use super::{
     warn,
 };
 use crate::action::Action;
-use crate::quorum::{Membership, Safety, tolerance};
+use crate::quorum::{Membership, Projection, Safety, tolerance};
 use crate::state::{EtcdMember, Probe};
 use crate::verdict::Finding;
 
 /// Rule id.
 pub const ID: &str = "etcd-quorum";
 
-/// Check.
+/// Check: count the voters, project the action onto them, explain.
 pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
     let etcd = match ctx.state.section(Probe::Etcd, ctx.state.etcd.as_ref()) {
         Ok(e) => e,
@@ -27,131 +27,247 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
             return;
         }
     };
-    let mut m = Membership::default();
-    let (mut healthy_t, mut unknown_t, mut down_t) = (0, 0, 0);
-    // Voters known down (unhealthy, or added and never started).
-    let mut down_names = Vec::new();
-    // Started voters that match no node: they count as down whatever they
-    // report.
-    let mut unmatched: Vec<&EtcdMember> = Vec::new();
-    let mut unknown_names = Vec::new();
-    // Healthy voters that stay up during the action.
-    let mut left_names = Vec::new();
-    for member in &etcd.members {
-        if member.is_learner {
-            m.learners += 1;
-            continue;
-        }
-        m.voters += 1;
-        let health = member_health(ctx, member);
-        let label = member_label(member);
-        let target = ctx.member_is_target(member);
-        match health {
-            Some(true) => {
-                m.healthy += 1;
-                if !target {
-                    left_names.push(label);
+    let counted = Counted::of(ctx, &etcd.members);
+    let now = counted.now();
+    let finding = counted
+        .no_quorum_now(&now)
+        .or_else(|| unaffected(ctx, &etcd.members, &counted, &now))
+        .unwrap_or_else(|| {
+            let proj = project(ctx, &counted);
+            explain(ctx, &etcd.members, &counted, &proj, &now)
+        });
+    out.push(finding);
+}
+
+/// The voters as observed, and those the action takes.
+struct Counted<'a> {
+    m: Membership,
+    /// Healthy, unknown and down voters on the targets.
+    healthy_t: usize,
+    unknown_t: usize,
+    down_t: usize,
+    /// Voters known down (unhealthy, or added and never started).
+    down_names: Vec<String>,
+    /// Started voters that match no node: they count as down whatever they
+    /// report.
+    unmatched: Vec<&'a EtcdMember>,
+    unknown_names: Vec<String>,
+    /// Healthy voters that stay up during the action.
+    left_names: Vec<String>,
+}
+
+impl<'a> Counted<'a> {
+    /// Counting: every member once, learners apart.
+    fn of(ctx: &Context<'_>, members: &'a [EtcdMember]) -> Self {
+        let mut c = Counted {
+            m: Membership::default(),
+            healthy_t: 0,
+            unknown_t: 0,
+            down_t: 0,
+            down_names: Vec::new(),
+            unmatched: Vec::new(),
+            unknown_names: Vec::new(),
+            left_names: Vec::new(),
+        };
+        for member in members {
+            if member.is_learner {
+                c.m.learners += 1;
+                continue;
+            }
+            c.m.voters += 1;
+            let health = member_health(ctx, member);
+            let label = member_label(member);
+            let target = ctx.member_is_target(member);
+            match health {
+                Some(true) => {
+                    c.m.healthy += 1;
+                    if !target {
+                        c.left_names.push(label);
+                    }
+                }
+                None => {
+                    c.m.unknown += 1;
+                    c.unknown_names.push(label);
+                }
+                Some(false) if ctx.member_unmatched(member) => c.unmatched.push(member),
+                Some(false) => c.down_names.push(label),
+            }
+            if target {
+                match health {
+                    Some(true) => c.healthy_t += 1,
+                    None => c.unknown_t += 1,
+                    Some(false) => c.down_t += 1,
                 }
             }
-            None => {
-                m.unknown += 1;
-                unknown_names.push(label);
-            }
-            Some(false) if ctx.member_unmatched(member) => unmatched.push(member),
-            Some(false) => down_names.push(label),
         }
-        if target {
-            match health {
-                Some(true) => healthy_t += 1,
-                None => unknown_t += 1,
-                Some(false) => down_t += 1,
-            }
+        c
+    }
+
+    /// Voters on the targets, whatever their health.
+    fn target_voters(&self) -> usize {
+        self.healthy_t + self.unknown_t + self.down_t
+    }
+
+    /// The voters now, in words: "3 voters, 2 healthy, down: m3".
+    fn now(&self) -> String {
+        let mut now = format!(
+            "{}, {} healthy",
+            count(self.m.voters, "voter"),
+            self.m.healthy
+        );
+        if !self.down_names.is_empty() {
+            now += &format!(", down: {}", and_list(&self.down_names));
         }
+        if !self.unknown_names.is_empty() {
+            now += &format!(", unknown: {}", and_list(&self.unknown_names));
+        }
+        if !self.unmatched.is_empty() {
+            let names: Vec<String> = self.unmatched.iter().map(|mb| member_label(mb)).collect();
+            now += &format!(", matching no node: {}", and_list(&names));
+        }
+        now
     }
-    let mut now = format!("{}, {} healthy", count(m.voters, "voter"), m.healthy);
-    if !down_names.is_empty() {
-        now += &format!(", down: {}", and_list(&down_names));
-    }
-    if !unknown_names.is_empty() {
-        now += &format!(", unknown: {}", and_list(&unknown_names));
-    }
-    if !unmatched.is_empty() {
-        let names: Vec<String> = unmatched.iter().map(|mb| member_label(mb)).collect();
-        now += &format!(", matching no node: {}", and_list(&names));
-    }
-    // A cluster that has lost quorum (or cannot be shown to have it) takes no
-    // further disruption, whatever the target.
-    match m.take_down(0, 0).safety() {
-        Safety::Safe => {}
-        Safety::Unknown => {
-            out.push(
+
+    /// A cluster that has lost quorum (or cannot be shown to have it) takes
+    /// no further disruption, whatever the target.
+    fn no_quorum_now(&self, now: &str) -> Option<Finding> {
+        match self.m.take_down(0, 0).safety() {
+            Safety::Safe => None,
+            Safety::Unknown => Some(
                 unknown(ID, format!("etcd may have lost quorum already: {now}"))
                     .fix("check `etcdctl endpoint health --cluster` and observe again"),
-            );
-            return;
-        }
-        Safety::Unsafe => {
-            let mut f = deny(
-                ID,
-                format!("etcd has no quorum now: {now}, quorum {}", m.quorum()),
-            );
-            f = match unmatched_fix(&unmatched) {
-                Some(fix) => f.fix(format!(
-                    "restore etcd quorum before anything else; disrupt nothing. {fix}"
-                )),
-                None => f.fix("restore etcd quorum before anything else; disrupt nothing"),
-            };
-            out.push(f);
-            return;
+            ),
+            Safety::Unsafe => {
+                let f = deny(
+                    ID,
+                    format!("etcd has no quorum now: {now}, quorum {}", self.m.quorum()),
+                );
+                Some(match unmatched_fix(&self.unmatched) {
+                    Some(fix) => f.fix(format!(
+                        "restore etcd quorum before anything else; disrupt nothing. {fix}"
+                    )),
+                    None => f.fix("restore etcd quorum before anything else; disrupt nothing"),
+                })
+            }
         }
     }
+}
+
+/// Actions that leave the voters as they are (a drain, a target without
+/// an etcd voter), and a join of a node that already has a member.
+fn unaffected(
+    ctx: &Context<'_>,
+    members: &[EtcdMember],
+    counted: &Counted<'_>,
+    now: &str,
+) -> Option<Finding> {
     if ctx.action == Action::Drain {
-        out.push(pass(
+        return Some(pass(
             ID,
             format!("drain leaves the etcd static pod running; quorum holds ({now})"),
         ));
-        return;
     }
     if ctx.action == Action::Join {
-        if etcd.members.iter().any(|mb| ctx.member_is_target(mb)) {
-            out.push(
-                deny(ID, format!("{} already has an etcd member", ctx.target))
-                    .fix(format!(
-                        "check first whether {} already runs as an etcd member (`etcdctl member list`, `etcdctl endpoint health`): if it does, it needs no join; if the node was reset, its old member is stale and must go before it joins again",
-                        ctx.target
-                    )),
-            );
-            return;
-        }
-    } else if !ctx.targets_control_plane() {
-        out.push(pass(
+        return members.iter().any(|mb| ctx.member_is_target(mb)).then(|| {
+            deny(ID, format!("{} already has an etcd member", ctx.target))
+                .fix(format!(
+                    "check first whether {} already runs as an etcd member (`etcdctl member list`, `etcdctl endpoint health`): if it does, it needs no join; if the node was reset, its old member is stale and must go before it joins again",
+                    ctx.target
+                ))
+        });
+    }
+    if !ctx.targets_control_plane() {
+        return Some(pass(
             ID,
             format!(
                 "{} runs no etcd member; quorum holds ({now})",
                 ctx.target_phrase()
             ),
         ));
-        return;
-    } else if healthy_t + unknown_t + down_t == 0 {
-        out.push(pass(
+    }
+    (counted.target_voters() == 0).then(|| {
+        pass(
             ID,
             format!(
                 "no etcd voter runs on {}; quorum is unaffected",
                 ctx.target_phrase()
             ),
-        ));
-        return;
+        )
+    })
+}
+
+/// Projecting: the voters during (or after) the action.
+fn project(ctx: &Context<'_>, c: &Counted<'_>) -> Projection {
+    match ctx.action {
+        Action::RemoveMember => c.m.remove(c.healthy_t, c.unknown_t, c.down_t),
+        Action::Join if ctx.topology.etcd.learner_joins => c.m.add_healthy_voter(),
+        Action::Join => c.m.add_unstarted_voter(),
+        _ => c.m.take_down(c.healthy_t, c.unknown_t),
     }
-    let learner_joins = ctx.topology.etcd.learner_joins;
-    let proj = match ctx.action {
-        Action::RemoveMember => m.remove(healthy_t, unknown_t, down_t),
-        Action::Join if learner_joins => m.add_healthy_voter(),
-        Action::Join => m.add_unstarted_voter(),
-        _ => m.take_down(healthy_t, unknown_t),
-    };
-    let host_voters = healthy_t + unknown_t + down_t;
-    let what = match (ctx.action, ctx.host) {
-        (Action::Join, _) if learner_joins => {
+}
+
+/// Explaining: the finding for the projection, in words.
+fn explain(
+    ctx: &Context<'_>,
+    members: &[EtcdMember],
+    c: &Counted<'_>,
+    proj: &Projection,
+    now: &str,
+) -> Finding {
+    let what = during(ctx);
+    let left = left_up(ctx, c);
+    match proj.safety() {
+        Safety::Safe if proj.healthy_min == proj.quorum && ctx.action != Action::Join => {
+            let until = if ctx.action == Action::RemoveMember {
+                "a voter is added".to_string()
+            } else {
+                let t = ctx.target_masters();
+                format!("{} {} back", and_list(&t), is_are(t.len()))
+            };
+            let again = also_restores_a_margin(ctx, members, c);
+            warn(
+                ID,
+                format!(
+                    "etcd keeps quorum {what}, but with nothing to spare: {} of {} voters healthy, quorum {}{left} (now {now}); no further failure can be tolerated until {until}{again}",
+                    proj.healthy_min, proj.voters, proj.quorum
+                ),
+            )
+            .fix("disrupt nothing else meanwhile, and watch the remaining members")
+        }
+        Safety::Safe => pass(
+            ID,
+            format!(
+                "etcd keeps quorum {what}: {} of {} voters healthy, quorum {}{left} (now {now})",
+                proj.healthy_min, proj.voters, proj.quorum
+            ),
+        ),
+        Safety::Unknown => unknown(
+            ID,
+            format!(
+                "etcd quorum {what} depends on members of unknown health: {}..{} of {} voters healthy, quorum {}{left} (now {now})",
+                proj.healthy_min, proj.healthy_max, proj.voters, proj.quorum
+            ),
+        )
+        .fix("check `etcdctl endpoint health --cluster` and observe again"),
+        Safety::Unsafe if proj.voters == 0 => {
+            deny(ID, format!("{} would remove the last etcd voter", ctx.action))
+                .fix("never remove the last member; the cluster's data lives there")
+        }
+        Safety::Unsafe => deny(
+            ID,
+            format!(
+                "etcd would lose quorum {what}: {} of {} voters healthy, quorum {}{left} (now {now})",
+                proj.healthy_max, proj.voters, proj.quorum
+            ),
+        )
+        .fix(quorum_loss_fix(ctx, c)),
+    }
+}
+
+/// "during reboot of m1", "after m4 joins as a learner and is promoted".
+fn during(ctx: &Context<'_>) -> String {
+    match (ctx.action, ctx.host) {
+        (Action::Join, _) if ctx.topology.etcd.learner_joins => {
             format!("after {} joins as a learner and is promoted", ctx.target)
         }
         (Action::Join, _) => format!(
@@ -175,130 +291,104 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
             }
         }
         (a, None) => format!("during {a} of {}", ctx.target_names()),
-    };
-    let left = if ctx.host.is_some() {
+    }
+}
+
+/// For a hypervisor host: "; left up: m3" (the healthy voters elsewhere).
+fn left_up(ctx: &Context<'_>, c: &Counted<'_>) -> String {
+    if ctx.host.is_some() {
         format!(
             "; left up: {}",
-            if left_names.is_empty() {
+            if c.left_names.is_empty() {
                 "none".to_string()
             } else {
-                and_list(&left_names)
+                and_list(&c.left_names)
             }
         )
     } else {
         String::new()
-    };
-    match proj.safety() {
-        Safety::Safe if proj.healthy_min == proj.quorum && ctx.action != Action::Join => {
-            // Allowed, with nothing to spare.
-            let until = if ctx.action == Action::RemoveMember {
-                "a voter is added".to_string()
-            } else {
-                let t = ctx.target_masters();
-                format!("{} {} back", and_list(&t), is_are(t.len()))
-            };
-            // Members down already, besides the targets: bringing one back
-            // also restores a margin.
-            let others: Vec<String> = etcd
-                .members
-                .iter()
-                .filter(|mb| !mb.is_learner && !ctx.member_is_target(mb))
-                .filter(|mb| member_health(ctx, mb) == Some(false) && !ctx.member_unmatched(mb))
-                .map(member_label)
-                .collect();
-            let strays: Vec<String> = unmatched.iter().map(|mb| member_label(mb)).collect();
-            let again = match (others.is_empty(), strays.is_empty()) {
-                (true, true) => String::new(),
-                (false, true) => {
-                    format!(" (or {} {} back)", and_list(&others), is_are(others.len()))
-                }
-                (true, false) => format!(
-                    " (or {} {} a node)",
-                    and_list(&strays),
-                    if strays.len() == 1 { "matches" } else { "match" }
-                ),
-                (false, false) => format!(
-                    " (or {} {} back, or {} {} a node)",
-                    and_list(&others),
-                    is_are(others.len()),
-                    and_list(&strays),
-                    if strays.len() == 1 { "matches" } else { "match" }
-                ),
-            };
-            out.push(
-                warn(
-                    ID,
-                    format!(
-                        "etcd keeps quorum {what}, but with nothing to spare: {} of {} voters healthy, quorum {}{left} (now {now}); no further failure can be tolerated until {until}{again}",
-                        proj.healthy_min, proj.voters, proj.quorum
-                    ),
-                )
-                .fix("disrupt nothing else meanwhile, and watch the remaining members"),
-            )
+    }
+}
+
+/// Members down already, besides the targets: bringing one back also
+/// restores a margin (" (or m3 is back)").
+fn also_restores_a_margin(ctx: &Context<'_>, members: &[EtcdMember], c: &Counted<'_>) -> String {
+    let others: Vec<String> = members
+        .iter()
+        .filter(|mb| !mb.is_learner && !ctx.member_is_target(mb))
+        .filter(|mb| member_health(ctx, mb) == Some(false) && !ctx.member_unmatched(mb))
+        .map(member_label)
+        .collect();
+    let strays: Vec<String> = c.unmatched.iter().map(|mb| member_label(mb)).collect();
+    match (others.is_empty(), strays.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => {
+            format!(" (or {} {} back)", and_list(&others), is_are(others.len()))
         }
-        Safety::Safe => out.push(pass(
-            ID,
+        (true, false) => format!(
+            " (or {} {} a node)",
+            and_list(&strays),
+            if strays.len() == 1 {
+                "matches"
+            } else {
+                "match"
+            }
+        ),
+        (false, false) => format!(
+            " (or {} {} back, or {} {} a node)",
+            and_list(&others),
+            is_are(others.len()),
+            and_list(&strays),
+            if strays.len() == 1 {
+                "matches"
+            } else {
+                "match"
+            }
+        ),
+    }
+}
+
+/// What to do when the action would lose quorum.
+fn quorum_loss_fix(ctx: &Context<'_>, c: &Counted<'_>) -> String {
+    let m = &c.m;
+    let host_voters = c.target_voters();
+    let tolerated = tolerance(m.voters);
+    if ctx.action == Action::Join {
+        "enable learner joins (EtcdLearnerMode, default since kubeadm 1.29) or restore the unhealthy members first".to_string()
+    } else if let Some(h) = ctx.host.filter(|_| host_voters > tolerated) {
+        let tolerate = if m.voters == 1 {
+            "tolerates"
+        } else {
+            "tolerate"
+        };
+        let voters = count(m.voters, "voter");
+        if tolerated == 0 {
             format!(
-                "etcd keeps quorum {what}: {} of {} voters healthy, quorum {}{left} (now {now})",
-                proj.healthy_min, proj.voters, proj.quorum
-            ),
-        )),
-        Safety::Unknown => out.push(
-            unknown(
-                ID,
-                format!(
-                    "etcd quorum {what} depends on members of unknown health: {}..{} of {} voters healthy, quorum {}{left} (now {now})",
-                    proj.healthy_min, proj.healthy_max, proj.voters, proj.quorum
-                ),
+                "hypervisor {} runs {host_voters} of the {} etcd voters, and {voters} {tolerate} no failure: add masters on other hypervisor hosts first",
+                h.name, m.voters
             )
-            .fix("check `etcdctl endpoint health --cluster` and observe again"),
-        ),
-        Safety::Unsafe if proj.voters == 0 => out.push(
-            deny(ID, format!("{} would remove the last etcd voter", ctx.action))
-                .fix("never remove the last member; the cluster's data lives there"),
-        ),
-        Safety::Unsafe => {
-            let tolerated = tolerance(m.voters);
-            let fix = if ctx.action == Action::Join {
-                "enable learner joins (EtcdLearnerMode, default since kubeadm 1.29) or restore the unhealthy members first".to_string()
-            } else if let Some(h) = ctx.host.filter(|_| host_voters > tolerated) {
-                let tolerate = if m.voters == 1 { "tolerates" } else { "tolerate" };
-                let voters = count(m.voters, "voter");
-                if tolerated == 0 {
-                    format!(
-                        "hypervisor {} runs {host_voters} of the {} etcd voters, and {voters} {tolerate} no failure: add masters on other hypervisor hosts first",
-                        h.name, m.voters
-                    )
-                } else {
-                    format!(
-                        "hypervisor {} runs {host_voters} of the {} etcd voters, and {voters} {tolerate} {}: spread the masters over more hypervisor hosts (at most {tolerated} per host) before taking it down",
-                        h.name,
-                        m.voters,
-                        count(tolerated, "failure")
-                    )
-                }
-            } else if let Some(fix) = unmatched_fix(&unmatched) {
-                fix
-            } else if !down_names.is_empty() {
-                format!("bring {} back first", and_list(&down_names))
-            } else {
-                format!(
-                    "add control-plane nodes first: {} {} no failure",
-                    count(m.voters, "voter"),
-                    if m.voters == 1 { "tolerates" } else { "tolerate" }
-                )
-            };
-            out.push(
-                deny(
-                    ID,
-                    format!(
-                        "etcd would lose quorum {what}: {} of {} voters healthy, quorum {}{left} (now {now})",
-                        proj.healthy_max, proj.voters, proj.quorum
-                    ),
-                )
-                .fix(fix),
+        } else {
+            format!(
+                "hypervisor {} runs {host_voters} of the {} etcd voters, and {voters} {tolerate} {}: spread the masters over more hypervisor hosts (at most {tolerated} per host) before taking it down",
+                h.name,
+                m.voters,
+                count(tolerated, "failure")
             )
         }
+    } else if let Some(fix) = unmatched_fix(&c.unmatched) {
+        fix
+    } else if !c.down_names.is_empty() {
+        format!("bring {} back first", and_list(&c.down_names))
+    } else {
+        format!(
+            "add control-plane nodes first: {} {} no failure",
+            count(m.voters, "voter"),
+            if m.voters == 1 {
+                "tolerates"
+            } else {
+                "tolerate"
+            }
+        )
     }
 }
 
