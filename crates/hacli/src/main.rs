@@ -23,6 +23,7 @@ macro_rules! outln {
 mod args;
 mod cmd;
 mod render;
+mod sentinel_metrics;
 
 /// Quorum-safe gates for kubeadm HA control planes.
 #[derive(Debug, Parser)]

@@ -19,7 +19,10 @@
 pub mod connect;
 pub mod error;
 pub mod events;
+pub mod gate;
 pub mod journal;
+pub mod lock;
+pub mod observe;
 pub mod reach;
 
 pub use connect::Live;

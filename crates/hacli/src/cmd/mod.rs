@@ -18,7 +18,6 @@ pub mod plugin;
 pub mod policy;
 pub mod roll;
 pub mod sentinel;
-pub mod sentinel_metrics;
 pub mod silence;
 pub mod simulate;
 pub mod snapshot;

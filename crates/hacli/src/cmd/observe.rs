@@ -6,11 +6,9 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-use kubeadm::Observer;
-
-use crate::args::{LiveArgs, runtime};
+use crate::args::LiveArgs;
 use crate::{Exit, Output, render};
+use anyhow::Context as _;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -32,12 +30,7 @@ pub struct Args {
 /// written either way, with the failures in `probeErrors`).
 pub fn run(a: Args) -> anyhow::Result<Exit> {
     let topology = a.live.topology()?;
-    let config = a.live.config(None)?;
-    let mut state = runtime()?.block_on(async {
-        let observer = Observer::new(topology.clone(), config).await?;
-        anyhow::Ok(observer.observe().await)
-    })?;
-    a.live.observe_backup(&mut state);
+    let state = haops::observe::observe(&topology, &a.live.reach(), None)?.state;
     if a.status {
         let status = hacore::status::status(&topology, &state, jiff::Timestamp::now());
         match a.output {
