@@ -22,6 +22,8 @@ macro_rules! outln {
 
 mod args;
 mod cmd;
+mod offline;
+mod plugin;
 mod render;
 mod sentinel_metrics;
 

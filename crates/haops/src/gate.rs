@@ -59,6 +59,28 @@ pub struct GateRequest<'a> {
     pub reads: Reads<'a>,
 }
 
+impl<'a> GateRequest<'a> {
+    /// Gate `action` on `target` under `policy` for `identity`: consistent
+    /// reads, no leader move, no lock (a lock taken later lasts 30 min).
+    pub fn new(
+        action: Action,
+        target: &'a str,
+        policy: &'a Policy,
+        identity: &'a str,
+    ) -> GateRequest<'a> {
+        GateRequest {
+            action,
+            target,
+            policy,
+            identity,
+            move_leader: false,
+            lock: false,
+            lock_ttl: Duration::from_secs(30 * 60),
+            reads: Reads::Cluster,
+        }
+    }
+}
+
 /// What the leader move did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaderMove {

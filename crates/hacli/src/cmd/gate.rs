@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hacore::{Action, Policy, Verdict};
+use hacore::{Action, Verdict};
 use haops::Event;
 use haops::gate::{GateRequest, default_identity, gate};
 
@@ -60,20 +60,13 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
 pub fn decide(a: &Args) -> anyhow::Result<Verdict> {
     let action: Action = a.action.parse()?;
     let topology = a.live.topology()?;
-    let policy = match &a.policy {
-        Some(p) => Policy::named_or_file(p)?,
-        None => Policy::for_action(action),
-    };
+    let policy = crate::offline::policy(a.policy.as_deref(), action)?;
     let identity = (a.identity.clone()).unwrap_or_else(|| default_identity(action, &a.target));
     let request = GateRequest {
-        action,
-        target: &a.target,
-        policy: &policy,
-        identity: &identity,
         move_leader: a.move_leader,
         lock: a.lock,
         lock_ttl: a.lock_ttl,
-        reads: kubeadm::Reads::Cluster,
+        ..GateRequest::new(action, &a.target, &policy, &identity)
     };
     let mut events = |e: Event| match e {
         Event::Note(line) | Event::Warning(line) => eprintln!("{line}"),
