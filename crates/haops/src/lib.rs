@@ -24,6 +24,7 @@ pub mod journal;
 pub mod lock;
 pub mod observe;
 pub mod reach;
+pub mod silence;
 
 pub use connect::Live;
 pub use error::Error;

@@ -37,21 +37,13 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             Output::Json => crate::print_json(&status)?,
             Output::Text => out!("{}", render::status(&status)),
         }
-        for (probe, e) in &state.probe_errors {
-            eprintln!("probe {probe} failed: {e}");
+    } else {
+        let text = serde_json::to_string_pretty(&state)?;
+        match &a.out {
+            Some(p) => std::fs::write(p, text + "\n")
+                .with_context(|| format!("writing {}", p.display()))?,
+            None => writeln!(std::io::stdout().lock(), "{text}")?,
         }
-        return Ok(if state.probe_errors.is_empty() {
-            Exit::Ok
-        } else {
-            Exit::Unknown
-        });
-    }
-    let text = serde_json::to_string_pretty(&state)?;
-    match &a.out {
-        Some(p) => {
-            std::fs::write(p, text + "\n").with_context(|| format!("writing {}", p.display()))?
-        }
-        None => writeln!(std::io::stdout().lock(), "{text}")?,
     }
     for (probe, e) in &state.probe_errors {
         eprintln!("probe {probe} failed: {e}");

@@ -1,17 +1,15 @@
 //! One cycle of the sentinel: what the gate decided (`haops::gate`), and
 //! what that means for the gated file kured watches and for the lock.
 
-use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use hacore::state::Probe;
 use hacore::{Action, Policy, Verdict};
 use haops::Event;
 use haops::gate::{Gate, GateOutcome, GateRequest, LeaderMove};
 use kubeadm::Reads;
 
-use super::{Args, NOT_EVALUATED};
+use super::{Args, NOT_EVALUATED, set_sentinel};
 
 /// What one cycle did.
 pub(super) struct Outcome {
@@ -28,22 +26,6 @@ pub(super) struct Cycle<'a> {
     pub policy: &'a Policy,
     pub gate: &'a Gate,
     pub identity: &'a str,
-}
-
-fn set_sentinel(path: &Path, on: bool) -> anyhow::Result<bool> {
-    if on {
-        if !path.exists() {
-            std::fs::write(path, "gated by hacli sentinel\n")
-                .with_context(|| format!("creating the sentinel {}", path.display()))?;
-        }
-        Ok(true)
-    } else {
-        match std::fs::remove_file(path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("removing the sentinel {}", path.display())),
-        }
-    }
 }
 
 impl Cycle<'_> {

@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use hacore::Policy;
 use haops::gate::Gate;
 
@@ -102,6 +103,24 @@ fn pending_since(path: &Path) -> Option<f64> {
             .unwrap_or_default()
             .as_secs_f64(),
     )
+}
+
+/// Create (`on`) or remove the gated file kured watches; whether it
+/// exists (`on`) or was removed (not `on`).
+pub(super) fn set_sentinel(path: &Path, on: bool) -> anyhow::Result<bool> {
+    if on {
+        if !path.exists() {
+            std::fs::write(path, "gated by hacli sentinel\n")
+                .with_context(|| format!("creating the sentinel {}", path.display()))?;
+        }
+        Ok(true)
+    } else {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("removing the sentinel {}", path.display())),
+        }
+    }
 }
 
 /// Run.
