@@ -428,12 +428,12 @@ mod imp {
             accept_new_host_key: live.accept_new_host_key,
         };
         py.detach(|| {
-            let mut l = haops::Live::connect(topology, &reach, Some(policy), ttl)?;
+            let mut l =
+                haops::Live::connect(topology, &reach, Some(policy), ttl).map_err(|e| match e {
+                    haops::Error::Setting { .. } => ops_error(e),
+                    _ => ObserveError::new_err(e.to_string()),
+                })?;
             Ok(l.with(f))
-        })
-        .map_err(|e: haops::Error| match e.exit_code() {
-            2 if matches!(e, haops::Error::Setting { .. }) => ops_error(e),
-            _ => ObserveError::new_err(e.to_string()),
         })
     }
 
@@ -445,8 +445,8 @@ mod imp {
     ) -> PyResult<PyState> {
         let mut reach = reach.haops()?;
         reach.snapshot_dir = snapshot_dir.or(reach.snapshot_dir);
-        let seen = py.detach(|| haops::observe::observe(topology, &reach, None));
-        Ok(PyState::observed(seen.map_err(ops_error)?.state))
+        let seen = py.detach(|| haops::observe::observe(topology, &reach, None).map_err(ops_error));
+        Ok(PyState::observed(seen?.state))
     }
 
     /// Send the gate's lines to the `hapy` logger (INFO; a failed leader
@@ -481,11 +481,11 @@ mod imp {
                 _ => {}
             };
             let now = jiff::Timestamp::now();
-            haops::gate::gate(ask.topology, &reach, &request, now, &mut events)
+            haops::gate::gate(ask.topology, &reach, &request, now, &mut events).map_err(ops_error)
         });
         log(py, lines)?;
         Ok(PyVerdict {
-            inner: outcome.map_err(ops_error)?.verdict,
+            inner: outcome?.verdict,
         })
     }
 
@@ -517,9 +517,7 @@ mod imp {
         let now = jiff::Timestamp::now();
         Ok(match op {
             LockOp::Show => {
-                let s = py
-                    .detach(|| haops::lock::show(&reach, now))
-                    .map_err(ops_error)?;
+                let s = py.detach(|| haops::lock::show(&reach, now).map_err(ops_error))?;
                 PyLockResult {
                     kept_because: s.kept,
                     until: s.until,
@@ -528,8 +526,9 @@ mod imp {
             }
             LockOp::Take { identity, ttl } => {
                 let ttl = seconds("lock_ttl", ttl)?;
-                let t = py.detach(|| haops::lock::take(&reach, &identity, ttl, now));
-                match t.map_err(ops_error)? {
+                let t =
+                    py.detach(|| haops::lock::take(&reach, &identity, ttl, now).map_err(ops_error));
+                match t? {
                     Taken::Taken { lease, identity } => result("take", lease, Some(identity), true),
                     Taken::HeldBy {
                         lease,
@@ -542,8 +541,8 @@ mod imp {
                 }
             }
             LockOp::Release { identity } => {
-                let r = py.detach(|| haops::lock::release(&reach, &identity));
-                match r.map_err(ops_error)? {
+                let r = py.detach(|| haops::lock::release(&reach, &identity).map_err(ops_error));
+                match r? {
                     Released::Released { lease } => result("release", lease, None, true),
                     Released::NotHeld { lease } => result("release", lease, None, false),
                 }

@@ -160,6 +160,55 @@ struct Renewal {
     lost: Option<String>,
 }
 
+/// Record a renewal `attempt` started at `started` in `r`; whether the
+/// lock is lost for good.
+fn judge(
+    r: &mut Renewal,
+    attempt: &Result<Acquire, Error>,
+    started: std::time::Instant,
+    ttl: Duration,
+    budget: Duration,
+) -> bool {
+    let mut done = false;
+    match attempt {
+        // Taken again after a gap longer than the budget: the
+        // lease may have expired in between, so it was not held
+        // throughout.
+        Ok(Acquire::Acquired) if started.duration_since(r.last_ok) >= budget => {
+            r.lost = Some(format!(
+                "not renewed for {:.1} s (TTL {} s, {:.1} s kept for clock skew)",
+                started.duration_since(r.last_ok).as_secs_f64(),
+                ttl.as_secs(),
+                skew_margin(ttl).as_secs_f64(),
+            ));
+            done = true;
+        }
+        Ok(Acquire::Acquired) => {
+            r.last_ok = started;
+            r.last_error = None;
+        }
+        Ok(Acquire::HeldBy { holder, .. }) => {
+            r.lost = Some(format!("another holder appeared: {holder}"));
+            done = true;
+        }
+        Err(e) => {
+            r.last_error = Some(e.chain());
+            let since = r.last_ok.elapsed();
+            if since >= budget {
+                r.lost = Some(format!(
+                    "not renewed for {:.1} s (TTL {} s, {:.1} s kept for clock skew): {}",
+                    since.as_secs_f64(),
+                    ttl.as_secs(),
+                    skew_margin(ttl).as_secs_f64(),
+                    e.chain()
+                ));
+                done = true;
+            }
+        }
+    }
+    done
+}
+
 /// The thread that renews a held lock every TTL/3 (its own runtime and
 /// Kubernetes client, so it renews while the run waits on a long step).
 #[derive(Debug)]
@@ -237,42 +286,7 @@ impl Renewer {
                     }
                 });
                 let mut done = false;
-                set(&mut |r| match &attempt {
-                    // Taken again after a gap longer than the budget: the
-                    // lease may have expired in between, so it was not held
-                    // throughout.
-                    Ok(Acquire::Acquired) if started.duration_since(r.last_ok) >= budget => {
-                        r.lost = Some(format!(
-                            "not renewed for {:.1} s (TTL {} s, {:.1} s kept for clock skew)",
-                            started.duration_since(r.last_ok).as_secs_f64(),
-                            ttl.as_secs(),
-                            skew_margin(ttl).as_secs_f64(),
-                        ));
-                        done = true;
-                    }
-                    Ok(Acquire::Acquired) => {
-                        r.last_ok = started;
-                        r.last_error = None;
-                    }
-                    Ok(Acquire::HeldBy { holder, .. }) => {
-                        r.lost = Some(format!("another holder appeared: {holder}"));
-                        done = true;
-                    }
-                    Err(e) => {
-                        r.last_error = Some(e.chain());
-                        let since = r.last_ok.elapsed();
-                        if since >= budget {
-                            r.lost = Some(format!(
-                                "not renewed for {:.1} s (TTL {} s, {:.1} s kept for clock skew): {}",
-                                since.as_secs_f64(),
-                                ttl.as_secs(),
-                                skew_margin(ttl).as_secs_f64(),
-                                e.chain()
-                            ));
-                            done = true;
-                        }
-                    }
-                });
+                set(&mut |r| done = judge(r, &attempt, started, ttl, budget));
                 if done {
                     return;
                 }

@@ -1,6 +1,6 @@
 //! `hacli simulate PLAN`: every step under every failure set up to k.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hacore::plan::Plan;
 use hacore::simulate::Report;
@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 /// Read a plan file.
-pub fn read_plan(path: &PathBuf) -> anyhow::Result<Plan> {
+pub fn read_plan(path: &Path) -> anyhow::Result<Plan> {
     crate::offline::read_plan(path)
 }
 

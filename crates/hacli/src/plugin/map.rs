@@ -193,8 +193,10 @@ fn target(st: &Settings, tmp: &Path) -> anyhow::Result<(Mapped, Target)> {
 /// How the live gate reaches the cluster: the settings, then the
 /// environment (as the CLI's flags do).
 fn live(st: &Settings, tmp: &Path, m: &mut Mapped) -> anyhow::Result<haops::Reach> {
-    let mut r = haops::Reach::default();
-    r.kubeconfig = st.secret_file("kubeconfig", tmp, false)?;
+    let mut r = haops::Reach {
+        kubeconfig: st.secret_file("kubeconfig", tmp, false)?,
+        ..haops::Reach::default()
+    };
     m.opt("--kubeconfig", r.kubeconfig.as_ref());
     if let Some(e) = st.list("etcd_endpoints")? {
         r.etcd_endpoints = e.split(',').map(str::to_string).collect();
@@ -288,8 +290,10 @@ fn release(st: &Settings, tmp: &Path) -> anyhow::Result<(Mapped, Call)> {
         })?,
     };
     let mut m = Mapped::new(&["lock", "release", "--identity", &identity]);
-    let mut reach = haops::Reach::default();
-    reach.kubeconfig = st.secret_file("kubeconfig", tmp, false)?;
+    let mut reach = haops::Reach {
+        kubeconfig: st.secret_file("kubeconfig", tmp, false)?,
+        ..haops::Reach::default()
+    };
     m.opt("--kubeconfig", reach.kubeconfig.as_ref());
     if let Some(l) = st.get("lock_lease") {
         reach.lock_lease = l.to_string();
