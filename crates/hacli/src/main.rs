@@ -22,7 +22,10 @@ macro_rules! outln {
 
 mod args;
 mod cmd;
+mod offline;
+mod plugin;
 mod render;
+mod sentinel_metrics;
 
 /// Quorum-safe gates for kubeadm HA control planes.
 #[derive(Debug, Parser)]

@@ -225,3 +225,12 @@ pub fn status(st: &Status) -> String {
     }
     s
 }
+
+/// How long each phase took: `setup 12.3 ms, observe 40.1 ms, ...`.
+pub fn phases(phases: &[(&str, std::time::Duration)]) -> String {
+    let line: Vec<String> = phases
+        .iter()
+        .map(|(n, d)| format!("{n} {:.1} ms", d.as_secs_f64() * 1000.0))
+        .collect();
+    line.join(", ")
+}

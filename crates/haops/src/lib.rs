@@ -19,8 +19,12 @@
 pub mod connect;
 pub mod error;
 pub mod events;
+pub mod gate;
 pub mod journal;
+pub mod lock;
+pub mod observe;
 pub mod reach;
+pub mod silence;
 
 pub use connect::Live;
 pub use error::Error;

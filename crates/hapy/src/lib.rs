@@ -1028,6 +1028,10 @@ fn _hapy(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tolerance, m)?)?;
     m.add_function(wrap_pyfunction!(live::observe, m)?)?;
     m.add_function(wrap_pyfunction!(live::gate, m)?)?;
+    m.add_class::<live::PyLockResult>()?;
+    m.add_function(wrap_pyfunction!(live::lock_show, m)?)?;
+    m.add_function(wrap_pyfunction!(live::lock_take, m)?)?;
+    m.add_function(wrap_pyfunction!(live::lock_release, m)?)?;
     m.add_function(wrap_pyfunction!(disrupt::disrupt, m)?)?;
     m.add_function(wrap_pyfunction!(disrupt::roll, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

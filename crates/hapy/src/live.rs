@@ -1,17 +1,22 @@
-//! `hapy.observe` and `hapy.gate`: the live cluster through the kubeadm
-//! backend (crates/kubeadm), the GIL released while waiting on the network.
+//! `hapy.observe`, `hapy.gate` and `hapy.lock_show/lock_take/lock_release`:
+//! the live operations of the library (`haops`), as `hacli observe`,
+//! `hacli gate` and `hacli lock` run them, the GIL released while waiting
+//! on the network. The keywords are translated into a `haops::Reach`, over
+//! the environment (`Reach::with_env`: the CLI's variables, the same
+//! precedence).
 //!
-//! Built with the `live` feature (on by default). Without it both functions
+//! Built with the `live` feature (on by default). Without it the functions
 //! exist, with the same signature, and raise `hapy.ObserveError`.
 
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
 
-use crate::{ObserveError, PyPolicy, PyState, PyTopology, PyVerdict};
+use crate::{ObserveError, PyPolicy, PyState, PyTopology, PyVerdict, datetime};
 
-/// How to reach the cluster: the keyword arguments `observe` and `gate`
-/// share, with kubeadm's defaults.
+/// How to reach the cluster: the keyword arguments `observe`, `gate`,
+/// `disrupt` and `roll` share, with kubeadm's defaults; a thin translation
+/// into `haops::Reach`.
 #[cfg_attr(not(feature = "live"), allow(dead_code))]
 pub(crate) struct Reach {
     pub(crate) kubeconfig: Option<PathBuf>,
@@ -55,16 +60,19 @@ pub(crate) fn with_disrupt_backends<T: Send>(
 /// (TLS, kubeadm's certificates), apiservers' /readyz, the kill-switch, the
 /// lock, the load balancer's pool (HAProxy's runtime API: `lb_runtime_api`
 /// as `unix:/path` or `tcp:ADDR:PORT`, else the topology's
-/// `loadBalancer.runtimeApi`) and, with `prometheus_url`, alerts. A probe that fails or times out
-/// is recorded in the state's `probeErrors`, so the rules that need it
-/// answer "unknown". Raises `ObserveError` if the cluster cannot be reached
-/// at all (no kubeconfig, unreadable etcd certificates).
+/// `loadBalancer.runtimeApi`), with `prometheus_url` alerts, and with
+/// `snapshot_dir` the newest verified etcd snapshot there. A probe that
+/// fails or times out is recorded in the state's `probeErrors`, so the
+/// rules that need it answer "unknown". Raises `ObserveError` if the
+/// cluster cannot be reached at all (no kubeconfig, unreadable etcd
+/// certificates), `ConfigError` if what answers is another cluster.
 #[pyfunction]
 #[pyo3(signature = (
     topology, *, kubeconfig = None, etcd = None, etcd_pki = None, timeout = 2.0,
     member_timeout = 1.0, kill_switch = "kube-system/hacli-kill-switch",
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
-    prometheus_url = None, apiserver_port = None, lb_runtime_api = None
+    prometheus_url = None, apiserver_port = None, lb_runtime_api = None,
+    snapshot_dir = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn observe(
@@ -81,6 +89,7 @@ pub fn observe(
     prometheus_url: Option<String>,
     apiserver_port: Option<u16>,
     lb_runtime_api: Option<String>,
+    snapshot_dir: Option<PathBuf>,
 ) -> PyResult<PyState> {
     let reach = Reach {
         kubeconfig,
@@ -95,23 +104,43 @@ pub fn observe(
         apiserver_port,
         lb_runtime_api,
     };
-    imp::observe(py, topology, reach)
+    let topology = PyTopology::coerce(topology)?;
+    imp::observe(py, &topology, reach, snapshot_dir)
 }
 
-/// Observe the live cluster and evaluate ACTION on NODE with the real clock;
-/// with `lock=True`, take the disruption lock (a Lease, `lock_ttl` seconds)
-/// when the verdict allows, as `identity` (default
-/// `ACTION/NODE@HOST#PID`). A lock held by someone else denies; a lock that
-/// cannot be taken makes the verdict unknown. Fails closed: whatever could
-/// not be observed within `timeout` seconds makes the verdict "unknown".
+/// What `hapy.gate` asks beyond how to reach the cluster.
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
+pub(crate) struct GateAsk<'a> {
+    action: hacore::Action,
+    node: &'a str,
+    topology: &'a hacore::Topology,
+    policy: &'a hacore::Policy,
+    lock: bool,
+    lock_ttl: f64,
+    identity: Option<String>,
+    move_leader: bool,
+    snapshot_dir: Option<PathBuf>,
+}
+
+/// Observe the live cluster and evaluate ACTION on NODE with the real
+/// clock (`haops::gate`, as `hacli gate` does). With `move_leader=True`,
+/// when `etcd-leader` is the only rule that denies, move etcd leadership
+/// to the best healthy, caught-up voter (under the disruption lock) and
+/// evaluate again; the lines it logs go to the `hapy` logger. With
+/// `lock=True`, take the disruption lock (a Lease, `lock_ttl` seconds)
+/// when the verdict allows, as `identity` (default `ACTION/NODE@HOST#PID`).
+/// A lock held by someone else denies; a lock that cannot be taken makes
+/// the verdict unknown. Fails closed: whatever could not be observed within
+/// `timeout` seconds makes the verdict "unknown".
 #[pyfunction]
 #[pyo3(signature = (
     action, node, topology, policy = None, *, lock = false, lock_ttl = 1800.0,
-    identity = None, kubeconfig = None, etcd = None, etcd_pki = None,
+    identity = None, move_leader = false, kubeconfig = None, etcd = None, etcd_pki = None,
     timeout = 2.0, member_timeout = 1.0,
     kill_switch = "kube-system/hacli-kill-switch",
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
-    prometheus_url = None, apiserver_port = None, lb_runtime_api = None
+    prometheus_url = None, apiserver_port = None, lb_runtime_api = None,
+    snapshot_dir = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn gate(
@@ -123,6 +152,7 @@ pub fn gate(
     lock: bool,
     lock_ttl: f64,
     identity: Option<String>,
+    move_leader: bool,
     kubeconfig: Option<PathBuf>,
     etcd: Option<Vec<String>>,
     etcd_pki: Option<PathBuf>,
@@ -134,6 +164,7 @@ pub fn gate(
     prometheus_url: Option<String>,
     apiserver_port: Option<u16>,
     lb_runtime_api: Option<String>,
+    snapshot_dir: Option<PathBuf>,
 ) -> PyResult<PyVerdict> {
     let reach = Reach {
         kubeconfig,
@@ -151,8 +182,126 @@ pub fn gate(
     let action: hacore::Action = action.parse().map_err(crate::config_error)?;
     let topology = PyTopology::coerce(topology)?;
     let policy = PyPolicy::coerce(policy, action)?;
-    imp::gate(
-        py, action, node, &topology, &policy, lock, lock_ttl, identity, reach,
+    let ask = GateAsk {
+        action,
+        node,
+        topology: &topology,
+        policy: &policy,
+        lock,
+        lock_ttl,
+        identity,
+        move_leader,
+        snapshot_dir,
+    };
+    imp::gate(py, ask, reach)
+}
+
+/// The disruption lock, as `hapy.lock_show`, `hapy.lock_take` and
+/// `hapy.lock_release` (and `hacli lock show|take|release`) found or left
+/// it.
+#[pyclass(name = "LockResult", module = "hapy", frozen)]
+#[derive(Debug, Clone)]
+pub struct PyLockResult {
+    /// `show`, `take` or `release`.
+    #[pyo3(get)]
+    pub operation: &'static str,
+    /// The Lease, `namespace/name`.
+    #[pyo3(get)]
+    pub lease: String,
+    /// Its holder after the call; None: free.
+    #[pyo3(get)]
+    pub holder: Option<String>,
+    /// take: taken (or renewed); release: released; show: always True.
+    #[pyo3(get)]
+    pub done: bool,
+    /// Kept after a failed rollback, for this reason, until a person
+    /// releases it (show).
+    #[pyo3(get)]
+    pub kept_because: Option<String>,
+    /// `hacli lock`'s exit code: 0 done (or shown), 1 held by someone else
+    /// (take) or not held by the caller (release).
+    #[pyo3(get)]
+    pub exit_code: i32,
+    until: Option<jiff::Timestamp>,
+}
+
+#[pymethods]
+impl PyLockResult {
+    /// When the lock expires unless renewed (None: free, kept, or no
+    /// duration).
+    #[getter]
+    fn until<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyDateTime>>> {
+        self.until.map(|t| datetime(py, t)).transpose()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "LockResult(operation={:?}, lease={:?}, holder={:?}, done={})",
+            self.operation,
+            self.lease,
+            self.holder,
+            if self.done { "True" } else { "False" }
+        )
+    }
+}
+
+/// Which lock operation, and for whom.
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
+pub(crate) enum LockOp {
+    Show,
+    Take { identity: String, ttl: f64 },
+    Release { identity: String },
+}
+
+/// Who holds the disruption lock now (`hacli lock show`).
+#[pyfunction]
+#[pyo3(signature = (*, kubeconfig = None, lock_lease = "kube-system/hacli-disruption-lock", timeout = 5.0))]
+pub fn lock_show(
+    py: Python<'_>,
+    kubeconfig: Option<PathBuf>,
+    lock_lease: &str,
+    timeout: f64,
+) -> PyResult<PyLockResult> {
+    imp::lock(py, LockOp::Show, kubeconfig, lock_lease, timeout)
+}
+
+/// Take (or renew) the disruption lock for `identity` for `lock_ttl`
+/// seconds, whatever a gate would say (`hacli lock take`): `done` False,
+/// exit code 1, when someone else holds it.
+#[pyfunction]
+#[pyo3(signature = (identity, *, lock_ttl = 1800.0, kubeconfig = None, lock_lease = "kube-system/hacli-disruption-lock", timeout = 5.0))]
+pub fn lock_take(
+    py: Python<'_>,
+    identity: String,
+    lock_ttl: f64,
+    kubeconfig: Option<PathBuf>,
+    lock_lease: &str,
+    timeout: f64,
+) -> PyResult<PyLockResult> {
+    let op = LockOp::Take {
+        identity,
+        ttl: lock_ttl,
+    };
+    imp::lock(py, op, kubeconfig, lock_lease, timeout)
+}
+
+/// Release the disruption lock held by `identity` (`hacli lock release`):
+/// `done` False, exit code 1, when it does not hold it (nothing done).
+#[pyfunction]
+#[pyo3(signature = (identity, *, kubeconfig = None, lock_lease = "kube-system/hacli-disruption-lock", timeout = 5.0))]
+pub fn lock_release(
+    py: Python<'_>,
+    identity: String,
+    kubeconfig: Option<PathBuf>,
+    lock_lease: &str,
+    timeout: f64,
+) -> PyResult<PyLockResult> {
+    imp::lock(
+        py,
+        LockOp::Release { identity },
+        kubeconfig,
+        lock_lease,
+        timeout,
     )
 }
 
@@ -166,7 +315,12 @@ mod imp {
         )
     }
 
-    pub fn observe(_: Python<'_>, _: &Bound<'_, PyAny>, _: Reach) -> PyResult<PyState> {
+    pub fn observe(
+        _: Python<'_>,
+        _: &hacore::Topology,
+        _: Reach,
+        _: Option<PathBuf>,
+    ) -> PyResult<PyState> {
         Err(unavailable())
     }
 
@@ -180,18 +334,17 @@ mod imp {
         Err(unavailable())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn gate(
+    pub fn gate(_: Python<'_>, _: GateAsk<'_>, _: Reach) -> PyResult<PyVerdict> {
+        Err(unavailable())
+    }
+
+    pub fn lock(
         _: Python<'_>,
-        _: hacore::Action,
+        _: LockOp,
+        _: Option<PathBuf>,
         _: &str,
-        _: &hacore::Topology,
-        _: &hacore::Policy,
-        _: bool,
         _: f64,
-        _: Option<String>,
-        _: Reach,
-    ) -> PyResult<PyVerdict> {
+    ) -> PyResult<PyLockResult> {
         Err(unavailable())
     }
 }
@@ -200,13 +353,11 @@ mod imp {
 mod imp {
     use std::time::Duration;
 
-    use hacore::gate::Request;
-    use hacore::{Action, Policy, Topology};
-    use kubeadm::{DisruptionLock, EtcdTlsOverrides, ObjectRef, Observer, ObserverConfig};
+    use haops::gate::{GateRequest, default_identity};
+    use haops::lock::{Released, Taken};
     use pyo3::exceptions::PyValueError;
 
     use super::*;
-    use crate::config_error;
 
     fn seconds(what: &str, s: f64) -> PyResult<Duration> {
         Duration::try_from_secs_f64(s).map_err(|_| {
@@ -216,157 +367,186 @@ mod imp {
         })
     }
 
-    fn object_ref(what: &'static str, s: &str) -> PyResult<ObjectRef> {
-        ObjectRef::parse(what, s).map_err(|e| crate::ConfigError::new_err(e.to_string()))
+    /// A library error as Python's: bad input is `ConfigError`, a cluster
+    /// that cannot be reached `ObserveError`.
+    fn ops_error(e: haops::Error) -> PyErr {
+        match e.exit_code() {
+            2 => crate::ConfigError::new_err(e.to_string()),
+            _ => ObserveError::new_err(e.to_string()),
+        }
     }
 
-    fn observe_error(e: kubeadm::Error) -> PyErr {
-        ObserveError::new_err(e.to_string())
+    fn setting(keyword: &'static str, value: &str) -> PyResult<()> {
+        kubeadm::ObjectRef::parse(keyword, value)
+            .map(|_| ())
+            .map_err(|e| crate::ConfigError::new_err(e.to_string()))
     }
 
     impl Reach {
-        /// The observer configuration, adding the DaemonSets the policy's
-        /// `daemonsets` rule names (as `hacli gate` does).
-        fn config(self, policy: Option<&Policy>) -> PyResult<ObserverConfig> {
-            let deadline = seconds("timeout", self.timeout)?;
-            let member_timeout = seconds("member_timeout", self.member_timeout)?;
-            let mut daemonsets = self.daemonsets.unwrap_or_default();
-            if let Some(ds) = policy.and_then(|p| p.rules.daemonsets.as_ref()) {
-                for n in &ds.names {
-                    if !daemonsets.contains(n) {
-                        daemonsets.push(n.clone());
-                    }
-                }
-            }
-            Ok(ObserverConfig {
+        /// These keywords as the library's reach settings, over the
+        /// environment (as the CLI's flags are).
+        fn haops(self) -> PyResult<haops::Reach> {
+            setting("kill_switch", &self.kill_switch)?;
+            setting("lock_lease", &self.lock_lease)?;
+            let lb_runtime_api = (self.lb_runtime_api.as_deref())
+                .map(str::parse)
+                .transpose()
+                .map_err(|e: String| crate::ConfigError::new_err(format!("lb_runtime_api={e}")))?;
+            let reach = haops::Reach {
                 kubeconfig: self.kubeconfig,
                 etcd_endpoints: self.etcd.unwrap_or_default(),
-                etcd_tls: EtcdTlsOverrides {
+                etcd_tls: kubeadm::EtcdTlsOverrides {
                     pki: self.etcd_pki,
                     ..Default::default()
                 },
-                deadline,
-                member_timeout: member_timeout.min(deadline),
-                kill_switch: object_ref("kill_switch", &self.kill_switch)?,
-                lock: object_ref("lock_lease", &self.lock_lease)?,
-                daemonsets,
+                deadline: seconds("timeout", self.timeout)?,
+                member_timeout: seconds("member_timeout", self.member_timeout)?,
+                kill_switch: self.kill_switch,
+                lock_lease: self.lock_lease,
+                daemonsets: self.daemonsets.unwrap_or_default(),
                 prometheus_url: self.prometheus_url,
                 apiserver_port: self.apiserver_port,
-                reboot_required: None,
-                lb_runtime_api: self
-                    .lb_runtime_api
-                    .as_deref()
-                    .map(|s| s.parse())
-                    .transpose()
-                    .map_err(|e: String| {
-                        crate::ConfigError::new_err(format!("lb_runtime_api={e}"))
-                    })?,
-            })
+                lb_runtime_api,
+                ..haops::Reach::default()
+            };
+            reach.with_env(|k| std::env::var(k).ok()).map_err(ops_error)
         }
     }
 
     pub fn with_disrupt_backends<T: Send>(
         py: Python<'_>,
-        topology: &Topology,
-        policy: &Policy,
+        topology: &hacore::Topology,
+        policy: &hacore::Policy,
         live: LiveDisrupt,
         f: impl FnOnce(&mut hacore::backend::Backends<'_>, &mut dyn hacore::disrupt::Lock) -> T + Send,
     ) -> PyResult<T> {
         let ttl = seconds("lock_ttl", live.lock_ttl)?;
-        let config = live.reach.config(Some(policy))?;
-        let lb = pfsense::lb::LbOptions {
-            runtime_api: config.lb_runtime_api.clone(),
-            accept_new_host_key: live.accept_new_host_key,
-            ..Default::default()
-        };
-        let cp = kubeadm::control_plane::ControlPlaneOptions {
-            accept_new_host_key: live.accept_new_host_key,
+        let mut reach = live.reach.haops()?;
+        reach.ssh = haops::reach::SshReach {
+            identity: live.ssh_identity,
             known_hosts: live.ssh_known_hosts,
-            identity_file: live.ssh_identity,
-            ..Default::default()
+            accept_new_host_key: live.accept_new_host_key,
         };
         py.detach(|| {
-            let lb = pfsense::lb::for_disruption(topology, &lb).map_err(|e| e.to_string())?;
-            let mut b = kubeadm::live::DisruptBackends::connect(topology, config, cp, ttl, lb)
-                .map_err(|e| e.to_string())?;
-            Ok(b.with(f))
+            let mut l =
+                haops::Live::connect(topology, &reach, Some(policy), ttl).map_err(|e| match e {
+                    haops::Error::Setting { .. } => ops_error(e),
+                    _ => ObserveError::new_err(e.to_string()),
+                })?;
+            Ok(l.with(f))
         })
-        .map_err(|e: String| ObserveError::new_err(e))
     }
 
-    fn runtime() -> PyResult<tokio::runtime::Runtime> {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| ObserveError::new_err(format!("starting the async runtime: {e}")))
-    }
-
-    pub fn observe(py: Python<'_>, topology: &Bound<'_, PyAny>, reach: Reach) -> PyResult<PyState> {
-        let topology = PyTopology::coerce(topology)?.into_owned();
-        let config = reach.config(None)?;
-        let rt = runtime()?;
-        let state = py.detach(|| {
-            rt.block_on(async {
-                let observer = Observer::new(topology, config).await?;
-                Ok::<_, kubeadm::Error>(observer.observe().await)
-            })
-        });
-        state.map(PyState::observed).map_err(observe_error)
-    }
-
-    fn hostname() -> String {
-        std::env::var("HOSTNAME")
-            .ok()
-            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unknown-host".into())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn gate(
+    pub fn observe(
         py: Python<'_>,
-        action: Action,
-        node: &str,
-        topology: &Topology,
-        policy: &Policy,
-        lock: bool,
-        lock_ttl: f64,
-        identity: Option<String>,
+        topology: &hacore::Topology,
         reach: Reach,
-    ) -> PyResult<PyVerdict> {
-        let ttl = seconds("lock_ttl", lock_ttl)?;
-        let config = reach.config(Some(policy))?;
-        let deadline = config.deadline;
-        let lease = config.lock.clone();
-        let identity = identity
-            .unwrap_or_else(|| format!("{action}/{node}@{}#{}", hostname(), std::process::id()));
-        let rt = runtime()?;
-        let owned = topology.clone();
-        let verdict = py.detach(|| {
-            rt.block_on(async {
-                let observer = Observer::new(owned, config).await.map_err(observe_error)?;
-                let state = observer.observe().await;
-                // Another cluster than the topology's is bad input.
-                state
-                    .check_topology(topology, "the observed state")
-                    .map_err(config_error)?;
-                let now = jiff::Timestamp::now();
-                let request = Request {
-                    action,
-                    target: node,
-                    requester: Some(&identity),
-                };
-                let mut verdict = hacore::evaluate(topology, &state, policy, &request, now)
-                    .map_err(config_error)?;
-                if lock {
-                    DisruptionLock::new(observer.client().clone(), lease)
-                        .take_for(&mut verdict, &identity, ttl, now, deadline)
-                        .await;
+        snapshot_dir: Option<PathBuf>,
+    ) -> PyResult<PyState> {
+        let mut reach = reach.haops()?;
+        reach.snapshot_dir = snapshot_dir.or(reach.snapshot_dir);
+        let seen = py.detach(|| haops::observe::observe(topology, &reach, None).map_err(ops_error));
+        Ok(PyState::observed(seen?.state))
+    }
+
+    /// Send the gate's lines to the `hapy` logger (INFO; a failed leader
+    /// move WARNING).
+    fn log(py: Python<'_>, lines: Vec<(bool, String)>) -> PyResult<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let logger = py.import("logging")?.call_method1("getLogger", ("hapy",))?;
+        for (warning, line) in lines {
+            logger.call_method1(if warning { "warning" } else { "info" }, (line,))?;
+        }
+        Ok(())
+    }
+
+    pub fn gate(py: Python<'_>, ask: GateAsk<'_>, reach: Reach) -> PyResult<PyVerdict> {
+        let mut reach = reach.haops()?;
+        reach.snapshot_dir = ask.snapshot_dir.clone().or(reach.snapshot_dir);
+        let identity =
+            (ask.identity.clone()).unwrap_or_else(|| default_identity(ask.action, ask.node));
+        let request = GateRequest {
+            move_leader: ask.move_leader,
+            lock: ask.lock,
+            lock_ttl: seconds("lock_ttl", ask.lock_ttl)?,
+            ..GateRequest::new(ask.action, ask.node, ask.policy, &identity)
+        };
+        let mut lines = Vec::new();
+        let outcome = py.detach(|| {
+            let mut events = |e: haops::Event| match e {
+                haops::Event::Note(l) => lines.push((false, l)),
+                haops::Event::Warning(l) => lines.push((true, l)),
+                _ => {}
+            };
+            let now = jiff::Timestamp::now();
+            haops::gate::gate(ask.topology, &reach, &request, now, &mut events).map_err(ops_error)
+        });
+        log(py, lines)?;
+        Ok(PyVerdict {
+            inner: outcome?.verdict,
+        })
+    }
+
+    pub fn lock(
+        py: Python<'_>,
+        op: LockOp,
+        kubeconfig: Option<PathBuf>,
+        lock_lease: &str,
+        timeout: f64,
+    ) -> PyResult<PyLockResult> {
+        setting("lock_lease", lock_lease)?;
+        let reach = haops::Reach {
+            kubeconfig,
+            lock_lease: lock_lease.to_string(),
+            deadline: seconds("timeout", timeout)?,
+            ..haops::Reach::default()
+        }
+        .with_env(|k| std::env::var(k).ok())
+        .map_err(ops_error)?;
+        let result = |operation, lease, holder, done: bool| PyLockResult {
+            operation,
+            lease,
+            holder,
+            done,
+            kept_because: None,
+            exit_code: if done { 0 } else { 1 },
+            until: None,
+        };
+        let now = jiff::Timestamp::now();
+        Ok(match op {
+            LockOp::Show => {
+                let s = py.detach(|| haops::lock::show(&reach, now).map_err(ops_error))?;
+                PyLockResult {
+                    kept_because: s.kept,
+                    until: s.until,
+                    ..result("show", s.lease, s.holder, true)
                 }
-                Ok::<_, PyErr>(verdict)
-            })
-        })?;
-        Ok(PyVerdict { inner: verdict })
+            }
+            LockOp::Take { identity, ttl } => {
+                let ttl = seconds("lock_ttl", ttl)?;
+                let t =
+                    py.detach(|| haops::lock::take(&reach, &identity, ttl, now).map_err(ops_error));
+                match t? {
+                    Taken::Taken { lease, identity } => result("take", lease, Some(identity), true),
+                    Taken::HeldBy {
+                        lease,
+                        holder,
+                        until,
+                    } => PyLockResult {
+                        until,
+                        ..result("take", lease, Some(holder), false)
+                    },
+                }
+            }
+            LockOp::Release { identity } => {
+                let r = py.detach(|| haops::lock::release(&reach, &identity).map_err(ops_error));
+                match r? {
+                    Released::Released { lease } => result("release", lease, None, true),
+                    Released::NotHeld { lease } => result("release", lease, None, false),
+                }
+            }
+        })
     }
 }

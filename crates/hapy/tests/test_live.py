@@ -286,3 +286,62 @@ def test_upgrade_chain_example_runs_live_and_stops_at_the_failed_upgrade(lab: di
     assert f"{f1}: FAILED at step upgrade/{f1}/upgrade" in p.stdout, out
     assert "(restored)" in p.stdout, out
     assert "not started: none" in p.stdout, out
+
+
+def test_lock_take_show_release_as_the_cli_does(lab: dict[str, Any], policy: hapy.Policy, cli: Cli) -> None:
+    """hapy.lock_take/lock_show/lock_release are `hacli lock take|show|release`:
+    the same Lease, the same holders, the same exit codes."""
+    r = reach(lab)
+    where = {"kubeconfig": lab["kubeconfig"], "lock_lease": r["lock_lease"]}
+    free = hapy.lock_show(**where)
+    assert (free.operation, free.holder, free.done, free.exit_code) == ("show", None, True, 0)
+    assert free.lease == r["lock_lease"]
+    taken = hapy.lock_take("pytest-lock-1", lock_ttl=600.0, **where)
+    assert (taken.done, taken.holder, taken.exit_code) == (True, "pytest-lock-1", 0)
+    # Taking it again is a renewal; someone else is refused, naming the holder.
+    assert hapy.lock_take("pytest-lock-1", **where).done
+    other = hapy.lock_take("pytest-lock-2", **where)
+    assert (other.done, other.holder, other.exit_code) == (False, "pytest-lock-1", 1)
+    assert other.until is not None
+    shown = hapy.lock_show(**where)
+    assert shown.holder == "pytest-lock-1" and shown.until is not None and shown.kept_because is None
+    # The CLI sees the same holder in the same Lease.
+    expected, _, code = cli.json("lock", "show", "--kubeconfig", lab["kubeconfig"], "--lock-lease", r["lock_lease"])
+    assert (code, expected["holder"], expected["lease"]) == (0, "pytest-lock-1", r["lock_lease"])
+    # A gate by someone else is denied by the lock, naming the holder.
+    denied = hapy.gate("reboot", followers(lab)[0], lab["topology"], policy, identity="pytest-lock-2", **r)
+    assert denied.decision == "deny" and "lock" in [f.rule for f in denied.blocking]
+    # Only the holder releases it; releasing twice says it was not held.
+    assert (hapy.lock_release("pytest-lock-2", **where).exit_code, hapy.lock_show(**where).holder) == (1, "pytest-lock-1")
+    released = hapy.lock_release("pytest-lock-1", **where)
+    assert (released.operation, released.done, released.exit_code) == ("release", True, 0)
+    assert hapy.lock_show(**where).holder is None
+    assert not hapy.lock_release("pytest-lock-1", **where).done
+    assert cli.run("lock", "release", "--identity", "pytest-lock-1", "--kubeconfig", lab["kubeconfig"],
+                   "--lock-lease", r["lock_lease"]).returncode == 1
+    with pytest.raises(hapy.ConfigError, match="lock_lease"):
+        hapy.lock_show(kubeconfig=lab["kubeconfig"], lock_lease="no-slash")
+    with pytest.raises(ValueError, match="lock_ttl"):
+        hapy.lock_take("x", lock_ttl=-1.0, **where)
+
+
+def test_gate_moves_the_leader_only_when_asked_and_then_allows(
+    lab: dict[str, Any], policy: hapy.Policy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Last in this module: it moves etcd leadership, which the lab's
+    `leader` no longer names afterwards."""
+    r = reach(lab)
+    leader = lab["leader"]
+    stays = hapy.gate("reboot", leader, lab["topology"], policy, **r)
+    assert stays.decision == "deny" and [f.rule for f in stays.blocking] == ["etcd-leader"]
+    with caplog.at_level("INFO", logger="hapy"):
+        moved = hapy.gate("reboot", leader, lab["topology"], policy, move_leader=True, identity="pytest-move", **r)
+    assert moved.allowed, [(f.rule, f.message) for f in moved.blocking]
+    logged = [rec.getMessage() for rec in caplog.records if rec.name == "hapy"]
+    assert any(f"etcd leadership moved from {leader} to" in line for line in logged), logged
+    assert any("took the disruption lock" in line for line in logged), logged
+    d = hapy.observe(lab["topology"], **r).to_dict()
+    now_leading = [m["name"] for m in d["etcd"]["members"] if m.get("leader")]
+    assert now_leading and now_leading != [leader], d["etcd"]
+    # The lock taken for the move was released (no lock=True).
+    assert hapy.lock_show(kubeconfig=lab["kubeconfig"], lock_lease=r["lock_lease"]).holder is None

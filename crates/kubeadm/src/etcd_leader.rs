@@ -6,17 +6,17 @@
 //! a learner. The request goes to the leader itself (only the leader can
 //! hand over), with the observer's TLS settings; the move is confirmed by
 //! asking the leader's status until another member leads, all within one
-//! deadline.
+//! deadline. The gate's sequence around it (take the lock, move, observe
+//! and evaluate again) is `haops::gate`'s.
 
 use std::time::Duration;
 
 use hacore::disrupt::{Leadership, leader_transfer};
-use hacore::gate::{Policy, Request, evaluate};
 use hacore::verdict::{Decision, Severity, Verdict};
 use hacore::{ClusterState, Topology};
 use tokio::time::{Instant, sleep, timeout_at};
 
-use crate::{Acquire, DisruptionLock, Error, Observer};
+use crate::{Error, Observer};
 
 /// What [`move_leader_away`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,95 +152,4 @@ pub fn only_leader_denies(verdict: &Verdict) -> bool {
         && verdict
             .blocking()
             .all(|f| f.rule == hacore::rules::etcd_leader::ID && f.severity == Severity::Deny)
-}
-
-/// What [`gate_moving_leader`] did, for the caller's log.
-#[derive(Debug, Clone)]
-pub struct GateMove {
-    /// The state observed after the move.
-    pub state: ClusterState,
-    /// The verdict evaluated on it.
-    pub verdict: Verdict,
-    /// What happened, in one line.
-    pub message: String,
-}
-
-/// For a gate asked to disrupt `request.target` (a node) whose `verdict`
-/// is denied by `etcd-leader` alone: take the disruption lock as
-/// `identity`, move leadership away within `deadline`, observe and evaluate
-/// again, and release the lock unless it was already held by `identity`
-/// (a caller that wants the disruption takes it again when allowed).
-/// Returns None, with nothing done, when another rule also blocks; `log`
-/// receives one line for each thing done.
-#[allow(clippy::too_many_arguments)]
-pub async fn gate_moving_leader(
-    observer: &Observer,
-    policy: &Policy,
-    request: &Request<'_>,
-    verdict: &Verdict,
-    lock: &DisruptionLock,
-    identity: &str,
-    ttl: Duration,
-    deadline: Duration,
-    log: &mut dyn FnMut(String),
-) -> Result<Option<GateMove>, Error> {
-    if !only_leader_denies(verdict) {
-        return Ok(None);
-    }
-    let now = jiff::Timestamp::now();
-    let before = lock.holder(now).await?;
-    let held_before = before.as_deref() == Some(identity);
-    match timeout_at(Instant::now() + deadline, lock.acquire(identity, ttl, now)).await {
-        Ok(Ok(Acquire::Acquired)) => log(format!(
-            "move-leader: took the disruption lock {} as {identity}",
-            lock.lease()
-        )),
-        Ok(Ok(Acquire::HeldBy { holder, .. })) => {
-            log(format!(
-                "move-leader: the disruption lock is held by {holder}: leadership not moved"
-            ));
-            return Ok(None);
-        }
-        Ok(Err(e)) => return Err(e),
-        Err(_) => {
-            return Err(Error::Timeout {
-                what: format!("taking the lock {}", lock.lease()),
-                ms: deadline.as_millis(),
-            });
-        }
-    }
-    let moved = move_leader_away(observer, request.target, deadline).await;
-    let outcome = match moved {
-        Ok(m) => {
-            log(format!("move-leader: {m}"));
-            let state = Box::pin(observer.observe()).await;
-            let verdict = evaluate(
-                observer.topology(),
-                &state,
-                policy,
-                request,
-                jiff::Timestamp::now(),
-            )
-            .map_err(|e| fail(request.target, e.to_string()))?;
-            Ok(Some(GateMove {
-                message: m.to_string(),
-                state,
-                verdict,
-            }))
-        }
-        Err(e) => Err(e),
-    };
-    if !held_before {
-        match lock.release(identity).await {
-            Ok(_) => log(format!(
-                "move-leader: released the disruption lock {}",
-                lock.lease()
-            )),
-            Err(e) => log(format!(
-                "move-leader: releasing the disruption lock failed: {}",
-                e.chain()
-            )),
-        }
-    }
-    outcome
 }

@@ -90,16 +90,15 @@ pub mod observe;
 pub mod redact;
 pub mod silence;
 pub mod snapshot;
-pub mod sync;
 pub mod traffic;
 
 pub use config::{EtcdTls, EtcdTlsOverrides, ObjectRef, ObserverConfig};
 pub use error::Error;
 pub use lb::observe_load_balancer;
+pub use live::{LiveObserver, SystemClock};
 pub use lock::{Acquire, DisruptionLock, Holder as LockHolder, KEPT_ANNOTATION};
 pub use observe::{Observer, Reads, Timings};
 pub use redact::{redact_url, redact_urls_in};
-pub use sync::{LiveObserver, SystemClock};
 
 /// Build a Kubernetes client: from `kubeconfig` if given, else by kube's
 /// standard inference.

@@ -1,6 +1,7 @@
-//! The live cluster as the executor's observer and as the disruption lock
-//! of `hacore::disrupt::run` (synchronous adapters over the async observer
-//! and Lease, each on its own runtime).
+//! The live cluster as the executor's observer, clock and disruption lock
+//! of `hacore::exec` and `hacore::disrupt::run` (synchronous adapters over
+//! the async observer and Lease, each on its own runtime), and the absent
+//! backend.
 
 use std::time::Duration;
 
@@ -20,58 +21,116 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         })
 }
 
-/// [`Observer`] as the executor's `hacore::backend::Observer`.
+/// [`Observer`] as the executor's `hacore::backend::Observer`, on a
+/// runtime of its own. hacore's observer is synchronous and takes the
+/// topology of the moment (a gate before a join sees the masters that have
+/// joined so far): an observation of a topology other than the last one
+/// builds an observer for it, under the same configuration. A
+/// configuration error at that point (no kubeconfig, unreadable etcd
+/// certificates) is recorded as a probe error on every probe, so every
+/// rule answers "unknown" and no gate allows.
 pub struct LiveObserver {
     /// Shared with the lock: the Kubernetes client's pooled connections
     /// live on the runtime that made them.
     rt: std::sync::Arc<tokio::runtime::Runtime>,
-    observer: Observer,
+    config: ObserverConfig,
+    /// The observer of the last topology observed (or connected to).
+    observer: Option<Observer>,
 }
 
 impl std::fmt::Debug for LiveObserver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveObserver")
-            .field("observer", &self.observer)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
 
 impl LiveObserver {
-    /// Observe the cluster `topology` describes with `config`.
-    pub fn new(topology: &Topology, config: ObserverConfig) -> Result<LiveObserver, Error> {
+    /// An observer with `config` that connects to the topology each
+    /// observation is given.
+    pub fn new(config: ObserverConfig) -> std::io::Result<LiveObserver> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(LiveObserver {
+            rt: std::sync::Arc::new(rt),
+            config,
+            observer: None,
+        })
+    }
+
+    /// Connect now to the cluster `topology` describes with `config`: an
+    /// error says why it cannot be reached at all.
+    pub fn connect(topology: &Topology, config: ObserverConfig) -> Result<LiveObserver, Error> {
         let rt = std::sync::Arc::new(runtime()?);
-        let observer = rt.block_on(Observer::new(topology.clone(), config))?;
-        Ok(LiveObserver { rt, observer })
+        let observer = rt.block_on(Observer::new(topology.clone(), config.clone()))?;
+        Ok(LiveObserver {
+            rt,
+            config,
+            observer: Some(observer),
+        })
     }
 
     /// The disruption lock this observer's cluster holds (its configured
     /// Lease), on the same runtime.
     pub fn lock(&self, ttl: Duration) -> Result<LiveLock, Error> {
+        let client = match &self.observer {
+            Some(o) => o.client().clone(),
+            None => (self.rt).block_on(crate::kube_client(self.config.kubeconfig.as_deref()))?,
+        };
         Ok(LiveLock {
             rt: self.rt.clone(),
-            lock: DisruptionLock::new(
-                self.observer.client().clone(),
-                self.observer.config().lock.clone(),
-            ),
+            lock: DisruptionLock::new(client, self.config.lock.clone()),
             ttl,
-            deadline: self.observer.config().deadline.max(Duration::from_secs(5)),
-            kubeconfig: self.observer.config().kubeconfig.clone(),
+            deadline: self.config.deadline.max(Duration::from_secs(5)),
+            kubeconfig: self.config.kubeconfig.clone(),
             renewer: None,
         })
     }
 }
 
 impl hacore::backend::Observer for LiveObserver {
-    fn observe(&mut self, _topology: &Topology) -> ClusterState {
-        self.rt.block_on(Box::pin(self.observer.observe()))
+    fn observe(&mut self, topology: &Topology) -> ClusterState {
+        if self
+            .observer
+            .as_ref()
+            .is_none_or(|o| o.topology() != topology)
+        {
+            let made = (self.rt).block_on(Observer::new(topology.clone(), self.config.clone()));
+            match made {
+                Ok(o) => self.observer = Some(o),
+                Err(e) => return unobservable(&e),
+            }
+        }
+        let observer = self.observer.as_ref().expect("made above");
+        self.rt.block_on(Box::pin(observer.observe()))
     }
 }
 
-/// The wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Wall;
+/// A state in which every probe failed with `e`.
+fn unobservable(e: &Error) -> ClusterState {
+    use hacore::state::Probe;
+    let mut s = ClusterState::empty(jiff::Timestamp::now());
+    for p in [
+        Probe::Nodes,
+        Probe::Etcd,
+        Probe::EtcdAlarms,
+        Probe::LoadBalancer,
+        Probe::Apiservers,
+        Probe::Pdbs,
+        Probe::DaemonSets,
+    ] {
+        s.probe_errors.insert(p, format!("cannot observe: {e}"));
+    }
+    s
+}
 
-impl Clock for Wall {
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
     fn now(&self) -> jiff::Timestamp {
         jiff::Timestamp::now()
     }
@@ -99,6 +158,55 @@ struct Renewal {
     last_error: Option<String>,
     /// Lost for good (another holder, or not renewed in time): why.
     lost: Option<String>,
+}
+
+/// Record a renewal `attempt` started at `started` in `r`; whether the
+/// lock is lost for good.
+fn judge(
+    r: &mut Renewal,
+    attempt: &Result<Acquire, Error>,
+    started: std::time::Instant,
+    ttl: Duration,
+    budget: Duration,
+) -> bool {
+    let mut done = false;
+    match attempt {
+        // Taken again after a gap longer than the budget: the
+        // lease may have expired in between, so it was not held
+        // throughout.
+        Ok(Acquire::Acquired) if started.duration_since(r.last_ok) >= budget => {
+            r.lost = Some(format!(
+                "not renewed for {:.1} s (TTL {} s, {:.1} s kept for clock skew)",
+                started.duration_since(r.last_ok).as_secs_f64(),
+                ttl.as_secs(),
+                skew_margin(ttl).as_secs_f64(),
+            ));
+            done = true;
+        }
+        Ok(Acquire::Acquired) => {
+            r.last_ok = started;
+            r.last_error = None;
+        }
+        Ok(Acquire::HeldBy { holder, .. }) => {
+            r.lost = Some(format!("another holder appeared: {holder}"));
+            done = true;
+        }
+        Err(e) => {
+            r.last_error = Some(e.chain());
+            let since = r.last_ok.elapsed();
+            if since >= budget {
+                r.lost = Some(format!(
+                    "not renewed for {:.1} s (TTL {} s, {:.1} s kept for clock skew): {}",
+                    since.as_secs_f64(),
+                    ttl.as_secs(),
+                    skew_margin(ttl).as_secs_f64(),
+                    e.chain()
+                ));
+                done = true;
+            }
+        }
+    }
+    done
 }
 
 /// The thread that renews a held lock every TTL/3 (its own runtime and
@@ -178,42 +286,7 @@ impl Renewer {
                     }
                 });
                 let mut done = false;
-                set(&mut |r| match &attempt {
-                    // Taken again after a gap longer than the budget: the
-                    // lease may have expired in between, so it was not held
-                    // throughout.
-                    Ok(Acquire::Acquired) if started.duration_since(r.last_ok) >= budget => {
-                        r.lost = Some(format!(
-                            "not renewed for {:.1} s (TTL {} s, {:.1} s kept for clock skew)",
-                            started.duration_since(r.last_ok).as_secs_f64(),
-                            ttl.as_secs(),
-                            skew_margin(ttl).as_secs_f64(),
-                        ));
-                        done = true;
-                    }
-                    Ok(Acquire::Acquired) => {
-                        r.last_ok = started;
-                        r.last_error = None;
-                    }
-                    Ok(Acquire::HeldBy { holder, .. }) => {
-                        r.lost = Some(format!("another holder appeared: {holder}"));
-                        done = true;
-                    }
-                    Err(e) => {
-                        r.last_error = Some(e.chain());
-                        let since = r.last_ok.elapsed();
-                        if since >= budget {
-                            r.lost = Some(format!(
-                                "not renewed for {:.1} s (TTL {} s, {:.1} s kept for clock skew): {}",
-                                since.as_secs_f64(),
-                                ttl.as_secs(),
-                                skew_margin(ttl).as_secs_f64(),
-                                e.chain()
-                            ));
-                            done = true;
-                        }
-                    }
-                });
+                set(&mut |r| done = judge(r, &attempt, started, ttl, budget));
                 if done {
                     return;
                 }
@@ -455,7 +528,7 @@ impl DisruptBackends {
             apiserver_port: config.apiserver_port,
             ..cp
         };
-        let observer = LiveObserver::new(topology, config)?;
+        let observer = LiveObserver::connect(topology, config)?;
         let lock = observer.lock(lock_ttl)?;
         let cp = crate::control_plane::KubeadmControlPlane::from_topology(topology, &cp_opts)?;
         Ok(DisruptBackends {
@@ -481,8 +554,33 @@ impl DisruptBackends {
             load_balancer: self.lb.as_mut(),
             control_plane: &mut self.cp,
             observer: &mut self.observer,
-            clock: &Wall,
+            clock: &SystemClock,
         };
         f(&mut b, &mut self.lock)
+    }
+}
+
+#[cfg(test)]
+mod observer_tests {
+    use super::*;
+    use hacore::backend::Observer as _;
+    use hacore::state::Probe;
+
+    #[test]
+    fn a_configuration_error_makes_every_probe_unknown() {
+        let (topology, _) = Topology::from_yaml(
+            "t.yaml",
+            "cluster: lab\ncontrolPlaneEndpoint: { address: 127.0.0.1 }\nnodes:\n  - { name: m1, role: control-plane, address: 127.0.0.1 }\n",
+        )
+        .unwrap();
+        let config = ObserverConfig {
+            kubeconfig: Some("/nonexistent/kubeconfig".into()),
+            ..Default::default()
+        };
+        let mut o = LiveObserver::new(config.clone()).unwrap();
+        let s = o.observe(&topology);
+        assert!(s.probe_errors.contains_key(&Probe::Nodes), "{s:?}");
+        assert!(s.probe_errors[&Probe::Etcd].contains("cannot observe"));
+        assert!(LiveObserver::connect(&topology, config).is_err());
     }
 }

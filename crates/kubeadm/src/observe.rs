@@ -276,6 +276,12 @@ impl Observer {
         Box::pin(self.observe_shaped(reads)).await.0
     }
 
+    /// Observe now with reads of this shape, and say how long each probe
+    /// took.
+    pub async fn observe_reads_timed(&self, reads: Reads<'_>) -> (ClusterState, Timings) {
+        Box::pin(self.observe_shaped(reads)).await
+    }
+
     /// Observe now, and say how long each probe took (for `--timings`).
     pub async fn observe_timed(&self) -> (ClusterState, Timings) {
         // Boxed: the observation's future is large for a caller's stack.

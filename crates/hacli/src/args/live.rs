@@ -132,14 +132,6 @@ impl LiveArgs {
         Ok(self.reach().observer_config(policy)?)
     }
 
-    /// Add the newest verified etcd snapshot in `--snapshot-dir` to `state`
-    /// (a local read of the records `hacli snapshot` writes).
-    pub fn observe_backup(&self, state: &mut hacore::ClusterState) {
-        if let Some(dir) = &self.snapshot_dir {
-            state.etcd_backup = Some(kubeadm::snapshot::newest_verified(dir));
-        }
-    }
-
     /// Load the topology, printing its warnings.
     pub fn topology(&self) -> anyhow::Result<hacore::Topology> {
         let (topo, warnings) = hacore::Topology::load(&self.topology)?;

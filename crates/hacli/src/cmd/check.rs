@@ -1,7 +1,6 @@
 //! `hacli check ACTION TARGET`: a verdict from files.
 
-use hacore::gate::{Request, evaluate};
-use hacore::{Action, Policy, Verdict};
+use hacore::Verdict;
 
 use crate::{Exit, Output, render};
 
@@ -40,19 +39,15 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     Ok(verdict.decision.into())
 }
 
-/// The verdict these arguments ask for (shared with `hacli plugin`).
-pub fn decide(a: &Args) -> anyhow::Result<Verdict> {
-    let action: Action = a.action.parse()?;
-    let (topology, state) = super::load(&a.files.topology, &a.files.state)?;
-    let policy = match &a.policy {
-        Some(p) => Policy::named_or_file(p)?,
-        None => Policy::for_action(action),
-    };
-    let now = super::parse_at(a.at.as_deref())?.unwrap_or_else(jiff::Timestamp::now);
-    let request = Request {
-        action,
+/// The verdict these arguments ask for.
+fn decide(a: &Args) -> anyhow::Result<Verdict> {
+    crate::offline::check(&crate::offline::Check {
+        action: &a.action,
         target: &a.target,
+        topology: &a.files.topology,
+        state: &a.files.state,
+        policy: a.policy.as_deref(),
+        at: a.at.as_deref(),
         requester: a.requester.as_deref(),
-    };
-    Ok(evaluate(&topology, &state, &policy, &request, now)?)
+    })
 }

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use hacore::gate::{Request, evaluate};
-use hacore::{Action, Policy, Verdict};
-use kubeadm::{DisruptionLock, Observer};
+use hacore::{Action, Verdict};
+use haops::Event;
+use haops::gate::{GateRequest, default_identity, gate};
 
-use crate::args::{LiveArgs, parse_duration, runtime};
+use crate::args::{LiveArgs, parse_duration};
 use crate::{Exit, Output, render};
 
 /// Arguments.
@@ -55,89 +55,28 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     Ok(verdict.decision.into())
 }
 
-/// Observe, decide and (with `--lock`) lock: the verdict these arguments
-/// ask for (shared with `hacli plugin`).
+/// Observe, decide and (with `--lock`) lock, through `haops::gate`
+/// (`hacli drill` still calls this; it is to call `haops::gate` itself).
 pub fn decide(a: &Args) -> anyhow::Result<Verdict> {
     let action: Action = a.action.parse()?;
     let topology = a.live.topology()?;
-    let policy = match &a.policy {
-        Some(p) => Policy::named_or_file(p)?,
-        None => Policy::for_action(action),
+    let policy = crate::offline::policy(a.policy.as_deref(), action)?;
+    let identity = (a.identity.clone()).unwrap_or_else(|| default_identity(action, &a.target));
+    let request = GateRequest {
+        move_leader: a.move_leader,
+        lock: a.lock,
+        lock_ttl: a.lock_ttl,
+        ..GateRequest::new(action, &a.target, &policy, &identity)
     };
-    let config = a.live.config(Some(&policy))?;
-    let identity = a.identity.clone().unwrap_or_else(|| {
-        format!(
-            "{action}/{}@{}#{}",
-            a.target,
-            crate::args::hostname(),
-            std::process::id()
-        )
-    });
-    let lock_ref = config.lock.clone();
-    let deadline = config.deadline;
-    let started = std::time::Instant::now();
-    let mut phases: Vec<(&str, Duration)> = Vec::new();
-    let mark = |name, phases: &mut Vec<(&str, Duration)>| phases.push((name, started.elapsed()));
-    let rt = runtime()?;
-    let (verdict, probes) = rt.block_on(async {
-        let observer = Observer::new(topology.clone(), config).await?;
-        mark("setup", &mut phases);
-        let (mut state, probes) = observer.observe_timed().await;
-        a.live.observe_backup(&mut state);
-        mark("observe", &mut phases);
-        // A cluster that is not the topology's (the kubeconfig or the etcd
-        // endpoints reach another one) is bad input, not a verdict.
-        state.check_topology(&topology, "the observed state")?;
-        let now = jiff::Timestamp::now();
-        let request = Request {
-            action,
-            target: &a.target,
-            requester: Some(&identity),
-        };
-        let mut verdict = evaluate(&topology, &state, &policy, &request, now)?;
-        mark("decide", &mut phases);
-        if a.move_leader {
-            let lock = DisruptionLock::new(observer.client().clone(), lock_ref.clone());
-            let mut log = |line: String| eprintln!("{line}");
-            match kubeadm::etcd_leader::gate_moving_leader(
-                &observer,
-                &policy,
-                &request,
-                &verdict,
-                &lock,
-                &identity,
-                a.lock_ttl,
-                deadline.max(Duration::from_secs(10)),
-                &mut log,
-            )
-            .await
-            {
-                Ok(Some(moved)) => verdict = moved.verdict,
-                Ok(None) => {}
-                Err(e) => eprintln!("move-leader: {}", e.chain()),
-            }
-            mark("move-leader", &mut phases);
-        }
-        if a.lock && verdict.allowed() {
-            DisruptionLock::new(observer.client().clone(), lock_ref)
-                .take_for(&mut verdict, &identity, a.lock_ttl, now, deadline)
-                .await;
-            mark("lock", &mut phases);
-        }
-        anyhow::Ok((verdict, probes))
-    })?;
+    let mut events = |e: Event| match e {
+        Event::Note(line) | Event::Warning(line) => eprintln!("{line}"),
+        _ => {}
+    };
+    let now = jiff::Timestamp::now();
+    let outcome = gate(&topology, &a.live.reach(), &request, now, &mut events)?;
     if a.timings {
-        let mut last = Duration::ZERO;
-        let line: Vec<String> = phases
-            .iter()
-            .map(|(n, at)| {
-                let d = at.saturating_sub(last);
-                last = *at;
-                format!("{n} {:.1} ms", d.as_secs_f64() * 1000.0)
-            })
-            .collect();
-        eprintln!("timings: {}", line.join(", "));
-        eprintln!("probes done at: {probes}");
+        eprintln!("timings: {}", render::phases(&outcome.phases));
+        eprintln!("probes done at: {}", outcome.probes);
     }
-    Ok(verdict)
+    Ok(outcome.verdict)
 }

@@ -1,11 +1,13 @@
-//! `hacli lock show|release`: the disruption lock (a Lease) by hand, for a
-//! pipeline that took it with `hacli gate --lock` and is done.
+//! `hacli lock take|show|release`: the disruption lock (a Lease) by hand,
+//! for a pipeline that took it with `hacli gate --lock` and is done; the
+//! operations are `haops::lock`'s.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use kubeadm::{DisruptionLock, ObjectRef};
+use haops::lock::{Released, Taken};
 
-use crate::args::runtime;
+use crate::args::parse_duration;
 use crate::{Exit, Output};
 
 /// Where the lock is.
@@ -23,6 +25,16 @@ pub struct Where {
     pub lock_lease: String,
 }
 
+impl Where {
+    fn reach(&self) -> haops::Reach {
+        haops::Reach {
+            kubeconfig: self.kubeconfig.clone(),
+            lock_lease: self.lock_lease.clone(),
+            ..haops::Reach::default()
+        }
+    }
+}
+
 /// Subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -34,6 +46,18 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
+    /// Take (or renew) the lock for IDENTITY, whatever a gate would say.
+    /// Exit 0 taken, 1 held by someone else, 3 if it cannot be reached.
+    Take {
+        /// The holder identity (give the same to `hacli lock release`).
+        #[arg(long, env = "HACLI_IDENTITY")]
+        identity: String,
+        /// How long the lock lasts without renewal.
+        #[arg(long, default_value = "30m", value_parser = parse_duration)]
+        lock_ttl: Duration,
+        #[command(flatten)]
+        at: Where,
+    },
     /// Release the lock held by IDENTITY. Exit 0 released, 1 not held by it.
     Release {
         /// The identity that took it (`hacli gate --identity`).
@@ -44,30 +68,31 @@ pub enum Command {
     },
 }
 
+/// An error reaching the lock: said on stderr, exit 3 (2 for a bad setting).
+fn failed(e: haops::Error) -> anyhow::Result<Exit> {
+    if e.exit_code() == 2 {
+        return Err(e.into());
+    }
+    eprintln!("error: {e}");
+    Ok(Exit::Unknown)
+}
+
 /// Run.
 pub fn run(c: Command) -> anyhow::Result<Exit> {
-    let rt = runtime()?;
     match c {
         Command::Show { at, output } => {
-            let lease = ObjectRef::parse("--lock-lease", &at.lock_lease)?;
-            let client = rt.block_on(kubeadm::kube_client(at.kubeconfig.as_deref()))?;
-            let lock = DisruptionLock::new(client, lease.clone());
-            let status = match rt.block_on(lock.status(jiff::Timestamp::now())) {
-                Ok(h) => h,
-                Err(e) => {
-                    eprintln!("error: {}", e.chain());
-                    return Ok(Exit::Unknown);
-                }
+            let s = match haops::lock::show(&at.reach(), jiff::Timestamp::now()) {
+                Ok(s) => s,
+                Err(e) => return failed(e),
             };
-            let holder = status.as_ref().map(|h| h.identity.clone());
-            let kept = status.as_ref().and_then(|h| h.kept.clone());
+            let lease = &s.lease;
             match output {
                 Output::Json => crate::print_json(&serde_json::json!({
-                    "lease": lease.to_string(),
-                    "holder": holder,
-                    "keptBecause": kept,
+                    "lease": lease,
+                    "holder": s.holder,
+                    "keptBecause": s.kept,
                 }))?,
-                Output::Text => match (&holder, &kept) {
+                Output::Text => match (&s.holder, &s.kept) {
                     (Some(h), Some(why)) => outln!(
                         "{lease}: held by {h}, KEPT until a person releases it (hacli lock release --identity '{h}'): {why}"
                     ),
@@ -77,24 +102,31 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Ok)
         }
-        Command::Release { identity, at } => {
-            let lease = ObjectRef::parse("--lock-lease", &at.lock_lease)?;
-            let client = rt.block_on(kubeadm::kube_client(at.kubeconfig.as_deref()))?;
-            let lock = DisruptionLock::new(client, lease.clone());
-            match rt.block_on(lock.release(&identity)) {
-                Ok(true) => {
-                    outln!("{lease}: released by {identity}");
-                    Ok(Exit::Ok)
-                }
-                Ok(false) => {
-                    outln!("{lease}: not held by {identity}; nothing released");
-                    Ok(Exit::Deny)
-                }
-                Err(e) => {
-                    eprintln!("error: {}", e.chain());
-                    Ok(Exit::Unknown)
-                }
+        Command::Take {
+            identity,
+            lock_ttl,
+            at,
+        } => match haops::lock::take(&at.reach(), &identity, lock_ttl, jiff::Timestamp::now()) {
+            Ok(Taken::Taken { lease, identity }) => {
+                outln!("{lease}: held by {identity} for {}s", lock_ttl.as_secs());
+                Ok(Exit::Ok)
             }
-        }
+            Ok(Taken::HeldBy { lease, holder, .. }) => {
+                outln!("{lease}: held by {holder}; not taken");
+                Ok(Exit::Deny)
+            }
+            Err(e) => failed(e),
+        },
+        Command::Release { identity, at } => match haops::lock::release(&at.reach(), &identity) {
+            Ok(Released::Released { lease }) => {
+                outln!("{lease}: released by {identity}");
+                Ok(Exit::Ok)
+            }
+            Ok(Released::NotHeld { lease }) => {
+                outln!("{lease}: not held by {identity}; nothing released");
+                Ok(Exit::Deny)
+            }
+            Err(e) => failed(e),
+        },
     }
 }

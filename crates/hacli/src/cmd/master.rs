@@ -306,7 +306,7 @@ fn run_live(
         });
     }
     // The Lease lives in the cluster as it is.
-    let lock_observer = kubeadm::live::LiveObserver::new(&plan.from, config.clone())
+    let lock_observer = kubeadm::LiveObserver::connect(&plan.from, config.clone())
         .context("the cluster (kubeconfig, etcd certificates)")?;
     let mut lock = lock_observer.lock(c.lock_ttl)?;
     // Each gate observes the nodes that exist when it runs (the new master
@@ -355,7 +355,7 @@ fn run_live(
         load_balancer: lb.as_mut(),
         control_plane: &mut cp,
         observer: &mut observer,
-        clock: &kubeadm::live::Wall,
+        clock: &kubeadm::SystemClock,
     };
     Ok(disrupt::run(
         plan,

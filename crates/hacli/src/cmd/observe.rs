@@ -6,11 +6,9 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-use kubeadm::Observer;
-
-use crate::args::{LiveArgs, runtime};
+use crate::args::LiveArgs;
 use crate::{Exit, Output, render};
+use anyhow::Context as _;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -32,33 +30,20 @@ pub struct Args {
 /// written either way, with the failures in `probeErrors`).
 pub fn run(a: Args) -> anyhow::Result<Exit> {
     let topology = a.live.topology()?;
-    let config = a.live.config(None)?;
-    let mut state = runtime()?.block_on(async {
-        let observer = Observer::new(topology.clone(), config).await?;
-        anyhow::Ok(observer.observe().await)
-    })?;
-    a.live.observe_backup(&mut state);
+    let state = haops::observe::observe(&topology, &a.live.reach(), None)?.state;
     if a.status {
         let status = hacore::status::status(&topology, &state, jiff::Timestamp::now());
         match a.output {
             Output::Json => crate::print_json(&status)?,
             Output::Text => out!("{}", render::status(&status)),
         }
-        for (probe, e) in &state.probe_errors {
-            eprintln!("probe {probe} failed: {e}");
+    } else {
+        let text = serde_json::to_string_pretty(&state)?;
+        match &a.out {
+            Some(p) => std::fs::write(p, text + "\n")
+                .with_context(|| format!("writing {}", p.display()))?,
+            None => writeln!(std::io::stdout().lock(), "{text}")?,
         }
-        return Ok(if state.probe_errors.is_empty() {
-            Exit::Ok
-        } else {
-            Exit::Unknown
-        });
-    }
-    let text = serde_json::to_string_pretty(&state)?;
-    match &a.out {
-        Some(p) => {
-            std::fs::write(p, text + "\n").with_context(|| format!("writing {}", p.display()))?
-        }
-        None => writeln!(std::io::stdout().lock(), "{text}")?,
     }
     for (probe, e) in &state.probe_errors {
         eprintln!("probe {probe} failed: {e}");

@@ -6,24 +6,19 @@
 //! comma-joined, maps and nested lists as JSON, secrets (`from_secret`) as
 //! their contents. `CI_*` variables describe the repository and pipeline.
 //!
-//! This module only translates: it checks every setting (an error names the
-//! setting, e.g. `PLUGIN_NODE (settings.node)`), writes the secrets to a
-//! private temporary directory (0700, files 0600, removed at exit), builds
-//! the `hacli` command line the settings stand for, and runs that command's
-//! own code (`gate::decide`, `check::decide`, `plan::compute`,
-//! `simulate::compute`, `lock release`). The exit code is that command's.
+//! This command only translates ([`crate::plugin`]): it checks every
+//! setting (an error names the setting, e.g. `PLUGIN_NODE
+//! (settings.node)`), writes the secrets to a private temporary directory
+//! (0700, files 0600, removed at exit), shows the `hacli` command line the
+//! settings stand for (which hacli must accept), and runs what that
+//! command runs (`haops::gate`, the offline check, plan and simulation,
+//! `haops::lock` release). The exit code is that command's.
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
-
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use clap::Parser as _;
 
-use crate::args::parse_duration;
-use crate::{Cli, Command, Exit, render};
+use crate::plugin::settings::{SETTINGS, Settings, name, private_tempdir};
+use crate::{Cli, Exit};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -36,585 +31,27 @@ pub struct Args {
     pub list_settings: bool,
 }
 
-const GATE: &str = "gate";
-const CHECK: &str = "check";
-const PLAN: &str = "plan";
-const SIMULATE: &str = "simulate";
-const RELEASE: &str = "release";
-const COMMANDS: [&str; 5] = [GATE, CHECK, PLAN, SIMULATE, RELEASE];
-
-/// A setting the plugin knows.
-struct Setting {
-    key: &'static str,
-    commands: &'static [&'static str],
-    help: &'static str,
-}
-
-const fn s(key: &'static str, commands: &'static [&'static str], help: &'static str) -> Setting {
-    Setting {
-        key,
-        commands,
-        help,
-    }
-}
-
-const SETTINGS: &[Setting] = &[
-    s(
-        "command",
-        &COMMANDS,
-        "gate, check, plan, simulate or release (required)",
-    ),
-    s(
-        "action",
-        &[GATE, CHECK],
-        "reboot, drain, upgrade, shutdown, remove-member or join (required)",
-    ),
-    s(
-        "node",
-        &[GATE, CHECK],
-        "the target: a node name, or a hypervisor host (required)",
-    ),
-    s(
-        "topology",
-        &[GATE, CHECK],
-        "a topology file in the workspace, or the topology itself as YAML (required)",
-    ),
-    s(
-        "policy",
-        &[GATE, CHECK],
-        "a built-in policy name, a policy file in the workspace, or inline YAML; the action's built-in by default",
-    ),
-    s(
-        "state",
-        &[CHECK, PLAN],
-        "an observed state file in the workspace, or inline YAML (required for check)",
-    ),
-    s(
-        "at",
-        &[CHECK],
-        "evaluate as of this time (RFC 3339, or now); now by default, so a stale state is unknown",
-    ),
-    s(
-        "kubeconfig",
-        &[GATE, RELEASE],
-        "the kubeconfig's contents (a secret); by default KUBECONFIG or the in-cluster service account",
-    ),
-    s(
-        "etcd_endpoints",
-        &[GATE],
-        "etcd client URLs (a list); the topology's by default",
-    ),
-    s(
-        "etcd_ca",
-        &[GATE],
-        "the etcd CA certificate, PEM contents (a secret)",
-    ),
-    s(
-        "etcd_cert",
-        &[GATE],
-        "the etcd client certificate, PEM contents (a secret)",
-    ),
-    s(
-        "etcd_key",
-        &[GATE],
-        "the etcd client key, PEM contents (a secret)",
-    ),
-    s(
-        "deadline",
-        &[GATE],
-        "overall deadline of the observation, e.g. 2s (default 2s)",
-    ),
-    s(
-        "member_timeout",
-        &[GATE],
-        "how long one etcd member may take (default 1s)",
-    ),
-    s(
-        "kill_switch",
-        &[GATE],
-        "kill-switch ConfigMap, namespace/name (default kube-system/hacli-kill-switch)",
-    ),
-    s(
-        "daemonsets",
-        &[GATE],
-        "DaemonSets whose pod must run on every node (a list)",
-    ),
-    s(
-        "prometheus_url",
-        &[GATE],
-        "Prometheus base URL for firing alerts (a secret if it holds credentials)",
-    ),
-    s(
-        "lb_runtime_api",
-        &[GATE],
-        "HAProxy runtime API, unix:/path or tcp:ADDR:PORT; the topology's by default",
-    ),
-    s(
-        "apiserver_port",
-        &[GATE],
-        "apiserver port on each master; the control-plane endpoint's by default",
-    ),
-    s(
-        "lock",
-        &[GATE],
-        "true: when allowed, take the disruption lock (default false)",
-    ),
-    s(
-        "lock_ttl",
-        &[GATE],
-        "how long the lock lasts without renewal (default 30m)",
-    ),
-    s(
-        "lock_lease",
-        &[GATE, RELEASE],
-        "disruption lock Lease, namespace/name (default kube-system/hacli-disruption-lock)",
-    ),
-    s(
-        "identity",
-        &[GATE, CHECK, RELEASE],
-        "lock holder identity; woodpecker:CI_REPO#CI_PIPELINE_NUMBER by default, so a later step releases it",
-    ),
-    s(
-        "output",
-        &[GATE, CHECK, PLAN, SIMULATE],
-        "also write the JSON result to this file in the workspace",
-    ),
-    s(
-        "from",
-        &[PLAN],
-        "the topology now: a file in the workspace or inline YAML (required)",
-    ),
-    s(
-        "to",
-        &[PLAN],
-        "the topology wanted: a file in the workspace or inline YAML (required)",
-    ),
-    s(
-        "template",
-        &[PLAN],
-        "VM id of the template new masters are cloned from",
-    ),
-    s(
-        "plan",
-        &[SIMULATE],
-        "a plan (hacli plan -o json) in the workspace, or inline JSON (required)",
-    ),
-    s(
-        "failures",
-        &[SIMULATE],
-        "largest number of simultaneous failures to try (default 1)",
-    ),
-];
-
-/// `PLUGIN_NODE (settings.node)`.
-fn name(key: &str) -> String {
-    format!("PLUGIN_{} (settings.{key})", key.to_uppercase())
-}
-
-/// Whether a value is a document rather than a path: YAML has a line
-/// break, and Woodpecker hands a map written under `settings:` as JSON.
-fn is_inline(v: &str) -> bool {
-    v.contains('\n') || v.trim_start().starts_with('{')
-}
-
-/// The settings Woodpecker set, by key.
-struct Settings {
-    values: BTreeMap<String, String>,
-    workspace: PathBuf,
-    command: &'static str,
-}
-
-impl Settings {
-    fn from_env() -> anyhow::Result<Settings> {
-        let mut values = BTreeMap::new();
-        for (k, v) in std::env::vars_os() {
-            let Some(k) = k.to_str() else { continue };
-            let Some(key) = k.strip_prefix("PLUGIN_") else {
-                continue;
-            };
-            let key = key.to_lowercase();
-            let v = v
-                .into_string()
-                .map_err(|_| anyhow!("{}: not valid UTF-8", name(&key)))?;
-            if v.trim().is_empty() {
-                continue;
-            }
-            values.insert(key, v);
-        }
-        let unknown: Vec<String> = values
-            .keys()
-            .filter(|k| !SETTINGS.iter().any(|s| s.key == k.as_str()))
-            .map(|k| name(k))
-            .collect();
-        if !unknown.is_empty() {
-            bail!(
-                "unknown setting(s) {}: the plugin knows {} (see `hacli plugin --list-settings`)",
-                unknown.join(", "),
-                SETTINGS
-                    .iter()
-                    .map(|s| s.key)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        let Some(command) = values.get("command") else {
-            bail!(
-                "{} is missing: say what to run, one of {}",
-                name("command"),
-                COMMANDS.join(", ")
-            );
-        };
-        let Some(command) = COMMANDS.into_iter().find(|c| c == command) else {
-            bail!(
-                "{}: `{command}` is not a command the plugin runs; use one of {}",
-                name("command"),
-                COMMANDS.join(", ")
-            );
-        };
-        for key in values.keys() {
-            let setting = SETTINGS.iter().find(|s| s.key == key).expect("known");
-            if !setting.commands.contains(&command) {
-                bail!(
-                    "{} is not used by command {command} (it is for: {}); remove it",
-                    name(key),
-                    setting.commands.join(", ")
-                );
-            }
-        }
-        let workspace = match std::env::var_os("CI_WORKSPACE") {
-            Some(w) if !w.is_empty() => PathBuf::from(w),
-            _ => std::env::current_dir().context("reading the current directory")?,
-        };
-        Ok(Settings {
-            values,
-            workspace,
-            command,
-        })
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        debug_assert!(SETTINGS.iter().any(|s| s.key == key), "{key}");
-        self.values.get(key).map(String::as_str)
-    }
-
-    fn required(&self, key: &str) -> anyhow::Result<&str> {
-        self.get(key).ok_or_else(|| {
-            let help = SETTINGS.iter().find(|s| s.key == key).expect("known").help;
-            let help = help.trim_end_matches(" (required)");
-            anyhow!(
-                "{} is missing: command {} needs it ({help})",
-                name(key),
-                self.command
-            )
-        })
-    }
-
-    /// A path in the workspace (relative paths are relative to it).
-    fn in_workspace(&self, v: &str) -> PathBuf {
-        self.workspace.join(v)
-    }
-
-    /// A file given as a workspace path or inline: the path to read.
-    fn file(&self, key: &str, v: &str, tmp: &Path) -> anyhow::Result<PathBuf> {
-        if is_inline(v) {
-            return write_private(tmp, &format!("settings.{key}.yaml"), v)
-                .with_context(|| name(key));
-        }
-        let path = self.in_workspace(v);
-        if !path.is_file() {
-            bail!(
-                "{}: `{}` is not a file in the workspace {}; give a path relative to the \
-                 repository, or the document itself as YAML",
-                name(key),
-                v,
-                self.workspace.display()
-            );
-        }
-        Ok(path)
-    }
-
-    fn duration(&self, key: &str) -> anyhow::Result<Option<String>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => {
-                parse_duration(v).map_err(|e| anyhow!("{}: {e}", name(key)))?;
-                Ok(Some(v.to_string()))
-            }
-        }
-    }
-
-    fn boolean(&self, key: &str) -> anyhow::Result<bool> {
-        match self.get(key) {
-            None => Ok(false),
-            Some("true") => Ok(true),
-            Some("false") => Ok(false),
-            Some(v) => bail!("{}: `{v}` is not true or false", name(key)),
-        }
-    }
-
-    /// A list: comma-joined (Woodpecker's form for a list of strings) or a
-    /// JSON array.
-    fn list(&self, key: &str) -> anyhow::Result<Option<String>> {
-        let Some(v) = self.get(key) else {
-            return Ok(None);
-        };
-        let items: Vec<String> = if v.trim_start().starts_with('[') {
-            serde_json::from_str(v)
-                .map_err(|e| anyhow!("{}: not a JSON list of strings: {e}", name(key)))?
-        } else {
-            v.split(',').map(|s| s.trim().to_string()).collect()
-        };
-        if items.iter().any(|i| i.is_empty() || i.contains(',')) {
-            bail!("{}: `{v}` has an empty or comma-holding item", name(key));
-        }
-        Ok(Some(items.join(",")))
-    }
-
-    /// A secret's contents, checked for shape (never printed) and written
-    /// to a private file.
-    fn secret_file(&self, key: &str, tmp: &Path, pem: bool) -> anyhow::Result<Option<PathBuf>> {
-        let Some(v) = self.get(key) else {
-            return Ok(None);
-        };
-        let looks_right = if pem {
-            v.contains("-----BEGIN ")
-        } else {
-            is_inline(v) && (v.contains("clusters") || v.contains("apiVersion"))
-        };
-        if !looks_right {
-            let what = if pem {
-                "PEM contents (-----BEGIN ...)"
-            } else {
-                "a kubeconfig's contents (YAML with clusters, users, contexts)"
-            };
-            let path_hint = if !v.contains('\n') && self.in_workspace(v).exists() {
-                "; it names a file, but the plugin takes the contents: use from_secret"
-            } else {
-                ""
-            };
-            bail!(
-                "{}: expected {what}, got {} bytes that are not{path_hint} (the value is a secret and is not shown)",
-                name(key),
-                v.len()
-            );
-        }
-        write_private(tmp, key, v)
-            .with_context(|| name(key))
-            .map(Some)
-    }
-}
-
-/// A temporary directory only its owner may enter (0700), removed on drop.
-fn private_tempdir() -> std::io::Result<tempfile::TempDir> {
-    use std::os::unix::fs::PermissionsExt as _;
-    tempfile::Builder::new()
-        .prefix("hacli-plugin-")
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir()
-}
-
-/// Write `contents` to `dir/file` with mode 0600.
-fn write_private(dir: &Path, file: &str, contents: &str) -> anyhow::Result<PathBuf> {
-    let path = dir.join(file);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(contents.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
-}
-
-/// The lock identity a pipeline gets by default: the same for every step
-/// of one pipeline run, so that a later step releases what a gate took.
-fn ci_identity() -> Option<String> {
-    let repo = std::env::var("CI_REPO").ok().filter(|s| !s.is_empty())?;
-    let number = std::env::var("CI_PIPELINE_NUMBER")
-        .ok()
-        .filter(|s| !s.is_empty())?;
-    Some(format!("woodpecker:{repo}#{number}"))
-}
-
-/// The command line the settings stand for, and its printable form
-/// (secret values replaced by their setting's name).
-struct Mapped {
-    argv: Vec<OsString>,
-    shown: Vec<String>,
-}
-
-impl Mapped {
-    fn new(words: &[&str]) -> Mapped {
-        let mut m = Mapped {
-            argv: vec!["hacli".into()],
-            shown: vec!["hacli".into()],
-        };
-        for w in words {
-            m.arg(w);
-        }
-        m
-    }
-
-    fn arg(&mut self, v: impl AsRef<std::ffi::OsStr>) {
-        self.argv.push(v.as_ref().to_owned());
-        self.shown.push(v.as_ref().to_string_lossy().into_owned());
-    }
-
-    fn opt(&mut self, flag: &str, v: Option<impl AsRef<std::ffi::OsStr>>) {
-        if let Some(v) = v {
-            self.arg(flag);
-            self.arg(v);
-        }
-    }
-
-    fn secret(&mut self, flag: &str, key: &str, v: Option<&str>) {
-        if let Some(v) = v {
-            self.argv.push(flag.into());
-            self.argv.push(v.into());
-            self.shown.push(flag.into());
-            self.shown.push(format!("<settings.{key}>"));
-        }
-    }
-}
-
-/// Map the settings onto a hacli command line.
-fn map(st: &Settings, tmp: &Path) -> anyhow::Result<Mapped> {
-    let m = match st.command {
-        GATE | CHECK => {
-            let action = st.required("action")?;
-            action
-                .parse::<hacore::Action>()
-                .with_context(|| name("action"))?;
-            let node = st.required("node")?;
-            let topology = st.file("topology", st.required("topology")?, tmp)?;
-            let mut m = Mapped::new(&[st.command, action, node]);
-            m.opt("--topology", Some(&topology));
-            if let Some(p) = st.get("policy") {
-                let spec: OsString = if is_inline(p) {
-                    st.file("policy", p, tmp)?.into()
-                } else if st.in_workspace(p).is_file() {
-                    st.in_workspace(p).into()
-                } else {
-                    p.into()
-                };
-                hacore::Policy::named_or_file(&spec.to_string_lossy())
-                    .with_context(|| name("policy"))?;
-                m.opt("--policy", Some(spec));
-            }
-            if st.command == CHECK {
-                let state = st.file("state", st.required("state")?, tmp)?;
-                m.opt("--state", Some(&state));
-                if let Some(at) = st.get("at") {
-                    super::parse_at(Some(at)).with_context(|| name("at"))?;
-                    m.opt("--at", Some(at));
-                }
-                m.opt("--requester", st.get("identity"));
-            } else {
-                m.opt("--kubeconfig", st.secret_file("kubeconfig", tmp, false)?);
-                m.opt("--etcd-endpoints", st.list("etcd_endpoints")?);
-                m.opt("--etcd-cacert", st.secret_file("etcd_ca", tmp, true)?);
-                m.opt("--etcd-cert", st.secret_file("etcd_cert", tmp, true)?);
-                m.opt("--etcd-key", st.secret_file("etcd_key", tmp, true)?);
-                m.opt("--deadline", st.duration("deadline")?);
-                m.opt("--member-timeout", st.duration("member_timeout")?);
-                m.opt("--kill-switch", st.get("kill_switch"));
-                m.opt("--lock-lease", st.get("lock_lease"));
-                m.opt("--daemonsets", st.list("daemonsets")?);
-                m.secret(
-                    "--prometheus-url",
-                    "prometheus_url",
-                    st.get("prometheus_url"),
-                );
-                if let Some(rt) = st.get("lb_runtime_api") {
-                    rt.parse::<hacore::topology::RuntimeApi>()
-                        .map_err(|e| anyhow!("{}: {e}", name("lb_runtime_api")))?;
-                    m.opt("--lb-runtime-api", Some(rt));
-                }
-                if let Some(p) = st.get("apiserver_port") {
-                    p.parse::<u16>().map_err(|_| {
-                        anyhow!("{}: `{p}` is not a port number", name("apiserver_port"))
-                    })?;
-                    m.opt("--apiserver-port", Some(p));
-                }
-                if st.boolean("lock")? {
-                    m.arg("--lock");
-                }
-                m.opt("--lock-ttl", st.duration("lock_ttl")?);
-                m.opt(
-                    "--identity",
-                    st.get("identity").map(str::to_string).or_else(ci_identity),
-                );
-            }
-            m
-        }
-        PLAN => {
-            let from = st.file("from", st.required("from")?, tmp)?;
-            let to = st.file("to", st.required("to")?, tmp)?;
-            let mut m = Mapped::new(&[PLAN]);
-            m.opt("--from", Some(&from));
-            m.opt("--to", Some(&to));
-            if let Some(s) = st.get("state") {
-                m.opt("--state", Some(st.file("state", s, tmp)?));
-            }
-            if let Some(t) = st.get("template") {
-                t.parse::<u32>()
-                    .map_err(|_| anyhow!("{}: `{t}` is not a VM id", name("template")))?;
-                m.opt("--template", Some(t));
-            }
-            m
-        }
-        SIMULATE => {
-            let plan = st.file("plan", st.required("plan")?, tmp)?;
-            let mut m = Mapped::new(&[SIMULATE]);
-            m.arg(&plan);
-            if let Some(k) = st.get("failures") {
-                k.parse::<usize>()
-                    .map_err(|_| anyhow!("{}: `{k}` is not a number", name("failures")))?;
-                m.opt("--failures", Some(k));
-            }
-            m
-        }
-        RELEASE => {
-            let identity = match st.get("identity") {
-                Some(i) => i.to_string(),
-                None => ci_identity().ok_or_else(|| {
-                    anyhow!(
-                        "{} is missing, and CI_REPO / CI_PIPELINE_NUMBER are not set to derive it",
-                        name("identity")
-                    )
-                })?,
-            };
-            let mut m = Mapped::new(&["lock", "release", "--identity", &identity]);
-            m.opt("--kubeconfig", st.secret_file("kubeconfig", tmp, false)?);
-            m.opt("--lock-lease", st.get("lock_lease"));
-            m
-        }
-        other => unreachable!("{other}"),
-    };
-    Ok(m)
-}
-
 /// Print the human summary and the JSON result; write it to `output`.
-fn report<T: serde::Serialize>(
-    st: &Settings,
-    summary: &str,
-    value: &T,
-    exit: Exit,
-) -> anyhow::Result<Exit> {
-    out!("{summary}");
-    if !summary.ends_with('\n') {
+fn report(st: &Settings, done: &crate::plugin::Done) -> anyhow::Result<Exit> {
+    if done.value.is_null() {
+        if !done.summary.is_empty() {
+            outln!("{}", done.summary);
+        }
+        return Ok(done.exit);
+    }
+    out!("{}", done.summary);
+    if !done.summary.ends_with('\n') {
         outln!();
     }
-    crate::print_json(value)?;
+    crate::print_json(&done.value)?;
     if let Some(o) = st.get("output") {
         let path = st.in_workspace(o);
-        let text = serde_json::to_string_pretty(value)? + "\n";
+        let text = serde_json::to_string_pretty(&done.value)? + "\n";
         std::fs::write(&path, text)
             .with_context(|| format!("{}: writing {}", name("output"), path.display()))?;
         eprintln!("result written to {}", path.display());
     }
-    Ok(exit)
+    Ok(done.exit)
 }
 
 /// Run.
@@ -628,7 +65,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let st = Settings::from_env()?;
     let tmp =
         private_tempdir().context("creating a private temporary directory for the secrets")?;
-    let m = map(&st, tmp.path())?;
+    let (m, call) = crate::plugin::map::map(&st, tmp.path())?;
     let pipeline = match (
         std::env::var("CI_REPO"),
         std::env::var("CI_PIPELINE_NUMBER"),
@@ -641,61 +78,14 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         outln!("{}", m.shown.join(" "));
         return Ok(Exit::Ok);
     }
-    let cli = Cli::try_parse_from(&m.argv).map_err(|e| {
+    Cli::try_parse_from(&m.argv).map_err(|e| {
         anyhow!(
             "the settings stand for `{}`, which hacli rejects: {}",
             m.shown.join(" "),
             e.render()
         )
     })?;
-    let exit = match cli.command {
-        Command::Gate(args) => {
-            let v = super::gate::decide(&args)?;
-            report(&st, &render::verdict_short(&v), &v, v.decision.into())?
-        }
-        Command::Check(args) => {
-            let v = super::check::decide(&args)?;
-            report(&st, &render::verdict_short(&v), &v, v.decision.into())?
-        }
-        Command::Plan(args) => match super::plan::compute(&args)? {
-            Ok(p) => report(&st, &p.to_text(), &p, Exit::Ok)?,
-            Err(r) => report(&st, &format!("REFUSED: {r}"), &r, Exit::Deny)?,
-        },
-        Command::Simulate(args) => {
-            let r = super::simulate::compute(&args)?;
-            let exit = super::simulate::exit(&r);
-            report(&st, &r.to_text(), &r, exit)?
-        }
-        Command::Lock(c) => super::lock::run(c)?,
-        other => unreachable!("the plugin maps to no {other:?}"),
-    };
+    let exit = report(&st, &crate::plugin::run(call)?)?;
     drop(tmp);
     Ok(exit)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
-
-    #[test]
-    fn secrets_are_written_private() {
-        let tmp = super::private_tempdir().unwrap();
-        let dir_mode = std::fs::metadata(tmp.path()).unwrap().permissions().mode();
-        assert_eq!(dir_mode & 0o777, 0o700);
-        let p = super::write_private(tmp.path(), "etcd_key", "-----BEGIN X-----\n").unwrap();
-        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "-----BEGIN X-----\n");
-        // Never over an existing file.
-        assert!(super::write_private(tmp.path(), "etcd_key", "x").is_err());
-    }
-
-    #[test]
-    fn every_setting_names_known_commands() {
-        for s in super::SETTINGS {
-            assert!(!s.commands.is_empty(), "{}", s.key);
-            assert!(s.commands.iter().all(|c| super::COMMANDS.contains(c)));
-            assert_eq!(s.key, s.key.to_lowercase());
-        }
-    }
 }

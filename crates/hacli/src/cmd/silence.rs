@@ -1,12 +1,11 @@
 //! `--alertmanager-url`: the silences a disruption (`disrupt`, `roll`,
 //! `drill --planned`, `replace-master`) creates for the alerts it causes
 //! itself, from the policy's `silence:` section, and expires when the run
-//! ends, also on failure. The client is `kubeadm::silence`.
+//! ends, also on failure: `haops::silence`, its flags and its lines here.
 
 use std::time::Duration;
 
 use hacore::Policy;
-use kubeadm::silence::{Alertmanager, RunSilences};
 
 use crate::args::parse_duration;
 
@@ -26,16 +25,18 @@ pub struct SilenceArgs {
 
 /// A run's silences, while it runs.
 #[derive(Debug)]
-pub struct Active {
-    rt: tokio::runtime::Runtime,
-    run: RunSilences,
+pub struct Active(haops::silence::Silences);
+
+fn say(e: haops::Event) {
+    match e {
+        haops::Event::Note(l) => eprintln!("{l}"),
+        haops::Event::Warning(l) => eprintln!("warning: {l}"),
+        _ => {}
+    }
 }
 
-/// Create the silences for `nodes` (none without `--alertmanager-url`),
-/// ending `bound` from now, created by `identity` (the run's lock holder).
-/// A policy without a `silence:` section is a usage error when a URL is
-/// given; a silence that cannot be created stops the run before anything
-/// is disrupted.
+/// Create the silences for `nodes` (`haops::silence::start`; none without
+/// `--alertmanager-url`), ending `bound` from now, created by `identity`.
 pub fn start(
     args: &SilenceArgs,
     policy: &Policy,
@@ -44,33 +45,14 @@ pub fn start(
     what: &str,
     bound: Duration,
 ) -> anyhow::Result<Option<Active>> {
-    let Some(url) = &args.alertmanager_url else {
-        return Ok(None);
+    let reach = haops::silence::SilenceReach {
+        alertmanager_url: args.alertmanager_url.clone(),
+        timeout: args.alertmanager_timeout,
     };
-    let Some(spec) = &policy.silence else {
-        anyhow::bail!(
-            "--alertmanager-url: policy `{}` has no `silence:` section (the matchers of each node's silence); add one, or drop --alertmanager-url",
-            policy.name
-        );
-    };
-    if let Some(d) = spec.check(policy.rules.alerts.as_ref()).first() {
-        anyhow::bail!("policy `{}`: {}: {}", policy.name, d.path, d.message);
-    }
-    let am = Alertmanager::new(url, args.alertmanager_timeout)?;
-    let ends_at = jiff::Timestamp::now()
-        + jiff::SignedDuration::try_from(bound).unwrap_or(jiff::SignedDuration::from_hours(1));
-    let rt = crate::args::runtime()?;
-    let run = rt
-        .block_on(RunSilences::create(
-            am, spec, nodes, identity, what, ends_at,
-        ))
-        .map_err(|e| {
-            anyhow::anyhow!("silencing the disruption's alerts: {e}; nothing was disrupted")
-        })?;
-    for (node, id) in &run.silences {
-        eprintln!("silence {id} for {node} until {ends_at} (created by {identity})");
-    }
-    Ok(Some(Active { rt, run }))
+    let now = jiff::Timestamp::now();
+    let started =
+        haops::silence::start(&reach, policy, nodes, identity, what, bound, now, &mut say)?;
+    Ok(started.map(Active))
 }
 
 impl Active {
@@ -78,17 +60,7 @@ impl Active {
     /// stderr. Returns false if one could not be expired (it ends by
     /// itself at the run's deadline).
     pub fn finish(self) -> bool {
-        let mut ok = true;
-        for r in self.rt.block_on(self.run.expire_all()) {
-            match r {
-                Ok(line) => eprintln!("{line}"),
-                Err(e) => {
-                    ok = false;
-                    eprintln!("warning: {e} (it ends by itself at the run's deadline)");
-                }
-            }
-        }
-        ok
+        self.0.finish(&mut say)
     }
 }
 

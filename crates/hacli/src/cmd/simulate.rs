@@ -1,8 +1,7 @@
 //! `hacli simulate PLAN`: every step under every failure set up to k.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use hacore::plan::Plan;
 use hacore::simulate::Report;
 
@@ -22,17 +21,8 @@ pub struct Args {
 }
 
 /// Read a plan file.
-pub fn read_plan(path: &PathBuf) -> anyhow::Result<Plan> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:{}:{}: not a plan: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        )
-    })
+pub fn read_plan(path: &Path) -> anyhow::Result<Plan> {
+    crate::offline::read_plan(path)
 }
 
 /// Run. Exit 1 when a step breaks the control plane with no failure at all
@@ -55,14 +45,7 @@ pub fn exit(report: &Report) -> Exit {
     }
 }
 
-/// The simulation report (shared with `hacli plugin`).
-pub fn compute(a: &Args) -> anyhow::Result<Report> {
-    if a.failures > 3 {
-        anyhow::bail!(
-            "--failures {}: at most 3 simultaneous failures are simulated",
-            a.failures
-        );
-    }
-    let plan = read_plan(&a.plan)?;
-    Ok(hacore::simulate::simulate(&plan, a.failures))
+/// The simulation report.
+fn compute(a: &Args) -> anyhow::Result<Report> {
+    crate::offline::simulate(&a.plan, a.failures)
 }

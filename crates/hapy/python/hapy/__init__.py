@@ -15,7 +15,9 @@ verdict with every reason::
 Against a live cluster (the kubeadm backend), ``hapy.observe(topology,
 kubeconfig=..., etcd=[...], timeout=2.0)`` returns a ``State`` and
 ``hapy.gate(action, node, topology, policy, lock=False, ...)`` a ``Verdict``
-evaluated with the real clock, optionally taking the disruption lock.
+evaluated with the real clock, optionally moving etcd leadership away
+(``move_leader=True``) and taking the disruption lock; ``hapy.lock_show``,
+``lock_take`` and ``lock_release`` are ``hacli lock show|take|release``.
 
 Planned disruptions (``hapy.disrupt(action, node, topology, journal=...,
 sim_state=...)``) and rolling ones (``hapy.roll(action, topology,
@@ -33,6 +35,7 @@ from hapy._hapy import (
     ConfigError,
     Error,
     Finding,
+    LockResult,
     Membership,
     ObserveError,
     Policy,
@@ -45,6 +48,9 @@ from hapy._hapy import (
     disrupt,
     evaluate,
     gate,
+    lock_release,
+    lock_show,
+    lock_take,
     observe,
     policies,
     quorum,
@@ -57,6 +63,7 @@ __all__ = [
     "ConfigError",
     "Error",
     "Finding",
+    "LockResult",
     "Membership",
     "ObserveError",
     "Policy",
@@ -69,6 +76,9 @@ __all__ = [
     "disrupt",
     "evaluate",
     "gate",
+    "lock_release",
+    "lock_show",
+    "lock_take",
     "observe",
     "policies",
     "quorum",

@@ -29,6 +29,10 @@ __all__ = [
     "tolerance",
     "observe",
     "gate",
+    "LockResult",
+    "lock_show",
+    "lock_take",
+    "lock_release",
     "disrupt",
     "roll",
     "__version__",
@@ -235,6 +239,7 @@ def observe(
     prometheus_url: str | None = None,
     apiserver_port: int | None = None,
     lb_runtime_api: str | None = None,
+    snapshot_dir: _Path | None = None,
 ) -> State: ...
 def gate(
     action: str,
@@ -245,6 +250,7 @@ def gate(
     lock: bool = False,
     lock_ttl: float = 1800.0,
     identity: str | None = None,
+    move_leader: bool = False,
     kubeconfig: _Path | None = None,
     etcd: list[str] | None = None,
     etcd_pki: _Path | None = None,
@@ -256,7 +262,49 @@ def gate(
     prometheus_url: str | None = None,
     apiserver_port: int | None = None,
     lb_runtime_api: str | None = None,
+    snapshot_dir: _Path | None = None,
 ) -> Verdict: ...
+@final
+class LockResult:
+    """The disruption lock as ``lock_show``, ``lock_take`` or
+    ``lock_release`` (``hacli lock show|take|release``) found or left it."""
+
+    @property
+    def operation(self) -> Literal["show", "take", "release"]: ...
+    @property
+    def lease(self) -> str: ...
+    @property
+    def holder(self) -> str | None: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def kept_because(self) -> str | None: ...
+    @property
+    def exit_code(self) -> Literal[0, 1]: ...
+    @property
+    def until(self) -> datetime.datetime | None: ...
+
+def lock_show(
+    *,
+    kubeconfig: _Path | None = None,
+    lock_lease: str = "kube-system/hacli-disruption-lock",
+    timeout: float = 5.0,
+) -> LockResult: ...
+def lock_take(
+    identity: str,
+    *,
+    lock_ttl: float = 1800.0,
+    kubeconfig: _Path | None = None,
+    lock_lease: str = "kube-system/hacli-disruption-lock",
+    timeout: float = 5.0,
+) -> LockResult: ...
+def lock_release(
+    identity: str,
+    *,
+    kubeconfig: _Path | None = None,
+    lock_lease: str = "kube-system/hacli-disruption-lock",
+    timeout: float = 5.0,
+) -> LockResult: ...
 def disrupt(
     action: str,
     node: str,

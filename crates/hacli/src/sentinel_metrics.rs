@@ -140,6 +140,16 @@ impl Metrics {
             last_done: Arc::new(AtomicI64::new(0)),
             started: Arc::new(Mutex::new(std::time::Instant::now())),
         };
+        m.register(&mut r);
+        Metrics {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+
+    /// Register every series in `r`.
+    fn register(&self, r: &mut Registry) {
+        let m = self;
         r.register(
             "verdict",
             "The last verdict on rebooting this node: 1 for its decision (allow, deny, unknown), 0 for the others",
@@ -216,10 +226,6 @@ impl Metrics {
             "Whether the gated sentinel file (kured's --reboot-sentinel) exists",
             m.gated_file.clone(),
         );
-        Metrics {
-            registry: Arc::new(r),
-            ..m
-        }
     }
 
     /// Set the configured period and lock plan.
