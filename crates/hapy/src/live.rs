@@ -27,30 +27,6 @@ pub(crate) struct Reach {
     pub(crate) lb_runtime_api: Option<String>,
 }
 
-/// What the live backend of `hapy.roll` needs beyond [`Reach`]: the
-/// disruption lock's lifetime and how to reach the nodes over SSH.
-#[cfg_attr(not(feature = "live"), allow(dead_code))]
-pub(crate) struct LiveDisrupt {
-    pub(crate) reach: Reach,
-    pub(crate) lock_ttl: f64,
-    pub(crate) ssh_identity: Option<PathBuf>,
-    pub(crate) ssh_known_hosts: Option<PathBuf>,
-    pub(crate) accept_new_host_key: bool,
-}
-
-/// Run `f` with the live backends of planned disruptions (the observer
-/// and the disruption Lease, kubeadm's control plane, the load balancer the
-/// topology names), the GIL released.
-pub(crate) fn with_disrupt_backends<T: Send>(
-    py: Python<'_>,
-    topology: &hacore::Topology,
-    policy: &hacore::Policy,
-    live: LiveDisrupt,
-    f: impl FnOnce(&mut hacore::backend::Backends<'_>, &mut dyn hacore::disrupt::Lock) -> T + Send,
-) -> PyResult<T> {
-    imp::with_disrupt_backends(py, topology, policy, live, f)
-}
-
 /// Observe the live cluster once, within `timeout` seconds: nodes, etcd
 /// (TLS, kubeadm's certificates), apiservers' /readyz, the kill-switch, the
 /// lock, the load balancer's pool (HAProxy's runtime API: `lb_runtime_api`
@@ -170,16 +146,6 @@ mod imp {
         Err(unavailable())
     }
 
-    pub fn with_disrupt_backends<T>(
-        _: Python<'_>,
-        _: &hacore::Topology,
-        _: &hacore::Policy,
-        _: LiveDisrupt,
-        _: impl FnOnce(&mut hacore::backend::Backends<'_>, &mut dyn hacore::disrupt::Lock) -> T,
-    ) -> PyResult<T> {
-        Err(unavailable())
-    }
-
     #[allow(clippy::too_many_arguments)]
     pub fn gate(
         _: Python<'_>,
@@ -263,35 +229,6 @@ mod imp {
                     })?,
             })
         }
-    }
-
-    pub fn with_disrupt_backends<T: Send>(
-        py: Python<'_>,
-        topology: &Topology,
-        policy: &Policy,
-        live: LiveDisrupt,
-        f: impl FnOnce(&mut hacore::backend::Backends<'_>, &mut dyn hacore::disrupt::Lock) -> T + Send,
-    ) -> PyResult<T> {
-        let ttl = seconds("lock_ttl", live.lock_ttl)?;
-        let config = live.reach.config(Some(policy))?;
-        let lb = pfsense::lb::LbOptions {
-            runtime_api: config.lb_runtime_api.clone(),
-            accept_new_host_key: live.accept_new_host_key,
-            ..Default::default()
-        };
-        let cp = kubeadm::control_plane::ControlPlaneOptions {
-            accept_new_host_key: live.accept_new_host_key,
-            known_hosts: live.ssh_known_hosts,
-            identity_file: live.ssh_identity,
-            ..Default::default()
-        };
-        py.detach(|| {
-            let lb = pfsense::lb::for_disruption(topology, &lb).map_err(|e| e.to_string())?;
-            let mut b = kubeadm::live::DisruptBackends::connect(topology, config, cp, ttl, lb)
-                .map_err(|e| e.to_string())?;
-            Ok(b.with(f))
-        })
-        .map_err(|e: String| ObserveError::new_err(e))
     }
 
     fn runtime() -> PyResult<tokio::runtime::Runtime> {

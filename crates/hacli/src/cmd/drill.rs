@@ -383,7 +383,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let mut planned_out = None;
     let result = match a.kill {
         _ if a.planned => {
-            let common = super::disrupt::Common {
+            let common = crate::args::disrupt::Common {
                 live,
                 lock_ttl: a.lock_ttl,
                 ssh_identity: a.ssh_identity.clone(),
@@ -396,7 +396,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                 idle_bound: a.idle_bound,
                 resume: false,
                 dry_run: false,
-                backend: super::disrupt::Backend::Live,
+                backend: crate::args::disrupt::Backend::Live,
                 sim_state: None,
                 sim_fail: Vec::new(),
                 identity: a.identity.clone(),
@@ -688,7 +688,7 @@ fn moved_by_the_plan(f: &hacore::verdict::Finding) -> bool {
 
 /// What the planned disruption needs to run (moved to its thread).
 struct PlannedJob {
-    common: super::disrupt::Common,
+    common: crate::args::disrupt::Common,
     topology: hacore::Topology,
     plan: hacore::plan::Plan,
     gate: hacore::disrupt::Gate,
@@ -874,17 +874,26 @@ impl Disruption for Planned {
         std::thread::Builder::new()
             .name("planned-disruption".into())
             .spawn(move || {
-                let bar = indicatif::ProgressBar::hidden();
-                let r = super::disrupt::run_live(
-                    &job.common,
-                    &job.topology,
+                // The drill's own silences cover the run.
+                let request = haops::disrupt::Request {
+                    gate: job.gate.clone(),
+                    options: Default::default(),
+                    resume: false,
+                    dry_run: false,
+                    lock_ttl: job.common.lock_ttl,
+                    silence: None,
+                };
+                let backend = haops::disrupt::Backend::Live(job.common.reach());
+                let r = haops::disrupt::run_plan(
                     &job.plan,
                     &node,
-                    &job.gate,
+                    "drill",
+                    &request,
                     &job.journal,
-                    &bar,
+                    &backend,
+                    &mut haops::events::ignore,
                 )
-                .map_err(|e| format!("{e:#}"));
+                .map_err(|e| e.to_string());
                 let _ = tx.send(r);
             })
             .map_err(|e| format!("starting the disruption's thread: {e}"))?;
