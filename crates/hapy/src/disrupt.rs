@@ -50,6 +50,7 @@ fn duration(what: &str, s: f64) -> PyResult<std::time::Duration> {
 
 /// What the disruption is: the action, its gate, its options, how it runs
 /// (the keywords `disrupt` and `roll` share).
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
 struct What {
     action: DisruptAction,
     gate: Gate,
@@ -60,6 +61,7 @@ struct What {
 
 /// Where it runs: "simulated" (a rehearsal on the SimulatedCluster double
 /// kept in `sim_state`, with the injected failures `fail`) or "live".
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
 enum Where {
     Simulated { state: PathBuf, fail: Vec<String> },
     Live,
@@ -95,6 +97,7 @@ impl Where {
 /// How the live backend reaches the cluster (the keywords of
 /// `hapy.observe`, the SSH ones, the lock's lifetime) and where the
 /// silences go: the CLI's `--kubeconfig`, `--etcd-*`, ... flags.
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
 struct Reach {
     kubeconfig: Option<PathBuf>,
     etcd: Option<Vec<String>>,
@@ -381,6 +384,11 @@ mod imp {
     use crate::{Error, ObserveError};
 
     fn failed(e: haops::Error) -> PyErr {
+        if let haops::Error::JournalInUse { journal } = &e {
+            return ConfigError::new_err(format!(
+                "{journal} already records a run: pass resume=True to continue it, or use a new journal"
+            ));
+        }
         match e.exit_code() {
             3 => ObserveError::new_err(e.to_string()),
             _ if matches!(e, haops::Error::Exec(_)) => Error::new_err(e.to_string()),

@@ -194,6 +194,38 @@ impl Common {
         reach
     }
 
+    /// Run `plan` (the drill's planned disruption) on the live cluster
+    /// reached with these flags, gated by `gate`, its journal at
+    /// `journal`; the caller silences what it causes.
+    pub fn run_plan(
+        &self,
+        plan: &hacore::plan::Plan,
+        node: &str,
+        gate: &Gate,
+        journal: &Path,
+    ) -> anyhow::Result<hacore::disrupt::Report> {
+        let request = Request {
+            gate: gate.clone(),
+            options: DisruptOptions::default(),
+            resume: self.resume,
+            dry_run: self.dry_run,
+            lock_ttl: self.lock_ttl,
+            silence: None,
+        };
+        let backend = haops::disrupt::Backend::Live(self.reach());
+        let mut ignore = haops::events::ignore;
+        let r = haops::disrupt::run_plan(
+            plan,
+            node,
+            "drill",
+            &request,
+            journal,
+            &backend,
+            &mut ignore,
+        );
+        Ok(r?)
+    }
+
     /// Load the topology.
     pub fn load_topology(&self) -> anyhow::Result<Topology> {
         self.live.topology()

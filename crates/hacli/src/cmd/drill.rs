@@ -874,26 +874,10 @@ impl Disruption for Planned {
         std::thread::Builder::new()
             .name("planned-disruption".into())
             .spawn(move || {
-                // The drill's own silences cover the run.
-                let request = haops::disrupt::Request {
-                    gate: job.gate.clone(),
-                    options: Default::default(),
-                    resume: false,
-                    dry_run: false,
-                    lock_ttl: job.common.lock_ttl,
-                    silence: None,
-                };
-                let backend = haops::disrupt::Backend::Live(job.common.reach());
-                let r = haops::disrupt::run_plan(
-                    &job.plan,
-                    &node,
-                    "drill",
-                    &request,
-                    &job.journal,
-                    &backend,
-                    &mut haops::events::ignore,
-                )
-                .map_err(|e| e.to_string());
+                let r = job
+                    .common
+                    .run_plan(&job.plan, &node, &job.gate, &job.journal)
+                    .map_err(|e| format!("{e:#}"));
                 let _ = tx.send(r);
             })
             .map_err(|e| format!("starting the disruption's thread: {e}"))?;
