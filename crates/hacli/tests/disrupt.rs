@@ -451,7 +451,7 @@ fn remove_master_refuses_one_of_three_and_replace_master_ends_with_three_voters(
 #[test]
 fn live_disrupt_runs_a_command_on_a_worker_over_ssh_and_puts_it_back() {
     use testlab::cluster::{ClusterLab, M1, VIP};
-    let Some(lab) = ClusterLab::start_or_skip(
+    let Some(mut lab) = ClusterLab::start_or_skip(
         "live_disrupt_runs_a_command_on_a_worker_over_ssh_and_puts_it_back",
     ) else {
         return;
@@ -519,7 +519,80 @@ fn live_disrupt_runs_a_command_on_a_worker_over_ssh_and_puts_it_back() {
     assert_ne!(node["spec"]["unschedulable"], true, "uncordoned: {node}");
     let log = std::fs::read_to_string(&journal).unwrap();
     assert!(log.contains(r#""event":"finished""#), "{log}");
+    the_live_disruption_example_reboots_w1_and_puts_it_back(&mut lab, &topo);
 }
+
+/// examples/rust/live_disruption.rs (a planned reboot through haops, as a
+/// Rust tool embeds it), in the lab the test above started: w1 is
+/// rebooted (a new boot id, the lab power-cycled it on its request) and
+/// put back (uncordoned, the lock free, the journal finished).
+fn the_live_disruption_example_reboots_w1_and_puts_it_back(
+    lab: &mut testlab::cluster::ClusterLab,
+    topology: &Path,
+) {
+    let tls = lab.etcd_tls();
+    let reach = haops::Reach {
+        kubeconfig: Some(lab.admin_conf()),
+        etcd_endpoints: vec![format!(
+            "https://{}:2379",
+            lab.lab_addr(testlab::cluster::M1)
+        )],
+        etcd_tls: kubeadm::EtcdTlsOverrides {
+            pki: None,
+            ca: Some(tls.ca.clone()),
+            cert: Some(tls.cert.clone()),
+            key: Some(tls.key.clone()),
+        },
+        deadline: std::time::Duration::from_secs(10),
+        member_timeout: std::time::Duration::from_secs(5),
+        ..haops::Reach::default()
+    };
+    let journal = lab.dir().join("live-disruption-w1.jsonl");
+    let boot = lab.host("w1").boot_id();
+    // The `drain` policy, as the command above: the lab's nodes are fresh
+    // (the `reboot` policy's 24 h soak) and run no CNI DaemonSet.
+    let args: Vec<String> = [topology, journal.as_path()]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let args = [&args[0], "w1", &args[1], "drain"].map(str::to_string);
+    let started = std::time::Instant::now();
+    let report = lab
+        .serving_power_requests(|| example::run(&args, reach).map_err(|e| e.to_string()))
+        .unwrap();
+    let log = std::fs::read_to_string(&journal).unwrap();
+    println!(
+        "the example's reboot of w1 took {:.1?}; its journal:\n{log}",
+        started.elapsed()
+    );
+    assert_eq!(report.summary(), "w1: done; lock released", "{log}");
+    assert_ne!(lab.host("w1").boot_id(), boot, "w1 was rebooted: {log}");
+    assert!(
+        lab.power_events()
+            .iter()
+            .any(|p| p.host == "w1" && p.action == "reboot"),
+        "the reboot was asked of the lab"
+    );
+    let node = lab.node("w1").unwrap();
+    assert_ne!(node["spec"]["unschedulable"], true, "uncordoned: {node}");
+    assert!(log.contains(r#""event":"finished""#), "{log}");
+    let lease = lab
+        .store()
+        .get(
+            testlab::ApiServer::resource("leases"),
+            "kube-system",
+            "hacli-disruption-lock",
+        )
+        .unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "the lock is free: {lease}"
+    );
+}
+
+#[allow(dead_code)]
+#[path = "../../../examples/rust/live_disruption.rs"]
+mod example;
 
 #[test]
 fn live_disrupt_is_denied_while_another_holds_the_lock_naming_the_holder() {

@@ -16,13 +16,11 @@
 //! asked). A caller's [`Watch`] is asked at every step boundary whether
 //! the run may still act (the disruption lock held), and, in a run resumed
 //! from its journal, for its gate again before each step that takes
-//! something down. The journal file cuts a torn last line before it
-//! appends, and syncs every record.
+//! something down. The journal is a trait: the file (`haops::journal`)
+//! cuts a torn last line ([`intact`]) before it appends, and syncs every
+//! record; this module does no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -141,65 +139,6 @@ impl Journal for MemJournal {
     }
 }
 
-/// An append-only JSON-lines journal file, synced to disk on every append.
-#[derive(Debug)]
-pub struct FileJournal {
-    path: PathBuf,
-    file: File,
-    records: Vec<Record>,
-}
-
-impl FileJournal {
-    /// Open (or create) a journal. A torn last line (a crash mid-write: a
-    /// record cut short, or a line of zeros) is cut off the file, and the
-    /// cut synced, before anything is appended, so the next record starts
-    /// on a line of its own; a last record complete but for its newline
-    /// gets its newline. Any other unreadable line is an error naming its
-    /// line.
-    pub fn open(path: &Path) -> Result<FileJournal, ExecError> {
-        let io = |e: std::io::Error| ExecError::Journal(format!("{}: {e}", path.display()));
-        let created = !path.exists();
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
-        if created {
-            // The new name must survive a crash too.
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-            }
-        }
-        let mut bytes = Vec::new();
-        (&file).read_to_end(&mut bytes).map_err(io)?;
-        let intact = intact(&bytes);
-        if intact.keep < bytes.len() {
-            file.set_len(intact.keep as u64).map_err(io)?;
-            file.sync_all().map_err(io)?;
-            bytes.truncate(intact.keep);
-        }
-        if intact.newline {
-            file.write_all(b"\n").map_err(io)?;
-            file.sync_data().map_err(io)?;
-            bytes.push(b'\n');
-        }
-        let text = std::str::from_utf8(&bytes).map_err(|e| {
-            ExecError::Journal(format!(
-                "{}: not UTF-8 at byte {}",
-                path.display(),
-                e.valid_up_to()
-            ))
-        })?;
-        let records = parse_journal(&path.display().to_string(), text)?;
-        Ok(FileJournal {
-            path: path.to_path_buf(),
-            file,
-            records,
-        })
-    }
-}
-
 /// What of a journal file to keep (see [`intact`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Intact {
@@ -271,22 +210,6 @@ pub fn parse_journal(file: &str, text: &str) -> Result<Vec<Record>, ExecError> {
         }
     }
     Ok(records)
-}
-
-impl Journal for FileJournal {
-    fn records(&self) -> &[Record] {
-        &self.records
-    }
-    fn append(&mut self, record: Record) -> Result<(), ExecError> {
-        let io = |e: std::io::Error| ExecError::Journal(format!("{}: {e}", self.path.display()));
-        let mut line =
-            serde_json::to_string(&record).map_err(|e| ExecError::Journal(e.to_string()))?;
-        line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
-        self.records.push(record);
-        Ok(())
-    }
 }
 
 /// What the executor reports while it runs.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use hacore::exec::{self, Event, FileJournal, MemJournal, Options, Outcome, Record};
+use hacore::exec::{self, Event, MemJournal, Options, Outcome, Record};
 use hacore::plan::{self, Plan};
 use hacore::simulate::simulate;
 use hacore::simulated::{Crash, SimulatedCluster, with_backends};
@@ -437,15 +437,6 @@ fn quiet_injected_crashes() {
     });
 }
 
-fn temp_journal(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "hacore-journal-{}-{name}.jsonl",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&p);
-    p
-}
-
 #[test]
 fn crash_at_every_point_then_resume_equals_an_uninterrupted_run() {
     let plan = example_plan();
@@ -462,22 +453,20 @@ fn crash_at_every_point_then_resume_equals_an_uninterrupted_run() {
     let mut failures = Vec::new();
     for at in 1..=total_applies {
         for after_effect in [false, true] {
-            let path = temp_journal(&format!("{at}-{after_effect}"));
+            // The journal outlives the crash, as a file does (the file's
+            // own torn writes: haops's tests/journal.rs).
+            let mut journal = MemJournal::default();
             let sim = fresh_sim(&plan);
             sim.borrow_mut().crash = Some(Crash {
                 at_apply: at,
                 after_effect,
             });
-            let crashed = catch_unwind(AssertUnwindSafe(|| {
-                let mut journal = FileJournal::open(&path).unwrap();
-                run_to_end(&plan, &sim, &mut journal)
-            }));
+            let crashed = catch_unwind(AssertUnwindSafe(|| run_to_end(&plan, &sim, &mut journal)));
             if crashed.is_ok() {
                 failures.push(format!("apply #{at}: no crash happened"));
                 continue;
             }
             sim.borrow_mut().crash = None;
-            let mut journal = FileJournal::open(&path).unwrap();
             let out = run_to_end(&plan, &sim, &mut journal);
             let s = sim.borrow();
             if out != Outcome::Completed {
@@ -510,7 +499,6 @@ fn crash_at_every_point_then_resume_equals_an_uninterrupted_run() {
                     }
                 }
             }
-            let _ = std::fs::remove_file(&path);
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -685,98 +673,6 @@ fn a_journal_is_only_resumed_with_its_own_plan() {
     })
     .unwrap_err();
     assert!(err.to_string().contains("belongs to plan"), "{err}");
-}
-
-/// Append `bytes` to the file as a write torn by a crash leaves them.
-fn tear(path: &Path, bytes: &[u8]) {
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
-        .unwrap();
-}
-
-#[test]
-fn a_record_torn_by_a_crash_is_cut_before_the_next_is_appended() {
-    let path = temp_journal("torn");
-    {
-        let mut j = FileJournal::open(&path).unwrap();
-        exec::Journal::append(
-            &mut j,
-            Record::Begin {
-                plan: "x".into(),
-                at: now(),
-            },
-        )
-        .unwrap();
-    }
-    tear(&path, b"{\"event\":\"sta");
-    let step = |s: &str| Record::Started {
-        step: s.into(),
-        at: now(),
-    };
-    {
-        let mut j = FileJournal::open(&path).unwrap();
-        assert_eq!(exec::Journal::records(&j).len(), 1);
-        exec::Journal::append(&mut j, step("a")).unwrap();
-        exec::Journal::append(&mut j, step("b")).unwrap();
-    }
-    let j = FileJournal::open(&path).unwrap();
-    assert_eq!(exec::Journal::records(&j)[1..], [step("a"), step("b")]);
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(text.lines().count(), 3, "{text}");
-    assert!(
-        !text.contains("\"sta{"),
-        "a record glued onto the torn one:\n{text}"
-    );
-    let _ = std::fs::remove_file(&path);
-}
-
-#[test]
-fn a_run_whose_journal_ends_in_half_a_record_resumes_to_the_target() {
-    let plan = example_plan();
-    let reference = fresh_sim(&plan);
-    assert_eq!(
-        run_to_end(&plan, &reference, &mut MemJournal::default()),
-        Outcome::Completed
-    );
-    let path = temp_journal("half-a-record");
-    let sim = fresh_sim(&plan);
-    quiet_injected_crashes();
-    // Crash twice, each time leaving half a record (or zeros where the
-    // data never reached the disk) after the last whole one.
-    for (at, torn) in [
-        (5, &b"{\"event\":\"done\",\"step\":\"prov"[..]),
-        (12, &b"\0\0\0\0\0\0\0\0\n"[..]),
-    ] {
-        sim.borrow_mut().crash = Some(Crash {
-            at_apply: at,
-            after_effect: true,
-        });
-        let crashed = catch_unwind(AssertUnwindSafe(|| {
-            let mut journal = FileJournal::open(&path).unwrap();
-            run_to_end(&plan, &sim, &mut journal)
-        }));
-        assert!(crashed.is_err(), "no crash at apply #{at}");
-        tear(&path, torn);
-    }
-    sim.borrow_mut().crash = None;
-    let mut journal = FileJournal::open(&path).unwrap();
-    assert_eq!(run_to_end(&plan, &sim, &mut journal), Outcome::Completed);
-    assert_eq!(sim.borrow().model(), reference.borrow().model());
-    // Every line of the file is a record: it can be resumed again.
-    let text = std::fs::read_to_string(&path).unwrap();
-    exec::parse_journal("j", &text).unwrap();
-    assert_eq!(
-        exec::parse_journal("j", &text).unwrap().len(),
-        text.lines().filter(|l| !l.trim().is_empty()).count()
-    );
-    let again = FileJournal::open(&path).unwrap();
-    assert!(matches!(
-        exec::Journal::records(&again).last(),
-        Some(Record::Finished { .. })
-    ));
-    let _ = std::fs::remove_file(&path);
 }
 
 /// Where the checks of a new master sit: right after its VM starts, nothing

@@ -18,6 +18,9 @@ pub enum Error {
     /// Bad input found by the core (topology, policy, plan, state).
     #[error(transparent)]
     Core(#[from] hacore::Error),
+    /// The plan was refused (a disruption, a roll's order).
+    #[error(transparent)]
+    Refused(#[from] hacore::plan::Refusal),
     /// The executor or the journal.
     #[error(transparent)]
     Exec(#[from] hacore::exec::ExecError),

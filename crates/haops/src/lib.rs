@@ -17,6 +17,7 @@
 //! traits and records each step in the journal.
 
 pub mod connect;
+pub mod disrupt;
 pub mod error;
 pub mod events;
 pub mod gate;

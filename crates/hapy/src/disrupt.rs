@@ -1,18 +1,18 @@
 //! `hapy.disrupt` and `hapy.roll`: planned disruptions (issue 14) from
-//! Python, rehearsed on the simulated backend with a journal, exactly as
-//! `hacli disrupt|roll --backend simulated` runs them
-//! (`hacore::disrupt::rehearse`, `rehearse_roll`).
+//! Python, on the live cluster or rehearsed on the simulated one, with a
+//! journal, exactly as `hacli disrupt|roll` runs them: both call
+//! `haops::disrupt` (same keyword names as the CLI's flags, same
+//! semantics). Built with the `live` feature (on by default; haops is the
+//! live operations layer): without it both raise `hapy.ObserveError`.
 
 use std::path::PathBuf;
 
-use hacore::disrupt::{self as core, DisruptAction, DisruptOptions, Gate, Rehearsal};
-use hacore::exec;
+use hacore::disrupt::{DisruptAction, DisruptOptions, Gate};
 use hacore::units::Dur;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::live::{LiveDisrupt, Reach, with_disrupt_backends};
-use crate::{ConfigError, Error, PyPolicy, PyTopology, to_py};
+use crate::{ConfigError, PyPolicy, PyTopology, to_py};
 
 fn action(
     kind: &str,
@@ -35,15 +35,6 @@ fn action(
     }
 }
 
-fn options(idle_bound: f64, drain: Option<bool>, first: Option<bool>) -> PyResult<DisruptOptions> {
-    Ok(DisruptOptions {
-        idle_bound: seconds("idle_bound", idle_bound)?,
-        drain,
-        first,
-        accept_outage: false,
-    })
-}
-
 fn seconds(what: &str, s: f64) -> PyResult<Dur> {
     if !s.is_finite() || s < 0.0 {
         return Err(PyValueError::new_err(format!(
@@ -53,43 +44,112 @@ fn seconds(what: &str, s: f64) -> PyResult<Dur> {
     Ok(Dur(jiff::SignedDuration::from_secs_f64(s)))
 }
 
-fn gate(
-    action: &DisruptAction,
+fn duration(what: &str, s: f64) -> PyResult<std::time::Duration> {
+    Ok(seconds(what, s)?.0.unsigned_abs())
+}
+
+/// What the disruption is: the action, its gate, its options, how it runs
+/// (the keywords `disrupt` and `roll` share).
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
+struct What {
+    action: DisruptAction,
+    gate: Gate,
+    options: DisruptOptions,
+    resume: bool,
+    dry_run: bool,
+}
+
+/// Where it runs: "simulated" (a rehearsal on the SimulatedCluster double
+/// kept in `sim_state`, with the injected failures `fail`) or "live".
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
+enum Where {
+    Simulated { state: PathBuf, fail: Vec<String> },
+    Live,
+}
+
+impl Where {
+    fn parse(
+        backend: &str,
+        sim_state: Option<PathBuf>,
+        fail: Option<Vec<String>>,
+    ) -> PyResult<Where> {
+        let fail = fail.unwrap_or_default();
+        match backend {
+            "simulated" => Ok(Where::Simulated {
+                state: sim_state.ok_or_else(|| {
+                    ConfigError::new_err(
+                        "sim_state: the simulated cluster's state file (read if it exists, written back)",
+                    )
+                })?,
+                fail,
+            }),
+            "live" if !fail.is_empty() => Err(ConfigError::new_err(
+                "fail: injected failures are for the simulated backend only",
+            )),
+            "live" => Ok(Where::Live),
+            other => Err(ConfigError::new_err(format!(
+                "backend `{other}`: \"simulated\" (a rehearsal on the SimulatedCluster double) or \"live\""
+            ))),
+        }
+    }
+}
+
+/// How the live backend reaches the cluster (the keywords of
+/// `hapy.observe`, the SSH ones, the lock's lifetime) and where the
+/// silences go: the CLI's `--kubeconfig`, `--etcd-*`, ... flags.
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
+struct Reach {
+    kubeconfig: Option<PathBuf>,
+    etcd: Option<Vec<String>>,
+    etcd_pki: Option<PathBuf>,
+    timeout: f64,
+    member_timeout: f64,
+    kill_switch: String,
+    lock_lease: String,
+    daemonsets: Option<Vec<String>>,
+    prometheus_url: Option<String>,
+    apiserver_port: Option<u16>,
+    lb_runtime_api: Option<String>,
+    lock_ttl: f64,
+    ssh_identity: Option<PathBuf>,
+    ssh_known_hosts: Option<PathBuf>,
+    accept_new_host_key: bool,
+    alertmanager_url: Option<String>,
+    alertmanager_timeout: f64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn what(
+    kind: &str,
+    version: Option<String>,
+    command: Option<Vec<String>>,
     policy: Option<&Bound<'_, PyAny>>,
     identity: Option<String>,
-) -> PyResult<Gate> {
+    idle_bound: f64,
+    drain: Option<bool>,
+    first: Option<bool>,
+    resume: bool,
+    dry_run: bool,
+) -> PyResult<What> {
+    let action = self::action(kind, version, command)?;
     let a = action.gate_action();
-    Ok(Gate {
-        policy: PyPolicy::coerce(policy, a)?.into_owned(),
-        action: a,
-        identity: identity.unwrap_or_else(|| format!("hapy-disrupt#{}", std::process::id())),
+    Ok(What {
+        gate: Gate {
+            policy: PyPolicy::coerce(policy, a)?.into_owned(),
+            action: a,
+            identity: identity.unwrap_or_else(|| format!("hapy-disrupt#{}", std::process::id())),
+        },
+        action,
+        options: DisruptOptions {
+            idle_bound: seconds("idle_bound", idle_bound)?,
+            drain,
+            first,
+            // (`haops` accepts a single master's outage when the policy states it)
+            accept_outage: false,
+        },
+        resume,
+        dry_run,
     })
-}
-
-fn backend(name: &str) -> PyResult<()> {
-    if name == "simulated" {
-        Ok(())
-    } else {
-        Err(ConfigError::new_err(format!(
-            "backend `{name}`: only \"simulated\" (a rehearsal on the SimulatedCluster double) is available for hapy.disrupt; hapy.roll also takes \"live\""
-        )))
-    }
-}
-
-/// The simulated state file a rehearsal needs.
-fn sim_state(sim_state: Option<PathBuf>) -> PyResult<PathBuf> {
-    sim_state.ok_or_else(|| {
-        ConfigError::new_err(
-            "sim_state: the simulated cluster's state file (read if it exists, written back)",
-        )
-    })
-}
-
-fn failed(e: core::RehearsalError) -> PyErr {
-    match e {
-        core::RehearsalError::Refused(r) => ConfigError::new_err(r.to_string()),
-        other => Error::new_err(other.to_string()),
-    }
 }
 
 /// One planned disruption of `node` (`action`: "reboot", "upgrade" with
@@ -99,11 +159,29 @@ fn failed(e: core::RehearsalError) -> PyErr {
 /// restores what it can and names the step. Returns the report as a dict
 /// (`result`: "ran" with the executor's `outcome`, or "denied" with the
 /// `reasons`).
+///
+/// `backend="simulated"` rehearses it on the SimulatedCluster double kept
+/// in `sim_state` (`fail`: injected failures, `OP/NODE`);
+/// `backend="live"` runs it on the cluster, as `hacli disrupt --backend
+/// live` does: reached as `hapy.observe` reaches it (`kubeconfig`, `etcd`,
+/// `etcd_pki`, ...), the nodes over SSH (`ssh_identity`,
+/// `ssh_known_hosts`, else the topology's `ssh`), the load balancer
+/// through the topology's `loadBalancer.manage`, else HAProxy's runtime
+/// API (`lb_runtime_api`), the disruption Lease `lock_lease` held for at
+/// most `lock_ttl` seconds. With `alertmanager_url`, the alerts the
+/// disruption causes are silenced (the policy's `silence:` section) until
+/// it ends.
 #[pyfunction]
 #[pyo3(signature = (
-    action, node, topology, *, journal, sim_state, backend = "simulated", version = None,
+    action, node, topology, *, journal, sim_state = None, backend = "simulated", version = None,
     command = None, policy = None, identity = None, idle_bound = 30.0, drain = None,
-    first = None, fail = None, resume = false, dry_run = false
+    first = None, fail = None, resume = false, dry_run = false,
+    kubeconfig = None, etcd = None, etcd_pki = None, timeout = 2.0, member_timeout = 1.0,
+    kill_switch = "kube-system/hacli-kill-switch",
+    lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
+    prometheus_url = None, apiserver_port = None, lb_runtime_api = None, lock_ttl = 3600.0,
+    ssh_identity = None, ssh_known_hosts = None, accept_new_host_key = false,
+    alertmanager_url = None, alertmanager_timeout = 5.0
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn disrupt<'py>(
@@ -112,7 +190,7 @@ pub fn disrupt<'py>(
     node: &str,
     topology: &Bound<'py, PyAny>,
     journal: PathBuf,
-    sim_state: PathBuf,
+    sim_state: Option<PathBuf>,
     backend: &str,
     version: Option<String>,
     command: Option<Vec<String>>,
@@ -124,37 +202,51 @@ pub fn disrupt<'py>(
     fail: Option<Vec<String>>,
     resume: bool,
     dry_run: bool,
+    kubeconfig: Option<PathBuf>,
+    etcd: Option<Vec<String>>,
+    etcd_pki: Option<PathBuf>,
+    timeout: f64,
+    member_timeout: f64,
+    kill_switch: &str,
+    lock_lease: &str,
+    daemonsets: Option<Vec<String>>,
+    prometheus_url: Option<String>,
+    apiserver_port: Option<u16>,
+    lb_runtime_api: Option<String>,
+    lock_ttl: f64,
+    ssh_identity: Option<PathBuf>,
+    ssh_known_hosts: Option<PathBuf>,
+    accept_new_host_key: bool,
+    alertmanager_url: Option<String>,
+    alertmanager_timeout: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
-    self::backend(backend)?;
+    let place = Where::parse(backend, sim_state, fail)?;
     let topology = PyTopology::coerce(topology)?.into_owned();
-    let action = self::action(action, version, command)?;
-    let gate = self::gate(&action, policy, identity)?;
-    let opts = options(idle_bound, drain, first)?;
-    let fail = fail.unwrap_or_default();
-    let files = Rehearsal {
-        state: &sim_state,
-        fail: &fail,
-        resume,
+    let what = self::what(
+        action, version, command, policy, identity, idle_bound, drain, first, resume, dry_run,
+    )?;
+    let reach = Reach {
+        kubeconfig,
+        etcd,
+        etcd_pki,
+        timeout,
+        member_timeout,
+        kill_switch: kill_switch.to_string(),
+        lock_lease: lock_lease.to_string(),
+        daemonsets,
+        prometheus_url,
+        apiserver_port,
+        lb_runtime_api,
+        lock_ttl,
+        ssh_identity,
+        ssh_known_hosts,
+        accept_new_host_key,
+        alertmanager_url,
+        alertmanager_timeout,
     };
-    let exec_opts = exec::Options {
-        dry_run,
-        confirm: Default::default(),
-    };
-    let report = py
-        .detach(|| {
-            core::rehearse(
-                &topology,
-                &action,
-                node,
-                &opts,
-                &gate,
-                &journal,
-                &files,
-                &exec_opts,
-                &mut |_| {},
-            )
-        })
-        .map_err(failed)?;
+    let node = node.to_string();
+    let report =
+        py.detach(move || imp::disrupt(&topology, &node, &what, &journal, &place, &reach))?;
     to_py(py, &report)
 }
 
@@ -162,16 +254,9 @@ pub fn disrupt<'py>(
 /// after each), stopping at the first that does not complete, then the
 /// workers; `nodes` restricts it. One journal per node in `journal_dir`, so
 /// a stopped roll resumes (`resume=True`). Returns the roll's report as a
-/// dict (`nodes`: each node's report, `notStarted`).
-///
-/// `backend="simulated"` rehearses it on the SimulatedCluster double kept
-/// in `sim_state`; `backend="live"` runs it on the cluster, as `hacli roll
-/// --backend live` does: reached as `hapy.observe` reaches it (`kubeconfig`,
-/// `etcd`, `etcd_pki`, ...), the nodes over SSH (`ssh_identity`,
-/// `ssh_known_hosts`, else the topology's `ssh`), the load balancer through
-/// the topology's `loadBalancer.manage`, else HAProxy's runtime API
-/// (`lb_runtime_api`), the disruption Lease `lock_lease` held for at most
-/// `lock_ttl` seconds per node.
+/// dict (`nodes`: each node's report, `notStarted`). The backends and the
+/// other keywords as for [`disrupt`]; the simulated backend's soak
+/// advances its clock, the live one's is a real wait.
 #[pyfunction]
 #[pyo3(signature = (
     action, topology, *, journal_dir, sim_state = None, backend = "simulated", nodes = None,
@@ -181,7 +266,8 @@ pub fn disrupt<'py>(
     kill_switch = "kube-system/hacli-kill-switch",
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
     prometheus_url = None, apiserver_port = None, lb_runtime_api = None, lock_ttl = 3600.0,
-    ssh_identity = None, ssh_known_hosts = None, accept_new_host_key = false
+    ssh_identity = None, ssh_known_hosts = None, accept_new_host_key = false,
+    alertmanager_url = None, alertmanager_timeout = 5.0
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn roll<'py>(
@@ -218,145 +304,209 @@ pub fn roll<'py>(
     ssh_identity: Option<PathBuf>,
     ssh_known_hosts: Option<PathBuf>,
     accept_new_host_key: bool,
+    alertmanager_url: Option<String>,
+    alertmanager_timeout: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let live = match backend {
-        "live" => Some(LiveDisrupt {
-            reach: Reach {
-                kubeconfig,
-                etcd,
-                etcd_pki,
-                timeout,
-                member_timeout,
-                kill_switch: kill_switch.to_string(),
-                lock_lease: lock_lease.to_string(),
-                daemonsets,
-                prometheus_url,
-                apiserver_port,
-                lb_runtime_api,
-            },
-            lock_ttl,
-            ssh_identity,
-            ssh_known_hosts,
-            accept_new_host_key,
-        }),
-        "simulated" => None,
-        other => {
-            return Err(ConfigError::new_err(format!(
-                "backend `{other}`: \"simulated\" (a rehearsal on the SimulatedCluster double) or \"live\""
-            )));
-        }
-    };
+    let place = Where::parse(backend, sim_state, fail)?;
     let topology = PyTopology::coerce(topology)?.into_owned();
-    let action = self::action(action, version, command)?;
-    let gate = self::gate(&action, policy, identity)?;
-    let opts = options(idle_bound, drain, first)?;
-    let soak = seconds("soak", soak)?;
-    let order = core::roll_order(&topology, &nodes.unwrap_or_default())
-        .map_err(|r| ConfigError::new_err(r.to_string()))?;
-    let exec_opts = exec::Options {
-        dry_run,
-        confirm: Default::default(),
+    let what = self::what(
+        action, version, command, policy, identity, idle_bound, drain, first, resume, dry_run,
+    )?;
+    let soak = duration("soak", soak)?;
+    let nodes = nodes.unwrap_or_default();
+    let reach = Reach {
+        kubeconfig,
+        etcd,
+        etcd_pki,
+        timeout,
+        member_timeout,
+        kill_switch: kill_switch.to_string(),
+        lock_lease: lock_lease.to_string(),
+        daemonsets,
+        prometheus_url,
+        apiserver_port,
+        lb_runtime_api,
+        lock_ttl,
+        ssh_identity,
+        ssh_known_hosts,
+        accept_new_host_key,
+        alertmanager_url,
+        alertmanager_timeout,
     };
-    if let Some(live) = live {
-        if fail.is_some_and(|f| !f.is_empty()) {
-            return Err(ConfigError::new_err(
-                "fail: injected failures are for the simulated backend only",
-            ));
-        }
-        let report = roll_live(
-            py,
-            &topology,
-            &action,
-            &order,
-            &opts,
-            soak,
-            &gate,
-            &journal_dir,
-            resume,
-            &exec_opts,
-            live,
-        )?;
-        return to_py(py, &report);
-    }
-    let sim_state = self::sim_state(sim_state)?;
-    let fail = fail.unwrap_or_default();
-    let files = Rehearsal {
-        state: &sim_state,
-        fail: &fail,
-        resume,
-    };
-    let report = py
-        .detach(|| {
-            core::rehearse_roll(
-                &topology,
-                &action,
-                &order,
-                &opts,
-                soak,
-                &gate,
-                &journal_dir,
-                &files,
-                &exec_opts,
-                &mut |_| {},
-            )
-        })
-        .map_err(failed)?;
+    let report =
+        py.detach(move || imp::roll(&topology, &nodes, soak, &what, &journal_dir, &place, &reach))?;
     to_py(py, &report)
 }
 
-/// `roll` with the live backends, one journal per node (`NODE.jsonl` in
-/// `journal_dir`), the soak a real wait (the GIL released throughout).
-#[allow(clippy::too_many_arguments)]
-fn roll_live(
-    py: Python<'_>,
-    topology: &hacore::Topology,
-    action: &DisruptAction,
-    order: &[String],
-    opts: &DisruptOptions,
-    soak: Dur,
-    gate: &Gate,
-    journal_dir: &std::path::Path,
-    resume: bool,
-    exec_opts: &exec::Options,
-    live: LiveDisrupt,
-) -> PyResult<core::RollReport> {
-    std::fs::create_dir_all(journal_dir)
-        .map_err(|e| Error::new_err(format!("{}: cannot create: {e}", journal_dir.display())))?;
-    let path = |node: &str| journal_dir.join(format!("{node}.jsonl"));
-    if let Some(first) = order.first() {
-        let j = exec::FileJournal::open(&path(first)).map_err(|e| Error::new_err(e.to_string()))?;
-        if !exec::Journal::records(&j).is_empty() && !resume && !exec_opts.dry_run {
-            return Err(ConfigError::new_err(format!(
-                "{} already records a run: pass resume=True to continue it, or use a new journal_dir",
-                path(first).display()
-            )));
+#[cfg(not(feature = "live"))]
+mod imp {
+    use std::path::Path;
+
+    use super::*;
+    use crate::ObserveError;
+
+    fn unavailable() -> PyErr {
+        ObserveError::new_err(
+            "hapy was built without the `live` feature: rebuild with it (the default) for hapy.disrupt and hapy.roll (haops)",
+        )
+    }
+
+    pub fn disrupt(
+        _: &hacore::Topology,
+        _: &str,
+        _: &What,
+        _: &Path,
+        _: &Where,
+        _: &Reach,
+    ) -> PyResult<hacore::disrupt::Report> {
+        Err(unavailable())
+    }
+
+    pub fn roll(
+        _: &hacore::Topology,
+        _: &[String],
+        _: std::time::Duration,
+        _: &What,
+        _: &Path,
+        _: &Where,
+        _: &Reach,
+    ) -> PyResult<hacore::disrupt::RollReport> {
+        Err(unavailable())
+    }
+}
+
+#[cfg(feature = "live")]
+mod imp {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use haops::disrupt::{Backend, Report, Request, RollReport, Silence, Simulated};
+
+    use super::*;
+    use crate::{Error, ObserveError};
+
+    fn failed(e: haops::Error) -> PyErr {
+        if let haops::Error::JournalInUse { journal } = &e {
+            return ConfigError::new_err(format!(
+                "{journal} already records a run: pass resume=True to continue it, or use a new journal"
+            ));
+        }
+        match e.exit_code() {
+            3 => ObserveError::new_err(e.to_string()),
+            _ if matches!(e, haops::Error::Exec(_)) => Error::new_err(e.to_string()),
+            _ => ConfigError::new_err(e.to_string()),
         }
     }
-    let result = with_disrupt_backends(py, topology, &gate.policy, live, |b, lock| {
-        let mut journal = |node: &str| -> Result<Box<dyn exec::Journal>, exec::ExecError> {
-            Ok(Box::new(exec::FileJournal::open(&path(node))?))
-        };
-        let mut wait = |d: Dur| std::thread::sleep(d.0.unsigned_abs());
-        core::roll(
+
+    fn backend(place: &Where, reach: &Reach) -> PyResult<Backend> {
+        Ok(match place {
+            Where::Simulated { state, fail } => Backend::Simulated(Simulated {
+                state: state.clone(),
+                fail: fail.clone(),
+            }),
+            Where::Live => Backend::Live(reach.to_haops()?),
+        })
+    }
+
+    impl Reach {
+        /// These keywords over the environment (`KUBECONFIG`,
+        /// `HACLI_*`, as the CLI's flags), over the topology.
+        fn to_haops(&self) -> PyResult<haops::Reach> {
+            let lb_runtime_api = self
+                .lb_runtime_api
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e: String| ConfigError::new_err(format!("lb_runtime_api={e}")))?;
+            haops::Reach {
+                kubeconfig: self.kubeconfig.clone(),
+                etcd_endpoints: self.etcd.clone().unwrap_or_default(),
+                etcd_tls: kubeadm::EtcdTlsOverrides {
+                    pki: self.etcd_pki.clone(),
+                    ..Default::default()
+                },
+                deadline: duration("timeout", self.timeout)?,
+                member_timeout: duration("member_timeout", self.member_timeout)?,
+                kill_switch: self.kill_switch.clone(),
+                lock_lease: self.lock_lease.clone(),
+                daemonsets: self.daemonsets.clone().unwrap_or_default(),
+                prometheus_url: self.prometheus_url.clone(),
+                apiserver_port: self.apiserver_port,
+                lb_runtime_api,
+                ssh: haops::reach::SshReach {
+                    identity: self.ssh_identity.clone(),
+                    known_hosts: self.ssh_known_hosts.clone(),
+                    accept_new_host_key: self.accept_new_host_key,
+                },
+                ..haops::Reach::default()
+            }
+            .with_env(|k| std::env::var(k).ok())
+            .map_err(failed)
+        }
+
+        fn silence(&self) -> PyResult<Option<Silence>> {
+            let timeout = duration("alertmanager_timeout", self.alertmanager_timeout)?;
+            Ok(self.alertmanager_url.clone().map(|url| Silence {
+                alertmanager_url: url,
+                timeout,
+            }))
+        }
+    }
+
+    fn request(what: &What, reach: &Reach) -> PyResult<Request> {
+        Ok(Request {
+            gate: what.gate.clone(),
+            options: what.options.clone(),
+            resume: what.resume,
+            dry_run: what.dry_run,
+            lock_ttl: duration("lock_ttl", reach.lock_ttl)?,
+            silence: reach.silence()?,
+        })
+    }
+
+    pub fn disrupt(
+        topology: &hacore::Topology,
+        node: &str,
+        what: &What,
+        journal: &Path,
+        place: &Where,
+        reach: &Reach,
+    ) -> PyResult<Report> {
+        let request = request(what, reach)?;
+        let backend = backend(place, reach)?;
+        haops::disrupt::disrupt(
             topology,
-            action,
-            order,
-            opts,
-            soak,
-            gate,
-            b,
-            lock,
-            &mut core::RollIo {
-                journal: &mut journal,
-                wait: &mut wait,
-            },
-            exec_opts,
-            &mut |_| {},
+            &what.action,
+            node,
+            &request,
+            journal,
+            &backend,
+            &mut haops::events::ignore,
         )
-    })?;
-    match result {
-        Ok(Ok(report)) => Ok(report),
-        Ok(Err(refusal)) => Err(ConfigError::new_err(refusal.to_string())),
-        Err(e) => Err(Error::new_err(e.to_string())),
+        .map_err(failed)
+    }
+
+    pub fn roll(
+        topology: &hacore::Topology,
+        nodes: &[String],
+        soak: Duration,
+        what: &What,
+        journal_dir: &Path,
+        place: &Where,
+        reach: &Reach,
+    ) -> PyResult<RollReport> {
+        let request = request(what, reach)?;
+        let backend = backend(place, reach)?;
+        haops::disrupt::roll(
+            topology,
+            &what.action,
+            nodes,
+            soak,
+            &request,
+            journal_dir,
+            &backend,
+            &mut haops::events::ignore,
+        )
+        .map_err(failed)
     }
 }

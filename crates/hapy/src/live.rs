@@ -32,30 +32,6 @@ pub(crate) struct Reach {
     pub(crate) lb_runtime_api: Option<String>,
 }
 
-/// What the live backend of `hapy.roll` needs beyond [`Reach`]: the
-/// disruption lock's lifetime and how to reach the nodes over SSH.
-#[cfg_attr(not(feature = "live"), allow(dead_code))]
-pub(crate) struct LiveDisrupt {
-    pub(crate) reach: Reach,
-    pub(crate) lock_ttl: f64,
-    pub(crate) ssh_identity: Option<PathBuf>,
-    pub(crate) ssh_known_hosts: Option<PathBuf>,
-    pub(crate) accept_new_host_key: bool,
-}
-
-/// Run `f` with the live backends of planned disruptions (the observer
-/// and the disruption Lease, kubeadm's control plane, the load balancer the
-/// topology names), the GIL released.
-pub(crate) fn with_disrupt_backends<T: Send>(
-    py: Python<'_>,
-    topology: &hacore::Topology,
-    policy: &hacore::Policy,
-    live: LiveDisrupt,
-    f: impl FnOnce(&mut hacore::backend::Backends<'_>, &mut dyn hacore::disrupt::Lock) -> T + Send,
-) -> PyResult<T> {
-    imp::with_disrupt_backends(py, topology, policy, live, f)
-}
-
 /// Observe the live cluster once, within `timeout` seconds: nodes, etcd
 /// (TLS, kubeadm's certificates), apiservers' /readyz, the kill-switch, the
 /// lock, the load balancer's pool (HAProxy's runtime API: `lb_runtime_api`
@@ -324,16 +300,6 @@ mod imp {
         Err(unavailable())
     }
 
-    pub fn with_disrupt_backends<T>(
-        _: Python<'_>,
-        _: &hacore::Topology,
-        _: &hacore::Policy,
-        _: LiveDisrupt,
-        _: impl FnOnce(&mut hacore::backend::Backends<'_>, &mut dyn hacore::disrupt::Lock) -> T,
-    ) -> PyResult<T> {
-        Err(unavailable())
-    }
-
     pub fn gate(_: Python<'_>, _: GateAsk<'_>, _: Reach) -> PyResult<PyVerdict> {
         Err(unavailable())
     }
@@ -411,30 +377,6 @@ mod imp {
             };
             reach.with_env(|k| std::env::var(k).ok()).map_err(ops_error)
         }
-    }
-
-    pub fn with_disrupt_backends<T: Send>(
-        py: Python<'_>,
-        topology: &hacore::Topology,
-        policy: &hacore::Policy,
-        live: LiveDisrupt,
-        f: impl FnOnce(&mut hacore::backend::Backends<'_>, &mut dyn hacore::disrupt::Lock) -> T + Send,
-    ) -> PyResult<T> {
-        let ttl = seconds("lock_ttl", live.lock_ttl)?;
-        let mut reach = live.reach.haops()?;
-        reach.ssh = haops::reach::SshReach {
-            identity: live.ssh_identity,
-            known_hosts: live.ssh_known_hosts,
-            accept_new_host_key: live.accept_new_host_key,
-        };
-        py.detach(|| {
-            let mut l =
-                haops::Live::connect(topology, &reach, Some(policy), ttl).map_err(|e| match e {
-                    haops::Error::Setting { .. } => ops_error(e),
-                    _ => ObserveError::new_err(e.to_string()),
-                })?;
-            Ok(l.with(f))
-        })
     }
 
     pub fn observe(

@@ -7,11 +7,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import hapy
-from conftest import EXAMPLES, HA
+from conftest import EXAMPLES, HA, Cli
 
 ROLL = EXAMPLES / "python" / "upgrade_chain_roll.py"
 
@@ -52,8 +53,10 @@ def test_disrupt_failure_names_the_step_and_restores(tmp_path: Path) -> None:
 def test_bad_input_raises_config_error(tmp_path: Path) -> None:
     with pytest.raises(hapy.ConfigError, match="version"):
         hapy.disrupt("upgrade", "k8s-master", HA, journal=tmp_path / "j", sim_state=tmp_path / "s")
-    with pytest.raises(hapy.ConfigError, match="simulated"):
-        hapy.disrupt("reboot", "k8s-master", HA, journal=tmp_path / "j", sim_state=tmp_path / "s", backend="live")
+    with pytest.raises(hapy.ConfigError, match="simulated backend only"):
+        hapy.disrupt("reboot", "k8s-master", HA, journal=tmp_path / "j", backend="live", fail=["reboot/k8s-master"])
+    with pytest.raises(hapy.ConfigError, match="sim_state"):
+        hapy.disrupt("reboot", "k8s-master", HA, journal=tmp_path / "j")
     with pytest.raises(hapy.ConfigError, match="simulated"):
         hapy.roll("reboot", HA, journal_dir=tmp_path, backend="vmware")
     with pytest.raises(hapy.ConfigError, match="sim_state"):
@@ -77,3 +80,30 @@ def test_roll_stops_at_the_second_master_and_the_example_resumes(tmp_path: Path)
     assert sim["upgraded_to"] == {
         n: "v1.33.2" for n in ["k8s-master", "k8s-master-2", "k8s-master-3", "k8s-node1"]
     }
+
+
+def test_disrupt_reports_what_the_cli_reports(tmp_path: Path, cli: Cli) -> None:
+    """Same names, same semantics: hapy.disrupt and `hacli disrupt` are one
+    function of haops; on fresh simulated clusters they report the same."""
+    r = hapy.disrupt(
+        "reboot", "k8s-master-2", HA, journal=tmp_path / "py.jsonl", sim_state=tmp_path / "py.sim.json", policy="drain"
+    )
+    out, _, code = cli.json(
+        "disrupt", "reboot", "k8s-master-2", "-t", HA, "--journal", tmp_path / "cli.jsonl",
+        "--backend", "simulated", "-p", "drain",
+    )
+    assert code == 0
+    assert out == r
+    # The CLI keeps its simulated cluster next to the journal, as asked.
+    assert json.loads((tmp_path / "cli.jsonl.sim.json").read_text())["reboots"] == {"k8s-master-2": 1}
+
+
+def test_a_journal_that_records_a_run_is_refused_unless_resumed(tmp_path: Path) -> None:
+    kw: dict[str, Any] = {"journal": tmp_path / "j.jsonl", "sim_state": tmp_path / "sim.json", "policy": "drain"}
+    assert hapy.disrupt("reboot", "k8s-master-2", HA, **kw)["result"] == "ran"
+    with pytest.raises(hapy.ConfigError, match="already records a run"):
+        hapy.disrupt("reboot", "k8s-master-2", HA, **kw)
+    again = hapy.disrupt("reboot", "k8s-master-2", HA, resume=True, **kw)
+    assert again["outcome"] == {"outcome": "completed"}, again
+    # Resumed, nothing is done twice: one reboot.
+    assert json.loads((tmp_path / "sim.json").read_text())["reboots"] == {"k8s-master-2": 1}

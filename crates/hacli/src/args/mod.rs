@@ -2,6 +2,7 @@
 //! cluster, durations), and small helpers for parsing them. Not commands:
 //! a command imports these, never another command.
 
+pub mod disrupt;
 pub mod live;
 
 pub use live::{LiveArgs, hostname, parse_duration, runtime};

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use hacore::backend::{BackendError, LbOp, LoadBalancer};
-use hacore::exec::{self, Event, FileJournal, Journal, Outcome};
+use hacore::exec::{self, Event, Journal, Outcome};
 use hacore::simulated::{SimHandle, SimulatedCluster, with_backends};
+use haops::journal::FileJournal;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{Exit, Output};

@@ -383,7 +383,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let mut planned_out = None;
     let result = match a.kill {
         _ if a.planned => {
-            let common = super::disrupt::Common {
+            let common = crate::args::disrupt::Common {
                 live,
                 lock_ttl: a.lock_ttl,
                 ssh_identity: a.ssh_identity.clone(),
@@ -396,7 +396,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                 idle_bound: a.idle_bound,
                 resume: false,
                 dry_run: false,
-                backend: super::disrupt::Backend::Live,
+                backend: crate::args::disrupt::Backend::Live,
                 sim_state: None,
                 sim_fail: Vec::new(),
                 identity: a.identity.clone(),
@@ -688,7 +688,7 @@ fn moved_by_the_plan(f: &hacore::verdict::Finding) -> bool {
 
 /// What the planned disruption needs to run (moved to its thread).
 struct PlannedJob {
-    common: super::disrupt::Common,
+    common: crate::args::disrupt::Common,
     topology: hacore::Topology,
     plan: hacore::plan::Plan,
     gate: hacore::disrupt::Gate,
@@ -874,17 +874,10 @@ impl Disruption for Planned {
         std::thread::Builder::new()
             .name("planned-disruption".into())
             .spawn(move || {
-                let bar = indicatif::ProgressBar::hidden();
-                let r = super::disrupt::run_live(
-                    &job.common,
-                    &job.topology,
-                    &job.plan,
-                    &node,
-                    &job.gate,
-                    &job.journal,
-                    &bar,
-                )
-                .map_err(|e| format!("{e:#}"));
+                let r = job
+                    .common
+                    .run_plan(&job.plan, &node, &job.gate, &job.journal)
+                    .map_err(|e| format!("{e:#}"));
                 let _ = tx.send(r);
             })
             .map_err(|e| format!("starting the disruption's thread: {e}"))?;

@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hacore::backend::{BackendError, LoadBalancer};
-use hacore::disrupt::{self, DisruptOptions, Gate, Rehearsal, Report};
+use hacore::disrupt::{self, DisruptOptions, Gate, Report};
 use hacore::exec::{self, Event};
 use hacore::plan::Plan;
 use hacore::units::Dur;
 use hacore::{Action, Policy, Topology};
 use indicatif::ProgressBar;
 
-use super::disrupt::Backend;
+use crate::args::disrupt::Backend;
 use crate::args::parse_duration;
 use crate::{Exit, Output};
 
@@ -182,20 +182,34 @@ fn execute(c: &Common, plan: &Plan, node: &str, silenced: &[String]) -> anyhow::
         p.push(".sim.json");
         PathBuf::from(p)
     });
-    let files = Rehearsal {
-        state: &state,
-        fail: &c.sim_fail,
+    // The simulated cluster: the same run through haops (the silences
+    // above are this command's own).
+    let request = haops::disrupt::Request {
+        gate: gate.clone(),
+        options: DisruptOptions::default(),
         resume: c.resume,
+        dry_run: false,
+        lock_ttl: c.lock_ttl,
+        silence: None,
     };
+    let backend = haops::disrupt::Backend::Simulated(haops::disrupt::Simulated {
+        state,
+        fail: c.sim_fail.clone(),
+    });
     let bar = ProgressBar::new_spinner();
-    let result = disrupt::rehearse_plan(
+    let mut say = progress(&bar);
+    let result = haops::disrupt::run_plan(
         plan,
         node,
-        &gate,
+        "master",
+        &request,
         &journal,
-        &files,
-        &exec::Options::default(),
-        &mut progress(&bar),
+        &backend,
+        &mut |e| {
+            if let haops::Event::Step(e) = e {
+                say(e)
+            }
+        },
     );
     bar.finish_and_clear();
     finish(
@@ -285,7 +299,7 @@ fn run_live(
     bar: &ProgressBar,
 ) -> anyhow::Result<Report> {
     let config = c.live.config(Some(&gate.policy))?;
-    let mut journal_file = exec::FileJournal::open(journal)?;
+    let mut journal_file = haops::journal::FileJournal::open(journal)?;
     if !exec::Journal::records(&journal_file).is_empty() && !c.resume {
         anyhow::bail!(
             "{} already records a run: pass --resume to continue it, or use a new journal",

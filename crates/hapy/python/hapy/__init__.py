@@ -20,10 +20,11 @@ evaluated with the real clock, optionally moving etcd leadership away
 ``lock_take`` and ``lock_release`` are ``hacli lock show|take|release``.
 
 Planned disruptions (``hapy.disrupt(action, node, topology, journal=...,
-sim_state=...)``) and rolling ones (``hapy.roll(action, topology,
-journal_dir=..., sim_state=..., soak=...)``) run hacli's disruption plans
-with a journal, rehearsed on the simulated backend, and return the report as
-a dict.
+backend="live"|"simulated", ...)``) and rolling ones (``hapy.roll(action,
+topology, journal_dir=..., soak=..., ...)``) run hacli's disruption plans
+through the same library function as ``hacli disrupt|roll`` (haops), with a
+journal, on the live cluster or rehearsed on the simulated one
+(``sim_state=...``), and return the report as a dict.
 
 ``evaluate`` fails closed: anything that could not be observed makes the
 verdict ``"unknown"``, which is never allowed. Bad input raises
