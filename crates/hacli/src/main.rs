@@ -22,6 +22,7 @@ macro_rules! outln {
 
 mod args;
 mod cmd;
+mod progress;
 mod render;
 
 /// Quorum-safe gates for kubeadm HA control planes.

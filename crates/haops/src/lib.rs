@@ -16,10 +16,15 @@
 //! `hacore` decides (verdict, plan); the executor acts through the backend
 //! traits and records each step in the journal.
 
+pub mod apply;
 pub mod connect;
 pub mod error;
 pub mod events;
+pub mod inventory;
 pub mod journal;
+pub mod lb;
+pub mod master;
+pub mod plan;
 pub mod reach;
 
 pub use connect::Live;
