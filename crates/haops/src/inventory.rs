@@ -50,6 +50,29 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The inventory as JSON (what `hacli hypervisor show --json` prints and
+/// `hapy.hypervisor` returns): per host, committed memory and vCPUs
+/// (running, stopped) against physical memory and CPUs, and its VMs.
+pub fn to_json(inv: &InventoryView) -> serde_json::Value {
+    let hosts: Vec<serde_json::Value> = inv
+        .hosts
+        .iter()
+        .map(|h| {
+            let c = h.committed();
+            serde_json::json!({
+                "node": h.node, "status": h.status, "memoryBytes": h.memory, "cpus": h.cpus,
+                "runningMemoryBytes": c.running_memory, "stoppedMemoryBytes": c.stopped_memory,
+                "runningCpus": c.running_cpus, "stoppedCpus": c.stopped_cpus,
+                "vms": h.vms.iter().map(|v| serde_json::json!({
+                    "vmid": v.vmid, "name": v.name, "status": v.status,
+                    "memoryBytes": v.memory, "cpus": v.cpus, "template": v.template,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "hosts": hosts })
+}
+
 /// The owner mark of a run of `plan` with the journal `journal` (made
 /// absolute), whose `records` name the clones a killed run left unmarked.
 pub fn owner(plan: &Plan, journal: &Path, records: &[Record]) -> Owner {

@@ -104,6 +104,32 @@ pub struct PoolView {
     pub stats_error: Option<String>,
 }
 
+/// What adding or removing a server came to.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ServerChange {
+    /// A dry run: the pool before, and the edit (None: already in place).
+    Preview {
+        /// Always true.
+        #[serde(rename = "dryRun")]
+        dry_run: bool,
+        /// The pool as it is.
+        before: Option<Pool>,
+        /// The edit that would be made.
+        edit: Option<Edit>,
+        /// The operation.
+        #[serde(skip)]
+        op: LbOp,
+    },
+    /// Carried out.
+    Done {
+        /// Whether anything changed (false: already in place).
+        changed: bool,
+        /// The operation.
+        op: LbOp,
+    },
+}
+
 impl PoolView {
     /// The pool for people: a line for the pool, its frontend, then one
     /// row per server.
@@ -192,12 +218,7 @@ impl Target<'_> {
 
     /// The operation that adds `node`'s server (at `address`, else the
     /// node's address and the endpoint's port) or removes it.
-    pub fn server_op(
-        &self,
-        node: &str,
-        add: bool,
-        address: Option<SocketAddr>,
-    ) -> Result<LbOp, Error> {
+    fn server_op(&self, node: &str, add: bool, address: Option<SocketAddr>) -> Result<LbOp, Error> {
         if !add {
             return Ok(LbOp::RemoveServer {
                 pool: self.pool.clone(),
@@ -221,16 +242,28 @@ impl Target<'_> {
         })
     }
 
-    /// What `op` would change: the pool before, and the edit (None:
-    /// already in place).
-    pub fn preview(&self, op: &LbOp) -> Result<(Option<Pool>, Option<Edit>), Error> {
-        let (cfg, edit) = self.lb.plan(op)?;
-        Ok((cfg.pool(&self.pool).cloned(), edit))
-    }
-
-    /// Carry `op` out; whether anything changed (false: already in place).
-    pub fn apply(&self, op: &LbOp) -> Result<bool, Error> {
-        Ok(self.lb.apply_op(op)?)
+    /// Add `node`'s server (at `address`, else the node's address and the
+    /// endpoint's port) or remove it, leaving every other server alone; a
+    /// dry run shows the change and makes none.
+    pub fn change(
+        &self,
+        node: &str,
+        add: bool,
+        address: Option<SocketAddr>,
+        dry_run: bool,
+    ) -> Result<ServerChange, Error> {
+        let op = self.server_op(node, add, address)?;
+        if dry_run {
+            let (cfg, edit) = self.lb.plan(&op)?;
+            return Ok(ServerChange::Preview {
+                dry_run,
+                before: cfg.pool(&self.pool).cloned(),
+                edit,
+                op,
+            });
+        }
+        let changed = self.lb.apply_op(&op)?;
+        Ok(ServerChange::Done { changed, op })
     }
 
     /// Set `node`'s server to `state` through HAProxy's runtime API

@@ -206,6 +206,9 @@ pub fn run(
     let mut journal = crate::journal::open_for_run(&opts.journal, opts.resume, false)?;
     let exec_opts = exec::Options::default();
     if opts.backend == Backend::Simulated {
+        // The rehearsal as hacore offers it today; ops-disrupt's
+        // haops::disrupt::run_plan (the simulated bundle) replaces it at
+        // the merge.
         drop(journal);
         let state = opts.sim_state.clone().unwrap_or_else(|| {
             let mut p = opts.journal.as_os_str().to_owned();

@@ -50,22 +50,6 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
         out!("{}", inv.render());
         return Ok(Exit::Ok);
     }
-    let hosts: Vec<serde_json::Value> = inv
-        .hosts
-        .iter()
-        .map(|h| {
-            let c = h.committed();
-            serde_json::json!({
-                "node": h.node, "status": h.status, "memoryBytes": h.memory, "cpus": h.cpus,
-                "runningMemoryBytes": c.running_memory, "stoppedMemoryBytes": c.stopped_memory,
-                "runningCpus": c.running_cpus, "stoppedCpus": c.stopped_cpus,
-                "vms": h.vms.iter().map(|v| serde_json::json!({
-                    "vmid": v.vmid, "name": v.name, "status": v.status,
-                    "memoryBytes": v.memory, "cpus": v.cpus, "template": v.template,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    crate::print_json(&serde_json::json!({ "hosts": hosts }))?;
+    crate::print_json(&haops::inventory::to_json(&inv))?;
     Ok(Exit::Ok)
 }

@@ -133,31 +133,28 @@ fn show(c: &Common, v: &haops::lb::PoolView) -> anyhow::Result<Exit> {
 }
 
 fn change(t: &haops::lb::Target<'_>, a: &ServerArgs, add: bool) -> anyhow::Result<Exit> {
-    let op = t.server_op(&a.node, add, a.address)?;
-    let json = a.common.output == Output::Json;
-    if a.dry_run {
-        let (before, edit) = t.preview(&op)?;
-        match &edit {
-            _ if json => {
-                crate::print_json(&json!({"dryRun": true, "before": before, "edit": edit}))?
-            }
-            None => outln!(
-                "dry run: nothing to change, {} is already in place",
-                Op::LoadBalancer(op)
-            ),
-            Some(e) => {
-                outln!("dry run on {}: would {}", t.describe(), e.describe());
-                outln!("before: {}", json!(before));
-                outln!("change: {}", json!(e));
-            }
-        }
+    use haops::lb::ServerChange::{Done, Preview};
+    let c = t.change(&a.node, add, a.address, a.dry_run)?;
+    if a.common.output == Output::Json {
+        crate::print_json(&c)?;
         return Ok(Exit::Ok);
     }
-    let changed = t.apply(&op)?;
-    match changed {
-        _ if json => crate::print_json(&json!({"changed": changed, "op": op}))?,
-        true => outln!("done: {}", Op::LoadBalancer(op)),
-        false => outln!("already in place: {}", Op::LoadBalancer(op)),
+    match c {
+        Preview { edit: None, op, .. } => outln!(
+            "dry run: nothing to change, {} is already in place",
+            Op::LoadBalancer(op)
+        ),
+        Preview {
+            edit: Some(e),
+            before,
+            ..
+        } => {
+            outln!("dry run on {}: would {}", t.describe(), e.describe());
+            outln!("before: {}", json!(before));
+            outln!("change: {}", json!(e));
+        }
+        Done { changed: true, op } => outln!("done: {}", Op::LoadBalancer(op)),
+        Done { changed: false, op } => outln!("already in place: {}", Op::LoadBalancer(op)),
     }
     Ok(Exit::Ok)
 }
