@@ -343,3 +343,48 @@ fn measure_step(m: &mut Measure, plan: &Plan, e: &exec::Event) {
         m.step(id, declared);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_that_is_not_simulated_or_live_is_named() {
+        assert_eq!("live".parse::<Backend>().unwrap(), Backend::Live);
+        let e = "real".parse::<Backend>().unwrap_err();
+        assert!(e.to_string().contains("backend `real`"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn a_confirmation_of_a_step_the_plan_lacks_is_refused_before_the_journal_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, _) = hacore::Topology::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/topology/single-master.yaml"
+        )))
+        .unwrap();
+        let (to, _) = hacore::Topology::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/topology/ha.yaml"
+        )))
+        .unwrap();
+        let plan = hacore::plan::plan(
+            &from,
+            &to,
+            None,
+            &hacore::plan::Options {
+                template: Some(9000),
+            },
+        )
+        .unwrap();
+        let journal = dir.path().join("j.jsonl");
+        let opts = ApplyOptions {
+            confirm: vec!["no/such/step".into()],
+            ..ApplyOptions::new(&journal, Backend::Simulated)
+        };
+        let e = apply(&plan, &opts, &Reach::default(), &mut crate::events::ignore).unwrap_err();
+        assert!(e.to_string().contains("confirm no/such/step"), "{e}");
+        assert!(!journal.exists(), "nothing was written");
+    }
+}

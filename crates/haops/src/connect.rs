@@ -201,3 +201,17 @@ impl Lock for NoLock {
         self.acquire(identity).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bundle_wired_without_the_lock_never_grants_it() {
+        let mut lock = NoLock;
+        let e = lock.acquire("someone").unwrap_err();
+        assert!(e.to_string().contains("without the disruption lock"), "{e}");
+        assert!(lock.held("someone").is_err());
+        assert!(lock.keep("someone", "why").is_err());
+    }
+}
