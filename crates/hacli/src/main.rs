@@ -24,6 +24,7 @@ mod args;
 mod cmd;
 mod offline;
 mod plugin;
+mod progress;
 mod render;
 mod sentinel_metrics;
 

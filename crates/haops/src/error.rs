@@ -46,10 +46,17 @@ pub enum Error {
 
 impl Error {
     /// The CLI's exit code for this error: 2 for bad input or settings,
-    /// 3 for a cluster that could not be reached or observed.
+    /// 3 for a cluster that could not be reached or observed; a load
+    /// balancer's refusal (not ours, still in use) is 1.
     pub fn exit_code(&self) -> i32 {
+        use pfsense::lb::LbError;
         match self {
             Error::Kubeadm(_) | Error::Unreachable(_) => 3,
+            Error::LoadBalancer(LbError::Refused(_)) => 1,
+            Error::LoadBalancer(
+                LbError::Config(_) | LbError::Auth { .. } | LbError::Invalid { .. },
+            ) => 2,
+            Error::LoadBalancer(_) => 3,
             _ => 2,
         }
     }

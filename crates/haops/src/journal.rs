@@ -99,6 +99,30 @@ pub fn open_for_run(path: &Path, resume: bool, dry_run: bool) -> Result<FileJour
     Ok(journal)
 }
 
+/// The lock identity of the run a journal records: `WHO@HOST:JOURNAL`
+/// (the journal's absolute path), so a run resumed after a crash (same
+/// journal) takes the lock its first run still holds instead of waiting
+/// out its TTL, and another run (another journal) is denied.
+pub fn run_identity(who: &str, journal: &Path) -> String {
+    let journal = std::path::absolute(journal).unwrap_or_else(|_| journal.to_path_buf());
+    format!("{who}@{}:{}", hostname(), journal.display())
+}
+
+/// This host's name (`HOSTNAME`, else `/etc/hostname`), for lock
+/// identities.
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

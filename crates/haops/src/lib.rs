@@ -16,14 +16,19 @@
 //! `hacore` decides (verdict, plan); the executor acts through the backend
 //! traits and records each step in the journal.
 
+pub mod apply;
 pub mod connect;
 pub mod disrupt;
 pub mod error;
 pub mod events;
 pub mod gate;
+pub mod inventory;
 pub mod journal;
+pub mod lb;
 pub mod lock;
+pub mod master;
 pub mod observe;
+pub mod plan;
 pub mod reach;
 pub mod silence;
 

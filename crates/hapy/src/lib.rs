@@ -25,6 +25,8 @@ use serde::Serialize;
 
 mod disrupt;
 mod live;
+#[cfg(feature = "live")]
+mod ops;
 
 create_exception!(
     hapy,
@@ -1034,6 +1036,18 @@ fn _hapy(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(live::lock_release, m)?)?;
     m.add_function(wrap_pyfunction!(disrupt::disrupt, m)?)?;
     m.add_function(wrap_pyfunction!(disrupt::roll, m)?)?;
+    #[cfg(feature = "live")]
+    for f in [
+        wrap_pyfunction!(ops::plan, m)?,
+        wrap_pyfunction!(ops::apply, m)?,
+        wrap_pyfunction!(ops::remove_master, m)?,
+        wrap_pyfunction!(ops::replace_master, m)?,
+        wrap_pyfunction!(ops::simulate, m)?,
+        wrap_pyfunction!(ops::lb, m)?,
+        wrap_pyfunction!(ops::hypervisor, m)?,
+    ] {
+        m.add_function(f)?;
+    }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,8 +1,14 @@
 //! Argument groups that several commands flatten (how to reach the
-//! cluster, durations), and small helpers for parsing them. Not commands:
-//! a command imports these, never another command.
+//! cluster, the Proxmox API, durations), and small helpers for parsing
+//! them. Not commands: a command imports these, never another command.
 
+pub mod cluster;
 pub mod disrupt;
 pub mod live;
+pub mod proxmox;
+pub mod ssh;
 
+pub use cluster::{Backend, ClusterArgs};
 pub use live::{LiveArgs, hostname, parse_duration, runtime};
+pub use proxmox::ProxmoxArgs;
+pub use ssh::SshArgs;

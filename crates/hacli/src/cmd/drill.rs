@@ -25,7 +25,7 @@ use anyhow::{Context as _, bail};
 use kubeadm::drill::{Disruption, DrillConfig, DrillReport, LbWatch};
 use kubeadm::traffic::{Connections, TrafficConfig};
 
-use super::hypervisor::ProxmoxArgs;
+use crate::args::ProxmoxArgs;
 use crate::args::{LiveArgs, parse_duration};
 use crate::{Exit, Output};
 

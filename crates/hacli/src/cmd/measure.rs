@@ -1,5 +1,5 @@
 //! `hacli apply --measure`: steady reads to the API for the whole run
-//! (`kubeadm::measure`), to the source master directly until the cut-over
+//! (`haops::apply::MeasureSpec`), to the source master directly until the cut-over
 //! begins and through the VIP from then on; every failure and gap on the
 //! step that was running, against the outage the plan declares for it.
 
@@ -7,10 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hacore::exec::Event;
-use hacore::plan::Plan;
-use kubeadm::measure::{Measure, MeasureReport};
-use kubeadm::traffic::{Connections, TrafficConfig};
+use kubeadm::measure::MeasureReport;
 
 use crate::args::parse_duration;
 
@@ -39,71 +36,25 @@ pub struct MeasureArgs {
     pub measure_json: Option<PathBuf>,
 }
 
-/// Start measuring, when asked: to the source topology's endpoint (the
-/// master), later to the target's (the VIP).
-pub fn start(a: &MeasureArgs, plan: &Plan) -> anyhow::Result<Option<Measure>> {
-    if !a.measure {
-        return Ok(None);
-    }
-    if !(a.measure_rate.is_finite() && a.measure_rate > 0.0 && a.measure_rate <= 1000.0) {
-        anyhow::bail!(
-            "--measure-rate {}: give 0 < reads per second <= 1000",
-            a.measure_rate
-        );
-    }
-    let rt = crate::args::runtime()?;
-    let kube = rt.block_on(kubeadm::kube_config(a.measure_kubeconfig.as_deref()))?;
-    drop(rt);
-    let direct = format!("https://{}", plan.from.control_plane_endpoint.socket());
-    let vip = format!("https://{}", plan.to.control_plane_endpoint.socket());
-    let m = Measure::start(
-        kube,
-        &direct,
-        &vip,
-        TrafficConfig {
-            rate: a.measure_rate,
-            path: a.measure_path.clone(),
-            timeout: a.measure_timeout,
-            connections: Connections::Fresh,
-        },
-    )
-    .context("--measure")?;
-    eprintln!(
-        "measure: {} reads/s to {direct} until the cut-over, then to {vip}",
-        a.measure_rate
-    );
-    Ok(Some(m))
-}
-
-/// Mark each step as it begins (the first cut-over step moves the traffic
-/// to the VIP first).
-pub fn on_event(m: &mut Measure, plan: &Plan, e: &Event) {
-    if let Event::Step { id, .. } = e {
-        if id.starts_with("cutover") {
-            m.via_vip();
-        }
-        let declared = plan
-            .steps()
-            .find(|(_, s)| s.id == *id)
-            .and_then(|(_, s)| s.outage.as_ref())
-            .map(|o| {
-                (
-                    Duration::try_from(o.up_to.0).unwrap_or_default(),
-                    o.what.clone(),
-                )
-            });
-        m.step(id, declared);
+impl MeasureArgs {
+    /// What to measure, when asked.
+    pub fn spec(&self) -> Option<haops::apply::MeasureSpec> {
+        self.measure.then(|| haops::apply::MeasureSpec {
+            kubeconfig: self.measure_kubeconfig.clone(),
+            rate: self.measure_rate,
+            timeout: self.measure_timeout,
+            path: self.measure_path.clone(),
+        })
     }
 }
 
-/// Stop, write the JSON if asked, and return the text table.
-pub fn finish(a: &MeasureArgs, m: Measure) -> anyhow::Result<(MeasureReport, String)> {
-    let r = m.finish();
+/// Write the JSON if asked, and return the text table.
+pub fn finish(a: &MeasureArgs, r: &MeasureReport) -> anyhow::Result<String> {
     if let Some(p) = &a.measure_json {
-        std::fs::write(p, serde_json::to_string_pretty(&r)? + "\n")
+        std::fs::write(p, serde_json::to_string_pretty(r)? + "\n")
             .with_context(|| format!("writing --measure-json {}", p.display()))?;
     }
-    Ok((r.clone(), table(&r)))
+    Ok(table(r))
 }
 
 /// Per step: requests, failures, longest gap, declared outage.

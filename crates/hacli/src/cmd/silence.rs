@@ -55,6 +55,38 @@ pub fn start(
     Ok(started.map(Active))
 }
 
+/// The silences of a run gated by `gate` (`replace-master`,
+/// `remove-master`), with the matchers of `silence_policy`'s `silence:`
+/// section (a built-in name or a file), checked against the run's own
+/// `alerts` rule too. None without `--alertmanager-url`.
+pub fn start_for_run(
+    args: &SilenceArgs,
+    silence_policy: Option<&str>,
+    gate: &hacore::disrupt::Gate,
+    nodes: &[String],
+    what: &str,
+    bound: Duration,
+) -> anyhow::Result<Option<Active>> {
+    let Some(p) = silence_policy else {
+        if args.alertmanager_url.is_some() {
+            anyhow::bail!(
+                "--alertmanager-url needs --silence-policy POLICY: its `silence:` section gives each node's matchers"
+            );
+        }
+        return Ok(None);
+    };
+    let policy = Policy {
+        silence: Policy::named_or_file(p)?.silence,
+        ..gate.policy.clone()
+    };
+    if let Some(s) = &policy.silence {
+        if let Some(d) = s.check(policy.rules.alerts.as_ref()).first() {
+            anyhow::bail!("--silence-policy {p}: {}: {}", d.path, d.message);
+        }
+    }
+    start(args, &policy, nodes, &gate.identity, what, bound)
+}
+
 impl Active {
     /// Expire every silence of the run, saying what became of each on
     /// stderr. Returns false if one could not be expired (it ends by

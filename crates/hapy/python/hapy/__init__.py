@@ -26,6 +26,17 @@ through the same library function as ``hacli disrupt|roll`` (haops), with a
 journal, on the live cluster or rehearsed on the simulated one
 (``sim_state=...``), and return the report as a dict.
 
+Migrations and masters, as the CLI's ``plan``, ``apply``,
+``remove-master`` and ``replace-master`` (the same functions of the live
+operations layer underneath): ``hapy.plan(from_, to, template=...)``,
+``hapy.apply(plan, journal=..., backend="simulated"|"live")``,
+``hapy.remove_master(node, topology, ...)`` and ``hapy.replace_master(old,
+new, topology, target, ...)``; the live backends are reached with
+``reach={...}`` (``hapy.types.Reach``), results are typed dicts
+(``hapy.types``). ``hapy.simulate(plan)``, ``hapy.lb(action, topology,
+node)`` and ``hapy.hypervisor("show")`` are ``hacli simulate``, ``hacli lb
+ACTION`` and ``hacli hypervisor show``.
+
 ``evaluate`` fails closed: anything that could not be observed makes the
 verdict ``"unknown"``, which is never allowed. Bad input raises
 ``hapy.ConfigError`` (a ``hapy.Error``) with the core's message, which names
@@ -46,16 +57,23 @@ from hapy._hapy import (
     Verdict,
     __version__,
     actions,
+    apply,
     disrupt,
     evaluate,
     gate,
+    hypervisor,
+    lb,
     lock_release,
     lock_show,
     lock_take,
     observe,
+    plan,
     policies,
     quorum,
+    remove_master,
+    replace_master,
     roll,
+    simulate,
     status,
     tolerance,
 )
@@ -74,16 +92,23 @@ __all__ = [
     "Verdict",
     "__version__",
     "actions",
+    "apply",
     "disrupt",
     "evaluate",
     "gate",
+    "hypervisor",
+    "lb",
     "lock_release",
     "lock_show",
     "lock_take",
     "observe",
+    "plan",
     "policies",
     "quorum",
+    "remove_master",
+    "replace_master",
     "roll",
+    "simulate",
     "status",
     "tolerance",
 ]

@@ -4,6 +4,8 @@ import datetime
 import os
 from typing import Any, ClassVar, Literal, final
 
+from hapy.types import Applied, MasterResult, PlanResult, Reach
+
 _Path = str | os.PathLike[str]
 _Time = datetime.datetime | str
 _TopologyLike = Topology | _Path | dict[str, Any]
@@ -35,6 +37,13 @@ __all__ = [
     "lock_release",
     "disrupt",
     "roll",
+    "plan",
+    "apply",
+    "remove_master",
+    "replace_master",
+    "simulate",
+    "lb",
+    "hypervisor",
     "__version__",
 ]
 
@@ -377,4 +386,80 @@ def roll(
     accept_new_host_key: bool = False,
     alertmanager_url: str | None = None,
     alertmanager_timeout: float = 5.0,
+) -> dict[str, Any]: ...
+def plan(
+    from_: _TopologyLike,
+    to: _TopologyLike,
+    *,
+    state: _StateLike | None = None,
+    template: int | None = None,
+    probe_addresses: bool = False,
+    reach: Reach | None = None,
+) -> PlanResult: ...
+def apply(
+    plan: _Path | dict[str, Any],
+    *,
+    journal: _Path,
+    backend: Literal["simulated", "live"] = "simulated",
+    sim_state: _Path | None = None,
+    lb: Literal["simulated", "live"] | None = None,
+    dry_run: bool = False,
+    resume: bool = False,
+    confirm: list[str] | None = None,
+    measure: bool = False,
+    measure_kubeconfig: _Path | None = None,
+    measure_rate: float = 10.0,
+    measure_timeout: float = 2.0,
+    measure_path: str = "/api/v1/namespaces/kube-system",
+    reach: Reach | None = None,
+) -> Applied: ...
+def remove_master(
+    node: str,
+    topology: _TopologyLike,
+    *,
+    journal: _Path | None = None,
+    backend: Literal["simulated", "live"] | None = None,
+    dry_run: bool = False,
+    resume: bool = False,
+    sim_state: _Path | None = None,
+    fail: list[str] | None = None,
+    identity: str | None = None,
+    lock_ttl: float = 3600.0,
+    idle_bound: float = 30.0,
+    reach: Reach | None = None,
+) -> MasterResult: ...
+def replace_master(
+    old: str,
+    new: str,
+    topology: _TopologyLike,
+    target: _TopologyLike,
+    *,
+    template: int | None = None,
+    journal: _Path | None = None,
+    backend: Literal["simulated", "live"] | None = None,
+    dry_run: bool = False,
+    resume: bool = False,
+    sim_state: _Path | None = None,
+    fail: list[str] | None = None,
+    identity: str | None = None,
+    lock_ttl: float = 3600.0,
+    idle_bound: float = 30.0,
+    reach: Reach | None = None,
+) -> MasterResult: ...
+def simulate(plan: _Path | dict[str, Any], failures: int = 1) -> dict[str, Any]: ...
+def lb(
+    action: Literal["show", "add-server", "remove-server", "drain", "ready", "maint"],
+    topology: _TopologyLike,
+    node: str | None = None,
+    *,
+    address: str | None = None,
+    dry_run: bool = False,
+    timeout: float = 60.0,
+    reach: Reach | None = None,
+) -> dict[str, Any]: ...
+def hypervisor(
+    action: Literal["show"] = "show",
+    topology: _TopologyLike | None = None,
+    *,
+    reach: Reach | None = None,
 ) -> dict[str, Any]: ...

@@ -1,0 +1,101 @@
+//! How a plan's live backends reach the cluster (`--kubeconfig`,
+//! `--etcd-*`, `--ssh-*`, ...: the flags of `apply`), and which backends
+//! carry a plan out (`--backend`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kubeadm::EtcdTlsOverrides;
+
+use super::parse_duration;
+
+/// Which backends carry the plan out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// The in-memory SimulatedCluster test double, persisted next to the
+    /// journal (`JOURNAL.sim.json`, or `--sim-state`): a rehearsal,
+    /// nothing real is touched.
+    Simulated,
+    /// The real systems: Proxmox (the target topology's `proxmox:` section,
+    /// the `--proxmox*` flags and the environment), the load balancer
+    /// (`loadBalancer.manage`, else its runtime API), kubeadm over SSH, the
+    /// Kubernetes API and etcd (`ssh:`, the kubeconfig, the etcd client
+    /// certificates); gates observe the live cluster.
+    Live,
+}
+
+impl From<Backend> for haops::apply::Backend {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Simulated => haops::apply::Backend::Simulated,
+            Backend::Live => haops::apply::Backend::Live,
+        }
+    }
+}
+
+/// How the live backends reach the cluster (`--backend live`).
+#[derive(Debug, Default, clap::Args)]
+pub struct ClusterArgs {
+    /// kubeconfig; by default KUBECONFIG, ~/.kube/config or the in-cluster service account.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// etcd client URLs, comma-separated; by default the topology's `etcd.endpoints`, else every control-plane node's address on :2379.
+    #[arg(long, env = "HACLI_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// Directory with the etcd CA and client pair (kubeadm layout); by default the topology's `etcd.pki`, else /etc/kubernetes/pki/etcd.
+    #[arg(long, env = "HACLI_ETCD_PKI")]
+    pub etcd_pki: Option<PathBuf>,
+    /// etcd CA file (overrides --etcd-pki).
+    #[arg(long, env = "ETCDCTL_CACERT")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// etcd client certificate (overrides --etcd-pki).
+    #[arg(long, env = "ETCDCTL_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+    /// etcd client key (overrides --etcd-pki).
+    #[arg(long, env = "ETCDCTL_KEY")]
+    pub etcd_key: Option<PathBuf>,
+    /// SSH known_hosts file for the nodes (over the topology's `ssh.knownHosts`).
+    #[arg(long)]
+    pub ssh_known_hosts: Option<PathBuf>,
+    /// SSH private key for the nodes (over the topology's `ssh.identityFile`).
+    #[arg(long)]
+    pub ssh_identity: Option<PathBuf>,
+    /// Where etcd snapshots taken by the plan are written (mode 0600).
+    #[arg(long, default_value = "etcd-snapshots")]
+    pub snapshot_dir: PathBuf,
+    /// Deadline of one gate observation.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub observe_deadline: Duration,
+    /// How long a VM just started may take until its sshd answers
+    /// (cloud-init's first boot); then its provisioning phase fails and is
+    /// rolled back (the VM deleted).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub boot_wait: Duration,
+}
+
+impl ClusterArgs {
+    /// These flags as the live operations' reach settings; one etcd
+    /// member may take at most 2 s of a gate's observation.
+    pub fn reach(&self, accept_new_host_key: bool) -> haops::Reach {
+        haops::Reach {
+            kubeconfig: self.kubeconfig.clone(),
+            etcd_endpoints: self.etcd_endpoints.clone(),
+            etcd_tls: EtcdTlsOverrides {
+                pki: self.etcd_pki.clone(),
+                ca: self.etcd_cacert.clone(),
+                cert: self.etcd_cert.clone(),
+                key: self.etcd_key.clone(),
+            },
+            deadline: self.observe_deadline,
+            member_timeout: self.observe_deadline.min(Duration::from_secs(2)),
+            snapshot_dir: Some(self.snapshot_dir.clone()),
+            boot_wait: self.boot_wait,
+            ssh: haops::reach::SshReach {
+                identity: self.ssh_identity.clone(),
+                known_hosts: self.ssh_known_hosts.clone(),
+                accept_new_host_key,
+            },
+            ..haops::Reach::default()
+        }
+    }
+}
