@@ -34,3 +34,26 @@ pub fn ignore(_: Event) {}
 pub fn steps<'a>(events: &'a mut dyn FnMut(Event)) -> impl FnMut(hacore::exec::Event) + 'a {
     move |e| events(Event::Step(e))
 }
+
+/// An event with the moment it happened (the wall clock, as the journal's
+/// records and a drill's `startedAt`), for a sink that puts events on a
+/// time axis or hands them to another thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamped {
+    /// When it happened.
+    pub at: jiff::Timestamp,
+    /// What happened.
+    pub event: Event,
+}
+
+/// Adapt a sink of stamped events to an events sink: each event is
+/// stamped when it is emitted.
+pub fn stamped<'a>(sink: impl FnMut(Stamped) + 'a) -> impl FnMut(Event) + 'a {
+    let mut sink = sink;
+    move |event| {
+        sink(Stamped {
+            at: jiff::Timestamp::now(),
+            event,
+        })
+    }
+}

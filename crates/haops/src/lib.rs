@@ -17,6 +17,7 @@
 //! traits and records each step in the journal.
 
 pub mod connect;
+pub mod drill;
 pub mod error;
 pub mod events;
 pub mod journal;
