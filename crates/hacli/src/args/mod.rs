@@ -3,5 +3,7 @@
 //! a command imports these, never another command.
 
 pub mod live;
+pub mod proxmox;
 
 pub use live::{LiveArgs, hostname, parse_duration, runtime};
+pub use proxmox::ProxmoxArgs;
