@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kubeadm::drill::Disruption;
+use super::Disruption;
 
 /// Power the VM off through Proxmox (a hard stop, as a crash), on again
 /// at restore.

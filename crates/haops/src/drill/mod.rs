@@ -20,6 +20,7 @@
 
 mod disruptions;
 mod planned;
+mod sequence;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -37,6 +38,7 @@ use crate::events::{Event, Events};
 use crate::{Error, Reach};
 use disruptions::{KillApiserver, PowerOff};
 use planned::{Planned, PlannedRun, Sink, emit};
+pub use sequence::Disruption;
 
 /// How the node is disrupted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +162,7 @@ pub enum Outcome {
     /// The cluster was not healthy before the disruption (the API did not
     /// answer, or the node's server was not UP): nothing was disrupted.
     NotHealthy {
-        /// What was wrong.
+        /// What was wrong (`not disrupting NODE: ...`).
         reason: String,
     },
     /// The drill ran: its report.
@@ -431,8 +433,8 @@ fn kill_apiserver(topology: &Topology, reach: &Reach, o: &Options) -> Result<Kil
 fn outcome(result: Result<DrillReport, kubeadm::Error>) -> Result<Outcome, Error> {
     match result {
         Ok(r) => Ok(Outcome::Ran(Box::new(r))),
-        Err(kubeadm::Error::NotHealthy { node, reason }) => Ok(Outcome::NotHealthy {
-            reason: format!("{node}: {reason}"),
+        Err(e @ kubeadm::Error::NotHealthy { .. }) => Ok(Outcome::NotHealthy {
+            reason: e.to_string(),
         }),
         Err(e) => Err(e.into()),
     }
@@ -466,16 +468,15 @@ pub fn drill(
     }
     let cfg = config(topology, o, lb);
     let progress = |line: &str| emit(&sink, Event::Note(line.into()));
+    let kubeconfig = reach.kubeconfig.as_deref();
     let result = match o.kind {
         Kind::PowerOff => {
             let d = power_off(topology, reach, o, &sink)?;
-            let kube = rt.block_on(kubeadm::kube_config(reach.kubeconfig.as_deref()))?;
-            rt.block_on(kubeadm::drill::run(kube, cfg, d, progress))
+            rt.block_on(sequence::run(kubeconfig, cfg, d, progress))
         }
         Kind::KillApiserver => {
             let d = kill_apiserver(topology, reach, o)?;
-            let kube = rt.block_on(kubeadm::kube_config(reach.kubeconfig.as_deref()))?;
-            rt.block_on(kubeadm::drill::run(kube, cfg, d, progress))
+            rt.block_on(sequence::run(kubeconfig, cfg, d, progress))
         }
         Kind::PlannedReboot => {
             return planned(&rt, topology, reach, o, policy, cfg, &sink);
@@ -516,7 +517,6 @@ fn planned(
     };
     let config = reach.observer_config(Some(&gate.policy))?;
     let journal = crate::journal::open_for_run(&path, false, false)?;
-    let kube = rt.block_on(kubeadm::kube_config(reach.kubeconfig.as_deref()))?;
     emit(
         sink,
         Event::Note(format!(
@@ -541,7 +541,8 @@ fn planned(
         sink,
     };
     let progress = |line: &str| emit(sink, Event::Note(line.into()));
-    let result = rt.block_on(kubeadm::drill::run(kube, cfg, disruption, progress));
+    let kubeconfig = reach.kubeconfig.as_deref();
+    let result = rt.block_on(sequence::run(kubeconfig, cfg, disruption, progress));
     let mut out = outcome(result)?;
     if let Outcome::Ran(report) = &mut out {
         let section = run

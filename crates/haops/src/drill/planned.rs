@@ -10,7 +10,9 @@
 use std::cell::RefCell;
 
 use hacore::exec::{self, FileJournal};
-use kubeadm::drill::{Disruption, PlannedLeadership, PlannedReport, PlannedStep};
+use kubeadm::drill::{PlannedLeadership, PlannedReport, PlannedStep};
+
+use super::Disruption;
 
 use crate::events::{self, Event, Stamped};
 use crate::{Live, Reach};
