@@ -23,6 +23,11 @@ journal_dir=..., sim_state=..., soak=...)``) run hacli's disruption plans
 with a journal, rehearsed on the simulated backend, and return the report as
 a dict.
 
+The failover drill (``hapy.drill(node, topology, planned=..., kill=...,
+journal=..., rate=..., on_event=...)``) runs ``hacli drill``'s sequence
+(``haops::drill``) and returns a ``DrillResult`` with the ``hacli.drill/v1``
+report as a dict.
+
 ``evaluate`` fails closed: anything that could not be observed makes the
 verdict ``"unknown"``, which is never allowed. Bad input raises
 ``hapy.ConfigError`` (a ``hapy.Error``) with the core's message, which names
@@ -31,6 +36,7 @@ file:line:column and the field.
 
 from hapy._hapy import (
     ConfigError,
+    DrillResult,
     Error,
     Finding,
     Membership,
@@ -43,6 +49,7 @@ from hapy._hapy import (
     __version__,
     actions,
     disrupt,
+    drill,
     evaluate,
     gate,
     observe,
@@ -55,6 +62,7 @@ from hapy._hapy import (
 
 __all__ = [
     "ConfigError",
+    "DrillResult",
     "Error",
     "Finding",
     "Membership",
@@ -67,6 +75,7 @@ __all__ = [
     "__version__",
     "actions",
     "disrupt",
+    "drill",
     "evaluate",
     "gate",
     "observe",
