@@ -347,22 +347,14 @@ mod imp {
         }
     }
 
-    /// An event as the dict `on_event` receives.
+    /// An event as the dict `on_event` receives: its kind and its line.
     fn event(e: haops::Event) -> Option<(&'static str, String)> {
-        use hacore::exec::Event as Step;
-        Some(match e {
-            haops::Event::Note(m) => ("note", m),
-            haops::Event::Warning(m) => ("warning", m),
-            haops::Event::Step(s) => match s {
-                Step::Step { id, title, .. } => ("step", format!("step {id}: {title}")),
-                Step::Skipped { id, why } => ("step", format!("skip {id}: {why}")),
-                Step::Done { id } => ("step", format!("done {id}")),
-                Step::Failed { id, error } => ("step", format!("FAILED {id}: {error}")),
-                Step::RollingBack { id } => ("step", format!("rolling back {id}")),
-                _ => return None,
-            },
-            _ => return None,
-        })
+        match e {
+            haops::Event::Note(m) => Some(("note", m)),
+            haops::Event::Warning(m) => Some(("warning", m)),
+            haops::Event::Step(s) => haops::events::step_line(&s).map(|l| ("step", l)),
+            _ => None,
+        }
     }
 
     fn result(py: Python<'_>, outcome: Outcome) -> PyResult<PyDrillResult> {

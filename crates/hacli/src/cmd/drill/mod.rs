@@ -192,18 +192,14 @@ impl Args {
 
 /// A drill's event on stderr.
 fn show(e: haops::Event) {
-    use hacore::exec::Event as Step;
     match e {
         haops::Event::Note(line) => eprintln!("drill: {line}"),
         haops::Event::Warning(w) => eprintln!("WARNING: {w}"),
-        haops::Event::Step(s) => match s {
-            Step::Step { id, title, .. } => eprintln!("drill: step {id}: {title}"),
-            Step::Skipped { id, why } => eprintln!("drill: skip {id}: {why}"),
-            Step::Done { id } => eprintln!("drill: done {id}"),
-            Step::Failed { id, error } => eprintln!("drill: FAILED {id}: {error}"),
-            Step::RollingBack { id } => eprintln!("drill: rolling back {id}"),
-            Step::WouldApply { .. } | Step::CertificateKey => {}
-        },
+        haops::Event::Step(s) => {
+            if let Some(line) = haops::events::step_line(&s) {
+                eprintln!("drill: {line}");
+            }
+        }
         _ => {}
     }
 }
