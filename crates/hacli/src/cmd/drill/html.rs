@@ -36,23 +36,20 @@ pub fn chart(r: &DrillReport) -> Result<String, String> {
     Ok(svg)
 }
 
+/// The chart's latency axis: from half the fastest request (at most
+/// 0.5 ms, at least 0.005 ms) to twice the slowest (at least 2 ms).
+fn latency_range(r: &DrillReport) -> (f64, f64) {
+    let latencies = || r.requests.iter().map(|s| s.latency_ms);
+    let lat_max = latencies().fold(1.0_f64, f64::max);
+    let y_min = latencies().fold(f64::INFINITY, f64::min).clamp(0.01, 1.0) * 0.5;
+    (y_min, lat_max * 2.0)
+}
+
 fn draw<'a>(r: &DrillReport, svg: &'a mut String) -> Result<(), Box<dyn std::error::Error + 'a>> {
     let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
     let x_max = (r.duration_ms / 1000.0).max(1.0);
-    let lat_max = r
-        .requests
-        .iter()
-        .map(|s| s.latency_ms)
-        .fold(1.0_f64, f64::max);
-    let y_min = r
-        .requests
-        .iter()
-        .map(|s| s.latency_ms)
-        .fold(f64::INFINITY, f64::min)
-        .clamp(0.01, 1.0)
-        * 0.5;
-    let y_max = lat_max * 2.0;
+    let (y_min, y_max) = latency_range(r);
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!("{} on {}: latency of every request", r.mode, r.node),
