@@ -235,7 +235,8 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         Ok(o) => o,
         Err(e) => match e.downcast_ref::<haops::Error>() {
             Some(e) if e.exit_code() == 3 => {
-                eprintln!("hacli drill: {e}");
+                // A URL in an error is shown without its credentials.
+                eprintln!("hacli drill: {}", kubeadm::redact_urls_in(&e.to_string()));
                 return Ok(Exit::Unknown);
             }
             _ => return Err(e),
