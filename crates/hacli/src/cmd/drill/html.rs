@@ -281,26 +281,9 @@ fn planned_facts(p: &PlannedReport, facts: &mut Vec<(&'static str, String)>) {
             p.result, p.summary, p.lock_holder, p.journal
         )),
     ));
-    let l = &p.leadership;
-    let who = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
     facts.push((
         "etcd leadership",
-        esc(&if l.moved {
-            format!(
-                "moved from {} to {} at {} (leader after the move: {}, after the disruption: {})",
-                who(&l.before),
-                who(&l.expected_to),
-                secs(l.moved_at_ms),
-                who(&l.after_move),
-                who(&l.after)
-            )
-        } else {
-            format!(
-                "not moved (leader {} before, {} after)",
-                who(&l.before),
-                who(&l.after)
-            )
-        }),
+        esc(&super::text::leadership(&p.leadership)),
     ));
 }
 

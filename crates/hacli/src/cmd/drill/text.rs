@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use kubeadm::drill::{DrillReport, PlannedReport};
+use kubeadm::drill::{DrillReport, PlannedLeadership, PlannedReport};
 use kubeadm::traffic::Connections;
 
 fn opt_ms(v: Option<f64>) -> String {
@@ -136,25 +136,7 @@ fn planned(s: &mut String, p: &PlannedReport) {
         p.summary, p.lock_holder, p.journal
     );
     let l = &p.leadership;
-    let who = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
-    let _ = if l.moved {
-        writeln!(
-            s,
-            "etcd leadership: moved from {} to {} at {} (leader after the move: {}; after the disruption: {})",
-            who(&l.before),
-            who(&l.expected_to),
-            at(l.moved_at_ms),
-            who(&l.after_move),
-            who(&l.after)
-        )
-    } else {
-        writeln!(
-            s,
-            "etcd leadership: not moved (leader {} before, {} after)",
-            who(&l.before),
-            who(&l.after)
-        )
-    };
+    let _ = writeln!(s, "etcd leadership: {}", leadership(l));
     if let Some(e) = &l.error {
         let _ = writeln!(s, "etcd leadership: {e}");
     }
@@ -172,5 +154,26 @@ fn planned(s: &mut String, p: &PlannedReport) {
                 .unwrap_or_default(),
             if st.rolled_back { " (rolled back)" } else { "" }
         );
+    }
+}
+
+/// Where etcd leadership went, in one line (the page shows it too).
+pub(super) fn leadership(l: &PlannedLeadership) -> String {
+    let who = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+    if l.moved {
+        format!(
+            "moved from {} to {} at {} (leader after the move: {}; after the disruption: {})",
+            who(&l.before),
+            who(&l.expected_to),
+            at(l.moved_at_ms),
+            who(&l.after_move),
+            who(&l.after)
+        )
+    } else {
+        format!(
+            "not moved (leader {} before, {} after)",
+            who(&l.before),
+            who(&l.after)
+        )
     }
 }
