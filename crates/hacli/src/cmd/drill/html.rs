@@ -8,6 +8,8 @@ use kubeadm::drill::{DrillReport, PlannedReport};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
+use super::text::{at as secs, opt_ms as ms};
+
 /// Escape text for HTML.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -154,16 +156,6 @@ fn vlines<DB: DrawingBackend>(
             });
     }
     Ok(())
-}
-
-fn ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.1} ms"))
-        .unwrap_or_else(|| "–".into())
-}
-
-fn secs(v: Option<f64>) -> String {
-    v.map(|v| format!("{:.2} s", v / 1000.0))
-        .unwrap_or_else(|| "not seen".into())
 }
 
 /// The rows of the windows table.

@@ -6,12 +6,14 @@ use std::fmt::Write as _;
 use kubeadm::drill::{DrillReport, PlannedLeadership, PlannedReport};
 use kubeadm::traffic::Connections;
 
-fn opt_ms(v: Option<f64>) -> String {
+/// `12.3 ms`, or `-`.
+pub(super) fn opt_ms(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.1} ms"))
         .unwrap_or_else(|| "-".into())
 }
 
-fn at(v: Option<f64>) -> String {
+/// `1.23 s`, or `not seen`.
+pub(super) fn at(v: Option<f64>) -> String {
     v.map(|v| format!("{:.2} s", v / 1000.0))
         .unwrap_or_else(|| "not seen".into())
 }
