@@ -34,3 +34,71 @@ pub fn ignore(_: Event) {}
 pub fn steps<'a>(events: &'a mut dyn FnMut(Event)) -> impl FnMut(hacore::exec::Event) + 'a {
     move |e| events(Event::Step(e))
 }
+
+/// An event with the moment it happened (the wall clock, as the journal's
+/// records and a drill's `startedAt`), for a sink that puts events on a
+/// time axis or hands them to another thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamped {
+    /// When it happened.
+    pub at: jiff::Timestamp,
+    /// What happened.
+    pub event: Event,
+}
+
+/// Adapt a sink of stamped events to an events sink: each event is
+/// stamped when it is emitted.
+pub fn stamped<'a>(sink: impl FnMut(Stamped) + 'a) -> impl FnMut(Event) + 'a {
+    let mut sink = sink;
+    move |event| {
+        sink(Stamped {
+            at: jiff::Timestamp::now(),
+            event,
+        })
+    }
+}
+
+/// One line for a person about an executor event (`done ID`, `FAILED ID:
+/// why`, ...); None for the ones a person need not see.
+pub fn step_line(e: &hacore::exec::Event) -> Option<String> {
+    use hacore::exec::Event as E;
+    Some(match e {
+        E::Step { id, title, .. } => format!("step {id}: {title}"),
+        E::Skipped { id, why } => format!("skip {id}: {why}"),
+        E::WouldApply { id } => format!("would apply {id}"),
+        E::Done { id } => format!("done {id}"),
+        E::Failed { id, error } => format!("FAILED {id}: {error}"),
+        E::RollingBack { id } => format!("rolling back {id}"),
+        E::CertificateKey => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_event_is_stamped_when_it_is_emitted_and_kept_in_order() {
+        let mut got = Vec::new();
+        let before = jiff::Timestamp::now();
+        {
+            let mut sink = stamped(|s| got.push(s));
+            let mut steps = steps(&mut sink);
+            steps(hacore::exec::Event::Done { id: "a".into() });
+            steps(hacore::exec::Event::CertificateKey);
+        }
+        let after = jiff::Timestamp::now();
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|s| before <= s.at && s.at <= after));
+        assert!(got[0].at <= got[1].at);
+        assert_eq!(
+            got[0].event,
+            Event::Step(hacore::exec::Event::Done { id: "a".into() })
+        );
+        assert_eq!(
+            step_line(&hacore::exec::Event::Done { id: "a".into() }).as_deref(),
+            Some("done a")
+        );
+        assert_eq!(step_line(&hacore::exec::Event::CertificateKey), None);
+    }
+}

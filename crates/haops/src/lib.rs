@@ -19,6 +19,7 @@
 pub mod apply;
 pub mod connect;
 pub mod disrupt;
+pub mod drill;
 pub mod error;
 pub mod events;
 pub mod gate;

@@ -24,6 +24,7 @@ use pyo3::types::{PyDateTime, PyDict, PyString, PyTzInfo};
 use serde::Serialize;
 
 mod disrupt;
+mod drill;
 mod live;
 #[cfg(feature = "live")]
 mod ops;
@@ -1048,6 +1049,8 @@ fn _hapy(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ] {
         m.add_function(f)?;
     }
+    m.add_class::<drill::PyDrillResult>()?;
+    m.add_function(wrap_pyfunction!(drill::drill, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

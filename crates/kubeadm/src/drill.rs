@@ -1,28 +1,18 @@
-//! The failover drill: constant read traffic through the control-plane
-//! endpoint (the VIP) while one master is disrupted, with the load
-//! balancer watched, measured into one [`DrillReport`].
+//! The failover drill's measurements: the load balancer's view of the
+//! disrupted node ([`LbWatcher`], HAProxy's runtime API polled several
+//! times per health-check interval), the traffic through the
+//! control-plane endpoint ([`start_traffic`], [`crate::traffic`]), and
+//! the report they make ([`report`], [`DrillReport`], `hacli.drill/v1`):
+//! requests sent and failed; the longest stretch with no successful
+//! answer; p50/p99 latency before, during and after the disruption; when
+//! the LB marked the server DOWN and UP; and the bound an unplanned gap
+//! must stay within: `fall × interval + interval` of the topology's health
+//! check (HAProxy needs `fall` failed checks, one `interval` apart, plus up
+//! to one interval until the first check after the failure).
 //!
-//! The sequence, run by [`run`] (the CLI, and any other frontend, calls
-//! this one function):
-//! 1. start the traffic ([`crate::traffic`]) and poll the node's server in
-//!    the load balancer (HAProxy's runtime API, `show stat`) several times
-//!    per health-check interval, recording every status it shows;
-//! 2. after the baseline, check that the API answered and the node's
-//!    server is UP (otherwise nothing is disrupted: [`crate::Error::NotHealthy`]);
-//! 3. disrupt the node ([`Disruption::disrupt`]: power its VM off, kill its
-//!    apiserver, or a planned disruption) and, after `down_for`, restore it
-//!    ([`Disruption::restore`]: power it on; nothing for a killed apiserver,
-//!    which kubelet restarts);
-//! 4. wait until the load balancer shows the server UP again (bounded by
-//!    `recovery_timeout`), then keep the traffic going until `duration`
-//!    and for at least `after` more;
-//! 5. stop, and report: requests sent and failed; the longest stretch with
-//!    no successful answer; p50/p99 latency before, during and after the
-//!    disruption; when the LB marked the server DOWN and UP; and the bound
-//!    an unplanned gap must stay within: `fall × interval + interval` of
-//!    the topology's health check (HAProxy needs `fall` failed checks, one
-//!    `interval` apart, plus up to one interval until the first check after
-//!    the failure).
+//! The drill's sequence (gate, traffic, disrupt, restore, recover, report)
+//! and its disruptions are `haops::drill`: the one place every frontend
+//! calls.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,22 +28,6 @@ use crate::traffic::{Connections, Gap, Sample, Stats, Traffic, TrafficConfig, lo
 
 /// The JSON schema name and version of [`DrillReport`].
 pub const SCHEMA: &str = "hacli.drill/v1";
-
-/// One way to disrupt a node, and to undo it.
-#[allow(async_fn_in_trait)]
-pub trait Disruption {
-    /// What it does, for the report (`power off VM 101 on pve1`).
-    fn describe(&self) -> String;
-    /// The disruption itself. An error stops the drill (after restoring).
-    async fn disrupt(&mut self) -> Result<(), String>;
-    /// Undo it (power on); Ok when there is nothing to undo.
-    async fn restore(&mut self) -> Result<(), String>;
-    /// Whether the drill waits `down_for` before [`Disruption::restore`]
-    /// (a power-off does; a completed planned reboot does not).
-    fn holds(&self) -> bool {
-        true
-    }
-}
 
 /// The load balancer the drill watches.
 #[derive(Debug, Clone)]
@@ -93,7 +67,7 @@ pub struct DrillConfig {
     pub duration: Duration,
     /// Traffic before the disruption.
     pub baseline: Duration,
-    /// How long the node stays down before [`Disruption::restore`].
+    /// How long the node stays down before it is restored (a power-off).
     pub down_for: Duration,
     /// Traffic after the server is UP again, at least.
     pub after: Duration,
@@ -296,8 +270,82 @@ fn is_down(status: &str) -> bool {
     status.starts_with("DOWN") || status.starts_with("MAINT") || status.starts_with("DRAIN")
 }
 
-fn is_up(status: &str) -> bool {
+/// Whether a status text means "in rotation" (`UP`).
+pub fn is_up(status: &str) -> bool {
     status == "UP"
+}
+
+/// The load balancer's view of the node's server while the drill runs:
+/// polled every [`LbWatcher::poll`], each status change recorded with its
+/// time since the traffic started.
+#[derive(Debug)]
+pub struct LbWatcher {
+    lb: LbWatch,
+    poll: Duration,
+    stop: Arc<AtomicBool>,
+    seen: Arc<std::sync::Mutex<Vec<LbTransition>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LbWatcher {
+    /// Start polling (within a tokio runtime): several polls per check
+    /// interval, so a change is seen within a fraction of it.
+    pub fn start(lb: LbWatch, started: Instant) -> LbWatcher {
+        let poll = (lb.interval / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let task = watch_lb(lb.clone(), started, poll, stop.clone(), seen.clone());
+        LbWatcher {
+            lb,
+            poll,
+            stop,
+            seen,
+            task,
+        }
+    }
+
+    /// How often the server is polled.
+    pub fn poll(&self) -> Duration {
+        self.poll
+    }
+
+    /// The last status seen.
+    pub fn last_status(&self) -> Option<String> {
+        last_status(&self.seen)
+    }
+
+    /// When the server was first seen out of rotation at or after
+    /// `from_ms`, and UP again after that.
+    pub fn down_up(&self, from_ms: f64) -> (Option<f64>, Option<f64>) {
+        down_up(
+            &self.seen.lock().unwrap_or_else(|p| p.into_inner()),
+            from_ms,
+        )
+    }
+
+    /// Stop polling (the poll under way may still record its answer).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Stop polling; the load balancer's part of the report.
+    pub async fn finish(self, from_ms: f64) -> LbReport {
+        self.stop();
+        let _ = self.task.await;
+        let transitions = self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (down_ms, up_ms) = down_up(&transitions, from_ms);
+        LbReport {
+            runtime_api: self.lb.api.to_string(),
+            pool: self.lb.pool.clone(),
+            server: self.lb.server.clone(),
+            poll_ms: ms(self.poll),
+            fall: self.lb.fall,
+            interval_ms: ms(self.lb.interval),
+            transitions,
+            down_ms,
+            up_ms,
+        }
+    }
 }
 
 /// Poll the node's server until stopped, recording status changes.
@@ -344,195 +392,23 @@ fn last_status(seen: &std::sync::Mutex<Vec<LbTransition>>) -> Option<String> {
         .map(|t| t.status.clone())
 }
 
-/// Run the drill: traffic, disruption, recovery, report. `progress` gets
-/// one line per phase (for stderr).
-pub async fn run<D: Disruption>(
+/// Start the drill's traffic (within a tokio runtime): `kube`'s
+/// credentials and CA, to `endpoint` (the control-plane endpoint).
+pub fn start_traffic(
     kube: kube::Config,
-    cfg: DrillConfig,
-    mut disruption: D,
-    progress: impl Fn(&str),
-) -> Result<DrillReport, crate::Error> {
+    endpoint: &str,
+    traffic: TrafficConfig,
+) -> Result<Traffic, crate::Error> {
     let mut kube = kube;
     kube.cluster_url =
-        cfg.endpoint
+        endpoint
             .parse()
             .map_err(|e: http::uri::InvalidUri| crate::Error::BadUrl {
                 what: "control-plane endpoint",
-                url: cfg.endpoint.clone(),
+                url: endpoint.to_string(),
                 reason: e.to_string(),
             })?;
-    let traffic = Traffic::start(kube, cfg.traffic.clone())?;
-    let started = traffic.started();
-    let stop_lb = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    // Several polls per check interval, so a change is seen within a
-    // fraction of it.
-    let poll = cfg
-        .lb
-        .as_ref()
-        .map(|l| (l.interval / 4).clamp(Duration::from_millis(50), Duration::from_millis(500)))
-        .unwrap_or(Duration::from_millis(500));
-    let watcher = cfg
-        .lb
-        .clone()
-        .map(|l| watch_lb(l, started, poll, stop_lb.clone(), seen.clone()));
-    let rate = cfg.traffic.rate;
-    progress(&format!(
-        "traffic: {rate} req/s to {}{} ({} connections); baseline {:?}",
-        cfg.endpoint,
-        cfg.traffic.path,
-        match cfg.traffic.connections {
-            Connections::Fresh => "fresh",
-            Connections::KeepAlive => "kept-alive",
-        },
-        cfg.baseline
-    ));
-    tokio::time::sleep(cfg.baseline).await;
-
-    // Healthy before? Requests that started in the baseline and finished.
-    let healthy = async {
-        if let Some(lb) = &cfg.lb {
-            // A check that failed once (`UP 1/2`) may pass again: give it
-            // a few intervals before refusing.
-            let until = Instant::now() + (lb.interval * 8).max(Duration::from_secs(2));
-            while !last_status(&seen).as_deref().is_some_and(is_up) && Instant::now() < until {
-                tokio::time::sleep(poll).await;
-            }
-            let status = last_status(&seen);
-            if !status.as_deref().is_some_and(is_up) {
-                return Err(format!(
-                    "its server {} in pool {} is {} in the load balancer, not UP: a drill starts from a healthy pool",
-                    lb.server,
-                    lb.pool,
-                    status.unwrap_or_else(|| "not seen yet".into())
-                ));
-            }
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(reason) = healthy {
-        stop_lb.store(true, Ordering::Relaxed);
-        let _ = traffic.stop().await;
-        return Err(crate::Error::NotHealthy {
-            node: cfg.node,
-            reason,
-        });
-    }
-
-    let action = disruption.describe();
-    progress(&format!("disrupting {}: {action}", cfg.node));
-    let start_ms = ms(started.elapsed());
-    let mut error = None;
-    let mut done_ms = None;
-    let mut restored_ms = None;
-    match disruption.disrupt().await {
-        Ok(()) => done_ms = Some(ms(started.elapsed())),
-        Err(e) => error = Some(format!("disruption: {e}")),
-    }
-    if error.is_none() && disruption.holds() {
-        progress(&format!("{} stays down for {:?}", cfg.node, cfg.down_for));
-        tokio::time::sleep(cfg.down_for).await;
-    }
-    // Restore even after a failed disruption: a half-done power-off
-    // must not leave the node down.
-    let restore_ms = Some(ms(started.elapsed()));
-    progress(&format!("restoring {}", cfg.node));
-    match disruption.restore().await {
-        Ok(()) => restored_ms = Some(ms(started.elapsed())),
-        Err(e) => {
-            let e = format!("restore: {e}");
-            error = Some(match error {
-                Some(first) => format!("{first}; {e}"),
-                None => e,
-            })
-        }
-    }
-    // Wait for the server to come back UP (after having been seen not UP).
-    let mut end_ms = restored_ms.unwrap_or(ms(started.elapsed()));
-    if cfg.lb.is_some() {
-        let until = Instant::now() + cfg.recovery_timeout;
-        loop {
-            let (down, up) = down_up(&seen.lock().unwrap_or_else(|p| p.into_inner()), start_ms);
-            if let (Some(_), Some(up)) = (down, up) {
-                end_ms = up;
-                progress(&format!("{} is UP again in the load balancer", cfg.node));
-                break;
-            }
-            // Never seen DOWN though the restore is done and HAProxy had
-            // time to notice (the bound, and two polls): it stayed UP.
-            let noticed = cfg
-                .lb
-                .as_ref()
-                .map(|l| ms(l.bound() + l.interval) + 2.0 * ms(poll))
-                .unwrap_or(0.0);
-            if down.is_none()
-                && restored_ms.is_some_and(|r| ms(started.elapsed()) > r + noticed.max(1000.0))
-            {
-                break;
-            }
-            if Instant::now() >= until {
-                let e = format!(
-                    "{} did not come UP again in the load balancer within {:?} of the restore",
-                    cfg.node, cfg.recovery_timeout
-                );
-                progress(&e);
-                error = Some(match error {
-                    Some(first) => format!("{first}; {e}"),
-                    None => e,
-                });
-                end_ms = ms(started.elapsed());
-                break;
-            }
-            tokio::time::sleep(poll).await;
-        }
-    }
-    let until = started + cfg.duration;
-    let after_until = Instant::now() + cfg.after;
-    let stop_at = until.max(after_until);
-    progress(&format!(
-        "traffic continues for {:.1} s",
-        stop_at
-            .saturating_duration_since(Instant::now())
-            .as_secs_f64()
-    ));
-    tokio::time::sleep_until(stop_at).await;
-    let end_of_run = ms(started.elapsed());
-    stop_lb.store(true, Ordering::Relaxed);
-    let started_at = traffic.started_at();
-    let requests = traffic.stop().await;
-    if let Some(w) = watcher {
-        let _ = w.await;
-    }
-    let transitions = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let (down_ms, up_ms) = down_up(&transitions, start_ms);
-    let disruption = DisruptionReport {
-        action,
-        start_ms,
-        done_ms,
-        restore_ms,
-        restored_ms,
-        end_ms,
-        error,
-    };
-    Ok(report(
-        &cfg,
-        started_at,
-        end_of_run,
-        disruption,
-        cfg.lb.as_ref().map(|l| LbReport {
-            runtime_api: l.api.to_string(),
-            pool: l.pool.clone(),
-            server: l.server.clone(),
-            poll_ms: ms(poll),
-            fall: l.fall,
-            interval_ms: ms(l.interval),
-            transitions,
-            down_ms,
-            up_ms,
-        }),
-        requests,
-    ))
+    Traffic::start(kube, traffic)
 }
 
 /// When the server was first seen DOWN at or after `from_ms`, and first UP

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hacore::disrupt::{DisruptAction, DisruptOptions, Gate};
+use hacore::disrupt::{DisruptAction, DisruptOptions};
 use hacore::units::Dur;
 use hacore::{Policy, Topology};
 use haops::disrupt::{Request, Silence, Simulated};
@@ -135,12 +135,6 @@ impl Common {
         })
     }
 
-    /// The gate: the policy (the action's built-in by default), the lock
-    /// holder (`hacli-WHAT@HOST#PID` by default).
-    pub fn gate(&self, action: &DisruptAction, what: &str) -> anyhow::Result<Gate> {
-        Ok(self.request(action, what)?.gate)
-    }
-
     /// The request these flags describe, the run being `hacli WHAT`.
     pub fn request(&self, action: &DisruptAction, what: &str) -> anyhow::Result<Request> {
         let policy = self
@@ -194,38 +188,6 @@ impl Common {
             accept_new_host_key: self.accept_new_host_key,
         };
         reach
-    }
-
-    /// Run `plan` (the drill's planned disruption) on the live cluster
-    /// reached with these flags, gated by `gate`, its journal at
-    /// `journal`; the caller silences what it causes.
-    pub fn run_plan(
-        &self,
-        plan: &hacore::plan::Plan,
-        node: &str,
-        gate: &Gate,
-        journal: &Path,
-    ) -> anyhow::Result<hacore::disrupt::Report> {
-        let request = Request {
-            gate: gate.clone(),
-            options: DisruptOptions::default(),
-            resume: self.resume,
-            dry_run: self.dry_run,
-            lock_ttl: self.lock_ttl,
-            silence: None,
-        };
-        let backend = haops::disrupt::Backend::Live(self.reach());
-        let mut ignore = haops::events::ignore;
-        let r = haops::disrupt::run_plan(
-            plan,
-            node,
-            "drill",
-            &request,
-            journal,
-            &backend,
-            &mut ignore,
-        );
-        Ok(r?)
     }
 
     /// Load the topology.

@@ -5,7 +5,6 @@ pub mod check;
 pub mod completions;
 pub mod disrupt;
 pub mod drill;
-pub mod drill_html;
 pub mod gate;
 pub mod hypervisor;
 pub mod lb;

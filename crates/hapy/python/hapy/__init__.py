@@ -37,6 +37,11 @@ new, topology, target, ...)``; the live backends are reached with
 node)`` and ``hapy.hypervisor("show")`` are ``hacli simulate``, ``hacli lb
 ACTION`` and ``hacli hypervisor show``.
 
+The failover drill (``hapy.drill(node, topology, planned=..., kill=...,
+journal=..., rate=..., on_event=...)``) runs ``hacli drill``'s sequence
+(``haops::drill``) and returns a ``DrillResult`` with the ``hacli.drill/v1``
+report as a dict.
+
 ``evaluate`` fails closed: anything that could not be observed makes the
 verdict ``"unknown"``, which is never allowed. Bad input raises
 ``hapy.ConfigError`` (a ``hapy.Error``) with the core's message, which names
@@ -45,6 +50,7 @@ file:line:column and the field.
 
 from hapy._hapy import (
     ConfigError,
+    DrillResult,
     Error,
     Finding,
     LockResult,
@@ -59,6 +65,7 @@ from hapy._hapy import (
     actions,
     apply,
     disrupt,
+    drill,
     evaluate,
     gate,
     hypervisor,
@@ -80,6 +87,7 @@ from hapy._hapy import (
 
 __all__ = [
     "ConfigError",
+    "DrillResult",
     "Error",
     "Finding",
     "LockResult",
@@ -94,6 +102,7 @@ __all__ = [
     "actions",
     "apply",
     "disrupt",
+    "drill",
     "evaluate",
     "gate",
     "hypervisor",

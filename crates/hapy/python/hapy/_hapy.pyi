@@ -2,6 +2,7 @@
 
 import datetime
 import os
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal, final
 
 from hapy.types import Applied, MasterResult, PlanResult, Reach
@@ -44,6 +45,8 @@ __all__ = [
     "simulate",
     "lb",
     "hypervisor",
+    "DrillResult",
+    "drill",
     "__version__",
 ]
 
@@ -463,3 +466,63 @@ def hypervisor(
     *,
     reach: Reach | None = None,
 ) -> dict[str, Any]: ...
+
+@final
+class DrillResult:
+    """How ``drill`` ended: ``outcome`` "ran" (with the ``report``),
+    "refused" (the gate's ``verdict``) or "not-healthy" (the ``reason``);
+    ``exit_code`` is ``hacli drill``'s."""
+
+    @property
+    def outcome(self) -> Literal["ran", "refused", "not-healthy"]: ...
+    @property
+    def exit_code(self) -> int: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def report(self) -> dict[str, Any] | None: ...
+    @property
+    def verdict(self) -> Verdict | None: ...
+    @property
+    def reason(self) -> str | None: ...
+
+def drill(
+    node: str,
+    topology: _TopologyLike,
+    *,
+    planned: bool = False,
+    kill: Literal["apiserver"] | None = None,
+    journal: _Path | None = None,
+    lock_ttl: float = 3600.0,
+    identity: str | None = None,
+    idle_bound: float = 30.0,
+    rate: float = 20.0,
+    duration: float = 60.0,
+    baseline: float = 10.0,
+    down_for: float = 20.0,
+    after: float = 5.0,
+    recovery_timeout: float = 300.0,
+    request_timeout: float = 2.0,
+    path: str = "/api/v1/namespaces/kube-system",
+    keep_alive: bool = False,
+    skip_gate: bool = False,
+    policy: _PolicyLike | None = None,
+    ssh_user: str = "root",
+    ssh_port: int = 22,
+    ssh_sudo: bool = False,
+    ssh_identity: _Path | None = None,
+    known_hosts: _Path | None = None,
+    accept_new_host_key: bool = False,
+    kubeconfig: _Path | None = None,
+    etcd: list[str] | None = None,
+    etcd_pki: _Path | None = None,
+    timeout: float = 2.0,
+    member_timeout: float = 1.0,
+    lb_runtime_api: str | None = None,
+    proxmox: str | None = None,
+    proxmox_fingerprint: str | None = None,
+    proxmox_ca: _Path | None = None,
+    proxmox_insecure: bool = False,
+    proxmox_token_env: str | None = None,
+    on_event: Callable[[dict[str, str]], object] | None = None,
+) -> DrillResult: ...

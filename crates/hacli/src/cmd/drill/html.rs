@@ -4,8 +4,11 @@
 //! disruption window shaded, the load balancer's DOWN and UP marked) and
 //! the summary table.
 
-use kubeadm::drill::DrillReport;
+use kubeadm::drill::{DrillReport, PlannedReport};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+
+use super::text::{at as secs, opt_ms as ms};
 
 /// Escape text for HTML.
 fn esc(s: &str) -> String {
@@ -35,23 +38,20 @@ pub fn chart(r: &DrillReport) -> Result<String, String> {
     Ok(svg)
 }
 
+/// The chart's latency axis: from half the fastest request (at most
+/// 0.5 ms, at least 0.005 ms) to twice the slowest (at least 2 ms).
+fn latency_range(r: &DrillReport) -> (f64, f64) {
+    let latencies = || r.requests.iter().map(|s| s.latency_ms);
+    let lat_max = latencies().fold(1.0_f64, f64::max);
+    let y_min = latencies().fold(f64::INFINITY, f64::min).clamp(0.01, 1.0) * 0.5;
+    (y_min, lat_max * 2.0)
+}
+
 fn draw<'a>(r: &DrillReport, svg: &'a mut String) -> Result<(), Box<dyn std::error::Error + 'a>> {
     let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
     let x_max = (r.duration_ms / 1000.0).max(1.0);
-    let lat_max = r
-        .requests
-        .iter()
-        .map(|s| s.latency_ms)
-        .fold(1.0_f64, f64::max);
-    let y_min = r
-        .requests
-        .iter()
-        .map(|s| s.latency_ms)
-        .fold(f64::INFINITY, f64::min)
-        .clamp(0.01, 1.0)
-        * 0.5;
-    let y_max = lat_max * 2.0;
+    let (y_min, y_max) = latency_range(r);
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!("{} on {}: latency of every request", r.mode, r.node),
@@ -105,20 +105,7 @@ fn draw<'a>(r: &DrillReport, svg: &'a mut String) -> Result<(), Box<dyn std::err
             (lb.down_ms, RGBColor(200, 0, 0), "LB: DOWN"),
             (lb.up_ms, RGBColor(0, 150, 60), "LB: UP again"),
         ];
-        for (t, color, label) in marks {
-            if let Some(t) = t {
-                let x = t / 1000.0;
-                chart
-                    .draw_series(std::iter::once(PathElement::new(
-                        vec![(x, y_min), (x, y_max)],
-                        color.stroke_width(2),
-                    )))?
-                    .label(label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 12, y)], color.stroke_width(2))
-                    });
-            }
-        }
+        vlines(&mut chart, marks, 2, (y_min, y_max))?;
     }
     // A planned disruption: when etcd leadership moved, and when the act
     // (the reboot) began.
@@ -136,20 +123,7 @@ fn draw<'a>(r: &DrillReport, svg: &'a mut String) -> Result<(), Box<dyn std::err
             ),
             (act, RGBColor(60, 60, 60), "reboot began"),
         ];
-        for (t, color, label) in marks {
-            if let Some(t) = t {
-                let x = t / 1000.0;
-                chart
-                    .draw_series(std::iter::once(PathElement::new(
-                        vec![(x, y_min), (x, y_max)],
-                        color.stroke_width(1),
-                    )))?
-                    .label(label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 12, y)], color.stroke_width(1))
-                    });
-            }
-        }
+        vlines(&mut chart, marks, 1, (y_min, y_max))?;
     }
     chart
         .configure_series_labels()
@@ -161,19 +135,31 @@ fn draw<'a>(r: &DrillReport, svg: &'a mut String) -> Result<(), Box<dyn std::err
     Ok(())
 }
 
-fn ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.1} ms"))
-        .unwrap_or_else(|| "–".into())
+/// A vertical line at each time that is known (ms), labelled.
+fn vlines<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, LogCoord<f64>>>,
+    marks: [(Option<f64>, RGBColor, &'static str); 2],
+    width: u32,
+    (y_min, y_max): (f64, f64),
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    for (t, color, label) in marks {
+        let Some(t) = t else { continue };
+        let x = t / 1000.0;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x, y_min), (x, y_max)],
+                color.stroke_width(width),
+            )))?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 12, y)], color.stroke_width(width))
+            });
+    }
+    Ok(())
 }
 
-fn secs(v: Option<f64>) -> String {
-    v.map(|v| format!("{:.2} s", v / 1000.0))
-        .unwrap_or_else(|| "not seen".into())
-}
-
-/// The whole page.
-pub fn page(r: &DrillReport) -> String {
-    let svg = chart(r).unwrap_or_else(|e| format!("<p class=\"error\">{}</p>", esc(&e)));
+/// The rows of the windows table.
+fn windows(r: &DrillReport) -> String {
     let mut rows = String::new();
     for (name, w) in [
         ("before", &r.before),
@@ -195,6 +181,12 @@ pub fn page(r: &DrillReport) -> String {
             ms(w.p99_ms)
         ));
     }
+    rows
+}
+
+/// The summary table's facts: the traffic, the disruption, the load
+/// balancer, the bound.
+fn facts(r: &DrillReport) -> Vec<(&'static str, String)> {
     let mut facts = vec![
         ("disruption", esc(&r.disruption.action)),
         (
@@ -269,58 +261,63 @@ pub fn page(r: &DrillReport) -> String {
             )),
         ));
     }
+    facts
+}
+
+/// The planned disruption's facts.
+fn planned_facts(p: &PlannedReport, facts: &mut Vec<(&'static str, String)>) {
+    facts.push((
+        "planned disruption",
+        esc(&format!(
+            "{}: {} (lock holder {}, journal {})",
+            p.result, p.summary, p.lock_holder, p.journal
+        )),
+    ));
+    facts.push((
+        "etcd leadership",
+        esc(&super::text::leadership(&p.leadership)),
+    ));
+}
+
+/// The planned disruption's steps as a table.
+fn steps_table(p: &PlannedReport) -> String {
     let mut steps = String::new();
-    if let Some(p) = &r.planned {
-        facts.push((
-            "planned disruption",
-            esc(&format!(
-                "{}: {} (lock holder {}, journal {})",
-                p.result, p.summary, p.lock_holder, p.journal
-            )),
+    steps.push_str("<h2>Planned disruption: steps</h2>\n<table id=\"steps\">\n<tr><th>step</th><th>started</th><th>done</th><th>note</th></tr>\n");
+    for st in &p.steps {
+        let note = match (&st.error, st.skipped, st.rolled_back) {
+            (Some(e), _, rb) => {
+                format!("FAILED: {e}{}", if rb { " (rolled back)" } else { "" })
+            }
+            (None, _, true) => "rolled back".into(),
+            (None, true, _) => "already so".into(),
+            _ => String::new(),
+        };
+        steps.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(&st.id),
+            st.started_ms
+                .map_or("–".into(), |v| format!("{:.2} s", v / 1000.0)),
+            st.done_ms
+                .map_or("–".into(), |v| format!("{:.2} s", v / 1000.0)),
+            esc(&note)
         ));
-        let l = &p.leadership;
-        let who = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
-        facts.push((
-            "etcd leadership",
-            esc(&if l.moved {
-                format!(
-                    "moved from {} to {} at {} (leader after the move: {}, after the disruption: {})",
-                    who(&l.before),
-                    who(&l.expected_to),
-                    secs(l.moved_at_ms),
-                    who(&l.after_move),
-                    who(&l.after)
-                )
-            } else {
-                format!(
-                    "not moved (leader {} before, {} after)",
-                    who(&l.before),
-                    who(&l.after)
-                )
-            }),
-        ));
-        steps.push_str("<h2>Planned disruption: steps</h2>\n<table id=\"steps\">\n<tr><th>step</th><th>started</th><th>done</th><th>note</th></tr>\n");
-        for st in &p.steps {
-            let note = match (&st.error, st.skipped, st.rolled_back) {
-                (Some(e), _, rb) => {
-                    format!("FAILED: {e}{}", if rb { " (rolled back)" } else { "" })
-                }
-                (None, _, true) => "rolled back".into(),
-                (None, true, _) => "already so".into(),
-                _ => String::new(),
-            };
-            steps.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                esc(&st.id),
-                st.started_ms
-                    .map_or("–".into(), |v| format!("{:.2} s", v / 1000.0)),
-                st.done_ms
-                    .map_or("–".into(), |v| format!("{:.2} s", v / 1000.0)),
-                esc(&note)
-            ));
-        }
-        steps.push_str("</table>\n");
     }
+    steps.push_str("</table>\n");
+    steps
+}
+
+/// The whole page.
+pub fn page(r: &DrillReport) -> String {
+    let svg = chart(r).unwrap_or_else(|e| format!("<p class=\"error\">{}</p>", esc(&e)));
+    let rows = windows(r);
+    let mut facts = facts(r);
+    let steps = match &r.planned {
+        Some(p) => {
+            planned_facts(p, &mut facts);
+            steps_table(p)
+        }
+        None => String::new(),
+    };
     if let Some(e) = &r.disruption.error {
         facts.push(("error", esc(e)));
     }
