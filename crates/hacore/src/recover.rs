@@ -327,9 +327,18 @@ pub enum RecoverOp {
         address: IpAddr,
         /// The source.
         source: Source,
+        /// The old data directory is kept as `DATA.SUFFIX`.
+        kept_suffix: String,
     },
     /// Put the data directory kept aside back (rollback of `Restore`).
     PutBackData {
+        /// The master.
+        node: String,
+        /// As in `Restore`.
+        kept_suffix: String,
+    },
+    /// Wait until `node` answers over SSH (a master powered on again).
+    WaitReachable {
         /// The master.
         node: String,
     },
@@ -380,9 +389,12 @@ pub struct RecoverStep {
 /// others and the target, restore, one-member manifest, start, the pool
 /// reduced to the target, then each other master reset, joined as a
 /// learner, promoted, tainted and put back in the pool, one at a time.
-/// `others` gives each other master's address; `pool` the load balancer's
-/// pool (None: no load balancer to touch); `port` the apiserver port.
+/// `others` gives each other master's address and whether it answered
+/// over SSH; `pool` the load balancer's pool (None: no load balancer to
+/// touch); `port` the apiserver port; `run` names this run (the kept data
+/// directory's suffix).
 pub fn steps(
+    run: &str,
     on: &str,
     address: IpAddr,
     source: &Source,
@@ -421,8 +433,12 @@ pub fn steps(
             node: on.into(),
             address,
             source: source.clone(),
+            kept_suffix: format!("hacli-recover-{run}"),
         },
-        Some(RecoverOp::PutBackData { node: on.into() }),
+        Some(RecoverOp::PutBackData {
+            node: on.into(),
+            kept_suffix: format!("hacli-recover-{run}"),
+        }),
     ));
     out.push(step(
         format!("recover/manifest/{on}"),
@@ -465,6 +481,19 @@ pub fn steps(
     }
     for (o, addr, _) in others {
         let cp = |op| RecoverOp::ControlPlane(op);
+        out.push(RecoverStep {
+            id: format!("recover/reachable/{o}"),
+            title: format!("wait until {o} answers over SSH (powered on again)"),
+            op: RecoverOp::WaitReachable { node: o.clone() },
+            rollback: None,
+            no_rollback: Some("a check".into()),
+        });
+        out.push(step(
+            format!("recover/fence-rejoin/{o}"),
+            format!("stop etcd and the apiserver on {o} before it is reset (its old cluster never serves)"),
+            RecoverOp::StopControlPlane { node: o.clone() },
+            Some(RecoverOp::StartControlPlane { node: o.clone() }),
+        ));
         out.push(RecoverStep {
             id: format!("recover/reset/{o}"),
             title: format!("reset {o} (`kubeadm reset -f`: its old etcd data and member gone)"),
@@ -689,6 +718,7 @@ mod tests {
         let a: IpAddr = "198.18.0.11".parse().unwrap();
         let b: IpAddr = "198.18.0.12".parse().unwrap();
         let s = steps(
+            "20260101T000000Z",
             "m1",
             a,
             &Source::Member {

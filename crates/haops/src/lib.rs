@@ -21,6 +21,7 @@ pub mod error;
 pub mod events;
 pub mod journal;
 pub mod reach;
+pub mod recover;
 
 pub use connect::Live;
 pub use error::Error;

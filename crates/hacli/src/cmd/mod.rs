@@ -21,6 +21,7 @@ pub mod sentinel;
 pub mod sentinel_metrics;
 pub mod silence;
 pub mod simulate;
+pub mod recover;
 pub mod snapshot;
 pub mod status;
 pub mod topology;
