@@ -327,7 +327,7 @@ pub enum RecoverOp {
         address: IpAddr,
         /// The source.
         source: Source,
-        /// The old data directory is kept as `DATA.SUFFIX`.
+        /// The old member directory is kept as `DATA/member.SUFFIX`.
         kept_suffix: String,
     },
     /// Put the data directory kept aside back (rollback of `Restore`).

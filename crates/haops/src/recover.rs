@@ -152,18 +152,10 @@ pub fn observe(
         .iter()
         .map(|f| kubeadm::recover::snapshot_facts(&tools, f))
         .collect();
-    if !opts.snapshots.is_empty()
-        && let Some(bad) = snapshots.iter().find(|s| s.failed.is_some())
-    {
-        return Err(Error::Setting {
-            what: bad.path.clone(),
-            why: format!(
-                "integrity check failed: {}: refused",
-                bad.failed.as_deref().unwrap_or_default()
-            ),
-        });
+    if !opts.snapshots.is_empty() {
+        refuse_failed(&snapshots)?;
     }
-    let members = cp.recover_observe(&tools, reach.member_timeout)?;
+    let members = cp.recover_observe(&tools, reach.member_timeout, reach.deadline)?;
     let decision = hacore::recover::decide(&members, &snapshots, opts.on.as_deref());
     let steps = match &decision {
         Decision::Refused { .. } => Vec::new(),
@@ -204,6 +196,21 @@ pub fn observe(
         decision,
         steps,
     })
+}
+
+/// A snapshot named by the caller that fails its integrity check is
+/// refused, naming the file and what failed.
+fn refuse_failed(snapshots: &[SnapshotFacts]) -> Result<(), Error> {
+    match snapshots.iter().find(|s| s.failed.is_some()) {
+        Some(bad) => Err(Error::Setting {
+            what: bad.path.clone(),
+            why: format!(
+                "integrity check failed: {}: refused",
+                bad.failed.as_deref().unwrap_or_default()
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn is_restore_phase(id: &str) -> bool {
@@ -311,6 +318,16 @@ pub fn run(
 ) -> Result<Report, Error> {
     let mut cp_opts = reach.control_plane_options();
     let saved = plan_file(&opts.journal);
+    if !opts.resume && !opts.snapshots.is_empty() {
+        // Before anything is reached: the files named are checked first.
+        let tools = tools(opts.etcdutl.as_deref())?;
+        let checked: Vec<SnapshotFacts> = opts
+            .snapshots
+            .iter()
+            .map(|f| kubeadm::recover::snapshot_facts(&tools, f))
+            .collect();
+        refuse_failed(&checked)?;
+    }
     let plan = if opts.resume && saved.exists() {
         let text = std::fs::read(&saved).map_err(|e| Error::Setting {
             what: saved.display().to_string(),

@@ -5,7 +5,7 @@
 //! the actions: etcd and the apiserver stopped and started by moving their
 //! static pod manifests aside and back, a source restored with `etcdutl
 //! snapshot restore` where hacli runs and sent over SSH into a fresh data
-//! directory (the old one kept aside, never deleted), the etcd manifest
+//! member directory (the old one kept beside it, never deleted), the etcd manifest
 //! switched to one member (the old one kept), and the wait until the
 //! one-member cluster serves.
 //!
@@ -204,12 +204,13 @@ impl KubeadmControlPlane {
 
     /// Observe every master of the topology for a recovery: whether its
     /// etcd answers as a voter that knows a leader (within
-    /// `member_timeout`), whether it answers over SSH, and what its data
-    /// directory holds (unknown when it cannot be read).
+    /// `member_timeout`), whether it answers over SSH (within `ssh_wait`),
+    /// and what its data directory holds (unknown when it cannot be read).
     pub fn recover_observe(
         &self,
         tools: &Tools,
         member_timeout: Duration,
+        ssh_wait: Duration,
     ) -> Result<Vec<MemberFacts>, CpError> {
         let tls = tls(self)?;
         let scratch = tempfile::tempdir()
@@ -227,16 +228,20 @@ impl KubeadmControlPlane {
                     Ok((_, leader, _, false)) if leader != 0
                 );
                 let db = scratch.path().join(format!("{name}.db"));
-                let wait = self.options().timeout.min(Duration::from_secs(20));
-                let read = timeout(wait, self.fetch_db(&name, &db)).await;
+                let read = match timeout(ssh_wait, self.session(&name)).await {
+                    Err(_) => None,
+                    Ok(Err(e)) => Some(Err(e)),
+                    Ok(Ok(_)) => Some(self.fetch_db(&name, &db).await),
+                };
                 let (reachable, data) = match read {
-                    Err(_) => (false, DataDir::Unknown {
-                        why: format!("no answer over SSH within {wait:?}"),
+                    None => (false, DataDir::Unknown {
+                        why: format!("no answer over SSH within {ssh_wait:?}"),
                     }),
-                    Ok(Err(CpError::Ssh(e))) => (false, DataDir::Unknown { why: e.to_string() }),
-                    Ok(Err(e)) => (true, DataDir::Unknown { why: e.to_string() }),
-                    Ok(Ok(false)) => (true, DataDir::Empty),
-                    Ok(Ok(true)) => match db_status(tools, &db) {
+                    Some(r) => match r {
+                    Err(CpError::Ssh(e)) => (false, DataDir::Unknown { why: e.to_string() }),
+                    Err(e) => (true, DataDir::Unknown { why: e.to_string() }),
+                    Ok(false) => (true, DataDir::Empty),
+                    Ok(true) => match db_status(tools, &db) {
                         Ok((hash, revision, keys)) => (true, DataDir::Known {
                             revision,
                             hash,
@@ -245,6 +250,7 @@ impl KubeadmControlPlane {
                         Err(why) => (true, DataDir::Unknown {
                             why: format!("its db could not be read: {why}"),
                         }),
+                    },
                     },
                 };
                 out.push(MemberFacts {
@@ -295,13 +301,16 @@ impl KubeadmControlPlane {
 
     /// Stop etcd and the apiserver on `node`: `etcd.yaml` and
     /// `kube-apiserver.yaml` moved from the kubelet's directory into
-    /// [`ASIDE`] (refused when a different file of that name is already
-    /// there), then wait until neither runs (`crictl ps`).
+    /// [`ASIDE`] (a different file of that name already
+    /// there from an earlier recovery is kept under a dated name), then
+    /// wait until neither runs (`crictl ps`).
     pub fn recover_stop(&self, node: &str) -> Result<(), CpError> {
         let script = r#"set -e; mkdir -p -m 700 "$2"
 for f in etcd.yaml kube-apiserver.yaml; do
   if [ -e "$1/$f" ]; then
-    if [ -e "$2/$f" ] && ! cmp -s "$1/$f" "$2/$f"; then echo "refused: $2/$f already holds another manifest than $1/$f" >&2; exit 5; fi
+    # One kept by an earlier recovery, since replaced (a rejoin): kept
+    # under a dated name, never overwritten.
+    if [ -e "$2/$f" ] && ! cmp -s "$1/$f" "$2/$f"; then mv -- "$2/$f" "$2/$f.replaced-$(date +%Y%m%dT%H%M%S)"; fi
     mv -f -- "$1/$f" "$2/$f"
   fi
 done
@@ -356,12 +365,12 @@ exit $moved"#;
         })
     }
 
-    /// The kept data directory of a recovery of `node`, `kept`: whether it
-    /// exists (the restore is done).
+    /// Whether the restore of `node` is done: the old member directory
+    /// kept as `DATA/member.SUFFIX` and a member in place.
     pub fn recover_is_restored(&self, node: &str, kept_suffix: &str) -> Result<bool, CpError> {
         self.block_on(async {
             let dir = self.data_dir(node).await?;
-            let kept = &format!("{dir}.{kept_suffix}");
+            let kept = &format!("{dir}/member.{kept_suffix}");
             Ok(self.exists_remote(node, kept).await?
                 && self.exists_remote(node, &format!("{dir}/member")).await?)
         })
@@ -371,9 +380,9 @@ exit $moved"#;
     /// `address`): the backend fetched (a member's own, over SSH) or
     /// checked (a snapshot: its integrity, refused naming the file and what
     /// failed), `etcdutl snapshot restore` where hacli runs, the result sent
-    /// over SSH into a fresh directory, the old data directory moved to
-    /// `kept` (never deleted), the fresh one moved into place. etcd must
-    /// be stopped on `node` (refused otherwise).
+    /// over SSH into a fresh directory, the old `DATA/member` renamed to
+    /// `DATA/member.SUFFIX` (kept, never deleted), the fresh one renamed
+    /// into place. etcd must be stopped on `node` (refused otherwise).
     pub fn recover_restore(
         &self,
         tools: &Tools,
@@ -456,35 +465,42 @@ exit $moved"#;
                 String::from_utf8_lossy(&tar.stderr).trim()
             )));
         }
-        let script = r#"set -e; data="$1"; kept="$2"; new="$1.hacli-recover-new"
-rm -rf -- "$new"; mkdir -p -m 700 -- "$new"; tar -C "$new" -xf -
-if [ -e "$data" ]; then
-  if [ -e "$kept" ]; then
-    # A resumed restore: the data directory is the restore made before.
-    rm -rf -- "$data"
-  else
-    mv -- "$data" "$kept"
-  fi
+        // Inside the data directory (often a mount of its own, and a lab
+        // host's private path): renames on one filesystem, atomic.
+        let script = r#"set -e; d="$1"; kept="$1/member.$2"; new="$1/member.hacli-recover-new"
+rm -rf -- "$new"; mkdir -m 700 -- "$new"; tar -C "$new" -xf -
+if [ -e "$d/member" ]; then
+  if [ -e "$kept" ]; then echo "refused: both $d/member and $kept exist" >&2; exit 5; fi
+  mv -- "$d/member" "$kept"
+else
+  mkdir -m 700 -- "$kept"; : > "$kept/.no-member"
 fi
-mv -- "$new" "$data"; sync"#;
+mv -- "$new/member" "$d/member"; rmdir -- "$new"; sync"#;
         self.block_on(async {
             let dir = self.data_dir(node).await?;
-            let kept = format!("{dir}.{kept_suffix}");
-            let cmd = Cmd::shell(script).arg(&dir).arg(kept).stdin(tar.stdout);
+            let cmd = Cmd::shell(script)
+                .arg(&dir)
+                .arg(kept_suffix)
+                .stdin(tar.stdout);
             self.run(node, &cmd, Duration::from_secs(300)).await.map(|_| ())
         })
     }
 
-    /// Put the kept data directory back (rollback of the restore).
+    /// Put the kept member directory back (rollback of the restore): the
+    /// restored one removed (its source is still there), the kept one
+    /// renamed back (none when there was none).
     pub fn recover_put_back_data(&self, node: &str, kept_suffix: &str) -> Result<(), CpError> {
         self.block_on(async {
             let dir = self.data_dir(node).await?;
-            let kept = format!("{dir}.{kept_suffix}");
             let cmd = Cmd::shell(
-                r#"set -e; if [ -e "$2" ]; then rm -rf -- "$1"; mv -- "$2" "$1"; fi"#,
+                r#"set -e; d="$1"; kept="$1/member.$2"
+if [ -e "$kept" ]; then
+  rm -rf -- "$d/member"
+  if [ -e "$kept/.no-member" ]; then rm -rf -- "$kept"; else mv -- "$kept" "$d/member"; fi
+fi"#,
             )
             .arg(&dir)
-            .arg(&kept);
+            .arg(kept_suffix);
             self.run(node, &cmd, self.options().timeout).await.map(|_| ())
         })
     }
