@@ -58,9 +58,6 @@ fn a_snapshot_failing_its_integrity_check_is_refused_naming_the_file_and_what_fa
         assert!(err.contains(&file.display().to_string()), "{err}");
         assert!(err.contains("integrity check failed"), "{err}");
         assert!(err.contains(what), "{err}");
-        assert!(
-            !dir.path().join("j.jsonl").exists(),
-            "nothing journalled"
-        );
+        assert!(!dir.path().join("j.jsonl").exists(), "nothing journalled");
     }
 }

@@ -387,8 +387,9 @@ pub struct RecoverStep {
 
 /// The recovery's steps for a [`Decision::Recover`]: stop the reachable
 /// others and the target, restore, one-member manifest, start, the pool
-/// reduced to the target, then each other master reset, joined as a
-/// learner, promoted, tainted and put back in the pool, one at a time.
+/// reduced to the target, every other master awaited and fenced, then each
+/// reset, joined as a learner, promoted, tainted and put back in the pool,
+/// one at a time.
 /// `others` gives each other master's address and whether it answered
 /// over SSH; `pool` the load balancer's pool (None: no load balancer to
 /// touch); `port` the apiserver port; `run` names this run (the kept data
@@ -479,8 +480,10 @@ pub fn steps(
             ));
         }
     }
-    for (o, addr, _) in others {
-        let cp = |op| RecoverOp::ControlPlane(op);
+    // Every other master fenced before any joins: two of the old members
+    // powered on again would form the old cluster's quorum, and a join
+    // must reach only the new cluster's etcd.
+    for (o, _, _) in others {
         out.push(RecoverStep {
             id: format!("recover/reachable/{o}"),
             title: format!("wait until {o} answers over SSH (powered on again)"),
@@ -490,10 +493,13 @@ pub fn steps(
         });
         out.push(step(
             format!("recover/fence-rejoin/{o}"),
-            format!("stop etcd and the apiserver on {o} before it is reset (its old cluster never serves)"),
+            format!("stop etcd and the apiserver on {o} before any master rejoins (its old cluster never serves)"),
             RecoverOp::StopControlPlane { node: o.clone() },
             Some(RecoverOp::StartControlPlane { node: o.clone() }),
         ));
+    }
+    for (o, addr, _) in others {
+        let cp = |op| RecoverOp::ControlPlane(op);
         out.push(RecoverStep {
             id: format!("recover/reset/{o}"),
             title: format!("reset {o} (`kubeadm reset -f`: its old etcd data and member gone)"),
@@ -740,6 +746,10 @@ mod tests {
         let pos = |id: &str| ids.iter().position(|i| *i == id).unwrap();
         assert!(pos("recover/serving/m1") < pos("recover/pool-remove/m2"));
         assert!(pos("recover/pool-add/m2") < pos("recover/reset/m3"));
+        assert!(
+            pos("recover/fence-rejoin/m3") < pos("recover/join/m2"),
+            "all fenced before any join"
+        );
         assert!(pos("recover/join/m3") < pos("recover/promoted/m3"));
     }
 }

@@ -176,7 +176,9 @@ pub fn observe(
                 .pool
                 .clone()
                 .filter(|_| topology.has_load_balancer());
-            let run = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+            let run = jiff::Timestamp::now()
+                .strftime("%Y%m%dT%H%M%SZ")
+                .to_string();
             hacore::recover::steps(
                 &run,
                 on,
@@ -214,9 +216,16 @@ fn refuse_failed(snapshots: &[SnapshotFacts]) -> Result<(), Error> {
 }
 
 fn is_restore_phase(id: &str) -> bool {
-    ["recover/fence/", "recover/stop/", "recover/restore/", "recover/manifest/", "recover/start/", "recover/serving/"]
-        .iter()
-        .any(|p| id.starts_with(p))
+    [
+        "recover/fence/",
+        "recover/stop/",
+        "recover/restore/",
+        "recover/manifest/",
+        "recover/start/",
+        "recover/serving/",
+    ]
+    .iter()
+    .any(|p| id.starts_with(p))
 }
 
 struct Ctx<'a> {
@@ -279,7 +288,8 @@ impl Ctx<'_> {
                         .into(),
                 })?;
                 let what = Op::LoadBalancer(op.clone()).to_string();
-                let fail = |e: hacore::backend::BackendError| Error::Unreachable(format!("{what}: {e}"));
+                let fail =
+                    |e: hacore::backend::BackendError| Error::Unreachable(format!("{what}: {e}"));
                 if lb.is_done(op).map_err(fail)? {
                     true
                 } else {
@@ -289,7 +299,8 @@ impl Ctx<'_> {
             }
             RecoverOp::ControlPlane(op) => {
                 let what = Op::ControlPlane(op.clone()).to_string();
-                let fail = |e: hacore::backend::BackendError| Error::Unreachable(format!("{what}: {e}"));
+                let fail =
+                    |e: hacore::backend::BackendError| Error::Unreachable(format!("{what}: {e}"));
                 let check = matches!(op, CpOp::MemberPromoted { .. });
                 if cp.is_done(op).map_err(fail)? {
                     true
@@ -337,7 +348,10 @@ pub fn run(
             what: saved.display().to_string(),
             why: format!("not a recovery plan: {e}"),
         })?;
-        events(Event::Note(format!("resuming the plan saved in {}", saved.display())));
+        events(Event::Note(format!(
+            "resuming the plan saved in {}",
+            saved.display()
+        )));
         Some(plan)
     } else {
         None
@@ -387,7 +401,8 @@ pub fn run(
     }
     let mut journal = crate::journal::open_for_run(&opts.journal, opts.resume, false)?;
     if !opts.resume || !saved.exists() {
-        let text = serde_json::to_vec_pretty(&plan).map_err(|e| Error::Unreachable(e.to_string()))?;
+        let text =
+            serde_json::to_vec_pretty(&plan).map_err(|e| Error::Unreachable(e.to_string()))?;
         std::fs::write(&saved, text).map_err(|e| Error::Setting {
             what: saved.display().to_string(),
             why: e.to_string(),
@@ -424,7 +439,25 @@ pub fn run(
             at: now(),
         })?;
         let t = std::time::Instant::now();
-        match ctx.act(&step.op) {
+        // Every operation is idempotent (done is checked first): one that
+        // failed on a transient error (a connection cut by the load
+        // balancer's reload) is tried again, twice at most.
+        let mut result = ctx.act(&step.op);
+        for _ in 0..2 {
+            let transient = matches!(
+                step.op,
+                RecoverOp::ControlPlane(_) | RecoverOp::LoadBalancer(_)
+            );
+            match &result {
+                Err(e) if transient => {
+                    events(Event::Warning(format!("{}: {e}; trying again", step.id)));
+                    std::thread::sleep(Duration::from_secs(2));
+                    result = ctx.act(&step.op);
+                }
+                _ => break,
+            }
+        }
+        match result {
             Ok(skipped) => {
                 journal.append(Record::Done {
                     step: step.id.clone(),
@@ -453,7 +486,9 @@ pub fn run(
                         .steps
                         .iter()
                         .filter(|s| is_restore_phase(&s.id))
-                        .filter(|s| done_before.contains(&s.id) || done_now.iter().any(|d| d.id == s.id))
+                        .filter(|s| {
+                            done_before.contains(&s.id) || done_now.iter().any(|d| d.id == s.id)
+                        })
                         .collect();
                     undo.reverse();
                     for s in undo {

@@ -49,9 +49,8 @@ fn host_for_url(a: IpAddr) -> String {
 fn tls(cp: &KubeadmControlPlane) -> Result<TlsOptions, CpError> {
     let t = cp.options().etcd_tls.resolve(cp.topology());
     let read = |p: &Path| {
-        std::fs::read(p).map_err(|e| {
-            CpError::Config(format!("cannot read etcd TLS file {}: {e}", p.display()))
-        })
+        std::fs::read(p)
+            .map_err(|e| CpError::Config(format!("cannot read etcd TLS file {}: {e}", p.display())))
     };
     Ok(TlsOptions::new()
         .ca_certificate(Certificate::from_pem(read(&t.ca)?))
@@ -73,7 +72,11 @@ async fn etcd_status(
     let r = timeout(wait, async {
         let mut c = Etcd::connect([url.as_str()], Some(opts)).await?;
         let s = c.status().await?;
-        let members = c.member_list().await.map(|m| m.members().len()).unwrap_or(0);
+        let members = c
+            .member_list()
+            .await
+            .map(|m| m.members().len())
+            .unwrap_or(0);
         Ok::<_, etcd_client::Error>((s, members))
     })
     .await;
@@ -93,7 +96,11 @@ async fn etcd_status(
 pub fn data_dir_of(manifest: &str) -> String {
     manifest
         .lines()
-        .find_map(|l| l.trim().trim_start_matches("- ").strip_prefix("--data-dir="))
+        .find_map(|l| {
+            l.trim()
+                .trim_start_matches("- ")
+                .strip_prefix("--data-dir=")
+        })
         .map(|d| d.trim().trim_matches('"').to_string())
         .unwrap_or_else(|| DATA_DIR.to_string())
 }
@@ -133,12 +140,20 @@ pub fn db_status(tools: &Tools, db: &Path) -> Result<(u32, i64, u64), String> {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(format!(
             "etcdutl snapshot status: {}",
-            err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim()
+            err.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("failed")
+                .trim()
         ));
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| format!("etcdutl snapshot status printed no status: {e}"))?;
-    match (v["hash"].as_u64(), v["revision"].as_i64(), v["totalKey"].as_u64()) {
+    match (
+        v["hash"].as_u64(),
+        v["revision"].as_i64(),
+        v["totalKey"].as_u64(),
+    ) {
         (Some(h), Some(r), Some(k)) => Ok((h as u32, r, k)),
         _ => Err(format!("etcdutl snapshot status: unexpected answer {v}")),
     }
@@ -196,9 +211,8 @@ impl KubeadmControlPlane {
                 detail: out.stderr_str().trim().to_string(),
             });
         }
-        std::fs::write(into, &out.stdout).map_err(|e| {
-            CpError::Config(format!("{}: {e}", into.display()))
-        })?;
+        std::fs::write(into, &out.stdout)
+            .map_err(|e| CpError::Config(format!("{}: {e}", into.display())))?;
         Ok(true)
     }
 
@@ -234,23 +248,32 @@ impl KubeadmControlPlane {
                     Ok(Ok(_)) => Some(self.fetch_db(&name, &db).await),
                 };
                 let (reachable, data) = match read {
-                    None => (false, DataDir::Unknown {
-                        why: format!("no answer over SSH within {ssh_wait:?}"),
-                    }),
+                    None => (
+                        false,
+                        DataDir::Unknown {
+                            why: format!("no answer over SSH within {ssh_wait:?}"),
+                        },
+                    ),
                     Some(r) => match r {
-                    Err(CpError::Ssh(e)) => (false, DataDir::Unknown { why: e.to_string() }),
-                    Err(e) => (true, DataDir::Unknown { why: e.to_string() }),
-                    Ok(false) => (true, DataDir::Empty),
-                    Ok(true) => match db_status(tools, &db) {
-                        Ok((hash, revision, keys)) => (true, DataDir::Known {
-                            revision,
-                            hash,
-                            keys,
-                        }),
-                        Err(why) => (true, DataDir::Unknown {
-                            why: format!("its db could not be read: {why}"),
-                        }),
-                    },
+                        Err(CpError::Ssh(e)) => (false, DataDir::Unknown { why: e.to_string() }),
+                        Err(e) => (true, DataDir::Unknown { why: e.to_string() }),
+                        Ok(false) => (true, DataDir::Empty),
+                        Ok(true) => match db_status(tools, &db) {
+                            Ok((hash, revision, keys)) => (
+                                true,
+                                DataDir::Known {
+                                    revision,
+                                    hash,
+                                    keys,
+                                },
+                            ),
+                            Err(why) => (
+                                true,
+                                DataDir::Unknown {
+                                    why: format!("its db could not be read: {why}"),
+                                },
+                            ),
+                        },
                     },
                 };
                 out.push(MemberFacts {
@@ -291,7 +314,10 @@ impl KubeadmControlPlane {
     pub fn recover_is_stopped(&self, node: &str) -> Result<bool, CpError> {
         self.block_on(async {
             for f in STOPPED {
-                if self.exists_remote(node, &format!("{MANIFESTS}/{f}")).await? {
+                if self
+                    .exists_remote(node, &format!("{MANIFESTS}/{f}"))
+                    .await?
+                {
                     return Ok(false);
                 }
             }
@@ -401,7 +427,8 @@ exit $moved"#;
         let (db, skip_hash): (PathBuf, bool) = match source {
             Source::Snapshot { path, revision } => {
                 let p = PathBuf::from(path);
-                let s = crate::snapshot::check(tools, &p).map_err(|e| CpError::Refused(e.to_string()))?;
+                let s = crate::snapshot::check(tools, &p)
+                    .map_err(|e| CpError::Refused(e.to_string()))?;
                 if s.revision != *revision {
                     return Err(CpError::Refused(format!(
                         "{path}: holds revision {}, the plan chose it at revision {revision}: not the same file",
@@ -410,16 +437,18 @@ exit $moved"#;
                 }
                 (p, false)
             }
-            Source::Member { node: from, revision } => {
+            Source::Member {
+                node: from,
+                revision,
+            } => {
                 let db = scratch.path().join("member.db");
                 if !self.block_on(self.fetch_db(from, &db))? {
                     return Err(CpError::Refused(format!(
                         "{from}: its data directory holds no etcd member any more"
                     )));
                 }
-                let (_, r, _) = db_status(tools, &db).map_err(|w| {
-                    CpError::Refused(format!("{from}: its db: {w}"))
-                })?;
+                let (_, r, _) = db_status(tools, &db)
+                    .map_err(|w| CpError::Refused(format!("{from}: its db: {w}")))?;
                 if r < *revision {
                     return Err(CpError::Refused(format!(
                         "{from}: its db holds revision {r}, less than the {revision} the plan chose"
@@ -482,7 +511,9 @@ mv -- "$new/member" "$d/member"; rmdir -- "$new"; sync"#;
                 .arg(&dir)
                 .arg(kept_suffix)
                 .stdin(tar.stdout);
-            self.run(node, &cmd, Duration::from_secs(300)).await.map(|_| ())
+            self.run(node, &cmd, Duration::from_secs(300))
+                .await
+                .map(|_| ())
         })
     }
 
@@ -501,7 +532,9 @@ fi"#,
             )
             .arg(&dir)
             .arg(kept_suffix);
-            self.run(node, &cmd, self.options().timeout).await.map(|_| ())
+            self.run(node, &cmd, self.options().timeout)
+                .await
+                .map(|_| ())
         })
     }
 
@@ -603,7 +636,10 @@ mod tests {
     #[test]
     fn the_etcd_manifest_is_switched_to_its_own_member_and_nothing_else_changes() {
         let new = one_member_manifest(MANIFEST, "m1", "https://198.18.0.11:2380").unwrap();
-        assert!(new.contains("    - --initial-cluster=m1=https://198.18.0.11:2380\n"), "{new}");
+        assert!(
+            new.contains("    - --initial-cluster=m1=https://198.18.0.11:2380\n"),
+            "{new}"
+        );
         assert!(new.contains("    - --initial-cluster-state=new\n"), "{new}");
         assert_eq!(new.lines().count(), MANIFEST.lines().count());
         assert_eq!(

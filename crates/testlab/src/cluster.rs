@@ -106,7 +106,7 @@
 //!   apiserver since 1.17 it re-reads its serving pair when the files change
 //!   (checked at every new connection; a pair that does not load together is
 //!   ignored until it does). ConfigMaps of the namespaces listed in
-//!   `/etc/testlab/etcd-namespaces` ([`ClusterLab::set_etcd_namespaces`])
+//!   `/etc/testlab/etcd-namespaces` (a line each)
 //!   are kept in the real etcd instead, as the real apiserver keeps every
 //!   object (`/registry/configmaps/NS/NAME`, JSON where it writes
 //!   protobuf; get, list, create, delete; `resourceVersion` is the key's
@@ -1037,15 +1037,6 @@ networking:
             &versions_json(v),
             "0644",
         )
-    }
-
-    /// Keep the ConfigMaps of `namespaces` in etcd on the apiserver
-    /// stand-in of every host given (see the module documentation).
-    pub fn set_etcd_namespaces(&self, hosts: &[&Host], namespaces: &[&str]) -> Result<()> {
-        for h in hosts {
-            put(h, "/etc/testlab/etcd-namespaces", &(namespaces.join("\n") + "\n"), "0644")?;
-        }
-        Ok(())
     }
 
     /// Let the apiserver stand-in on host `name` re-read its serving

