@@ -106,6 +106,12 @@ enum Command {
     /// optionally restored into a throwaway etcd. Exit 0 done, 1 refused
     /// (integrity check failed), 2 bad input, 3 no member or tool answered.
     Snapshot(Box<cmd::snapshot::Args>),
+    /// etcd lost quorum: observe what survives (each master's data over
+    /// SSH, the snapshots), print the source that loses least and what it
+    /// loses; with --confirm restore a one-member cluster and rejoin the
+    /// others (journalled, resumable). Exit 0 done or dry run, 1 refused
+    /// (quorum holds) or not confirmed, 2 bad input, 3 failed.
+    Recover(Box<cmd::recover::Args>),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions(cmd::completions::Args),
     /// Print the manual page (roff), e.g. `hacli man | man -l -`.
@@ -175,6 +181,7 @@ fn main() -> ExitCode {
         Command::RemoveMaster(a) => cmd::master::run_remove(a),
         Command::ReplaceMaster(a) => cmd::master::run_replace(a),
         Command::Snapshot(a) => cmd::snapshot::run(*a),
+        Command::Recover(a) => cmd::recover::run(*a),
         Command::Completions(a) => cmd::completions::run(a),
         Command::Man(a) => cmd::completions::man(a),
     };

@@ -30,6 +30,8 @@ mod drills;
 mod fragile;
 #[path = "three_masters/pauses.rs"]
 mod pauses;
+#[path = "three_masters/recovery.rs"]
+mod recovery;
 #[path = "three_masters/replace.rs"]
 mod replace;
 #[path = "three_masters/roll.rs"]
@@ -56,4 +58,36 @@ fn after_the_migration_drills_a_replacement_and_a_rolling_upgrade() {
     let topology = replace::run(&m);
     println!("== roll: a rolling upgrade failing on m2, restored, resumed");
     roll::run(&m, &topology, ("m4", 14));
+    println!(
+        "== recovery: quorum lost (two masters powered off; every member's data lost), recovered"
+    );
+    let a = |k: u8| -> std::net::IpAddr { m.lab.lab_addr(k).into() };
+    recovery::run(
+        &m,
+        &topology,
+        [
+            ("m1", a(testlab::cluster::M1), None),
+            ("m2", a(testlab::cluster::M2), Some(112)),
+            ("m4", a(14), Some(114)),
+        ],
+    );
+}
+
+#[test]
+fn recovery_only_dev() {
+    let _one = common::one_lab();
+    let Some(m) = common::migrate("recovery_only_dev", &[]) else {
+        return;
+    };
+    let a = |k: u8| -> std::net::IpAddr { m.lab.lab_addr(k).into() };
+    let topology = m.topology.clone();
+    recovery::run(
+        &m,
+        &topology,
+        [
+            ("m1", a(testlab::cluster::M1), None),
+            ("m2", a(testlab::cluster::M2), Some(112)),
+            ("m3", a(testlab::cluster::M3), Some(113)),
+        ],
+    );
 }

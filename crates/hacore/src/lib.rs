@@ -42,6 +42,7 @@ pub mod gate;
 pub mod leadership;
 pub mod plan;
 pub mod quorum;
+pub mod recover;
 pub mod replace;
 pub mod rules;
 pub mod silence;

@@ -31,6 +31,7 @@ pub mod master;
 pub mod observe;
 pub mod plan;
 pub mod reach;
+pub mod recover;
 pub mod silence;
 
 pub use connect::Live;

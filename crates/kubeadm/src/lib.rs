@@ -87,6 +87,7 @@ pub mod live;
 pub mod lock;
 pub mod measure;
 pub mod observe;
+pub mod recover;
 pub mod redact;
 pub mod silence;
 pub mod snapshot;

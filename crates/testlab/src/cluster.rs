@@ -105,7 +105,13 @@
 //!   certificates are verified against the CA when given). Like the real
 //!   apiserver since 1.17 it re-reads its serving pair when the files change
 //!   (checked at every new connection; a pair that does not load together is
-//!   ignored until it does); [`ClusterLab::set_cert_reload`] (the file
+//!   ignored until it does). ConfigMaps of the namespaces listed in
+//!   `/etc/testlab/etcd-namespaces` (a line each)
+//!   are kept in the real etcd instead, as the real apiserver keeps every
+//!   object (`/registry/configmaps/NS/NAME`, JSON where it writes
+//!   protobuf; get, list, create, delete; `resourceVersion` is the key's
+//!   `mod_revision`; a write etcd does not commit fails with a 500): what a
+//!   recovery of etcd loses is lost there. [`ClusterLab::set_cert_reload`] (the file
 //!   `/etc/testlab/apiserver-no-cert-reload`) or
 //!   `TESTLAB_APISERVER_CERT_RELOAD=0` turns that off.
 //! - `kube-controller-manager`, `kube-scheduler`, `containerd`: processes

@@ -15,6 +15,7 @@ pub mod observe;
 pub mod plan;
 pub mod plugin;
 pub mod policy;
+pub mod recover;
 pub mod roll;
 pub mod sentinel;
 pub mod silence;

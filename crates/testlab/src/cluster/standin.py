@@ -30,6 +30,8 @@ import time
 import yaml
 
 LAB = "/etc/testlab"
+# Namespaces whose ConfigMaps the apiserver stand-in keeps in etcd (a line each).
+ETCD_NAMESPACES = LAB + "/etcd-namespaces"
 K = "/etc/kubernetes"
 PKI = K + "/pki"
 MANIFESTS = K + "/manifests"
@@ -1846,6 +1848,36 @@ class ApiserverState:
             self.health = (time.time(), ok)
         return ok
 
+    # ConfigMaps of the namespaces listed in ETCD_NAMESPACES are kept in the
+    # real etcd, as a real apiserver keeps every object: under
+    # /registry/configmaps/NS/NAME (JSON where the real one writes
+    # protobuf), resourceVersion = the key's mod_revision. A write that etcd
+    # does not commit (no quorum) fails as the real one's does.
+    def etcd_namespaces(self):
+        try:
+            with open(ETCD_NAMESPACES) as f:
+                return {l.strip() for l in f if l.strip()}
+        except OSError:
+            return set()
+
+    def etcd_call(self, path, body, timeout=5):
+        ca, cert, key = self.etcd_tls
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.check_hostname = False
+        if cert:
+            ctx.load_cert_chain(cert, key)
+        h, p = split_hostport(self.etcd)
+        c = http.client.HTTPSConnection(h, p, context=ctx, timeout=timeout)
+        try:
+            c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            data = json.loads(r.read() or b"{}")
+        finally:
+            c.close()
+        if r.status != 200:
+            raise OSError(f"etcdserver: {data.get('message') or data.get('error') or r.status}")
+        return data
+
     def store_conn(self, fresh=False):
         c = getattr(self.local, "conn", None)
         if c is None or fresh:
@@ -1917,6 +1949,11 @@ def apiserver_main(argv):
                 return self.health(False)
             n = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(n) if n else None
+            parts = path.split("/")
+            # /api/v1/namespaces/NS/configmaps[/NAME]
+            if (len(parts) in (6, 7) and parts[1:4] == ["api", "v1", "namespaces"] and parts[5] == "configmaps"
+                    and parts[4] in state.etcd_namespaces()):
+                return self.etcd_configmaps(parts[4], parts[6] if len(parts) == 7 else None, body)
             hdrs = {k: v for k, v in self.headers.items()
                     if k.lower() not in ("host", "authorization", "connection", "content-length", "accept-encoding",
                                          "transfer-encoding", "keep-alive")}
@@ -1939,6 +1976,58 @@ def apiserver_main(argv):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def status(self, code, reason, message):
+            self.reply(code, json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                         "message": message, "reason": reason, "code": code}), "application/json")
+
+        def etcd_configmaps(self, ns, name, body):
+            prefix = f"/registry/configmaps/{ns}/"
+
+            def obj(kv):
+                o = json.loads(base64.b64decode(kv["value"]))
+                o.setdefault("metadata", {})["resourceVersion"] = str(kv.get("mod_revision", "0"))
+                return o
+            try:
+                if self.command == "GET" and name:
+                    r = state.etcd_call("/v3/kv/range", {"key": b64(prefix + name)})
+                    if not r.get("kvs"):
+                        return self.status(404, "NotFound", f'configmaps "{name}" not found')
+                    return self.reply(200, json.dumps(obj(r["kvs"][0])), "application/json")
+                if self.command == "GET":
+                    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+                    r = state.etcd_call("/v3/kv/range", {"key": b64(prefix), "range_end": b64(end)})
+                    items = [obj(kv) for kv in r.get("kvs") or []]
+                    rv = str((r.get("header") or {}).get("revision", "0"))
+                    return self.reply(200, json.dumps({"kind": "ConfigMapList", "apiVersion": "v1",
+                                                       "metadata": {"resourceVersion": rv}, "items": items}),
+                                      "application/json")
+                if self.command == "POST" and not name:
+                    o = json.loads(body or b"{}")
+                    o.setdefault("metadata", {})["namespace"] = ns
+                    nm = o["metadata"].get("name")
+                    if not nm:
+                        return self.status(422, "Invalid", "ConfigMap: metadata.name: Required value")
+                    o["metadata"]["creationTimestamp"] = rfc3339(now())
+                    o.setdefault("kind", "ConfigMap")
+                    o.setdefault("apiVersion", "v1")
+                    key = b64(prefix + nm)
+                    r = state.etcd_call("/v3/kv/txn", {
+                        "compare": [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+                        "success": [{"request_put": {"key": key, "value": b64(json.dumps(o))}}]})
+                    if not r.get("succeeded"):
+                        return self.status(409, "AlreadyExists", f'configmaps "{nm}" already exists')
+                    o["metadata"]["resourceVersion"] = str(r["header"]["revision"])
+                    return self.reply(201, json.dumps(o), "application/json")
+                if self.command == "DELETE" and name:
+                    r = state.etcd_call("/v3/kv/deleterange", {"key": b64(prefix + name)})
+                    if int(r.get("deleted", 0)) == 0:
+                        return self.status(404, "NotFound", f'configmaps "{name}" not found')
+                    return self.reply(200, json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                                      "application/json")
+                return self.status(405, "MethodNotAllowed", f"{self.command} on configmaps in {ns}: not served by the stand-in")
+            except (OSError, ValueError, http.client.HTTPException, ssl.SSLError) as e:
+                return self.status(500, "InternalError", f"etcd: {e}")
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = forward
 
