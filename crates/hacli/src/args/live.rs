@@ -151,14 +151,5 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// This host's name, for lock identities.
 pub fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".into())
+    haops::gate::hostname()
 }
