@@ -143,14 +143,10 @@ pub fn check_version(v: &str) -> Result<(), String> {
     }
 }
 
-/// The phase that disrupts `node`: its steps, with rollbacks that restore
-/// the backend and the node's schedulability.
-pub fn phase(
-    topology: &Topology,
-    action: &DisruptAction,
-    node: &str,
-    opts: &DisruptOptions,
-) -> Result<Phase, Refusal> {
+/// Why `action` on `node` is refused, if it is: an unknown node, a bad
+/// version or an empty command, a master of fewer than three. Returns
+/// whether the node is a master.
+fn check(topology: &Topology, action: &DisruptAction, node: &str) -> Result<bool, Refusal> {
     let mut reasons = Vec::new();
     let Some(n) = topology.node(node) else {
         return Err(Refusal {
@@ -190,74 +186,62 @@ pub fn phase(
     if !reasons.is_empty() {
         return Err(Refusal { reasons });
     }
-    let pool = topology
-        .load_balancer
-        .pool
-        .clone()
-        .filter(|_| master && topology.has_load_balancer());
-    let id = |s: &str| format!("{}/{node}/{s}", action.name());
+    Ok(master)
+}
+
+/// Drain `node`'s backend in `pool` (restored by the rollback) and wait
+/// until it has no sessions, at most the idle bound.
+fn drain_backend(
+    pool: &str,
+    node: &str,
+    opts: &DisruptOptions,
+    id: &dyn Fn(&str) -> String,
+) -> Vec<Step> {
+    let pool = pool.to_string();
     let mut steps = Vec::new();
-    if let Some(pool) = &pool {
-        let mut s = step(
-            id("backend-drain"),
-            format!("set backend {pool}/{node} to drain: no new connections"),
-            Op::LoadBalancer(LbOp::SetServerState {
-                pool: pool.clone(),
-                server: node.into(),
-                state: ServerState::Drain,
-            }),
-            5,
-        );
-        s.rollback = Some(Op::LoadBalancer(LbOp::SetServerState {
+    let mut s = step(
+        id("backend-drain"),
+        format!("set backend {pool}/{node} to drain: no new connections"),
+        Op::LoadBalancer(LbOp::SetServerState {
             pool: pool.clone(),
             server: node.into(),
-            state: ServerState::Ready,
-        }));
-        steps.push(s);
-        steps.push(step(
-            id("backend-idle"),
-            format!(
-                "wait until {pool}/{node} has no sessions, at most {}",
-                opts.idle_bound
-            ),
-            Op::LoadBalancer(LbOp::WaitServerIdle {
-                pool: pool.clone(),
-                server: node.into(),
-                bound: opts.idle_bound,
-            }),
-            opts.idle_bound.0.as_secs().max(1),
-        ));
-    }
-    if master {
-        steps.push(step(
-            id("move-leader"),
-            format!("if {node} leads etcd, move leadership to the best healthy caught-up voter"),
-            Op::ControlPlane(CpOp::MoveLeader { from: node.into() }),
-            10,
-        ));
-    }
-    let mut s = step(
-        id("cordon"),
-        format!("cordon {node}"),
-        Op::ControlPlane(CpOp::Cordon { node: node.into() }),
+            state: ServerState::Drain,
+        }),
         5,
     );
-    s.rollback = Some(Op::ControlPlane(CpOp::Uncordon { node: node.into() }));
+    s.rollback = Some(Op::LoadBalancer(LbOp::SetServerState {
+        pool: pool.clone(),
+        server: node.into(),
+        state: ServerState::Ready,
+    }));
     steps.push(s);
-    let drain = opts
-        .drain
-        .unwrap_or(!matches!(action, DisruptAction::Run { .. }));
-    if drain {
-        let mut s = step(
-            id("drain"),
-            format!("drain {node} through the Eviction API, honouring PodDisruptionBudgets"),
-            Op::ControlPlane(CpOp::Drain { node: node.into() }),
-            120,
-        );
-        s.rollback = Some(Op::ControlPlane(CpOp::Uncordon { node: node.into() }));
-        steps.push(s);
-    }
-    let (op, title, secs) = match action {
+    steps.push(step(
+        id("backend-idle"),
+        format!(
+            "wait until {pool}/{node} has no sessions, at most {}",
+            opts.idle_bound
+        ),
+        Op::LoadBalancer(LbOp::WaitServerIdle {
+            pool: pool.clone(),
+            server: node.into(),
+            bound: opts.idle_bound,
+        }),
+        opts.idle_bound.0.as_secs().max(1),
+    ));
+    steps
+}
+
+/// The act itself: its operation, title and expected seconds. An
+/// upgrade's first master (`opts.first`, else the topology's first)
+/// runs `kubeadm upgrade apply`.
+fn the_act(
+    topology: &Topology,
+    action: &DisruptAction,
+    node: &str,
+    master: bool,
+    opts: &DisruptOptions,
+) -> (CpOp, String, i64) {
+    match action {
         DisruptAction::Reboot => (
             CpOp::Reboot { node: node.into() },
             format!("reboot {node} and wait until it is back"),
@@ -293,7 +277,84 @@ pub fn phase(
             format!("run `{}` on {node}", command.join(" ")),
             300,
         ),
-    };
+    }
+}
+
+/// Set `node`'s backend in `pool` ready, and check that it is UP.
+fn ready_backend(pool: &str, node: &str, id: &dyn Fn(&str) -> String) -> Vec<Step> {
+    let pool = pool.to_string();
+    let mut steps = Vec::new();
+    steps.push(step(
+        id("backend-ready"),
+        format!("set backend {pool}/{node} ready and wait until it is UP"),
+        Op::LoadBalancer(LbOp::SetServerState {
+            pool: pool.clone(),
+            server: node.into(),
+            state: ServerState::Ready,
+        }),
+        30,
+    ));
+    steps.push(step(
+        id("backend-up"),
+        format!("{pool}/{node} is UP"),
+        Op::LoadBalancer(LbOp::VerifyServersUp {
+            pool: pool.clone(),
+            servers: vec![node.into()],
+        }),
+        5,
+    ));
+    steps
+}
+
+/// The phase that disrupts `node`: its steps, with rollbacks that restore
+/// the backend and the node's schedulability.
+pub fn phase(
+    topology: &Topology,
+    action: &DisruptAction,
+    node: &str,
+    opts: &DisruptOptions,
+) -> Result<Phase, Refusal> {
+    let master = check(topology, action, node)?;
+    let pool = topology
+        .load_balancer
+        .pool
+        .clone()
+        .filter(|_| master && topology.has_load_balancer());
+    let id = |s: &str| format!("{}/{node}/{s}", action.name());
+    let mut steps = Vec::new();
+    if let Some(pool) = &pool {
+        steps.extend(drain_backend(pool, node, opts, &id));
+    }
+    if master {
+        steps.push(step(
+            id("move-leader"),
+            format!("if {node} leads etcd, move leadership to the best healthy caught-up voter"),
+            Op::ControlPlane(CpOp::MoveLeader { from: node.into() }),
+            10,
+        ));
+    }
+    let mut s = step(
+        id("cordon"),
+        format!("cordon {node}"),
+        Op::ControlPlane(CpOp::Cordon { node: node.into() }),
+        5,
+    );
+    s.rollback = Some(Op::ControlPlane(CpOp::Uncordon { node: node.into() }));
+    steps.push(s);
+    let drain = opts
+        .drain
+        .unwrap_or(!matches!(action, DisruptAction::Run { .. }));
+    if drain {
+        let mut s = step(
+            id("drain"),
+            format!("drain {node} through the Eviction API, honouring PodDisruptionBudgets"),
+            Op::ControlPlane(CpOp::Drain { node: node.into() }),
+            120,
+        );
+        s.rollback = Some(Op::ControlPlane(CpOp::Uncordon { node: node.into() }));
+        steps.push(s);
+    }
+    let (op, title, secs) = the_act(topology, action, node, master, opts);
     let mut s = step(id(action.name()), title, Op::ControlPlane(op), secs);
     if master {
         s.outage = Some(crate::plan::Outage {
@@ -316,25 +377,7 @@ pub fn phase(
         300,
     ));
     if let Some(pool) = &pool {
-        steps.push(step(
-            id("backend-ready"),
-            format!("set backend {pool}/{node} ready and wait until it is UP"),
-            Op::LoadBalancer(LbOp::SetServerState {
-                pool: pool.clone(),
-                server: node.into(),
-                state: ServerState::Ready,
-            }),
-            30,
-        ));
-        steps.push(step(
-            id("backend-up"),
-            format!("{pool}/{node} is UP"),
-            Op::LoadBalancer(LbOp::VerifyServersUp {
-                pool: pool.clone(),
-                servers: vec![node.into()],
-            }),
-            5,
-        ));
+        steps.extend(ready_backend(pool, node, &id));
     }
     steps.push(step(
         id("uncordon"),
@@ -632,22 +675,8 @@ pub fn run(
             release_error: None,
         });
     }
-    match lock.acquire(&gate.identity) {
-        Ok(LockAnswer::Acquired) => {}
-        Ok(LockAnswer::HeldBy(holder)) => {
-            return Ok(Report::Denied {
-                node: node.into(),
-                reasons: vec![format!(
-                    "lock (deny): the disruption lock is held by {holder}"
-                )],
-            });
-        }
-        Err(e) => {
-            return Ok(Report::Denied {
-                node: node.into(),
-                reasons: vec![format!("lock (unknown): could not take the lock: {e}")],
-            });
-        }
+    if let Some(denied) = take_lock(lock, node, &gate.identity) {
+        return Ok(denied);
     }
     let mut watch = DisruptWatch {
         plan,
@@ -687,6 +716,22 @@ pub fn run(
         outcome,
         lock_released: release.is_ok(),
         release_error: release.err().map(|e| e.to_string()),
+    })
+}
+
+/// Take the disruption lock as `identity`; the report that denies `node`
+/// when it is held by someone else or cannot be taken (unknown).
+fn take_lock(lock: &mut dyn Lock, node: &str, identity: &str) -> Option<Report> {
+    let reason = match lock.acquire(identity) {
+        Ok(LockAnswer::Acquired) => return None,
+        Ok(LockAnswer::HeldBy(holder)) => {
+            format!("lock (deny): the disruption lock is held by {holder}")
+        }
+        Err(e) => format!("lock (unknown): could not take the lock: {e}"),
+    };
+    Some(Report::Denied {
+        node: node.into(),
+        reasons: vec![reason],
     })
 }
 

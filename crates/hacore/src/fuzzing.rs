@@ -178,7 +178,7 @@ pub fn plan(data: &[u8]) -> bool {
     true
 }
 
-/// A journal file (`exec::parse_journal`, what `FileJournal::open` reads);
+/// A journal file (`exec::parse_journal`, what `haops::journal::FileJournal::open` reads);
 /// if accepted: replayed as `hacli apply --resume` does, and each record
 /// round-trips through its JSON line.
 pub fn journal(data: &[u8]) -> bool {
@@ -197,7 +197,7 @@ pub fn journal(data: &[u8]) -> bool {
 }
 
 /// A journal file as a crash may leave it (`exec::intact`, what
-/// `FileJournal::open` cuts before appending): whatever the bytes, after
+/// `haops::journal::FileJournal::open` cuts before appending): whatever the bytes, after
 /// the cut two appended records read back, after the records the file
 /// held; nothing `parse_journal` accepted from the file is lost. Accepted
 /// when the kept part parses.
