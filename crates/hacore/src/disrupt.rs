@@ -144,9 +144,14 @@ pub fn check_version(v: &str) -> Result<(), String> {
 }
 
 /// Why `action` on `node` is refused, if it is: an unknown node, a bad
-/// version or an empty command, a master of fewer than three. Returns
-/// whether the node is a master.
-fn check(topology: &Topology, action: &DisruptAction, node: &str) -> Result<bool, Refusal> {
+/// version or an empty command, a master of fewer than three (unless the
+/// only master's outage is accepted). Returns whether the node is a master.
+fn check(
+    topology: &Topology,
+    action: &DisruptAction,
+    node: &str,
+    opts: &DisruptOptions,
+) -> Result<bool, Refusal> {
     let mut reasons = Vec::new();
     let Some(n) = topology.node(node) else {
         return Err(Refusal {
@@ -314,7 +319,7 @@ pub fn phase(
     node: &str,
     opts: &DisruptOptions,
 ) -> Result<Phase, Refusal> {
-    let master = check(topology, action, node)?;
+    let master = check(topology, action, node, opts)?;
     let pool = topology
         .load_balancer
         .pool

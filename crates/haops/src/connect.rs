@@ -128,7 +128,10 @@ impl Live {
         // The observer of the cluster as it is (and its Lease): only made
         // when needed, as it reads the kubeconfig and etcd's certificates.
         let fixed = if w.lock_ttl.is_some() || !w.follow_topology {
-            Some(kubeadm::live::LiveObserver::connect(w.current, config.clone())?)
+            Some(kubeadm::live::LiveObserver::connect(
+                w.current,
+                config.clone(),
+            )?)
         } else {
             None
         };

@@ -123,16 +123,7 @@ pub fn default_identity(action: Action, target: &str) -> String {
     format!("{action}/{target}@{}#{}", hostname(), std::process::id())
 }
 
-/// This host's name (`HOSTNAME`, else /etc/hostname).
-pub fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.trim().is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".into())
-}
+pub use crate::journal::hostname;
 
 /// Gate once: connect, then [`Gate::run`]. Blocking: runs on a runtime of
 /// its own. `now` is the decision's time (pass `jiff::Timestamp::now()`).

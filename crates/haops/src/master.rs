@@ -209,9 +209,10 @@ pub fn run(
         // The simulated cluster: one more backend bundle behind the same
         // run as the live one (`haops::disrupt::run_plan`).
         drop(journal);
-        let state = opts.sim_state.clone().unwrap_or_else(|| {
-            crate::disrupt::Simulated::beside(&opts.journal, Vec::new()).state
-        });
+        let state = opts
+            .sim_state
+            .clone()
+            .unwrap_or_else(|| crate::disrupt::Simulated::beside(&opts.journal, Vec::new()).state);
         let request = crate::disrupt::Request {
             gate,
             options: DisruptOptions::default(),
@@ -224,7 +225,15 @@ pub fn run(
             state,
             fail: opts.sim_fail.clone(),
         });
-        return crate::disrupt::run_plan(plan, node, "master", &request, &opts.journal, &backend, events);
+        return crate::disrupt::run_plan(
+            plan,
+            node,
+            "master",
+            &request,
+            &opts.journal,
+            &backend,
+            events,
+        );
     }
     // Before anything: the VMs the plan creates or deletes, against the
     // Proxmox cluster as it is now (only VMs this tool created are deleted).
@@ -251,4 +260,3 @@ pub fn run(
         )
     })?)
 }
-
