@@ -290,37 +290,9 @@ fn moved_by_the_plan(f: &Finding) -> bool {
 
 /// Observe and evaluate `reboot` of `node` with the real clock: no
 /// leader move, no lock (the planned disruption's plan does both).
-// merge: use haops::gate::gate (without move_leader and lock)
-async fn observe_and_evaluate(
-    topology: &Topology,
-    reach: &Reach,
-    policy: &Policy,
-    o: &Options,
-) -> Result<Verdict, Error> {
-    let config = reach.observer_config(Some(policy))?;
-    let observer = kubeadm::Observer::new(topology.clone(), config).await?;
-    let mut state = Box::pin(observer.observe()).await;
-    if let Some(dir) = &reach.snapshot_dir {
-        state.etcd_backup = Some(kubeadm::snapshot::newest_verified(dir));
-    }
-    state.check_topology(topology, "the observed state")?;
-    let request = hacore::gate::Request {
-        action: Action::Reboot,
-        target: &o.node,
-        requester: Some(&o.identity),
-    };
-    Ok(hacore::gate::evaluate(
-        topology,
-        &state,
-        policy,
-        &request,
-        jiff::Timestamp::now(),
-    )?)
-}
 
 /// The gate: is it safe to take this master down now? `Some` when not.
 fn gate(
-    rt: &tokio::runtime::Runtime,
     topology: &Topology,
     reach: &Reach,
     policy: &Policy,
@@ -337,7 +309,18 @@ fn gate(
         );
         return Ok(None);
     }
-    let verdict = rt.block_on(observe_and_evaluate(topology, reach, policy, o))?;
+    // The gate every frontend asks (`haops::gate`), without leader move or
+    // lock: the planned run takes them itself.
+    let request = crate::gate::GateRequest::new(Action::Reboot, &o.node, policy, &o.identity);
+    let mut quiet = crate::events::ignore;
+    let verdict = crate::gate::gate(
+        topology,
+        reach,
+        &request,
+        jiff::Timestamp::now(),
+        &mut quiet,
+    )?
+    .verdict;
     let planned = o.kind == Kind::PlannedReboot;
     let blocking: Vec<&Finding> = verdict
         .blocking()
@@ -463,7 +446,7 @@ pub fn drill(
         .build()
         .map_err(|e| Error::Unreachable(format!("starting the async runtime: {e}")))?;
     let lb = lb_watch(topology, reach, &o.node, &sink);
-    if let Some(refused) = gate(&rt, topology, reach, &policy, o, &sink)? {
+    if let Some(refused) = gate(topology, reach, &policy, o, &sink)? {
         return Ok(refused);
     }
     let cfg = config(topology, o, lb);
@@ -518,7 +501,9 @@ fn planned(
         identity: o.identity.clone(),
     };
     let config = reach.observer_config(Some(&gate.policy))?;
-    let journal = crate::journal::open_for_run(&path, false, false)?;
+    // Refuse a journal that records another run before the traffic starts
+    // (the run opens it again, with the same guard).
+    drop(crate::journal::open_for_run(&path, false, false)?);
     emit(
         sink,
         Event::Note(format!(
@@ -533,7 +518,7 @@ fn planned(
             topology: topology.clone(),
             plan,
             gate,
-            journal,
+            journal: path.clone(),
             reach: reach.clone(),
             lock_ttl: o.lock_ttl,
         }),

@@ -11,13 +11,12 @@ use std::cell::RefCell;
 
 use hacore::exec;
 
-use crate::journal::FileJournal;
 use kubeadm::drill::{PlannedLeadership, PlannedReport, PlannedStep};
 
 use super::Disruption;
 
+use crate::Reach;
 use crate::events::{self, Event, Stamped};
-use crate::{Live, Reach};
 
 /// Where the drill's events go: the caller's sink, shared by the drill's
 /// progress lines and the planned disruption (one thread, brief borrows).
@@ -33,7 +32,7 @@ pub(super) struct Job {
     pub(super) topology: hacore::Topology,
     pub(super) plan: hacore::plan::Plan,
     pub(super) gate: hacore::disrupt::Gate,
-    pub(super) journal: FileJournal,
+    pub(super) journal: std::path::PathBuf,
     pub(super) reach: Reach,
     pub(super) lock_ttl: std::time::Duration,
 }
@@ -58,34 +57,42 @@ pub(super) struct Planned<'a, 'e> {
 
 /// Run the plan on the live cluster: connect, gate and lock, the executor
 /// with the journal, release; each executor event stamped and sent.
-// merge: use haops::disrupt (ops-disrupt moves this sequence there); keep
-// the stamped events sink.
+/// The plan through `haops::disrupt::run_plan` (gate and lock, the
+/// executor with the journal, release), as `hacli disrupt` runs it, on the
+/// live backend; the caller silences what it causes.
 fn run_plan(
     job: Job,
     node: &str,
     tx: tokio::sync::mpsc::UnboundedSender<Stamped>,
 ) -> Result<hacore::disrupt::Report, String> {
     let Job {
-        topology,
+        topology: _,
         plan,
         gate,
-        mut journal,
+        journal,
         reach,
         lock_ttl,
     } = job;
-    let mut live = Live::connect(&topology, &reach, Some(&gate.policy), lock_ttl)
-        .map_err(|e| e.to_string())?;
+    let request = crate::disrupt::Request {
+        gate,
+        options: Default::default(),
+        resume: false,
+        dry_run: false,
+        lock_ttl,
+        silence: None,
+    };
     let mut sink = events::stamped(move |s| {
         let _ = tx.send(s);
     });
-    let mut steps = events::steps(&mut sink);
-    let opts = exec::Options {
-        dry_run: false,
-        confirm: Default::default(),
-    };
-    live.with(|b, lock| {
-        hacore::disrupt::run(&plan, node, &gate, b, lock, &mut journal, &opts, &mut steps)
-    })
+    crate::disrupt::run_plan(
+        &plan,
+        node,
+        "drill",
+        &request,
+        &journal,
+        &crate::disrupt::Backend::Live(reach),
+        &mut sink,
+    )
     .map_err(|e| e.to_string())
 }
 
