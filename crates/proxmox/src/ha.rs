@@ -317,3 +317,51 @@ impl HaView {
         s
     }
 }
+
+/// Where each master of `topology` runs, as the inventory reports it (by
+/// VM id), with the topology's word when it differs; and whether two share
+/// a host.
+pub fn render_placement(inv: &InventoryView, topology: &hacore::Topology) -> String {
+    let mut s = String::from("placement of the masters:\n");
+    let mut by_host: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for m in topology.control_plane_nodes() {
+        let seen = m
+            .vmid
+            .and_then(|v| inv.vm(v))
+            .map(|(h, v)| (h.node.clone(), v.status.clone()));
+        let declared = m.hypervisor.as_deref().unwrap_or("(none)");
+        match (&seen, m.vmid) {
+            (Some((host, status)), Some(vmid)) => {
+                let _ = write!(s, "  {} (VM {vmid}, {status}) on {host}", m.name);
+                if host != declared {
+                    let _ = write!(s, " (the topology says {declared})");
+                }
+                s.push('\n');
+                by_host.entry(host.clone()).or_default().push(&m.name);
+            }
+            (None, Some(vmid)) => {
+                let _ = writeln!(
+                    s,
+                    "  {} (VM {vmid}) not found; the topology says {declared}",
+                    m.name
+                );
+            }
+            (_, None) => {
+                let _ = writeln!(
+                    s,
+                    "  {}: no VM id in the topology (declared on {declared})",
+                    m.name
+                );
+            }
+        }
+    }
+    for (h, ms) in by_host.iter().filter(|(_, ms)| ms.len() > 1) {
+        let _ = writeln!(
+            s,
+            "  WARNING: {} share host {h}: its failure takes {} masters down",
+            ms.join(" and "),
+            ms.len()
+        );
+    }
+    s
+}

@@ -156,6 +156,11 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
                 crate::print_json(&serde_json::json!({ "hosts": hosts }))?;
             } else {
                 out!("{}", inv.render());
+                // Placement (issue 26): where the masters run, the HA rules.
+                out!(
+                    "{}",
+                    super::placement::text(&client, &inv, topology.as_ref())
+                );
             }
             Ok(Exit::Ok)
         }

@@ -114,6 +114,9 @@ pub struct ReplaceArgs {
     /// VM id of the template the new master is cloned from.
     #[arg(long)]
     pub template: Option<u32>,
+    /// Keep the masters apart with a Proxmox HA rule, NEW in OLD's place.
+    #[command(flatten)]
+    pub ha: super::placement::HaArgs,
     #[command(flatten)]
     pub common: Common,
 }
@@ -405,7 +408,12 @@ pub fn run_replace(a: ReplaceArgs) -> anyhow::Result<Exit> {
         &plan_opts,
         &options(&a.common)?,
     ) {
-        Ok(plan) => execute(&a.common, &plan, &a.old, &[a.old.clone(), a.new.clone()]),
+        Ok(plan) => execute(
+            &a.common,
+            &a.ha.apply(plan),
+            &a.old,
+            &[a.old.clone(), a.new.clone()],
+        ),
         Err(r) => {
             outln!("REFUSED:\n  - {}", r.reasons.join("\n  - "));
             Ok(Exit::Deny)

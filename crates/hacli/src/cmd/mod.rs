@@ -13,6 +13,7 @@ pub mod lock;
 pub mod master;
 pub mod measure;
 pub mod observe;
+pub mod placement;
 pub mod plan;
 pub mod plugin;
 pub mod policy;

@@ -47,6 +47,9 @@ pub struct Args {
     /// Plan from the Proxmox cluster's own inventory.
     #[command(flatten)]
     pub proxmox: super::hypervisor::ProxmoxArgs,
+    /// Keep the masters apart with a Proxmox HA rule (issue 26).
+    #[command(flatten)]
+    pub ha: super::placement::HaArgs,
 }
 
 /// Run. Exit 0 with a plan, 1 when the migration cannot be made safe.
@@ -227,5 +230,5 @@ pub fn compute(a: &Args) -> anyhow::Result<Result<Plan, Refusal>> {
             }
         }
     };
-    Ok(planned)
+    Ok(planned.map(|p| a.ha.apply(p)))
 }

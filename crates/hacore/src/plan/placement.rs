@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Ctx, Phase, step};
+use super::{Ctx, Phase, Plan, step};
 use crate::backend::{HvOp, Op};
 use crate::state::ClusterState;
 use crate::topology::{Node, Topology};
@@ -252,6 +252,25 @@ pub fn ha_phase(to: &Topology, rule: &str) -> Option<Phase> {
     })
 }
 
+/// `plan` ending with the [`ha_phase`] over the masters that remain (a VM
+/// the plan deletes, the replaced master's, is not kept).
+pub fn with_ha(mut plan: Plan, rule: &str) -> Plan {
+    let gone: Vec<u32> = plan
+        .steps()
+        .filter_map(|(_, s)| match &s.op {
+            Op::Hypervisor(HvOp::DeleteVm { vmid, .. }) => Some(*vmid),
+            _ => None,
+        })
+        .collect();
+    let mut to = plan.to.clone();
+    to.nodes
+        .retain(|n| n.vmid.is_none_or(|v| !gone.contains(&v)));
+    if let Some(p) = ha_phase(&to, rule) {
+        plan.phases.push(p);
+    }
+    plan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,5 +423,51 @@ mod tests {
             })
         );
         assert!(ha_phase(&topo(HOSTS, M1), "k8s-masters").is_none());
+    }
+
+    #[test]
+    fn a_replacement_keeps_the_rule_over_the_masters_that_remain_after_the_old_vm_is_gone() {
+        let current = topo(
+            HOSTS,
+            &format!(
+                "{M1}{}{}",
+                new("m2", 12, Some("pve2")),
+                new("m3", 13, Some("pve3"))
+            ),
+        );
+        let mut target = topo(
+            HOSTS,
+            &format!(
+                "{M1}{}{}{}",
+                new("m2", 12, Some("pve2")),
+                new("m3", 13, Some("pve3")),
+                new("m4", 14, Some("pve1"))
+            ),
+        );
+        target.nodes.retain(|n| n.name != "m1");
+        let p = crate::replace::replace_master(
+            &current,
+            &target,
+            "m1",
+            "m4",
+            &opts(),
+            &Default::default(),
+        )
+        .unwrap();
+        let p = with_ha(p, "k8s-masters");
+        let ids: Vec<&str> = p.steps().map(|(_, s)| s.id.as_str()).collect();
+        assert_eq!(ids.last(), Some(&"ha/k8s-masters"), "{ids:?}");
+        let (_, last) = p.steps().last().unwrap();
+        assert_eq!(
+            last.op,
+            Op::Hypervisor(HvOp::HaAntiAffinity {
+                rule: "k8s-masters".into(),
+                vmids: vec![112, 113, 114]
+            })
+        );
+        assert!(
+            ids.iter().position(|i| *i == "remove/m1/vm")
+                < ids.iter().position(|i| *i == "ha/k8s-masters")
+        );
     }
 }
