@@ -117,6 +117,11 @@ pub struct ReplaceArgs {
     /// Keep the masters apart with a Proxmox HA rule, NEW in OLD's place.
     #[command(flatten)]
     pub ha: super::placement::HaArgs,
+    /// OLD is powered off or unreachable: nothing is asked of it (no
+    /// drain, no reset); its etcd member goes first, by id, only when the
+    /// observed cluster keeps quorum through the removal and NEW's join.
+    #[command(flatten)]
+    pub dead: super::remediate::DeadArgs,
     #[command(flatten)]
     pub common: Common,
 }
@@ -400,14 +405,20 @@ pub fn run_replace(a: ReplaceArgs) -> anyhow::Result<Exit> {
     let plan_opts = hacore::plan::Options {
         template: a.template,
     };
-    match hacore::replace::replace_master(
-        &current,
-        &target,
-        &a.old,
-        &a.new,
-        &plan_opts,
-        &options(&a.common)?,
-    ) {
+    let planned = if a.dead.dead {
+        let state = a.dead.state(&a.common.live, &current)?;
+        hacore::replace::replace_dead_master(&current, &target, &a.old, &a.new, &state, &plan_opts)
+    } else {
+        hacore::replace::replace_master(
+            &current,
+            &target,
+            &a.old,
+            &a.new,
+            &plan_opts,
+            &options(&a.common)?,
+        )
+    };
+    match planned {
         Ok(plan) => execute(
             &a.common,
             &a.ha.apply(plan),

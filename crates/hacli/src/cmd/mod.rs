@@ -17,6 +17,7 @@ pub mod placement;
 pub mod plan;
 pub mod plugin;
 pub mod policy;
+pub mod remediate;
 pub mod roll;
 pub mod sentinel;
 pub mod sentinel_metrics;
