@@ -40,6 +40,7 @@ pub mod fuzzing;
 pub mod gate;
 pub mod plan;
 pub mod quorum;
+pub mod remediation;
 pub mod replace;
 pub mod rules;
 pub mod silence;
