@@ -21,6 +21,7 @@ pub mod error;
 pub mod events;
 pub mod journal;
 pub mod reach;
+pub mod remediate;
 
 pub use connect::Live;
 pub use error::Error;
