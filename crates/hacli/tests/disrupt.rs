@@ -556,6 +556,82 @@ fn replace_master_dead_removes_the_dead_master_without_its_help_and_refuses_lost
     assert!(!out.contains("remove/m1/member"), "{out}");
 }
 
+/// Issue 26: `hacli remediate` decides from the observation and its memory
+/// (one run per observation): a master down is waited on until its bound,
+/// then to be replaced; two down of three are refused (quorum); every
+/// decision is printed with its reason and written as a metric.
+#[test]
+fn remediate_waits_for_the_bound_then_replaces_one_and_refuses_two_down_of_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let topo = d.join("t.yaml");
+    std::fs::write(&topo, masters(&[("m1", 1), ("m2", 2), ("m3", 3)])).unwrap();
+    let observed = |dead: &[&str]| {
+        let mut y = String::from("observedAt: 2026-03-04T02:00:00Z\nnodes:\n");
+        for i in 1..=3 {
+            let up = !dead.contains(&format!("m{i}").as_str());
+            y.push_str(&format!(
+                "  - {{ name: m{i}, ready: {up}, readySince: 2026-03-01T00:00:00Z }}\n"
+            ));
+        }
+        y.push_str("etcd:\n  members:\n");
+        for i in 1..=3 {
+            let up = !dead.contains(&format!("m{i}").as_str());
+            y.push_str(&format!("    - {{ id: 100{i}, name: m{i}, peerURLs: [\"https://198.18.20.1{i}:2380\"], healthy: {up} }}\n"));
+        }
+        let p = d.join(format!("state-{}.yaml", dead.join("-")));
+        std::fs::write(&p, y).unwrap();
+        p
+    };
+    let memory = d.join("memory.json");
+    let metrics = d.join("remediate.prom");
+    let run = |state: &std::path::Path, bound: &str| {
+        run_hacli(&[
+            "remediate",
+            "-t",
+            topo.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+            "--memory",
+            memory.to_str().unwrap(),
+            "--metrics",
+            metrics.to_str().unwrap(),
+            "--unhealthy-for",
+            bound,
+        ])
+    };
+    let one = observed(&["m1"]);
+    let (code, out) = run(&one, "1h");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("wait m1: its Node is NotReady and its etcd member (id 3e9) is unhealthy, for 0s; replaced after 1h"), "{out}");
+    // Later (a shorter bound stands for the time passed): to be replaced.
+    let (code, out) = run(&one, "1ms");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("replace m1: its Node is NotReady"), "{out}");
+    assert!(
+        out.contains("etcd keeps quorum: 2 of 3 voters healthy now"),
+        "{out}"
+    );
+    assert!(out.contains("run: hacli replace-master m1 NEW"), "{out}");
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("hacli_remediation_decision{decision=\"replace\",node=\"m1\""),
+        "{prom}"
+    );
+
+    std::fs::remove_file(&memory).unwrap();
+    let two = observed(&["m1", "m3"]);
+    run(&two, "1ms");
+    let (code, out) = run(&two, "1ms");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("refused m1:") && out.contains("quorum is already lost"),
+        "{out}"
+    );
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(prom.contains("decision=\"refused\""), "{prom}");
+}
+
 // ---- hacli disrupt --backend live on lab masters (testlab::cluster) ----
 
 #[test]

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::quorum::{Membership, Safety};
 use crate::state::ClusterState;
@@ -53,7 +53,7 @@ impl Default for Policy {
 }
 
 /// One remediation attempt, as the loop records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
     /// The master replaced.
     pub node: String,
@@ -66,7 +66,7 @@ pub struct Attempt {
 }
 
 /// What the loop remembers between observations.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Memory {
     /// Each unhealthy master and since when (first seen unhealthy).
     pub unhealthy_since: BTreeMap<String, Timestamp>,
