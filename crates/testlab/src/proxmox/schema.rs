@@ -677,7 +677,11 @@ mod tests {
     #[test]
     fn routes() {
         let s = schema();
-        assert_eq!(s.endpoints().len(), 28);
+        // 28 for VMs, tasks and snapshots; 11 for HA resources, rules and
+        // their status (issue 26).
+        assert_eq!(s.endpoints().len(), 39);
+        let (_, _, p) = s.route("PUT", "/cluster/ha/rules/k8s-masters").unwrap();
+        assert_eq!(p["rule"], "k8s-masters");
         assert!(matches!(
             s.route("GET", "/nodes/pve1/nothing"),
             Err(RouteError::NotFound)
