@@ -23,6 +23,7 @@ macro_rules! outln {
 mod args;
 mod cmd;
 mod offline;
+mod placement;
 mod plugin;
 mod progress;
 mod render;
@@ -101,6 +102,10 @@ enum Command {
     /// Replace a master: the new one joins first, then the old one is
     /// removed. Exit 0 done, 1 refused or stopped.
     ReplaceMaster(cmd::master::ReplaceArgs),
+    /// Decide whether a master that stays NotReady, or whose etcd member
+    /// stays unhealthy, is to be replaced (never when quorum would be lost;
+    /// one at a time; a retry budget). Exit 0, or 1 refused.
+    Remediate(cmd::remediate::Args),
     /// An etcd snapshot from a healthy follower into --snapshot-dir: written
     /// atomically (0600), integrity-checked, kept under a retention, copied,
     /// optionally restored into a throwaway etcd. Exit 0 done, 1 refused
@@ -180,6 +185,7 @@ fn main() -> ExitCode {
         Command::Roll(a) => cmd::roll::run(a),
         Command::RemoveMaster(a) => cmd::master::run_remove(a),
         Command::ReplaceMaster(a) => cmd::master::run_replace(a),
+        Command::Remediate(a) => cmd::remediate::run(a),
         Command::Snapshot(a) => cmd::snapshot::run(*a),
         Command::Recover(a) => cmd::recover::run(*a),
         Command::Completions(a) => cmd::completions::run(a),

@@ -446,6 +446,192 @@ fn remove_master_refuses_one_of_three_and_replace_master_ends_with_three_voters(
     assert_eq!(s["lock_holder"], serde_json::Value::Null);
 }
 
+/// Issue 26: `replace-master OLD NEW --dead` asks nothing of OLD (no drain,
+/// no reset, each skipped step says why), removes its member first only
+/// when quorum holds, and ends with three voters; two dead of three are
+/// refused before anything.
+#[test]
+fn replace_master_dead_removes_the_dead_master_without_its_help_and_refuses_lost_quorum() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let current = d.join("current.yaml");
+    let target = d.join("target.yaml");
+    std::fs::write(&current, masters(&[("m1", 1), ("m2", 2), ("m3", 3)])).unwrap();
+    std::fs::write(&target, masters(&[("m2", 2), ("m3", 3), ("m4", 4)])).unwrap();
+    let observed = |dead: &[&str]| {
+        let mut y = String::from("observedAt: 2026-03-04T02:00:00Z\nnodes:\n");
+        for i in 1..=3 {
+            y.push_str(&format!(
+                "  - {{ name: m{i}, ready: {}, readySince: 2026-03-01T00:00:00Z, daemonSetPodsNotRunning: [], pdbBlockedPods: [] }}\n",
+                !dead.contains(&format!("m{i}").as_str())
+            ));
+        }
+        y.push_str("etcd:\n  members:\n");
+        for i in 1..=3 {
+            y.push_str(&format!(
+                "    - {{ id: 100{i}, name: m{i}, peerURLs: [\"https://198.18.20.1{i}:2380\"], clientURLs: [\"https://198.18.20.1{i}:2379\"], healthy: {}, leader: {} }}\n",
+                !dead.contains(&format!("m{i}").as_str()),
+                i == 2
+            ));
+        }
+        let p = d.join(format!("state-{}.yaml", dead.join("-")));
+        std::fs::write(&p, y).unwrap();
+        p
+    };
+    let one = observed(&["m1"]);
+    let base = |state: &std::path::Path| -> Vec<String> {
+        [
+            "replace-master",
+            "m1",
+            "m4",
+            "-t",
+            current.to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+            "--template",
+            "9000",
+            "--dead",
+            "--dead-state",
+            state.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let mut args = base(&one);
+    args.push("--dry-run".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out) = run_hacli(&args);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("remove/m1/member"), "{out}");
+    assert!(
+        !out.contains("remove/m1/drain") && !out.contains("remove/m1/reset"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "skipped for the dead master m1: reset: kubeadm reset runs on the node itself"
+        ),
+        "{out}"
+    );
+
+    let journal = d.join("dead.jsonl");
+    let sim = d.join("sim.json");
+    let mut args = base(&one);
+    args.extend(
+        [
+            "--journal",
+            journal.to_str().unwrap(),
+            "--backend",
+            "simulated",
+            "--sim-state",
+            sim.to_str().unwrap(),
+            "--identity",
+            "tester",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out) = run_hacli(&args);
+    assert_eq!(code, 0, "{out}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sim).unwrap()).unwrap();
+    assert_eq!(
+        s["etcd"],
+        serde_json::json!({"m2": false, "m3": false, "m4": false}),
+        "three voters: {out}"
+    );
+    let pool: Vec<&String> = s["pool"].as_object().unwrap().keys().collect();
+    assert_eq!(pool, ["m2", "m3", "m4"]);
+    assert!(s["vms"].get("101").is_none(), "the dead VM is gone");
+
+    let two = observed(&["m1", "m3"]);
+    let mut args = base(&two);
+    args.push("--dry-run".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out) = run_hacli(&args);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("quorum is already lost"), "{out}");
+    assert!(!out.contains("remove/m1/member"), "{out}");
+}
+
+/// Issue 26: `hacli remediate` decides from the observation and its memory
+/// (one run per observation): a master down is waited on until its bound,
+/// then to be replaced; two down of three are refused (quorum); every
+/// decision is printed with its reason and written as a metric.
+#[test]
+fn remediate_waits_for_the_bound_then_replaces_one_and_refuses_two_down_of_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let topo = d.join("t.yaml");
+    std::fs::write(&topo, masters(&[("m1", 1), ("m2", 2), ("m3", 3)])).unwrap();
+    let observed = |dead: &[&str]| {
+        let mut y = String::from("observedAt: 2026-03-04T02:00:00Z\nnodes:\n");
+        for i in 1..=3 {
+            let up = !dead.contains(&format!("m{i}").as_str());
+            y.push_str(&format!(
+                "  - {{ name: m{i}, ready: {up}, readySince: 2026-03-01T00:00:00Z }}\n"
+            ));
+        }
+        y.push_str("etcd:\n  members:\n");
+        for i in 1..=3 {
+            let up = !dead.contains(&format!("m{i}").as_str());
+            y.push_str(&format!("    - {{ id: 100{i}, name: m{i}, peerURLs: [\"https://198.18.20.1{i}:2380\"], healthy: {up} }}\n"));
+        }
+        let p = d.join(format!("state-{}.yaml", dead.join("-")));
+        std::fs::write(&p, y).unwrap();
+        p
+    };
+    let memory = d.join("memory.json");
+    let metrics = d.join("remediate.prom");
+    let run = |state: &std::path::Path, bound: &str| {
+        run_hacli(&[
+            "remediate",
+            "-t",
+            topo.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+            "--memory",
+            memory.to_str().unwrap(),
+            "--metrics",
+            metrics.to_str().unwrap(),
+            "--unhealthy-for",
+            bound,
+        ])
+    };
+    let one = observed(&["m1"]);
+    let (code, out) = run(&one, "1h");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("wait m1: its Node is NotReady and its etcd member (id 3e9) is unhealthy, for 0s; replaced after 1h"), "{out}");
+    // Later (a shorter bound stands for the time passed): to be replaced.
+    let (code, out) = run(&one, "1ms");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("replace m1: its Node is NotReady"), "{out}");
+    assert!(
+        out.contains("etcd keeps quorum: 2 of 3 voters healthy now"),
+        "{out}"
+    );
+    assert!(out.contains("run: hacli replace-master m1 NEW"), "{out}");
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("hacli_remediation_decision{decision=\"replace\",node=\"m1\""),
+        "{prom}"
+    );
+
+    std::fs::remove_file(&memory).unwrap();
+    let two = observed(&["m1", "m3"]);
+    run(&two, "1ms");
+    let (code, out) = run(&two, "1ms");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("refused m1:") && out.contains("quorum is already lost"),
+        "{out}"
+    );
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(prom.contains("decision=\"refused\""), "{prom}");
+}
+
 // ---- hacli disrupt --backend live on lab masters (testlab::cluster) ----
 
 #[test]

@@ -325,3 +325,54 @@ fn a_pinned_proxmox_certificate_and_an_insecure_variable_is_an_error_naming_both
     assert!(err.contains("NOT verified"), "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("old-gitlab"));
 }
+
+/// Issue 26: `hypervisor show` prints where each master runs as the
+/// inventory reports it (and where the topology says otherwise), two
+/// masters sharing a host, and the HA resources and rules.
+#[test]
+fn hypervisor_show_prints_the_masters_placement_and_the_ha_rules() {
+    let lab = ProxmoxLab::start(Inventory::realistic()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let topo = dir.path().join("t.yaml");
+    // k8s-master (VM 200) is declared on pve2 but runs on pve, as plex (212) does.
+    std::fs::write(
+        &topo,
+        "cluster: home\ncontrolPlaneEndpoint: { address: 198.18.20.10 }\nloadBalancer: { kind: haproxy, pool: k8s-apiserver, frontend: \"198.18.20.10:6443\" }\nhypervisors:\n  - { name: pve, memoryGiB: 256, cpus: 64 }\n  - { name: pve2, memoryGiB: 64, cpus: 16 }\nnodes:\n  - { name: k8s-master, role: control-plane, address: 198.18.20.11, hypervisor: pve2, vmid: 200 }\n  - { name: plex, role: control-plane, address: 198.18.20.12, hypervisor: pve, vmid: 212 }\n  - { name: pbs, role: control-plane, address: 198.18.20.13, hypervisor: pve2, vmid: 300 }\n",
+    )
+    .unwrap();
+    let client = proxmox::Client::new(
+        &proxmox::Settings {
+            endpoint: Some(lab.endpoint()),
+            token: Some(proxmox::Token::parse(&lab.api_token(), "test").unwrap()),
+            fingerprint: Some(lab.fingerprint_hex()),
+            ..Default::default()
+        }
+        .build()
+        .unwrap(),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(proxmox::ha::keep_apart(
+        &client,
+        "k8s-masters",
+        &[200, 212, 300],
+        "home",
+    ))
+    .unwrap();
+    let (code, out, err) = hacli(&lab, &["hypervisor", "show", "-t", topo.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "  k8s-master (VM 200, running) on pve (the topology says pve2)",
+        "  plex (VM 212, running) on pve\n",
+        "  pbs (VM 300, running) on pve2\n",
+        "  WARNING: k8s-master and plex share host pve: its failure takes 2 masters down",
+        "  vm:212 `plex` on pve (started)",
+        "  k8s-masters: negative resource affinity of vm:200, vm:212, vm:300 (hacli: the masters of cluster home, kept on different hosts)",
+        "    NOT MET: k8s-master and plex share host pve",
+    ] {
+        assert!(out.contains(line), "{line:?} in:\n{out}");
+    }
+}

@@ -91,6 +91,17 @@ pub enum HvOp {
         #[serde(default)]
         name: String,
     },
+    /// Keep VMs on different hosts (Proxmox VE 9 HA): each of `vmids` an
+    /// HA resource (`vm:ID`), and the HA rule `rule` a negative
+    /// resource-affinity rule listing exactly them. Idempotent; a rule of
+    /// that name that this tool did not write (its comment lacks the mark)
+    /// is refused, naming what was found, and left alone.
+    HaAntiAffinity {
+        /// The HA rule's id.
+        rule: String,
+        /// The VMs kept apart (the masters).
+        vmids: Vec<u32>,
+    },
 }
 
 /// A load balancer operation (HAProxy / pfSense HAProxy).

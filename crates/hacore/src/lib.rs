@@ -43,6 +43,7 @@ pub mod leadership;
 pub mod plan;
 pub mod quorum;
 pub mod recover;
+pub mod remediation;
 pub mod replace;
 pub mod rules;
 pub mod silence;

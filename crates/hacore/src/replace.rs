@@ -18,6 +18,8 @@ use crate::action::Action;
 use crate::backend::{CpOp, HvOp, LbOp, Op, ServerState};
 use crate::disrupt::DisruptOptions;
 use crate::plan::{self, Phase, Plan, Precondition, Refusal, Step};
+use crate::quorum::{Membership, Safety};
+use crate::state::{ClusterState, EtcdMember};
 use crate::topology::Topology;
 use crate::units::Dur;
 
@@ -316,6 +318,300 @@ pub fn replace_master(
     })
 }
 
+/// Steps of a removal that a dead master cannot take, each with why.
+const DEAD_SKIPS: [(&str, &str); 5] = [
+    (
+        "backend-drain, backend-idle",
+        "its apiserver does not answer: the load balancer's health check already marks it DOWN and it carries no sessions",
+    ),
+    (
+        "move-leader",
+        "a member that does not answer leads nothing: the others elected a leader among themselves",
+    ),
+    (
+        "cordon",
+        "its kubelet does not answer; the Node is deleted instead, which reschedules its pods",
+    ),
+    (
+        "drain",
+        "evictions on a dead node never finish (its kubelet cannot stop the pods); the Node's deletion reschedules them",
+    ),
+    (
+        "reset",
+        "kubeadm reset runs on the node itself, which is powered off or unreachable; its VM is deleted instead (only if hacli created it)",
+    ),
+];
+
+/// Why `old`, in `state`, cannot be treated as dead, or its etcd member and
+/// why its removal and the new member's join keep quorum.
+fn dead_member(
+    current: &Topology,
+    state: &ClusterState,
+    old: &str,
+    learner_joins: bool,
+) -> Result<(String, Vec<String>), Vec<String>> {
+    let mut reasons = Vec::new();
+    let Some(etcd) = &state.etcd else {
+        return Err(vec![format!(
+            "etcd's members were not observed: whether removing `{old}`'s member keeps quorum is unknown"
+        )]);
+    };
+    let address = current.node(old).map(|n| n.address.to_string());
+    let is_old = |m: &EtcdMember| {
+        m.name == old
+            || (m.name.is_empty() && m.peer_host().is_some() && m.peer_host() == address.as_deref())
+    };
+    let node_ready = state
+        .nodes
+        .iter()
+        .flatten()
+        .find(|n| n.name == old)
+        .and_then(|n| n.ready);
+    let member = etcd.members.iter().find(|m| is_old(m));
+    if let Some(m) = member
+        && m.healthy == Some(true)
+    {
+        reasons.push(format!(
+            "`{old}` answers again: its etcd member (id {}) is healthy; replace it without --dead (it is drained and reset first)",
+            m.id
+        ));
+    }
+    if node_ready == Some(true) {
+        reasons.push(format!(
+            "`{old}` answers again: its Node is Ready; replace it without --dead (it is drained and reset first)"
+        ));
+    }
+    let voters: Vec<&EtcdMember> = etcd.members.iter().filter(|m| !m.is_learner).collect();
+    let membership = Membership {
+        voters: voters.len(),
+        healthy: voters.iter().filter(|m| m.healthy == Some(true)).count(),
+        unknown: voters.iter().filter(|m| m.healthy.is_none()).count(),
+        learners: etcd.members.len() - voters.len(),
+    };
+    let Some(m) = member else {
+        if reasons.is_empty() {
+            return Ok((
+                format!("`{old}` has no etcd member any more: nothing to remove"),
+                Vec::new(),
+            ));
+        }
+        return Err(reasons);
+    };
+    let (unknown, down) = match m.healthy {
+        None => (usize::from(!m.is_learner), 0),
+        _ => (0, usize::from(!m.is_learner)),
+    };
+    let removed = membership.remove(0, unknown, down);
+    let mut why = Vec::new();
+    let say = |p: &crate::quorum::Projection| {
+        format!(
+            "{} voters, quorum {}, {} healthy",
+            p.voters, p.quorum, p.healthy_min
+        )
+    };
+    if membership.healthy < membership.quorum() {
+        reasons.push(format!(
+            "etcd has {} voters and {} healthy, below its quorum of {}: quorum is already lost and no member can be removed; recover from a snapshot (etcd's disaster recovery), then replace",
+            membership.voters,
+            membership.healthy,
+            membership.quorum()
+        ));
+    } else if removed.safety() != Safety::Safe {
+        reasons.push(format!(
+            "removing `{old}`'s member (id {}) leaves {}: quorum would not hold",
+            m.id,
+            say(&removed)
+        ));
+    } else {
+        why.push(format!(
+            "removing `{old}`'s member (id {}) leaves {}",
+            m.id,
+            say(&removed)
+        ));
+        let after = Membership {
+            voters: removed.voters,
+            healthy: removed.healthy_min,
+            unknown: removed.healthy_max - removed.healthy_min,
+            learners: membership.learners,
+        };
+        let join = if learner_joins {
+            after.add_healthy_voter()
+        } else {
+            after.add_unstarted_voter()
+        };
+        if join.safety() == Safety::Safe {
+            why.push(format!(
+                "the new member's join {}: {}",
+                if learner_joins {
+                    "(a learner, promoted once caught up) ends with"
+                } else {
+                    "(a voter at once, down until it starts) passes through"
+                },
+                say(&join)
+            ));
+        } else {
+            reasons.push(format!(
+                "the new member's join would pass through {}: quorum would not hold",
+                say(&join)
+            ));
+        }
+    }
+    if reasons.is_empty() {
+        Ok((format!("{}", m.id), why))
+    } else {
+        Err(reasons)
+    }
+}
+
+/// The plan that replaces master `old`, powered off or unreachable, by
+/// `new`: nothing is asked of `old` (no drain, no reset: each skipped step
+/// is listed with why). Its etcd member is removed by id first, only when
+/// `state` shows it is not healthy and the remaining voters keep quorum
+/// through the removal and the new member's join; then its Node is
+/// deleted, its server removed from the pool, its VM stopped and deleted
+/// (the backend deletes only a VM hacli created); then `new` is
+/// provisioned and joins. Refused, before anything is removed, when `old`
+/// answers again, when quorum would not hold, and when `new`'s VM id,
+/// address or name is taken (in the topology, on an observed host, on the
+/// network, or as a Node or etcd member).
+pub fn replace_dead_master(
+    current: &Topology,
+    target: &Topology,
+    old: &str,
+    new: &str,
+    state: &ClusterState,
+    plan_opts: &plan::Options,
+) -> Result<Plan, Refusal> {
+    let mut reasons = Vec::new();
+    if !current.node(old).is_some_and(|n| n.is_control_plane()) {
+        reasons.push(format!("`{old}` is not a master of the current topology"));
+    }
+    if state.nodes.iter().flatten().any(|n| n.name == new) {
+        reasons.push(format!(
+            "the name `{new}` is taken: the cluster already has a Node `{new}`"
+        ));
+    }
+    if let Some(m) = state
+        .etcd
+        .iter()
+        .flat_map(|e| &e.members)
+        .find(|m| m.name == new)
+    {
+        reasons.push(format!(
+            "the name `{new}` is taken: etcd already has a member `{new}` (id {})",
+            m.id
+        ));
+    }
+    let member = match dead_member(current, state, old, target.etcd.learner_joins) {
+        Ok(m) => Some(m),
+        Err(r) => {
+            reasons.extend(r);
+            None
+        }
+    };
+    // The join, as the migration planner makes it, with what was observed
+    // (VM ids on the hosts, addresses that answer): from the cluster
+    // without the dead master to the target.
+    let mut without = current.clone();
+    without.nodes.retain(|n| n.name != old);
+    let joined = match replace_master(
+        current,
+        target,
+        old,
+        new,
+        plan_opts,
+        &DisruptOptions::default(),
+    ) {
+        Err(r) => {
+            reasons.extend(r.reasons);
+            None
+        }
+        Ok(_) => match plan::plan(&without, target, Some(state), plan_opts) {
+            Ok(p) => Some(p),
+            Err(r) => {
+                reasons.extend(r.reasons);
+                None
+            }
+        },
+    };
+    let (Some((_id, why)), Some(joined), true) = (member, joined, reasons.is_empty()) else {
+        return Err(Refusal { reasons });
+    };
+    let n = current.node(old).expect("checked");
+    let pool = current
+        .load_balancer
+        .pool
+        .clone()
+        .filter(|_| current.has_load_balancer());
+    let id = |s: &str| format!("remove/{old}/{s}");
+    let mut steps = Vec::new();
+    let mut s = step(
+        id("member"),
+        format!("remove {old}'s etcd member by its id"),
+        Op::ControlPlane(CpOp::RemoveMember { node: old.into() }),
+        10,
+    );
+    s.notes.extend(why.iter().cloned());
+    s.notes
+        .push("no way back from here: the following steps only go forward".into());
+    steps.push(s);
+    steps.push(step(
+        id("node"),
+        format!("delete the Node {old}"),
+        Op::ControlPlane(CpOp::DeleteNode { node: old.into() }),
+        5,
+    ));
+    if let Some(pool) = &pool {
+        steps.push(step(
+            id("backend"),
+            format!("remove server {old} from pool {pool}"),
+            Op::LoadBalancer(LbOp::RemoveServer {
+                pool: pool.clone(),
+                server: old.into(),
+            }),
+            30,
+        ));
+    }
+    if let (Some(host), Some(vmid)) = (&n.hypervisor, n.vmid) {
+        steps.push(step(
+            id("vm"),
+            format!("stop and delete VM {vmid} ({old}) on {host}, only if hacli created it"),
+            Op::Hypervisor(HvOp::DeleteVm {
+                host: host.clone(),
+                vmid,
+                name: old.into(),
+            }),
+            60,
+        ));
+    }
+    let mut phases = vec![Phase {
+        id: format!("remove/{old}/dead"),
+        title: format!("Remove the dead master {old} without its help"),
+        steps,
+        rollback: Some(
+            "none: a removed member, Node or VM is not put back; the run can be resumed".into(),
+        ),
+    }];
+    phases.extend(joined.phases.into_iter().filter(|p| {
+        p.id.starts_with("provision/") || p.id == "join-material" || p.id.starts_with("join/")
+    }));
+    let mut warnings: Vec<String> = DEAD_SKIPS
+        .iter()
+        .map(|(steps, why)| format!("skipped for the dead master {old}: {steps}: {why}"))
+        .collect();
+    warnings.extend(why);
+    warnings.extend(joined.warnings);
+    Ok(Plan {
+        cluster: current.cluster.clone(),
+        from: current.clone(),
+        to: target.clone(),
+        learner_joins: target.etcd.learner_joins,
+        phases,
+        warnings,
+        recovery: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,5 +723,214 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("still lists `m1`"), "{e}");
+    }
+
+    fn dead_state(down: &[&str]) -> ClusterState {
+        let now: jiff::Timestamp = "2026-05-21T12:00:00Z".parse().unwrap();
+        let mut s = ClusterState::empty(now);
+        s.nodes = Some(
+            ["m1", "m2", "m3"]
+                .iter()
+                .map(|n| {
+                    let mut st = crate::state::NodeState::ready(*n, now);
+                    if down.contains(n) {
+                        st.ready = Some(false);
+                    }
+                    st
+                })
+                .collect(),
+        );
+        s.etcd = Some(crate::state::EtcdState {
+            members: (1..=3u64)
+                .map(|i| EtcdMember {
+                    id: crate::state::MemberId(0x1000 + i),
+                    name: format!("m{i}"),
+                    peer_urls: vec![format!("https://10.0.0.1{i}:2380")],
+                    client_urls: vec![format!("https://10.0.0.1{i}:2379")],
+                    is_learner: false,
+                    healthy: Some(!down.contains(&format!("m{i}").as_str())),
+                    leader: i == 2,
+                    raft_index: None,
+                    alarms: Vec::new(),
+                })
+                .collect(),
+        });
+        s
+    }
+
+    fn m4_target() -> Topology {
+        let mut t = topo(
+            3,
+            "  - { name: m4, role: control-plane, address: 10.0.0.14, hypervisor: pve1, vmid: 104, cpus: 2, memoryGiB: 4, diskGiB: 32 }\n",
+        );
+        t.nodes.retain(|n| n.name != "m1");
+        t
+    }
+
+    fn opts9000() -> plan::Options {
+        plan::Options {
+            template: Some(9000),
+        }
+    }
+
+    #[test]
+    fn a_dead_master_is_replaced_without_drain_or_reset_and_ends_with_three_voters() {
+        let current = topo(3, "");
+        let target = m4_target();
+        let p = replace_dead_master(
+            &current,
+            &target,
+            "m1",
+            "m4",
+            &dead_state(&["m1"]),
+            &opts9000(),
+        )
+        .unwrap();
+        let ids: Vec<&str> = p.steps().map(|(_, s)| s.id.as_str()).collect();
+        for skipped in ["drain", "cordon", "reset", "move-leader", "backend-drain"] {
+            assert!(
+                !ids.contains(&format!("remove/m1/{skipped}").as_str()),
+                "{ids:?}"
+            );
+            assert!(
+                p.warnings.iter().any(
+                    |w| w.starts_with("skipped for the dead master m1:") && w.contains(skipped)
+                ),
+                "{skipped}: {:?}",
+                p.warnings
+            );
+        }
+        let pos = |id: &str| {
+            ids.iter()
+                .position(|x| *x == id)
+                .unwrap_or_else(|| panic!("{id} in {ids:?}"))
+        };
+        // Removed first (the join then grows 2 healthy voters to 3), by id.
+        assert!(pos("remove/m1/member") < pos("provision/m4/clone"));
+        assert!(pos("remove/m1/member") < pos("remove/m1/node"));
+        assert!(pos("remove/m1/backend") < pos("remove/m1/vm"));
+        assert!(pos("remove/m1/vm") < pos("join/m4/join"));
+        let (_, member) = p.steps().find(|(_, s)| s.id == "remove/m1/member").unwrap();
+        assert!(
+            member
+                .notes
+                .iter()
+                .any(|n| n.contains("member (id 1001) leaves 2 voters, quorum 2, 2 healthy")),
+            "{:?}",
+            member.notes
+        );
+
+        let sim = SimulatedCluster::new(&current, &p.to, "2026-05-21T12:00:00Z".parse().unwrap())
+            .shared();
+        let mut j = MemJournal::default();
+        let out = with_backends(&sim, |b| {
+            exec::run_as(
+                &p,
+                b,
+                &mut j,
+                &exec::Options::default(),
+                Some("me"),
+                &mut |_| {},
+            )
+        })
+        .unwrap();
+        assert_eq!(out, Outcome::Completed, "{:?}", sim.borrow().effects);
+        let s = sim.borrow();
+        let voters: Vec<&String> = s
+            .etcd
+            .iter()
+            .filter(|(_, l)| !**l)
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(voters, ["m2", "m3", "m4"]);
+        let pool: Vec<&String> = s.pool.as_ref().unwrap().keys().collect();
+        assert_eq!(pool, ["m2", "m3", "m4"]);
+        assert!(!s.vms.contains_key(&101), "the dead VM is gone");
+        assert!(!s.joined.contains("m1"), "no Node m1");
+        assert!(
+            !s.effects
+                .iter()
+                .any(|e| e.contains("drain") || e.contains("reset")),
+            "{:?}",
+            s.effects
+        );
+    }
+
+    #[test]
+    fn two_dead_masters_of_three_are_refused_quorum_is_already_lost() {
+        let e = replace_dead_master(
+            &topo(3, ""),
+            &m4_target(),
+            "m1",
+            "m4",
+            &dead_state(&["m1", "m3"]),
+            &opts9000(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "etcd has 3 voters and 1 healthy, below its quorum of 2: quorum is already lost"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_dead_master_that_answers_again_is_refused_and_unknown_etcd_is_not_safe() {
+        let e = replace_dead_master(
+            &topo(3, ""),
+            &m4_target(),
+            "m1",
+            "m4",
+            &dead_state(&[]),
+            &opts9000(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`m1` answers again: its etcd member (id 1001) is healthy"),
+            "{e}"
+        );
+        assert!(e.contains("`m1` answers again: its Node is Ready"), "{e}");
+        let mut st = dead_state(&["m1"]);
+        st.etcd = None;
+        let e = replace_dead_master(&topo(3, ""), &m4_target(), "m1", "m4", &st, &opts9000())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("etcd's members were not observed"), "{e}");
+    }
+
+    #[test]
+    fn a_replacement_whose_vm_id_address_or_name_is_taken_is_refused_before_anything_is_removed() {
+        let mut st = dead_state(&["m1"]);
+        st.hypervisors = Some(vec![crate::state::HostState {
+            name: "pve1".into(),
+            memory_gib: 128,
+            committed_memory_gib: 12,
+            cpus: 32,
+            committed_cpus: 6,
+            vmids: vec![101, 102, 103, 104],
+        }]);
+        st.addresses_in_use = Some(vec!["10.0.0.14".parse().unwrap()]);
+        st.nodes
+            .as_mut()
+            .unwrap()
+            .push(crate::state::NodeState::ready("m4", st.observed_at));
+        let e = replace_dead_master(&topo(3, ""), &m4_target(), "m1", "m4", &st, &opts9000())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("VM id 104 for `m4` is already taken on hypervisor `pve1`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("node `m4` address 10.0.0.14 already answers on the network"),
+            "{e}"
+        );
+        assert!(
+            e.contains("the name `m4` is taken: the cluster already has a Node `m4`"),
+            "{e}"
+        );
     }
 }

@@ -174,6 +174,9 @@ pub struct SimulatedCluster {
     /// Masters whose apiserver does not answer `/readyz` on their own address.
     #[serde(default)]
     pub apiserver_unready: BTreeSet<String>,
+    /// Proxmox HA anti-affinity rules: rule -> the VMs it keeps apart.
+    #[serde(default)]
+    pub ha_rules: BTreeMap<String, BTreeSet<u32>>,
     /// Jobs and CronJobs pinned to a node by hostname, per node.
     #[serde(default)]
     pub pinned_workloads: BTreeMap<String, Vec<String>>,
@@ -331,6 +334,7 @@ impl SimulatedCluster {
                 .collect(),
             join_static_pods: all_static_pods(),
             apiserver_unready: BTreeSet::new(),
+            ha_rules: BTreeMap::new(),
             pinned_workloads: BTreeMap::new(),
             apiserver_reloads_cert: true,
             apiserver_restarts: BTreeMap::new(),
@@ -482,6 +486,10 @@ impl Hypervisor for SimulatedCluster {
             HvOp::CloneVm { vmid, .. } => self.vms.contains_key(vmid),
             HvOp::StartVm { vmid, .. } => self.vms.get(vmid).is_some_and(|v| v.running),
             HvOp::DeleteVm { vmid, .. } => !self.vms.contains_key(vmid),
+            HvOp::HaAntiAffinity { rule, vmids } => self
+                .ha_rules
+                .get(rule)
+                .is_some_and(|r| r.iter().eq(vmids.iter().collect::<BTreeSet<_>>())),
         })
     }
 
@@ -560,7 +568,21 @@ impl Hypervisor for SimulatedCluster {
                         self.addresses_in_use.remove(&a);
                     }
                 }
+                for r in self.ha_rules.values_mut() {
+                    r.remove(vmid);
+                }
                 (format!("delete {vmid}"), 30)
+            }
+            HvOp::HaAntiAffinity { rule, vmids } => {
+                if let Some(missing) = vmids.iter().find(|v| !self.vms.contains_key(v)) {
+                    return Err(BackendError::Failed {
+                        what: "ha-anti-affinity".into(),
+                        message: format!("no VM {missing} to make an HA resource"),
+                    });
+                }
+                self.ha_rules
+                    .insert(rule.clone(), vmids.iter().copied().collect());
+                (format!("ha rule {rule}"), 2)
             }
         };
         self.after_apply(effect, secs);

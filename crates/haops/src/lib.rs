@@ -32,6 +32,7 @@ pub mod observe;
 pub mod plan;
 pub mod reach;
 pub mod recover;
+pub mod remediate;
 pub mod silence;
 
 pub use connect::Live;

@@ -132,20 +132,37 @@ pub struct Replacement<'a> {
     pub template: Option<u32>,
     /// How long to wait for the drained backend's sessions to end.
     pub idle_bound: Duration,
+    /// `old` is dead (powered off or unreachable): the cluster as observed
+    /// now decides whether it is, and whether its removal keeps quorum;
+    /// nothing is asked of it (`hacore::replace::replace_dead_master`).
+    pub dead: Option<&'a hacore::ClusterState>,
+    /// Keep the masters apart with this Proxmox HA rule, `new` in `old`'s
+    /// place.
+    pub ha_rule: Option<&'a str>,
 }
 
 /// The plan that replaces `r.old` with `r.new`.
 pub fn plan_replace(r: &Replacement<'_>) -> Result<Result<Plan, Refusal>, Error> {
-    Ok(hacore::replace::replace_master(
-        r.current,
-        r.target,
-        r.old,
-        r.new,
-        &hacore::plan::Options {
-            template: r.template,
-        },
-        &disrupt_options(r.idle_bound)?,
-    ))
+    let opts = hacore::plan::Options {
+        template: r.template,
+    };
+    let planned = match r.dead {
+        Some(state) => {
+            hacore::replace::replace_dead_master(r.current, r.target, r.old, r.new, state, &opts)
+        }
+        None => hacore::replace::replace_master(
+            r.current,
+            r.target,
+            r.old,
+            r.new,
+            &opts,
+            &disrupt_options(r.idle_bound)?,
+        ),
+    };
+    Ok(planned.map(|p| match r.ha_rule {
+        Some(rule) => hacore::plan::placement::with_ha(p, rule),
+        None => p,
+    }))
 }
 
 /// Remove `node` for good: plan, then (unless `dry_run`) run.

@@ -28,6 +28,9 @@ pub struct Request<'a> {
     /// Ask the network whether the addresses to take are free (in use:
     /// refused; undecided: [`Error::Unreachable`], never free).
     pub probe_addresses: bool,
+    /// Keep the target's masters apart with this Proxmox HA rule (a last
+    /// phase: HA resources and a negative resource-affinity rule).
+    pub ha_rule: Option<String>,
 }
 
 /// The plan, or why there is none. The Proxmox inventory is read when
@@ -35,6 +38,19 @@ pub struct Request<'a> {
 /// be read is [`Error::Unreachable`]. Each address probed and each host's
 /// placement is reported as an [`Event::Note`].
 pub fn plan(
+    mut req: Request<'_>,
+    reach: &Reach,
+    events: Events<'_>,
+) -> Result<Result<Plan, Refusal>, Error> {
+    let ha_rule = req.ha_rule.take();
+    let planned = plan_without_ha(req, reach, events)?;
+    Ok(planned.map(|p| match ha_rule {
+        Some(rule) => plan::placement::with_ha(p, &rule),
+        None => p,
+    }))
+}
+
+fn plan_without_ha(
     req: Request<'_>,
     reach: &Reach,
     events: Events<'_>,
@@ -45,6 +61,7 @@ pub fn plan(
         mut state,
         template,
         probe_addresses,
+        ha_rule: _,
     } = req;
     if probe_addresses {
         probe(from, to, reach, &mut state, events)?;

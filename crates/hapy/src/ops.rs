@@ -188,6 +188,7 @@ pub fn plan<'py>(
         state,
         template,
         probe_addresses,
+        ha_rule: None,
     };
     let planned = py.detach(|| {
         haops::plan::plan(request, &reach, &mut haops::events::ignore).map_err(py_err)
@@ -407,6 +408,8 @@ pub fn replace_master<'py>(
         new,
         template,
         idle_bound: run.idle_bound,
+        dead: None,
+        ha_rule: None,
     })
     .map_err(py_err);
     ran(py, run, planned, old, reach)

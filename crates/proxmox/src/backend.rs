@@ -422,6 +422,9 @@ impl Hypervisor for ProxmoxHypervisor {
                 HvOp::DeleteVm { host, vmid, .. } => {
                     Ok(Self::find(&client, host, *vmid).await?.is_none())
                 }
+                HvOp::HaAntiAffinity { rule, vmids } => {
+                    crate::ha::anti_affinity_done(&client, rule, vmids).await
+                }
             }
         };
         self.rt
@@ -455,6 +458,9 @@ impl Hypervisor for ProxmoxHypervisor {
                     .map(|_| ()),
                 HvOp::DeleteVm { host, vmid, name } => {
                     Self::do_delete(&client, &owner, host, *vmid, name, deadline).await
+                }
+                HvOp::HaAntiAffinity { rule, vmids } => {
+                    crate::ha::keep_apart(&client, rule, vmids, &owner.cluster).await
                 }
             }
         });

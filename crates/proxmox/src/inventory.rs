@@ -381,6 +381,19 @@ pub async fn plan_refusals(
                     ));
                 }
             }
+            Op::Hypervisor(HvOp::HaAntiAffinity { rule, .. }) => {
+                if let Some(r) = crate::ha::rules(client)
+                    .await?
+                    .into_iter()
+                    .find(|r| r.rule == *rule && !r.ours())
+                {
+                    reasons.push(format!(
+                        "step {} would rewrite HA rule `{rule}`, which is not hacli's ({}): choose another rule id",
+                        step.id,
+                        r.describe()
+                    ));
+                }
+            }
             _ => {}
         }
     }

@@ -18,6 +18,7 @@ pub mod backend;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod ha;
 pub mod inventory;
 pub mod mark;
 pub mod task;

@@ -17,6 +17,7 @@
 //! println!("{} {}", lab.endpoint(), lab.fingerprint_hex());
 //! ```
 
+mod ha;
 pub mod schema;
 
 use std::collections::{BTreeMap, HashMap};
@@ -318,6 +319,8 @@ struct State {
     hosts: Option<Hosts>,
     /// VMs whose lab host starts without its sshd ([`ProxmoxLab::set_sshd`]).
     no_sshd: std::collections::HashSet<u32>,
+    /// HA resources and rules (`/cluster/ha/*`, in `proxmox/ha.rs`).
+    ha: ha::Ha,
 }
 
 type ApiResult = Result<Value, (u16, String, BTreeMap<String, String>)>;
@@ -721,6 +724,7 @@ impl ProxmoxLab {
                 calls: Vec::new(),
                 hosts: None,
                 no_sshd: Default::default(),
+                ha: ha::Ha::default(),
             }),
             token_id: opts.token_id,
             token_secret: opts.token_secret,
@@ -1182,6 +1186,9 @@ fn dispatch(
     p: &BTreeMap<String, String>,
     user: &str,
 ) -> ApiResult {
+    if template.starts_with("/cluster/ha/") {
+        return ha::dispatch(s, method, template, p);
+    }
     let r = Req {
         method,
         template,
@@ -1439,6 +1446,17 @@ fn vm(s: &mut State, r: &Req<'_>) -> ApiResult {
             }
             if vm.running {
                 return Err(fail(500, format!("VM {vmid} is running - destroy failed")));
+            }
+            if s.ha.manages(vmid) {
+                if !truthy(p.get("purge")) {
+                    return Err(fail(
+                        500,
+                        format!(
+                            "unable to remove VM {vmid} - used in HA resources and purge parameter not set."
+                        ),
+                    ));
+                }
+                s.ha.purge(vmid);
             }
             s.vms.get_mut(&vmid).expect("vm").lock = Some("destroyed".into());
             Ok(s.task(

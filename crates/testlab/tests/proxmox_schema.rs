@@ -172,6 +172,66 @@ fn every_endpoint_answers_in_the_schema_shape() {
     wait(&u);
     call(Method::GET, "/cluster/resources", p(&[("type", "vm")]));
 
+    // HA resources and rules (Proxmox VE 9).
+    for sid in ["vm:200", "201"] {
+        call(
+            Method::POST,
+            "/cluster/ha/resources",
+            p(&[
+                ("sid", sid),
+                ("state", "started"),
+                ("comment", "hacli: test"),
+            ]),
+        );
+    }
+    call(Method::GET, "/cluster/ha/resources", p(&[("type", "vm")]));
+    call(Method::GET, "/cluster/ha/resources/vm:200", vec![]);
+    call(
+        Method::PUT,
+        "/cluster/ha/resources/vm:200",
+        p(&[("state", "stopped"), ("max_restart", "2")]),
+    );
+    call(
+        Method::POST,
+        "/cluster/ha/rules",
+        p(&[
+            ("rule", "masters"),
+            ("type", "resource-affinity"),
+            ("affinity", "negative"),
+            ("resources", "vm:200,vm:201"),
+            ("comment", "hacli: test"),
+        ]),
+    );
+    call(
+        Method::POST,
+        "/cluster/ha/rules",
+        p(&[
+            ("rule", "pin"),
+            ("type", "node-affinity"),
+            ("nodes", "pve:2,pve2"),
+            ("resources", "vm:200"),
+            ("strict", "0"),
+        ]),
+    );
+    call(Method::GET, "/cluster/ha/rules", vec![]);
+    call(
+        Method::GET,
+        "/cluster/ha/rules",
+        p(&[("type", "resource-affinity"), ("resource", "vm:201")]),
+    );
+    call(Method::GET, "/cluster/ha/rules/masters", vec![]);
+    call(
+        Method::PUT,
+        "/cluster/ha/rules/masters",
+        p(&[
+            ("type", "resource-affinity"),
+            ("resources", "vm:201,vm:200"),
+        ]),
+    );
+    call(Method::GET, "/cluster/ha/status/current", vec![]);
+    call(Method::DELETE, "/cluster/ha/rules/pin", vec![]);
+    call(Method::DELETE, "/cluster/ha/resources/vm:201", vec![]);
+
     // Every answer against its `returns`.
     let mut problems = Vec::new();
     let mut answered = BTreeSet::new();

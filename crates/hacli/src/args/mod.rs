@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod disrupt;
 pub mod live;
+pub mod placement;
 pub mod proxmox;
 pub mod ssh;
 

@@ -48,6 +48,11 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
     };
     if !json {
         out!("{}", inv.render());
+        // Placement (issue 26): where the masters run, the HA rules.
+        out!(
+            "{}",
+            crate::placement::text(&client, &inv, topology.as_ref())
+        );
         return Ok(Exit::Ok);
     }
     crate::print_json(&haops::inventory::to_json(&inv))?;

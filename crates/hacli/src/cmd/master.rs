@@ -90,6 +90,12 @@ pub struct ReplaceArgs {
     /// VM id of the template the new master is cloned from.
     #[arg(long)]
     pub template: Option<u32>,
+    /// Keep the masters apart with a Proxmox HA rule, NEW in OLD's place.
+    #[command(flatten)]
+    pub ha: crate::args::placement::HaArgs,
+    /// OLD is powered off or unreachable: nothing is asked of it.
+    #[command(flatten)]
+    pub dead: crate::args::placement::DeadArgs,
     #[command(flatten)]
     pub common: Common,
 }
@@ -187,6 +193,10 @@ pub fn run_replace(a: ReplaceArgs) -> anyhow::Result<Exit> {
     let current = a.common.live.topology()?;
     let (target, warnings) = Topology::load(&a.target)?;
     crate::print_warnings(&warnings.warnings);
+    let observed = match a.dead.dead {
+        true => Some(a.dead.state(&a.common.live, &current)?),
+        false => None,
+    };
     let planned = haops::master::plan_replace(&haops::master::Replacement {
         current: &current,
         target: &target,
@@ -194,6 +204,8 @@ pub fn run_replace(a: ReplaceArgs) -> anyhow::Result<Exit> {
         new: &a.new,
         template: a.template,
         idle_bound: a.common.idle_bound,
+        dead: observed.as_ref(),
+        ha_rule: a.ha.rule.as_deref(),
     })?;
     execute(&a.common, planned, &a.old, &[a.old.clone(), a.new.clone()])
 }

@@ -16,6 +16,7 @@ pub mod plan;
 pub mod plugin;
 pub mod policy;
 pub mod recover;
+pub mod remediate;
 pub mod roll;
 pub mod sentinel;
 pub mod silence;

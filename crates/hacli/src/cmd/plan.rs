@@ -47,6 +47,9 @@ pub struct Args {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Format,
+    /// Keep the masters apart with a Proxmox HA rule (issue 26).
+    #[command(flatten)]
+    pub ha: crate::args::placement::HaArgs,
     /// Plan from the Proxmox cluster's own inventory.
     #[command(flatten)]
     pub proxmox: ProxmoxArgs,
@@ -94,6 +97,7 @@ fn compute_ops(a: &Args) -> anyhow::Result<Result<Result<Plan, Refusal>, haops::
         state,
         template: a.template,
         probe_addresses: a.probe_addresses,
+        ha_rule: a.ha.rule.clone(),
     };
     let progress = Progress::spinner();
     let planned = haops::plan::plan(request, &a.proxmox.as_reach(), &mut |e| {

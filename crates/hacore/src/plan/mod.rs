@@ -45,6 +45,7 @@ mod endpoint;
 mod join_material;
 mod joins;
 mod load_balancer;
+pub mod placement;
 mod preflight;
 mod provision;
 mod recovery;
@@ -334,6 +335,9 @@ pub fn plan(
     state: Option<&ClusterState>,
     opts: &Options,
 ) -> Result<Plan, Refusal> {
+    // New masters that name no host are placed across hosts first.
+    let placed = placement::place(from, to, state);
+    let to = &placed;
     let ctx = Ctx::new(from, to, opts);
     let warnings = refusals::check(&ctx, state)?;
     let mut phases = vec![preflight::phase(&ctx)];

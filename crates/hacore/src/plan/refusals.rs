@@ -16,7 +16,8 @@ pub(super) fn check(ctx: &Ctx<'_>, state: Option<&ClusterState>) -> Result<Vec<S
     addresses(ctx, state, &mut reasons);
     vmids(ctx, state, &mut reasons);
     capacity(ctx, state, &mut reasons);
-    let warnings = warnings(ctx);
+    let mut warnings = warnings(ctx);
+    warnings.extend(super::placement::spread(ctx, state, &mut reasons));
     if reasons.is_empty() {
         Ok(warnings)
     } else {

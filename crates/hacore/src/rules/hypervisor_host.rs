@@ -1,8 +1,36 @@
 //! Hypervisor hosts are failure domains: taking a host down takes all its VMs;
 //! disrupting a node that shares a host with other masters puts them at risk.
+//! Where a master runs is what the hypervisor's inventory reports (its VM
+//! id on a host, when observed), else what the topology declares.
 
 use super::{Context, NoParams, and_list, count, is_are, pass, warn};
+use crate::plan::placement::{host_of, observed_host};
+use crate::topology::Node;
 use crate::verdict::Finding;
+
+/// Where `n` runs, with " (observed)" when the inventory says otherwise
+/// than the topology.
+fn placed<'a>(ctx: &Context<'a>, n: &'a Node) -> Option<&'a str> {
+    host_of(n, Some(ctx.state))
+}
+
+/// The masters the inventory places elsewhere than the topology, as a
+/// clause ("; m2 runs on pve2 by the inventory, not on pve1").
+fn moved(ctx: &Context<'_>) -> String {
+    let mut out = String::new();
+    for n in ctx.topology.control_plane_nodes() {
+        if let (Some(seen), Some(declared)) =
+            (observed_host(n, Some(ctx.state)), n.hypervisor.as_deref())
+            && seen != declared
+        {
+            out.push_str(&format!(
+                "; {} runs on {seen} by the hypervisor's inventory, not on {declared}",
+                n.name
+            ));
+        }
+    }
+    out
+}
 
 /// Rule id.
 pub const ID: &str = "hypervisor-host";
@@ -10,23 +38,34 @@ pub const ID: &str = "hypervisor-host";
 /// Check.
 pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
     if let Some(h) = ctx.host {
-        let masters = ctx.target_masters();
+        let masters: Vec<&str> = ctx
+            .topology
+            .control_plane_nodes()
+            .filter(|n| placed(ctx, n) == Some(h.name.as_str()))
+            .map(|n| n.name.as_str())
+            .collect();
         let others: Vec<&str> = ctx
             .topology
             .control_plane_nodes()
-            .filter(|n| !ctx.is_target(&n.name))
+            .filter(|n| !masters.contains(&n.name.as_str()))
             .map(|n| n.name.as_str())
             .collect();
-        let left = if others.is_empty() {
-            "no control-plane node is left".to_string()
-        } else {
-            format!(
-                "{} {} left on other hosts",
-                and_list(&others),
-                is_are(others.len())
-            )
-        };
-        if ctx.targets.is_empty() {
+        let left = format!(
+            "{}{}",
+            {
+                if others.is_empty() {
+                    "no control-plane node is left".to_string()
+                } else {
+                    format!(
+                        "{} {} left on other hosts",
+                        and_list(&others),
+                        is_are(others.len())
+                    )
+                }
+            },
+            moved(ctx)
+        );
+        if ctx.targets.is_empty() && masters.is_empty() {
             out.push(pass(
                 ID,
                 format!("hypervisor {} runs no node of the topology", h.name),
@@ -90,23 +129,24 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
         return;
     }
     for t in &ctx.targets {
-        let Some(host) = &t.hypervisor else { continue };
+        let Some(host) = placed(ctx, t) else { continue };
         let neighbours: Vec<&str> = ctx
             .topology
             .control_plane_nodes()
-            .filter(|n| n.name != t.name && n.hypervisor.as_ref() == Some(host))
+            .filter(|n| n.name != t.name && placed(ctx, n) == Some(host))
             .map(|n| n.name.as_str())
             .collect();
         if !neighbours.is_empty() {
             out.push(warn(
                 ID,
                 format!(
-                    "{} shares hypervisor {host} with {} {}: a host failure during the {} takes {} too",
+                    "{} shares hypervisor {host} with {} {}: a host failure during the {} takes {} too{}",
                     t.name,
                     if neighbours.len() == 1 { "master" } else { "masters" },
                     and_list(&neighbours),
                     ctx.action,
                     if neighbours.len() == 1 { "it" } else { "them" },
+                    moved(ctx),
                 ),
             ));
             return;
@@ -114,6 +154,9 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
     }
     out.push(pass(
         ID,
-        "no other control-plane node shares the target's hypervisor",
+        format!(
+            "no other control-plane node shares the target's hypervisor{}",
+            moved(ctx)
+        ),
     ));
 }

@@ -311,6 +311,29 @@ pub fn check_format(format: &str, v: &str) -> Result<(), String> {
             }
             Ok(())
         }
+        // pve-ha-manager's PVE::HA::Config: `vm:ID`/`ct:ID`, or a bare VM id
+        // where a VM id may stand for `vm:ID`.
+        "pve-ha-resource-or-vm-id" => ok(
+            re(r"[1-9][0-9]{2,8}|[a-z]+:[^\s,;]+").is_match(v),
+            "ha resource id",
+        ),
+        "pve-ha-resource-id" => ok(re(r"[a-z]+:[^\s,;]+").is_match(v), "ha resource id"),
+        "pve-ha-resource-id-list" => {
+            for id in v.split([',', ';', ' ', '\0']).filter(|s| !s.is_empty()) {
+                check_format("pve-ha-resource-id", id)?;
+            }
+            Ok(())
+        }
+        "pve-ha-node-list" => {
+            for n in v.split([',', ';', ' ', '\0']).filter(|s| !s.is_empty()) {
+                let (node, prio) = n.split_once(':').unwrap_or((n, "0"));
+                check_format("pve-node", node)?;
+                if prio.parse::<u32>().is_err() {
+                    return Err(format!("value '{n}' does not look like a valid node priority"));
+                }
+            }
+            Ok(())
+        }
         "pve-storage-id" => ok(re(r"(?i)[a-z][a-z0-9\-_.]*[a-z0-9]").is_match(v), "storage ID"),
         "pve-poolid" => ok(re(r"[A-Za-z0-9_\-]+").is_match(v), "pool ID"),
         "pve-bridge-id" => ok(re(r"[-_.\w\d]+").is_match(v), "bridge name"),
@@ -654,7 +677,11 @@ mod tests {
     #[test]
     fn routes() {
         let s = schema();
-        assert_eq!(s.endpoints().len(), 28);
+        // 28 for VMs, tasks and snapshots; 11 for HA resources, rules and
+        // their status (issue 26).
+        assert_eq!(s.endpoints().len(), 39);
+        let (_, _, p) = s.route("PUT", "/cluster/ha/rules/k8s-masters").unwrap();
+        assert_eq!(p["rule"], "k8s-masters");
         assert!(matches!(
             s.route("GET", "/nodes/pve1/nothing"),
             Err(RouteError::NotFound)
