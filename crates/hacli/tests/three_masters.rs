@@ -72,22 +72,3 @@ fn after_the_migration_drills_a_replacement_and_a_rolling_upgrade() {
         ],
     );
 }
-
-#[test]
-fn recovery_only_dev() {
-    let _one = common::one_lab();
-    let Some(m) = common::migrate("recovery_only_dev", &[]) else {
-        return;
-    };
-    let a = |k: u8| -> std::net::IpAddr { m.lab.lab_addr(k).into() };
-    let topology = m.topology.clone();
-    recovery::run(
-        &m,
-        &topology,
-        [
-            ("m1", a(testlab::cluster::M1), None),
-            ("m2", a(testlab::cluster::M2), Some(112)),
-            ("m3", a(testlab::cluster::M3), Some(113)),
-        ],
-    );
-}
