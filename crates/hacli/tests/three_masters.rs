@@ -15,9 +15,12 @@
 //!    by a new clone m4, the run killed and resumed;
 //! 5. [`roll`]: a rolling upgrade of m1, m2, m4 and the workers with a
 //!    failure injected on the second master, stopped and restored there,
-//!    then resumed to the end.
+//!    then resumed to the end;
+//! 6. [`recovery`]: `hacli recover` refused while quorum holds, then, with
+//!    two masters powered off, the survivor's data chosen (not confirmed)
+//!    and quorum back once they are powered on again.
 //!
-//! One migration serves the five (each but the pauses takes about 100 s
+//! One migration serves the six (each but the pauses takes about 100 s
 //! on this machine); each scenario leaves three healthy masters behind.
 //! `cargo test -p hacli --test three_masters -- --nocapture` prints the
 //! figures; the drills' JSON reports and HTML pages are kept in
