@@ -62,7 +62,7 @@ fn after_the_migration_drills_a_replacement_and_a_rolling_upgrade() {
     println!("== roll: a rolling upgrade failing on m2, restored, resumed");
     roll::run(&m, &topology, ("m4", 14));
     println!(
-        "== recovery: quorum lost (two masters powered off; every member's data lost), recovered"
+        "== recovery: refused while quorum holds; two masters powered off: the survivor's data chosen, not confirmed"
     );
     let a = |k: u8| -> std::net::IpAddr { m.lab.lab_addr(k).into() };
     recovery::run(
