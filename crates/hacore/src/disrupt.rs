@@ -35,7 +35,7 @@ use crate::backend::{BackendError, Backends, CpOp, LbOp, Op, ServerState};
 use crate::exec::{self, Event, ExecError, Journal, Outcome};
 use crate::gate::{Policy, Request, evaluate};
 use crate::plan::{Phase, Plan, Refusal, Step};
-use crate::topology::Topology;
+use crate::topology::{Node, Topology};
 use crate::units::Dur;
 
 pub use crate::backend::{Lock, LockAnswer};
@@ -147,6 +147,95 @@ pub fn phase(
     node: &str,
     opts: &DisruptOptions,
 ) -> Result<Phase, Refusal> {
+    let n = node_to_disrupt(topology, action, node)?;
+    let master = n.is_control_plane();
+    let pool = topology
+        .load_balancer
+        .pool
+        .clone()
+        .filter(|_| master && topology.has_load_balancer());
+    let id = |s: &str| format!("{}/{node}/{s}", action.name());
+    let mut steps = Vec::new();
+    if let Some(pool) = &pool {
+        steps.extend(backend_out(pool, node, &id, opts));
+    }
+    if master {
+        steps.push(step(
+            id("move-leader"),
+            format!("if {node} leads etcd, move leadership to the best healthy caught-up voter"),
+            Op::ControlPlane(CpOp::MoveLeader { from: node.into() }),
+            10,
+        ));
+    }
+    let mut s = step(
+        id("cordon"),
+        format!("cordon {node}"),
+        Op::ControlPlane(CpOp::Cordon { node: node.into() }),
+        5,
+    );
+    s.rollback = Some(Op::ControlPlane(CpOp::Uncordon { node: node.into() }));
+    steps.push(s);
+    let drain = opts
+        .drain
+        .unwrap_or(!matches!(action, DisruptAction::Run { .. }));
+    if drain {
+        let mut s = step(
+            id("drain"),
+            format!("drain {node} through the Eviction API, honouring PodDisruptionBudgets"),
+            Op::ControlPlane(CpOp::Drain { node: node.into() }),
+            120,
+        );
+        s.rollback = Some(Op::ControlPlane(CpOp::Uncordon { node: node.into() }));
+        steps.push(s);
+    }
+    let (op, title, secs) = the_act(topology, action, node, master, opts);
+    let mut s = step(id(action.name()), title, Op::ControlPlane(op), secs);
+    if master {
+        s.outage = Some(crate::plan::Outage {
+            up_to: Dur::secs(0),
+            what: format!("none through the VIP; direct clients of {node} while it is down"),
+            only_if: None,
+        });
+    }
+    steps.push(s);
+    steps.push(step(
+        id("wait-healthy"),
+        if master {
+            format!(
+                "wait until {node} is Ready, its etcd member healthy and caught up, its apiserver answers /readyz directly"
+            )
+        } else {
+            format!("wait until {node} is Ready")
+        },
+        Op::ControlPlane(CpOp::WaitHealthy { node: node.into() }),
+        300,
+    ));
+    if let Some(pool) = &pool {
+        steps.extend(backend_in(pool, node, &id));
+    }
+    steps.push(step(
+        id("uncordon"),
+        format!("uncordon {node}"),
+        Op::ControlPlane(CpOp::Uncordon { node: node.into() }),
+        5,
+    ));
+    Ok(Phase {
+        id: format!("{}/{node}", action.name()),
+        title: format!("{} {node}", capitalized(&action.to_string())),
+        steps,
+        rollback: Some(format!(
+            "set {node}'s load-balancer backend ready and uncordon it; the lock is released either way"
+        )),
+    })
+}
+
+/// The node to disrupt, or why the disruption is refused: an unknown
+/// node, a bad version or command, a master of fewer than three.
+fn node_to_disrupt<'t>(
+    topology: &'t Topology,
+    action: &DisruptAction,
+    node: &str,
+) -> Result<&'t Node, Refusal> {
     let mut reasons = Vec::new();
     let Some(n) = topology.node(node) else {
         return Err(Refusal {
@@ -182,74 +271,84 @@ pub fn phase(
     if !reasons.is_empty() {
         return Err(Refusal { reasons });
     }
-    let pool = topology
-        .load_balancer
-        .pool
-        .clone()
-        .filter(|_| master && topology.has_load_balancer());
-    let id = |s: &str| format!("{}/{node}/{s}", action.name());
-    let mut steps = Vec::new();
-    if let Some(pool) = &pool {
-        let mut s = step(
-            id("backend-drain"),
-            format!("set backend {pool}/{node} to drain: no new connections"),
-            Op::LoadBalancer(LbOp::SetServerState {
-                pool: pool.clone(),
-                server: node.into(),
-                state: ServerState::Drain,
-            }),
-            5,
-        );
-        s.rollback = Some(Op::LoadBalancer(LbOp::SetServerState {
-            pool: pool.clone(),
+    Ok(n)
+}
+
+/// Take `node`'s backend out of `pool`: drain, then wait until idle
+/// (restored to ready on failure).
+fn backend_out(
+    pool: &str,
+    node: &str,
+    id: &dyn Fn(&str) -> String,
+    opts: &DisruptOptions,
+) -> Vec<Step> {
+    let mut s = step(
+        id("backend-drain"),
+        format!("set backend {pool}/{node} to drain: no new connections"),
+        Op::LoadBalancer(LbOp::SetServerState {
+            pool: pool.into(),
             server: node.into(),
-            state: ServerState::Ready,
-        }));
-        steps.push(s);
-        steps.push(step(
+            state: ServerState::Drain,
+        }),
+        5,
+    );
+    s.rollback = Some(Op::LoadBalancer(LbOp::SetServerState {
+        pool: pool.into(),
+        server: node.into(),
+        state: ServerState::Ready,
+    }));
+    vec![
+        s,
+        step(
             id("backend-idle"),
             format!(
                 "wait until {pool}/{node} has no sessions, at most {}",
                 opts.idle_bound
             ),
             Op::LoadBalancer(LbOp::WaitServerIdle {
-                pool: pool.clone(),
+                pool: pool.into(),
                 server: node.into(),
                 bound: opts.idle_bound,
             }),
             opts.idle_bound.0.as_secs().max(1),
-        ));
-    }
-    if master {
-        steps.push(step(
-            id("move-leader"),
-            format!("if {node} leads etcd, move leadership to the best healthy caught-up voter"),
-            Op::ControlPlane(CpOp::MoveLeader { from: node.into() }),
-            10,
-        ));
-    }
-    let mut s = step(
-        id("cordon"),
-        format!("cordon {node}"),
-        Op::ControlPlane(CpOp::Cordon { node: node.into() }),
-        5,
-    );
-    s.rollback = Some(Op::ControlPlane(CpOp::Uncordon { node: node.into() }));
-    steps.push(s);
-    let drain = opts
-        .drain
-        .unwrap_or(!matches!(action, DisruptAction::Run { .. }));
-    if drain {
-        let mut s = step(
-            id("drain"),
-            format!("drain {node} through the Eviction API, honouring PodDisruptionBudgets"),
-            Op::ControlPlane(CpOp::Drain { node: node.into() }),
-            120,
-        );
-        s.rollback = Some(Op::ControlPlane(CpOp::Uncordon { node: node.into() }));
-        steps.push(s);
-    }
-    let (op, title, secs) = match action {
+        ),
+    ]
+}
+
+/// Put `node`'s backend back into `pool`: ready, then checked UP.
+fn backend_in(pool: &str, node: &str, id: &dyn Fn(&str) -> String) -> Vec<Step> {
+    vec![
+        step(
+            id("backend-ready"),
+            format!("set backend {pool}/{node} ready and wait until it is UP"),
+            Op::LoadBalancer(LbOp::SetServerState {
+                pool: pool.into(),
+                server: node.into(),
+                state: ServerState::Ready,
+            }),
+            30,
+        ),
+        step(
+            id("backend-up"),
+            format!("{pool}/{node} is UP"),
+            Op::LoadBalancer(LbOp::VerifyServersUp {
+                pool: pool.into(),
+                servers: vec![node.into()],
+            }),
+            5,
+        ),
+    ]
+}
+
+/// The act itself: its op, title and expected seconds.
+fn the_act(
+    topology: &Topology,
+    action: &DisruptAction,
+    node: &str,
+    master: bool,
+    opts: &DisruptOptions,
+) -> (CpOp, String, i64) {
+    match action {
         DisruptAction::Reboot => (
             CpOp::Reboot { node: node.into() },
             format!("reboot {node} and wait until it is back"),
@@ -285,63 +384,7 @@ pub fn phase(
             format!("run `{}` on {node}", command.join(" ")),
             300,
         ),
-    };
-    let mut s = step(id(action.name()), title, Op::ControlPlane(op), secs);
-    if master {
-        s.outage = Some(crate::plan::Outage {
-            up_to: Dur::secs(0),
-            what: format!("none through the VIP; direct clients of {node} while it is down"),
-            only_if: None,
-        });
     }
-    steps.push(s);
-    steps.push(step(
-        id("wait-healthy"),
-        if master {
-            format!(
-                "wait until {node} is Ready, its etcd member healthy and caught up, its apiserver answers /readyz directly"
-            )
-        } else {
-            format!("wait until {node} is Ready")
-        },
-        Op::ControlPlane(CpOp::WaitHealthy { node: node.into() }),
-        300,
-    ));
-    if let Some(pool) = &pool {
-        steps.push(step(
-            id("backend-ready"),
-            format!("set backend {pool}/{node} ready and wait until it is UP"),
-            Op::LoadBalancer(LbOp::SetServerState {
-                pool: pool.clone(),
-                server: node.into(),
-                state: ServerState::Ready,
-            }),
-            30,
-        ));
-        steps.push(step(
-            id("backend-up"),
-            format!("{pool}/{node} is UP"),
-            Op::LoadBalancer(LbOp::VerifyServersUp {
-                pool: pool.clone(),
-                servers: vec![node.into()],
-            }),
-            5,
-        ));
-    }
-    steps.push(step(
-        id("uncordon"),
-        format!("uncordon {node}"),
-        Op::ControlPlane(CpOp::Uncordon { node: node.into() }),
-        5,
-    ));
-    Ok(Phase {
-        id: format!("{}/{node}", action.name()),
-        title: format!("{} {node}", capitalized(&action.to_string())),
-        steps,
-        rollback: Some(format!(
-            "set {node}'s load-balancer backend ready and uncordon it; the lock is released either way"
-        )),
-    })
 }
 
 fn capitalized(s: &str) -> String {
@@ -610,22 +653,8 @@ pub fn run(
             release_error: None,
         });
     }
-    match lock.acquire(&gate.identity) {
-        Ok(LockAnswer::Acquired) => {}
-        Ok(LockAnswer::HeldBy(holder)) => {
-            return Ok(Report::Denied {
-                node: node.into(),
-                reasons: vec![format!(
-                    "lock (deny): the disruption lock is held by {holder}"
-                )],
-            });
-        }
-        Err(e) => {
-            return Ok(Report::Denied {
-                node: node.into(),
-                reasons: vec![format!("lock (unknown): could not take the lock: {e}")],
-            });
-        }
+    if let Some(denied) = take_lock(lock, &gate.identity, node) {
+        return Ok(denied);
     }
     let mut watch = DisruptWatch {
         plan,
@@ -666,6 +695,23 @@ pub fn run(
         lock_released: release.is_ok(),
         release_error: release.err().map(|e| e.to_string()),
     })
+}
+
+/// Takes the disruption lock for `identity`; the report when it cannot.
+fn take_lock(lock: &mut dyn Lock, identity: &str, node: &str) -> Option<Report> {
+    match lock.acquire(identity) {
+        Ok(LockAnswer::Acquired) => None,
+        Ok(LockAnswer::HeldBy(holder)) => Some(Report::Denied {
+            node: node.into(),
+            reasons: vec![format!(
+                "lock (deny): the disruption lock is held by {holder}"
+            )],
+        }),
+        Err(e) => Some(Report::Denied {
+            node: node.into(),
+            reasons: vec![format!("lock (unknown): could not take the lock: {e}")],
+        }),
+    }
 }
 
 /// The lock of a dry run: not taken, never lost.
