@@ -1009,7 +1009,7 @@ impl SimulatedCluster {
         };
         Ok(match op {
             CpOp::MoveLeader { from } => {
-                self.fail_on(&t, from)?;
+                self.fail_on(t, from)?;
                 let topology = self.topology.clone();
                 let state = self.observe(&topology);
                 match crate::leadership::leader_transfer(&topology, &state, from, self.now)
@@ -1024,24 +1024,24 @@ impl SimulatedCluster {
                 }
             }
             CpOp::Cordon { node } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 self.cordoned.insert(node.clone());
                 (format!("cordon {node}"), 2)
             }
             CpOp::Uncordon { node } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 self.cordoned.remove(node);
                 self.drained.remove(node);
                 self.acted.remove(node);
                 (format!("uncordon {node}"), 2)
             }
             CpOp::Drain { node } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 self.drained.insert(node.clone());
                 (format!("drain {node}"), 60)
             }
             CpOp::Reboot { node } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 *self.reboots.entry(node.clone()).or_default() += 1;
                 self.acted.insert(node.clone());
                 if self.leader.as_deref() == Some(node.as_str()) {
@@ -1055,23 +1055,23 @@ impl SimulatedCluster {
                 version,
                 first,
             } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 self.upgraded_to.insert(node.clone(), version.clone());
                 let how = if *first { "apply" } else { "node" };
                 (format!("kubeadm upgrade {how} {version} on {node}"), 300)
             }
             CpOp::RunCommand { node, command } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 self.commands.push((node.clone(), command.clone()));
                 self.acted.insert(node.clone());
                 (format!("run {} on {node}", command.join(" ")), 10)
             }
             CpOp::WaitHealthy { node } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 (String::new(), 30)
             }
             CpOp::RemoveMember { node } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 if self.etcd.len() == 1 && self.etcd.contains_key(node) {
                     return Err(fail(format!("{node} is the last etcd member")));
                 }
@@ -1079,7 +1079,7 @@ impl SimulatedCluster {
                 (format!("member remove {node}"), 10)
             }
             CpOp::DeleteNode { node } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 self.joined.remove(node);
                 self.tainted.remove(node);
                 self.cordoned.remove(node);

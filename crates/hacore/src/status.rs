@@ -188,7 +188,7 @@ fn etcd_summary(ctx: &Context<'_>, etcd: &EtcdState) -> EtcdSummary {
         .members
         .iter()
         .map(|mb| {
-            let healthy = member_health(&ctx, mb);
+            let healthy = member_health(ctx, mb);
             if mb.is_learner {
                 m.learners += 1;
             } else {
