@@ -472,27 +472,7 @@ pub fn run_watched(
     watch: &mut dyn Watch,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Outcome, ExecError> {
-    let digest = plan.digest();
-    let resumed = !journal.records().is_empty();
-    match journal.records().first() {
-        Some(Record::Begin { plan: d, .. }) if *d != digest => {
-            return Err(ExecError::PlanMismatch {
-                journal: d.clone(),
-                plan: digest,
-            });
-        }
-        Some(Record::Begin { .. }) => {}
-        Some(_) => {
-            return Err(ExecError::Journal(
-                "the journal does not start with `begin`".into(),
-            ));
-        }
-        None if !opts.dry_run => journal.append(Record::Begin {
-            plan: digest,
-            at: b.clock.now(),
-        })?,
-        None => {}
-    }
+    let resumed = begin(plan, b, journal, opts)?;
     let (mut status, mut key_at, mut confirmed) = replay(journal.records());
     let reboots = pending_reboots(journal.records());
     let total = plan.steps().count();
@@ -586,6 +566,38 @@ impl From<ExecError> for StepFailure {
     }
 }
 
+/// The journal begins with this plan (a fresh run records `begin`, but
+/// not a dry run); whether the run is resumed from it.
+fn begin(
+    plan: &Plan,
+    b: &mut Backends<'_>,
+    journal: &mut dyn Journal,
+    opts: &Options,
+) -> Result<bool, ExecError> {
+    let digest = plan.digest();
+    let resumed = !journal.records().is_empty();
+    match journal.records().first() {
+        Some(Record::Begin { plan: d, .. }) if *d != digest => {
+            return Err(ExecError::PlanMismatch {
+                journal: d.clone(),
+                plan: digest,
+            });
+        }
+        Some(Record::Begin { .. }) => {}
+        Some(_) => {
+            return Err(ExecError::Journal(
+                "the journal does not start with `begin`".into(),
+            ));
+        }
+        None if !opts.dry_run => journal.append(Record::Begin {
+            plan: digest,
+            at: b.clock.now(),
+        })?,
+        None => {}
+    }
+    Ok(resumed)
+}
+
 /// How a step is gated.
 struct Gating<'a> {
     /// Evaluate gates at all (a dry run skips them after its first change).
@@ -620,62 +632,120 @@ fn run_step(
     }
     // Manual steps: a person does them and says so.
     if step.op.is_manual() {
-        if opts.dry_run && !confirmed.contains(&step.id) {
+        return manual_step(step, b, journal, opts, on_event, confirmed);
+    }
+    let asked = gating.asked;
+    let done = match already_done(step, asked, b, journal, opts, on_event)? {
+        Done::Skipped => return Ok(StepEnd::Done),
+        Done::InPlace => true,
+        Done::No => false,
+    };
+    if let Some(end) = gate_step(plan, step, gating, watch, b, journal, opts)? {
+        return Ok(end);
+    }
+    if opts.dry_run {
+        if !step.op.is_check() {
             on_event(Event::WouldApply {
                 id: step.id.clone(),
             });
             return Ok(StepEnd::WouldApply);
         }
-        if !confirmed.contains(&step.id) {
-            if !opts.confirm.contains(&step.id) {
-                return Ok(StepEnd::Stop(Outcome::AwaitingConfirmation {
-                    step: step.id.clone(),
-                    instruction: step.title.clone(),
-                }));
-            }
-            journal.append(Record::Confirmed {
+        // Checks are read-only: run them.
+        return if done {
+            Ok(StepEnd::Done)
+        } else {
+            Ok(StepEnd::WouldApply)
+        };
+    }
+    // A join needs a certificate key that outlives it.
+    if step.op.needs_certificate_key() {
+        fresh_certificate_key(step, b, journal, on_event, key_at)?;
+    }
+    journal.append(Record::Started {
+        step: step.id.clone(),
+        at: b.clock.now(),
+    })?;
+    act(step, asked, b, journal)?;
+    if step.op == Op::ControlPlane(CpOp::UploadCerts) {
+        let at = b.clock.now();
+        journal.append(Record::CertificateKey { at })?;
+        *key_at = Some(at);
+    }
+    let verified = match (&step.op, asked) {
+        // The backend did not ask for this reboot: the boot id tells.
+        (Op::ControlPlane(CpOp::Reboot { node }), Some((_, before))) => b
+            .control_plane
+            .boot_id(node)
+            .map_err(|e| StepFailure::Step(failed("verifying", e)))?
+            .is_some_and(|id| !id.is_empty() && id != *before),
+        _ => b
+            .is_done(&step.op)
+            .map_err(|e| StepFailure::Step(failed("verifying", e)))?,
+    };
+    if !verified {
+        return Err(StepFailure::Step(format!(
+            "verification failed: `{}` is not in effect",
+            step.op
+        )));
+    }
+    record_done(step, b, journal, on_event)
+}
+
+/// A manual step: a person does it and says so (`--confirm STEP`).
+fn manual_step(
+    step: &Step,
+    b: &mut Backends<'_>,
+    journal: &mut dyn Journal,
+    opts: &Options,
+    on_event: &mut dyn FnMut(Event),
+    confirmed: &mut BTreeSet<String>,
+) -> Result<StepEnd, StepFailure> {
+    if opts.dry_run && !confirmed.contains(&step.id) {
+        on_event(Event::WouldApply {
+            id: step.id.clone(),
+        });
+        return Ok(StepEnd::WouldApply);
+    }
+    if !confirmed.contains(&step.id) {
+        if !opts.confirm.contains(&step.id) {
+            return Ok(StepEnd::Stop(Outcome::AwaitingConfirmation {
                 step: step.id.clone(),
-                at: b.clock.now(),
-            })?;
-            confirmed.insert(step.id.clone());
+                instruction: step.title.clone(),
+            }));
         }
-        return record_done(step, b, journal, on_event);
+        journal.append(Record::Confirmed {
+            step: step.id.clone(),
+            at: b.clock.now(),
+        })?;
+        confirmed.insert(step.id.clone());
     }
-    let Gating {
-        gates,
-        resumed,
-        requester,
-        asked,
-    } = gating;
-    // A reboot an earlier run asked for: done if the node booted since
-    // (its boot id changed); else it may be under way, and is waited for
-    // below, never asked again.
-    if let Some((node, before)) = asked {
-        // Unreadable (the node or the API down mid-reboot): not known yet.
-        let now = b.control_plane.boot_id(node).ok().flatten();
-        if now
-            .as_ref()
-            .is_some_and(|id| !id.is_empty() && id != before)
-        {
-            if !opts.dry_run {
-                journal.append(Record::Done {
-                    step: step.id.clone(),
-                    at: b.clock.now(),
-                    skipped: true,
-                })?;
-            }
-            on_event(Event::Skipped {
-                id: step.id.clone(),
-                why: format!("{node} rebooted after an earlier run asked (boot id {before} then)"),
-            });
-            return Ok(StepEnd::Done);
-        }
-    }
-    // Already in place? Then there is nothing to do, whatever the journal says.
-    let done = asked.is_none()
-        && b.is_done(&step.op)
-            .map_err(|e| StepFailure::Step(failed("checking whether it is done", e)))?;
-    if done && !step.op.is_check() {
+    record_done(step, b, journal, on_event)
+}
+
+/// Whether a step needs doing.
+enum Done {
+    /// Done before: journaled as skipped.
+    Skipped,
+    /// A check whose condition already holds: it still runs (and, in a
+    /// dry run, counts as done).
+    InPlace,
+    /// To do.
+    No,
+}
+
+/// A reboot an earlier run asked for is done if the node booted since (its
+/// boot id changed); else it may be under way, and is waited for, never
+/// asked again. Any other step already in place has nothing to do,
+/// whatever the journal says.
+fn already_done(
+    step: &Step,
+    asked: Option<&(String, String)>,
+    b: &mut Backends<'_>,
+    journal: &mut dyn Journal,
+    opts: &Options,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Done, StepFailure> {
+    let mut skip = |why: String, b: &mut Backends<'_>| -> Result<Done, StepFailure> {
         if !opts.dry_run {
             journal.append(Record::Done {
                 step: step.id.clone(),
@@ -685,11 +755,50 @@ fn run_step(
         }
         on_event(Event::Skipped {
             id: step.id.clone(),
-            why: "already in place".into(),
+            why,
         });
-        return Ok(StepEnd::Done);
+        Ok(Done::Skipped)
+    };
+    if let Some((node, before)) = asked {
+        // Unreadable (the node or the API down mid-reboot): not known yet.
+        let now = b.control_plane.boot_id(node).ok().flatten();
+        if now
+            .as_ref()
+            .is_some_and(|id| !id.is_empty() && id != before)
+        {
+            return skip(
+                format!("{node} rebooted after an earlier run asked (boot id {before} then)"),
+                b,
+            );
+        }
     }
-    // Gates.
+    let done = asked.is_none()
+        && b.is_done(&step.op)
+            .map_err(|e| StepFailure::Step(failed("checking whether it is done", e)))?;
+    if done && !step.op.is_check() {
+        return skip("already in place".into(), b);
+    }
+    Ok(if done { Done::InPlace } else { Done::No })
+}
+
+/// The step's gates (its preconditions' policies), and for a resumed run
+/// the caller's gate again before taking anything down: the cluster may
+/// have changed while the run was stopped. `Some` when blocked.
+fn gate_step(
+    plan: &Plan,
+    step: &Step,
+    gating: Gating<'_>,
+    watch: &mut dyn Watch,
+    b: &mut Backends<'_>,
+    journal: &mut dyn Journal,
+    opts: &Options,
+) -> Result<Option<StepEnd>, StepFailure> {
+    let Gating {
+        gates,
+        resumed,
+        requester,
+        ..
+    } = gating;
     for g in step.preconditions.iter().filter(|_| gates) {
         let topology = plan.topology_with(&g.nodes);
         let state = b.observer.observe(&topology);
@@ -708,53 +817,52 @@ fn run_step(
                 .blocking()
                 .map(|f| format!("{} ({}): {}", f.rule, f.severity, f.message))
                 .collect();
-            return blocked(step, reasons, b, journal, opts);
+            return blocked(step, reasons, b, journal, opts).map(Some);
         }
     }
-    // A resumed run asks the caller's gate again before taking anything
-    // down: the cluster may have changed while the run was stopped.
     if gates && resumed && step.op.takes_down() && step.preconditions.is_empty() {
         let reasons = watch
             .regate(step, b)
             .map_err(|e| StepFailure::Step(format!("gate: {e}")))?;
         if !reasons.is_empty() {
-            return blocked(step, reasons, b, journal, opts);
+            return blocked(step, reasons, b, journal, opts).map(Some);
         }
     }
-    if opts.dry_run {
-        if !step.op.is_check() {
-            on_event(Event::WouldApply {
-                id: step.id.clone(),
-            });
-            return Ok(StepEnd::WouldApply);
-        }
-        // Checks are read-only: run them.
-        return if done {
-            Ok(StepEnd::Done)
-        } else {
-            Ok(StepEnd::WouldApply)
-        };
+    Ok(None)
+}
+
+/// Uploads the certificates again unless the key outlives the step.
+fn fresh_certificate_key(
+    step: &Step,
+    b: &mut Backends<'_>,
+    journal: &mut dyn Journal,
+    on_event: &mut dyn FnMut(Event),
+    key_at: &mut Option<Timestamp>,
+) -> Result<(), StepFailure> {
+    let now = b.clock.now();
+    let budget = CERTIFICATE_KEY_TTL.0 - CERTIFICATE_KEY_MARGIN.0;
+    let fresh =
+        key_at.is_some_and(|at| now.duration_since(at) + step.expected_duration.0 <= budget);
+    if !fresh {
+        let upload = Op::ControlPlane(CpOp::UploadCerts);
+        b.apply(&upload)
+            .map_err(|e| StepFailure::Step(failed("re-uploading certificates", e)))?;
+        let at = b.clock.now();
+        journal.append(Record::CertificateKey { at })?;
+        *key_at = Some(at);
+        on_event(Event::CertificateKey);
     }
-    // A join needs a certificate key that outlives it.
-    if step.op.needs_certificate_key() {
-        let now = b.clock.now();
-        let budget = CERTIFICATE_KEY_TTL.0 - CERTIFICATE_KEY_MARGIN.0;
-        let fresh =
-            key_at.is_some_and(|at| now.duration_since(at) + step.expected_duration.0 <= budget);
-        if !fresh {
-            let upload = Op::ControlPlane(CpOp::UploadCerts);
-            b.apply(&upload)
-                .map_err(|e| StepFailure::Step(failed("re-uploading certificates", e)))?;
-            let at = b.clock.now();
-            journal.append(Record::CertificateKey { at })?;
-            *key_at = Some(at);
-            on_event(Event::CertificateKey);
-        }
-    }
-    journal.append(Record::Started {
-        step: step.id.clone(),
-        at: b.clock.now(),
-    })?;
+    Ok(())
+}
+
+/// The step's act: a reboot journals the node's boot id first (or, asked
+/// by an earlier run, is waited for); a check does nothing.
+fn act(
+    step: &Step,
+    asked: Option<&(String, String)>,
+    b: &mut Backends<'_>,
+    journal: &mut dyn Journal,
+) -> Result<(), StepFailure> {
     match (&step.op, asked) {
         (Op::ControlPlane(CpOp::Reboot { node }), Some((_, before))) => {
             b.control_plane.await_reboot(node, before).map_err(|e| {
@@ -787,29 +895,7 @@ fn run_step(
         }
         _ => {}
     }
-    if step.op == Op::ControlPlane(CpOp::UploadCerts) {
-        let at = b.clock.now();
-        journal.append(Record::CertificateKey { at })?;
-        *key_at = Some(at);
-    }
-    let verified = match (&step.op, asked) {
-        // The backend did not ask for this reboot: the boot id tells.
-        (Op::ControlPlane(CpOp::Reboot { node }), Some((_, before))) => b
-            .control_plane
-            .boot_id(node)
-            .map_err(|e| StepFailure::Step(failed("verifying", e)))?
-            .is_some_and(|id| !id.is_empty() && id != *before),
-        _ => b
-            .is_done(&step.op)
-            .map_err(|e| StepFailure::Step(failed("verifying", e)))?,
-    };
-    if !verified {
-        return Err(StepFailure::Step(format!(
-            "verification failed: `{}` is not in effect",
-            step.op
-        )));
-    }
-    record_done(step, b, journal, on_event)
+    Ok(())
 }
 
 /// Record a step as done and say so.

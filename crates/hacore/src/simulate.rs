@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::backend::{CpOp, LbOp, Op};
-use crate::plan::Plan;
+use crate::plan::{Plan, Step};
 use crate::quorum::quorum;
 
 /// One thing that can fail.
@@ -217,142 +217,126 @@ fn combinations(n: usize, k: usize) -> Vec<Vec<usize>> {
 
 /// Simulate `plan` under every failure set of size up to `k`.
 pub fn simulate(plan: &Plan, k: usize) -> Report {
-    let masters: Vec<String> = plan
-        .to
-        .control_plane_nodes()
-        .map(|n| n.name.clone())
-        .take(64)
-        .collect();
-    let idx = |name: &str| masters.iter().position(|m| m == name);
-    let mut hosts: Vec<String> = Vec::new();
-    let mut host_mask: Vec<u64> = Vec::new();
-    for (i, m) in masters.iter().enumerate() {
-        if let Some(h) = plan.to.node(m).and_then(|n| n.hypervisor.clone()) {
-            let hi = match hosts.iter().position(|x| *x == h) {
-                Some(p) => p,
-                None => {
-                    hosts.push(h);
-                    host_mask.push(0);
-                    hosts.len() - 1
-                }
-            };
-            host_mask[hi] |= 1 << i;
-        }
-    }
-    let mut elements: Vec<Element> = Vec::new();
-    for i in 0..masters.len() {
-        elements.extend([Element::Node(i), Element::Member(i), Element::Backend(i)]);
-    }
-    elements.extend((0..hosts.len()).map(Element::Host));
-    let u = Universe {
-        masters: masters.clone(),
-        hosts,
-        host_mask,
-        elements,
-    };
-    let sets: Vec<(Vec<Element>, Failed)> = combinations(u.elements.len(), k)
-        .into_iter()
-        .map(|c| {
-            let set: Vec<Element> = c.iter().map(|&i| u.elements[i]).collect();
-            let f = u.failed(&set);
-            (set, f)
-        })
-        .collect();
-
-    // The starting model.
-    let mask_of = |names: &mut dyn Iterator<Item = &str>| {
-        names.filter_map(&idx).fold(0u64, |m, i| m | 1 << i)
-    };
-    let from_masters = mask_of(&mut plan.from.control_plane_nodes().map(|n| n.name.as_str()));
-    let from_lb = plan.from.has_load_balancer();
-    let mut model = Model {
-        voters: from_masters,
-        learners: 0,
-        unstarted: 0,
-        pool: if from_lb { from_masters } else { 0 },
-        frontend: from_lb,
-        direct: if from_lb {
-            None
-        } else {
-            plan.from
-                .nodes
-                .iter()
-                .find(|n| n.address == plan.from.control_plane_endpoint.address)
-                .and_then(|n| idx(&n.name))
-        },
-        vip: from_lb,
-        down: 0,
-    };
-    let last_cutover = plan
-        .steps()
-        .filter(|(p, _)| p.id == "cutover")
-        .map(|(_, s)| s.id.clone())
-        .last();
-    let learner = plan.learner_joins;
-
-    // Models during each step, then after the last.
-    let before = model;
-    let mut during: Vec<(String, Model)> = Vec::new();
-    for (_, s) in plan.steps() {
-        let mut d = model;
-        let mut after = model;
-        match &s.op {
-            Op::ControlPlane(CpOp::RenewApiserverCert { node, .. }) => {
-                // The apiserver reloads the new pair from disk: it stays up,
-                // unless the plan says the restart is certain (a plan
-                // written before the reload, with an unconditional outage).
-                let restart_only_as_fallback =
-                    s.outage.as_ref().is_some_and(|o| o.only_if.is_some());
-                if let Some(i) = idx(node)
-                    && !restart_only_as_fallback
-                {
-                    d.down |= 1 << i;
-                }
-            }
-            Op::LoadBalancer(LbOp::CreatePool { servers, .. }) => {
-                after.pool = mask_of(&mut servers.iter().map(|s| s.0.as_str()));
-            }
-            Op::LoadBalancer(LbOp::CreateFrontend { .. }) => after.frontend = true,
-            Op::LoadBalancer(LbOp::AddServer { server, .. }) => {
-                if let Some(i) = idx(server) {
-                    after.pool |= 1 << i;
-                }
-            }
-            Op::ControlPlane(CpOp::JoinControlPlane { node, .. }) => {
-                if let Some(i) = idx(node) {
-                    if learner {
-                        d.learners |= 1 << i;
-                        after.learners |= 1 << i;
-                    } else {
-                        d.unstarted |= 1 << i;
-                        after.voters |= 1 << i;
-                    }
-                }
-            }
-            Op::ControlPlane(CpOp::MemberPromoted { node }) => {
-                if let Some(i) = idx(node) {
-                    after.learners &= !(1 << i);
-                    after.voters |= 1 << i;
-                }
-            }
-            Op::ControlPlane(CpOp::SetKubeletServer { .. }) => {
-                d.vip = true;
-                after.vip = true;
-            }
-            _ => {}
-        }
-        if last_cutover.as_deref() == Some(s.id.as_str()) {
-            after.direct = None;
-            after.vip = true;
-        }
-        during.push((s.id.clone(), d));
-        model = after;
-    }
-    let after_model = model;
+    let u = Universe::of(plan);
+    let sets = u.failure_sets(k);
+    let before = starting_model(plan, &u);
+    let (during, after_model) = models(plan, &u, before);
     let final_broken: Vec<bool> = sets.iter().map(|(_, f)| after_model.broken(f)).collect();
     let before_broken: Vec<bool> = sets.iter().map(|(_, f)| before.broken(f)).collect();
+    let r = Risks {
+        u: &u,
+        sets: &sets,
+        final_broken: &final_broken,
+        before_broken: &before_broken,
+    };
+    let (before_risk, _) = r.risk("before", &before, false);
+    let (after_risk, _) = r.risk("after", &after_model, false);
+    let mut steps = Vec::new();
+    let mut firsts = Vec::new();
+    for (id, m) in &during {
+        let (risk, first) = r.risk(id, m, true);
+        steps.push(risk);
+        firsts.push(first);
+    }
+    let declared: Vec<bool> = plan
+        .steps()
+        .map(|(_, s)| s.outage.as_ref().is_some_and(|o| o.is_declared()))
+        .collect();
+    let conditional_outages: Vec<String> = plan
+        .steps()
+        .filter(|(_, s)| s.outage.as_ref().is_some_and(|o| o.is_conditional()))
+        .map(|(_, s)| s.id.clone())
+        .collect();
+    let mut critical = Vec::new();
+    let mut planned_outages = Vec::new();
+    for (i, st) in steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.min_breaking == Some(0))
+    {
+        if declared[i] {
+            planned_outages.push(st.step.clone())
+        } else {
+            critical.push(st.step.clone())
+        }
+    }
+    let windows = r.windows(&steps, &firsts, &during);
+    Report {
+        failures: k,
+        failure_sets: sets.len(),
+        before: before_risk,
+        steps,
+        after: after_risk,
+        windows,
+        critical,
+        planned_outages,
+        conditional_outages,
+    }
+}
 
-    let describe = |m: &Model, set: &[Element], f: &Failed| -> Breakage {
+impl Universe {
+    /// The target topology's masters (at most 64), their hypervisor hosts,
+    /// and every element that can fail.
+    fn of(plan: &Plan) -> Universe {
+        let masters: Vec<String> = plan
+            .to
+            .control_plane_nodes()
+            .map(|n| n.name.clone())
+            .take(64)
+            .collect();
+        let mut hosts: Vec<String> = Vec::new();
+        let mut host_mask: Vec<u64> = Vec::new();
+        for (i, m) in masters.iter().enumerate() {
+            if let Some(h) = plan.to.node(m).and_then(|n| n.hypervisor.clone()) {
+                let hi = match hosts.iter().position(|x| *x == h) {
+                    Some(p) => p,
+                    None => {
+                        hosts.push(h);
+                        host_mask.push(0);
+                        hosts.len() - 1
+                    }
+                };
+                host_mask[hi] |= 1 << i;
+            }
+        }
+        let mut elements: Vec<Element> = Vec::new();
+        for i in 0..masters.len() {
+            elements.extend([Element::Node(i), Element::Member(i), Element::Backend(i)]);
+        }
+        elements.extend((0..hosts.len()).map(Element::Host));
+        Universe {
+            masters,
+            hosts,
+            host_mask,
+            elements,
+        }
+    }
+
+    fn idx(&self, name: &str) -> Option<usize> {
+        self.masters.iter().position(|m| m == name)
+    }
+
+    fn mask_of<'a>(&self, names: impl Iterator<Item = &'a str>) -> u64 {
+        names
+            .filter_map(|n| self.idx(n))
+            .fold(0u64, |m, i| m | 1 << i)
+    }
+
+    /// Every set of up to `k` elements, smallest first, with what fails.
+    fn failure_sets(&self, k: usize) -> Vec<(Vec<Element>, Failed)> {
+        combinations(self.elements.len(), k)
+            .into_iter()
+            .map(|c| {
+                let set: Vec<Element> = c.iter().map(|&i| self.elements[i]).collect();
+                let f = self.failed(&set);
+                (set, f)
+            })
+            .collect()
+    }
+
+    /// Why `set` breaks the control plane of `m`, in words.
+    fn describe(&self, m: &Model, set: &[Element], f: &Failed) -> Breakage {
+        let masters = &self.masters;
         let o = m.eval(f);
         let mut causes = Vec::new();
         if !o.quorum {
@@ -392,7 +376,7 @@ pub fn simulate(plan: &Plan, k: usize) -> Report {
             causes.push("a hypervisor host carries several masters".to_string());
         }
         Breakage {
-            failures: set.iter().map(|e| u.name(*e)).collect(),
+            failures: set.iter().map(|e| self.name(*e)).collect(),
             quorum_lost: !o.quorum,
             api_unreachable: !o.api,
             cause: if causes.is_empty() {
@@ -401,39 +385,157 @@ pub fn simulate(plan: &Plan, k: usize) -> Report {
                 causes.join("; ")
             },
         }
-    };
-    let clients = |m: &Model| match (m.direct, m.vip) {
-        (Some(d), true) => format!("{} and the VIP", masters[d]),
-        (Some(d), false) => masters[d].clone(),
-        (None, true) => "the VIP".to_string(),
-        (None, false) => "nothing".to_string(),
-    };
-    let risk = |id: &str, m: &Model, compare: bool| -> (StepRisk, Option<usize>) {
+    }
+
+    /// Where clients of `m` connect.
+    fn clients(&self, m: &Model) -> String {
+        match (m.direct, m.vip) {
+            (Some(d), true) => format!("{} and the VIP", self.masters[d]),
+            (Some(d), false) => self.masters[d].clone(),
+            (None, true) => "the VIP".to_string(),
+            (None, false) => "nothing".to_string(),
+        }
+    }
+}
+
+/// The starting cluster, as a model.
+fn starting_model(plan: &Plan, u: &Universe) -> Model {
+    let from_masters = u.mask_of(plan.from.control_plane_nodes().map(|n| n.name.as_str()));
+    let from_lb = plan.from.has_load_balancer();
+    Model {
+        voters: from_masters,
+        learners: 0,
+        unstarted: 0,
+        pool: if from_lb { from_masters } else { 0 },
+        frontend: from_lb,
+        direct: if from_lb {
+            None
+        } else {
+            plan.from
+                .nodes
+                .iter()
+                .find(|n| n.address == plan.from.control_plane_endpoint.address)
+                .and_then(|n| u.idx(&n.name))
+        },
+        vip: from_lb,
+        down: 0,
+    }
+}
+
+/// The model during each step (by step id), and after the last.
+fn models(plan: &Plan, u: &Universe, start: Model) -> (Vec<(String, Model)>, Model) {
+    let last_cutover = plan
+        .steps()
+        .filter(|(p, _)| p.id == "cutover")
+        .map(|(_, s)| s.id.clone())
+        .last();
+    let mut model = start;
+    let mut during: Vec<(String, Model)> = Vec::new();
+    for (_, s) in plan.steps() {
+        let (d, mut after) = step_effect(s, u, model, plan.learner_joins);
+        if last_cutover.as_deref() == Some(s.id.as_str()) {
+            after.direct = None;
+            after.vip = true;
+        }
+        during.push((s.id.clone(), d));
+        model = after;
+    }
+    (during, model)
+}
+
+/// The model during step `s`, and after it, from the model before it.
+fn step_effect(s: &Step, u: &Universe, model: Model, learner: bool) -> (Model, Model) {
+    let idx = |name: &str| u.idx(name);
+    let mut d = model;
+    let mut after = model;
+    match &s.op {
+        Op::ControlPlane(CpOp::RenewApiserverCert { node, .. }) => {
+            // The apiserver reloads the new pair from disk: it stays up,
+            // unless the plan says the restart is certain (a plan
+            // written before the reload, with an unconditional outage).
+            let restart_only_as_fallback = s.outage.as_ref().is_some_and(|o| o.only_if.is_some());
+            if let Some(i) = idx(node)
+                && !restart_only_as_fallback
+            {
+                d.down |= 1 << i;
+            }
+        }
+        Op::LoadBalancer(LbOp::CreatePool { servers, .. }) => {
+            after.pool = u.mask_of(servers.iter().map(|s| s.0.as_str()));
+        }
+        Op::LoadBalancer(LbOp::CreateFrontend { .. }) => after.frontend = true,
+        Op::LoadBalancer(LbOp::AddServer { server, .. }) => {
+            if let Some(i) = idx(server) {
+                after.pool |= 1 << i;
+            }
+        }
+        Op::ControlPlane(CpOp::JoinControlPlane { node, .. }) => {
+            if let Some(i) = idx(node) {
+                if learner {
+                    d.learners |= 1 << i;
+                    after.learners |= 1 << i;
+                } else {
+                    d.unstarted |= 1 << i;
+                    after.voters |= 1 << i;
+                }
+            }
+        }
+        Op::ControlPlane(CpOp::MemberPromoted { node }) => {
+            if let Some(i) = idx(node) {
+                after.learners &= !(1 << i);
+                after.voters |= 1 << i;
+            }
+        }
+        Op::ControlPlane(CpOp::SetKubeletServer { .. }) => {
+            d.vip = true;
+            after.vip = true;
+        }
+        _ => {}
+    }
+    (d, after)
+}
+
+/// The failure sets, and which of them break the finished and the
+/// starting cluster: what a step's risks are compared with.
+struct Risks<'a> {
+    u: &'a Universe,
+    sets: &'a [(Vec<Element>, Failed)],
+    final_broken: &'a [bool],
+    before_broken: &'a [bool],
+}
+
+impl Risks<'_> {
+    /// The risk of model `m` at step `id`; with `compare`, the failure sets
+    /// that break it but not the finished cluster (new risks), and the
+    /// index of the one to show.
+    fn risk(&self, id: &str, m: &Model, compare: bool) -> (StepRisk, Option<usize>) {
         let mut min = None;
         let mut examples = Vec::new();
         let mut new_risks = 0;
         // The example of a new risk: preferably a failure the starting
         // cluster survived too (a risk the plan itself introduces).
         let mut first_new: Option<usize> = None;
-        for (j, (set, f)) in sets.iter().enumerate() {
+        for (j, (set, f)) in self.sets.iter().enumerate() {
             if !m.broken(f) {
                 continue;
             }
-            if compare && !final_broken[j] {
+            if compare && !self.final_broken[j] {
                 new_risks += 1;
                 match first_new {
                     None => first_new = Some(j),
-                    Some(p) if before_broken[p] && !before_broken[j] => first_new = Some(j),
+                    Some(p) if self.before_broken[p] && !self.before_broken[j] => {
+                        first_new = Some(j)
+                    }
                     _ => {}
                 }
             }
             match min {
                 None => {
                     min = Some(set.len());
-                    examples.push(describe(m, set, f));
+                    examples.push(self.u.describe(m, set, f));
                 }
                 Some(s) if s == set.len() && examples.len() < 3 => {
-                    examples.push(describe(m, set, f))
+                    examples.push(self.u.describe(m, set, f))
                 }
                 _ => {}
             }
@@ -445,88 +547,54 @@ pub fn simulate(plan: &Plan, k: usize) -> Report {
                 learners: m.learners.count_ones() as usize,
                 unstarted: m.unstarted.count_ones() as usize,
                 pool: m.pool.count_ones() as usize,
-                clients: clients(m),
+                clients: self.u.clients(m),
                 min_breaking: min,
                 examples,
                 new_risks,
             },
             first_new,
         )
-    };
-
-    let (before_risk, _) = risk("before", &before, false);
-    let (after_risk, _) = risk("after", &after_model, false);
-    let mut steps = Vec::new();
-    let mut firsts = Vec::new();
-    for (id, m) in &during {
-        let (r, first) = risk(id, m, true);
-        steps.push(r);
-        firsts.push(first);
-    }
-    let declared: Vec<bool> = plan
-        .steps()
-        .map(|(_, s)| s.outage.as_ref().is_some_and(|o| o.is_declared()))
-        .collect();
-    let conditional_outages: Vec<String> = plan
-        .steps()
-        .filter(|(_, s)| s.outage.as_ref().is_some_and(|o| o.is_conditional()))
-        .map(|(_, s)| s.id.clone())
-        .collect();
-    let mut critical = Vec::new();
-    let mut planned_outages = Vec::new();
-    for (i, st) in steps
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.min_breaking == Some(0))
-    {
-        if declared[i] {
-            planned_outages.push(st.step.clone())
-        } else {
-            critical.push(st.step.clone())
-        }
     }
 
-    // Windows: maximal runs of steps with new risks and the same cause.
-    let causes: Vec<Option<(usize, Breakage)>> = firsts
-        .iter()
-        .zip(&during)
-        .map(|(first, (_, m))| first.map(|j| (j, describe(m, &sets[j].0, &sets[j].1))))
-        .collect();
-    let mut windows = Vec::new();
-    let mut i = 0;
-    while i < steps.len() {
-        let Some((j, example)) = causes[i].clone() else {
-            i += 1;
-            continue;
-        };
-        let start = i;
-        while i < steps.len()
-            && causes[i]
-                .as_ref()
-                .is_some_and(|(_, c)| c.cause == example.cause)
-        {
-            i += 1;
+    /// Windows: maximal runs of steps with new risks and the same cause.
+    fn windows(
+        &self,
+        steps: &[StepRisk],
+        firsts: &[Option<usize>],
+        during: &[(String, Model)],
+    ) -> Vec<Window> {
+        let sets = self.sets;
+        let causes: Vec<Option<(usize, Breakage)>> = firsts
+            .iter()
+            .zip(during)
+            .map(|(first, (_, m))| first.map(|j| (j, self.u.describe(m, &sets[j].0, &sets[j].1))))
+            .collect();
+        let mut windows = Vec::new();
+        let mut i = 0;
+        while i < steps.len() {
+            let Some((j, example)) = causes[i].clone() else {
+                i += 1;
+                continue;
+            };
+            let start = i;
+            while i < steps.len()
+                && causes[i]
+                    .as_ref()
+                    .is_some_and(|(_, c)| c.cause == example.cause)
+            {
+                i += 1;
+            }
+            let inherited = self.before_broken[j];
+            windows.push(Window {
+                from_step: steps[start].step.clone(),
+                to_step: steps[i - 1].step.clone(),
+                steps: i - start,
+                example,
+                inherited,
+                closed_by: steps.get(i).map(|s| s.step.clone()),
+            });
         }
-        let inherited = before_broken[j];
-        windows.push(Window {
-            from_step: steps[start].step.clone(),
-            to_step: steps[i - 1].step.clone(),
-            steps: i - start,
-            example,
-            inherited,
-            closed_by: steps.get(i).map(|s| s.step.clone()),
-        });
-    }
-    Report {
-        failures: k,
-        failure_sets: sets.len(),
-        before: before_risk,
-        steps,
-        after: after_risk,
-        windows,
-        critical,
-        planned_outages,
-        conditional_outages,
+        windows
     }
 }
 

@@ -244,25 +244,43 @@ fn tag<T: serde::Serialize>(op: &T) -> String {
         .unwrap_or_default()
 }
 
+/// The VMs of `from`'s nodes, each running, by VM id.
+fn vms_of(from: &Topology) -> BTreeMap<u32, SimVm> {
+    let mut vms = BTreeMap::new();
+    for n in &from.nodes {
+        if let (Some(vmid), Some(host)) = (n.vmid, &n.hypervisor) {
+            vms.insert(
+                vmid,
+                SimVm {
+                    host: host.clone(),
+                    name: n.name.clone(),
+                    running: true,
+                    snapshots: Vec::new(),
+                    auto_joins: false,
+                },
+            );
+        }
+    }
+    vms
+}
+
+/// The load balancer's pool in front of `from`'s masters.
+fn pool_of(from: &Topology) -> BTreeMap<String, SocketAddr> {
+    from.control_plane_nodes()
+        .map(|n| {
+            (
+                n.name.clone(),
+                SocketAddr::new(n.address, from.control_plane_endpoint.port),
+            )
+        })
+        .collect()
+}
+
 impl SimulatedCluster {
     /// The cluster as `from` describes it, with `to` as the plan's target.
     pub fn new(from: &Topology, to: &Topology, now: Timestamp) -> Self {
         let ep = from.control_plane_endpoint.socket().to_string();
-        let mut vms = BTreeMap::new();
-        for n in &from.nodes {
-            if let (Some(vmid), Some(host)) = (n.vmid, &n.hypervisor) {
-                vms.insert(
-                    vmid,
-                    SimVm {
-                        host: host.clone(),
-                        name: n.name.clone(),
-                        running: true,
-                        snapshots: Vec::new(),
-                        auto_joins: false,
-                    },
-                );
-            }
-        }
+        let vms = vms_of(from);
         let masters: Vec<&str> = from
             .control_plane_nodes()
             .map(|n| n.name.as_str())
@@ -281,16 +299,7 @@ impl SimulatedCluster {
                 .map(|n| (n.name.clone(), vec![n.address.to_string()]))
                 .collect(),
             old_apiserver_sans: BTreeMap::new(),
-            pool: from.has_load_balancer().then(|| {
-                from.control_plane_nodes()
-                    .map(|n| {
-                        (
-                            n.name.clone(),
-                            SocketAddr::new(n.address, from.control_plane_endpoint.port),
-                        )
-                    })
-                    .collect()
-            }),
+            pool: from.has_load_balancer().then(|| pool_of(from)),
             frontend: from
                 .has_load_balancer()
                 .then(|| from.control_plane_endpoint.socket()),
@@ -809,11 +818,58 @@ impl ControlPlane for SimulatedCluster {
     fn apply(&mut self, op: &CpOp) -> Result<(), BackendError> {
         let t = tag(op);
         self.before_apply(&t)?;
+        let (effect, secs) = match op {
+            CpOp::EtcdSnapshot { .. }
+            | CpOp::SetControlPlaneEndpoint { .. }
+            | CpOp::RestoreClusterConfiguration
+            | CpOp::RenewApiserverCert { .. }
+            | CpOp::RestoreApiserverCert { .. }
+            | CpOp::UploadCerts
+            | CpOp::JoinControlPlane { .. }
+            | CpOp::EnsureControlPlaneTaint { .. }
+            | CpOp::ResetNode { .. }
+            | CpOp::SetKubeletServer { .. }
+            | CpOp::SetAdminConf { .. }
+            | CpOp::SetKubeProxyServer { .. }
+            | CpOp::SetClusterInfoServer { .. }
+            | CpOp::SyncApiserverExtras { .. } => self.apply_migration(&t, op)?,
+            CpOp::MoveLeader { .. }
+            | CpOp::Cordon { .. }
+            | CpOp::Uncordon { .. }
+            | CpOp::Drain { .. }
+            | CpOp::Reboot { .. }
+            | CpOp::Upgrade { .. }
+            | CpOp::RunCommand { .. }
+            | CpOp::WaitHealthy { .. }
+            | CpOp::RemoveMember { .. }
+            | CpOp::DeleteNode { .. } => self.apply_disruption(&t, op)?,
+            CpOp::AddressesFree { .. }
+            | CpOp::CheckVersions { .. }
+            | CpOp::ProbeApiserver { .. }
+            | CpOp::VerifyStaticPods { .. }
+            | CpOp::VerifyNotJoined { .. }
+            | CpOp::PinnedWorkloads { .. }
+            | CpOp::MemberPromoted { .. }
+            | CpOp::ExternalKubeconfig { .. }
+            | CpOp::VerifyNodes { .. }
+            | CpOp::VerifyEtcd { .. }
+            | CpOp::VerifySans { .. }
+            | CpOp::VerifyKubeconfigs { .. } => (String::new(), 1),
+        };
+        self.after_apply(effect, secs);
+        Ok(())
+    }
+}
+
+impl SimulatedCluster {
+    /// A migration's step on the control plane: its effect, and how long
+    /// it takes.
+    fn apply_migration(&mut self, t: &str, op: &CpOp) -> Result<(String, i64), BackendError> {
         let fail = |m: String| BackendError::Failed {
-            what: t.clone(),
+            what: t.to_string(),
             message: m,
         };
-        let (effect, secs) = match op {
+        Ok(match op {
             CpOp::EtcdSnapshot { node } => {
                 self.etcd_snapshots += 1;
                 (format!("etcd snapshot on {node}"), 60)
@@ -829,28 +885,7 @@ impl ControlPlane for SimulatedCluster {
                 ("restore kubeadm-config".into(), 30)
             }
             CpOp::RenewApiserverCert { node, sans } => {
-                let old = self
-                    .apiserver_sans
-                    .get(node)
-                    .cloned()
-                    .ok_or_else(|| fail(format!("{node} has no apiserver")))?;
-                let mut new = old.clone();
-                new.extend(sans.iter().filter(|s| !old.contains(s)).cloned());
-                self.old_apiserver_sans.insert(node.clone(), old);
-                self.apiserver_sans.insert(node.clone(), new);
-                if self.apiserver_reloads_cert {
-                    // The handshake presents the new SANs at once.
-                    (format!("renew apiserver cert on {node}, reloaded"), 30)
-                } else {
-                    *self.apiserver_restarts.entry(node.clone()).or_default() += 1;
-                    (
-                        format!(
-                            "renew apiserver cert on {node}, not reloaded within {}: apiserver restarted",
-                            APISERVER_CERT_RELOAD_BOUND
-                        ),
-                        30 + APISERVER_CERT_RELOAD_BOUND.0.as_secs() + 60,
-                    )
-                }
+                self.renew_apiserver_cert(node, sans, &fail)?
             }
             CpOp::RestoreApiserverCert { node } => {
                 if let Some(old) = self.old_apiserver_sans.remove(node) {
@@ -862,42 +897,7 @@ impl ControlPlane for SimulatedCluster {
                 self.key_issued = Some(self.now);
                 ("upload-certs".into(), 30)
             }
-            CpOp::JoinControlPlane { node, .. } => {
-                let key_ok = self
-                    .key_issued
-                    .is_some_and(|at| self.now.duration_since(at) < SignedDuration::from_hours(2));
-                if !key_ok {
-                    return Err(fail("certificate key missing or expired (kubeadm-certs Secret deleted after 2h)".into()));
-                }
-                if self.frontend.is_none() && self.cluster_endpoint != self.original_endpoint {
-                    return Err(fail(format!(
-                        "cannot reach controlPlaneEndpoint {}",
-                        self.cluster_endpoint
-                    )));
-                }
-                let running = self.vms.values().any(|v| v.name == *node && v.running);
-                if !running {
-                    return Err(fail(format!("{node} is not running")));
-                }
-                self.etcd.insert(node.clone(), self.learner_joins);
-                self.joined.insert(node.clone());
-                let server = url(&self.cluster_endpoint);
-                self.kubelet_server.insert(node.clone(), server.clone());
-                self.admin_conf.insert(node.clone(), server);
-                self.static_pods
-                    .insert(node.clone(), self.join_static_pods.clone());
-                self.apiserver_extras.insert(node.clone(), BTreeMap::new());
-                self.apiserver_sans.insert(node.clone(), {
-                    let mut s = vec![
-                        self.node_address(node)
-                            .map(|a| a.to_string())
-                            .unwrap_or_default(),
-                    ];
-                    s.extend(self.cluster_sans.iter().cloned());
-                    s
-                });
-                (format!("join {node}"), self.join_duration.as_secs())
-            }
+            CpOp::JoinControlPlane { node, .. } => self.join(node, &fail)?,
             CpOp::EnsureControlPlaneTaint { node } => {
                 self.tainted.insert(node.clone());
                 (format!("taint {node}"), 5)
@@ -940,20 +940,98 @@ impl ControlPlane for SimulatedCluster {
                     .extend(extras);
                 (format!("apiserver extras {from} -> {node}"), 30)
             }
-            CpOp::AddressesFree { .. }
-            | CpOp::CheckVersions { .. }
-            | CpOp::ProbeApiserver { .. }
-            | CpOp::VerifyStaticPods { .. }
-            | CpOp::VerifyNotJoined { .. }
-            | CpOp::PinnedWorkloads { .. }
-            | CpOp::MemberPromoted { .. }
-            | CpOp::ExternalKubeconfig { .. }
-            | CpOp::VerifyNodes { .. }
-            | CpOp::VerifyEtcd { .. }
-            | CpOp::VerifySans { .. }
-            | CpOp::VerifyKubeconfigs { .. } => (String::new(), 1),
+            _ => unreachable!("{t}: sorted by apply"),
+        })
+    }
+
+    /// A disruption's step on the control plane: its effect, and how long
+    /// it takes.
+    /// `kubeadm join --control-plane`: needs a fresh certificate key, a
+    /// reachable endpoint and a running VM.
+    fn join(
+        &mut self,
+        node: &str,
+        fail: &dyn Fn(String) -> BackendError,
+    ) -> Result<(String, i64), BackendError> {
+        let key_ok = self
+            .key_issued
+            .is_some_and(|at| self.now.duration_since(at) < SignedDuration::from_hours(2));
+        if !key_ok {
+            return Err(fail(
+                "certificate key missing or expired (kubeadm-certs Secret deleted after 2h)".into(),
+            ));
+        }
+        if self.frontend.is_none() && self.cluster_endpoint != self.original_endpoint {
+            return Err(fail(format!(
+                "cannot reach controlPlaneEndpoint {}",
+                self.cluster_endpoint
+            )));
+        }
+        let running = self.vms.values().any(|v| v.name == node && v.running);
+        if !running {
+            return Err(fail(format!("{node} is not running")));
+        }
+        self.etcd.insert(node.to_string(), self.learner_joins);
+        self.joined.insert(node.to_string());
+        let server = url(&self.cluster_endpoint);
+        self.kubelet_server.insert(node.to_string(), server.clone());
+        self.admin_conf.insert(node.to_string(), server);
+        self.static_pods
+            .insert(node.to_string(), self.join_static_pods.clone());
+        self.apiserver_extras
+            .insert(node.to_string(), BTreeMap::new());
+        self.apiserver_sans.insert(node.to_string(), {
+            let mut s = vec![
+                self.node_address(node)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+            ];
+            s.extend(self.cluster_sans.iter().cloned());
+            s
+        });
+        Ok((format!("join {node}"), self.join_duration.as_secs()))
+    }
+
+    /// The apiserver's certificate renewed with `sans` added: reloaded, or
+    /// (when the apiserver does not reload it) restarted.
+    fn renew_apiserver_cert(
+        &mut self,
+        node: &str,
+        sans: &[String],
+        fail: &dyn Fn(String) -> BackendError,
+    ) -> Result<(String, i64), BackendError> {
+        let old = self
+            .apiserver_sans
+            .get(node)
+            .cloned()
+            .ok_or_else(|| fail(format!("{node} has no apiserver")))?;
+        let mut new = old.clone();
+        new.extend(sans.iter().filter(|s| !old.contains(s)).cloned());
+        self.old_apiserver_sans.insert(node.to_string(), old);
+        self.apiserver_sans.insert(node.to_string(), new);
+        Ok(if self.apiserver_reloads_cert {
+            // The handshake presents the new SANs at once.
+            (format!("renew apiserver cert on {node}, reloaded"), 30)
+        } else {
+            *self.apiserver_restarts.entry(node.to_string()).or_default() += 1;
+            (
+                format!(
+                    "renew apiserver cert on {node}, not reloaded within {}: apiserver restarted",
+                    APISERVER_CERT_RELOAD_BOUND
+                ),
+                30 + APISERVER_CERT_RELOAD_BOUND.0.as_secs() + 60,
+            )
+        })
+    }
+
+    fn apply_disruption(&mut self, t: &str, op: &CpOp) -> Result<(String, i64), BackendError> {
+        let fail = |m: String| BackendError::Failed {
+            what: t.to_string(),
+            message: m,
+        };
+        Ok(match op {
             CpOp::MoveLeader { from } => {
-                self.fail_on(&t, from)?;
+                self.fail_on(t, from)?;
                 let topology = self.topology.clone();
                 let state = self.observe(&topology);
                 match crate::leadership::leader_transfer(&topology, &state, from, self.now)
@@ -968,24 +1046,24 @@ impl ControlPlane for SimulatedCluster {
                 }
             }
             CpOp::Cordon { node } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 self.cordoned.insert(node.clone());
                 (format!("cordon {node}"), 2)
             }
             CpOp::Uncordon { node } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 self.cordoned.remove(node);
                 self.drained.remove(node);
                 self.acted.remove(node);
                 (format!("uncordon {node}"), 2)
             }
             CpOp::Drain { node } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 self.drained.insert(node.clone());
                 (format!("drain {node}"), 60)
             }
             CpOp::Reboot { node } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 *self.reboots.entry(node.clone()).or_default() += 1;
                 self.acted.insert(node.clone());
                 if self.leader.as_deref() == Some(node.as_str()) {
@@ -999,23 +1077,23 @@ impl ControlPlane for SimulatedCluster {
                 version,
                 first,
             } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 self.upgraded_to.insert(node.clone(), version.clone());
                 let how = if *first { "apply" } else { "node" };
                 (format!("kubeadm upgrade {how} {version} on {node}"), 300)
             }
             CpOp::RunCommand { node, command } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 self.commands.push((node.clone(), command.clone()));
                 self.acted.insert(node.clone());
                 (format!("run {} on {node}", command.join(" ")), 10)
             }
             CpOp::WaitHealthy { node } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 (String::new(), 30)
             }
             CpOp::RemoveMember { node } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 if self.etcd.len() == 1 && self.etcd.contains_key(node) {
                     return Err(fail(format!("{node} is the last etcd member")));
                 }
@@ -1023,16 +1101,15 @@ impl ControlPlane for SimulatedCluster {
                 (format!("member remove {node}"), 10)
             }
             CpOp::DeleteNode { node } => {
-                self.fail_on(&t, node)?;
+                self.fail_on(t, node)?;
                 self.joined.remove(node);
                 self.tainted.remove(node);
                 self.cordoned.remove(node);
                 self.kubelet_server.remove(node);
                 (format!("delete node {node}"), 5)
             }
-        };
-        self.after_apply(effect, secs);
-        Ok(())
+            _ => unreachable!("{t}: sorted by apply"),
+        })
     }
 }
 

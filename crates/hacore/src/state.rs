@@ -709,7 +709,7 @@ impl ClusterState {
     /// names (issue 16).
     pub fn mismatches(&self, topology: &Topology) -> Vec<Diagnostic> {
         let mut out = Vec::new();
-        let check_first = "check which cluster the state was observed on (the kubeconfig, the etcd endpoints) and that the topology is that cluster's, before acting on anything it says";
+        let check_first = CHECK_FIRST;
         match &self.cluster {
             Some(c) if c != &topology.cluster => out.push(Diagnostic::error(
                 "cluster",
@@ -728,83 +728,10 @@ impl ClusterState {
             )),
         }
         if let Some(nodes) = &self.nodes {
-            if !nodes.is_empty() && nodes.iter().all(|n| topology.node(&n.name).is_none()) {
-                let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-                out.push(Diagnostic::error(
-                    "nodes",
-                    format!(
-                        "no observed node is in the topology of cluster `{}` (observed: {}): {check_first}",
-                        topology.cluster,
-                        crate::wording::and_list(&names)
-                    ),
-                ));
-            }
-            for (i, n) in nodes.iter().enumerate() {
-                let tainted = n.taints.iter().any(|t| {
-                    t.starts_with("node-role.kubernetes.io/control-plane")
-                        || t.starts_with("node-role.kubernetes.io/master")
-                });
-                if !tainted {
-                    continue;
-                }
-                match topology.node(&n.name) {
-                    Some(t) if t.is_control_plane() => {}
-                    Some(_) => out.push(Diagnostic::error(
-                        format!("nodes[{i}].taints"),
-                        format!(
-                            "node `{}` carries the control-plane taint, but the topology lists it as a worker: {check_first}",
-                            n.name
-                        ),
-                    )),
-                    None => out.push(Diagnostic::error(
-                        format!("nodes[{i}].name"),
-                        format!(
-                            "node `{}` carries the control-plane taint, but the topology has no such node: a master the topology does not know makes every quorum rule wrong; {check_first}",
-                            n.name
-                        ),
-                    )),
-                }
-            }
+            node_mismatches(nodes, topology, &mut out);
         }
         if let Some(etcd) = &self.etcd {
-            for (i, m) in etcd.members.iter().enumerate() {
-                // Nothing to compare: such a member counts as down in the
-                // rules (it matches no node).
-                if m.name.is_empty() && m.peer_urls.is_empty() {
-                    continue;
-                }
-                let peer = m
-                    .peer_host()
-                    .and_then(|h| h.parse::<std::net::IpAddr>().ok());
-                let by_name = (!m.name.is_empty())
-                    .then(|| topology.node(&m.name))
-                    .flatten();
-                let by_addr = peer.and_then(|a| topology.nodes.iter().find(|n| n.address == a));
-                let label = if m.name.is_empty() {
-                    format!("id {}", m.id)
-                } else {
-                    format!("`{}` (id {})", m.name, m.id)
-                };
-                let peer_url = m.peer_urls.first().map(String::as_str).unwrap_or("none");
-                match (by_name, peer) {
-                    (Some(n), Some(a)) if n.address != a => out.push(Diagnostic::error(
-                        format!("etcd.members[{i}].peerURLs"),
-                        format!(
-                            "etcd member {label} is named after node `{}`, which the topology puts at {}, but its peer URL is {peer_url}: {check_first}",
-                            n.name, n.address
-                        ),
-                    )),
-                    (Some(_), _) => {}
-                    (None, _) if by_addr.is_some() => {}
-                    (None, _) => out.push(Diagnostic::error(
-                        format!("etcd.members[{i}]"),
-                        format!(
-                            "etcd member {label}, peer {peer_url}, matches no node of the topology of cluster `{}` by name or peer address: {check_first}; if the topology is out of date, add the node; do not remove the member on this evidence",
-                            topology.cluster
-                        ),
-                    )),
-                }
-            }
+            member_mismatches(etcd, topology, &mut out);
         }
         out
     }
@@ -821,6 +748,96 @@ impl ClusterState {
     /// A node's observed state by name.
     pub fn node(&self, name: &str) -> Option<&NodeState> {
         self.nodes.as_ref()?.iter().find(|n| n.name == name)
+    }
+}
+
+/// What to check first when the state and the topology disagree.
+const CHECK_FIRST: &str = "check which cluster the state was observed on (the kubeconfig, the etcd endpoints) and that the topology is that cluster's, before acting on anything it says";
+
+/// Observed nodes the topology does not know, or knows as workers while
+/// they carry the control-plane taint.
+fn node_mismatches(nodes: &[NodeState], topology: &Topology, out: &mut Vec<Diagnostic>) {
+    let check_first = CHECK_FIRST;
+    if !nodes.is_empty() && nodes.iter().all(|n| topology.node(&n.name).is_none()) {
+        let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        out.push(Diagnostic::error(
+            "nodes",
+            format!(
+                "no observed node is in the topology of cluster `{}` (observed: {}): {check_first}",
+                topology.cluster,
+                crate::wording::and_list(&names)
+            ),
+        ));
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        let tainted = n.taints.iter().any(|t| {
+            t.starts_with("node-role.kubernetes.io/control-plane")
+                || t.starts_with("node-role.kubernetes.io/master")
+        });
+        if !tainted {
+            continue;
+        }
+        match topology.node(&n.name) {
+                Some(t) if t.is_control_plane() => {}
+                Some(_) => out.push(Diagnostic::error(
+                    format!("nodes[{i}].taints"),
+                    format!(
+                        "node `{}` carries the control-plane taint, but the topology lists it as a worker: {check_first}",
+                        n.name
+                    ),
+                )),
+                None => out.push(Diagnostic::error(
+                    format!("nodes[{i}].name"),
+                    format!(
+                        "node `{}` carries the control-plane taint, but the topology has no such node: a master the topology does not know makes every quorum rule wrong; {check_first}",
+                        n.name
+                    ),
+                )),
+            }
+    }
+}
+
+/// etcd members that match no node of the topology, or whose peer address
+/// is not their node's.
+fn member_mismatches(etcd: &EtcdState, topology: &Topology, out: &mut Vec<Diagnostic>) {
+    let check_first = CHECK_FIRST;
+    for (i, m) in etcd.members.iter().enumerate() {
+        // Nothing to compare: such a member counts as down in the
+        // rules (it matches no node).
+        if m.name.is_empty() && m.peer_urls.is_empty() {
+            continue;
+        }
+        let peer = m
+            .peer_host()
+            .and_then(|h| h.parse::<std::net::IpAddr>().ok());
+        let by_name = (!m.name.is_empty())
+            .then(|| topology.node(&m.name))
+            .flatten();
+        let by_addr = peer.and_then(|a| topology.nodes.iter().find(|n| n.address == a));
+        let label = if m.name.is_empty() {
+            format!("id {}", m.id)
+        } else {
+            format!("`{}` (id {})", m.name, m.id)
+        };
+        let peer_url = m.peer_urls.first().map(String::as_str).unwrap_or("none");
+        match (by_name, peer) {
+                (Some(n), Some(a)) if n.address != a => out.push(Diagnostic::error(
+                    format!("etcd.members[{i}].peerURLs"),
+                    format!(
+                        "etcd member {label} is named after node `{}`, which the topology puts at {}, but its peer URL is {peer_url}: {check_first}",
+                        n.name, n.address
+                    ),
+                )),
+                (Some(_), _) => {}
+                (None, _) if by_addr.is_some() => {}
+                (None, _) => out.push(Diagnostic::error(
+                    format!("etcd.members[{i}]"),
+                    format!(
+                        "etcd member {label}, peer {peer_url}, matches no node of the topology of cluster `{}` by name or peer address: {check_first}; if the topology is out of date, add the node; do not remove the member on this evidence",
+                        topology.cluster
+                    ),
+                )),
+            }
     }
 }
 

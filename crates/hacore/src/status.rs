@@ -9,7 +9,7 @@ use crate::action::Action;
 use crate::gate::{Policy, Request, evaluate};
 use crate::quorum::{Membership, quorum, tolerance};
 use crate::rules::{Context, member_health};
-use crate::state::{ApiserverState, ClusterState, LbBackend, Probe};
+use crate::state::{ApiserverState, ClusterState, EtcdState, LbBackend, Probe};
 use crate::topology::{Role, Topology};
 use crate::verdict::Decision;
 
@@ -132,52 +132,7 @@ pub fn status(topology: &Topology, state: &ClusterState, now: Timestamp) -> Stat
     );
     let etcd = match state.section(Probe::Etcd, state.etcd.as_ref()) {
         Err(e) => Section::Unknown(e),
-        Ok(etcd) => {
-            let leader_index = etcd
-                .members
-                .iter()
-                .find(|m| m.leader)
-                .and_then(|m| m.raft_index);
-            let mut m = Membership::default();
-            let members = etcd
-                .members
-                .iter()
-                .map(|mb| {
-                    let healthy = member_health(&ctx, mb);
-                    if mb.is_learner {
-                        m.learners += 1;
-                    } else {
-                        m.voters += 1;
-                        m.healthy += usize::from(healthy == Some(true));
-                    }
-                    MemberRow {
-                        id: mb.id.to_string(),
-                        name: mb.name.clone(),
-                        node: ctx.member_node(mb).map(|n| n.name.clone()),
-                        learner: mb.is_learner,
-                        healthy,
-                        leader: mb.leader,
-                        lag: leader_index
-                            .zip(mb.raft_index)
-                            .map(|(l, i)| l.saturating_sub(i)),
-                    }
-                })
-                .collect();
-            Section::Ok(EtcdSummary {
-                voters: m.voters,
-                learners: m.learners,
-                healthy: m.healthy,
-                quorum: quorum(m.voters),
-                tolerance_now: m.healthy.saturating_sub(quorum(m.voters)),
-                tolerance: tolerance(m.voters),
-                leader: etcd
-                    .members
-                    .iter()
-                    .find(|m| m.leader)
-                    .map(|m| m.name.clone()),
-                members,
-            })
-        }
+        Ok(etcd) => Section::Ok(etcd_summary(&ctx, etcd)),
     };
     let nodes_error = state.section(Probe::Nodes, state.nodes.as_ref()).err();
     let nodes = topology
@@ -207,8 +162,72 @@ pub fn status(topology: &Topology, state: &ClusterState, now: Timestamp) -> Stat
         Ok(a) => Section::Ok(a.clone()),
         Err(e) => Section::Unknown(e),
     };
+    let disruptions = disruptions(topology, state, now);
+    Status {
+        cluster: topology.cluster.clone(),
+        endpoint: topology.control_plane_endpoint.socket().to_string(),
+        observed_at: state.observed_at,
+        etcd,
+        nodes,
+        nodes_error,
+        load_balancer,
+        apiservers,
+        disruptions,
+    }
+}
+
+/// The etcd members as rows, and the quorum they make.
+fn etcd_summary(ctx: &Context<'_>, etcd: &EtcdState) -> EtcdSummary {
+    let leader_index = etcd
+        .members
+        .iter()
+        .find(|m| m.leader)
+        .and_then(|m| m.raft_index);
+    let mut m = Membership::default();
+    let members = etcd
+        .members
+        .iter()
+        .map(|mb| {
+            let healthy = member_health(ctx, mb);
+            if mb.is_learner {
+                m.learners += 1;
+            } else {
+                m.voters += 1;
+                m.healthy += usize::from(healthy == Some(true));
+            }
+            MemberRow {
+                id: mb.id.to_string(),
+                name: mb.name.clone(),
+                node: ctx.member_node(mb).map(|n| n.name.clone()),
+                learner: mb.is_learner,
+                healthy,
+                leader: mb.leader,
+                lag: leader_index
+                    .zip(mb.raft_index)
+                    .map(|(l, i)| l.saturating_sub(i)),
+            }
+        })
+        .collect();
+    EtcdSummary {
+        voters: m.voters,
+        learners: m.learners,
+        healthy: m.healthy,
+        quorum: quorum(m.voters),
+        tolerance_now: m.healthy.saturating_sub(quorum(m.voters)),
+        tolerance: tolerance(m.voters),
+        leader: etcd
+            .members
+            .iter()
+            .find(|m| m.leader)
+            .map(|m| m.name.clone()),
+        members,
+    }
+}
+
+/// Whether each node may be rebooted now, masters first.
+fn disruptions(topology: &Topology, state: &ClusterState, now: Timestamp) -> Vec<Disruption> {
     let policy = Policy::for_action(Action::Reboot);
-    let disruptions = topology
+    topology
         .nodes
         .iter()
         .filter(|n| n.is_control_plane())
@@ -235,16 +254,5 @@ pub fn status(topology: &Topology, state: &ClusterState, now: Timestamp) -> Stat
                 },
             }
         })
-        .collect();
-    Status {
-        cluster: topology.cluster.clone(),
-        endpoint: topology.control_plane_endpoint.socket().to_string(),
-        observed_at: state.observed_at,
-        etcd,
-        nodes,
-        nodes_error,
-        load_balancer,
-        apiservers,
-        disruptions,
-    }
+        .collect()
 }

@@ -715,13 +715,31 @@ impl Topology {
     /// Check the topology for errors and risky choices.
     pub fn validate(&self) -> Report {
         let mut r = Report::default();
-        let vip = self.control_plane_endpoint.address;
-
         if self.cluster.trim().is_empty() {
             r.push(Diagnostic::error("cluster", "cluster name is empty"));
         }
+        let host_names = self.validate_hypervisors(&mut r);
+        self.validate_nodes(&mut r, &host_names);
+        let masters: Vec<&Node> = self.control_plane_nodes().collect();
+        self.validate_masters(&mut r, &masters);
+        self.validate_etcd_endpoints(&mut r, &masters);
+        self.validate_endpoint(&mut r);
+        match self.load_balancer.kind {
+            LbKind::None => self.validate_direct_endpoint(&mut r, &masters),
+            LbKind::PfsenseHaproxy | LbKind::Haproxy => self.validate_load_balancer(&mut r),
+        }
+        if let Some(m) = &self.load_balancer.manage {
+            self.validate_manage(m, &mut r);
+        }
+        self.validate_network(&mut r);
+        self.validate_capacity(&mut r);
+        self.validate_access(&mut r);
+        r
+    }
 
-        // Hypervisor hosts.
+    /// Hypervisor hosts: names, once each, with memory and CPUs. Returns
+    /// their names, with where each is declared.
+    fn validate_hypervisors(&self, r: &mut Report) -> BTreeMap<&str, usize> {
         let mut host_names = BTreeMap::new();
         for (i, h) in self.hypervisors.iter().enumerate() {
             let p = format!("hypervisors[{i}]");
@@ -751,7 +769,12 @@ impl Topology {
             }
         }
 
-        // Nodes.
+        host_names
+    }
+
+    /// Nodes: names, addresses and VM ids once each, on a known host, in
+    /// the node network.
+    fn validate_nodes(&self, r: &mut Report, host_names: &BTreeMap<&str, usize>) {
         let mut names = BTreeMap::new();
         let mut addrs: BTreeMap<IpAddr, usize> = BTreeMap::new();
         let mut vmids = BTreeMap::new();
@@ -824,8 +847,10 @@ impl Topology {
                 ));
             }
         }
+    }
 
-        let masters: Vec<&Node> = self.control_plane_nodes().collect();
+    /// The masters: some, an odd number, not all on one host.
+    fn validate_masters(&self, r: &mut Report, masters: &[&Node]) {
         if masters.is_empty() {
             r.push(Diagnostic::error(
                 "nodes",
@@ -856,7 +881,10 @@ impl Topology {
                 ));
             }
         }
+    }
 
+    /// etcd endpoints: TLS URLs of the masters.
+    fn validate_etcd_endpoints(&self, r: &mut Report, masters: &[&Node]) {
         for (i, url) in self.etcd.endpoints.iter().enumerate() {
             let p = format!("etcd.endpoints[{i}]");
             match check_etcd_url(url) {
@@ -878,8 +906,10 @@ impl Topology {
                 }
             }
         }
+    }
 
-        // Endpoint and load balancer.
+    /// The control-plane endpoint's port and DNS name.
+    fn validate_endpoint(&self, r: &mut Report) {
         let ep = &self.control_plane_endpoint;
         if ep.port == 0 {
             r.push(Diagnostic::error(
@@ -895,79 +925,86 @@ impl Topology {
                 format!("`{dns}` is not a valid DNS name"),
             ));
         }
+    }
+
+    /// Without a load balancer: the endpoint is a master.
+    fn validate_direct_endpoint(&self, r: &mut Report, masters: &[&Node]) {
+        let vip = self.control_plane_endpoint.address;
+        match self.nodes.iter().find(|n| n.address == vip) {
+            Some(n) if n.is_control_plane() => {}
+            Some(n) => r.push(Diagnostic::error(
+                "controlPlaneEndpoint.address",
+                format!("{vip} is worker node `{}`; without a load balancer the endpoint must be a control-plane node", n.name),
+            )),
+            None => r.push(Diagnostic::error(
+                "controlPlaneEndpoint.address",
+                format!("{vip} is no node of the cluster and no load balancer is declared; declare `loadBalancer` for a VIP"),
+            )),
+        }
+        if masters.len() > 1 {
+            r.push(Diagnostic::warning(
+                "loadBalancer",
+                format!(
+                    "{} control-plane nodes but no load balancer: clients still depend on one master",
+                    masters.len()
+                ),
+            ));
+        }
+    }
+
+    /// With a load balancer: a VIP of its own, its frontend, its pool.
+    fn validate_load_balancer(&self, r: &mut Report) {
+        let vip = self.control_plane_endpoint.address;
+        let ep = &self.control_plane_endpoint;
         let lb = &self.load_balancer;
-        match lb.kind {
-            LbKind::None => {
-                match self.nodes.iter().find(|n| n.address == vip) {
-                    Some(n) if n.is_control_plane() => {}
-                    Some(n) => r.push(Diagnostic::error(
-                        "controlPlaneEndpoint.address",
-                        format!("{vip} is worker node `{}`; without a load balancer the endpoint must be a control-plane node", n.name),
-                    )),
-                    None => r.push(Diagnostic::error(
-                        "controlPlaneEndpoint.address",
-                        format!("{vip} is no node of the cluster and no load balancer is declared; declare `loadBalancer` for a VIP"),
-                    )),
-                }
-                if masters.len() > 1 {
-                    r.push(Diagnostic::warning(
-                        "loadBalancer",
-                        format!(
-                            "{} control-plane nodes but no load balancer: clients still depend on one master",
-                            masters.len()
-                        ),
-                    ));
-                }
-            }
-            LbKind::PfsenseHaproxy | LbKind::Haproxy => {
-                if let Some(n) = self.nodes.iter().find(|n| n.address == vip) {
-                    r.push(Diagnostic::error(
-                        "controlPlaneEndpoint.address",
-                        format!(
-                            "the VIP {vip} is node `{}`'s address; the VIP must be an address of its own",
-                            n.name
-                        ),
-                    ));
-                }
-                match lb.frontend {
-                    None => r.push(Diagnostic::error(
-                        "loadBalancer.frontend",
-                        "a load balancer needs `frontend: VIP:PORT`",
-                    )),
-                    Some(f) if f != ep.socket() => r.push(Diagnostic::error(
-                        "loadBalancer.frontend",
-                        format!(
-                            "frontend {f} differs from controlPlaneEndpoint {}; clients would bypass the load balancer",
-                            ep.socket()
-                        ),
-                    )),
-                    Some(_) => {}
-                }
-                match &lb.pool {
-                    None => r.push(Diagnostic::error(
-                        "loadBalancer.pool",
-                        "a load balancer needs the name of its backend `pool`",
-                    )),
-                    Some(p) if !is_simple_name(p) => r.push(Diagnostic::error(
-                        "loadBalancer.pool",
-                        format!("`{p}` is not a valid pool name (letters, digits, `-`, `_`, `.`)"),
-                    )),
-                    Some(_) => {}
-                }
-                if let Some(net) = &self.network
-                    && !net.cidr.contains(&vip)
-                {
-                    r.push(Diagnostic::error(
-                        "controlPlaneEndpoint.address",
-                        format!("the VIP {vip} is outside the node network {}", net.cidr),
-                    ));
-                }
-                self.validate_health_check(&mut r);
-            }
+        if let Some(n) = self.nodes.iter().find(|n| n.address == vip) {
+            r.push(Diagnostic::error(
+                "controlPlaneEndpoint.address",
+                format!(
+                    "the VIP {vip} is node `{}`'s address; the VIP must be an address of its own",
+                    n.name
+                ),
+            ));
         }
-        if let Some(m) = &lb.manage {
-            self.validate_manage(m, &mut r);
+        match lb.frontend {
+            None => r.push(Diagnostic::error(
+                "loadBalancer.frontend",
+                "a load balancer needs `frontend: VIP:PORT`",
+            )),
+            Some(f) if f != ep.socket() => r.push(Diagnostic::error(
+                "loadBalancer.frontend",
+                format!(
+                    "frontend {f} differs from controlPlaneEndpoint {}; clients would bypass the load balancer",
+                    ep.socket()
+                ),
+            )),
+            Some(_) => {}
         }
+        match &lb.pool {
+            None => r.push(Diagnostic::error(
+                "loadBalancer.pool",
+                "a load balancer needs the name of its backend `pool`",
+            )),
+            Some(p) if !is_simple_name(p) => r.push(Diagnostic::error(
+                "loadBalancer.pool",
+                format!("`{p}` is not a valid pool name (letters, digits, `-`, `_`, `.`)"),
+            )),
+            Some(_) => {}
+        }
+        if let Some(net) = &self.network
+            && !net.cidr.contains(&vip)
+        {
+            r.push(Diagnostic::error(
+                "controlPlaneEndpoint.address",
+                format!("the VIP {vip} is outside the node network {}", net.cidr),
+            ));
+        }
+        self.validate_health_check(r);
+    }
+
+    /// The Proxmox endpoint and the network's gateway.
+    fn validate_network(&self, r: &mut Report) {
+        let vip = self.control_plane_endpoint.address;
         if let Some(p) = &self.proxmox
             && !p.endpoint.starts_with("https://")
         {
@@ -992,8 +1029,10 @@ impl Topology {
                 ));
             }
         }
+    }
 
-        // Capacity: warn when the declared VMs over-commit a host.
+    /// Capacity: warn when the declared VMs over-commit a host.
+    fn validate_capacity(&self, r: &mut Report) {
         for (i, h) in self.hypervisors.iter().enumerate() {
             let (mem, cpu) = self.committed_on(&h.name);
             let mem = mem + h.other_committed_memory_gib;
@@ -1017,7 +1056,10 @@ impl Topology {
                 ));
             }
         }
+    }
 
+    /// How hacli reaches the hosts and other clusters.
+    fn validate_access(&self, r: &mut Report) {
         if let Some(s) = &self.ssh {
             if let Some(u) = &s.user
                 && !is_user_name(u)
@@ -1040,7 +1082,6 @@ impl Topology {
                 ));
             }
         }
-        r
     }
 
     fn validate_manage(&self, m: &LbManage, r: &mut Report) {

@@ -536,6 +536,42 @@ fn free_port() -> Result<u16, SnapshotError> {
         .map_err(|e| SnapshotError::Unreachable(format!("no free port on 127.0.0.1: {e}")))
 }
 
+/// One read of `key` (the first key when None) from the throwaway etcd.
+async fn read_key(
+    client_url: &str,
+    key: Option<&str>,
+) -> Result<etcd_client::GetResponse, etcd_client::Error> {
+    let opts = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_timeout(Duration::from_secs(2));
+    let mut c = Etcd::connect([client_url], Some(opts)).await?;
+    match key {
+        Some(k) => c.get(k, None).await,
+        None => {
+            c.get(
+                "\0",
+                Some(etcd_client::GetOptions::new().with_from_key().with_limit(1)),
+            )
+            .await
+        }
+    }
+}
+
+/// What the read found: the key and the revision, or why not.
+fn restore_check(r: &etcd_client::GetResponse, key: Option<&str>) -> Result<RestoreCheck, String> {
+    let revision = r.header().map(|h| h.revision()).unwrap_or_default();
+    match r.kvs().first() {
+        Some(kv) => Ok(RestoreCheck {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            revision,
+        }),
+        None => Err(match key {
+            Some(k) => format!("key `{k}` is not in the restored data"),
+            None => "the restored data holds no key".into(),
+        }),
+    }
+}
+
 /// Restore `path` into a scratch data directory (removed afterwards), serve
 /// it with a throwaway `etcd` on 127.0.0.1 (random free ports, killed
 /// afterwards) and read `key` back (any first key when None), all within
@@ -605,36 +641,8 @@ pub async fn verify_restore(
             if let Ok(Some(status)) = etcd.try_wait() {
                 return Err(format!("the throwaway etcd exited ({status})"));
             }
-            let opts = ConnectOptions::new()
-                .with_connect_timeout(Duration::from_secs(1))
-                .with_timeout(Duration::from_secs(2));
-            let attempt = async {
-                let mut c = Etcd::connect([client_url.as_str()], Some(opts)).await?;
-                match key {
-                    Some(k) => c.get(k, None).await,
-                    None => {
-                        c.get(
-                            "\0",
-                            Some(etcd_client::GetOptions::new().with_from_key().with_limit(1)),
-                        )
-                        .await
-                    }
-                }
-            };
-            match attempt.await {
-                Ok(r) => {
-                    let revision = r.header().map(|h| h.revision()).unwrap_or_default();
-                    return match r.kvs().first() {
-                        Some(kv) => Ok(RestoreCheck {
-                            key: String::from_utf8_lossy(kv.key()).into_owned(),
-                            revision,
-                        }),
-                        None => Err(match key {
-                            Some(k) => format!("key `{k}` is not in the restored data"),
-                            None => "the restored data holds no key".into(),
-                        }),
-                    };
-                }
+            match read_key(&client_url, key).await {
+                Ok(r) => return restore_check(&r, key),
                 Err(e) if Instant::now() >= until => {
                     return Err(format!(
                         "the throwaway etcd did not answer: {}",

@@ -206,6 +206,41 @@ impl ProxmoxHypervisor {
         Ok(cores == *cpus as u64 && mem_mib == *memory_gib as u64 * 1024 && ip_ok && disk_ok)
     }
 
+    /// The clone's boot disk grown to `disk_gib` (never shrunk).
+    async fn grow_disk(
+        client: &Client,
+        host: &str,
+        vmid: u32,
+        disk: Option<&str>,
+        disk_gib: u64,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let cfg = client.vm_config(host, vmid).await?;
+        let Some((d, bytes)) = boot_disk(&cfg, disk) else {
+            return Err(Error::Decode {
+                method: "GET".into(),
+                endpoint: format!("/nodes/{host}/qemu/{vmid}/config"),
+                detail: format!(
+                    "no disk to resize ({}); set the backend's disk",
+                    disk.map(str::to_string).unwrap_or_else(|| DISKS.join(", "))
+                ),
+            });
+        };
+        // Absolute sizes are idempotent; never ask to shrink (Proxmox refuses).
+        if bytes < disk_gib * GIB {
+            let size = format!("{disk_gib}G");
+            let task = client
+                .unlocked(host, vmid, deadline, || {
+                    client.resize(host, vmid, &d, &size)
+                })
+                .await?;
+            if let Some(t) = task {
+                client.wait_task(&t, deadline).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn do_clone(
         client: &Client,
         owner: &Owner,
@@ -297,29 +332,7 @@ impl ProxmoxHypervisor {
             })
             .await?;
 
-        let cfg = client.vm_config(host, *vmid).await?;
-        let Some((d, bytes)) = boot_disk(&cfg, disk) else {
-            return Err(Error::Decode {
-                method: "GET".into(),
-                endpoint: format!("/nodes/{host}/qemu/{vmid}/config"),
-                detail: format!(
-                    "no disk to resize ({}); set the backend's disk",
-                    disk.map(str::to_string).unwrap_or_else(|| DISKS.join(", "))
-                ),
-            });
-        };
-        // Absolute sizes are idempotent; never ask to shrink (Proxmox refuses).
-        if bytes < *disk_gib as u64 * GIB {
-            let size = format!("{disk_gib}G");
-            let task = client
-                .unlocked(host, *vmid, deadline, || {
-                    client.resize(host, *vmid, &d, &size)
-                })
-                .await?;
-            if let Some(t) = task {
-                client.wait_task(&t, deadline).await?;
-            }
-        }
+        Self::grow_disk(client, host, *vmid, disk, *disk_gib as u64, deadline).await?;
         client
             .unlocked(host, *vmid, deadline, || {
                 client.cloudinit_regenerate(host, *vmid)

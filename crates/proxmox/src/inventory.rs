@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use hacore::backend::{HvOp, Op};
 use hacore::plan::Plan;
 use hacore::state::HostState;
-use hacore::topology::Topology;
+use hacore::topology::{Node, Topology};
 
 use crate::client::Client;
 use crate::error::Error;
@@ -222,6 +222,25 @@ impl InventoryView {
             }
         }
 
+        self.capacity_reasons(&new_masters, &mut reasons);
+
+        let mut placement: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for m in to.control_plane_nodes() {
+            let host = from
+                .node(&m.name)
+                .and_then(|o| o.vmid)
+                .and_then(|id| self.vm(id))
+                .map(|(h, _)| h.node.clone())
+                .or_else(|| m.hypervisor.clone())
+                .unwrap_or_else(|| "(bare metal)".into());
+            placement.entry(host).or_default().push(m.name.clone());
+        }
+        (reasons, placement)
+    }
+
+    /// Hosts that the new masters placed on them would over-commit
+    /// (memory, or vCPUs beyond 4:1), with what would fit.
+    fn capacity_reasons(&self, new_masters: &[&Node], reasons: &mut Vec<String>) {
         for h in &self.hosts {
             let adding: Vec<_> = new_masters
                 .iter()
@@ -248,36 +267,23 @@ impl InventoryView {
                     "no useful master size fits".to_string()
                 };
                 reasons.push(format!(
-                    "host `{}`: {:.0} GiB physical, {:.0} GiB committed to running VMs and {:.0} GiB to stopped ones; the new masters need {:.0} GiB more; {fit} (at most {each_running} GiB each if the stopped VMs are never started again)",
-                    h.node,
-                    gib(h.memory),
-                    gib(c.running_memory),
-                    gib(c.stopped_memory),
-                    gib(add_mem),
-                ));
+                "host `{}`: {:.0} GiB physical, {:.0} GiB committed to running VMs and {:.0} GiB to stopped ones; the new masters need {:.0} GiB more; {fit} (at most {each_running} GiB each if the stopped VMs are never started again)",
+                h.node,
+                gib(h.memory),
+                gib(c.running_memory),
+                gib(c.stopped_memory),
+                gib(add_mem),
+            ));
             }
             let vcpus = c.running_cpus + c.stopped_cpus;
             if vcpus + add_cpu > h.cpus * 4 {
                 let each = (h.cpus * 4).saturating_sub(vcpus) / count as u32;
                 reasons.push(format!(
-                    "host `{}`: {vcpus} vCPUs committed ({} running, {} stopped) on {} CPUs; {add_cpu} more exceed 4:1; at most {each} vCPUs each fit",
-                    h.node, c.running_cpus, c.stopped_cpus, h.cpus
-                ));
+                "host `{}`: {vcpus} vCPUs committed ({} running, {} stopped) on {} CPUs; {add_cpu} more exceed 4:1; at most {each} vCPUs each fit",
+                h.node, c.running_cpus, c.stopped_cpus, h.cpus
+            ));
             }
         }
-
-        let mut placement: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for m in to.control_plane_nodes() {
-            let host = from
-                .node(&m.name)
-                .and_then(|o| o.vmid)
-                .and_then(|id| self.vm(id))
-                .map(|(h, _)| h.node.clone())
-                .or_else(|| m.hypervisor.clone())
-                .unwrap_or_else(|| "(bare metal)".into());
-            placement.entry(host).or_default().push(m.name.clone());
-        }
-        (reasons, placement)
     }
 
     /// Per host: committed against physical memory and CPUs, and its VMs.

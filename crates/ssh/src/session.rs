@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -789,42 +789,8 @@ async fn authenticate(
     // The server's best RSA signature hash, asked once: None = not asked yet.
     let mut rsa_hash: Option<Option<Option<russh::keys::HashAlg>>> = None;
     for path in cfg.key_files() {
-        let key_err = |reason: String| SshError::Key {
-            host: host.to_string(),
-            path: path.clone(),
-            reason,
-        };
-        let key = match russh::keys::load_secret_key(&path, None) {
-            Ok(k) => k,
-            Err(russh::keys::Error::KeyIsEncrypted) => {
-                let Some(var) = &cfg.auth.passphrase_env else {
-                    tried.push(format!(
-                        "{} (encrypted: no passphrase variable configured)",
-                        path.display()
-                    ));
-                    continue;
-                };
-                let Some(pass) = std::env::var(var).ok().filter(|p| !p.is_empty()) else {
-                    tried.push(format!(
-                        "{} (encrypted: environment variable {var} is not set)",
-                        path.display()
-                    ));
-                    continue;
-                };
-                russh::keys::load_secret_key(&path, Some(&pass)).map_err(|e| {
-                    key_err(format!(
-                        "cannot decrypt it with the passphrase from {var} ({e}); check that variable"
-                    ))
-                })?
-            }
-            Err(russh::keys::Error::IO(e)) => {
-                return Err(key_err(format!("cannot read it: {e}")));
-            }
-            Err(e) => {
-                return Err(key_err(format!(
-                    "not a usable private key ({e}); ed25519, ECDSA and RSA keys in OpenSSH or PEM format are"
-                )));
-            }
+        let Some(key) = load_key(cfg, host, &path, &mut tried)? else {
+            continue;
         };
         let alg = key.algorithm();
         let hash = if alg.clone().is_rsa() {
@@ -849,59 +815,8 @@ async fn authenticate(
         }
         tried.push(format!("{} ({alg})", path.display()));
     }
-    if cfg.auth.agent {
-        let socket = cfg
-            .auth
-            .agent_socket
-            .clone()
-            .or_else(|| std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from));
-        match socket {
-            None => tried.push("ssh-agent (SSH_AUTH_SOCK is not set)".into()),
-            Some(sock) => match russh::keys::agent::client::AgentClient::connect_uds(&sock).await {
-                Err(e) => tried.push(format!("ssh-agent at {} ({e})", sock.display())),
-                Ok(mut agent) => {
-                    let ids = agent
-                        .request_identities()
-                        .await
-                        .map_err(|e| SshError::Auth {
-                            host: host.to_string(),
-                            user: user.clone(),
-                            tried: format!("ssh-agent at {}", sock.display()),
-                            hint: format!("listing the agent's keys failed: {e}"),
-                        })?;
-                    if ids.is_empty() {
-                        tried.push(format!("ssh-agent at {} (no keys)", sock.display()));
-                    }
-                    for id in ids {
-                        let russh::keys::agent::AgentIdentity::PublicKey { key, .. } = id else {
-                            continue;
-                        };
-                        let fp = fingerprint(&key);
-                        let hash = if key.algorithm().is_rsa() {
-                            if rsa_hash.is_none() {
-                                rsa_hash = Some(
-                                    handle
-                                        .best_supported_rsa_hash()
-                                        .await
-                                        .map_err(|e| auth_err(&e))?,
-                                );
-                            }
-                            rsa_hash.flatten().flatten()
-                        } else {
-                            None
-                        };
-                        match handle
-                            .authenticate_publickey_with(user, key, hash, &mut agent)
-                            .await
-                        {
-                            Ok(r) if r.success() => return Ok(()),
-                            Ok(_) => tried.push(format!("agent key {fp}")),
-                            Err(e) => tried.push(format!("agent key {fp} (signing failed: {e})")),
-                        }
-                    }
-                }
-            },
-        }
+    if cfg.auth.agent && by_agent(cfg, host, handle, &mut rsa_hash, &mut tried).await? {
+        return Ok(());
     }
     Err(SshError::Auth {
         host: host.to_string(),
@@ -915,4 +830,122 @@ async fn authenticate(
             "Add one of these public keys to ~{user}/.ssh/authorized_keys on the host, or configure the key the host accepts."
         ),
     })
+}
+
+/// The private key at `path`, decrypted with the configured passphrase;
+/// `None` (noted in `tried`) when it is encrypted and no passphrase is
+/// configured or set.
+fn load_key(
+    cfg: &Config,
+    host: &str,
+    path: &Path,
+    tried: &mut Vec<String>,
+) -> Result<Option<russh::keys::PrivateKey>, SshError> {
+    let key_err = |reason: String| SshError::Key {
+        host: host.to_string(),
+        path: path.to_path_buf(),
+        reason,
+    };
+    let key = match russh::keys::load_secret_key(path, None) {
+        Ok(k) => k,
+        Err(russh::keys::Error::KeyIsEncrypted) => {
+            let Some(var) = &cfg.auth.passphrase_env else {
+                tried.push(format!(
+                    "{} (encrypted: no passphrase variable configured)",
+                    path.display()
+                ));
+                return Ok(None);
+            };
+            let Some(pass) = std::env::var(var).ok().filter(|p| !p.is_empty()) else {
+                tried.push(format!(
+                    "{} (encrypted: environment variable {var} is not set)",
+                    path.display()
+                ));
+                return Ok(None);
+            };
+            russh::keys::load_secret_key(path, Some(&pass)).map_err(|e| {
+                key_err(format!(
+                    "cannot decrypt it with the passphrase from {var} ({e}); check that variable"
+                ))
+            })?
+        }
+        Err(russh::keys::Error::IO(e)) => {
+            return Err(key_err(format!("cannot read it: {e}")));
+        }
+        Err(e) => {
+            return Err(key_err(format!(
+                "not a usable private key ({e}); ed25519, ECDSA and RSA keys in OpenSSH or PEM format are"
+            )));
+        }
+    };
+    Ok(Some(key))
+}
+
+/// Every key of the ssh-agent, in turn: whether one was accepted (each
+/// tried noted in `tried`).
+async fn by_agent(
+    cfg: &Config,
+    host: &str,
+    handle: &mut Handle<Client>,
+    rsa_hash: &mut Option<Option<Option<russh::keys::HashAlg>>>,
+    tried: &mut Vec<String>,
+) -> Result<bool, SshError> {
+    let user = &cfg.target.user;
+    let auth_err = |e: &dyn fmt::Display| SshError::Connect {
+        host: host.to_string(),
+        reason: format!("during authentication: {e}"),
+    };
+    let socket = cfg
+        .auth
+        .agent_socket
+        .clone()
+        .or_else(|| std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from));
+    match socket {
+        None => tried.push("ssh-agent (SSH_AUTH_SOCK is not set)".into()),
+        Some(sock) => match russh::keys::agent::client::AgentClient::connect_uds(&sock).await {
+            Err(e) => tried.push(format!("ssh-agent at {} ({e})", sock.display())),
+            Ok(mut agent) => {
+                let ids = agent
+                    .request_identities()
+                    .await
+                    .map_err(|e| SshError::Auth {
+                        host: host.to_string(),
+                        user: user.clone(),
+                        tried: format!("ssh-agent at {}", sock.display()),
+                        hint: format!("listing the agent's keys failed: {e}"),
+                    })?;
+                if ids.is_empty() {
+                    tried.push(format!("ssh-agent at {} (no keys)", sock.display()));
+                }
+                for id in ids {
+                    let russh::keys::agent::AgentIdentity::PublicKey { key, .. } = id else {
+                        continue;
+                    };
+                    let fp = fingerprint(&key);
+                    let hash = if key.algorithm().is_rsa() {
+                        if rsa_hash.is_none() {
+                            *rsa_hash = Some(
+                                handle
+                                    .best_supported_rsa_hash()
+                                    .await
+                                    .map_err(|e| auth_err(&e))?,
+                            );
+                        }
+                        (*rsa_hash).flatten().flatten()
+                    } else {
+                        None
+                    };
+                    match handle
+                        .authenticate_publickey_with(user, key, hash, &mut agent)
+                        .await
+                    {
+                        Ok(r) if r.success() => return Ok(true),
+                        Ok(_) => tried.push(format!("agent key {fp}")),
+                        Err(e) => tried.push(format!("agent key {fp} (signing failed: {e})")),
+                    }
+                }
+            }
+        },
+    }
+    Ok(false)
 }

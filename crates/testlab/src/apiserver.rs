@@ -979,8 +979,8 @@ async fn answer(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: By
         return err_response(ApiError::new(401, "Unauthorized", "Unauthorized"));
     }
     let (group, version, rest) = match api_path(&ctx, &segs) {
-        Ok(at) => at,
-        Err(resp) => return resp,
+        ApiPath::Objects(group, version, rest) => (group, version, rest),
+        ApiPath::Answered(resp) => return resp,
     };
     // The Eviction API: the pods/eviction subresource.
     if group.is_empty()
@@ -995,9 +995,7 @@ async fn answer(ctx: Ctx, method: Method, uri: Uri, headers: HeaderMap, body: By
         body: &body,
         q: query(&uri),
     };
-    match objects(&req, group, version, rest) {
-        Ok(resp) | Err(resp) => resp,
-    }
+    objects(&req, group, version, rest)
 }
 
 /// The endpoints anyone may read (system:public-info-viewer).
@@ -1037,29 +1035,34 @@ fn path_not_found() -> ApiError {
     )
 }
 
+/// Where a path leads, after the public endpoints.
+enum ApiPath<'a> {
+    /// Discovery, or a path the API does not serve: the answer.
+    Answered(Response),
+    /// The objects of a group and version: the rest of the path.
+    Objects(&'a str, &'a str, &'a [&'a str]),
+}
+
 /// Discovery answered (`/api`, `/apis`, `/api/v1`, `/apis/G/V`), or the
 /// group, version and the rest of an object's path.
-fn api_path<'a>(
-    ctx: &Ctx,
-    segs: &'a [&'a str],
-) -> Result<(&'a str, &'a str, &'a [&'a str]), Response> {
+fn api_path<'a>(ctx: &Ctx, segs: &'a [&'a str]) -> ApiPath<'a> {
     match segs {
-        ["api"] => Err(json_response(
+        ["api"] => ApiPath::Answered(json_response(
             200,
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": format!("{}:443", ctx.local)}]}),
         )),
-        ["apis"] => Err(json_response(200, &groups())),
-        ["api", "v1"] => Err(json_response(200, &discovery("", "v1"))),
-        ["apis", g, v] => Err(
+        ["apis"] => ApiPath::Answered(json_response(200, &groups())),
+        ["api", "v1"] => ApiPath::Answered(json_response(200, &discovery("", "v1"))),
+        ["apis", g, v] => ApiPath::Answered(
             if RESOURCES.iter().any(|r| r.group == *g && r.version == *v) {
                 json_response(200, &discovery(g, v))
             } else {
                 err_response(path_not_found())
             },
         ),
-        ["api", "v1", rest @ ..] => Ok(("", "v1", rest)),
-        ["apis", g, v, rest @ ..] => Ok((g, v, rest)),
-        _ => Err(err_response(path_not_found())),
+        ["api", "v1", rest @ ..] => ApiPath::Objects("", "v1", rest),
+        ["apis", g, v, rest @ ..] => ApiPath::Objects(g, v, rest),
+        _ => ApiPath::Answered(err_response(path_not_found())),
     }
 }
 
@@ -1096,25 +1099,20 @@ impl ObjectRequest<'_> {
 
 /// The objects of one resource: `rest` is `[plural]`, `[plural, name]`,
 /// `[namespaces, ns, plural]` or `[namespaces, ns, plural, name]`.
-fn objects(
-    req: &ObjectRequest<'_>,
-    group: &str,
-    version: &str,
-    rest: &[&str],
-) -> Result<Response, Response> {
+fn objects(req: &ObjectRequest<'_>, group: &str, version: &str, rest: &[&str]) -> Response {
     let (ns, plural, name): (Option<&str>, &str, Option<&str>) = match rest {
         [p] => (None, p, None),
         ["namespaces", n] if group.is_empty() => (None, "namespaces", Some(n)),
         [p, n] => (None, p, Some(n)),
         ["namespaces", ns, p] => (Some(ns), p, None),
         ["namespaces", ns, p, n] => (Some(ns), p, Some(n)),
-        _ => return Err(err_response(path_not_found())),
+        _ => return err_response(path_not_found()),
     };
     let Some(r) = resource(group, version, plural) else {
-        return Err(err_response(path_not_found()));
+        return err_response(path_not_found());
     };
     if r.namespaced && name.is_some() && ns.is_none() {
-        return Err(err_response(path_not_found()));
+        return err_response(path_not_found());
     }
     let content_type = req
         .headers
@@ -1122,13 +1120,13 @@ fn objects(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("application/json");
     if !req.body.is_empty() && !content_type.contains("json") {
-        return Err(err_response(ApiError::new(
+        return err_response(ApiError::new(
             415,
             "UnsupportedMediaType",
             format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json; got {content_type}"
             ),
-        )));
+        ));
     }
     // `kubectl get` asks for server-side Tables.
     let table_version = if *req.method == Method::GET {
@@ -1136,16 +1134,18 @@ fn objects(
     } else {
         None
     };
-    let include = table::Include::parse(req.q.get("includeObject").map(String::as_str))
-        .map_err(|e| err_response(ApiError::new(400, "BadRequest", e)))?;
+    let include = match table::Include::parse(req.q.get("includeObject").map(String::as_str)) {
+        Ok(i) => i,
+        Err(e) => return err_response(ApiError::new(400, "BadRequest", e)),
+    };
     let result = verb(req, r, ns, name);
-    Ok(match (result, table_version) {
+    match (result, table_version) {
         (Ok((code, v)), Some(version)) => {
             json_response(code, &as_table(r, version, name.is_some(), v, include))
         }
         (Ok((code, v)), None) => json_response(code, &v),
         (Err(e), _) => err_response(e),
-    })
+    }
 }
 
 /// List, get, create, update, patch or delete, by method and whether the

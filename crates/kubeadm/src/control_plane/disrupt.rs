@@ -372,6 +372,35 @@ pub async fn has_member(observer: &Observer, node: &str) -> Result<bool, Error> 
     Ok(member_of(observer, &state, node).is_some())
 }
 
+/// Why member `m` is not `node`'s own (the reason to refuse removing
+/// it), or `None` when it is.
+fn not_the_nodes_member(observer: &Observer, node: &str, m: &EtcdMember) -> Option<String> {
+    // Only the member that is this node: its name (none before it started)
+    // and its peer URL on the node's address.
+    let addr = observer
+        .topology()
+        .node(node)
+        .map(|n| n.address.to_string());
+    let on_addr = addr.is_some()
+        && m.peer_urls.iter().all(|u| {
+            hacore::state::url_host(u).map(|h| {
+                h.parse::<std::net::IpAddr>()
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|_| h.to_string())
+            }) == addr
+        });
+    if !(on_addr && !m.peer_urls.is_empty() && (m.name == node || m.name.is_empty())) {
+        return Some(format!(
+            "etcd member {:x} is named `{}` with peer URLs [{}], not {node} at {}: not removing it",
+            m.id.0,
+            m.name,
+            m.peer_urls.join(", "),
+            addr.as_deref().unwrap_or("(no address in the topology)")
+        ));
+    }
+    None
+}
+
 /// Remove `node`'s etcd member by its id, through another member. Refused
 /// (with the reason) when it is the last member, when it leads (move
 /// leadership first), or when the voters left would not hold a healthy
@@ -396,28 +425,8 @@ pub async fn remove_member(
     let Some(m) = member_of(observer, &state, node) else {
         return Ok(());
     };
-    // Only the member that is this node: its name (none before it started)
-    // and its peer URL on the node's address.
-    let addr = observer
-        .topology()
-        .node(node)
-        .map(|n| n.address.to_string());
-    let on_addr = addr.is_some()
-        && m.peer_urls.iter().all(|u| {
-            hacore::state::url_host(u).map(|h| {
-                h.parse::<std::net::IpAddr>()
-                    .map(|a| a.to_string())
-                    .unwrap_or_else(|_| h.to_string())
-            }) == addr
-        });
-    if !(on_addr && !m.peer_urls.is_empty() && (m.name == node || m.name.is_empty())) {
-        return Err(refuse(format!(
-            "etcd member {:x} is named `{}` with peer URLs [{}], not {node} at {}: not removing it",
-            m.id.0,
-            m.name,
-            m.peer_urls.join(", "),
-            addr.as_deref().unwrap_or("(no address in the topology)")
-        )));
+    if let Some(why) = not_the_nodes_member(observer, node, m) {
+        return Err(refuse(why));
     }
     let members = &state.etcd.as_ref().expect("observed").members;
     if members.len() == 1 {

@@ -632,45 +632,59 @@ impl LinuxHaproxy {
         Ok(cfg)
     }
 
+    /// A VIP added, on the named interface or the one that routes to its
+    /// network, labelled with hacli's mark where the label fits.
+    async fn add_vip(&self, vip: &Value, until: Instant) -> Result<bool, LbError> {
+        let mut iface = s(&vip["interface"]);
+        let addr = s(&vip["subnet"]);
+        let probe = ssh::Cmd::new("ip").args(["link", "show", "dev", &iface]);
+        if !self.run(probe, until).await?.success() {
+            // pfSense names (`lan`) mean nothing here: use the
+            // interface that routes to the VIP's network.
+            let route = ssh::Cmd::new("ip").args(["-o", "route", "get", &addr]);
+            let out = self
+                .run(route.clone(), until)
+                .await?
+                .check(&route, &self.config.target)
+                .map_err(LbError::ssh)?;
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let w: Vec<&str> = text.split_whitespace().collect();
+            iface = w
+                .iter()
+                .position(|x| *x == "dev")
+                .and_then(|i| w.get(i + 1))
+                .map(|x| x.to_string())
+                .ok_or_else(|| {
+                    LbError::Refused(format!(
+                        "{}: no interface routes to {addr}: set loadBalancer.manage.vipInterface",
+                        self.target_name()
+                    ))
+                })?;
+        }
+        let mut cmd = ssh::Cmd::new("ip").args([
+            "addr",
+            "add",
+            &format!("{addr}/{}", s(&vip["subnet_bits"])),
+            "dev",
+            &iface,
+        ]);
+        // hacli's mark: the address label `IFACE:hacli` (IPv4 only;
+        // at most 15 characters), so only this VIP is ever deleted.
+        let label = vip_label(&iface);
+        if addr.parse::<std::net::Ipv4Addr>().is_ok() && label.len() <= 15 {
+            cmd = cmd.args(["label", label.as_str()]);
+        }
+        self.run(cmd.clone(), until)
+            .await?
+            .check(&cmd, &self.config.target)
+            .map_err(LbError::ssh)?;
+        Ok(true)
+    }
+
     /// Carry one edit out. Ok(false) when nothing changed.
     pub async fn edit(&self, edit: &Edit, until: Instant) -> Result<bool, LbError> {
         match edit {
-            Edit::AddVip { vip } => {
-                let mut iface = s(&vip["interface"]);
-                let addr = s(&vip["subnet"]);
-                let probe = ssh::Cmd::new("ip").args(["link", "show", "dev", &iface]);
-                if !self.run(probe, until).await?.success() {
-                    // pfSense names (`lan`) mean nothing here: use the
-                    // interface that routes to the VIP's network.
-                    let route = ssh::Cmd::new("ip").args(["-o", "route", "get", &addr]);
-                    let out = self
-                        .run(route.clone(), until)
-                        .await?
-                        .check(&route, &self.config.target)
-                        .map_err(LbError::ssh)?;
-                    let text = String::from_utf8_lossy(&out.stdout).to_string();
-                    let w: Vec<&str> = text.split_whitespace().collect();
-                    iface = w.iter().position(|x| *x == "dev").and_then(|i| w.get(i + 1)).map(|x| x.to_string()).ok_or_else(|| LbError::Refused(format!("{}: no interface routes to {addr}: set loadBalancer.manage.vipInterface", self.target_name())))?;
-                }
-                let mut cmd = ssh::Cmd::new("ip").args([
-                    "addr",
-                    "add",
-                    &format!("{addr}/{}", s(&vip["subnet_bits"])),
-                    "dev",
-                    &iface,
-                ]);
-                // hacli's mark: the address label `IFACE:hacli` (IPv4 only;
-                // at most 15 characters), so only this VIP is ever deleted.
-                let label = vip_label(&iface);
-                if addr.parse::<std::net::Ipv4Addr>().is_ok() && label.len() <= 15 {
-                    cmd = cmd.args(["label", label.as_str()]);
-                }
-                self.run(cmd.clone(), until)
-                    .await?
-                    .check(&cmd, &self.config.target)
-                    .map_err(LbError::ssh)?;
-                Ok(true)
-            }
+            Edit::AddVip { vip } => self.add_vip(vip, until).await,
             Edit::DeleteVip { address } => {
                 let cfg = self.read(until).await?;
                 let Some(v) = cfg.vips.iter().find(|v| &v.subnet == address) else {

@@ -519,80 +519,10 @@ pub fn edit_for(op: &LbOp, cfg: &LbConfig, hc: &HealthCheck) -> Result<Option<Ed
             prefix,
             interface,
             description,
-        } => {
-            if let Some(v) = cfg.vip(*address) {
-                return Err(Refused(format!(
-                    "virtual IP {address} already exists with prefix /{} on {}: remove it or match the topology's network",
-                    v.subnet_bits, v.interface
-                )));
-            }
-            Edit::AddVip {
-                vip: json!({
-                    "mode": "ipalias",
-                    "interface": interface,
-                    "type": "single",
-                    "subnet": address.to_string(),
-                    "subnet_bits": prefix.to_string(),
-                    "descr": format!("{description} ({OURS})"),
-                }),
-            }
-        }
-        LbOp::DeleteVip { address } => {
-            // Only a VIP hacli created (its description, or on Linux its
-            // address label, carries the mark).
-            if let Some(v) = cfg.vip(*address)
-                && !v.descr.contains(OURS)
-            {
-                return Err(Refused(format!(
-                    "virtual IP {address}/{} on {} ({}) was not created by hacli: not deleting it",
-                    v.subnet_bits,
-                    v.interface,
-                    if v.descr.is_empty() {
-                        "no description"
-                    } else {
-                        v.descr.as_str()
-                    }
-                )));
-            }
-            Edit::DeleteVip {
-                address: address.to_string(),
-            }
-        }
-        LbOp::CreateDnsRecord { name, address } => {
-            if let Some(o) = cfg.host(name) {
-                return Err(Refused(format!(
-                    "a DNS host override for {name} already answers {}: change it by hand or remove it",
-                    o.ip
-                )));
-            }
-            let (host, domain) = split_name(name);
-            Edit::AddHost {
-                host: json!({
-                    "host": host,
-                    "domain": domain,
-                    "ip": address.to_string(),
-                    "descr": format!("Kubernetes API ({OURS})"),
-                    "aliases": "",
-                }),
-            }
-        }
-        LbOp::DeleteDnsRecord { name } => {
-            if let Some(o) = cfg.host(name)
-                && !o.descr.contains(OURS)
-            {
-                return Err(Refused(format!(
-                    "the DNS host override {name} -> {} ({}) was not created by hacli: not deleting it",
-                    o.ip,
-                    if o.descr.is_empty() {
-                        "no description"
-                    } else {
-                        o.descr.as_str()
-                    }
-                )));
-            }
-            let (host, domain) = split_name(name);
-            Edit::DeleteHost { host, domain }
-        }
+        } => create_vip(cfg, *address, *prefix, interface, description)?,
+        LbOp::DeleteVip { address } => delete_vip(cfg, *address)?,
+        LbOp::CreateDnsRecord { name, address } => create_dns_record(cfg, name, *address)?,
+        LbOp::DeleteDnsRecord { name } => delete_dns_record(cfg, name)?,
         LbOp::CreatePool {
             pool,
             check,
@@ -602,11 +532,6 @@ pub fn edit_for(op: &LbOp, cfg: &LbConfig, hc: &HealthCheck) -> Result<Option<Ed
             rise,
             servers,
         } => {
-            if cfg.pool(pool).is_some() {
-                return Err(Refused(format!(
-                    "pool {pool} already exists with other servers: add or remove servers one at a time (hacli lb add-server), or pick another pool name"
-                )));
-            }
             let hc = HealthCheck {
                 kind: *check,
                 path: path.clone(),
@@ -615,26 +540,7 @@ pub fn edit_for(op: &LbOp, cfg: &LbConfig, hc: &HealthCheck) -> Result<Option<Ed
                 rise: *rise,
                 connect_timeout: hc.connect_timeout,
             };
-            let items: Vec<Value> = servers
-                .iter()
-                .map(|(n, a)| server_item(n, *a, &hc))
-                .collect();
-            let http = matches!(check, CheckKind::Https | CheckKind::Http);
-            Edit::AddPool {
-                pool: json!({
-                    "name": pool,
-                    "balance": "roundrobin",
-                    "check_type": check_type(*check),
-                    "httpcheck_method": if http { "GET" } else { "" },
-                    "monitor_uri": if http { path.clone().unwrap_or_else(|| "/readyz".into()) } else { String::new() },
-                    "monitor_httpversion": if http { "HTTP/1.0" } else { "" },
-                    "checkinter": interval.0.as_millis().to_string(),
-                    "connection_timeout": millis(connect_timeout(&hc)),
-                    "retries": RETRIES.to_string(),
-                    "advanced_backend": b64(&failover_lines(&hc).join("\n")),
-                    "ha_servers": { "item": items },
-                }),
-            }
+            create_pool(cfg, pool, hc, servers)?
         }
         LbOp::DeletePool { pool } => {
             if let Some(f) = cfg.frontends.iter().find(|f| &f.backend_serverpool == pool) {
@@ -645,35 +551,7 @@ pub fn edit_for(op: &LbOp, cfg: &LbConfig, hc: &HealthCheck) -> Result<Option<Ed
             }
             Edit::DeletePool { pool: pool.clone() }
         }
-        LbOp::CreateFrontend { frontend, pool } => {
-            if let Some(f) = cfg.frontend_on(*frontend) {
-                return Err(Refused(format!(
-                    "frontend {} already listens on {frontend} (pool {}): it is not ours to change",
-                    f.name, f.backend_serverpool
-                )));
-            }
-            if cfg.pool(pool).is_none() {
-                return Err(Refused(format!(
-                    "no pool named {pool}: create the pool first"
-                )));
-            }
-            let name = frontend_name(pool, cfg);
-            Edit::AddFrontend {
-                frontend: json!({
-                    "name": name,
-                    "descr": format!("Kubernetes API ({OURS})"),
-                    "status": "active",
-                    "type": "tcp",
-                    "backend_serverpool": pool,
-                    "a_extaddr": { "item": [{
-                        "extaddr": "custom",
-                        "extaddr_custom": frontend.ip().to_string(),
-                        "extaddr_port": frontend.port().to_string(),
-                        "extaddr_ssl": "",
-                    }]},
-                }),
-            }
-        }
+        LbOp::CreateFrontend { frontend, pool } => create_frontend(cfg, *frontend, pool)?,
         LbOp::DeleteFrontend { frontend } => {
             let Some(f) = cfg.frontend_on(*frontend) else {
                 return Ok(None);
@@ -692,27 +570,7 @@ pub fn edit_for(op: &LbOp, cfg: &LbConfig, hc: &HealthCheck) -> Result<Option<Ed
             pool,
             server,
             address,
-        } => {
-            let Some(p) = cfg.pool(pool) else {
-                return Err(Refused(format!("no pool named {pool}")));
-            };
-            if let Some(s) = p.servers.iter().find(|s| &s.name == server) {
-                return Err(Refused(format!(
-                    "pool {pool} already has a server {server} at {}:{}: remove it first",
-                    s.address, s.port
-                )));
-            }
-            // A new server is checked like its siblings.
-            let mut item = server_item(server, *address, hc);
-            if let Some(sib) = p.servers.first() {
-                item["checkssl"] = json!(sib.checkssl);
-                item["advanced"] = json!(sib.advanced);
-            }
-            Edit::AddServer {
-                pool: pool.clone(),
-                server: item,
-            }
-        }
+        } => add_server(cfg, pool, server, *address, hc)?,
         LbOp::RemoveServer { pool, server } => Edit::RemoveServer {
             pool: pool.clone(),
             server: server.clone(),
@@ -720,6 +578,192 @@ pub fn edit_for(op: &LbOp, cfg: &LbConfig, hc: &HealthCheck) -> Result<Option<Ed
         LbOp::VerifyServersUp { .. } => return Ok(None),
         LbOp::SetServerState { .. } | LbOp::WaitServerIdle { .. } => return Ok(None),
     }))
+}
+
+/// A virtual IP of ours, unless one is there already.
+fn create_vip(
+    cfg: &LbConfig,
+    address: IpAddr,
+    prefix: u8,
+    interface: &str,
+    description: &str,
+) -> Result<Edit, Refused> {
+    if let Some(v) = cfg.vip(address) {
+        return Err(Refused(format!(
+            "virtual IP {address} already exists with prefix /{} on {}: remove it or match the topology's network",
+            v.subnet_bits, v.interface
+        )));
+    }
+    Ok(Edit::AddVip {
+        vip: json!({
+            "mode": "ipalias",
+            "interface": interface,
+            "type": "single",
+            "subnet": address.to_string(),
+            "subnet_bits": prefix.to_string(),
+            "descr": format!("{description} ({OURS})"),
+        }),
+    })
+}
+
+/// A virtual IP removed: only one hacli created (its description, or
+/// on Linux its address label, carries the mark).
+fn delete_vip(cfg: &LbConfig, address: IpAddr) -> Result<Edit, Refused> {
+    // Only a VIP hacli created (its description, or on Linux its
+    // address label, carries the mark).
+    if let Some(v) = cfg.vip(address)
+        && !v.descr.contains(OURS)
+    {
+        return Err(Refused(format!(
+            "virtual IP {address}/{} on {} ({}) was not created by hacli: not deleting it",
+            v.subnet_bits,
+            v.interface,
+            if v.descr.is_empty() {
+                "no description"
+            } else {
+                v.descr.as_str()
+            }
+        )));
+    }
+    Ok(Edit::DeleteVip {
+        address: address.to_string(),
+    })
+}
+
+/// A DNS host override of ours, unless the name has one.
+fn create_dns_record(cfg: &LbConfig, name: &str, address: IpAddr) -> Result<Edit, Refused> {
+    if let Some(o) = cfg.host(name) {
+        return Err(Refused(format!(
+            "a DNS host override for {name} already answers {}: change it by hand or remove it",
+            o.ip
+        )));
+    }
+    let (host, domain) = split_name(name);
+    Ok(Edit::AddHost {
+        host: json!({
+            "host": host,
+            "domain": domain,
+            "ip": address.to_string(),
+            "descr": format!("Kubernetes API ({OURS})"),
+            "aliases": "",
+        }),
+    })
+}
+
+/// A DNS host override removed: only one hacli created.
+fn delete_dns_record(cfg: &LbConfig, name: &str) -> Result<Edit, Refused> {
+    if let Some(o) = cfg.host(name)
+        && !o.descr.contains(OURS)
+    {
+        return Err(Refused(format!(
+            "the DNS host override {name} -> {} ({}) was not created by hacli: not deleting it",
+            o.ip,
+            if o.descr.is_empty() {
+                "no description"
+            } else {
+                o.descr.as_str()
+            }
+        )));
+    }
+    let (host, domain) = split_name(name);
+    Ok(Edit::DeleteHost { host, domain })
+}
+
+/// A pool of ours with its servers, each checked by `hc`, unless the
+/// name is taken.
+fn create_pool(
+    cfg: &LbConfig,
+    pool: &str,
+    hc: HealthCheck,
+    servers: &[(String, SocketAddr)],
+) -> Result<Edit, Refused> {
+    if cfg.pool(pool).is_some() {
+        return Err(Refused(format!(
+            "pool {pool} already exists with other servers: add or remove servers one at a time (hacli lb add-server), or pick another pool name"
+        )));
+    }
+
+    let items: Vec<Value> = servers
+        .iter()
+        .map(|(n, a)| server_item(n, *a, &hc))
+        .collect();
+    let http = matches!(hc.kind, CheckKind::Https | CheckKind::Http);
+    Ok(Edit::AddPool {
+        pool: json!({
+            "name": pool,
+            "balance": "roundrobin",
+            "check_type": check_type(hc.kind),
+            "httpcheck_method": if http { "GET" } else { "" },
+            "monitor_uri": if http { hc.path.clone().unwrap_or_else(|| "/readyz".into()) } else { String::new() },
+            "monitor_httpversion": if http { "HTTP/1.0" } else { "" },
+            "checkinter": hc.interval.0.as_millis().to_string(),
+            "connection_timeout": millis(connect_timeout(&hc)),
+            "retries": RETRIES.to_string(),
+            "advanced_backend": b64(&failover_lines(&hc).join("\n")),
+            "ha_servers": { "item": items },
+        }),
+    })
+}
+
+/// A frontend of ours on `frontend` to `pool`: the address must be free
+/// and the pool there.
+fn create_frontend(cfg: &LbConfig, frontend: SocketAddr, pool: &str) -> Result<Edit, Refused> {
+    if let Some(f) = cfg.frontend_on(frontend) {
+        return Err(Refused(format!(
+            "frontend {} already listens on {frontend} (pool {}): it is not ours to change",
+            f.name, f.backend_serverpool
+        )));
+    }
+    if cfg.pool(pool).is_none() {
+        return Err(Refused(format!(
+            "no pool named {pool}: create the pool first"
+        )));
+    }
+    let name = frontend_name(pool, cfg);
+    Ok(Edit::AddFrontend {
+        frontend: json!({
+            "name": name,
+            "descr": format!("Kubernetes API ({OURS})"),
+            "status": "active",
+            "type": "tcp",
+            "backend_serverpool": pool,
+            "a_extaddr": { "item": [{
+                "extaddr": "custom",
+                "extaddr_custom": frontend.ip().to_string(),
+                "extaddr_port": frontend.port().to_string(),
+                "extaddr_ssl": "",
+            }]},
+        }),
+    })
+}
+
+/// A server added to `pool`, checked like its siblings.
+fn add_server(
+    cfg: &LbConfig,
+    pool: &str,
+    server: &str,
+    address: SocketAddr,
+    hc: &HealthCheck,
+) -> Result<Edit, Refused> {
+    let Some(p) = cfg.pool(pool) else {
+        return Err(Refused(format!("no pool named {pool}")));
+    };
+    if let Some(s) = p.servers.iter().find(|s| s.name == server) {
+        return Err(Refused(format!(
+            "pool {pool} already has a server {server} at {}:{}: remove it first",
+            s.address, s.port
+        )));
+    }
+    // A new server is checked like its siblings.
+    let mut item = server_item(server, address, hc);
+    if let Some(sib) = p.servers.first() {
+        item["checkssl"] = json!(sib.checkssl);
+        item["advanced"] = json!(sib.advanced);
+    }
+    Ok(Edit::AddServer {
+        pool: pool.to_string(),
+        server: item,
+    })
 }
 
 /// The frontend's name: the pool's, unless a frontend already has it.

@@ -63,6 +63,13 @@ impl Credentials {
     }
 }
 
+/// pfrest endpoints the edits use.
+const BACKEND: &str = "services/haproxy/backend";
+const FRONTEND: &str = "services/haproxy/frontend";
+const HAPROXY_APPLY: &str = "services/haproxy/apply";
+const VIP: &str = "firewall/virtual_ip";
+const HOST: &str = "services/dns_resolver/host_override";
+
 /// A pfrest client.
 pub struct Rest {
     base: String,
@@ -430,45 +437,63 @@ impl Rest {
         Ok(true)
     }
 
+    /// A pool created with its servers (pfrest takes them inline, and
+    /// `advanced_backend` as text), HAProxy applied or the pool removed.
+    async fn add_pool(&self, pool: &Value, until: Instant) -> Result<(), LbError> {
+        let mut body = pool.clone();
+        let servers: Vec<Value> = list(&pool["ha_servers"]["item"])
+            .iter()
+            .map(rest_server)
+            .collect();
+        body.as_object_mut().map(|o| o.remove("ha_servers"));
+        body["servers"] = json!(servers);
+        // pfrest takes `advanced_backend` as text and stores it
+        // base64-encoded, as the package does.
+        if let Some(b64) = pool["advanced_backend"].as_str().filter(|t| !t.is_empty()) {
+            let plain = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    LbError::Refused(
+                        "the pool's advanced_backend is not base64-encoded UTF-8".into(),
+                    )
+                })?;
+            body["advanced_backend"] = json!(plain);
+        }
+        self.post(BACKEND, &body, until).await?;
+        let name = pool["name"].as_str().unwrap_or("");
+        self.apply_haproxy_or_undo(until, || async {
+            self.delete_where(BACKEND, "name", name, until)
+                .await
+                .map(|_| ())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The DNS host override `host.domain` deleted; false when absent.
+    async fn delete_host(&self, host: &str, domain: &str, until: Instant) -> Result<bool, LbError> {
+        let items = self
+            .get(&format!("{HOST}s"), &[("host", host.to_string())], until)
+            .await?;
+        let Some(id) = items
+            .iter()
+            .find(|i| text(&i["host"]) == host && text(&i["domain"]) == domain)
+            .and_then(|i| i["id"].as_i64())
+        else {
+            return Ok(false);
+        };
+        self.call(Method::DELETE, HOST, &[("id", id.to_string())], None, until)
+            .await?;
+        self.apply("services/dns_resolver/apply", until).await?;
+        Ok(true)
+    }
+
     /// Carry one edit out and apply it. Ok(false) when nothing changed.
     pub async fn edit(&self, edit: &Edit, until: Instant) -> Result<bool, LbError> {
-        const BACKEND: &str = "services/haproxy/backend";
-        const FRONTEND: &str = "services/haproxy/frontend";
-        const HAPROXY_APPLY: &str = "services/haproxy/apply";
-        const VIP: &str = "firewall/virtual_ip";
-        const HOST: &str = "services/dns_resolver/host_override";
         match edit {
-            Edit::AddPool { pool } => {
-                let mut body = pool.clone();
-                let servers: Vec<Value> = list(&pool["ha_servers"]["item"])
-                    .iter()
-                    .map(rest_server)
-                    .collect();
-                body.as_object_mut().map(|o| o.remove("ha_servers"));
-                body["servers"] = json!(servers);
-                // pfrest takes `advanced_backend` as text and stores it
-                // base64-encoded, as the package does.
-                if let Some(b64) = pool["advanced_backend"].as_str().filter(|t| !t.is_empty()) {
-                    let plain = base64::engine::general_purpose::STANDARD
-                        .decode(b64)
-                        .ok()
-                        .and_then(|b| String::from_utf8(b).ok())
-                        .ok_or_else(|| {
-                            LbError::Refused(
-                                "the pool's advanced_backend is not base64-encoded UTF-8".into(),
-                            )
-                        })?;
-                    body["advanced_backend"] = json!(plain);
-                }
-                self.post(BACKEND, &body, until).await?;
-                let name = pool["name"].as_str().unwrap_or("");
-                self.apply_haproxy_or_undo(until, || async {
-                    self.delete_where(BACKEND, "name", name, until)
-                        .await
-                        .map(|_| ())
-                })
-                .await?;
-            }
+            Edit::AddPool { pool } => self.add_pool(pool, until).await?,
             Edit::DeletePool { pool } => {
                 if !self.delete_where(BACKEND, "name", pool, until).await? {
                     return Ok(false);
@@ -541,19 +566,9 @@ impl Rest {
                 self.apply("services/dns_resolver/apply", until).await?;
             }
             Edit::DeleteHost { host, domain } => {
-                let items = self
-                    .get(&format!("{HOST}s"), &[("host", host.clone())], until)
-                    .await?;
-                let Some(id) = items
-                    .iter()
-                    .find(|i| text(&i["host"]) == *host && text(&i["domain"]) == *domain)
-                    .and_then(|i| i["id"].as_i64())
-                else {
+                if !self.delete_host(host, domain, until).await? {
                     return Ok(false);
-                };
-                self.call(Method::DELETE, HOST, &[("id", id.to_string())], None, until)
-                    .await?;
-                self.apply("services/dns_resolver/apply", until).await?;
+                }
             }
         }
         Ok(true)
