@@ -102,6 +102,11 @@ enum Command {
     /// optionally restored into a throwaway etcd. Exit 0 done, 1 refused
     /// (integrity check failed), 2 bad input, 3 no member or tool answered.
     Snapshot(Box<cmd::snapshot::Args>),
+    /// Write what the masters run (static-pod flags and mounts that
+    /// `kubeadm upgrade` would revert) into kube-system/kubeadm-config
+    /// through kubeadm, after a copy of it; shows the change, writes only
+    /// with --confirm. Exit 0 done or shown, 1 refused, 2 bad input, 3 no answer.
+    ReconcileConfig(Box<cmd::reconcile_config::Args>),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions(cmd::completions::Args),
     /// Print the manual page (roff), e.g. `hacli man | man -l -`.
@@ -171,6 +176,7 @@ fn main() -> ExitCode {
         Command::RemoveMaster(a) => cmd::master::run_remove(a),
         Command::ReplaceMaster(a) => cmd::master::run_replace(a),
         Command::Snapshot(a) => cmd::snapshot::run(*a),
+        Command::ReconcileConfig(a) => cmd::reconcile_config::run(*a),
         Command::Completions(a) => cmd::completions::run(a),
         Command::Man(a) => cmd::completions::man(a),
     };

@@ -118,6 +118,7 @@ rule_set! {
     load_balancer: rules::load_balancer::Params => load_balancer,
     hypervisor_host: NoParams => hypervisor_host,
     pdb: NoParams => pdb,
+    control_plane_drift: rules::control_plane_drift::Params => control_plane_drift,
 }
 
 /// Names of the built-in policies.
@@ -201,7 +202,8 @@ impl Policy {
                 r.soak = Some(Default::default());
                 r.nodes_ready = Some(Default::default());
                 r.pdb = Some(NoParams {});
-                "upgrade-chain preflight (kill-switch, critical alerts, 600s quiet baseline) plus control-plane quorum"
+                r.control_plane_drift = Some(Default::default());
+                "upgrade-chain preflight (kill-switch, critical alerts, 600s quiet baseline) plus control-plane quorum, and what stalls a kubeadm upgrade (manifest drift kubeadm would revert)"
             }
             "drain" => {
                 r.nodes_ready = Some(Default::default());

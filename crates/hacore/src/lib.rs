@@ -38,6 +38,7 @@ pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gate;
+pub mod masters;
 pub mod plan;
 pub mod quorum;
 pub mod replace;

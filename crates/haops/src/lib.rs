@@ -21,6 +21,7 @@ pub mod error;
 pub mod events;
 pub mod journal;
 pub mod reach;
+pub mod reconcile;
 
 pub use connect::Live;
 pub use error::Error;

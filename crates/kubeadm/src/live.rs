@@ -26,6 +26,10 @@ pub struct LiveObserver {
     /// live on the runtime that made them.
     rt: std::sync::Arc<tokio::runtime::Runtime>,
     observer: Observer,
+    /// When set, every observation also reads the masters' files over SSH
+    /// (`crate::masters`: manifests, kubeadm-config, disks, kubeadm's
+    /// backups) for the upgrade rules.
+    masters: Option<crate::control_plane::KubeadmControlPlane>,
 }
 
 impl std::fmt::Debug for LiveObserver {
@@ -41,7 +45,18 @@ impl LiveObserver {
     pub fn new(topology: &Topology, config: ObserverConfig) -> Result<LiveObserver, Error> {
         let rt = std::sync::Arc::new(runtime()?);
         let observer = rt.block_on(Observer::new(topology.clone(), config))?;
-        Ok(LiveObserver { rt, observer })
+        Ok(LiveObserver {
+            rt,
+            observer,
+            masters: None,
+        })
+    }
+
+    /// Also read the masters' files over SSH at every observation, through
+    /// `cp` (its own SSH sessions and runtime).
+    pub fn with_masters(mut self, cp: crate::control_plane::KubeadmControlPlane) -> LiveObserver {
+        self.masters = Some(cp);
+        self
     }
 
     /// The disruption lock this observer's cluster holds (its configured
@@ -63,7 +78,11 @@ impl LiveObserver {
 
 impl hacore::backend::Observer for LiveObserver {
     fn observe(&mut self, _topology: &Topology) -> ClusterState {
-        self.rt.block_on(Box::pin(self.observer.observe()))
+        let mut state = self.rt.block_on(Box::pin(self.observer.observe()));
+        if let Some(cp) = &self.masters {
+            state.masters = Some(crate::masters::observe_blocking(cp));
+        }
+        state
     }
 }
 
@@ -455,7 +474,9 @@ impl DisruptBackends {
             apiserver_port: config.apiserver_port,
             ..cp
         };
-        let observer = LiveObserver::new(topology, config)?;
+        let observer = LiveObserver::new(topology, config)?.with_masters(
+            crate::control_plane::KubeadmControlPlane::from_topology(topology, &cp_opts)?,
+        );
         let lock = observer.lock(lock_ttl)?;
         let cp = crate::control_plane::KubeadmControlPlane::from_topology(topology, &cp_opts)?;
         Ok(DisruptBackends {

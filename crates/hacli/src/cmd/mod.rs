@@ -16,6 +16,7 @@ pub mod observe;
 pub mod plan;
 pub mod plugin;
 pub mod policy;
+pub mod reconcile_config;
 pub mod roll;
 pub mod sentinel;
 pub mod sentinel_metrics;

@@ -17,6 +17,7 @@ use crate::verdict::{Finding, Severity};
 
 pub mod alerts;
 pub mod apiserver_ready;
+pub mod control_plane_drift;
 pub mod control_plane_ready;
 pub mod daemonsets;
 pub mod etcd_alarms;
