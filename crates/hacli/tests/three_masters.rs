@@ -34,6 +34,27 @@ mod pauses;
 mod replace;
 #[path = "three_masters/roll.rs"]
 mod roll;
+#[path = "three_masters/upgrade_rules.rs"]
+mod upgrade_rules;
+
+#[test]
+fn dev_upgrade_rules_only() {
+    let _one = common::one_lab();
+    let Some(m) = common::migrate("dev_upgrade_rules_only", &[]) else {
+        return;
+    };
+    upgrade_rules::run(
+        &m,
+        &m.topology,
+        &[
+            ("m1", testlab::cluster::M1),
+            ("m2", testlab::cluster::M2),
+            ("m3", testlab::cluster::M3),
+        ],
+        testlab::cluster::KUBE_VERSION,
+        "v1.32.1",
+    );
+}
 
 #[test]
 fn after_the_migration_drills_a_replacement_and_a_rolling_upgrade() {

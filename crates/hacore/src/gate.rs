@@ -119,6 +119,7 @@ rule_set! {
     hypervisor_host: NoParams => hypervisor_host,
     pdb: NoParams => pdb,
     control_plane_drift: rules::control_plane_drift::Params => control_plane_drift,
+    master_disk: rules::master_disk::Params => master_disk,
 }
 
 /// Names of the built-in policies.
@@ -203,7 +204,8 @@ impl Policy {
                 r.nodes_ready = Some(Default::default());
                 r.pdb = Some(NoParams {});
                 r.control_plane_drift = Some(Default::default());
-                "upgrade-chain preflight (kill-switch, critical alerts, 600s quiet baseline) plus control-plane quorum, and what stalls a kubeadm upgrade (manifest drift kubeadm would revert)"
+                r.master_disk = Some(Default::default());
+                "upgrade-chain preflight (kill-switch, critical alerts, 600s quiet baseline) plus control-plane quorum, and what stalls a kubeadm upgrade (manifest drift kubeadm would revert, a master's disk without room)"
             }
             "drain" => {
                 r.nodes_ready = Some(Default::default());

@@ -45,6 +45,36 @@ pub struct MastersState {
 }
 
 impl MastersState {
+    /// What a simulated cluster's masters show: a kubeadm-config with no
+    /// extra arguments, manifests with nothing added by hand, `/` and
+    /// etcd's data a fifth full (100 GiB each), a 100 MiB etcd database,
+    /// no kubeadm backup.
+    pub fn simulated<'a>(masters: impl IntoIterator<Item = &'a str>) -> MastersState {
+        const GIB: u64 = 1 << 30;
+        let fs = |path: &str| Filesystem {
+            path: path.to_string(),
+            mount: "/".into(),
+            size_bytes: 100 * GIB,
+            used_bytes: 20 * GIB,
+            avail_bytes: 80 * GIB,
+        };
+        MastersState {
+            kubeadm_config: Some(KubeadmConfigView::default()),
+            kubeadm_config_error: None,
+            nodes: masters
+                .into_iter()
+                .map(|m| MasterFiles {
+                    node: m.to_string(),
+                    error: None,
+                    manifests: Vec::new(),
+                    disks: Some(vec![fs("/"), fs("/var/lib/etcd")]),
+                    etcd_db_bytes: Some(100 << 20),
+                    kubeadm_backups: Some(Vec::new()),
+                })
+                .collect(),
+        }
+    }
+
     /// One master's files, if it was observed.
     pub fn node(&self, name: &str) -> Option<&MasterFiles> {
         self.nodes.iter().find(|n| n.node == name)

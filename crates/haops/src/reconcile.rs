@@ -24,3 +24,26 @@ pub fn reconcile_config(
     )?;
     Ok(cp.block_on(cp.reconcile_config(confirm))?)
 }
+
+/// Before an upgrade, on each master of `nodes`: remove all but the newest
+/// `keep` of kubeadm's backup directories under `/etc/kubernetes/tmp`
+/// (only directories named `kubeadm-backup-etcd-*` or
+/// `kubeadm-backup-manifests-*`). The paths removed, per master.
+pub fn prune_kubeadm_backups(
+    topology: &Topology,
+    reach: &Reach,
+    nodes: &[String],
+    keep: usize,
+) -> Result<Vec<(String, Vec<String>)>, Error> {
+    let cp = kubeadm::control_plane::KubeadmControlPlane::from_topology(
+        topology,
+        &reach.control_plane_options(),
+    )?;
+    let mut done = Vec::new();
+    for n in nodes {
+        if topology.node(n).is_some_and(|n| n.is_control_plane()) {
+            done.push((n.clone(), cp.block_on(cp.prune_kubeadm_backups(n, keep))?));
+        }
+    }
+    Ok(done)
+}

@@ -16,19 +16,21 @@ use hacore::masters::{
 use serde_json::Value;
 use ssh::Cmd;
 
-use crate::control_plane::KubeadmControlPlane;
+use crate::control_plane::{CpError, KubeadmControlPlane};
 
 /// etcd's data directory when its manifest does not say.
 pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
 
 /// The script that reads one master (`$1` etcd's data directory, then the
 /// manifest files): each readable manifest after a `==> FILE <==` line,
-/// then `==> df <==` and `df -P -B1 / DATA_DIR`, `==> db <==` and the size
+/// then `==> df <==` and, for `/`, DATA_DIR and `/etc/kubernetes/tmp`
+/// (else `/etc/kubernetes`), the path and its `df -P -B1` line, `==> db <==` and the size
 /// of etcd's `member/snap/db`, `==> backups <==` and one line per kubeadm
 /// backup directory: `MTIME BYTES PATH`.
 pub const READ_SCRIPT: &str = r#"d=$1; shift
 for f in "$@"; do if [ -r "$f" ]; then printf '\n==> %s <==\n' "$f"; cat -- "$f"; fi; done
-printf '\n==> df <==\n'; df -P -B1 / "$d" | tail -n +2
+printf '\n==> df <==\n'; t=/etc/kubernetes/tmp; [ -d $t ] || t=/etc/kubernetes
+for p in / "$d" $t; do printf '%s ' "$p"; df -P -B1 -- "$p" | tail -n 1; done
 printf '==> db <==\n'; stat -c %s -- "$d/member/snap/db" 2>/dev/null || :
 printf '==> backups <==\n'
 find /etc/kubernetes/tmp -mindepth 1 -maxdepth 1 -type d -name 'kubeadm-backup-*' -printf '%T@ %p\n' 2>/dev/null |
@@ -149,19 +151,17 @@ pub fn parse_manifest(component: &str, file: &str, text: &str) -> Result<StaticP
     })
 }
 
-/// `df -P -B1` lines for `paths`, in order.
-pub fn parse_df(text: &str, paths: &[&str]) -> Result<Vec<Filesystem>, String> {
+/// The df section: a line per path, `PATH` then `df -P -B1`'s line.
+pub fn parse_df(text: &str) -> Result<Vec<Filesystem>, String> {
     let rows: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    if rows.len() != paths.len() {
+    if rows.len() != 3 {
         return Err(format!(
-            "df printed {} lines for {} paths: {text:?}",
-            rows.len(),
-            paths.len()
+            "df printed {} lines for 3 paths: {text:?}",
+            rows.len()
         ));
     }
     rows.iter()
-        .zip(paths)
-        .map(|(l, p)| {
+        .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             let num = |i: usize| -> Result<u64, String> {
                 f.get(i)
@@ -169,18 +169,18 @@ pub fn parse_df(text: &str, paths: &[&str]) -> Result<Vec<Filesystem>, String> {
                     .ok_or_else(|| format!("df: cannot read line {l:?}"))
             };
             Ok(Filesystem {
-                path: (*p).to_string(),
-                mount: f.get(5..).map(|m| m.join(" ")).unwrap_or_default(),
-                size_bytes: num(1)?,
-                used_bytes: num(2)?,
-                avail_bytes: num(3)?,
+                path: f.first().copied().unwrap_or_default().to_string(),
+                mount: f.get(6..).map(|m| m.join(" ")).unwrap_or_default(),
+                size_bytes: num(2)?,
+                used_bytes: num(3)?,
+                avail_bytes: num(4)?,
             })
         })
         .collect()
 }
 
 /// What [`READ_SCRIPT`] printed, as a master's files.
-pub fn parse_read(node: &str, data_dir: &str, text: &str) -> MasterFiles {
+pub fn parse_read(node: &str, text: &str) -> MasterFiles {
     let mut files = MasterFiles {
         node: node.to_string(),
         ..Default::default()
@@ -197,7 +197,7 @@ pub fn parse_read(node: &str, data_dir: &str, text: &str) -> MasterFiles {
     let mut errors = Vec::new();
     for (name, body) in &sections {
         match name.as_str() {
-            "df" => match parse_df(body, &["/", data_dir]) {
+            "df" => match parse_df(body) {
                 Ok(d) => files.disks = Some(d),
                 Err(e) => errors.push(e),
             },
@@ -243,7 +243,7 @@ impl KubeadmControlPlane {
             .max_output(4 << 20);
         match self.run(node, &cmd, self.options().timeout).await {
             Ok(out) => {
-                let mut f = parse_read(node, data_dir, &out.stdout_str());
+                let mut f = parse_read(node, &out.stdout_str());
                 // The etcd manifest may name another data directory: read
                 // its file system there.
                 let dir = f
@@ -256,7 +256,7 @@ impl KubeadmControlPlane {
                     let cmd = Cmd::shell(READ_SCRIPT).arg(dir.as_str());
                     match self.run(node, &cmd, self.options().timeout).await {
                         Ok(out) => {
-                            let again = parse_read(node, &dir, &out.stdout_str());
+                            let again = parse_read(node, &out.stdout_str());
                             f.disks = again.disks;
                             f.etcd_db_bytes = again.etcd_db_bytes;
                         }
@@ -299,6 +299,48 @@ impl KubeadmControlPlane {
             kubeadm_config_error,
             nodes,
         }
+    }
+}
+
+/// The script that removes one of kubeadm's backup directories (`$1`),
+/// only if it is a directory (not a link) directly under
+/// `/etc/kubernetes/tmp` named as kubeadm names its backups.
+pub const PRUNE_SCRIPT: &str = r#"p=$1; case "$p" in /etc/kubernetes/tmp/kubeadm-backup-etcd-?*|/etc/kubernetes/tmp/kubeadm-backup-manifests-?*) ;; *) echo "not a kubeadm backup: $p" >&2; exit 3;; esac
+case "${p#/etc/kubernetes/tmp/}" in */*) echo "not directly under /etc/kubernetes/tmp: $p" >&2; exit 3;; esac
+if [ ! -e "$p" ]; then echo gone; exit 0; fi
+if [ -L "$p" ] || [ ! -d "$p" ]; then echo "not a directory: $p" >&2; exit 3; fi
+rm -rf -- "$p" && echo removed"#;
+
+impl KubeadmControlPlane {
+    /// Remove all but the newest `keep` of kubeadm's backup directories on
+    /// `node` (only directories named as kubeadm names them, looked at
+    /// again just before): the paths removed.
+    pub async fn prune_kubeadm_backups(
+        &self,
+        node: &str,
+        keep: usize,
+    ) -> Result<Vec<String>, CpError> {
+        let files = self.master_files(node).await;
+        let Some(backups) = &files.kubeadm_backups else {
+            return Err(CpError::Refused(format!(
+                "{node}: kubeadm's backups could not be listed: {}",
+                files.error.as_deref().unwrap_or("no answer")
+            )));
+        };
+        let mut removed = Vec::new();
+        for b in hacore::masters::backups_to_prune(backups, keep) {
+            let out = self
+                .run(
+                    node,
+                    &Cmd::shell(PRUNE_SCRIPT).arg(b.path.as_str()),
+                    self.options().timeout,
+                )
+                .await?;
+            if out.stdout_str().trim() == "removed" {
+                removed.push(b.path.clone());
+            }
+        }
+        Ok(removed)
     }
 }
 
@@ -372,17 +414,18 @@ spec:
 
     #[test]
     fn the_read_scripts_output_is_parsed_and_a_short_df_is_an_error() {
-        let out = "\n==> /etc/kubernetes/manifests/kube-scheduler.yaml <==\nspec:\n  containers:\n  - command: [kube-scheduler, --leader-elect=true]\n\n==> df <==\n/dev/vda 1000 900 100 90% /\n/dev/vdb 2000 100 1900 5% /var/lib/etcd\n==> db <==\n4096\n==> backups <==\n1700000000 1234 /etc/kubernetes/tmp/kubeadm-backup-etcd-2026-01-01-00-00-00\n";
-        let f = parse_read("m1", "/var/lib/etcd", out);
+        let out = "\n==> /etc/kubernetes/manifests/kube-scheduler.yaml <==\nspec:\n  containers:\n  - command: [kube-scheduler, --leader-elect=true]\n\n==> df <==\n/ /dev/vda 1000 900 100 90% /\n/var/lib/etcd /dev/vdb 2000 100 1900 5% /var/lib/etcd\n/etc/kubernetes/tmp /dev/vda 1000 900 100 90% /\n==> db <==\n4096\n==> backups <==\n1700000000 1234 /etc/kubernetes/tmp/kubeadm-backup-etcd-2026-01-01-00-00-00\n";
+        let f = parse_read("m1", out);
         assert_eq!(f.error, None);
         assert_eq!(f.manifests[0].component, "kube-scheduler");
         let d = f.disks.unwrap();
         assert_eq!(d[0].used_percent(), 90);
         assert_eq!(d[1].mount, "/var/lib/etcd");
+        assert_eq!(d[2].path, "/etc/kubernetes/tmp");
         assert_eq!(f.etcd_db_bytes, Some(4096));
         assert_eq!(f.kubeadm_backups.unwrap()[0].bytes, 1234);
-        let f = parse_read("m1", "/var/lib/etcd", "==> df <==\n/dev/vda 1 1 0 100% /\n");
-        assert!(f.error.unwrap().contains("df printed 1 lines for 2 paths"));
+        let f = parse_read("m1", "==> df <==\n/ /dev/vda 1 1 0 100% /\n");
+        assert!(f.error.unwrap().contains("df printed 1 lines for 3 paths"));
         assert_eq!(f.disks, None);
     }
 }

@@ -78,3 +78,33 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     }
     Ok(Exit::Ok)
 }
+
+/// `roll upgrade --prune-kubeadm-backups N`: on each master of the roll,
+/// all but the newest N of kubeadm's backup directories removed (with
+/// `--dry-run`, only said).
+pub fn prune(
+    c: &super::disrupt::Common,
+    topology: &hacore::Topology,
+    order: &[String],
+    keep: usize,
+) -> anyhow::Result<()> {
+    if c.dry_run {
+        eprintln!(
+            "dry run: would remove all but the newest {keep} of kubeadm's backups on each master"
+        );
+        return Ok(());
+    }
+    let mut reach = c.live.reach();
+    reach.ssh.identity = c.ssh_identity.clone();
+    reach.ssh.known_hosts = c.ssh_known_hosts.clone();
+    reach.ssh.accept_new_host_key = c.accept_new_host_key;
+    for (node, removed) in haops::reconcile::prune_kubeadm_backups(topology, &reach, order, keep)? {
+        if removed.is_empty() {
+            eprintln!("{node}: no more than {keep} kubeadm backups: nothing to remove");
+        }
+        for p in removed {
+            eprintln!("{node}: removed kubeadm's backup {p}");
+        }
+    }
+    Ok(())
+}

@@ -35,6 +35,11 @@ pub struct Args {
     /// backend, its state (sim.json).
     #[arg(long)]
     pub journal_dir: PathBuf,
+    /// Live upgrade: before it starts, remove all but the newest N of
+    /// kubeadm's backup directories on each master of the roll (only
+    /// `/etc/kubernetes/tmp/kubeadm-backup-{etcd,manifests}-*`).
+    #[arg(long, value_name = "N")]
+    pub prune_kubeadm_backups: Option<usize>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -47,6 +52,12 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let action = c.action(a.action, &a.command)?;
     let order = disrupt::roll_order(&topology, &a.nodes)?;
     let gate = c.gate(&action, "roll")?;
+    if let Some(keep) = a
+        .prune_kubeadm_backups
+        .filter(|_| c.backend == super::disrupt::Backend::Live)
+    {
+        super::reconcile_config::prune(c, &topology, &order, keep)?;
+    }
     // Every node of the roll is silenced from the start until the roll's
     // bound: each node's lock TTL, and the soaks between them.
     let silences = if c.dry_run {

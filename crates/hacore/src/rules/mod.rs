@@ -31,6 +31,7 @@ pub mod hypervisor_host;
 pub mod kill_switch;
 pub mod load_balancer;
 pub mod lock;
+pub mod master_disk;
 pub mod node_drift;
 pub mod nodes_ready;
 pub mod pdb;
