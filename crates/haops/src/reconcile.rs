@@ -47,3 +47,18 @@ pub fn prune_kubeadm_backups(
     }
     Ok(done)
 }
+
+/// kubeadm's version rules for an upgrade of the cluster to `to` (one
+/// minor per `kubeadm upgrade apply`, no downgrade, kubelets within the
+/// supported skew): Ok(Err(why)) when refused, naming the supported path.
+pub fn upgrade_path(
+    topology: &Topology,
+    reach: &Reach,
+    to: &str,
+) -> Result<Result<String, String>, Error> {
+    let cp = kubeadm::control_plane::KubeadmControlPlane::from_topology(
+        topology,
+        &reach.control_plane_options(),
+    )?;
+    Ok(cp.block_on(cp.upgrade_path(to))?)
+}

@@ -344,6 +344,54 @@ impl KubeadmControlPlane {
     }
 }
 
+impl KubeadmControlPlane {
+    /// Every Node's kubelet version (`status.nodeInfo.kubeletVersion`).
+    pub async fn kubelet_versions(&self) -> Result<Vec<(String, String)>, CpError> {
+        use k8s_openapi::api::core::v1::Node;
+        let api: kube::Api<Node> = kube::Api::all(self.client().clone());
+        let list = match tokio::time::timeout(
+            self.options().timeout,
+            api.list(&kube::api::ListParams::default()),
+        )
+        .await
+        {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => return Err(CpError::kube("list Nodes", e)),
+            Err(_) => {
+                return Err(CpError::Timeout {
+                    what: "list Nodes".into(),
+                    deadline: self.options().timeout,
+                });
+            }
+        };
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|n| {
+                let v = n.status?.node_info?.kubelet_version;
+                Some((n.metadata.name?, v))
+            })
+            .collect())
+    }
+
+    /// kubeadm's version rules for an upgrade to `to`
+    /// (`hacore::rules::version_skew`): the cluster's version from
+    /// kubeadm-config, the kubelets' from their Nodes. Ok(Err(why)): refused.
+    pub async fn upgrade_path(&self, to: &str) -> Result<Result<String, String>, CpError> {
+        let (_, cc) = self.cluster_configuration().await?;
+        let cluster = cc["kubernetesVersion"]
+            .as_str()
+            .ok_or_else(|| CpError::Protocol {
+                what: "kube-system/kubeadm-config".into(),
+                detail: "no kubernetesVersion".into(),
+            })?;
+        let kubelets = self.kubelet_versions().await?;
+        Ok(hacore::rules::version_skew::check_upgrade(
+            cluster, to, &kubelets,
+        ))
+    }
+}
+
 /// [`KubeadmControlPlane::observe_masters`] from outside an async context.
 pub fn observe_blocking(cp: &KubeadmControlPlane) -> MastersState {
     cp.block_on(cp.observe_masters())

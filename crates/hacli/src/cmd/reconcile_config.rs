@@ -79,25 +79,38 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// `roll upgrade --prune-kubeadm-backups N`: on each master of the roll,
-/// all but the newest N of kubeadm's backup directories removed (with
-/// `--dry-run`, only said).
-pub fn prune(
+/// Before a live `roll upgrade` touches anything: kubeadm's version rules
+/// for `--to` (refused: exit 1, the supported path named), then with
+/// `--prune-kubeadm-backups N` all but the newest N of kubeadm's backup
+/// directories removed on each master of the roll (with `--dry-run`, only
+/// said). Some(exit): stop there.
+pub fn before_upgrade(
     c: &super::disrupt::Common,
     topology: &hacore::Topology,
     order: &[String],
-    keep: usize,
-) -> anyhow::Result<()> {
-    if c.dry_run {
-        eprintln!(
-            "dry run: would remove all but the newest {keep} of kubeadm's backups on each master"
-        );
-        return Ok(());
-    }
+    action: &hacore::disrupt::DisruptAction,
+    prune: Option<usize>,
+) -> anyhow::Result<Option<Exit>> {
+    let hacore::disrupt::DisruptAction::Upgrade { version } = action else {
+        return Ok(None);
+    };
     let mut reach = c.live.reach();
     reach.ssh.identity = c.ssh_identity.clone();
     reach.ssh.known_hosts = c.ssh_known_hosts.clone();
     reach.ssh.accept_new_host_key = c.accept_new_host_key;
+    if let Err(why) = haops::reconcile::upgrade_path(topology, &reach, version)? {
+        eprintln!("REFUSED before any change: {why}");
+        return Ok(Some(Exit::Deny));
+    }
+    let Some(keep) = prune else {
+        return Ok(None);
+    };
+    if c.dry_run {
+        eprintln!(
+            "dry run: would remove all but the newest {keep} of kubeadm's backups on each master"
+        );
+        return Ok(None);
+    }
     for (node, removed) in haops::reconcile::prune_kubeadm_backups(topology, &reach, order, keep)? {
         if removed.is_empty() {
             eprintln!("{node}: no more than {keep} kubeadm backups: nothing to remove");
@@ -106,5 +119,5 @@ pub fn prune(
             eprintln!("{node}: removed kubeadm's backup {p}");
         }
     }
-    Ok(())
+    Ok(None)
 }

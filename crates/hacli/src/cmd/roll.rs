@@ -52,11 +52,16 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let action = c.action(a.action, &a.command)?;
     let order = disrupt::roll_order(&topology, &a.nodes)?;
     let gate = c.gate(&action, "roll")?;
-    if let Some(keep) = a
-        .prune_kubeadm_backups
-        .filter(|_| c.backend == super::disrupt::Backend::Live)
+    if c.backend == super::disrupt::Backend::Live
+        && let Some(exit) = super::reconcile_config::before_upgrade(
+            c,
+            &topology,
+            &order,
+            &action,
+            a.prune_kubeadm_backups,
+        )?
     {
-        super::reconcile_config::prune(c, &topology, &order, keep)?;
+        return Ok(exit);
     }
     // Every node of the roll is silenced from the start until the roll's
     // bound: each node's lock TTL, and the soaks between them.

@@ -22,6 +22,10 @@ use std::time::Instant;
 const APISERVER: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
 const TMP: &str = "/etc/kubernetes/tmp";
 
+fn m1_octet(masters: &[(&str, u8)]) -> u8 {
+    masters[0].1
+}
+
 /// Run on the migrated lab `m` (topology `topology`, masters `masters`
 /// with their lab address octets, all at version `from`), upgrading the
 /// masters to `to`.
@@ -79,10 +83,21 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: &[(&str, u8)], from: 
             .output()
             .expect("hacli runs")
     };
+    // The lab's masters share this machine's disk, whose use is not the
+    // test's: the image-GC threshold is set just above it (at most 96 %),
+    // and m1's /etc/kubernetes/tmp is filled past it.
+    let used: u8 = on(m1_octet(masters), "df -P / | tail -n 1 | awk '{print $5}'")
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap();
+    let threshold = (used + 3).min(96);
     let policy = m.dir.join("upgrade-rules-policy.yaml");
     common::write(
         &policy,
-        "name: lab-upgrade\nextends: upgrade\ndisable: [alerts, soak]\n",
+        &format!(
+            "name: lab-upgrade\nextends: upgrade\ndisable: [alerts, soak]\nrules:\n  master-disk: {{ imageGcHighPercent: {threshold} }}\n"
+        ),
     );
     let names: Vec<&str> = masters.iter().map(|(n, _)| *n).collect();
     let nodes = names.join(",");
@@ -115,6 +130,43 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: &[(&str, u8)], from: 
     };
     let (m1, m2) = (masters[0].1, masters[1].1);
 
+    // Version skew: a skipped minor is refused before anything, naming
+    // the path kubeadm supports.
+    let skip = hacore::rules::version_skew::Version::parse(from).unwrap();
+    let too_far = format!("v{}.{}.0", skip.major, skip.minor + 2);
+    let mut args = vec![
+        "roll",
+        "upgrade",
+        "--to",
+        too_far.as_str(),
+        "--backend",
+        "live",
+    ];
+    let dir = m.dir.join("roll-skew");
+    args.extend([
+        "--nodes",
+        nodes.as_str(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    args.extend(["--journal-dir", dir.to_str().unwrap()]);
+    let out = hacli(&args);
+    let all = common::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(&format!(
+            "REFUSED before any change: {from} → {too_far} skips a minor version: kubeadm upgrades one minor at a time, v{0}.{1} → v{0}.{2} → v{0}.{3}",
+            skip.major,
+            skip.minor,
+            skip.minor + 1,
+            skip.minor + 2
+        )),
+        "{all}"
+    );
+    for (n, k) in masters {
+        assert_eq!(version(*k), from, "{n} not upgraded");
+    }
+
     // Drift: someone tunes m2's apiserver by hand; the kubelet restarts it.
     on(
         m2,
@@ -133,7 +185,7 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: &[(&str, u8)], from: 
         &format!(
             "set -e; mkdir -p {TMP}; mount -t tmpfs -o size=64m,mode=0755 upgrade-rules {TMP}
              for d in 01 02 03; do b={TMP}/kubeadm-backup-etcd-2026-01-$d-00-00-00; mkdir -p $b/etcd/member/snap
-               head -c 20000000 /dev/zero > $b/etcd/member/snap/db; touch -d 2026-01-$d $b; done
+               head -c 21800000 /dev/zero > $b/etcd/member/snap/db; touch -d 2026-01-$d $b; done
              mkdir {TMP}/not-kubeadms; echo keep > {TMP}/not-kubeadms/file
              mkdir -p /root/precious; ln -s /root/precious {TMP}/kubeadm-backup-etcd-link"
         ),
@@ -151,11 +203,13 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: &[(&str, u8)], from: 
     assert!(all.contains("master-disk"), "{all}");
     assert!(
         all.contains(&format!("{}: {TMP} ({TMP}) is ", masters[0].0))
-            && all.contains("% used, at or above the kubelet's image-GC high threshold of 85%"),
+            && all.contains(&format!(
+                "% used, at or above the kubelet's image-GC high threshold of {threshold}%"
+            )),
         "{all}"
     );
     assert!(
-        all.contains("kubeadm's 3 backup directories under /etc/kubernetes/tmp hold 57 MiB; `hacli roll upgrade --prune-kubeadm-backups 1"),
+        all.contains("kubeadm's 3 backup directories under /etc/kubernetes/tmp hold 62 MiB; `hacli roll upgrade --prune-kubeadm-backups 1"),
         "{all}"
     );
     // Nothing was touched.

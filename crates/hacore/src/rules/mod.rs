@@ -38,6 +38,8 @@ pub mod pdb;
 pub mod reboot_window;
 pub mod soak;
 pub mod state_fresh;
+/// Not a gate rule (a gate's request names no version): `roll upgrade`'s check before it starts.
+pub mod version_skew;
 
 /// Everything a rule may look at.
 pub struct Context<'a> {
