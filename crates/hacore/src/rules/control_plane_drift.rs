@@ -389,18 +389,18 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
         return;
     }
     let items: Vec<String> = found.iter().map(|(n, d)| format!("{n} {d}")).collect();
+    // The fix is in the message too: `roll` and `disrupt` print messages.
+    const FIX: &str = "write the live values into kubeadm-config through kubeadm: `hacli reconcile-config --topology TOPOLOGY` shows the change, then again with `--confirm` (or remove them from the manifests if they are not wanted)";
     out.push(
         Finding::new(
             ID,
             Severity::from(p.severity),
             format!(
-                "kubeadm upgrade would revert this: {}",
+                "kubeadm upgrade would revert this: {}; fix: {FIX}",
                 items.join("; ")
             ),
         )
-        .fix(
-            "write the live values into kubeadm-config through kubeadm: `hacli reconcile-config --topology TOPOLOGY` shows the change, then again with `--confirm` (or remove them from the manifests if they are not wanted)",
-        ),
+        .fix(FIX),
     );
 }
 

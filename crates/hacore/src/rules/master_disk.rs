@@ -191,7 +191,14 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
         }
         return;
     }
+    // The fix is in the message too: `roll` and `disrupt` print messages.
+    let fix = fixes.join("; ");
     out.push(
-        Finding::new(ID, Severity::from(p.severity), problems.join("; ")).fix(fixes.join("; ")),
+        Finding::new(
+            ID,
+            Severity::from(p.severity),
+            format!("{}; fix: {fix}", problems.join("; ")),
+        )
+        .fix(fix),
     );
 }
