@@ -16,7 +16,7 @@ use testlab::cluster::{KUBE_VERSION, M1, M2, UPGRADE_FAILS, W1, W2};
 
 /// The next patch release: `kubeadm upgrade apply` (the stand-in, like
 /// kubeadm) accepts the next patch or minor.
-const TO: &str = "v1.32.1";
+pub const TO: &str = "v1.32.1";
 
 /// Run on the migrated lab `m`, whose topology is now `topology` and whose
 /// third master is `third` (name, lab address octet).
