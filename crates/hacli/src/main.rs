@@ -117,6 +117,11 @@ enum Command {
     /// others (journalled, resumable). Exit 0 done or dry run, 1 refused
     /// (quorum holds) or not confirmed, 2 bad input, 3 failed.
     Recover(Box<cmd::recover::Args>),
+    /// Write what the masters run (static-pod flags and mounts that
+    /// `kubeadm upgrade` would revert) into kube-system/kubeadm-config
+    /// through kubeadm, after a copy of it; shows the change, writes only
+    /// with --confirm. Exit 0 done or shown, 1 refused, 2 bad input, 3 no answer.
+    ReconcileConfig(Box<cmd::reconcile_config::Args>),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions(cmd::completions::Args),
     /// Print the manual page (roff), e.g. `hacli man | man -l -`.
@@ -188,6 +193,7 @@ fn main() -> ExitCode {
         Command::Remediate(a) => cmd::remediate::run(a),
         Command::Snapshot(a) => cmd::snapshot::run(*a),
         Command::Recover(a) => cmd::recover::run(*a),
+        Command::ReconcileConfig(a) => cmd::reconcile_config::run(*a),
         Command::Completions(a) => cmd::completions::run(a),
         Command::Man(a) => cmd::completions::man(a),
     };

@@ -16,11 +16,16 @@
 //! 5. [`roll`]: a rolling upgrade of m1, m2, m4 and the workers with a
 //!    failure injected on the second master, stopped and restored there,
 //!    then resumed to the end;
-//! 6. [`recovery`]: `hacli recover` refused while quorum holds, then, with
+//! 6. [`upgrade_rules`] (issue 25): a skipped minor, a flag added by hand
+//!    to m2's apiserver manifest and m1's full `/etc/kubernetes/tmp`
+//!    refused before the roll touches anything (cause and fix named), then
+//!    `reconcile-config --confirm` and `--prune-kubeadm-backups 1`, and the
+//!    masters upgraded; a hand edit reverted by `kubeadm upgrade node`.
+//! 7. [`recovery`]: `hacli recover` refused while quorum holds, then, with
 //!    two masters powered off, the survivor's data chosen (not confirmed)
 //!    and quorum back once they are powered on again.
 //!
-//! One migration serves the six (each but the pauses takes about 100 s
+//! One migration serves the seven (each but the pauses takes about 100 s
 //! on this machine); each scenario leaves three healthy masters behind.
 //! `cargo test -p hacli --test three_masters -- --nocapture` prints the
 //! figures; the drills' JSON reports and HTML pages are kept in
@@ -39,6 +44,8 @@ mod recovery;
 mod replace;
 #[path = "three_masters/roll.rs"]
 mod roll;
+#[path = "three_masters/upgrade_rules.rs"]
+mod upgrade_rules;
 
 #[test]
 fn after_the_migration_drills_a_replacement_and_a_rolling_upgrade() {
@@ -61,6 +68,18 @@ fn after_the_migration_drills_a_replacement_and_a_rolling_upgrade() {
     let topology = replace::run(&m);
     println!("== roll: a rolling upgrade failing on m2, restored, resumed");
     roll::run(&m, &topology, ("m4", 14));
+    println!("== upgrade rules: the causes of a stalled upgrade refused, fixed, upgraded");
+    upgrade_rules::run(
+        &m,
+        &topology,
+        &[
+            ("m1", testlab::cluster::M1),
+            ("m2", testlab::cluster::M2),
+            ("m4", 14),
+        ],
+        roll::TO,
+        "v1.32.2",
+    );
     println!(
         "== recovery: refused while quorum holds; two masters powered off: the survivor's data chosen, not confirmed"
     );

@@ -121,6 +121,8 @@ rule_set! {
     load_balancer: rules::load_balancer::Params => load_balancer,
     hypervisor_host: NoParams => hypervisor_host,
     pdb: NoParams => pdb,
+    control_plane_drift: rules::control_plane_drift::Params => control_plane_drift,
+    master_disk: rules::master_disk::Params => master_disk,
 }
 
 /// Names of the built-in policies.
@@ -211,7 +213,9 @@ impl Policy {
                 r.soak = Some(Default::default());
                 r.nodes_ready = Some(Default::default());
                 r.pdb = Some(NoParams {});
-                "upgrade-chain preflight (kill-switch, critical alerts, 600s quiet baseline) plus control-plane quorum"
+                r.control_plane_drift = Some(Default::default());
+                r.master_disk = Some(Default::default());
+                "upgrade-chain preflight (kill-switch, critical alerts, 600s quiet baseline) plus control-plane quorum, and what stalls a kubeadm upgrade (manifest drift kubeadm would revert, a master's disk without room)"
             }
             "drain" => {
                 r.nodes_ready = Some(Default::default());

@@ -40,6 +40,7 @@ pub mod exec;
 pub mod fuzzing;
 pub mod gate;
 pub mod leadership;
+pub mod masters;
 pub mod plan;
 pub mod quorum;
 pub mod recover;

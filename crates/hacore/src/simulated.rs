@@ -1187,6 +1187,15 @@ impl Observer for SimulatedCluster {
             renewed_at: None,
             ttl: None,
         });
+        // The simulated masters' files: kubeadm's manifests with nothing
+        // added by hand, disks a fifth full, no kubeadm backup.
+        s.masters = Some(crate::masters::MastersState::simulated(
+            topology
+                .nodes
+                .iter()
+                .filter(|n| n.is_control_plane() && self.joined.contains(&n.name))
+                .map(|n| n.name.as_str()),
+        ));
         s
     }
 }

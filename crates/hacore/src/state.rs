@@ -73,6 +73,10 @@ pub struct ClusterState {
     /// newest verified one. Absent: not observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd_backup: Option<EtcdBackup>,
+    /// The masters' own files (static-pod manifests, kubeadm-config, disks,
+    /// kubeadm's backups), read over SSH. Absent: not observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masters: Option<crate::masters::MastersState>,
 }
 
 /// The etcd snapshots as observed in a snapshot directory.
@@ -532,6 +536,7 @@ impl ClusterState {
             hypervisors: None,
             addresses_in_use: None,
             etcd_backup: None,
+            masters: None,
         }
     }
 

@@ -139,11 +139,19 @@ impl Live {
             (Some(ttl), Some(o)) => Box::new(o.lock(ttl)?),
             _ => Box::new(NoLock),
         };
+        // Every observation also reads the masters' files over SSH
+        // (manifests, kubeadm-config, disks, kubeadm's backups) for the
+        // upgrade rules.
+        let masters = KubeadmControlPlane::from_topology(w.target, &reach.control_plane_options())?;
         let observer: Box<dyn Observer> = match fixed {
-            Some(o) if !w.follow_topology => Box::new(o),
-            _ => Box::new(kubeadm::LiveObserver::new(config).map_err(|e| {
-                Error::Unreachable(format!("starting the observer's runtime: {e}"))
-            })?),
+            Some(o) if !w.follow_topology => Box::new(o.with_masters(masters)),
+            _ => Box::new(
+                kubeadm::LiveObserver::new(config)
+                    .map_err(|e| {
+                        Error::Unreachable(format!("starting the observer's runtime: {e}"))
+                    })?
+                    .with_masters(masters),
+            ),
         };
         let cp = KubeadmControlPlane::from_topology(w.target, &reach.control_plane_options())?;
         Ok(Live {

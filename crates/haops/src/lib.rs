@@ -31,6 +31,7 @@ pub mod master;
 pub mod observe;
 pub mod plan;
 pub mod reach;
+pub mod reconcile;
 pub mod recover;
 pub mod remediate;
 pub mod silence;

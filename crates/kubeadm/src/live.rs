@@ -36,6 +36,10 @@ pub struct LiveObserver {
     config: ObserverConfig,
     /// The observer of the last topology observed (or connected to).
     observer: Option<Observer>,
+    /// When set, every observation also reads the masters' files over SSH
+    /// (`crate::masters`: manifests, kubeadm-config, disks, kubeadm's
+    /// backups) for the upgrade rules.
+    masters: Option<crate::control_plane::KubeadmControlPlane>,
 }
 
 impl std::fmt::Debug for LiveObserver {
@@ -57,6 +61,7 @@ impl LiveObserver {
             rt: std::sync::Arc::new(rt),
             config,
             observer: None,
+            masters: None,
         })
     }
 
@@ -69,7 +74,15 @@ impl LiveObserver {
             rt,
             config,
             observer: Some(observer),
+            masters: None,
         })
+    }
+
+    /// Also read the masters' files over SSH at every observation, through
+    /// `cp` (its own SSH sessions and runtime).
+    pub fn with_masters(mut self, cp: crate::control_plane::KubeadmControlPlane) -> LiveObserver {
+        self.masters = Some(cp);
+        self
     }
 
     /// The disruption lock this observer's cluster holds (its configured
@@ -104,7 +117,11 @@ impl hacore::backend::Observer for LiveObserver {
             }
         }
         let observer = self.observer.as_ref().expect("made above");
-        self.rt.block_on(Box::pin(observer.observe()))
+        let mut state = self.rt.block_on(Box::pin(observer.observe()));
+        if let Some(cp) = &self.masters {
+            state.masters = Some(crate::masters::observe_blocking(cp));
+        }
+        state
     }
 }
 
@@ -473,114 +490,5 @@ impl hacore::backend::LoadBalancer for Absent {
     }
     fn apply(&mut self, op: &hacore::backend::LbOp) -> Result<(), BackendError> {
         Err(BackendError::Unsupported(format!("{}: {op:?}", self.0)))
-    }
-}
-
-/// Why [`DisruptBackends::connect`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// The observer (kubeconfig, etcd TLS) could not be set up.
-    #[error(transparent)]
-    Observer(#[from] Error),
-    /// The control-plane backend (SSH settings, etcd TLS) could not be set up.
-    #[error(transparent)]
-    ControlPlane(#[from] crate::control_plane::CpError),
-}
-
-/// The live backends of planned disruptions (`hacore::disrupt::run` and
-/// `roll`), for any node of the topology, so one set serves a whole roll:
-/// the observer and the disruption Lease, kubeadm's control plane (the
-/// Kubernetes API, etcd, the nodes over SSH), and the load balancer the
-/// caller reaches (`hacli` and `hapy` pick it from the topology).
-pub struct DisruptBackends {
-    observer: LiveObserver,
-    lock: LiveLock,
-    cp: crate::control_plane::KubeadmControlPlane,
-    lb: Box<dyn hacore::backend::LoadBalancer>,
-    hv: Absent,
-}
-
-impl std::fmt::Debug for DisruptBackends {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DisruptBackends")
-            .field("observer", &self.observer)
-            .field("lock", &self.lock)
-            .finish_non_exhaustive()
-    }
-}
-
-impl DisruptBackends {
-    /// Reach the cluster `config` describes; `cp` carries the SSH choices
-    /// (its kubeconfig, etcd endpoints and TLS and apiserver port are
-    /// taken from `config`); the lock lasts `lock_ttl` without renewal;
-    /// `lb` None: no load balancer to reach (a step that needs it fails).
-    pub fn connect(
-        topology: &Topology,
-        config: ObserverConfig,
-        cp: crate::control_plane::ControlPlaneOptions,
-        lock_ttl: Duration,
-        lb: Option<Box<dyn hacore::backend::LoadBalancer>>,
-    ) -> Result<DisruptBackends, ConnectError> {
-        let cp_opts = crate::control_plane::ControlPlaneOptions {
-            kubeconfig: config.kubeconfig.clone(),
-            etcd_endpoints: config.etcd_endpoints.clone(),
-            etcd_tls: config.etcd_tls.clone(),
-            apiserver_port: config.apiserver_port,
-            ..cp
-        };
-        let observer = LiveObserver::connect(topology, config)?;
-        let lock = observer.lock(lock_ttl)?;
-        let cp = crate::control_plane::KubeadmControlPlane::from_topology(topology, &cp_opts)?;
-        Ok(DisruptBackends {
-            observer,
-            lock,
-            cp,
-            lb: lb.unwrap_or_else(|| {
-                Box::new(Absent(
-                    "no load balancer to reach (loadBalancer.manage or runtimeApi)",
-                ))
-            }),
-            hv: Absent("no hypervisor step in a disruption"),
-        })
-    }
-
-    /// Run `f` with the backends and the lock.
-    pub fn with<T>(
-        &mut self,
-        f: impl FnOnce(&mut hacore::backend::Backends<'_>, &mut dyn Lock) -> T,
-    ) -> T {
-        let mut b = hacore::backend::Backends {
-            hypervisor: &mut self.hv,
-            load_balancer: self.lb.as_mut(),
-            control_plane: &mut self.cp,
-            observer: &mut self.observer,
-            clock: &SystemClock,
-        };
-        f(&mut b, &mut self.lock)
-    }
-}
-
-#[cfg(test)]
-mod observer_tests {
-    use super::*;
-    use hacore::backend::Observer as _;
-    use hacore::state::Probe;
-
-    #[test]
-    fn a_configuration_error_makes_every_probe_unknown() {
-        let (topology, _) = Topology::from_yaml(
-            "t.yaml",
-            "cluster: lab\ncontrolPlaneEndpoint: { address: 127.0.0.1 }\nnodes:\n  - { name: m1, role: control-plane, address: 127.0.0.1 }\n",
-        )
-        .unwrap();
-        let config = ObserverConfig {
-            kubeconfig: Some("/nonexistent/kubeconfig".into()),
-            ..Default::default()
-        };
-        let mut o = LiveObserver::new(config.clone()).unwrap();
-        let s = o.observe(&topology);
-        assert!(s.probe_errors.contains_key(&Probe::Nodes), "{s:?}");
-        assert!(s.probe_errors[&Probe::Etcd].contains("cannot observe"));
-        assert!(LiveObserver::connect(&topology, config).is_err());
     }
 }

@@ -15,6 +15,7 @@ pub mod observe;
 pub mod plan;
 pub mod plugin;
 pub mod policy;
+pub mod reconcile_config;
 pub mod recover;
 pub mod remediate;
 pub mod roll;

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hacore::disrupt::{Report, RollReport};
+use hacore::disrupt::{DisruptAction, Report, RollReport};
 use indicatif::ProgressBar;
 
 use crate::args::disrupt::{Common, Kind, progress};
@@ -34,6 +34,11 @@ pub struct Args {
     /// backend, its state (sim.json).
     #[arg(long)]
     pub journal_dir: PathBuf,
+    /// Live upgrade: before it starts, remove all but the newest N of
+    /// kubeadm's backup directories on each master of the roll (only
+    /// `/etc/kubernetes/tmp/kubeadm-backup-{etcd,manifests}-*`).
+    #[arg(long, value_name = "N")]
+    pub prune_kubeadm_backups: Option<usize>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -47,6 +52,26 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let request = c.request(&action, "roll")?;
     let backend = c.backend(|| a.journal_dir.join("sim.json"));
     let bar = ProgressBar::new_spinner();
+    // A live upgrade: kubeadm's version rules, and the backups pruned,
+    // before anything is touched.
+    if let (haops::disrupt::Backend::Live(reach), DisruptAction::Upgrade { version }) =
+        (&backend, &action)
+    {
+        let order = hacore::disrupt::roll_order(&topology, &a.nodes)?;
+        if let Some(why) = haops::reconcile::before_upgrade(
+            &topology,
+            reach,
+            &order,
+            version,
+            a.prune_kubeadm_backups,
+            c.dry_run,
+            &mut progress(&bar),
+        )? {
+            bar.finish_and_clear();
+            eprintln!("REFUSED before any change: {why}");
+            return Ok(Exit::Deny);
+        }
+    }
     let result = haops::disrupt::roll(
         &topology,
         &action,

@@ -16,7 +16,7 @@ use testlab::cluster::{KUBE_VERSION, M1, M2, UPGRADE_FAILS, W1, W2};
 
 /// The next patch release: `kubeadm upgrade apply` (the stand-in, like
 /// kubeadm) accepts the next patch or minor.
-const TO: &str = "v1.32.1";
+pub const TO: &str = "v1.32.1";
 
 /// Run on the migrated lab `m`, whose topology is now `topology` and whose
 /// third master is `third` (name, lab address octet).
@@ -90,12 +90,14 @@ pub fn run(m: &common::Migrated, topology: &Path, third: (&str, u8)) {
     assert_eq!(cluster_version(), KUBE_VERSION);
 
     // The lab has no Prometheus (the upgrade policy's `alerts` rule would
-    // be unknown), and m2 and m3 joined a minute ago (its 600 s `soak`
-    // would deny): the built-in upgrade policy without those two.
+    // be unknown), m2 and m3 joined a minute ago (its 600 s `soak` would
+    // deny), and the masters share this machine's disk (`master-disk`
+    // judges the machine, not the lab: upgrade_rules.rs tests it): the
+    // built-in upgrade policy without those three.
     let policy = m.dir.join("lab-upgrade.yaml");
     common::write(
         &policy,
-        "name: lab-upgrade\nextends: upgrade\ndisable: [alerts, soak]\n",
+        "name: lab-upgrade\nextends: upgrade\ndisable: [alerts, soak, master-disk]\n",
     );
     let journal_dir = m.dir.join("roll");
     let tls = m.lab.etcd_tls();

@@ -17,6 +17,7 @@ use crate::verdict::{Finding, Severity};
 
 pub mod alerts;
 pub mod apiserver_ready;
+pub mod control_plane_drift;
 pub mod control_plane_ready;
 pub mod daemonsets;
 pub mod etcd_alarms;
@@ -30,6 +31,7 @@ pub mod hypervisor_host;
 pub mod kill_switch;
 pub mod load_balancer;
 pub mod lock;
+pub mod master_disk;
 pub mod node_drift;
 pub mod nodes_ready;
 pub mod pdb;
@@ -37,6 +39,8 @@ pub mod reboot_window;
 pub mod single_master;
 pub mod soak;
 pub mod state_fresh;
+/// Not a gate rule (a gate's request names no version): `roll upgrade`'s check before it starts.
+pub mod version_skew;
 
 /// Everything a rule may look at.
 pub struct Context<'a> {

@@ -475,29 +475,55 @@ def upload_config(api, cc, k8s_version):
 
 # ---------------------------------------------------------------- manifests
 
-def manifest(name, command, annotations, image):
+def manifest(name, command, annotations, image, volumes=()):
+    container = {"name": name, "image": image, "command": command}
+    spec = {"hostNetwork": True, "priorityClassName": "system-node-critical", "containers": [container]}
+    if volumes:
+        # As kubeadm writes extraVolumes: a hostPath volume and its mount.
+        container["volumeMounts"] = [{"name": v["name"], "mountPath": v["mountPath"],
+                                      "readOnly": bool(v.get("readOnly", False))} for v in volumes]
+        spec["volumes"] = [{"name": v["name"], "hostPath": {"path": v["hostPath"],
+                                                            "type": v.get("pathType", "")}} for v in volumes]
     return yaml.safe_dump({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "kube-system", "annotations": annotations,
                      "labels": {"component": name, "tier": "control-plane"}},
-        "spec": {"hostNetwork": True, "priorityClassName": "system-node-critical",
-                 "containers": [{"name": name, "image": image, "command": command}]},
+        "spec": spec,
         "status": {},
     }, sort_keys=False)
 
 
-def write_manifest(name, command, annotations, version):
+def write_manifest(name, command, annotations, version, volumes=()):
     out(f'[control-plane] Creating static Pod manifest for "{name}"' if name != "etcd"
         else '[etcd] Creating static Pod manifest for "etcd"')
     image = f"registry.k8s.io/{name}:{version}" if name != "etcd" else "registry.k8s.io/etcd:3.5.16-0"
-    write_file(f"{MANIFESTS}/{name}.yaml", manifest(name, command, annotations, image), 0o600)
+    write_file(f"{MANIFESTS}/{name}.yaml", manifest(name, command, annotations, image, volumes), 0o600)
 
 
-def control_plane_manifests(cc, advertise, version):
-    svc = (cc.get("networking") or {}).get("serviceSubnet") or "10.96.0.0/12"
-    extra = (cc.get("apiServer") or {}).get("extraArgs") or {}
+def extra_args(part):
+    """A component's extraArgs as kubeadm reads them: v1beta3's map or
+    v1beta4's list of {name, value}."""
+    extra = (part or {}).get("extraArgs") or {}
     if isinstance(extra, list):
-        extra = {a["name"]: a["value"] for a in extra}
+        extra = {a["name"]: a.get("value", "") for a in extra}
+    return {k: ("" if v is None else str(v)) for k, v in extra.items()}
+
+
+def with_extra(cmd, part):
+    """kubeadm's command line: its own flags overridden by extraArgs, in
+    name order, as kubeadm's ArgumentsToCommand writes them."""
+    args = {}
+    for w in cmd[1:]:
+        k, _, v = w[2:].partition("=")
+        args[k] = v
+    args.update(extra_args(part))
+    return [cmd[0]] + [f"--{k}={v}" for k, v in sorted(args.items())]
+
+
+def control_plane_pods(cc, advertise):
+    """What kubeadm makes of the ClusterConfiguration `cc` on a master that
+    advertises `advertise`: {component: (command, annotations, extraVolumes)}."""
+    svc = (cc.get("networking") or {}).get("serviceSubnet") or "10.96.0.0/12"
     api_cmd = ["kube-apiserver", f"--advertise-address={advertise}", "--allow-privileged=true",
                "--authorization-mode=Node,RBAC", f"--client-ca-file={PKI}/ca.crt",
                "--enable-admission-plugins=NodeRestriction", "--enable-bootstrap-token-auth=true",
@@ -513,20 +539,31 @@ def control_plane_manifests(cc, advertise, version):
                f"--service-account-signing-key-file={PKI}/sa.key",
                f"--service-cluster-ip-range={svc}", f"--tls-cert-file={PKI}/apiserver.crt",
                f"--tls-private-key-file={PKI}/apiserver.key"]
-    api_cmd += [f"--{k}={v}" for k, v in sorted(extra.items())]
-    write_manifest("kube-apiserver", api_cmd,
-                   {"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": f"{advertise}:6443"}, version)
-    write_manifest("kube-controller-manager", [
+    cm_cmd = [
         "kube-controller-manager", f"--authentication-kubeconfig={K}/controller-manager.conf",
         f"--authorization-kubeconfig={K}/controller-manager.conf", "--bind-address=127.0.0.1",
         f"--client-ca-file={PKI}/ca.crt", f"--cluster-signing-cert-file={PKI}/ca.crt",
         f"--cluster-signing-key-file={PKI}/ca.key", f"--kubeconfig={K}/controller-manager.conf",
         "--leader-elect=true", f"--root-ca-file={PKI}/ca.crt",
-        f"--service-account-private-key-file={PKI}/sa.key", "--use-service-account-credentials=true"], {}, version)
-    write_manifest("kube-scheduler", [
+        f"--service-account-private-key-file={PKI}/sa.key", "--use-service-account-credentials=true"]
+    sched_cmd = [
         "kube-scheduler", f"--authentication-kubeconfig={K}/scheduler.conf",
         f"--authorization-kubeconfig={K}/scheduler.conf", "--bind-address=127.0.0.1",
-        f"--kubeconfig={K}/scheduler.conf", "--leader-elect=true"], {}, version)
+        f"--kubeconfig={K}/scheduler.conf", "--leader-elect=true"]
+    pods = {}
+    for name, key, cmd, ann in (
+            ("kube-apiserver", "apiServer", api_cmd,
+             {"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": f"{advertise}:6443"}),
+            ("kube-controller-manager", "controllerManager", cm_cmd, {}),
+            ("kube-scheduler", "scheduler", sched_cmd, {})):
+        part = cc.get(key) or {}
+        pods[name] = (with_extra(cmd, part), ann, part.get("extraVolumes") or [])
+    return pods
+
+
+def control_plane_manifests(cc, advertise, version):
+    for name, (cmd, ann, vols) in control_plane_pods(cc, advertise).items():
+        write_manifest(name, cmd, ann, version, vols)
 
 
 def etcd_manifest(name, advertise, initial_cluster, state):
@@ -1224,25 +1261,34 @@ def injected_failure():
         raise Fail(f"[upgrade/apply] FATAL: {msg}")
 
 
-def upgrade_manifests(ver):
-    """Rewrite this node's control-plane manifests to image tag `ver`, one
-    at a time, each time waiting for the kubelet to run the new pod."""
+def upgrade_manifests(ver, cc):
+    """Regenerate this node's control-plane manifests from the
+    ClusterConfiguration `cc` with image tag `ver`, as kubeadm does (a
+    flag or mount added by hand and not in kubeadm-config is gone), one at
+    a time, the old one backed up under /etc/kubernetes/tmp, each time
+    waiting for the kubelet to run the new pod."""
+    advertise = node_ip()
+    ann_key = "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"
+    if os.path.exists(f"{MANIFESTS}/kube-apiserver.yaml"):
+        cur = yaml.safe_load(read(f"{MANIFESTS}/kube-apiserver.yaml")) or {}
+        ep = ((cur.get("metadata") or {}).get("annotations") or {}).get(ann_key)
+        if ep:
+            advertise = ep.rsplit(":", 1)[0]
+    pods = control_plane_pods(cc, advertise)
+    stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
+    backup = f"{K}/tmp/kubeadm-backup-manifests-{stamp}"
     for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         path = f"{MANIFESTS}/{name}.yaml"
         if not os.path.exists(path):
             continue
-        pod = yaml.safe_load(read(path))
-        img = pod["spec"]["containers"][0].get("image", f"registry.k8s.io/{name}")
-        pod["spec"]["containers"][0]["image"] = img.rsplit(":", 1)[0] + ":" + ver
-        ann = pod["metadata"].setdefault("annotations", {}) or {}
-        pod["metadata"]["annotations"] = ann
+        cmd, ann, vols = pods[name]
+        ann = dict(ann)
         ann["kubernetes.io/config.hash"] = secrets.token_hex(16)
-        raw = yaml.safe_dump(pod, sort_keys=False).encode()
-        os.makedirs(K + "/tmp", exist_ok=True)
+        raw = manifest(name, cmd, ann, f"registry.k8s.io/{name}:{ver}", vols).encode()
         out(f'[upgrade/staticpods] Moving new manifest to "{path}" and backing up old manifest to '
-            f'"{K}/tmp/kubeadm-backup-manifests/{name}.yaml"')
-        os.makedirs(K + "/tmp/kubeadm-backup-manifests", exist_ok=True)
-        write_file(f"{K}/tmp/kubeadm-backup-manifests/{name}.yaml", read(path), 0o600)
+            f'"{backup}/{name}.yaml"')
+        os.makedirs(backup, mode=0o700, exist_ok=True)
+        write_file(f"{backup}/{name}.yaml", read(path), 0o600)
         write_file(path, raw, 0o600)
         h = hashlib.sha256(raw).hexdigest()
         out("[upgrade/staticpods] Waiting for the kubelet to restart the component")
@@ -1320,7 +1366,7 @@ def kubeadm_upgrade(pos, fl):
                 raise Fail("won't proceed; the user didn't answer (Y|y) in order to continue")
         injected_failure()
         out(f'[upgrade/control-plane] Upgrading your static Pod-hosted control plane to version "{ver}" (timeout: 5m0s)...')
-        upgrade_manifests(ver)
+        upgrade_manifests(ver, cc)
         cc = dict(cc)
         cc["kubernetesVersion"] = ver
         upload_config(api, cc, ver)
@@ -1336,7 +1382,7 @@ def kubeadm_upgrade(pos, fl):
     injected_failure()
     if os.path.exists(f"{MANIFESTS}/kube-apiserver.yaml"):
         out(f'[upgrade/control-plane] Upgrading your Static Pod-hosted control plane instance to version "{ver}"...')
-        upgrade_manifests(ver)
+        upgrade_manifests(ver, cc)
         set_kubeadm_version(ver)
         out("[upgrade] The control plane instance for this node was successfully upgraded!")
     else:

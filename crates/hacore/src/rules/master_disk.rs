@@ -1,0 +1,204 @@
+//! A master's disk must have room for an upgrade: `kubeadm upgrade` copies
+//! etcd's data to `/etc/kubernetes/tmp/kubeadm-backup-etcd-*` (and the
+//! manifests to `kubeadm-backup-manifests-*`) and never removes them, the
+//! kubelet pulls the new images, and above its image-GC high threshold
+//! (85 % by default) the kubelet garbage-collects images and evicts pods
+//! mid-upgrade. Each master's `/`, etcd's data directory and
+//! `/etc/kubernetes/tmp` are checked against that threshold, and the file
+//! system of `/etc/kubernetes/tmp` against a floor for kubeadm's copy of
+//! etcd (about twice the database). kubeadm's backup directories are
+//! counted and sized, and the fix names the command that prunes them.
+
+use serde::{Deserialize, Serialize};
+
+use super::node_drift::DriftSeverity;
+use super::{Context, and_list, pass, unknown};
+use crate::action::Action;
+use crate::masters::{Filesystem, is_kubeadm_backup};
+use crate::verdict::{Finding, Severity};
+
+/// Rule id.
+pub const ID: &str = "master-disk";
+
+/// Where kubeadm writes its backups.
+pub const KUBEADM_TMP: &str = "/etc/kubernetes/tmp";
+
+/// Parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Params {
+    /// The kubelet's `imageGCHighThresholdPercent`: a file system used at
+    /// or above it is too full to upgrade on.
+    #[serde(default = "gc_high")]
+    pub image_gc_high_percent: u8,
+    /// Free space needed where kubeadm writes its backups, as a multiple
+    /// of etcd's database size.
+    #[serde(default = "factor")]
+    pub backup_factor: f64,
+    /// The severity of a finding before an upgrade: `deny` (the default),
+    /// `unknown` or `warn`.
+    #[serde(default = "deny")]
+    pub severity: DriftSeverity,
+}
+
+fn gc_high() -> u8 {
+    85
+}
+fn factor() -> f64 {
+    2.0
+}
+fn deny() -> DriftSeverity {
+    DriftSeverity::Deny
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            image_gc_high_percent: gc_high(),
+            backup_factor: factor(),
+            severity: deny(),
+        }
+    }
+}
+
+/// Bytes for people: "512 MiB", "3.2 GiB".
+pub fn bytes(n: u64) -> String {
+    const MIB: f64 = (1u64 << 20) as f64;
+    const GIB: f64 = (1u64 << 30) as f64;
+    let f = n as f64;
+    if f >= GIB {
+        format!("{:.1} GiB", f / GIB)
+    } else if f >= MIB {
+        format!("{:.0} MiB", f / MIB)
+    } else {
+        format!("{:.0} KiB", f / 1024.0)
+    }
+}
+
+/// Check.
+pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
+    if ctx.action != Action::Upgrade {
+        out.push(pass(
+            ID,
+            format!(
+                "only an upgrade writes kubeadm's backups and pulls new images, not a {}",
+                ctx.action
+            ),
+        ));
+        return;
+    }
+    if !ctx.targets_control_plane() {
+        out.push(pass(ID, "no master is upgraded"));
+        return;
+    }
+    let Some(masters) = &ctx.state.masters else {
+        return out.push(unknown(
+            ID,
+            "the masters' disks were not observed (they are read over SSH: give the topology's ssh: settings)",
+        ));
+    };
+    let mut problems = Vec::new();
+    let mut fixes = Vec::new();
+    let mut ok = Vec::new();
+    for node in ctx.topology.nodes.iter().filter(|n| n.is_control_plane()) {
+        let name = node.name.as_str();
+        let Some(files) = masters.node(name) else {
+            out.push(unknown(ID, format!("{name}'s disks were not observed")));
+            continue;
+        };
+        let (Some(disks), Some(backups)) = (&files.disks, &files.kubeadm_backups) else {
+            out.push(unknown(
+                ID,
+                format!(
+                    "{name}'s disks could not be read: {}",
+                    files.error.as_deref().unwrap_or("not observed")
+                ),
+            ));
+            continue;
+        };
+        let ours: Vec<_> = backups
+            .iter()
+            .filter(|b| is_kubeadm_backup(&b.path))
+            .collect();
+        let held: u64 = ours.iter().map(|b| b.bytes).sum();
+        let before = problems.len();
+        let mut seen: Vec<&str> = Vec::new();
+        for fs in disks {
+            if seen.contains(&fs.mount.as_str()) {
+                continue;
+            }
+            seen.push(&fs.mount);
+            if fs.used_percent() >= u64::from(p.image_gc_high_percent) {
+                problems.push(format!(
+                    "{name}: {} ({}) is {}% used, at or above the kubelet's image-GC high threshold of {}%: it garbage-collects images and evicts pods while the upgrade pulls new ones",
+                    fs.path,
+                    fs.mount,
+                    fs.used_percent(),
+                    p.image_gc_high_percent
+                ));
+            }
+        }
+        let tmp: Option<&Filesystem> = disks
+            .iter()
+            .find(|f| f.path == KUBEADM_TMP)
+            .or_else(|| disks.iter().find(|f| f.path == "/"));
+        match (tmp, files.etcd_db_bytes) {
+            (Some(fs), Some(db)) => {
+                let need = (db as f64 * p.backup_factor) as u64;
+                if fs.avail_bytes < need {
+                    problems.push(format!(
+                        "{name}: {} has {} free, and kubeadm's backup copy of etcd ({} database) needs about {} ({}x)",
+                        fs.path,
+                        bytes(fs.avail_bytes),
+                        bytes(db),
+                        bytes(need),
+                        p.backup_factor
+                    ));
+                }
+            }
+            _ => out.push(unknown(
+                ID,
+                format!("{name}: etcd's database size was not observed: the room kubeadm's backup copy needs is unknown"),
+            )),
+        }
+        if problems.len() > before {
+            fixes.push(if ours.is_empty() {
+                format!("free space on {name}")
+            } else {
+                format!(
+                    "free space on {name}: kubeadm's {} backup directories under {KUBEADM_TMP} hold {}; `hacli roll upgrade --prune-kubeadm-backups 1 ...` removes all but the newest before it starts",
+                    ours.len(),
+                    bytes(held)
+                )
+            });
+        } else {
+            ok.push(format!(
+                "{name} ({} kubeadm backups, {})",
+                ours.len(),
+                bytes(held)
+            ));
+        }
+    }
+    if problems.is_empty() {
+        if !ok.is_empty() {
+            out.push(pass(
+                ID,
+                format!(
+                    "the masters' disks have room for the upgrade: {}",
+                    and_list(&ok)
+                ),
+            ));
+        }
+        return;
+    }
+    // The fix is in the message too: `roll` and `disrupt` print messages.
+    let fix = fixes.join("; ");
+    out.push(
+        Finding::new(
+            ID,
+            Severity::from(p.severity),
+            format!("{}; fix: {fix}", problems.join("; ")),
+        )
+        .fix(fix),
+    );
+}
