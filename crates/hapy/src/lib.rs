@@ -1046,6 +1046,7 @@ fn _hapy(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(ops::simulate, m)?,
         wrap_pyfunction!(ops::lb, m)?,
         wrap_pyfunction!(ops::hypervisor, m)?,
+        wrap_pyfunction!(ops::reconcile_config, m)?,
     ] {
         m.add_function(f)?;
     }

@@ -536,3 +536,25 @@ pub fn hypervisor<'py>(
     let inv = py.detach(|| haops::inventory::read(&client).map_err(py_err))?;
     to_py(py, &haops::inventory::to_json(&inv))
 }
+
+/// `hacli reconcile-config`: compare every master's static-pod manifests
+/// (over SSH, `reach`'s `ssh_*` settings) with kube-system/kubeadm-config;
+/// with `confirm=True`, write the flags and mounts `kubeadm upgrade` would
+/// revert into kubeadm-config through kubeadm (a copy of the ConfigMap kept
+/// first). Without `confirm` nothing changes: the result lists what would
+/// be written. A cluster that cannot be reached raises `ObserveError`.
+#[pyfunction]
+#[pyo3(signature = (topology, *, confirm = false, reach = None))]
+pub fn reconcile_config<'py>(
+    py: Python<'py>,
+    topology: &Bound<'py, PyAny>,
+    confirm: bool,
+    reach: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let topology = PyTopology::coerce(topology)?.into_owned();
+    let reach = self::reach(reach)?;
+    let done = py.detach(|| {
+        haops::reconcile::reconcile_config(&topology, &reach, confirm).map_err(py_err)
+    })?;
+    to_py(py, &done)
+}

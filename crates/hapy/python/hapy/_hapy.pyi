@@ -45,6 +45,7 @@ __all__ = [
     "simulate",
     "lb",
     "hypervisor",
+    "reconcile_config",
     "DrillResult",
     "drill",
     "__version__",
@@ -464,6 +465,12 @@ def hypervisor(
     action: Literal["show"] = "show",
     topology: _TopologyLike | None = None,
     *,
+    reach: Reach | None = None,
+) -> dict[str, Any]: ...
+def reconcile_config(
+    topology: _TopologyLike,
+    *,
+    confirm: bool = False,
     reach: Reach | None = None,
 ) -> dict[str, Any]: ...
 
