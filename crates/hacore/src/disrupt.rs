@@ -904,7 +904,7 @@ nodes:
     }
 
     fn state(members: Vec<EtcdMember>) -> ClusterState {
-        let now: Timestamp = "2026-05-21T12:00:00Z".parse().unwrap();
+        let now: jiff::Timestamp = "2026-05-21T12:00:00Z".parse().unwrap();
         let mut s = ClusterState::empty(now);
         s.etcd = Some(EtcdState { members });
         s
