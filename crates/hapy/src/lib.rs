@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use hacore::gate::{BUILTINS, Request};
 use hacore::quorum::{Membership, Projection, Safety};
-use hacore::{Action, ClusterState, Decision, Policy, Severity, Topology};
+use hacore::{Action, ClusterState, Policy, Topology};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use pyo3::create_exception;
@@ -515,23 +515,6 @@ impl PyPolicy {
     }
 }
 
-fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Pass => "pass",
-        Severity::Warn => "warn",
-        Severity::Unknown => "unknown",
-        Severity::Deny => "deny",
-    }
-}
-
-fn decision_name(d: Decision) -> &'static str {
-    match d {
-        Decision::Allow => "allow",
-        Decision::Deny => "deny",
-        Decision::Unknown => "unknown",
-    }
-}
-
 /// One rule's conclusion.
 #[pyclass(frozen, module = "hapy", name = "Finding")]
 struct PyFinding {
@@ -549,7 +532,7 @@ impl PyFinding {
     /// `pass`, `warn`, `unknown` or `deny`.
     #[getter]
     fn severity(&self) -> &'static str {
-        severity_name(self.inner.severity)
+        self.inner.severity.as_str()
     }
 
     /// What the rule found, in one sentence.
@@ -578,7 +561,7 @@ impl PyFinding {
     fn __repr__(&self) -> String {
         format!(
             "<Finding {} {}: {}>",
-            severity_name(self.inner.severity),
+            self.inner.severity.as_str(),
             self.inner.rule,
             self.inner.message
         )
@@ -606,7 +589,7 @@ impl PyVerdict {
     /// `allow`, `deny` or `unknown` (unknown is never allow).
     #[getter]
     fn decision(&self) -> &'static str {
-        decision_name(self.inner.decision)
+        self.inner.decision.as_str()
     }
 
     /// The CLI's exit code for this decision: 0 allow, 1 deny, 3 unknown.
