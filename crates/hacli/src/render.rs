@@ -22,6 +22,16 @@ fn yes_no(v: Option<bool>, yes: &str, no: &str) -> String {
     }
 }
 
+/// Print a verdict as `output` asks; its decision is the exit status
+/// (`check`, `gate`).
+pub fn print_verdict(v: &Verdict, output: crate::Output) -> anyhow::Result<crate::Exit> {
+    match output {
+        crate::Output::Json => crate::print_json(v)?,
+        crate::Output::Text => out!("{}", verdict(v)),
+    }
+    Ok(v.decision.into())
+}
+
 /// A verdict.
 pub fn verdict(v: &Verdict) -> String {
     let mut s = String::new();

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use hacore::disrupt::{DisruptAction, DisruptOptions};
 use hacore::units::Dur;
 use hacore::{Policy, Topology};
-use haops::disrupt::{Request, Silence, Simulated};
+use haops::disrupt::{Request, Simulated};
 use haops::events::Event;
 use indicatif::ProgressBar;
 
@@ -104,7 +104,7 @@ pub struct Common {
     pub output: Output,
     /// Alertmanager silences for the alerts the disruption causes.
     #[command(flatten)]
-    pub silence: crate::cmd::silence::SilenceArgs,
+    pub silence: crate::args::silence::SilenceArgs,
 }
 
 impl Common {
@@ -154,14 +154,7 @@ impl Common {
             resume: self.resume,
             dry_run: self.dry_run,
             lock_ttl: self.lock_ttl,
-            silence: self
-                .silence
-                .alertmanager_url
-                .clone()
-                .map(|alertmanager_url| Silence {
-                    alertmanager_url,
-                    timeout: self.silence.alertmanager_timeout,
-                }),
+            silence: self.silence.silence(),
             ..Request::new(action, policy, identity)
         })
     }
@@ -194,6 +187,49 @@ impl Common {
     pub fn load_topology(&self) -> anyhow::Result<Topology> {
         self.live.topology()
     }
+
+    /// Everything `hacli WHAT` (`disrupt`, `roll`) hands to `haops`: the
+    /// topology, the action (`kind` and the command after `--`), the
+    /// request, and the backends (the simulated state in `default_state`
+    /// unless `--sim-state`).
+    pub fn prepare(
+        &self,
+        kind: Kind,
+        command: &[String],
+        what: &str,
+        default_state: impl FnOnce() -> PathBuf,
+    ) -> anyhow::Result<Prepared> {
+        let topology = self.load_topology()?;
+        let action = self.action(kind, command)?;
+        let request = self.request(&action, what)?;
+        let backend = self.backend(default_state);
+        Ok(Prepared {
+            topology,
+            action,
+            request,
+            backend,
+        })
+    }
+}
+
+/// What a disruption or a roll is handed (`Common::prepare`).
+pub struct Prepared {
+    /// The declared cluster.
+    pub topology: Topology,
+    /// What is done to each node.
+    pub action: DisruptAction,
+    /// How it is gated, locked, silenced and run.
+    pub request: Request,
+    /// The live or the simulated backends.
+    pub backend: haops::disrupt::Backend,
+}
+
+/// Run `f` with a spinner drawing its events (`progress`), cleared after.
+pub fn with_spinner<R>(f: impl FnOnce(&mut dyn FnMut(Event)) -> R) -> R {
+    let bar = ProgressBar::new_spinner();
+    let result = f(&mut progress(&bar));
+    bar.finish_and_clear();
+    result
 }
 
 /// The simulated state file next to a disruption's journal.

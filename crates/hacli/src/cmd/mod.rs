@@ -18,7 +18,6 @@ pub mod policy;
 pub mod recover;
 pub mod roll;
 pub mod sentinel;
-pub mod silence;
 pub mod simulate;
 pub mod snapshot;
 pub mod status;
