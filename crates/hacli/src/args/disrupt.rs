@@ -51,17 +51,8 @@ pub struct Common {
     /// disruption).
     #[arg(long, default_value = "60m", value_parser = parse_duration)]
     pub lock_ttl: Duration,
-    /// Live: the SSH private key for the nodes (else the topology's
-    /// `ssh.identityFile`, ssh-agent, `~/.ssh/id_*`).
-    #[arg(long)]
-    pub ssh_identity: Option<PathBuf>,
-    /// Live: the SSH known_hosts file (else the topology's, `~/.ssh/known_hosts`).
-    #[arg(long)]
-    pub ssh_known_hosts: Option<PathBuf>,
-    /// Live: record the SSH host key of a node or load balancer seen for the
-    /// first time (said loudly) instead of refusing.
-    #[arg(long)]
-    pub accept_new_host_key: bool,
+    #[command(flatten)]
+    pub ssh: crate::args::SshArgs,
     /// A built-in policy name or a policy file; the action's built-in by
     /// default (`etcd-leader` never blocks: the plan moves leadership).
     #[arg(long, short = 'p')]
@@ -175,11 +166,7 @@ impl Common {
     /// the SSH flags.
     pub fn reach(&self) -> haops::Reach {
         let mut reach = self.live.reach();
-        reach.ssh = haops::reach::SshReach {
-            identity: self.ssh_identity.clone(),
-            known_hosts: self.ssh_known_hosts.clone(),
-            accept_new_host_key: self.accept_new_host_key,
-        };
+        reach.ssh = self.ssh.reach();
         reach
     }
 
