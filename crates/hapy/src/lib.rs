@@ -48,6 +48,16 @@ create_exception!(
     "A live observation failed (reserved for the live backend: hapy.gate / hapy.observe)."
 );
 
+/// What a live operation raises in a build without the `live` feature
+/// (`what`: "to observe a cluster", ...): the one stand-in for every
+/// live function.
+#[cfg(not(feature = "live"))]
+pub(crate) fn not_live(what: &str) -> PyErr {
+    ObserveError::new_err(format!(
+        "hapy was built without the `live` feature: rebuild with it (the default) {what}"
+    ))
+}
+
 fn config_error(e: hacore::Error) -> PyErr {
     ConfigError::new_err(e.to_string())
 }
