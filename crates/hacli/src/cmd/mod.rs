@@ -10,7 +10,6 @@ pub mod hypervisor;
 pub mod lb;
 pub mod lock;
 pub mod master;
-pub mod measure;
 pub mod observe;
 pub mod plan;
 pub mod plugin;
