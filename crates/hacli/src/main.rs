@@ -207,9 +207,18 @@ fn main() -> ExitCode {
                 let cause = cause.to_string();
                 let _ = writeln!(err, "  caused by: {}", kubeadm::redact_urls_in(&cause));
             }
-            ExitCode::from(Exit::Usage as u8)
+            ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// The exit code of a command's error: a `haops::Error`'s own (3 for a
+/// cluster that cannot be reached or observed, 2 for a setting), else 2.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<haops::Error>())
+        .and_then(|h| u8::try_from(h.exit_code()).ok())
+        .unwrap_or(Exit::Usage as u8)
 }
 
 /// Print diagnostics (warnings) on stderr.

@@ -22,6 +22,16 @@ fn yes_no(v: Option<bool>, yes: &str, no: &str) -> String {
     }
 }
 
+/// Print a verdict as `output` asks; its decision is the exit status
+/// (`check`, `gate`).
+pub fn print_verdict(v: &Verdict, output: crate::Output) -> anyhow::Result<crate::Exit> {
+    match output {
+        crate::Output::Json => crate::print_json(v)?,
+        crate::Output::Text => out!("{}", verdict(v)),
+    }
+    Ok(v.decision.into())
+}
+
 /// A verdict.
 pub fn verdict(v: &Verdict) -> String {
     let mut s = String::new();
@@ -94,6 +104,24 @@ pub fn status(st: &Status) -> String {
         st.cluster, st.endpoint, st.observed_at
     );
     let _ = writeln!(s);
+    status_etcd(&mut s, st);
+    let _ = writeln!(s);
+    status_nodes(&mut s, st);
+    let _ = writeln!(s);
+    status_lb_apiservers(&mut s, st);
+    let _ = writeln!(s);
+    let _ = writeln!(s, "may be rebooted now (policy reboot):");
+    for d in &st.disruptions {
+        let _ = writeln!(s, "  {:<22} {}", d.node, d.decision);
+        for r in &d.reasons {
+            let _ = writeln!(s, "  {:<22}   - {r}", "");
+        }
+    }
+    s
+}
+
+/// etcd: its members and quorum.
+fn status_etcd(s: &mut String, st: &Status) {
     match &st.etcd {
         Section::Unknown(e) => {
             let _ = writeln!(s, "etcd: unknown ({e})");
@@ -133,7 +161,10 @@ pub fn status(st: &Status) -> String {
             }
         }
     }
-    let _ = writeln!(s);
+}
+
+/// The nodes, one line each.
+fn status_nodes(s: &mut String, st: &Status) {
     match &st.nodes_error {
         Some(e) => {
             let _ = writeln!(s, "nodes: unknown ({e})");
@@ -167,7 +198,10 @@ pub fn status(st: &Status) -> String {
             }
         }
     }
-    let _ = writeln!(s);
+}
+
+/// The load balancer's backends and the apiservers' readiness.
+fn status_lb_apiservers(s: &mut String, st: &Status) {
     match &st.load_balancer {
         Section::Unknown(e) => {
             let _ = writeln!(s, "load balancer: unknown ({e})");
@@ -215,15 +249,6 @@ pub fn status(st: &Status) -> String {
             );
         }
     }
-    let _ = writeln!(s);
-    let _ = writeln!(s, "may be rebooted now (policy reboot):");
-    for d in &st.disruptions {
-        let _ = writeln!(s, "  {:<22} {}", d.node, d.decision);
-        for r in &d.reasons {
-            let _ = writeln!(s, "  {:<22}   - {r}", "");
-        }
-    }
-    s
 }
 
 /// How long each phase took: `setup 12.3 ms, observe 40.1 ms, ...`.
@@ -233,4 +258,29 @@ pub fn phases(phases: &[(&str, std::time::Duration)]) -> String {
         .map(|(n, d)| format!("{n} {:.1} ms", d.as_secs_f64() * 1000.0))
         .collect();
     line.join(", ")
+}
+
+/// A snapshot taken (`hacli snapshot`): its record, then the files the
+/// retention removed.
+pub fn snapshot(r: &kubeadm::snapshot::Record, removed: &[std::path::PathBuf]) -> String {
+    let mut s = format!("snapshot {}\n", r.path.display());
+    let _ = writeln!(
+        s,
+        "  from {} ({}): revision {}, hash {:#010x}, {} keys, {} bytes, verified",
+        r.member, r.endpoint, r.revision, r.hash, r.keys, r.size
+    );
+    if let Some(c) = &r.restore {
+        let _ = writeln!(
+            s,
+            "  restore verified: read {} at revision {}",
+            c.key, c.revision
+        );
+    }
+    for c in &r.copies {
+        let _ = writeln!(s, "  copied to {c}");
+    }
+    for p in removed {
+        let _ = writeln!(s, "  removed (retention) {}", p.display());
+    }
+    s
 }

@@ -97,15 +97,6 @@ const RESULTS: [Severity; 4] = [
     Severity::Deny,
 ];
 
-fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Pass => "pass",
-        Severity::Warn => "warn",
-        Severity::Unknown => "unknown",
-        Severity::Deny => "deny",
-    }
-}
-
 fn rank(s: Severity) -> u8 {
     match s {
         Severity::Pass => 0,
@@ -270,7 +261,7 @@ impl Metrics {
                     self.rule
                         .get_or_create(&RuleLabels {
                             rule: rule.to_string(),
-                            result: severity_name(s).into(),
+                            result: s.as_str().into(),
                         })
                         .set(i64::from(s == sev));
                 }

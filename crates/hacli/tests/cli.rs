@@ -1002,3 +1002,59 @@ fn a_planned_address_held_by_a_host_that_drops_every_packet_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_cluster_that_cannot_be_reached_or_read_is_unknown_exit_3_for_lock_and_gate() {
+    // A Kubernetes API on a port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = format!("https://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = tmp("unreachable-exit-3");
+    let kc = dir.join("kubeconfig");
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{server}\"}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    let kc = kc.to_str().unwrap();
+    // The lease cannot be read: unknown, naming it, not a usage error.
+    for args in [
+        vec!["lock", "show", "--kubeconfig", kc],
+        vec!["lock", "take", "--identity", "me", "--kubeconfig", kc],
+    ] {
+        let out = hacli(&args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(err.contains("hacli-disruption-lock"), "{args:?}: {err}");
+    }
+    // A kubeconfig that cannot be read: the cluster cannot be observed,
+    // unknown (it was exit 2 when every error was a usage error).
+    let missing = dir.join("missing.conf");
+    let out = hacli(&[
+        "gate",
+        "reboot",
+        "k8s-master-2",
+        "-t",
+        HA,
+        "--kubeconfig",
+        missing.to_str().unwrap(),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("missing.conf"), "{err}");
+    // A bad setting stays a usage error.
+    let out = hacli(&[
+        "gate",
+        "reboot",
+        "k8s-master-2",
+        "-t",
+        HA,
+        "--kubeconfig",
+        kc,
+        "--lb-runtime-api",
+        "haproxy.sock",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}

@@ -22,14 +22,21 @@ pub enum Severity {
     Deny,
 }
 
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Severity {
+    /// Its name as serialized: `pass`, `warn`, `unknown`, `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Severity::Pass => "pass",
             Severity::Warn => "warn",
             Severity::Unknown => "unknown",
             Severity::Deny => "deny",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -78,6 +85,15 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Its name as serialized: `allow`, `deny`, `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::Unknown => "unknown",
+        }
+    }
+
     /// From findings: any deny denies; else any unknown makes it unknown;
     /// else allow. Adding findings can never move a deny to allow.
     pub fn from_findings<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Decision {
@@ -105,11 +121,7 @@ impl Decision {
 
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Decision::Allow => "allow",
-            Decision::Deny => "deny",
-            Decision::Unknown => "unknown",
-        })
+        f.write_str(self.as_str())
     }
 }
 

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use hacore::Topology;
-use hacore::backend::{BackendError, Hypervisor, LoadBalancer, Observer};
-use hacore::disrupt::{Lock, LockAnswer};
+use hacore::backend::{Hypervisor, LoadBalancer, Observer};
+use hacore::disrupt::Lock;
 use hacore::plan::Plan;
 use kubeadm::control_plane::KubeadmControlPlane;
 use kubeadm::live::Absent;
@@ -137,7 +137,9 @@ impl Live {
         };
         let lock: Box<dyn Lock> = match (w.lock_ttl, &fixed) {
             (Some(ttl), Some(o)) => Box::new(o.lock(ttl)?),
-            _ => Box::new(NoLock),
+            _ => Box::new(Absent(
+                "these backends were wired without the disruption lock",
+            )),
         };
         // Every observation also reads the masters' files over SSH
         // (manifests, kubeadm-config, disks, kubeadm's backups) for the
@@ -195,31 +197,13 @@ pub fn load_balancer(
     Ok(pfsense::lb::for_disruption(topology, &reach.lb_options())?)
 }
 
-/// The lock of a bundle wired without one: never acquired, so an operation
-/// that needs the lock is refused rather than run unlocked.
-struct NoLock;
-
-impl Lock for NoLock {
-    fn acquire(&mut self, _identity: &str) -> Result<LockAnswer, BackendError> {
-        Err(BackendError::Unsupported(
-            "these backends were wired without the disruption lock".into(),
-        ))
-    }
-    fn release(&mut self, _identity: &str) -> Result<(), BackendError> {
-        Ok(())
-    }
-    fn keep(&mut self, identity: &str, _reason: &str) -> Result<(), BackendError> {
-        self.acquire(identity).map(|_| ())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_bundle_wired_without_the_lock_never_grants_it() {
-        let mut lock = NoLock;
+        let mut lock = Absent("these backends were wired without the disruption lock");
         let e = lock.acquire("someone").unwrap_err();
         assert!(e.to_string().contains("without the disruption lock"), "{e}");
         assert!(lock.held("someone").is_err());

@@ -13,11 +13,11 @@ use crate::Error;
 use crate::events::{Event, Events};
 use crate::observe::runtime;
 
-/// Where the silences go.
+/// Where a run's silences go (no `Silence`: nothing is silenced).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SilenceReach {
-    /// Alertmanager base URL; None: nothing is silenced.
-    pub alertmanager_url: Option<String>,
+pub struct Silence {
+    /// Alertmanager base URL (e.g. `http://alertmanager:9093`).
+    pub alertmanager_url: String,
     /// The deadline of each Alertmanager request.
     pub timeout: Duration,
 }
@@ -36,14 +36,14 @@ fn setting(what: &str, why: String) -> Error {
     }
 }
 
-/// Create the silences for `nodes` (none without an Alertmanager URL),
-/// ending `bound` after `now`, created by `identity` (the run's lock
-/// holder) for `what`. A policy without a `silence:` section is a setting
-/// error when a URL is given; a silence that cannot be created stops the
+/// Create the silences for `nodes` (none without `silence`), ending
+/// `bound` after `now`, created by `identity` (the run's lock holder) for
+/// `what`. A policy without a `silence:` section is a setting error when
+/// an Alertmanager is given; a silence that cannot be created stops the
 /// run before anything is disrupted. Each silence is reported as a note.
 #[allow(clippy::too_many_arguments)]
 pub fn start(
-    reach: &SilenceReach,
+    silence: Option<&Silence>,
     policy: &Policy,
     nodes: &[String],
     identity: &str,
@@ -52,15 +52,15 @@ pub fn start(
     now: jiff::Timestamp,
     events: Events<'_>,
 ) -> Result<Option<Silences>, Error> {
-    let Some(url) = &reach.alertmanager_url else {
+    let Some(silence) = silence else {
         return Ok(None);
     };
     let Some(spec) = &policy.silence else {
         return Err(setting(
-            "--alertmanager-url",
+            &format!("policy `{}`", policy.name),
             format!(
-                "policy `{}` has no `silence:` section (the matchers of each node's silence); add one, or drop --alertmanager-url",
-                policy.name
+                "it has no `silence:` section (the matchers of each node's silence) for the Alertmanager at {}; add one, or give no Alertmanager URL",
+                silence.alertmanager_url
             ),
         ));
     };
@@ -70,8 +70,8 @@ pub fn start(
             format!("{}: {}", d.path, d.message),
         ));
     }
-    let am = Alertmanager::new(url, reach.timeout)
-        .map_err(|e| setting("--alertmanager-url", e.to_string()))?;
+    let am = Alertmanager::new(&silence.alertmanager_url, silence.timeout)
+        .map_err(|e| setting("the Alertmanager URL", e.to_string()))?;
     let ends_at =
         now + jiff::SignedDuration::try_from(bound).unwrap_or(jiff::SignedDuration::from_hours(1));
     let rt = runtime()?;
@@ -90,6 +90,48 @@ pub fn start(
         )));
     }
     Ok(Some(Silences { rt, run }))
+}
+
+/// Expire `active`'s silences (if any): `Silences::finish`.
+pub fn finish(active: Option<Silences>, events: Events<'_>) -> bool {
+    active.is_none_or(|a| a.finish(events))
+}
+
+/// The policy whose `silence:` section silences a run gated by `gate`
+/// (`replace-master`, `remove-master`): `gate` with the `silence:`
+/// section of `silence_policy` (a built-in name or a file), checked
+/// against the gate's own `alerts` rule. None without `silence`; an
+/// Alertmanager without a silence policy is a setting error.
+pub fn policy_for_run(
+    silence: Option<&Silence>,
+    silence_policy: Option<&str>,
+    gate: &Policy,
+) -> Result<Option<Policy>, Error> {
+    if silence.is_none() {
+        return Ok(None);
+    }
+    let Some(p) = silence_policy else {
+        return Err(setting(
+            "--silence-policy",
+            "an Alertmanager URL needs a silence policy: its `silence:` section gives each node's matchers".into(),
+        ));
+    };
+    let named = Policy::named_or_file(p).map_err(|e| setting("--silence-policy", e.to_string()))?;
+    let policy = Policy {
+        silence: named.silence,
+        ..gate.clone()
+    };
+    if let Some(d) = policy
+        .silence
+        .as_ref()
+        .and_then(|s| s.check(policy.rules.alerts.as_ref()).into_iter().next())
+    {
+        return Err(setting(
+            &format!("--silence-policy {p}"),
+            format!("{}: {}", d.path, d.message),
+        ));
+    }
+    Ok(Some(policy))
 }
 
 impl Silences {
@@ -120,12 +162,12 @@ mod tests {
     #[test]
     fn without_a_url_nothing_is_silenced_and_with_one_a_policy_needs_matchers() {
         let policy = Policy::named_or_file("reboot").unwrap();
-        let mut none = SilenceReach {
-            alertmanager_url: None,
+        let am = Silence {
+            alertmanager_url: "http://127.0.0.1:9".into(),
             timeout: Duration::from_secs(1),
         };
         let now = jiff::Timestamp::UNIX_EPOCH;
-        let run = |r: &SilenceReach| {
+        let run = |r: Option<&Silence>| {
             start(
                 r,
                 &policy,
@@ -137,10 +179,9 @@ mod tests {
                 &mut crate::events::ignore,
             )
         };
-        assert!(run(&none).unwrap().is_none());
-        none.alertmanager_url = Some("http://127.0.0.1:9".into());
+        assert!(run(None).unwrap().is_none());
         assert!(policy.silence.is_none(), "the built-in names no matchers");
-        let e = run(&none).unwrap_err();
+        let e = run(Some(&am)).unwrap_err();
         assert!(e.to_string().contains("no `silence:` section"), "{e}");
         assert_eq!(e.exit_code(), 2);
     }

@@ -343,12 +343,9 @@ mod imp {
     use std::path::Path;
 
     use super::*;
-    use crate::ObserveError;
 
     fn unavailable() -> PyErr {
-        ObserveError::new_err(
-            "hapy was built without the `live` feature: rebuild with it (the default) for hapy.disrupt and hapy.roll (haops)",
-        )
+        crate::not_live("for hapy.disrupt and hapy.roll (haops)")
     }
 
     pub fn disrupt(

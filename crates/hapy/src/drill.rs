@@ -231,9 +231,7 @@ mod imp {
         _: Option<&Bound<'_, PyAny>>,
         _: Option<Py<PyAny>>,
     ) -> PyResult<PyDrillResult> {
-        Err(crate::ObserveError::new_err(
-            "hapy was built without the `live` feature: rebuild with it (the default) to drill a cluster",
-        ))
+        Err(crate::not_live("to drill a cluster"))
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use hacore::gate::{BUILTINS, Request};
 use hacore::quorum::{Membership, Projection, Safety};
-use hacore::{Action, ClusterState, Decision, Policy, Severity, Topology};
+use hacore::{Action, ClusterState, Policy, Topology};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use pyo3::create_exception;
@@ -47,6 +47,16 @@ create_exception!(
     Error,
     "A live observation failed (reserved for the live backend: hapy.gate / hapy.observe)."
 );
+
+/// What a live operation raises in a build without the `live` feature
+/// (`what`: "to observe a cluster", ...): the one stand-in for every
+/// live function.
+#[cfg(not(feature = "live"))]
+pub(crate) fn not_live(what: &str) -> PyErr {
+    ObserveError::new_err(format!(
+        "hapy was built without the `live` feature: rebuild with it (the default) {what}"
+    ))
+}
 
 fn config_error(e: hacore::Error) -> PyErr {
     ConfigError::new_err(e.to_string())
@@ -515,23 +525,6 @@ impl PyPolicy {
     }
 }
 
-fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Pass => "pass",
-        Severity::Warn => "warn",
-        Severity::Unknown => "unknown",
-        Severity::Deny => "deny",
-    }
-}
-
-fn decision_name(d: Decision) -> &'static str {
-    match d {
-        Decision::Allow => "allow",
-        Decision::Deny => "deny",
-        Decision::Unknown => "unknown",
-    }
-}
-
 /// One rule's conclusion.
 #[pyclass(frozen, module = "hapy", name = "Finding")]
 struct PyFinding {
@@ -549,7 +542,7 @@ impl PyFinding {
     /// `pass`, `warn`, `unknown` or `deny`.
     #[getter]
     fn severity(&self) -> &'static str {
-        severity_name(self.inner.severity)
+        self.inner.severity.as_str()
     }
 
     /// What the rule found, in one sentence.
@@ -578,7 +571,7 @@ impl PyFinding {
     fn __repr__(&self) -> String {
         format!(
             "<Finding {} {}: {}>",
-            severity_name(self.inner.severity),
+            self.inner.severity.as_str(),
             self.inner.rule,
             self.inner.message
         )
@@ -606,7 +599,7 @@ impl PyVerdict {
     /// `allow`, `deny` or `unknown` (unknown is never allow).
     #[getter]
     fn decision(&self) -> &'static str {
-        decision_name(self.inner.decision)
+        self.inner.decision.as_str()
     }
 
     /// The CLI's exit code for this decision: 0 allow, 1 deny, 3 unknown.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 
-use crate::{ObserveError, PyPolicy, PyState, PyTopology, PyVerdict, datetime};
+use crate::{PyPolicy, PyState, PyTopology, PyVerdict, datetime};
 
 /// How to reach the cluster: the keyword arguments `observe`, `gate`,
 /// `disrupt` and `roll` share, with kubeadm's defaults; a thin translation
@@ -286,9 +286,7 @@ mod imp {
     use super::*;
 
     fn unavailable() -> PyErr {
-        ObserveError::new_err(
-            "hapy was built without the `live` feature: rebuild with it (the default) to observe a cluster",
-        )
+        crate::not_live("to observe a cluster")
     }
 
     pub fn observe(
@@ -338,7 +336,7 @@ mod imp {
     fn ops_error(e: haops::Error) -> PyErr {
         match e.exit_code() {
             2 => crate::ConfigError::new_err(e.to_string()),
-            _ => ObserveError::new_err(e.to_string()),
+            _ => crate::ObserveError::new_err(e.to_string()),
         }
     }
 

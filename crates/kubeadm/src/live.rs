@@ -471,9 +471,23 @@ impl Lock for LiveLock {
 
 /// A backend that carries out none of its operations: what a planned
 /// disruption does not need (no hypervisor step; no load balancer the
-/// topology says how to reach).
+/// topology says how to reach), and the lock of backends wired without
+/// one (never granted, so an operation that needs the lock is refused
+/// rather than run unlocked). The one absent backend of every kind.
 #[derive(Debug, Clone)]
 pub struct Absent(pub &'static str);
+
+impl hacore::backend::Lock for Absent {
+    fn acquire(&mut self, _identity: &str) -> Result<hacore::backend::LockAnswer, BackendError> {
+        Err(BackendError::Unsupported(self.0.into()))
+    }
+    fn release(&mut self, _identity: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn keep(&mut self, identity: &str, _reason: &str) -> Result<(), BackendError> {
+        self.acquire(identity).map(|_| ())
+    }
+}
 
 impl hacore::backend::Hypervisor for Absent {
     fn is_done(&mut self, op: &hacore::backend::HvOp) -> Result<bool, BackendError> {

@@ -5,8 +5,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kubeadm::EtcdTlsOverrides;
-
 use super::parse_duration;
 
 /// Which backends carry the plan out.
@@ -36,24 +34,8 @@ impl From<Backend> for haops::apply::Backend {
 /// How the live backends reach the cluster (`--backend live`).
 #[derive(Debug, Default, clap::Args)]
 pub struct ClusterArgs {
-    /// kubeconfig; by default KUBECONFIG, ~/.kube/config or the in-cluster service account.
-    #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-    /// etcd client URLs, comma-separated; by default the topology's `etcd.endpoints`, else every control-plane node's address on :2379.
-    #[arg(long, env = "HACLI_ETCD_ENDPOINTS", value_delimiter = ',')]
-    pub etcd_endpoints: Vec<String>,
-    /// Directory with the etcd CA and client pair (kubeadm layout); by default the topology's `etcd.pki`, else /etc/kubernetes/pki/etcd.
-    #[arg(long, env = "HACLI_ETCD_PKI")]
-    pub etcd_pki: Option<PathBuf>,
-    /// etcd CA file (overrides --etcd-pki).
-    #[arg(long, env = "ETCDCTL_CACERT")]
-    pub etcd_cacert: Option<PathBuf>,
-    /// etcd client certificate (overrides --etcd-pki).
-    #[arg(long, env = "ETCDCTL_CERT")]
-    pub etcd_cert: Option<PathBuf>,
-    /// etcd client key (overrides --etcd-pki).
-    #[arg(long, env = "ETCDCTL_KEY")]
-    pub etcd_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub kube: super::KubeArgs,
     /// SSH known_hosts file for the nodes (over the topology's `ssh.knownHosts`).
     #[arg(long)]
     pub ssh_known_hosts: Option<PathBuf>,
@@ -78,14 +60,6 @@ impl ClusterArgs {
     /// member may take at most 2 s of a gate's observation.
     pub fn reach(&self, accept_new_host_key: bool) -> haops::Reach {
         haops::Reach {
-            kubeconfig: self.kubeconfig.clone(),
-            etcd_endpoints: self.etcd_endpoints.clone(),
-            etcd_tls: EtcdTlsOverrides {
-                pki: self.etcd_pki.clone(),
-                ca: self.etcd_cacert.clone(),
-                cert: self.etcd_cert.clone(),
-                key: self.etcd_key.clone(),
-            },
             deadline: self.observe_deadline,
             member_timeout: self.observe_deadline.min(Duration::from_secs(2)),
             snapshot_dir: Some(self.snapshot_dir.clone()),
@@ -95,7 +69,7 @@ impl ClusterArgs {
                 known_hosts: self.ssh_known_hosts.clone(),
                 accept_new_host_key,
             },
-            ..haops::Reach::default()
+            ..self.kube.reach(haops::Reach::default())
         }
     }
 }

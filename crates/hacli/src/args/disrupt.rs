@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use hacore::disrupt::{DisruptAction, DisruptOptions};
 use hacore::units::Dur;
 use hacore::{Policy, Topology};
-use haops::disrupt::{Request, Silence, Simulated};
+use haops::disrupt::{Request, Simulated};
 use haops::events::Event;
 use indicatif::ProgressBar;
 
@@ -51,17 +51,8 @@ pub struct Common {
     /// disruption).
     #[arg(long, default_value = "60m", value_parser = parse_duration)]
     pub lock_ttl: Duration,
-    /// Live: the SSH private key for the nodes (else the topology's
-    /// `ssh.identityFile`, ssh-agent, `~/.ssh/id_*`).
-    #[arg(long)]
-    pub ssh_identity: Option<PathBuf>,
-    /// Live: the SSH known_hosts file (else the topology's, `~/.ssh/known_hosts`).
-    #[arg(long)]
-    pub ssh_known_hosts: Option<PathBuf>,
-    /// Live: record the SSH host key of a node or load balancer seen for the
-    /// first time (said loudly) instead of refusing.
-    #[arg(long)]
-    pub accept_new_host_key: bool,
+    #[command(flatten)]
+    pub ssh: crate::args::SshArgs,
     /// A built-in policy name or a policy file; the action's built-in by
     /// default (`etcd-leader` never blocks: the plan moves leadership).
     #[arg(long, short = 'p')]
@@ -104,7 +95,7 @@ pub struct Common {
     pub output: Output,
     /// Alertmanager silences for the alerts the disruption causes.
     #[command(flatten)]
-    pub silence: crate::cmd::silence::SilenceArgs,
+    pub silence: crate::args::silence::SilenceArgs,
 }
 
 impl Common {
@@ -154,14 +145,7 @@ impl Common {
             resume: self.resume,
             dry_run: self.dry_run,
             lock_ttl: self.lock_ttl,
-            silence: self
-                .silence
-                .alertmanager_url
-                .clone()
-                .map(|alertmanager_url| Silence {
-                    alertmanager_url,
-                    timeout: self.silence.alertmanager_timeout,
-                }),
+            silence: self.silence.silence(),
             ..Request::new(action, policy, identity)
         })
     }
@@ -182,11 +166,7 @@ impl Common {
     /// the SSH flags.
     pub fn reach(&self) -> haops::Reach {
         let mut reach = self.live.reach();
-        reach.ssh = haops::reach::SshReach {
-            identity: self.ssh_identity.clone(),
-            known_hosts: self.ssh_known_hosts.clone(),
-            accept_new_host_key: self.accept_new_host_key,
-        };
+        reach.ssh = self.ssh.reach();
         reach
     }
 
@@ -194,6 +174,49 @@ impl Common {
     pub fn load_topology(&self) -> anyhow::Result<Topology> {
         self.live.topology()
     }
+
+    /// Everything `hacli WHAT` (`disrupt`, `roll`) hands to `haops`: the
+    /// topology, the action (`kind` and the command after `--`), the
+    /// request, and the backends (the simulated state in `default_state`
+    /// unless `--sim-state`).
+    pub fn prepare(
+        &self,
+        kind: Kind,
+        command: &[String],
+        what: &str,
+        default_state: impl FnOnce() -> PathBuf,
+    ) -> anyhow::Result<Prepared> {
+        let topology = self.load_topology()?;
+        let action = self.action(kind, command)?;
+        let request = self.request(&action, what)?;
+        let backend = self.backend(default_state);
+        Ok(Prepared {
+            topology,
+            action,
+            request,
+            backend,
+        })
+    }
+}
+
+/// What a disruption or a roll is handed (`Common::prepare`).
+pub struct Prepared {
+    /// The declared cluster.
+    pub topology: Topology,
+    /// What is done to each node.
+    pub action: DisruptAction,
+    /// How it is gated, locked, silenced and run.
+    pub request: Request,
+    /// The live or the simulated backends.
+    pub backend: haops::disrupt::Backend,
+}
+
+/// Run `f` with a spinner drawing its events (`progress`), cleared after.
+pub fn with_spinner<R>(f: impl FnOnce(&mut dyn FnMut(Event)) -> R) -> R {
+    let bar = ProgressBar::new_spinner();
+    let result = f(&mut progress(&bar));
+    bar.finish_and_clear();
+    result
 }
 
 /// The simulated state file next to a disruption's journal.

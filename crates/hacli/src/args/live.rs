@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hacore::topology::RuntimeApi;
 use hacore::units::Dur;
-use kubeadm::{EtcdTlsOverrides, ObserverConfig};
+use kubeadm::ObserverConfig;
 
 /// Parse a duration such as `2s`, `500ms`, `30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -29,24 +29,8 @@ pub struct LiveArgs {
     /// Topology file (YAML or JSON).
     #[arg(long, short = 't', env = "HACLI_TOPOLOGY")]
     pub topology: PathBuf,
-    /// kubeconfig; by default KUBECONFIG, ~/.kube/config or the in-cluster service account.
-    #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-    /// etcd client URLs, comma-separated; by default the topology's `etcd.endpoints`, else every control-plane node's address on :2379.
-    #[arg(long, env = "HACLI_ETCD_ENDPOINTS", value_delimiter = ',')]
-    pub etcd_endpoints: Vec<String>,
-    /// Directory with the etcd CA and client pair (kubeadm layout: ca.crt, healthcheck-client.{crt,key}); by default the topology's `etcd.pki`, else /etc/kubernetes/pki/etcd.
-    #[arg(long, env = "HACLI_ETCD_PKI")]
-    pub etcd_pki: Option<PathBuf>,
-    /// etcd CA file (overrides --etcd-pki).
-    #[arg(long, env = "ETCDCTL_CACERT")]
-    pub etcd_cacert: Option<PathBuf>,
-    /// etcd client certificate (overrides --etcd-pki).
-    #[arg(long, env = "ETCDCTL_CERT")]
-    pub etcd_cert: Option<PathBuf>,
-    /// etcd client key (overrides --etcd-pki).
-    #[arg(long, env = "ETCDCTL_KEY")]
-    pub etcd_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub kube: super::KubeArgs,
     /// Overall deadline for one observation; what has not answered by then is unknown.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub deadline: Duration,
@@ -106,14 +90,6 @@ impl LiveArgs {
     /// topology fills the rest, as `haops::reach` documents).
     pub fn reach(&self) -> haops::Reach {
         haops::Reach {
-            kubeconfig: self.kubeconfig.clone(),
-            etcd_endpoints: self.etcd_endpoints.clone(),
-            etcd_tls: EtcdTlsOverrides {
-                pki: self.etcd_pki.clone(),
-                ca: self.etcd_cacert.clone(),
-                cert: self.etcd_cert.clone(),
-                key: self.etcd_key.clone(),
-            },
             deadline: self.deadline,
             member_timeout: self.member_timeout,
             kill_switch: self.kill_switch.clone(),
@@ -123,7 +99,7 @@ impl LiveArgs {
             apiserver_port: self.apiserver_port,
             lb_runtime_api: self.lb_runtime_api.clone(),
             snapshot_dir: self.snapshot_dir.clone(),
-            ..haops::Reach::default()
+            ..self.kube.reach(haops::Reach::default())
         }
     }
 

@@ -4,12 +4,15 @@
 
 pub mod cluster;
 pub mod disrupt;
+pub mod kube;
 pub mod live;
 pub mod placement;
 pub mod proxmox;
+pub mod silence;
 pub mod ssh;
 
 pub use cluster::{Backend, ClusterArgs};
+pub use kube::KubeArgs;
 pub use live::{LiveArgs, hostname, parse_duration, runtime};
 pub use proxmox::ProxmoxArgs;
 pub use ssh::SshArgs;

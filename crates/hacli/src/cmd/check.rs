@@ -31,12 +31,7 @@ pub struct Args {
 
 /// Run.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
-    let verdict = decide(&a)?;
-    match a.output {
-        Output::Json => crate::print_json(&verdict)?,
-        Output::Text => out!("{}", render::verdict(&verdict)),
-    }
-    Ok(verdict.decision.into())
+    render::print_verdict(&decide(&a)?, a.output)
 }
 
 /// The verdict these arguments ask for.

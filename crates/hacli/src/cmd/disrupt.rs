@@ -8,9 +8,8 @@
 use std::path::PathBuf;
 
 use hacore::disrupt::Report;
-use indicatif::ProgressBar;
 
-use crate::args::disrupt::{Common, Kind, progress, sim_beside};
+use crate::args::disrupt::{Common, Kind, sim_beside, with_spinner};
 use crate::{Exit, Output};
 
 /// Arguments.
@@ -34,21 +33,19 @@ pub struct Args {
 /// Run. Exit 0 done (or dry run), 1 denied or failed (restored), 2 bad input.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
     let c = &a.common;
-    let topology = c.load_topology()?;
-    let action = c.action(a.action, &a.command)?;
-    let request = c.request(&action, "disrupt")?;
-    let backend = c.backend(|| sim_beside(&a.journal));
-    let bar = ProgressBar::new_spinner();
-    let result = haops::disrupt::disrupt(
-        &topology,
-        &action,
-        &a.node,
-        &request,
-        &a.journal,
-        &backend,
-        &mut progress(&bar),
-    );
-    bar.finish_and_clear();
+    let p = c.prepare(a.action, &a.command, "disrupt", || sim_beside(&a.journal))?;
+    let result = with_spinner(|events| {
+        haops::disrupt::disrupt(
+            &p.topology,
+            &p.action,
+            &a.node,
+            &p.request,
+            &a.journal,
+            &p.backend,
+            events,
+        )
+        .map_err(anyhow::Error::from)
+    });
     let report = result?;
     print_report(&report, c.output)?;
     Ok(if report.ok() { Exit::Ok } else { Exit::Deny })

@@ -47,12 +47,7 @@ pub struct Args {
 
 /// Run.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
-    let verdict = decide(&a)?;
-    match a.output {
-        Output::Json => crate::print_json(&verdict)?,
-        Output::Text => out!("{}", render::verdict(&verdict)),
-    }
-    Ok(verdict.decision.into())
+    render::print_verdict(&decide(&a)?, a.output)
 }
 
 /// Observe, decide and (with `--lock`) lock, through `haops::gate`

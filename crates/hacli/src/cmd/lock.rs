@@ -68,23 +68,13 @@ pub enum Command {
     },
 }
 
-/// An error reaching the lock: said on stderr, exit 3 (2 for a bad setting).
-fn failed(e: haops::Error) -> anyhow::Result<Exit> {
-    if e.exit_code() == 2 {
-        return Err(e.into());
-    }
-    eprintln!("error: {e}");
-    Ok(Exit::Unknown)
-}
-
 /// Run.
 pub fn run(c: Command) -> anyhow::Result<Exit> {
     match c {
         Command::Show { at, output } => {
-            let s = match haops::lock::show(&at.reach(), jiff::Timestamp::now()) {
-                Ok(s) => s,
-                Err(e) => return failed(e),
-            };
+            // An error (the lease cannot be read) ends with its own exit
+            // code: 3, 2 for a bad setting.
+            let s = haops::lock::show(&at.reach(), jiff::Timestamp::now())?;
             let lease = &s.lease;
             match output {
                 Output::Json => crate::print_json(&serde_json::json!({
@@ -115,7 +105,7 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
                 outln!("{lease}: held by {holder}; not taken");
                 Ok(Exit::Deny)
             }
-            Err(e) => failed(e),
+            Err(e) => Err(e.into()),
         },
         Command::Release { identity, at } => match haops::lock::release(&at.reach(), &identity) {
             Ok(Released::Released { lease }) => {
@@ -126,7 +116,7 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
                 outln!("{lease}: not held by {identity}; nothing released");
                 Ok(Exit::Deny)
             }
-            Err(e) => failed(e),
+            Err(e) => Err(e.into()),
         },
     }
 }

@@ -58,7 +58,7 @@ pub struct Common {
     pub identity: Option<String>,
     /// Alertmanager silences for the alerts the run causes.
     #[command(flatten)]
-    pub silence: super::silence::SilenceArgs,
+    pub silence: crate::args::silence::SilenceArgs,
     /// The policy (built-in or file) whose `silence:` gives each node's matchers (the run is gated by `preflight`).
     #[arg(long, requires = "alertmanager_url")]
     pub silence_policy: Option<String>,
@@ -154,7 +154,7 @@ fn execute(
     };
     let opts = c.run_options(journal, backend);
     let gate = haops::master::gate(&opts);
-    let silences = super::silence::start_for_run(
+    let silences = crate::args::silence::start_for_run(
         &c.silence,
         c.silence_policy.as_deref(),
         &gate,
@@ -167,7 +167,7 @@ fn execute(
         progress.on_event(e)
     });
     progress.finish();
-    let report = match super::silence::finish(silences, Ok(result))? {
+    let report = match crate::args::silence::finish(silences, Ok(result))? {
         Ok(r) => r,
         Err(e) => return failed("master", e),
     };

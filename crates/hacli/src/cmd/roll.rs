@@ -8,9 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hacore::disrupt::{DisruptAction, Report, RollReport};
-use indicatif::ProgressBar;
 
-use crate::args::disrupt::{Common, Kind, progress};
+use crate::args::disrupt::{Common, Kind, with_spinner};
 use crate::args::parse_duration;
 use crate::{Exit, Output};
 
@@ -47,42 +46,44 @@ pub struct Args {
 /// restored), 2 bad input.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
     let c = &a.common;
-    let topology = c.load_topology()?;
-    let action = c.action(a.action, &a.command)?;
-    let request = c.request(&action, "roll")?;
-    let backend = c.backend(|| a.journal_dir.join("sim.json"));
-    let bar = ProgressBar::new_spinner();
+    let p = c.prepare(a.action, &a.command, "roll", || {
+        a.journal_dir.join("sim.json")
+    })?;
     // A live upgrade: kubeadm's version rules, and the backups pruned,
     // before anything is touched.
     if let (haops::disrupt::Backend::Live(reach), DisruptAction::Upgrade { version }) =
-        (&backend, &action)
+        (&p.backend, &p.action)
     {
-        let order = hacore::disrupt::roll_order(&topology, &a.nodes)?;
-        if let Some(why) = haops::reconcile::before_upgrade(
-            &topology,
-            reach,
-            &order,
-            version,
-            a.prune_kubeadm_backups,
-            c.dry_run,
-            &mut progress(&bar),
-        )? {
-            bar.finish_and_clear();
+        let order = hacore::disrupt::roll_order(&p.topology, &a.nodes)?;
+        let refused = with_spinner(|events| {
+            haops::reconcile::before_upgrade(
+                &p.topology,
+                reach,
+                &order,
+                version,
+                a.prune_kubeadm_backups,
+                c.dry_run,
+                events,
+            )
+        })?;
+        if let Some(why) = refused {
             eprintln!("REFUSED before any change: {why}");
             return Ok(Exit::Deny);
         }
     }
-    let result = haops::disrupt::roll(
-        &topology,
-        &action,
-        &a.nodes,
-        a.soak,
-        &request,
-        &a.journal_dir,
-        &backend,
-        &mut progress(&bar),
-    );
-    bar.finish_and_clear();
+    let result = with_spinner(|events| {
+        haops::disrupt::roll(
+            &p.topology,
+            &p.action,
+            &a.nodes,
+            a.soak,
+            &p.request,
+            &a.journal_dir,
+            &p.backend,
+            events,
+        )
+        .map_err(anyhow::Error::from)
+    });
     let report = result?;
     match c.output {
         Output::Json => crate::print_json(&report)?,

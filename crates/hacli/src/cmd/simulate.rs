@@ -1,8 +1,7 @@
 //! `hacli simulate PLAN`: every step under every failure set up to k.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use hacore::plan::Plan;
 use hacore::simulate::Report;
 
 use crate::{Exit, Output};
@@ -18,11 +17,6 @@ pub struct Args {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
-}
-
-/// Read a plan file.
-pub fn read_plan(path: &Path) -> anyhow::Result<Plan> {
-    crate::offline::read_plan(path)
 }
 
 /// Run. Exit 1 when a step breaks the control plane with no failure at all

@@ -81,6 +81,46 @@ fn fail(e: SnapshotError) -> anyhow::Result<Exit> {
     })
 }
 
+/// `--check FILE`: verify a snapshot file (and, with `--verify-restore`,
+/// restore it and read a key back).
+fn check(
+    a: &Args,
+    tools: &Tools,
+    rt: &tokio::runtime::Runtime,
+    file: &std::path::Path,
+) -> anyhow::Result<Exit> {
+    let status = match snapshot::check(tools, file) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let restore = if a.verify_restore {
+        let key = a.verify_key.as_deref();
+        match rt.block_on(snapshot::verify_restore(tools, file, key, a.timeout)) {
+            Ok(r) => Some(r),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
+    match a.output {
+        Output::Json => crate::print_json(&serde_json::json!({
+            "path": file, "revision": status.revision, "hash": status.hash,
+            "keys": status.keys, "size": status.size, "verified": true, "restore": restore,
+        }))?,
+        Output::Text => outln!(
+            "{}: verified: revision {}, hash {:#010x}, {} keys{}",
+            file.display(),
+            status.revision,
+            status.hash,
+            status.keys,
+            restore
+                .map(|r| format!("; restore read {}", r.key))
+                .unwrap_or_default()
+        ),
+    }
+    Ok(Exit::Ok)
+}
+
 /// Run. Exit 0 done, 1 refused (integrity check failed), 2 bad input,
 /// 3 no member or tool answered as needed.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
@@ -90,36 +130,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     };
     let rt = runtime()?;
     if let Some(file) = &a.check {
-        let status = match snapshot::check(&tools, file) {
-            Ok(s) => s,
-            Err(e) => return fail(e),
-        };
-        let restore = if a.verify_restore {
-            let key = a.verify_key.as_deref();
-            match rt.block_on(snapshot::verify_restore(&tools, file, key, a.timeout)) {
-                Ok(r) => Some(r),
-                Err(e) => return fail(e),
-            }
-        } else {
-            None
-        };
-        match a.output {
-            Output::Json => crate::print_json(&serde_json::json!({
-                "path": file, "revision": status.revision, "hash": status.hash,
-                "keys": status.keys, "size": status.size, "verified": true, "restore": restore,
-            }))?,
-            Output::Text => outln!(
-                "{}: verified: revision {}, hash {:#010x}, {} keys{}",
-                file.display(),
-                status.revision,
-                status.hash,
-                status.keys,
-                restore
-                    .map(|r| format!("; restore read {}", r.key))
-                    .unwrap_or_default()
-            ),
-        }
-        return Ok(Exit::Ok);
+        return check(&a, &tools, &rt, file);
     }
     let Some(dir) = a.live.snapshot_dir.clone() else {
         eprintln!("error: give the snapshot directory: --snapshot-dir DIR (or HACLI_SNAPSHOT_DIR)");
@@ -168,32 +179,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     };
     match a.output {
         Output::Json => crate::print_json(&Report { record, removed })?,
-        Output::Text => {
-            let r = &record;
-            outln!("snapshot {}", r.path.display());
-            outln!(
-                "  from {} ({}): revision {}, hash {:#010x}, {} keys, {} bytes, verified",
-                r.member,
-                r.endpoint,
-                r.revision,
-                r.hash,
-                r.keys,
-                r.size
-            );
-            if let Some(c) = &r.restore {
-                outln!(
-                    "  restore verified: read {} at revision {}",
-                    c.key,
-                    c.revision
-                );
-            }
-            for c in &r.copies {
-                outln!("  copied to {c}");
-            }
-            for p in &removed {
-                outln!("  removed (retention) {}", p.display());
-            }
-        }
+        Output::Text => out!("{}", crate::render::snapshot(&record, &removed)),
     }
     Ok(Exit::Ok)
 }

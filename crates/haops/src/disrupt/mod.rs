@@ -21,12 +21,11 @@ use hacore::units::Dur;
 use hacore::{Policy, Topology};
 
 use crate::events::{self, Event, Events};
-use crate::{Error, Live, Reach, journal};
+use crate::{Error, Live, Reach, journal, silence};
 
-mod silence;
 mod simulated;
 
-pub use silence::Silence;
+pub use crate::silence::Silence;
 pub use simulated::Simulated;
 
 /// Which backends carry a disruption out.
@@ -147,7 +146,7 @@ pub fn run_plan(
                 )
             })
         });
-    silence::finish(silences, events);
+    silence::finish(silences, &mut *events);
     Ok(result??)
 }
 
@@ -226,7 +225,7 @@ fn start_silences(
     what: &str,
     bound: Duration,
     events: Events<'_>,
-) -> Result<Option<silence::Active>, Error> {
+) -> Result<Option<silence::Silences>, Error> {
     if request.dry_run {
         return Ok(None);
     }
@@ -237,6 +236,7 @@ fn start_silences(
         &request.gate.identity,
         what,
         bound,
+        jiff::Timestamp::now(),
         events,
     )
 }

@@ -117,7 +117,7 @@ pub struct Args {
     pub live: LiveArgs,
     /// Planned: Alertmanager silences for the alerts the disruption causes.
     #[command(flatten)]
-    pub silence: crate::cmd::silence::SilenceArgs,
+    pub silence: crate::args::silence::SilenceArgs,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,

@@ -65,13 +65,13 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     // Silenced until the lock would lapse: it covers the whole disruption.
     let silences = if a.planned {
         let node = std::slice::from_ref(&a.node);
-        crate::cmd::silence::start(&a.silence, &policy, node, &identity, "drill", a.lock_ttl)?
+        crate::args::silence::start(&a.silence, &policy, node, &identity, "drill", a.lock_ttl)?
     } else {
         None
     };
     let options = a.options(policy, &identity);
     let result = haops::drill::drill(&topology, &a.reach(), &options, &mut show);
-    let outcome = match crate::cmd::silence::finish(silences, result.map_err(Into::into)) {
+    let outcome = match crate::args::silence::finish(silences, result.map_err(Into::into)) {
         Ok(o) => o,
         Err(e) => match e.downcast_ref::<haops::Error>() {
             Some(e) if e.exit_code() == 3 => {

@@ -14,7 +14,7 @@
 //!   no reboot pending". The first cycle after the process starts reads the
 //!   lock once (the sentinel may restart after its node's reboot, holding
 //!   it).
-//! - pending: one observation with this node's reads ([`Reads::Node`]):
+//! - pending: one observation with this node's reads (`kubeadm::Reads::Node`):
 //!   every Node, the named DaemonSets' pods by selector, this node's pods
 //!   for its PodDisruptionBudgets, all from the apiserver's watch cache
 //!   (`resourceVersion=0`); when that allows, one consistent observation of

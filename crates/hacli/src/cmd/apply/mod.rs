@@ -1,6 +1,8 @@
 //! `hacli apply PLAN --journal J`: execute a plan step by step, resumably
 //! (`haops::apply`).
 
+mod measure;
+
 use std::path::PathBuf;
 
 use hacore::exec::Outcome;
@@ -51,14 +53,14 @@ pub struct Args {
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
     #[command(flatten)]
-    pub measure: super::measure::MeasureArgs,
+    pub measure: measure::MeasureArgs,
 }
 
 /// Run. Exit 0 completed (or dry run), 1 blocked, awaiting confirmation or
 /// rolled back, 2 bad input or journal error, 3 the Proxmox inventory
 /// could not be read.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
-    let plan = super::simulate::read_plan(&a.plan)?;
+    let plan = crate::offline::read_plan(&a.plan)?;
     let opts = haops::apply::ApplyOptions {
         load_balancer: a.lb.map(Into::into),
         dry_run: a.dry_run,
@@ -84,7 +86,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         Output::Text => outln!("{}", text(outcome)),
     }
     if let Some(m) = &applied.measured {
-        let table = super::measure::finish(&a.measure, m)?;
+        let table = measure::finish(&a.measure, m)?;
         match a.output {
             Output::Text => out!("{table}"),
             Output::Json => eprint!("{table}"),

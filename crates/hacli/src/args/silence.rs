@@ -1,7 +1,8 @@
 //! `--alertmanager-url`: the silences a disruption (`disrupt`, `roll`,
 //! `drill --planned`, `replace-master`) creates for the alerts it causes
 //! itself, from the policy's `silence:` section, and expires when the run
-//! ends, also on failure: `haops::silence`, its flags and its lines here.
+//! ends, also on failure: `haops::silence`, its flags and its lines here
+//! (not a command: `disrupt`, `master` and `drill` flatten it).
 
 use std::time::Duration;
 
@@ -21,6 +22,17 @@ pub struct SilenceArgs {
     /// The deadline of each Alertmanager request.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub alertmanager_timeout: Duration,
+}
+
+impl SilenceArgs {
+    /// Where the silences go; None without `--alertmanager-url`.
+    pub fn silence(&self) -> Option<haops::silence::Silence> {
+        let url = self.alertmanager_url.clone()?;
+        Some(haops::silence::Silence {
+            alertmanager_url: url,
+            timeout: self.alertmanager_timeout,
+        })
+    }
 }
 
 /// A run's silences, while it runs.
@@ -45,20 +57,25 @@ pub fn start(
     what: &str,
     bound: Duration,
 ) -> anyhow::Result<Option<Active>> {
-    let reach = haops::silence::SilenceReach {
-        alertmanager_url: args.alertmanager_url.clone(),
-        timeout: args.alertmanager_timeout,
-    };
+    let silence = args.silence();
     let now = jiff::Timestamp::now();
-    let started =
-        haops::silence::start(&reach, policy, nodes, identity, what, bound, now, &mut say)?;
+    let started = haops::silence::start(
+        silence.as_ref(),
+        policy,
+        nodes,
+        identity,
+        what,
+        bound,
+        now,
+        &mut say,
+    )?;
     Ok(started.map(Active))
 }
 
 /// The silences of a run gated by `gate` (`replace-master`,
 /// `remove-master`), with the matchers of `silence_policy`'s `silence:`
-/// section (a built-in name or a file), checked against the run's own
-/// `alerts` rule too. None without `--alertmanager-url`.
+/// section (`haops::silence::policy_for_run`). None without
+/// `--alertmanager-url`.
 pub fn start_for_run(
     args: &SilenceArgs,
     silence_policy: Option<&str>,
@@ -67,39 +84,17 @@ pub fn start_for_run(
     what: &str,
     bound: Duration,
 ) -> anyhow::Result<Option<Active>> {
-    let Some(p) = silence_policy else {
-        if args.alertmanager_url.is_some() {
-            anyhow::bail!(
-                "--alertmanager-url needs --silence-policy POLICY: its `silence:` section gives each node's matchers"
-            );
-        }
-        return Ok(None);
-    };
-    let policy = Policy {
-        silence: Policy::named_or_file(p)?.silence,
-        ..gate.policy.clone()
-    };
-    if let Some(s) = &policy.silence {
-        if let Some(d) = s.check(policy.rules.alerts.as_ref()).first() {
-            anyhow::bail!("--silence-policy {p}: {}: {}", d.path, d.message);
-        }
-    }
-    start(args, &policy, nodes, &gate.identity, what, bound)
-}
-
-impl Active {
-    /// Expire every silence of the run, saying what became of each on
-    /// stderr. Returns false if one could not be expired (it ends by
-    /// itself at the run's deadline).
-    pub fn finish(self) -> bool {
-        self.0.finish(&mut say)
+    let silence = args.silence();
+    match haops::silence::policy_for_run(silence.as_ref(), silence_policy, &gate.policy)? {
+        Some(policy) => start(args, &policy, nodes, &gate.identity, what, bound),
+        None => Ok(None),
     }
 }
 
-/// Expire `active`'s silences (if any) after `result`, whatever it is.
+/// Expire `active`'s silences (if any) after `result`, whatever it is,
+/// saying what became of each on stderr (one that cannot be expired ends
+/// by itself at the run's deadline).
 pub fn finish<T>(active: Option<Active>, result: anyhow::Result<T>) -> anyhow::Result<T> {
-    if let Some(a) = active {
-        a.finish();
-    }
+    haops::silence::finish(active.map(|a| a.0), &mut say);
     result
 }
