@@ -65,6 +65,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                 c.dry_run,
                 events,
             )
+            .map_err(anyhow::Error::from)
         })?;
         if let Some(why) = refused {
             eprintln!("REFUSED before any change: {why}");

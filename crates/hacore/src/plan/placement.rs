@@ -8,7 +8,7 @@
 //!   it (ties: the most free memory, then the name).
 //! - With more than one host, a new master put on a host that already runs
 //!   a master, while another host runs none and has room for it, is refused
-//!   with the host to use ([`spread`]); when no host has room the plan says
+//!   with the host to use (`spread`); when no host has room the plan says
 //!   that the masters cannot be spread and why (a warning: the reviewer
 //!   accepts it or frees a host).
 //! - [`ha_phase`]: a Proxmox HA rule that keeps the masters apart from then
@@ -69,7 +69,7 @@ fn needs(n: &Node) -> (i64, i64) {
 /// `to` with a host chosen for every new master (a control-plane node
 /// `from` does not list) that names none, when `to` declares hosts. A
 /// master no host has room for stays without one (refused later, with the
-/// free memory of every host: [`spread`]).
+/// free memory of every host: `spread`).
 pub fn place(from: &Topology, to: &Topology, state: Option<&ClusterState>) -> Topology {
     let mut out = to.clone();
     if to.hypervisors.is_empty() {
