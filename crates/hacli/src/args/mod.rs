@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod disrupt;
 pub mod kube;
 pub mod live;
+pub mod master;
 pub mod placement;
 pub mod proxmox;
 pub mod silence;

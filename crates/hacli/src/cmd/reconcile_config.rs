@@ -18,13 +18,9 @@ pub struct Args {
     /// Write the change (without it, only show it).
     #[arg(long)]
     pub confirm: bool,
-    /// The SSH private key for the masters (else the topology's
-    /// `ssh.identityFile`, ssh-agent, `~/.ssh/id_*`).
-    #[arg(long)]
-    pub ssh_identity: Option<PathBuf>,
-    /// The SSH known_hosts file (else the topology's, `~/.ssh/known_hosts`).
-    #[arg(long)]
-    pub ssh_known_hosts: Option<PathBuf>,
+    /// How the masters are reached over SSH.
+    #[command(flatten)]
+    pub ssh: crate::args::SshArgs,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
@@ -36,8 +32,7 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<Exit> {
     let topology = a.live.topology()?;
     let mut reach = a.live.reach();
-    reach.ssh.identity = a.ssh_identity.clone();
-    reach.ssh.known_hosts = a.ssh_known_hosts.clone();
+    reach.ssh = a.ssh.reach();
     let done = match haops::reconcile::reconcile_config(&topology, &reach, a.confirm) {
         Ok(d) => d,
         Err(haops::Error::ControlPlane(kubeadm::control_plane::CpError::Refused(why))) => {

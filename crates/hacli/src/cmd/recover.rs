@@ -45,12 +45,9 @@ pub struct Args {
     /// How long a master powered on again may take until its sshd answers.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub boot_wait: Duration,
-    /// The SSH private key for the nodes (else the topology's `ssh.identityFile`, ssh-agent, `~/.ssh/id_*`).
-    #[arg(long)]
-    pub ssh_identity: Option<PathBuf>,
-    /// The SSH known_hosts file (else the topology's, `~/.ssh/known_hosts`).
-    #[arg(long)]
-    pub ssh_known_hosts: Option<PathBuf>,
+    /// How the masters are reached over SSH.
+    #[command(flatten)]
+    pub ssh: crate::args::SshArgs,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
@@ -122,8 +119,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let topology = a.live.topology()?;
     let mut reach = a.live.reach().with_env(|k| std::env::var(k).ok())?;
     reach.boot_wait = a.boot_wait;
-    reach.ssh.identity = a.ssh_identity.clone();
-    reach.ssh.known_hosts = a.ssh_known_hosts.clone();
+    reach.ssh = a.ssh.reach();
     let opts = Options {
         snapshots: a.snapshot.clone(),
         on: a.on.clone(),
