@@ -20,7 +20,7 @@ use crate::disrupt::DisruptOptions;
 use crate::plan::{self, Phase, Plan, Precondition, Refusal, Step};
 use crate::quorum::{Membership, Safety};
 use crate::state::{ClusterState, EtcdMember};
-use crate::topology::Topology;
+use crate::topology::{Node, Topology};
 use crate::units::Dur;
 
 fn step(id: String, title: String, op: Op, secs: i64) -> Step {
@@ -57,9 +57,32 @@ fn removal_phases(
         .pool
         .clone()
         .filter(|_| topology.has_load_balancer());
+    let prepare = prepare_steps(node, pool.as_ref(), opts);
+    let remove = remove_steps(n, pool.as_ref(), nodes);
+    vec![
+        Phase {
+            id: format!("remove/{node}/prepare"),
+            title: format!("Take {node} out of service (restored on failure)"),
+            steps: prepare,
+            rollback: Some(format!("uncordon {node} and set its load-balancer backend ready")),
+        },
+        Phase {
+            id: format!("remove/{node}/remove"),
+            title: format!("Remove {node} for good"),
+            steps: remove,
+            rollback: Some(
+                "none: a removed member, Node or VM is not put back; the steps before the failure stay done and the run can be resumed".into(),
+            ),
+        },
+    ]
+}
+
+/// The steps that take master `node` out of service, each undone on failure:
+/// drain its load-balancer backend, move etcd leadership away, cordon, drain.
+fn prepare_steps(node: &str, pool: Option<&String>, opts: &DisruptOptions) -> Vec<Step> {
     let id = |s: &str| format!("remove/{node}/{s}");
     let mut prepare = Vec::new();
-    if let Some(pool) = &pool {
+    if let Some(pool) = pool {
         let mut s = step(
             id("backend-drain"),
             format!("set backend {pool}/{node} to drain: no new connections"),
@@ -112,7 +135,15 @@ fn removal_phases(
     );
     s.rollback = Some(Op::ControlPlane(CpOp::Uncordon { node: node.into() }));
     prepare.push(s);
+    prepare
+}
 
+/// The steps that remove master `n` for good: its etcd member (behind the
+/// `remove-member` gate, over `nodes`), kubeadm reset, its Node, its
+/// load-balancer backend and its VM.
+fn remove_steps(n: &Node, pool: Option<&String>, nodes: &[String]) -> Vec<Step> {
+    let node = n.name.as_str();
+    let id = |s: &str| format!("remove/{node}/{s}");
     let mut remove = Vec::new();
     let mut s = step(
         id("member"),
@@ -141,7 +172,7 @@ fn removal_phases(
         Op::ControlPlane(CpOp::DeleteNode { node: node.into() }),
         5,
     ));
-    if let Some(pool) = &pool {
+    if let Some(pool) = pool {
         remove.push(step(
             id("backend"),
             format!("remove server {node} from pool {pool}"),
@@ -164,22 +195,7 @@ fn removal_phases(
             60,
         ));
     }
-    vec![
-        Phase {
-            id: format!("remove/{node}/prepare"),
-            title: format!("Take {node} out of service (restored on failure)"),
-            steps: prepare,
-            rollback: Some(format!("uncordon {node} and set its load-balancer backend ready")),
-        },
-        Phase {
-            id: format!("remove/{node}/remove"),
-            title: format!("Remove {node} for good"),
-            steps: remove,
-            rollback: Some(
-                "none: a removed member, Node or VM is not put back; the steps before the failure stay done and the run can be resumed".into(),
-            ),
-        },
-    ]
+    remove
 }
 
 /// The plan that removes master `node` for good. Refused when it is not a
