@@ -413,12 +413,30 @@ fn dead_member(
         }
         return Err(reasons);
     };
+    let why = judge_removal(old, m, &membership, learner_joins, &mut reasons);
+    if reasons.is_empty() {
+        Ok((format!("{}", m.id), why))
+    } else {
+        Err(reasons)
+    }
+}
+
+/// Whether removing `old`'s member `m` from `membership`, then the new
+/// member's join, keeps quorum: what holds, with each refusal added to
+/// `reasons`.
+fn judge_removal(
+    old: &str,
+    m: &EtcdMember,
+    membership: &Membership,
+    learner_joins: bool,
+    reasons: &mut Vec<String>,
+) -> Vec<String> {
+    let mut why = Vec::new();
     let (unknown, down) = match m.healthy {
         None => (usize::from(!m.is_learner), 0),
         _ => (0, usize::from(!m.is_learner)),
     };
     let removed = membership.remove(0, unknown, down);
-    let mut why = Vec::new();
     let say = |p: &crate::quorum::Projection| {
         format!(
             "{} voters, quorum {}, {} healthy",
@@ -472,11 +490,7 @@ fn dead_member(
             ));
         }
     }
-    if reasons.is_empty() {
-        Ok((format!("{}", m.id), why))
-    } else {
-        Err(reasons)
-    }
+    why
 }
 
 /// The plan that replaces master `old`, powered off or unreachable, by
