@@ -567,6 +567,39 @@ pub fn replace_dead_master(
     let (Some((_id, why)), Some(joined), true) = (member, joined, reasons.is_empty()) else {
         return Err(Refusal { reasons });
     };
+    let steps = dead_removal_steps(current, old, &why);
+    let mut phases = vec![Phase {
+        id: format!("remove/{old}/dead"),
+        title: format!("Remove the dead master {old} without its help"),
+        steps,
+        rollback: Some(
+            "none: a removed member, Node or VM is not put back; the run can be resumed".into(),
+        ),
+    }];
+    phases.extend(joined.phases.into_iter().filter(|p| {
+        p.id.starts_with("provision/") || p.id == "join-material" || p.id.starts_with("join/")
+    }));
+    let mut warnings: Vec<String> = DEAD_SKIPS
+        .iter()
+        .map(|(steps, why)| format!("skipped for the dead master {old}: {steps}: {why}"))
+        .collect();
+    warnings.extend(why);
+    warnings.extend(joined.warnings);
+    Ok(Plan {
+        cluster: current.cluster.clone(),
+        from: current.clone(),
+        to: target.clone(),
+        learner_joins: target.etcd.learner_joins,
+        phases,
+        warnings,
+        recovery: None,
+    })
+}
+
+/// The steps that remove the dead master `old` without its help: its etcd
+/// member (noting `why` quorum holds), its Node, its load-balancer backend
+/// and its VM.
+fn dead_removal_steps(current: &Topology, old: &str, why: &[String]) -> Vec<Step> {
     let n = current.node(old).expect("checked");
     let pool = current
         .load_balancer
@@ -614,32 +647,7 @@ pub fn replace_dead_master(
             60,
         ));
     }
-    let mut phases = vec![Phase {
-        id: format!("remove/{old}/dead"),
-        title: format!("Remove the dead master {old} without its help"),
-        steps,
-        rollback: Some(
-            "none: a removed member, Node or VM is not put back; the run can be resumed".into(),
-        ),
-    }];
-    phases.extend(joined.phases.into_iter().filter(|p| {
-        p.id.starts_with("provision/") || p.id == "join-material" || p.id.starts_with("join/")
-    }));
-    let mut warnings: Vec<String> = DEAD_SKIPS
-        .iter()
-        .map(|(steps, why)| format!("skipped for the dead master {old}: {steps}: {why}"))
-        .collect();
-    warnings.extend(why);
-    warnings.extend(joined.warnings);
-    Ok(Plan {
-        cluster: current.cluster.clone(),
-        from: current.clone(),
-        to: target.clone(),
-        learner_joins: target.etcd.learner_joins,
-        phases,
-        warnings,
-        recovery: None,
-    })
+    steps
 }
 
 #[cfg(test)]
