@@ -288,9 +288,6 @@ fn moved_by_the_plan(f: &Finding) -> bool {
     f.rule == hacore::rules::etcd_leader::ID && f.severity == Severity::Deny
 }
 
-/// Observe and evaluate `reboot` of `node` with the real clock: no
-/// leader move, no lock (the planned disruption's plan does both).
-
 /// The gate: is it safe to take this master down now? `Some` when not.
 fn gate(
     topology: &Topology,
