@@ -94,6 +94,24 @@ pub fn status(st: &Status) -> String {
         st.cluster, st.endpoint, st.observed_at
     );
     let _ = writeln!(s);
+    status_etcd(&mut s, st);
+    let _ = writeln!(s);
+    status_nodes(&mut s, st);
+    let _ = writeln!(s);
+    status_serving(&mut s, st);
+    let _ = writeln!(s);
+    let _ = writeln!(s, "may be rebooted now (policy reboot):");
+    for d in &st.disruptions {
+        let _ = writeln!(s, "  {:<22} {}", d.node, d.decision);
+        for r in &d.reasons {
+            let _ = writeln!(s, "  {:<22}   - {r}", "");
+        }
+    }
+    s
+}
+
+/// The status's etcd section: the membership, then one line per member.
+fn status_etcd(s: &mut String, st: &Status) {
     match &st.etcd {
         Section::Unknown(e) => {
             let _ = writeln!(s, "etcd: unknown ({e})");
@@ -133,7 +151,10 @@ pub fn status(st: &Status) -> String {
             }
         }
     }
-    let _ = writeln!(s);
+}
+
+/// The status's nodes section: one line per node.
+fn status_nodes(s: &mut String, st: &Status) {
     match &st.nodes_error {
         Some(e) => {
             let _ = writeln!(s, "nodes: unknown ({e})");
@@ -167,7 +188,10 @@ pub fn status(st: &Status) -> String {
             }
         }
     }
-    let _ = writeln!(s);
+}
+
+/// The status's load-balancer and apiserver lines.
+fn status_serving(s: &mut String, st: &Status) {
     match &st.load_balancer {
         Section::Unknown(e) => {
             let _ = writeln!(s, "load balancer: unknown ({e})");
@@ -215,15 +239,6 @@ pub fn status(st: &Status) -> String {
             );
         }
     }
-    let _ = writeln!(s);
-    let _ = writeln!(s, "may be rebooted now (policy reboot):");
-    for d in &st.disruptions {
-        let _ = writeln!(s, "  {:<22} {}", d.node, d.decision);
-        for r in &d.reasons {
-            let _ = writeln!(s, "  {:<22}   - {r}", "");
-        }
-    }
-    s
 }
 
 /// How long each phase took: `setup 12.3 ms, observe 40.1 ms, ...`.
