@@ -175,105 +175,15 @@ impl Policy {
             lock: Some(NoParams {}),
             ..Default::default()
         };
-        let quorum = |r: &mut RuleSet| {
-            r.etcd_quorum = Some(NoParams {});
-            r.etcd_two_voters = Some(NoParams {});
-            r.etcd_leader = Some(NoParams {});
-            r.etcd_learner = Some(Default::default());
-            r.etcd_alarms = Some(NoParams {});
-            r.control_plane_ready = Some(Default::default());
-            r.apiserver_ready = Some(Default::default());
-            r.load_balancer = Some(Default::default());
-            r.hypervisor_host = Some(NoParams {});
-        };
-        let calico = || rules::daemonsets::Params {
-            names: vec!["calico-node".into()],
-        };
         let description = match name {
-            "reboot" => {
-                quorum(&mut r);
-                r.nodes_ready = Some(Default::default());
-                r.daemonsets = Some(calico());
-                r.soak = Some(rules::soak::Params {
-                    window: crate::units::Dur::hours(24),
-                });
-                r.pdb = Some(NoParams {});
-                // kured blocks on firing alerts when it is given Prometheus,
-                // and many of its users have none: a Prometheus that does
-                // not answer is unknown, no Prometheus at all a warning.
-                r.alerts = Some(rules::alerts::Params {
-                    required: false,
-                    ..Default::default()
-                });
-                "kured sentinel gate (all nodes Ready, calico-node running, 24h soak, kill-switch, critical alerts when Prometheus is given) plus control-plane quorum"
-            }
-            "upgrade" => {
-                quorum(&mut r);
-                r.alerts = Some(Default::default());
-                r.soak = Some(Default::default());
-                r.nodes_ready = Some(Default::default());
-                r.pdb = Some(NoParams {});
-                r.control_plane_drift = Some(Default::default());
-                r.master_disk = Some(Default::default());
-                "upgrade-chain preflight (kill-switch, critical alerts, 600s quiet baseline) plus control-plane quorum, and what stalls a kubeadm upgrade (manifest drift kubeadm would revert, a master's disk without room)"
-            }
-            "drain" => {
-                r.nodes_ready = Some(Default::default());
-                r.pdb = Some(NoParams {});
-                "evictions only: PodDisruptionBudgets, nodes Ready, kill-switch"
-            }
-            "shutdown" => {
-                quorum(&mut r);
-                r.nodes_ready = Some(Default::default());
-                r.daemonsets = Some(calico());
-                r.soak = Some(Default::default());
-                r.pdb = Some(NoParams {});
-                "power-off for an unknown time: quorum, nodes Ready, 600s soak"
-            }
-            "remove-member" => {
-                quorum(&mut r);
-                r.etcd_two_voters = None;
-                r.etcd_odd_size = Some(NoParams {});
-                r.pdb = Some(NoParams {});
-                "permanent removal: quorum after removal, no join in progress, leader moved first"
-            }
-            "join" => {
-                r.etcd_quorum = Some(NoParams {});
-                r.etcd_learner = Some(Default::default());
-                r.etcd_alarms = Some(NoParams {});
-                r.etcd_odd_size = Some(NoParams {});
-                r.nodes_ready = Some(Default::default());
-                "add a control-plane member: quorum during the join, one join at a time"
-            }
-            "single-master" => {
-                r.single_master = Some(NoParams {});
-                r.reboot_window = Some(rules::reboot_window::Params {
-                    days: Vec::new(),
-                    start: rules::reboot_window::Clock(jiff::civil::time(1, 0, 0, 0)),
-                    end: rules::reboot_window::Clock(jiff::civil::time(5, 0, 0, 0)),
-                    time_zone: Default::default(),
-                });
-                r.etcd_backup = Some(rules::etcd_backup::Params {
-                    max_age: crate::units::Dur::hours(24),
-                    severity: rules::etcd_backup::BackupSeverity::Deny,
-                });
-                r.etcd_alarms = Some(NoParams {});
-                r.nodes_ready = Some(Default::default());
-                r.pdb = Some(NoParams {});
-                r.alerts = Some(rules::alerts::Params {
-                    required: false,
-                    ..Default::default()
-                });
-                "one master, its outage accepted: the API and etcd are down while it reboots; only in the window (01:00-05:00 UTC), with a verified etcd snapshot under 24h old, every node Ready, nothing else disrupted (the lock), kill-switch and alerts respected"
-            }
-            "preflight" => {
-                r.lock = None;
-                r.nodes_ready = Some(Default::default());
-                r.etcd_quorum = Some(NoParams {});
-                r.etcd_learner = Some(Default::default());
-                r.etcd_alarms = Some(NoParams {});
-                "before a migration step: the cluster is healthy (nodes Ready, etcd quorum, no join in progress, no alarm, no kill-switch)"
-            }
+            "reboot" => reboot_rules(&mut r),
+            "upgrade" => upgrade_rules(&mut r),
+            "drain" => drain_rules(&mut r),
+            "shutdown" => shutdown_rules(&mut r),
+            "remove-member" => remove_member_rules(&mut r),
+            "join" => join_rules(&mut r),
+            "single-master" => single_master_rules(&mut r),
+            "preflight" => preflight_rules(&mut r),
             _ => return None,
         };
         // Wherever nodes count, a node the topology does not list is named.
@@ -464,4 +374,124 @@ pub fn evaluate(
         observed_at: state.observed_at,
         findings,
     })
+}
+
+/// The control-plane quorum rules several built-in policies share.
+fn quorum_rules(r: &mut RuleSet) {
+    r.etcd_quorum = Some(NoParams {});
+    r.etcd_two_voters = Some(NoParams {});
+    r.etcd_leader = Some(NoParams {});
+    r.etcd_learner = Some(Default::default());
+    r.etcd_alarms = Some(NoParams {});
+    r.control_plane_ready = Some(Default::default());
+    r.apiserver_ready = Some(Default::default());
+    r.load_balancer = Some(Default::default());
+    r.hypervisor_host = Some(NoParams {});
+}
+
+/// The calico-node DaemonSet, which must be running.
+fn calico() -> rules::daemonsets::Params {
+    rules::daemonsets::Params {
+        names: vec!["calico-node".into()],
+    }
+}
+
+/// `reboot`: the kured sentinel gate plus control-plane quorum.
+fn reboot_rules(r: &mut RuleSet) -> &'static str {
+    quorum_rules(r);
+    r.nodes_ready = Some(Default::default());
+    r.daemonsets = Some(calico());
+    r.soak = Some(rules::soak::Params {
+        window: crate::units::Dur::hours(24),
+    });
+    r.pdb = Some(NoParams {});
+    // kured blocks on firing alerts when it is given Prometheus,
+    // and many of its users have none: a Prometheus that does
+    // not answer is unknown, no Prometheus at all a warning.
+    r.alerts = Some(rules::alerts::Params {
+        required: false,
+        ..Default::default()
+    });
+    "kured sentinel gate (all nodes Ready, calico-node running, 24h soak, kill-switch, critical alerts when Prometheus is given) plus control-plane quorum"
+}
+
+/// `upgrade`: the upgrade chain's preflight plus control-plane quorum.
+fn upgrade_rules(r: &mut RuleSet) -> &'static str {
+    quorum_rules(r);
+    r.alerts = Some(Default::default());
+    r.soak = Some(Default::default());
+    r.nodes_ready = Some(Default::default());
+    r.pdb = Some(NoParams {});
+    r.control_plane_drift = Some(Default::default());
+    r.master_disk = Some(Default::default());
+    "upgrade-chain preflight (kill-switch, critical alerts, 600s quiet baseline) plus control-plane quorum, and what stalls a kubeadm upgrade (manifest drift kubeadm would revert, a master's disk without room)"
+}
+
+/// `drain`: evictions only.
+fn drain_rules(r: &mut RuleSet) -> &'static str {
+    r.nodes_ready = Some(Default::default());
+    r.pdb = Some(NoParams {});
+    "evictions only: PodDisruptionBudgets, nodes Ready, kill-switch"
+}
+
+/// `shutdown`: like reboot with a 600s soak.
+fn shutdown_rules(r: &mut RuleSet) -> &'static str {
+    quorum_rules(r);
+    r.nodes_ready = Some(Default::default());
+    r.daemonsets = Some(calico());
+    r.soak = Some(Default::default());
+    r.pdb = Some(NoParams {});
+    "power-off for an unknown time: quorum, nodes Ready, 600s soak"
+}
+
+/// `remove-member`: quorum after removal, leader moved first.
+fn remove_member_rules(r: &mut RuleSet) -> &'static str {
+    quorum_rules(r);
+    r.etcd_two_voters = None;
+    r.etcd_odd_size = Some(NoParams {});
+    r.pdb = Some(NoParams {});
+    "permanent removal: quorum after removal, no join in progress, leader moved first"
+}
+
+/// `join`: quorum during the join, one join at a time.
+fn join_rules(r: &mut RuleSet) -> &'static str {
+    r.etcd_quorum = Some(NoParams {});
+    r.etcd_learner = Some(Default::default());
+    r.etcd_alarms = Some(NoParams {});
+    r.etcd_odd_size = Some(NoParams {});
+    r.nodes_ready = Some(Default::default());
+    "add a control-plane member: quorum during the join, one join at a time"
+}
+
+/// `single-master`: one master, its outage accepted, only in the window.
+fn single_master_rules(r: &mut RuleSet) -> &'static str {
+    r.single_master = Some(NoParams {});
+    r.reboot_window = Some(rules::reboot_window::Params {
+        days: Vec::new(),
+        start: rules::reboot_window::Clock(jiff::civil::time(1, 0, 0, 0)),
+        end: rules::reboot_window::Clock(jiff::civil::time(5, 0, 0, 0)),
+        time_zone: Default::default(),
+    });
+    r.etcd_backup = Some(rules::etcd_backup::Params {
+        max_age: crate::units::Dur::hours(24),
+        severity: rules::etcd_backup::BackupSeverity::Deny,
+    });
+    r.etcd_alarms = Some(NoParams {});
+    r.nodes_ready = Some(Default::default());
+    r.pdb = Some(NoParams {});
+    r.alerts = Some(rules::alerts::Params {
+        required: false,
+        ..Default::default()
+    });
+    "one master, its outage accepted: the API and etcd are down while it reboots; only in the window (01:00-05:00 UTC), with a verified etcd snapshot under 24h old, every node Ready, nothing else disrupted (the lock), kill-switch and alerts respected"
+}
+
+/// `preflight`: before a migration step, the cluster is healthy.
+fn preflight_rules(r: &mut RuleSet) -> &'static str {
+    r.lock = None;
+    r.nodes_ready = Some(Default::default());
+    r.etcd_quorum = Some(NoParams {});
+    r.etcd_learner = Some(Default::default());
+    r.etcd_alarms = Some(NoParams {});
+    "before a migration step: the cluster is healthy (nodes Ready, etcd quorum, no join in progress, no alarm, no kill-switch)"
 }

@@ -403,13 +403,6 @@ pub fn steps(
     pool: Option<&str>,
     port: u16,
 ) -> Vec<RecoverStep> {
-    let step = |id: String, title: String, op, rollback| RecoverStep {
-        id,
-        title,
-        op,
-        rollback,
-        no_rollback: None,
-    };
     let mut out = Vec::new();
     for (o, _, reachable) in others {
         if *reachable {
@@ -421,6 +414,64 @@ pub fn steps(
             ));
         }
     }
+    out.extend(restore_steps(run, on, address, source));
+    if let Some(pool) = pool {
+        for (o, addr, _) in others {
+            out.push(step(
+                format!("recover/pool-remove/{o}"),
+                format!("take {o} out of pool {pool}: only {on} serves"),
+                RecoverOp::LoadBalancer(LbOp::RemoveServer {
+                    pool: pool.into(),
+                    server: o.clone(),
+                }),
+                Some(RecoverOp::LoadBalancer(LbOp::AddServer {
+                    pool: pool.into(),
+                    server: o.clone(),
+                    address: std::net::SocketAddr::new(*addr, port),
+                })),
+            ));
+        }
+    }
+    // Every other master fenced before any joins: two of the old members
+    // powered on again would form the old cluster's quorum, and a join
+    // must reach only the new cluster's etcd.
+    for (o, _, _) in others {
+        out.push(RecoverStep {
+            id: format!("recover/reachable/{o}"),
+            title: format!("wait until {o} answers over SSH (powered on again)"),
+            op: RecoverOp::WaitReachable { node: o.clone() },
+            rollback: None,
+            no_rollback: Some("a check".into()),
+        });
+        out.push(step(
+            format!("recover/fence-rejoin/{o}"),
+            format!("stop etcd and the apiserver on {o} before any master rejoins (its old cluster never serves)"),
+            RecoverOp::StopControlPlane { node: o.clone() },
+            Some(RecoverOp::StartControlPlane { node: o.clone() }),
+        ));
+    }
+    for (o, addr, _) in others {
+        out.extend(rejoin_steps(o, *addr, pool, port));
+    }
+    out
+}
+
+/// A step with its rollback.
+fn step(id: String, title: String, op: RecoverOp, rollback: Option<RecoverOp>) -> RecoverStep {
+    RecoverStep {
+        id,
+        title,
+        op,
+        rollback,
+        no_rollback: None,
+    }
+}
+
+/// The steps that bring `on` back from `source` alone: stop, restore into a
+/// fresh data directory (the old one kept with `run`'s suffix), a
+/// one-member manifest, start, wait until it serves.
+fn restore_steps(run: &str, on: &str, address: IpAddr, source: &Source) -> Vec<RecoverStep> {
+    let mut out = Vec::new();
     out.push(step(
         format!("recover/stop/{on}"),
         format!("stop etcd and the apiserver on {on} (their manifests kept aside)"),
@@ -463,90 +514,61 @@ pub fn steps(
         rollback: None,
         no_rollback: Some("a check".into()),
     });
+    out
+}
+
+/// The steps that bring the other master `o` (at `addr`) back, once every
+/// other master is fenced: reset, join as a learner, promoted, tainted,
+/// and put back in `pool` (the apiserver on `port`) when there is one.
+fn rejoin_steps(o: &str, addr: IpAddr, pool: Option<&str>, port: u16) -> Vec<RecoverStep> {
+    let mut out = Vec::new();
+    let cp = |op| RecoverOp::ControlPlane(op);
+    out.push(RecoverStep {
+        id: format!("recover/reset/{o}"),
+        title: format!("reset {o} (`kubeadm reset -f`: its old etcd data and member gone)"),
+        op: cp(CpOp::ResetNode { node: o.into() }),
+        rollback: None,
+        no_rollback: Some(format!(
+            "{o}'s old data belongs to the lost cluster: it is never started again"
+        )),
+    });
+    out.push(step(
+        format!("recover/join/{o}"),
+        format!("join {o} as a control-plane node (an etcd learner first)"),
+        cp(CpOp::JoinControlPlane {
+            node: o.into(),
+            address: addr,
+        }),
+        Some(cp(CpOp::ResetNode { node: o.into() })),
+    ));
+    out.push(RecoverStep {
+        id: format!("recover/promoted/{o}"),
+        title: format!("{o}'s etcd member is a voter"),
+        op: cp(CpOp::MemberPromoted { node: o.into() }),
+        rollback: None,
+        no_rollback: Some("a check".into()),
+    });
+    out.push(RecoverStep {
+        id: format!("recover/taint/{o}"),
+        title: format!("{o} carries the control-plane taint"),
+        op: cp(CpOp::EnsureControlPlaneTaint { node: o.into() }),
+        rollback: None,
+        no_rollback: Some("the node's own state".into()),
+    });
     if let Some(pool) = pool {
-        for (o, addr, _) in others {
-            out.push(step(
-                format!("recover/pool-remove/{o}"),
-                format!("take {o} out of pool {pool}: only {on} serves"),
-                RecoverOp::LoadBalancer(LbOp::RemoveServer {
-                    pool: pool.into(),
-                    server: o.clone(),
-                }),
-                Some(RecoverOp::LoadBalancer(LbOp::AddServer {
-                    pool: pool.into(),
-                    server: o.clone(),
-                    address: std::net::SocketAddr::new(*addr, port),
-                })),
-            ));
-        }
-    }
-    // Every other master fenced before any joins: two of the old members
-    // powered on again would form the old cluster's quorum, and a join
-    // must reach only the new cluster's etcd.
-    for (o, _, _) in others {
-        out.push(RecoverStep {
-            id: format!("recover/reachable/{o}"),
-            title: format!("wait until {o} answers over SSH (powered on again)"),
-            op: RecoverOp::WaitReachable { node: o.clone() },
-            rollback: None,
-            no_rollback: Some("a check".into()),
-        });
         out.push(step(
-            format!("recover/fence-rejoin/{o}"),
-            format!("stop etcd and the apiserver on {o} before any master rejoins (its old cluster never serves)"),
-            RecoverOp::StopControlPlane { node: o.clone() },
-            Some(RecoverOp::StartControlPlane { node: o.clone() }),
-        ));
-    }
-    for (o, addr, _) in others {
-        let cp = |op| RecoverOp::ControlPlane(op);
-        out.push(RecoverStep {
-            id: format!("recover/reset/{o}"),
-            title: format!("reset {o} (`kubeadm reset -f`: its old etcd data and member gone)"),
-            op: cp(CpOp::ResetNode { node: o.clone() }),
-            rollback: None,
-            no_rollback: Some(format!(
-                "{o}'s old data belongs to the lost cluster: it is never started again"
-            )),
-        });
-        out.push(step(
-            format!("recover/join/{o}"),
-            format!("join {o} as a control-plane node (an etcd learner first)"),
-            cp(CpOp::JoinControlPlane {
-                node: o.clone(),
-                address: *addr,
+            format!("recover/pool-add/{o}"),
+            format!("put {o} back in pool {pool}"),
+            RecoverOp::LoadBalancer(LbOp::AddServer {
+                pool: pool.into(),
+                server: o.into(),
+                address: std::net::SocketAddr::new(addr, port),
             }),
-            Some(cp(CpOp::ResetNode { node: o.clone() })),
+            Some(RecoverOp::LoadBalancer(LbOp::RemoveServer {
+                pool: pool.into(),
+                server: o.into(),
+            })),
         ));
-        out.push(RecoverStep {
-            id: format!("recover/promoted/{o}"),
-            title: format!("{o}'s etcd member is a voter"),
-            op: cp(CpOp::MemberPromoted { node: o.clone() }),
-            rollback: None,
-            no_rollback: Some("a check".into()),
-        });
-        out.push(RecoverStep {
-            id: format!("recover/taint/{o}"),
-            title: format!("{o} carries the control-plane taint"),
-            op: cp(CpOp::EnsureControlPlaneTaint { node: o.clone() }),
-            rollback: None,
-            no_rollback: Some("the node's own state".into()),
-        });
-        if let Some(pool) = pool {
-            out.push(step(
-                format!("recover/pool-add/{o}"),
-                format!("put {o} back in pool {pool}"),
-                RecoverOp::LoadBalancer(LbOp::AddServer {
-                    pool: pool.into(),
-                    server: o.clone(),
-                    address: std::net::SocketAddr::new(*addr, port),
-                }),
-                Some(RecoverOp::LoadBalancer(LbOp::RemoveServer {
-                    pool: pool.into(),
-                    server: o.clone(),
-                })),
-            ));
-        }
     }
     out
 }

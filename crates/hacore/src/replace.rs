@@ -20,7 +20,7 @@ use crate::disrupt::DisruptOptions;
 use crate::plan::{self, Phase, Plan, Precondition, Refusal, Step};
 use crate::quorum::{Membership, Safety};
 use crate::state::{ClusterState, EtcdMember};
-use crate::topology::Topology;
+use crate::topology::{Node, Topology};
 use crate::units::Dur;
 
 fn step(id: String, title: String, op: Op, secs: i64) -> Step {
@@ -57,9 +57,32 @@ fn removal_phases(
         .pool
         .clone()
         .filter(|_| topology.has_load_balancer());
+    let prepare = prepare_steps(node, pool.as_ref(), opts);
+    let remove = remove_steps(n, pool.as_ref(), nodes);
+    vec![
+        Phase {
+            id: format!("remove/{node}/prepare"),
+            title: format!("Take {node} out of service (restored on failure)"),
+            steps: prepare,
+            rollback: Some(format!("uncordon {node} and set its load-balancer backend ready")),
+        },
+        Phase {
+            id: format!("remove/{node}/remove"),
+            title: format!("Remove {node} for good"),
+            steps: remove,
+            rollback: Some(
+                "none: a removed member, Node or VM is not put back; the steps before the failure stay done and the run can be resumed".into(),
+            ),
+        },
+    ]
+}
+
+/// The steps that take master `node` out of service, each undone on failure:
+/// drain its load-balancer backend, move etcd leadership away, cordon, drain.
+fn prepare_steps(node: &str, pool: Option<&String>, opts: &DisruptOptions) -> Vec<Step> {
     let id = |s: &str| format!("remove/{node}/{s}");
     let mut prepare = Vec::new();
-    if let Some(pool) = &pool {
+    if let Some(pool) = pool {
         let mut s = step(
             id("backend-drain"),
             format!("set backend {pool}/{node} to drain: no new connections"),
@@ -112,7 +135,15 @@ fn removal_phases(
     );
     s.rollback = Some(Op::ControlPlane(CpOp::Uncordon { node: node.into() }));
     prepare.push(s);
+    prepare
+}
 
+/// The steps that remove master `n` for good: its etcd member (behind the
+/// `remove-member` gate, over `nodes`), kubeadm reset, its Node, its
+/// load-balancer backend and its VM.
+fn remove_steps(n: &Node, pool: Option<&String>, nodes: &[String]) -> Vec<Step> {
+    let node = n.name.as_str();
+    let id = |s: &str| format!("remove/{node}/{s}");
     let mut remove = Vec::new();
     let mut s = step(
         id("member"),
@@ -141,7 +172,7 @@ fn removal_phases(
         Op::ControlPlane(CpOp::DeleteNode { node: node.into() }),
         5,
     ));
-    if let Some(pool) = &pool {
+    if let Some(pool) = pool {
         remove.push(step(
             id("backend"),
             format!("remove server {node} from pool {pool}"),
@@ -164,22 +195,7 @@ fn removal_phases(
             60,
         ));
     }
-    vec![
-        Phase {
-            id: format!("remove/{node}/prepare"),
-            title: format!("Take {node} out of service (restored on failure)"),
-            steps: prepare,
-            rollback: Some(format!("uncordon {node} and set its load-balancer backend ready")),
-        },
-        Phase {
-            id: format!("remove/{node}/remove"),
-            title: format!("Remove {node} for good"),
-            steps: remove,
-            rollback: Some(
-                "none: a removed member, Node or VM is not put back; the steps before the failure stay done and the run can be resumed".into(),
-            ),
-        },
-    ]
+    remove
 }
 
 /// The plan that removes master `node` for good. Refused when it is not a
@@ -397,12 +413,30 @@ fn dead_member(
         }
         return Err(reasons);
     };
+    let why = judge_removal(old, m, &membership, learner_joins, &mut reasons);
+    if reasons.is_empty() {
+        Ok((format!("{}", m.id), why))
+    } else {
+        Err(reasons)
+    }
+}
+
+/// Whether removing `old`'s member `m` from `membership`, then the new
+/// member's join, keeps quorum: what holds, with each refusal added to
+/// `reasons`.
+fn judge_removal(
+    old: &str,
+    m: &EtcdMember,
+    membership: &Membership,
+    learner_joins: bool,
+    reasons: &mut Vec<String>,
+) -> Vec<String> {
+    let mut why = Vec::new();
     let (unknown, down) = match m.healthy {
         None => (usize::from(!m.is_learner), 0),
         _ => (0, usize::from(!m.is_learner)),
     };
     let removed = membership.remove(0, unknown, down);
-    let mut why = Vec::new();
     let say = |p: &crate::quorum::Projection| {
         format!(
             "{} voters, quorum {}, {} healthy",
@@ -456,11 +490,7 @@ fn dead_member(
             ));
         }
     }
-    if reasons.is_empty() {
-        Ok((format!("{}", m.id), why))
-    } else {
-        Err(reasons)
-    }
+    why
 }
 
 /// The plan that replaces master `old`, powered off or unreachable, by
@@ -537,6 +567,39 @@ pub fn replace_dead_master(
     let (Some((_id, why)), Some(joined), true) = (member, joined, reasons.is_empty()) else {
         return Err(Refusal { reasons });
     };
+    let steps = dead_removal_steps(current, old, &why);
+    let mut phases = vec![Phase {
+        id: format!("remove/{old}/dead"),
+        title: format!("Remove the dead master {old} without its help"),
+        steps,
+        rollback: Some(
+            "none: a removed member, Node or VM is not put back; the run can be resumed".into(),
+        ),
+    }];
+    phases.extend(joined.phases.into_iter().filter(|p| {
+        p.id.starts_with("provision/") || p.id == "join-material" || p.id.starts_with("join/")
+    }));
+    let mut warnings: Vec<String> = DEAD_SKIPS
+        .iter()
+        .map(|(steps, why)| format!("skipped for the dead master {old}: {steps}: {why}"))
+        .collect();
+    warnings.extend(why);
+    warnings.extend(joined.warnings);
+    Ok(Plan {
+        cluster: current.cluster.clone(),
+        from: current.clone(),
+        to: target.clone(),
+        learner_joins: target.etcd.learner_joins,
+        phases,
+        warnings,
+        recovery: None,
+    })
+}
+
+/// The steps that remove the dead master `old` without its help: its etcd
+/// member (noting `why` quorum holds), its Node, its load-balancer backend
+/// and its VM.
+fn dead_removal_steps(current: &Topology, old: &str, why: &[String]) -> Vec<Step> {
     let n = current.node(old).expect("checked");
     let pool = current
         .load_balancer
@@ -584,32 +647,7 @@ pub fn replace_dead_master(
             60,
         ));
     }
-    let mut phases = vec![Phase {
-        id: format!("remove/{old}/dead"),
-        title: format!("Remove the dead master {old} without its help"),
-        steps,
-        rollback: Some(
-            "none: a removed member, Node or VM is not put back; the run can be resumed".into(),
-        ),
-    }];
-    phases.extend(joined.phases.into_iter().filter(|p| {
-        p.id.starts_with("provision/") || p.id == "join-material" || p.id.starts_with("join/")
-    }));
-    let mut warnings: Vec<String> = DEAD_SKIPS
-        .iter()
-        .map(|(steps, why)| format!("skipped for the dead master {old}: {steps}: {why}"))
-        .collect();
-    warnings.extend(why);
-    warnings.extend(joined.warnings);
-    Ok(Plan {
-        cluster: current.cluster.clone(),
-        from: current.clone(),
-        to: target.clone(),
-        learner_joins: target.etcd.learner_joins,
-        phases,
-        warnings,
-        recovery: None,
-    })
+    steps
 }
 
 #[cfg(test)]

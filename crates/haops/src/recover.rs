@@ -340,19 +340,7 @@ pub fn run(
         refuse_failed(&checked)?;
     }
     let plan = if opts.resume && saved.exists() {
-        let text = std::fs::read(&saved).map_err(|e| Error::Setting {
-            what: saved.display().to_string(),
-            why: e.to_string(),
-        })?;
-        let plan: Plan = serde_json::from_slice(&text).map_err(|e| Error::Setting {
-            what: saved.display().to_string(),
-            why: format!("not a recovery plan: {e}"),
-        })?;
-        events(Event::Note(format!(
-            "resuming the plan saved in {}",
-            saved.display()
-        )));
-        Some(plan)
+        Some(saved_plan(&saved, &mut *events)?)
     } else {
         None
     };
@@ -420,6 +408,17 @@ pub fn run(
         serving_bound: opts.serving_bound,
         boot_wait: reach.boot_wait,
     };
+    execute(&mut ctx, plan, &mut journal, events)
+}
+
+/// Run `plan`'s steps not done before (per `journal`), each journaled; on
+/// a failure in the restore phase, what was done there is undone.
+fn execute(
+    ctx: &mut Ctx<'_>,
+    plan: Plan,
+    journal: &mut crate::journal::FileJournal,
+    events: Events<'_>,
+) -> Result<Report, Error> {
     let done_before: Vec<String> = journal
         .records()
         .iter()
@@ -442,21 +441,7 @@ pub fn run(
         // Every operation is idempotent (done is checked first): one that
         // failed on a transient error (a connection cut by the load
         // balancer's reload) is tried again, twice at most.
-        let mut result = ctx.act(&step.op);
-        for _ in 0..2 {
-            let transient = matches!(
-                step.op,
-                RecoverOp::ControlPlane(_) | RecoverOp::LoadBalancer(_)
-            );
-            match &result {
-                Err(e) if transient => {
-                    events(Event::Warning(format!("{}: {e}; trying again", step.id)));
-                    std::thread::sleep(Duration::from_secs(2));
-                    result = ctx.act(&step.op);
-                }
-                _ => break,
-            }
-        }
+        let result = act_retrying(ctx, step, &mut *events);
         match result {
             Ok(skipped) => {
                 journal.append(Record::Done {
@@ -480,37 +465,11 @@ pub fn run(
                     at: now(),
                     error: error.clone(),
                 })?;
-                let mut rolled_back = Vec::new();
-                if is_restore_phase(&step.id) {
-                    let mut undo: Vec<&RecoverStep> = plan
-                        .steps
-                        .iter()
-                        .filter(|s| is_restore_phase(&s.id))
-                        .filter(|s| {
-                            done_before.contains(&s.id) || done_now.iter().any(|d| d.id == s.id)
-                        })
-                        .collect();
-                    undo.reverse();
-                    for s in undo {
-                        let Some(rb) = &s.rollback else { continue };
-                        match ctx.act(rb) {
-                            Ok(_) => {
-                                journal.append(Record::RolledBack {
-                                    step: s.id.clone(),
-                                    at: now(),
-                                })?;
-                                rolled_back.push(s.id.clone());
-                            }
-                            Err(e) => {
-                                events(Event::Warning(format!(
-                                    "{}: its rollback failed: {e}",
-                                    s.id
-                                )));
-                                break;
-                            }
-                        }
-                    }
-                }
+                let rolled_back = if is_restore_phase(&step.id) {
+                    roll_back_restore(ctx, &plan, &done_before, &done_now, journal, &mut *events)?
+                } else {
+                    Vec::new()
+                };
                 let outcome = Outcome::Failed {
                     step: step.id.clone(),
                     error,
@@ -528,4 +487,87 @@ pub fn run(
         plan,
         outcome: Outcome::Done,
     })
+}
+
+/// The plan a run that is resumed saved in `saved`.
+fn saved_plan(saved: &Path, events: &mut dyn FnMut(Event)) -> Result<Plan, Error> {
+    let text = std::fs::read(saved).map_err(|e| Error::Setting {
+        what: saved.display().to_string(),
+        why: e.to_string(),
+    })?;
+    let plan: Plan = serde_json::from_slice(&text).map_err(|e| Error::Setting {
+        what: saved.display().to_string(),
+        why: format!("not a recovery plan: {e}"),
+    })?;
+    events(Event::Note(format!(
+        "resuming the plan saved in {}",
+        saved.display()
+    )));
+    Ok(plan)
+}
+
+/// Do `step`; one that failed on a transient error is tried again, twice
+/// at most.
+fn act_retrying(
+    ctx: &mut Ctx<'_>,
+    step: &RecoverStep,
+    events: &mut dyn FnMut(Event),
+) -> Result<bool, Error> {
+    let mut result = ctx.act(&step.op);
+    for _ in 0..2 {
+        let transient = matches!(
+            step.op,
+            RecoverOp::ControlPlane(_) | RecoverOp::LoadBalancer(_)
+        );
+        match &result {
+            Err(e) if transient => {
+                events(Event::Warning(format!("{}: {e}; trying again", step.id)));
+                std::thread::sleep(Duration::from_secs(2));
+                result = ctx.act(&step.op);
+            }
+            _ => break,
+        }
+    }
+    result
+}
+
+/// After a failure in the restore phase: undo, last first, each restore
+/// step done (before, per the journal, or in this run) that has a
+/// rollback; stop at the first rollback that fails. The ids rolled back.
+fn roll_back_restore(
+    ctx: &mut Ctx<'_>,
+    plan: &Plan,
+    done_before: &[String],
+    done_now: &[&RecoverStep],
+    journal: &mut crate::journal::FileJournal,
+    events: &mut dyn FnMut(Event),
+) -> Result<Vec<String>, Error> {
+    let mut rolled_back = Vec::new();
+    let mut undo: Vec<&RecoverStep> = plan
+        .steps
+        .iter()
+        .filter(|s| is_restore_phase(&s.id))
+        .filter(|s| done_before.contains(&s.id) || done_now.iter().any(|d| d.id == s.id))
+        .collect();
+    undo.reverse();
+    for s in undo {
+        let Some(rb) = &s.rollback else { continue };
+        match ctx.act(rb) {
+            Ok(_) => {
+                journal.append(Record::RolledBack {
+                    step: s.id.clone(),
+                    at: now(),
+                })?;
+                rolled_back.push(s.id.clone());
+            }
+            Err(e) => {
+                events(Event::Warning(format!(
+                    "{}: its rollback failed: {e}",
+                    s.id
+                )));
+                break;
+            }
+        }
+    }
+    Ok(rolled_back)
 }

@@ -424,39 +424,7 @@ exit $moved"#;
         }
         let scratch = tempfile::tempdir()
             .map_err(|e| CpError::Config(format!("a scratch directory: {e}")))?;
-        let (db, skip_hash): (PathBuf, bool) = match source {
-            Source::Snapshot { path, revision } => {
-                let p = PathBuf::from(path);
-                let s = crate::snapshot::check(tools, &p)
-                    .map_err(|e| CpError::Refused(e.to_string()))?;
-                if s.revision != *revision {
-                    return Err(CpError::Refused(format!(
-                        "{path}: holds revision {}, the plan chose it at revision {revision}: not the same file",
-                        s.revision
-                    )));
-                }
-                (p, false)
-            }
-            Source::Member {
-                node: from,
-                revision,
-            } => {
-                let db = scratch.path().join("member.db");
-                if !self.block_on(self.fetch_db(from, &db))? {
-                    return Err(CpError::Refused(format!(
-                        "{from}: its data directory holds no etcd member any more"
-                    )));
-                }
-                let (_, r, _) = db_status(tools, &db)
-                    .map_err(|w| CpError::Refused(format!("{from}: its db: {w}")))?;
-                if r < *revision {
-                    return Err(CpError::Refused(format!(
-                        "{from}: its db holds revision {r}, less than the {revision} the plan chose"
-                    )));
-                }
-                (db, true)
-            }
-        };
+        let (db, skip_hash) = self.restore_source(tools, source, scratch.path())?;
         let peer = format!("https://{}:2380", host_for_url(address));
         let restored = scratch.path().join("restored");
         let mut c = std::process::Command::new(&tools.etcdutl);
@@ -514,6 +482,51 @@ mv -- "$new/member" "$d/member"; rmdir -- "$new"; sync"#;
             self.run(node, &cmd, Duration::from_secs(300))
                 .await
                 .map(|_| ())
+        })
+    }
+
+    /// The db a restore reads, and whether its hash check is skipped: a
+    /// snapshot checked (its integrity and the revision the plan chose),
+    /// or a member's own db fetched over SSH into `scratch` (no trailer to
+    /// check).
+    fn restore_source(
+        &self,
+        tools: &Tools,
+        source: &Source,
+        scratch: &Path,
+    ) -> Result<(PathBuf, bool), CpError> {
+        Ok(match source {
+            Source::Snapshot { path, revision } => {
+                let p = PathBuf::from(path);
+                let s = crate::snapshot::check(tools, &p)
+                    .map_err(|e| CpError::Refused(e.to_string()))?;
+                if s.revision != *revision {
+                    return Err(CpError::Refused(format!(
+                        "{path}: holds revision {}, the plan chose it at revision {revision}: not the same file",
+                        s.revision
+                    )));
+                }
+                (p, false)
+            }
+            Source::Member {
+                node: from,
+                revision,
+            } => {
+                let db = scratch.join("member.db");
+                if !self.block_on(self.fetch_db(from, &db))? {
+                    return Err(CpError::Refused(format!(
+                        "{from}: its data directory holds no etcd member any more"
+                    )));
+                }
+                let (_, r, _) = db_status(tools, &db)
+                    .map_err(|w| CpError::Refused(format!("{from}: its db: {w}")))?;
+                if r < *revision {
+                    return Err(CpError::Refused(format!(
+                        "{from}: its db holds revision {r}, less than the {revision} the plan chose"
+                    )));
+                }
+                (db, true)
+            }
         })
     }
 

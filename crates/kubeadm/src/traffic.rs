@@ -127,11 +127,29 @@ impl std::fmt::Debug for Traffic {
     }
 }
 
+/// The TLS settings of `config` with no session resumption, so that a
+/// fresh connection is a full handshake (none when `config` names a proxy).
+fn fresh_tls(config: &kube::Config) -> Result<Option<rustls::ClientConfig>, crate::Error> {
+    use kube::client::ConfigExt as _;
+    let kube_error = |e| crate::Error::KubeConfig {
+        path: None,
+        source: Box::new(e),
+    };
+    Ok(if config.proxy_url.is_none() {
+        let mut tls = config.rustls_client_config().map_err(kube_error)?;
+        // A fresh connection is a full handshake, as a new kubectl
+        // process makes: no session resumed from an earlier request.
+        tls.resumption = rustls::client::Resumption::disabled();
+        Some(tls)
+    } else {
+        None
+    })
+}
+
 impl Traffic {
     /// Start sending to `config.cluster_url` (with its credentials and TLS
     /// settings) on the current Tokio runtime.
     pub fn start(config: kube::Config, t: TrafficConfig) -> Result<Traffic, crate::Error> {
-        use kube::client::ConfigExt as _;
         if !(t.rate.is_finite() && t.rate > 0.0) {
             return Err(crate::Error::BadUrl {
                 what: "traffic rate",
@@ -139,19 +157,7 @@ impl Traffic {
                 reason: "the rate must be a positive number of requests per second".into(),
             });
         }
-        let kube_error = |e| crate::Error::KubeConfig {
-            path: None,
-            source: Box::new(e),
-        };
-        let tls = if config.proxy_url.is_none() {
-            let mut tls = config.rustls_client_config().map_err(kube_error)?;
-            // A fresh connection is a full handshake, as a new kubectl
-            // process makes: no session resumed from an earlier request.
-            tls.resumption = rustls::client::Resumption::disabled();
-            Some(tls)
-        } else {
-            None
-        };
+        let tls = fresh_tls(&config)?;
         let keep_alive = t.connections == Connections::KeepAlive;
         let target = Arc::new(std::sync::RwLock::new(config.cluster_url.clone()));
         let stop = Arc::new(AtomicBool::new(false));

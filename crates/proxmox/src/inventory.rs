@@ -413,27 +413,39 @@ pub async fn plan_refusals(
     reasons.extend(more.into_iter().filter(|r| !r.starts_with("VM id ")));
     // Addresses other VMs are configured with.
     if !addresses.is_empty() {
-        for h in &rest.hosts {
-            for v in h.vms.iter().filter(|v| !v.template) {
-                let cfg = client.vm_config(&h.node, v.vmid).await?;
-                let ips: Vec<&str> = cfg
-                    .iter()
-                    .filter(|(k, _)| k.starts_with("ipconfig"))
-                    .filter_map(|(_, c)| c.as_str())
-                    .flat_map(|c| c.split(','))
-                    .filter_map(|kv| kv.strip_prefix("ip=").or_else(|| kv.strip_prefix("ip6=")))
-                    .filter_map(|ip| ip.split('/').next())
-                    .collect();
-                for (ip, name) in &addresses {
-                    if ips.contains(&ip.as_str()) {
-                        reasons.push(format!(
-                            "address {ip} planned for {name} is the cloud-init address (ipconfig) of VM {} {} ({}, on {})",
-                            v.vmid, v.name, v.status, h.node
-                        ));
-                    }
+        address_refusals(client, &rest, &addresses, &mut reasons).await?;
+    }
+    Ok(reasons)
+}
+
+/// A refusal for each planned address (with the master it is planned
+/// for) that a VM of `inv` has as its cloud-init address (`ipconfig`).
+async fn address_refusals(
+    client: &Client,
+    inv: &InventoryView,
+    addresses: &[(String, String)],
+    reasons: &mut Vec<String>,
+) -> Result<(), Error> {
+    for h in &inv.hosts {
+        for v in h.vms.iter().filter(|v| !v.template) {
+            let cfg = client.vm_config(&h.node, v.vmid).await?;
+            let ips: Vec<&str> = cfg
+                .iter()
+                .filter(|(k, _)| k.starts_with("ipconfig"))
+                .filter_map(|(_, c)| c.as_str())
+                .flat_map(|c| c.split(','))
+                .filter_map(|kv| kv.strip_prefix("ip=").or_else(|| kv.strip_prefix("ip6=")))
+                .filter_map(|ip| ip.split('/').next())
+                .collect();
+            for (ip, name) in addresses {
+                if ips.contains(&ip.as_str()) {
+                    reasons.push(format!(
+                        "address {ip} planned for {name} is the cloud-init address (ipconfig) of VM {} {} ({}, on {})",
+                        v.vmid, v.name, v.status, h.node
+                    ));
                 }
             }
         }
     }
-    Ok(reasons)
+    Ok(())
 }

@@ -5,7 +5,7 @@
 
 use super::{Context, NoParams, and_list, count, is_are, pass, warn};
 use crate::plan::placement::{host_of, observed_host};
-use crate::topology::Node;
+use crate::topology::{Hypervisor, Node};
 use crate::verdict::Finding;
 
 /// Where `n` runs, with " (observed)" when the inventory says otherwise
@@ -37,68 +37,76 @@ pub const ID: &str = "hypervisor-host";
 
 /// Check.
 pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
-    if let Some(h) = ctx.host {
-        let masters: Vec<&str> = ctx
-            .topology
-            .control_plane_nodes()
-            .filter(|n| placed(ctx, n) == Some(h.name.as_str()))
-            .map(|n| n.name.as_str())
-            .collect();
-        let others: Vec<&str> = ctx
-            .topology
-            .control_plane_nodes()
-            .filter(|n| !masters.contains(&n.name.as_str()))
-            .map(|n| n.name.as_str())
-            .collect();
-        let left = format!(
-            "{}{}",
-            {
-                if others.is_empty() {
-                    "no control-plane node is left".to_string()
-                } else {
-                    format!(
-                        "{} {} left on other hosts",
-                        and_list(&others),
-                        is_are(others.len())
-                    )
-                }
-            },
-            moved(ctx)
-        );
-        if ctx.targets.is_empty() && masters.is_empty() {
-            out.push(pass(
-                ID,
-                format!("hypervisor {} runs no node of the topology", h.name),
-            ));
-            return;
-        }
-        let workers: Vec<&str> = ctx
-            .targets
-            .iter()
-            .filter(|n| !n.is_control_plane())
-            .map(|n| n.name.as_str())
-            .collect();
-        let with = if workers.is_empty() {
-            String::new()
-        } else {
-            format!(
-                ", with {} ({})",
-                count(workers.len(), "worker"),
-                and_list(&workers)
-            )
-        };
-        let (a, host) = (ctx.action, &h.name);
-        if !a.takes_node_down() {
-            out.push(pass(
-                ID,
+    match ctx.host {
+        Some(h) => host_down(ctx, h, out),
+        None => node_down(ctx, out),
+    }
+}
+
+/// The disruption of a whole hypervisor host: which masters it takes down
+/// together, and what is left on other hosts.
+fn host_down(ctx: &Context<'_>, h: &Hypervisor, out: &mut Vec<Finding>) {
+    let masters: Vec<&str> = ctx
+        .topology
+        .control_plane_nodes()
+        .filter(|n| placed(ctx, n) == Some(h.name.as_str()))
+        .map(|n| n.name.as_str())
+        .collect();
+    let others: Vec<&str> = ctx
+        .topology
+        .control_plane_nodes()
+        .filter(|n| !masters.contains(&n.name.as_str()))
+        .map(|n| n.name.as_str())
+        .collect();
+    let left = format!(
+        "{}{}",
+        {
+            if others.is_empty() {
+                "no control-plane node is left".to_string()
+            } else {
                 format!(
-                    "{a} of hypervisor {host} ({}) takes no node down",
-                    ctx.target_names()
-                ),
-            ));
-            return;
-        }
-        match masters.as_slice() {
+                    "{} {} left on other hosts",
+                    and_list(&others),
+                    is_are(others.len())
+                )
+            }
+        },
+        moved(ctx)
+    );
+    if ctx.targets.is_empty() && masters.is_empty() {
+        out.push(pass(
+            ID,
+            format!("hypervisor {} runs no node of the topology", h.name),
+        ));
+        return;
+    }
+    let workers: Vec<&str> = ctx
+        .targets
+        .iter()
+        .filter(|n| !n.is_control_plane())
+        .map(|n| n.name.as_str())
+        .collect();
+    let with = if workers.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", with {} ({})",
+            count(workers.len(), "worker"),
+            and_list(&workers)
+        )
+    };
+    let (a, host) = (ctx.action, &h.name);
+    if !a.takes_node_down() {
+        out.push(pass(
+            ID,
+            format!(
+                "{a} of hypervisor {host} ({}) takes no node down",
+                ctx.target_names()
+            ),
+        ));
+        return;
+    }
+    match masters.as_slice() {
             [] => out.push(pass(
                 ID,
                 format!("{a} of hypervisor {host} takes down no master{with}; {left}"),
@@ -119,8 +127,11 @@ pub fn check(ctx: &Context<'_>, _: &NoParams, out: &mut Vec<Finding>) {
                 .fix("spread the masters over hypervisor hosts, one per host, so that a host takes at most one down"),
             ),
         }
-        return;
-    }
+}
+
+/// The disruption of nodes: does a target share its hypervisor with other
+/// masters?
+fn node_down(ctx: &Context<'_>, out: &mut Vec<Finding>) {
     if !ctx.action.takes_node_down() {
         out.push(pass(
             ID,
