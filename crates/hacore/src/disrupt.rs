@@ -870,7 +870,6 @@ pub fn roll(
 mod tests {
     use super::*;
     use crate::state::{ClusterState, EtcdMember, EtcdState, MemberId};
-    use jiff::Timestamp;
 
     fn topo() -> Topology {
         Topology::from_yaml(

@@ -97,88 +97,15 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
             "the masters' disks were not observed (they are read over SSH: give the topology's ssh: settings)",
         ));
     };
-    let mut problems = Vec::new();
-    let mut fixes = Vec::new();
-    let mut ok = Vec::new();
+    let mut found = Found::default();
     for node in ctx.topology.nodes.iter().filter(|n| n.is_control_plane()) {
-        let name = node.name.as_str();
-        let Some(files) = masters.node(name) else {
-            out.push(unknown(ID, format!("{name}'s disks were not observed")));
-            continue;
-        };
-        let (Some(disks), Some(backups)) = (&files.disks, &files.kubeadm_backups) else {
-            out.push(unknown(
-                ID,
-                format!(
-                    "{name}'s disks could not be read: {}",
-                    files.error.as_deref().unwrap_or("not observed")
-                ),
-            ));
-            continue;
-        };
-        let ours: Vec<_> = backups
-            .iter()
-            .filter(|b| is_kubeadm_backup(&b.path))
-            .collect();
-        let held: u64 = ours.iter().map(|b| b.bytes).sum();
-        let before = problems.len();
-        let mut seen: Vec<&str> = Vec::new();
-        for fs in disks {
-            if seen.contains(&fs.mount.as_str()) {
-                continue;
-            }
-            seen.push(&fs.mount);
-            if fs.used_percent() >= u64::from(p.image_gc_high_percent) {
-                problems.push(format!(
-                    "{name}: {} ({}) is {}% used, at or above the kubelet's image-GC high threshold of {}%: it garbage-collects images and evicts pods while the upgrade pulls new ones",
-                    fs.path,
-                    fs.mount,
-                    fs.used_percent(),
-                    p.image_gc_high_percent
-                ));
-            }
-        }
-        let tmp: Option<&Filesystem> = disks
-            .iter()
-            .find(|f| f.path == KUBEADM_TMP)
-            .or_else(|| disks.iter().find(|f| f.path == "/"));
-        match (tmp, files.etcd_db_bytes) {
-            (Some(fs), Some(db)) => {
-                let need = (db as f64 * p.backup_factor) as u64;
-                if fs.avail_bytes < need {
-                    problems.push(format!(
-                        "{name}: {} has {} free, and kubeadm's backup copy of etcd ({} database) needs about {} ({}x)",
-                        fs.path,
-                        bytes(fs.avail_bytes),
-                        bytes(db),
-                        bytes(need),
-                        p.backup_factor
-                    ));
-                }
-            }
-            _ => out.push(unknown(
-                ID,
-                format!("{name}: etcd's database size was not observed: the room kubeadm's backup copy needs is unknown"),
-            )),
-        }
-        if problems.len() > before {
-            fixes.push(if ours.is_empty() {
-                format!("free space on {name}")
-            } else {
-                format!(
-                    "free space on {name}: kubeadm's {} backup directories under {KUBEADM_TMP} hold {}; `hacli roll upgrade --prune-kubeadm-backups 1 ...` removes all but the newest before it starts",
-                    ours.len(),
-                    bytes(held)
-                )
-            });
-        } else {
-            ok.push(format!(
-                "{name} ({} kubeadm backups, {})",
-                ours.len(),
-                bytes(held)
-            ));
-        }
+        one_master(node.name.as_str(), masters, p, &mut found, out);
     }
+    let Found {
+        problems,
+        fixes,
+        ok,
+    } = found;
     if problems.is_empty() {
         if !ok.is_empty() {
             out.push(pass(
@@ -201,4 +128,107 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
         )
         .fix(fix),
     );
+}
+
+/// What the masters' disks came to so far.
+#[derive(Default)]
+struct Found {
+    /// Each master's problems.
+    problems: Vec<String>,
+    /// The fix of each master with a problem.
+    fixes: Vec<String>,
+    /// The masters with room.
+    ok: Vec<String>,
+}
+
+/// One master's filesystems: its problems, its fix, or its room; what it
+/// could not observe is an `unknown` finding.
+fn one_master(
+    name: &str,
+    masters: &crate::masters::MastersState,
+    p: &Params,
+    found: &mut Found,
+    out: &mut Vec<Finding>,
+) {
+    let Found {
+        problems,
+        fixes,
+        ok,
+    } = found;
+    let Some(files) = masters.node(name) else {
+        out.push(unknown(ID, format!("{name}'s disks were not observed")));
+        return;
+    };
+    let (Some(disks), Some(backups)) = (&files.disks, &files.kubeadm_backups) else {
+        out.push(unknown(
+            ID,
+            format!(
+                "{name}'s disks could not be read: {}",
+                files.error.as_deref().unwrap_or("not observed")
+            ),
+        ));
+        return;
+    };
+    let ours: Vec<_> = backups
+        .iter()
+        .filter(|b| is_kubeadm_backup(&b.path))
+        .collect();
+    let held: u64 = ours.iter().map(|b| b.bytes).sum();
+    let before = problems.len();
+    let mut seen: Vec<&str> = Vec::new();
+    for fs in disks {
+        if seen.contains(&fs.mount.as_str()) {
+            continue;
+        }
+        seen.push(&fs.mount);
+        if fs.used_percent() >= u64::from(p.image_gc_high_percent) {
+            problems.push(format!(
+                "{name}: {} ({}) is {}% used, at or above the kubelet's image-GC high threshold of {}%: it garbage-collects images and evicts pods while the upgrade pulls new ones",
+                fs.path,
+                fs.mount,
+                fs.used_percent(),
+                p.image_gc_high_percent
+            ));
+        }
+    }
+    let tmp: Option<&Filesystem> = disks
+        .iter()
+        .find(|f| f.path == KUBEADM_TMP)
+        .or_else(|| disks.iter().find(|f| f.path == "/"));
+    match (tmp, files.etcd_db_bytes) {
+        (Some(fs), Some(db)) => {
+            let need = (db as f64 * p.backup_factor) as u64;
+            if fs.avail_bytes < need {
+                problems.push(format!(
+                    "{name}: {} has {} free, and kubeadm's backup copy of etcd ({} database) needs about {} ({}x)",
+                    fs.path,
+                    bytes(fs.avail_bytes),
+                    bytes(db),
+                    bytes(need),
+                    p.backup_factor
+                ));
+            }
+        }
+        _ => out.push(unknown(
+            ID,
+            format!("{name}: etcd's database size was not observed: the room kubeadm's backup copy needs is unknown"),
+        )),
+    }
+    if problems.len() > before {
+        fixes.push(if ours.is_empty() {
+            format!("free space on {name}")
+        } else {
+            format!(
+                "free space on {name}: kubeadm's {} backup directories under {KUBEADM_TMP} hold {}; `hacli roll upgrade --prune-kubeadm-backups 1 ...` removes all but the newest before it starts",
+                ours.len(),
+                bytes(held)
+            )
+        });
+    } else {
+        ok.push(format!(
+            "{name} ({} kubeadm backups, {})",
+            ours.len(),
+            bytes(held)
+        ));
+    }
 }
