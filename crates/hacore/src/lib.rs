@@ -39,6 +39,7 @@ pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gate;
+pub mod in_memory;
 pub mod leadership;
 pub mod masters;
 pub mod plan;
@@ -49,7 +50,6 @@ pub mod replace;
 pub mod rules;
 pub mod silence;
 pub mod simulate;
-pub mod simulated;
 pub mod source;
 pub mod state;
 pub mod status;

@@ -654,7 +654,7 @@ fn dead_removal_steps(current: &Topology, old: &str, why: &[String]) -> Vec<Step
 mod tests {
     use super::*;
     use crate::exec::{self, MemJournal, Outcome};
-    use crate::simulated::{SimulatedCluster, with_backends};
+    use crate::in_memory::{InMemoryCluster, with_backends};
 
     fn topo(masters: usize, extra: &str) -> Topology {
         let mut y = String::from(
@@ -721,8 +721,8 @@ mod tests {
         assert!(pos("join/m4/join") < pos("remove/m1/member"), "{ids:?}");
         assert!(pos("join/m4/load-balancer-up") < pos("remove/m1/backend-drain"));
 
-        let sim = SimulatedCluster::new(&current, &p.to, "2026-05-21T12:00:00Z".parse().unwrap())
-            .shared();
+        let sim =
+            InMemoryCluster::new(&current, &p.to, "2026-05-21T12:00:00Z".parse().unwrap()).shared();
         let mut j = MemJournal::default();
         let out = with_backends(&sim, |b| {
             exec::run_as(
@@ -858,8 +858,8 @@ mod tests {
             member.notes
         );
 
-        let sim = SimulatedCluster::new(&current, &p.to, "2026-05-21T12:00:00Z".parse().unwrap())
-            .shared();
+        let sim =
+            InMemoryCluster::new(&current, &p.to, "2026-05-21T12:00:00Z".parse().unwrap()).shared();
         let mut j = MemJournal::default();
         let out = with_backends(&sim, |b| {
             exec::run_as(

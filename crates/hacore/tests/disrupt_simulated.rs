@@ -1,6 +1,6 @@
 //! Planned disruptions run on the simulated cluster: a killed run resumed,
 //! the lock lost mid-run, a rollback that fails, the upgrade's first
-//! master (`hacore::disrupt::run` over `hacore::simulated`; moved out of
+//! master (`hacore::disrupt::run` over `hacore::in_memory`; moved out of
 //! the module so that `disrupt` does not import `simulated`).
 
 use hacore::Topology;
@@ -31,7 +31,7 @@ nodes:
     .0
 }
 use hacore::exec::{MemJournal, Record};
-use hacore::simulated::{Crash, SimHandle, SimulatedCluster, with_backends};
+use hacore::in_memory::{Crash, InMemoryCluster, InMemoryHandle, with_backends};
 
 fn reboot_gate() -> Gate {
     Gate {
@@ -48,7 +48,7 @@ fn sim_now() -> Timestamp {
 /// One run of `p` for `m1` on `sim` with `lock`, the journal kept.
 fn run_m1(
     p: &Plan,
-    sim: &std::rc::Rc<std::cell::RefCell<SimulatedCluster>>,
+    sim: &std::rc::Rc<std::cell::RefCell<InMemoryCluster>>,
     lock: &mut dyn Lock,
     journal: &mut MemJournal,
 ) -> Result<Report, ExecError> {
@@ -68,8 +68,8 @@ fn run_m1(
 
 /// The apply (1-based) at which a whole run of `p` reboots `m1`.
 fn reboot_apply(p: &Plan, t: &Topology) -> usize {
-    let sim = SimulatedCluster::new(t, t, sim_now()).shared();
-    let mut lock = SimHandle(sim.clone());
+    let sim = InMemoryCluster::new(t, t, sim_now()).shared();
+    let mut lock = InMemoryHandle(sim.clone());
     let r = run_m1(p, &sim, &mut lock, &mut MemJournal::default()).unwrap();
     assert!(r.ok(), "{}", r.summary());
     let effects = &sim.borrow().effects;
@@ -81,8 +81,8 @@ fn a_second_master_goes_down_while_a_killed_reboot_waits_the_resumed_run_is_refu
     let t = topo();
     let p = plan(&t, &DisruptAction::Reboot, "m1", &DisruptOptions::default()).unwrap();
     let at = reboot_apply(&p, &t);
-    let sim = SimulatedCluster::new(&t, &t, sim_now()).shared();
-    let mut lock = SimHandle(sim.clone());
+    let sim = InMemoryCluster::new(&t, &t, sim_now()).shared();
+    let mut lock = InMemoryHandle(sim.clone());
     let mut journal = MemJournal::default();
     // Killed right as it asks for the reboot: the boot id is recorded,
     // the reboot has not happened.
@@ -126,8 +126,8 @@ fn a_reboot_that_happened_before_the_kill_is_never_asked_again() {
     let t = topo();
     let p = plan(&t, &DisruptAction::Reboot, "m1", &DisruptOptions::default()).unwrap();
     let at = reboot_apply(&p, &t);
-    let sim = SimulatedCluster::new(&t, &t, sim_now()).shared();
-    let mut lock = SimHandle(sim.clone());
+    let sim = InMemoryCluster::new(&t, &t, sim_now()).shared();
+    let mut lock = InMemoryHandle(sim.clone());
     let mut journal = MemJournal::default();
     sim.borrow_mut().crash = Some(Crash {
         at_apply: at,
@@ -146,8 +146,8 @@ fn a_reboot_that_happened_before_the_kill_is_never_asked_again() {
     assert_eq!(sim.borrow().reboots.get("m1"), Some(&1), "rebooted twice");
     // A reboot asked and never come is not asked again either: the
     // run stops and restores the node.
-    let sim = SimulatedCluster::new(&t, &t, sim_now()).shared();
-    let mut lock = SimHandle(sim.clone());
+    let sim = InMemoryCluster::new(&t, &t, sim_now()).shared();
+    let mut lock = InMemoryHandle(sim.clone());
     let mut journal = MemJournal::default();
     sim.borrow_mut().crash = Some(Crash {
         at_apply: at,
@@ -166,7 +166,7 @@ fn a_reboot_that_happened_before_the_kill_is_never_asked_again() {
 /// The simulated lock, taken over by `intruder` at the `after`-th
 /// check of the run.
 struct TakenOver {
-    inner: SimHandle,
+    inner: InMemoryHandle,
     checks: usize,
     after: usize,
 }
@@ -194,11 +194,11 @@ impl Lock for TakenOver {
 fn another_holder_takes_the_lock_mid_run_the_run_stops_and_restores() {
     let t = topo();
     let p = plan(&t, &DisruptAction::Reboot, "m1", &DisruptOptions::default()).unwrap();
-    let sim = SimulatedCluster::new(&t, &t, sim_now()).shared();
+    let sim = InMemoryCluster::new(&t, &t, sim_now()).shared();
     // Taken over during the leadership move: checked before the cordon
     // (the 4th step).
     let mut lock = TakenOver {
-        inner: SimHandle(sim.clone()),
+        inner: InMemoryHandle(sim.clone()),
         checks: 0,
         after: 4,
     };
@@ -236,13 +236,13 @@ fn another_holder_takes_the_lock_mid_run_the_run_stops_and_restores() {
 fn a_rollback_that_fails_keeps_the_lock_with_the_reason() {
     let t = topo();
     let p = plan(&t, &DisruptAction::Reboot, "m1", &DisruptOptions::default()).unwrap();
-    let sim = SimulatedCluster::new(&t, &t, sim_now()).shared();
+    let sim = InMemoryCluster::new(&t, &t, sim_now()).shared();
     for f in ["reboot/m1", "uncordon/m1"] {
         sim.borrow_mut()
             .fail
             .insert(f.into(), format!("injected ({f})"));
     }
-    let mut lock = SimHandle(sim.clone());
+    let mut lock = InMemoryHandle(sim.clone());
     let e = run_m1(&p, &sim, &mut lock, &mut MemJournal::default()).unwrap_err();
     let e = e.to_string();
     assert!(e.contains("stays held by me"), "{e}");

@@ -1,14 +1,14 @@
 //! The migration: plan, simulation, and execution with crash-resume, on the
-//! bundled home-lab example, through the in-memory `SimulatedCluster` double.
+//! bundled home-lab example, through the in-memory `InMemoryCluster` double.
 
 use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use hacore::exec::{self, Event, MemJournal, Options, Outcome, Record};
+use hacore::in_memory::{Crash, InMemoryCluster, with_backends};
 use hacore::plan::{self, Plan};
 use hacore::simulate::simulate;
-use hacore::simulated::{Crash, SimulatedCluster, with_backends};
 use hacore::{ClusterState, Topology};
 
 fn examples() -> PathBuf {
@@ -359,7 +359,7 @@ fn a_plan_without_learner_mode_is_flagged() {
 
 fn run_to_end(
     plan: &Plan,
-    sim: &std::rc::Rc<std::cell::RefCell<SimulatedCluster>>,
+    sim: &std::rc::Rc<std::cell::RefCell<InMemoryCluster>>,
     journal: &mut dyn exec::Journal,
 ) -> Outcome {
     with_backends(sim, |b| {
@@ -368,8 +368,8 @@ fn run_to_end(
     .unwrap()
 }
 
-fn fresh_sim(plan: &Plan) -> std::rc::Rc<std::cell::RefCell<SimulatedCluster>> {
-    SimulatedCluster::new(&plan.from, &plan.to, now()).shared()
+fn fresh_sim(plan: &Plan) -> std::rc::Rc<std::cell::RefCell<InMemoryCluster>> {
+    InMemoryCluster::new(&plan.from, &plan.to, now()).shared()
 }
 
 #[test]
@@ -790,7 +790,7 @@ fn a_version_mismatch_is_refused_and_the_vm_deleted() {
         assert!(!s.effects.iter().any(|e| e.starts_with("join ")));
     }
     // A template with the right versions: the resumed run completes.
-    sim.borrow_mut().template_versions = hacore::simulated::SimVersions::default();
+    sim.borrow_mut().template_versions = hacore::in_memory::SimVersions::default();
     assert_eq!(run_to_end(&plan, &sim, &mut journal), Outcome::Completed);
     assert_eq!(sim.borrow().etcd.len(), 3);
 }
@@ -805,7 +805,7 @@ fn a_vm_that_was_there_before_the_run_is_left_by_the_rollback() {
     let sim = fresh_sim(&plan);
     sim.borrow_mut().vms.insert(
         205,
-        hacore::simulated::SimVm {
+        hacore::in_memory::SimVm {
             host: "pve".into(),
             name: "k8s-master-2".into(),
             running: true,

@@ -422,7 +422,7 @@ fn the_reader_finds_grouped_and_inline_imports_outside_tests() {
         "use crate::{gate::Policy, rules::{self, etcd_quorum::check}};\n\
          // crate::comment::X\n\
          fn f() { let s = \"crate::string\"; crate::units::Dur(1); }\n\
-         #[cfg(test)]\nmod tests { use crate::simulated::X; }\n",
+         #[cfg(test)]\nmod tests { use crate::in_memory::X; }\n",
     ));
     let own = vec!["disrupt".to_owned()];
     let mut got = referenced(&text, &own);

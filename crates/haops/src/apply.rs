@@ -12,8 +12,8 @@ use hacore::backend::{BackendError, LbOp, LoadBalancer};
 use hacore::exec::{self, Journal, Outcome};
 
 use crate::journal::FileJournal;
+use hacore::in_memory::{InMemoryCluster, InMemoryHandle, with_backends};
 use hacore::plan::Plan;
-use hacore::simulated::{SimHandle, SimulatedCluster, with_backends};
 use kubeadm::measure::{Measure, MeasureReport};
 use kubeadm::traffic::{Connections, TrafficConfig};
 
@@ -173,13 +173,13 @@ fn simulated(
     on_event: &mut dyn FnMut(exec::Event),
 ) -> Result<Outcome, Error> {
     let file = opts.sim_state();
-    let sim: SimulatedCluster = match std::fs::read_to_string(&file) {
+    let sim: InMemoryCluster = match std::fs::read_to_string(&file) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Setting {
             what: file.display().to_string(),
             why: format!("not a simulated cluster: {e}"),
         })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            SimulatedCluster::new(&plan.from, &plan.to, jiff::Timestamp::now())
+            InMemoryCluster::new(&plan.from, &plan.to, jiff::Timestamp::now())
         }
         Err(e) => return Err(file_error(&file, "cannot read", e)),
     };
@@ -188,13 +188,13 @@ fn simulated(
         let live = real_load_balancer(plan, reach)?;
         let mut lb = Mirrored {
             live,
-            sim: SimHandle(sim.clone()),
+            sim: InMemoryHandle(sim.clone()),
         };
         let (mut hv, mut cp, mut ob, clock) = (
-            SimHandle(sim.clone()),
-            SimHandle(sim.clone()),
-            SimHandle(sim.clone()),
-            SimHandle(sim.clone()),
+            InMemoryHandle(sim.clone()),
+            InMemoryHandle(sim.clone()),
+            InMemoryHandle(sim.clone()),
+            InMemoryHandle(sim.clone()),
         );
         let mut b = hacore::backend::Backends {
             hypervisor: &mut hv,
@@ -241,7 +241,7 @@ fn real_load_balancer(plan: &Plan, reach: &Reach) -> Result<Box<dyn LoadBalancer
 /// The real load balancer, with the simulation following each change.
 struct Mirrored {
     live: Box<dyn LoadBalancer>,
-    sim: SimHandle,
+    sim: InMemoryHandle,
 }
 
 impl LoadBalancer for Mirrored {

@@ -1,7 +1,7 @@
 //! The journal file against crashes: a record torn by a crash is cut
 //! before the next is appended, and a run whose journal ends in half a
 //! record resumes to the migration's target (the executor over the
-//! simulated cluster, `hacore::exec` + `hacore::simulated`, with
+//! simulated cluster, `hacore::exec` + `hacore::in_memory`, with
 //! `haops::journal::FileJournal`; moved from hacore's tests/migration.rs
 //! when the file left the pure core).
 
@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use hacore::Topology;
 use hacore::exec::{self, MemJournal, Options, Outcome, Record};
+use hacore::in_memory::{Crash, InMemoryCluster, with_backends};
 use hacore::plan::{self, Plan};
-use hacore::simulated::{Crash, SimulatedCluster, with_backends};
 use haops::journal::FileJournal;
 
 fn examples() -> PathBuf {
@@ -49,7 +49,7 @@ fn confirm_all(plan: &Plan) -> Options {
 
 fn run_to_end(
     plan: &Plan,
-    sim: &std::rc::Rc<std::cell::RefCell<SimulatedCluster>>,
+    sim: &std::rc::Rc<std::cell::RefCell<InMemoryCluster>>,
     journal: &mut dyn exec::Journal,
 ) -> Outcome {
     with_backends(sim, |b| {
@@ -58,8 +58,8 @@ fn run_to_end(
     .unwrap()
 }
 
-fn fresh_sim(plan: &Plan) -> std::rc::Rc<std::cell::RefCell<SimulatedCluster>> {
-    SimulatedCluster::new(&plan.from, &plan.to, now()).shared()
+fn fresh_sim(plan: &Plan) -> std::rc::Rc<std::cell::RefCell<InMemoryCluster>> {
+    InMemoryCluster::new(&plan.from, &plan.to, now()).shared()
 }
 
 /// Keep the injected crashes' panic messages out of the output.

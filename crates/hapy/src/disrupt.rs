@@ -59,7 +59,7 @@ struct What {
     dry_run: bool,
 }
 
-/// Where it runs: "simulated" (a rehearsal on the SimulatedCluster double
+/// Where it runs: "simulated" (a rehearsal on the InMemoryCluster double
 /// kept in `sim_state`, with the injected failures `fail`) or "live".
 #[cfg_attr(not(feature = "live"), allow(dead_code))]
 enum Where {
@@ -88,7 +88,7 @@ impl Where {
             )),
             "live" => Ok(Where::Live),
             other => Err(ConfigError::new_err(format!(
-                "backend `{other}`: \"simulated\" (a rehearsal on the SimulatedCluster double) or \"live\""
+                "backend `{other}`: \"simulated\" (a rehearsal on the InMemoryCluster double) or \"live\""
             ))),
         }
     }
@@ -160,7 +160,7 @@ fn what(
 /// (`result`: "ran" with the executor's `outcome`, or "denied" with the
 /// `reasons`).
 ///
-/// `backend="simulated"` rehearses it on the SimulatedCluster double kept
+/// `backend="simulated"` rehearses it on the InMemoryCluster double kept
 /// in `sim_state` (`fail`: injected failures, `OP/NODE`);
 /// `backend="live"` runs it on the cluster, as `hacli disrupt --backend
 /// live` does: reached as `hapy.observe` reaches it (`kubeconfig`, `etcd`,

@@ -776,11 +776,11 @@ mod masters {
         ] {
             journal.append(r).unwrap();
         }
-        let sim = hacore::simulated::SimulatedCluster::new(&t, &t, jiff::Timestamp::now()).shared();
+        let sim = hacore::in_memory::InMemoryCluster::new(&t, &t, jiff::Timestamp::now()).shared();
         let (mut hv, mut lbk, mut ob) = (
-            hacore::simulated::SimHandle(sim.clone()),
-            hacore::simulated::SimHandle(sim.clone()),
-            hacore::simulated::SimHandle(sim.clone()),
+            hacore::in_memory::InMemoryHandle(sim.clone()),
+            hacore::in_memory::InMemoryHandle(sim.clone()),
+            hacore::in_memory::InMemoryHandle(sim.clone()),
         );
         let mut events = Vec::new();
         let outcome = {

@@ -10,7 +10,7 @@ use super::parse_duration;
 /// Which backends carry the plan out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
-    /// The in-memory SimulatedCluster test double, persisted next to the
+    /// The in-memory InMemoryCluster test double, persisted next to the
     /// journal (`JOURNAL.sim.json`, or `--sim-state`): a rehearsal,
     /// nothing real is touched.
     Simulated,

@@ -31,7 +31,7 @@ pub enum Kind {
 /// Which backends carry the plan out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
-    /// The in-memory SimulatedCluster test double, persisted in
+    /// The in-memory InMemoryCluster test double, persisted in
     /// `--sim-state` (by default next to the journal): a rehearsal,
     /// nothing real is touched.
     Simulated,

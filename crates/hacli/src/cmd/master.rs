@@ -10,7 +10,6 @@ use anyhow::Context as _;
 use hacore::Topology;
 use hacore::plan::{Plan, Refusal};
 
-use crate::args::Backend;
 use crate::args::master::Common;
 use crate::progress::{Progress, failed};
 use crate::{Exit, Output};

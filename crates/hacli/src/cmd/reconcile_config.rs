@@ -5,8 +5,6 @@
 //! upload-config kubeadm`), after a copy of the ConfigMap as it was. Shows
 //! the change; acts only with `--confirm`.
 
-use std::path::PathBuf;
-
 use crate::args::LiveArgs;
 use crate::{Exit, Output};
 

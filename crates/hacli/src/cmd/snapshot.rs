@@ -181,46 +181,6 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// `--check FILE`: verify a snapshot file (and, with `--verify-restore`,
-/// restore it and read a key back).
-fn check(
-    a: &Args,
-    tools: &Tools,
-    rt: &tokio::runtime::Runtime,
-    file: &std::path::Path,
-) -> anyhow::Result<Exit> {
-    let status = match snapshot::check(tools, file) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let restore = if a.verify_restore {
-        let key = a.verify_key.as_deref();
-        match rt.block_on(snapshot::verify_restore(tools, file, key, a.timeout)) {
-            Ok(r) => Some(r),
-            Err(e) => return fail(e),
-        }
-    } else {
-        None
-    };
-    match a.output {
-        Output::Json => crate::print_json(&serde_json::json!({
-            "path": file, "revision": status.revision, "hash": status.hash,
-            "keys": status.keys, "size": status.size, "verified": true, "restore": restore,
-        }))?,
-        Output::Text => outln!(
-            "{}: verified: revision {}, hash {:#010x}, {} keys{}",
-            file.display(),
-            status.revision,
-            status.hash,
-            status.keys,
-            restore
-                .map(|r| format!("; restore read {}", r.key))
-                .unwrap_or_default()
-        ),
-    }
-    Ok(Exit::Ok)
-}
-
 /// What the run did, as `output` asks.
 fn print_report(output: Output, record: Record, removed: Vec<PathBuf>) -> anyhow::Result<()> {
     match output {

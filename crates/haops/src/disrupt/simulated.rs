@@ -1,5 +1,5 @@
 //! The simulated cluster as one more backend bundle: the
-//! `hacore::simulated` double, kept in a state file between runs, with
+//! `hacore::in_memory` double, kept in a state file between runs, with
 //! failures injected on demand. A rehearsal: nothing real is touched.
 
 use std::cell::RefCell;
@@ -9,7 +9,7 @@ use std::rc::Rc;
 use hacore::Topology;
 use hacore::backend::Backends;
 use hacore::disrupt::Lock;
-use hacore::simulated::{SimHandle, SimulatedCluster};
+use hacore::in_memory::{InMemoryCluster, InMemoryHandle};
 use hacore::units::Dur;
 
 use crate::Error;
@@ -35,14 +35,14 @@ impl Simulated {
         }
     }
 
-    fn load(&self, from: &Topology, to: &Topology) -> Result<SimulatedCluster, Error> {
+    fn load(&self, from: &Topology, to: &Topology) -> Result<InMemoryCluster, Error> {
         let file = || self.state.display().to_string();
         let setting = |why: String| Error::Setting { what: file(), why };
-        let mut sim: SimulatedCluster = match std::fs::read_to_string(&self.state) {
+        let mut sim: InMemoryCluster = match std::fs::read_to_string(&self.state) {
             Ok(text) => serde_json::from_str(&text)
                 .map_err(|e| setting(format!("not a simulated cluster: {e}")))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                SimulatedCluster::new(from, to, jiff::Timestamp::now())
+                InMemoryCluster::new(from, to, jiff::Timestamp::now())
             }
             Err(e) => return Err(setting(format!("cannot read: {e}"))),
         };
@@ -59,7 +59,7 @@ impl Simulated {
         Ok(sim)
     }
 
-    fn save(&self, sim: &SimulatedCluster) -> Result<(), Error> {
+    fn save(&self, sim: &InMemoryCluster) -> Result<(), Error> {
         let mut sim = sim.clone();
         sim.fail.clear();
         let text = serde_json::to_string_pretty(&sim).map_err(|e| Error::Setting {
@@ -82,11 +82,11 @@ impl Simulated {
         dry_run: bool,
         f: impl FnOnce(&mut Backends<'_>, &mut dyn Lock, &mut dyn FnMut(Dur)) -> R,
     ) -> Result<R, Error> {
-        let sim: Rc<RefCell<SimulatedCluster>> = self.load(from, to)?.shared();
-        let mut lock = SimHandle(sim.clone());
+        let sim: Rc<RefCell<InMemoryCluster>> = self.load(from, to)?.shared();
+        let mut lock = InMemoryHandle(sim.clone());
         let clock = sim.clone();
         let mut wait = |d: Dur| clock.borrow_mut().now += d.0;
-        let r = hacore::simulated::with_backends(&sim, |b| f(b, &mut lock, &mut wait));
+        let r = hacore::in_memory::with_backends(&sim, |b| f(b, &mut lock, &mut wait));
         if !dry_run {
             self.save(&sim.borrow())?;
         }

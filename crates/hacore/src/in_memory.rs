@@ -1,4 +1,4 @@
-//! `SimulatedCluster`: an in-memory TEST DOUBLE of a kubeadm cluster, its
+//! `InMemoryCluster`: an in-memory TEST DOUBLE of a kubeadm cluster, its
 //! Proxmox host and its HAProxy, for executor tests and `hacli apply
 //! --backend simulated` rehearsals. It is not a cluster: it models just the
 //! effects a migration plan has (VMs, etcd members, certificates, the LB pool,
@@ -89,7 +89,7 @@ pub struct Crash {
 /// The simulated cluster's state. Fields are public so tests can compare
 /// and inspect them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SimulatedCluster {
+pub struct InMemoryCluster {
     /// Simulated time.
     pub now: Timestamp,
     /// The target topology (node addresses, workers).
@@ -276,7 +276,7 @@ fn pool_of(from: &Topology) -> BTreeMap<String, SocketAddr> {
         .collect()
 }
 
-impl SimulatedCluster {
+impl InMemoryCluster {
     /// The cluster as `from` describes it, with `to` as the plan's target.
     pub fn new(from: &Topology, to: &Topology, now: Timestamp) -> Self {
         let ep = from.control_plane_endpoint.socket().to_string();
@@ -285,7 +285,7 @@ impl SimulatedCluster {
             .control_plane_nodes()
             .map(|n| n.name.as_str())
             .collect();
-        SimulatedCluster {
+        InMemoryCluster {
             now,
             topology: to.clone(),
             vms,
@@ -391,13 +391,13 @@ impl SimulatedCluster {
     }
 
     /// Share it between the backend handles an executor needs.
-    pub fn shared(self) -> Rc<RefCell<SimulatedCluster>> {
+    pub fn shared(self) -> Rc<RefCell<InMemoryCluster>> {
         Rc::new(RefCell::new(self))
     }
 
     /// What a test compares between runs: the model without time, counters
     /// and injection settings.
-    pub fn model(&self) -> SimulatedCluster {
+    pub fn model(&self) -> InMemoryCluster {
         let mut m = self.clone();
         m.now = Timestamp::UNIX_EPOCH;
         m.key_issued = None;
@@ -485,7 +485,7 @@ impl SimulatedCluster {
     }
 }
 
-impl Hypervisor for SimulatedCluster {
+impl Hypervisor for InMemoryCluster {
     fn is_done(&mut self, op: &HvOp) -> Result<bool, BackendError> {
         Ok(match op {
             HvOp::SnapshotVm { vmid, name, .. } => self
@@ -599,7 +599,7 @@ impl Hypervisor for SimulatedCluster {
     }
 }
 
-impl LoadBalancer for SimulatedCluster {
+impl LoadBalancer for InMemoryCluster {
     fn is_done(&mut self, op: &LbOp) -> Result<bool, BackendError> {
         Ok(match op {
             LbOp::CreatePool { .. } => self.pool.is_some(),
@@ -704,7 +704,7 @@ impl LoadBalancer for SimulatedCluster {
     }
 }
 
-impl ControlPlane for SimulatedCluster {
+impl ControlPlane for InMemoryCluster {
     fn is_done(&mut self, op: &CpOp) -> Result<bool, BackendError> {
         Ok(match op {
             CpOp::AddressesFree { addresses } => {
@@ -800,13 +800,13 @@ impl ControlPlane for SimulatedCluster {
     }
 
     fn boot_id(&mut self, node: &str) -> Result<Option<String>, BackendError> {
-        Ok(Some(SimulatedCluster::boot_id(self, node)))
+        Ok(Some(InMemoryCluster::boot_id(self, node)))
     }
 
     /// A simulated reboot is instantaneous: one asked and not done never
     /// comes.
     fn await_reboot(&mut self, node: &str, before: &str) -> Result<(), BackendError> {
-        if SimulatedCluster::boot_id(self, node) == before {
+        if InMemoryCluster::boot_id(self, node) == before {
             return Err(BackendError::Failed {
                 what: format!("waiting for {node}'s reboot"),
                 message: format!("its boot id is still {before}"),
@@ -861,7 +861,7 @@ impl ControlPlane for SimulatedCluster {
     }
 }
 
-impl SimulatedCluster {
+impl InMemoryCluster {
     /// A migration's step on the control plane: its effect, and how long
     /// it takes.
     fn apply_migration(&mut self, t: &str, op: &CpOp) -> Result<(String, i64), BackendError> {
@@ -1113,7 +1113,7 @@ impl SimulatedCluster {
     }
 }
 
-impl Observer for SimulatedCluster {
+impl Observer for InMemoryCluster {
     fn observe(&mut self, topology: &Topology) -> ClusterState {
         let mut s = ClusterState::empty(self.now);
         let long_ago = self.now - SignedDuration::from_hours(48);
@@ -1200,18 +1200,18 @@ impl Observer for SimulatedCluster {
     }
 }
 
-impl Clock for SimulatedCluster {
+impl Clock for InMemoryCluster {
     fn now(&self) -> Timestamp {
         self.now
     }
 }
 
-/// A handle to a shared [`SimulatedCluster`], so one simulated cluster can
+/// A handle to a shared [`InMemoryCluster`], so one simulated cluster can
 /// serve as every backend of an executor at once.
 #[derive(Debug, Clone)]
-pub struct SimHandle(pub Rc<RefCell<SimulatedCluster>>);
+pub struct InMemoryHandle(pub Rc<RefCell<InMemoryCluster>>);
 
-impl Hypervisor for SimHandle {
+impl Hypervisor for InMemoryHandle {
     fn is_done(&mut self, op: &HvOp) -> Result<bool, BackendError> {
         Hypervisor::is_done(&mut *self.0.borrow_mut(), op)
     }
@@ -1220,7 +1220,7 @@ impl Hypervisor for SimHandle {
     }
 }
 
-impl LoadBalancer for SimHandle {
+impl LoadBalancer for InMemoryHandle {
     fn is_done(&mut self, op: &LbOp) -> Result<bool, BackendError> {
         LoadBalancer::is_done(&mut *self.0.borrow_mut(), op)
     }
@@ -1229,7 +1229,7 @@ impl LoadBalancer for SimHandle {
     }
 }
 
-impl ControlPlane for SimHandle {
+impl ControlPlane for InMemoryHandle {
     fn is_done(&mut self, op: &CpOp) -> Result<bool, BackendError> {
         ControlPlane::is_done(&mut *self.0.borrow_mut(), op)
     }
@@ -1244,7 +1244,7 @@ impl ControlPlane for SimHandle {
     }
 }
 
-impl crate::backend::Lock for SimHandle {
+impl crate::backend::Lock for InMemoryHandle {
     fn acquire(&mut self, identity: &str) -> Result<crate::backend::LockAnswer, BackendError> {
         let mut sim = self.0.borrow_mut();
         match &sim.lock_holder {
@@ -1279,13 +1279,13 @@ impl crate::backend::Lock for SimHandle {
     }
 }
 
-impl Observer for SimHandle {
+impl Observer for InMemoryHandle {
     fn observe(&mut self, topology: &Topology) -> ClusterState {
         self.0.borrow_mut().observe(topology)
     }
 }
 
-impl Clock for SimHandle {
+impl Clock for InMemoryHandle {
     fn now(&self) -> Timestamp {
         self.0.borrow().now
     }
@@ -1293,16 +1293,16 @@ impl Clock for SimHandle {
 
 /// Run `f` with backends that all point at `sim`.
 pub fn with_backends<R>(
-    sim: &Rc<RefCell<SimulatedCluster>>,
+    sim: &Rc<RefCell<InMemoryCluster>>,
     f: impl FnOnce(&mut crate::backend::Backends<'_>) -> R,
 ) -> R {
     let (mut hv, mut lb, mut cp, mut ob) = (
-        SimHandle(sim.clone()),
-        SimHandle(sim.clone()),
-        SimHandle(sim.clone()),
-        SimHandle(sim.clone()),
+        InMemoryHandle(sim.clone()),
+        InMemoryHandle(sim.clone()),
+        InMemoryHandle(sim.clone()),
+        InMemoryHandle(sim.clone()),
     );
-    let clock = SimHandle(sim.clone());
+    let clock = InMemoryHandle(sim.clone());
     let mut b = crate::backend::Backends {
         hypervisor: &mut hv,
         load_balancer: &mut lb,
