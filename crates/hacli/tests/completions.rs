@@ -176,3 +176,25 @@ fn the_man_page_renders() {
         assert!(text.contains(f), "{f}: {text}");
     }
 }
+
+/// docs/cli-reference.md is `hacli man --markdown`, byte for byte: a flag
+/// added, renamed or described differently fails here until the reference
+/// is regenerated, so it never drifts from the commands.
+#[test]
+fn the_cli_reference_in_docs_is_the_generated_one() {
+    let generated = hacli(&["man", "--markdown"]);
+    for s in SUBCOMMANDS {
+        assert!(
+            generated.contains(&format!("## `hacli {s}`")),
+            "hacli {s} missing from the Markdown reference"
+        );
+    }
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli-reference.md");
+    let committed = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is not what `hacli man --markdown` prints now: regenerate it with\n  \
+         cargo run -q -p hacli -- man --markdown > docs/cli-reference.md",
+        file.display()
+    );
+}
