@@ -1,7 +1,8 @@
 //! `hacli`: is it safe to touch this master?
 //!
 //! Exit codes: 0 allowed / done, 1 refused as unsafe, 2 usage or
-//! configuration error, 3 unknown (could not observe or decide).
+//! configuration error, 3 unknown (could not observe or decide), 4
+//! waiting for `--confirm` (the command to continue is printed).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -134,9 +135,21 @@ pub enum Output {
     /// For people.
     #[default]
     Text,
-    /// Stable JSON for scripts.
+    /// Stable JSON for scripts (`apiVersion: hacli/v1`, `kind`).
     Json,
+    /// The same document as YAML.
+    Yaml,
 }
+
+impl Output {
+    /// A document (JSON or YAML) rather than text.
+    pub fn is_document(self) -> bool {
+        self != Output::Text
+    }
+}
+
+/// The `apiVersion` of every document hacli writes.
+pub const API_VERSION: &str = "hacli/v1";
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +162,8 @@ pub enum Exit {
     Usage = 2,
     /// Could not observe or decide.
     Unknown = 3,
+    /// Stopped, waiting for a person's `--confirm`.
+    Confirm = 4,
 }
 
 impl From<hacore::Decision> for Exit {
@@ -168,7 +183,9 @@ fn main() -> ExitCode {
     let cli = if std::env::args_os().len() == 1 && plugin_env {
         Cli::parse_from(["hacli", "plugin"])
     } else {
-        Cli::parse()
+        let cli = Cli::parse();
+        args::renamed::warn(std::env::args());
+        cli
     };
     let result = match cli.command {
         Command::Check(a) => cmd::check::run(a),
@@ -212,12 +229,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// The exit code of a command's error: a `haops::Error`'s own (3 for a
-/// cluster that cannot be reached or observed, 2 for a setting), else 2.
+/// The exit code of a command's error: a `haops::Error`'s or a
+/// refusal's own (3 for a cluster that cannot be reached or observed, 2
+/// for a setting or bad input, 1 refused as unsafe), else 2.
 fn exit_code(e: &anyhow::Error) -> u8 {
     e.chain()
-        .find_map(|c| c.downcast_ref::<haops::Error>())
-        .and_then(|h| u8::try_from(h.exit_code()).ok())
+        .find_map(|c| {
+            let own = c
+                .downcast_ref::<haops::Error>()
+                .map(haops::Error::exit_code);
+            own.or_else(|| {
+                c.downcast_ref::<hacore::plan::Refusal>()
+                    .map(|r| r.exit_code())
+            })
+        })
+        .and_then(|code| u8::try_from(code).ok())
         .unwrap_or(Exit::Usage as u8)
 }
 
@@ -245,14 +271,46 @@ fn quit_on_closed_pipe(e: &std::io::Error) {
     }
 }
 
-/// Write JSON to stdout.
-pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    let written = serde_json::to_writer_pretty(&mut out, value)
-        .map_err(std::io::Error::from)
-        .and_then(|()| writeln!(out));
-    if let Err(e) = &written {
-        quit_on_closed_pipe(e);
+/// Exit 4: the run stopped, waiting for a person. Prints on stderr the
+/// whole command that continues it: this one (without `--dry-run`) and
+/// `more` (`--confirm`, ...).
+pub fn waiting_for(more: &[&str]) -> Exit {
+    let args: Vec<String> = std::env::args().collect();
+    eprintln!("to continue: {}", continue_command(&args, more));
+    Exit::Confirm
+}
+
+/// `args` without `--dry-run`, then `more`, quoted for a POSIX shell (a
+/// trailing `-- COMMAND` stays last).
+fn continue_command(args: &[String], more: &[&str]) -> String {
+    let split = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let (head, tail) = args.split_at(split);
+    let words = head
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--dry-run")
+        .chain(more.iter().copied())
+        .chain(tail.iter().map(String::as_str));
+    words.map(shell_quote).collect::<Vec<_>>().join(" ")
+}
+
+/// One word for a POSIX shell: as is when it is safe, else single-quoted.
+fn shell_quote(w: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !w.is_empty() && w.chars().all(safe) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
     }
-    Ok(written?)
+}
+
+/// `value` as a hacli document of kind `kind`, printed on stdout as
+/// JSON or YAML (`output`; text is the command's own).
+pub fn print_doc<T: serde::Serialize>(output: Output, kind: &str, value: &T) -> anyhow::Result<()> {
+    let text = match output {
+        Output::Yaml => render::document_yaml(kind, value)?,
+        _ => render::document_json(kind, value)? + "\n",
+    };
+    emit(format_args!("{text}"));
+    Ok(())
 }

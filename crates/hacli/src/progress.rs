@@ -83,6 +83,23 @@ impl Progress {
     }
 }
 
+/// A refusal that is missing input rather than unsafe (new masters but no
+/// `--template`): the usage error (exit 2) naming the flag, with the
+/// other reasons.
+pub fn missing_input(r: &hacore::plan::Refusal) -> Option<anyhow::Error> {
+    let needs = hacore::plan::NEEDS_TEMPLATE;
+    r.reasons.iter().any(|x| x == needs).then_some(())?;
+    let others: Vec<&str> = (r.reasons.iter().map(String::as_str))
+        .filter(|x| *x != needs)
+        .collect();
+    let mut msg =
+        "--template VMID is required: new masters are cloned from a template VM".to_string();
+    if !others.is_empty() {
+        msg += &format!("; the plan is also refused:\n  - {}", others.join("\n  - "));
+    }
+    Some(anyhow::anyhow!(msg))
+}
+
 /// End `command` for a live operation's error: a cluster or inventory
 /// that could not be reached or read is said on stderr and is exit 3
 /// (unknown); anything else is the error (exit 2).

@@ -22,12 +22,95 @@ fn yes_no(v: Option<bool>, yes: &str, no: &str) -> String {
     }
 }
 
+/// A hacli document: `apiVersion`, `kind`, then the fields of the body
+/// (an object).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Doc<'a, T: ?Sized> {
+    api_version: &'static str,
+    kind: &'a str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// A hacli document whose body is not an object (a list: `items`; a
+/// single value: `value`).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Wrapped<'a, T: ?Sized> {
+    api_version: &'static str,
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<&'a T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a T>,
+}
+
+/// Write `value` as document `kind` with `write` (JSON or YAML): its
+/// fields beside `apiVersion: hacli/v1` and `kind`, or, for a body that
+/// is not an object, under `items` (a list) or `value`.
+fn document<T: serde::Serialize + ?Sized, E: std::fmt::Display>(
+    kind: &str,
+    value: &T,
+    write: impl Fn(&dyn erased::Doc) -> Result<String, E>,
+) -> anyhow::Result<String> {
+    let api_version = crate::API_VERSION;
+    if let Ok(s) = write(&Doc {
+        api_version,
+        kind,
+        body: value,
+    }) {
+        return Ok(s);
+    }
+    let list = serde_json::to_value(value)?.is_array();
+    let wrapped = Wrapped {
+        api_version,
+        kind,
+        items: list.then_some(value),
+        value: (!list).then_some(value),
+    };
+    write(&wrapped).map_err(|e| anyhow::anyhow!("writing the {kind} document: {e}"))
+}
+
+/// Type erasure for [`document`]'s writers.
+mod erased {
+    /// A serializable document.
+    pub trait Doc {
+        fn json(&self) -> serde_json::Result<String>;
+        fn yaml(&self) -> Result<String, serde_saphyr::SerializeError>;
+    }
+    impl<T: serde::Serialize> Doc for T {
+        fn json(&self) -> serde_json::Result<String> {
+            serde_json::to_string_pretty(self)
+        }
+        fn yaml(&self) -> Result<String, serde_saphyr::SerializeError> {
+            serde_saphyr::to_string(self)
+        }
+    }
+}
+
+/// `value` as the JSON document `kind` (`apiVersion: hacli/v1`).
+pub fn document_json<T: serde::Serialize + ?Sized>(
+    kind: &str,
+    value: &T,
+) -> anyhow::Result<String> {
+    document(kind, value, |d| d.json())
+}
+
+/// `value` as the YAML document `kind` (`apiVersion: hacli/v1`).
+pub fn document_yaml<T: serde::Serialize + ?Sized>(
+    kind: &str,
+    value: &T,
+) -> anyhow::Result<String> {
+    document(kind, value, |d| d.yaml())
+}
+
 /// Print a verdict as `output` asks; its decision is the exit status
 /// (`check`, `gate`).
 pub fn print_verdict(v: &Verdict, output: crate::Output) -> anyhow::Result<crate::Exit> {
     match output {
-        crate::Output::Json => crate::print_json(v)?,
         crate::Output::Text => out!("{}", verdict(v)),
+        o => crate::print_doc(o, "Verdict", v)?,
     }
     Ok(v.decision.into())
 }

@@ -76,7 +76,7 @@ fn json_verdict_is_stable_and_complete() {
     assert_eq!(v["action"], "reboot");
     assert_eq!(v["target"], "k8s-master");
     assert_eq!(v["policy"], "reboot");
-    assert_eq!(v["observed_at"], "2026-05-21T12:00:00Z");
+    assert_eq!(v["observedAt"], "2026-05-21T12:00:00Z");
     let findings = v["findings"].as_array().unwrap();
     let leader = findings
         .iter()
@@ -472,14 +472,18 @@ fn plan_simulate_apply_end_to_end() {
     let first = hacli(&["apply", p, "--journal", j, "--backend", "simulated"]);
     assert_eq!(
         first.status.code(),
-        Some(1),
+        Some(4),
         "stops for the manual step: {}",
         text(&first.stdout)
     );
+    // The whole command to continue, on stderr.
+    let to_continue = format!(
+        "apply {p} --journal {j} --backend simulated --resume --confirm cutover/external/woodpecker"
+    );
     assert!(
-        text(&first.stdout).contains("--confirm cutover/external/woodpecker"),
+        text(&first.stderr).contains(&to_continue),
         "{}",
-        text(&first.stdout)
+        text(&first.stderr)
     );
     let again = hacli(&["apply", p, "--journal", j, "--backend", "simulated"]);
     assert_eq!(
@@ -536,7 +540,7 @@ fn plan_simulate_apply_end_to_end() {
 }
 
 #[test]
-fn plan_refusals_exit_1_with_reasons() {
+fn plan_refusals_exit_1_with_reasons_and_a_missing_template_2() {
     let out = hacli(&[
         "plan",
         "--from",
@@ -544,11 +548,12 @@ fn plan_refusals_exit_1_with_reasons() {
         "--to",
         HA,
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    // Missing input, not a safety refusal: exit 2 naming the flag.
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stdout).contains("give its id (--template)"),
+        text(&out.stderr).contains("--template VMID is required"),
         "{}",
-        text(&out.stdout)
+        text(&out.stderr)
     );
     let out = hacli(&[
         "plan",
@@ -692,7 +697,7 @@ fn a_saved_state_is_judged_as_of_now_and_a_stale_one_is_unknown_naming_its_age()
     ]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["decision"], "unknown");
-    assert_ne!(v["at"], v["observed_at"]);
+    assert_ne!(v["at"], v["observedAt"]);
     // Replaying it as of its observation is an explicit choice.
     let out = check("reboot", "k8s-master-2", "ha-healthy", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
@@ -1057,4 +1062,335 @@ fn a_cluster_that_cannot_be_reached_or_read_is_unknown_exit_3_for_lock_and_gate(
         "haproxy.sock",
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+// ---- one spelling per concept, documents, conflicts, exit 4 ----
+
+/// Every command and subcommand, as `hacli ... --help` takes them.
+const COMMANDS: &[&[&str]] = &[
+    &["check"],
+    &["status"],
+    &["topology", "validate"],
+    &["policy", "show"],
+    &["gate"],
+    &["observe"],
+    &["sentinel"],
+    &["lock", "show"],
+    &["lock", "take"],
+    &["lock", "release"],
+    &["plan"],
+    &["simulate"],
+    &["apply"],
+    &["lb", "show"],
+    &["lb", "add-server"],
+    &["lb", "drain"],
+    &["drill"],
+    &["hypervisor", "show"],
+    &["disrupt"],
+    &["roll"],
+    &["remove-master"],
+    &["replace-master"],
+    &["remediate"],
+    &["snapshot"],
+    &["recover"],
+    &["reconcile-config"],
+];
+
+#[test]
+fn one_spelling_per_concept_in_every_help() {
+    for cmd in COMMANDS {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let out = hacli(&args);
+        assert_eq!(out.status.code(), Some(0), "{cmd:?}");
+        let help = text(&out.stdout);
+        for old in ["--ssh-known-hosts", "--ssh-key", "--timeout ", "--json"] {
+            assert!(!help.contains(old), "{cmd:?} shows {old}:\n{help}");
+        }
+        // `--identity` is the lock holder, never a file.
+        assert!(
+            !help.contains("--identity <PATH>") && !help.contains("--identity <FILE>"),
+            "{cmd:?}:\n{help}"
+        );
+        if help.contains("--kubeconfig") {
+            assert!(help.contains("--context <NAME>"), "{cmd:?}:\n{help}");
+        }
+        if help.contains("--output") {
+            assert!(help.contains("yaml"), "{cmd:?}:\n{help}");
+        }
+    }
+    let lb = text(&hacli(&["lb", "show", "--help"]).stdout);
+    for new in ["--ssh-identity", "--known-hosts", "--deadline"] {
+        assert!(lb.contains(new), "{lb}");
+    }
+    let snap = text(&hacli(&["snapshot", "--help"]).stdout);
+    assert!(
+        snap.contains("--ssh-identity") && snap.contains("--known-hosts"),
+        "{snap}"
+    );
+    let rec = text(&hacli(&["recover", "--help"]).stdout);
+    assert!(
+        rec.contains("--known-hosts") && rec.contains("--ssh-identity"),
+        "{rec}"
+    );
+}
+
+#[test]
+fn old_spellings_still_work_and_say_the_new_one() {
+    // Each parses (a missing file is the error, exit 2, named) and names
+    // the spelling to use on stderr; nothing is contacted.
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &[
+                "lb",
+                "show",
+                "-t",
+                "/nonexistent/t.yaml",
+                "--identity",
+                "k",
+                "--timeout",
+                "1s",
+            ],
+            &[
+                "/nonexistent/t.yaml",
+                "--identity is deprecated: use --ssh-identity",
+                "--timeout is deprecated: use --deadline",
+            ],
+        ),
+        (
+            &[
+                "recover",
+                "-t",
+                "/nonexistent/t.yaml",
+                "--journal",
+                "/nonexistent/j",
+                "--ssh-known-hosts",
+                "k",
+            ],
+            &[
+                "/nonexistent/t.yaml",
+                "--ssh-known-hosts is deprecated: use --known-hosts",
+            ],
+        ),
+        (
+            &[
+                "snapshot",
+                "-t",
+                "/nonexistent/t.yaml",
+                "--ssh-key",
+                "k",
+                "--timeout",
+                "1m",
+                "--etcdutl",
+                "/nonexistent/etcdutl",
+            ],
+            &[
+                "/nonexistent/etcdutl",
+                "--ssh-key is deprecated: use --ssh-identity",
+                "--timeout is deprecated: use --transfer-deadline",
+            ],
+        ),
+    ];
+    for (args, said) in cases {
+        let out = hacli(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+        for s in *said {
+            assert!(err.contains(s), "{args:?}: {err}");
+        }
+    }
+}
+
+/// Every key of a document, recursively, with its path.
+fn keys(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                out.push(format!("{path}.{k}"));
+                keys(x, &format!("{path}.{k}"), out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                keys(x, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The documents of the offline commands, as `-o json` and `-o yaml`.
+fn documents() -> Vec<(Vec<&'static str>, &'static str)> {
+    let state = "examples/state/ha-healthy.yaml";
+    let single = "examples/topology/single-master.yaml";
+    vec![
+        (
+            vec![
+                "check",
+                "reboot",
+                "k8s-master-2",
+                "-t",
+                HA,
+                "-s",
+                state,
+                "--at",
+                EXAMPLES_AT,
+            ],
+            "Verdict",
+        ),
+        (
+            vec!["status", "-t", HA, "-s", state, "--at", EXAMPLES_AT],
+            "ClusterStatus",
+        ),
+        (vec!["topology", "validate", HA], "TopologyValidation"),
+        (vec!["policy", "show", "reboot"], "Policy"),
+        (vec!["policy", "list"], "PolicyList"),
+        (
+            vec!["plan", "--from", single, "--to", HA, "--template", "9000"],
+            "Plan",
+        ),
+    ]
+}
+
+#[test]
+fn documents_carry_api_version_and_kind_in_json_and_yaml() {
+    for (args, kind) in documents() {
+        let mut json_args = args.clone();
+        json_args.extend(["-o", "json"]);
+        let out = hacli(&json_args);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&out.stdout)));
+        assert_eq!(json["apiVersion"], "hacli/v1", "{args:?}");
+        assert_eq!(json["kind"], kind, "{args:?}");
+        // camelCase: no field name of ours has an underscore.
+        let mut all = Vec::new();
+        keys(&json, "", &mut all);
+        let snake: Vec<&String> = all
+            .iter()
+            .filter(|k| k.rsplit('.').next().unwrap_or_default().contains('_'))
+            .collect();
+        assert!(snake.is_empty(), "{args:?}: snake_case fields {snake:?}");
+
+        let mut yaml_args = args.clone();
+        yaml_args.extend(["-o", "yaml"]);
+        let out = hacli(&yaml_args);
+        let yaml = text(&out.stdout);
+        let parsed: serde_json::Value = serde_saphyr::from_str(&yaml)
+            .unwrap_or_else(|e| panic!("{args:?}: not YAML: {e}\n{yaml}"));
+        assert!(
+            yaml.starts_with("apiVersion: hacli/v1\n"),
+            "{args:?}: {yaml}"
+        );
+        assert_eq!(parsed, json, "{args:?}: YAML and JSON say the same");
+    }
+}
+
+#[test]
+fn a_plan_file_with_api_version_and_kind_is_read_back() {
+    let dir = tmp("plan-doc");
+    let out = hacli(&[
+        "plan",
+        "--from",
+        "examples/topology/single-master.yaml",
+        "--to",
+        HA,
+        "--template",
+        "9000",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan = dir.join("plan.json");
+    std::fs::write(&plan, &out.stdout).unwrap();
+    let sim = hacli(&["simulate", plan.to_str().unwrap(), "-o", "yaml"]);
+    assert_eq!(sim.status.code(), Some(0), "{}", text(&sim.stderr));
+    assert!(
+        text(&sim.stdout).contains("kind: SimulationReport"),
+        "{}",
+        text(&sim.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn contradicting_flags_are_refused_naming_both() {
+    let dir = tmp("conflicts");
+    let out = hacli(&[
+        "plan",
+        "--from",
+        "examples/topology/single-master.yaml",
+        "--to",
+        HA,
+        "--template",
+        "9000",
+        "-o",
+        "json",
+    ]);
+    let plan = dir.join("plan.json");
+    std::fs::write(&plan, &out.stdout).unwrap();
+    let (p, j) = (plan.to_str().unwrap(), dir.join("j.jsonl"));
+    let j = j.to_str().unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &[
+                "apply",
+                p,
+                "--journal",
+                j,
+                "--backend",
+                "live",
+                "--lb",
+                "live",
+            ],
+            &["--lb live", "--backend live"],
+        ),
+        (
+            &[
+                "apply",
+                p,
+                "--journal",
+                j,
+                "--backend",
+                "simulated",
+                "--dry-run",
+                "--confirm",
+                "x",
+            ],
+            &["--confirm", "--dry-run"],
+        ),
+        (
+            &[
+                "recover",
+                "-t",
+                HA,
+                "--journal",
+                j,
+                "--dry-run",
+                "--confirm",
+            ],
+            &["--confirm", "--dry-run"],
+        ),
+        (
+            &[
+                "remove-master",
+                "k8s-master-2",
+                "-t",
+                HA,
+                "--dry-run",
+                "--resume",
+            ],
+            &["--dry-run", "--resume"],
+        ),
+    ];
+    for (args, named) in cases {
+        let out = hacli(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        for n in *named {
+            assert!(err.contains(n), "{args:?} names {n}: {err}");
+        }
+    }
+    assert!(!std::path::Path::new(j).exists(), "nothing journalled");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -347,6 +347,38 @@ fn rolling_upgrade_stops_at_the_failing_second_master_restores_it_and_resumes() 
     );
 }
 
+/// The cluster's only master without the `single-master` policy: a
+/// policy refusal (exit 1), not bad input; a node that does not exist is
+/// bad input (exit 2).
+#[test]
+fn disrupting_the_only_master_is_refused_by_policy_and_an_unknown_node_is_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = dir.path().join("single.yaml");
+    std::fs::write(&topo, masters(&[("m1", 1)])).unwrap();
+    let journal = dir.path().join("j.jsonl");
+    let args = |node: &'static str| {
+        vec![
+            "disrupt".to_string(),
+            "reboot".into(),
+            node.into(),
+            "-t".into(),
+            topo.display().to_string(),
+            "--journal".into(),
+            journal.display().to_string(),
+            "--backend".into(),
+            "simulated".into(),
+        ]
+    };
+    let run = |a: Vec<String>| run_hacli(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, out) = run(args("m1"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the cluster's only master"), "{out}");
+    assert!(out.contains("single-master"), "{out}");
+    let (code, out) = run(args("m9"));
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("`m9` is not a node of the topology"), "{out}");
+}
+
 // ---- hacli remove-master / replace-master, simulated backend ----
 
 const PVE: &str = r#"
@@ -390,6 +422,23 @@ fn remove_master_refuses_one_of_three_and_replace_master_ends_with_three_voters(
     let (code, out) = run_hacli(&["remove-master", "m2", "-t", t, "--dry-run"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("leaves 2 etcd voters"), "{out}");
+
+    // NEW is cloned: no --template is missing input (exit 2 naming the
+    // flag), not a plan that "cannot be made safe".
+    let tgt = target.to_str().unwrap();
+    let (code, out) = run_hacli(&[
+        "replace-master",
+        "m1",
+        "m4",
+        "-t",
+        t,
+        "--target",
+        tgt,
+        "--dry-run",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--template VMID is required"), "{out}");
+    assert!(!out.contains("REFUSED"), "{out}");
 
     let (code, out) = run_hacli(&[
         "replace-master",

@@ -51,8 +51,10 @@ pub enum HvOp {
         /// vCPUs.
         cpus: u32,
         /// Memory, GiB.
+        #[serde(rename = "memoryGiB", alias = "memory_gib")]
         memory_gib: u32,
         /// Disk, GiB.
+        #[serde(rename = "diskGiB", alias = "disk_gib")]
         disk_gib: u32,
         /// Address with prefix, e.g. `10.0.20.105/24`.
         address: String,

@@ -152,21 +152,19 @@ fn check(
     node: &str,
     opts: &DisruptOptions,
 ) -> Result<bool, Refusal> {
-    let mut reasons = Vec::new();
     let Some(n) = topology.node(node) else {
-        return Err(Refusal {
-            reasons: vec![format!(
-                "`{node}` is not a node of the topology (known: {})",
-                topology
-                    .nodes
-                    .iter()
-                    .map(|n| n.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )],
-        });
+        return Err(Refusal::bad_input(vec![format!(
+            "`{node}` is not a node of the topology (known: {})",
+            topology
+                .nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )]));
     };
     let master = n.is_control_plane();
+    let mut reasons = Vec::new();
     match action {
         DisruptAction::Upgrade { version } => {
             if let Err(e) = check_version(version) {
@@ -177,6 +175,9 @@ fn check(
             reasons.push("run: give the command after `--`".into());
         }
         _ => {}
+    }
+    if !reasons.is_empty() {
+        return Err(Refusal::bad_input(reasons));
     }
     let masters = topology.control_plane_nodes().count();
     if master && masters == 1 && !opts.accept_outage {
@@ -189,7 +190,7 @@ fn check(
         ));
     }
     if !reasons.is_empty() {
-        return Err(Refusal { reasons });
+        return Err(Refusal::unsafe_for(reasons));
     }
     Ok(master)
 }
@@ -451,7 +452,7 @@ pub fn roll_order(topology: &Topology, only: &[String]) -> Result<Vec<String>, R
         .map(|n| format!("--nodes: `{n}` is not a node of the topology"))
         .collect();
     if !unknown.is_empty() {
-        return Err(Refusal { reasons: unknown });
+        return Err(Refusal::bad_input(unknown));
     }
     let pick = |n: &&crate::topology::Node| only.is_empty() || only.contains(&n.name);
     let masters = topology.control_plane_nodes().filter(pick);

@@ -268,6 +268,7 @@ pub enum Outcome {
     /// A dry run: these steps would be applied.
     DryRun {
         /// Step ids.
+        #[serde(rename = "wouldApply")]
         would_apply: Vec<String>,
     },
     /// A gate did not allow a step; nothing was rolled back.

@@ -30,10 +30,12 @@ pub enum Leadership {
     /// The node leads; `to` is the best healthy, caught-up voter.
     Move {
         /// The leader's member id.
+        #[serde(rename = "fromId")]
         from_id: u64,
         /// The leader (member name).
         from: String,
         /// The transferee's member id.
+        #[serde(rename = "toId")]
         to_id: u64,
         /// The transferee (member name).
         to: String,

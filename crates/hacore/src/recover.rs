@@ -328,6 +328,7 @@ pub enum RecoverOp {
         /// The source.
         source: Source,
         /// The old member directory is kept as `DATA/member.SUFFIX`.
+        #[serde(rename = "keptSuffix", alias = "kept_suffix")]
         kept_suffix: String,
     },
     /// Put the data directory kept aside back (rollback of `Restore`).
@@ -335,6 +336,7 @@ pub enum RecoverOp {
         /// The master.
         node: String,
         /// As in `Restore`.
+        #[serde(rename = "keptSuffix", alias = "kept_suffix")]
         kept_suffix: String,
     },
     /// Wait until `node` answers over SSH (a master powered on again).

@@ -37,9 +37,7 @@ fn step(id: String, title: String, op: Op, secs: i64) -> Step {
 }
 
 fn refuse(reason: String) -> Refusal {
-    Refusal {
-        reasons: vec![reason],
-    }
+    Refusal::unsafe_for(vec![reason])
 }
 
 /// The two phases that remove master `node` from `topology` (where it
@@ -288,7 +286,7 @@ pub fn replace_master(
         }
     }
     if !reasons.is_empty() {
-        return Err(Refusal { reasons });
+        return Err(Refusal::unsafe_for(reasons));
     }
     // The join, as the migration planner makes it: from the cluster
     // without the old master to the target.
@@ -565,7 +563,7 @@ pub fn replace_dead_master(
         },
     };
     let (Some((_id, why)), Some(joined), true) = (member, joined, reasons.is_empty()) else {
-        return Err(Refusal { reasons });
+        return Err(Refusal::unsafe_for(reasons));
     };
     let steps = dead_removal_steps(current, old, &why);
     let mut phases = vec![Phase {

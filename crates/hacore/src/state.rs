@@ -24,6 +24,14 @@ pub use crate::topology::url_host;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterState {
+    /// `hacli/v1` in the files `hacli observe` writes; optional in a file
+    /// written by hand, refused when it names another version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// `ClusterState` in the files `hacli observe` writes; optional, refused
+    /// when it names another kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// The cluster observed: the topology's `cluster` name, which `observe`
     /// writes. A state naming another cluster than its topology is refused;
     /// a state without it (files written before it existed, or by hand) is
@@ -523,6 +531,8 @@ impl ClusterState {
     /// An empty observation at `now`: nothing observed yet.
     pub fn empty(now: Timestamp) -> Self {
         ClusterState {
+            api_version: None,
+            kind: None,
             cluster: None,
             observed_at: now,
             probe_errors: BTreeMap::new(),
@@ -585,6 +595,20 @@ impl ClusterState {
     /// Check internal consistency, and consistency with the topology.
     pub fn validate(&self, topology: &Topology) -> Vec<Diagnostic> {
         let mut out = self.mismatches(topology);
+        for (field, got, want) in [
+            ("apiVersion", &self.api_version, "hacli/v1"),
+            ("kind", &self.kind, "ClusterState"),
+        ] {
+            if got.as_deref().is_some_and(|g| g != want) {
+                out.push(Diagnostic::error(
+                    field,
+                    format!(
+                        "`{}` is not a state file's {field} (`{want}`)",
+                        got.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
         if let Some(nodes) = &self.nodes {
             let mut seen = BTreeSet::new();
             for (i, n) in nodes.iter().enumerate() {

@@ -15,6 +15,7 @@ use crate::verdict::Decision;
 
 /// The summary.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Status {
     /// Cluster name.
     pub cluster: String,

@@ -127,6 +127,7 @@ impl fmt::Display for Decision {
 
 /// The answer to "may I do ACTION to TARGET now?", with every reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Verdict {
     /// allow, deny or unknown.
     pub decision: Decision,
@@ -141,6 +142,7 @@ pub struct Verdict {
     /// The time the verdict was evaluated for.
     pub at: Timestamp,
     /// When the state was observed.
+    #[serde(alias = "observed_at")]
     pub observed_at: Timestamp,
     /// Every rule's findings, in policy order.
     pub findings: Vec<Finding>,

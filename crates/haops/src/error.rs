@@ -46,8 +46,8 @@ pub enum Error {
 
 impl Error {
     /// The CLI's exit code for this error: 2 for bad input or settings,
-    /// 3 for a cluster that could not be reached or observed; a load
-    /// balancer's refusal (not ours, still in use) is 1.
+    /// 3 for a cluster that could not be reached or observed; a refusal
+    /// as unsafe (a plan's, a load balancer's: not ours, still in use) is 1.
     pub fn exit_code(&self) -> i32 {
         use pfsense::lb::LbError;
         match self {
@@ -57,6 +57,7 @@ impl Error {
                 LbError::Config(_) | LbError::Auth { .. } | LbError::Invalid { .. },
             ) => 2,
             Error::LoadBalancer(_) => 3,
+            Error::Refused(r) => r.exit_code(),
             _ => 2,
         }
     }

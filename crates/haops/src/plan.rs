@@ -100,7 +100,7 @@ fn plan_without_ha(
     Ok(if reasons.is_empty() {
         plan::plan(from, to, state.as_ref(), &opts)
     } else {
-        Err(Refusal { reasons })
+        Err(Refusal::unsafe_for(reasons))
     })
 }
 

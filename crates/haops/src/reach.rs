@@ -4,7 +4,7 @@
 //! Each setting is taken from the first of these that gives it:
 //!
 //! 1. the caller (a CLI flag, a Python keyword, a field set in Rust);
-//! 2. the environment ([`Reach::with_env`]: `KUBECONFIG`,
+//! 2. the environment ([`Reach::with_env`]: `KUBECONFIG`, `HACLI_CONTEXT`,
 //!    `HACLI_ETCD_ENDPOINTS`, `HACLI_ETCD_PKI`, `ETCDCTL_CACERT`,
 //!    `ETCDCTL_CERT`, `ETCDCTL_KEY`, `HACLI_KILL_SWITCH`, `HACLI_LOCK`,
 //!    `HACLI_PROMETHEUS_URL`, `HACLI_LB_RUNTIME_API`, `HACLI_SNAPSHOT_DIR`,
@@ -65,6 +65,8 @@ pub struct Reach {
     /// kubeconfig file; None: kube's inference (KUBECONFIG, ~/.kube/config,
     /// the in-cluster service account).
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context (`--context`); None: its current context.
+    pub context: Option<String>,
     /// etcd client URLs; empty: the topology's `etcd.endpoints`, else every
     /// control-plane node's address on :2379.
     pub etcd_endpoints: Vec<String>,
@@ -104,6 +106,7 @@ impl Default for Reach {
     fn default() -> Self {
         Reach {
             kubeconfig: None,
+            context: None,
             etcd_endpoints: Vec::new(),
             etcd_tls: EtcdTlsOverrides::default(),
             deadline: Duration::from_secs(2),
@@ -133,6 +136,9 @@ impl Reach {
         let defaults = Reach::default();
         if self.kubeconfig.is_none() {
             self.kubeconfig = get("KUBECONFIG").map(PathBuf::from);
+        }
+        if self.context.is_none() {
+            self.context = get("HACLI_CONTEXT");
         }
         if self.etcd_endpoints.is_empty() {
             if let Some(v) = get("HACLI_ETCD_ENDPOINTS") {
@@ -197,6 +203,7 @@ impl Reach {
         };
         Ok(ObserverConfig {
             kubeconfig: self.kubeconfig.clone(),
+            kube_context: self.context.clone(),
             etcd_endpoints: self.etcd_endpoints.clone(),
             etcd_tls: self.etcd_tls.clone(),
             deadline: self.deadline,
@@ -217,6 +224,7 @@ impl Reach {
         let defaults = kubeadm::control_plane::ControlPlaneOptions::default();
         kubeadm::control_plane::ControlPlaneOptions {
             kubeconfig: self.kubeconfig.clone(),
+            kube_context: self.context.clone(),
             etcd_endpoints: self.etcd_endpoints.clone(),
             etcd_tls: self.etcd_tls.clone(),
             apiserver_port: self.apiserver_port,

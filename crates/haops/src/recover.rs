@@ -89,13 +89,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The CLI's exit code: 0 done or dry run, 1 refused or not confirmed,
-    /// 3 failed.
+    /// The CLI's exit code: 0 done or dry run, 1 refused, 3 failed, 4
+    /// decided and waiting for `--confirm`.
     pub fn exit_code(&self) -> i32 {
         match self {
             Outcome::Done | Outcome::DryRun => 0,
-            Outcome::Refused | Outcome::NeedsConfirm => 1,
+            Outcome::Refused => 1,
             Outcome::Failed { .. } => 3,
+            Outcome::NeedsConfirm => 4,
         }
     }
 }

@@ -58,7 +58,7 @@ def state_path(name: str) -> Path:
 
 
 class Cli:
-    """Runs `hacli`; `json()` returns (parsed stdout, raw stdout, exit code)."""
+    """Runs `hacli`; `json()` returns (the document's body, raw stdout, exit code)."""
 
     def __init__(self, exe: str) -> None:
         self.exe = exe
@@ -71,7 +71,12 @@ class Cli:
     def json(self, *args: str | os.PathLike[str]) -> tuple[Any, str, int]:
         p = self.run(*args, "-o", "json")
         assert p.returncode != 2, p.stderr
-        return json.loads(p.stdout), p.stdout, p.returncode
+        doc = json.loads(p.stdout)
+        # Every document hacli prints is `apiVersion: hacli/v1` with a kind;
+        # the body is what the Python objects' dicts hold.
+        assert doc.pop("apiVersion") == "hacli/v1", p.stdout
+        assert doc.pop("kind"), p.stdout
+        return doc, p.stdout, p.returncode
 
 
 @pytest.fixture(scope="session")

@@ -52,7 +52,8 @@ def test_verdict_identical_to_cli_json(cli: Cli, case: tuple[Any, str, str, str,
     )
     v = hapy.evaluate(action, target, str(topo), str(state_path(state)), **extra)
     assert v.to_dict() == expected
-    assert v.to_json() + "\n" == stdout
+    assert json.loads(v.to_json()) == expected
+    assert '"kind": "Verdict"' in stdout
     assert v.exit_code == code
     # The attributes agree with the dict.
     assert v.decision == expected["decision"]
@@ -60,7 +61,7 @@ def test_verdict_identical_to_cli_json(cli: Cli, case: tuple[Any, str, str, str,
     assert v.action == expected["action"] and v.target == expected["target"]
     assert v.affected == expected["affected"] and v.policy == expected["policy"]
     assert v.at.isoformat().replace("+00:00", "Z") == expected["at"]
-    assert v.observed_at.isoformat().replace("+00:00", "Z") == expected["observed_at"]
+    assert v.observed_at.isoformat().replace("+00:00", "Z") == expected["observedAt"]
     assert [f.to_dict() for f in v.findings] == expected["findings"]
     for f, e in zip(v.findings, expected["findings"]):
         assert (f.rule, f.severity, f.message) == (e["rule"], e["severity"], e["message"])

@@ -106,7 +106,16 @@ pub use redact::{redact_url, redact_urls_in};
 /// Build a Kubernetes client: from `kubeconfig` if given, else by kube's
 /// standard inference.
 pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, Error> {
-    let config = kube_config(kubeconfig).await?;
+    kube_client_in(kubeconfig, None).await
+}
+
+/// [`kube_client`] with the kubeconfig's context `context` instead of its
+/// current context (`kubectl --context`).
+pub async fn kube_client_in(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<kube::Client, Error> {
+    let config = kube_config_in(kubeconfig, context).await?;
     client_for(config).map_err(|e| Error::KubeConfig {
         path: kubeconfig.map(Into::into),
         source: Box::new(e),
@@ -238,20 +247,36 @@ pub(crate) fn client_and_version(
 
 /// The client configuration (see [`kube_client`]).
 pub async fn kube_config(kubeconfig: Option<&std::path::Path>) -> Result<kube::Config, Error> {
-    match kubeconfig {
-        Some(p) => {
-            let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| Error::KubeConfig {
-                path: Some(p.into()),
-                source: Box::new(e),
-            })?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+    kube_config_in(kubeconfig, None).await
+}
+
+/// The client configuration with the kubeconfig's context `context`
+/// (else its current context). Without a kubeconfig file, a context is
+/// looked up in kube's default kubeconfig (KUBECONFIG, ~/.kube/config);
+/// without either, kube's inference (the in-cluster service account too).
+pub async fn kube_config_in(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<kube::Config, Error> {
+    let options = kube::config::KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    let failed = |e: kube::config::KubeconfigError| Error::KubeConfig {
+        path: kubeconfig.map(Into::into),
+        source: Box::new(e),
+    };
+    match (kubeconfig, context) {
+        (Some(p), _) => {
+            let kc = kube::config::Kubeconfig::read_from(p).map_err(failed)?;
+            kube::Config::from_custom_kubeconfig(kc, &options)
                 .await
-                .map_err(|e| Error::KubeConfig {
-                    path: Some(p.into()),
-                    source: Box::new(e),
-                })
+                .map_err(failed)
         }
-        None => kube::Config::infer().await.map_err(|e| Error::KubeConfig {
+        (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(failed),
+        (None, None) => kube::Config::infer().await.map_err(|e| Error::KubeConfig {
             path: None,
             source: Box::new(e),
         }),

@@ -188,7 +188,7 @@ impl InventoryView {
                 Some(_) => {}
             },
             None if !new_masters.is_empty() => {
-                reasons.push("new masters are cloned from a template VM: give its id (--template)".into())
+                reasons.push(hacore::plan::NEEDS_TEMPLATE.into())
             }
             None => {}
         }

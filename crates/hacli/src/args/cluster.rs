@@ -37,8 +37,8 @@ pub struct ClusterArgs {
     #[command(flatten)]
     pub kube: super::KubeArgs,
     /// SSH known_hosts file for the nodes (over the topology's `ssh.knownHosts`).
-    #[arg(long)]
-    pub ssh_known_hosts: Option<PathBuf>,
+    #[arg(long, alias = "ssh-known-hosts")]
+    pub known_hosts: Option<PathBuf>,
     /// SSH private key for the nodes (over the topology's `ssh.identityFile`).
     #[arg(long)]
     pub ssh_identity: Option<PathBuf>,
@@ -66,7 +66,7 @@ impl ClusterArgs {
             boot_wait: self.boot_wait,
             ssh: haops::reach::SshReach {
                 identity: self.ssh_identity.clone(),
-                known_hosts: self.ssh_known_hosts.clone(),
+                known_hosts: self.known_hosts.clone(),
                 accept_new_host_key,
             },
             ..self.kube.reach(haops::Reach::default())

@@ -12,6 +12,9 @@ pub struct KubeArgs {
     /// kubeconfig; by default KUBECONFIG, ~/.kube/config or the in-cluster service account.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context to use (as `kubectl --context`); by default its current context.
+    #[arg(long, env = "HACLI_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
     /// etcd client URLs, comma-separated; by default the topology's `etcd.endpoints`, else every control-plane node's address on :2379.
     #[arg(long, env = "HACLI_ETCD_ENDPOINTS", value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
@@ -34,6 +37,7 @@ impl KubeArgs {
     pub fn reach(&self, reach: haops::Reach) -> haops::Reach {
         haops::Reach {
             kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
             etcd_endpoints: self.etcd_endpoints.clone(),
             etcd_tls: EtcdTlsOverrides {
                 pki: self.etcd_pki.clone(),

@@ -23,8 +23,8 @@ pub struct Common {
     /// whole run).
     #[arg(long, default_value = "60m", value_parser = parse_duration)]
     pub lock_ttl: Duration,
-    /// Print the plan (text, or JSON with -o json) and stop: nothing is touched.
-    #[arg(long)]
+    /// Print the plan (text, or a document with -o json|yaml) and stop: nothing is touched.
+    #[arg(long, conflicts_with = "resume")]
     pub dry_run: bool,
     /// The journal file; needed unless --dry-run.
     #[arg(long)]

@@ -1,4 +1,4 @@
-//! How to reach the nodes over SSH (`--ssh-identity`, `--ssh-known-hosts`,
+//! How to reach the nodes over SSH (`--ssh-identity`, `--known-hosts`,
 //! `--accept-new-host-key`), as `haops::reach::SshReach`.
 
 use std::path::PathBuf;
@@ -11,8 +11,8 @@ pub struct SshArgs {
     #[arg(long)]
     pub ssh_identity: Option<PathBuf>,
     /// Live: the SSH known_hosts file (else the topology's, `~/.ssh/known_hosts`).
-    #[arg(long)]
-    pub ssh_known_hosts: Option<PathBuf>,
+    #[arg(long, alias = "ssh-known-hosts")]
+    pub known_hosts: Option<PathBuf>,
     /// Live: record the SSH host key of a node (a new master, say) or load
     /// balancer seen for the first time (said loudly) instead of refusing.
     #[arg(long)]
@@ -24,7 +24,7 @@ impl SshArgs {
     pub fn reach(&self) -> haops::reach::SshReach {
         haops::reach::SshReach {
             identity: self.ssh_identity.clone(),
-            known_hosts: self.ssh_known_hosts.clone(),
+            known_hosts: self.known_hosts.clone(),
             accept_new_host_key: self.accept_new_host_key,
         }
     }

@@ -53,8 +53,8 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
 
 fn print_report(r: &Report, output: Output) -> anyhow::Result<()> {
     match output {
-        Output::Json => crate::print_json(r)?,
         Output::Text => outln!("{}", r.summary()),
+        o => crate::print_doc(o, "DisruptReport", r)?,
     }
     Ok(())
 }

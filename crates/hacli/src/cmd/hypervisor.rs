@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use crate::Exit;
 use crate::args::ProxmoxArgs;
 use crate::progress::failed;
+use crate::{Exit, Output};
 
 /// Subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -20,8 +20,11 @@ pub enum Command {
         /// environment override it).
         #[arg(long, short = 't')]
         topology: Option<PathBuf>,
-        /// JSON instead of text.
-        #[arg(long)]
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+        /// The old spelling of `-o json`.
+        #[arg(long, hide = true, conflicts_with = "output")]
         json: bool,
     },
 }
@@ -31,8 +34,10 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
     let Command::Show {
         proxmox,
         topology,
+        output,
         json,
     } = c;
+    let output = if json { Output::Json } else { output };
     let topology = match topology {
         Some(p) => {
             let (t, report) = hacore::Topology::load(&p)?;
@@ -46,7 +51,7 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
         Ok(i) => i,
         Err(e) => return failed("hypervisor show", e),
     };
-    if !json {
+    if !output.is_document() {
         out!("{}", inv.render());
         // Placement (issue 26): where the masters run, the HA rules.
         out!(
@@ -55,6 +60,10 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
         );
         return Ok(Exit::Ok);
     }
-    crate::print_json(&haops::inventory::to_json(&inv))?;
+    crate::print_doc(
+        output,
+        "HypervisorInventory",
+        &haops::inventory::to_json(&inv),
+    )?;
     Ok(Exit::Ok)
 }

@@ -40,18 +40,18 @@ pub struct Common {
     #[arg(long, env = "HACLI_LB_RUNTIME_API")]
     pub lb_runtime_api: Option<RuntimeApi>,
     /// known_hosts file for SSH, overriding `loadBalancer.manage.knownHosts`.
-    #[arg(long)]
+    #[arg(long, alias = "ssh-known-hosts")]
     pub known_hosts: Option<PathBuf>,
     /// Private key for SSH, overriding `loadBalancer.manage.identityFile`.
-    #[arg(long)]
-    pub identity: Option<PathBuf>,
+    #[arg(long, alias = "identity")]
+    pub ssh_identity: Option<PathBuf>,
     /// Record the SSH host key of a host seen for the first time (said on
     /// stderr) instead of refusing it. A changed key is always refused.
     #[arg(long)]
     pub accept_new_host_key: bool,
     /// Deadline of the whole operation, waits included.
-    #[arg(long, default_value = "60s", value_parser = crate::args::parse_duration)]
-    pub timeout: Duration,
+    #[arg(long, alias = "timeout", default_value = "60s", value_parser = crate::args::parse_duration)]
+    pub deadline: Duration,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
@@ -78,7 +78,7 @@ impl Common {
         haops::Reach {
             lb_runtime_api: self.lb_runtime_api.clone(),
             ssh: haops::reach::SshReach {
-                identity: self.identity.clone(),
+                identity: self.ssh_identity.clone(),
                 known_hosts: self.known_hosts.clone(),
                 accept_new_host_key: self.accept_new_host_key,
             },
@@ -97,7 +97,7 @@ pub fn run(cmd: Command) -> anyhow::Result<Exit> {
     };
     let (topology, report) = Topology::load(&c.topology)?;
     crate::print_warnings(&report.warnings);
-    let t = haops::lb::open(&topology, &c.reach(), c.timeout);
+    let t = haops::lb::open(&topology, &c.reach(), c.deadline);
     let result = t.map_err(anyhow::Error::from).and_then(|t| match &cmd {
         Command::Show(c) => show(c, &t.show()?),
         Command::AddServer(a) => change(&t, a, true),
@@ -119,8 +119,8 @@ pub fn run(cmd: Command) -> anyhow::Result<Exit> {
 
 fn show(c: &Common, v: &haops::lb::PoolView) -> anyhow::Result<Exit> {
     match c.output {
-        Output::Json => crate::print_json(v)?,
         Output::Text => out!("{}", v.to_text()),
+        o => crate::print_doc(o, "LoadBalancerPool", v)?,
     }
     if let (Output::Text, Some(e)) = (c.output, &v.stats_error) {
         eprintln!("warning: live status unknown: {e}");
@@ -135,8 +135,8 @@ fn show(c: &Common, v: &haops::lb::PoolView) -> anyhow::Result<Exit> {
 fn change(t: &haops::lb::Target<'_>, a: &ServerArgs, add: bool) -> anyhow::Result<Exit> {
     use haops::lb::ServerChange::{Done, Preview};
     let c = t.change(&a.node, add, a.address, a.dry_run)?;
-    if a.common.output == Output::Json {
-        crate::print_json(&c)?;
+    if a.common.output.is_document() {
+        crate::print_doc(a.common.output, "LoadBalancerChange", &c)?;
         return Ok(Exit::Ok);
     }
     match c {
@@ -172,8 +172,12 @@ fn state(t: &haops::lb::Target<'_>, a: &ServerArgs, s: AdminState) -> anyhow::Re
         crate::progress::Progress::spinner().on_event(e)
     })?;
     match a.common.output {
-        Output::Json => crate::print_json(&json!({"server": node, "state": s.as_str()}))?,
         Output::Text => outln!("{pool}/{node}: {}", s.as_str()),
+        o => crate::print_doc(
+            o,
+            "LoadBalancerServer",
+            &json!({"server": node, "state": s.as_str()}),
+        )?,
     }
     Ok(Exit::Ok)
 }

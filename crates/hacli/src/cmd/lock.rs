@@ -16,6 +16,9 @@ pub struct Where {
     /// kubeconfig; by default KUBECONFIG, ~/.kube/config or the in-cluster service account.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context to use (as `kubectl --context`); by default its current context.
+    #[arg(long, env = "HACLI_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
     /// Disruption lock Lease, namespace/name.
     #[arg(
         long,
@@ -29,6 +32,7 @@ impl Where {
     fn reach(&self) -> haops::Reach {
         haops::Reach {
             kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
             lock_lease: self.lock_lease.clone(),
             ..haops::Reach::default()
         }
@@ -77,11 +81,15 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
             let s = haops::lock::show(&at.reach(), jiff::Timestamp::now())?;
             let lease = &s.lease;
             match output {
-                Output::Json => crate::print_json(&serde_json::json!({
-                    "lease": lease,
-                    "holder": s.holder,
-                    "keptBecause": s.kept,
-                }))?,
+                o @ (Output::Json | Output::Yaml) => crate::print_doc(
+                    o,
+                    "Lock",
+                    &serde_json::json!({
+                        "lease": lease,
+                        "holder": s.holder,
+                        "keptBecause": s.kept,
+                    }),
+                )?,
                 Output::Text => match (&s.holder, &s.kept) {
                     (Some(h), Some(why)) => outln!(
                         "{lease}: held by {h}, KEPT until a person releases it (hacli lock release --identity '{h}'): {why}"

@@ -58,14 +58,17 @@ fn execute(
     let plan = match planned {
         Ok(plan) => plan,
         Err(r) => {
+            if let Some(e) = crate::progress::missing_input(&r) {
+                return Err(e);
+            }
             outln!("REFUSED:\n  - {}", r.reasons.join("\n  - "));
             return Ok(Exit::Deny);
         }
     };
     if c.dry_run {
         match c.output {
-            Output::Json => crate::print_json(&plan)?,
             Output::Text => out!("{}", plan.to_text()),
+            o => crate::print_doc(o, "Plan", &plan)?,
         }
         return Ok(Exit::Ok);
     }
@@ -98,8 +101,8 @@ fn execute(
         Err(e) => return failed("master", e),
     };
     match c.output {
-        Output::Json => crate::print_json(&report)?,
         Output::Text => outln!("{}", report.summary()),
+        o => crate::print_doc(o, "MasterReport", &report)?,
     }
     Ok(if report.ok() { Exit::Ok } else { Exit::Deny })
 }

@@ -30,12 +30,14 @@ pub struct Args {
 /// written either way, with the failures in `probeErrors`).
 pub fn run(a: Args) -> anyhow::Result<Exit> {
     let topology = a.live.topology()?;
-    let state = haops::observe::observe(&topology, &a.live.reach(), None)?.state;
+    let mut state = haops::observe::observe(&topology, &a.live.reach(), None)?.state;
+    state.api_version = Some(crate::API_VERSION.into());
+    state.kind = Some("ClusterState".into());
     if a.status {
         let status = hacore::status::status(&topology, &state, jiff::Timestamp::now());
         match a.output {
-            Output::Json => crate::print_json(&status)?,
             Output::Text => out!("{}", render::status(&status)),
+            o => crate::print_doc(o, "ClusterStatus", &status)?,
         }
     } else {
         let text = serde_json::to_string_pretty(&state)?;

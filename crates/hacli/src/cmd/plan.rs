@@ -18,6 +18,8 @@ pub enum Format {
     Text,
     /// The plan itself, for `hacli simulate` and `hacli apply`.
     Json,
+    /// The plan as YAML.
+    Yaml,
     /// A checklist a person can review and tick off.
     Markdown,
 }
@@ -67,13 +69,18 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             match a.output {
                 Format::Text => out!("{}", p.to_text()),
                 Format::Markdown => out!("{}", p.to_markdown()),
-                Format::Json => crate::print_json(&p)?,
+                Format::Json => crate::print_doc(crate::Output::Json, "Plan", &p)?,
+                Format::Yaml => crate::print_doc(crate::Output::Yaml, "Plan", &p)?,
             }
             Ok(Exit::Ok)
         }
         Err(refusal) => {
+            if let Some(e) = crate::progress::missing_input(&refusal) {
+                return Err(e);
+            }
             match a.output {
-                Format::Json => crate::print_json(&refusal)?,
+                Format::Json => crate::print_doc(crate::Output::Json, "PlanRefusal", &refusal)?,
+                Format::Yaml => crate::print_doc(crate::Output::Yaml, "PlanRefusal", &refusal)?,
                 _ => outln!("REFUSED: {refusal}"),
             }
             Ok(Exit::Deny)

@@ -43,10 +43,10 @@ fn report(st: &Settings, done: &crate::plugin::Done) -> anyhow::Result<Exit> {
     if !done.summary.ends_with('\n') {
         outln!();
     }
-    crate::print_json(&done.value)?;
+    let text = crate::render::document_json("PluginResult", &done.value)? + "\n";
+    out!("{text}");
     if let Some(o) = st.get("output") {
         let path = st.in_workspace(o);
-        let text = serde_json::to_string_pretty(&done.value)? + "\n";
         std::fs::write(&path, text)
             .with_context(|| format!("{}: writing {}", name("output"), path.display()))?;
         eprintln!("result written to {}", path.display());

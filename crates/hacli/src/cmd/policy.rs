@@ -9,7 +9,11 @@ use crate::{Exit, Output};
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// List the built-in policies.
-    List,
+    List {
+        /// Output format (a document: the policies, resolved, under `items`).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
     /// Print a policy (built-in name or file) with every parameter, resolved.
     Show {
         /// Built-in name or file.
@@ -23,7 +27,14 @@ pub enum Command {
 /// Run.
 pub fn run(c: Command) -> anyhow::Result<Exit> {
     match c {
-        Command::List => {
+        Command::List { output } if output.is_document() => {
+            let all: Vec<Policy> = BUILTINS
+                .iter()
+                .map(|n| Policy::builtin(n).expect("built-in"))
+                .collect();
+            crate::print_doc(output, "PolicyList", &all)?;
+        }
+        Command::List { .. } => {
             for name in BUILTINS {
                 let p = Policy::builtin(name).expect("built-in");
                 outln!("{name:<14} {}", p.description.unwrap_or_default());
@@ -33,7 +44,7 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
         Command::Show { policy, output } => {
             let p = Policy::named_or_file(&policy)?;
             match output {
-                Output::Json => crate::print_json(&p)?,
+                o @ (Output::Json | Output::Yaml) => crate::print_doc(o, "Policy", &p)?,
                 Output::Text => {
                     // Strings as JSON, which YAML reads back: the text is
                     // itself a policy file (`hacli policy show X > p.yaml`).

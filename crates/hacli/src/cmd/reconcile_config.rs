@@ -24,9 +24,9 @@ pub struct Args {
     pub output: Output,
 }
 
-/// Run. Exit 0 nothing to do, written, or shown (no `--confirm`); 1
-/// refused (a master unread, masters disagree); 2 bad input; 3 the cluster
-/// could not be reached.
+/// Run. Exit 0 nothing to do or written; 1 refused (a master unread,
+/// masters disagree); 2 bad input; 3 the cluster could not be reached; 4
+/// shown, waiting for `--confirm` (the command is printed).
 pub fn run(a: Args) -> anyhow::Result<Exit> {
     let topology = a.live.topology()?;
     let mut reach = a.live.reach();
@@ -46,7 +46,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         }
     };
     match a.output {
-        Output::Json => crate::print_json(&done)?,
+        o @ (Output::Json | Output::Yaml) => crate::print_doc(o, "ReconcileConfig", &done)?,
         Output::Text => {
             if done.changes.is_empty() {
                 outln!(
@@ -69,5 +69,9 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             }
         }
     }
-    Ok(Exit::Ok)
+    Ok(if done.changes.is_empty() || done.written {
+        Exit::Ok
+    } else {
+        crate::waiting_for(&["--confirm"])
+    })
 }

@@ -27,8 +27,9 @@ pub struct Args {
     /// Observe and decide only.
     #[arg(long)]
     pub dry_run: bool,
-    /// Act on the chosen source (without it: print the decision, exit 1).
-    #[arg(long)]
+    /// Act on the chosen source (without it: print the decision and the
+    /// command that acts, exit 4).
+    #[arg(long, conflicts_with = "dry_run")]
     pub confirm: bool,
     /// A snapshot file to consider (repeatable; one failing its integrity check is refused); by default every snapshot of ours in --snapshot-dir.
     #[arg(long, value_name = "FILE")]
@@ -146,12 +147,13 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         }
     };
     match a.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Text => print(&report),
+        o => crate::print_doc(o, "RecoveryReport", &report)?,
     }
     Ok(match report.outcome.exit_code() {
         0 => Exit::Ok,
         1 => Exit::Deny,
+        4 => crate::waiting_for(&["--confirm"]),
         _ => Exit::Unknown,
     })
 }

@@ -87,8 +87,8 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     });
     let report = result?;
     match c.output {
-        Output::Json => crate::print_json(&report)?,
         Output::Text => print_text(&report),
+        o => crate::print_doc(o, "RollReport", &report)?,
     }
     Ok(if report.ok() { Exit::Ok } else { Exit::Deny })
 }

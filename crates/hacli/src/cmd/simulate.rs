@@ -24,8 +24,8 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<Exit> {
     let report = compute(&a)?;
     match a.output {
-        Output::Json => crate::print_json(&report)?,
         Output::Text => out!("{}", report.to_text()),
+        o => crate::print_doc(o, "SimulationReport", &report)?,
     }
     Ok(exit(&report))
 }

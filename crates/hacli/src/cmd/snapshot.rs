@@ -32,8 +32,8 @@ pub struct Args {
     #[arg(long, value_name = "USER@HOST:/DIR")]
     pub copy_over_ssh: Vec<snapshot::SshDest>,
     /// SSH private key for --copy-over-ssh; OpenSSH's defaults and the agent otherwise.
-    #[arg(long)]
-    pub ssh_key: Option<PathBuf>,
+    #[arg(long, alias = "ssh-key")]
+    pub ssh_identity: Option<PathBuf>,
     /// known_hosts for --copy-over-ssh (~/.ssh/known_hosts by default).
     #[arg(long)]
     pub known_hosts: Option<PathBuf>,
@@ -46,9 +46,9 @@ pub struct Args {
     /// etcdutl (3.5+); its sibling `etcd` serves --verify-restore. By default on PATH.
     #[arg(long, env = "HACLI_ETCDUTL")]
     pub etcdutl: Option<PathBuf>,
-    /// Deadline for the transfer, and again for a restore check.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
-    pub timeout: Duration,
+    /// Deadline for the transfer, and again for a restore check (`--deadline` is the observation's).
+    #[arg(long, alias = "timeout", default_value = "5m", value_parser = parse_duration)]
+    pub transfer_deadline: Duration,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
@@ -95,7 +95,12 @@ fn check(
     };
     let restore = if a.verify_restore {
         let key = a.verify_key.as_deref();
-        match rt.block_on(snapshot::verify_restore(tools, file, key, a.timeout)) {
+        match rt.block_on(snapshot::verify_restore(
+            tools,
+            file,
+            key,
+            a.transfer_deadline,
+        )) {
             Ok(r) => Some(r),
             Err(e) => return fail(e),
         }
@@ -103,10 +108,14 @@ fn check(
         None
     };
     match a.output {
-        Output::Json => crate::print_json(&serde_json::json!({
-            "path": file, "revision": status.revision, "hash": status.hash,
-            "keys": status.keys, "size": status.size, "verified": true, "restore": restore,
-        }))?,
+        o @ (Output::Json | Output::Yaml) => crate::print_doc(
+            o,
+            "SnapshotCheck",
+            &serde_json::json!({
+                "path": file, "revision": status.revision, "hash": status.hash,
+                "keys": status.keys, "size": status.size, "verified": true, "restore": restore,
+            }),
+        )?,
         Output::Text => outln!(
             "{}: verified: revision {}, hash {:#010x}, {} keys{}",
             file.display(),
@@ -145,7 +154,7 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     };
     let opts = TakeOptions {
         dir: dir.clone(),
-        deadline: a.timeout,
+        deadline: a.transfer_deadline,
     };
     let done = rt.block_on(async {
         let chosen = snapshot::choose_member(&reach).await?;
@@ -158,15 +167,16 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         let mut record = snapshot::take(&reach, &chosen, &tools, &opts).await?;
         if a.verify_restore {
             let key = a.verify_key.as_deref();
-            snapshot::verify_restore_record(&tools, &mut record, key, a.timeout).await?;
+            snapshot::verify_restore_record(&tools, &mut record, key, a.transfer_deadline).await?;
         }
         for dest in &a.copy_to {
             let p = snapshot::copy_to_dir(&record, dest)?;
             record.copies.push(p.display().to_string());
         }
         for dest in &a.copy_over_ssh {
-            let (key, kh) = (a.ssh_key.as_deref(), a.known_hosts.as_deref());
-            let at = snapshot::copy_to_ssh_dest(dest, key, kh, &record, a.timeout).await?;
+            let (key, kh) = (a.ssh_identity.as_deref(), a.known_hosts.as_deref());
+            let at =
+                snapshot::copy_to_ssh_dest(dest, key, kh, &record, a.transfer_deadline).await?;
             record.copies.push(at);
         }
         snapshot::write_record(&record)?;
@@ -184,8 +194,8 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
 /// What the run did, as `output` asks.
 fn print_report(output: Output, record: Record, removed: Vec<PathBuf>) -> anyhow::Result<()> {
     match output {
-        Output::Json => crate::print_json(&Report { record, removed })?,
         Output::Text => out!("{}", crate::render::snapshot(&record, &removed)),
+        o => crate::print_doc(o, "Snapshot", &Report { record, removed })?,
     }
     Ok(())
 }

@@ -22,8 +22,8 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let now = super::parse_at(a.at.as_deref())?.unwrap_or_else(jiff::Timestamp::now);
     let status = hacore::status::status(&topology, &state, now);
     match a.output {
-        Output::Json => crate::print_json(&status)?,
         Output::Text => out!("{}", render::status(&status)),
+        o => crate::print_doc(o, "ClusterStatus", &status)?,
     }
     Ok(Exit::Ok)
 }

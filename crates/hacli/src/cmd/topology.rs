@@ -41,12 +41,16 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
     };
     let failed = !report.errors.is_empty() || (strict && !report.warnings.is_empty());
     match output {
-        Output::Json => crate::print_json(&serde_json::json!({
-            "file": file.display().to_string(),
-            "valid": !failed,
-            "errors": report.errors,
-            "warnings": report.warnings,
-        }))?,
+        o @ (Output::Json | Output::Yaml) => crate::print_doc(
+            o,
+            "TopologyValidation",
+            &serde_json::json!({
+                "file": file.display().to_string(),
+                "valid": !failed,
+                "errors": report.errors,
+                "warnings": report.warnings,
+            }),
+        )?,
         Output::Text => {
             for d in report.errors.iter().chain(&report.warnings) {
                 eprintln!("{d}");

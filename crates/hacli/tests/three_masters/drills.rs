@@ -54,7 +54,7 @@ impl Reach {
         if ssh {
             c.arg("--ssh-identity")
                 .arg(&self.ssh_key)
-                .arg("--ssh-known-hosts")
+                .arg("--known-hosts")
                 .arg(&self.known_hosts);
         }
         c.env("PROXMOX_VE_API_TOKEN", &self.pve_token);

@@ -56,7 +56,7 @@ fn disrupt(m: &common::Migrated, journal: &Path, resume: bool) -> Command {
         .arg(&tls.key)
         .arg("--ssh-identity")
         .arg(m.lab.client_key())
-        .arg("--ssh-known-hosts")
+        .arg("--known-hosts")
         .arg(&m.known_hosts)
         .args(["--deadline", "10s", "--member-timeout", "5s"]);
     if resume {

@@ -109,7 +109,7 @@ impl Reach {
             .arg(journal)
             .arg("--ssh-identity")
             .arg(&self.ssh_key)
-            .arg("--ssh-known-hosts")
+            .arg("--known-hosts")
             .arg(&self.known_hosts)
             .args(command);
         c

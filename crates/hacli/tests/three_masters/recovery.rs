@@ -150,7 +150,7 @@ fn recover(m: &common::Migrated, topology: &Path, journal: &Path, extra: &[&str]
         .arg(&tls.key)
         .arg("--ssh-identity")
         .arg(m.lab.client_key())
-        .arg("--ssh-known-hosts")
+        .arg("--known-hosts")
         .arg(&m.known_hosts)
         .args([
             "--member-timeout",
@@ -205,7 +205,8 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: [Master; 3]) {
     let o = recover(m, topology, &journal, &[]).output().unwrap();
     let all = common::text(&o);
     println!("hacli recover (not confirmed):\n{all}");
-    assert_eq!(o.status.code(), Some(1), "{all}");
+    assert_eq!(o.status.code(), Some(4), "waiting for --confirm: {all}");
+    assert!(all.contains("to continue: "), "{all}");
     assert!(
         all.contains(&format!("source: the data directory of {first}")),
         "{all}"

@@ -61,7 +61,7 @@ fn hacli_live(m: &common::Migrated, args: &[&str], journal: &Path) -> Command {
         .arg(&tls.cert)
         .arg("--etcd-key")
         .arg(&tls.key)
-        .arg("--ssh-known-hosts")
+        .arg("--known-hosts")
         .arg(&m.known_hosts)
         .env("PROXMOX_VE_API_TOKEN", m.pve.api_token());
     cmd

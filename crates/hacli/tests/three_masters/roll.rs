@@ -122,7 +122,7 @@ pub fn run(m: &common::Migrated, topology: &Path, third: (&str, u8)) {
             .arg(&tls.key)
             .arg("--ssh-identity")
             .arg(m.lab.client_key())
-            .arg("--ssh-known-hosts")
+            .arg("--known-hosts")
             .arg(&m.known_hosts)
             .args(["--identity", "roll-test"])
             .args(extra);

@@ -78,7 +78,7 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: &[(&str, u8)], from: 
             .arg(&tls.key)
             .arg("--ssh-identity")
             .arg(m.lab.client_key())
-            .arg("--ssh-known-hosts")
+            .arg("--known-hosts")
             .arg(&m.known_hosts)
             .output()
             .expect("hacli runs")
@@ -224,7 +224,8 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: &[(&str, u8)], from: 
     // through kubeadm with --confirm after a copy labelled as hacli's.
     let out = hacli(&["reconcile-config"]);
     let all = common::text(&out);
-    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert_eq!(out.status.code(), Some(4), "waiting for --confirm: {all}");
+    assert!(all.contains("to continue: "), "{all}");
     assert!(
         all.contains(&format!(
             "+ apiServer.extraArgs: audit-log-maxage=30    (live on {} {APISERVER})",

@@ -173,6 +173,7 @@ pub struct Precondition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outage {
     /// Worst-case length.
+    #[serde(rename = "upTo", alias = "up_to")]
     pub up_to: Dur,
     /// What is unavailable.
     pub what: String,
@@ -180,7 +181,12 @@ pub struct Outage {
     /// apiserver did not reload its certificate in time and is restarted).
     /// None: the step always causes it. Absent from plans written before the
     /// field existed, which keep their digest.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "onlyIf",
+        alias = "only_if",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub only_if: Option<String>,
 }
 
@@ -203,12 +209,46 @@ pub struct Options {
     pub template: Option<u32>,
 }
 
+/// The refusal's reason when new masters are to be cloned and no
+/// template was given: missing input (the caller's usage), not a safety
+/// refusal.
+pub const NEEDS_TEMPLATE: &str =
+    "new masters are cloned from a template VM: give its id (--template)";
+
 /// Why a plan was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
-#[error("the plan cannot be made safe:\n{}", reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
+#[error("{}:\n{}", if *bad_input { "the request is not valid" } else { "the plan cannot be made safe" }, reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
 pub struct Refusal {
     /// Every reason.
     pub reasons: Vec<String>,
+    /// The reasons are the request's own (a node that does not exist, a
+    /// malformed version, a missing command): the caller's usage, not a
+    /// safety refusal.
+    #[serde(skip)]
+    pub bad_input: bool,
+}
+
+impl Refusal {
+    /// A refusal as unsafe (or impossible) for these reasons.
+    pub fn unsafe_for(reasons: Vec<String>) -> Refusal {
+        Refusal {
+            reasons,
+            bad_input: false,
+        }
+    }
+
+    /// A refusal of the request itself: bad input.
+    pub fn bad_input(reasons: Vec<String>) -> Refusal {
+        Refusal {
+            reasons,
+            bad_input: true,
+        }
+    }
+
+    /// The CLI's exit code: 2 for bad input, 1 refused as unsafe.
+    pub fn exit_code(&self) -> i32 {
+        if self.bad_input { 2 } else { 1 }
+    }
 }
 
 pub(crate) fn api_socket(n: &Node, port: u16) -> SocketAddr {

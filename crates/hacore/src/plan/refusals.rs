@@ -21,7 +21,7 @@ pub(super) fn check(ctx: &Ctx<'_>, state: Option<&ClusterState>) -> Result<Vec<S
     if reasons.is_empty() {
         Ok(warnings)
     } else {
-        Err(Refusal { reasons })
+        Err(Refusal::unsafe_for(reasons))
     }
 }
 
@@ -87,7 +87,7 @@ fn new_masters(ctx: &Ctx<'_>, reasons: &mut Vec<String>) {
         }
     }
     if !ctx.new_masters.is_empty() && ctx.opts.template.is_none() {
-        reasons.push("new masters are cloned from a template VM: give its id (--template)".into());
+        reasons.push(super::NEEDS_TEMPLATE.into());
     }
 }
 

@@ -51,8 +51,11 @@ impl MeasureArgs {
 /// Write the JSON if asked, and return the text table.
 pub fn finish(a: &MeasureArgs, r: &MeasureReport) -> anyhow::Result<String> {
     if let Some(p) = &a.measure_json {
-        std::fs::write(p, serde_json::to_string_pretty(r)? + "\n")
-            .with_context(|| format!("writing --measure-json {}", p.display()))?;
+        std::fs::write(
+            p,
+            crate::render::document_json("AvailabilityReport", r)? + "\n",
+        )
+        .with_context(|| format!("writing --measure-json {}", p.display()))?;
     }
     Ok(table(r))
 }

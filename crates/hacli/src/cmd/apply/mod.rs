@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long)]
     pub resume: bool,
     /// Confirm a manual step as done (repeatable).
-    #[arg(long, value_name = "STEP")]
+    #[arg(long, value_name = "STEP", conflicts_with = "dry_run")]
     pub confirm: Vec<String>,
     /// Backends: `simulated` (a rehearsal) or `live` (the real systems).
     #[arg(long, value_enum)]
@@ -56,10 +56,17 @@ pub struct Args {
     pub measure: measure::MeasureArgs,
 }
 
-/// Run. Exit 0 completed (or dry run), 1 blocked, awaiting confirmation or
-/// rolled back, 2 bad input or journal error, 3 the Proxmox inventory
-/// could not be read.
+/// Run. Exit 0 completed (or dry run), 1 blocked or rolled back, 2 bad
+/// input or journal error, 3 the Proxmox inventory could not be read, 4
+/// waiting for a manual step's `--confirm` (the command is printed).
 pub fn run(a: Args) -> anyhow::Result<Exit> {
+    if let (Backend::Live, Some(lb)) = (a.backend, a.lb) {
+        let lb = clap::ValueEnum::to_possible_value(&lb).map(|v| v.get_name().to_string());
+        anyhow::bail!(
+            "--lb {} cannot be used with --backend live: the live backend already carries the load-balancer steps out on the real load balancer",
+            lb.unwrap_or_default()
+        );
+    }
     let plan = crate::offline::read_plan(&a.plan)?;
     let opts = haops::apply::ApplyOptions {
         load_balancer: a.lb.map(Into::into),
@@ -82,18 +89,25 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     };
     let outcome = &applied.outcome;
     match a.output {
-        Output::Json => crate::print_json(outcome)?,
         Output::Text => outln!("{}", text(outcome)),
+        o => crate::print_doc(o, "ApplyOutcome", outcome)?,
     }
     if let Some(m) = &applied.measured {
         let table = measure::finish(&a.measure, m)?;
         match a.output {
             Output::Text => out!("{table}"),
-            Output::Json => eprint!("{table}"),
+            _ => eprint!("{table}"),
         }
     }
     Ok(match outcome {
         Outcome::Completed | Outcome::DryRun { .. } => Exit::Ok,
+        Outcome::AwaitingConfirmation { step, .. } => {
+            let mut more = vec!["--confirm", step.as_str()];
+            if !a.resume {
+                more.insert(0, "--resume");
+            }
+            crate::waiting_for(&more)
+        }
         _ => Exit::Deny,
     })
 }
@@ -110,7 +124,7 @@ fn text(outcome: &Outcome) -> String {
             format!("BLOCKED before {step}:\n  {}", reasons.join("\n  "))
         }
         Outcome::AwaitingConfirmation { step, instruction } => format!(
-            "WAITING for a person: {instruction}\nthen: hacli apply ... --resume --confirm {step}"
+            "WAITING for a person: {instruction}\nthen confirm step {step} (the command is on stderr)"
         ),
         Outcome::RolledBack { phase, step, error } => format!(
             "FAILED at {step}: {error}\nphase {phase} was rolled back; fix the cause and resume"

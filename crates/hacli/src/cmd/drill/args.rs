@@ -106,7 +106,7 @@ pub struct Args {
     pub ssh_identity: Option<PathBuf>,
     /// known_hosts for `--kill apiserver` and `--planned` (default: the
     /// topology's, ~/.ssh/known_hosts; host keys are checked).
-    #[arg(long, visible_alias = "ssh-known-hosts")]
+    #[arg(long, alias = "ssh-known-hosts")]
     pub known_hosts: Option<PathBuf>,
     /// Use sudo for the kill.
     #[arg(long)]

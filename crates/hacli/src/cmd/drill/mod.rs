@@ -103,8 +103,8 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         eprintln!("drill: wrote {}", path.display());
     }
     match a.output {
-        Output::Json => crate::print_json(&report)?,
         Output::Text => out!("{}", text::summary(&report)),
+        o => crate::print_doc(o, "DrillReport", &report)?,
     }
     Ok(match haops::drill::exit_code(&report) {
         0 => Exit::Ok,
