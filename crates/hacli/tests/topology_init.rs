@@ -235,6 +235,20 @@ fn from_the_cluster_the_masters_endpoint_and_etcd_members_are_written() {
         "{}",
         text(&o)
     );
+    // A context the kubeconfig does not have is named; the one it has is used.
+    let o = hacli(&[
+        "topology",
+        "init",
+        "--from-cluster",
+        "--kubeconfig",
+        kc,
+        "--lb",
+        "haproxy",
+        "--context",
+        "nope",
+    ]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("nope"), "{}", text(&o));
     api.store.reset_request_counts();
     let out = dir.path().join("t.yaml");
     let o = hacli(&[
@@ -243,6 +257,8 @@ fn from_the_cluster_the_masters_endpoint_and_etcd_members_are_written() {
         "--from-cluster",
         "--kubeconfig",
         kc,
+        "--context",
+        "c",
         "--lb",
         "haproxy",
         "-O",

@@ -13,11 +13,15 @@ use kubeadm::discover::Discovered;
 use crate::Error;
 use crate::observe::runtime;
 
-/// Read the cluster `kubeconfig` (else kube's inference) reaches, each
-/// request under `deadline`.
-pub fn discover(kubeconfig: Option<&Path>, deadline: Duration) -> Result<Discovered, Error> {
+/// Read the cluster `kubeconfig` (else kube's inference) reaches, in its
+/// `context` (else the current one), each request under `deadline`.
+pub fn discover(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+    deadline: Duration,
+) -> Result<Discovered, Error> {
     runtime()?.block_on(async {
-        let client = kubeadm::kube_client(kubeconfig).await?;
+        let client = kubeadm::discover::client(kubeconfig, context).await?;
         Ok(kubeadm::discover::discover(&client, deadline).await?)
     })
 }

@@ -59,6 +59,35 @@ async fn timed<T>(
     }
 }
 
+/// A client for `context` of `kubeconfig` (else of KUBECONFIG or
+/// ~/.kube/config); without a context, [`crate::kube_client`]'s (the
+/// current context, or the in-cluster service account).
+pub async fn client(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<kube::Client, Error> {
+    let Some(context) = context else {
+        return crate::kube_client(kubeconfig).await;
+    };
+    let bad = |e: Box<dyn std::error::Error + Send + Sync>| Error::KubeConfig {
+        path: kubeconfig.map(Into::into),
+        source: e,
+    };
+    let options = kube::config::KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| bad(Box::new(e)))?;
+            kube::Config::from_custom_kubeconfig(kc, &options).await
+        }
+        None => kube::Config::from_kubeconfig(&options).await,
+    }
+    .map_err(|e| bad(Box::new(e)))?;
+    crate::client_for(config).map_err(|e| bad(Box::new(e)))
+}
+
 /// Read what the cluster says; each request under `deadline`.
 pub async fn discover(client: &kube::Client, deadline: Duration) -> Result<Discovered, Error> {
     let mut d = Discovered::default();

@@ -76,6 +76,9 @@ pub struct InitArgs {
     /// kubeconfig for --from-cluster; by default KUBECONFIG, ~/.kube/config.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context for --from-cluster; its current one by default.
+    #[arg(long)]
+    pub context: Option<String>,
     /// How long each read of the cluster may take.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub deadline: Duration,
@@ -143,7 +146,7 @@ pub fn run(a: InitArgs) -> anyhow::Result<Exit> {
     }
     let mut s = flags(&a);
     if a.from_cluster {
-        let d = haops::init::discover(a.kubeconfig.as_deref(), a.deadline)?;
+        let d = haops::init::discover(a.kubeconfig.as_deref(), a.context.as_deref(), a.deadline)?;
         s = haops::init::skeleton(&d, s)?;
     } else if s.cluster.is_empty() {
         s.cluster = "kubernetes".into();
