@@ -127,6 +127,11 @@ enum Command {
     Completions(cmd::completions::Args),
     /// Print the manual page (roff), e.g. `hacli man | man -l -`.
     Man(cmd::completions::ManArgs),
+    /// Parse the arguments after `--` as a hacli command line and say
+    /// whether they are accepted; runs nothing (the documentation's test
+    /// checks every command the docs show this way).
+    #[command(hide = true)]
+    ParseArgs(cmd::completions::ParseArgs),
 }
 
 /// Output format shared by every command.
@@ -213,6 +218,7 @@ fn main() -> ExitCode {
         Command::ReconcileConfig(a) => cmd::reconcile_config::run(*a),
         Command::Completions(a) => cmd::completions::run(a),
         Command::Man(a) => cmd::completions::man(a),
+        Command::ParseArgs(a) => cmd::completions::parse_args(a),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

@@ -50,6 +50,7 @@ pub mod replace;
 pub mod rules;
 pub mod silence;
 pub mod simulate;
+pub mod skeleton;
 pub mod source;
 pub mod state;
 pub mod status;

@@ -23,6 +23,7 @@ pub mod drill;
 pub mod error;
 pub mod events;
 pub mod gate;
+pub mod init;
 pub mod inventory;
 pub mod journal;
 pub mod lb;

@@ -77,6 +77,7 @@
 pub mod addresses;
 pub mod config;
 pub mod control_plane;
+pub mod discover;
 pub mod drill;
 pub mod error;
 #[doc(hidden)]

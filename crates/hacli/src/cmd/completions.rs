@@ -35,6 +35,103 @@ pub struct ManArgs {
     pub markdown: bool,
 }
 
+/// Arguments of the hidden `hacli parse-args [--known-flags] -- ARGS...`.
+#[derive(Debug, clap::Args)]
+pub struct ParseArgs {
+    /// Only check that every flag in ARGS exists (an alias counts) on the
+    /// subcommand the leading words name; `a|b` names either subcommand.
+    /// For synopses with placeholders, such as `lb drain|ready NODE`.
+    #[arg(long)]
+    pub known_flags: bool,
+    /// A hacli command line without the leading `hacli`.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// Whether clap accepts ARGS as a hacli command line (exit 0, `accepted`),
+/// or its error (exit 2). Nothing is run.
+pub fn parse_args(a: ParseArgs) -> anyhow::Result<Exit> {
+    if a.known_flags {
+        return known_flags(&a.args);
+    }
+    let line = std::iter::once("hacli".to_string()).chain(a.args);
+    match Cli::command().try_get_matches_from(line) {
+        Ok(_) => {
+            outln!("accepted");
+            Ok(Exit::Ok)
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            outln!("accepted");
+            Ok(Exit::Ok)
+        }
+        Err(e) => {
+            eprint!("{}", e.render());
+            Ok(Exit::Usage)
+        }
+    }
+}
+
+/// Every `--long` / `-s` flag in `args` exists on the subcommand(s) the
+/// leading words name (or on one of them, for `a|b`).
+fn known_flags(args: &[String]) -> anyhow::Result<Exit> {
+    let mut root = Cli::command();
+    // Global flags are propagated to the subcommands by the build.
+    root.build();
+    let mut at: Vec<&clap::Command> = vec![&root];
+    let mut words = args.iter().peekable();
+    while let Some(w) = words.next_if(|w| !w.starts_with('-')) {
+        let next: Vec<&clap::Command> = w
+            .split('|')
+            .flat_map(|name| at.iter().filter_map(move |c| c.find_subcommand(name)))
+            .collect();
+        if next.is_empty() {
+            break;
+        }
+        at = next;
+    }
+    let path: Vec<&str> = at.iter().map(|c| c.get_name()).collect();
+    let mut unknown = Vec::new();
+    for flag in words.filter(|w| w.starts_with('-') && w.len() > 1 && *w != "--") {
+        let name = flag.split('=').next().unwrap_or(flag);
+        let known = ["--help", "-h", "--version", "-V"].contains(&name)
+            || at.iter().any(|c| has_flag(c, name));
+        if !known {
+            unknown.push(name.to_string());
+        }
+    }
+    if unknown.is_empty() {
+        outln!("accepted");
+        return Ok(Exit::Ok);
+    }
+    eprintln!(
+        "error: `hacli {}` has no {}",
+        path.join("|"),
+        unknown.join(", ")
+    );
+    Ok(Exit::Usage)
+}
+
+fn has_flag(c: &clap::Command, name: &str) -> bool {
+    c.get_arguments().any(|a| match name.strip_prefix("--") {
+        Some(long) => {
+            a.get_long() == Some(long) || a.get_all_aliases().is_some_and(|al| al.contains(&long))
+        }
+        None => name.strip_prefix('-').is_some_and(|s| {
+            let mut chars = s.chars();
+            let (Some(ch), None) = (chars.next(), chars.next()) else {
+                return false;
+            };
+            a.get_short() == Some(ch)
+                || a.get_all_short_aliases().is_some_and(|al| al.contains(&ch))
+        }),
+    })
+}
+
 /// Print the completion script.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
     let mut cmd = Cli::command();

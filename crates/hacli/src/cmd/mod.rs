@@ -23,6 +23,7 @@ pub mod simulate;
 pub mod snapshot;
 pub mod status;
 pub mod topology;
+pub mod topology_init;
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! `hacli topology validate FILE`.
+//! `hacli topology validate FILE` and `hacli topology init`.
 
 use std::path::PathBuf;
 
@@ -22,15 +22,24 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Write a starting topology from flags (`--master NAME=ADDR`, `--vip`,
+    /// `--lb`, ...) or from the running cluster (`--from-cluster`,
+    /// read-only), with `# FILL IN` comments for what neither says. What it
+    /// writes passes `validate`. Exit 0 written, 2 bad input, 3 the cluster
+    /// did not answer.
+    Init(Box<super::topology_init::InitArgs>),
 }
 
 /// Run.
 pub fn run(c: Command) -> anyhow::Result<Exit> {
-    let Command::Validate {
-        file,
-        output,
-        strict,
-    } = c;
+    let (file, output, strict) = match c {
+        Command::Validate {
+            file,
+            output,
+            strict,
+        } => (file, output, strict),
+        Command::Init(a) => return super::topology_init::run(*a),
+    };
     let report = match Topology::load(&file) {
         Ok((_, report)) => report,
         Err(hacore::Error::Invalid { errors, .. }) => Report {
