@@ -39,6 +39,10 @@ pub enum Error {
         /// The journal file.
         journal: String,
     },
+    /// An etcd snapshot could not be taken, checked, restored or kept
+    /// (its own exit code: 1 integrity refused, 2 bad input, 3 unreachable).
+    #[error(transparent)]
+    Snapshot(#[from] kubeadm::snapshot::SnapshotError),
     /// Something needed could not be reached or read (exit 3).
     #[error("{0}")]
     Unreachable(String),
@@ -57,6 +61,7 @@ impl Error {
                 LbError::Config(_) | LbError::Auth { .. } | LbError::Invalid { .. },
             ) => 2,
             Error::LoadBalancer(_) => 3,
+            Error::Snapshot(e) => i32::from(e.exit_code()),
             _ => 2,
         }
     }

@@ -85,7 +85,9 @@ where
     let limit = deadline(reach);
     runtime()?.block_on(async {
         let work = async {
-            let client = kubeadm::kube_client(reach.kubeconfig.as_deref()).await?;
+            let client =
+                kubeadm::kube_client_in(reach.kubeconfig.as_deref(), reach.context.as_deref())
+                    .await?;
             f(DisruptionLock::new(client, lease.clone())).await
         };
         match tokio::time::timeout(limit, work).await {

@@ -65,6 +65,8 @@ pub struct Reach {
     /// kubeconfig file; None: kube's inference (KUBECONFIG, ~/.kube/config,
     /// the in-cluster service account).
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context; None: its current context.
+    pub context: Option<String>,
     /// etcd client URLs; empty: the topology's `etcd.endpoints`, else every
     /// control-plane node's address on :2379.
     pub etcd_endpoints: Vec<String>,
@@ -104,6 +106,7 @@ impl Default for Reach {
     fn default() -> Self {
         Reach {
             kubeconfig: None,
+            context: None,
             etcd_endpoints: Vec::new(),
             etcd_tls: EtcdTlsOverrides::default(),
             deadline: Duration::from_secs(2),
@@ -197,6 +200,7 @@ impl Reach {
         };
         Ok(ObserverConfig {
             kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
             etcd_endpoints: self.etcd_endpoints.clone(),
             etcd_tls: self.etcd_tls.clone(),
             deadline: self.deadline,
@@ -217,6 +221,7 @@ impl Reach {
         let defaults = kubeadm::control_plane::ControlPlaneOptions::default();
         kubeadm::control_plane::ControlPlaneOptions {
             kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
             etcd_endpoints: self.etcd_endpoints.clone(),
             etcd_tls: self.etcd_tls.clone(),
             apiserver_port: self.apiserver_port,

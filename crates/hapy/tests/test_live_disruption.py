@@ -76,7 +76,7 @@ def test_the_live_disruption_example_reboots_a_worker_and_puts_it_back(tmp_path:
         assert any(r.get("step") == "reboot/w1/reboot" and r["event"] == "done" for r in records), records
         # The node is back: schedulable, Ready.
         state = hapy.observe(
-            lab["topology"], kubeconfig=lab["kubeconfig"], etcd=lab["etcd"], etcd_pki=lab["etcd_pki"], timeout=10.0
+            lab["topology"], kubeconfig=lab["kubeconfig"], etcd=lab["etcd"], etcd_pki=lab["etcd_pki"], deadline=10.0
         ).to_dict()
         [w1] = [n for n in state["nodes"] if n["name"] == "w1"]
         assert w1["cordoned"] is False and w1["ready"] is True, w1

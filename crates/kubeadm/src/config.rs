@@ -113,6 +113,8 @@ pub const KUBEADM_ETCD_PKI: &str = "/etc/kubernetes/pki/etcd";
 pub struct ObserverConfig {
     /// kubeconfig file; None: kube's standard inference.
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context; None: its current context.
+    pub context: Option<String>,
     /// etcd client URLs; empty: the topology's `etcd.endpoints`, else every
     /// control-plane node's address on :2379.
     pub etcd_endpoints: Vec<String>,
@@ -150,6 +152,7 @@ impl std::fmt::Debug for ObserverConfig {
         };
         f.debug_struct("ObserverConfig")
             .field("kubeconfig", &self.kubeconfig)
+            .field("context", &self.context)
             .field("etcd_endpoints", &redacted(&self.etcd_endpoints))
             .field("etcd_tls", &self.etcd_tls)
             .field("deadline", &self.deadline)
@@ -172,6 +175,7 @@ impl Default for ObserverConfig {
     fn default() -> Self {
         ObserverConfig {
             kubeconfig: None,
+            context: None,
             etcd_endpoints: Vec::new(),
             etcd_tls: EtcdTlsOverrides::default(),
             deadline: Duration::from_secs(2),

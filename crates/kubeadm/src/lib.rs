@@ -106,7 +106,16 @@ pub use redact::{redact_url, redact_urls_in};
 /// Build a Kubernetes client: from `kubeconfig` if given, else by kube's
 /// standard inference.
 pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, Error> {
-    let config = kube_config(kubeconfig).await?;
+    kube_client_in(kubeconfig, None).await
+}
+
+/// [`kube_client`] with the kubeconfig's context `context` (its current
+/// context when None).
+pub async fn kube_client_in(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<kube::Client, Error> {
+    let config = kube_config_in(kubeconfig, context).await?;
     client_for(config).map_err(|e| Error::KubeConfig {
         path: kubeconfig.map(Into::into),
         source: Box::new(e),
@@ -238,16 +247,37 @@ pub(crate) fn client_and_version(
 
 /// The client configuration (see [`kube_client`]).
 pub async fn kube_config(kubeconfig: Option<&std::path::Path>) -> Result<kube::Config, Error> {
+    kube_config_in(kubeconfig, None).await
+}
+
+/// [`kube_config`] with the kubeconfig's context `context` (its current
+/// context when None).
+pub async fn kube_config_in(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<kube::Config, Error> {
+    let options = kube::config::KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
     match kubeconfig {
         Some(p) => {
             let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| Error::KubeConfig {
                 path: Some(p.into()),
                 source: Box::new(e),
             })?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            kube::Config::from_custom_kubeconfig(kc, &options)
                 .await
                 .map_err(|e| Error::KubeConfig {
                     path: Some(p.into()),
+                    source: Box::new(e),
+                })
+        }
+        None if context.is_some() => {
+            kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| Error::KubeConfig {
+                    path: None,
                     source: Box::new(e),
                 })
         }

@@ -90,7 +90,10 @@ impl LiveObserver {
     pub fn lock(&self, ttl: Duration) -> Result<LiveLock, Error> {
         let client = match &self.observer {
             Some(o) => o.client().clone(),
-            None => (self.rt).block_on(crate::kube_client(self.config.kubeconfig.as_deref()))?,
+            None => (self.rt).block_on(crate::kube_client_in(
+                self.config.kubeconfig.as_deref(),
+                self.config.context.as_deref(),
+            ))?,
         };
         Ok(LiveLock {
             rt: self.rt.clone(),
@@ -98,6 +101,7 @@ impl LiveObserver {
             ttl,
             deadline: self.config.deadline.max(Duration::from_secs(5)),
             kubeconfig: self.config.kubeconfig.clone(),
+            context: self.config.context.clone(),
             renewer: None,
         })
     }
@@ -283,7 +287,11 @@ impl Renewer {
                     let lock = match &client {
                         Some(l) => l.clone(),
                         None => {
-                            let c = crate::kube_client(target.kubeconfig.as_deref()).await?;
+                            let c = crate::kube_client_in(
+                                target.kubeconfig.as_deref(),
+                                target.context.as_deref(),
+                            )
+                            .await?;
                             let l = DisruptionLock::new(c, target.lease.clone());
                             client = Some(l.clone());
                             l
@@ -356,6 +364,7 @@ impl Drop for Renewer {
 #[derive(Debug, Clone)]
 struct ObjectRefFor {
     kubeconfig: Option<std::path::PathBuf>,
+    context: Option<String>,
     lease: crate::ObjectRef,
 }
 
@@ -367,6 +376,7 @@ pub struct LiveLock {
     ttl: Duration,
     deadline: Duration,
     kubeconfig: Option<std::path::PathBuf>,
+    context: Option<String>,
     renewer: Option<Renewer>,
 }
 
@@ -409,6 +419,7 @@ impl Lock for LiveLock {
                 self.renewer = Some(Renewer::start(
                     ObjectRefFor {
                         kubeconfig: self.kubeconfig.clone(),
+                        context: self.context.clone(),
                         lease: self.lock.lease().clone(),
                     },
                     identity.to_string(),

@@ -189,7 +189,8 @@ impl Observer {
     /// client certificates. Fails on configuration errors only; nothing is
     /// contacted yet.
     pub async fn new(topology: Topology, config: ObserverConfig) -> Result<Observer, Error> {
-        let kube_config = crate::kube_config(config.kubeconfig.as_deref()).await?;
+        let kube_config =
+            crate::kube_config_in(config.kubeconfig.as_deref(), config.context.as_deref()).await?;
         let kube_error = |e| Error::KubeConfig {
             path: config.kubeconfig.clone(),
             source: Box::new(e),

@@ -448,7 +448,7 @@ pub fn drill(
     }
     let cfg = config(topology, o, lb);
     let progress = |line: &str| emit(&sink, Event::Note(line.into()));
-    let kubeconfig = reach.kubeconfig.as_deref();
+    let kubeconfig = (reach.kubeconfig.as_deref(), reach.context.as_deref());
     let result = match o.kind {
         Kind::PowerOff => {
             let d = power_off(topology, reach, o, &sink)?;
@@ -525,7 +525,7 @@ fn planned(
         sink,
     };
     let progress = |line: &str| emit(sink, Event::Note(line.into()));
-    let kubeconfig = reach.kubeconfig.as_deref();
+    let kubeconfig = (reach.kubeconfig.as_deref(), reach.context.as_deref());
     let result = rt.block_on(sequence::run(kubeconfig, cfg, disruption, progress));
     let mut out = outcome(result)?;
     if let Outcome::Ran(report) = &mut out {

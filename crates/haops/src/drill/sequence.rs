@@ -147,12 +147,12 @@ async fn recover(
 /// Run the drill: traffic, disruption, recovery, report. `progress` gets
 /// one line per phase.
 pub(super) async fn run<D: Disruption>(
-    kubeconfig: Option<&std::path::Path>,
+    (kubeconfig, context): (Option<&std::path::Path>, Option<&str>),
     cfg: DrillConfig,
     mut disruption: D,
     progress: impl Fn(&str),
 ) -> Result<DrillReport, kubeadm::Error> {
-    let kube = kubeadm::kube_config(kubeconfig).await?;
+    let kube = kubeadm::kube_config_in(kubeconfig, context).await?;
     let traffic = kubeadm::drill::start_traffic(kube, &cfg.endpoint, cfg.traffic.clone())?;
     let started = traffic.started();
     let watcher = cfg.lb.clone().map(|l| LbWatcher::start(l, started));

@@ -580,6 +580,7 @@ impl super::KubeadmControlPlane {
     async fn disrupt_observer(&self) -> Result<Observer, super::CpError> {
         let config = crate::ObserverConfig {
             kubeconfig: self.opts.kubeconfig.clone(),
+            context: self.opts.context.clone(),
             etcd_endpoints: self.etcd_endpoints.clone(),
             etcd_tls: self.opts.etcd_tls.clone(),
             deadline: self.opts.timeout.min(Duration::from_secs(10)),

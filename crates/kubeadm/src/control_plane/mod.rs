@@ -145,6 +145,8 @@ impl CpError {
 pub struct ControlPlaneOptions {
     /// kubeconfig file; None: kube's standard inference.
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context; None: its current context.
+    pub context: Option<String>,
     /// etcd client URLs; empty: the topology's `etcd.endpoints`, else every
     /// control-plane node's address on :2379.
     pub etcd_endpoints: Vec<String>,
@@ -197,6 +199,7 @@ impl std::fmt::Debug for ControlPlaneOptions {
             .collect();
         f.debug_struct("ControlPlaneOptions")
             .field("kubeconfig", &self.kubeconfig)
+            .field("context", &self.context)
             .field("etcd_endpoints", &endpoints)
             .field("etcd_tls", &self.etcd_tls)
             .field("timeout", &self.timeout)
@@ -214,6 +217,7 @@ impl Default for ControlPlaneOptions {
     fn default() -> Self {
         ControlPlaneOptions {
             kubeconfig: None,
+            context: None,
             etcd_endpoints: Vec::new(),
             etcd_tls: EtcdTlsOverrides::default(),
             timeout: Duration::from_secs(30),
@@ -338,7 +342,7 @@ impl KubeadmControlPlane {
             .build()
             .map_err(|e| CpError::Config(format!("cannot start the async runtime: {e}")))?;
         let (kube, cluster_ca) = rt.block_on(async {
-            let config = crate::kube_config(opts.kubeconfig.as_deref())
+            let config = crate::kube_config_in(opts.kubeconfig.as_deref(), opts.context.as_deref())
                 .await
                 .map_err(|e| CpError::Config(e.chain()))?;
             let ca = config.root_cert.clone().unwrap_or_default();
