@@ -426,7 +426,7 @@ pub fn lb<'py>(
 /// `proxmox:` section. An inventory that cannot be read raises
 /// `ObserveError`.
 #[pyfunction]
-#[pyo3(signature = (action = "show", topology = None, *, **reach))]
+#[pyo3(signature = (action = "show", topology = None, **reach))]
 pub fn hypervisor<'py>(
     py: Python<'py>,
     action: &str,

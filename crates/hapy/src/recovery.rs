@@ -18,7 +18,7 @@ use crate::{ConfigError, ObserveError, PyState, PyTopology, to_py};
 /// `ops.rs`): 3 `ObserveError`, 2 `ConfigError`, else `Error` (a snapshot
 /// failing its integrity check).
 fn py_err(e: haops::Error) -> PyErr {
-    let text = kubeadm::redact_urls_in(&e.to_string());
+    let text = kubeadm::redact_urls_in(&e.to_string()).into_owned();
     match e.exit_code() {
         3 => ObserveError::new_err(text),
         2 => ConfigError::new_err(text),

@@ -43,7 +43,7 @@ def test_snapshot_check_refuses_a_file_that_is_not_a_snapshot(tmp_path: Path, cl
         hapy.snapshot(check=bad, etcdutl=tool)
     assert str(bad) in str(e.value)
     assert not isinstance(e.value, (hapy.ConfigError, hapy.ObserveError)), "refused, not bad input"
-    p = cli.run("snapshot", "--check", bad, "--etcdutl", tool)
+    p = cli.run("snapshot", "-t", HA, "--check", bad, "--etcdutl", tool)
     assert p.returncode == 1 and "integrity check failed" in p.stderr, p.stderr
 
 
@@ -65,9 +65,9 @@ def test_recover_refuses_a_bad_snapshot_before_reaching_anything(tmp_path: Path)
     assert not journal.exists(), "nothing journalled: nothing done"
 
 
-def test_recover_without_a_cluster_is_an_observe_error(tmp_path: Path) -> None:
+def test_recover_names_a_missing_kubeconfig(tmp_path: Path) -> None:
     missing = tmp_path / "missing-kubeconfig"
-    with pytest.raises(hapy.ObserveError, match="missing-kubeconfig"):
+    with pytest.raises(hapy.ConfigError, match="missing-kubeconfig"):
         hapy.recover(HA, journal=tmp_path / "j.jsonl", kubeconfig=missing, dry_run=True)
 
 
@@ -118,7 +118,7 @@ def test_remediate_is_the_clis_decision(tmp_path: Path, cli: Cli) -> None:
     p = cli.run("remediate", "-t", HA, "--state", state, "--memory", tmp_path / "cli.json")
     assert p.returncode == 0, p.stderr
     d = hapy.remediate(HA, memory=tmp_path / "py.json", state=state)
-    assert p.stdout.splitlines()[0].startswith(f"{d['decision']}: {d['node']}"), (p.stdout, d)
+    assert p.stdout.splitlines()[0].startswith(f"{d['decision']} {d['node']}: "), (p.stdout, d)
 
 
 def test_reach_keywords_are_flat_and_checked(tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ def test_reach_keywords_are_flat_and_checked(tmp_path: Path) -> None:
     with pytest.raises(hapy.ConfigError, match="deadline=-1"):
         hapy.hypervisor("show", HA, deadline=-1)
     missing = tmp_path / "missing-kubeconfig"
-    with pytest.raises(hapy.ObserveError, match="missing-kubeconfig"):
+    with pytest.raises(hapy.ConfigError, match="missing-kubeconfig"):
         hapy.reconcile_config(HA, kubeconfig=missing, context="other")
 
 
@@ -137,7 +137,7 @@ def test_the_reach_dict_still_works_for_one_release_with_a_warning(tmp_path: Pat
     missing = tmp_path / "missing-kubeconfig"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(hapy.ObserveError, match="missing-kubeconfig"):
+        with pytest.raises(hapy.ConfigError, match="missing-kubeconfig"):
             hapy.reconcile_config(HA, reach={"kubeconfig": missing, "timeout": 1.0})  # type: ignore[call-arg]
     assert [w.category for w in caught] == [DeprecationWarning], caught
     assert "reach={...} is deprecated" in str(caught[0].message)

@@ -475,7 +475,6 @@ def lb(
 def hypervisor(
     action: Literal["show"] = "show",
     topology: _TopologyLike | None = None,
-    *,
     **reach: Unpack[Reach],
 ) -> dict[str, Any]: ...
 def reconcile_config(
