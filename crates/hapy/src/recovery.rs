@@ -46,7 +46,7 @@ fn log(py: Python<'_>, lines: Vec<(bool, String)>) -> PyResult<()> {
 /// Run `f` without the GIL, its events collected for the `hapy` logger.
 fn with_events<T: Send>(
     py: Python<'_>,
-    f: impl FnOnce(&mut dyn FnMut(haops::Event)) -> Result<T, haops::Error> + Send,
+    f: impl FnOnce(&mut dyn FnMut(haops::Event)) -> PyResult<T> + Send,
 ) -> PyResult<T> {
     let mut lines = Vec::new();
     let out = py.detach(|| {
@@ -58,7 +58,7 @@ fn with_events<T: Send>(
         f(&mut events)
     });
     log(py, lines)?;
-    out.map_err(py_err)
+    out
 }
 
 /// An etcd snapshot, as `hacli snapshot` takes it: from a healthy follower
@@ -121,9 +121,7 @@ pub fn snapshot<'py>(
                 "check=...: a file checked is not copied (copy_to, copy_over_ssh are for a snapshot taken)",
             ));
         }
-        let checked = py
-            .detach(|| haops::snapshot::check(&file, &opts))
-            .map_err(py_err)?;
+        let checked = py.detach(|| haops::snapshot::check(&file, &opts).map_err(py_err))?;
         return to_py(py, &checked);
     }
     let Some(topology) = topology else {
@@ -133,7 +131,7 @@ pub fn snapshot<'py>(
     };
     let topology = PyTopology::coerce(topology)?.into_owned();
     let taken = with_events(py, |events| {
-        haops::snapshot::take(&topology, &reach, &opts, events)
+        haops::snapshot::take(&topology, &reach, &opts, events).map_err(py_err)
     })?;
     to_py(py, &taken)
 }
@@ -184,7 +182,7 @@ pub fn recover<'py>(
         serving_bound: seconds("serving_bound", serving_bound)?,
     };
     let report = with_events(py, |events| {
-        haops::recover::run(&topology, &reach, &opts, events)
+        haops::recover::run(&topology, &reach, &opts, events).map_err(py_err)
     })?;
     to_py(py, &report)
 }
@@ -248,12 +246,12 @@ pub fn remediate<'py>(
     let state = match state {
         Some(s) => PyState::coerce(s, &topology)?.into_owned(),
         None => {
-            let seen = py.detach(|| haops::observe::observe(&topology, &reach, None));
-            seen.map_err(py_err)?.state
+            let seen =
+                py.detach(|| haops::observe::observe(&topology, &reach, None).map_err(py_err));
+            seen?.state
         }
     };
-    let decided = py
-        .detach(|| haops::remediate::decide_once(&topology, &state, &opts, now))
-        .map_err(py_err)?;
+    let decided =
+        py.detach(|| haops::remediate::decide_once(&topology, &state, &opts, now).map_err(py_err))?;
     to_py(py, &decided)
 }
