@@ -115,6 +115,10 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
         etcdutl: a.etcdutl.clone(),
         deadline: a.timeout,
     };
+    // The tools first: a host without etcdutl says so before anything else.
+    if let Err(e) = haops::snapshot::tools(opts.etcdutl.as_deref()) {
+        return fail(e);
+    }
     if let Some(file) = &a.check {
         return check(&a, &opts, file);
     }
