@@ -387,6 +387,7 @@ def test_snapshot_from_the_real_etcd_is_checked_restored_copied_and_kept(
     path = Path(first["path"])
     assert path.parent == snaps and (path.stat().st_mode & 0o777) == 0o600
     assert [Path(c).parent for c in first["copies"]] == [copies], first
+    time.sleep(1.1)  # snapshot names carry the second they were taken in
     second = hapy.snapshot(lab["topology"], keep=1, **kw)
     assert second["removed"] == [str(path)] and not path.exists(), second
     checked = hapy.snapshot(check=second["path"], etcdutl=tool)
