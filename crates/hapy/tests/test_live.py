@@ -356,7 +356,7 @@ def etcdutl() -> Path:
 
 
 def test_snapshot_from_the_real_etcd_is_checked_restored_copied_and_kept(
-    lab: dict[str, Any], tmp_path: Path, cli: Cli
+    lab: dict[str, Any], tmp_path: Path, cli: Cli, caplog: pytest.LogCaptureFixture
 ) -> None:
     """hapy.snapshot against the lab's etcd (3 members, TLS): taken from a
     follower, integrity-checked, restored into a throwaway etcd, copied,
@@ -381,7 +381,10 @@ def test_snapshot_from_the_real_etcd_is_checked_restored_copied_and_kept(
     )
     print(f"snapshot with restore check: {time.monotonic() - started:.1f}s")
     assert first["tool"] == "hacli etcd snapshot" and first["verified"] is True, first
-    assert first["member"] != lab["leader"], "taken from a follower while one is healthy"
+    # Taken from a follower while one is healthy (the leader moves during
+    # this module's tests: the warning says when the leader was used).
+    assert first["member"] in lab["masters"], first
+    assert not [r for r in caplog.records if "taken from the leader" in r.getMessage()], caplog.text
     assert first["restore"]["key"] == "/hapy-test/snapshot", first
     assert first["restore"]["revision"] >= first["revision"] > 0, first
     path = Path(first["path"])
