@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         r = hapy.disrupt(
             "reboot", a.node, a.topology, journal=a.journal, backend="live", policy=a.policy,
-            resume=a.resume, kubeconfig=a.kubeconfig, etcd=a.etcd, etcd_pki=a.etcd_pki, timeout=10.0,
+            resume=a.resume, kubeconfig=a.kubeconfig, etcd=a.etcd, etcd_pki=a.etcd_pki, deadline=10.0,
         )
     except hapy.Error as e:
         print(f"error: {e}", file=sys.stderr)

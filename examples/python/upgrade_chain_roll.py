@@ -17,7 +17,7 @@ in JOURNAL_DIR/sim.json); --fail OP/NODE injects a failure, e.g.
 `--fail upgrade/k8s-master-2`. With --backend live it runs on the cluster,
 as `hacli roll --backend live` does: --kubeconfig and --etcd-pki reach it
 (else KUBECONFIG and the topology's etcd.pki), the nodes over SSH with
---ssh-identity and --ssh-known-hosts (else the topology's `ssh`), the load
+--ssh-identity and --known-hosts (else the topology's `ssh`), the load
 balancer as the topology says. Exit codes are the CLI's: 0 every node done,
 1 the roll stopped, 2 bad input or the cluster could not be reached.
 """
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kubeconfig", type=Path, help="live: the cluster's kubeconfig")
     p.add_argument("--etcd-pki", type=Path, help="live: etcd's CA and client pair (kubeadm layout)")
     p.add_argument("--ssh-identity", type=Path, help="live: the nodes' SSH key")
-    p.add_argument("--ssh-known-hosts", type=Path, help="live: the nodes' known_hosts")
+    p.add_argument("--known-hosts", type=Path, help="live: the nodes' known_hosts")
     a = p.parse_args(argv)
     live: dict[str, Any] = {}
     if a.backend == "live":
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             "kubeconfig": a.kubeconfig,
             "etcd_pki": a.etcd_pki,
             "ssh_identity": a.ssh_identity,
-            "ssh_known_hosts": a.ssh_known_hosts,
-            "timeout": 6.0,
+            "known_hosts": a.known_hosts,
+            "deadline": 6.0,
         }
     try:
         report = hapy.roll(

@@ -39,6 +39,10 @@ pub enum Error {
         /// The journal file.
         journal: String,
     },
+    /// An etcd snapshot could not be taken, checked, restored or kept
+    /// (its own exit code: 1 integrity refused, 2 bad input, 3 unreachable).
+    #[error(transparent)]
+    Snapshot(#[from] kubeadm::snapshot::SnapshotError),
     /// Something needed could not be reached or read (exit 3).
     #[error("{0}")]
     Unreachable(String),
@@ -58,6 +62,7 @@ impl Error {
             ) => 2,
             Error::LoadBalancer(_) => 3,
             Error::Refused(r) => r.exit_code(),
+            Error::Snapshot(e) => i32::from(e.exit_code()),
             _ => 2,
         }
     }

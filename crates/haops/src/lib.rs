@@ -36,6 +36,7 @@ pub mod reconcile;
 pub mod recover;
 pub mod remediate;
 pub mod silence;
+pub mod snapshot;
 
 pub use connect::Live;
 pub use error::Error;

@@ -15,9 +15,13 @@ use hacore::ClusterState;
 use hacore::Topology;
 use hacore::backend::Observer;
 use hacore::disrupt::{Lock, LockAnswer};
-use hacore::remediation::{Attempt, Decision, Memory, Policy, decide};
-use jiff::Timestamp;
+use std::path::{Path, PathBuf};
 
+use hacore::remediation::{Attempt, Decision, Memory, Policy, decide, metrics};
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::Error;
 use crate::events::Event;
 
 /// One tick at `now` (then `now_after()` for the end of a replacement).
@@ -107,6 +111,77 @@ pub fn tick(
     }
     events(Event::Note(d.line()));
     d
+}
+
+/// What one decision (`hacli remediate`, `hapy.remediate`) is asked
+/// besides the cluster's state.
+#[derive(Debug, Clone)]
+pub struct Once {
+    /// The policy.
+    pub policy: Policy,
+    /// Where the loop's memory lives between decisions (read if it exists,
+    /// written back).
+    pub memory: PathBuf,
+    /// Where to write the decision as Prometheus text, if anywhere.
+    pub metrics: Option<PathBuf>,
+}
+
+/// One decision with the memory it leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decided {
+    /// The decision (`decision`: healthy, wait, replace, refused,
+    /// cancelled; `node`, `reason`).
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// The memory written back.
+    pub memory: Memory,
+}
+
+/// The memory file: empty when it does not exist yet; one that does not
+/// parse is an error naming it (never a fresh memory: the retry budget
+/// would be forgotten).
+pub fn read_memory(path: &Path) -> Result<Memory, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Setting {
+            what: format!("memory {}:{}:{}", path.display(), e.line(), e.column()),
+            why: format!("not a remediation memory: {e}"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Memory::default()),
+        Err(e) => Err(Error::Setting {
+            what: format!("memory {}", path.display()),
+            why: e.to_string(),
+        }),
+    }
+}
+
+/// Decide once from `state` at `now` (`hacore::remediation::decide`),
+/// remembering in `opts.memory`; the decision's metrics written when asked.
+/// Nothing is acted on: a `replace` decision is carried out by
+/// `replace-master --dead`, or by [`tick`] under the lock.
+pub fn decide_once(
+    topology: &Topology,
+    state: &ClusterState,
+    opts: &Once,
+    now: Timestamp,
+) -> Result<Decided, Error> {
+    let mut memory = read_memory(&opts.memory)?;
+    let decision = decide(topology, state, &mut memory, &opts.policy, now);
+    let write = |p: &Path, text: String| {
+        std::fs::write(p, text).map_err(|e| Error::Setting {
+            what: p.display().to_string(),
+            why: format!("cannot write: {e}"),
+        })
+    };
+    let text = serde_json::to_string_pretty(&memory).map_err(|e| Error::Setting {
+        what: "memory".into(),
+        why: e.to_string(),
+    })?;
+    write(&opts.memory, text)?;
+    if let Some(p) = &opts.metrics {
+        write(p, metrics(&decision, &memory, &opts.policy, now))?;
+    }
+    Ok(Decided { decision, memory })
 }
 
 #[cfg(test)]

@@ -100,9 +100,10 @@ impl Where {
 #[cfg_attr(not(feature = "live"), allow(dead_code))]
 struct Reach {
     kubeconfig: Option<PathBuf>,
+    context: Option<String>,
     etcd: Option<Vec<String>>,
     etcd_pki: Option<PathBuf>,
-    timeout: f64,
+    deadline: f64,
     member_timeout: f64,
     kill_switch: String,
     lock_lease: String,
@@ -112,7 +113,7 @@ struct Reach {
     lb_runtime_api: Option<String>,
     lock_ttl: f64,
     ssh_identity: Option<PathBuf>,
-    ssh_known_hosts: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
     accept_new_host_key: bool,
     alertmanager_url: Option<String>,
     alertmanager_timeout: f64,
@@ -163,9 +164,10 @@ fn what(
 /// `backend="simulated"` rehearses it on the InMemoryCluster double kept
 /// in `sim_state` (`fail`: injected failures, `OP/NODE`);
 /// `backend="live"` runs it on the cluster, as `hacli disrupt --backend
-/// live` does: reached as `hapy.observe` reaches it (`kubeconfig`, `etcd`,
+/// live` does: reached as `hapy.observe` reaches it (`kubeconfig`,
+/// `context`, `etcd`,
 /// `etcd_pki`, ...), the nodes over SSH (`ssh_identity`,
-/// `ssh_known_hosts`, else the topology's `ssh`), the load balancer
+/// `known_hosts`, else the topology's `ssh`), the load balancer
 /// through the topology's `loadBalancer.manage`, else HAProxy's runtime
 /// API (`lb_runtime_api`), the disruption Lease `lock_lease` held for at
 /// most `lock_ttl` seconds. With `alertmanager_url`, the alerts the
@@ -176,11 +178,12 @@ fn what(
     action, node, topology, *, journal, sim_state = None, backend = "simulated", version = None,
     command = None, policy = None, identity = None, idle_bound = 30.0, drain = None,
     first = None, fail = None, resume = false, dry_run = false,
-    kubeconfig = None, etcd = None, etcd_pki = None, timeout = 2.0, member_timeout = 1.0,
+    kubeconfig = None, context = None, etcd = None, etcd_pki = None, deadline = 2.0,
+    member_timeout = 1.0,
     kill_switch = "kube-system/hacli-kill-switch",
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
     prometheus_url = None, apiserver_port = None, lb_runtime_api = None, lock_ttl = 3600.0,
-    ssh_identity = None, ssh_known_hosts = None, accept_new_host_key = false,
+    ssh_identity = None, known_hosts = None, accept_new_host_key = false,
     alertmanager_url = None, alertmanager_timeout = 5.0
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -203,9 +206,10 @@ pub fn disrupt<'py>(
     resume: bool,
     dry_run: bool,
     kubeconfig: Option<PathBuf>,
+    context: Option<String>,
     etcd: Option<Vec<String>>,
     etcd_pki: Option<PathBuf>,
-    timeout: f64,
+    deadline: f64,
     member_timeout: f64,
     kill_switch: &str,
     lock_lease: &str,
@@ -215,7 +219,7 @@ pub fn disrupt<'py>(
     lb_runtime_api: Option<String>,
     lock_ttl: f64,
     ssh_identity: Option<PathBuf>,
-    ssh_known_hosts: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
     accept_new_host_key: bool,
     alertmanager_url: Option<String>,
     alertmanager_timeout: f64,
@@ -227,9 +231,10 @@ pub fn disrupt<'py>(
     )?;
     let reach = Reach {
         kubeconfig,
+        context,
         etcd,
         etcd_pki,
-        timeout,
+        deadline,
         member_timeout,
         kill_switch: kill_switch.to_string(),
         lock_lease: lock_lease.to_string(),
@@ -239,7 +244,7 @@ pub fn disrupt<'py>(
         lb_runtime_api,
         lock_ttl,
         ssh_identity,
-        ssh_known_hosts,
+        known_hosts,
         accept_new_host_key,
         alertmanager_url,
         alertmanager_timeout,
@@ -262,11 +267,12 @@ pub fn disrupt<'py>(
     action, topology, *, journal_dir, sim_state = None, backend = "simulated", nodes = None,
     version = None, command = None, soak = 0.0, policy = None, identity = None,
     idle_bound = 30.0, drain = None, first = None, fail = None, resume = false, dry_run = false,
-    kubeconfig = None, etcd = None, etcd_pki = None, timeout = 2.0, member_timeout = 1.0,
+    kubeconfig = None, context = None, etcd = None, etcd_pki = None, deadline = 2.0,
+    member_timeout = 1.0,
     kill_switch = "kube-system/hacli-kill-switch",
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
     prometheus_url = None, apiserver_port = None, lb_runtime_api = None, lock_ttl = 3600.0,
-    ssh_identity = None, ssh_known_hosts = None, accept_new_host_key = false,
+    ssh_identity = None, known_hosts = None, accept_new_host_key = false,
     alertmanager_url = None, alertmanager_timeout = 5.0
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -290,9 +296,10 @@ pub fn roll<'py>(
     resume: bool,
     dry_run: bool,
     kubeconfig: Option<PathBuf>,
+    context: Option<String>,
     etcd: Option<Vec<String>>,
     etcd_pki: Option<PathBuf>,
-    timeout: f64,
+    deadline: f64,
     member_timeout: f64,
     kill_switch: &str,
     lock_lease: &str,
@@ -302,7 +309,7 @@ pub fn roll<'py>(
     lb_runtime_api: Option<String>,
     lock_ttl: f64,
     ssh_identity: Option<PathBuf>,
-    ssh_known_hosts: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
     accept_new_host_key: bool,
     alertmanager_url: Option<String>,
     alertmanager_timeout: f64,
@@ -316,9 +323,10 @@ pub fn roll<'py>(
     let nodes = nodes.unwrap_or_default();
     let reach = Reach {
         kubeconfig,
+        context,
         etcd,
         etcd_pki,
-        timeout,
+        deadline,
         member_timeout,
         kill_switch: kill_switch.to_string(),
         lock_lease: lock_lease.to_string(),
@@ -328,7 +336,7 @@ pub fn roll<'py>(
         lb_runtime_api,
         lock_ttl,
         ssh_identity,
-        ssh_known_hosts,
+        known_hosts,
         accept_new_host_key,
         alertmanager_url,
         alertmanager_timeout,
@@ -417,12 +425,13 @@ mod imp {
                 .map_err(|e: String| ConfigError::new_err(format!("lb_runtime_api={e}")))?;
             haops::Reach {
                 kubeconfig: self.kubeconfig.clone(),
+                context: self.context.clone(),
                 etcd_endpoints: self.etcd.clone().unwrap_or_default(),
                 etcd_tls: kubeadm::EtcdTlsOverrides {
                     pki: self.etcd_pki.clone(),
                     ..Default::default()
                 },
-                deadline: duration("timeout", self.timeout)?,
+                deadline: duration("deadline", self.deadline)?,
                 member_timeout: duration("member_timeout", self.member_timeout)?,
                 kill_switch: self.kill_switch.clone(),
                 lock_lease: self.lock_lease.clone(),
@@ -432,7 +441,7 @@ mod imp {
                 lb_runtime_api,
                 ssh: haops::reach::SshReach {
                     identity: self.ssh_identity.clone(),
-                    known_hosts: self.ssh_known_hosts.clone(),
+                    known_hosts: self.known_hosts.clone(),
                     accept_new_host_key: self.accept_new_host_key,
                 },
                 ..haops::Reach::default()

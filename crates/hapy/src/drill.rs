@@ -101,9 +101,10 @@ struct Args {
     known_hosts: Option<PathBuf>,
     accept_new_host_key: bool,
     kubeconfig: Option<PathBuf>,
+    context: Option<String>,
     etcd: Option<Vec<String>>,
     etcd_pki: Option<PathBuf>,
-    timeout: f64,
+    deadline: f64,
     member_timeout: f64,
     lb_runtime_api: Option<String>,
     proxmox: Option<String>,
@@ -135,8 +136,8 @@ struct Args {
     down_for = 20.0, after = 5.0, recovery_timeout = 300.0, request_timeout = 2.0,
     path = "/api/v1/namespaces/kube-system", keep_alive = false, skip_gate = false,
     policy = None, ssh_user = "root", ssh_port = 22, ssh_sudo = false, ssh_identity = None,
-    known_hosts = None, accept_new_host_key = false, kubeconfig = None, etcd = None,
-    etcd_pki = None, timeout = 2.0, member_timeout = 1.0, lb_runtime_api = None,
+    known_hosts = None, accept_new_host_key = false, kubeconfig = None, context = None,
+    etcd = None, etcd_pki = None, deadline = 2.0, member_timeout = 1.0, lb_runtime_api = None,
     proxmox = None, proxmox_fingerprint = None, proxmox_ca = None, proxmox_insecure = false,
     proxmox_token_env = None, on_event = None
 ))]
@@ -169,9 +170,10 @@ pub fn drill(
     known_hosts: Option<PathBuf>,
     accept_new_host_key: bool,
     kubeconfig: Option<PathBuf>,
+    context: Option<String>,
     etcd: Option<Vec<String>>,
     etcd_pki: Option<PathBuf>,
-    timeout: f64,
+    deadline: f64,
     member_timeout: f64,
     lb_runtime_api: Option<String>,
     proxmox: Option<String>,
@@ -206,9 +208,10 @@ pub fn drill(
         known_hosts,
         accept_new_host_key,
         kubeconfig,
+        context,
         etcd,
         etcd_pki,
-        timeout,
+        deadline,
         member_timeout,
         lb_runtime_api,
         proxmox,
@@ -312,12 +315,13 @@ mod imp {
             .map_err(|e: String| ConfigError::new_err(format!("lb_runtime_api={e}")))?;
         haops::Reach {
             kubeconfig: a.kubeconfig.clone(),
+            context: a.context.clone(),
             etcd_endpoints: a.etcd.clone().unwrap_or_default(),
             etcd_tls: kubeadm::EtcdTlsOverrides {
                 pki: a.etcd_pki.clone(),
                 ..Default::default()
             },
-            deadline: seconds("timeout", a.timeout)?,
+            deadline: seconds("deadline", a.deadline)?,
             member_timeout: seconds("member_timeout", a.member_timeout)?,
             lb_runtime_api,
             ssh: haops::reach::SshReach {

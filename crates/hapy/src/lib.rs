@@ -28,6 +28,10 @@ mod drill;
 mod live;
 #[cfg(feature = "live")]
 mod ops;
+#[cfg(feature = "live")]
+mod reach;
+#[cfg(feature = "live")]
+mod recovery;
 
 create_exception!(
     hapy,
@@ -1040,6 +1044,9 @@ fn _hapy(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(ops::lb, m)?,
         wrap_pyfunction!(ops::hypervisor, m)?,
         wrap_pyfunction!(ops::reconcile_config, m)?,
+        wrap_pyfunction!(recovery::snapshot, m)?,
+        wrap_pyfunction!(recovery::recover, m)?,
+        wrap_pyfunction!(recovery::remediate, m)?,
     ] {
         m.add_function(f)?;
     }

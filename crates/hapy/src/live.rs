@@ -20,9 +20,10 @@ use crate::{PyPolicy, PyState, PyTopology, PyVerdict, datetime};
 #[cfg_attr(not(feature = "live"), allow(dead_code))]
 pub(crate) struct Reach {
     pub(crate) kubeconfig: Option<PathBuf>,
+    pub(crate) context: Option<String>,
     pub(crate) etcd: Option<Vec<String>>,
     pub(crate) etcd_pki: Option<PathBuf>,
-    pub(crate) timeout: f64,
+    pub(crate) deadline: f64,
     pub(crate) member_timeout: f64,
     pub(crate) kill_switch: String,
     pub(crate) lock_lease: String,
@@ -32,7 +33,8 @@ pub(crate) struct Reach {
     pub(crate) lb_runtime_api: Option<String>,
 }
 
-/// Observe the live cluster once, within `timeout` seconds: nodes, etcd
+/// Observe the live cluster once, within `deadline` seconds (`kubeconfig`
+/// and its `context`, else kube's inference): nodes, etcd
 /// (TLS, kubeadm's certificates), apiservers' /readyz, the kill-switch, the
 /// lock, the load balancer's pool (HAProxy's runtime API: `lb_runtime_api`
 /// as `unix:/path` or `tcp:ADDR:PORT`, else the topology's
@@ -44,7 +46,7 @@ pub(crate) struct Reach {
 /// certificates), `ConfigError` if what answers is another cluster.
 #[pyfunction]
 #[pyo3(signature = (
-    topology, *, kubeconfig = None, etcd = None, etcd_pki = None, timeout = 2.0,
+    topology, *, kubeconfig = None, context = None, etcd = None, etcd_pki = None, deadline = 2.0,
     member_timeout = 1.0, kill_switch = "kube-system/hacli-kill-switch",
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
     prometheus_url = None, apiserver_port = None, lb_runtime_api = None,
@@ -55,9 +57,10 @@ pub fn observe(
     py: Python<'_>,
     topology: &Bound<'_, PyAny>,
     kubeconfig: Option<PathBuf>,
+    context: Option<String>,
     etcd: Option<Vec<String>>,
     etcd_pki: Option<PathBuf>,
-    timeout: f64,
+    deadline: f64,
     member_timeout: f64,
     kill_switch: &str,
     lock_lease: &str,
@@ -69,9 +72,10 @@ pub fn observe(
 ) -> PyResult<PyState> {
     let reach = Reach {
         kubeconfig,
+        context,
         etcd,
         etcd_pki,
-        timeout,
+        deadline,
         member_timeout,
         kill_switch: kill_switch.to_string(),
         lock_lease: lock_lease.to_string(),
@@ -107,12 +111,12 @@ pub(crate) struct GateAsk<'a> {
 /// when the verdict allows, as `identity` (default `ACTION/NODE@HOST#PID`).
 /// A lock held by someone else denies; a lock that cannot be taken makes
 /// the verdict unknown. Fails closed: whatever could not be observed within
-/// `timeout` seconds makes the verdict "unknown".
+/// `deadline` seconds makes the verdict "unknown".
 #[pyfunction]
 #[pyo3(signature = (
     action, node, topology, policy = None, *, lock = false, lock_ttl = 1800.0,
-    identity = None, move_leader = false, kubeconfig = None, etcd = None, etcd_pki = None,
-    timeout = 2.0, member_timeout = 1.0,
+    identity = None, move_leader = false, kubeconfig = None, context = None, etcd = None,
+    etcd_pki = None, deadline = 2.0, member_timeout = 1.0,
     kill_switch = "kube-system/hacli-kill-switch",
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
     prometheus_url = None, apiserver_port = None, lb_runtime_api = None,
@@ -130,9 +134,10 @@ pub fn gate(
     identity: Option<String>,
     move_leader: bool,
     kubeconfig: Option<PathBuf>,
+    context: Option<String>,
     etcd: Option<Vec<String>>,
     etcd_pki: Option<PathBuf>,
-    timeout: f64,
+    deadline: f64,
     member_timeout: f64,
     kill_switch: &str,
     lock_lease: &str,
@@ -144,9 +149,10 @@ pub fn gate(
 ) -> PyResult<PyVerdict> {
     let reach = Reach {
         kubeconfig,
+        context,
         etcd,
         etcd_pki,
-        timeout,
+        deadline,
         member_timeout,
         kill_switch: kill_switch.to_string(),
         lock_lease: lock_lease.to_string(),
@@ -231,53 +237,62 @@ pub(crate) enum LockOp {
 
 /// Who holds the disruption lock now (`hacli lock show`).
 #[pyfunction]
-#[pyo3(signature = (*, kubeconfig = None, lock_lease = "kube-system/hacli-disruption-lock", timeout = 5.0))]
+#[pyo3(signature = (*, kubeconfig = None, context = None, lock_lease = "kube-system/hacli-disruption-lock", deadline = 5.0))]
 pub fn lock_show(
     py: Python<'_>,
     kubeconfig: Option<PathBuf>,
+    context: Option<String>,
     lock_lease: &str,
-    timeout: f64,
+    deadline: f64,
 ) -> PyResult<PyLockResult> {
-    imp::lock(py, LockOp::Show, kubeconfig, lock_lease, timeout)
+    imp::lock(
+        py,
+        LockOp::Show,
+        (kubeconfig, context),
+        lock_lease,
+        deadline,
+    )
 }
 
 /// Take (or renew) the disruption lock for `identity` for `lock_ttl`
 /// seconds, whatever a gate would say (`hacli lock take`): `done` False,
 /// exit code 1, when someone else holds it.
 #[pyfunction]
-#[pyo3(signature = (identity, *, lock_ttl = 1800.0, kubeconfig = None, lock_lease = "kube-system/hacli-disruption-lock", timeout = 5.0))]
+#[pyo3(signature = (identity, *, lock_ttl = 1800.0, kubeconfig = None, context = None, lock_lease = "kube-system/hacli-disruption-lock", deadline = 5.0))]
 pub fn lock_take(
     py: Python<'_>,
     identity: String,
     lock_ttl: f64,
     kubeconfig: Option<PathBuf>,
+    context: Option<String>,
     lock_lease: &str,
-    timeout: f64,
+    deadline: f64,
 ) -> PyResult<PyLockResult> {
     let op = LockOp::Take {
         identity,
         ttl: lock_ttl,
     };
-    imp::lock(py, op, kubeconfig, lock_lease, timeout)
+    imp::lock(py, op, (kubeconfig, context), lock_lease, deadline)
 }
 
 /// Release the disruption lock held by `identity` (`hacli lock release`):
 /// `done` False, exit code 1, when it does not hold it (nothing done).
 #[pyfunction]
-#[pyo3(signature = (identity, *, kubeconfig = None, lock_lease = "kube-system/hacli-disruption-lock", timeout = 5.0))]
+#[pyo3(signature = (identity, *, kubeconfig = None, context = None, lock_lease = "kube-system/hacli-disruption-lock", deadline = 5.0))]
 pub fn lock_release(
     py: Python<'_>,
     identity: String,
     kubeconfig: Option<PathBuf>,
+    context: Option<String>,
     lock_lease: &str,
-    timeout: f64,
+    deadline: f64,
 ) -> PyResult<PyLockResult> {
     imp::lock(
         py,
         LockOp::Release { identity },
-        kubeconfig,
+        (kubeconfig, context),
         lock_lease,
-        timeout,
+        deadline,
     )
 }
 
@@ -305,7 +320,7 @@ mod imp {
     pub fn lock(
         _: Python<'_>,
         _: LockOp,
-        _: Option<PathBuf>,
+        _: (Option<PathBuf>, Option<String>),
         _: &str,
         _: f64,
     ) -> PyResult<PyLockResult> {
@@ -358,12 +373,13 @@ mod imp {
                 .map_err(|e: String| crate::ConfigError::new_err(format!("lb_runtime_api={e}")))?;
             let reach = haops::Reach {
                 kubeconfig: self.kubeconfig,
+                context: self.context,
                 etcd_endpoints: self.etcd.unwrap_or_default(),
                 etcd_tls: kubeadm::EtcdTlsOverrides {
                     pki: self.etcd_pki,
                     ..Default::default()
                 },
-                deadline: seconds("timeout", self.timeout)?,
+                deadline: seconds("deadline", self.deadline)?,
                 member_timeout: seconds("member_timeout", self.member_timeout)?,
                 kill_switch: self.kill_switch,
                 lock_lease: self.lock_lease,
@@ -432,15 +448,16 @@ mod imp {
     pub fn lock(
         py: Python<'_>,
         op: LockOp,
-        kubeconfig: Option<PathBuf>,
+        (kubeconfig, context): (Option<PathBuf>, Option<String>),
         lock_lease: &str,
-        timeout: f64,
+        deadline: f64,
     ) -> PyResult<PyLockResult> {
         setting("lock_lease", lock_lease)?;
         let reach = haops::Reach {
             kubeconfig,
+            context,
             lock_lease: lock_lease.to_string(),
-            deadline: seconds("timeout", timeout)?,
+            deadline: seconds("deadline", deadline)?,
             ..haops::Reach::default()
         }
         .with_env(|k| std::env::var(k).ok())

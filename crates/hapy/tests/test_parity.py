@@ -50,6 +50,9 @@ KEYWORDS = {
     "replace-master": ["journal", "backend", "resume", "dry_run", "template"],
     "remove-master": ["journal", "backend", "resume", "dry_run"],
     "plan": ["template", "probe_addresses", "state"],
+    "snapshot": ["check", "keep", "max_age", "copy_to", "copy_over_ssh", "verify_restore", "verify_key", "etcdutl"],
+    "recover": ["journal", "resume", "dry_run", "confirm", "snapshot", "on", "etcdutl", "serving_bound"],
+    "remediate": ["state", "unhealthy_for", "max_retries", "retry_period", "min_healthy_period", "memory", "metrics"],
 }
 
 # Added by other branches (ops-gate: gate's leader move, lock; ops-drill:
@@ -59,11 +62,7 @@ PENDING_MERGE: set[str] = set()
 
 # Operations not yet in the live operations layer, so not yet in Python:
 # each is a gap, said here so that it is not forgotten.
-NOT_YET_IN_PYTHON = {
-    "snapshot": "the etcd snapshot (etcdctl/etcdutl on this host, retention, copies, restore check) lives in hacli's cmd/snapshot.rs, not yet in haops",
-    "recover": "haops::recover exists; its Python binding (hapy.recover) is not written yet",
-    "remediate": "the decision is hacore::remediation and the loop haops::remediate::tick; no Python binding yet",
-}
+NOT_YET_IN_PYTHON: dict[str, str] = {}
 
 _COMMAND = re.compile(r"^  ([a-z][a-z0-9-]*)\s{2,}\S")
 
@@ -147,3 +146,31 @@ def test_every_cli_command_has_a_python_counterpart(cli: Cli) -> None:
 def test_each_counterpart_is_exported_and_documented(name: str) -> None:
     assert name in hapy.__all__
     assert (inspect.getdoc(getattr(hapy, name)) or "").strip(), name
+
+
+# The live functions: each reaches the cluster through the same flat
+# keywords, named as the CLI's flags (a function's own or `**reach`).
+LIVE = [
+    "observe", "gate", "lock_show", "lock_take", "lock_release", "disrupt", "roll", "drill",
+    "plan", "apply", "remove_master", "replace_master", "lb", "hypervisor", "reconcile_config",
+    "snapshot", "recover", "remediate",
+]
+
+
+@pytest.mark.parametrize("name", LIVE)
+def test_live_functions_take_the_flat_reach_keywords(name: str) -> None:
+    params = inspect.signature(getattr(hapy, name)).parameters
+    kinds = {p.name: p.kind for p in params.values()}
+    if kinds.get("reach") == inspect.Parameter.VAR_KEYWORD:
+        return  # **reach: hapy.types.Reach's keywords, checked in Rust (reach.rs)
+    assert {"kubeconfig", "context", "deadline"} <= set(kinds), (name, list(kinds))
+    assert not {"timeout", "ssh_known_hosts", "reach"} & set(kinds), (name, list(kinds))
+    assert all(kinds[k] == inspect.Parameter.KEYWORD_ONLY for k in ("kubeconfig", "context", "deadline"))
+
+
+def test_the_reach_keywords_are_typed() -> None:
+    from hapy.types import Reach
+
+    keys = set(Reach.__annotations__)
+    assert {"kubeconfig", "context", "ssh_identity", "known_hosts", "deadline", "snapshot_dir"} <= keys
+    assert not {"timeout", "ssh_known_hosts"} & keys

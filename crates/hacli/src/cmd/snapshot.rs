@@ -2,13 +2,14 @@
 //! atomically (mode 0600), its integrity checked, kept under a retention,
 //! optionally copied and restore-verified, in `--snapshot-dir` (where
 //! `gate` and `observe` look for the newest). `--check FILE` checks one file.
+//! The operation is `haops::snapshot`; this parses and renders.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kubeadm::snapshot::{self, Reach, Record, SnapshotError, TakeOptions, Tools};
+use haops::snapshot::Options;
 
-use crate::args::{LiveArgs, parse_duration, runtime};
+use crate::args::{LiveArgs, parse_duration};
 use crate::{Exit, Output};
 
 /// Arguments.
@@ -30,7 +31,7 @@ pub struct Args {
     pub copy_to: Vec<PathBuf>,
     /// Also copy them over SSH to `USER@HOST[:PORT]:/DIR` (host key checked; repeatable).
     #[arg(long, value_name = "USER@HOST:/DIR")]
-    pub copy_over_ssh: Vec<snapshot::SshDest>,
+    pub copy_over_ssh: Vec<kubeadm::snapshot::SshDest>,
     /// SSH private key for --copy-over-ssh; OpenSSH's defaults and the agent otherwise.
     #[arg(long, alias = "ssh-key")]
     pub ssh_identity: Option<PathBuf>,
@@ -62,17 +63,7 @@ fn parse_age(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// What one run did (`-o json`).
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Report {
-    #[serde(flatten)]
-    record: Record,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    removed: Vec<PathBuf>,
-}
-
-fn fail(e: SnapshotError) -> anyhow::Result<Exit> {
+fn fail(e: haops::Error) -> anyhow::Result<Exit> {
     eprintln!("error: {}", kubeadm::redact_urls_in(&e.to_string()));
     Ok(match e.exit_code() {
         1 => Exit::Deny,
@@ -81,48 +72,29 @@ fn fail(e: SnapshotError) -> anyhow::Result<Exit> {
     })
 }
 
+/// A warning or a phase for a person, on stderr.
+fn event(e: haops::Event) {
+    if let haops::Event::Warning(line) = e {
+        eprintln!("note: {line}");
+    }
+}
+
 /// `--check FILE`: verify a snapshot file (and, with `--verify-restore`,
 /// restore it and read a key back).
-fn check(
-    a: &Args,
-    tools: &Tools,
-    rt: &tokio::runtime::Runtime,
-    file: &std::path::Path,
-) -> anyhow::Result<Exit> {
-    let status = match snapshot::check(tools, file) {
-        Ok(s) => s,
+fn check(a: &Args, opts: &Options, file: &std::path::Path) -> anyhow::Result<Exit> {
+    let c = match haops::snapshot::check(file, opts) {
+        Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let restore = if a.verify_restore {
-        let key = a.verify_key.as_deref();
-        match rt.block_on(snapshot::verify_restore(
-            tools,
-            file,
-            key,
-            a.transfer_deadline,
-        )) {
-            Ok(r) => Some(r),
-            Err(e) => return fail(e),
-        }
-    } else {
-        None
-    };
     match a.output {
-        o @ (Output::Json | Output::Yaml) => crate::print_doc(
-            o,
-            "SnapshotCheck",
-            &serde_json::json!({
-                "path": file, "revision": status.revision, "hash": status.hash,
-                "keys": status.keys, "size": status.size, "verified": true, "restore": restore,
-            }),
-        )?,
+        o @ (Output::Json | Output::Yaml) => crate::print_doc(o, "SnapshotCheck", &c)?,
         Output::Text => outln!(
             "{}: verified: revision {}, hash {:#010x}, {} keys{}",
             file.display(),
-            status.revision,
-            status.hash,
-            status.keys,
-            restore
+            c.revision,
+            c.hash,
+            c.keys,
+            c.restore
                 .map(|r| format!("; restore read {}", r.key))
                 .unwrap_or_default()
         ),
@@ -133,69 +105,38 @@ fn check(
 /// Run. Exit 0 done, 1 refused (integrity check failed), 2 bad input,
 /// 3 no member or tool answered as needed.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
-    let tools = match Tools::find(a.etcdutl.as_deref()) {
+    let opts = Options {
+        keep: a.keep,
+        max_age: a.max_age,
+        copy_to: a.copy_to.clone(),
+        copy_over_ssh: a.copy_over_ssh.clone(),
+        verify_restore: a.verify_restore,
+        verify_key: a.verify_key.clone(),
+        etcdutl: a.etcdutl.clone(),
+        deadline: a.transfer_deadline,
+    };
+    // The tools first: a host without etcdutl says so before anything else.
+    if let Err(e) = haops::snapshot::tools(opts.etcdutl.as_deref()) {
+        return fail(e);
+    }
+    if let Some(file) = &a.check {
+        return check(&a, &opts, file);
+    }
+    if a.live.snapshot_dir.is_none() {
+        eprintln!("error: give the snapshot directory: --snapshot-dir DIR (or HACLI_SNAPSHOT_DIR)");
+        return Ok(Exit::Usage);
+    }
+    let topology = a.live.topology()?;
+    let mut reach = a.live.reach();
+    reach.ssh.identity = a.ssh_identity.clone();
+    reach.ssh.known_hosts = a.known_hosts.clone();
+    let taken = match haops::snapshot::take(&topology, &reach, &opts, &mut event) {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    let rt = runtime()?;
-    if let Some(file) = &a.check {
-        return check(&a, &tools, &rt, file);
+    match a.output {
+        Output::Text => out!("{}", crate::render::snapshot(&taken.record, &taken.removed)),
+        o => crate::print_doc(o, "Snapshot", &taken)?,
     }
-    let Some(dir) = a.live.snapshot_dir.clone() else {
-        eprintln!("error: give the snapshot directory: --snapshot-dir DIR (or HACLI_SNAPSHOT_DIR)");
-        return Ok(Exit::Usage);
-    };
-    let topology = a.live.topology()?;
-    let config = a.live.config(None)?;
-    let reach = Reach {
-        endpoints: config.etcd_endpoints(&topology),
-        tls: config.etcd_tls.resolve(&topology),
-        member_timeout: config.member_timeout,
-    };
-    let opts = TakeOptions {
-        dir: dir.clone(),
-        deadline: a.transfer_deadline,
-    };
-    let done = rt.block_on(async {
-        let chosen = snapshot::choose_member(&reach).await?;
-        if chosen.leader {
-            eprintln!(
-                "note: taken from the leader {}: no other member is healthy",
-                chosen.name
-            );
-        }
-        let mut record = snapshot::take(&reach, &chosen, &tools, &opts).await?;
-        if a.verify_restore {
-            let key = a.verify_key.as_deref();
-            snapshot::verify_restore_record(&tools, &mut record, key, a.transfer_deadline).await?;
-        }
-        for dest in &a.copy_to {
-            let p = snapshot::copy_to_dir(&record, dest)?;
-            record.copies.push(p.display().to_string());
-        }
-        for dest in &a.copy_over_ssh {
-            let (key, kh) = (a.ssh_identity.as_deref(), a.known_hosts.as_deref());
-            let at =
-                snapshot::copy_to_ssh_dest(dest, key, kh, &record, a.transfer_deadline).await?;
-            record.copies.push(at);
-        }
-        snapshot::write_record(&record)?;
-        let removed = snapshot::retain(&dir, a.keep, a.max_age, jiff::Timestamp::now())?;
-        Ok::<_, SnapshotError>((record, removed))
-    });
-    let (record, removed) = match done {
-        Ok(d) => d,
-        Err(e) => return fail(e),
-    };
-    print_report(a.output, record, removed)?;
     Ok(Exit::Ok)
-}
-
-/// What the run did, as `output` asks.
-fn print_report(output: Output, record: Record, removed: Vec<PathBuf>) -> anyhow::Result<()> {
-    match output {
-        Output::Text => out!("{}", crate::render::snapshot(&record, &removed)),
-        o => crate::print_doc(o, "Snapshot", &Report { record, removed })?,
-    }
-    Ok(())
 }

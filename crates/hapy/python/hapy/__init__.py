@@ -13,7 +13,7 @@ verdict with every reason::
     print(verdict.decision, [f.rule for f in verdict.blocking])
 
 Against a live cluster (the kubeadm backend), ``hapy.observe(topology,
-kubeconfig=..., etcd=[...], timeout=2.0)`` returns a ``State`` and
+kubeconfig=..., context=..., etcd=[...], deadline=2.0)`` returns a ``State`` and
 ``hapy.gate(action, node, topology, policy, lock=False, ...)`` a ``Verdict``
 evaluated with the real clock, optionally moving etcd leadership away
 (``move_leader=True``) and taking the disruption lock; ``hapy.lock_show``,
@@ -31,11 +31,19 @@ Migrations and masters, as the CLI's ``plan``, ``apply``,
 operations layer underneath): ``hapy.plan(from_, to, template=...)``,
 ``hapy.apply(plan, journal=..., backend="simulated"|"live")``,
 ``hapy.remove_master(node, topology, ...)`` and ``hapy.replace_master(old,
-new, topology, target, ...)``; the live backends are reached with
-``reach={...}`` (``hapy.types.Reach``), results are typed dicts
-(``hapy.types``). ``hapy.simulate(plan)``, ``hapy.lb(action, topology,
+new, topology, target, ...)``. Every live function takes the same flat
+reach keywords, named as the CLI's flags (``kubeconfig=``, ``context=``,
+``ssh_identity=``, ``known_hosts=``, ``deadline=``, ...; the list is
+``hapy.types.Reach``); results are typed dicts (``hapy.types``). ``hapy.simulate(plan)``, ``hapy.lb(action, topology,
 node)`` and ``hapy.hypervisor("show")`` are ``hacli simulate``, ``hacli lb
 ACTION`` and ``hacli hypervisor show``.
+
+etcd snapshots and lost quorum, as the CLI's ``snapshot``, ``recover`` and
+``remediate``: ``hapy.snapshot(topology, snapshot_dir=..., keep=7,
+verify_restore=True)`` (or ``check=FILE``), ``hapy.recover(topology,
+journal=..., confirm=False)`` (refused while quorum holds) and
+``hapy.remediate(topology, memory=...)`` (the decision whether a dead
+master is to be replaced; nothing is acted on).
 
 The failover drill (``hapy.drill(node, topology, planned=..., kill=...,
 journal=..., rate=..., on_event=...)``) runs ``hacli drill``'s sequence
@@ -78,10 +86,13 @@ from hapy._hapy import (
     policies,
     quorum,
     reconcile_config,
+    recover,
+    remediate,
     remove_master,
     replace_master,
     roll,
     simulate,
+    snapshot,
     status,
     tolerance,
 )
@@ -116,10 +127,13 @@ __all__ = [
     "policies",
     "quorum",
     "reconcile_config",
+    "recover",
+    "remediate",
     "remove_master",
     "replace_master",
     "roll",
     "simulate",
+    "snapshot",
     "status",
     "tolerance",
 ]

@@ -5,7 +5,9 @@ import os
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, final
 
-from hapy.types import Applied, MasterResult, PlanResult, Reach
+from typing_extensions import Unpack
+
+from hapy.types import Applied, MasterResult, PlanResult, Reach, Recovered, Remediation
 
 _Path = str | os.PathLike[str]
 _Time = datetime.datetime | str
@@ -46,6 +48,9 @@ __all__ = [
     "lb",
     "hypervisor",
     "reconcile_config",
+    "snapshot",
+    "recover",
+    "remediate",
     "DrillResult",
     "drill",
     "__version__",
@@ -242,9 +247,10 @@ def observe(
     topology: _TopologyLike,
     *,
     kubeconfig: _Path | None = None,
+    context: str | None = None,
     etcd: list[str] | None = None,
     etcd_pki: _Path | None = None,
-    timeout: float = 2.0,
+    deadline: float = 2.0,
     member_timeout: float = 1.0,
     kill_switch: str = "kube-system/hacli-kill-switch",
     lock_lease: str = "kube-system/hacli-disruption-lock",
@@ -265,9 +271,10 @@ def gate(
     identity: str | None = None,
     move_leader: bool = False,
     kubeconfig: _Path | None = None,
+    context: str | None = None,
     etcd: list[str] | None = None,
     etcd_pki: _Path | None = None,
-    timeout: float = 2.0,
+    deadline: float = 2.0,
     member_timeout: float = 1.0,
     kill_switch: str = "kube-system/hacli-kill-switch",
     lock_lease: str = "kube-system/hacli-disruption-lock",
@@ -300,23 +307,26 @@ class LockResult:
 def lock_show(
     *,
     kubeconfig: _Path | None = None,
+    context: str | None = None,
     lock_lease: str = "kube-system/hacli-disruption-lock",
-    timeout: float = 5.0,
+    deadline: float = 5.0,
 ) -> LockResult: ...
 def lock_take(
     identity: str,
     *,
     lock_ttl: float = 1800.0,
     kubeconfig: _Path | None = None,
+    context: str | None = None,
     lock_lease: str = "kube-system/hacli-disruption-lock",
-    timeout: float = 5.0,
+    deadline: float = 5.0,
 ) -> LockResult: ...
 def lock_release(
     identity: str,
     *,
     kubeconfig: _Path | None = None,
+    context: str | None = None,
     lock_lease: str = "kube-system/hacli-disruption-lock",
-    timeout: float = 5.0,
+    deadline: float = 5.0,
 ) -> LockResult: ...
 def disrupt(
     action: str,
@@ -337,9 +347,10 @@ def disrupt(
     resume: bool = False,
     dry_run: bool = False,
     kubeconfig: _Path | None = None,
+    context: str | None = None,
     etcd: list[str] | None = None,
     etcd_pki: _Path | None = None,
-    timeout: float = 2.0,
+    deadline: float = 2.0,
     member_timeout: float = 1.0,
     kill_switch: str = "kube-system/hacli-kill-switch",
     lock_lease: str = "kube-system/hacli-disruption-lock",
@@ -349,7 +360,7 @@ def disrupt(
     lb_runtime_api: str | None = None,
     lock_ttl: float = 3600.0,
     ssh_identity: _Path | None = None,
-    ssh_known_hosts: _Path | None = None,
+    known_hosts: _Path | None = None,
     accept_new_host_key: bool = False,
     alertmanager_url: str | None = None,
     alertmanager_timeout: float = 5.0,
@@ -374,9 +385,10 @@ def roll(
     resume: bool = False,
     dry_run: bool = False,
     kubeconfig: _Path | None = None,
+    context: str | None = None,
     etcd: list[str] | None = None,
     etcd_pki: _Path | None = None,
-    timeout: float = 2.0,
+    deadline: float = 2.0,
     member_timeout: float = 1.0,
     kill_switch: str = "kube-system/hacli-kill-switch",
     lock_lease: str = "kube-system/hacli-disruption-lock",
@@ -386,7 +398,7 @@ def roll(
     lb_runtime_api: str | None = None,
     lock_ttl: float = 3600.0,
     ssh_identity: _Path | None = None,
-    ssh_known_hosts: _Path | None = None,
+    known_hosts: _Path | None = None,
     accept_new_host_key: bool = False,
     alertmanager_url: str | None = None,
     alertmanager_timeout: float = 5.0,
@@ -398,7 +410,7 @@ def plan(
     state: _StateLike | None = None,
     template: int | None = None,
     probe_addresses: bool = False,
-    reach: Reach | None = None,
+    **reach: Unpack[Reach],
 ) -> PlanResult: ...
 def apply(
     plan: _Path | dict[str, Any],
@@ -415,7 +427,7 @@ def apply(
     measure_rate: float = 10.0,
     measure_timeout: float = 2.0,
     measure_path: str = "/api/v1/namespaces/kube-system",
-    reach: Reach | None = None,
+    **reach: Unpack[Reach],
 ) -> Applied: ...
 def remove_master(
     node: str,
@@ -430,7 +442,7 @@ def remove_master(
     identity: str | None = None,
     lock_ttl: float = 3600.0,
     idle_bound: float = 30.0,
-    reach: Reach | None = None,
+    **reach: Unpack[Reach],
 ) -> MasterResult: ...
 def replace_master(
     old: str,
@@ -448,7 +460,7 @@ def replace_master(
     identity: str | None = None,
     lock_ttl: float = 3600.0,
     idle_bound: float = 30.0,
-    reach: Reach | None = None,
+    **reach: Unpack[Reach],
 ) -> MasterResult: ...
 def simulate(plan: _Path | dict[str, Any], failures: int = 1) -> dict[str, Any]: ...
 def lb(
@@ -458,21 +470,58 @@ def lb(
     *,
     address: str | None = None,
     dry_run: bool = False,
-    timeout: float = 60.0,
-    reach: Reach | None = None,
+    **reach: Unpack[Reach],
 ) -> dict[str, Any]: ...
 def hypervisor(
     action: Literal["show"] = "show",
     topology: _TopologyLike | None = None,
-    *,
-    reach: Reach | None = None,
+    **reach: Unpack[Reach],
 ) -> dict[str, Any]: ...
 def reconcile_config(
     topology: _TopologyLike,
     *,
     confirm: bool = False,
-    reach: Reach | None = None,
+    **reach: Unpack[Reach],
 ) -> dict[str, Any]: ...
+def snapshot(
+    topology: _TopologyLike | None = None,
+    *,
+    check: _Path | None = None,
+    keep: int = 7,
+    max_age: float | None = None,
+    copy_to: list[_Path] | None = None,
+    copy_over_ssh: list[str] | None = None,
+    verify_restore: bool = False,
+    verify_key: str | None = None,
+    etcdutl: _Path | None = None,
+    **reach: Unpack[Reach],
+) -> dict[str, Any]: ...
+def recover(
+    topology: _TopologyLike,
+    *,
+    journal: _Path,
+    snapshot: list[_Path] | None = None,
+    on: str | None = None,
+    resume: bool = False,
+    dry_run: bool = False,
+    confirm: bool = False,
+    etcdutl: _Path | None = None,
+    serving_bound: float = 120.0,
+    **reach: Unpack[Reach],
+) -> Recovered: ...
+def remediate(
+    topology: _TopologyLike,
+    *,
+    memory: _Path,
+    state: _StateLike | None = None,
+    unhealthy_for: float = 300.0,
+    max_retries: int = 2,
+    retry_period: float = 3600.0,
+    min_healthy_period: float = 600.0,
+    metrics: _Path | None = None,
+    at: _Time | None = None,
+    **reach: Unpack[Reach],
+) -> Remediation: ...
 
 @final
 class DrillResult:
@@ -521,9 +570,10 @@ def drill(
     known_hosts: _Path | None = None,
     accept_new_host_key: bool = False,
     kubeconfig: _Path | None = None,
+    context: str | None = None,
     etcd: list[str] | None = None,
     etcd_pki: _Path | None = None,
-    timeout: float = 2.0,
+    deadline: float = 2.0,
     member_timeout: float = 1.0,
     lb_runtime_api: str | None = None,
     proxmox: str | None = None,

@@ -1,32 +1,44 @@
 """The shapes of the live operations' keywords and results (``plan``,
-``apply``, ``remove_master``, ``replace_master``): plain dicts, typed for
-mypy. Each result is shaped as the CLI's JSON for the same command."""
+``apply``, ``remove_master``, ``replace_master``, ``recover``,
+``remediate``): plain dicts, typed for mypy. Each result is shaped as the
+CLI's JSON for the same command."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal, Optional, TypedDict
 
-__all__ = ["Applied", "MasterResult", "PlanResult", "Reach"]
+__all__ = ["Applied", "MasterResult", "PlanResult", "Reach", "Recovered", "Remediation"]
 
 
 class Reach(TypedDict, total=False):
-    """How the live backends reach the cluster (the CLI's flags of the same
-    names). Unset keys fall back to the environment (``KUBECONFIG``,
-    ``HACLI_ETCD_ENDPOINTS``, ..., Proxmox's ``PROXMOX_VE_*``/``PM_*``),
-    then to the topology."""
+    """The reach keywords: how a live function reaches the cluster, as flat
+    keyword arguments named as the CLI's flags (``plan(..., kubeconfig=...,
+    context=..., deadline=30)``). Unset ones fall back to the environment
+    (``KUBECONFIG``, ``HACLI_ETCD_ENDPOINTS``, ``HACLI_SNAPSHOT_DIR``, ...,
+    Proxmox's ``PROXMOX_VE_*``/``PM_*``), then to the topology. Durations
+    are seconds."""
 
-    kubeconfig: str
+    kubeconfig: str | os.PathLike[str]
+    context: str
     etcd: list[str]
-    etcd_pki: str
-    timeout: float
+    etcd_pki: str | os.PathLike[str]
+    deadline: float
+    member_timeout: float
+    kill_switch: str
     lock_lease: str
+    daemonsets: list[str]
+    prometheus_url: str
+    apiserver_port: int
     lb_runtime_api: str
-    ssh_identity: str
-    ssh_known_hosts: str
+    snapshot_dir: str | os.PathLike[str]
+    boot_wait: float
+    ssh_identity: str | os.PathLike[str]
+    known_hosts: str | os.PathLike[str]
     accept_new_host_key: bool
     proxmox: str
     proxmox_fingerprint: str
-    proxmox_ca: str
+    proxmox_ca: str | os.PathLike[str]
     proxmox_insecure: bool
     proxmox_token_env: str
 
@@ -63,3 +75,27 @@ class MasterResult(_MasterResult, total=False):
     reasons: list[str]
     plan: dict[str, Any]
     report: dict[str, Any]
+
+
+class Recovered(TypedDict):
+    """``recover()``: what was observed and decided (``plan``: ``members``,
+    ``snapshots``, ``decision``, ``steps``) and how the run ended
+    (``outcome["outcome"]``: ``"refused"``, ``"dryRun"``,
+    ``"needsConfirm"``, ``"done"`` or ``"failed"`` with ``step``, ``error``
+    and ``rolledBack``)."""
+
+    plan: dict[str, Any]
+    outcome: dict[str, Any]
+
+
+class _Remediation(TypedDict):
+    decision: Literal["healthy", "wait", "replace", "refused", "cancelled"]
+    memory: dict[str, Any]
+
+
+class Remediation(_Remediation, total=False):
+    """``remediate()``: the decision, the master it is about and why
+    (absent when every master is healthy), and the memory written back."""
+
+    node: str
+    reason: str
