@@ -94,13 +94,8 @@ fn check(
         Err(e) => return fail(e),
     };
     let restore = if a.verify_restore {
-        let key = a.verify_key.as_deref();
-        match rt.block_on(snapshot::verify_restore(
-            tools,
-            file,
-            key,
-            a.transfer_deadline,
-        )) {
+        let (key, bound) = (a.verify_key.as_deref(), a.transfer_deadline);
+        match rt.block_on(snapshot::verify_restore(tools, file, key, bound)) {
             Ok(r) => Some(r),
             Err(e) => return fail(e),
         }
