@@ -578,7 +578,7 @@ fn begin(
     let digest = plan.digest();
     let resumed = !journal.records().is_empty();
     match journal.records().first() {
-        Some(Record::Begin { plan: d, .. }) if *d != digest => {
+        Some(Record::Begin { plan: d, .. }) if *d != digest && *d != plan.legacy_digest() => {
             return Err(ExecError::PlanMismatch {
                 journal: d.clone(),
                 plan: digest,

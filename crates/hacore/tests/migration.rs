@@ -983,12 +983,16 @@ fn the_retrofit_reloads_the_certificate_and_restarts_only_as_a_fallback() {
 #[test]
 fn outages_stay_compatible_with_plans_written_before_the_condition() {
     // An outage as plans wrote it before `only_if` existed reads back as
-    // unconditional, and writes back byte for byte (the digest holds).
+    // unconditional, and writes back with its camelCase name (a journal
+    // begun with the old names still resumes: `legacy_digest`).
     let old = r#"{"up_to":"1m","what":"the whole API"}"#;
     let o: hacore::plan::Outage = serde_json::from_str(old).unwrap();
     assert_eq!(o.only_if, None);
     assert!(o.is_declared());
-    assert_eq!(serde_json::to_string(&o).unwrap(), old);
+    assert_eq!(
+        serde_json::to_string(&o).unwrap(),
+        r#"{"upTo":"1m","what":"the whole API"}"#
+    );
     // A plan without a conditional outage has no `only_if` key at all.
     let mut plan = example_plan();
     for p in &mut plan.phases {
@@ -998,9 +1002,64 @@ fn outages_stay_compatible_with_plans_written_before_the_condition() {
             }
         }
     }
-    assert!(!serde_json::to_string(&plan).unwrap().contains("only_if"));
+    assert!(!serde_json::to_string(&plan).unwrap().contains("onlyIf"));
     let json = serde_json::to_string(&example_plan()).unwrap();
-    assert!(json.contains("\"only_if\":\"the fallback restart is taken"));
+    assert!(json.contains("\"onlyIf\":\"the fallback restart is taken"));
+}
+
+#[test]
+fn a_journal_begun_with_the_old_field_names_still_resumes() {
+    // Before camelCase everywhere, an outage's `upTo`/`onlyIf` and a
+    // clone's `memoryGiB`/`diskGiB` were `up_to`, `only_if`, `memory_gib`,
+    // `disk_gib` (the topologies' `memoryGiB` always was): the legacy text
+    // is the plan with exactly those keys renamed, so its digest is what a
+    // journal begun then recorded.
+    let plan = example_plan();
+    let new: serde_json::Value = serde_json::to_value(&plan).unwrap();
+    let legacy: serde_json::Value = serde_json::from_str(&plan.legacy_json()).unwrap();
+    let mut expected = new.clone();
+    let mut renamed = 0;
+    for phase in expected["phases"].as_array_mut().unwrap() {
+        for step in phase["steps"].as_array_mut().unwrap() {
+            let step = step.as_object_mut().unwrap();
+            if let Some(o) = step.get_mut("outage").and_then(|o| o.as_object_mut()) {
+                for (now, was) in [("upTo", "up_to"), ("onlyIf", "only_if")] {
+                    if let Some(v) = o.remove(now) {
+                        o.insert(was.into(), v);
+                        renamed += 1;
+                    }
+                }
+            }
+            for key in ["op", "rollback"] {
+                // `{"system": "hypervisor", "do": {"op": "clone-vm", ...}}`
+                let op = step.get_mut(key).and_then(|o| o.get_mut("do"));
+                let Some(op) = op.and_then(|o| o.as_object_mut()) else {
+                    continue;
+                };
+                if op.get("op").and_then(|o| o.as_str()) == Some("clone-vm") {
+                    for (now, was) in [("memoryGiB", "memory_gib"), ("diskGiB", "disk_gib")] {
+                        let v = op.remove(now).unwrap();
+                        op.insert(was.into(), v);
+                        renamed += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(renamed >= 3, "the example has outages and clones");
+    assert_eq!(legacy, expected);
+    // The old names read back as the same plan.
+    let back: hacore::plan::Plan = serde_json::from_str(&plan.legacy_json()).unwrap();
+    assert_eq!(back, plan);
+    assert_ne!(plan.legacy_digest(), plan.digest());
+    // A journal begun with it resumes.
+    let sim = fresh_sim(&plan);
+    let mut journal = MemJournal::default();
+    journal.records.push(Record::Begin {
+        plan: plan.legacy_digest(),
+        at: now(),
+    });
+    assert_eq!(run_to_end(&plan, &sim, &mut journal), Outcome::Completed);
 }
 
 #[test]

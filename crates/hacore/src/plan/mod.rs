@@ -446,13 +446,48 @@ impl Plan {
     /// A stable digest of the plan, so a journal is only resumed with the
     /// plan it was written for.
     pub fn digest(&self) -> String {
-        let json = serde_json::to_string(self).unwrap_or_default();
-        // FNV-1a, 64 bit: stable across builds and platforms.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in json.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{h:016x}")
+        fnv(&serde_json::to_string(self).unwrap_or_default())
     }
+
+    /// The digest journals recorded for this plan before plan files named
+    /// every field in camelCase (`upTo`, `onlyIf`, a clone's `memoryGiB`
+    /// and `diskGiB` were `up_to`, `only_if`, `memory_gib`, `disk_gib`): a
+    /// run begun then still resumes.
+    pub fn legacy_digest(&self) -> String {
+        fnv(&self.legacy_json())
+    }
+
+    /// The plan as JSON with the names plan files used before camelCase
+    /// everywhere (the same fields, in the same order).
+    pub fn legacy_json(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        let json = json
+            .replace("\"upTo\":", "\"up_to\":")
+            .replace("\"onlyIf\":", "\"only_if\":");
+        // A clone's object holds no other object: its fields end at `}`.
+        let mut out = String::with_capacity(json.len());
+        let mut rest = json.as_str();
+        while let Some(at) = rest.find("{\"op\":\"clone-vm\"") {
+            let end = rest[at..].find('}').map_or(rest.len(), |e| at + e);
+            out.push_str(&rest[..at]);
+            out.push_str(
+                &rest[at..end]
+                    .replace("\"memoryGiB\":", "\"memory_gib\":")
+                    .replace("\"diskGiB\":", "\"disk_gib\":"),
+            );
+            rest = &rest[end..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// FNV-1a, 64 bit: stable across builds and platforms.
+fn fnv(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
