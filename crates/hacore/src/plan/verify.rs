@@ -121,7 +121,7 @@ pub fn with_drill(mut plan: Plan) -> Plan {
     );
     s.command = Some(super::commands::describe(&op, &plan.to));
     s.notes.push(
-        "the drill gates the reboot itself (policy `reboot`, leadership moved first) and takes the lock, drains the master from the pool first and puts it back".into(),
+        "the drill gates the reboot itself (policy `reboot` without its soak: the migration has just changed the nodes' readiness), moves leadership, takes the lock, drains the master from the pool first and puts it back; a refused gate fails the step, and `hacli apply --resume` tries it again".into(),
     );
     plan.phases.push(Phase {
         id: "drill".into(),

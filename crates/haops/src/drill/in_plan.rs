@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use hacore::Topology;
 use hacore::backend::{BackendError, ControlPlane, CpOp};
+use hacore::{Action, Policy, Topology};
 
 use super::{Kind, Options, Outcome, drill};
 use crate::Reach;
@@ -60,6 +60,7 @@ impl<'a> WithDrill<'a> {
         let what = format!("planned reboot drill of {node}");
         let o = Options {
             journal: Some(self.drill_journal(node)),
+            policy: Some(drill_policy()),
             ..Options::new(node, Kind::PlannedReboot, &self.identity)
         };
         let failed = |message: String| BackendError::Failed {
@@ -93,6 +94,16 @@ impl<'a> WithDrill<'a> {
     }
 }
 
+/// The drill's gate: the `reboot` built-in without its soak (the
+/// migration has just changed the nodes' readiness on purpose: joins and
+/// kubelet restarts); every other rule as it is.
+pub fn drill_policy() -> Policy {
+    let mut p = Policy::for_action(Action::Reboot);
+    p.name = "reboot-after-migration".into();
+    p.rules.soak = None;
+    p
+}
+
 impl ControlPlane for WithDrill<'_> {
     /// A drill is done once it ran in this run (a resumed apply drills
     /// again: the proof is the traffic, not a state left behind).
@@ -120,5 +131,18 @@ impl ControlPlane for WithDrill<'_> {
 
     fn await_reboot(&mut self, node: &str, before: &str) -> Result<(), BackendError> {
         self.inner.await_reboot(node, before)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_drill_after_a_migration_is_gated_without_the_soak_only() {
+        let p = super::drill_policy();
+        assert!(p.rules.soak.is_none());
+        let reboot = hacore::Policy::for_action(hacore::Action::Reboot);
+        let mut ids = reboot.rules.ids();
+        ids.retain(|i| *i != "soak");
+        assert_eq!(p.rules.ids(), ids);
     }
 }
