@@ -33,7 +33,7 @@ mod sentinel_metrics;
 /// Quorum-safe gates for kubeadm HA control planes.
 #[derive(Debug, Parser)]
 #[command(name = "hacli", version, about, long_about = None)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -192,7 +192,25 @@ fn main() -> ExitCode {
         args::renamed::warn(std::env::args());
         cli
     };
-    let result = match cli.command {
+    match dispatch(cli) {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(e) => {
+            let mut err = std::io::stderr().lock();
+            // A URL in an error is shown without its credentials.
+            let _ = writeln!(err, "error: {}", kubeadm::redact_urls_in(&e.to_string()));
+            for cause in e.chain().skip(1) {
+                let cause = cause.to_string();
+                let _ = writeln!(err, "  caused by: {}", kubeadm::redact_urls_in(&cause));
+            }
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// Run the command `cli` names (the plugin runs the command line its
+/// settings stand for through it too).
+pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
+    match cli.command {
         Command::Check(a) => cmd::check::run(a),
         Command::Status(a) => cmd::status::run(a),
         Command::Topology(c) => cmd::topology::run(c),
@@ -219,19 +237,6 @@ fn main() -> ExitCode {
         Command::Completions(a) => cmd::completions::run(a),
         Command::Man(a) => cmd::completions::man(a),
         Command::ParseArgs(a) => cmd::completions::parse_args(a),
-    };
-    match result {
-        Ok(exit) => ExitCode::from(exit as u8),
-        Err(e) => {
-            let mut err = std::io::stderr().lock();
-            // A URL in an error is shown without its credentials.
-            let _ = writeln!(err, "error: {}", kubeadm::redact_urls_in(&e.to_string()));
-            for cause in e.chain().skip(1) {
-                let cause = cause.to_string();
-                let _ = writeln!(err, "  caused by: {}", kubeadm::redact_urls_in(&cause));
-            }
-            ExitCode::from(exit_code(&e))
-        }
     }
 }
 

@@ -12,6 +12,13 @@
 //!    leaves the pool, is reset (`kubeadm reset -f`), its etcd member is
 //!    removed by id and its Node deleted; its VM stays.
 //!
+//! 3. Before the cut-over, every master's apiserver certificate is
+//!    re-issued (by the cluster CA) without the API's DNS name: the VIP's
+//!    smoke test (`/readyz` through the VIP by name and by address,
+//!    verified with the cluster CA) fails, and the cut-over phase is
+//!    rolled back before any client was moved; the certificates are put
+//!    back and the run resumed.
+//!
 //! After each rollback the real systems are as they were before the failed
 //! phase (read with `hacli apply` SIGKILLed at the phase boundary, then
 //! resumed): etcd's member list, HAProxy's `show stat`, the cluster
@@ -34,7 +41,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{At, MigrateOptions, Stage, Then};
-use testlab::cluster::{M1, M3};
+use testlab::cluster::{M1, M2, M3};
 
 /// The nft table the test adds on the load-balancer host.
 const TABLE: &str = "hacli_rollback_test";
@@ -314,12 +321,25 @@ fn failed_phases_roll_back_on_the_real_lab_and_the_resumed_run_completes() {
                         }
                     })),
                 ),
+                // Every master joined and UP: their certificates lose the
+                // API's DNS name before the cut-over.
+                (
+                    At::journal("done", "join/m3/load-balancer-up"),
+                    Then::Kill(Some(Box::new(|st: &Stage<'_>| {
+                        without_dns_san(st);
+                        *started.borrow_mut() = Instant::now();
+                    }))),
+                ),
             ],
             on_rolled_back: Some(Box::new(|st: &Stage<'_>, v: &serde_json::Value| {
                 let n = rollbacks.borrow().len();
                 let phase = v["phase"].as_str().unwrap_or("?").to_string();
                 let took = started.borrow().elapsed();
                 rollbacks.borrow_mut().push((phase.clone(), took));
+                if n == 2 {
+                    vip_smoke_test_failed(st, v);
+                    return;
+                }
                 let after = seen(st, if n == 0 { &["m2", "m3"] } else { &["m3"] });
                 healthy(st, &after);
                 let journal = std::fs::read_to_string(st.journal).unwrap();
@@ -413,7 +433,7 @@ fn failed_phases_roll_back_on_the_real_lab_and_the_resumed_run_completes() {
             .iter()
             .map(|(p, _)| p.as_str())
             .collect::<Vec<_>>(),
-        ["provision/m3", "join/m3"]
+        ["provision/m3", "join/m3", "cutover"]
     );
     for (phase, took) in &rollbacks {
         println!(
@@ -423,8 +443,73 @@ fn failed_phases_roll_back_on_the_real_lab_and_the_resumed_run_completes() {
     }
     // The journal: each failed phase failed once, was rolled back, then done.
     let journal = std::fs::read_to_string(&m.journal).unwrap();
-    for step in ["provision/m3/not-joined", "join/m3/load-balancer-up"] {
+    for step in [
+        "provision/m3/not-joined",
+        "join/m3/load-balancer-up",
+        "cutover/vip-smoke-test",
+    ] {
         assert!(common::journal_has(&m.journal, "failed", step), "{journal}");
         assert!(common::journal_has(&m.journal, "done", step), "{journal}");
+    }
+}
+
+/// The masters' own addresses, by name.
+fn masters(st: &Stage<'_>) -> [(&'static str, IpAddr); 3] {
+    [("m1", M1), ("m2", M2), ("m3", M3)].map(|(n, k)| (n, IpAddr::from(st.lab.lab_addr(k))))
+}
+
+/// Re-issue every master's apiserver certificate with the cluster CA and
+/// the same key, with the VIP's and the master's addresses but without
+/// the API's DNS name; the original is kept in /root.
+fn without_dns_san(st: &Stage<'_>) {
+    let vip = st.lab.vip();
+    for (n, addr) in masters(st) {
+        let cmd = format!(
+            "set -e; cd /etc/kubernetes/pki; cp -p apiserver.crt /root/hacli-test-apiserver.crt; \
+             printf 'subjectAltName=IP:{vip},IP:{addr},DNS:kubernetes,DNS:{n}\\n' > /tmp/san.ext; \
+             openssl req -new -key apiserver.key -subj /CN=kube-apiserver -out /tmp/a.csr; \
+             openssl x509 -req -in /tmp/a.csr -CA ca.crt -CAkey ca.key -set_serial 4242 -days 1 -extfile /tmp/san.ext -out /tmp/a.crt; \
+             cat /tmp/a.crt > apiserver.crt; openssl x509 -in apiserver.crt -noout -ext subjectAltName"
+        );
+        let sans = common::ssh(st.lab.client_key(), st.known_hosts, addr, &cmd);
+        assert!(!sans.contains("k8s-api.testlab.lan"), "{n}: {sans}");
+        println!(
+            "{n}: apiserver certificate re-issued without the DNS name: {}",
+            sans.trim()
+        );
+    }
+}
+
+/// The third rollback: the VIP's smoke test failed on the name, nothing
+/// was cut over; the certificates are put back.
+fn vip_smoke_test_failed(st: &Stage<'_>, v: &serde_json::Value) {
+    assert_eq!(v["phase"], "cutover", "{v}");
+    assert_eq!(v["step"], "cutover/vip-smoke-test", "{v}");
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(error.contains("k8s-api.testlab.lan"), "{error}");
+    let journal = std::fs::read_to_string(st.journal).unwrap();
+    assert!(
+        !journal
+            .lines()
+            .any(|l| l.contains("\"step\":\"cutover/kubelet/")),
+        "a client was moved before the VIP passed its smoke test: {journal}"
+    );
+    // No client was moved: m1's kubelet still talks to m1.
+    let m1 = st.lab.lab_addr(M1);
+    let kubelet = common::ssh(
+        st.lab.client_key(),
+        st.known_hosts,
+        m1.into(),
+        "grep server: /etc/kubernetes/kubelet.conf",
+    );
+    assert!(kubelet.contains(&format!("https://{m1}:6443")), "{kubelet}");
+    for (n, addr) in masters(st) {
+        common::ssh(
+            st.lab.client_key(),
+            st.known_hosts,
+            addr,
+            "cat /root/hacli-test-apiserver.crt > /etc/kubernetes/pki/apiserver.crt && rm /root/hacli-test-apiserver.crt",
+        );
+        println!("{n}: apiserver certificate put back");
     }
 }

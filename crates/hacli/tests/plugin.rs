@@ -342,9 +342,14 @@ fn missing_and_bad_settings_are_named() {
             "RFC 3339",
         ),
         (
+            with(&[("NODE_NAME", "k8s-master-2")]),
+            "PLUGIN_NODE_NAME (settings.node_name)",
+            "unknown setting",
+        ),
+        (
             with(&[("NODES", "k8s-master-2")]),
             "PLUGIN_NODES (settings.nodes)",
-            "unknown setting",
+            "not used by command check",
         ),
         (
             with(&[("KUBECONFIG", "apiVersion: v1\nclusters: []\n")]),
@@ -773,4 +778,196 @@ fn live_gate_locks_for_the_pipeline_and_release_frees_it() {
     );
     assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
     assert_eq!(r.json()["decision"], "unknown");
+}
+
+/// The nightly pipeline example: a cron pipeline whose hacli steps (a
+/// gate, then `roll upgrade` with the version from its settings) map to
+/// command lines hacli accepts; the roll step, run with the example's
+/// settings on the simulated backend, stops at a failing master, and
+/// retried (its journals in the workspace) resumes and finishes.
+#[test]
+fn the_nightly_upgrade_example_rolls_and_resumes_on_retry() {
+    let path = repo().join("plugin/nightly-upgrade.woodpecker.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let pipeline: Value = hacore::source::parse("nightly-upgrade.woodpecker.yml", &text).unwrap();
+    assert_eq!(pipeline["when"][0]["event"], "cron", "{pipeline}");
+    let steps = pipeline["steps"].as_array().expect("a list of steps");
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(ws.path().join("cluster")).unwrap();
+    std::fs::copy(repo().join(HA), ws.path().join("cluster/topology.yaml")).unwrap();
+    let pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_string();
+    let secrets: BTreeMap<&str, String> = [
+        (
+            "kubeconfig",
+            "apiVersion: v1\nkind: Config\nclusters: []\n".to_string(),
+        ),
+        ("etcd_ca", pem.clone()),
+        ("etcd_cert", pem.clone()),
+        ("etcd_key", pem.replace("CERTIFICATE", "PRIVATE KEY")),
+        (
+            "ssh_identity",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nS3CR3TKEY\n-----END OPENSSH PRIVATE KEY-----\n"
+                .to_string(),
+        ),
+        (
+            "known_hosts",
+            "k8s-master ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKnownHostKey\n".to_string(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let env_of = |step: &Value| -> Vec<(String, String)> {
+        step["settings"]
+            .as_object()
+            .expect("settings")
+            .iter()
+            .map(|(k, v)| (k.to_uppercase(), setting_env(v, &secrets)))
+            .collect()
+    };
+    let mut shown = Vec::new();
+    let mut roll = None;
+    for step in steps {
+        if !step["image"].as_str().unwrap_or_default().contains("hacli") {
+            continue;
+        }
+        let env = env_of(step);
+        let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let r = plugin_in(ws.path(), &["plugin", "--dry-run"], &refs);
+        assert_eq!(r.code, 0, "step {}: {}", step["name"], r.stderr);
+        assert!(!r.stdout.contains("S3CR3T") && !r.stderr.contains("S3CR3T"));
+        shown.push(r.stdout.trim().to_string());
+        if step["settings"]["command"] == "roll" {
+            roll = Some(env.clone());
+        }
+    }
+    assert!(
+        shown[0].starts_with("hacli gate upgrade k8s-master "),
+        "{shown:?}"
+    );
+    assert!(
+        shown[1].starts_with("hacli roll upgrade ")
+            && shown[1].contains(" --to v1.33.2")
+            && shown[1].contains(" --soak 10m")
+            && shown[1].contains("/.hacli/journal")
+            && shown[1].contains(" --ssh-identity ")
+            && !shown[1].contains("--resume"),
+        "{shown:?}"
+    );
+    // The report step runs whatever the roll's outcome.
+    let report = steps.last().unwrap();
+    assert_eq!(report["when"][0]["status"][1], "failure", "{report}");
+
+    // The roll step as the example has it, on the simulated backend.
+    let mut env = roll.expect("a roll step");
+    env.push(("BACKEND".into(), "simulated".into()));
+    env.push(("POLICY".into(), "drain".into()));
+    let run = |extra: &[(&str, &str)]| {
+        let mut all: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        all.extend_from_slice(extra);
+        plugin_in(ws.path(), &[], &all)
+    };
+    let first = run(&[("SIM_FAIL", "upgrade/k8s-master-2")]);
+    assert_eq!(first.code, 1, "{}\n{}", first.stdout, first.stderr);
+    assert!(
+        first.stdout.contains("STOPPED at k8s-master-2"),
+        "{}",
+        first.stdout
+    );
+    // Woodpecker retries the step: the journals are there, so it resumes.
+    let retry = run(&[]);
+    assert_eq!(retry.code, 0, "{}\n{}", retry.stdout, retry.stderr);
+    assert!(retry.stderr.contains(" --resume"), "{}", retry.stderr);
+    assert!(
+        retry
+            .stdout
+            .contains("roll complete: k8s-master, k8s-master-2, k8s-master-3"),
+        "{}",
+        retry.stdout
+    );
+    let sim: Value = serde_json::from_str(
+        &std::fs::read_to_string(ws.path().join(".hacli/journal/sim.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sim["upgraded_to"]["k8s-master-2"], "v1.33.2", "{sim}");
+    assert_eq!(sim["lock_holder"], Value::Null, "{sim}");
+}
+
+/// `disrupt` and `roll`: a bad setting is named; `disrupt` stands for
+/// `hacli disrupt` with its journal in the workspace, and runs it.
+#[test]
+fn disrupt_and_roll_settings_are_checked_and_disrupt_runs() {
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::copy(repo().join(HA), ws.path().join("topology.yaml")).unwrap();
+    let base = [("TOPOLOGY", "topology.yaml"), ("BACKEND", "simulated")];
+    let run = |args: &[&str], extra: &[(&str, &str)]| {
+        let mut s: Vec<(&str, &str)> = base.to_vec();
+        s.extend_from_slice(extra);
+        plugin_in(ws.path(), args, &s)
+    };
+    for (extra, named, why) in [
+        (
+            vec![("COMMAND", "roll"), ("ACTION", "drain")],
+            "PLUGIN_ACTION (settings.action)",
+            "reboot or upgrade",
+        ),
+        (
+            vec![("COMMAND", "roll"), ("ACTION", "upgrade")],
+            "PLUGIN_VERSION (settings.version)",
+            "missing",
+        ),
+        (
+            vec![
+                ("COMMAND", "roll"),
+                ("ACTION", "upgrade"),
+                ("VERSION", "1.33"),
+            ],
+            "PLUGIN_VERSION (settings.version)",
+            "1.33",
+        ),
+        (
+            vec![("COMMAND", "disrupt"), ("ACTION", "reboot")],
+            "PLUGIN_NODE (settings.node)",
+            "missing",
+        ),
+        (
+            vec![
+                ("COMMAND", "disrupt"),
+                ("ACTION", "reboot"),
+                ("NODE", "k8s-master-2"),
+                ("BACKEND", "staging"),
+            ],
+            "PLUGIN_BACKEND (settings.backend)",
+            "live or simulated",
+        ),
+    ] {
+        let r = run(&[], &extra);
+        assert_eq!(r.code, 2, "{extra:?}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(named), "{extra:?}: {}", r.stderr);
+        assert!(r.stderr.contains(why), "{extra:?}: {}", r.stderr);
+    }
+    let settings = [
+        ("COMMAND", "disrupt"),
+        ("ACTION", "reboot"),
+        ("NODE", "k8s-node1"),
+        ("POLICY", "drain"),
+    ];
+    let dry = run(&["plugin", "--dry-run"], &settings);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let journal = ws.path().join(".hacli/journal/k8s-node1.jsonl");
+    assert!(
+        dry.stdout.starts_with(&format!(
+            "hacli disrupt reboot k8s-node1 --journal {}",
+            journal.display()
+        )) && dry.stdout.contains("--backend simulated"),
+        "{}",
+        dry.stdout
+    );
+    let r = run(&[], &settings);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(journal.is_file(), "{}", r.stderr);
+    // Retried: the journal is there, so the run resumes and finds it done.
+    let again = run(&[], &settings);
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    assert!(again.stderr.contains(" --resume"), "{}", again.stderr);
 }

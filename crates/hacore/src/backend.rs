@@ -404,6 +404,28 @@ pub enum CpOp {
         /// The apiserver's port.
         port: u16,
     },
+    /// Check, before any client is moved to the VIP: an HTTPS `GET
+    /// /readyz` through the VIP answers 200, verified with the cluster CA,
+    /// once by the API's DNS name (pinned to the VIP, so the name must be a
+    /// SAN) and once by the VIP's address (so the address must be a SAN).
+    /// Within the backend's check deadline.
+    ProbeVip {
+        /// The API's DNS name; none: only the address is checked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// The VIP.
+        address: IpAddr,
+        /// The port behind the VIP.
+        port: u16,
+    },
+    /// A planned reboot of `node` with traffic through the VIP, as `hacli
+    /// drill --planned` does it: the step fails unless every request
+    /// succeeded. Run by the drill (`haops::drill`), not by a control-plane
+    /// backend; the in-memory double reboots the node.
+    DrillPlannedReboot {
+        /// The master rebooted.
+        node: String,
+    },
     /// Check: etcd, kube-apiserver, kube-controller-manager and
     /// kube-scheduler run on `node`.
     VerifyStaticPods {
@@ -518,6 +540,7 @@ impl Op {
                         | CpOp::VerifyKubeconfigs { .. }
                         | CpOp::CheckVersions { .. }
                         | CpOp::ProbeApiserver { .. }
+                        | CpOp::ProbeVip { .. }
                         | CpOp::VerifyStaticPods { .. }
                         | CpOp::VerifyNotJoined { .. }
                 )
@@ -533,6 +556,7 @@ impl Op {
             Op::Hypervisor(HvOp::DeleteVm { .. })
                 | Op::ControlPlane(
                     CpOp::Reboot { .. }
+                        | CpOp::DrillPlannedReboot { .. }
                         | CpOp::Upgrade { .. }
                         | CpOp::RunCommand { .. }
                         | CpOp::ResetNode { .. }

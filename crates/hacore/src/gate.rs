@@ -126,7 +126,8 @@ rule_set! {
 }
 
 /// Names of the built-in policies.
-pub const BUILTINS: [&str; 7] = [
+/// `preflight` and `join` are the ones a migration plan's steps cite.
+pub const BUILTINS: [&str; 8] = [
     "reboot",
     "upgrade",
     "drain",
@@ -134,6 +135,7 @@ pub const BUILTINS: [&str; 7] = [
     "remove-member",
     "join",
     "single-master",
+    "preflight",
 ];
 
 impl Policy {

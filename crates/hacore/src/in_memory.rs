@@ -485,6 +485,30 @@ impl InMemoryCluster {
     }
 }
 
+impl InMemoryCluster {
+    /// Whether `/readyz` answers through the VIP by its name and its
+    /// address: the frontend is there, the name (if any) resolves to it,
+    /// and a pooled apiserver serves with both as SANs.
+    fn answers_through_vip(&self, name: Option<&str>, address: IpAddr, port: u16) -> bool {
+        let wanted: Vec<String> = name
+            .map(str::to_string)
+            .into_iter()
+            .chain([address.to_string()])
+            .collect();
+        self.frontend == Some(SocketAddr::new(address, port))
+            && name.is_none_or(|n| self.dns.get(n) == Some(&address))
+            && self.pool.as_ref().is_some_and(|pool| {
+                pool.keys().any(|n| {
+                    self.serving(n)
+                        && self
+                            .apiserver_sans
+                            .get(n)
+                            .is_some_and(|s| wanted.iter().all(|w| s.contains(w)))
+                })
+            })
+    }
+}
+
 impl Hypervisor for InMemoryCluster {
     fn is_done(&mut self, op: &HvOp) -> Result<bool, BackendError> {
         Ok(match op {
@@ -771,6 +795,12 @@ impl ControlPlane for InMemoryCluster {
             }
             CpOp::SyncApiserverExtras { from, node } => self.has_extras_of(from, node),
             CpOp::ProbeApiserver { node, address, .. } => self.answers_directly(node, *address),
+            CpOp::ProbeVip {
+                name,
+                address,
+                port,
+            } => self.answers_through_vip(name.as_deref(), *address, *port),
+            CpOp::DrillPlannedReboot { node } => self.acted.contains(node),
             CpOp::VerifyStaticPods { node } => self
                 .static_pods
                 .get(node)
@@ -843,7 +873,11 @@ impl ControlPlane for InMemoryCluster {
             | CpOp::WaitHealthy { .. }
             | CpOp::RemoveMember { .. }
             | CpOp::DeleteNode { .. } => self.apply_disruption(&t, op)?,
+            CpOp::DrillPlannedReboot { node } => {
+                self.apply_disruption(&t, &CpOp::Reboot { node: node.clone() })?
+            }
             CpOp::AddressesFree { .. }
+            | CpOp::ProbeVip { .. }
             | CpOp::CheckVersions { .. }
             | CpOp::ProbeApiserver { .. }
             | CpOp::VerifyStaticPods { .. }

@@ -33,6 +33,8 @@ fn step(id: String, title: String, op: Op, secs: i64) -> Step {
         expected_duration: Dur::secs(secs),
         outage: None,
         notes: Vec::new(),
+        command: None,
+        rollback_command: None,
     }
 }
 

@@ -10,10 +10,10 @@ use hacore::state::Probe;
 use hacore::{Action, ClusterState, Decision, Policy, Severity, Topology, Verdict};
 use jiff::Timestamp;
 
-/// Every built-in policy there is: `BUILTINS` and the migration's
-/// `preflight` (not listed for users, used by plans).
+/// Every built-in policy there is (`BUILTINS`, which lists the
+/// migration's `preflight` too).
 fn every_builtin() -> Vec<Policy> {
-    let names: Vec<&str> = BUILTINS.iter().copied().chain(["preflight"]).collect();
+    let names: Vec<&str> = BUILTINS.to_vec();
     names
         .iter()
         .map(|n| Policy::builtin(n).unwrap_or_else(|| panic!("built-in {n}")))

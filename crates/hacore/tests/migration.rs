@@ -1138,3 +1138,147 @@ fn the_worst_case_restores_the_preflight_snapshot_onto_the_master_by_hand() {
     assert!(back.recovery.is_none() && back.phases.iter().all(|p| p.rollback.is_none()));
     assert_eq!(serde_json::to_value(&back).unwrap(), old);
 }
+
+/// Each step of the plan a person reviews says what runs, not an internal
+/// operation: the kubeadm command, the etcd call, the Proxmox API request,
+/// the load balancer's change; secrets are placeholders. Every policy a
+/// step cites is a built-in one `hacli policy list` lists.
+#[test]
+fn every_step_says_what_it_runs_and_no_secret() {
+    let plan = example_plan();
+    for (_, s) in plan.steps() {
+        let c = s
+            .command
+            .as_deref()
+            .unwrap_or_else(|| panic!("{}: no command", s.id));
+        assert!(
+            !c.is_empty() && !c.starts_with("control-plane:"),
+            "{}: {c}",
+            s.id
+        );
+        assert_eq!(
+            s.rollback.is_some(),
+            s.rollback_command.is_some(),
+            "{}",
+            s.id
+        );
+        for g in &s.preconditions {
+            assert!(
+                hacore::gate::BUILTINS.contains(&g.policy.as_str()),
+                "{} cites policy {}, which `hacli policy list` does not list",
+                s.id,
+                g.policy
+            );
+        }
+    }
+    let md = plan.to_markdown();
+    let text = plan.to_text();
+    for want in [
+        "kubeadm init phase upload-config kubeadm --config",
+        "kubeadm join 10.0.20.99:6443 --control-plane",
+        "--token $TOKEN",
+        "--certificate-key <redacted>",
+        "etcdctl member add --learner",
+        "snapshot save",
+        "POST /nodes/pve/qemu/9000/clone newid=205",
+        "kubeadm init phase upload-certs --upload-certs",
+        "pfSense HAProxy package",
+        "--resolve k8s-api.viktorbarzin.lan:6443:",
+    ] {
+        assert!(md.contains(want), "the markdown lacks `{want}`:\n{md}");
+    }
+    assert!(text.contains("do: ssh k8s-master-2 kubeadm join"), "{text}");
+    // The JSON carries it too, and a plan written before (no command)
+    // still renders one, with the same digest as before.
+    let json = serde_json::to_value(&plan).unwrap();
+    assert!(json["phases"][0]["steps"][0]["command"].is_string());
+    let mut old = plan.clone();
+    for p in &mut old.phases {
+        for s in &mut p.steps {
+            s.command = None;
+            s.rollback_command = None;
+        }
+    }
+    assert!(!serde_json::to_string(&old).unwrap().contains("\"command\""));
+    assert_eq!(old.to_markdown(), md);
+}
+
+/// The VIP is proven before any client uses it: an apiserver certificate
+/// without the API's DNS name fails the smoke test, the cut-over phase is
+/// rolled back before anything moved, and once fixed the run finishes.
+#[test]
+fn a_vip_whose_certificate_lacks_its_name_stops_the_run_before_the_cut_over() {
+    use hacore::backend::{CpOp, Op};
+    let plan = example_plan();
+    let ids: Vec<&str> = plan.steps().map(|(_, s)| s.id.as_str()).collect();
+    let probe = ids
+        .iter()
+        .position(|i| *i == "cutover/vip-smoke-test")
+        .unwrap();
+    assert!(
+        ids.iter()
+            .position(|i| i.starts_with("cutover/kubelet/"))
+            .is_some_and(|k| probe < k),
+        "{ids:?}"
+    );
+    // The certificates are issued without the name.
+    let name = plan.to.control_plane_endpoint.dns_name.clone().unwrap();
+    let mut broken = plan.clone();
+    for p in &mut broken.phases {
+        for s in &mut p.steps {
+            if let Op::ControlPlane(
+                CpOp::SetControlPlaneEndpoint { sans, .. } | CpOp::RenewApiserverCert { sans, .. },
+            ) = &mut s.op
+            {
+                sans.retain(|x| *x != name);
+            }
+        }
+    }
+    let sim = fresh_sim(&broken);
+    let old_server = sim.borrow().kube_proxy.clone();
+    let mut journal = MemJournal::default();
+    match run_to_end(&broken, &sim, &mut journal) {
+        Outcome::RolledBack { phase, step, .. } => {
+            assert_eq!(phase, "cutover");
+            assert_eq!(step, "cutover/vip-smoke-test");
+        }
+        other => panic!("expected the cut-over rolled back, got {other:?}"),
+    }
+    let s = sim.borrow();
+    assert_eq!(s.kube_proxy, old_server, "no client was moved");
+    for n in &broken.from.nodes {
+        assert_eq!(
+            s.kubelet_server.get(&n.name),
+            Some(&old_server),
+            "{}",
+            n.name
+        );
+    }
+}
+
+/// `--verify-drill`: the plan ends with a planned reboot of the first
+/// master; the rehearsal reboots it.
+#[test]
+fn the_verify_drill_is_the_last_step() {
+    let plan = plan::with_drill(example_plan());
+    let (phase, last) = plan.steps().last().unwrap();
+    assert_eq!(phase.id, "drill");
+    assert_eq!(last.id, "drill/planned-reboot/k8s-master");
+    assert!(last.op.takes_down());
+    assert!(
+        last.command
+            .as_deref()
+            .unwrap()
+            .contains("hacli drill --planned k8s-master"),
+        "{last:?}"
+    );
+    // Idempotent, and the HA phase goes before it.
+    let again = plan::with_drill(plan.clone());
+    assert_eq!(again, plan);
+    let with_ha = plan::placement::with_ha(plan.clone(), "hacli-masters");
+    assert_eq!(with_ha.phases.last().unwrap().id, "drill");
+    let sim = fresh_sim(&plan);
+    let mut journal = MemJournal::default();
+    assert_eq!(run_to_end(&plan, &sim, &mut journal), Outcome::Completed);
+    assert!(sim.borrow().acted.contains("k8s-master"));
+}

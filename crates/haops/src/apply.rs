@@ -293,7 +293,28 @@ fn live(
             ..Wiring::plan(plan, None, None, hv)
         },
     )?;
-    Ok(live.with(|b, _| exec::run(plan, b, journal, exec_opts, on_event))?)
+    let identity = format!(
+        "hacli-apply@{}#{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+        std::process::id()
+    );
+    Ok(live.with(|b, _| {
+        let mut cp = crate::drill::in_plan::WithDrill::new(
+            &mut *b.control_plane,
+            &plan.to,
+            reach,
+            &opts.journal,
+            identity,
+        );
+        let mut b = hacore::backend::Backends {
+            hypervisor: &mut *b.hypervisor,
+            load_balancer: &mut *b.load_balancer,
+            control_plane: &mut cp,
+            observer: &mut *b.observer,
+            clock: b.clock,
+        };
+        exec::run(plan, &mut b, journal, exec_opts, on_event)
+    })?)
 }
 
 fn start_measure(spec: &MeasureSpec, plan: &Plan, events: Events<'_>) -> Result<Measure, Error> {

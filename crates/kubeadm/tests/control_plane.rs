@@ -487,6 +487,8 @@ mod masters {
             expected_duration: Dur::secs(60),
             outage: None,
             notes: Vec::new(),
+            command: None,
+            rollback_command: None,
         }
     }
 

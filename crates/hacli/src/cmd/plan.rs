@@ -46,6 +46,11 @@ pub struct Args {
     /// In use: refused (exit 1); undecided: exit 3, never free.
     #[arg(long)]
     pub probe_addresses: bool,
+    /// End the plan with a drill: a planned reboot of the first master
+    /// with traffic through the VIP, as `hacli drill --planned` does it;
+    /// the step fails unless every request succeeded.
+    #[arg(long)]
+    pub verify_drill: bool,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Format,
@@ -66,6 +71,11 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     };
     match computed {
         Ok(p) => {
+            let p = if a.verify_drill {
+                hacore::plan::with_drill(p)
+            } else {
+                p
+            };
             match a.output {
                 Format::Text => out!("{}", p.to_text()),
                 Format::Markdown => out!("{}", p.to_markdown()),

@@ -10,7 +10,7 @@ use anyhow::{Context as _, anyhow};
 use hacore::Action;
 
 use super::settings::{
-    CHECK, GATE, PLAN, RELEASE, SIMULATE, Settings, ci_identity, is_inline, name,
+    CHECK, DISRUPT, GATE, PLAN, RELEASE, ROLL, SIMULATE, Settings, ci_identity, is_inline, name,
 };
 
 /// The command line the settings stand for, and its printable form
@@ -22,7 +22,7 @@ pub(crate) struct Mapped {
 }
 
 impl Mapped {
-    fn new(words: &[&str]) -> Mapped {
+    pub(crate) fn new(words: &[&str]) -> Mapped {
         let mut m = Mapped {
             argv: vec!["hacli".into()],
             shown: vec!["hacli".into()],
@@ -33,12 +33,12 @@ impl Mapped {
         m
     }
 
-    fn arg(&mut self, v: impl AsRef<std::ffi::OsStr>) {
+    pub(crate) fn arg(&mut self, v: impl AsRef<std::ffi::OsStr>) {
         self.argv.push(v.as_ref().to_owned());
         self.shown.push(v.as_ref().to_string_lossy().into_owned());
     }
 
-    fn opt(&mut self, flag: &str, v: Option<impl AsRef<std::ffi::OsStr>>) {
+    pub(crate) fn opt(&mut self, flag: &str, v: Option<impl AsRef<std::ffi::OsStr>>) {
         if let Some(v) = v {
             self.arg(flag);
             self.arg(v);
@@ -97,6 +97,8 @@ pub(crate) enum Call {
         reach: Box<haops::Reach>,
         identity: String,
     },
+    /// `disrupt` and `roll`: the command line itself, run as hacli runs it.
+    Command { argv: Vec<OsString> },
 }
 
 /// Map the settings onto a call and its hacli command line.
@@ -155,6 +157,7 @@ pub(crate) fn map(st: &Settings, tmp: &Path) -> anyhow::Result<(Mapped, Call)> {
             Ok((m, Call::Simulate { plan, failures }))
         }
         RELEASE => release(st, tmp),
+        DISRUPT | ROLL => super::disrupt::map(st, tmp),
         other => unreachable!("{other}"),
     }
 }
@@ -190,9 +193,9 @@ fn target(st: &Settings, tmp: &Path) -> anyhow::Result<(Mapped, Target)> {
     Ok((m, target))
 }
 
-/// How the live gate reaches the cluster: the settings, then the
-/// environment (as the CLI's flags do).
-fn live(st: &Settings, tmp: &Path, m: &mut Mapped) -> anyhow::Result<haops::Reach> {
+/// How the live gate (and `disrupt`, `roll`) reaches the cluster: the
+/// settings, then the environment (as the CLI's flags do).
+pub(crate) fn live(st: &Settings, tmp: &Path, m: &mut Mapped) -> anyhow::Result<haops::Reach> {
     let mut r = haops::Reach {
         kubeconfig: st.secret_file("kubeconfig", tmp, false)?,
         ..haops::Reach::default()

@@ -1,8 +1,10 @@
 //! hacli as a Woodpecker CI plugin step (`hacli plugin`, `cmd/plugin.rs`):
 //! its settings ([`settings`]), the call they stand for ([`map`]), and
 //! that call run through the library (`haops::gate`, `haops::lock`) or
-//! the offline decisions ([`crate::offline`]), as the commands run them.
+//! the offline decisions ([`crate::offline`]), as the commands run them;
+//! `disrupt` and `roll` run the command line itself ([`disrupt`]).
 
+pub(crate) mod disrupt;
 pub(crate) mod map;
 pub(crate) mod settings;
 
@@ -108,6 +110,15 @@ pub(crate) fn run(call: Call) -> anyhow::Result<Done> {
             })
         }
         Call::Release { reach, identity } => release(&reach, &identity),
+        // The command prints its own report.
+        Call::Command { argv } => {
+            let cli = <crate::Cli as clap::Parser>::try_parse_from(&argv)?;
+            Ok(Done {
+                summary: String::new(),
+                value: serde_json::Value::Null,
+                exit: crate::dispatch(cli)?,
+            })
+        }
     }
 }
 

@@ -18,7 +18,12 @@ pub(crate) const CHECK: &str = "check";
 pub(crate) const PLAN: &str = "plan";
 pub(crate) const SIMULATE: &str = "simulate";
 pub(crate) const RELEASE: &str = "release";
-pub(crate) const COMMANDS: [&str; 5] = [GATE, CHECK, PLAN, SIMULATE, RELEASE];
+pub(crate) const DISRUPT: &str = "disrupt";
+pub(crate) const ROLL: &str = "roll";
+pub(crate) const COMMANDS: [&str; 7] = [GATE, CHECK, PLAN, SIMULATE, RELEASE, DISRUPT, ROLL];
+
+/// The commands that reach the live cluster as `gate` does.
+const LIVE: &[&str] = &[GATE, DISRUPT, ROLL];
 
 /// A setting the plugin knows.
 pub(crate) struct Setting {
@@ -39,26 +44,26 @@ pub(crate) const SETTINGS: &[Setting] = &[
     s(
         "command",
         &COMMANDS,
-        "gate, check, plan, simulate or release (required)",
+        "gate, check, plan, simulate, release, disrupt or roll (required)",
     ),
     s(
         "action",
-        &[GATE, CHECK],
-        "reboot, drain, upgrade, shutdown, remove-member or join (required)",
+        &[GATE, CHECK, DISRUPT, ROLL],
+        "gate, check: reboot, drain, upgrade, shutdown, remove-member or join; disrupt, roll: reboot or upgrade (required)",
     ),
     s(
         "node",
-        &[GATE, CHECK],
+        &[GATE, CHECK, DISRUPT],
         "the target: a node name, or a hypervisor host (required)",
     ),
     s(
         "topology",
-        &[GATE, CHECK],
+        &[GATE, CHECK, DISRUPT, ROLL],
         "a topology file in the workspace, or the topology itself as YAML (required)",
     ),
     s(
         "policy",
-        &[GATE, CHECK],
+        &[GATE, CHECK, DISRUPT, ROLL],
         "a built-in policy name, a policy file in the workspace, or inline YAML; the action's built-in by default",
     ),
     s(
@@ -73,62 +78,62 @@ pub(crate) const SETTINGS: &[Setting] = &[
     ),
     s(
         "kubeconfig",
-        &[GATE, RELEASE],
+        &[GATE, RELEASE, DISRUPT, ROLL],
         "the kubeconfig's contents (a secret); by default KUBECONFIG or the in-cluster service account",
     ),
     s(
         "etcd_endpoints",
-        &[GATE],
+        LIVE,
         "etcd client URLs (a list); the topology's by default",
     ),
     s(
         "etcd_ca",
-        &[GATE],
+        LIVE,
         "the etcd CA certificate, PEM contents (a secret)",
     ),
     s(
         "etcd_cert",
-        &[GATE],
+        LIVE,
         "the etcd client certificate, PEM contents (a secret)",
     ),
     s(
         "etcd_key",
-        &[GATE],
+        LIVE,
         "the etcd client key, PEM contents (a secret)",
     ),
     s(
         "deadline",
-        &[GATE],
+        LIVE,
         "overall deadline of the observation, e.g. 2s (default 2s)",
     ),
     s(
         "member_timeout",
-        &[GATE],
+        LIVE,
         "how long one etcd member may take (default 1s)",
     ),
     s(
         "kill_switch",
-        &[GATE],
+        LIVE,
         "kill-switch ConfigMap, namespace/name (default kube-system/hacli-kill-switch)",
     ),
     s(
         "daemonsets",
-        &[GATE],
+        LIVE,
         "DaemonSets whose pod must run on every node (a list)",
     ),
     s(
         "prometheus_url",
-        &[GATE],
+        LIVE,
         "Prometheus base URL for firing alerts (a secret if it holds credentials)",
     ),
     s(
         "lb_runtime_api",
-        &[GATE],
+        LIVE,
         "HAProxy runtime API, unix:/path or tcp:ADDR:PORT; the topology's by default",
     ),
     s(
         "apiserver_port",
-        &[GATE],
+        LIVE,
         "apiserver port on each master; the control-plane endpoint's by default",
     ),
     s(
@@ -138,17 +143,17 @@ pub(crate) const SETTINGS: &[Setting] = &[
     ),
     s(
         "lock_ttl",
-        &[GATE],
+        LIVE,
         "how long the lock lasts without renewal (default 30m)",
     ),
     s(
         "lock_lease",
-        &[GATE, RELEASE],
+        &[GATE, RELEASE, DISRUPT, ROLL],
         "disruption lock Lease, namespace/name (default kube-system/hacli-disruption-lock)",
     ),
     s(
         "identity",
-        &[GATE, CHECK, RELEASE],
+        &[GATE, CHECK, RELEASE, DISRUPT, ROLL],
         "lock holder identity; woodpecker:CI_REPO#CI_PIPELINE_NUMBER by default, so a later step releases it",
     ),
     s(
@@ -180,6 +185,46 @@ pub(crate) const SETTINGS: &[Setting] = &[
         "failures",
         &[SIMULATE],
         "largest number of simultaneous failures to try (default 1)",
+    ),
+    s(
+        "version",
+        &[DISRUPT, ROLL],
+        "for upgrade: the version to upgrade to, e.g. v1.33.2 (required for upgrade)",
+    ),
+    s(
+        "nodes",
+        &[ROLL],
+        "only these nodes (a list); every node by default, masters first",
+    ),
+    s(
+        "soak",
+        &[ROLL],
+        "wait this long after each master before the next node (default 0s)",
+    ),
+    s(
+        "journal_dir",
+        &[DISRUPT, ROLL],
+        "the journals' directory in the workspace (default .hacli/journal); a retried step finds its journal there and resumes",
+    ),
+    s(
+        "backend",
+        &[DISRUPT, ROLL],
+        "live (default) or simulated (a rehearsal on the in-memory cluster, its state in the journal directory)",
+    ),
+    s(
+        "sim_fail",
+        &[DISRUPT, ROLL],
+        "simulated backend: make operation OP fail on NODE (a list of OP/NODE, e.g. upgrade/m2)",
+    ),
+    s(
+        "ssh_identity",
+        &[DISRUPT, ROLL],
+        "the SSH private key for the nodes, its contents (a secret)",
+    ),
+    s(
+        "known_hosts",
+        &[DISRUPT, ROLL],
+        "the nodes' SSH host keys, known_hosts contents (a secret or a plain setting)",
     ),
 ];
 

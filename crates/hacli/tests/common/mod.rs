@@ -713,6 +713,25 @@ nodes:
         assert!(sans.contains("DNS:k8s-api.testlab.lan"), "{n}: {sans}");
     }
 
+    // Before the first client was moved, the VIP passed its smoke test:
+    // /readyz through it by its DNS name and by its address, verified
+    // with the cluster CA.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let at = |event: &str, step: &str| {
+        lines
+            .iter()
+            .rposition(|v| v["event"] == event && v["step"] == step)
+            .unwrap_or_else(|| panic!("no `{event}` of {step} in the journal"))
+    };
+    assert!(
+        at("done", "cutover/vip-smoke-test") < at("started", "cutover/kubelet/m1"),
+        "the VIP's smoke test passed before the first cut-over"
+    );
+
     // The VMs the Proxmox stand-in holds: the two clones, running.
     for vmid in [112u32, 113] {
         assert_eq!(pve.host_is_on(vmid), Some(true), "VM {vmid}");

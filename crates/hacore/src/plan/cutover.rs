@@ -13,7 +13,8 @@ pub(super) fn phase(ctx: &Ctx<'_>) -> Option<Phase> {
     if old_server == new_server {
         return None;
     }
-    let mut steps = kubeconfigs(ctx);
+    let mut steps = vec![vip_smoke_test(ctx)];
+    steps.extend(kubeconfigs(ctx));
     let mut s = step(
         "cutover/kube-proxy",
         format!(
@@ -119,4 +120,30 @@ fn kubeconfigs(ctx: &Ctx<'_>) -> Vec<Step> {
         steps.push(s);
     }
     steps
+}
+
+/// Before any client uses the VIP: `/readyz` through it answers, verified
+/// with the cluster CA, by the API's DNS name and by its address (both must
+/// be SANs of the certificate the load balancer's servers present).
+fn vip_smoke_test(ctx: &Ctx<'_>) -> Step {
+    let name = ctx.to.control_plane_endpoint.dns_name.clone();
+    let shown = match &name {
+        Some(n) => format!("{n} and {}", ctx.vip),
+        None => ctx.vip.to_string(),
+    };
+    let mut s = step(
+        "cutover/vip-smoke-test",
+        format!(
+            "GET /readyz through the VIP by {shown}, verified with the cluster CA, before any client is moved"
+        ),
+        Op::ControlPlane(CpOp::ProbeVip {
+            name,
+            address: ctx.vip,
+            port: ctx.port,
+        }),
+        Dur::secs(5),
+    );
+    s.notes
+        .push("a check: when it fails nothing has been cut over, and the run stops here".into());
+    s
 }

@@ -40,12 +40,14 @@ use crate::state::ClusterState;
 use crate::topology::{Node, Topology};
 use crate::units::Dur;
 
+pub mod commands;
 mod cutover;
 mod endpoint;
 mod join_material;
 mod joins;
 mod load_balancer;
 pub mod placement;
+pub use verify::with_drill;
 mod preflight;
 mod provision;
 mod recovery;
@@ -152,6 +154,16 @@ pub struct Step {
     /// Notes for the reviewer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What the step runs, for people: the command on the node, the etcd
+    /// call, the Proxmox API request, the load balancer's change (secrets
+    /// shown as `$TOKEN` and `<redacted>`). The executor runs `op`; this is
+    /// its description. Absent from plans written before it existed, which
+    /// keep their digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// What the rollback runs, described the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_command: Option<String>,
 }
 
 /// A gate evaluated before a step: `policy` must allow `action` on `target`
@@ -388,6 +400,10 @@ pub fn plan(
     phases.extend(joins::phases(&ctx));
     phases.extend(cutover::phase(&ctx));
     phases.push(verify::phase(&ctx));
+    for st in phases.iter_mut().flat_map(|p| p.steps.iter_mut()) {
+        st.command = Some(commands::describe(&st.op, to));
+        st.rollback_command = st.rollback.as_ref().map(|r| commands::describe(r, to));
+    }
     Ok(Plan {
         cluster: to.cluster.clone(),
         from: from.clone(),
@@ -420,6 +436,8 @@ pub(crate) fn step(id: &str, title: String, op: Op, expected_duration: Dur) -> S
         expected_duration,
         outage: None,
         notes: Vec::new(),
+        command: None,
+        rollback_command: None,
     }
 }
 

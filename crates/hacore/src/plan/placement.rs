@@ -265,8 +265,21 @@ pub fn with_ha(mut plan: Plan, rule: &str) -> Plan {
     let mut to = plan.to.clone();
     to.nodes
         .retain(|n| n.vmid.is_none_or(|v| !gone.contains(&v)));
-    if let Some(p) = ha_phase(&to, rule) {
-        plan.phases.push(p);
+    if let Some(mut p) = ha_phase(&to, rule) {
+        for st in &mut p.steps {
+            st.command = Some(super::commands::describe(&st.op, &plan.to));
+            st.rollback_command = st
+                .rollback
+                .as_ref()
+                .map(|r| super::commands::describe(r, &plan.to));
+        }
+        // The drill, when asked, stays the last phase.
+        let at = plan
+            .phases
+            .iter()
+            .position(|p| p.id == "drill")
+            .unwrap_or(plan.phases.len());
+        plan.phases.insert(at, p);
     }
     plan
 }

@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Outage, Plan, Recovery};
+use super::{Outage, Plan, Recovery, Step};
+use crate::topology::Topology;
 
 impl Plan {
     /// Markdown a person can review and check off.
@@ -42,7 +43,7 @@ impl Plan {
                     "- [ ] **{}**: {} ({})",
                     st.id, st.title, st.expected_duration
                 );
-                let _ = writeln!(s, "  - do: `{}`", st.op);
+                let _ = writeln!(s, "  - do: `{}`", st.shown_command(&self.to));
                 for g in &st.preconditions {
                     let _ = writeln!(
                         s,
@@ -50,7 +51,7 @@ impl Plan {
                         g.policy, g.action, g.target
                     );
                 }
-                if let Some(r) = &st.rollback {
+                if let Some(r) = st.shown_rollback(&self.to) {
                     let _ = writeln!(s, "  - rollback: `{r}`");
                 }
                 match &st.outage {
@@ -115,6 +116,7 @@ impl Plan {
                     None => String::new(),
                 };
                 let _ = writeln!(s, "  {i:>3}. {:<40} {}{outage}", st.id, st.title);
+                let _ = writeln!(s, "       do: {}", st.shown_command(&self.to));
             }
         }
         if let Some(r) = &self.recovery {
@@ -126,6 +128,26 @@ impl Plan {
             );
         }
         s
+    }
+}
+
+impl Step {
+    /// What the step runs, for people: its recorded command, or (a plan
+    /// written before steps recorded it) one described from its operation.
+    pub fn shown_command(&self, to: &Topology) -> String {
+        self.command
+            .clone()
+            .unwrap_or_else(|| super::commands::describe(&self.op, to))
+    }
+
+    /// What its rollback runs, described the same way.
+    pub fn shown_rollback(&self, to: &Topology) -> Option<String> {
+        let r = self.rollback.as_ref()?;
+        Some(
+            self.rollback_command
+                .clone()
+                .unwrap_or_else(|| super::commands::describe(r, to)),
+        )
     }
 }
 

@@ -3,7 +3,7 @@
 //! kubeconfig naming the VIP. After a migration from a single master, a
 //! person reviews the Jobs and CronJobs pinned to it by hostname.
 
-use super::{Ctx, Phase, Step, step};
+use super::{Ctx, Phase, Plan, Step, step};
 use crate::backend::{CpOp, LbOp, Op};
 use crate::units::Dur;
 
@@ -87,4 +87,50 @@ fn pinned(master: &str) -> Step {
         "manual: `kubectl get cronjobs,jobs -A -o json | jq -r '.items[] | (.spec.jobTemplate.spec.template.spec // .spec.template.spec) as $p | select($p.nodeName == \"{master}\" or $p.nodeSelector[\"kubernetes.io/hostname\"] == \"{master}\") | .kind + \" \" + .metadata.namespace + \"/\" + .metadata.name'` lists them"
     ));
     s
+}
+
+/// The plan with a last phase (`hacli plan --verify-drill`): a planned
+/// reboot of the first master with traffic through the VIP, as `hacli
+/// drill --planned` does it; the step fails unless every request
+/// succeeded. A plan with no master, or already ending with it, is
+/// returned as it is.
+pub fn with_drill(mut plan: Plan) -> Plan {
+    let Some(first) = plan
+        .from
+        .control_plane_nodes()
+        .next()
+        .map(|n| n.name.clone())
+    else {
+        return plan;
+    };
+    if plan.phases.iter().any(|p| p.id == "drill") {
+        return plan;
+    }
+    let ep = &plan.to.control_plane_endpoint;
+    let server = super::url(ep.address, ep.port);
+    let op = Op::ControlPlane(CpOp::DrillPlannedReboot {
+        node: first.clone(),
+    });
+    let mut s = step(
+        &format!("drill/planned-reboot/{first}"),
+        format!(
+            "planned reboot of {first} with traffic through {server}: 0 failed requests, else the step fails"
+        ),
+        op.clone(),
+        Dur::secs(300),
+    );
+    s.command = Some(super::commands::describe(&op, &plan.to));
+    s.notes.push(
+        "the drill gates the reboot itself (policy `reboot` without its soak: the migration has just changed the nodes' readiness), moves leadership, takes the lock, drains the master from the pool first and puts it back; a refused gate fails the step, and `hacli apply --resume` tries it again".into(),
+    );
+    plan.phases.push(Phase {
+        id: "drill".into(),
+        title: format!("Prove it: a planned reboot of {first} with no failed request"),
+        steps: vec![s],
+        rollback: Some(
+            "nothing to undo: the drill puts the master back in the pool and uncordons it itself"
+                .into(),
+        ),
+    });
+    plan
 }

@@ -19,6 +19,7 @@
 //! nothing.
 
 mod disruptions;
+pub mod in_plan;
 mod planned;
 mod sequence;
 

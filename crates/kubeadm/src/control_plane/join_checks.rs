@@ -6,7 +6,8 @@
 //! A check that fails for good (versions differ, the VM joined by itself)
 //! answers an error naming what differs, so the step's failure says why;
 //! a check that may still come true (the apiserver starting) is polled up
-//! to [`super::ControlPlaneOptions::check_wait`].
+//! to [`super::ControlPlaneOptions::check_wait`]. The VIP's smoke test
+//! before the cut-over is here too.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +21,9 @@ use ssh::Cmd;
 
 use super::ssh_ops::{APISERVER_MANIFEST, KUBELET_CONF};
 use super::{CpError, KubeadmControlPlane};
+
+/// How long the VIP smoke test retries before it fails.
+pub const VIP_SMOKE_TEST_BOUND: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Flags that differ per master by design and are never copied.
 pub const PER_NODE_FLAGS: &[&str] = &["advertise-address", "bind-address", "external-hostname"];
@@ -395,6 +399,25 @@ impl KubeadmControlPlane {
     /// One `/readyz` on `address:port`, verified with the cluster CA: Ok
     /// when it answers 200 `ok`, else what it answered.
     pub async fn readyz(&self, address: IpAddr, port: u16) -> Result<(), String> {
+        let url = format!("https://{}/readyz", SocketAddr::new(address, port));
+        self.readyz_at(&url, None).await
+    }
+
+    /// One `/readyz` through the VIP by `name`, the name pinned to
+    /// `address:port` (not looked up), verified with the cluster CA: the
+    /// certificate presented must carry `name`.
+    pub async fn readyz_by_name(
+        &self,
+        name: &str,
+        address: IpAddr,
+        port: u16,
+    ) -> Result<(), String> {
+        let url = format!("https://{name}:{port}/readyz");
+        self.readyz_at(&url, Some((name, SocketAddr::new(address, port))))
+            .await
+    }
+
+    async fn readyz_at(&self, url: &str, pin: Option<(&str, SocketAddr)>) -> Result<(), String> {
         if self.cluster_ca.is_empty() {
             return Err(
                 "the kubeconfig names no cluster CA (certificate-authority or certificate-authority-data): hacli cannot verify an apiserver directly".into(),
@@ -403,13 +426,15 @@ impl KubeadmControlPlane {
         let mut b = reqwest::Client::builder()
             .tls_built_in_root_certs(false)
             .timeout(self.opts.timeout.min(std::time::Duration::from_secs(5)));
+        if let Some((name, addr)) = pin {
+            b = b.resolve(name, addr);
+        }
         for der in &self.cluster_ca {
             let c = reqwest::Certificate::from_der(der).map_err(|e| format!("cluster CA: {e}"))?;
             b = b.add_root_certificate(c);
         }
         let client = b.build().map_err(|e| e.to_string())?;
-        let url = format!("https://{}/readyz", SocketAddr::new(address, port));
-        match client.get(&url).send().await {
+        match client.get(url).send().await {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => {
                 let status = r.status();
@@ -434,6 +459,38 @@ impl KubeadmControlPlane {
                     return Err(CpError::Refused(format!(
                         "{node}'s apiserver does not answer /readyz directly within {:?} ({last}): it must not join the load balancer's pool",
                         self.opts.check_wait
+                    )));
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    /// The VIP smoke test before the cut-over: `/readyz` through the VIP
+    /// by `name` and by `address`, each verified with the cluster CA (so
+    /// both must be SANs of what the pool's apiservers present), retried
+    /// for [`VIP_SMOKE_TEST_BOUND`] at most (the pool was UP a step
+    /// before: a certificate or CA that is wrong stays wrong); then
+    /// refused with the last answer.
+    pub(crate) async fn probe_vip(
+        &self,
+        name: Option<&str>,
+        address: IpAddr,
+        port: u16,
+    ) -> Result<bool, CpError> {
+        let bound = self.opts.check_wait.min(VIP_SMOKE_TEST_BOUND);
+        let until = tokio::time::Instant::now() + bound;
+        loop {
+            let mut r = self.readyz(address, port).await;
+            if let (Ok(()), Some(n)) = (&r, name) {
+                r = self.readyz_by_name(n, address, port).await;
+            }
+            match r {
+                Ok(()) => return Ok(true),
+                Err(last) if tokio::time::Instant::now() >= until => {
+                    return Err(CpError::Refused(format!(
+                        "the VIP {} does not pass its smoke test within {bound:?} ({last}): no client is moved to it",
+                        SocketAddr::new(address, port),
                     )));
                 }
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,

@@ -485,6 +485,14 @@ impl KubeadmControlPlane {
                 address,
                 port,
             } => self.probe_apiserver(node, *address, *port).await,
+            CpOp::ProbeVip {
+                name,
+                address,
+                port,
+            } => self.probe_vip(name.as_deref(), *address, *port).await,
+            // Run by the drill (`haops::drill`) around this backend: never
+            // done by itself, so a resumed run drills again.
+            CpOp::DrillPlannedReboot { .. } => Ok(false),
             CpOp::VerifyStaticPods { node } => {
                 self.wait_check(|| async { Ok(self.static_pods_missing(node).await?.is_empty()) })
                     .await
@@ -552,10 +560,14 @@ impl KubeadmControlPlane {
             | CpOp::WaitHealthy { .. }
             | CpOp::RemoveMember { .. }
             | CpOp::DeleteNode { .. } => self.disrupt_apply(op).await,
+            CpOp::DrillPlannedReboot { node } => Err(CpError::Refused(format!(
+                "the planned reboot drill of {node} is run by `hacli apply` (traffic through the VIP), not by the control-plane backend alone"
+            ))),
             // Checks: the executor verifies them with `is_done`; applying
             // one waits for it.
             CpOp::CheckVersions { .. }
             | CpOp::ProbeApiserver { .. }
+            | CpOp::ProbeVip { .. }
             | CpOp::VerifyStaticPods { .. }
             | CpOp::VerifyNotJoined { .. }
             | CpOp::AddressesFree { .. }
