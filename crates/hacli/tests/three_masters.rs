@@ -21,11 +21,9 @@
 //!    refused before the roll touches anything (cause and fix named), then
 //!    `reconcile-config --confirm` and `--prune-kubeadm-backups 1`, and the
 //!    masters upgraded; a hand edit reverted by `kubeadm upgrade node`.
-//! 7. [`recovery`]: `hacli recover` refused while quorum holds, then, a
-//!    writer putting keys through the VIP all along, (a) two masters
-//!    powered off: the survivor's data chosen (not confirmed), then
-//!    restored with `--confirm` and the two others rejoined (0 keys lost);
-//!    three voters and every pool server UP.
+//! 7. [`recovery`]: `hacli recover` refused while quorum holds, then, with
+//!    two masters powered off, the survivor's data chosen (not confirmed)
+//!    and quorum back once they are powered on again.
 //!
 //! One migration serves the seven (each but the pauses takes about 100 s
 //! on this machine); each scenario leaves three healthy masters behind.
@@ -124,7 +122,7 @@ fn after_the_migration_drills_a_replacement_and_a_rolling_upgrade() {
         return;
     }
     println!(
-        "== recovery: refused while quorum holds; two masters powered off, recovered from the survivor with a writer on the VIP"
+        "== recovery: refused while quorum holds; two masters powered off: the survivor's data chosen, not confirmed"
     );
     let a = |k: u8| -> std::net::IpAddr { m.lab.lab_addr(k).into() };
     recovery::run(
