@@ -506,33 +506,27 @@ fn saved_plan(saved: &Path, events: &mut dyn FnMut(Event)) -> Result<Plan, Error
     Ok(plan)
 }
 
-/// How long an operation on the Kubernetes API or the load balancer that
-/// failed is tried again: the API through the control-plane endpoint can
-/// refuse connections for some seconds while the pool, reduced to the
-/// restored master, settles (its health checks, a reload).
-const TRANSIENT_BOUND: Duration = Duration::from_secs(30);
-
-/// Do `step`; one that failed on a transient error (an operation on the
-/// Kubernetes API or the load balancer; each is idempotent) is tried again
-/// every 2 s, for at most [`TRANSIENT_BOUND`].
+/// Do `step`; one that failed on a transient error is tried again, twice
+/// at most.
 fn act_retrying(
     ctx: &mut Ctx<'_>,
     step: &RecoverStep,
     events: &mut dyn FnMut(Event),
 ) -> Result<bool, Error> {
-    let transient = matches!(
-        step.op,
-        RecoverOp::ControlPlane(_) | RecoverOp::LoadBalancer(_)
-    );
-    let until = std::time::Instant::now() + TRANSIENT_BOUND;
     let mut result = ctx.act(&step.op);
-    while let Err(e) = &result {
-        if !transient || std::time::Instant::now() >= until {
-            break;
+    for _ in 0..2 {
+        let transient = matches!(
+            step.op,
+            RecoverOp::ControlPlane(_) | RecoverOp::LoadBalancer(_)
+        );
+        match &result {
+            Err(e) if transient => {
+                events(Event::Warning(format!("{}: {e}; trying again", step.id)));
+                std::thread::sleep(Duration::from_secs(2));
+                result = ctx.act(&step.op);
+            }
+            _ => break,
         }
-        events(Event::Warning(format!("{}: {e}; trying again", step.id)));
-        std::thread::sleep(Duration::from_secs(2));
-        result = ctx.act(&step.op);
     }
     result
 }
