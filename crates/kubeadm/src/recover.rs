@@ -573,7 +573,8 @@ fi"#,
     }
 
     /// Switch `node`'s etcd manifest (aside or in place) to one member,
-    /// the original kept as `ASIDE/etcd.yaml.before-recover` (once).
+    /// the original kept as `ASIDE/etcd.yaml.before-recover` (one kept
+    /// there by an earlier recovery renamed with a date, not overwritten).
     pub fn recover_one_member(&self, node: &str, address: IpAddr) -> Result<(), CpError> {
         let (path, text) = self.etcd_manifest_place(node)?;
         let peer = format!("https://{}:2380", host_for_url(address));
@@ -586,8 +587,20 @@ fi"#,
         }
         let keep = format!("{ASIDE}/etcd.yaml.before-recover");
         self.block_on(async {
-            if !self.exists_remote(node, &keep).await? {
-                self.write_remote(node, &keep, text.as_bytes()).await?;
+            // The manifest is not switched yet: the one kept must be this
+            // one. A different one kept by an earlier recovery (of a
+            // cluster since rejoined) is renamed with a date, never
+            // overwritten, so that this recovery's rollback puts back
+            // what it replaced.
+            match self.read_remote(node, &keep).await? {
+                Some(old) if old == text => {}
+                Some(_) => {
+                    let cmd =
+                        Cmd::shell(r#"mv -- "$1" "$1.replaced-$(date +%Y%m%dT%H%M%S)""#).arg(&keep);
+                    self.run(node, &cmd, self.options().timeout).await?;
+                    self.write_remote(node, &keep, text.as_bytes()).await?;
+                }
+                None => self.write_remote(node, &keep, text.as_bytes()).await?,
             }
             self.write_remote(node, &path, new.as_bytes()).await
         })
