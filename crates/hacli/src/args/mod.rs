@@ -9,6 +9,7 @@ pub mod live;
 pub mod master;
 pub mod placement;
 pub mod proxmox;
+pub mod remediate;
 pub mod silence;
 pub mod ssh;
 
