@@ -240,12 +240,12 @@ pub fn run_outcome(
     // The run's step events go to the same sink (never while tick reports).
     let events = std::cell::RefCell::new(events);
     let mut replace = |old: &str, state: &ClusterState| -> Result<(), String> {
-        let mut steps = |e: Event| (&mut **events.borrow_mut())(e);
+        let mut steps = |e: Event| (**events.borrow_mut())(e);
         let r = replace_one(topology, act, old, n, &identity, state, reach, &mut steps)?;
         replaced = Some(r);
         Ok(())
     };
-    let mut sink = |e: Event| (&mut **events.borrow_mut())(e);
+    let mut sink = |e: Event| (**events.borrow_mut())(e);
     let decision = tick(
         topology,
         &mut observer,
