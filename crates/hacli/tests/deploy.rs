@@ -326,3 +326,74 @@ fn the_kured_recipe_points_kured_at_the_sentinels_file_and_gives_the_sentinel_it
     assert!(topo_cm.starts_with("hacli-topology-"), "{topo_cm}");
     hacore::Topology::from_yaml("topology.yaml", &topology).expect("a valid topology");
 }
+
+#[test]
+fn the_remediation_recipe_runs_remediate_confirm_with_its_spare_and_keeps_its_memory() {
+    let Some(docs) = kustomize(&base().join("../remediate")) else {
+        return;
+    };
+    let cj = docs
+        .iter()
+        .find(|d| d["kind"] == "CronJob" && d["metadata"]["name"] == "hacli-remediate")
+        .expect("the CronJob hacli-remediate");
+    assert_eq!(cj["spec"]["concurrencyPolicy"], "Forbid");
+    let pod = &cj["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let args = strings(&container["args"]);
+    assert_eq!(args[0], "remediate");
+    assert!(args.iter().any(|a| a == "--confirm"), "{args:?}");
+    // The files its flags name are on its volumes: the spare from the
+    // generated ConfigMap, the memory and journal on the claim.
+    let volume_of = |path: &str| -> Value {
+        let mount = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| path.starts_with(m["mountPath"].as_str().unwrap()))
+            .unwrap_or_else(|| panic!("{path} is on no mount"));
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap()
+            .clone()
+    };
+    for f in ["--memory", "--journal"] {
+        let v = volume_of(&flag(&args, f).unwrap());
+        assert_eq!(
+            v["persistentVolumeClaim"]["claimName"], "hacli-remediate",
+            "{f} outlives a master: {v}"
+        );
+    }
+    let spare_path = flag(&args, "--spare").unwrap();
+    let cm_name = volume_of(&spare_path)["configMap"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(cm_name.starts_with("hacli-spare-"), "{cm_name}");
+    let cm = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == cm_name.as_str())
+        .unwrap();
+    let spare: hacore::topology::Node =
+        hacore::source::parse("spare.yaml", cm["data"]["spare.yaml"].as_str().unwrap())
+            .expect("the spare is one node");
+    // The spare fits the base's topology in any master's place.
+    let (_, _, topology) = rendered(&docs);
+    let (topology, _) = hacore::Topology::from_yaml("topology.yaml", &topology).unwrap();
+    for m in topology.control_plane_nodes() {
+        hacore::remediation::with_spare(&topology, &m.name, &spare)
+            .unwrap_or_else(|e| panic!("{}: {e}", m.name));
+    }
+    // Its arguments are ones hacli accepts: it gets as far as reading the
+    // (absent here) topology file.
+    let out = Command::new(env!("CARGO_BIN_EXE_hacli"))
+        .args(&args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("/etc/hacli/topology/topology.yaml"), "{err}");
+}

@@ -24,8 +24,13 @@
 //! 7. [`recovery`]: `hacli recover` refused while quorum holds, then, with
 //!    two masters powered off, the survivor's data chosen (not confirmed)
 //!    and quorum back once they are powered on again.
+//! 8. [`dead`]: m4 powered off: `hacli remediate` decides to replace it
+//!    (nothing touched without `--confirm`), failing attempts stop at the
+//!    retry budget, two masters off are refused (quorum); with `--confirm`
+//!    m4 is replaced by a new clone m5 without its help. Last: it leaves
+//!    m1, m2 and m5.
 //!
-//! One migration serves the seven (each but the pauses takes about 100 s
+//! One migration serves the eight (each but the pauses takes about 100 s
 //! on this machine); each scenario leaves three healthy masters behind.
 //! `cargo test -p hacli --test three_masters -- --nocapture` prints the
 //! figures; `HACLI_THREE_MASTERS_ONLY=recovery,roll` (a development aid,
@@ -34,6 +39,8 @@
 //! `$CARGO_TARGET_TMPDIR/three_masters/`.
 
 mod common;
+#[path = "three_masters/dead.rs"]
+mod dead;
 #[path = "three_masters/drills.rs"]
 mod drills;
 #[path = "three_masters/fragile.rs"]
@@ -64,7 +71,10 @@ fn wanted(name: &str) -> bool {
     let hit = named(name)
         // replace's topology is the later modules' (m4), and upgrade_rules
         // starts from the version roll leaves.
-        || (name == "replace" && ["roll", "upgrade_rules", "recovery"].iter().any(|l| named(l)))
+        || (name == "replace"
+            && ["roll", "upgrade_rules", "recovery", "dead"]
+                .iter()
+                .any(|l| named(l)))
         || (name == "roll" && named("upgrade_rules"));
     if !hit {
         println!("== {name}: skipped (HACLI_THREE_MASTERS_ONLY={only})");
@@ -118,20 +128,25 @@ fn after_the_migration_drills_a_replacement_and_a_rolling_upgrade() {
             "v1.32.2",
         );
     }
-    if !wanted("recovery") {
-        return;
+    if wanted("recovery") {
+        println!(
+            "== recovery: refused while quorum holds; two masters powered off: the survivor's data chosen, not confirmed"
+        );
+        let a = |k: u8| -> std::net::IpAddr { m.lab.lab_addr(k).into() };
+        recovery::run(
+            &m,
+            &topology,
+            [
+                ("m1", a(testlab::cluster::M1), None),
+                ("m2", a(testlab::cluster::M2), Some(112)),
+                ("m4", a(14), Some(114)),
+            ],
+        );
     }
-    println!(
-        "== recovery: refused while quorum holds; two masters powered off: the survivor's data chosen, not confirmed"
-    );
-    let a = |k: u8| -> std::net::IpAddr { m.lab.lab_addr(k).into() };
-    recovery::run(
-        &m,
-        &topology,
-        [
-            ("m1", a(testlab::cluster::M1), None),
-            ("m2", a(testlab::cluster::M2), Some(112)),
-            ("m4", a(14), Some(114)),
-        ],
-    );
+    if wanted("dead") {
+        println!(
+            "== dead: m4 powered off, remediated: budget, quorum refused, replaced by m5 with --confirm"
+        );
+        dead::run_all(&m, &topology);
+    }
 }

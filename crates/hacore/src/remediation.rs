@@ -390,6 +390,64 @@ pub fn metrics(d: &Decision, memory: &Memory, policy: &Policy, now: Timestamp) -
     )
 }
 
+/// The topology after `old` is replaced by the spare master `spare`:
+/// `spare` in `old`'s place, and each etcd endpoint on `old`'s address moved
+/// to `spare`'s. Refused (the sentence) when `old` is not a master of
+/// `current`, `spare` is not a control-plane node, its name, address or VM
+/// id is taken in `current`, or the result is not a valid topology.
+pub fn with_spare(
+    current: &Topology,
+    old: &str,
+    spare: &crate::topology::Node,
+) -> Result<Topology, String> {
+    let Some(gone) = current.node(old).filter(|n| n.is_control_plane()) else {
+        return Err(format!("`{old}` is not a master of the topology"));
+    };
+    if !spare.is_control_plane() {
+        return Err(format!(
+            "the spare `{}` is not a control-plane node (role: control-plane)",
+            spare.name
+        ));
+    }
+    for n in &current.nodes {
+        let taken = if n.name == spare.name {
+            Some("name")
+        } else if n.address == spare.address {
+            Some("address")
+        } else if spare.vmid.is_some() && n.vmid == spare.vmid {
+            Some("VM id")
+        } else {
+            None
+        };
+        if let Some(what) = taken {
+            return Err(format!(
+                "the spare `{}`'s {what} is taken: node `{}` of the topology has it",
+                spare.name, n.name
+            ));
+        }
+    }
+    let (from, to) = (gone.address.to_string(), spare.address.to_string());
+    let mut target = current.clone();
+    for n in &mut target.nodes {
+        if n.name == old {
+            *n = spare.clone();
+        }
+    }
+    for e in &mut target.etcd.endpoints {
+        if crate::topology::url_host(e) == Some(from.as_str()) {
+            *e = e.replacen(&from, &to, 1);
+        }
+    }
+    let report = target.validate();
+    if let Some(d) = report.errors.first() {
+        return Err(format!(
+            "the topology with `{}` in `{old}`'s place is not valid: {d}",
+            spare.name
+        ));
+    }
+    Ok(target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,6 +609,35 @@ mod tests {
             "{}",
             d.line()
         );
+    }
+
+    #[test]
+    fn a_spare_takes_the_dead_masters_place_and_its_etcd_endpoint() {
+        let mut current = topo(3);
+        current.etcd.endpoints = (1..=3)
+            .map(|i| format!("https://10.0.0.1{i}:2379"))
+            .collect();
+        let spare = |name: &str, addr: &str| crate::topology::Node {
+            name: name.into(),
+            role: crate::topology::Role::ControlPlane,
+            address: addr.parse().unwrap(),
+            hypervisor: None,
+            vmid: None,
+            cpus: None,
+            memory_gib: None,
+            disk_gib: None,
+        };
+        let t = with_spare(&current, "m2", &spare("m5", "10.0.0.15")).unwrap();
+        let names: Vec<_> = t.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["m1", "m5", "m3"]);
+        assert_eq!(t.etcd.endpoints[1], "https://10.0.0.15:2379");
+        assert_eq!(t.etcd.endpoints[0], "https://10.0.0.11:2379");
+        let e = with_spare(&current, "m2", &spare("m3", "10.0.0.15")).unwrap_err();
+        assert!(e.contains("name is taken: node `m3`"), "{e}");
+        let e = with_spare(&current, "m2", &spare("m5", "10.0.0.13")).unwrap_err();
+        assert!(e.contains("address is taken: node `m3`"), "{e}");
+        let e = with_spare(&current, "m9", &spare("m5", "10.0.0.15")).unwrap_err();
+        assert!(e.contains("`m9` is not a master"), "{e}");
     }
 
     #[test]

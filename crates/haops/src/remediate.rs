@@ -9,7 +9,9 @@
 //! caller's `replace`; its outcome is recorded as an attempt, which the
 //! retry budget and the minimum healthy period count. Every decision is
 //! reported as an event with its reason; `hacore::remediation::metrics`
-//! renders it for Prometheus.
+//! renders it for Prometheus. [`run`] is one run on the live cluster (the
+//! observer, the Lease and `replace-master --dead` for [`tick`]), with
+//! plain data in and out so that any frontend can call it.
 
 use hacore::ClusterState;
 use hacore::Topology;
@@ -182,6 +184,197 @@ pub fn decide_once(
         write(p, metrics(&decision, &memory, &opts.policy, now))?;
     }
     Ok(Decided { decision, memory })
+
+/// What `act` replaces a dead master with, and how the run goes.
+#[derive(Debug, Clone)]
+pub struct Act {
+    /// The spare master: it takes the dead one's place
+    /// (`hacore::remediation::with_spare`).
+    pub spare: hacore::topology::Node,
+    /// VM id of the template the spare is cloned from.
+    pub template: Option<u32>,
+    /// How long to wait for a drained backend's sessions to reach 0.
+    pub idle_bound: std::time::Duration,
+    /// Keep the masters apart with this Proxmox HA rule.
+    pub ha_rule: Option<String>,
+    /// The run's options: `journal` is the base name (each attempt
+    /// journals to `JOURNAL.OLD.N`), `identity` the lock holder (by
+    /// default `hacli-remediate@HOST:JOURNAL`), the backend.
+    pub run: crate::master::RunOptions,
+}
+
+/// What one remediation run came to.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The decision that stands.
+    pub decision: Decision,
+    /// After a replacement that ran: its journal and the topology from now
+    /// on (the spare in the dead master's place).
+    pub replaced: Option<(std::path::PathBuf, Topology)>,
+}
+
+/// The live cluster as an [`Observer`]: an observation that fails is an
+/// empty state (everything unknown: never replaced, never healthy).
+struct LiveObserver<'a>(&'a crate::Reach);
+
+impl Observer for LiveObserver<'_> {
+    fn observe(&mut self, topology: &Topology) -> ClusterState {
+        match crate::observe::observe(topology, self.0, None) {
+            Ok(o) => o.state,
+            Err(e) => {
+                let mut s = ClusterState::empty(Timestamp::now());
+                s.probe_errors
+                    .insert(hacore::state::Probe::Nodes, e.to_string());
+                s
+            }
+        }
+    }
+}
+
+/// The disruption lock (the Lease `reach` names) as a [`Lock`]; a lock
+/// kept after a failed rollback is left held.
+struct LiveLock<'a>(&'a crate::Reach, std::time::Duration);
+
+fn failed(what: &str, e: crate::Error) -> hacore::backend::BackendError {
+    hacore::backend::BackendError::Failed {
+        what: what.into(),
+        message: e.to_string(),
+    }
+}
+
+impl Lock for LiveLock<'_> {
+    fn acquire(&mut self, id: &str) -> Result<LockAnswer, hacore::backend::BackendError> {
+        match crate::lock::take(self.0, id, self.1, Timestamp::now()) {
+            Ok(crate::lock::Taken::Taken { .. }) => Ok(LockAnswer::Acquired),
+            Ok(crate::lock::Taken::HeldBy { holder, .. }) => Ok(LockAnswer::HeldBy(holder)),
+            Err(e) => Err(failed("taking the disruption lock", e)),
+        }
+    }
+    fn release(&mut self, id: &str) -> Result<(), hacore::backend::BackendError> {
+        let status = crate::lock::show(self.0, Timestamp::now())
+            .map_err(|e| failed("reading the disruption lock", e))?;
+        if status.kept.is_some() {
+            return Ok(());
+        }
+        crate::lock::release(self.0, id)
+            .map(|_| ())
+            .map_err(|e| failed("releasing the disruption lock", e))
+    }
+    fn keep(&mut self, _: &str, _: &str) -> Result<(), hacore::backend::BackendError> {
+        Ok(())
+    }
+}
+
+/// One remediation run on the live cluster: observe, decide (updating
+/// `memory`); with `act`, a `replace` decision is carried out by [`tick`]
+/// under the disruption lock (`reach`'s Lease): the cluster observed and
+/// decided again right before it starts (a target that answers again is
+/// cancelled), then the `replace-master --dead` plan for the target and
+/// `act.spare`, run by `crate::master::run`, journalled. Without `act`
+/// nothing is touched.
+pub fn run(
+    topology: &Topology,
+    reach: &crate::Reach,
+    policy: &Policy,
+    memory: &mut Memory,
+    act: Option<&Act>,
+    events: &mut dyn FnMut(Event),
+) -> Decision {
+    run_outcome(topology, reach, policy, memory, act, events).decision
+}
+
+/// [`run`], with the replacement's journal and topology when one ran.
+pub fn run_outcome(
+    topology: &Topology,
+    reach: &crate::Reach,
+    policy: &Policy,
+    memory: &mut Memory,
+    act: Option<&Act>,
+    events: &mut dyn FnMut(Event),
+) -> Outcome {
+    let mut observer = LiveObserver(reach);
+    let now = Timestamp::now();
+    let Some(act) = act else {
+        let state = observer.observe(topology);
+        let d = decide(topology, &state, memory, policy, now);
+        events(Event::Note(d.line()));
+        return Outcome {
+            decision: d,
+            replaced: None,
+        };
+    };
+    let n = memory.attempts.len() + 1;
+    let identity = act
+        .run
+        .identity
+        .clone()
+        .unwrap_or_else(|| crate::journal::run_identity("hacli-remediate", &act.run.journal));
+    let mut lock = LiveLock(reach, act.run.lock_ttl);
+    let mut replaced = None;
+    // The run's step events go to the same sink (never while tick reports).
+    let events = std::cell::RefCell::new(events);
+    let mut replace = |old: &str, state: &ClusterState| -> Result<(), String> {
+        let mut steps = |e: Event| (**events.borrow_mut())(e);
+        let r = replace_one(topology, act, old, n, &identity, state, reach, &mut steps)?;
+        replaced = Some(r);
+        Ok(())
+    };
+    let mut sink = |e: Event| (**events.borrow_mut())(e);
+    let decision = tick(
+        topology,
+        &mut observer,
+        &mut lock,
+        &identity,
+        policy,
+        memory,
+        now,
+        &mut Timestamp::now,
+        &mut replace,
+        &mut sink,
+    );
+    Outcome { decision, replaced }
+}
+
+/// The dead master `old` replaced by `act.spare`: planned against
+/// `state` (refused: the reasons), run, journalled to `JOURNAL.OLD.N`.
+#[allow(clippy::too_many_arguments)]
+fn replace_one(
+    current: &Topology,
+    act: &Act,
+    old: &str,
+    n: usize,
+    identity: &str,
+    state: &ClusterState,
+    reach: &crate::Reach,
+    events: &mut dyn FnMut(Event),
+) -> Result<(std::path::PathBuf, Topology), String> {
+    let target = hacore::remediation::with_spare(current, old, &act.spare)?;
+    let planned = crate::master::plan_replace(&crate::master::Replacement {
+        current,
+        target: &target,
+        old,
+        new: &act.spare.name,
+        template: act.template,
+        idle_bound: act.idle_bound,
+        dead: Some(state),
+        ha_rule: act.ha_rule.as_deref(),
+    })
+    .map_err(|e| e.to_string())?
+    .map_err(|r| format!("refused: {}", r.reasons.join("; ")))?;
+    let mut journal = act.run.journal.clone().into_os_string();
+    journal.push(format!(".{old}.{n}"));
+    let opts = crate::master::RunOptions {
+        journal: journal.into(),
+        identity: Some(identity.to_string()),
+        resume: false,
+        ..act.run.clone()
+    };
+    let report =
+        crate::master::run(&planned, old, &opts, reach, events).map_err(|e| e.to_string())?;
+    if !report.ok() {
+        return Err(report.summary());
+    }
+    Ok((opts.journal, target))
 }
 
 #[cfg(test)]

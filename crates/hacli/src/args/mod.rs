@@ -10,6 +10,7 @@ pub mod master;
 pub mod placement;
 pub mod proxmox;
 pub mod renamed;
+pub mod remediate;
 pub mod silence;
 pub mod ssh;
 

@@ -1,6 +1,7 @@
-//! `hacli remediate` (issue 26): decide from one observation whether a
-//! dead master is to be replaced (`hacore::remediation`), remembering
-//! attempts between runs; print the decision, its reason and the command.
+//! `hacli remediate`: decide from one observation whether a dead master is
+//! to be replaced (`hacore::remediation`), remembering attempts between
+//! runs; print the decision, its reason and the command; with `--confirm`,
+//! carry the replacement out (`haops::remediate`).
 
 use std::path::PathBuf;
 
@@ -40,6 +41,9 @@ pub struct Args {
     /// textfile collector).
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
+    /// Acting on a `replace` decision (--confirm) and with what.
+    #[command(flatten)]
+    pub act: crate::args::remediate::ActArgs,
 }
 
 fn dur(d: std::time::Duration, flag: &str) -> anyhow::Result<hacore::units::Dur> {
@@ -48,10 +52,10 @@ fn dur(d: std::time::Duration, flag: &str) -> anyhow::Result<hacore::units::Dur>
     ))
 }
 
-/// Run one observation's decision. Exit 0 healthy, waiting or cancelled; 1
-/// refused (quorum, budget); 0 with the `replace-master --dead` command to
-/// run when a master is to be replaced (the run that carries it out, under
-/// the lock, is `haops::remediate::tick`); 3 when the cluster cannot be
+/// Run one observation's decision (and, with --confirm, its
+/// replacement). Exit 0 healthy, waiting, cancelled, replaced, or to be
+/// replaced (without --confirm: the command printed); 1 refused (quorum,
+/// budget) or the replacement failed; 3 when the cluster cannot be
 /// observed.
 pub fn run(a: Args) -> anyhow::Result<crate::Exit> {
     let (topology, report) = Topology::load(&a.live.topology)?;
@@ -69,18 +73,53 @@ pub fn run(a: Args) -> anyhow::Result<crate::Exit> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
         Err(e) => return Err(anyhow::anyhow!("--memory {}: {e}", a.memory.display())),
     };
-    let dead = DeadArgs {
-        dead: true,
-        state: a.state.clone(),
-    };
-    let state = dead.state(&a.live, &topology)?;
+    let act = a.act.act()?;
     let now = jiff::Timestamp::now();
-    let d = hacore::remediation::decide(&topology, &state, &mut memory, &policy, now);
-    outln!("{}", d.line());
-    if let hacore::remediation::Decision::Replace { node, .. } = &d {
+    let (d, replaced) = match &a.state {
+        Some(_) => {
+            let dead = DeadArgs {
+                dead: true,
+                state: a.state.clone(),
+            };
+            let state = dead.state(&a.live, &topology)?;
+            let d = hacore::remediation::decide(&topology, &state, &mut memory, &policy, now);
+            outln!("{}", d.line());
+            (d, None)
+        }
+        None => {
+            let reach = a.act.reach(&a.live);
+            let progress = crate::progress::Progress::spinner();
+            let o = haops::remediate::run_outcome(
+                &topology,
+                &reach,
+                &policy,
+                &mut memory,
+                act.as_ref(),
+                &mut |e| match e {
+                    haops::Event::Note(l) => outln!("{l}"),
+                    haops::Event::Warning(l) => eprintln!("warning: {l}"),
+                    e => progress.on_event(e),
+                },
+            );
+            progress.finish();
+            (o.decision, o.replaced)
+        }
+    };
+    if let (hacore::remediation::Decision::Replace { node, .. }, None) = (&d, &act) {
         outln!(
             "run: hacli replace-master {node} NEW -t {} --target TARGET --dead --journal FILE --backend live",
             a.live.topology.display()
+        );
+        outln!("not acting: pass --confirm --spare FILE --journal FILE to replace {node} now");
+    }
+    if let Some((journal, target)) = &replaced {
+        let file = PathBuf::from(format!("{}.yaml", journal.display()));
+        std::fs::write(&file, serde_json::to_string_pretty(target)?)
+            .with_context(|| format!("the topology after the replacement, {}", file.display()))?;
+        outln!(
+            "journal: {}; the topology from now on: {}",
+            journal.display(),
+            file.display()
         );
     }
     std::fs::write(&a.memory, serde_json::to_string_pretty(&memory)?)
@@ -89,8 +128,10 @@ pub fn run(a: Args) -> anyhow::Result<crate::Exit> {
         std::fs::write(p, hacore::remediation::metrics(&d, &memory, &policy, now))
             .with_context(|| format!("--metrics {}", p.display()))?;
     }
+    let unobserved = matches!(&d, hacore::remediation::Decision::Wait { reason, .. } if reason.contains("was not observed"));
     Ok(match d.kind() {
         "refused" => crate::Exit::Deny,
+        _ if unobserved => crate::Exit::Unknown,
         _ => crate::Exit::Ok,
     })
 }

@@ -56,7 +56,9 @@ fn voters_with(tls: &testlab::cluster::EtcdTls, at: IpAddr) -> usize {
         .unwrap_or(0)
 }
 
-fn pve(m: &common::Migrated, vmid: u32, what: &str) {
+/// Proxmox `start` or `stop` of VM `vmid`, through the API as a client does
+/// (the task polled until it stopped, the host then on or off).
+pub fn pve(m: &common::Migrated, vmid: u32, what: &str) {
     let o = Command::new("curl")
         .args(["-s", "-f", "-m", "10", "-X", "POST", "--cacert"])
         .arg(m.pve.ca_path())
