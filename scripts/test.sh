@@ -30,6 +30,9 @@ DEBS=(etcd-server:etcd etcd-client:etcdctl haproxy:haproxy kubernetes-client:kub
 DEBS+=(openssh-server:/usr/sbin/sshd openssh-client:ssh-agent)
 # iproute2: `ip` builds the lab hosts' networks (crates/testlab/src/host.rs).
 DEBS+=(iproute2:/usr/sbin/ip)
+# iputils-ping: the address probe sends its one packet with ping (crates/kubeadm/src/addresses.rs;
+# without it a UDP datagram, slower to resolve on a loaded machine).
+DEBS+=(iputils-ping:ping)
 # The pfSense stand-in (crates/testlab/src/pfsense.rs) runs PHP with the xml extension, and unbound.
 DEBS+=(php-cli:php unbound:unbound)
 # man-db renders the generated man page, zsh and fish check the completions (crates/hacli/tests/completions.rs).

@@ -585,10 +585,18 @@ pub fn replace_dead_master(
         .collect();
     warnings.extend(why);
     warnings.extend(joined.warnings);
+    // The backends reach what the steps name: the dead master too (its
+    // member and Node are told by its address, which only `current`
+    // knows), as the live replacement's plan does; etcd's endpoints stay
+    // the target's, so no client waits on the dead member.
+    let mut both = target.clone();
+    if let Some(o) = current.node(old) {
+        both.nodes.push(o.clone());
+    }
     Ok(Plan {
         cluster: current.cluster.clone(),
         from: current.clone(),
-        to: target.clone(),
+        to: both,
         learner_joins: target.etcd.learner_joins,
         phases,
         warnings,

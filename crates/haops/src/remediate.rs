@@ -184,6 +184,7 @@ pub fn decide_once(
         write(p, metrics(&decision, &memory, &opts.policy, now))?;
     }
     Ok(Decided { decision, memory })
+}
 
 /// What `act` replaces a dead master with, and how the run goes.
 #[derive(Debug, Clone)]

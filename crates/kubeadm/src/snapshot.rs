@@ -368,8 +368,17 @@ pub async fn take(
     }
     let until = Instant::now() + opts.deadline;
     let shown = crate::redact_url(&chosen.url).into_owned();
-    let taken_at = Timestamp::now();
-    let path = dir.join(file_name_for(taken_at, &chosen.name));
+    // Names go to the second: a snapshot already taken in this second
+    // waits for the next one rather than replacing it.
+    let (taken_at, path) = loop {
+        let t = Timestamp::now();
+        let p = dir.join(file_name_for(t, &chosen.name));
+        if !p.exists() {
+            break (t, p);
+        }
+        let into = u64::try_from(t.subsec_nanosecond()).unwrap_or(0);
+        sleep(Duration::from_nanos(1_000_000_000 - into.min(999_999_999))).await;
+    };
     let tmp = dir.join(format!(
         ".{}.partial-{}",
         path.file_name().unwrap_or_default().to_string_lossy(),

@@ -3,8 +3,7 @@
 //! printed, nothing touched); a remediation whose attempts fail (its
 //! spare's VM id taken: refused before acting) stopped at its retry
 //! budget; m2 powered off too: refused (quorum), then m2 powered on again;
-//! with `--confirm` (only with HACLI_DEAD_REPLACE=1 for now, see below),
-//! m4 replaced by the spare m5 (a new Proxmox clone)
+//! with `--confirm`, m4 replaced by the spare m5 (a new Proxmox clone)
 //! under the lock, journalled: three voters, three servers UP, no trace of
 //! m4 (Node, etcd member, pool server, VM 114); all read from the real
 //! systems (etcd's member list, HAProxy's `show stat`, the apiserver's
@@ -213,22 +212,6 @@ pub fn run_all(m: &common::Migrated, topology: &Path) {
     let refused_in = t.elapsed();
 
     // With --confirm: m4 replaced by m5 (VM 115, the next lab address).
-    // Not run by default yet: on this lab the run stopped at
-    // remove/m4/node (the Node's address checked against the target
-    // topology, where m4 is absent: "another machine took the name"),
-    // restored and released the lock; HACLI_DEAD_REPLACE=1 runs it.
-    if std::env::var_os("HACLI_DEAD_REPLACE").is_none() {
-        testlab::skip::skip(
-            "three_masters dead: remediate --confirm m4 -> m5",
-            "the live dead replacement stops at remove/m4/node (delete-node checks the Node's address against the target topology); set HACLI_DEAD_REPLACE=1 to run it",
-        );
-        println!(
-            "durations: m4 off noticed in {:.1} s; budget and two-down refusals (m2 back) by {:.1} s",
-            noticed.as_secs_f64(),
-            refused_in.as_secs_f64()
-        );
-        return;
-    }
     let good = spare(m, &text, "m4", "m5", 15, 115);
     let journal = dir.join("act.jsonl");
     let t2 = Instant::now();
