@@ -412,3 +412,37 @@ impl Gate {
         Ok((LeaderMove::Moved(m.to_string()), Some((state, verdict))))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(ssh: &str) -> Topology {
+        Topology::from_yaml(
+            "t.yaml",
+            &format!("cluster: lab\ncontrolPlaneEndpoint: {{ address: 127.0.0.1 }}\n{ssh}nodes:\n  - {{ name: m1, role: control-plane, address: 127.0.0.1 }}\n"),
+        )
+        .unwrap()
+        .0
+    }
+
+    #[test]
+    fn an_upgrade_gate_reads_the_masters_only_when_ssh_is_configured() {
+        let upgrade = Policy::builtin("upgrade").unwrap();
+        let reboot = Policy::builtin("reboot").unwrap();
+        let up = GateRequest::new(Action::Upgrade, "m1", &upgrade, "me");
+        let bare = topology("");
+        let with_ssh = topology("ssh: { user: root }\n");
+        assert_eq!(
+            masters_read(&bare, &Reach::default(), &up),
+            Err("SSH is not configured")
+        );
+        assert_eq!(masters_read(&with_ssh, &Reach::default(), &up), Ok(true));
+        let mut reach = Reach::default();
+        reach.ssh.identity = Some("/k".into());
+        assert_eq!(masters_read(&bare, &reach, &up), Ok(true));
+        // A reboot's policy has no rule that reads them.
+        let rb = GateRequest::new(Action::Reboot, "m1", &reboot, "me");
+        assert_eq!(masters_read(&with_ssh, &reach, &rb), Ok(false));
+    }
+}

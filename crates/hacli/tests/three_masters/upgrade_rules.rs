@@ -215,6 +215,23 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: &[(&str, u8)], from: 
         all.contains("kubeadm's 3 backup directories under /etc/kubernetes/tmp hold 62 MiB; `hacli roll upgrade --prune-kubeadm-backups 1"),
         "{all}"
     );
+    // `hacli gate upgrade` reads the masters' files over SSH too when SSH
+    // is configured (here the flags), and names the same drift.
+    let out = hacli(&[
+        "gate",
+        "upgrade",
+        masters[1].0,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--deadline",
+        "6s",
+        "--member-timeout",
+        "4s",
+    ]);
+    let all = common::text(&out);
+    println!("gate upgrade {}:\n{all}", masters[1].0);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains(&drift), "{all}");
     // Nothing was touched.
     for (n, k) in masters {
         assert_eq!(version(*k), from, "{n} not upgraded");
