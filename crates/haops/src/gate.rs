@@ -144,7 +144,10 @@ pub fn gate(
         )?)),
         _ => None,
     };
-    runtime()?.block_on(async {
+    // The control plane's own runtime may not be dropped inside the
+    // gate's: this reference outlives the gate and is dropped after it.
+    let keep = masters.clone();
+    let outcome = runtime()?.block_on(async {
         let started = Instant::now();
         let mut gate = Gate::new(connect(topology, config).await?, reach.clone());
         gate.masters = masters;
@@ -156,7 +159,9 @@ pub fn gate(
         let mut outcome = gate.run(request, now, events).await?;
         outcome.phases.insert(0, ("setup", setup));
         Ok(outcome)
-    })
+    });
+    drop(keep);
+    outcome
 }
 
 /// Whether a gate reads the masters' files over SSH: its policy has a
