@@ -123,6 +123,7 @@ rule_set! {
     pdb: NoParams => pdb,
     control_plane_drift: rules::control_plane_drift::Params => control_plane_drift,
     master_disk: rules::master_disk::Params => master_disk,
+    etcd_latency: rules::etcd_latency::Params => etcd_latency,
 }
 
 /// Names of the built-in policies.
@@ -414,6 +415,8 @@ fn reboot_rules(r: &mut RuleSet) -> &'static str {
         required: false,
         ..Default::default()
     });
+    // A slow etcd makes a master's reboot riskier: said, not blocking.
+    r.etcd_latency = Some(rules::etcd_latency::Params::advisory());
     "kured sentinel gate (all nodes Ready, calico-node running, 24h soak, kill-switch, critical alerts when Prometheus is given) plus control-plane quorum"
 }
 
@@ -426,7 +429,8 @@ fn upgrade_rules(r: &mut RuleSet) -> &'static str {
     r.pdb = Some(NoParams {});
     r.control_plane_drift = Some(Default::default());
     r.master_disk = Some(Default::default());
-    "upgrade-chain preflight (kill-switch, critical alerts, 600s quiet baseline) plus control-plane quorum, and what stalls a kubeadm upgrade (manifest drift kubeadm would revert, a master's disk without room)"
+    r.etcd_latency = Some(Default::default());
+    "upgrade-chain preflight (kill-switch, critical alerts, 600s quiet baseline) plus control-plane quorum, and what stalls a kubeadm upgrade (manifest drift kubeadm would revert, a master's disk without room, etcd too slow: WAL fsync p99 over 10ms, backend commit p99 over 25ms, slow applies or leader changes over 5s)"
 }
 
 /// `drain`: evictions only.

@@ -85,6 +85,75 @@ pub struct ClusterState {
     /// kubeadm's backups), read over SSH. Absent: not observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub masters: Option<crate::masters::MastersState>,
+    /// How fast each etcd member writes (its `/metrics` read twice over a
+    /// window, or Prometheus). Absent: not observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_latency: Option<EtcdLatency>,
+}
+
+/// The etcd members' disk latency and churn, as their metrics show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EtcdLatency {
+    /// Where the figures come from: `metrics` (each member's `/metrics`)
+    /// or `prometheus`.
+    pub source: String,
+    /// The window the figures cover: the histograms' and counters'
+    /// increase between two reads this far apart. `0s`: one read, the
+    /// histograms since each member started (the counters then say
+    /// nothing).
+    pub window: Dur,
+    /// One entry per member endpoint read.
+    #[serde(default)]
+    pub members: Vec<MemberLatency>,
+}
+
+/// One etcd member's latency figures; a figure absent was not read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MemberLatency {
+    /// The member's name (as `member list` gives it), or its endpoint.
+    pub name: String,
+    /// The client URL read.
+    pub endpoint: String,
+    /// Why its metrics could not be read: every figure is then unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `etcd_disk_wal_fsync_duration_seconds` p99, microseconds.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict::opt_num"
+    )]
+    pub wal_fsync_p99_micros: Option<u64>,
+    /// `etcd_disk_backend_commit_duration_seconds` p99, microseconds.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict::opt_num"
+    )]
+    pub backend_commit_p99_micros: Option<u64>,
+    /// How many WAL fsyncs the p99 rests on (none in the window: no p99).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict::opt_num"
+    )]
+    pub wal_fsyncs: Option<u64>,
+    /// `etcd_server_slow_apply_total`'s increase over the window.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict::opt_num"
+    )]
+    pub slow_applies: Option<u64>,
+    /// `etcd_server_leader_changes_seen_total`'s increase over the window.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict::opt_num"
+    )]
+    pub leader_changes: Option<u64>,
 }
 
 /// The etcd snapshots as observed in a snapshot directory.
@@ -547,6 +616,7 @@ impl ClusterState {
             addresses_in_use: None,
             etcd_backup: None,
             masters: None,
+            etcd_latency: None,
         }
     }
 

@@ -26,6 +26,7 @@ use hacore::gate::{Request, evaluate};
 use hacore::state::Probe;
 use hacore::verdict::Severity;
 use hacore::{Action, ClusterState, Policy, Topology, Verdict};
+use kubeadm::control_plane::KubeadmControlPlane;
 use kubeadm::{Acquire, DisruptionLock, Observer, Reads, Timings};
 use tokio::time::timeout;
 
@@ -135,9 +136,21 @@ pub fn gate(
     events: Events<'_>,
 ) -> Result<GateOutcome, Error> {
     let config = reach.observer_config(Some(request.policy))?;
-    runtime()?.block_on(async {
+    // Made before the gate's runtime: the control plane runs its own.
+    let masters = match masters_read(topology, reach, request) {
+        Ok(true) => Some(std::sync::Arc::new(KubeadmControlPlane::from_topology(
+            topology,
+            &reach.control_plane_options(),
+        )?)),
+        _ => None,
+    };
+    // The control plane's own runtime may not be dropped inside the
+    // gate's: this reference outlives the gate and is dropped after it.
+    let keep = masters.clone();
+    let outcome = runtime()?.block_on(async {
         let started = Instant::now();
-        let gate = Gate::new(connect(topology, config).await?, reach.clone());
+        let mut gate = Gate::new(connect(topology, config).await?, reach.clone());
+        gate.masters = masters;
         let setup = started.elapsed();
         events(Event::Phase {
             name: "setup",
@@ -146,7 +159,30 @@ pub fn gate(
         let mut outcome = gate.run(request, now, events).await?;
         outcome.phases.insert(0, ("setup", setup));
         Ok(outcome)
-    })
+    });
+    drop(keep);
+    outcome
+}
+
+/// Whether a gate reads the masters' files over SSH: its policy has a
+/// rule that needs them (`control-plane-drift`, `master-disk`) for an
+/// upgrade, and SSH is configured (the topology's `ssh:` section, or an
+/// identity given). Err: why not, when a rule needs them.
+pub fn masters_read(
+    topology: &Topology,
+    reach: &Reach,
+    request: &GateRequest<'_>,
+) -> Result<bool, &'static str> {
+    let rules = &request.policy.rules;
+    if request.action != Action::Upgrade
+        || (rules.control_plane_drift.is_none() && rules.master_disk.is_none())
+    {
+        return Ok(false);
+    }
+    if topology.ssh.is_none() && reach.ssh.identity.is_none() {
+        return Err("SSH is not configured");
+    }
+    Ok(true)
 }
 
 /// The phases of one gate, each reported as it ends.
@@ -172,6 +208,9 @@ pub struct Gate {
     observer: Observer,
     lock: DisruptionLock,
     reach: Reach,
+    /// When set, each observation also reads the masters' files over SSH
+    /// (for `control-plane-drift` and `master-disk`).
+    masters: Option<std::sync::Arc<KubeadmControlPlane>>,
 }
 
 impl Gate {
@@ -183,7 +222,25 @@ impl Gate {
             observer,
             lock,
             reach,
+            masters: None,
         }
+    }
+
+    /// Observe with the probes and, when configured, the masters' files
+    /// (read alongside, over SSH, on the control plane's own runtime).
+    async fn observe(&self, reads: Reads<'_>) -> Result<(ClusterState, Timings), Error> {
+        let masters = self
+            .masters
+            .clone()
+            .map(|cp| tokio::task::spawn_blocking(move || kubeadm::masters::observe_blocking(&cp)));
+        let (mut state, probes) = observe_with(&self.observer, &self.reach, reads).await?;
+        if let Some(m) = masters {
+            state.masters = Some(m.await.unwrap_or_else(|e| hacore::masters::MastersState {
+                kubeadm_config_error: Some(format!("reading the masters' files failed: {e}")),
+                ..Default::default()
+            }));
+        }
+        Ok((state, probes))
     }
 
     /// The observer.
@@ -222,7 +279,7 @@ impl Gate {
             requester: Some(request.identity),
         };
         let topology = self.observer.topology();
-        let (mut state, probes) = observe_with(&self.observer, &self.reach, request.reads).await?;
+        let (mut state, probes) = self.observe(request.reads).await?;
         let mut probe_errors: Vec<Probe> = state.probe_errors.keys().copied().collect();
         phases.mark("observe");
         let mut verdict = evaluate(topology, &state, request.policy, &ask, at())?;
@@ -256,7 +313,7 @@ impl Gate {
                 name,
                 consistent: true,
             };
-            let (again, _) = observe_with(&self.observer, &self.reach, reads).await?;
+            let (again, _) = self.observe(reads).await?;
             for p in again.probe_errors.keys() {
                 if !probe_errors.contains(p) {
                     probe_errors.push(*p);
@@ -354,9 +411,43 @@ impl Gate {
         let m = kubeadm::etcd_leader::move_leader_away(&self.observer, request.target, deadline)
             .await?;
         events(Event::Note(format!("move-leader: {m}")));
-        let (state, _) = observe_with(&self.observer, &self.reach, Reads::Cluster).await?;
+        let (state, _) = self.observe(Reads::Cluster).await?;
         let now = now + jiff::SignedDuration::try_from(started.elapsed()).unwrap_or_default();
         let verdict = evaluate(self.observer.topology(), &state, request.policy, ask, now)?;
         Ok((LeaderMove::Moved(m.to_string()), Some((state, verdict))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(ssh: &str) -> Topology {
+        Topology::from_yaml(
+            "t.yaml",
+            &format!("cluster: lab\ncontrolPlaneEndpoint: {{ address: 127.0.0.1 }}\n{ssh}nodes:\n  - {{ name: m1, role: control-plane, address: 127.0.0.1 }}\n"),
+        )
+        .unwrap()
+        .0
+    }
+
+    #[test]
+    fn an_upgrade_gate_reads_the_masters_only_when_ssh_is_configured() {
+        let upgrade = Policy::builtin("upgrade").unwrap();
+        let reboot = Policy::builtin("reboot").unwrap();
+        let up = GateRequest::new(Action::Upgrade, "m1", &upgrade, "me");
+        let bare = topology("");
+        let with_ssh = topology("ssh: { user: root }\n");
+        assert_eq!(
+            masters_read(&bare, &Reach::default(), &up),
+            Err("SSH is not configured")
+        );
+        assert_eq!(masters_read(&with_ssh, &Reach::default(), &up), Ok(true));
+        let mut reach = Reach::default();
+        reach.ssh.identity = Some("/k".into());
+        assert_eq!(masters_read(&bare, &reach, &up), Ok(true));
+        // A reboot's policy has no rule that reads them.
+        let rb = GateRequest::new(Action::Reboot, "m1", &reboot, "me");
+        assert_eq!(masters_read(&with_ssh, &reach, &rb), Ok(false));
     }
 }

@@ -215,6 +215,11 @@ impl Reach {
             apiserver_port: self.apiserver_port,
             reboot_required: None,
             lb_runtime_api: self.lb_runtime_api.clone(),
+            // The etcd-latency rule's window: its members' metrics are
+            // read only when the policy judges them.
+            etcd_latency_window: policy
+                .and_then(|p| p.rules.etcd_latency.as_ref())
+                .map(|l| l.window.0.unsigned_abs()),
         })
     }
 

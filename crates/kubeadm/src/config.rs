@@ -141,6 +141,9 @@ pub struct ObserverConfig {
     /// not observed (its probe fails, and the rules that need it answer
     /// unknown).
     pub lb_runtime_api: Option<RuntimeApi>,
+    /// Read the etcd members' `/metrics` over this window (the
+    /// `etcd-latency` rule's); None: their latency is not observed.
+    pub etcd_latency_window: Option<Duration>,
 }
 
 impl std::fmt::Debug for ObserverConfig {
@@ -167,6 +170,7 @@ impl std::fmt::Debug for ObserverConfig {
             .field("apiserver_port", &self.apiserver_port)
             .field("reboot_required", &self.reboot_required)
             .field("lb_runtime_api", &self.lb_runtime_api)
+            .field("etcd_latency_window", &self.etcd_latency_window)
             .finish()
     }
 }
@@ -193,6 +197,7 @@ impl Default for ObserverConfig {
             apiserver_port: None,
             reboot_required: None,
             lb_runtime_api: None,
+            etcd_latency_window: None,
         }
     }
 }

@@ -82,6 +82,7 @@ pub mod drill;
 pub mod error;
 #[doc(hidden)]
 pub mod etcd_alarm;
+pub mod etcd_latency;
 pub mod etcd_leader;
 pub mod lb;
 pub mod live;

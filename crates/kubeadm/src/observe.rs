@@ -35,6 +35,11 @@ pub struct Observer {
     etcd_tls: TlsOptions,
     /// For Prometheus, when configured.
     http: Option<reqwest::Client>,
+    /// For the etcd members' `/metrics`, when the latency is observed (or
+    /// why the client could not be made).
+    metrics: Option<Result<crate::etcd_latency::MetricsReader, String>>,
+    /// The members' last metrics, for the next observation's window.
+    kept: crate::etcd_latency::Kept,
 }
 
 impl std::fmt::Debug for Observer {
@@ -208,6 +213,9 @@ impl Observer {
         let ca = read_file(&tls.ca)?;
         let cert = read_file(&tls.cert)?;
         let key = read_file(&tls.key)?;
+        let metrics = config.etcd_latency_window.map(|_| {
+            crate::etcd_latency::MetricsReader::new(&ca, &cert, &key, config.member_timeout)
+        });
         let etcd_tls = TlsOptions::new()
             .ca_certificate(Certificate::from_pem(ca))
             .identity(Identity::from_pem(cert, key));
@@ -233,6 +241,8 @@ impl Observer {
             kube_tls,
             etcd_tls,
             http,
+            metrics,
+            kept: Default::default(),
         })
     }
 
@@ -290,7 +300,26 @@ impl Observer {
         Box::pin(self.observe_shaped(Reads::Cluster)).await
     }
 
+    /// The probes, and alongside them (when configured) the etcd members'
+    /// latency over its window: the observation then lasts the window.
     async fn observe_shaped(&self, reads: Reads<'_>) -> (ClusterState, Timings) {
+        let (Some(window), Some(metrics)) = (self.config.etcd_latency_window, &self.metrics) else {
+            return self.probes(reads).await;
+        };
+        let endpoints = self.config.etcd_endpoints(&self.topology);
+        let latency = async {
+            match metrics {
+                Ok(m) => m.observe(&endpoints, window, &self.kept).await,
+                Err(e) => crate::etcd_latency::unreadable(&endpoints, window, e),
+            }
+        };
+        let ((mut state, t), mut latency) = tokio::join!(self.probes(reads), latency);
+        crate::etcd_latency::name_members(&mut latency, state.etcd.as_ref());
+        state.etcd_latency = Some(latency);
+        (state, t)
+    }
+
+    async fn probes(&self, reads: Reads<'_>) -> (ClusterState, Timings) {
         let t0 = Instant::now();
         let timings = std::sync::Mutex::new(Vec::new());
         let mark = |what: String| {

@@ -224,6 +224,14 @@ pub const ISSUED_SECRETS: &str = "/etc/testlab/issued-secrets";
 /// there with its content as the message ([`ClusterLab::set_upgrade_fails`]).
 pub const UPGRADE_FAILS: &str = "/etc/testlab/upgrade-fails";
 
+/// The file (inside a host) that makes `kubeadm upgrade apply|node` there
+/// stall on a component's new static pod and roll itself back, as kubeadm
+/// does when its static-pod wait times out: `COMPONENT [SECONDS]` (the
+/// wait, 3 s by default; kubeadm's is 5 min). Every manifest moved in that
+/// run is put back, the kubelet runs the old pods again, kubeadm's version
+/// is unchanged, and the command fails with kubeadm's message.
+pub const UPGRADE_STALLS: &str = "/etc/testlab/upgrade-stalls";
+
 /// The file (inside a host) where the kubeadm stand-in appends its own
 /// `/proc/self/cmdline` at every call, one JSON list of words a line
 /// ([`ClusterLab::kubeadm_cmdlines`]): what any local user could read of it.

@@ -129,6 +129,11 @@ impl EtcdCluster {
         self.members.iter().position(|m| m.spec.name == name)
     }
 
+    /// The process id of member `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].child.as_ref().map(|c| c.id())
+    }
+
     /// What member `i` is doing.
     pub fn run_state(&mut self, i: usize) -> MemberRun {
         let m = &mut self.members[i];

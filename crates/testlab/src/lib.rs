@@ -428,6 +428,12 @@ impl Lab {
             .unwrap_or_else(|| panic!("the lab has no etcd member `{name}`"))
     }
 
+    /// The process id of etcd member `name` (for `strace -p`), while it
+    /// runs.
+    pub fn etcd_pid(&self, name: &str) -> Option<u32> {
+        self.etcd.pid(self.member(name))
+    }
+
     /// The member that says it is the raft leader now.
     pub fn etcd_leader(&self) -> Option<String> {
         let specs = self.etcd.specs();

@@ -482,6 +482,40 @@ fn kubeadm_upgrade_apply_then_node_and_an_injected_failure() {
     );
     lab.set_upgrade_fails("m2", None).unwrap();
 
+    // A new static pod that never comes up: the stand-in waits (1 s here,
+    // kubeadm 5 min), puts the old manifests back as kubeadm does, and
+    // fails with kubeadm's message; the old apiserver answers again.
+    let sums = "sha256sum /etc/kubernetes/manifests/*.yaml\n";
+    let before = text(&ssh(&lab, "m2", sums).stdout);
+    ssh(
+        &lab,
+        "m2",
+        &format!(
+            "echo 'kube-apiserver 1' > {}\n",
+            testlab::cluster::UPGRADE_STALLS
+        ),
+    );
+    let out = ssh(&lab, "m2", "kubeadm upgrade node\n");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("couldn't upgrade control plane. kubeadm has tried to recover everything into the earlier state. Errors faced: timed out waiting for the condition"),
+        "{err}"
+    );
+    assert_eq!(text(&ssh(&lab, "m2", sums).stdout), before);
+    assert_eq!(
+        image_of(&lab, "m2", "kube-apiserver"),
+        "registry.k8s.io/kube-apiserver:v1.32.0"
+    );
+    assert!(readyz(&lab, "m2"));
+    let out = ssh(&lab, "m2", "kubeadm version -o short\n");
+    assert_eq!(text(&out.stdout), "v1.32.0\n");
+    ssh(
+        &lab,
+        "m2",
+        &format!("rm -f {}\n", testlab::cluster::UPGRADE_STALLS),
+    );
+
     // upgrade node on m2: the ConfigMap's version.
     let api_pid = pod_pid(&lab, "m2", "kube-apiserver");
     let t0 = Instant::now();

@@ -19,6 +19,10 @@ pub struct Args {
     pub target: String,
     #[command(flatten)]
     pub live: LiveArgs,
+    /// SSH to the masters: an upgrade's gate reads their manifests and
+    /// disks (`control-plane-drift`, `master-disk`) when SSH is configured.
+    #[command(flatten)]
+    pub ssh: crate::args::SshArgs,
     /// A built-in policy name or a policy file; the action's built-in by default.
     #[arg(long, short = 'p')]
     pub policy: Option<String>,
@@ -68,7 +72,9 @@ pub fn decide(a: &Args) -> anyhow::Result<Verdict> {
         _ => {}
     };
     let now = jiff::Timestamp::now();
-    let outcome = gate(&topology, &a.live.reach(), &request, now, &mut events)?;
+    let mut reach = a.live.reach();
+    reach.ssh = a.ssh.reach();
+    let outcome = gate(&topology, &reach, &request, now, &mut events)?;
     if a.timings {
         eprintln!("timings: {}", render::phases(&outcome.phases));
         eprintln!("probes done at: {}", outcome.probes);

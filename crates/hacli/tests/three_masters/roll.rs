@@ -1,6 +1,8 @@
 //! `hacli roll upgrade --backend live` on the migrated three-master lab
-//! (issue 14): a rolling upgrade with a failure injected on the second
-//! master stops there, restores that master (backend ready and UP, Node
+//! (issue 14): a rolling upgrade whose second master's `kubeadm upgrade
+//! node` times out on the new apiserver and rolls itself back (the kubeadm
+//! stand-in does what kubeadm does: the old manifests put back) stops
+//! there, says kubeadm rolled the upgrade back, restores that master (backend ready and UP, Node
 //! schedulable), releases the lock, exits non-zero naming the step, and
 //! touches neither the third master nor the workers; with the failure
 //! removed, `--resume` finishes the roll (m1 is not upgraded again).
@@ -12,7 +14,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use testlab::cluster::{KUBE_VERSION, M1, M2, UPGRADE_FAILS, W1, W2};
+use testlab::cluster::{KUBE_VERSION, M1, M2, UPGRADE_STALLS, W1, W2};
 
 /// The next patch release: `kubeadm upgrade apply` (the stand-in, like
 /// kubeadm) accepts the next patch or minor.
@@ -92,12 +94,14 @@ pub fn run(m: &common::Migrated, topology: &Path, third: (&str, u8)) {
     // The lab has no Prometheus (the upgrade policy's `alerts` rule would
     // be unknown), m2 and m3 joined a minute ago (its 600 s `soak` would
     // deny), and the masters share this machine's disk (`master-disk`
-    // judges the machine, not the lab: upgrade_rules.rs tests it): the
-    // built-in upgrade policy without those three.
+    // judges the machine, not the lab: upgrade_rules.rs tests it), and
+    // nothing writes to the lab's etcd (`etcd-latency` has no fsync to
+    // judge: upgrade_rules.rs writes and tests it): the built-in upgrade
+    // policy without those four.
     let policy = m.dir.join("lab-upgrade.yaml");
     common::write(
         &policy,
-        "name: lab-upgrade\nextends: upgrade\ndisable: [alerts, soak, master-disk]\n",
+        "name: lab-upgrade\nextends: upgrade\ndisable: [alerts, soak, master-disk, etcd-latency]\n",
     );
     let journal_dir = m.dir.join("roll");
     let tls = m.lab.etcd_tls();
@@ -131,11 +135,14 @@ pub fn run(m: &common::Migrated, topology: &Path, third: (&str, u8)) {
         (out, t.elapsed())
     };
 
-    // The second master's `kubeadm upgrade node` fails.
-    let message = "injected by roll_live: the kubeadm package is broken on m2";
+    // The second master's new apiserver never comes up: `kubeadm upgrade
+    // node` times out (2 s here, 5 min for kubeadm) and puts the old
+    // manifests back.
+    let manifests = "sha256sum /etc/kubernetes/manifests/*.yaml";
+    let m2_before = on(M2, manifests);
     on(
         M2,
-        &format!("mkdir -p /etc/testlab && echo '{message}' > {UPGRADE_FAILS}"),
+        &format!("mkdir -p /etc/testlab && echo 'kube-apiserver 2' > {UPGRADE_STALLS}"),
     );
     let (out, took) = roll(&[]);
     let log = common::text(&out);
@@ -155,7 +162,16 @@ pub fn run(m: &common::Migrated, topology: &Path, third: (&str, u8)) {
         stdout.contains(&format!("not started: {}, w1, w2", third.0)),
         "{log}"
     );
-    assert!(stdout.contains(message), "the error names the cause: {log}");
+    assert!(
+        stdout.contains("kubeadm rolled the upgrade back: m2's static-pod manifests are back to the ones before `kubeadm upgrade node` (the same hashes; the apiserver runs ")
+            && stdout.contains("couldn't upgrade control plane. kubeadm has tried to recover everything into the earlier state"),
+        "kubeadm's own rollback is recognised: {log}"
+    );
+    assert_eq!(
+        on(M2, manifests),
+        m2_before,
+        "m2's manifests are the old ones"
+    );
 
     // m1 ran `kubeadm upgrade apply`: its manifests, its kubeadm and the
     // cluster's configuration say the new version.
@@ -220,7 +236,7 @@ pub fn run(m: &common::Migrated, topology: &Path, third: (&str, u8)) {
     );
 
     // Fixed: the roll resumes and completes; JSON output.
-    on(M2, &format!("rm -f {UPGRADE_FAILS}"));
+    on(M2, &format!("rm -f {UPGRADE_STALLS}"));
     let (out, took) = roll(&["--resume", "-o", "json"]);
     let log = common::text(&out);
     println!("resumed roll ({took:.1?}):\n{log}");

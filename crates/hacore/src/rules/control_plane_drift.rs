@@ -328,7 +328,7 @@ pub fn check(ctx: &Context<'_>, p: &Params, out: &mut Vec<Finding>) {
     let Some(masters) = &ctx.state.masters else {
         return out.push(unknown(
             ID,
-            "the masters' static-pod manifests were not observed (they are read over SSH: give the topology's ssh: settings)",
+            "the masters' static-pod manifests were not observed (they are read over SSH when SSH is configured: give the topology's `ssh:` section or `--ssh-identity`)",
         ));
     };
     let Some(config) = &masters.kubeadm_config else {

@@ -22,6 +22,7 @@ pub mod control_plane_ready;
 pub mod daemonsets;
 pub mod etcd_alarms;
 pub mod etcd_backup;
+pub mod etcd_latency;
 pub mod etcd_leader;
 pub mod etcd_learner;
 pub mod etcd_odd_size;

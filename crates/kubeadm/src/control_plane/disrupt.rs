@@ -608,6 +608,47 @@ impl super::KubeadmControlPlane {
         Ok(manifest.is_some_and(|m| m.contains(&format!("kube-apiserver:{version}"))))
     }
 
+    /// The static-pod manifests of master `node`, in [`COMPONENTS`] order
+    /// (None: absent).
+    ///
+    /// [`COMPONENTS`]: hacore::masters::COMPONENTS
+    async fn static_pods(&self, node: &str) -> Result<Vec<Option<String>>, super::CpError> {
+        let mut v = Vec::new();
+        for (_, file) in hacore::masters::COMPONENTS {
+            v.push(self.read_remote(node, file).await?);
+        }
+        Ok(v)
+    }
+
+    /// After `kubeadm upgrade` failed with `e` on master `node`: when its
+    /// static-pod manifests are again the ones it had `before` (the same
+    /// bytes, so the same hash the kubelet runs), kubeadm rolled its own
+    /// upgrade back, and the error says so; otherwise `e`.
+    async fn rolled_back(
+        &self,
+        node: &str,
+        argv: &[String],
+        before: Vec<Option<String>>,
+        e: super::CpError,
+    ) -> super::CpError {
+        let Ok(after) = self.static_pods(node).await else {
+            return e;
+        };
+        if after != before || before.iter().all(Option::is_none) {
+            return e;
+        }
+        let version = before[0]
+            .as_deref()
+            .and_then(|m| m.split("kube-apiserver:").nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .map(|v| v.trim_matches(|c| c == '"' || c == '\''))
+            .unwrap_or("the old version");
+        super::CpError::RolledBack(format!(
+            "{node}'s static-pod manifests are back to the ones before `{}` (the same hashes; the apiserver runs {version} again); kubeadm said: {e}",
+            argv.join(" ")
+        ))
+    }
+
     /// `is_done` of a disruption operation.
     pub(crate) async fn disrupt_is_done(
         &self,
@@ -721,7 +762,20 @@ impl super::KubeadmControlPlane {
             } => {
                 let argv = upgrade_command(version, *first);
                 let cmd = ssh::Cmd::new(&argv[0]).args(argv[1..].iter().cloned());
-                self.run(node, &cmd, long).await?;
+                let master = self
+                    .topology
+                    .node(node)
+                    .is_some_and(|n| n.is_control_plane());
+                let before = match master {
+                    true => self.static_pods(node).await.ok(),
+                    false => None,
+                };
+                if let Err(e) = self.run(node, &cmd, long).await {
+                    return Err(match before {
+                        Some(b) => self.rolled_back(node, &argv, b, e).await,
+                        None => e,
+                    });
+                }
                 self.memory().acted.insert(act_key(op));
                 Ok(())
             }

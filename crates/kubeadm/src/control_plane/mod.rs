@@ -105,6 +105,10 @@ pub enum CpError {
         /// The deadline.
         deadline: Duration,
     },
+    /// `kubeadm upgrade` failed and put the node back as it was (its own
+    /// rollback: the old static-pod manifests, the old version running).
+    #[error("kubeadm rolled the upgrade back: {0}")]
+    RolledBack(String),
 }
 
 impl CpError {

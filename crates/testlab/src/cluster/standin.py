@@ -1261,6 +1261,44 @@ def injected_failure():
         raise Fail(f"[upgrade/apply] FATAL: {msg}")
 
 
+UPGRADE_STALLS = LAB + "/upgrade-stalls"
+
+
+def stalled_component():
+    """The lab's injected stall: `COMPONENT [SECONDS]` in UPGRADE_STALLS
+    (the new static pod of COMPONENT never comes up; kubeadm waits 5 min,
+    the lab SECONDS, 3 by default)."""
+    if not os.path.exists(UPGRADE_STALLS):
+        return None
+    words = open(UPGRADE_STALLS).read().split()
+    if not words:
+        return None
+    return words[0], float(words[1]) if len(words) > 1 else 3.0
+
+
+def roll_back_stalled(name, seconds, moved):
+    """What kubeadm does when a new static pod does not come up within its
+    wait: every manifest it moved in this run is put back from its backup,
+    the kubelet runs the old pods again, and the upgrade fails."""
+    time.sleep(seconds)
+    out(f"[upgrade/staticpods] Static Pod hash for component {name} on Node {hostname()} did not change after {seconds:g}s: timed out waiting for the condition")
+    for n, path, old in reversed(moved):
+        write_file(path, old, 0o600)
+    for n, path, old in moved:
+        h = hashlib.sha256(old).hexdigest()
+        until = time.time() + 120
+        while True:
+            st = pod_state(n)
+            if st and st.get("hash") == h and pid_alive(st["pid"]):
+                break
+            if time.time() > until:
+                break
+            time.sleep(0.1)
+    wait_api(node_ip(), 6443, 120)
+    raise Fail("[upgrade/apply] FATAL: couldn't upgrade control plane. kubeadm has tried to recover everything "
+               "into the earlier state. Errors faced: timed out waiting for the condition")
+
+
 def upgrade_manifests(ver, cc):
     """Regenerate this node's control-plane manifests from the
     ClusterConfiguration `cc` with image tag `ver`, as kubeadm does (a
@@ -1277,6 +1315,8 @@ def upgrade_manifests(ver, cc):
     pods = control_plane_pods(cc, advertise)
     stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
     backup = f"{K}/tmp/kubeadm-backup-manifests-{stamp}"
+    stall = stalled_component()
+    moved = []
     for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         path = f"{MANIFESTS}/{name}.yaml"
         if not os.path.exists(path):
@@ -1288,10 +1328,14 @@ def upgrade_manifests(ver, cc):
         out(f'[upgrade/staticpods] Moving new manifest to "{path}" and backing up old manifest to '
             f'"{backup}/{name}.yaml"')
         os.makedirs(backup, mode=0o700, exist_ok=True)
-        write_file(f"{backup}/{name}.yaml", read(path), 0o600)
+        old = read(path)
+        write_file(f"{backup}/{name}.yaml", old, 0o600)
         write_file(path, raw, 0o600)
+        moved.append((name, path, old))
         h = hashlib.sha256(raw).hexdigest()
         out("[upgrade/staticpods] Waiting for the kubelet to restart the component")
+        if stall and stall[0] == name:
+            roll_back_stalled(name, stall[1], moved)
         until = time.time() + 120
         while True:
             st = pod_state(name)
