@@ -9,8 +9,8 @@ pub mod live;
 pub mod master;
 pub mod placement;
 pub mod proxmox;
-pub mod renamed;
 pub mod remediate;
+pub mod renamed;
 pub mod silence;
 pub mod ssh;
 

@@ -104,7 +104,7 @@ fn common(st: &Settings, tmp: &Path, action: &str, m: &mut Mapped) -> anyhow::Re
     m.opt("--ssh-identity", key.as_ref());
     if let Some(k) = st.get("known_hosts") {
         let path: PathBuf = write_private(tmp, "known_hosts", k)?;
-        m.opt("--ssh-known-hosts", Some(&path));
+        m.opt("--known-hosts", Some(&path));
     }
     Ok(())
 }

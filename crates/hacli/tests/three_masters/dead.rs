@@ -52,7 +52,7 @@ fn remediate(m: &common::Migrated, topology: &Path, memory: &Path, extra: &[&str
         .arg(&tls.cert)
         .arg("--etcd-key")
         .arg(&tls.key)
-        .arg("--ssh-known-hosts")
+        .arg("--known-hosts")
         .arg(&m.known_hosts)
         .args(extra)
         .env("PROXMOX_VE_API_TOKEN", m.pve.api_token());
