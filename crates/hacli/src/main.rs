@@ -153,6 +153,33 @@ impl Output {
     }
 }
 
+/// Output format of a command that prints a table (`status`, `observe
+/// --status`): `wide` adds columns, as kubectl's `-o wide` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum TableOutput {
+    /// For people.
+    #[default]
+    Text,
+    /// The table with more columns (addresses, VM ids, taints, etcd
+    /// members' nodes).
+    Wide,
+    /// Stable JSON for scripts (`apiVersion: hacli/v1`, `kind`).
+    Json,
+    /// The same document as YAML.
+    Yaml,
+}
+
+impl TableOutput {
+    /// The document format, when a document is asked for.
+    pub fn document(self) -> Option<Output> {
+        match self {
+            TableOutput::Json => Some(Output::Json),
+            TableOutput::Yaml => Some(Output::Yaml),
+            TableOutput::Text | TableOutput::Wide => None,
+        }
+    }
+}
+
 /// The `apiVersion` of every document hacli writes.
 pub const API_VERSION: &str = "hacli/v1";
 

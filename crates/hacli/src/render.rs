@@ -179,7 +179,7 @@ pub fn verdict_short(v: &Verdict) -> String {
 }
 
 /// A status summary.
-pub fn status(st: &Status) -> String {
+pub fn status(st: &Status, wide: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -187,9 +187,9 @@ pub fn status(st: &Status) -> String {
         st.cluster, st.endpoint, st.observed_at
     );
     let _ = writeln!(s);
-    status_etcd(&mut s, st);
+    status_etcd(&mut s, st, wide);
     let _ = writeln!(s);
-    status_nodes(&mut s, st);
+    status_nodes(&mut s, st, wide);
     let _ = writeln!(s);
     status_lb_apiservers(&mut s, st);
     let _ = writeln!(s);
@@ -204,7 +204,7 @@ pub fn status(st: &Status) -> String {
 }
 
 /// etcd: its members and quorum.
-fn status_etcd(s: &mut String, st: &Status) {
+fn status_etcd(s: &mut String, st: &Status, wide: bool) {
     match &st.etcd {
         Section::Unknown(e) => {
             let _ = writeln!(s, "etcd: unknown ({e})");
@@ -223,13 +223,28 @@ fn status_etcd(s: &mut String, st: &Status) {
             );
             let _ = writeln!(
                 s,
-                "  {:<18} {:<18} {:<8} {:<8} {:<7} lag",
-                "id", "name", "role", "health", "leader"
+                "  {:<18} {:<18} {:<8} {:<8} {:<7} {}",
+                "id",
+                "name",
+                "role",
+                "health",
+                "leader",
+                if wide {
+                    format!("{:<6} node", "lag")
+                } else {
+                    "lag".into()
+                }
             );
             for m in &e.members {
+                let lag = m.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+                let last = match (wide, &m.node) {
+                    (false, _) => lag,
+                    (true, Some(n)) => format!("{lag:<6} {n}"),
+                    (true, None) => format!("{lag:<6} (not in the topology)"),
+                };
                 let _ = writeln!(
                     s,
-                    "  {:<18} {:<18} {:<8} {:<8} {:<7} {}",
+                    "  {:<18} {:<18} {:<8} {:<8} {:<7} {last}",
                     m.id,
                     if m.name.is_empty() {
                         "(unstarted)"
@@ -239,7 +254,6 @@ fn status_etcd(s: &mut String, st: &Status) {
                     if m.learner { "learner" } else { "voter" },
                     yes_no(m.healthy, "healthy", "DOWN"),
                     if m.leader { "*" } else { "" },
-                    m.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
                 );
             }
         }
@@ -247,7 +261,7 @@ fn status_etcd(s: &mut String, st: &Status) {
 }
 
 /// The nodes, one line each.
-fn status_nodes(s: &mut String, st: &Status) {
+fn status_nodes(s: &mut String, st: &Status, wide: bool) {
     match &st.nodes_error {
         Some(e) => {
             let _ = writeln!(s, "nodes: unknown ({e})");
@@ -256,13 +270,47 @@ fn status_nodes(s: &mut String, st: &Status) {
             let _ = writeln!(s, "nodes:");
             let _ = writeln!(
                 s,
-                "  {:<22} {:<14} {:<10} {:<10} since",
-                "name", "role", "host", "ready"
+                "  {:<22} {:<14} {:<10} {:<10} {}",
+                "name",
+                "role",
+                "host",
+                "ready",
+                if wide {
+                    format!(
+                        "{:<26} {:<16} {:<6} {:<7} taints",
+                        "since", "address", "vmid", "reboot"
+                    )
+                } else {
+                    "since".into()
+                }
             );
             for n in &st.nodes {
+                let since = n
+                    .ready_since
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "-".into());
+                let last = if wide {
+                    format!(
+                        "{since:<26} {:<16} {:<6} {:<7} {}",
+                        n.address,
+                        n.vmid.map_or("-".into(), |v| v.to_string()),
+                        match n.reboot_required {
+                            Some(true) => "needed",
+                            Some(false) => "no",
+                            None => "-",
+                        },
+                        if n.taints.is_empty() {
+                            "-".to_string()
+                        } else {
+                            n.taints.join(",")
+                        }
+                    )
+                } else {
+                    since
+                };
                 let _ = writeln!(
                     s,
-                    "  {:<22} {:<14} {:<10} {:<10} {}",
+                    "  {:<22} {:<14} {:<10} {:<10} {last}",
                     n.name,
                     match n.role {
                         hacore::topology::Role::ControlPlane => "control-plane",
@@ -274,9 +322,6 @@ fn status_nodes(s: &mut String, st: &Status) {
                         yes_no(n.ready, "Ready", "NotReady"),
                         if n.cordoned { ",cordon" } else { "" }
                     ),
-                    n.ready_since
-                        .map(|t| t.to_string())
-                        .unwrap_or_else(|| "-".into()),
                 );
             }
         }

@@ -1394,3 +1394,65 @@ fn contradicting_flags_are_refused_naming_both() {
     assert!(!std::path::Path::new(j).exists(), "nothing journalled");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `-o wide` adds columns to the tables `status` prints (each node's
+/// address and VM id from the topology, each etcd member's node), as
+/// kubectl's does; the plain table keeps its columns; a command without a
+/// table refuses `wide` as bad input.
+#[test]
+fn status_o_wide_adds_addresses_vm_ids_and_member_nodes() {
+    let state = "examples/state/ha-healthy.yaml";
+    let args = |o: &'static str| {
+        vec![
+            "status",
+            "-t",
+            HA,
+            "-s",
+            state,
+            "--at",
+            EXAMPLES_AT,
+            "-o",
+            o,
+        ]
+    };
+    let plain = hacli(&args("text"));
+    assert_eq!(plain.status.code(), Some(0), "{}", text(&plain.stderr));
+    let wide = hacli(&args("wide"));
+    assert_eq!(wide.status.code(), Some(0), "{}", text(&wide.stderr));
+    let (plain, wide) = (text(&plain.stdout), text(&wide.stdout));
+    // examples/topology/ha.yaml: k8s-master-2 at 10.0.20.105, VM 205 (read, never contacted).
+    let address = "10.0.20.105";
+    let row = |t: &str| {
+        t.lines()
+            .find(|l| l.trim_start().starts_with("k8s-master-2 ") && l.contains("control-plane"))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no node row for k8s-master-2 in:\n{t}"))
+    };
+    assert!(
+        row(&wide).contains(address) && row(&wide).contains(" 205 "),
+        "{}",
+        row(&wide)
+    );
+    assert!(!row(&plain).contains(address), "{}", row(&plain));
+    assert!(
+        wide.contains("address") && wide.contains("vmid") && wide.contains("taints"),
+        "{wide}"
+    );
+    assert!(wide.contains("lag    node"), "{wide}");
+    assert!(
+        !plain.contains("taints") && !plain.contains("lag    node"),
+        "{plain}"
+    );
+    let refused = hacli(&[
+        "check",
+        "reboot",
+        "k8s-master-2",
+        "-t",
+        HA,
+        "-s",
+        state,
+        "-o",
+        "wide",
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+}

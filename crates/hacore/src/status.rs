@@ -100,12 +100,21 @@ pub struct NodeRow {
     pub role: Role,
     /// Hypervisor host.
     pub hypervisor: Option<String>,
+    /// Its address, as the topology names it.
+    pub address: std::net::IpAddr,
+    /// Its VM id on the hypervisor, as the topology names it.
+    pub vmid: Option<u32>,
     /// Ready condition; None when unknown or not reported.
     pub ready: Option<bool>,
     /// Last Ready transition.
     pub ready_since: Option<Timestamp>,
     /// Cordoned.
     pub cordoned: bool,
+    /// Its taints (`key=value:Effect`), as observed.
+    pub taints: Vec<String>,
+    /// Whether the node says it needs a reboot (kured's sentinel); None
+    /// when not observed.
+    pub reboot_required: Option<bool>,
 }
 
 /// Whether a node may be taken down now.
@@ -149,9 +158,13 @@ pub fn status(topology: &Topology, state: &ClusterState, now: Timestamp) -> Stat
                 name: n.name.clone(),
                 role: n.role,
                 hypervisor: n.hypervisor.clone(),
+                address: n.address,
+                vmid: n.vmid,
                 ready: s.and_then(|s| s.ready),
                 ready_since: s.and_then(|s| s.ready_since),
                 cordoned: s.is_some_and(|s| s.cordoned),
+                taints: s.map(|s| s.taints.clone()).unwrap_or_default(),
+                reboot_required: s.and_then(|s| s.reboot_required),
             }
         })
         .collect();

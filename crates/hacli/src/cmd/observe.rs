@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use crate::args::LiveArgs;
-use crate::{Exit, Output, render};
+use crate::{Exit, TableOutput, render};
 use anyhow::Context as _;
 
 /// Arguments.
@@ -22,8 +22,8 @@ pub struct Args {
     #[arg(long)]
     pub status: bool,
     /// Output format of `--status`.
-    #[arg(long, short = 'o', value_enum, default_value_t)]
-    pub output: Output,
+    #[arg(long, short = 'o', value_enum, default_value_t, requires = "status")]
+    pub output: TableOutput,
 }
 
 /// Run. Exit 0 when every probe answered, 3 when some did not (the file is
@@ -35,9 +35,9 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     state.kind = Some("ClusterState".into());
     if a.status {
         let status = hacore::status::status(&topology, &state, jiff::Timestamp::now());
-        match a.output {
-            Output::Text => out!("{}", render::status(&status)),
-            o => crate::print_doc(o, "ClusterStatus", &status)?,
+        match a.output.document() {
+            None => out!("{}", render::status(&status, a.output == TableOutput::Wide)),
+            Some(o) => crate::print_doc(o, "ClusterStatus", &status)?,
         }
     } else {
         let text = serde_json::to_string_pretty(&state)?;

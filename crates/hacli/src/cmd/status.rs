@@ -1,6 +1,6 @@
 //! `hacli status`: the cluster at a glance.
 
-use crate::{Exit, Output, render};
+use crate::{Exit, TableOutput, render};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -13,7 +13,7 @@ pub struct Args {
     pub at: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
-    pub output: Output,
+    pub output: TableOutput,
 }
 
 /// Run.
@@ -21,9 +21,9 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
     let (topology, state) = super::load(&a.files.topology, &a.files.state)?;
     let now = super::parse_at(a.at.as_deref())?.unwrap_or_else(jiff::Timestamp::now);
     let status = hacore::status::status(&topology, &state, now);
-    match a.output {
-        Output::Text => out!("{}", render::status(&status)),
-        o => crate::print_doc(o, "ClusterStatus", &status)?,
+    match a.output.document() {
+        None => out!("{}", render::status(&status, a.output == TableOutput::Wide)),
+        Some(o) => crate::print_doc(o, "ClusterStatus", &status)?,
     }
     Ok(Exit::Ok)
 }
