@@ -1034,6 +1034,20 @@ networking:
         set.into_iter().collect()
     }
 
+    /// The versions host `name` reports now (its
+    /// `/etc/testlab/versions.json`); None when it cannot be read.
+    pub fn versions(&self, name: &str) -> Option<Versions> {
+        let text =
+            std::fs::read_to_string(self.host(name).path("/etc/testlab/versions.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let field = |k: &str| v.get(k)?.as_str().map(str::to_string);
+        Some(Versions {
+            kubeadm: field("kubeadm")?,
+            kubelet: field("kubelet")?,
+            containerd: field("containerd")?,
+        })
+    }
+
     /// Set the versions host `name` reports (for the version-mismatch
     /// test), as if other binaries were installed: the programs print them
     /// at once; the Node reports the new kubelet version once the kubelet

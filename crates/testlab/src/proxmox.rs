@@ -895,6 +895,16 @@ impl ProxmoxLab {
         });
     }
 
+    /// Provision the hosts of VMs started from now on with `provision`
+    /// (a template image rebuilt, e.g. with the cluster's versions after an
+    /// upgrade); hosts already made keep what they have. Does nothing
+    /// before [`ProxmoxLab::attach_hosts_with`].
+    pub fn set_provision(&self, provision: Provision) {
+        if let Some(h) = self.state().hosts.as_mut() {
+            h.provision = Some(provision);
+        }
+    }
+
     /// Whether the lab host of VM `vmid`, made when the VM first starts,
     /// runs its sshd (the default) or never does: a VM whose cloud-init or
     /// network is broken (nothing answers on port 22; its template's

@@ -212,6 +212,12 @@ pub fn run_all(m: &common::Migrated, topology: &Path) {
     let refused_in = t.elapsed();
 
     // With --confirm: m4 replaced by m5 (VM 115, the next lab address).
+    // The template image rebuilt with the versions the cluster runs now
+    // (roll and upgrade_rules upgraded it): the replacement refuses a spare
+    // whose kubeadm, kubelet or containerd differ from the masters'.
+    let now = m.lab.versions("m1").expect("m1's versions");
+    m.pve
+        .set_provision(m.lab.template().with_versions(now).provisioner());
     let good = spare(m, &text, "m4", "m5", 15, 115);
     let journal = dir.join("act.jsonl");
     let t2 = Instant::now();
