@@ -266,25 +266,14 @@ impl Lock for LiveLock<'_> {
     }
 }
 
-/// One remediation run on the live cluster: observe, decide (updating
+/// One remediation run on the live cluster (with the replacement's journal
+/// and topology when one ran): observe, decide (updating
 /// `memory`); with `act`, a `replace` decision is carried out by [`tick`]
 /// under the disruption lock (`reach`'s Lease): the cluster observed and
 /// decided again right before it starts (a target that answers again is
 /// cancelled), then the `replace-master --dead` plan for the target and
 /// `act.spare`, run by `crate::master::run`, journalled. Without `act`
 /// nothing is touched.
-pub fn run(
-    topology: &Topology,
-    reach: &crate::Reach,
-    policy: &Policy,
-    memory: &mut Memory,
-    act: Option<&Act>,
-    events: &mut dyn FnMut(Event),
-) -> Decision {
-    run_outcome(topology, reach, policy, memory, act, events).decision
-}
-
-/// [`run`], with the replacement's journal and topology when one ran.
 pub fn run_outcome(
     topology: &Topology,
     reach: &crate::Reach,

@@ -336,6 +336,10 @@ mod imp {
     use haops::lock::{Released, Taken};
     use pyo3::exceptions::PyValueError;
 
+    // The gate's lines go to the `hapy` logger (INFO; a failed leader move
+    // WARNING).
+    use crate::recovery::log;
+
     use super::*;
 
     fn seconds(what: &str, s: f64) -> PyResult<Duration> {
@@ -403,19 +407,6 @@ mod imp {
         reach.snapshot_dir = snapshot_dir.or(reach.snapshot_dir);
         let seen = py.detach(|| haops::observe::observe(topology, &reach, None).map_err(ops_error));
         Ok(PyState::observed(seen?.state))
-    }
-
-    /// Send the gate's lines to the `hapy` logger (INFO; a failed leader
-    /// move WARNING).
-    fn log(py: Python<'_>, lines: Vec<(bool, String)>) -> PyResult<()> {
-        if lines.is_empty() {
-            return Ok(());
-        }
-        let logger = py.import("logging")?.call_method1("getLogger", ("hapy",))?;
-        for (warning, line) in lines {
-            logger.call_method1(if warning { "warning" } else { "info" }, (line,))?;
-        }
-        Ok(())
     }
 
     pub fn gate(py: Python<'_>, ask: GateAsk<'_>, reach: Reach) -> PyResult<PyVerdict> {

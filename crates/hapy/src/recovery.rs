@@ -32,7 +32,7 @@ fn seconds(what: &str, s: f64) -> PyResult<Duration> {
 }
 
 /// Progress lines (notes, warnings) to the `hapy` logger.
-fn log(py: Python<'_>, lines: Vec<(bool, String)>) -> PyResult<()> {
+pub(crate) fn log(py: Python<'_>, lines: Vec<(bool, String)>) -> PyResult<()> {
     if lines.is_empty() {
         return Ok(());
     }
