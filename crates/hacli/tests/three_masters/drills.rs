@@ -435,13 +435,19 @@ pub fn run(m: &mut common::Migrated) {
         "{}",
         v["lb"]
     );
-    // The README's "0 of 676": 15 req/s for 45 s, none failed (the pool
-    // retries the dead master's connections on a live one after 1 s).
+    // 15 req/s for 45 s: the pool retries the dead master's new
+    // connections on a live one after 1 s, so no request fails but the one
+    // that may be in flight on the dead master at the instant it loses
+    // power (its connection closes under it; no load balancer can save
+    // that one): usually 0 (docs/drill.md: 0 of 676), 1 in one run of this
+    // suite.
     let sent = v["total"]["sent"].as_u64().unwrap();
     assert!(sent >= 600, "15 req/s for 45 s: {sent}");
-    assert_eq!(
-        v["total"]["failed"], 0,
-        "a power-off must cost no request: {}",
+    let failed = v["total"]["failed"].as_u64().unwrap();
+    let in_flight = v["total"]["errors"]["closed"].as_u64().unwrap_or(0);
+    assert!(
+        failed == 0 || (failed == 1 && in_flight == 1),
+        "a power-off costs no request but the one in flight on the dead master: {}",
         v["total"]
     );
     assert!(v["longestGap"]["ms"].is_f64());
