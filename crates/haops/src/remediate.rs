@@ -9,7 +9,7 @@
 //! caller's `replace`; its outcome is recorded as an attempt, which the
 //! retry budget and the minimum healthy period count. Every decision is
 //! reported as an event with its reason; `hacore::remediation::metrics`
-//! renders it for Prometheus. [`run`] is one run on the live cluster (the
+//! renders it for Prometheus. [`run_outcome`] is one run on the live cluster (the
 //! observer, the Lease and `replace-master --dead` for [`tick`]), with
 //! plain data in and out so that any frontend can call it.
 
