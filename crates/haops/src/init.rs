@@ -104,6 +104,67 @@ pub fn skeleton(d: &Discovered, flags: Skeleton) -> Result<Skeleton, Error> {
     Ok(s)
 }
 
+/// Where `hacli topology init --from-cluster` reads the cluster.
+#[derive(Debug, Clone)]
+pub struct FromCluster {
+    /// kubeconfig (else kube's inference: KUBECONFIG, ~/.kube/config).
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig's context (else its current one).
+    pub context: Option<String>,
+    /// How long each read may take.
+    pub deadline: Duration,
+}
+
+/// A starting topology: its text (validated), the validation's warnings and
+/// how many lines are marked `# FILL IN`.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The topology's YAML text.
+    pub text: String,
+    /// What the validation warned of.
+    pub warnings: Vec<hacore::source::Diagnostic>,
+    /// Lines marked for the operator to fill in.
+    pub fill_in: usize,
+}
+
+/// `hacli topology init` and `hapy.topology_init`: `flags` alone, or what
+/// the cluster says (read-only) under `flags`. A VIP without a load
+/// balancer is refused; the text is validated before it is returned.
+pub fn init(flags: Skeleton, from_cluster: Option<&FromCluster>) -> Result<Written, Error> {
+    if let (Some(vip), LbChoice::None) = (flags.vip, flags.lb) {
+        return Err(Error::Setting {
+            what: format!("--vip {vip}"),
+            why: "a VIP needs the load balancer that serves it, --lb haproxy or --lb pfsense"
+                .into(),
+        });
+    }
+    let mut s = flags;
+    match from_cluster {
+        Some(c) => {
+            let d = discover(c.kubeconfig.as_deref(), c.context.as_deref(), c.deadline)?;
+            s = skeleton(&d, s)?;
+        }
+        None if s.masters.is_empty() => {
+            return Err(Error::Setting {
+                what: "--master".into(),
+                why: "at least one master, NAME=ADDRESS (or read them with --from-cluster)".into(),
+            });
+        }
+        None if s.cluster.is_empty() => s.cluster = "kubernetes".into(),
+        None => {}
+    }
+    let (text, report) = s.render()?;
+    let fill_in = text
+        .lines()
+        .filter(|l| l.contains(hacore::skeleton::FILL_IN))
+        .count();
+    Ok(Written {
+        text,
+        warnings: report.warnings,
+        fill_in,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

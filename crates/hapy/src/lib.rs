@@ -25,6 +25,8 @@ use serde::Serialize;
 
 mod disrupt;
 mod drill;
+#[cfg(feature = "live")]
+mod init;
 mod live;
 #[cfg(feature = "live")]
 mod ops;
@@ -1052,6 +1054,8 @@ fn _hapy(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add_class::<drill::PyDrillResult>()?;
     m.add_function(wrap_pyfunction!(drill::drill, m)?)?;
+    #[cfg(feature = "live")]
+    m.add_function(wrap_pyfunction!(init::topology_init, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

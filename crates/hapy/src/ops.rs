@@ -17,7 +17,7 @@ use crate::{ConfigError, Error, ObserveError, PyState, PyTopology, fspath, to_py
 /// A `haops::Error` as the Python exception of the same meaning: could
 /// not reach or read (the CLI's exit 3) is `ObserveError`, a bad setting
 /// or input `ConfigError`, anything else `Error`.
-fn py_err(e: haops::Error) -> PyErr {
+pub(crate) fn py_err(e: haops::Error) -> PyErr {
     match e.exit_code() {
         3 => ObserveError::new_err(e.to_string()),
         2 if !matches!(e, haops::Error::Exec(_)) => ConfigError::new_err(e.to_string()),
@@ -25,7 +25,7 @@ fn py_err(e: haops::Error) -> PyErr {
     }
 }
 
-fn seconds(what: &str, s: f64) -> PyResult<Duration> {
+pub(crate) fn seconds(what: &str, s: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(s)
         .map_err(|_| ConfigError::new_err(format!("{what}={s}: a number of seconds >= 0")))
 }

@@ -62,9 +62,7 @@ PENDING_MERGE: set[str] = set()
 
 # Operations not yet in the live operations layer, so not yet in Python:
 # each is a gap, said here so that it is not forgotten.
-NOT_YET_IN_PYTHON: dict[str, str] = {
-    "topology init": "a starting topology file for a person to edit; haops::init is there, the binding is to come",
-}
+NOT_YET_IN_PYTHON: dict[str, str] = {}
 
 _COMMAND = re.compile(r"^  ([a-z][a-z0-9-]*)\s{2,}\S")
 

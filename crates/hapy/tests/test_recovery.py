@@ -147,3 +147,43 @@ def test_the_reach_dict_still_works_for_one_release_with_a_warning(tmp_path: Pat
             hapy.plan(SINGLE, HA, reach={"kubecofig": "x"})  # type: ignore[call-arg]
         with pytest.raises(hapy.ConfigError, match="given both"):
             hapy.reconcile_config(HA, kubeconfig=missing, reach={"kubeconfig": missing})  # type: ignore[call-arg]
+
+
+def test_topology_init_writes_what_hacli_topology_init_writes(cli: Cli) -> None:
+    """The same haops::init::init behind both: the text is the CLI's, and it
+    loads as a Topology."""
+    text = hapy.topology_init(
+        masters={"cp1": "198.18.7.11", "cp2": "198.18.7.12", "cp3": "198.18.7.13"},
+        workers={"w1": "198.18.7.21"},
+        name="lab",
+        vip="198.18.7.10",
+        lb="haproxy",
+        lb_host="lb1",
+    )
+    proc = cli.run(
+        "topology", "init", "--name", "lab",
+        "--master", "cp1=198.18.7.11", "--master", "cp2=198.18.7.12",
+        "--master", "cp3=198.18.7.13", "--worker", "w1=198.18.7.21",
+        "--vip", "198.18.7.10", "--lb", "haproxy", "--lb-host", "lb1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert text == proc.stdout
+    topo = hapy.Topology.from_yaml(text)
+    assert topo.control_plane_nodes == ["cp1", "cp2", "cp3"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"masters": {"cp1": "198.18.7.11"}, "vip": "198.18.7.10"}, "--lb haproxy or --lb pfsense"),
+        ({}, "at least one master"),
+        ({"masters": {"cp1": "not-an-ip"}}, 'masters["cp1"]: `not-an-ip` is not an IP address'),
+        ({"masters": {"Bad_Name": "198.18.7.11"}}, "`Bad_Name` is not a valid node name"),
+        ({"masters": {"cp1": "198.18.7.11"}, "lb": "nginx"}, 'lb="nginx"'),
+        ({"from_cluster": True, "masters": {"cp1": "198.18.7.11"}}, "not taken with it"),
+    ],
+)
+def test_topology_init_refuses_bad_input_naming_it(kwargs: dict[str, Any], named: str) -> None:
+    with pytest.raises(hapy.ConfigError) as e:
+        hapy.topology_init(**kwargs)
+    assert named in str(e.value)

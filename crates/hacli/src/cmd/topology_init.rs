@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hacore::skeleton::{FILL_IN, Host, LbChoice, Skeleton};
+use hacore::skeleton::{Host, LbChoice, Skeleton};
 
 use crate::Exit;
 use crate::args::live::parse_duration;
@@ -132,37 +132,32 @@ fn flags(a: &InitArgs) -> Skeleton {
 
 /// Run.
 pub fn run(a: InitArgs) -> anyhow::Result<Exit> {
-    if a.vip.is_some() && matches!(a.lb, Lb::None) {
-        anyhow::bail!(
-            "--vip {}: a VIP needs the load balancer that serves it, --lb haproxy or --lb pfsense",
-            a.vip.map(|v| v.to_string()).unwrap_or_default()
-        );
-    }
     if let Some(out) = a.out.as_ref().filter(|o| o.exists() && !a.force) {
         anyhow::bail!(
             "--out {}: the file exists; --force replaces it",
             out.display()
         );
     }
-    let mut s = flags(&a);
-    if a.from_cluster {
-        let d = haops::init::discover(a.kubeconfig.as_deref(), a.context.as_deref(), a.deadline)?;
-        s = haops::init::skeleton(&d, s)?;
-    } else if s.cluster.is_empty() {
-        s.cluster = "kubernetes".into();
-    }
-    let (text, report) = s.render()?;
-    crate::print_warnings(&report.warnings);
-    let fill = text.lines().filter(|l| l.contains(FILL_IN)).count();
+    let from = a.from_cluster.then(|| haops::init::FromCluster {
+        kubeconfig: a.kubeconfig.clone(),
+        context: a.context.clone(),
+        deadline: a.deadline,
+    });
+    let w = haops::init::init(flags(&a), from.as_ref())?;
+    crate::print_warnings(&w.warnings);
     match &a.out {
         Some(out) => {
             let mut f =
                 std::fs::File::create(out).with_context(|| format!("writing {}", out.display()))?;
-            f.write_all(text.as_bytes())
+            f.write_all(w.text.as_bytes())
                 .with_context(|| format!("writing {}", out.display()))?;
-            eprintln!("{}: written, {fill} item(s) marked FILL IN", out.display());
+            eprintln!(
+                "{}: written, {} item(s) marked FILL IN",
+                out.display(),
+                w.fill_in
+            );
         }
-        None => out!("{text}"),
+        None => out!("{}", w.text),
     }
     Ok(Exit::Ok)
 }

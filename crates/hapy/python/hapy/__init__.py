@@ -95,6 +95,7 @@ from hapy._hapy import (
     snapshot,
     status,
     tolerance,
+    topology_init,
 )
 
 __all__ = [
@@ -136,4 +137,5 @@ __all__ = [
     "snapshot",
     "status",
     "tolerance",
+    "topology_init",
 ]
