@@ -59,6 +59,16 @@ struct What {
     dry_run: bool,
 }
 
+/// How `disrupt` and `roll` run: what, where, how the cluster is reached,
+/// and where progress goes (`on_event`, else the `hapy` logger).
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
+struct Run<'a> {
+    what: &'a What,
+    place: &'a Where,
+    reach: &'a Reach,
+    on_event: Option<&'a Py<PyAny>>,
+}
+
 /// Where it runs: "simulated" (a rehearsal on the InMemoryCluster double
 /// kept in `sim_state`, with the injected failures `fail`) or "live".
 #[cfg_attr(not(feature = "live"), allow(dead_code))]
@@ -172,7 +182,9 @@ fn what(
 /// API (`lb_runtime_api`), the disruption Lease `lock_lease` held for at
 /// most `lock_ttl` seconds. With `alertmanager_url`, the alerts the
 /// disruption causes are silenced (the policy's `silence:` section) until
-/// it ends.
+/// it ends. `on_event`, if given, is called with a dict for each progress
+/// event (`kind` "note", "warning" or "step", `message`; a step's `step`
+/// id and `status`), else each goes to the `hapy` logger.
 #[pyfunction]
 #[pyo3(signature = (
     action, node, topology, *, journal, sim_state = None, backend = "simulated", version = None,
@@ -184,7 +196,7 @@ fn what(
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
     prometheus_url = None, apiserver_port = None, lb_runtime_api = None, lock_ttl = 3600.0,
     ssh_identity = None, known_hosts = None, accept_new_host_key = false,
-    alertmanager_url = None, alertmanager_timeout = 5.0
+    alertmanager_url = None, alertmanager_timeout = 5.0, on_event = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn disrupt<'py>(
@@ -223,6 +235,7 @@ pub fn disrupt<'py>(
     accept_new_host_key: bool,
     alertmanager_url: Option<String>,
     alertmanager_timeout: f64,
+    on_event: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let place = Where::parse(backend, sim_state, fail)?;
     let topology = PyTopology::coerce(topology)?.into_owned();
@@ -250,8 +263,13 @@ pub fn disrupt<'py>(
         alertmanager_timeout,
     };
     let node = node.to_string();
-    let report =
-        py.detach(move || imp::disrupt(&topology, &node, &what, &journal, &place, &reach))?;
+    let run = Run {
+        what: &what,
+        place: &place,
+        reach: &reach,
+        on_event: on_event.as_ref(),
+    };
+    let report = imp::disrupt(py, &topology, &node, &journal, run)?;
     to_py(py, &report)
 }
 
@@ -273,7 +291,7 @@ pub fn disrupt<'py>(
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
     prometheus_url = None, apiserver_port = None, lb_runtime_api = None, lock_ttl = 3600.0,
     ssh_identity = None, known_hosts = None, accept_new_host_key = false,
-    alertmanager_url = None, alertmanager_timeout = 5.0
+    alertmanager_url = None, alertmanager_timeout = 5.0, on_event = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn roll<'py>(
@@ -313,6 +331,7 @@ pub fn roll<'py>(
     accept_new_host_key: bool,
     alertmanager_url: Option<String>,
     alertmanager_timeout: f64,
+    on_event: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let place = Where::parse(backend, sim_state, fail)?;
     let topology = PyTopology::coerce(topology)?.into_owned();
@@ -341,8 +360,13 @@ pub fn roll<'py>(
         alertmanager_url,
         alertmanager_timeout,
     };
-    let report =
-        py.detach(move || imp::roll(&topology, &nodes, soak, &what, &journal_dir, &place, &reach))?;
+    let run = Run {
+        what: &what,
+        place: &place,
+        reach: &reach,
+        on_event: on_event.as_ref(),
+    };
+    let report = imp::roll(py, &topology, &nodes, soak, &journal_dir, run)?;
     to_py(py, &report)
 }
 
@@ -357,24 +381,22 @@ mod imp {
     }
 
     pub fn disrupt(
+        _: Python<'_>,
         _: &hacore::Topology,
         _: &str,
-        _: &What,
         _: &Path,
-        _: &Where,
-        _: &Reach,
+        _: Run<'_>,
     ) -> PyResult<hacore::disrupt::Report> {
         Err(unavailable())
     }
 
     pub fn roll(
+        _: Python<'_>,
         _: &hacore::Topology,
         _: &[String],
         _: std::time::Duration,
-        _: &What,
         _: &Path,
-        _: &Where,
-        _: &Reach,
+        _: Run<'_>,
     ) -> PyResult<hacore::disrupt::RollReport> {
         Err(unavailable())
     }
@@ -471,48 +493,50 @@ mod imp {
     }
 
     pub fn disrupt(
+        py: Python<'_>,
         topology: &hacore::Topology,
         node: &str,
-        what: &What,
         journal: &Path,
-        place: &Where,
-        reach: &Reach,
+        run: Run<'_>,
     ) -> PyResult<Report> {
-        let request = request(what, reach)?;
-        let backend = backend(place, reach)?;
-        haops::disrupt::disrupt(
-            topology,
-            &what.action,
-            node,
-            &request,
-            journal,
-            &backend,
-            &mut haops::events::ignore,
-        )
-        .map_err(failed)
+        let request = request(run.what, run.reach)?;
+        let backend = backend(run.place, run.reach)?;
+        crate::progress::run(py, run.on_event, |events| {
+            haops::disrupt::disrupt(
+                topology,
+                &run.what.action,
+                node,
+                &request,
+                journal,
+                &backend,
+                events,
+            )
+            .map_err(failed)
+        })
     }
 
     pub fn roll(
+        py: Python<'_>,
         topology: &hacore::Topology,
         nodes: &[String],
         soak: Duration,
-        what: &What,
         journal_dir: &Path,
-        place: &Where,
-        reach: &Reach,
+        run: Run<'_>,
     ) -> PyResult<RollReport> {
-        let request = request(what, reach)?;
-        let backend = backend(place, reach)?;
-        haops::disrupt::roll(
-            topology,
-            &what.action,
-            nodes,
-            soak,
-            &request,
-            journal_dir,
-            &backend,
-            &mut haops::events::ignore,
-        )
-        .map_err(failed)
+        let request = request(run.what, run.reach)?;
+        let backend = backend(run.place, run.reach)?;
+        crate::progress::run(py, run.on_event, |events| {
+            haops::disrupt::roll(
+                topology,
+                &run.what.action,
+                nodes,
+                soak,
+                &request,
+                journal_dir,
+                &backend,
+                events,
+            )
+            .map_err(failed)
+        })
     }
 }

@@ -124,8 +124,9 @@ struct Args {
 /// `identity`. The gate is asked first (`policy`, `reboot`'s by default);
 /// `skip_gate=True` (unplanned only) does not ask it, loudly. `on_event`,
 /// if given, is called with a dict (`kind`: "note", "warning" or "step";
-/// `message`) for each progress event; an exception it raises is raised
-/// after the drill (a drill is never left half-done). Reach settings as
+/// `message`; for a step its id `step` and its `status`) for each
+/// progress event, else each goes to the `hapy` logger; an exception it
+/// raises is raised after the drill (a drill is never left half-done). Reach settings as
 /// `hapy.gate`, the environment filling what is not given (`KUBECONFIG`,
 /// `HACLI_LB_RUNTIME_API`, Proxmox's variables, ...). Bad input raises
 /// `ConfigError`; a cluster that cannot be reached, `ObserveError`.
@@ -244,7 +245,6 @@ mod imp {
 
     use haops::drill::{KillSsh, Kind, Options, Outcome};
     use pyo3::exceptions::PyValueError;
-    use pyo3::types::PyDict;
 
     use super::*;
     use crate::{ConfigError, ObserveError, PyPolicy, PyTopology};
@@ -349,16 +349,6 @@ mod imp {
         }
     }
 
-    /// An event as the dict `on_event` receives: its kind and its line.
-    fn event(e: haops::Event) -> Option<(&'static str, String)> {
-        match e {
-            haops::Event::Note(m) => Some(("note", m)),
-            haops::Event::Warning(m) => Some(("warning", m)),
-            haops::Event::Step(s) => haops::events::step_line(&s).map(|l| ("step", l)),
-            _ => None,
-        }
-    }
-
     fn result(py: Python<'_>, outcome: Outcome) -> PyResult<PyDrillResult> {
         let exit_code = outcome.exit_code();
         let mut r = PyDrillResult {
@@ -398,28 +388,9 @@ mod imp {
         let policy = PyPolicy::coerce(policy, hacore::Action::Reboot)?.into_owned();
         let options = options(&a, policy)?;
         let reach = reach(&a)?;
-        let mut raised: Option<PyErr> = None;
-        let outcome = py.detach(|| {
-            let mut sink = |e: haops::Event| {
-                let (Some(cb), Some((kind, message))) = (&on_event, event(e)) else {
-                    return;
-                };
-                Python::attach(|py| {
-                    let d = PyDict::new(py);
-                    let called = d
-                        .set_item("kind", kind)
-                        .and_then(|()| d.set_item("message", message))
-                        .and_then(|()| cb.call1(py, (d,)));
-                    if let (Err(e), None) = (called, &raised) {
-                        raised = Some(e);
-                    }
-                });
-            };
-            haops::drill::drill(&topology, &reach, &options, &mut sink).map_err(error)
-        });
-        if let Some(e) = raised {
-            return Err(e);
-        }
-        result(py, outcome?)
+        let outcome = crate::progress::run(py, on_event.as_ref(), |events| {
+            haops::drill::drill(&topology, &reach, &options, events).map_err(error)
+        })?;
+        result(py, outcome)
     }
 }

@@ -31,6 +31,8 @@ mod live;
 #[cfg(feature = "live")]
 mod ops;
 #[cfg(feature = "live")]
+mod progress;
+#[cfg(feature = "live")]
 mod reach;
 #[cfg(feature = "live")]
 mod recovery;

@@ -12,6 +12,7 @@ use hacore::plan::Plan;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::progress;
 use crate::{ConfigError, Error, ObserveError, PyState, PyTopology, fspath, to_py, type_error};
 
 /// A `haops::Error` as the Python exception of the same meaning: could
@@ -74,8 +75,13 @@ fn backend(name: &str) -> PyResult<haops::apply::Backend> {
 /// `{"result": "planned", "plan": {...}}` or `{"result": "refused",
 /// "reasons": [...]}`. An inventory or an address that cannot be read
 /// raises `ObserveError` (never planned as free).
+/// `on_event`, if given, is called with a dict for each progress event
+/// (`kind` "note", "warning" or "step", `message`; a step's `step` id and
+/// `status`), else each goes to the `hapy` logger.
 #[pyfunction]
-#[pyo3(signature = (from_, to, *, state = None, template = None, probe_addresses = false, **reach))]
+#[pyo3(signature = (
+    from_, to, *, state = None, template = None, probe_addresses = false, on_event = None, **reach
+))]
 pub fn plan<'py>(
     py: Python<'py>,
     from_: &Bound<'py, PyAny>,
@@ -83,6 +89,7 @@ pub fn plan<'py>(
     state: Option<&Bound<'py, PyAny>>,
     template: Option<u32>,
     probe_addresses: bool,
+    on_event: Option<Py<PyAny>>,
     reach: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let from = PyTopology::coerce(from_)?.into_owned();
@@ -100,8 +107,8 @@ pub fn plan<'py>(
         probe_addresses,
         ha_rule: None,
     };
-    let planned = py.detach(|| {
-        haops::plan::plan(request, &reach, &mut haops::events::ignore).map_err(py_err)
+    let planned = progress::run(py, on_event.as_ref(), |events| {
+        haops::plan::plan(request, &reach, events).map_err(py_err)
     })?;
     let out = match planned {
         Ok(p) => serde_json::json!({"result": "planned", "plan": p}),
@@ -121,12 +128,15 @@ pub fn plan<'py>(
 /// {...}, "measured": {...} | None}`; a blocked step, a manual step
 /// waiting (`confirm=[STEP]` to go on) or a rolled-back phase is an
 /// outcome, not an exception.
+/// `on_event`, if given, is called with a dict for each progress event
+/// (`kind` "note", "warning" or "step", `message`; a step's `step` id and
+/// `status`), else each goes to the `hapy` logger.
 #[pyfunction]
 #[pyo3(signature = (
     plan, *, journal, backend = "simulated", sim_state = None, lb = None, dry_run = false,
     resume = false, confirm = None, measure = false, measure_kubeconfig = None,
     measure_rate = 10.0, measure_timeout = 2.0,
-    measure_path = "/api/v1/namespaces/kube-system", **reach
+    measure_path = "/api/v1/namespaces/kube-system", on_event = None, **reach
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn apply<'py>(
@@ -144,6 +154,7 @@ pub fn apply<'py>(
     measure_rate: f64,
     measure_timeout: f64,
     measure_path: &str,
+    on_event: Option<Py<PyAny>>,
     reach: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let plan = coerce_plan(plan)?;
@@ -166,8 +177,8 @@ pub fn apply<'py>(
         ..haops::apply::ApplyOptions::new(journal, self::backend(backend)?)
     };
     let reach = self::reach("apply", reach)?;
-    let applied = py.detach(|| {
-        haops::apply::apply(&plan, &opts, &reach, &mut haops::events::ignore).map_err(py_err)
+    let applied = progress::run(py, on_event.as_ref(), |events| {
+        haops::apply::apply(&plan, &opts, &reach, events).map_err(py_err)
     })?;
     to_py(py, &applied)
 }
@@ -220,6 +231,7 @@ fn ran<'py>(
     run: Run,
     planned: PyResult<Result<Plan, hacore::plan::Refusal>>,
     node: &str,
+    on_event: Option<&Py<PyAny>>,
     reach: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let outcome = match (planned?, run.opts) {
@@ -229,9 +241,8 @@ fn ran<'py>(
         },
         (Ok(plan), Some(opts)) => {
             let reach = self::reach(function, reach)?;
-            let report = py.detach(|| {
-                haops::master::run(&plan, node, &opts, &reach, &mut haops::events::ignore)
-                    .map_err(py_err)
+            let report = progress::run(py, on_event, |events| {
+                haops::master::run(&plan, node, &opts, &reach, events).map_err(py_err)
             })?;
             haops::master::Outcome::Ran { report }
         }
@@ -247,11 +258,14 @@ fn ran<'py>(
 /// a journal so a stopped run resumes. Returns `{"result": "refused",
 /// "reasons"}`, `{"result": "planned", "plan"}` (`dry_run=True`) or
 /// `{"result": "ran", "report"}`.
+/// `on_event`, if given, is called with a dict for each progress event
+/// (`kind` "note", "warning" or "step", `message`; a step's `step` id and
+/// `status`), else each goes to the `hapy` logger.
 #[pyfunction]
 #[pyo3(signature = (
     node, topology, *, journal = None, backend = None, dry_run = false, resume = false,
     sim_state = None, fail = None, identity = None, lock_ttl = 3600.0, idle_bound = 30.0,
-    **reach
+    on_event = None, **reach
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn remove_master<'py>(
@@ -267,6 +281,7 @@ pub fn remove_master<'py>(
     identity: Option<String>,
     lock_ttl: f64,
     idle_bound: f64,
+    on_event: Option<Py<PyAny>>,
     reach: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let topology = PyTopology::coerce(topology)?.into_owned();
@@ -274,7 +289,15 @@ pub fn remove_master<'py>(
         journal, backend, dry_run, resume, sim_state, fail, identity, lock_ttl, idle_bound,
     )?;
     let planned = haops::master::plan_remove(&topology, node, run.idle_bound).map_err(py_err);
-    ran(py, "remove_master", run, planned, node, reach)
+    ran(
+        py,
+        "remove_master",
+        run,
+        planned,
+        node,
+        on_event.as_ref(),
+        reach,
+    )
 }
 
 /// Replace the master `old` with `new` (described in `target`, the
@@ -282,11 +305,14 @@ pub fn remove_master<'py>(
 /// `old` gone), as `hacli replace-master` does: the new one joins first,
 /// then the old one is removed. Same keywords and results as
 /// `remove_master`; `template` is the VM id new masters are cloned from.
+/// `on_event`, if given, is called with a dict for each progress event
+/// (`kind` "note", "warning" or "step", `message`; a step's `step` id and
+/// `status`), else each goes to the `hapy` logger.
 #[pyfunction]
 #[pyo3(signature = (
     old, new, topology, target, *, template = None, journal = None, backend = None,
     dry_run = false, resume = false, sim_state = None, fail = None, identity = None,
-    lock_ttl = 3600.0, idle_bound = 30.0, **reach
+    lock_ttl = 3600.0, idle_bound = 30.0, on_event = None, **reach
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn replace_master<'py>(
@@ -305,6 +331,7 @@ pub fn replace_master<'py>(
     identity: Option<String>,
     lock_ttl: f64,
     idle_bound: f64,
+    on_event: Option<Py<PyAny>>,
     reach: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let current = PyTopology::coerce(topology)?.into_owned();
@@ -323,7 +350,15 @@ pub fn replace_master<'py>(
         ha_rule: None,
     })
     .map_err(py_err);
-    ran(py, "replace_master", run, planned, old, reach)
+    ran(
+        py,
+        "replace_master",
+        run,
+        planned,
+        old,
+        on_event.as_ref(),
+        reach,
+    )
 }
 
 /// Every set of up to `failures` (at most 3) simultaneous failures tried

@@ -107,3 +107,54 @@ def test_a_journal_that_records_a_run_is_refused_unless_resumed(tmp_path: Path) 
     assert again["outcome"] == {"outcome": "completed"}, again
     # Resumed, nothing is done twice: one reboot.
     assert json.loads((tmp_path / "sim.json").read_text())["reboots"] == {"k8s-master-2": 1}
+
+
+def test_progress_reaches_on_event_as_it_happens_and_the_logger_without_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What hacli prints on stderr reaches Python: each step's begin and
+    end (its id and status) and the failure, in order, to `on_event`; to
+    the `hapy` logger when no callback is given."""
+    got: list[dict[str, str]] = []
+    kw: dict[str, Any] = {
+        "command": ["apt-get", "-y", "upgrade"],
+        "policy": "drain",
+        "fail": ["run-command/k8s-master-3"],
+    }
+    r = hapy.disrupt(
+        "run", "k8s-master-3", HA, journal=tmp_path / "a.jsonl", sim_state=tmp_path / "a.json",
+        on_event=got.append, **kw,
+    )
+    assert r["outcome"]["outcome"] == "rolled-back", r
+    steps = [(e["step"], e["status"]) for e in got if e["kind"] == "step"]
+    assert ("run/k8s-master-3/run", "begun") in steps, got
+    assert ("run/k8s-master-3/run", "failed") in steps, got
+    assert steps.index(("run/k8s-master-3/run", "begun")) < steps.index(("run/k8s-master-3/run", "failed"))
+    assert any(s == "rolling-back" for _, s in steps), got
+    failed = next(e for e in got if e.get("status") == "failed")
+    assert failed["message"].startswith("FAILED run/k8s-master-3/run: "), failed
+
+    caplog.set_level("INFO", logger="hapy")
+    hapy.disrupt(
+        "run", "k8s-master-3", HA, journal=tmp_path / "b.jsonl", sim_state=tmp_path / "b.json", **kw
+    )
+    logged = [rec.getMessage() for rec in caplog.records if rec.name == "hapy"]
+    assert any(m.startswith("step run/k8s-master-3/run: ") for m in logged), logged
+    assert any(m.startswith("FAILED run/k8s-master-3/run") for m in logged), logged
+
+
+def test_an_exception_in_on_event_is_raised_after_the_operation_ends(tmp_path: Path) -> None:
+    """A failing callback never leaves a disruption half-done: the run
+    completes (the lock released), then the callback's exception is raised."""
+    def boom(e: dict[str, str]) -> None:
+        raise RuntimeError(f"callback failed on {e['kind']}")
+
+    state = tmp_path / "sim.json"
+    with pytest.raises(RuntimeError, match="callback failed"):
+        hapy.disrupt(
+            "reboot", "k8s-master-2", HA, journal=tmp_path / "j.jsonl", sim_state=state,
+            policy="drain", on_event=boom,
+        )
+    sim = json.loads(state.read_text())
+    assert sim["reboots"] == {"k8s-master-2": 1}
+    assert sim["lock_holder"] is None

@@ -365,6 +365,7 @@ def disrupt(
     accept_new_host_key: bool = False,
     alertmanager_url: str | None = None,
     alertmanager_timeout: float = 5.0,
+    on_event: Callable[[dict[str, str]], object] | None = None,
 ) -> dict[str, Any]: ...
 def roll(
     action: str,
@@ -403,6 +404,7 @@ def roll(
     accept_new_host_key: bool = False,
     alertmanager_url: str | None = None,
     alertmanager_timeout: float = 5.0,
+    on_event: Callable[[dict[str, str]], object] | None = None,
 ) -> dict[str, Any]: ...
 def plan(
     from_: _TopologyLike,
@@ -411,6 +413,7 @@ def plan(
     state: _StateLike | None = None,
     template: int | None = None,
     probe_addresses: bool = False,
+    on_event: Callable[[dict[str, str]], object] | None = None,
     **reach: Unpack[Reach],
 ) -> PlanResult: ...
 def apply(
@@ -428,6 +431,7 @@ def apply(
     measure_rate: float = 10.0,
     measure_timeout: float = 2.0,
     measure_path: str = "/api/v1/namespaces/kube-system",
+    on_event: Callable[[dict[str, str]], object] | None = None,
     **reach: Unpack[Reach],
 ) -> Applied: ...
 def remove_master(
@@ -443,6 +447,7 @@ def remove_master(
     identity: str | None = None,
     lock_ttl: float = 3600.0,
     idle_bound: float = 30.0,
+    on_event: Callable[[dict[str, str]], object] | None = None,
     **reach: Unpack[Reach],
 ) -> MasterResult: ...
 def replace_master(
@@ -461,6 +466,7 @@ def replace_master(
     identity: str | None = None,
     lock_ttl: float = 3600.0,
     idle_bound: float = 30.0,
+    on_event: Callable[[dict[str, str]], object] | None = None,
     **reach: Unpack[Reach],
 ) -> MasterResult: ...
 def simulate(plan: _Path | dict[str, Any], failures: int = 1) -> dict[str, Any]: ...
