@@ -82,6 +82,7 @@ fn backend(name: &str) -> PyResult<haops::apply::Backend> {
 #[pyo3(signature = (
     from_, to, *, state = None, template = None, probe_addresses = false, on_event = None, **reach
 ))]
+#[allow(clippy::too_many_arguments)]
 pub fn plan<'py>(
     py: Python<'py>,
     from_: &Bound<'py, PyAny>,
