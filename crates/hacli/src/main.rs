@@ -28,6 +28,7 @@ mod placement;
 mod plugin;
 mod progress;
 mod render;
+mod remediation_metrics;
 mod sentinel_metrics;
 
 /// Quorum-safe gates for kubeadm HA control planes.

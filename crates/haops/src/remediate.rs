@@ -19,7 +19,7 @@ use hacore::backend::Observer;
 use hacore::disrupt::{Lock, LockAnswer};
 use std::path::{Path, PathBuf};
 
-use hacore::remediation::{Attempt, Decision, Memory, Policy, decide, metrics};
+use hacore::remediation::{Attempt, Class, Decision, Memory, Policy, decide, metrics};
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -55,6 +55,7 @@ pub fn tick(
             let d = Decision::Wait {
                 reason: format!("one at a time: the disruption lock is held by {h}"),
                 node,
+                class: Class::OneAtATime,
             };
             events(Event::Note(d.line()));
             return d;
@@ -64,6 +65,7 @@ pub fn tick(
             let d = Decision::Wait {
                 reason: format!("the disruption lock could not be taken: {e}"),
                 node,
+                class: Class::Lock,
             };
             events(Event::Note(d.line()));
             return d;
@@ -90,11 +92,13 @@ pub fn tick(
                 Ok(()) => Decision::Replace {
                     node: node.clone(),
                     reason: format!("{node} replaced"),
+                    class: Class::Replaced,
                 },
                 Err(e) => {
                     let d = Decision::Refused {
                         node: node.clone(),
                         reason: format!("the replacement of {node} failed: {e}"),
+                        class: Class::Failed,
                     };
                     events(Event::Warning(d.line()));
                     d
@@ -546,5 +550,21 @@ mod tests {
             d.line()
         );
         assert_eq!(memory.attempts.len(), 2);
+    }
+
+    #[test]
+    fn a_quorum_refusal_takes_no_lock_and_replaces_nothing() {
+        let mut memory = Memory::default();
+        let mut lock = MemLock::default();
+        let mut obs = Seq(vec![state(&[1, 3])]);
+        let mut never =
+            |_: &str, _: &ClusterState| -> Result<(), String> { panic!("nothing is replaced") };
+        run(&mut obs, &mut lock, &mut memory, 0, &mut never);
+        let (d, lines) = run(&mut obs, &mut lock, &mut memory, 301, &mut never);
+        assert_eq!(d.class(), Class::Quorum, "{lines:?}");
+        assert_eq!(d.kind(), "refused");
+        assert!(lock.1.is_empty(), "the lock was never taken: {:?}", lock.1);
+        assert!(memory.attempts.is_empty());
+        assert_eq!(memory.pending, None);
     }
 }
