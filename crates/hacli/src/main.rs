@@ -27,8 +27,8 @@ mod offline;
 mod placement;
 mod plugin;
 mod progress;
-mod render;
 mod remediation_metrics;
+mod render;
 mod sentinel_metrics;
 
 /// Quorum-safe gates for kubeadm HA control planes.

@@ -130,14 +130,35 @@ mod tests {
             reason: "the replacement of m1 failed: refused".into(),
             class: Class::Failed,
         };
-        r.record(&d, Budget { used: 1, allowed: 1 }, &[failed]);
+        r.record(
+            &d,
+            Budget {
+                used: 1,
+                allowed: 1,
+            },
+            &[failed],
+        );
         let d = Decision::Refused {
             node: "m1".into(),
             reason: "the retry budget is spent".into(),
             class: Class::RetryBudget,
         };
-        r.record(&d, Budget { used: 1, allowed: 1 }, &[]);
-        r.record(&d, Budget { used: 1, allowed: 1 }, &[]);
+        r.record(
+            &d,
+            Budget {
+                used: 1,
+                allowed: 1,
+            },
+            &[],
+        );
+        r.record(
+            &d,
+            Budget {
+                used: 1,
+                allowed: 1,
+            },
+            &[],
+        );
         let text = m.encode();
         for line in [
             "hacli_remediation_decisions_total{decision=\"refused\",reason_class=\"retry-budget\"} 2",

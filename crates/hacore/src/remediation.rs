@@ -781,7 +781,13 @@ mod tests {
         assert!(m.contains("reason_class=\"unobserved\"} 1"), "{m}");
         // A wait for the bound is not an unobserved health, whatever its words.
         let mut mem = Memory::default();
-        let d = decide(&topo(3), &state(3, &[2]), &mut mem, &Policy::default(), t(0));
+        let d = decide(
+            &topo(3),
+            &state(3, &[2]),
+            &mut mem,
+            &Policy::default(),
+            t(0),
+        );
         assert_eq!(d.class(), Class::WithinBound, "{}", d.line());
         assert!(!d.unobserved());
     }

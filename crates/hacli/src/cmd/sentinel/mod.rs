@@ -21,8 +21,8 @@
 //!   the same, evaluated again, just before the lock is taken.
 
 mod cycle;
-mod log;
 mod files;
+mod log;
 mod remediate;
 
 use files::{pending_since, set_sentinel};
@@ -166,7 +166,10 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                 failed: outcome.is_err(),
             };
             metrics.record(&m);
-            outln!("{}", log::line(&a, n, now, &m, &outcome, remediation.as_ref()));
+            outln!(
+                "{}",
+                log::line(&a, n, now, &m, &outcome, remediation.as_ref())
+            );
             if a.cycles != 0 && n >= a.cycles {
                 break;
             }
