@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use hacore::Topology;
 use hacore::remediation::Decision;
 
@@ -45,71 +44,57 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<crate::Exit> {
     let (topology, report) = Topology::load(&a.live.topology)?;
     crate::print_warnings(&report.warnings);
-    let policy = a.policy.policy()?;
-    let mut memory = haops::remediate::read_memory(&a.memory)?;
+    let opts = haops::remediate::Once {
+        policy: a.policy.policy()?,
+        memory: a.memory.clone(),
+        metrics: a.metrics.clone(),
+    };
     let act = a.act.act()?;
-    let now = jiff::Timestamp::now();
-    let (d, replaced) = match &a.state {
+    let ran = match &a.state {
         Some(_) => {
             let dead = DeadArgs {
                 dead: true,
                 state: a.state.clone(),
             };
             let state = dead.state(&a.live, &topology)?;
-            let d = hacore::remediation::decide(&topology, &state, &mut memory, &policy, now);
-            outln!("{}", d.line());
-            (d, None)
+            let now = jiff::Timestamp::now();
+            let decided = haops::remediate::decide_once(&topology, &state, &opts, now)?;
+            outln!("{}", decided.decision.line());
+            haops::remediate::Ran {
+                decided,
+                replaced: None,
+            }
         }
         None => {
             let reach = a.act.reach(&a.live);
             let progress = crate::progress::Progress::spinner();
-            let o = haops::remediate::run_outcome(
-                &topology,
-                &reach,
-                &policy,
-                &mut memory,
-                act.as_ref(),
-                &mut |e| match e {
+            let ran = haops::remediate::run_once(&topology, &reach, &opts, act.as_ref(), &mut |e| {
+                match e {
                     haops::Event::Note(l) => outln!("{l}"),
                     haops::Event::Warning(l) => eprintln!("warning: {l}"),
                     e => progress.on_event(e),
-                },
-            );
+                }
+            });
             progress.finish();
-            (o.decision, o.replaced)
+            ran?
         }
     };
-    if let (Decision::Replace { node, .. }, None) = (&d, &act) {
+    let d = &ran.decided.decision;
+    if let (Decision::Replace { node, .. }, None) = (d, &act) {
         outln!(
             "run: hacli replace-master {node} NEW -t {} --target TARGET --dead --journal FILE --backend live",
             a.live.topology.display()
         );
         outln!("not acting: pass --confirm --spare FILE --journal FILE to replace {node} now");
     }
-    if let Some((journal, target)) = &replaced {
-        let file = write_topology(journal, target)?;
+    if let Some(r) = &ran.replaced {
         outln!(
             "journal: {}; the topology from now on: {}",
-            journal.display(),
-            file.display()
+            r.journal.display(),
+            r.topology.display()
         );
     }
-    std::fs::write(&a.memory, serde_json::to_string_pretty(&memory)?)
-        .with_context(|| format!("--memory {}", a.memory.display()))?;
-    if let Some(p) = &a.metrics {
-        std::fs::write(p, hacore::remediation::metrics(&d, &memory, &policy, now))
-            .with_context(|| format!("--metrics {}", p.display()))?;
-    }
-    Ok(exit(&d))
-}
-
-/// The topology after a replacement, written next to its journal
-/// (`JOURNAL.yaml`); its path.
-pub fn write_topology(journal: &std::path::Path, target: &Topology) -> anyhow::Result<PathBuf> {
-    let file = PathBuf::from(format!("{}.yaml", journal.display()));
-    std::fs::write(&file, serde_json::to_string_pretty(target)?)
-        .with_context(|| format!("the topology after the replacement, {}", file.display()))?;
-    Ok(file)
+    Ok(exit(d))
 }
 
 /// The exit code of a decision: 1 refused (quorum, budget, a failed

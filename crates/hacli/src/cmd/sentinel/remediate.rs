@@ -141,7 +141,7 @@ impl Remediator {
         let b = budget(&memory, &self.policy, jiff::Timestamp::now());
         self.metrics.record(&outcome.decision, b, &ended);
         if let Some((journal, target)) = outcome.replaced {
-            let file = super::super::remediate::write_topology(&journal, &target)?;
+            let file = haops::remediate::write_topology(&journal, &target)?;
             eprintln!(
                 "REMEDIATION: the topology from now on is {} (journal {}): update --topology and restart the sentinels",
                 file.display(),
