@@ -52,14 +52,19 @@ fn main() -> ExitCode {
     for line in std::io::stdin().lines().map_while(Result::ok) {
         let answer = match line.split_whitespace().collect::<Vec<_>>()[..] {
             [how @ ("ready" | "notready"), name] => set_ready(&lab, name, how == "ready"),
-            _ => Err(format!("not understood: `{line}` (ready NAME, notready NAME)")),
+            _ => Err(format!(
+                "not understood: `{line}` (ready NAME, notready NAME)"
+            )),
         };
         let answer = match answer {
             Ok(()) => json!({ "ok": true }),
             Err(e) => json!({ "error": e }),
         };
         let mut out = std::io::stdout().lock();
-        if writeln!(out, "{answer}").and_then(|()| out.flush()).is_err() {
+        if writeln!(out, "{answer}")
+            .and_then(|()| out.flush())
+            .is_err()
+        {
             break;
         }
     }

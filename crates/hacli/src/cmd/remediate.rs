@@ -50,35 +50,37 @@ pub fn run(a: Args) -> anyhow::Result<crate::Exit> {
         metrics: a.metrics.clone(),
     };
     let act = a.act.act()?;
-    let ran = match &a.state {
-        Some(_) => {
-            let dead = DeadArgs {
-                dead: true,
-                state: a.state.clone(),
-            };
-            let state = dead.state(&a.live, &topology)?;
-            let now = jiff::Timestamp::now();
-            let decided = haops::remediate::decide_once(&topology, &state, &opts, now)?;
-            outln!("{}", decided.decision.line());
-            haops::remediate::Ran {
-                decided,
-                replaced: None,
-            }
-        }
-        None => {
-            let reach = a.act.reach(&a.live);
-            let progress = crate::progress::Progress::spinner();
-            let ran = haops::remediate::run_once(&topology, &reach, &opts, act.as_ref(), &mut |e| {
-                match e {
-                    haops::Event::Note(l) => outln!("{l}"),
-                    haops::Event::Warning(l) => eprintln!("warning: {l}"),
-                    e => progress.on_event(e),
+    let ran =
+        match &a.state {
+            Some(_) => {
+                let dead = DeadArgs {
+                    dead: true,
+                    state: a.state.clone(),
+                };
+                let state = dead.state(&a.live, &topology)?;
+                let now = jiff::Timestamp::now();
+                let decided = haops::remediate::decide_once(&topology, &state, &opts, now)?;
+                outln!("{}", decided.decision.line());
+                haops::remediate::Ran {
+                    decided,
+                    replaced: None,
                 }
-            });
-            progress.finish();
-            ran?
-        }
-    };
+            }
+            None => {
+                let reach = a.act.reach(&a.live);
+                let progress = crate::progress::Progress::spinner();
+                let ran =
+                    haops::remediate::run_once(&topology, &reach, &opts, act.as_ref(), &mut |e| {
+                        match e {
+                            haops::Event::Note(l) => outln!("{l}"),
+                            haops::Event::Warning(l) => eprintln!("warning: {l}"),
+                            e => progress.on_event(e),
+                        }
+                    });
+                progress.finish();
+                ran?
+            }
+        };
     let d = &ran.decided.decision;
     if let (Decision::Replace { node, .. }, None) = (d, &act) {
         outln!(

@@ -112,13 +112,14 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             a.live.topology.display()
         );
     }
+    // Remediation's settings are checked before anything is reached.
+    let metrics = Metrics::with_remediation(a.remediation.remediate);
+    let remediator = remediate::Remediator::new(&a, &topology, metrics.remediation())?;
     let policy = Policy::named_or_file(&a.policy)?;
     let reach = a.live.reach();
     let mut config = reach.observer_config(Some(&policy))?;
     config.reboot_required = Some((a.node.clone(), a.reboot_required.clone()));
     let identity = format!("hacli-sentinel@{}", a.node);
-    let metrics = Metrics::with_remediation(a.remediation.remediate);
-    let remediator = remediate::Remediator::new(&a, &topology, metrics.remediation())?;
     metrics.set_plan(a.period, a.lock_ttl);
     runtime()?.block_on(async {
         if let Some(addr) = a.metrics_addr {
