@@ -349,6 +349,23 @@ pub fn quorum_through_replacement(state: &ClusterState, node: &str) -> Result<St
     ))
 }
 
+/// With no master unhealthy: healthy, unless a master's health was not
+/// observed (a wait, of class [`Class::Unobserved`]).
+fn healthy_or_unobserved(topology: &Topology, state: &ClusterState) -> Decision {
+    let unknown = unknown_masters(topology, state);
+    match unknown.first() {
+        Some(u) => Decision::Wait {
+            node: u.clone(),
+            reason: format!(
+                "the health of {} was not observed: unknown is never replaced, nor called healthy",
+                unknown.join(", ")
+            ),
+            class: Class::Unobserved,
+        },
+        None => Decision::Healthy,
+    }
+}
+
 /// Decide for the observation `state` at `now`, updating `memory` (each
 /// unhealthy master's clock; the pending choice). The loop records the
 /// attempts it starts and ends in `memory.attempts`.
@@ -379,18 +396,7 @@ pub fn decide(
         };
     }
     if unhealthy.is_empty() {
-        let unknown = unknown_masters(topology, state);
-        if let Some(u) = unknown.first() {
-            return Decision::Wait {
-                node: u.clone(),
-                reason: format!(
-                    "the health of {} was not observed: unknown is never replaced, nor called healthy",
-                    unknown.join(", ")
-                ),
-                class: Class::Unobserved,
-            };
-        }
-        return Decision::Healthy;
+        return healthy_or_unobserved(topology, state);
     }
     // The one unhealthy the longest.
     let (node, why) = unhealthy
