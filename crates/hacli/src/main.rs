@@ -27,6 +27,7 @@ mod offline;
 mod placement;
 mod plugin;
 mod progress;
+mod remediation_metrics;
 mod render;
 mod sentinel_metrics;
 

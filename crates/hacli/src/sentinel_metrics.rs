@@ -84,6 +84,8 @@ pub struct Metrics {
     lock_plan: Gauge<f64, AtomicU64>,
     period: Gauge<f64, AtomicU64>,
     gated_file: Gauge,
+    /// The remediation series, with `--remediate`.
+    remediation: Option<crate::remediation_metrics::RemediationMetrics>,
     /// Unix seconds of the last finished cycle (0: none yet).
     last_done: Arc<AtomicI64>,
     started: Arc<Mutex<std::time::Instant>>,
@@ -107,9 +109,10 @@ fn rank(s: Severity) -> u8 {
 }
 
 impl Metrics {
-    /// Register every series.
-    pub fn new() -> Metrics {
-        let mut r = Registry::with_prefix("hacli_sentinel");
+    /// Register every series, and the remediation's (`hacli_remediation_*`)
+    /// when `remediation` is on.
+    pub fn with_remediation(remediation: bool) -> Metrics {
+        let mut root = Registry::default();
         let m = Metrics {
             registry: Arc::new(Registry::default()),
             verdict: Family::default(),
@@ -128,12 +131,16 @@ impl Metrics {
             lock_plan: Gauge::default(),
             period: Gauge::default(),
             gated_file: Gauge::default(),
+            remediation: remediation.then(Default::default),
             last_done: Arc::new(AtomicI64::new(0)),
             started: Arc::new(Mutex::new(std::time::Instant::now())),
         };
-        m.register(&mut r);
+        m.register(root.sub_registry_with_prefix("hacli_sentinel"));
+        if let Some(rm) = &m.remediation {
+            rm.register(root.sub_registry_with_prefix("hacli_remediation"));
+        }
         Metrics {
-            registry: Arc::new(r),
+            registry: Arc::new(root),
             ..m
         }
     }
@@ -217,6 +224,11 @@ impl Metrics {
             "Whether the gated sentinel file (kured's --reboot-sentinel) exists",
             m.gated_file.clone(),
         );
+    }
+
+    /// The remediation series (with `--remediate`).
+    pub fn remediation(&self) -> Option<&crate::remediation_metrics::RemediationMetrics> {
+        self.remediation.as_ref()
     }
 
     /// Set the configured period and lock plan.
@@ -394,7 +406,7 @@ mod tests {
 
     #[test]
     fn healthy_until_cycles_stop() {
-        let m = Metrics::new();
+        let m = Metrics::with_remediation(false);
         assert!(m.healthy(Duration::from_secs(60)).is_ok());
         assert!(m.healthy(Duration::ZERO).is_err(), "no cycle ever finished");
         m.record(&CycleMetrics {
@@ -434,7 +446,7 @@ mod tests {
 
     #[test]
     fn an_idle_cycle_reads_as_not_evaluated_never_as_a_decision() {
-        let m = Metrics::new();
+        let m = Metrics::with_remediation(false);
         m.set_plan(Duration::from_secs(60), Duration::from_secs(1800));
         m.record(&CycleMetrics {
             verdict: None,

@@ -218,6 +218,55 @@ fn unknown_target_and_action_are_usage_errors() {
     assert!(text(&out.stderr).contains("unknown action `explode`"));
 }
 
+/// `hacli sentinel --remediate` is opt-in and checked before the first
+/// cycle: without --spare, --journal or --memory it is a usage error naming
+/// them; a spare that does not parse is named (exit 2), nothing reached.
+#[test]
+fn sentinel_remediate_names_what_it_needs_before_any_cycle() {
+    let topo = root().join("examples/topology/ha.yaml");
+    let topo = topo.to_str().unwrap();
+    let base = [
+        "sentinel",
+        "--node",
+        "k8s-master",
+        "-t",
+        topo,
+        "--remediate",
+    ];
+    let out = hacli(&base);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    for flag in ["--spare", "--journal", "--memory"] {
+        assert!(err.contains(flag), "{flag} in {err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spare = dir.path().join("spare.yaml");
+    std::fs::write(&spare, "name: [m9\n").unwrap();
+    let mut args = base.to_vec();
+    let (spare, journal, memory) = (
+        spare.to_str().unwrap().to_string(),
+        dir.path().join("j").to_str().unwrap().to_string(),
+        dir.path().join("m.json").to_str().unwrap().to_string(),
+    );
+    args.extend([
+        "--spare",
+        &spare,
+        "--journal",
+        &journal,
+        "--memory",
+        &memory,
+    ]);
+    let out = hacli(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--spare") && err.contains("spare.yaml"),
+        "{err}"
+    );
+    assert!(!err.contains("REMEDIATION ON"), "{err}");
+    assert!(!std::path::Path::new(&memory).exists());
+}
+
 /// Each bad file: exit 2, the message names file:line:column, no panic.
 #[test]
 fn bad_topologies_name_file_line_and_column() {

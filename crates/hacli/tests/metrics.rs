@@ -18,6 +18,8 @@ struct Sentinel {
     child: Child,
     addr: SocketAddr,
     lines: mpsc::Receiver<String>,
+    /// The stderr lines before the metrics address.
+    banner: Vec<String>,
 }
 
 impl Drop for Sentinel {
@@ -54,12 +56,20 @@ impl Sentinel {
             .expect("hacli runs");
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
-        err.read_line(&mut line).unwrap();
+        let mut banner = Vec::new();
+        loop {
+            line.clear();
+            err.read_line(&mut line).unwrap();
+            if line.is_empty() || line.starts_with("metrics on http://") {
+                break;
+            }
+            banner.push(line.trim_end().to_string());
+        }
         let addr = line
             .strip_prefix("metrics on http://")
             .and_then(|l| l.split_once("/metrics"))
             .map(|(a, _)| a.parse().unwrap())
-            .unwrap_or_else(|| panic!("no metrics address in: {line}"));
+            .unwrap_or_else(|| panic!("no metrics address in: {line} after {banner:?}"));
         std::thread::spawn(move || for _ in err.lines() {});
         let (tx, lines) = mpsc::channel();
         let out = BufReader::new(child.stdout.take().unwrap());
@@ -70,7 +80,31 @@ impl Sentinel {
                 }
             }
         });
-        Sentinel { child, addr, lines }
+        Sentinel {
+            child,
+            addr,
+            lines,
+            banner,
+        }
+    }
+
+    /// The next cycle's JSON log line whose remediation decision has
+    /// this class.
+    fn wait_remediation(&self, class: &str) -> serde_json::Value {
+        let until = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                break;
+            };
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: not JSON: {line}"));
+            if v["remediation"]["class"] == class {
+                return v;
+            }
+            seen.push(line);
+        }
+        panic!("no remediation decision of class {class} within 60s: {seen:#?}");
     }
 
     /// The next cycle's JSON log line whose decision is `decision`.
@@ -488,4 +522,130 @@ fn an_idle_cycle_asks_the_cluster_nothing_and_a_pending_one_a_bounded_number_of_
         )
         .unwrap();
     assert_eq!(lock["spec"]["holderIdentity"], "hacli-sentinel@w1");
+}
+
+/// `hacli sentinel --remediate` on the lab: m2's Node NotReady (its etcd
+/// member still healthy). Waited on for its bound, then to be replaced:
+/// under the lock the dead-master plan refuses (its member answers), so
+/// the attempt fails without touching anything; with a budget of one, the
+/// next decision is a refusal. Each decision is in the cycle's line and on
+/// `/metrics`; the Node, the lock and the journal are as they were.
+#[test]
+fn sentinel_remediation_fails_once_then_stops_at_its_budget_touching_nothing() {
+    let Some(lab) = Lab::start_or_skip(
+        "sentinel_remediation_fails_once_then_stops_at_its_budget_touching_nothing",
+    ) else {
+        return;
+    };
+    let (target, ip) = lab.masters[1].clone();
+    lab.set_node(&target, ip, true, false).unwrap();
+    let d = lab.dir();
+    let std::net::IpAddr::V4(v4) = ip else {
+        panic!("the lab is IPv4")
+    };
+    let [a, b, c, _] = v4.octets();
+    let spare = d.join("spare.yaml");
+    std::fs::write(
+        &spare,
+        format!("{{ name: m9, role: control-plane, address: {a}.{b}.{c}.19 }}\n"),
+    )
+    .unwrap();
+    let (journal, memory) = (d.join("remediate.jsonl"), d.join("remediate-memory.json"));
+    let started = Instant::now();
+    let sentinel = Sentinel::start(
+        &lab,
+        "w1",
+        &[
+            "--remediate",
+            "--spare",
+            spare.to_str().unwrap(),
+            "--journal",
+            journal.to_str().unwrap(),
+            "--memory",
+            memory.to_str().unwrap(),
+            "--unhealthy-for",
+            "1s",
+            "--max-retries",
+            "1",
+            "--min-healthy-period",
+            "0s",
+        ],
+    );
+    assert!(
+        sentinel
+            .banner
+            .iter()
+            .any(|l| l.starts_with("REMEDIATION ON:") && l.contains("spare m9")),
+        "{:?}",
+        sentinel.banner
+    );
+    let v = sentinel.wait_remediation("within-bound");
+    assert_eq!(v["remediation"]["decision"], "wait", "{v}");
+    assert_eq!(v["remediation"]["node"], target.as_str(), "{v}");
+    let v = sentinel.wait_remediation("failed");
+    let reason = v["remediation"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("answers again: its etcd member") && reason.contains("is healthy"),
+        "{v}"
+    );
+    let v = sentinel.wait_remediation("retry-budget");
+    assert_eq!(v["remediation"]["decision"], "refused", "{v}");
+    let m = sentinel.scrape();
+    let took = started.elapsed();
+    drop(sentinel);
+    let refused = |class| {
+        m.value(
+            "hacli_remediation_decisions_total",
+            &[("decision", "refused"), ("reason_class", class)],
+        )
+    };
+    assert_eq!(refused("failed"), 1.0);
+    assert!(refused("retry-budget") >= 1.0);
+    assert_eq!(
+        m.value("hacli_remediation_attempts_total", &[("result", "failed")]),
+        1.0
+    );
+    assert_eq!(m.value("hacli_remediation_budget_remaining", &[]), 0.0);
+    assert_eq!(m.value("hacli_remediation_retry_budget", &[]), 1.0);
+    assert!(
+        !m.body.contains(
+            "hacli_remediation_decisions_total{decision=\"replace\",reason_class=\"replaced\""
+        ),
+        "{}",
+        m.body
+    );
+    // Nothing touched: the one attempt remembered, no journal, the lock
+    // released, the Node still there.
+    let mem: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&memory).unwrap()).unwrap();
+    assert_eq!(mem["attempts"].as_array().unwrap().len(), 1, "{mem}");
+    assert_eq!(mem["attempts"][0]["succeeded"], false, "{mem}");
+    let journals: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("remediate.jsonl"))
+        .collect();
+    assert!(journals.is_empty(), "{journals:?}");
+    let lock = lab
+        .store()
+        .get(
+            testlab::ApiServer::resource("leases"),
+            "kube-system",
+            "hacli-disruption-lock",
+        )
+        .ok();
+    let holder = lock
+        .as_ref()
+        .and_then(|l| l["spec"]["holderIdentity"].as_str());
+    assert_ne!(holder, Some("hacli-sentinel-remediate@w1"), "{lock:?}");
+    assert!(
+        lab.store()
+            .get(testlab::ApiServer::resource("nodes"), "", &target)
+            .is_ok(),
+        "the Node {target} is still there"
+    );
+    eprintln!(
+        "sentinel remediation: three decisions in {:.1}s",
+        took.as_secs_f64()
+    );
 }

@@ -77,6 +77,67 @@ pub struct Memory {
     pub pending: Option<String>,
 }
 
+/// Why a decision is what it is, as a class: the metric label
+/// `reason_class`, and what frontends map exit codes from (never the
+/// sentence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    /// Every master is Ready and its etcd member healthy.
+    Healthy,
+    /// A master's health was not observed: unknown, never replaced nor
+    /// called healthy.
+    Unobserved,
+    /// A master is unhealthy, not yet for longer than the bound.
+    WithinBound,
+    /// One at a time: another remediation is in progress, or the
+    /// disruption lock is held by another.
+    OneAtATime,
+    /// The disruption lock could not be taken or read.
+    Lock,
+    /// The minimum healthy period after the previous remediation.
+    MinHealthyPeriod,
+    /// The retry budget is spent.
+    RetryBudget,
+    /// The replacement would lose etcd quorum, or whether it would is
+    /// unknown.
+    Quorum,
+    /// Unhealthy past its bound, quorum holds through the replacement.
+    PastBound,
+    /// The replacement ran and succeeded.
+    Replaced,
+    /// The replacement ran and failed (or was refused by its plan).
+    Failed,
+    /// The master chosen answers again: cancelled before it started.
+    AnswersAgain,
+}
+
+impl Class {
+    /// The label: `healthy`, `unobserved`, `within-bound`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Healthy => "healthy",
+            Class::Unobserved => "unobserved",
+            Class::WithinBound => "within-bound",
+            Class::OneAtATime => "one-at-a-time",
+            Class::Lock => "lock",
+            Class::MinHealthyPeriod => "min-healthy-period",
+            Class::RetryBudget => "retry-budget",
+            Class::Quorum => "quorum",
+            Class::PastBound => "past-bound",
+            Class::Replaced => "replaced",
+            Class::Failed => "failed",
+            Class::AnswersAgain => "answers-again",
+        }
+    }
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The decision for one observation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", rename_all = "kebab-case")]
@@ -90,6 +151,8 @@ pub enum Decision {
         node: String,
         /// Why.
         reason: String,
+        /// Why, as a class.
+        class: Class,
     },
     /// Replace this master now.
     Replace {
@@ -97,6 +160,8 @@ pub enum Decision {
         node: String,
         /// Why.
         reason: String,
+        /// Why, as a class.
+        class: Class,
     },
     /// The master stays as it is: replacing it is unsafe or over budget.
     Refused {
@@ -104,6 +169,8 @@ pub enum Decision {
         node: String,
         /// Why.
         reason: String,
+        /// Why, as a class.
+        class: Class,
     },
     /// The master chosen before answers again: its remediation is
     /// cancelled before it started.
@@ -112,6 +179,8 @@ pub enum Decision {
         node: String,
         /// Why.
         reason: String,
+        /// Why, as a class.
+        class: Class,
     },
 }
 
@@ -125,6 +194,23 @@ impl Decision {
             Decision::Refused { .. } => "refused",
             Decision::Cancelled { .. } => "cancelled",
         }
+    }
+
+    /// Why, as a class.
+    pub fn class(&self) -> Class {
+        match self {
+            Decision::Healthy => Class::Healthy,
+            Decision::Wait { class, .. }
+            | Decision::Replace { class, .. }
+            | Decision::Refused { class, .. }
+            | Decision::Cancelled { class, .. } => *class,
+        }
+    }
+
+    /// Whether it stands on a health that was not observed (unknown:
+    /// exit 3 in `hacli remediate`).
+    pub fn unobserved(&self) -> bool {
+        self.class() == Class::Unobserved
     }
 
     /// The master it is about.
@@ -263,6 +349,23 @@ pub fn quorum_through_replacement(state: &ClusterState, node: &str) -> Result<St
     ))
 }
 
+/// With no master unhealthy: healthy, unless a master's health was not
+/// observed (a wait, of class [`Class::Unobserved`]).
+fn healthy_or_unobserved(topology: &Topology, state: &ClusterState) -> Decision {
+    let unknown = unknown_masters(topology, state);
+    match unknown.first() {
+        Some(u) => Decision::Wait {
+            node: u.clone(),
+            reason: format!(
+                "the health of {} was not observed: unknown is never replaced, nor called healthy",
+                unknown.join(", ")
+            ),
+            class: Class::Unobserved,
+        },
+        None => Decision::Healthy,
+    }
+}
+
 /// Decide for the observation `state` at `now`, updating `memory` (each
 /// unhealthy master's clock; the pending choice). The loop records the
 /// attempts it starts and ends in `memory.attempts`.
@@ -289,20 +392,11 @@ pub fn decide(
                 "{p} answers again (its Node Ready, its etcd member not unhealthy) before its replacement started: cancelled"
             ),
             node: p,
+            class: Class::AnswersAgain,
         };
     }
     if unhealthy.is_empty() {
-        let unknown = unknown_masters(topology, state);
-        if let Some(u) = unknown.first() {
-            return Decision::Wait {
-                node: u.clone(),
-                reason: format!(
-                    "the health of {} was not observed: unknown is never replaced, nor called healthy",
-                    unknown.join(", ")
-                ),
-            };
-        }
-        return Decision::Healthy;
+        return healthy_or_unobserved(topology, state);
     }
     // The one unhealthy the longest.
     let (node, why) = unhealthy
@@ -319,26 +413,25 @@ pub fn decide(
                 a.node, a.started
             ),
             node,
+            class: Class::OneAtATime,
         };
     }
     if for_.0 < policy.unhealthy_for.0 {
         return Decision::Wait {
             reason: format!("{why}, for {for_}; replaced after {}", policy.unhealthy_for),
             node,
+            class: Class::WithinBound,
         };
     }
-    let recent = memory
-        .attempts
-        .iter()
-        .filter(|a| now.duration_since(a.started) < policy.retry_period.0)
-        .count();
-    if recent as u32 >= policy.max_retries {
+    let recent = budget(memory, policy, now).used;
+    if recent >= policy.max_retries {
         return Decision::Refused {
             reason: format!(
                 "{why}, for {for_}; the retry budget is spent: {recent} attempt(s) in the last {} (at most {}): a person must look",
                 policy.retry_period, policy.max_retries
             ),
             node,
+            class: Class::RetryBudget,
         };
     }
     if let Some(end) = memory.attempts.iter().filter_map(|a| a.ended).max()
@@ -350,43 +443,78 @@ pub fn decide(
                 policy.min_healthy_period
             ),
             node,
+            class: Class::MinHealthyPeriod,
         };
     }
     match quorum_through_replacement(state, &node) {
         Err(q) => Decision::Refused {
             reason: format!("{why}, for {for_}; {q}"),
             node,
+            class: Class::Quorum,
         },
         Ok(q) => {
             memory.pending = Some(node.clone());
             Decision::Replace {
                 reason: format!("{why}, for {for_} (bound {}); {q}", policy.unhealthy_for),
                 node,
+                class: Class::PastBound,
             }
         }
     }
 }
 
-/// The decision as Prometheus text: `hacli_remediation_decision` (1 for the
-/// current decision, with its kind, node and reason) and
-/// `hacli_remediation_attempts` in the retry window.
+/// The retry budget at `now`: attempts started within the retry period,
+/// and how many more it allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Attempts started within the retry period.
+    pub used: u32,
+    /// Attempts allowed within it.
+    pub allowed: u32,
+}
+
+impl Budget {
+    /// How many more attempts the budget allows now.
+    pub fn remaining(&self) -> u32 {
+        self.allowed.saturating_sub(self.used)
+    }
+}
+
+/// The retry budget at `now`.
+pub fn budget(memory: &Memory, policy: &Policy, now: Timestamp) -> Budget {
+    let used = memory
+        .attempts
+        .iter()
+        .filter(|a| now.duration_since(a.started) < policy.retry_period.0)
+        .count();
+    Budget {
+        used: u32::try_from(used).unwrap_or(u32::MAX),
+        allowed: policy.max_retries,
+    }
+}
+
+/// The decision as Prometheus text (node-exporter's textfile collector):
+/// `hacli_remediation_decision` (1 for the current decision, with its kind,
+/// node, reason and `reason_class`), `hacli_remediation_attempts` within
+/// the retry period, `hacli_remediation_retry_budget` and
+/// `hacli_remediation_budget_remaining` ([`budget`], as the sentinel
+/// exports it).
 pub fn metrics(d: &Decision, memory: &Memory, policy: &Policy, now: Timestamp) -> String {
     let esc = |s: &str| {
         s.replace('\\', "\\\\")
             .replace('"', "\\\"")
             .replace('\n', " ")
     };
-    let recent = memory
-        .attempts
-        .iter()
-        .filter(|a| now.duration_since(a.started) < policy.retry_period.0)
-        .count();
+    let b = budget(memory, policy, now);
     format!(
-        "# HELP hacli_remediation_decision The remediation loop's last decision (1), with its reason.\n# TYPE hacli_remediation_decision gauge\nhacli_remediation_decision{{decision=\"{}\",node=\"{}\",reason=\"{}\"}} 1\n# HELP hacli_remediation_attempts Remediation attempts within the retry period.\n# TYPE hacli_remediation_attempts gauge\nhacli_remediation_attempts {recent}\n# HELP hacli_remediation_retry_budget Attempts allowed within the retry period.\n# TYPE hacli_remediation_retry_budget gauge\nhacli_remediation_retry_budget {}\n",
+        "# HELP hacli_remediation_decision The remediation loop's last decision (1), with its reason.\n# TYPE hacli_remediation_decision gauge\nhacli_remediation_decision{{decision=\"{}\",node=\"{}\",reason=\"{}\",reason_class=\"{}\"}} 1\n# HELP hacli_remediation_attempts Remediation attempts within the retry period.\n# TYPE hacli_remediation_attempts gauge\nhacli_remediation_attempts {}\n# HELP hacli_remediation_retry_budget Attempts allowed within the retry period.\n# TYPE hacli_remediation_retry_budget gauge\nhacli_remediation_retry_budget {}\n# HELP hacli_remediation_budget_remaining Attempts the retry budget still allows.\n# TYPE hacli_remediation_budget_remaining gauge\nhacli_remediation_budget_remaining {}\n",
         d.kind(),
         esc(d.node().unwrap_or("")),
         esc(d.reason()),
-        policy.max_retries
+        d.class(),
+        b.used,
+        b.allowed,
+        b.remaining()
     )
 }
 
@@ -653,6 +781,53 @@ mod tests {
             t(0),
         );
         assert_eq!(d.kind(), "wait", "{}", d.line());
+        assert_eq!(d.class(), Class::Unobserved);
+        assert!(d.unobserved());
+        let m = metrics(&d, &Memory::default(), &Policy::default(), t(0));
+        assert!(m.contains("reason_class=\"unobserved\"} 1"), "{m}");
+        // A wait for the bound is not an unobserved health, whatever its words.
+        let mut mem = Memory::default();
+        let d = decide(
+            &topo(3),
+            &state(3, &[2]),
+            &mut mem,
+            &Policy::default(),
+            t(0),
+        );
+        assert_eq!(d.class(), Class::WithinBound, "{}", d.line());
+        assert!(!d.unobserved());
+    }
+
+    #[test]
+    fn each_refusal_has_its_class_and_the_budget_counts_down() {
+        let (topo, p) = (topo(3), Policy::default());
+        let mut mem = Memory::default();
+        decide(&topo, &state(3, &[1, 3]), &mut mem, &p, t(0));
+        let d = decide(&topo, &state(3, &[1, 3]), &mut mem, &p, t(400));
+        assert_eq!(d.class(), Class::Quorum, "{}", d.line());
+        let mut mem = Memory::default();
+        decide(&topo, &state(3, &[1]), &mut mem, &p, t(0));
+        let d = decide(&topo, &state(3, &[1]), &mut mem, &p, t(301));
+        assert_eq!(d.class(), Class::PastBound, "{}", d.line());
+        assert_eq!(budget(&mem, &p, t(301)).remaining(), 2);
+        for i in 0..2 {
+            mem.attempts.push(Attempt {
+                node: "m1".into(),
+                started: t(301 + i),
+                ended: Some(t(302 + i)),
+                succeeded: false,
+            });
+        }
+        mem.pending = None;
+        assert_eq!(budget(&mem, &p, t(400)).remaining(), 0);
+        let d = decide(&topo, &state(3, &[1]), &mut mem, &p, t(400));
+        assert_eq!(d.class(), Class::RetryBudget, "{}", d.line());
+        let m = metrics(&d, &mem, &p, t(400));
+        assert!(m.contains("hacli_remediation_budget_remaining 0\n"), "{m}");
+        assert!(m.contains("reason_class=\"retry-budget\"} 1"), "{m}");
+        // An hour on, the budget is whole again.
+        assert_eq!(budget(&mem, &p, t(301 + 3600)).remaining(), 1);
+        assert_eq!(budget(&mem, &p, t(302 + 3600)).remaining(), 2);
     }
 
     proptest! {

@@ -19,7 +19,7 @@ use hacore::backend::Observer;
 use hacore::disrupt::{Lock, LockAnswer};
 use std::path::{Path, PathBuf};
 
-use hacore::remediation::{Attempt, Decision, Memory, Policy, decide, metrics};
+use hacore::remediation::{Attempt, Class, Decision, Memory, Policy, decide, metrics};
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -55,6 +55,7 @@ pub fn tick(
             let d = Decision::Wait {
                 reason: format!("one at a time: the disruption lock is held by {h}"),
                 node,
+                class: Class::OneAtATime,
             };
             events(Event::Note(d.line()));
             return d;
@@ -64,6 +65,7 @@ pub fn tick(
             let d = Decision::Wait {
                 reason: format!("the disruption lock could not be taken: {e}"),
                 node,
+                class: Class::Lock,
             };
             events(Event::Note(d.line()));
             return d;
@@ -90,11 +92,13 @@ pub fn tick(
                 Ok(()) => Decision::Replace {
                     node: node.clone(),
                     reason: format!("{node} replaced"),
+                    class: Class::Replaced,
                 },
                 Err(e) => {
                     let d = Decision::Refused {
                         node: node.clone(),
                         reason: format!("the replacement of {node} failed: {e}"),
+                        class: Class::Failed,
                     };
                     events(Event::Warning(d.line()));
                     d
@@ -169,21 +173,98 @@ pub fn decide_once(
 ) -> Result<Decided, Error> {
     let mut memory = read_memory(&opts.memory)?;
     let decision = decide(topology, state, &mut memory, &opts.policy, now);
+    write_memory(opts, &decision, &memory, now)?;
+    Ok(Decided { decision, memory })
+}
+
+/// One run with its memory and metrics files, as `hacli remediate` and
+/// `hapy.remediate` make it on the live cluster: the memory read from
+/// `opts.memory` (one that does not parse is an error, never forgotten),
+/// [`run_outcome`] (acting only with `act`), the memory written back, the
+/// decision's metrics when asked, and after a replacement the topology from
+/// now on next to its journal ([`write_topology`]).
+pub fn run_once(
+    topology: &Topology,
+    reach: &crate::Reach,
+    opts: &Once,
+    act: Option<&Act>,
+    events: &mut dyn FnMut(Event),
+) -> Result<Ran, Error> {
+    let mut memory = read_memory(&opts.memory)?;
+    let o = run_outcome(topology, reach, &opts.policy, &mut memory, act, events);
+    write_memory(opts, &o.decision, &memory, Timestamp::now())?;
+    let replaced = match &o.replaced {
+        Some((journal, target)) => Some(Replaced {
+            journal: journal.clone(),
+            topology: write_topology(journal, target)?,
+        }),
+        None => None,
+    };
+    Ok(Ran {
+        decided: Decided {
+            decision: o.decision,
+            memory,
+        },
+        replaced,
+    })
+}
+
+/// A run of [`run_once`]: the decision, the memory, and the replacement's
+/// files when one ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ran {
+    /// The decision and the memory written back.
+    #[serde(flatten)]
+    pub decided: Decided,
+    /// After a replacement: its journal and the topology from now on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Replaced>,
+}
+
+/// The files a replacement leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Replaced {
+    /// Its journal.
+    pub journal: PathBuf,
+    /// The topology from now on (the spare in the dead master's place).
+    pub topology: PathBuf,
+}
+
+/// The topology after a replacement, written next to its journal
+/// (`JOURNAL.yaml`); its path.
+pub fn write_topology(journal: &Path, target: &Topology) -> Result<PathBuf, Error> {
+    let file = PathBuf::from(format!("{}.yaml", journal.display()));
+    let text = serde_json::to_string_pretty(target).map_err(|e| Error::Setting {
+        what: "topology".into(),
+        why: e.to_string(),
+    })?;
+    std::fs::write(&file, text).map_err(|e| Error::Setting {
+        what: format!("the topology after the replacement, {}", file.display()),
+        why: format!("cannot write: {e}"),
+    })?;
+    Ok(file)
+}
+
+/// The memory written back to `opts.memory`, and the decision's metrics
+/// to `opts.metrics` when asked.
+fn write_memory(opts: &Once, d: &Decision, memory: &Memory, now: Timestamp) -> Result<(), Error> {
     let write = |p: &Path, text: String| {
         std::fs::write(p, text).map_err(|e| Error::Setting {
             what: p.display().to_string(),
             why: format!("cannot write: {e}"),
         })
     };
-    let text = serde_json::to_string_pretty(&memory).map_err(|e| Error::Setting {
+    let text = serde_json::to_string_pretty(memory).map_err(|e| Error::Setting {
         what: "memory".into(),
         why: e.to_string(),
     })?;
     write(&opts.memory, text)?;
     if let Some(p) = &opts.metrics {
-        write(p, metrics(&decision, &memory, &opts.policy, now))?;
+        write(p, metrics(d, memory, &opts.policy, now))?;
     }
-    Ok(Decided { decision, memory })
+    Ok(())
 }
 
 /// What `act` replaces a dead master with, and how the run goes.
@@ -546,5 +627,21 @@ mod tests {
             d.line()
         );
         assert_eq!(memory.attempts.len(), 2);
+    }
+
+    #[test]
+    fn a_quorum_refusal_takes_no_lock_and_replaces_nothing() {
+        let mut memory = Memory::default();
+        let mut lock = MemLock::default();
+        let mut obs = Seq(vec![state(&[1, 3])]);
+        let mut never =
+            |_: &str, _: &ClusterState| -> Result<(), String> { panic!("nothing is replaced") };
+        run(&mut obs, &mut lock, &mut memory, 0, &mut never);
+        let (d, lines) = run(&mut obs, &mut lock, &mut memory, 301, &mut never);
+        assert_eq!(d.class(), Class::Quorum, "{lines:?}");
+        assert_eq!(d.kind(), "refused");
+        assert!(lock.1.is_empty(), "the lock was never taken: {:?}", lock.1);
+        assert!(memory.attempts.is_empty());
+        assert_eq!(memory.pending, None);
     }
 }

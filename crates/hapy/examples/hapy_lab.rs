@@ -5,7 +5,7 @@
 //!
 //! cargo run -p hapy --example hapy_lab
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -45,8 +45,42 @@ fn main() -> ExitCode {
     }
     drop(out);
     // Run until the test session closes our stdin; dropping the lab stops
-    // etcd and the API stand-in and removes its directory.
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    // etcd and the API stand-in and removes its directory. Meanwhile, a
+    // line `notready NAME` or `ready NAME` sets a Node's Ready condition in
+    // the API stand-in, answered by one JSON line (`{"ok": true}` or
+    // `{"error": ...}`).
+    for line in std::io::stdin().lines().map_while(Result::ok) {
+        let answer = match line.split_whitespace().collect::<Vec<_>>()[..] {
+            [how @ ("ready" | "notready"), name] => set_ready(&lab, name, how == "ready"),
+            _ => Err(format!(
+                "not understood: `{line}` (ready NAME, notready NAME)"
+            )),
+        };
+        let answer = match answer {
+            Ok(()) => json!({ "ok": true }),
+            Err(e) => json!({ "error": e }),
+        };
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{answer}")
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            break;
+        }
+    }
     drop(lab);
     ExitCode::SUCCESS
+}
+
+/// Node `name` (a master or a worker of the lab) Ready or NotReady.
+fn set_ready(lab: &Lab, name: &str, ready: bool) -> Result<(), String> {
+    let (master, ip) = match lab.masters.iter().find(|m| m.0 == name) {
+        Some(m) => (true, m.1),
+        None => match lab.workers.iter().find(|w| w.0 == name) {
+            Some(w) => (false, w.1),
+            None => return Err(format!("no node `{name}` in the lab")),
+        },
+    };
+    lab.set_node(name, ip, master, ready)
+        .map_err(|e| e.to_string())
 }

@@ -198,14 +198,25 @@ pub fn recover<'py>(
 /// when losing it would break quorum. What it remembers between decisions
 /// (each master's unhealthy clock, the attempts) lives in the file
 /// `memory`; with `metrics`, the decision is written there as Prometheus
-/// text. Nothing is acted on: returns `{"decision": "healthy" | "wait" |
-/// "replace" | "refused" | "cancelled", "node", "reason", "memory"}`;
-/// "replace" is carried out by `hapy.replace_master(..., dead)` (or `hacli
-/// replace-master --dead`).
+/// text. Returns `{"decision": "healthy" | "wait" | "replace" | "refused"
+/// | "cancelled", "node", "reason", "class", "memory"}` (`class`: why, as
+/// `hacli_remediation_*`'s `reason_class`).
+///
+/// Without `confirm` nothing is acted on. With `confirm=True`, as `hacli
+/// remediate --confirm` (`haops::remediate::run_once`, the live cluster
+/// only: no `state`, no `at`): a "replace" decision is carried out under
+/// the disruption lock, the cluster observed again right before it starts
+/// (a master that answers again is "cancelled"), `replace-master --dead`
+/// for it and `spare` (a node file, as in a topology's `nodes:`),
+/// journalled to `JOURNAL.OLD.N`; the result then has `replaced`
+/// (`{"journal", "topology"}`: the topology from now on). A refusal
+/// (quorum, retry budget) touches nothing.
 #[pyfunction]
 #[pyo3(signature = (
     topology, *, memory, state = None, unhealthy_for = 300.0, max_retries = 2,
-    retry_period = 3600.0, min_healthy_period = 600.0, metrics = None, at = None, **reach
+    retry_period = 3600.0, min_healthy_period = 600.0, metrics = None, at = None,
+    confirm = false, spare = None, journal = None, template = None, identity = None,
+    lock_ttl = 3600.0, idle_bound = 30.0, proxmox_ha_rule = None, **reach
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn remediate<'py>(
@@ -219,6 +230,14 @@ pub fn remediate<'py>(
     min_healthy_period: f64,
     metrics: Option<PathBuf>,
     at: Option<&Bound<'py, PyAny>>,
+    confirm: bool,
+    spare: Option<PathBuf>,
+    journal: Option<PathBuf>,
+    template: Option<u32>,
+    identity: Option<String>,
+    lock_ttl: f64,
+    idle_bound: f64,
+    proxmox_ha_rule: Option<String>,
     reach: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let dur = |what: &str, s: f64| -> PyResult<hacore::units::Dur> {
@@ -237,15 +256,37 @@ pub fn remediate<'py>(
         memory,
         metrics,
     };
+    let given = |v: Option<&Bound<'py, PyAny>>| v.is_some_and(|v| !v.is_none());
+    let topology = PyTopology::coerce(topology)?.into_owned();
+    let reach = crate::reach::reach("remediate", reach, haops::Reach::default().deadline)?;
+    if confirm {
+        if given(state) || given(at) {
+            return Err(ConfigError::new_err(
+                "remediate(confirm=True) acts on the live cluster, observed now: state= and at= cannot stand for it",
+            ));
+        }
+        let act = Act {
+            spare,
+            journal,
+            template,
+            identity,
+            lock_ttl: seconds("lock_ttl", lock_ttl)?,
+            idle_bound: seconds("idle_bound", idle_bound)?,
+            ha_rule: proxmox_ha_rule,
+        }
+        .act()?;
+        let ran = with_events(py, |events| {
+            haops::remediate::run_once(&topology, &reach, &opts, Some(&act), events).map_err(py_err)
+        })?;
+        return to_py(py, &ran);
+    }
     let now = match at {
         Some(t) if !t.is_none() => crate::timestamp(t)?,
         _ => jiff::Timestamp::now(),
     };
-    let topology = PyTopology::coerce(topology)?.into_owned();
-    let reach = crate::reach::reach("remediate", reach, haops::Reach::default().deadline)?;
     let state = match state {
-        Some(s) => PyState::coerce(s, &topology)?.into_owned(),
-        None => {
+        Some(s) if !s.is_none() => PyState::coerce(s, &topology)?.into_owned(),
+        _ => {
             let seen =
                 py.detach(|| haops::observe::observe(&topology, &reach, None).map_err(py_err));
             seen?.state
@@ -254,4 +295,47 @@ pub fn remediate<'py>(
     let decided =
         py.detach(|| haops::remediate::decide_once(&topology, &state, &opts, now).map_err(py_err))?;
     to_py(py, &decided)
+}
+
+/// What `remediate(confirm=True)` acts with.
+struct Act {
+    spare: Option<PathBuf>,
+    journal: Option<PathBuf>,
+    template: Option<u32>,
+    identity: Option<String>,
+    lock_ttl: Duration,
+    idle_bound: Duration,
+    ha_rule: Option<String>,
+}
+
+impl Act {
+    /// The replacement's settings: the spare's node file read (an error
+    /// names it), the journal's base name.
+    fn act(self) -> PyResult<haops::remediate::Act> {
+        let (Some(spare), Some(journal)) = (self.spare, self.journal) else {
+            return Err(ConfigError::new_err(
+                "remediate(confirm=True) needs spare= (the spare master: one node as in a topology's nodes:) and journal= (the journal's base name)",
+            ));
+        };
+        let text = std::fs::read_to_string(&spare)
+            .map_err(|e| ConfigError::new_err(format!("spare={}: {e}", spare.display())))?;
+        let node: hacore::topology::Node =
+            hacore::source::parse(&spare.display().to_string(), &text).map_err(|e| {
+                ConfigError::new_err(format!(
+                    "spare={}: not one node as in a topology's nodes: (name, role, address, hypervisor, vmid, ...): {e}",
+                    spare.display()
+                ))
+            })?;
+        Ok(haops::remediate::Act {
+            spare: node,
+            template: self.template,
+            idle_bound: self.idle_bound,
+            ha_rule: self.ha_rule,
+            run: haops::master::RunOptions {
+                identity: self.identity,
+                lock_ttl: self.lock_ttl,
+                ..haops::master::RunOptions::new(journal, haops::apply::Backend::Live)
+            },
+        })
+    }
 }

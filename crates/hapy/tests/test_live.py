@@ -47,6 +47,17 @@ def lab() -> Iterator[dict[str, Any]]:
             pytest.skip(info["skip"])
         pytest.fail(info["skip"])
     assert info["leader"], "etcd elected no leader"
+
+    def control(line: str) -> None:
+        """`notready NAME` or `ready NAME`: a Node's Ready condition in the
+        API stand-in (crates/hapy/examples/hapy_lab.rs)."""
+        assert p.stdin is not None and p.stdout is not None
+        p.stdin.write(line + "\n")
+        p.stdin.flush()
+        answer = json.loads(p.stdout.readline())
+        assert answer == {"ok": True}, (line, answer)
+
+    info["control"] = control
     try:
         yield info
     finally:

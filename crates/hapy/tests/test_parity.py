@@ -52,7 +52,10 @@ KEYWORDS = {
     "plan": ["template", "probe_addresses", "state"],
     "snapshot": ["check", "keep", "max_age", "copy_to", "copy_over_ssh", "verify_restore", "verify_key", "etcdutl"],
     "recover": ["journal", "resume", "dry_run", "confirm", "snapshot", "on", "etcdutl", "serving_bound"],
-    "remediate": ["state", "unhealthy_for", "max_retries", "retry_period", "min_healthy_period", "memory", "metrics"],
+    "remediate": [
+        "state", "unhealthy_for", "max_retries", "retry_period", "min_healthy_period", "memory", "metrics",
+        "confirm", "spare", "journal", "template", "identity", "lock_ttl", "idle_bound", "proxmox_ha_rule",
+    ],
 }
 
 # Added by other branches (ops-gate: gate's leader move, lock; ops-drill:

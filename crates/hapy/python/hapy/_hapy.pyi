@@ -547,6 +547,14 @@ def remediate(
     min_healthy_period: float = 600.0,
     metrics: _Path | None = None,
     at: _Time | None = None,
+    confirm: bool = False,
+    spare: _Path | None = None,
+    journal: _Path | None = None,
+    template: int | None = None,
+    identity: str | None = None,
+    lock_ttl: float = 3600.0,
+    idle_bound: float = 30.0,
+    proxmox_ha_rule: str | None = None,
     **reach: Unpack[Reach],
 ) -> Remediation: ...
 

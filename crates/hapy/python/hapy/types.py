@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal, Optional, TypedDict
 
-__all__ = ["Applied", "MasterResult", "PlanResult", "Reach", "Recovered", "Remediation"]
+__all__ = ["Applied", "MasterResult", "PlanResult", "Reach", "Recovered", "Remediation", "Replaced"]
 
 
 class Reach(TypedDict, total=False):
@@ -93,9 +93,33 @@ class _Remediation(TypedDict):
     memory: dict[str, Any]
 
 
-class Remediation(_Remediation, total=False):
-    """``remediate()``: the decision, the master it is about and why
-    (absent when every master is healthy), and the memory written back."""
+# `class` is a keyword: this part of the dict is declared the functional way.
+_RemediationClass = TypedDict(
+    "_RemediationClass",
+    {
+        "class": Literal[
+            "unobserved", "within-bound", "one-at-a-time", "lock", "min-healthy-period",
+            "retry-budget", "quorum", "past-bound", "replaced", "failed", "answers-again",
+        ]
+    },
+    total=False,
+)
+
+
+class Replaced(TypedDict):
+    """What a replacement ``remediate(confirm=True)`` ran leaves: its
+    journal and the topology from now on (the spare in the dead master's
+    place)."""
+
+    journal: str
+    topology: str
+
+
+class Remediation(_Remediation, _RemediationClass, total=False):
+    """``remediate()``: the decision, the master it is about, why and its
+    class (absent when every master is healthy), the memory written back,
+    and, after a replacement ``confirm=True`` ran, ``replaced``."""
 
     node: str
     reason: str
+    replaced: Replaced

@@ -3,22 +3,35 @@
 use super::cycle::Outcome;
 use super::{Args, LogFormat};
 use crate::sentinel_metrics::CycleMetrics;
+use hacore::remediation::Decision;
 
-/// The line of cycle `n`, which ended at `now` with `m` and `outcome`.
+/// The line of cycle `n`, which ended at `now` with `m` and `outcome`
+/// (and, with `--remediate`, the remediation decision that stands).
 pub(super) fn line(
     a: &Args,
     n: u64,
     now: jiff::Timestamp,
     m: &CycleMetrics<'_>,
     outcome: &anyhow::Result<Outcome>,
+    remediation: Option<&anyhow::Result<Decision>>,
 ) -> String {
     let node = &a.node;
+    let redact = |e: &anyhow::Error| kubeadm::redact_urls_in(&format!("{e:#}")).into_owned();
+    let text = match remediation {
+        None => String::new(),
+        Some(Ok(d)) => format!("; remediation: {}", d.line()),
+        Some(Err(e)) => format!("; remediation: error: {}", redact(e)),
+    };
+    let json = match remediation {
+        None => serde_json::Value::Null,
+        Some(Ok(d)) => serde_json::json!(d),
+        Some(Err(e)) => serde_json::json!({ "error": redact(e) }),
+    };
     match (a.log_format, outcome) {
-        (LogFormat::Text, Ok(o)) => format!("{now} cycle {n} node {node}: {}", o.message),
-        (LogFormat::Text, Err(e)) => format!(
-            "{now} cycle {n} node {node}: error: {}",
-            kubeadm::redact_urls_in(&format!("{e:#}"))
-        ),
+        (LogFormat::Text, Ok(o)) => format!("{now} cycle {n} node {node}: {}{text}", o.message),
+        (LogFormat::Text, Err(e)) => {
+            format!("{now} cycle {n} node {node}: error: {}{text}", redact(e))
+        }
         (LogFormat::Json, Ok(o)) => serde_json::json!({
             "time": now.to_string(),
             "level": "info",
@@ -33,6 +46,7 @@ pub(super) fn line(
             "gatedFile": m.gated_file,
             "probeErrors": o.probe_errors.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             "durationSeconds": m.duration.as_secs_f64(),
+            "remediation": json,
         })
         .to_string(),
         (LogFormat::Json, Err(e)) => serde_json::json!({
@@ -40,10 +54,11 @@ pub(super) fn line(
             "level": "error",
             "cycle": n,
             "node": node,
-            "error": kubeadm::redact_urls_in(&format!("{e:#}")),
+            "error": redact(e),
             "rebootRequired": m.reboot_required,
             "gatedFile": m.gated_file,
             "durationSeconds": m.duration.as_secs_f64(),
+            "remediation": json,
         })
         .to_string(),
     }

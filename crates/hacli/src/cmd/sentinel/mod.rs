@@ -21,13 +21,18 @@
 //!   the same, evaluated again, just before the lock is taken.
 
 mod cycle;
+mod files;
 mod log;
+mod remediate;
+
+use files::{pending_since, set_sentinel};
+
+pub use remediate::RemediateArgs;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use hacore::Policy;
 use haops::gate::Gate;
 
@@ -89,39 +94,13 @@ pub struct Args {
     /// cluster with consistent reads on every cycle, pending or not.
     #[arg(long, hide = true)]
     pub observe_every_cycle: bool,
+    /// The opt-in remediation of dead masters (`--remediate`).
+    #[command(flatten)]
+    pub remediation: RemediateArgs,
 }
 
 /// The message and metrics reason of an idle cycle.
 pub const NOT_EVALUATED: &str = "not evaluated: no reboot pending";
-
-/// When the reboot-required file appeared (its modification time), as
-/// Unix seconds; None without one.
-fn pending_since(path: &Path) -> Option<f64> {
-    let m = std::fs::metadata(path).ok()?.modified().ok()?;
-    Some(
-        m.duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64(),
-    )
-}
-
-/// Create (`on`) or remove the gated file kured watches; whether it
-/// exists (`on`) or was removed (not `on`).
-pub(super) fn set_sentinel(path: &Path, on: bool) -> anyhow::Result<bool> {
-    if on {
-        if !path.exists() {
-            std::fs::write(path, "gated by hacli sentinel\n")
-                .with_context(|| format!("creating the sentinel {}", path.display()))?;
-        }
-        Ok(true)
-    } else {
-        match std::fs::remove_file(path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("removing the sentinel {}", path.display())),
-        }
-    }
-}
 
 /// Run.
 pub fn run(a: Args) -> anyhow::Result<Exit> {
@@ -133,12 +112,14 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             a.live.topology.display()
         );
     }
+    // Remediation's settings are checked before anything is reached.
+    let metrics = Metrics::with_remediation(a.remediation.remediate);
+    let remediator = remediate::Remediator::new(&a, &topology, metrics.remediation())?;
     let policy = Policy::named_or_file(&a.policy)?;
     let reach = a.live.reach();
     let mut config = reach.observer_config(Some(&policy))?;
     config.reboot_required = Some((a.node.clone(), a.reboot_required.clone()));
     let identity = format!("hacli-sentinel@{}", a.node);
-    let metrics = Metrics::new();
     metrics.set_plan(a.period, a.lock_ttl);
     runtime()?.block_on(async {
         if let Some(addr) = a.metrics_addr {
@@ -160,6 +141,10 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
             let started = Instant::now();
             let outcome = c.run(lock_held).await;
             let duration = started.elapsed();
+            let remediation = match &remediator {
+                Some(r) => Some(r.tick(&a.node).await),
+                None => None,
+            };
             let now = jiff::Timestamp::now();
             if let Ok(o) = &outcome {
                 lock_held = Some(o.lock_held);
@@ -182,7 +167,10 @@ pub fn run(a: Args) -> anyhow::Result<Exit> {
                 failed: outcome.is_err(),
             };
             metrics.record(&m);
-            outln!("{}", log::line(&a, n, now, &m, &outcome));
+            outln!(
+                "{}",
+                log::line(&a, n, now, &m, &outcome, remediation.as_ref())
+            );
             if a.cycles != 0 && n >= a.cycles {
                 break;
             }
