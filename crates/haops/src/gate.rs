@@ -234,11 +234,27 @@ impl Gate {
             .clone()
             .map(|cp| tokio::task::spawn_blocking(move || kubeadm::masters::observe_blocking(&cp)));
         let (mut state, probes) = observe_with(&self.observer, &self.reach, reads).await?;
-        if let Some(m) = masters {
-            state.masters = Some(m.await.unwrap_or_else(|e| hacore::masters::MastersState {
-                kubeadm_config_error: Some(format!("reading the masters' files failed: {e}")),
-                ..Default::default()
-            }));
+        match (masters, state.masters.take()) {
+            (Some(m), prometheus) => {
+                let ssh = m.await.unwrap_or_else(|e| hacore::masters::MastersState {
+                    kubeadm_config_error: Some(format!("reading the masters' files failed: {e}")),
+                    ..Default::default()
+                });
+                // Disks read from Prometheus stand over `df`'s.
+                state.masters = Some(match prometheus {
+                    Some(p) => ssh.with_disks_from(p, "not read over SSH"),
+                    None => ssh,
+                });
+            }
+            (None, Some(mut prometheus)) => {
+                for n in &mut prometheus.nodes {
+                    n.error.get_or_insert_with(|| {
+                        "not read: SSH is not configured (the topology's `ssh:` section or --ssh-identity)".into()
+                    });
+                }
+                state.masters = Some(prometheus);
+            }
+            (None, None) => {}
         }
         Ok((state, probes))
     }

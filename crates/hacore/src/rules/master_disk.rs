@@ -159,15 +159,34 @@ fn one_master(
         out.push(unknown(ID, format!("{name}'s disks were not observed")));
         return;
     };
-    let (Some(disks), Some(backups)) = (&files.disks, &files.kubeadm_backups) else {
+    let from = files
+        .disks_source
+        .as_deref()
+        .map_or(String::new(), |s| format!(" (from {s})"));
+    let Some(disks) = &files.disks else {
+        let why = files.disks_error.as_deref().or(files.error.as_deref());
         out.push(unknown(
             ID,
             format!(
-                "{name}'s disks could not be read: {}",
-                files.error.as_deref().unwrap_or("not observed")
+                "{name}'s disks could not be read{from}: {}",
+                why.unwrap_or("not observed")
             ),
         ));
         return;
+    };
+    let backups: &[crate::masters::KubeadmBackup] = match &files.kubeadm_backups {
+        Some(b) => b,
+        None => {
+            // node-exporter sees file systems, not the directories on them.
+            let why = files.error.as_deref().unwrap_or("not observed");
+            out.push(unknown(
+                ID,
+                format!(
+                    "{name}: kubeadm's backup directories under {KUBEADM_TMP} were not read ({why}); they are read over SSH only (node-exporter does not see directories)"
+                ),
+            ));
+            &[]
+        }
     };
     let ours: Vec<_> = backups
         .iter()
@@ -225,10 +244,22 @@ fn one_master(
             )
         });
     } else {
-        ok.push(format!(
-            "{name} ({} kubeadm backups, {})",
-            ours.len(),
-            bytes(held)
-        ));
+        let room = disks
+            .iter()
+            .map(|f| format!("{} {}% used", f.path, f.used_percent()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let src = files
+            .disks_source
+            .as_deref()
+            .map_or(String::new(), |s| format!(", from {s}"));
+        ok.push(match &files.kubeadm_backups {
+            Some(_) => format!(
+                "{name} ({room}{src}; {} kubeadm backups, {})",
+                ours.len(),
+                bytes(held)
+            ),
+            None => format!("{name} ({room}{src})"),
+        });
     }
 }
