@@ -263,3 +263,113 @@ fn one_master(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::masters::{MasterFiles, MastersState};
+    use crate::state::ClusterState;
+    use crate::topology::Topology;
+
+    fn run(masters: MastersState) -> Vec<Finding> {
+        let t = Topology::from_yaml(
+            "t.yaml",
+            "cluster: lab\ncontrolPlaneEndpoint: { address: 127.0.0.1 }\nnodes:\n  - { name: m1, role: control-plane, address: 127.0.0.1 }\n",
+        )
+        .unwrap()
+        .0;
+        let mut s = ClusterState::empty(jiff::Timestamp::UNIX_EPOCH);
+        s.masters = Some(masters);
+        let ctx = Context::new(
+            &t,
+            &s,
+            Action::Upgrade,
+            "m1",
+            vec![t.node("m1").unwrap()],
+            None,
+            jiff::Timestamp::UNIX_EPOCH,
+            None,
+        );
+        let mut out = Vec::new();
+        check(&ctx, &Params::default(), &mut out);
+        out
+    }
+
+    fn from_prometheus(used: u64) -> MasterFiles {
+        let fs = |path: &str| Filesystem {
+            path: path.into(),
+            mount: "/".into(),
+            size_bytes: 100 << 30,
+            used_bytes: used << 30,
+            avail_bytes: (100 - used) << 30,
+        };
+        MasterFiles {
+            node: "m1".into(),
+            error: Some("not read: SSH is not configured".into()),
+            disks: Some(vec![fs("/"), fs("/var/lib/etcd")]),
+            disks_source: Some("prometheus https://prom:9090".into()),
+            etcd_db_bytes: Some(100 << 20),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn disks_from_prometheus_are_judged_and_the_backups_unread_are_unknown() {
+        let out = run(MastersState {
+            nodes: vec![from_prometheus(90)],
+            ..Default::default()
+        });
+        let deny = out.iter().find(|f| f.severity == Severity::Deny).unwrap();
+        assert!(
+            deny.message.contains("m1: / (/) is 90% used"),
+            "{}",
+            deny.message
+        );
+        let unknown = out
+            .iter()
+            .find(|f| f.severity == Severity::Unknown)
+            .unwrap();
+        assert!(
+            unknown.message.contains("SSH is not configured")
+                && unknown
+                    .message
+                    .contains("node-exporter does not see directories"),
+            "{}",
+            unknown.message
+        );
+        let out = run(MastersState {
+            nodes: vec![from_prometheus(20)],
+            ..Default::default()
+        });
+        assert!(
+            out.iter().any(|f| f.severity == Severity::Unknown),
+            "{out:?}"
+        );
+        let pass = out.iter().find(|f| f.severity == Severity::Pass).unwrap();
+        assert!(
+            pass.message.contains("from prometheus https://prom:9090"),
+            "{}",
+            pass.message
+        );
+    }
+
+    #[test]
+    fn a_master_without_series_is_unknown_naming_why() {
+        let out = run(MastersState {
+            nodes: vec![MasterFiles {
+                node: "m1".into(),
+                disks_source: Some("prometheus https://prom:9090".into()),
+                disks_error: Some("no node_filesystem_size_bytes series on 127.0.0.1".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].severity, Severity::Unknown);
+        assert!(
+            out[0].message.contains("m1's disks could not be read (from prometheus https://prom:9090): no node_filesystem_size_bytes"),
+            "{}",
+            out[0].message
+        );
+    }
+}
