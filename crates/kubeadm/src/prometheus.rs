@@ -137,13 +137,14 @@ pub fn member_instance<'a>(endpoint: &str, instances: &[&'a str]) -> Option<&'a 
     }
 }
 
+/// One host's mount points as node-exporter reports them: (size, free,
+/// available) bytes, a figure None when its series is missing.
+pub type Mounts = BTreeMap<String, (Option<f64>, Option<f64>, Option<f64>)>;
+
 /// The file systems holding `paths` among one host's node-exporter series
 /// (mount point → (size, free, avail)): each path's longest mount point
 /// prefix. None when a path has none.
-pub fn filesystems(
-    paths: &[&str],
-    mounts: &BTreeMap<String, (Option<f64>, Option<f64>, Option<f64>)>,
-) -> Result<Vec<Filesystem>, String> {
+pub fn filesystems(paths: &[&str], mounts: &Mounts) -> Result<Vec<Filesystem>, String> {
     let holds = |mount: &str, path: &str| {
         mount == "/"
             || path == mount
@@ -424,13 +425,8 @@ type Figures<'a> = (&'a ByInstance, &'a ByInstance, &'a ByInstance);
 
 /// The mount points node-exporter reports on `address` (any port), with
 /// their size, free and available bytes.
-fn host_mounts(
-    address: &str,
-    size: &[Series],
-    free: &[Series],
-    avail: &[Series],
-) -> BTreeMap<String, (Option<f64>, Option<f64>, Option<f64>)> {
-    let mut mounts: BTreeMap<String, (Option<f64>, Option<f64>, Option<f64>)> = BTreeMap::new();
+fn host_mounts(address: &str, size: &[Series], free: &[Series], avail: &[Series]) -> Mounts {
+    let mut mounts: Mounts = BTreeMap::new();
     let on_host = |s: &&Series| split_instance(s.label("instance")).0 == address;
     for (k, series) in [size, free, avail].into_iter().enumerate() {
         for s in series.iter().filter(on_host) {

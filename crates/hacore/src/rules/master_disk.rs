@@ -194,45 +194,7 @@ fn one_master(
         .collect();
     let held: u64 = ours.iter().map(|b| b.bytes).sum();
     let before = problems.len();
-    let mut seen: Vec<&str> = Vec::new();
-    for fs in disks {
-        if seen.contains(&fs.mount.as_str()) {
-            continue;
-        }
-        seen.push(&fs.mount);
-        if fs.used_percent() >= u64::from(p.image_gc_high_percent) {
-            problems.push(format!(
-                "{name}: {} ({}) is {}% used, at or above the kubelet's image-GC high threshold of {}%: it garbage-collects images and evicts pods while the upgrade pulls new ones",
-                fs.path,
-                fs.mount,
-                fs.used_percent(),
-                p.image_gc_high_percent
-            ));
-        }
-    }
-    let tmp: Option<&Filesystem> = disks
-        .iter()
-        .find(|f| f.path == KUBEADM_TMP)
-        .or_else(|| disks.iter().find(|f| f.path == "/"));
-    match (tmp, files.etcd_db_bytes) {
-        (Some(fs), Some(db)) => {
-            let need = (db as f64 * p.backup_factor) as u64;
-            if fs.avail_bytes < need {
-                problems.push(format!(
-                    "{name}: {} has {} free, and kubeadm's backup copy of etcd ({} database) needs about {} ({}x)",
-                    fs.path,
-                    bytes(fs.avail_bytes),
-                    bytes(db),
-                    bytes(need),
-                    p.backup_factor
-                ));
-            }
-        }
-        _ => out.push(unknown(
-            ID,
-            format!("{name}: etcd's database size was not observed: the room kubeadm's backup copy needs is unknown"),
-        )),
-    }
+    disk_problems(name, disks, files.etcd_db_bytes, p, problems, out);
     if problems.len() > before {
         fixes.push(if ours.is_empty() {
             format!("free space on {name}")
@@ -261,6 +223,58 @@ fn one_master(
             ),
             None => format!("{name} ({room}{src})"),
         });
+    }
+}
+
+/// What `disks` lack for an upgrade on `name`: a file system at or above
+/// the kubelet's image-GC threshold, no room for kubeadm's backup copy of
+/// etcd (a database size not observed: unknown).
+fn disk_problems(
+    name: &str,
+    disks: &[Filesystem],
+    etcd_db_bytes: Option<u64>,
+    p: &Params,
+    problems: &mut Vec<String>,
+    out: &mut Vec<Finding>,
+) {
+    let mut seen: Vec<&str> = Vec::new();
+    for fs in disks {
+        if seen.contains(&fs.mount.as_str()) {
+            continue;
+        }
+        seen.push(&fs.mount);
+        if fs.used_percent() >= u64::from(p.image_gc_high_percent) {
+            problems.push(format!(
+                "{name}: {} ({}) is {}% used, at or above the kubelet's image-GC high threshold of {}%: it garbage-collects images and evicts pods while the upgrade pulls new ones",
+                fs.path,
+                fs.mount,
+                fs.used_percent(),
+                p.image_gc_high_percent
+            ));
+        }
+    }
+    let tmp: Option<&Filesystem> = disks
+        .iter()
+        .find(|f| f.path == KUBEADM_TMP)
+        .or_else(|| disks.iter().find(|f| f.path == "/"));
+    match (tmp, etcd_db_bytes) {
+        (Some(fs), Some(db)) => {
+            let need = (db as f64 * p.backup_factor) as u64;
+            if fs.avail_bytes < need {
+                problems.push(format!(
+                    "{name}: {} has {} free, and kubeadm's backup copy of etcd ({} database) needs about {} ({}x)",
+                    fs.path,
+                    bytes(fs.avail_bytes),
+                    bytes(db),
+                    bytes(need),
+                    p.backup_factor
+                ));
+            }
+        }
+        _ => out.push(unknown(
+            ID,
+            format!("{name}: etcd's database size was not observed: the room kubeadm's backup copy needs is unknown"),
+        )),
     }
 }
 
