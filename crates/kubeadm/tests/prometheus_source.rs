@@ -17,7 +17,7 @@ use hacore::gate::{Policy, Request, evaluate};
 use hacore::verdict::{Finding, Severity};
 use hacore::{Action, ClusterState, Topology};
 use kubeadm::prometheus::Prometheus;
-use kubeadm::{EtcdTls, Observer, ObserverConfig, PrometheusSource};
+use kubeadm::{EtcdTls, Observer, ObserverConfig};
 use testlab::Lab;
 use testlab::prometheus::{Daemon, start_node_exporter, start_prometheus};
 
@@ -82,7 +82,10 @@ fn prometheus(lab: &Lab, exporters: &[&Daemon]) -> Daemon {
         etcd.join(", "),
         nodes.join(", ")
     );
-    start_prometheus(lab.endpoint, &config).expect("prometheus starts")
+    // Over HTTPS, with the lab's apiserver pair (its certificate names
+    // the endpoint's address), signed by the lab's Kubernetes CA.
+    let (cert, key) = (lab.pki.join("apiserver.crt"), lab.pki.join("apiserver.key"));
+    start_prometheus(lab.endpoint, &config, Some((&cert, &key))).expect("prometheus starts")
 }
 
 /// `df -P -B1 /`: (size, avail).
@@ -155,20 +158,46 @@ async fn prometheus_is_the_source_of_etcd_latency_and_master_disk() {
         .window
         .0
         .unsigned_abs();
+    let ca = lab.pki.join("ca.crt");
+    // The observer finds Prometheus in the topology (`prometheus: {url,
+    // caFile}`), verifying its certificate against that CA alone.
+    let with_prometheus = lab.dir().join("topology-prometheus.yaml");
+    std::fs::write(
+        &with_prometheus,
+        format!(
+            "{}prometheus: {{ url: '{url}', caFile: '{}' }}\n",
+            std::fs::read_to_string(&lab.topology).unwrap(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let (topology_p, _) = Topology::load(&with_prometheus).unwrap();
     let cfg = ObserverConfig {
         kubeconfig: Some(lab.kubeconfig.clone()),
         deadline: Duration::from_secs(4),
         member_timeout: Duration::from_secs(2),
         etcd_latency_window: Some(window),
-        prometheus: Some(PrometheusSource {
-            url: url.clone(),
-            ca_file: None,
-        }),
         master_disks: true,
         ..Default::default()
     };
-    let observer = Observer::new(topology.clone(), cfg).await.unwrap();
-    let api = Prometheus::new(&url, None, Duration::from_secs(2)).unwrap();
+    let observer = Observer::new(topology_p, cfg).await.unwrap();
+    let api = Prometheus::new(
+        &url,
+        Some(&std::fs::read(&ca).unwrap()),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    // Verification is on: without the lab's CA (the system's roots) the
+    // same Prometheus is refused.
+    let e = Prometheus::new(&url, None, Duration::from_secs(2))
+        .unwrap()
+        .query("up")
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains(&format!("Prometheus at {url}")) && e.to_lowercase().contains("certificate"),
+        "{e}"
+    );
     // Every target up (3 members, 2 node-exporters).
     let until = Instant::now() + Duration::from_secs(20);
     loop {

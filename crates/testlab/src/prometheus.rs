@@ -42,6 +42,7 @@ pub struct Daemon {
     pub addr: SocketAddr,
     dir: tempfile::TempDir,
     name: &'static str,
+    scheme: &'static str,
 }
 
 impl Drop for Daemon {
@@ -73,6 +74,7 @@ impl Daemon {
             addr,
             dir,
             name,
+            scheme: "http",
         };
         let until = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
@@ -92,7 +94,7 @@ impl Daemon {
 
     /// Its base URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Its log so far.
@@ -129,25 +131,48 @@ pub fn start_node_exporter(ip: IpAddr) -> Result<Daemon, String> {
 }
 
 /// Start Prometheus on `ip` (a free port) with `scrape_configs` (YAML, a
-/// list), scraping every second, its TSDB in a temporary directory.
-pub fn start_prometheus(ip: IpAddr, scrape_configs: &str) -> Result<Daemon, String> {
+/// list), scraping every second, its TSDB in a temporary directory; with
+/// `tls` (certificate and key files, PEM) it serves HTTPS only.
+pub fn start_prometheus(
+    ip: IpAddr,
+    scrape_configs: &str,
+    tls: Option<(&Path, &Path)>,
+) -> Result<Daemon, String> {
     let bin = prometheus_binary().ok_or("prometheus is not installed (Debian prometheus)")?;
     let addr = SocketAddr::new(ip, free_port(ip)?);
     let dir = tempdir("hacli-prometheus-")?;
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok::<_, String>(path)
+    };
+    let config = write(
+        "prometheus.yml",
         format!(
             "# Written by testlab.\nglobal: {{ scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s }}\nscrape_configs:\n{scrape_configs}"
         ),
-    )
-    .map_err(|e| format!("{}: {e}", config.display()))?;
-    let args = [
+    )?;
+    let mut args = vec![
         format!("--config.file={}", config.display()),
         format!("--storage.tsdb.path={}", dir.path().join("data").display()),
         format!("--web.listen-address={addr}"),
     ];
-    Daemon::spawn("prometheus", &bin, addr, dir, &args)
+    if let Some((cert, key)) = tls {
+        let web = write(
+            "web.yml",
+            format!(
+                "tls_server_config:\n  cert_file: '{}'\n  key_file: '{}'\n",
+                cert.display(),
+                key.display()
+            ),
+        )?;
+        args.push(format!("--web.config.file={}", web.display()));
+    }
+    let mut d = Daemon::spawn("prometheus", &bin, addr, dir, &args)?;
+    if tls.is_some() {
+        d.scheme = "https";
+    }
+    Ok(d)
 }
 
 fn tempdir(prefix: &str) -> Result<tempfile::TempDir, String> {
