@@ -113,7 +113,9 @@ pub(crate) struct GateAsk<'a> {
 /// `lock=True`, take the disruption lock (a Lease, `lock_ttl` seconds)
 /// when the verdict allows, as `identity` (default `ACTION/NODE@HOST#PID`).
 /// A lock held by someone else denies; a lock that cannot be taken makes
-/// the verdict unknown. Fails closed: whatever could not be observed within
+/// the verdict unknown. With `prometheus` (else the topology's
+/// `prometheus.url`), `etcd-latency` and `master-disk` read their figures
+/// from that Prometheus. Fails closed: whatever could not be observed within
 /// `deadline` seconds makes the verdict "unknown".
 #[pyfunction]
 #[pyo3(signature = (
