@@ -1333,6 +1333,25 @@ mod tests {
     }
 
     #[test]
+    fn a_prometheus_url_must_be_http_and_names_its_field() {
+        let ok = format!("{BASE}prometheus: {{ url: 'https://prom:9090/sub', caFile: ca.pem }}\n");
+        let (t, _) = Topology::from_yaml("t.yaml", &ok).unwrap();
+        let p = t.prometheus.unwrap();
+        assert_eq!(
+            (p.url.as_str(), p.ca_file),
+            ("https://prom:9090/sub", Some("ca.pem".into()))
+        );
+        let bad = format!("{BASE}prometheus: {{ url: 'prom:9090' }}\n");
+        let err = Topology::from_yaml("t.yaml", &bad).unwrap_err().to_string();
+        assert!(
+            err.contains("prometheus.url") && err.contains("prom:9090"),
+            "{err}"
+        );
+        let unknown = format!("{BASE}prometheus: {{ url: 'http://p:9090', token: x }}\n");
+        assert!(Topology::from_yaml("t.yaml", &unknown).is_err());
+    }
+
+    #[test]
     fn etcd_endpoints_are_checked_and_located() {
         let (_, report) = with_etcd("{ endpoints: [https://10.0.0.1:2379] }").unwrap();
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);

@@ -266,6 +266,10 @@ mod tests {
     fn debug_shows_urls_without_credentials() {
         let c = ObserverConfig {
             prometheus_url: Some("http://scraper:s3cret-pw@127.0.0.1:9090/".into()),
+            prometheus: Some(PrometheusSource {
+                url: "https://reader:s3cret-pw@127.0.0.1:9091/".into(),
+                ca_file: None,
+            }),
             etcd_endpoints: vec!["https://u:etcd-pw@10.0.0.1:2379".into()],
             ..Default::default()
         };
@@ -275,6 +279,7 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("http://***@127.0.0.1:9090/"), "{shown}");
+        assert!(shown.contains("https://***@127.0.0.1:9091/"), "{shown}");
     }
 
     fn topology(etcd: &str) -> Topology {
