@@ -291,28 +291,23 @@ impl Prometheus {
             fsyncs,
             n(SLOW_APPLY, &w),
             n(LEADER_CHANGES, &w),
+            // Which members Prometheus has at all (a rate needs two
+            // samples in the window: a member without them is told apart).
+            format!("max by (instance) ({count})"),
         ];
-        let (wal, commit, fsyncs, slow, leader) = futures::join!(
-            self.by_instance(&queries[0]),
-            self.by_instance(&queries[1]),
-            self.by_instance(&queries[2]),
-            self.by_instance(&queries[3]),
-            self.by_instance(&queries[4]),
-        );
-        let members = match (wal, commit, fsyncs, slow, leader) {
-            (Ok(wal), Ok(commit), Ok(fsyncs), Ok(slow), Ok(leader)) => {
-                let instances: Vec<&str> = wal.keys().map(String::as_str).collect();
-                let counters = (!window.is_zero()).then_some((&slow, &leader));
+        let answers = futures::future::join_all(queries.iter().map(|q| self.by_instance(q))).await;
+        let members = match answers
+            .into_iter()
+            .collect::<Result<Vec<ByInstance>, String>>()
+        {
+            Ok(a) => {
+                let instances: Vec<&str> = a[5].keys().map(String::as_str).collect();
                 endpoints
                     .iter()
-                    .map(|u| self.member(u, &instances, (&wal, &commit, &fsyncs), counters))
+                    .map(|u| self.member(u, &instances, &a, window))
                     .collect()
             }
-            (Err(e), ..)
-            | (_, Err(e), ..)
-            | (_, _, Err(e), ..)
-            | (.., Err(e), _)
-            | (.., Err(e)) => endpoints.iter().map(|u| unread(u, e.clone())).collect(),
+            Err(e) => endpoints.iter().map(|u| unread(u, e.clone())).collect(),
         };
         EtcdLatency {
             source: self.source(),
@@ -321,13 +316,14 @@ impl Prometheus {
         }
     }
 
-    /// One member's figures from the queries' answers by instance.
+    /// One member's figures from the queries' answers by instance (WAL
+    /// p99, commit p99, WAL fsyncs, slow applies, leader changes, present).
     fn member(
         &self,
         endpoint: &str,
         instances: &[&str],
-        (wal, commit, fsyncs): Figures<'_>,
-        counters: Option<(&ByInstance, &ByInstance)>,
+        answers: &[ByInstance],
+        window: Duration,
     ) -> MemberLatency {
         let Some(i) = member_instance(endpoint, instances) else {
             return unread(
@@ -338,6 +334,16 @@ impl Prometheus {
                 ),
             );
         };
+        if !answers[0].contains_key(i) {
+            return unread(
+                endpoint,
+                format!(
+                    "Prometheus at {} has fewer than two samples of instance {i} in the last {}s: the rule's window must cover at least two scrape intervals",
+                    self.shown(),
+                    window.as_secs()
+                ),
+            );
+        }
         let micros = |m: &ByInstance| {
             m.get(i)
                 .copied()
@@ -345,15 +351,16 @@ impl Prometheus {
                 .map(|s| (s * 1e6).round().max(0.0) as u64)
         };
         let count = |m: &ByInstance| m.get(i).copied().flatten().map(|v| v.round() as u64);
+        let counter = |m: &ByInstance| (!window.is_zero()).then(|| count(m)).flatten();
         MemberLatency {
             name: endpoint.to_string(),
             endpoint: endpoint.to_string(),
             error: None,
-            wal_fsync_p99_micros: micros(wal),
-            backend_commit_p99_micros: micros(commit),
-            wal_fsyncs: count(fsyncs),
-            slow_applies: counters.and_then(|(s, _)| count(s)),
-            leader_changes: counters.and_then(|(_, l)| count(l)),
+            wal_fsync_p99_micros: micros(&answers[0]),
+            backend_commit_p99_micros: micros(&answers[1]),
+            wal_fsyncs: count(&answers[2]),
+            slow_applies: counter(&answers[3]),
+            leader_changes: counter(&answers[4]),
         }
     }
 
@@ -421,7 +428,6 @@ impl Prometheus {
 }
 
 type ByInstance = BTreeMap<String, Option<f64>>;
-type Figures<'a> = (&'a ByInstance, &'a ByInstance, &'a ByInstance);
 
 /// The mount points node-exporter reports on `address` (any port), with
 /// their size, free and available bytes.
@@ -522,6 +528,53 @@ mod tests {
             member_instance("https://[::1]:2379", &["[::1]:2379"]),
             Some("[::1]:2379")
         );
+    }
+
+    #[test]
+    fn a_member_without_two_samples_in_the_window_is_told_apart_from_one_not_scraped() {
+        let p = Prometheus::new("http://127.0.0.1:9", None, Duration::from_secs(1)).unwrap();
+        let by = |pairs: &[(&str, Option<f64>)]| -> ByInstance {
+            pairs.iter().map(|(i, v)| (i.to_string(), *v)).collect()
+        };
+        let present = by(&[
+            ("127.0.0.11:2379", Some(9.0)),
+            ("127.0.0.12:2379", Some(9.0)),
+        ]);
+        let answers = [
+            by(&[("127.0.0.11:2379", Some(0.012))]),
+            by(&[("127.0.0.11:2379", Some(0.004))]),
+            by(&[("127.0.0.11:2379", Some(40.0))]),
+            by(&[("127.0.0.11:2379", Some(0.0))]),
+            by(&[("127.0.0.11:2379", Some(1.0))]),
+            present.clone(),
+        ];
+        let instances: Vec<&str> = present.keys().map(String::as_str).collect();
+        let w = Duration::from_secs(5);
+        let m = p.member("https://127.0.0.11:2379", &instances, &answers, w);
+        assert_eq!(
+            (m.wal_fsync_p99_micros, m.wal_fsyncs, m.leader_changes),
+            (Some(12_000), Some(40), Some(1))
+        );
+        let short = p.member("https://127.0.0.12:2379", &instances, &answers, w);
+        assert!(
+            short
+                .error
+                .unwrap()
+                .contains("fewer than two samples of instance 127.0.0.12:2379 in the last 5s")
+        );
+        let gone = p.member("https://127.0.0.13:2379", &instances, &answers, w);
+        assert!(
+            gone.error
+                .unwrap()
+                .contains("has no etcd_disk_wal_fsync_duration_seconds series")
+        );
+        let life = p.member(
+            "https://127.0.0.11:2379",
+            &instances,
+            &answers,
+            Duration::ZERO,
+        );
+        assert_eq!((life.slow_applies, life.leader_changes), (None, None));
     }
 
     #[test]
