@@ -45,7 +45,8 @@ DEBS+=(sudo:/usr/bin/sudo)
 DEBS+=(nftables:/usr/sbin/nft)
 # prometheus: promtool checks and tests the sentinel's alert rules (crates/hacli/tests/deploy.rs);
 # prometheus-alertmanager: the silences of a disruption go to a real Alertmanager (crates/hacli/tests/silence.rs).
-DEBS+=(prometheus:promtool prometheus-alertmanager:prometheus-alertmanager)
+# prometheus-node-exporter: Prometheus as the source of etcd-latency and master-disk (crates/kubeadm/tests/prometheus_source.rs).
+DEBS+=(prometheus:promtool prometheus-alertmanager:prometheus-alertmanager prometheus-node-exporter:prometheus-node-exporter)
 . scripts/ensure-debs.sh
 ensure_debs "${DEBS[@]}"
 # php-xml has no command of its own: check for the extension pfSense's config parser uses.

@@ -88,6 +88,8 @@ fn hacli(lab: &Lab, args: &[&str], prometheus_url: &str) -> Output {
         .env_remove("HACLI_IDENTITY")
         .env_remove("HACLI_LB_RUNTIME_API")
         .env("HACLI_PROMETHEUS_URL", prometheus_url)
+        // The same Prometheus as etcd-latency's and master-disk's source.
+        .env("HACLI_PROMETHEUS", prometheus_url)
         .output()
         .expect("hacli runs")
 }
@@ -144,6 +146,11 @@ fn no_secret_reaches_output_state_files_or_debug() {
         gate_json.contains("probe `alerts` failed: GET http://***@127.0.0.1:"),
         "{gate_json}"
     );
+    assert!(
+        gate_json.contains("etcd's latency is unknown")
+            && gate_json.contains("Prometheus at http://***@127.0.0.1:"),
+        "{gate_json}"
+    );
 
     // observe: the state file records the probe error.
     let state = lab.dir().join("secrets-state.yaml");
@@ -190,6 +197,12 @@ fn no_secret_reaches_output_state_files_or_debug() {
     let config = kubeadm::ObserverConfig {
         kubeconfig: Some(lab.kubeconfig.clone()),
         prometheus_url: Some(prometheus.clone()),
+        prometheus: Some(kubeadm::PrometheusSource {
+            url: prometheus.clone(),
+            ca_file: None,
+        }),
+        etcd_latency_window: Some(std::time::Duration::from_secs(1)),
+        master_disks: true,
         ..Default::default()
     };
     places.push(("ObserverConfig's Debug".into(), format!("{config:?}")));

@@ -88,6 +88,7 @@ pub fn generated(masters: usize, total: usize) -> (Topology, ClusterState) {
         external_kubeconfigs: Vec::new(),
         ssh: None,
         proxmox: None,
+        prometheus: None,
     };
     let mut state = ClusterState::empty(now);
     state.nodes = Some(

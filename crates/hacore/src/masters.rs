@@ -70,6 +70,7 @@ impl MastersState {
                     disks: Some(vec![fs("/"), fs("/var/lib/etcd")]),
                     etcd_db_bytes: Some(100 << 20),
                     kubeadm_backups: Some(Vec::new()),
+                    ..Default::default()
                 })
                 .collect(),
         }
@@ -78,6 +79,28 @@ impl MastersState {
     /// One master's files, if it was observed.
     pub fn node(&self, name: &str) -> Option<&MasterFiles> {
         self.nodes.iter().find(|n| n.node == name)
+    }
+
+    /// Each master's disks (and etcd database size) as `from` gives them,
+    /// over what SSH read: node-exporter through Prometheus when
+    /// configured. A master `from` does not name is added with its disks
+    /// alone (its other files unread, for `why`).
+    pub fn with_disks_from(mut self, from: MastersState, why: &str) -> MastersState {
+        for d in from.nodes {
+            match self.nodes.iter_mut().find(|n| n.node == d.node) {
+                Some(n) => {
+                    n.disks = d.disks;
+                    n.etcd_db_bytes = d.etcd_db_bytes;
+                    n.disks_source = d.disks_source;
+                    n.disks_error = d.disks_error;
+                }
+                None => self.nodes.push(MasterFiles {
+                    error: Some(why.to_string()),
+                    ..d
+                }),
+            }
+        }
+        self
     }
 }
 
@@ -160,6 +183,15 @@ pub struct MasterFiles {
     /// not observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disks: Option<Vec<Filesystem>>,
+    /// Where `disks` (and `etcdDbBytes`) come from: `ssh` (`df` on the
+    /// master) or `prometheus URL` (node-exporter's and etcd's series);
+    /// absent: `ssh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disks_source: Option<String>,
+    /// Why `disks` could not be read from their source (the master's
+    /// `error` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disks_error: Option<String>,
     /// etcd's database size in bytes (`member/snap/db`); absent: not observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd_db_bytes: Option<u64>,

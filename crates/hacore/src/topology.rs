@@ -40,6 +40,11 @@ pub struct Topology {
     /// inventory from it (`--proxmox` and `PROXMOX_VE_ENDPOINT` override).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxmox: Option<ProxmoxApi>,
+    /// A Prometheus that scrapes etcd and node-exporter on the masters:
+    /// `etcd-latency` and `master-disk` read their figures from it
+    /// (`--prometheus` and `HACLI_PROMETHEUS` override).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusApi>,
     /// Every node of the cluster.
     pub nodes: Vec<Node>,
     /// Kubeconfigs outside the cluster that name the control-plane endpoint
@@ -505,6 +510,18 @@ pub struct ProxmoxApi {
     pub ca_file: Option<PathBuf>,
 }
 
+/// A Prometheus to read etcd's and node-exporter's series from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusApi {
+    /// Its base URL, `http(s)://HOST:9090` (a path prefix kept).
+    pub url: String,
+    /// A CA bundle (PEM) that signed its certificate, trusted instead of
+    /// the system's roots; relative to the topology file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
 /// A hypervisor host: a failure domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -681,6 +698,14 @@ impl Topology {
                 s.resolve_paths(dir);
             }
             if let Some(ca) = topology.proxmox.as_mut().and_then(|p| p.ca_file.as_mut())
+                && ca.is_relative()
+            {
+                *ca = dir.join(&*ca);
+            }
+            if let Some(ca) = topology
+                .prometheus
+                .as_mut()
+                .and_then(|p| p.ca_file.as_mut())
                 && ca.is_relative()
             {
                 *ca = dir.join(&*ca);
@@ -1013,6 +1038,17 @@ impl Topology {
                 format!("`{}` is not an https:// URL, such as https://10.0.20.2:8006 (the Proxmox API speaks HTTPS only)", p.endpoint),
             ));
         }
+        if let Some(p) = &self.prometheus
+            && !(p.url.starts_with("https://") || p.url.starts_with("http://"))
+        {
+            r.push(Diagnostic::error(
+                "prometheus.url",
+                format!(
+                    "`{}` is not an http(s):// URL, such as https://prometheus.example:9090",
+                    p.url
+                ),
+            ));
+        }
         if let Some(net) = &self.network
             && let Some(gw) = net.gateway
         {
@@ -1294,6 +1330,25 @@ mod tests {
 
     fn with_etcd(etcd: &str) -> Result<(Topology, Report), Error> {
         Topology::from_yaml("t.yaml", &format!("{BASE}etcd: {etcd}\n"))
+    }
+
+    #[test]
+    fn a_prometheus_url_must_be_http_and_names_its_field() {
+        let ok = format!("{BASE}prometheus: {{ url: 'https://prom:9090/sub', caFile: ca.pem }}\n");
+        let (t, _) = Topology::from_yaml("t.yaml", &ok).unwrap();
+        let p = t.prometheus.unwrap();
+        assert_eq!(
+            (p.url.as_str(), p.ca_file),
+            ("https://prom:9090/sub", Some("ca.pem".into()))
+        );
+        let bad = format!("{BASE}prometheus: {{ url: 'prom:9090' }}\n");
+        let err = Topology::from_yaml("t.yaml", &bad).unwrap_err().to_string();
+        assert!(
+            err.contains("prometheus.url") && err.contains("prom:9090"),
+            "{err}"
+        );
+        let unknown = format!("{BASE}prometheus: {{ url: 'http://p:9090', token: x }}\n");
+        assert!(Topology::from_yaml("t.yaml", &unknown).is_err());
     }
 
     #[test]

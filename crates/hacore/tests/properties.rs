@@ -142,6 +142,7 @@ fn build(spec: &Spec) -> (Topology, ClusterState) {
         external_kubeconfigs: Vec::new(),
         ssh: None,
         proxmox: None,
+        prometheus: None,
     };
     let now: Timestamp = NOW.parse().unwrap();
     let old: Timestamp = "2026-03-01T00:00:00Z".parse().unwrap();

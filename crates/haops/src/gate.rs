@@ -185,6 +185,30 @@ pub fn masters_read(
     Ok(true)
 }
 
+/// The masters as read over SSH (`ssh`) and their disks as Prometheus gave
+/// them (`prometheus`): Prometheus's disks stand over `df`'s; without SSH
+/// the rest (manifests, kubeadm-config, kubeadm's backups) is unread, and
+/// says why.
+fn merge_masters(
+    prometheus: Option<hacore::masters::MastersState>,
+    ssh: Option<hacore::masters::MastersState>,
+) -> Option<hacore::masters::MastersState> {
+    const NO_SSH: &str =
+        "not read: SSH is not configured (the topology's `ssh:` section or --ssh-identity)";
+    match (ssh, prometheus) {
+        (Some(ssh), Some(p)) => Some(ssh.with_disks_from(p, "not read over SSH")),
+        (Some(ssh), None) => Some(ssh),
+        (None, Some(mut p)) => {
+            for n in &mut p.nodes {
+                n.error.get_or_insert_with(|| NO_SSH.into());
+            }
+            p.kubeadm_config_error.get_or_insert_with(|| NO_SSH.into());
+            Some(p)
+        }
+        (None, None) => None,
+    }
+}
+
 /// The phases of one gate, each reported as it ends.
 struct Phases<'e, 'f> {
     last: Instant,
@@ -234,12 +258,14 @@ impl Gate {
             .clone()
             .map(|cp| tokio::task::spawn_blocking(move || kubeadm::masters::observe_blocking(&cp)));
         let (mut state, probes) = observe_with(&self.observer, &self.reach, reads).await?;
-        if let Some(m) = masters {
-            state.masters = Some(m.await.unwrap_or_else(|e| hacore::masters::MastersState {
+        let ssh = match masters {
+            Some(m) => Some(m.await.unwrap_or_else(|e| hacore::masters::MastersState {
                 kubeadm_config_error: Some(format!("reading the masters' files failed: {e}")),
                 ..Default::default()
-            }));
-        }
+            })),
+            None => None,
+        };
+        state.masters = merge_masters(state.masters.take(), ssh);
         Ok((state, probes))
     }
 
@@ -449,5 +475,44 @@ mod tests {
         // A reboot's policy has no rule that reads them.
         let rb = GateRequest::new(Action::Reboot, "m1", &reboot, "me");
         assert_eq!(masters_read(&with_ssh, &reach, &rb), Ok(false));
+    }
+
+    #[test]
+    fn prometheus_disks_stand_over_ssh_and_without_ssh_the_rest_says_why() {
+        use hacore::masters::{MasterFiles, MastersState};
+        let prom = MastersState {
+            nodes: vec![MasterFiles {
+                node: "m1".into(),
+                disks_source: Some("prometheus http://127.0.0.1:9090".into()),
+                disks_error: Some("no series".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let alone = merge_masters(Some(prom.clone()), None).unwrap();
+        assert!(
+            alone.nodes[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("SSH is not configured")
+        );
+        assert!(
+            alone
+                .kubeadm_config_error
+                .as_deref()
+                .unwrap()
+                .contains("SSH is not configured")
+        );
+        let ssh = MastersState::simulated(["m1", "m2"]);
+        let both = merge_masters(Some(prom), Some(ssh.clone())).unwrap();
+        let m1 = both.node("m1").unwrap();
+        assert_eq!(
+            (m1.disks.as_ref(), m1.disks_error.as_deref()),
+            (None, Some("no series"))
+        );
+        assert_eq!(m1.kubeadm_backups, Some(Vec::new()), "backups stay SSH's");
+        assert_eq!(both.node("m2"), ssh.node("m2"));
+        assert_eq!(merge_masters(None, None), None);
     }
 }

@@ -7,11 +7,13 @@
 //! 2. the environment ([`Reach::with_env`]: `KUBECONFIG`, `HACLI_CONTEXT`,
 //!    `HACLI_ETCD_ENDPOINTS`, `HACLI_ETCD_PKI`, `ETCDCTL_CACERT`,
 //!    `ETCDCTL_CERT`, `ETCDCTL_KEY`, `HACLI_KILL_SWITCH`, `HACLI_LOCK`,
-//!    `HACLI_PROMETHEUS_URL`, `HACLI_LB_RUNTIME_API`, `HACLI_SNAPSHOT_DIR`,
+//!    `HACLI_PROMETHEUS_URL`, `HACLI_PROMETHEUS`, `HACLI_LB_RUNTIME_API`,
+//!    `HACLI_SNAPSHOT_DIR`,
 //!    `HACLI_IDENTITY`, and Proxmox's variables as `proxmox::Settings`
 //!    reads them);
 //! 3. the topology (`etcd.endpoints`, `etcd.pki`, `ssh.*`,
-//!    `loadBalancer.runtimeApi` and `loadBalancer.manage`, `proxmox`),
+//!    `loadBalancer.runtimeApi` and `loadBalancer.manage`, `proxmox`,
+//!    `prometheus`),
 //!    applied by the backends when the two above left a setting unset;
 //! 4. kubeadm's defaults (`/etc/kubernetes/pki/etcd`, every control-plane
 //!    node's address on :2379, kube's kubeconfig inference).
@@ -87,6 +89,11 @@ pub struct Reach {
     pub daemonsets: Vec<String>,
     /// Prometheus base URL for firing alerts; None: alerts not observed.
     pub prometheus_url: Option<String>,
+    /// The Prometheus `etcd-latency` and `master-disk` read their figures
+    /// from (etcd's histograms and counters, node-exporter's file
+    /// systems), over the topology's `prometheus.url`; None and no
+    /// topology's: each member's `/metrics`, and the masters over SSH.
+    pub prometheus: Option<String>,
     /// The apiserver port on each master; None: the control-plane
     /// endpoint's.
     pub apiserver_port: Option<u16>,
@@ -115,6 +122,7 @@ impl Default for Reach {
             lock_lease: "kube-system/hacli-disruption-lock".into(),
             daemonsets: Vec::new(),
             prometheus_url: None,
+            prometheus: None,
             apiserver_port: None,
             lb_runtime_api: None,
             snapshot_dir: None,
@@ -170,6 +178,9 @@ impl Reach {
         if self.prometheus_url.is_none() {
             self.prometheus_url = get("HACLI_PROMETHEUS_URL");
         }
+        if self.prometheus.is_none() {
+            self.prometheus = get("HACLI_PROMETHEUS");
+        }
         if self.lb_runtime_api.is_none() {
             if let Some(v) = get("HACLI_LB_RUNTIME_API") {
                 self.lb_runtime_api = Some(v.parse().map_err(|e: String| Error::Setting {
@@ -220,6 +231,12 @@ impl Reach {
             etcd_latency_window: policy
                 .and_then(|p| p.rules.etcd_latency.as_ref())
                 .map(|l| l.window.0.unsigned_abs()),
+            // The topology's `prometheus` (with its CA file) when unset.
+            prometheus: self
+                .prometheus
+                .clone()
+                .map(|url| kubeadm::PrometheusSource { url, ca_file: None }),
+            master_disks: policy.is_some_and(|p| p.rules.master_disk.is_some()),
         })
     }
 
@@ -343,6 +360,30 @@ mod tests {
         );
         assert_eq!(r.lock_lease, "ops/lock");
         assert_eq!(r.etcd_tls.ca, None, "an empty variable is unset");
+    }
+
+    #[test]
+    fn prometheus_the_flag_over_the_environment_over_the_topology() {
+        let env = |k: &str| (k == "HACLI_PROMETHEUS").then(|| "http://127.0.0.1:9091".to_string());
+        let t = hacore::Topology::from_yaml(
+            "t.yaml",
+            "cluster: t\ncontrolPlaneEndpoint: { address: 127.0.0.1 }\nprometheus: { url: 'https://127.0.0.1:9090', caFile: /ca.pem }\nnodes:\n  - { name: m1, role: control-plane, address: 127.0.0.1 }\n",
+        )
+        .unwrap()
+        .0;
+        let source = |r: Reach| r.observer_config(None).unwrap().prometheus_source(&t);
+        let topo = source(Reach::default()).unwrap();
+        assert_eq!(topo.url, "https://127.0.0.1:9090");
+        assert_eq!(topo.ca_file, Some("/ca.pem".into()));
+        let env_r = Reach::default().with_env(env).unwrap();
+        assert_eq!(source(env_r).unwrap().url, "http://127.0.0.1:9091");
+        let flag = Reach {
+            prometheus: Some("http://127.0.0.1:9092".into()),
+            ..Reach::default()
+        }
+        .with_env(env)
+        .unwrap();
+        assert_eq!(source(flag).unwrap().url, "http://127.0.0.1:9092");
     }
 
     #[test]

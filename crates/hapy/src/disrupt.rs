@@ -119,6 +119,7 @@ struct Reach {
     lock_lease: String,
     daemonsets: Option<Vec<String>>,
     prometheus_url: Option<String>,
+    prometheus: Option<String>,
     apiserver_port: Option<u16>,
     lb_runtime_api: Option<String>,
     lock_ttl: f64,
@@ -194,7 +195,7 @@ fn what(
     member_timeout = 1.0,
     kill_switch = "kube-system/hacli-kill-switch",
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
-    prometheus_url = None, apiserver_port = None, lb_runtime_api = None, lock_ttl = 3600.0,
+    prometheus_url = None, prometheus = None, apiserver_port = None, lb_runtime_api = None, lock_ttl = 3600.0,
     ssh_identity = None, known_hosts = None, accept_new_host_key = false,
     alertmanager_url = None, alertmanager_timeout = 5.0, on_event = None
 ))]
@@ -227,6 +228,7 @@ pub fn disrupt<'py>(
     lock_lease: &str,
     daemonsets: Option<Vec<String>>,
     prometheus_url: Option<String>,
+    prometheus: Option<String>,
     apiserver_port: Option<u16>,
     lb_runtime_api: Option<String>,
     lock_ttl: f64,
@@ -253,6 +255,7 @@ pub fn disrupt<'py>(
         lock_lease: lock_lease.to_string(),
         daemonsets,
         prometheus_url,
+        prometheus,
         apiserver_port,
         lb_runtime_api,
         lock_ttl,
@@ -289,7 +292,7 @@ pub fn disrupt<'py>(
     member_timeout = 1.0,
     kill_switch = "kube-system/hacli-kill-switch",
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
-    prometheus_url = None, apiserver_port = None, lb_runtime_api = None, lock_ttl = 3600.0,
+    prometheus_url = None, prometheus = None, apiserver_port = None, lb_runtime_api = None, lock_ttl = 3600.0,
     ssh_identity = None, known_hosts = None, accept_new_host_key = false,
     alertmanager_url = None, alertmanager_timeout = 5.0, on_event = None
 ))]
@@ -323,6 +326,7 @@ pub fn roll<'py>(
     lock_lease: &str,
     daemonsets: Option<Vec<String>>,
     prometheus_url: Option<String>,
+    prometheus: Option<String>,
     apiserver_port: Option<u16>,
     lb_runtime_api: Option<String>,
     lock_ttl: f64,
@@ -351,6 +355,7 @@ pub fn roll<'py>(
         lock_lease: lock_lease.to_string(),
         daemonsets,
         prometheus_url,
+        prometheus,
         apiserver_port,
         lb_runtime_api,
         lock_ttl,
@@ -459,6 +464,7 @@ mod imp {
                 lock_lease: self.lock_lease.clone(),
                 daemonsets: self.daemonsets.clone().unwrap_or_default(),
                 prometheus_url: self.prometheus_url.clone(),
+                prometheus: self.prometheus.clone(),
                 apiserver_port: self.apiserver_port,
                 lb_runtime_api,
                 ssh: haops::reach::SshReach {

@@ -29,6 +29,7 @@ pub(crate) struct Reach {
     pub(crate) lock_lease: String,
     pub(crate) daemonsets: Option<Vec<String>>,
     pub(crate) prometheus_url: Option<String>,
+    pub(crate) prometheus: Option<String>,
     pub(crate) apiserver_port: Option<u16>,
     pub(crate) lb_runtime_api: Option<String>,
 }
@@ -49,7 +50,7 @@ pub(crate) struct Reach {
     topology, *, kubeconfig = None, context = None, etcd = None, etcd_pki = None, deadline = 2.0,
     member_timeout = 1.0, kill_switch = "kube-system/hacli-kill-switch",
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
-    prometheus_url = None, apiserver_port = None, lb_runtime_api = None,
+    prometheus_url = None, prometheus = None, apiserver_port = None, lb_runtime_api = None,
     snapshot_dir = None
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -66,6 +67,7 @@ pub fn observe(
     lock_lease: &str,
     daemonsets: Option<Vec<String>>,
     prometheus_url: Option<String>,
+    prometheus: Option<String>,
     apiserver_port: Option<u16>,
     lb_runtime_api: Option<String>,
     snapshot_dir: Option<PathBuf>,
@@ -81,6 +83,7 @@ pub fn observe(
         lock_lease: lock_lease.to_string(),
         daemonsets,
         prometheus_url,
+        prometheus,
         apiserver_port,
         lb_runtime_api,
     };
@@ -110,7 +113,9 @@ pub(crate) struct GateAsk<'a> {
 /// `lock=True`, take the disruption lock (a Lease, `lock_ttl` seconds)
 /// when the verdict allows, as `identity` (default `ACTION/NODE@HOST#PID`).
 /// A lock held by someone else denies; a lock that cannot be taken makes
-/// the verdict unknown. Fails closed: whatever could not be observed within
+/// the verdict unknown. With `prometheus` (else the topology's
+/// `prometheus.url`), `etcd-latency` and `master-disk` read their figures
+/// from that Prometheus. Fails closed: whatever could not be observed within
 /// `deadline` seconds makes the verdict "unknown".
 #[pyfunction]
 #[pyo3(signature = (
@@ -119,7 +124,7 @@ pub(crate) struct GateAsk<'a> {
     etcd_pki = None, deadline = 2.0, member_timeout = 1.0,
     kill_switch = "kube-system/hacli-kill-switch",
     lock_lease = "kube-system/hacli-disruption-lock", daemonsets = None,
-    prometheus_url = None, apiserver_port = None, lb_runtime_api = None,
+    prometheus_url = None, prometheus = None, apiserver_port = None, lb_runtime_api = None,
     snapshot_dir = None
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -143,6 +148,7 @@ pub fn gate(
     lock_lease: &str,
     daemonsets: Option<Vec<String>>,
     prometheus_url: Option<String>,
+    prometheus: Option<String>,
     apiserver_port: Option<u16>,
     lb_runtime_api: Option<String>,
     snapshot_dir: Option<PathBuf>,
@@ -158,6 +164,7 @@ pub fn gate(
         lock_lease: lock_lease.to_string(),
         daemonsets,
         prometheus_url,
+        prometheus,
         apiserver_port,
         lb_runtime_api,
     };
@@ -389,6 +396,7 @@ mod imp {
                 lock_lease: self.lock_lease,
                 daemonsets: self.daemonsets.unwrap_or_default(),
                 prometheus_url: self.prometheus_url,
+                prometheus: self.prometheus,
                 apiserver_port: self.apiserver_port,
                 lb_runtime_api,
                 ..haops::Reach::default()

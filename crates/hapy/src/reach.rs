@@ -31,6 +31,7 @@ pub(crate) const KEYWORDS: &[&str] = &[
     "lock_lease",
     "daemonsets",
     "prometheus_url",
+    "prometheus",
     "apiserver_port",
     "lb_runtime_api",
     "snapshot_dir",
@@ -157,6 +158,7 @@ pub(crate) fn reach(
                     .unwrap_or_default()
             }
             "prometheus_url" => r.prometheus_url = v.extract().map_err(bad)?,
+            "prometheus" => r.prometheus = v.extract().map_err(bad)?,
             "apiserver_port" => r.apiserver_port = v.extract().map_err(bad)?,
             "lb_runtime_api" => {
                 let s: Option<String> = v.extract().map_err(bad)?;

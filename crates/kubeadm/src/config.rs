@@ -144,6 +144,36 @@ pub struct ObserverConfig {
     /// Read the etcd members' `/metrics` over this window (the
     /// `etcd-latency` rule's); None: their latency is not observed.
     pub etcd_latency_window: Option<Duration>,
+    /// The Prometheus `etcd-latency` and `master-disk` read their figures
+    /// from, over the topology's `prometheus`; with neither, etcd's
+    /// latency comes from each member's `/metrics` and the masters' disks
+    /// over SSH.
+    pub prometheus: Option<PrometheusSource>,
+    /// Read the masters' file systems from Prometheus (the policy has
+    /// `master-disk`); only with a Prometheus.
+    pub master_disks: bool,
+}
+
+/// A Prometheus as a source of figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrometheusSource {
+    /// Its base URL.
+    pub url: String,
+    /// A CA bundle (PEM) to trust instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ObserverConfig {
+    /// The Prometheus to read figures from: this configuration's, else the
+    /// topology's.
+    pub fn prometheus_source(&self, topology: &Topology) -> Option<PrometheusSource> {
+        self.prometheus.clone().or_else(|| {
+            topology.prometheus.as_ref().map(|p| PrometheusSource {
+                url: p.url.clone(),
+                ca_file: p.ca_file.clone(),
+            })
+        })
+    }
 }
 
 impl std::fmt::Debug for ObserverConfig {
@@ -171,6 +201,11 @@ impl std::fmt::Debug for ObserverConfig {
             .field("reboot_required", &self.reboot_required)
             .field("lb_runtime_api", &self.lb_runtime_api)
             .field("etcd_latency_window", &self.etcd_latency_window)
+            .field(
+                "prometheus",
+                &self.prometheus.as_ref().map(|p| crate::redact_url(&p.url)),
+            )
+            .field("master_disks", &self.master_disks)
             .finish()
     }
 }
@@ -198,6 +233,8 @@ impl Default for ObserverConfig {
             reboot_required: None,
             lb_runtime_api: None,
             etcd_latency_window: None,
+            prometheus: None,
+            master_disks: false,
         }
     }
 }
@@ -229,6 +266,10 @@ mod tests {
     fn debug_shows_urls_without_credentials() {
         let c = ObserverConfig {
             prometheus_url: Some("http://scraper:s3cret-pw@127.0.0.1:9090/".into()),
+            prometheus: Some(PrometheusSource {
+                url: "https://reader:s3cret-pw@127.0.0.1:9091/".into(),
+                ca_file: None,
+            }),
             etcd_endpoints: vec!["https://u:etcd-pw@10.0.0.1:2379".into()],
             ..Default::default()
         };
@@ -238,6 +279,7 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("http://***@127.0.0.1:9090/"), "{shown}");
+        assert!(shown.contains("https://***@127.0.0.1:9091/"), "{shown}");
     }
 
     fn topology(etcd: &str) -> Topology {

@@ -273,7 +273,8 @@ pub fn unreadable(endpoints: &[String], window: Duration, why: &str) -> EtcdLate
     }
 }
 
-fn dur(d: Duration) -> hacore::units::Dur {
+/// A duration as the state writes it.
+pub fn dur(d: Duration) -> hacore::units::Dur {
     hacore::units::Dur(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::ZERO))
 }
 

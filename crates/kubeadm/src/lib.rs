@@ -90,6 +90,7 @@ pub mod lock;
 pub mod masters;
 pub mod measure;
 pub mod observe;
+pub mod prometheus;
 pub mod reconcile;
 pub mod recover;
 pub mod redact;
@@ -97,7 +98,7 @@ pub mod silence;
 pub mod snapshot;
 pub mod traffic;
 
-pub use config::{EtcdTls, EtcdTlsOverrides, ObjectRef, ObserverConfig};
+pub use config::{EtcdTls, EtcdTlsOverrides, ObjectRef, ObserverConfig, PrometheusSource};
 pub use error::Error;
 pub use lb::observe_load_balancer;
 pub use live::{LiveObserver, SystemClock};

@@ -123,7 +123,12 @@ impl hacore::backend::Observer for LiveObserver {
         let observer = self.observer.as_ref().expect("made above");
         let mut state = self.rt.block_on(Box::pin(observer.observe()));
         if let Some(cp) = &self.masters {
-            state.masters = Some(crate::masters::observe_blocking(cp));
+            let ssh = crate::masters::observe_blocking(cp);
+            // Disks read from Prometheus stand over `df`'s.
+            state.masters = Some(match state.masters.take() {
+                Some(prometheus) => ssh.with_disks_from(prometheus, "not read over SSH"),
+                None => ssh,
+            });
         }
         state
     }

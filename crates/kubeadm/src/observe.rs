@@ -40,6 +40,9 @@ pub struct Observer {
     metrics: Option<Result<crate::etcd_latency::MetricsReader, String>>,
     /// The members' last metrics, for the next observation's window.
     kept: crate::etcd_latency::Kept,
+    /// The Prometheus `etcd-latency` and `master-disk` read their figures
+    /// from, when configured (or why its client could not be made).
+    source: Option<Result<crate::prometheus::Prometheus, String>>,
 }
 
 impl std::fmt::Debug for Observer {
@@ -213,6 +216,16 @@ impl Observer {
         let ca = read_file(&tls.ca)?;
         let cert = read_file(&tls.cert)?;
         let key = read_file(&tls.key)?;
+        let source = config.prometheus_source(&topology).map(|p| {
+            let ca = match &p.ca_file {
+                Some(f) => Some(
+                    std::fs::read(f)
+                        .map_err(|e| format!("Prometheus CA file {}: {e}", f.display()))?,
+                ),
+                None => None,
+            };
+            crate::prometheus::Prometheus::new(&p.url, ca.as_deref(), config.deadline)
+        });
         let metrics = config.etcd_latency_window.map(|_| {
             crate::etcd_latency::MetricsReader::new(&ca, &cert, &key, config.member_timeout)
         });
@@ -243,6 +256,7 @@ impl Observer {
             http,
             metrics,
             kept: Default::default(),
+            source,
         })
     }
 
@@ -303,6 +317,9 @@ impl Observer {
     /// The probes, and alongside them (when configured) the etcd members'
     /// latency over its window: the observation then lasts the window.
     async fn observe_shaped(&self, reads: Reads<'_>) -> (ClusterState, Timings) {
+        if let Some(source) = &self.source {
+            return self.observe_with_prometheus(reads, source).await;
+        }
         let (Some(window), Some(metrics)) = (self.config.etcd_latency_window, &self.metrics) else {
             return self.probes(reads).await;
         };
@@ -316,6 +333,54 @@ impl Observer {
         let ((mut state, t), mut latency) = tokio::join!(self.probes(reads), latency);
         crate::etcd_latency::name_members(&mut latency, state.etcd.as_ref());
         state.etcd_latency = Some(latency);
+        (state, t)
+    }
+
+    /// The probes, and alongside them (when the policy asks) etcd's
+    /// latency over its window and the masters' disks, from Prometheus:
+    /// its history holds the window, nothing waits.
+    async fn observe_with_prometheus(
+        &self,
+        reads: Reads<'_>,
+        source: &Result<crate::prometheus::Prometheus, String>,
+    ) -> (ClusterState, Timings) {
+        let endpoints = self.config.etcd_endpoints(&self.topology);
+        let masters: Vec<(String, String)> = self
+            .topology
+            .nodes
+            .iter()
+            .filter(|n| n.is_control_plane())
+            .map(|n| (n.name.clone(), n.address.to_string()))
+            .collect();
+        let window = self.config.etcd_latency_window;
+        let latency = async {
+            let window = window?;
+            Some(match source {
+                Ok(p) => p.etcd_latency(&endpoints, window).await,
+                Err(e) => crate::etcd_latency::unreadable(&endpoints, window, e),
+            })
+        };
+        let disks = async {
+            if !self.config.master_disks {
+                return None;
+            }
+            Some(match source {
+                Ok(p) => {
+                    p.master_disks(&masters, crate::masters::ETCD_DATA_DIR)
+                        .await
+                }
+                Err(e) => crate::prometheus::unreadable_disks(&masters, e),
+            })
+        };
+        let ((mut state, t), latency, disks) = tokio::join!(self.probes(reads), latency, disks);
+        if let Some(mut latency) = latency {
+            if let Err(e) = source {
+                latency.source = format!("prometheus ({e})");
+            }
+            crate::etcd_latency::name_members(&mut latency, state.etcd.as_ref());
+            state.etcd_latency = Some(latency);
+        }
+        state.masters = disks;
         (state, t)
     }
 

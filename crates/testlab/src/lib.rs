@@ -27,6 +27,7 @@ pub mod lblab;
 pub mod load;
 pub mod pfsense;
 pub mod pki;
+pub mod prometheus;
 pub mod proxmox;
 pub mod skip;
 pub mod sshd;

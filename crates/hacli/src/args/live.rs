@@ -57,6 +57,9 @@ pub struct LiveArgs {
     /// Prometheus base URL for firing alerts; without it alerts are not observed.
     #[arg(long, env = "HACLI_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
+    /// Prometheus base URL to read `etcd-latency` (etcd's histograms) and `master-disk` (node-exporter's file systems) from, instead of each member's /metrics and SSH; the topology's `prometheus.url` by default.
+    #[arg(long, env = "HACLI_PROMETHEUS")]
+    pub prometheus: Option<String>,
     /// apiserver port on each master; the control-plane endpoint's by default.
     #[arg(long)]
     pub apiserver_port: Option<u16>,
@@ -96,6 +99,7 @@ impl LiveArgs {
             lock_lease: self.lock_lease.clone(),
             daemonsets: self.daemonsets.clone(),
             prometheus_url: self.prometheus_url.clone(),
+            prometheus: self.prometheus.clone(),
             apiserver_port: self.apiserver_port,
             lb_runtime_api: self.lb_runtime_api.clone(),
             snapshot_dir: self.snapshot_dir.clone(),

@@ -55,6 +55,10 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
                     outln!("rules:");
                     let rules = serde_json::to_value(&p.rules)?;
                     for (id, params) in rules.as_object().into_iter().flatten() {
+                        // A comment: the text stays a policy file.
+                        if let Some(source) = hacore::rules::source_of(id) {
+                            outln!("  # {id}'s figures: {source}");
+                        }
                         outln!("  {id}: {params}");
                     }
                 }

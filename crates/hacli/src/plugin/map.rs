@@ -237,6 +237,8 @@ pub(crate) fn live(st: &Settings, tmp: &Path, m: &mut Mapped) -> anyhow::Result<
         "prometheus_url",
         st.get("prometheus_url"),
     );
+    r.prometheus = st.get("prometheus").map(str::to_string);
+    m.secret("--prometheus", "prometheus", st.get("prometheus"));
     if let Some(rt) = st.get("lb_runtime_api") {
         r.lb_runtime_api = Some(
             rt.parse()

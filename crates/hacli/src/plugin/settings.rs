@@ -127,6 +127,11 @@ pub(crate) const SETTINGS: &[Setting] = &[
         "Prometheus base URL for firing alerts (a secret if it holds credentials)",
     ),
     s(
+        "prometheus",
+        LIVE,
+        "Prometheus base URL etcd-latency and master-disk read their figures from (a secret if it holds credentials); the topology's by default",
+    ),
+    s(
         "lb_runtime_api",
         LIVE,
         "HAProxy runtime API, unix:/path or tcp:ADDR:PORT; the topology's by default",

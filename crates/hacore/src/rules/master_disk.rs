@@ -159,15 +159,34 @@ fn one_master(
         out.push(unknown(ID, format!("{name}'s disks were not observed")));
         return;
     };
-    let (Some(disks), Some(backups)) = (&files.disks, &files.kubeadm_backups) else {
+    let from = files
+        .disks_source
+        .as_deref()
+        .map_or(String::new(), |s| format!(" (from {s})"));
+    let Some(disks) = &files.disks else {
+        let why = files.disks_error.as_deref().or(files.error.as_deref());
         out.push(unknown(
             ID,
             format!(
-                "{name}'s disks could not be read: {}",
-                files.error.as_deref().unwrap_or("not observed")
+                "{name}'s disks could not be read{from}: {}",
+                why.unwrap_or("not observed")
             ),
         ));
         return;
+    };
+    let backups: &[crate::masters::KubeadmBackup] = match &files.kubeadm_backups {
+        Some(b) => b,
+        None => {
+            // node-exporter sees file systems, not the directories on them.
+            let why = files.error.as_deref().unwrap_or("not observed");
+            out.push(unknown(
+                ID,
+                format!(
+                    "{name}: kubeadm's backup directories under {KUBEADM_TMP} were not read ({why}); they are read over SSH only (node-exporter does not see directories)"
+                ),
+            ));
+            &[]
+        }
     };
     let ours: Vec<_> = backups
         .iter()
@@ -175,6 +194,49 @@ fn one_master(
         .collect();
     let held: u64 = ours.iter().map(|b| b.bytes).sum();
     let before = problems.len();
+    disk_problems(name, disks, files.etcd_db_bytes, p, problems, out);
+    if problems.len() > before {
+        fixes.push(if ours.is_empty() {
+            format!("free space on {name}")
+        } else {
+            format!(
+                "free space on {name}: kubeadm's {} backup directories under {KUBEADM_TMP} hold {}; `hacli roll upgrade --prune-kubeadm-backups 1 ...` removes all but the newest before it starts",
+                ours.len(),
+                bytes(held)
+            )
+        });
+    } else {
+        let room = disks
+            .iter()
+            .map(|f| format!("{} {}% used", f.path, f.used_percent()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let src = files
+            .disks_source
+            .as_deref()
+            .map_or(String::new(), |s| format!(", from {s}"));
+        ok.push(match &files.kubeadm_backups {
+            Some(_) => format!(
+                "{name} ({room}{src}; {} kubeadm backups, {})",
+                ours.len(),
+                bytes(held)
+            ),
+            None => format!("{name} ({room}{src})"),
+        });
+    }
+}
+
+/// What `disks` lack for an upgrade on `name`: a file system at or above
+/// the kubelet's image-GC threshold, no room for kubeadm's backup copy of
+/// etcd (a database size not observed: unknown).
+fn disk_problems(
+    name: &str,
+    disks: &[Filesystem],
+    etcd_db_bytes: Option<u64>,
+    p: &Params,
+    problems: &mut Vec<String>,
+    out: &mut Vec<Finding>,
+) {
     let mut seen: Vec<&str> = Vec::new();
     for fs in disks {
         if seen.contains(&fs.mount.as_str()) {
@@ -195,7 +257,7 @@ fn one_master(
         .iter()
         .find(|f| f.path == KUBEADM_TMP)
         .or_else(|| disks.iter().find(|f| f.path == "/"));
-    match (tmp, files.etcd_db_bytes) {
+    match (tmp, etcd_db_bytes) {
         (Some(fs), Some(db)) => {
             let need = (db as f64 * p.backup_factor) as u64;
             if fs.avail_bytes < need {
@@ -214,21 +276,114 @@ fn one_master(
             format!("{name}: etcd's database size was not observed: the room kubeadm's backup copy needs is unknown"),
         )),
     }
-    if problems.len() > before {
-        fixes.push(if ours.is_empty() {
-            format!("free space on {name}")
-        } else {
-            format!(
-                "free space on {name}: kubeadm's {} backup directories under {KUBEADM_TMP} hold {}; `hacli roll upgrade --prune-kubeadm-backups 1 ...` removes all but the newest before it starts",
-                ours.len(),
-                bytes(held)
-            )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::masters::{MasterFiles, MastersState};
+    use crate::state::ClusterState;
+    use crate::topology::Topology;
+
+    fn run(masters: MastersState) -> Vec<Finding> {
+        let t = Topology::from_yaml(
+            "t.yaml",
+            "cluster: lab\ncontrolPlaneEndpoint: { address: 127.0.0.1 }\nnodes:\n  - { name: m1, role: control-plane, address: 127.0.0.1 }\n",
+        )
+        .unwrap()
+        .0;
+        let mut s = ClusterState::empty(jiff::Timestamp::UNIX_EPOCH);
+        s.masters = Some(masters);
+        let ctx = Context::new(
+            &t,
+            &s,
+            Action::Upgrade,
+            "m1",
+            vec![t.node("m1").unwrap()],
+            None,
+            jiff::Timestamp::UNIX_EPOCH,
+            None,
+        );
+        let mut out = Vec::new();
+        check(&ctx, &Params::default(), &mut out);
+        out
+    }
+
+    fn from_prometheus(used: u64) -> MasterFiles {
+        let fs = |path: &str| Filesystem {
+            path: path.into(),
+            mount: "/".into(),
+            size_bytes: 100 << 30,
+            used_bytes: used << 30,
+            avail_bytes: (100 - used) << 30,
+        };
+        MasterFiles {
+            node: "m1".into(),
+            error: Some("not read: SSH is not configured".into()),
+            disks: Some(vec![fs("/"), fs("/var/lib/etcd")]),
+            disks_source: Some("prometheus https://prom:9090".into()),
+            etcd_db_bytes: Some(100 << 20),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn disks_from_prometheus_are_judged_and_the_backups_unread_are_unknown() {
+        let out = run(MastersState {
+            nodes: vec![from_prometheus(90)],
+            ..Default::default()
         });
-    } else {
-        ok.push(format!(
-            "{name} ({} kubeadm backups, {})",
-            ours.len(),
-            bytes(held)
-        ));
+        let deny = out.iter().find(|f| f.severity == Severity::Deny).unwrap();
+        assert!(
+            deny.message.contains("m1: / (/) is 90% used"),
+            "{}",
+            deny.message
+        );
+        let unknown = out
+            .iter()
+            .find(|f| f.severity == Severity::Unknown)
+            .unwrap();
+        assert!(
+            unknown.message.contains("SSH is not configured")
+                && unknown
+                    .message
+                    .contains("node-exporter does not see directories"),
+            "{}",
+            unknown.message
+        );
+        let out = run(MastersState {
+            nodes: vec![from_prometheus(20)],
+            ..Default::default()
+        });
+        assert!(
+            out.iter().any(|f| f.severity == Severity::Unknown),
+            "{out:?}"
+        );
+        let pass = out.iter().find(|f| f.severity == Severity::Pass).unwrap();
+        assert!(
+            pass.message.contains("from prometheus https://prom:9090"),
+            "{}",
+            pass.message
+        );
+    }
+
+    #[test]
+    fn a_master_without_series_is_unknown_naming_why() {
+        let out = run(MastersState {
+            nodes: vec![MasterFiles {
+                node: "m1".into(),
+                disks_source: Some("prometheus https://prom:9090".into()),
+                disks_error: Some("no node_filesystem_size_bytes series on 127.0.0.1".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].severity, Severity::Unknown);
+        assert!(
+            out[0].message.contains("m1's disks could not be read (from prometheus https://prom:9090): no node_filesystem_size_bytes"),
+            "{}",
+            out[0].message
+        );
     }
 }

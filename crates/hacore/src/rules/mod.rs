@@ -181,6 +181,20 @@ impl<'a> Context<'a> {
 
 pub use crate::wording::{and_list, count, is_are, or_list};
 
+/// Where a rule's figures come from, when there is a choice (for
+/// `hacli policy show`).
+pub fn source_of(id: &str) -> Option<&'static str> {
+    match id {
+        etcd_latency::ID => Some(
+            "from Prometheus when one is configured (--prometheus, HACLI_PROMETHEUS, the topology's prometheus.url): the p99 of rate(etcd_disk_*_duration_seconds_bucket[window]) and increase() of the counters, its history holding the window; else each member's /metrics read twice a window apart",
+        ),
+        master_disk::ID => Some(
+            "the file systems of /, etcd's data directory and /etc/kubernetes/tmp from node-exporter through Prometheus when one is configured (node_filesystem_*_bytes), else df over SSH; kubeadm's backup directories over SSH only (node-exporter does not see directories): unknown without SSH",
+        ),
+        _ => None,
+    }
+}
+
 /// How an etcd member is named in messages: its name, else its hex id.
 pub fn member_label(m: &EtcdMember) -> String {
     if m.name.is_empty() {

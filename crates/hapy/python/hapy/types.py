@@ -29,6 +29,7 @@ class Reach(TypedDict, total=False):
     lock_lease: str
     daemonsets: list[str]
     prometheus_url: str
+    prometheus: str
     apiserver_port: int
     lb_runtime_api: str
     snapshot_dir: str | os.PathLike[str]
