@@ -375,4 +375,49 @@ fn hypervisor_show_prints_the_masters_placement_and_the_ha_rules() {
     ] {
         assert!(out.contains(line), "{line:?} in:\n{out}");
     }
+    // The same in the document (and so in hapy.hypervisor()).
+    let (code, out, err) = hacli(
+        &lab,
+        &[
+            "hypervisor",
+            "show",
+            "-t",
+            topo.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["kind"], "HypervisorInventory", "{doc}");
+    assert_eq!(
+        doc["placement"][0],
+        serde_json::json!({"name": "k8s-master", "vmid": 200, "host": "pve", "status": "running", "declaredHost": "pve2"}),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["sharedHosts"],
+        serde_json::json!([{"host": "pve", "masters": ["k8s-master", "plex"]}]),
+        "{doc}"
+    );
+    let rule = &doc["ha"]["rules"][0];
+    assert_eq!(rule["rule"], "k8s-masters", "{doc}");
+    assert_eq!(rule["type"], "resource-affinity", "{doc}");
+    assert_eq!(rule["affinity"], "negative", "{doc}");
+    assert_eq!(
+        rule["notMet"],
+        serde_json::json!([{"host": "pve", "vms": ["k8s-master", "plex"]}]),
+        "{doc}"
+    );
+    let plex = doc["ha"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["sid"] == "vm:212")
+        .unwrap_or_else(|| panic!("vm:212 in {doc}"));
+    assert_eq!(
+        (&plex["vm"], &plex["host"]),
+        (&serde_json::json!("plex"), &serde_json::json!("pve"))
+    );
+    assert!(doc.get("haError").is_none(), "{doc}");
 }

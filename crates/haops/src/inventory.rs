@@ -73,6 +73,80 @@ pub fn to_json(inv: &InventoryView) -> serde_json::Value {
     serde_json::json!({ "hosts": hosts })
 }
 
+/// The Proxmox cluster's HA resources and rules, under [`DEADLINE`]. Proxmox
+/// before 9 has no `/cluster/ha/rules`: that is an error here, said by
+/// the caller, never an empty configuration.
+pub fn ha(client: &Client) -> Result<proxmox::ha::HaView, Error> {
+    let rt = runtime()?;
+    rt.block_on(async { tokio::time::timeout(DEADLINE, proxmox::ha::HaView::read(client)).await })
+        .map_err(|_| {
+            Error::Unreachable(format!(
+                "{}: no HA configuration within {} s",
+                client.base(),
+                DEADLINE.as_secs()
+            ))
+        })?
+        .map_err(|e| Error::Unreachable(format!("reading the HA configuration: {}", chain(&e))))
+}
+
+/// `hacli hypervisor show -o json` and `hapy.hypervisor()`: the inventory
+/// ([`to_json`]), with a topology where each master runs (`placement`)
+/// and the hosts two share (`sharedHosts`), and the HA configuration
+/// (`ha`: resources with the VM and host each is on, rules with the hosts
+/// where a negative affinity is not met) or why it is unknown
+/// (`haError`).
+pub fn show_json(
+    inv: &InventoryView,
+    topology: Option<&hacore::Topology>,
+    ha: &Result<proxmox::ha::HaView, Error>,
+) -> serde_json::Value {
+    let mut doc = to_json(inv);
+    if let Some(t) = topology {
+        let placed = proxmox::ha::placement(inv, t);
+        let shared: Vec<serde_json::Value> = proxmox::ha::shared_hosts(&placed)
+            .into_iter()
+            .map(|(host, masters)| serde_json::json!({"host": host, "masters": masters}))
+            .collect();
+        doc["placement"] = serde_json::json!(placed);
+        doc["sharedHosts"] = serde_json::json!(shared);
+    }
+    match ha {
+        Ok(view) => {
+            let resources: Vec<serde_json::Value> = view
+                .resources
+                .iter()
+                .map(|r| {
+                    let on = r.vmid().and_then(|v| inv.vm(v));
+                    serde_json::json!({
+                        "sid": r.sid, "state": r.state, "comment": r.comment,
+                        "vm": on.map(|(_, v)| v.name.clone()),
+                        "host": on.map(|(h, _)| h.node.clone()),
+                    })
+                })
+                .collect();
+            let rules: Vec<serde_json::Value> = view
+                .rules
+                .iter()
+                .map(|r| {
+                    let mut v = serde_json::json!(r);
+                    v["notMet"] = r
+                        .not_met(inv)
+                        .into_iter()
+                        .map(|(host, vms)| serde_json::json!({"host": host, "vms": vms}))
+                        .collect();
+                    v
+                })
+                .collect();
+            doc["ha"] = serde_json::json!({"resources": resources, "rules": rules});
+        }
+        Err(e) => {
+            doc["ha"] = serde_json::Value::Null;
+            doc["haError"] = serde_json::json!(e.to_string());
+        }
+    }
+    doc
+}
+
 /// The owner mark of a run of `plan` with the journal `journal` (made
 /// absolute), whose `records` name the clones a killed run left unmarked.
 pub fn owner(plan: &Plan, journal: &Path, records: &[Record]) -> Owner {

@@ -456,11 +456,14 @@ pub fn lb<'py>(
 }
 
 /// `action="show"`: the Proxmox cluster as it really is, as `hacli
-/// hypervisor show --json` prints it: per host, committed memory and vCPUs (running and stopped
-/// VMs) against physical memory and CPUs, and its VMs. The API is named
-/// by the keywords (`proxmox=`, ...), the environment, or `topology`'s
-/// `proxmox:` section. An inventory that cannot be read raises
-/// `ObserveError`.
+/// hypervisor show -o json` prints it: per host, committed memory and
+/// vCPUs (running and stopped VMs) against physical memory and CPUs, and
+/// its VMs (`hosts`); with `topology`, where each master runs
+/// (`placement`) and the hosts two share (`sharedHosts`); the HA
+/// resources and rules (`ha`, each negative affinity's `notMet`), or
+/// `haError` when they cannot be read. The API is named by the keywords
+/// (`proxmox=`, ...), the environment, or `topology`'s `proxmox:` section.
+/// An inventory that cannot be read raises `ObserveError`.
 #[pyfunction]
 #[pyo3(signature = (action = "show", topology = None, **reach))]
 pub fn hypervisor<'py>(
@@ -480,8 +483,12 @@ pub fn hypervisor<'py>(
     };
     let reach = self::reach("hypervisor", reach)?;
     let (client, _) = reach.proxmox_client(topology.as_ref()).map_err(py_err)?;
-    let inv = py.detach(|| haops::inventory::read(&client).map_err(py_err))?;
-    to_py(py, &haops::inventory::to_json(&inv))
+    let doc = py.detach(|| {
+        let inv = haops::inventory::read(&client).map_err(py_err)?;
+        let ha = haops::inventory::ha(&client);
+        Ok::<_, PyErr>(haops::inventory::show_json(&inv, topology.as_ref(), &ha))
+    })?;
+    to_py(py, &doc)
 }
 
 /// `hacli reconcile-config`: compare every master's static-pod manifests

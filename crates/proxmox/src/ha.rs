@@ -30,7 +30,8 @@ fn text(v: &Value, k: &str) -> Option<String> {
 }
 
 /// An HA resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HaResource {
     /// `vm:ID`.
     pub sid: String,
@@ -48,11 +49,13 @@ impl HaResource {
 }
 
 /// An HA rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HaRule {
     /// Its id.
     pub rule: String,
     /// `resource-affinity` or `node-affinity`.
+    #[serde(rename = "type")]
     pub ty: String,
     /// The resources it lists (`vm:ID`), sorted.
     pub resources: Vec<String>,
@@ -67,6 +70,29 @@ pub struct HaRule {
 }
 
 impl HaRule {
+    /// For a negative resource-affinity rule: the hosts on which two or
+    /// more of its VMs run (as the inventory reports them), with those
+    /// VMs' names; empty when it is met or is no such rule.
+    pub fn not_met(&self, inv: &InventoryView) -> Vec<(String, Vec<String>)> {
+        if self.ty != "resource-affinity" || self.affinity.as_deref() != Some("negative") {
+            return Vec::new();
+        }
+        let mut by_host: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for sid in &self.resources {
+            if let Some((h, v)) = sid
+                .strip_prefix("vm:")
+                .and_then(|v| v.parse().ok())
+                .and_then(|v| inv.vm(v))
+            {
+                by_host
+                    .entry(h.node.clone())
+                    .or_default()
+                    .push(v.name.clone());
+            }
+        }
+        by_host.into_iter().filter(|(_, v)| v.len() > 1).collect()
+    }
+
     fn from_value(v: &Value) -> HaRule {
         let mut resources: Vec<String> = text(v, "resources")
             .unwrap_or_default()
@@ -251,7 +277,8 @@ pub async fn keep_apart(
 }
 
 /// The HA configuration as `hacli hypervisor show` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HaView {
     /// HA resources.
     pub resources: Vec<HaResource>,
@@ -293,24 +320,8 @@ impl HaView {
             s.push_str("HA rules:\n");
             for r in &self.rules {
                 let _ = writeln!(s, "  {}", r.describe());
-                if r.ty == "resource-affinity" && r.affinity.as_deref() == Some("negative") {
-                    let mut by_host: std::collections::BTreeMap<String, Vec<String>> =
-                        Default::default();
-                    for sid in &r.resources {
-                        if let Some((h, v)) = sid
-                            .strip_prefix("vm:")
-                            .and_then(|v| v.parse().ok())
-                            .and_then(|v| inv.vm(v))
-                        {
-                            by_host
-                                .entry(h.node.clone())
-                                .or_default()
-                                .push(v.name.clone());
-                        }
-                    }
-                    for (h, vms) in by_host.iter().filter(|(_, v)| v.len() > 1) {
-                        let _ = writeln!(s, "    NOT MET: {} share host {h}", vms.join(" and "));
-                    }
+                for (h, vms) in r.not_met(inv) {
+                    let _ = writeln!(s, "    NOT MET: {} share host {h}", vms.join(" and "));
                 }
             }
         }
@@ -318,44 +329,84 @@ impl HaView {
     }
 }
 
+/// Where one master runs, as the inventory reports it (by its VM id).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MasterPlacement {
+    /// The master's name.
+    pub name: String,
+    /// Its VM id in the topology (none: not said).
+    pub vmid: Option<u32>,
+    /// The host the inventory reports it on (none: its VM was not found).
+    pub host: Option<String>,
+    /// Its VM's status there.
+    pub status: Option<String>,
+    /// The host the topology declares.
+    pub declared_host: Option<String>,
+}
+
+/// Where each master of `topology` runs, as the inventory reports it.
+pub fn placement(inv: &InventoryView, topology: &hacore::Topology) -> Vec<MasterPlacement> {
+    topology
+        .control_plane_nodes()
+        .map(|m| {
+            let seen = m.vmid.and_then(|v| inv.vm(v));
+            MasterPlacement {
+                name: m.name.clone(),
+                vmid: m.vmid,
+                host: seen.map(|(h, _)| h.node.clone()),
+                status: seen.map(|(_, v)| v.status.clone()),
+                declared_host: m.hypervisor.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The hosts that run two or more of `placed`'s masters, with their names.
+pub fn shared_hosts(placed: &[MasterPlacement]) -> Vec<(String, Vec<String>)> {
+    let mut by_host: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for p in placed {
+        if let Some(h) = &p.host {
+            by_host.entry(h.clone()).or_default().push(p.name.clone());
+        }
+    }
+    by_host.into_iter().filter(|(_, ms)| ms.len() > 1).collect()
+}
+
 /// Where each master of `topology` runs, as the inventory reports it (by
 /// VM id), with the topology's word when it differs; and whether two share
 /// a host.
 pub fn render_placement(inv: &InventoryView, topology: &hacore::Topology) -> String {
     let mut s = String::from("placement of the masters:\n");
-    let mut by_host: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
-    for m in topology.control_plane_nodes() {
-        let seen = m
-            .vmid
-            .and_then(|v| inv.vm(v))
-            .map(|(h, v)| (h.node.clone(), v.status.clone()));
-        let declared = m.hypervisor.as_deref().unwrap_or("(none)");
-        match (&seen, m.vmid) {
-            (Some((host, status)), Some(vmid)) => {
-                let _ = write!(s, "  {} (VM {vmid}, {status}) on {host}", m.name);
+    let placed = placement(inv, topology);
+    for p in &placed {
+        let declared = p.declared_host.as_deref().unwrap_or("(none)");
+        match (&p.host, p.vmid) {
+            (Some(host), Some(vmid)) => {
+                let status = p.status.as_deref().unwrap_or("unknown");
+                let _ = write!(s, "  {} (VM {vmid}, {status}) on {host}", p.name);
                 if host != declared {
                     let _ = write!(s, " (the topology says {declared})");
                 }
                 s.push('\n');
-                by_host.entry(host.clone()).or_default().push(&m.name);
             }
             (None, Some(vmid)) => {
                 let _ = writeln!(
                     s,
                     "  {} (VM {vmid}) not found; the topology says {declared}",
-                    m.name
+                    p.name
                 );
             }
             (_, None) => {
                 let _ = writeln!(
                     s,
                     "  {}: no VM id in the topology (declared on {declared})",
-                    m.name
+                    p.name
                 );
             }
         }
     }
-    for (h, ms) in by_host.iter().filter(|(_, ms)| ms.len() > 1) {
+    for (h, ms) in shared_hosts(&placed) {
         let _ = writeln!(
             s,
             "  WARNING: {} share host {h}: its failure takes {} masters down",

@@ -12,7 +12,8 @@ use crate::{Exit, Output};
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Per host: committed memory and vCPUs (running and stopped VMs) against
-    /// physical memory and CPUs, and its VMs. Exit 0, or 3 if unreadable.
+    /// physical memory and CPUs, and its VMs; with a topology, where each
+    /// master runs; the HA resources and rules. Exit 0, or 3 if unreadable.
     Show {
         #[command(flatten)]
         proxmox: ProxmoxArgs,
@@ -53,17 +54,18 @@ pub fn run(c: Command) -> anyhow::Result<Exit> {
     };
     if !output.is_document() {
         out!("{}", inv.render());
-        // Placement (issue 26): where the masters run, the HA rules.
+        // Placement: where the masters run, the HA rules.
         out!(
             "{}",
             crate::placement::text(&client, &inv, topology.as_ref())
         );
         return Ok(Exit::Ok);
     }
+    let ha = haops::inventory::ha(&client);
     crate::print_doc(
         output,
         "HypervisorInventory",
-        &haops::inventory::to_json(&inv),
+        &haops::inventory::show_json(&inv, topology.as_ref(), &ha),
     )?;
     Ok(Exit::Ok)
 }
