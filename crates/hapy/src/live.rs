@@ -345,7 +345,6 @@ mod imp {
 
     // The gate's lines go to the `hapy` logger (INFO; a failed leader move
     // WARNING).
-    use crate::recovery::log;
 
     use super::*;
 
@@ -428,19 +427,12 @@ mod imp {
             lock_ttl: seconds("lock_ttl", ask.lock_ttl)?,
             ..GateRequest::new(ask.action, ask.node, ask.policy, &identity)
         };
-        let mut lines = Vec::new();
-        let outcome = py.detach(|| {
-            let mut events = |e: haops::Event| match e {
-                haops::Event::Note(l) => lines.push((false, l)),
-                haops::Event::Warning(l) => lines.push((true, l)),
-                _ => {}
-            };
+        let outcome = crate::progress::run(py, None, |events| {
             let now = jiff::Timestamp::now();
-            haops::gate::gate(ask.topology, &reach, &request, now, &mut events).map_err(ops_error)
-        });
-        log(py, lines)?;
+            haops::gate::gate(ask.topology, &reach, &request, now, events).map_err(ops_error)
+        })?;
         Ok(PyVerdict {
-            inner: outcome?.verdict,
+            inner: outcome.verdict,
         })
     }
 

@@ -43,22 +43,13 @@ pub(crate) fn log(py: Python<'_>, lines: Vec<(bool, String)>) -> PyResult<()> {
     Ok(())
 }
 
-/// Run `f` without the GIL, its events collected for the `hapy` logger.
+/// Run `f` without the GIL, its events to the `hapy` logger as they
+/// happen (`progress.rs`).
 fn with_events<T: Send>(
     py: Python<'_>,
     f: impl FnOnce(&mut dyn FnMut(haops::Event)) -> PyResult<T> + Send,
 ) -> PyResult<T> {
-    let mut lines = Vec::new();
-    let out = py.detach(|| {
-        let mut events = |e: haops::Event| match e {
-            haops::Event::Note(l) => lines.push((false, l)),
-            haops::Event::Warning(l) => lines.push((true, l)),
-            _ => {}
-        };
-        f(&mut events)
-    });
-    log(py, lines)?;
-    out
+    crate::progress::run(py, None, f)
 }
 
 /// An etcd snapshot, as `hacli snapshot` takes it: from a healthy follower
