@@ -17,9 +17,10 @@
 //!    failure injected on the second master, stopped and restored there,
 //!    then resumed to the end;
 //! 6. [`upgrade_rules`] (issue 25): a skipped minor, a flag added by hand
-//!    to m2's apiserver manifest and m1's full `/etc/kubernetes/tmp`
-//!    refused before the roll touches anything (cause and fix named), then
-//!    `reconcile-config --confirm` and `--prune-kubeadm-backups 1`, and the
+//!    to m2's apiserver manifest, m1's full `/etc/kubernetes/tmp` and m2's
+//!    etcd slowed by strace while writes flow refused before the roll
+//!    touches anything (cause and fix named), then `reconcile-config
+//!    --confirm`, strace detached and `--prune-kubeadm-backups 1`, and the
 //!    masters upgraded; a hand edit reverted by `kubeadm upgrade node`.
 //! 7. [`recovery`]: `hacli recover` refused while quorum holds, then, with
 //!    two masters powered off, the survivor's data chosen (not confirmed)
