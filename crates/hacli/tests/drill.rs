@@ -718,8 +718,18 @@ fn unplanned_apiserver_kill_over_ssh() {
         r["lb"]
     );
     // A connect the dead port refuses is retried on a live master at
-    // once (`retries` with `option redispatch 1`): no request is lost.
-    assert_eq!(r["total"]["failed"], 0, "{}", r["total"]);
+    // once (`retries` with `option redispatch 1`): no request is lost but
+    // the one that may be in flight on m1's apiserver at the instant it is
+    // killed (its connection closes under it; no load balancer can save
+    // that one): usually 0 (docs/drill.md), 1 of 151 once with three labs
+    // running on this machine.
+    let failed = r["total"]["failed"].as_u64().unwrap();
+    let in_flight = r["total"]["errors"]["closed"].as_u64().unwrap_or(0);
+    assert!(
+        failed == 0 || (failed == 1 && in_flight == 1),
+        "a kill costs no request but the one in flight on the killed apiserver: {}",
+        r["total"]
+    );
     assert_eq!(r["before"]["failed"], 0);
     assert_eq!(r["after"]["failed"], 0);
     assert_eq!(r["bound"]["gapWithin"], true, "{}", r["bound"]);
