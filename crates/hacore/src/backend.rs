@@ -671,6 +671,13 @@ pub trait ControlPlane {
 pub trait Observer {
     /// A fresh observation. Probe failures go into `probeErrors`.
     fn observe(&mut self, topology: &Topology) -> ClusterState;
+
+    /// Forget what earlier observations kept to judge change over a window
+    /// (etcd's metrics), so the next observation judges a window of its
+    /// own. A roll calls it between nodes: what it did to the node before
+    /// (moving etcd's leader off it, restarting its member) is not the
+    /// cluster's churn. Nothing is kept by default.
+    fn start_new_window(&mut self) {}
 }
 
 /// The time, from outside (the core never reads the clock itself).

@@ -865,6 +865,7 @@ pub fn roll(
         if master && i + 1 < n && !finished && !exec_opts.dry_run {
             (io.wait)(soak);
         }
+        b.observer.start_new_window();
     }
     Ok(Ok(report))
 }

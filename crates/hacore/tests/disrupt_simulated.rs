@@ -321,3 +321,86 @@ fn upgrade_applies_on_the_first_master_only_and_checks_the_version() {
         ["m3", "w1"]
     );
 }
+
+/// Records every observation and every new window, observing through the
+/// simulated cluster.
+struct Windows {
+    sim: InMemoryHandle,
+    log: Vec<&'static str>,
+}
+
+impl hacore::backend::Observer for Windows {
+    fn observe(&mut self, topology: &Topology) -> hacore::state::ClusterState {
+        self.log.push("observe");
+        self.sim.observe(topology)
+    }
+
+    fn start_new_window(&mut self) {
+        self.log.push("new window");
+    }
+}
+
+/// A roll asks its observer for a new window after each node, so the next
+/// node's gate judges change over a window of its own: etcd's leader moved
+/// off the node before (by the roll itself) is not counted as churn.
+#[test]
+fn a_roll_starts_a_new_observation_window_before_each_next_node() {
+    let t = topo();
+    let sim = InMemoryCluster::new(&t, &t, sim_now()).shared();
+    let (mut hv, mut lb, mut cp) = (
+        InMemoryHandle(sim.clone()),
+        InMemoryHandle(sim.clone()),
+        InMemoryHandle(sim.clone()),
+    );
+    let clock = InMemoryHandle(sim.clone());
+    let mut observer = Windows {
+        sim: InMemoryHandle(sim.clone()),
+        log: Vec::new(),
+    };
+    let mut lock = InMemoryHandle(sim.clone());
+    let order = roll_order(&t, &["m1".into(), "m2".into()]).unwrap();
+    let report = {
+        let mut b = hacore::backend::Backends {
+            hypervisor: &mut hv,
+            load_balancer: &mut lb,
+            control_plane: &mut cp,
+            observer: &mut observer,
+            clock: &clock,
+        };
+        let mut journal = |_: &str| -> Result<Box<dyn exec::Journal>, ExecError> {
+            Ok(Box::new(MemJournal::default()))
+        };
+        let mut wait = |_: hacore::units::Dur| {};
+        roll(
+            &t,
+            &DisruptAction::Reboot,
+            &order,
+            &DisruptOptions::default(),
+            hacore::units::Dur::default(),
+            &reboot_gate(),
+            &mut b,
+            &mut lock,
+            &mut RollIo {
+                journal: &mut journal,
+                wait: &mut wait,
+            },
+            &exec::Options::default(),
+            &mut |_| {},
+        )
+        .unwrap()
+        .unwrap()
+    };
+    assert_eq!(report.nodes.len(), 2, "{report:?}");
+    assert!(report.nodes.iter().all(|r| r.ok()), "{report:?}");
+    let first_window = observer
+        .log
+        .iter()
+        .position(|e| *e == "new window")
+        .expect("a new window after m1");
+    assert!(
+        observer.log[..first_window].contains(&"observe")
+            && observer.log[first_window..].contains(&"observe"),
+        "m1 observed before the new window, m2 after it: {:?}",
+        observer.log
+    );
+}

@@ -149,6 +149,26 @@ pub fn figures(name: &str, endpoint: &str, now: &Sample, then: Option<&Sample>) 
 #[derive(Debug, Default)]
 pub struct Kept(Mutex<BTreeMap<String, (Instant, Sample)>>);
 
+impl Kept {
+    /// Forget every kept read: the next observation reads twice, a whole
+    /// window apart.
+    pub fn forget(&self) {
+        if let Ok(mut k) = self.0.lock() {
+            k.clear();
+        }
+    }
+
+    /// How many reads are kept.
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|k| k.len()).unwrap_or(0)
+    }
+
+    /// Whether no read is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Reads `/metrics` of the etcd members over HTTPS with the etcd client
 /// certificate.
 #[derive(Debug, Clone)]

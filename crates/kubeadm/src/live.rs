@@ -108,6 +108,12 @@ impl LiveObserver {
 }
 
 impl hacore::backend::Observer for LiveObserver {
+    fn start_new_window(&mut self) {
+        if let Some(o) = &self.observer {
+            o.forget_latency_reads();
+        }
+    }
+
     fn observe(&mut self, topology: &Topology) -> ClusterState {
         if self
             .observer

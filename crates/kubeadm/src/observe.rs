@@ -270,6 +270,12 @@ impl Observer {
         &self.topology
     }
 
+    /// Forget the etcd metrics kept from earlier observations: the next
+    /// judges `etcd-latency` over a window of its own.
+    pub fn forget_latency_reads(&self) {
+        self.kept.forget();
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ObserverConfig {
         &self.config
