@@ -25,9 +25,10 @@
 //!    writer putting keys through the VIP all along, (a) two masters
 //!    powered off: the survivor's data chosen (not confirmed), restored
 //!    with `--confirm`, the two others rejoined (0 keys lost); (b) a
-//!    `hacli snapshot`, then two masters off and the survivor's data
-//!    gone: restored from the snapshot (exactly the writes after it
-//!    lost); the figures printed; three voters and every pool server UP.
+//!    `hacli snapshot`, then two masters off and the survivor's
+//!    database corrupted: restored from the snapshot (exactly the writes
+//!    after it lost); no write acknowledged during either recovery lost;
+//!    the figures printed; three voters and every pool server UP.
 //! 8. [`dead`]: m4 powered off: `hacli remediate` decides to replace it
 //!    (nothing touched without `--confirm`), failing attempts stop at the
 //!    retry budget, two masters off are refused (quorum); with `--confirm`

@@ -10,7 +10,7 @@
 //!     directory, the two others powered on again once it serves are
 //!     reset and rejoined; the target: 0 keys lost.
 //! (b) `hacli snapshot` while the writer runs, more writes, then the two
-//!     others powered off and the survivor's data directory gone: the
+//!     others powered off and the survivor's database corrupted: the
 //!     snapshot is chosen and restored; the target: exactly the writes
 //!     acknowledged after the snapshot (by revision) lost.
 //!
@@ -683,18 +683,28 @@ fn drill_a(m: &common::Migrated, topology: &Path, dir: &Path, masters: [Master; 
     std::thread::sleep(Duration::from_secs(1));
     let writes = writer.stop();
     let present = names(vip, &ca).expect("the drill's ConfigMaps through the VIP");
-    let before: Vec<Write> = writes.into_iter().filter(|w| w.at < lost).collect();
+    let (before, after): (Vec<Write>, Vec<Write>) = writes.into_iter().partition(|w| w.at < lost);
     let lost_a = lost_keys(&before, &present);
+    // Acknowledged while the recovery ran: by the restored master only
+    // (never by an old member serving the lost cluster), so kept.
+    let lost_during = lost_keys(&after, &present);
     println!(
-        "RECOVERY (a) survivor {first}: quorum lost -> `recover --confirm` started {}, -> API through the VIP {}, -> three voters {}; keys acknowledged before the loss {}, lost {}",
+        "RECOVERY (a) survivor {first}: quorum lost -> `recover --confirm` started {}, -> API through the VIP {}, -> three voters {}; keys acknowledged before the loss {}, lost {}; acknowledged after it {}, lost {}",
         show(Some(fa.started)),
         show(fa.api),
         show(fa.voters),
         before.iter().filter(|w| w.acked).count(),
-        lost_a.len()
+        lost_a.len(),
+        after.iter().filter(|w| w.acked).count(),
+        lost_during.len()
     );
     assert!(fa.api.is_some() && fa.voters.is_some(), "{all}");
     assert_eq!(lost_a, Vec::<String>::new(), "no acknowledged write lost");
+    assert_eq!(
+        lost_during,
+        Vec::<String>::new(),
+        "no write acknowledged during the recovery lost"
+    );
 }
 
 /// `hacli snapshot` into `dir`: the file and the revision it holds.
@@ -727,10 +737,9 @@ fn snapshot(m: &common::Migrated, topology: &Path, dir: &Path) -> (String, i64) 
 
 /// (b) every member's data lost: a snapshot taken by `hacli snapshot`
 /// while the writer runs, writes after it, then the two others powered
-/// off and the first's data directory gone (etcd stopped, `member`
-/// removed, its manifest put back: the kubelet starts it again on the
-/// empty directory): recovered from the snapshot, exactly the writes
-/// after it (by etcd revision) lost.
+/// off (their data unknown) and the first's database corrupted:
+/// recovered from the snapshot, exactly the writes after it (by etcd
+/// revision) lost.
 fn drill_b(m: &common::Migrated, topology: &Path, dir: &Path, masters: [Master; 3]) {
     let vip: IpAddr = m.lab.vip().into();
     let ca = m.lab.ca_crt();
@@ -746,13 +755,20 @@ fn drill_b(m: &common::Migrated, topology: &Path, dir: &Path, masters: [Master; 
         pve(m, *vmid, "stop");
     }
     let lost = Instant::now();
+    // The survivor's database corrupted (random bytes over its `db`,
+    // etcd stopped meanwhile): etcd cannot open it (the kubelet restarts
+    // it in vain), etcdutl cannot read it. Not emptied: on an empty
+    // directory, a manifest naming only this member (as kubeadm init's
+    // and a recovered one's do) bootstraps a new, empty cluster that
+    // serves.
     common::ssh(
         m.lab.client_key(),
         &m.known_hosts,
         a1,
         "set -e; mv /etc/kubernetes/manifests/etcd.yaml /root/etcd.yaml.lost
          while [ -n \"$(crictl ps -q --state running --name '^etcd$')\" ]; do sleep 0.2; done
-         rm -rf /var/lib/etcd/member; mv /root/etcd.yaml.lost /etc/kubernetes/manifests/etcd.yaml",
+         head -c 65536 /dev/urandom > /var/lib/etcd/member/snap/db
+         mv /root/etcd.yaml.lost /etc/kubernetes/manifests/etcd.yaml",
     );
 
     let journal = dir.join("b.jsonl");
@@ -765,11 +781,10 @@ fn drill_b(m: &common::Migrated, topology: &Path, dir: &Path, masters: [Master; 
         all.contains(&format!("source: the snapshot {file} (revision {at})")),
         "{all}"
     );
-    // The kubelet started etcd again on the emptied directory: a new,
-    // empty member (revision 0) or none yet; never the lost data.
-    let data = format!("{first}: etcd no voter answering; data: ");
     assert!(
-        all.contains(&format!("{data}no etcd data")) || all.contains(&format!("{data}revision 0,")),
+        all.contains(&format!(
+            "{first}: etcd no voter answering; data: unknown (its db could not be read"
+        )),
         "{all}"
     );
 
@@ -793,7 +808,7 @@ fn drill_b(m: &common::Migrated, topology: &Path, dir: &Path, masters: [Master; 
     std::thread::sleep(Duration::from_secs(1));
     let writes = writer.stop();
     let present = names(vip, &ca).expect("the drill's ConfigMaps through the VIP");
-    let before: Vec<Write> = writes.into_iter().filter(|w| w.at < lost).collect();
+    let (before, after): (Vec<Write>, Vec<Write>) = writes.into_iter().partition(|w| w.at < lost);
     assert!(
         before.iter().all(|w| !w.acked || w.rev.is_some()),
         "every acknowledged write has its revision"
@@ -804,14 +819,17 @@ fn drill_b(m: &common::Migrated, topology: &Path, dir: &Path, masters: [Master; 
         .map(|w| w.name.clone())
         .collect();
     let lost_b = lost_keys(&before, &present);
+    let lost_during = lost_keys(&after, &present);
     println!(
-        "RECOVERY (b) snapshot at revision {at}: quorum lost -> `recover --confirm` started {}, -> API through the VIP {}, -> three voters {}; keys acknowledged before the loss {}, after the snapshot {}, lost {}",
+        "RECOVERY (b) snapshot at revision {at}: quorum lost -> `recover --confirm` started {}, -> API through the VIP {}, -> three voters {}; keys acknowledged before the loss {}, after the snapshot {}, lost {}; acknowledged after the loss {}, lost {}",
         show(Some(fb.started)),
         show(fb.api),
         show(fb.voters),
         before.iter().filter(|w| w.acked).count(),
         after_snapshot.len(),
-        lost_b.len()
+        lost_b.len(),
+        after.iter().filter(|w| w.acked).count(),
+        lost_during.len()
     );
     assert!(fb.api.is_some() && fb.voters.is_some(), "{all}");
     assert!(
@@ -821,6 +839,11 @@ fn drill_b(m: &common::Migrated, topology: &Path, dir: &Path, masters: [Master; 
     assert_eq!(
         lost_b, after_snapshot,
         "exactly the writes after the snapshot lost"
+    );
+    assert_eq!(
+        lost_during,
+        Vec::<String>::new(),
+        "no write acknowledged during the recovery lost"
     );
 }
 
