@@ -22,9 +22,14 @@
 //!    touches anything (cause and fix named), then `reconcile-config
 //!    --confirm`, strace detached and `--prune-kubeadm-backups 1`, and the
 //!    masters upgraded; a hand edit reverted by `kubeadm upgrade node`.
-//! 7. [`recovery`]: `hacli recover` refused while quorum holds, then, with
-//!    two masters powered off, the survivor's data chosen (not confirmed)
-//!    and quorum back once they are powered on again.
+//! 7. [`recovery`]: `hacli recover` refused while quorum holds, then, a
+//!    writer putting keys through the VIP all along, (a) two masters
+//!    powered off: the survivor's data chosen (not confirmed), restored
+//!    with `--confirm`, the two others rejoined (0 keys lost); (b) a
+//!    `hacli snapshot`, then two masters off and the survivor's
+//!    database corrupted: restored from the snapshot (exactly the writes
+//!    after it lost); no write acknowledged during either recovery lost;
+//!    the figures printed; three voters and every pool server UP.
 //! 8. [`dead`]: m4 powered off: `hacli remediate` decides to replace it
 //!    (nothing touched without `--confirm`), failing attempts stop at the
 //!    retry budget, two masters off are refused (quorum); with `--confirm`
@@ -131,7 +136,7 @@ fn after_the_migration_drills_a_replacement_and_a_rolling_upgrade() {
     }
     if wanted("recovery") {
         println!(
-            "== recovery: refused while quorum holds; two masters powered off: the survivor's data chosen, not confirmed"
+            "== recovery: refused while quorum holds; quorum lost with a writer on the VIP: (a) from the survivor, (b) from a snapshot"
         );
         let a = |k: u8| -> std::net::IpAddr { m.lab.lab_addr(k).into() };
         recovery::run(

@@ -387,9 +387,9 @@ pub struct RecoverStep {
     pub no_rollback: Option<String>,
 }
 
-/// The recovery's steps for a [`Decision::Recover`]: stop the reachable
-/// others and the target, restore, one-member manifest, start, the pool
-/// reduced to the target, every other master awaited and fenced, then each
+/// The recovery's steps for a [`Decision::Recover`]: the pool reduced to
+/// the target, stop the reachable others and the target, restore,
+/// one-member manifest, start, every other master awaited and fenced, then each
 /// reset, joined as a learner, promoted, tainted and put back in the pool,
 /// one at a time.
 /// `others` gives each other master's address and whether it answered
@@ -406,22 +406,17 @@ pub fn steps(
     port: u16,
 ) -> Vec<RecoverStep> {
     let mut out = Vec::new();
-    for (o, _, reachable) in others {
-        if *reachable {
-            out.push(step(
-                format!("recover/fence/{o}"),
-                format!("stop etcd and the apiserver on {o} (their manifests kept aside)"),
-                RecoverOp::StopControlPlane { node: o.clone() },
-                Some(RecoverOp::StartControlPlane { node: o.clone() }),
-            ));
-        }
-    }
-    out.extend(restore_steps(run, on, address, source));
+    // The others out of the pool first, while nothing serves: two of the
+    // old members powered on again form the old cluster's quorum, and
+    // their apiservers, ready again, would serve it through the
+    // control-plane endpoint (writes acknowledged there are lost at their
+    // fence). Only the restored master is ever in the pool until the
+    // others rejoin.
     if let Some(pool) = pool {
         for (o, addr, _) in others {
             out.push(step(
                 format!("recover/pool-remove/{o}"),
-                format!("take {o} out of pool {pool}: only {on} serves"),
+                format!("take {o} out of pool {pool}: only {on} will serve"),
                 RecoverOp::LoadBalancer(LbOp::RemoveServer {
                     pool: pool.into(),
                     server: o.clone(),
@@ -434,6 +429,17 @@ pub fn steps(
             ));
         }
     }
+    for (o, _, reachable) in others {
+        if *reachable {
+            out.push(step(
+                format!("recover/fence/{o}"),
+                format!("stop etcd and the apiserver on {o} (their manifests kept aside)"),
+                RecoverOp::StopControlPlane { node: o.clone() },
+                Some(RecoverOp::StartControlPlane { node: o.clone() }),
+            ));
+        }
+    }
+    out.extend(restore_steps(run, on, address, source));
     // Every other master fenced before any joins: two of the old members
     // powered on again would form the old cluster's quorum, and a join
     // must reach only the new cluster's etcd.
@@ -764,11 +770,16 @@ mod tests {
         }
         let ids: Vec<&str> = s.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(
-            ids[0], "recover/fence/m3",
-            "only the reachable other is fenced"
+            ids[..3],
+            [
+                "recover/pool-remove/m2",
+                "recover/pool-remove/m3",
+                "recover/fence/m3"
+            ],
+            "the others out of the pool first; only the reachable other is fenced"
         );
         let pos = |id: &str| ids.iter().position(|i| *i == id).unwrap();
-        assert!(pos("recover/serving/m1") < pos("recover/pool-remove/m2"));
+        assert!(pos("recover/pool-remove/m3") < pos("recover/start/m1"));
         assert!(pos("recover/pool-add/m2") < pos("recover/reset/m3"));
         assert!(
             pos("recover/fence-rejoin/m3") < pos("recover/join/m2"),

@@ -2,8 +2,8 @@
 //! master's data directory over SSH, whether its etcd answers as a voter,
 //! the snapshots), decide (`hacore::recover`: refused while quorum holds;
 //! else the source that loses least and what it loses), then, confirmed,
-//! carry out the steps: a one-member cluster restored on one master, its
-//! apiserver back, the pool reduced to it, the other masters reset and
+//! carry out the steps: the pool reduced to one master, a one-member
+//! cluster restored on it, its apiserver back, the other masters reset and
 //! rejoined through the migration's learner-first join path.
 //!
 //! It is a plan: the decision and its steps are written beside the journal
@@ -218,6 +218,7 @@ fn refuse_failed(snapshots: &[SnapshotFacts]) -> Result<(), Error> {
 
 fn is_restore_phase(id: &str) -> bool {
     [
+        "recover/pool-remove/",
         "recover/fence/",
         "recover/stop/",
         "recover/restore/",

@@ -409,6 +409,15 @@ exit $moved"#;
     /// over SSH into a fresh directory, the old `DATA/member` renamed to
     /// `DATA/member.SUFFIX` (kept, never deleted), the fresh one renamed
     /// into place. etcd must be stopped on `node` (refused otherwise).
+    ///
+    /// The restored cluster's token is `SUFFIX` (the run's own), as etcd's
+    /// disaster-recovery guide restores with a new `--initial-cluster-token`:
+    /// with kubeadm's default token and the same name and peer URL, the
+    /// restored member would have the lost cluster's cluster ID and member
+    /// ID, and the lost members, powered on again before they are fenced,
+    /// would replicate their log into it (their entries applied there, etcd
+    /// panics on a member it does not know). With its own token it is a new
+    /// cluster: they are refused (cluster ID mismatch).
     pub fn recover_restore(
         &self,
         tools: &Tools,
@@ -434,6 +443,7 @@ exit $moved"#;
             .arg(&restored)
             .args(["--name", node])
             .arg(format!("--initial-cluster={node}={peer}"))
+            .arg(format!("--initial-cluster-token={kept_suffix}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"));
         if skip_hash {
             // A member's db has no snapshot trailer to check.
