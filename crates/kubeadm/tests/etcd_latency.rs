@@ -4,66 +4,21 @@
 //! window, and the upgrade policy denies, naming the member, its WAL
 //! fsync p99 and the fix. With strace detached, the same gate passes.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use hacore::gate::{Policy, Request, evaluate};
 use hacore::verdict::Severity;
 use hacore::{Action, Topology};
 use kubeadm::{EtcdTls, Observer, ObserverConfig};
 use testlab::Lab;
-
-/// Writes to etcd every 20 ms until dropped (a kubeadm cluster's
-/// apiservers, controllers and kubelets always write: leases, events).
-async fn writer(lab: &Lab) -> tokio::task::JoinHandle<()> {
-    let tls = EtcdTls::kubeadm(&lab.etcd_pki);
-    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
-    let opts = ConnectOptions::new()
-        .with_tls(
-            TlsOptions::new()
-                .ca_certificate(Certificate::from_pem(read(&tls.ca)))
-                .identity(Identity::from_pem(read(&tls.cert), read(&tls.key))),
-        )
-        .with_timeout(Duration::from_secs(2));
-    let mut client = Client::connect(lab.etcd_endpoints(), Some(opts))
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let mut i = 0u64;
-        loop {
-            let _ = client.put("/latency-test/k", i.to_string(), None).await;
-            i += 1;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-}
-
-/// `strace` attached to every thread of `pid`, delaying each fdatasync by
-/// 50 ms (strace's delay is in microseconds).
-fn slow_fsync(pid: u32) -> Child {
-    Command::new("strace")
-        .args(["-f", "-qq", "-o", "/dev/null"])
-        .args([
-            "-e",
-            "trace=fdatasync",
-            "-e",
-            "inject=fdatasync:delay_enter=50000",
-        ])
-        .args(["-p", &pid.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("strace runs")
-}
+use testlab::etcd_load::{EtcdWriter, SlowFsync};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_members_fsync_denies_the_upgrade_and_passes_once_it_is_fast_again() {
     let Some(lab) = Lab::start_or_skip("etcd_latency") else {
         return;
     };
-    if Command::new("strace").arg("-V").output().is_err() {
+    if !testlab::etcd_load::strace_installed() {
         testlab::skip::skip("etcd_latency", "strace is not installed");
         return;
     }
@@ -86,11 +41,18 @@ async fn a_slow_members_fsync_denies_the_upgrade_and_passes_once_it_is_fast_agai
         ..Default::default()
     };
     let observer = Observer::new(topology.clone(), cfg).await.unwrap();
-    let writes = writer(&lab).await;
+    let tls = EtcdTls::kubeadm(&lab.etcd_pki);
+    let writes = EtcdWriter::start(
+        lab.etcd_endpoints(),
+        (&tls.ca, &tls.cert, &tls.key),
+        "/latency-test/k",
+    );
     let slow = "m2";
-    let mut strace = slow_fsync(lab.etcd_pid(slow).expect("m2's etcd runs"));
-    // strace attaches within a moment; the window starts after.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let strace = SlowFsync::attach(
+        lab.etcd_pid(slow).expect("m2's etcd runs"),
+        Duration::from_millis(50),
+    );
+    // Every thread of m2's etcd is traced before the window starts.
     let gate = |state: &hacore::ClusterState| {
         evaluate(
             &topology,
@@ -143,12 +105,7 @@ async fn a_slow_members_fsync_denies_the_upgrade_and_passes_once_it_is_fast_agai
 
     // strace detached (SIGINT: it detaches from every thread and exits):
     // m2 fsyncs at the disk's speed again.
-    let int = Command::new("kill")
-        .args(["-INT", &strace.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(int.success());
-    let _ = strace.wait();
+    strace.detach();
     let t = Instant::now();
     // The figures kept from the last observation are younger than the
     // window: each observation reads afresh and waits the window. This
@@ -188,7 +145,8 @@ async fn a_slow_members_fsync_denies_the_upgrade_and_passes_once_it_is_fast_agai
             .all(|f| f.severity == Severity::Pass),
         "etcd-latency passes once m2 is fast again: {tries:#?}"
     );
-    writes.abort();
+    let (ok, failed) = writes.stop();
+    println!("writes: {ok} acknowledged, {failed} failed");
     println!(
         "etcd-latency lab: {:.1} s in all",
         t0.elapsed().as_secs_f64()

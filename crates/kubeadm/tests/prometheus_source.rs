@@ -9,61 +9,19 @@
 //! does not scrape are unknown, named; a Prometheus that does not answer
 //! is unknown, naming its URL.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use hacore::gate::{Policy, Request, evaluate};
 use hacore::verdict::{Finding, Severity};
 use hacore::{Action, ClusterState, Topology};
 use kubeadm::prometheus::Prometheus;
 use kubeadm::{EtcdTls, Observer, ObserverConfig};
 use testlab::Lab;
+use testlab::etcd_load::{EtcdWriter, SlowFsync};
 use testlab::prometheus::{Daemon, start_node_exporter, start_prometheus};
 
 const TEST: &str = "prometheus_source";
-
-/// Writes to etcd every 20 ms until aborted.
-async fn writer(lab: &Lab) -> tokio::task::JoinHandle<()> {
-    let tls = EtcdTls::kubeadm(&lab.etcd_pki);
-    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
-    let opts = ConnectOptions::new()
-        .with_tls(
-            TlsOptions::new()
-                .ca_certificate(Certificate::from_pem(read(&tls.ca)))
-                .identity(Identity::from_pem(read(&tls.cert), read(&tls.key))),
-        )
-        .with_timeout(Duration::from_secs(2));
-    let mut client = Client::connect(lab.etcd_endpoints(), Some(opts))
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let mut i = 0u64;
-        loop {
-            let _ = client.put("/prometheus-test/k", i.to_string(), None).await;
-            i += 1;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-}
-
-/// strace delaying each fdatasync of `pid` by 50 ms.
-fn slow_fsync(pid: u32) -> Child {
-    Command::new("strace")
-        .args(["-f", "-qq", "-o", "/dev/null"])
-        .args([
-            "-e",
-            "trace=fdatasync",
-            "-e",
-            "inject=fdatasync:delay_enter=50000",
-        ])
-        .args(["-p", &pid.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("strace runs")
-}
 
 /// Prometheus scraping the members over TLS and the node-exporters.
 fn prometheus(lab: &Lab, exporters: &[&Daemon]) -> Daemon {
@@ -124,7 +82,7 @@ async fn prometheus_is_the_source_of_etcd_latency_and_master_disk() {
             "prometheus-node-exporter is not installed (Debian prometheus-node-exporter)",
         ),
         (
-            Command::new("strace").arg("-V").output().is_err(),
+            !testlab::etcd_load::strace_installed(),
             "strace is not installed",
         ),
     ] {
@@ -216,9 +174,17 @@ async fn prometheus_is_the_source_of_etcd_latency_and_master_disk() {
         "prometheus and its targets up: {:.1} s",
         t0.elapsed().as_secs_f64()
     );
-    let writes = writer(&lab).await;
+    let tls = EtcdTls::kubeadm(&lab.etcd_pki);
+    let writes = EtcdWriter::start(
+        lab.etcd_endpoints(),
+        (&tls.ca, &tls.cert, &tls.key),
+        "/prometheus-test/k",
+    );
     let slow = "m2";
-    let mut strace = slow_fsync(lab.etcd_pid(slow).expect("m2's etcd runs"));
+    let strace = SlowFsync::attach(
+        lab.etcd_pid(slow).expect("m2's etcd runs"),
+        Duration::from_millis(50),
+    );
     // The window fills with slow fsyncs, scraped (plus two scrapes).
     tokio::time::sleep(window + Duration::from_secs(2)).await;
     let gate = |state: &ClusterState| {
@@ -332,12 +298,7 @@ async fn prometheus_is_the_source_of_etcd_latency_and_master_disk() {
     assert!(unknown.message.contains(&format!("{ghost}'s metrics could not be read: Prometheus at {url} has no etcd_disk_wal_fsync_duration_seconds series")), "{}", unknown.message);
 
     // strace detached: once the window passes (and is scraped), it passes.
-    let int = Command::new("kill")
-        .args(["-INT", &strace.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(int.success());
-    let _ = strace.wait();
+    strace.detach();
     let t = Instant::now();
     tokio::time::sleep(window + Duration::from_secs(2)).await;
     // This machine's disk is shared with builds: a window in which it
@@ -372,7 +333,8 @@ async fn prometheus_is_the_source_of_etcd_latency_and_master_disk() {
         "{}",
         last[0].message
     );
-    writes.abort();
+    let (ok, failed) = writes.stop();
+    println!("writes: {ok} acknowledged, {failed} failed");
 
     // A Prometheus that does not answer: unknown, naming its URL.
     prom.kill();

@@ -21,6 +21,7 @@ pub mod alertmanager;
 pub mod apiserver;
 pub mod cluster;
 pub mod etcd;
+pub mod etcd_load;
 pub mod haproxy;
 pub mod host;
 pub mod lblab;

@@ -20,12 +20,10 @@ use crate::common;
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use testlab::etcd_load::{EtcdWriter, SlowFsync};
 
 const APISERVER: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
 const TMP: &str = "/etc/kubernetes/tmp";
@@ -113,7 +111,7 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: &[(&str, u8)], from: 
         .unwrap();
     let threshold = (used + 3).min(96);
     let policy = m.dir.join("upgrade-rules-policy.yaml");
-    let strace = Command::new("strace").arg("-V").output().is_ok();
+    let strace = testlab::etcd_load::strace_installed();
     if !strace {
         testlab::skip::skip(
             "three_masters upgrade_rules (its etcd-latency part)",
@@ -224,9 +222,13 @@ pub fn run(m: &common::Migrated, topology: &Path, masters: &[(&str, u8)], from: 
         ),
     );
     // etcd busy, and m2's etcd slow to fsync.
-    let writer = Writer::start(m.lab.etcd_endpoints(), &tls);
+    let writer = EtcdWriter::start(
+        m.lab.etcd_endpoints(),
+        (&tls.ca, &tls.cert, &tls.key),
+        WRITES_KEY,
+    );
     let m2_url = format!("https://{}:2379", addr(m2));
-    let slowed = strace.then(|| Strace::attach(etcd_pid(&m2_url), FSYNC_DELAY));
+    let slowed = strace.then(|| SlowFsync::attach(etcd_pid(&m2_url), FSYNC_DELAY));
     let t = Instant::now();
     let out = roll("roll-refused", &[]);
     let all = common::text(&out);
@@ -468,86 +470,6 @@ fn etcd_fast_again(hacli: &dyn Fn(&[&str]) -> Output, master: &str, policy: &Pat
 /// The key the writer puts (and deletes when it stops): the test's own.
 const WRITES_KEY: &str = "/hacli-test/upgrade-rules/writes";
 
-/// Writes to the lab's etcd every 20 ms from a thread of its own (a
-/// kubeadm cluster's apiservers, controllers and kubelets always write:
-/// leases, events), until stopped or dropped, whatever happens.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<(u64, u64)>>,
-}
-
-impl Writer {
-    fn start(endpoints: Vec<String>, tls: &testlab::cluster::EtcdTls) -> Writer {
-        let read = |p: &Path| std::fs::read(p).unwrap();
-        let opts = ConnectOptions::new()
-            .with_tls(
-                TlsOptions::new()
-                    .ca_certificate(Certificate::from_pem(read(&tls.ca)))
-                    .identity(Identity::from_pem(read(&tls.cert), read(&tls.key))),
-            )
-            .with_connect_timeout(Duration::from_secs(2))
-            .with_timeout(Duration::from_secs(2));
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(write_until(endpoints, opts, stopped))
-        });
-        Writer {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stop; the writes that succeeded and failed.
-    fn stop(mut self) -> (u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-async fn write_until(
-    endpoints: Vec<String>,
-    opts: ConnectOptions,
-    stop: Arc<AtomicBool>,
-) -> (u64, u64) {
-    let deadline = Duration::from_secs(2);
-    let mut client =
-        match tokio::time::timeout(deadline, Client::connect(endpoints, Some(opts))).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                eprintln!("the writer could not connect to etcd: {e}");
-                return (0, 1);
-            }
-            Err(_) => {
-                eprintln!("the writer could not connect to etcd in 2 s");
-                return (0, 1);
-            }
-        };
-    let (mut ok, mut failed) = (0, 0);
-    while !stop.load(Ordering::Relaxed) {
-        match tokio::time::timeout(deadline, client.put(WRITES_KEY, ok.to_string(), None)).await {
-            Ok(Ok(_)) => ok += 1,
-            _ => failed += 1,
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = tokio::time::timeout(deadline, client.delete(WRITES_KEY, None)).await;
-    (ok, failed)
-}
-
 /// The root-namespace PID of the etcd whose client URL is `url` (the lab's
 /// hosts are PID namespaces: their processes are the machine's too; the
 /// URL carries the lab network's own address, so no other lab's etcd
@@ -566,79 +488,4 @@ fn etcd_pid(url: &str) -> u32 {
         .collect();
     assert_eq!(found.len(), 1, "one etcd runs with {arg}: {found:?}");
     found[0]
-}
-
-/// The tracer of each thread of `pid` (0: none).
-fn tracers(pid: u32) -> Vec<u32> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .filter_map(|t| {
-            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("TracerPid:"))?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .collect()
-}
-
-/// `strace` attached to every thread of `pid`, delaying each fdatasync
-/// by `delay` (strace's delay is in microseconds); detached (SIGINT: it
-/// detaches from every thread and exits) when dropped, whatever happens.
-struct Strace {
-    child: Child,
-    pid: u32,
-}
-
-impl Strace {
-    fn attach(pid: u32, delay: Duration) -> Strace {
-        let child = Command::new("strace")
-            .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync"])
-            .arg("-e")
-            .arg(format!(
-                "inject=fdatasync:delay_enter={}",
-                delay.as_micros()
-            ))
-            .args(["-p", &pid.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("strace runs");
-        let s = Strace { child, pid };
-        let until = Instant::now() + Duration::from_secs(10);
-        while !tracers(pid).iter().all(|t| *t == s.child.id()) {
-            assert!(
-                Instant::now() < until,
-                "strace attached to {pid} within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s
-    }
-
-    fn detach(mut self) {
-        self.stop();
-        assert!(
-            tracers(self.pid).iter().all(|t| *t == 0),
-            "strace detached from {}",
-            self.pid
-        );
-    }
-
-    fn stop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let me = nix::unistd::Pid::from_raw(self.child.id() as i32);
-            let _ = nix::sys::signal::kill(me, nix::sys::signal::Signal::SIGINT);
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Drop for Strace {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
