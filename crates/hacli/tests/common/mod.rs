@@ -147,6 +147,12 @@ pub fn runtime_api(addr: IpAddr, command: &str) -> String {
 /// The pool's servers and their status, from `show stat`.
 pub fn pool_status(lb: IpAddr) -> Vec<(String, String)> {
     let stat = runtime_api(lb, "show stat");
+    parse_pool_stat(&stat).unwrap_or_else(|| panic!("not `show stat`'s CSV: {stat}"))
+}
+
+/// The apiserver pool's servers and their status in HAProxy's `show stat`
+/// CSV; None when it has no such header.
+pub fn parse_pool_stat(stat: &str) -> Option<Vec<(String, String)>> {
     let mut lines = stat.lines();
     let header: Vec<&str> = lines
         .next()
@@ -154,14 +160,16 @@ pub fn pool_status(lb: IpAddr) -> Vec<(String, String)> {
         .trim_start_matches("# ")
         .split(',')
         .collect();
-    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
-    let (px, sv, st) = (col("pxname"), col("svname"), col("status"));
-    lines
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|f| f.len() > st && f[px].starts_with("k8s-apiserver"))
-        .filter(|f| f[sv] != "BACKEND" && f[sv] != "FRONTEND")
-        .map(|f| (f[sv].to_string(), f[st].to_string()))
-        .collect()
+    let col = |n: &str| header.iter().position(|h| *h == n);
+    let (px, sv, st) = (col("pxname")?, col("svname")?, col("status")?);
+    Some(
+        lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| f.len() > st && f[px].starts_with("k8s-apiserver"))
+            .filter(|f| f[sv] != "BACKEND" && f[sv] != "FRONTEND")
+            .map(|f| (f[sv].to_string(), f[st].to_string()))
+            .collect(),
+    )
 }
 
 /// Run `cmd` on the host at `addr` over SSH (the Proxmox clones are not the

@@ -305,24 +305,13 @@ fn pool_line(lb: IpAddr) -> String {
     let Some(stat) = pool_now(lb, "show stat") else {
         return "pool: no answer".into();
     };
-    let mut lines = stat.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .trim_start_matches("# ")
-        .split(',')
-        .collect();
-    let col = |n: &str| header.iter().position(|h| *h == n);
-    let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
-        return format!("pool: {}", stat.trim());
-    };
-    let servers: Vec<String> = lines
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|f| f.len() > st && f[px].starts_with("k8s-apiserver"))
-        .filter(|f| f[sv] != "BACKEND" && f[sv] != "FRONTEND")
-        .map(|f| format!("{} {}", f[sv], f[st]))
-        .collect();
-    format!("pool: {}", servers.join(", "))
+    match common::parse_pool_stat(&stat) {
+        Some(servers) => {
+            let servers: Vec<String> = servers.iter().map(|(s, st)| format!("{s} {st}")).collect();
+            format!("pool: {}", servers.join(", "))
+        }
+        None => format!("pool: {}", stat.trim()),
+    }
 }
 
 /// The HTTP status of `/readyz` at `at` (000: no answer).
